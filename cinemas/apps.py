@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CinemasConfig(AppConfig):
+    name = "cinemas"
+    verbose_name = "Catalog"

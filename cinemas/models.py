@@ -1,0 +1,188 @@
+import zoneinfo
+from decimal import Decimal
+
+from django.contrib.postgres.fields import RangeOperators
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+from ticketing.db import PostgresExclusionConstraint, TsTzRange
+
+
+def validate_time_zone(name):
+    if name not in zoneinfo.available_timezones():
+        raise ValidationError(f"{name!r} is not an IANA time zone such as Europe/London.")
+
+
+class City(models.Model):
+    name = models.CharField(max_length=100)
+    state = models.CharField(max_length=100, blank=True)
+    country = models.CharField(max_length=100)
+
+    class Meta:
+        verbose_name_plural = "cities"
+        ordering = ["name", "state"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "state", "country"], name="cinemas_city_unique_name"),
+        ]
+
+    def __str__(self):
+        return f"{self.name}, {self.state}" if self.state else self.name
+
+
+class Cinema(models.Model):
+    city = models.ForeignKey(City, on_delete=models.PROTECT, related_name="cinemas")
+    name = models.CharField(max_length=200)
+    address = models.CharField(max_length=300)
+    postal_code = models.CharField(max_length=20, db_index=True)
+    latitude = models.FloatField(validators=[MinValueValidator(-90), MaxValueValidator(90)])
+    longitude = models.FloatField(validators=[MinValueValidator(-180), MaxValueValidator(180)])
+    time_zone = models.CharField(
+        max_length=64,
+        validators=[validate_time_zone],
+        help_text="IANA name, e.g. America/New_York: showtimes and 'today' are in this zone.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["city", "name"], name="cinemas_cinema_unique_name_in_city"),
+        ]
+        indexes = [
+            # SearchMovies' lat_long + radius: a bounding box on both coordinates narrows the cinemas
+            # before the exact great-circle distance is computed.
+            models.Index(fields=["latitude", "longitude"], name="cinemas_cinema_lat_lng"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def zone(self):
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+
+class Hall(models.Model):
+    cinema = models.ForeignKey(Cinema, on_delete=models.PROTECT, related_name="halls")
+    name = models.CharField(max_length=100)
+    # Seats per seat type, e.g. {"Regular": 180, "Premium": 40}: written only by build_seat_layout (the one
+    # way seats are made), so listings can show availability per type without counting thousands of rows.
+    capacity = models.JSONField(default=dict, editable=False)
+
+    class Meta:
+        ordering = ["cinema", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["cinema", "name"], name="cinemas_hall_unique_name_in_cinema"),
+        ]
+
+    def __str__(self):
+        return f"{self.cinema} – {self.name}"
+
+    @property
+    def seat_count(self):
+        return sum(self.capacity.values())
+
+
+class SeatType(models.TextChoices):
+    REGULAR = "Regular"
+    PREMIUM = "Premium"
+    WHEELCHAIR = "Wheelchair"
+    COMPANION = "Companion"
+
+
+class Seat(models.Model):
+    hall = models.ForeignKey(Hall, on_delete=models.CASCADE, related_name="seats")
+    row_label = models.CharField(max_length=4)
+    number = models.PositiveSmallIntegerField()
+    seat_type = models.CharField(max_length=16, choices=SeatType.choices, default=SeatType.REGULAR)
+    # Grid position for drawing: x counts columns from the left (aisles included), y rows from the screen.
+    x = models.PositiveSmallIntegerField()
+    y = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["hall", "y", "x"]
+        constraints = [
+            models.UniqueConstraint(fields=["hall", "row_label", "number"], name="cinemas_seat_unique_in_hall"),
+            models.UniqueConstraint(fields=["hall", "y", "x"], name="cinemas_seat_unique_position_in_hall"),
+        ]
+
+    def __str__(self):
+        return f"{self.row_label}{self.number}"
+
+
+class Movie(models.Model):
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    duration = models.PositiveSmallIntegerField(help_text="Running time in minutes.")
+    genre = models.CharField(max_length=50)
+    language = models.CharField(max_length=50)
+    release_date = models.DateField()
+    country = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["title"]
+        # Migration 0002 adds a trigram GIN index on title for SearchMovies' keyword filter and spelling
+        # suggestions, on PostgreSQL only (the single-process SQLite demo has no trigrams).
+
+    def __str__(self):
+        return self.title
+
+
+class ShowQuerySet(models.QuerySet):
+    def upcoming(self, at):
+        """Shows that have not started at `at`: the ones a moviegoer can still buy."""
+        return self.filter(starts_at__gt=at)
+
+
+class Show(models.Model):
+    movie = models.ForeignKey(Movie, on_delete=models.PROTECT, related_name="shows")
+    hall = models.ForeignKey(Hall, on_delete=models.PROTECT, related_name="shows")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+
+    objects = ShowQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["starts_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="cinemas_show_ends_after_start"),
+            # Two shows can't overlap in one hall; back-to-back shows ([) ranges) are fine.
+            PostgresExclusionConstraint(
+                name="cinemas_show_no_overlap_in_hall",
+                expressions=[
+                    (F("hall"), RangeOperators.EQUAL),
+                    (TsTzRange(F("starts_at"), F("ends_at")), RangeOperators.OVERLAPS),
+                ],
+                violation_error_message="This hall already has a show at that time.",
+            ),
+        ]
+        indexes = [
+            # SearchMovies and the showtime listings: upcoming shows in time order.
+            models.Index(fields=["starts_at"], name="cinemas_show_starts_at"),
+            # A movie's showtimes.
+            models.Index(fields=["movie", "starts_at"], name="cinemas_show_movie_starts_at"),
+        ]
+
+    def __str__(self):
+        return f"{self.movie} at {self.starts_at:%Y-%m-%d %H:%M} UTC in {self.hall}"
+
+    @property
+    def local_starts_at(self):
+        return self.starts_at.astimezone(self.hall.cinema.zone)
+
+
+class ShowPrice(models.Model):
+    show = models.ForeignKey(Show, on_delete=models.CASCADE, related_name="prices")
+    seat_type = models.CharField(max_length=16, choices=SeatType.choices)
+    price = models.DecimalField(max_digits=8, decimal_places=2, validators=[MinValueValidator(Decimal("0"))])
+
+    class Meta:
+        ordering = ["show", "seat_type"]
+        constraints = [
+            models.UniqueConstraint(fields=["show", "seat_type"], name="cinemas_showprice_unique_type"),
+            models.CheckConstraint(condition=Q(price__gte=0), name="cinemas_showprice_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.seat_type}: {self.price}"

@@ -1,0 +1,204 @@
+"""Every change to the catalog that has rules of its own: seat layouts and show scheduling.
+
+Plain records (cities, cinemas, movies) are edited through the Django admin's own forms; these services
+own the writes that must keep several rows consistent. They raise django.core.exceptions.ValidationError,
+which the admin shows next to the form and the API turns into a 400.
+"""
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from cinemas.models import Hall, Seat, SeatType, Show, ShowPrice
+
+PLAN_SEAT_TYPES = {
+    "R": SeatType.REGULAR,
+    "P": SeatType.PREMIUM,
+    "W": SeatType.WHEELCHAIR,
+    "C": SeatType.COMPANION,
+}
+PLAN_GAPS = {".", " ", "_"}
+PLAN_MAX_ROWS = 26 * 27  # A..Z, then AA..ZZ
+PLAN_MAX_COLUMNS = 300
+
+# Trailers and cleaning after the film, when staff give no end time.
+SHOW_TURNAROUND_MINUTES = 20
+
+
+def row_label(index):
+    """0 -> A, 25 -> Z, 26 -> AA, 27 -> AB ... (spreadsheet-style)."""
+    label = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        label = chr(ord("A") + remainder) + label
+    return label
+
+
+@dataclass(frozen=True)
+class PlannedSeat:
+    row_label: str
+    number: int
+    seat_type: str
+    x: int
+    y: int
+
+
+def parse_seat_plan(plan):
+    """Read a compact plan into seats, or raise ValidationError naming the line and column.
+
+    One line per row, the first line nearest the screen. One character per seat or gap: R regular,
+    P premium, W wheelchair, C companion; '.', '_' or a space is an aisle or an empty place. A line of only
+    gaps is a cross-aisle: it takes vertical space but no row letter. Rows are lettered A, B, ... and seats
+    numbered from 1 on the left, skipping gaps.
+    """
+    lines = plan.replace("\r\n", "\n").rstrip().split("\n")
+    while lines and not lines[0].strip(" ._"):
+        lines.pop(0)  # leading blank lines would only push every row away from the screen
+    if not lines:
+        raise ValidationError("The plan is empty: write one line per row, e.g. 'RRRR..RRRR'.")
+    errors = []
+    seats = []
+    rows = 0
+    for y, line in enumerate(lines):
+        if len(line) > PLAN_MAX_COLUMNS:
+            errors.append(f"Line {y + 1} is {len(line)} characters wide; the most is {PLAN_MAX_COLUMNS}.")
+            continue
+        if not line.strip(" ._"):
+            continue
+        label = row_label(rows)
+        rows += 1
+        number = 0
+        for x, char in enumerate(line):
+            if char in PLAN_GAPS:
+                continue
+            seat_type = PLAN_SEAT_TYPES.get(char.upper())
+            if seat_type is None:
+                errors.append(
+                    f"Line {y + 1}, column {x + 1}: {char!r} is not a seat or gap "
+                    "(use R, P, W, C for seats and '.' for gaps)."
+                )
+                continue
+            number += 1
+            seats.append(PlannedSeat(label, number, seat_type, x, y))
+    if rows > PLAN_MAX_ROWS:
+        errors.append(f"The plan has {rows} rows; the most is {PLAN_MAX_ROWS}.")
+    if errors:
+        raise ValidationError(errors[:20])
+    return seats
+
+
+def plan_from_seats(seats):
+    """The compact plan that would rebuild these seats: the inverse of parse_seat_plan."""
+    by_position = {(seat.y, seat.x): seat.seat_type for seat in seats}
+    if not by_position:
+        return ""
+    letters = {seat_type: char for char, seat_type in PLAN_SEAT_TYPES.items()}
+    width = max(x for _, x in by_position) + 1
+    height = max(y for y, _ in by_position) + 1
+    lines = []
+    for y in range(height):
+        line = "".join(letters[by_position[(y, x)]] if (y, x) in by_position else "." for x in range(width))
+        lines.append(line.rstrip("."))
+    return "\n".join(lines)
+
+
+@transaction.atomic
+def build_seat_layout(*, hall, plan):
+    """Replace a hall's seats with the ones the plan describes, in one transaction.
+
+    Locks the hall row, so two staff saving layouts at once can't interleave. Raises ValidationError for a
+    bad plan, or when the hall already has shows (their seat maps and tickets name these seats). On success
+    the hall's `capacity` per seat type matches the new seats.
+    """
+    planned = parse_seat_plan(plan)
+    hall = Hall.objects.select_for_update().get(pk=hall.pk)
+    if hall.shows.exists():
+        raise ValidationError(
+            "This hall already has shows scheduled; its seats can't be redrawn. Add a new hall instead."
+        )
+    Seat.objects.filter(hall=hall).delete()
+    Seat.objects.bulk_create(
+        [
+            Seat(hall=hall, row_label=seat.row_label, number=seat.number, seat_type=seat.seat_type, x=seat.x, y=seat.y)
+            for seat in planned
+        ],
+        batch_size=1000,
+    )
+    hall.capacity = dict(Counter(seat.seat_type for seat in planned))
+    hall.save(update_fields=["capacity"])
+    return hall
+
+
+def default_show_end(*, movie, starts_at):
+    """The film's running time plus turnaround, rounded up to the next five minutes."""
+    minutes = movie.duration + SHOW_TURNAROUND_MINUTES
+    return starts_at + timedelta(minutes=5 * math.ceil(minutes / 5))
+
+
+def _check_show(*, show, prices):
+    if show.starts_at.tzinfo is None:
+        raise ValidationError({"starts_at": "Give a time with its time zone."})
+    if show.ends_at <= show.starts_at:
+        raise ValidationError({"ends_at": "A show must end after it starts."})
+    missing = sorted(set(show.hall.capacity) - set(prices))
+    if missing:
+        raise ValidationError({"prices": f"This hall has {', '.join(missing)} seats: give a price for each."})
+    clash = (
+        Show.objects.filter(hall=show.hall, starts_at__lt=show.ends_at, ends_at__gt=show.starts_at)
+        .exclude(pk=show.pk)
+        .select_related("movie")
+        .first()
+    )
+    if clash:
+        local = clash.starts_at.astimezone(show.hall.cinema.zone)
+        raise ValidationError(
+            f"{show.hall} already has {clash.movie} at {local:%a %d %b %H:%M}–"
+            f"{clash.ends_at.astimezone(show.hall.cinema.zone):%H:%M}; shows in one hall can't overlap."
+        )
+
+
+def _save_show(*, show, prices):
+    try:
+        # A savepoint, so that losing the race to the exclusion constraint leaves the caller's
+        # transaction usable and the staff member sees the same message as for any other clash.
+        with transaction.atomic():
+            show.save()
+    except IntegrityError as exc:
+        if "cinemas_show_no_overlap_in_hall" in str(exc):
+            raise ValidationError("Another show was just scheduled in this hall at that time.") from exc
+        raise
+    for seat_type, price in prices.items():
+        ShowPrice.objects.update_or_create(show=show, seat_type=seat_type, defaults={"price": price})
+    show.prices.exclude(seat_type__in=list(prices)).delete()
+    return show
+
+
+@transaction.atomic
+def schedule_show(*, movie, hall, starts_at, ends_at=None, prices):
+    """Put a movie on in a hall with a price for every seat type the hall has.
+
+    `ends_at` defaults to the running time plus turnaround. Raises ValidationError when the show would
+    overlap another in the hall (checked first for a clear message; the database's exclusion constraint
+    decides any race) or a seat type has no price.
+    """
+    show = Show(movie=movie, hall=hall, starts_at=starts_at, ends_at=ends_at or default_show_end(movie=movie, starts_at=starts_at))
+    _check_show(show=show, prices=prices)
+    return _save_show(show=show, prices=prices)
+
+
+@transaction.atomic
+def reschedule_show(*, show, movie, hall, starts_at, ends_at=None, prices):
+    """Change a show's movie, hall, times or prices, with the same checks as schedule_show.
+
+    Locks the show row.
+    """
+    show = Show.objects.select_for_update().get(pk=show.pk)
+    show.movie, show.hall, show.starts_at = movie, hall, starts_at
+    show.ends_at = ends_at or default_show_end(movie=movie, starts_at=starts_at)
+    _check_show(show=show, prices=prices)
+    return _save_show(show=show, prices=prices)

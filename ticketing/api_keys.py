@@ -1,0 +1,79 @@
+"""API keys on the public API: who is calling (authentication) and how often they may (quota)."""
+
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.throttling import BaseThrottle
+
+from ticketing.models import ApiKey, hash_api_key
+
+API_KEY_HEADER = "X-API-Key"
+API_KEY_PARAMETER = "api_dev_key"
+
+
+def raw_key_from(request):
+    """The key from the header, the query string or the JSON body, in that order."""
+    raw_key = request.headers.get(API_KEY_HEADER) or request.query_params.get(API_KEY_PARAMETER)
+    if not raw_key and request.content_type.startswith("application/json"):
+        try:
+            body = request.data
+        except exceptions.ParseError:
+            body = None  # the view reports the malformed body once the key is known
+        if isinstance(body, dict) and isinstance(body.get(API_KEY_PARAMETER), str):
+            raw_key = body[API_KEY_PARAMETER]
+    return raw_key
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """Missing or unknown key: 401. Revoked key: 403."""
+
+    def authenticate(self, request):
+        raw_key = raw_key_from(request)
+        if not raw_key:
+            return None
+        api_key = ApiKey.objects.filter(key_hash=hash_api_key(raw_key)).first()
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("This API key is not known.", code="invalid_api_key")
+        if api_key.is_revoked:
+            raise exceptions.PermissionDenied("This API key has been revoked.", code="revoked_api_key")
+        return (None, api_key)
+
+    def authenticate_header(self, request):
+        # Naming a scheme makes DRF answer 401 (not 403) to a call without a usable key.
+        return API_KEY_HEADER
+
+
+class HasApiKey(BasePermission):
+    def has_permission(self, request, view):
+        if isinstance(request.auth, ApiKey):
+            return True
+        raise exceptions.NotAuthenticated(
+            f"Send your API key in the {API_KEY_HEADER} header or the {API_KEY_PARAMETER} parameter.",
+            code="missing_api_key",
+        )
+
+
+class ApiKeyQuota(BaseThrottle):
+    """Each key's requests per minute, counted in fixed one-minute windows in the shared cache.
+
+    The count is an atomic increment (Redis INCR in production), so concurrent requests can't slip past it.
+    """
+
+    window_seconds = 60
+
+    def allow_request(self, request, view):
+        api_key = request.auth
+        if not isinstance(api_key, ApiKey):
+            return True
+        now = timezone.now().timestamp()
+        window = int(now // self.window_seconds)
+        counter = f"api-quota:{api_key.pk}:{window}"
+        cache.add(counter, 0, timeout=self.window_seconds * 2)
+        used = cache.incr(counter)
+        self.seconds_left = self.window_seconds - (now % self.window_seconds)
+        return used <= api_key.rate_per_minute
+
+    def wait(self):
+        return self.seconds_left

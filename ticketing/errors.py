@@ -1,0 +1,77 @@
+"""The API's one error body: {"error": {"code", "message", "fields"}} (API.md)."""
+
+from django.http import JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.views import exception_handler
+
+
+def error_body(code, message, fields=None):
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+class ApiError(exceptions.APIException):
+    """An error a view raises with its own status, machine word and sentence."""
+
+    def __init__(self, *, status_code, code, message, fields=None):
+        super().__init__(detail=message, code=code)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.fields = fields or {}
+
+
+def _messages(detail):
+    """DRF's nested error details as plain lists of sentences per field."""
+    if isinstance(detail, dict):
+        return {key: _messages(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        flat = []
+        for item in detail:
+            flat.extend(_messages(item) if isinstance(item, (list, dict)) else [str(item)])
+        return flat
+    return [str(detail)]
+
+
+def api_exception_handler(exc, context):
+    response = exception_handler(exc, context)  # keeps DRF's headers, e.g. Retry-After on 429
+    if response is None:
+        return None
+    if isinstance(exc, ApiError):
+        response.data = error_body(exc.code, exc.message, exc.fields)
+    elif isinstance(exc, exceptions.ValidationError):
+        fields = _messages(exc.detail) if isinstance(exc.detail, dict) else {"non_field_errors": _messages(exc.detail)}
+        response.data = error_body("invalid_request", "Some parameters are not valid; see fields.", fields)
+    elif isinstance(exc, exceptions.Throttled):
+        response.data = error_body(
+            "quota_exceeded",
+            f"This API key is over its quota; retry in {response.headers.get('Retry-After', 'a few')} seconds.",
+        )
+    else:
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else exc.default_code
+        response.data = error_body(code, str(exc.detail))
+    return response
+
+
+def _is_api(request):
+    return request.path.startswith("/api/")
+
+
+def not_found(request, exception=None):
+    """404 for any URL: the API's error body under /api/, Django's page elsewhere."""
+    if _is_api(request):
+        return JsonResponse(error_body("not_found", "There is nothing at this address."), status=status.HTTP_404_NOT_FOUND)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def server_error(request):
+    if _is_api(request):
+        return JsonResponse(
+            error_body("server_error", "Something went wrong on our side; please retry."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    from django.views.defaults import server_error as django_server_error
+
+    return django_server_error(request)

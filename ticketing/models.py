@@ -1,0 +1,30 @@
+import hashlib
+import secrets
+
+from django.db import models
+
+
+def hash_api_key(raw_key):
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+class ApiKey(models.Model):
+    """A partner's key to the public API. Only its SHA-256 is stored; the key itself is shown once."""
+
+    name = models.CharField(max_length=100, unique=True)
+    prefix = models.CharField(max_length=12, editable=False, help_text="The key's first characters, to tell keys apart.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    rate_per_minute = models.PositiveIntegerField(help_text="Requests allowed per minute; past it the API answers 429.")
+    is_revoked = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def generate_raw_key():
+        return "tk_" + secrets.token_urlsafe(30)

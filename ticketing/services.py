@@ -1,0 +1,26 @@
+from django.conf import settings
+from django.db import transaction
+
+from ticketing.models import ApiKey, hash_api_key
+
+
+@transaction.atomic
+def create_api_key(*, name, rate_per_minute=None, raw_key=None):
+    """Create a partner's API key and return `(api_key, raw_key)`.
+
+    The raw key exists only in the return value (pass `raw_key` to install a known key, as the demo
+    does). Raises IntegrityError if the name is taken.
+    """
+    raw_key = raw_key or ApiKey.generate_raw_key()
+    api_key = ApiKey.objects.create(
+        name=name,
+        prefix=raw_key[:10],
+        key_hash=hash_api_key(raw_key),
+        rate_per_minute=rate_per_minute or settings.TICKETING_DEFAULT_API_RATE,
+    )
+    return api_key, raw_key
+
+
+def revoke_api_key(*, api_key):
+    """Revoke a key: from now on every call with it gets 403. Idempotent."""
+    ApiKey.objects.filter(pk=api_key.pk).update(is_revoked=True)
