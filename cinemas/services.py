@@ -186,7 +186,12 @@ def schedule_show(*, movie, hall, starts_at, ends_at=None, prices):
     overlap another in the hall (checked first for a clear message; the database's exclusion constraint
     decides any race) or a seat type has no price.
     """
-    show = Show(movie=movie, hall=hall, starts_at=starts_at, ends_at=ends_at or default_show_end(movie=movie, starts_at=starts_at))
+    show = Show(
+        movie=movie,
+        hall=hall,
+        starts_at=starts_at,
+        ends_at=ends_at or default_show_end(movie=movie, starts_at=starts_at),
+    )
     _check_show(show=show, prices=prices)
     return _save_show(show=show, prices=prices)
 

@@ -2,8 +2,8 @@
 
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateTimeRangeField
-from django.db.models import Func
 from django.db import connections
+from django.db.models import Func
 
 
 class PostgresExclusionConstraint(ExclusionConstraint):

@@ -60,7 +60,9 @@ def _is_api(request):
 def not_found(request, exception=None):
     """404 for any URL: the API's error body under /api/, Django's page elsewhere."""
     if _is_api(request):
-        return JsonResponse(error_body("not_found", "There is nothing at this address."), status=status.HTTP_404_NOT_FOUND)
+        return JsonResponse(
+            error_body("not_found", "There is nothing at this address."), status=status.HTTP_404_NOT_FOUND
+        )
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)

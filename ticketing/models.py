@@ -12,7 +12,9 @@ class ApiKey(models.Model):
     """A partner's key to the public API. Only its SHA-256 is stored; the key itself is shown once."""
 
     name = models.CharField(max_length=100, unique=True)
-    prefix = models.CharField(max_length=12, editable=False, help_text="The key's first characters, to tell keys apart.")
+    prefix = models.CharField(
+        max_length=12, editable=False, help_text="The key's first characters, to tell keys apart."
+    )
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     rate_per_minute = models.PositiveIntegerField(help_text="Requests allowed per minute; past it the API answers 429.")
     is_revoked = models.BooleanField(default=False)
