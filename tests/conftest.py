@@ -1,16 +1,21 @@
+import uuid
+
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from tests.factories import make_api_key
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache():
-    """Quota counters live in the shared cache: every test starts with none."""
-    cache.clear()
-    yield
-    cache.clear()
+def _own_cache_namespace(settings):
+    """Quota counters live in the shared cache (Redis): each test counts under its own key prefix.
+
+    A prefix instead of a flush, so tests never wipe what other processes keep in the same Redis.
+    """
+    caches = {alias: dict(config) for alias, config in settings.CACHES.items()}
+    for config in caches.values():
+        config["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
+    settings.CACHES = caches
 
 
 @pytest.fixture
