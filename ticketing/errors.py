@@ -1,6 +1,7 @@
 """The API's one error body: {"error": {"code", "message", "fields"}} (API.md)."""
 
-from django.http import JsonResponse
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
@@ -33,6 +34,10 @@ def _messages(detail):
 
 
 def api_exception_handler(exc, context):
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound("There is no such thing here.")
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
     response = exception_handler(exc, context)  # keeps DRF's headers, e.g. Retry-After on 429
     if response is None:
         return None

@@ -1,0 +1,189 @@
+"""The catalog half of the public API (API.md, "Catalog" and "SearchMovies"). Views only read."""
+
+from django.conf import settings
+from django.db.models import Count
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
+from rest_framework.views import APIView
+
+from cinemas import serializers
+from cinemas.models import Cinema, City, Movie, Seat, Show
+from cinemas.search import (
+    ShowSearch,
+    search_shows,
+    seat_counts,
+    seat_type_statuses,
+    shows_on_local_day,
+    spelling_suggestions,
+)
+
+CITIES_PER_PAGE = 50
+
+
+def checked(parameters_class, request):
+    """The query parameters, or a 400 naming each bad one."""
+    parameters = parameters_class(data=request.query_params)
+    parameters.is_valid(raise_exception=True)
+    return parameters.validated_data
+
+
+def page_link(request, page, *, exists):
+    if not exists:
+        return None
+    url = request.build_absolute_uri()
+    return remove_query_param(url, "page") if page == 1 else replace_query_param(url, "page", page)
+
+
+@extend_schema(tags=["catalog"])
+class CityListApi(APIView):
+    @extend_schema(parameters=[serializers.CityListParameters], responses=serializers.CityPageSerializer)
+    def get(self, request):
+        """Cities, by name, with how many cinemas each has; `search` matches part of the name."""
+        parameters = checked(serializers.CityListParameters, request)
+        cities = City.objects.annotate(cinema_count=Count("cinemas")).order_by("name", "state", "id")
+        if parameters.get("search"):
+            cities = cities.filter(name__icontains=parameters["search"])
+        page = parameters["page"]
+        count = cities.count()
+        offset = (page - 1) * CITIES_PER_PAGE
+        results = cities[offset : offset + CITIES_PER_PAGE]
+        return Response(
+            {
+                "results": serializers.CitySerializer(results, many=True).data,
+                "count": count,
+                "next": page_link(request, page + 1, exists=offset + CITIES_PER_PAGE < count),
+                "previous": page_link(request, page - 1, exists=page > 1),
+            }
+        )
+
+
+@extend_schema(tags=["catalog"])
+class CityMoviesApi(APIView):
+    @extend_schema(parameters=[serializers.LocalDateParameters], responses=serializers.MovieSerializer(many=True))
+    def get(self, request, city_id):
+        """Movies with at least one upcoming show in the city (on `date`, in each cinema's local time)."""
+        city = get_object_or_404(City, pk=city_id)
+        parameters = checked(serializers.LocalDateParameters, request)
+        shows = Show.objects.upcoming(timezone.now()).filter(hall__cinema__city=city)
+        if parameters.get("date"):
+            zones = Cinema.objects.filter(city=city).values_list("time_zone", flat=True).distinct()
+            shows = shows_on_local_day(shows, day=parameters["date"], time_zones=zones)
+        movies = Movie.objects.filter(pk__in=shows.values("movie_id")).order_by("title", "id")
+        return Response(serializers.MovieSerializer(movies, many=True).data)
+
+
+@extend_schema(tags=["catalog"])
+class MovieShowsApi(APIView):
+    @extend_schema(
+        parameters=[serializers.MovieShowsParameters], responses=serializers.CinemaShowtimesSerializer(many=True)
+    )
+    def get(self, request, movie_id):
+        """A movie's cinemas in a city, each with its upcoming showtimes and seat-type status."""
+        movie = get_object_or_404(Movie, pk=movie_id)
+        parameters = checked(serializers.MovieShowsParameters, request)
+        city = get_object_or_404(City, pk=parameters["city"])
+        shows = (
+            Show.objects.upcoming(timezone.now())
+            .filter(movie=movie, hall__cinema__city=city)
+            .select_related("hall__cinema")
+            .order_by("hall__cinema__name", "hall__cinema_id", "starts_at", "id")
+        )
+        if parameters.get("date"):
+            zones = Cinema.objects.filter(city=city).values_list("time_zone", flat=True).distinct()
+            shows = shows_on_local_day(shows, day=parameters["date"], time_zones=zones)
+        shows = list(shows)
+        statuses = seat_type_statuses(shows)
+        by_cinema = {}
+        for show in shows:
+            show.seats = statuses[show.pk]
+            by_cinema.setdefault(show.hall.cinema, []).append(show)
+        listing = [{"cinema": cinema, "shows": cinema_shows} for cinema, cinema_shows in by_cinema.items()]
+        return Response(serializers.CinemaShowtimesSerializer(listing, many=True).data)
+
+
+def show_with_catalog(show_id):
+    return get_object_or_404(Show.objects.select_related("movie", "hall__cinema"), pk=show_id)
+
+
+@extend_schema(tags=["catalog"])
+class ShowDetailApi(APIView):
+    @extend_schema(responses=serializers.ShowDetailSerializer)
+    def get(self, request, show_id):
+        """A show with its movie, cinema, hall, prices and seat counts."""
+        show = show_with_catalog(show_id)
+        show.seats = seat_type_statuses([show])[show.pk]
+        show.counts = seat_counts(show)
+        show.currency = settings.TICKETING_CURRENCY
+        return Response(serializers.ShowDetailSerializer(show).data)
+
+
+@extend_schema(tags=["catalog"])
+class SeatMapApi(APIView):
+    @extend_schema(responses=serializers.SeatMapSerializer)
+    def get(self, request, show_id):
+        """Every seat of the show's hall with its price and status, for drawing the map.
+
+        `version` counts the seat-map changes of this show: a live client that missed pushes re-reads this
+        and carries on from it. No seat of a show has changed until bookings exist, so it starts at 0.
+        """
+        show = show_with_catalog(show_id)
+        price_of = {seat_type: str(price) for seat_type, price in show.prices.values_list("seat_type", "price")}
+        seats = Seat.objects.filter(hall_id=show.hall_id).order_by("y", "x")
+        return Response(
+            {
+                "show_id": show.pk,
+                "version": 0,
+                "seats": [
+                    {
+                        "id": seat_id,
+                        "row": row,
+                        "number": number,
+                        "type": seat_type,
+                        "price": price_of.get(seat_type),
+                        "status": "available",
+                        "x": x,
+                        "y": y,
+                    }
+                    for seat_id, row, number, seat_type, x, y in seats.values_list(
+                        "id", "row_label", "number", "seat_type", "x", "y"
+                    )
+                ],
+                "counts": seat_counts(show),
+            }
+        )
+
+
+@extend_schema(tags=["catalog"])
+class SearchMoviesApi(APIView):
+    @extend_schema(parameters=[serializers.SearchMoviesParameters], responses=serializers.SearchPageSerializer)
+    def get(self, request):
+        """SearchMovies: upcoming shows by keyword, place and time, one result per show."""
+        parameters = checked(serializers.SearchMoviesParameters, request)
+        search = ShowSearch(
+            keyword=parameters.get("keyword", ""),
+            city_ids=parameters.get("city", ()),
+            lat_long=parameters.get("lat_long"),
+            radius_km=parameters.get("radius"),
+            start=parameters.get("start_datetime"),
+            end=parameters.get("end_datetime"),
+            postal_code=parameters.get("postal_code", "").strip(),
+            sorting_order=parameters["sorting_order"],
+            page=parameters["page"],
+            results_per_page=parameters["results_per_page"],
+        )
+        shows, total = search_shows(search, at=timezone.now())
+        statuses = seat_type_statuses(shows)
+        for show in shows:
+            show.seats = statuses[show.pk]
+        body = {
+            "results": serializers.SearchResultSerializer(shows, many=True).data,
+            "page": search.page,
+            "results_per_page": search.results_per_page,
+            "total": total,
+        }
+        if parameters["include_spellcheck"] == "yes":
+            body["suggestions"] = spelling_suggestions(search.keyword) if search.keyword else []
+        return Response(body)

@@ -1,0 +1,177 @@
+"""Catalog reads: SearchMovies, spelling suggestions and the seat-type status of shows.
+
+Only reads live here; every write to the catalog is in services.py.
+"""
+
+import difflib
+import math
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import F, FloatField, Q, Value
+from django.db.models.functions import ASin, Cos, Power, Radians, Sin, Sqrt
+
+from cinemas.models import Movie, Show, ShowPrice
+
+EARTH_RADIUS_KM = 6371.0088
+KM_PER_DEGREE_OF_LATITUDE = 111.045
+
+# A seat type is "Full" when none of its seats can be had, "Almost Full" when at most this share of them
+# can (so 20 of 100, or 1 of 5), and "Available" otherwise. Documented in the README.
+ALMOST_FULL_SHARE = 0.2
+
+SUGGESTION_MIN_SIMILARITY = 0.25
+SUGGESTION_LIMIT = 5
+
+SORTING_ORDERS = {
+    "name,asc": ["movie__title", "starts_at", "id"],
+    "name,desc": ["-movie__title", "starts_at", "id"],
+    "date,asc": ["starts_at", "id"],
+    "date,desc": ["-starts_at", "-id"],
+    "distance,asc": ["distance_km", "starts_at", "id"],
+    "name,date,asc": ["movie__title", "starts_at", "id"],
+    "name,date,desc": ["-movie__title", "-starts_at", "-id"],
+    "date,name,asc": ["starts_at", "movie__title", "id"],
+    "date,name,desc": ["-starts_at", "-movie__title", "-id"],
+}
+DEFAULT_SORTING_ORDER = "date,asc"
+
+
+@dataclass(frozen=True)
+class ShowSearch:
+    """SearchMovies' parameters, already checked (see serializers.SearchMoviesParameters)."""
+
+    keyword: str = ""
+    city_ids: tuple = ()
+    lat_long: tuple | None = None
+    radius_km: float | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    postal_code: str = ""
+    sorting_order: str = DEFAULT_SORTING_ORDER
+    page: int = 1
+    results_per_page: int = 10
+
+
+def distance_km_from(lat, lng):
+    """The great-circle (haversine) distance in km from (lat, lng) to a show's cinema, as an expression."""
+    lat_rad, lng_rad = math.radians(lat), math.radians(lng)
+    cinema_lat = Radians(F("hall__cinema__latitude"))
+    cinema_lng = Radians(F("hall__cinema__longitude"))
+    half_chord = Power(Sin((cinema_lat - Value(lat_rad)) / 2), 2) + Value(math.cos(lat_rad)) * Cos(cinema_lat) * Power(
+        Sin((cinema_lng - Value(lng_rad)) / 2), 2
+    )
+    return Value(2 * EARTH_RADIUS_KM) * ASin(Sqrt(half_chord), output_field=FloatField())
+
+
+def _bounding_box(lat, lng, radius_km):
+    """A latitude/longitude box around the circle, so the cinema index narrows the rows to measure."""
+    lat_span = radius_km / KM_PER_DEGREE_OF_LATITUDE
+    box = Q(hall__cinema__latitude__range=(lat - lat_span, lat + lat_span))
+    cos_lat = math.cos(math.radians(lat))
+    if cos_lat > 0.01:
+        lng_span = radius_km / (KM_PER_DEGREE_OF_LATITUDE * cos_lat)
+        if lng - lng_span >= -180 and lng + lng_span <= 180:  # near the antimeridian the box would wrap
+            box &= Q(hall__cinema__longitude__range=(lng - lng_span, lng + lng_span))
+    return box
+
+
+def search_shows(search, *, at):
+    """One page of upcoming shows matching `search`, and how many match in all.
+
+    Returns `(shows, total)`; each show has its movie, hall and cinema loaded and, when a location was
+    given, a `distance_km`.
+    """
+    shows = Show.objects.upcoming(at).select_related("movie", "hall__cinema")
+    if search.keyword:
+        shows = shows.filter(Q(movie__title__icontains=search.keyword) | Q(movie__genre__iexact=search.keyword))
+    if search.city_ids:
+        shows = shows.filter(hall__cinema__city_id__in=search.city_ids)
+    if search.postal_code:
+        shows = shows.filter(hall__cinema__postal_code__iexact=search.postal_code)
+    if search.start:
+        shows = shows.filter(starts_at__gte=search.start)
+    if search.end:
+        shows = shows.filter(starts_at__lte=search.end)
+    if search.lat_long:
+        lat, lng = search.lat_long
+        shows = shows.annotate(distance_km=distance_km_from(lat, lng))
+        if search.radius_km is not None:
+            shows = shows.filter(_bounding_box(lat, lng, search.radius_km), distance_km__lte=search.radius_km)
+    total = shows.count()
+    offset = (search.page - 1) * search.results_per_page
+    page = list(shows.order_by(*SORTING_ORDERS[search.sorting_order])[offset : offset + search.results_per_page])
+    return page, total
+
+
+def spelling_suggestions(keyword):
+    """Movie titles that look like `keyword` (e.g. 'Crs 2' -> 'Cars 2'), most alike first.
+
+    PostgreSQL ranks by trigram similarity; the single-process SQLite demo falls back to difflib.
+    """
+    if settings.DATABASE_IS_POSTGRES:
+        from django.contrib.postgres.search import TrigramSimilarity, TrigramWordSimilarity
+
+        alike = (
+            Movie.objects.annotate(
+                similarity=TrigramSimilarity("title", keyword),
+                word_similarity=TrigramWordSimilarity(keyword, "title"),
+            )
+            .filter(Q(similarity__gte=SUGGESTION_MIN_SIMILARITY) | Q(word_similarity__gte=0.5))
+            .order_by("-similarity", "-word_similarity", "title")
+            .values_list("title", flat=True)
+        )
+        titles = list(dict.fromkeys(alike[: SUGGESTION_LIMIT * 2]))
+    else:
+        all_titles = list(Movie.objects.values_list("title", flat=True).distinct())
+        titles = difflib.get_close_matches(keyword, all_titles, n=SUGGESTION_LIMIT, cutoff=0.5)
+    return titles[:SUGGESTION_LIMIT]
+
+
+def status_for(*, available, capacity):
+    if available <= 0:
+        return "Full"
+    if available <= capacity * ALMOST_FULL_SHARE:
+        return "Almost Full"
+    return "Available"
+
+
+def seat_type_statuses(shows):
+    """`{show_id: [{"type", "price", "status"}, ...]}` for these shows, in one query for their prices.
+
+    Until bookings exist every seat of a hall is available, so each type's status follows from the hall's
+    capacity alone.
+    """
+    prices = ShowPrice.objects.filter(show__in=[show.pk for show in shows]).values_list("show_id", "seat_type", "price")
+    by_show = {show.pk: [] for show in shows}
+    capacity_of = {show.pk: show.hall.capacity for show in shows}
+    for show_id, seat_type, price in sorted(prices):
+        capacity = capacity_of[show_id].get(seat_type, 0)
+        by_show[show_id].append(
+            {"type": seat_type, "price": price, "status": status_for(available=capacity, capacity=capacity)}
+        )
+    return by_show
+
+
+def local_day_bounds(day, zone):
+    """The UTC instants at which `day` starts and ends in `zone` (23 or 25 hours long on DST days)."""
+    start = datetime.combine(day, time.min, tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
+    return start, end
+
+
+def shows_on_local_day(shows, *, day, time_zones):
+    """Restrict `shows` to those starting on `day` in their own cinema's time zone."""
+    on_day = Q(pk__in=[])
+    for zone_name in time_zones:
+        start, end = local_day_bounds(day, ZoneInfo(zone_name))
+        on_day |= Q(hall__cinema__time_zone=zone_name, starts_at__gte=start, starts_at__lt=end)
+    return shows.filter(on_day)
+
+
+def seat_counts(show):
+    """`{"total", "available", "held", "booked"}` for a show; every seat is available until bookings exist."""
+    total = show.hall.seat_count
+    return {"total": total, "available": total, "held": 0, "booked": 0}

@@ -1,0 +1,228 @@
+"""Shapes of the catalog API: query parameters in (checked for shape only) and JSON out (API.md)."""
+
+import re
+
+from rest_framework import serializers
+
+from cinemas.models import City
+from cinemas.search import DEFAULT_SORTING_ORDER, SORTING_ORDERS
+
+MAX_RESULTS_PER_PAGE = 30
+
+
+class StrictParameters(serializers.Serializer):
+    """Query parameters that refuse unknown names, so a misspelt parameter is a 400, not silently ignored."""
+
+    allowed_extra = {"api_dev_key"}
+
+    def validate(self, attrs):
+        unknown = sorted(set(self.initial_data) - set(self.fields) - self.allowed_extra)
+        if unknown:
+            raise serializers.ValidationError({name: ["This is not a parameter of this call."] for name in unknown})
+        return attrs
+
+
+class CityListParameters(StrictParameters):
+    search = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    page = serializers.IntegerField(required=False, min_value=1, default=1)
+
+
+class LocalDateParameters(StrictParameters):
+    date = serializers.DateField(required=False, help_text="A day in each cinema's own time zone (YYYY-MM-DD).")
+
+
+class MovieShowsParameters(LocalDateParameters):
+    city = serializers.IntegerField(min_value=1, help_text="The city's id.")
+
+
+def parse_lat_long(value):
+    match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*", value)
+    if not match:
+        raise serializers.ValidationError('Give "latitude,longitude" in degrees, e.g. "40.7506,-73.9935".')
+    lat, lng = float(match[1]), float(match[2])
+    if not -90 <= lat <= 90:
+        raise serializers.ValidationError("Latitude must be between -90 and 90.")
+    if not -180 <= lng <= 180:
+        raise serializers.ValidationError("Longitude must be between -180 and 180.")
+    return lat, lng
+
+
+class SearchMoviesParameters(StrictParameters):
+    keyword = serializers.CharField(required=False, allow_blank=True, max_length=100, trim_whitespace=True)
+    city = serializers.CharField(required=False, max_length=100, help_text="A city's id or its name.")
+    lat_long = serializers.CharField(required=False, help_text='"latitude,longitude" in degrees.')
+    radius = serializers.FloatField(
+        required=False, min_value=0.1, max_value=20000, help_text="Kilometres around lat_long (needs lat_long)."
+    )
+    start_datetime = serializers.DateTimeField(required=False, help_text="ISO 8601; without an offset it is UTC.")
+    end_datetime = serializers.DateTimeField(required=False, help_text="ISO 8601; without an offset it is UTC.")
+    postal_code = serializers.CharField(required=False, max_length=20)
+    include_spellcheck = serializers.ChoiceField(choices=["yes", "no"], required=False, default="no")
+    results_per_page = serializers.IntegerField(required=False, min_value=1, max_value=MAX_RESULTS_PER_PAGE, default=10)
+    page = serializers.IntegerField(required=False, min_value=1, max_value=100_000, default=1)
+    sorting_order = serializers.ChoiceField(choices=list(SORTING_ORDERS), required=False, default=DEFAULT_SORTING_ORDER)
+
+    def validate_lat_long(self, value):
+        return parse_lat_long(value)
+
+    def validate_city(self, value):
+        value = value.strip()
+        cities = City.objects.filter(pk=int(value)) if value.isdigit() else City.objects.filter(name__iexact=value)
+        city_ids = tuple(cities.values_list("pk", flat=True))
+        if not city_ids:
+            raise serializers.ValidationError("No city has this id or name.")
+        return city_ids
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        errors = {}
+        if "radius" in attrs and "lat_long" not in attrs:
+            errors["radius"] = ["radius needs lat_long."]
+        if attrs["sorting_order"] == "distance,asc" and "lat_long" not in attrs:
+            errors["sorting_order"] = ["distance,asc needs lat_long."]
+        start, end = attrs.get("start_datetime"), attrs.get("end_datetime")
+        if start and end and end < start:
+            errors["end_datetime"] = ["end_datetime is before start_datetime."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+# --- Output ------------------------------------------------------------------------------------------
+
+
+class CitySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    state = serializers.CharField()
+    country = serializers.CharField()
+    cinema_count = serializers.IntegerField()
+
+
+class CityPageSerializer(serializers.Serializer):
+    results = CitySerializer(many=True)
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+
+
+class MovieSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    title = serializers.CharField()
+    description = serializers.CharField()
+    duration = serializers.IntegerField(help_text="Minutes.")
+    genre = serializers.CharField()
+    language = serializers.CharField()
+    release_date = serializers.DateField()
+    country = serializers.CharField()
+
+
+class CinemaSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    address = serializers.CharField()
+    postal_code = serializers.CharField()
+    lat = serializers.FloatField(source="latitude")
+    lng = serializers.FloatField(source="longitude")
+    city_id = serializers.IntegerField()
+    time_zone = serializers.CharField()
+
+
+class SeatTypeStatusSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    price = serializers.DecimalField(max_digits=8, decimal_places=2)
+    status = serializers.ChoiceField(choices=["Available", "Almost Full", "Full"])
+
+
+class ShowtimeSerializer(serializers.Serializer):
+    show_id = serializers.IntegerField(source="id")
+    hall = serializers.CharField(source="hall.name")
+    start_time = serializers.DateTimeField(source="starts_at")
+    end_time = serializers.DateTimeField(source="ends_at")
+    seats = SeatTypeStatusSerializer(many=True)
+
+
+class CinemaShowtimesSerializer(serializers.Serializer):
+    cinema = CinemaSerializer()
+    shows = ShowtimeSerializer(many=True)
+
+
+class SearchResultSerializer(serializers.Serializer):
+    movie_id = serializers.IntegerField(source="movie.id")
+    show_id = serializers.IntegerField(source="id")
+    title = serializers.CharField(source="movie.title")
+    description = serializers.CharField(source="movie.description")
+    duration = serializers.IntegerField(source="movie.duration")
+    genre = serializers.CharField(source="movie.genre")
+    language = serializers.CharField(source="movie.language")
+    release_date = serializers.DateField(source="movie.release_date")
+    country = serializers.CharField(source="movie.country")
+    start_time = serializers.DateTimeField(source="starts_at")
+    end_time = serializers.DateTimeField(source="ends_at")
+    cinema = CinemaSerializer(source="hall.cinema")
+    distance_km = serializers.SerializerMethodField()
+    seats = SeatTypeStatusSerializer(many=True)
+
+    def get_distance_km(self, show) -> float | None:
+        distance = getattr(show, "distance_km", None)
+        return None if distance is None else round(distance, 2)
+
+    def to_representation(self, show):
+        data = super().to_representation(show)
+        if data["distance_km"] is None:
+            del data["distance_km"]  # API.md: present only when lat_long is given
+        return data
+
+
+class SearchPageSerializer(serializers.Serializer):
+    results = SearchResultSerializer(many=True)
+    page = serializers.IntegerField()
+    results_per_page = serializers.IntegerField()
+    total = serializers.IntegerField()
+    suggestions = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class SeatCountsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    available = serializers.IntegerField()
+    held = serializers.IntegerField()
+    booked = serializers.IntegerField()
+
+
+class SeatPriceSerializer(serializers.Serializer):
+    type = serializers.CharField(source="seat_type")
+    price = serializers.DecimalField(max_digits=8, decimal_places=2)
+
+
+class ShowDetailSerializer(serializers.Serializer):
+    show_id = serializers.IntegerField(source="id")
+    start_time = serializers.DateTimeField(source="starts_at")
+    end_time = serializers.DateTimeField(source="ends_at")
+    movie = MovieSerializer()
+    cinema = CinemaSerializer(source="hall.cinema")
+    hall = serializers.SerializerMethodField()
+    prices = SeatPriceSerializer(many=True, source="prices.all")
+    currency = serializers.CharField()
+    seats = SeatTypeStatusSerializer(many=True)
+    counts = SeatCountsSerializer()
+
+    def get_hall(self, show) -> dict:
+        return {"id": show.hall.id, "name": show.hall.name}
+
+
+class SeatMapSeatSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    row = serializers.CharField()
+    number = serializers.IntegerField()
+    type = serializers.CharField()
+    price = serializers.DecimalField(max_digits=8, decimal_places=2)
+    status = serializers.ChoiceField(choices=["available", "held", "booked"])
+    x = serializers.IntegerField()
+    y = serializers.IntegerField()
+
+
+class SeatMapSerializer(serializers.Serializer):
+    show_id = serializers.IntegerField()
+    version = serializers.IntegerField()
+    seats = SeatMapSeatSerializer(many=True)
+    counts = SeatCountsSerializer()
