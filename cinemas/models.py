@@ -162,6 +162,8 @@ class Show(models.Model):
             models.Index(fields=["starts_at"], name="cinemas_show_starts_at"),
             # A movie's showtimes.
             models.Index(fields=["movie", "starts_at"], name="cinemas_show_movie_starts_at"),
+            # Showtimes in a city's or a cinema's halls (SearchMovies by city, postal code or distance).
+            models.Index(fields=["hall", "starts_at"], name="cinemas_show_hall_starts_at"),
         ]
 
     def __str__(self):

@@ -1,0 +1,153 @@
+"""SearchMovies latency at the design study's scale, on one database connection.
+
+Usage (make bench-search does all of it):
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/ticketing_study python bench/search_movies.py [--requests N]
+
+The database must hold `seed_demo --scale study` (500 cities x 10 cinemas x 2,000 seats, 2 shows a day for
+7 days). Requests go through the whole API stack in-process (key check, quota, parameters, queries, JSON)
+with a realistic mix of parameters drawn from the data; the figures are wall-clock per request.
+"""
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ticketing.settings")
+os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
+os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver")
+os.environ.setdefault("DATABASE_POOL_MAX", "1")  # "on one connection"
+
+import django
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+from django.utils import timezone  # noqa: E402
+from rest_framework.test import APIClient  # noqa: E402
+
+from cinemas.models import Cinema, City, Movie, Seat, Show  # noqa: E402
+from cinemas.search import SORTING_ORDERS  # noqa: E402
+from ticketing.models import ApiKey  # noqa: E402
+from ticketing.services import create_api_key  # noqa: E402
+
+BENCH_KEY = "tk_bench_search_movies_key"
+
+
+def typo(word, rng):
+    if len(word) < 4:
+        return word
+    position = rng.randrange(1, len(word) - 1)
+    return word[:position] + word[position + 1 :]
+
+
+def parameter_mix(rng, *, cities, cinemas, titles, at):
+    """One request's parameters, shaped like what a moviegoer's app sends."""
+    kind = rng.choice(["city", "city+keyword", "near_me", "postal_code", "keyword+spellcheck", "when", "keyword"])
+    parameters = {"results_per_page": rng.choice([10, 10, 20, 30]), "page": rng.choice([1, 1, 1, 2, 3])}
+    orders = [order for order in SORTING_ORDERS if order != "distance,asc"]
+    if kind in {"city", "city+keyword"}:
+        city = rng.choice(cities)
+        parameters["city"] = city.pk if rng.random() < 0.5 else city.name
+        if kind == "city+keyword":
+            parameters["keyword"] = rng.choice(titles).split()[0]
+    elif kind == "near_me":
+        cinema = rng.choice(cinemas)
+        parameters["lat_long"] = f"{cinema.latitude + rng.uniform(-0.05, 0.05):.4f},{cinema.longitude:.4f}"
+        parameters["radius"] = rng.choice([5, 10, 25, 50])
+        orders = list(SORTING_ORDERS)
+    elif kind == "postal_code":
+        parameters["postal_code"] = rng.choice(cinemas).postal_code
+    elif kind == "keyword+spellcheck":
+        parameters["keyword"] = typo(rng.choice(titles), rng)
+        parameters["include_spellcheck"] = "yes"
+    elif kind == "when":
+        start = at + timezone.timedelta(hours=rng.randrange(0, 144))
+        parameters["start_datetime"] = start.isoformat()
+        parameters["end_datetime"] = (start + timezone.timedelta(hours=rng.choice([3, 6, 24]))).isoformat()
+        parameters["city"] = rng.choice(cities).pk
+    else:
+        parameters["keyword"] = rng.choice(titles)
+    parameters["sorting_order"] = rng.choice(orders)
+    return kind, parameters
+
+
+def percentile(values, share):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    arguments = parser.parse_args()
+
+    shows = Show.objects.count()
+    if shows < 50_000:
+        sys.exit(f"Only {shows} shows here: load the study scale first (seed_demo --scale study).")
+    if not ApiKey.objects.filter(name="bench").exists():
+        create_api_key(name="bench", rate_per_minute=10_000_000, raw_key=BENCH_KEY)
+
+    rng = random.Random(arguments.seed)
+    at = timezone.now()
+    cities = list(City.objects.all())
+    cinemas = list(Cinema.objects.all())
+    titles = list(Movie.objects.values_list("title", flat=True))
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=BENCH_KEY)
+
+    timings = {}
+    for number in range(arguments.warmup + arguments.requests):
+        kind, parameters = parameter_mix(rng, cities=cities, cinemas=cinemas, titles=titles, at=at)
+        started = time.perf_counter()
+        response = client.get("/api/v1/movies/search", parameters)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            sys.exit(f"{parameters} -> {response.status_code} {response.content[:300]!r}")
+        if number >= arguments.warmup:
+            timings.setdefault(kind, []).append(elapsed_ms)
+
+    every = [ms for values in timings.values() for ms in values]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")
+        database_size = cursor.fetchone()[0]
+    report = {
+        "catalog": {
+            "cities": len(cities),
+            "cinemas": len(cinemas),
+            "seats": Seat.objects.count(),
+            "shows": shows,
+            "database_size": database_size,
+        },
+        "requests": len(every),
+        "overall_ms": {
+            "p50": round(statistics.median(every), 2),
+            "p95": round(percentile(every, 0.95), 2),
+            "p99": round(percentile(every, 0.99), 2),
+            "max": round(max(every), 2),
+        },
+        "by_kind_ms": {
+            kind: {
+                "n": len(values),
+                "p50": round(statistics.median(values), 2),
+                "p95": round(percentile(values, 0.95), 2),
+            }
+            for kind, values in sorted(timings.items())
+        },
+    }
+    print(json.dumps(report, indent=2))
+    if arguments.json:
+        arguments.json.parent.mkdir(parents=True, exist_ok=True)
+        arguments.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
