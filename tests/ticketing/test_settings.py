@@ -1,0 +1,139 @@
+"""Settings come from the environment, and a bad value stops the process at start, naming the variable.
+
+Each case starts a fresh Python process (settings are read once per process), from a clean environment:
+the variables these tests are about are removed from the inherited environment first, so neither the
+developer's shell nor pytest's own defaults (pyproject's `env`) leak in.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SETUP = "import django; django.setup()"
+CONFIG_PREFIXES = ("DJANGO_", "TICKETING_", "DATABASE_", "REDIS_", "CELERY_")
+
+# A development environment that starts: DJANGO_DEBUG=1 and every other value left to its default.
+GOOD = {"DJANGO_DEBUG": "1"}
+# Debug off needs a secret key and allowed hosts; with both it starts too.
+PRODUCTION = {"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "x" * 50, "DJANGO_ALLOWED_HOSTS": "tickets.example"}
+
+
+def start_django(extra_env, code=SETUP):
+    env = {name: value for name, value in os.environ.items() if not name.startswith(CONFIG_PREFIXES)}
+    env["DJANGO_SETTINGS_MODULE"] = "ticketing.settings"
+    env.update(extra_env)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def error_line(result):
+    """The last line of the traceback: the exception and its message (the code lines above it don't count)."""
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+BAD_ENVIRONMENTS = {
+    "hold seconds that are not a number": ({**GOOD, "TICKETING_HOLD_SECONDS": "abc"}, "TICKETING_HOLD_SECONDS"),
+    "hold seconds of zero": ({**GOOD, "TICKETING_HOLD_SECONDS": "0"}, "TICKETING_HOLD_SECONDS"),
+    "debug that is not a boolean": ({**GOOD, "DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG"),
+    "a MySQL database": ({**GOOD, "DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+    "a database URL that is not a URL": ({**GOOD, "DATABASE_URL": "not-a-url"}, "DATABASE_URL"),
+    "a Redis URL over HTTP": ({**GOOD, "REDIS_URL": "http://x"}, "REDIS_URL"),
+    "a lower-case currency": ({**GOOD, "TICKETING_CURRENCY": "usd"}, "TICKETING_CURRENCY"),
+    "no secret key with debug off": (
+        {"DJANGO_DEBUG": "0", "DJANGO_ALLOWED_HOSTS": "tickets.example"},
+        "DJANGO_SECRET_KEY",
+    ),
+    "empty allowed hosts with debug off": ({**PRODUCTION, "DJANGO_ALLOWED_HOSTS": ""}, "DJANGO_ALLOWED_HOSTS"),
+    "no allowed hosts with debug off": (
+        {"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "x" * 50},
+        "DJANGO_ALLOWED_HOSTS",
+    ),
+}
+
+
+@pytest.mark.parametrize(("env", "variable"), BAD_ENVIRONMENTS.values(), ids=BAD_ENVIRONMENTS.keys())
+def test_a_bad_environment_value_stops_django_at_start_naming_the_variable(env, variable):
+    result = start_django(env)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in error_line(result), result.stderr
+    assert variable in error_line(result), result.stderr
+
+
+def test_a_development_environment_with_defaults_starts():
+    result = start_django(GOOD)
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_production_environment_with_a_secret_key_and_hosts_starts():
+    result = start_django(PRODUCTION, f"{SETUP}; from django.conf import settings; print(settings.DEBUG)")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def print_setting(expression, env):
+    result = start_django(env, f"{SETUP}; from django.conf import settings; print(repr({expression}))")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_hold_seconds_are_read_as_a_number():
+    assert print_setting("settings.TICKETING_HOLD_SECONDS", {**GOOD, "TICKETING_HOLD_SECONDS": "7"}) == "7"
+
+
+def test_hold_seconds_default_to_five_minutes():
+    assert print_setting("settings.TICKETING_HOLD_SECONDS", GOOD) == "300"
+
+
+def test_debug_accepts_the_usual_spellings_of_true():
+    for spelling in ("1", "true", "Yes", "ON"):
+        assert print_setting("settings.DEBUG", {"DJANGO_DEBUG": spelling}) == "True"
+
+
+def test_allowed_hosts_are_a_comma_separated_list():
+    env = {**PRODUCTION, "DJANGO_ALLOWED_HOSTS": "a.example, b.example,"}
+
+    assert print_setting("settings.ALLOWED_HOSTS", env) == "['a.example', 'b.example']"
+
+
+def test_a_sqlite_database_url_selects_sqlite_for_the_demo():
+    env = {**GOOD, "DATABASE_URL": "sqlite:////tmp/demo.sqlite3"}
+
+    assert print_setting("settings.DATABASES['default']['ENGINE']", env) == "'django.db.backends.sqlite3'"
+
+
+def test_the_database_defaults_to_local_postgresql():
+    assert print_setting("settings.DATABASES['default']['ENGINE']", GOOD) == "'django.db.backends.postgresql'"
+
+
+def test_an_empty_redis_url_selects_the_in_process_channel_layer_and_eager_tasks():
+    env = {**GOOD, "REDIS_URL": ""}
+
+    layer = print_setting("settings.CHANNEL_LAYERS['default']['BACKEND']", env)
+    eager = print_setting("settings.CELERY_TASK_ALWAYS_EAGER", env)
+
+    assert layer == "'channels.layers.InMemoryChannelLayer'"
+    assert eager == "True"
+
+
+def test_a_redis_url_selects_the_redis_channel_layer_and_a_real_broker():
+    env = {**GOOD, "REDIS_URL": "redis://127.0.0.1:6379/3"}
+
+    layer = print_setting("settings.CHANNEL_LAYERS['default']['BACKEND']", env)
+    eager = print_setting("settings.CELERY_TASK_ALWAYS_EAGER", env)
+
+    assert layer == "'channels_redis.core.RedisChannelLayer'"
+    assert eager == "False"
