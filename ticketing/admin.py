@@ -1,0 +1,52 @@
+from django.conf import settings
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from django.utils.translation import ngettext
+
+from ticketing.models import ApiKey
+from ticketing.services import create_api_key, revoke_api_key
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Partners' API keys. Only a key's hash is stored, so the key itself is shown once, when it is made."""
+
+    list_display = ["name", "prefix", "rate_per_minute", "is_revoked", "created_at"]
+    list_filter = ["is_revoked"]
+    search_fields = ["name", "=prefix"]
+    readonly_fields = ["prefix", "is_revoked", "created_at"]
+    actions = ["revoke_selected"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["name", "rate_per_minute"]
+        return ["name", "prefix", "rate_per_minute", "is_revoked", "created_at"]
+
+    def get_changeform_initial_data(self, request):
+        return {"rate_per_minute": settings.TICKETING_DEFAULT_API_RATE, **super().get_changeform_initial_data(request)}
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            # Write only what the form edits: saving the whole row would undo a revocation made meanwhile.
+            obj.save(update_fields=["name", "rate_per_minute"])
+            return
+        api_key, raw_key = create_api_key(name=obj.name, rate_per_minute=obj.rate_per_minute)
+        # The admin goes on to log and redirect to obj, so it must be the key the service saved.
+        obj.pk, obj.prefix, obj.created_at = api_key.pk, api_key.prefix, api_key.created_at
+        messages.success(
+            request,
+            format_html(
+                "The key for {} is <code>{}</code> — copy it now and hand it to the partner: it is shown only "
+                "this once, since only its hash is kept.",
+                api_key.name,
+                raw_key,
+            ),
+        )
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke_selected(self, request, queryset):
+        api_keys = list(queryset)
+        for api_key in api_keys:
+            revoke_api_key(api_key=api_key)
+        count = len(api_keys)
+        self.message_user(request, ngettext("Revoked %d key.", "Revoked %d keys.", count) % count, messages.SUCCESS)
