@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ticketing.settings")
 os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver")
-os.environ.setdefault("DATABASE_POOL_MAX", "1")  # "on one connection"
+os.environ.setdefault("DATABASE_POOL_MIN", "1")  # "on one connection"
+os.environ.setdefault("DATABASE_POOL_MAX", "1")
 
 import django
 

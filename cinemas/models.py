@@ -101,7 +101,8 @@ class Seat(models.Model):
     y = models.PositiveSmallIntegerField()
 
     class Meta:
-        ordering = ["hall", "y", "x"]
+        # By id, not "hall": ordering by a relation would join and sort by the hall's own ordering.
+        ordering = ["hall_id", "y", "x"]
         constraints = [
             models.UniqueConstraint(fields=["hall", "row_label", "number"], name="cinemas_seat_unique_in_hall"),
             models.UniqueConstraint(fields=["hall", "y", "x"], name="cinemas_seat_unique_position_in_hall"),
@@ -180,7 +181,7 @@ class ShowPrice(models.Model):
     price = models.DecimalField(max_digits=8, decimal_places=2, validators=[MinValueValidator(Decimal("0"))])
 
     class Meta:
-        ordering = ["show", "seat_type"]
+        ordering = ["show_id", "seat_type"]
         constraints = [
             models.UniqueConstraint(fields=["show", "seat_type"], name="cinemas_showprice_unique_type"),
             models.CheckConstraint(condition=Q(price__gte=0), name="cinemas_showprice_not_negative"),

@@ -18,6 +18,15 @@ def _own_cache_namespace(settings):
     settings.CACHES = caches
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Staff logins in tests need no slow, brute-force-resistant hash (the default still checks older ones)."""
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
+
+
 @pytest.fixture
 def api(db):
     """A partner's API client, sending its key in the X-API-Key header."""

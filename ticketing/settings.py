@@ -121,11 +121,11 @@ if _database.get("ENGINE") not in {"django.db.backends.postgresql", "django.db.b
 _database["CONN_MAX_AGE"] = 0
 _database["CONN_HEALTH_CHECKS"] = True
 if _database["ENGINE"] == "django.db.backends.postgresql":
-    _database.setdefault("OPTIONS", {})["pool"] = {
-        "min_size": env_int("DATABASE_POOL_MIN", 2, minimum=0),
-        "max_size": env_int("DATABASE_POOL_MAX", 10, minimum=1),
-        "timeout": 10,
-    }
+    _pool_min = env_int("DATABASE_POOL_MIN", 2, minimum=0)
+    _pool_max = env_int("DATABASE_POOL_MAX", max(10, _pool_min), minimum=1)
+    if _pool_min > _pool_max:
+        raise ImproperlyConfigured(f"DATABASE_POOL_MIN ({_pool_min}) is above DATABASE_POOL_MAX ({_pool_max})")
+    _database.setdefault("OPTIONS", {})["pool"] = {"min_size": _pool_min, "max_size": _pool_max, "timeout": 10}
 DATABASES = {"default": _database}
 DATABASE_IS_POSTGRES = _database["ENGINE"] == "django.db.backends.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -164,6 +164,9 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# The admin shows a new API key once in a message: keep messages server-side, not in a cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

@@ -49,6 +49,10 @@ BAD_ENVIRONMENTS = {
     "a MySQL database": ({**GOOD, "DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
     "a database URL that is not a URL": ({**GOOD, "DATABASE_URL": "not-a-url"}, "DATABASE_URL"),
     "a Redis URL over HTTP": ({**GOOD, "REDIS_URL": "http://x"}, "REDIS_URL"),
+    "a pool smaller than its minimum": (
+        {**GOOD, "DATABASE_POOL_MIN": "5", "DATABASE_POOL_MAX": "2"},
+        "DATABASE_POOL_MIN",
+    ),
     "a lower-case currency": ({**GOOD, "TICKETING_CURRENCY": "usd"}, "TICKETING_CURRENCY"),
     "no secret key with debug off": (
         {"DJANGO_DEBUG": "0", "DJANGO_ALLOWED_HOSTS": "tickets.example"},
