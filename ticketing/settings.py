@@ -156,6 +156,11 @@ TICKETING_MAX_SEATS = env_int("TICKETING_MAX_SEATS", 10, minimum=1)
 TICKETING_CURRENCY = env_str("TICKETING_CURRENCY", "USD")
 if not re.fullmatch(r"[A-Z]{3}", TICKETING_CURRENCY):
     raise ImproperlyConfigured(f"TICKETING_CURRENCY must be an ISO 4217 code such as USD, got {TICKETING_CURRENCY!r}")
+# Tickets carry an Ed25519 signature that scanners verify offline with the public key. The private key is
+# a base64url 32-byte seed; without one, a key is derived from DJANGO_SECRET_KEY (fine for one site).
+TICKETING_TICKET_SIGNING_KEY = env_str("TICKETING_TICKET_SIGNING_KEY", "")
+# The payment provider: a dotted path to a class (the sandbox acts like an external card processor).
+TICKETING_PAYMENT_PROVIDER = env_str("TICKETING_PAYMENT_PROVIDER", "bookings.payments.SandboxProvider")
 # Requests per minute for a key created without --rate.
 TICKETING_DEFAULT_API_RATE = env_int("TICKETING_DEFAULT_API_RATE", 600, minimum=1)
 
