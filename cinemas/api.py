@@ -1,6 +1,5 @@
 """The catalog half of the public API (API.md, "Catalog" and "SearchMovies"). Views only read."""
 
-from django.conf import settings
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -10,15 +9,8 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
 from cinemas import serializers
-from cinemas.models import Cinema, City, Movie, Seat, Show
-from cinemas.search import (
-    ShowSearch,
-    search_shows,
-    seat_counts,
-    seat_type_statuses,
-    shows_on_local_day,
-    spelling_suggestions,
-)
+from cinemas.models import Cinema, City, Movie, Show
+from cinemas.search import ShowSearch, search_shows, seat_type_statuses, shows_on_local_day, spelling_suggestions
 
 CITIES_PER_PAGE = 50
 
@@ -95,65 +87,13 @@ class MovieShowsApi(APIView):
             zones = Cinema.objects.filter(city=city).values_list("time_zone", flat=True).distinct()
             shows = shows_on_local_day(shows, day=parameters["date"], time_zones=zones)
         shows = list(shows)
-        statuses = seat_type_statuses(shows)
+        statuses = seat_type_statuses(shows, timezone.now())
         by_cinema = {}
         for show in shows:
             show.seats = statuses[show.pk]
             by_cinema.setdefault(show.hall.cinema, []).append(show)
         listing = [{"cinema": cinema, "shows": cinema_shows} for cinema, cinema_shows in by_cinema.items()]
         return Response(serializers.CinemaShowtimesSerializer(listing, many=True).data)
-
-
-def show_with_catalog(show_id):
-    return get_object_or_404(Show.objects.select_related("movie", "hall__cinema"), pk=show_id)
-
-
-@extend_schema(tags=["catalog"])
-class ShowDetailApi(APIView):
-    @extend_schema(responses=serializers.ShowDetailSerializer)
-    def get(self, request, show_id):
-        """A show with its movie, cinema, hall, prices and seat counts."""
-        show = show_with_catalog(show_id)
-        show.seats = seat_type_statuses([show])[show.pk]
-        show.counts = seat_counts(show)
-        show.currency = settings.TICKETING_CURRENCY
-        return Response(serializers.ShowDetailSerializer(show).data)
-
-
-@extend_schema(tags=["catalog"])
-class SeatMapApi(APIView):
-    @extend_schema(responses=serializers.SeatMapSerializer)
-    def get(self, request, show_id):
-        """Every seat of the show's hall with its price and status, for drawing the map.
-
-        `version` counts the seat-map changes of this show: a live client that missed pushes re-reads this
-        and carries on from it. No seat of a show has changed until bookings exist, so it starts at 0.
-        """
-        show = show_with_catalog(show_id)
-        price_of = {seat_type: str(price) for seat_type, price in show.prices.values_list("seat_type", "price")}
-        seats = Seat.objects.filter(hall_id=show.hall_id).order_by("y", "x")
-        return Response(
-            {
-                "show_id": show.pk,
-                "version": 0,
-                "seats": [
-                    {
-                        "id": seat_id,
-                        "row": row,
-                        "number": number,
-                        "type": seat_type,
-                        "price": price_of.get(seat_type),
-                        "status": "available",
-                        "x": x,
-                        "y": y,
-                    }
-                    for seat_id, row, number, seat_type, x, y in seats.values_list(
-                        "id", "row_label", "number", "seat_type", "x", "y"
-                    )
-                ],
-                "counts": seat_counts(show),
-            }
-        )
 
 
 @extend_schema(tags=["catalog"])
@@ -174,8 +114,9 @@ class SearchMoviesApi(APIView):
             page=parameters["page"],
             results_per_page=parameters["results_per_page"],
         )
-        shows, total = search_shows(search, at=timezone.now())
-        statuses = seat_type_statuses(shows)
+        at = timezone.now()
+        shows, total = search_shows(search, at=at)
+        statuses = seat_type_statuses(shows, at)
         for show in shows:
             show.seats = statuses[show.pk]
         body = {

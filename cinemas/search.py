@@ -138,19 +138,29 @@ def status_for(*, available, capacity):
     return "Available"
 
 
-def seat_type_statuses(shows):
-    """`{show_id: [{"type", "price", "status"}, ...]}` for these shows, in one query for their prices.
+# How many seats of each type are taken per show comes from the bookings app, which owns holds and
+# bookings; it registers its counter when it loads (bookings.apps), so the catalog never imports it and
+# the apps depend one way (cinemas <- bookings <- waiting). Until one is registered, nothing is taken.
+_taken_seats_counter = None
 
-    Until bookings exist every seat of a hall is available, so each type's status follows from the hall's
-    capacity alone.
-    """
+
+def register_taken_seats_counter(counter):
+    """`counter(show_ids, at) -> {show_id: {seat_type: taken}}`; called once by bookings at start."""
+    global _taken_seats_counter
+    _taken_seats_counter = counter
+
+
+def seat_type_statuses(shows, at):
+    """`{show_id: [{"type", "price", "status"}, ...]}` for these shows, in two queries for all of them."""
     prices = ShowPrice.objects.filter(show__in=[show.pk for show in shows]).values_list("show_id", "seat_type", "price")
+    taken = _taken_seats_counter([show.pk for show in shows], at) if _taken_seats_counter and shows else {}
     by_show = {show.pk: [] for show in shows}
     capacity_of = {show.pk: show.hall.capacity for show in shows}
     for show_id, seat_type, price in sorted(prices):
         capacity = capacity_of[show_id].get(seat_type, 0)
+        available = capacity - taken.get(show_id, {}).get(seat_type, 0)
         by_show[show_id].append(
-            {"type": seat_type, "price": price, "status": status_for(available=capacity, capacity=capacity)}
+            {"type": seat_type, "price": price, "status": status_for(available=available, capacity=capacity)}
         )
     return by_show
 
@@ -169,9 +179,3 @@ def shows_on_local_day(shows, *, day, time_zones):
         start, end = local_day_bounds(day, ZoneInfo(zone_name))
         on_day |= Q(hall__cinema__time_zone=zone_name, starts_at__gte=start, starts_at__lt=end)
     return shows.filter(on_day)
-
-
-def seat_counts(show):
-    """`{"total", "available", "held", "booked"}` for a show; every seat is available until bookings exist."""
-    total = show.hall.seat_count
-    return {"total": total, "available": total, "held": 0, "booked": 0}

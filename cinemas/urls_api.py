@@ -7,6 +7,4 @@ urlpatterns = [
     path("cities/<int:city_id>/movies", api.CityMoviesApi.as_view(), name="api-city-movies"),
     path("movies/search", api.SearchMoviesApi.as_view(), name="api-search-movies"),
     path("movies/<int:movie_id>/shows", api.MovieShowsApi.as_view(), name="api-movie-shows"),
-    path("shows/<int:show_id>", api.ShowDetailApi.as_view(), name="api-show"),
-    path("shows/<int:show_id>/seats", api.SeatMapApi.as_view(), name="api-show-seats"),
 ]

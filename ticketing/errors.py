@@ -13,12 +13,14 @@ def error_body(code, message, fields=None):
 class ApiError(exceptions.APIException):
     """An error a view raises with its own status, machine word and sentence."""
 
-    def __init__(self, *, status_code, code, message, fields=None):
+    def __init__(self, *, status_code, code, message, fields=None, extra=None, headers=None):
         super().__init__(detail=message, code=code)
         self.status_code = status_code
         self.code = code
         self.message = message
         self.fields = fields or {}
+        self.extra = extra or {}  # top-level keys beside "error", e.g. ReserveSeats' "status"
+        self.headers = headers or {}
 
 
 def _messages(detail):
@@ -42,7 +44,9 @@ def api_exception_handler(exc, context):
     if response is None:
         return None
     if isinstance(exc, ApiError):
-        response.data = error_body(exc.code, exc.message, exc.fields)
+        response.data = {**exc.extra, **error_body(exc.code, exc.message, exc.fields)}
+        for name, value in exc.headers.items():
+            response[name] = value
     elif isinstance(exc, exceptions.ValidationError):
         fields = _messages(exc.detail) if isinstance(exc.detail, dict) else {"non_field_errors": _messages(exc.detail)}
         response.data = error_body("invalid_request", "Some parameters are not valid; see fields.", fields)

@@ -1,2 +1,3 @@
-# WebSocket routes of every app; the seat map and waiting line channels join here as they are built.
-websocket_urlpatterns = []
+from bookings.routing import websocket_urlpatterns as bookings_websockets
+
+websocket_urlpatterns = [*bookings_websockets]

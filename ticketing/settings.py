@@ -144,9 +144,16 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
-CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+# Without Redis (the single-process demo) tasks run in the process that sends them; tests set it too.
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
+# The clocks. A tick missed while beat or the workers are down is not replayed, and needn't be: each run
+# works from what the database says now. `expires` drops ticks that queued up behind a stopped worker.
+CELERY_BEAT_SCHEDULE = {
+    "release-lapsed-holds": {"task": "bookings.release_lapsed_holds", "schedule": 1.0, "options": {"expires": 5}},
+    "reconcile-payments": {"task": "bookings.reconcile_payments", "schedule": 15.0, "options": {"expires": 30}},
+}
 
 # --- Product clocks and limits (API.md, "Operating settings") ------------------------------------------
 TICKETING_HOLD_SECONDS = env_int("TICKETING_HOLD_SECONDS", 300, minimum=1)

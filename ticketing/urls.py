@@ -8,6 +8,7 @@ handler500 = "ticketing.errors.server_error"
 api_v1 = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("", include("cinemas.urls_api")),
+    path("", include("bookings.urls_api")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,323 @@
+"""The reservations half of the public API (API.md), plus the two reads of a show's live seats.
+
+Views parse input, identify the buyer (API key + session_id), call one service and render. Every
+BookingError becomes the API's error body in one place (`BookingApiView.handle_exception`).
+"""
+
+import hashlib
+import json
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from bookings import serializers, services
+from bookings.availability import seat_counts, seat_states
+from bookings.models import Reservation
+from bookings.payments import InvalidCard, parse_card
+from cinemas.models import Seat, Show
+from cinemas.search import seat_type_statuses
+from cinemas.serializers import CinemaSerializer, MovieSerializer
+from ticketing.errors import ApiError, error_body
+
+RESERVATION_FAILURES = {
+    "show_full": "Reservation Failed - Show Full",
+    "retry": "Reservation Failed - Retry, as other users are holding reserved seats",
+    "seats_unavailable": "Reservation Failed - Seats Unavailable",
+}
+HTTP_STATUS = {
+    "show_full": 409,
+    "retry": 409,
+    "seats_unavailable": 409,
+    "not_found": 404,
+    "hold_expired": 410,
+    "hold_cancelled": 409,
+    "already_booked": 409,
+    "booked_not_cancellable": 409,
+    "not_booked": 409,
+    "payment_in_progress": 409,
+    "idempotency_mismatch": 409,
+    "idempotency_in_flight": 409,
+    "card_declined": 402,
+    "payment_timeout": 504,
+    "payment_failed": 502,
+}
+# Answers a client should retry after a moment rather than take as final.
+RETRY_AFTER_SECONDS = {"retry": 5, "payment_in_progress": 2, "idempotency_in_flight": 2, "payment_timeout": 5}
+
+
+def api_error(error):
+    """The API's answer to a BookingError: status code, error body and, for holds, the status words."""
+    extra = {"status": RESERVATION_FAILURES[error.code]} if error.code in RESERVATION_FAILURES else None
+    retry_after = RETRY_AFTER_SECONDS.get(error.code)
+    return ApiError(
+        status_code=HTTP_STATUS.get(error.code, 400),
+        code=error.code,
+        message=error.message,
+        fields=error.fields,
+        extra=extra,
+        headers={"Retry-After": str(retry_after)} if retry_after else None,
+    )
+
+
+class BookingApiView(APIView):
+    def handle_exception(self, exc):
+        if isinstance(exc, services.BookingError):
+            exc = api_error(exc)
+        return super().handle_exception(exc)
+
+
+def checked(serializer_class, data):
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def buyer_of(request, session_id):
+    return services.Buyer(api_key_id=request.auth.pk, session_id=session_id)
+
+
+def reservation_body(reservation, *, status_word=None, at=None):
+    at = at or timezone.now()
+    shown_status = reservation.status_at(at)
+    claims = reservation.claims.select_related("seat").order_by("seat__y", "seat__x")
+    if shown_status in (Reservation.Status.RESERVED, Reservation.Status.BOOKED):
+        claims = claims.filter(released_at__isnull=True)
+    elif reservation.ended_at is not None:
+        claims = claims.filter(released_at=reservation.ended_at)  # the seats it had when it ended
+    else:
+        claims = claims.filter(released_at__isnull=True)  # lapsed, not swept yet
+    body = {
+        "reservation_id": str(reservation.pk),
+        "status": status_word or shown_status,
+        "show_id": reservation.show_id,
+        "seats": [
+            {
+                "id": claim.seat_id,
+                "row": claim.seat.row_label,
+                "number": claim.seat.number,
+                "type": claim.seat_type,
+                "price": str(claim.price),
+            }
+            for claim in claims
+        ],
+        "amount": str(reservation.amount),
+        "currency": reservation.currency,
+        "created_at": reservation.created_at,
+        "expires_at": reservation.expires_at,
+    }
+    if reservation.booking_code:
+        body["booking_code"] = reservation.booking_code
+    if shown_status == Reservation.Status.BOOKED:
+        body["ticket"] = services.ticket_token(reservation)
+    return json.loads(json.dumps(body, default=lambda value: value.isoformat().replace("+00:00", "Z")))
+
+
+RESERVATION_RESPONSES = {
+    200: serializers.ReservationSerializer,
+    400: OpenApiResponse(description="Invalid request (error body)."),
+    404: OpenApiResponse(description="No such reservation for this API key and session."),
+}
+
+
+@extend_schema(tags=["reservations"])
+class ReserveSeatsApi(BookingApiView):
+    @extend_schema(
+        request=serializers.ReserveSeatsInput,
+        responses={
+            201: serializers.ReservationSerializer,
+            400: OpenApiResponse(description="Invalid request (error body)."),
+            409: serializers.ReservationFailureSerializer,
+        },
+    )
+    def post(self, request):
+        """ReserveSeats: hold 1-10 seats of a show for five minutes, all or nothing."""
+        data = checked(serializers.ReserveSeatsInput, request.data)
+        show = Show.objects.filter(pk=data["show_id"]).select_related("hall").first()
+        if show is None:
+            raise ApiError(
+                status_code=400,
+                code="invalid_request",
+                message="There is no such show.",
+                fields={"show_id": ["No show has this id."]},
+            )
+        best = data.get("best_available")
+        reservation = services.hold_seats(
+            buyer=buyer_of(request, data["session_id"]),
+            show=show,
+            movie_id=data["movie_id"],
+            seat_ids=data.get("seats_to_reserve"),
+            best_available=services.BestAvailable(count=best["count"], seat_type=best.get("type")) if best else None,
+        )
+        return Response(reservation_body(reservation, status_word="Reservation Successful"), status=201)
+
+
+@extend_schema(tags=["reservations"])
+class ReservationApi(BookingApiView):
+    @extend_schema(
+        parameters=[serializers.SessionParameters],
+        responses={**RESERVATION_RESPONSES, 200: serializers.ReservationSerializer},
+    )
+    def get(self, request, reservation_id):
+        """A reservation's status, seats and, once booked, its booking code and ticket."""
+        data = checked(serializers.SessionParameters, request.query_params)
+        reservation = services.find_reservation(
+            buyer=buyer_of(request, data["session_id"]), reservation_id=reservation_id
+        )
+        return Response(reservation_body(reservation))
+
+    @extend_schema(
+        request=serializers.ChangeSeatsInput,
+        responses={**RESERVATION_RESPONSES, 409: serializers.ReservationFailureSerializer, 410: None},
+    )
+    def put(self, request, reservation_id):
+        """Change a hold's seats in one step, keeping its expiry; the old seats stay held on failure."""
+        data = checked(serializers.ChangeSeatsInput, request.data)
+        reservation = services.change_seats(
+            buyer=buyer_of(request, data["session_id"]),
+            reservation_id=reservation_id,
+            seat_ids=data["seats_to_reserve"],
+        )
+        return Response(reservation_body(reservation))
+
+    @extend_schema(parameters=[serializers.SessionParameters], responses={**RESERVATION_RESPONSES, 409: None})
+    def delete(self, request, reservation_id):
+        """Cancel a hold: its seats are free at once. A booking can't be cancelled here (409)."""
+        data = checked(serializers.SessionParameters, request.query_params)
+        reservation = services.cancel_hold(buyer=buyer_of(request, data["session_id"]), reservation_id=reservation_id)
+        return Response(reservation_body(reservation))
+
+
+def request_fingerprint(reservation_id, data):
+    """What makes two calls "the same request" for an Idempotency-Key (the card only as part of a hash)."""
+    canonical = json.dumps({"reservation": str(reservation_id), **data}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@extend_schema(tags=["reservations"])
+class PayReservationApi(BookingApiView):
+    @extend_schema(
+        request=serializers.PayInput,
+        parameters=[
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True, description="1-255 chars")
+        ],
+        responses={
+            **RESERVATION_RESPONSES,
+            402: OpenApiResponse(description="Card declined; the hold stands."),
+            409: OpenApiResponse(description="Already booked, or the key is in use or was used differently."),
+            410: OpenApiResponse(description="The hold expired (refunded if charged)."),
+            504: OpenApiResponse(description="The provider timed out; retry with the same key."),
+        },
+    )
+    def post(self, request, reservation_id):
+        """Pay for a hold and book it. A replayed Idempotency-Key returns the first answer, never a second charge."""
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if not 1 <= len(key) <= 255:
+            raise ApiError(
+                status_code=400,
+                code="idempotency_key_required",
+                message="Send an Idempotency-Key header of 1-255 characters.",
+            )
+        data = checked(serializers.PayInput, request.data)
+        try:
+            card = parse_card(data["payment"])
+        except InvalidCard as exc:
+            raise ApiError(
+                status_code=400, code="invalid_card", message=str(exc), fields={"payment": exc.fields}
+            ) from None
+        buyer = buyer_of(request, data["session_id"])
+        services.find_reservation(buyer=buyer, reservation_id=reservation_id)  # 404 before the key is spent
+        record, replay = services.begin_idempotent_request(
+            buyer=buyer, key=key, fingerprint=request_fingerprint(reservation_id, request.data)
+        )
+        if replay is not None:
+            status_code, body = replay
+            return Response(body, status=status_code, headers={"Idempotent-Replayed": "true"})
+        try:
+            reservation = services.pay_for_reservation(buyer=buyer, reservation_id=reservation_id, card=card)
+            status_code, body = status.HTTP_200_OK, reservation_body(reservation)
+        except services.BookingError as error:
+            if error.code in RETRY_AFTER_SECONDS:  # not a final answer: a retry with this key must run again
+                services.abandon_idempotent_request(record=record)
+                raise
+            api = api_error(error)
+            status_code, body = api.status_code, error_body(api.code, api.message, api.fields)
+        except BaseException:
+            services.abandon_idempotent_request(record=record)
+            raise
+        services.finish_idempotent_request(record=record, status=status_code, body=body)
+        return Response(body, status=status_code)
+
+
+# --- A show's live seats -------------------------------------------------------------------------------------
+
+
+def show_with_catalog(show_id):
+    return get_object_or_404(Show.objects.select_related("movie", "hall__cinema"), pk=show_id)
+
+
+@extend_schema(tags=["catalog"])
+class ShowDetailApi(APIView):
+    @extend_schema(responses=serializers.ShowDetailSerializer)
+    def get(self, request, show_id):
+        """A show with its movie, cinema, hall, prices and seat counts."""
+        show = show_with_catalog(show_id)
+        at = timezone.now()
+        return Response(
+            {
+                "show_id": show.pk,
+                "start_time": show.starts_at,
+                "end_time": show.ends_at,
+                "movie": MovieSerializer(show.movie).data,
+                "cinema": CinemaSerializer(show.hall.cinema).data,
+                "hall": {"id": show.hall.pk, "name": show.hall.name},
+                "prices": [
+                    {"type": seat_type, "price": str(price)}
+                    for seat_type, price in show.prices.order_by("seat_type").values_list("seat_type", "price")
+                ],
+                "currency": settings.TICKETING_CURRENCY,
+                "seats": serializers.SeatTypeStatusSerializer(seat_type_statuses([show], at)[show.pk], many=True).data,
+                "counts": seat_counts(show, at),
+            }
+        )
+
+
+@extend_schema(tags=["catalog"])
+class SeatMapApi(APIView):
+    @extend_schema(responses=serializers.SeatMapSerializer)
+    def get(self, request, show_id):
+        """Every seat of the show's hall with its price and live status, for drawing the map.
+
+        `version` rises with every change to the show's seats; each seat carries the version of its own
+        last change. A live client that missed pushes re-reads this and applies a pushed change only when
+        its version is newer than the seat's.
+        """
+        show = show_with_catalog(show_id)
+        at = timezone.now()
+        status_of, version_of, version = seat_states(show, at)
+        price_of = {seat_type: str(price) for seat_type, price in show.prices.values_list("seat_type", "price")}
+        seats = Seat.objects.filter(hall_id=show.hall_id).order_by("y", "x")
+        listed = [
+            {
+                "id": seat_id,
+                "row": row,
+                "number": number,
+                "type": seat_type,
+                "price": price_of.get(seat_type),
+                "status": status_of.get(seat_id, "available"),
+                "x": x,
+                "y": y,
+                "version": version_of.get(seat_id, 0),
+            }
+            for seat_id, row, number, seat_type, x, y in seats.values_list(
+                "id", "row_label", "number", "seat_type", "x", "y"
+            )
+        ]
+        counts = {"total": len(listed), "available": 0, "held": 0, "booked": 0}
+        for seat in listed:
+            counts[seat["status"]] += 1
+        return Response({"show_id": show.pk, "version": version, "seats": listed, "counts": counts})

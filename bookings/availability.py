@@ -1,0 +1,77 @@
+"""Who has which seat of a show right now: the reads behind the seat map, counts and seat-type status.
+
+A seat is taken when it has a live claim: its reservation is booked, or a hold whose `held_until` has not
+passed. A hold past its time frees its seats for every read at once, whether or not the sweep has run.
+"""
+
+from collections import Counter, defaultdict
+
+from django.db import connection
+from django.db.models import Max, Q
+
+from bookings.models import Reservation, SeatClaim
+
+
+def live_claims(at):
+    """Claims that take their seat at `at`."""
+    return SeatClaim.objects.filter(released_at__isnull=True).filter(
+        Q(reservation__status=Reservation.Status.BOOKED)
+        | Q(reservation__status=Reservation.Status.RESERVED, reservation__held_until__gt=at)
+    )
+
+
+def seat_states(show, at):
+    """`({seat_id: "held" | "booked"}, {seat_id: version}, show_version)` for the show's seat map.
+
+    Versions come from every claim ever made on the show, released ones included, so a client can tell
+    whether a pushed change is newer than what it holds.
+    """
+    status_of = {
+        seat_id: "booked" if status == Reservation.Status.BOOKED else "held"
+        for seat_id, status in live_claims(at).filter(show=show).values_list("seat_id", "reservation__status")
+    }
+    version_of = dict(
+        SeatClaim.objects.filter(show=show).values("seat_id").annotate(v=Max("version")).values_list("seat_id", "v")
+    )
+    return status_of, version_of, max(version_of.values(), default=0)
+
+
+def taken_by_type(show_ids, at):
+    """`{show_id: {seat_type: (taken, booked)}}` for listings, in one grouped query."""
+    counts = defaultdict(dict)
+    rows = (
+        live_claims(at)
+        .filter(show_id__in=show_ids)
+        .values_list("show_id", "seat_type", "reservation__status")
+        .order_by()
+    )
+    tally = Counter(rows)
+    for (show_id, seat_type, status), number in tally.items():
+        taken, booked = counts[show_id].get(seat_type, (0, 0))
+        booked += number if status == Reservation.Status.BOOKED else 0
+        counts[show_id][seat_type] = (taken + number, booked)
+    return counts
+
+
+def seat_counts(show, at):
+    """`{"total", "available", "held", "booked"}` for one show."""
+    total = show.hall.seat_count
+    held = booked = 0
+    for taken, booked_of_type in taken_by_type([show.pk], at).get(show.pk, {}).values():
+        booked += booked_of_type
+        held += taken - booked_of_type
+    return {"total": total, "available": total - held - booked, "held": held, "booked": booked}
+
+
+def next_seat_version():
+    """A number larger than every seat-map version handed out so far, for all the changes of one transaction.
+
+    PostgreSQL: one sequence for all shows, so no change waits on a per-show counter. SQLite (the
+    single-process demo) has one writer at a time, so the highest version plus one is safe there.
+    """
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT nextval('bookings_seat_version')")
+        else:
+            cursor.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM bookings_seatclaim")
+        return cursor.fetchone()[0]

@@ -1,0 +1,69 @@
+"""The seat map's live channel, ws/shows/{id}/ (API.md "Live updates").
+
+On connect the client gets the current seat-map version; then every change as
+{"type": "seats", "version", "changes": [{"id", "status", "version"}]}. Pushes are at most once (the
+channel layer drops messages on overflow or a Redis restart): a client that reconnects re-reads
+GET /shows/{id}/seats and applies a pushed change only if its version is newer than the seat's.
+"""
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+from django.utils import timezone
+
+from bookings.availability import seat_states
+from cinemas.models import Show
+
+logger = logging.getLogger(__name__)
+
+
+def show_group(show_id):
+    return f"show-{show_id}"
+
+
+def push_seat_changes(show_id, version, changes):
+    """Send one transaction's seat changes to everyone watching the show. Called after commit only."""
+    message = {
+        "type": "seats",
+        "version": version,
+        "changes": [{"id": seat_id, "status": status, "version": version} for seat_id, status in changes],
+    }
+    try:
+        async_to_sync(get_channel_layer().group_send)(
+            show_group(show_id), {"type": "seats.changed", "message": message}
+        )
+    except Exception:  # a push is best effort: the database already holds the truth and clients resync
+        logger.warning("Could not push seat changes of show %s", show_id, exc_info=True)
+
+
+class ShowSeatsConsumer(AsyncJsonWebsocketConsumer):
+    """Read-only: joins the show's group and forwards what services push. Client messages are ignored."""
+
+    async def connect(self):
+        self.show_id = self.scope["url_route"]["kwargs"]["show_id"]
+        version = await self._current_version()
+        if version is None:
+            await self.close(code=4404)
+            return
+        await self.channel_layer.group_add(show_group(self.show_id), self.channel_name)
+        await self.accept()
+        await self.send_json({"type": "version", "show_id": self.show_id, "version": version})
+
+    async def disconnect(self, code):
+        await self.channel_layer.group_discard(show_group(self.show_id), self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        pass  # nothing a client says changes anything
+
+    async def seats_changed(self, event):
+        await self.send_json(event["message"])
+
+    @database_sync_to_async
+    def _current_version(self):
+        show = Show.objects.filter(pk=self.show_id).first()
+        if show is None:
+            return None
+        return seat_states(show, timezone.now())[2]

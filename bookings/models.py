@@ -1,0 +1,171 @@
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from cinemas.models import Seat, SeatType, Show
+from ticketing.models import ApiKey
+
+
+class Reservation(models.Model):
+    """A buyer's hold of 1-10 seats of one show, and the booking it becomes once paid.
+
+    The seats are its SeatClaim rows. A hold is live until `held_until`, which is `expires_at` (the
+    buyer's countdown) plus the grace period, pushed out briefly while a payment is in flight.
+    """
+
+    class Status(models.TextChoices):
+        RESERVED = "Reserved"
+        BOOKED = "Booked"
+        EXPIRED = "Expired"
+        CANCELLED = "Cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    show = models.ForeignKey(Show, on_delete=models.PROTECT, related_name="reservations")
+    # The partner whose API key made the hold; empty for the website's own buyers.
+    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    session_id = models.CharField(max_length=128)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RESERVED)
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    held_until = models.DateTimeField()
+    booking_code = models.CharField(max_length=12, unique=True, null=True, blank=True)
+    booked_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="When it expired or was cancelled.")
+    checked_in_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="Booked") | Q(booking_code__isnull=False),
+                name="bookings_reservation_booked_has_code",
+            ),
+            models.CheckConstraint(
+                condition=Q(held_until__gte=models.F("expires_at")), name="bookings_reservation_grace"
+            ),
+        ]
+        indexes = [
+            # The expiry sweep: live holds in the order they lapse.
+            models.Index(fields=["held_until"], condition=Q(status="Reserved"), name="bookings_reservation_lapsing"),
+            # A buyer's own holds of a show (the 10-seat cap per session and show).
+            models.Index(fields=["show", "session_id"], name="bookings_reservation_buyer"),
+        ]
+
+    def __str__(self):
+        return f"{self.booking_code or str(self.id)[:8]} ({self.status})"
+
+    def is_live(self, at):
+        return self.status == self.Status.BOOKED or (self.status == self.Status.RESERVED and self.held_until > at)
+
+    def status_at(self, at):
+        """The status a buyer sees: a hold past its time reads as Expired before the sweep gets to it."""
+        if self.status == self.Status.RESERVED and self.held_until <= at:
+            return self.Status.EXPIRED
+        return self.status
+
+
+class SeatClaim(models.Model):
+    """One seat of one show claimed by a reservation. A seat of a show with no live claim is free.
+
+    Released claims (`released_at` set) stay as history; the partial unique index allows at most one
+    unreleased claim per seat of a show, which is what makes a double sale impossible.
+    """
+
+    reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="claims")
+    show = models.ForeignKey(Show, on_delete=models.PROTECT, related_name="seat_claims")
+    # The partial unique index below serves lookups by (show, seat); a separate seat index would only cost writes.
+    seat = models.ForeignKey(Seat, on_delete=models.PROTECT, related_name="+", db_index=False)
+    seat_type = models.CharField(max_length=16, choices=SeatType.choices)
+    price = models.DecimalField(max_digits=8, decimal_places=2)
+    # The seat map version of this claim's last change (taken from one sequence for all shows).
+    version = models.BigIntegerField()
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["show", "seat"],
+                condition=Q(released_at__isnull=True),
+                name="bookings_seatclaim_one_live_claim_per_seat",
+            ),
+        ]
+
+    def __str__(self):
+        return f"seat {self.seat_id} of show {self.show_id}"
+
+
+class Payment(models.Model):
+    """One charge or refund at the payment provider. Its id is the provider's idempotency key."""
+
+    class Kind(models.TextChoices):
+        CHARGE = "charge"
+        REFUND = "refund"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending (sent, or about to be sent, to the provider)"
+        SUCCEEDED = "succeeded"
+        DECLINED = "declined"
+        UNKNOWN = "unknown", "Unknown (the provider timed out; the reconciler settles it)"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    reservation = models.ForeignKey(Reservation, on_delete=models.PROTECT, related_name="payments")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    provider = models.CharField(max_length=30)
+    provider_reference = models.CharField(max_length=100, blank=True, help_text="The provider's charge or refund id.")
+    refund_of = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="refunds")
+    card_last4 = models.CharField(max_length=4, blank=True)
+    error_code = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            # At most one charge of a reservation can succeed: a second would be money without a ticket.
+            models.UniqueConstraint(
+                fields=["reservation"],
+                condition=Q(kind="charge", status="succeeded"),
+                name="bookings_payment_one_successful_charge",
+            ),
+        ]
+        indexes = [
+            # The reconciler: payments whose outcome is not settled yet.
+            models.Index(
+                fields=["updated_at"], condition=Q(status__in=["pending", "unknown"]), name="bookings_payment_unsettled"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.amount} {self.currency} ({self.status})"
+
+
+class IdempotentRequest(models.Model):
+    """A client's Idempotency-Key for one call, and the answer it got, so that a replay gets the same answer."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    session_id = models.CharField(max_length=128)
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the call and its parameters.")
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["api_key", "session_id", "key"],
+                nulls_distinct=False,
+                name="bookings_idempotentrequest_unique_key",
+            ),
+        ]
+
+    def __str__(self):
+        return self.key

@@ -1,0 +1,134 @@
+"""Shapes of the reservations API (API.md "Reservations"): input checked for shape only, JSON out."""
+
+from django.conf import settings
+from rest_framework import serializers
+
+from cinemas.models import SeatType
+from cinemas.serializers import CinemaSerializer, MovieSerializer, SeatTypeStatusSerializer, StrictParameters
+
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+
+
+def session_id_field(**kwargs):
+    return serializers.RegexField(
+        SESSION_ID_PATTERN,
+        max_length=128,
+        error_messages={"invalid": "1-128 characters of A-Z, a-z, 0-9, _ and -."},
+        help_text="The end user's session, chosen by the client.",
+        **kwargs,
+    )
+
+
+class SessionParameters(StrictParameters):
+    session_id = session_id_field()
+
+
+class BestAvailableInput(serializers.Serializer):
+    count = serializers.IntegerField(min_value=1)
+    type = serializers.ChoiceField(choices=SeatType.choices, required=False)
+
+    def validate_count(self, value):
+        if value > settings.TICKETING_MAX_SEATS:
+            raise serializers.ValidationError(f"At most {settings.TICKETING_MAX_SEATS}.")
+        return value
+
+
+class ReserveSeatsInput(StrictParameters):
+    session_id = session_id_field()
+    movie_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    show_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    seats_to_reserve = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), required=False, max_length=100
+    )
+    best_available = BestAvailableInput(required=False)
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if ("seats_to_reserve" in attrs) == ("best_available" in attrs):
+            raise serializers.ValidationError(
+                {"seats_to_reserve": ["Give seats_to_reserve or best_available (one of them)."]}
+            )
+        return attrs
+
+
+class ChangeSeatsInput(StrictParameters):
+    session_id = session_id_field()
+    seats_to_reserve = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), max_length=100
+    )
+
+
+class PayInput(StrictParameters):
+    session_id = session_id_field()
+    payment = serializers.DictField(
+        help_text='The card: {"card_number", "exp_month", "exp_year", "cvc"}. Sandbox: 4242424242424242 succeeds, '
+        "4000000000000002 is declined, 4000000000009995 times out."
+    )
+
+
+# --- Output ------------------------------------------------------------------------------------------
+
+
+class ReservedSeatSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    row = serializers.CharField()
+    number = serializers.IntegerField()
+    type = serializers.CharField()
+    price = serializers.DecimalField(max_digits=8, decimal_places=2)
+
+
+class ReservationSerializer(serializers.Serializer):
+    reservation_id = serializers.UUIDField()
+    status = serializers.CharField(help_text="Reserved, Booked, Expired or Cancelled (Reservation Successful on 201).")
+    show_id = serializers.IntegerField()
+    seats = ReservedSeatSerializer(many=True)
+    amount = serializers.DecimalField(max_digits=10, decimal_places=2)
+    currency = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    booking_code = serializers.CharField(required=False, help_text="When Booked.")
+    ticket = serializers.CharField(required=False, help_text="When Booked: the signed QR payload.")
+
+
+class ReservationFailureSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    error = serializers.DictField()
+
+
+class SeatCountsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    available = serializers.IntegerField()
+    held = serializers.IntegerField()
+    booked = serializers.IntegerField()
+
+
+class ShowDetailSerializer(serializers.Serializer):
+    show_id = serializers.IntegerField()
+    start_time = serializers.DateTimeField()
+    end_time = serializers.DateTimeField()
+    movie = MovieSerializer()
+    cinema = CinemaSerializer()
+    hall = serializers.DictField()
+    prices = serializers.ListField(child=serializers.DictField())
+    currency = serializers.CharField()
+    seats = SeatTypeStatusSerializer(many=True)
+    counts = SeatCountsSerializer()
+
+
+class SeatMapSeatSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    row = serializers.CharField()
+    number = serializers.IntegerField()
+    type = serializers.CharField()
+    price = serializers.DecimalField(max_digits=8, decimal_places=2)
+    status = serializers.ChoiceField(choices=["available", "held", "booked"])
+    x = serializers.IntegerField()
+    y = serializers.IntegerField()
+    version = serializers.IntegerField(help_text="The version of this seat's last change (0: never claimed).")
+
+
+class SeatMapSerializer(serializers.Serializer):
+    show_id = serializers.IntegerField()
+    version = serializers.IntegerField()
+    seats = SeatMapSeatSerializer(many=True)
+    counts = SeatCountsSerializer()

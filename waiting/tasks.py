@@ -1,0 +1,8 @@
+from celery import shared_task
+
+
+@shared_task(name="waiting.serve_waiting_line", ignore_result=True)
+def serve_waiting_line_task(show_id):
+    from waiting.services import serve_waiting_line
+
+    return serve_waiting_line(show_id=show_id)
