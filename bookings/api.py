@@ -8,10 +8,12 @@ import hashlib
 import json
 
 from django.conf import settings
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -235,8 +237,10 @@ class PayReservationApi(BookingApiView):
             buyer=buyer, key=key, fingerprint=request_fingerprint(reservation_id, request.data)
         )
         if replay is not None:
-            status_code, body = replay
-            return Response(body, status=status_code, headers={"Idempotent-Replayed": "true"})
+            status_code, content = replay
+            return HttpResponse(
+                content, status=status_code, content_type="application/json", headers={"Idempotent-Replayed": "true"}
+            )
         try:
             reservation = services.pay_for_reservation(buyer=buyer, reservation_id=reservation_id, card=card)
             status_code, body = status.HTTP_200_OK, reservation_body(reservation)
@@ -249,8 +253,9 @@ class PayReservationApi(BookingApiView):
         except BaseException:
             services.abandon_idempotent_request(record=record)
             raise
-        services.finish_idempotent_request(record=record, status=status_code, body=body)
-        return Response(body, status=status_code)
+        content = JSONRenderer().render(body)
+        services.finish_idempotent_request(record=record, status=status_code, body=content.decode())
+        return HttpResponse(content, status=status_code, content_type="application/json")
 
 
 # --- A show's live seats -------------------------------------------------------------------------------------

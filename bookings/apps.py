@@ -5,6 +5,8 @@ class BookingsConfig(AppConfig):
     name = "bookings"
 
     def ready(self):
+        # Celery only discovers tasks inside a worker; web processes send them by name, so they register here.
+        from bookings import tasks  # noqa: F401
         from bookings.availability import taken_by_type
         from cinemas.search import register_taken_seats_counter
 

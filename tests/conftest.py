@@ -1,6 +1,13 @@
+import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 
+import httpx
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from tests.factories import make_api_key
@@ -33,3 +40,50 @@ def api(db):
     client = APIClient()
     client.credentials(HTTP_X_API_KEY=make_api_key())
     return client
+
+
+@pytest.fixture
+def asgi_server(transactional_db, settings):
+    """The site served by a real uvicorn (two worker processes) on loopback, against the test database.
+
+    For tests that need real HTTP clients in their hundreds: Django's own live server keeps a listen
+    backlog of ten. Its data must be committed, hence the transactional database.
+    """
+    database = connection.settings_dict
+    database_url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DATABASE_POOL_MAX": "8",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "ticketing.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
+        + ["--workers", "2", "--no-access-log", "--log-level", "warning"],
+        cwd=settings.BASE_DIR,
+        env=environment,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/api/v1/cities", timeout=1)
+                break
+            except httpx.TransportError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("uvicorn did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

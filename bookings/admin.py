@@ -1,0 +1,267 @@
+"""The staff's view of bookings and payments, and the one change staff make to them: cancel and refund.
+
+Reservations and payments are written only by bookings.services (holds, payments, the sweep, refunds), so
+the admin shows them read-only; cancelling goes through cancel_booking like every other caller. Lists are
+built for the study's scale (10 million tickets a month): searches are exact matches that an index serves,
+and the cinema filter lists only the cinema already chosen.
+"""
+
+import re
+import uuid
+from contextlib import suppress
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from bookings.models import Payment, Reservation, SeatClaim
+from bookings.services import ERROR_MESSAGES, BookingError, cancel_booking
+from bookings.tickets import InvalidTicket, normalize_booking_code
+from cinemas.admin import ChosenOnlyFilter
+
+# 8 hex digits is the short id the reservation list shows; fewer would match too much to be a search.
+_ID_PREFIX = re.compile(r"[0-9a-f]{8,32}")
+
+
+def ids_starting_with(field, text):
+    """A Q for the UUIDs in `field` that start with these hex digits (a whole id, or the list's short id).
+
+    Asked as a range of UUIDs, which the primary key's index serves; `id::text LIKE 'ab12%'` would read
+    the whole table. None when the text can't begin a UUID.
+    """
+    digits = text.replace("-", "").lower()
+    if not _ID_PREFIX.fullmatch(digits):
+        return None
+    return Q(**{f"{field}__gte": uuid.UUID(digits.ljust(32, "0")), f"{field}__lte": uuid.UUID(digits.ljust(32, "f"))})
+
+
+class ReadOnly:
+    """For records only the services write: staff look, and change nothing through the admin's forms."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class SeatClaimInline(ReadOnly, admin.TabularInline):
+    model = SeatClaim
+    verbose_name_plural = "Seats (released ones stay as history)"
+    fields = ["seat_label", "seat_type", "price", "released_at"]
+    readonly_fields = fields
+    extra = 0
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("seat").order_by("seat__y", "seat__x", "pk")
+
+    @admin.display(description="Seat")
+    def seat_label(self, claim):
+        return str(claim.seat)
+
+
+class PaymentInline(ReadOnly, admin.TabularInline):
+    model = Payment
+    # The provider keeps the card; all we hold of it, and all staff need to tell cards apart, is its last four.
+    fields = ["kind", "status", "amount", "provider_reference", "card_last4", "error_code", "created_at"]
+    readonly_fields = fields
+    extra = 0
+
+
+@admin.register(Reservation)
+class ReservationAdmin(ReadOnly, admin.ModelAdmin):
+    """Holds and bookings as the services left them. Staff can cancel a booking, which refunds it."""
+
+    change_form_template = "bookings/admin/reservation_change_form.html"
+    inlines = [SeatClaimInline, PaymentInline]
+    list_display = [
+        "short_id",
+        "booking_code",
+        "show_summary",
+        "session_id",
+        "status",
+        "amount_with_currency",
+        "created_at",
+        "checked_in_at",
+    ]
+    list_filter = ["status", ("show__hall__cinema", ChosenOnlyFilter)]
+    list_select_related = ["show__movie", "show__hall__cinema"]
+    date_hierarchy = "created_at"
+    # Searched by get_search_results below; listed so the admin shows its search box.
+    search_fields = ["booking_code", "id", "session_id"]
+    search_help_text = (
+        "A booking code (any case, spaces allowed), a reservation id or its first 8 characters, or a session id."
+    )
+    show_full_result_count = False
+    actions = ["cancel_and_refund"]
+    readonly_fields = ["local_start", "amount_with_currency"]
+    fields = [
+        "id",
+        "booking_code",
+        "status",
+        "show",
+        "local_start",
+        "api_key",
+        "session_id",
+        "amount_with_currency",
+        "created_at",
+        "expires_at",
+        "held_until",
+        "booked_at",
+        "ended_at",
+        "checked_in_at",
+    ]
+
+    def get_urls(self):
+        cancel = path(
+            "<path:object_id>/cancel/",
+            self.admin_site.admin_view(self.cancel_view),
+            name="bookings_reservation_cancel",
+        )
+        # Ahead of the admin's own "<path:object_id>/", which would otherwise take ".../cancel/" as an id.
+        return [cancel, *super().get_urls()]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(session_id=term)
+        with suppress(InvalidTicket):
+            match |= Q(booking_code=normalize_booking_code(term))
+        by_id = ids_starting_with("pk", term)
+        if by_id is not None:
+            match |= by_id
+        return queryset.filter(match), False
+
+    def has_cancel_permission(self, request, obj=None):
+        # Cancelling is the one change staff make to a reservation, so Django's change permission grants it.
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["can_cancel"] = (
+            obj is not None and obj.status == Reservation.Status.BOOKED and self.has_cancel_permission(request, obj)
+        )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    @admin.action(description="Cancel booking and refund", permissions=["cancel"])
+    def cancel_and_refund(self, request, queryset):
+        for reservation in queryset:
+            self._cancel(request, reservation)
+
+    def cancel_view(self, request, object_id):
+        """The change page's "Cancel booking and refund": a confirmation page, then a POST to the service."""
+        reservation = self.get_object(request, unquote(object_id))
+        if reservation is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_cancel_permission(request, reservation):
+            raise PermissionDenied
+        change_page = reverse("admin:bookings_reservation_change", args=[reservation.pk])
+        if request.method == "POST":
+            self._cancel(request, reservation)
+            return redirect(change_page)
+        if reservation.status != Reservation.Status.BOOKED:
+            self.message_user(request, ERROR_MESSAGES["not_booked"], messages.WARNING)
+            return redirect(change_page)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Cancel booking and refund",
+            "reservation": reservation,
+            "seats": ", ".join(self.live_seat_labels(reservation)),
+            "charge": reservation.payments.filter(
+                kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED
+            ).first(),
+            "change_page": change_page,
+        }
+        return TemplateResponse(request, "bookings/admin/cancel_reservation.html", context)
+
+    def _cancel(self, request, reservation):
+        """Cancel through the service and tell the staff member what happened to this one reservation."""
+        name = reservation.booking_code or self.short_id(reservation)
+        try:
+            cancelled = cancel_booking(reservation_id=reservation.pk)
+        except BookingError as refusal:
+            self.message_user(request, f"{name} was not cancelled: {refusal.message}", messages.WARNING)
+            return
+        # The refund was sent after the cancellation committed; its row says how the provider answered.
+        refund = cancelled.payments.filter(kind=Payment.Kind.REFUND).order_by("-created_at").first()
+        if refund is None:
+            outcome, level = "there was no charge to refund.", messages.SUCCESS
+        elif refund.status == Payment.Status.SUCCEEDED:
+            outcome = f"{refund.amount} {refund.currency} refunded ({refund.provider_reference})."
+            level = messages.SUCCESS
+        else:
+            outcome = (
+                f"the refund of {refund.amount} {refund.currency} did not go through yet; "
+                "the payment reconciler keeps retrying it."
+            )
+            level = messages.WARNING
+        self.message_user(request, f"{name} cancelled and its seats freed; {outcome}", level)
+
+    @staticmethod
+    def live_seat_labels(reservation):
+        claims = reservation.claims.filter(released_at__isnull=True).select_related("seat")
+        return [str(claim.seat) for claim in claims.order_by("seat__y", "seat__x")]
+
+    @admin.display(description="Id")
+    def short_id(self, reservation):
+        return str(reservation.pk)[:8]
+
+    @admin.display(description="Show", ordering="show__starts_at")
+    def show_summary(self, reservation):
+        show = reservation.show
+        return f"{show.movie.title} · {show.hall.cinema.name} · {show.local_starts_at:%a %d %b %Y %H:%M}"
+
+    @admin.display(description="Show starts (cinema's local time)")
+    def local_start(self, reservation):
+        show = reservation.show
+        return f"{show.local_starts_at:%a %d %b %Y %H:%M} {show.hall.cinema.time_zone}"
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_with_currency(self, reservation):
+        return f"{reservation.amount} {reservation.currency}"
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnly, admin.ModelAdmin):
+    """Charges and refunds as the provider answered them; the reconciler, not staff, settles open ones."""
+
+    list_display = ["kind", "status", "amount", "reservation", "provider_reference", "created_at"]
+    list_filter = ["kind", "status"]
+    list_select_related = ["reservation"]
+    # Searched by get_search_results below; listed so the admin shows its search box.
+    search_fields = ["provider_reference", "reservation__id"]
+    search_help_text = "A provider reference (ch_…, re_…), or a reservation id or its first 8 characters."
+    show_full_result_count = False
+    fields = [
+        "id",
+        "reservation",
+        "kind",
+        "status",
+        "amount",
+        "currency",
+        "provider",
+        "provider_reference",
+        "refund_of",
+        "card_last4",
+        "error_code",
+        "created_at",
+        "updated_at",
+    ]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(provider_reference=term)
+        by_reservation = ids_starting_with("reservation_id", term)
+        if by_reservation is not None:
+            match |= by_reservation
+        return queryset.filter(match), False

@@ -1,0 +1,168 @@
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from bookings.models import Reservation, SeatClaim
+from tests.bookings.helpers import reserve, seat_ids, statuses
+from tests.factories import make_api_key, make_hall, make_show
+
+pytestmark = pytest.mark.django_db
+
+RETRY = "Reservation Failed - Retry, as other users are holding reserved seats"
+
+
+def assert_refused(response, status, code, word=None):
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert body["error"]["code"] == code and body["error"]["message"]
+    if word:
+        assert body["status"] == word
+
+
+def test_a_hold_takes_every_seat_asked_for_and_says_when_it_expires(api, show):
+    seats = seat_ids(show)[:3]
+    response = reserve(api, show, seats)
+    assert response.status_code == 201
+    body = response.json()
+    assert body["status"] == "Reservation Successful" and body["show_id"] == show.pk
+    assert [seat["id"] for seat in body["seats"]] == seats
+    assert body["seats"][0] == {"id": seats[0], "row": "A", "number": 1, "type": "Premium", "price": "15.00"}
+    assert body["amount"] == "45.00" and body["currency"] == "USD"
+    created, expires = (timezone.datetime.fromisoformat(body[key]) for key in ("created_at", "expires_at"))
+    assert expires - created == timedelta(minutes=5)
+    assert {statuses(api, show)[seat] for seat in seats} == {"held"}
+
+
+def test_seats_held_by_others_are_unavailable_when_enough_others_are_free(api, show):
+    seats = seat_ids(show)
+    reserve(api, show, seats[:2], session="alice")
+    response = reserve(api, show, seats[1:3], session="bob")
+    assert_refused(response, 409, "seats_unavailable", "Reservation Failed - Seats Unavailable")
+
+
+def test_a_hold_is_all_or_nothing(api, show):
+    seats = seat_ids(show)
+    reserve(api, show, seats[1:2], session="alice")
+    reserve(api, show, [seats[0], seats[1], seats[2]], session="bob")
+    assert statuses(api, show)[seats[0]] == "available" and statuses(api, show)[seats[2]] == "available"
+    assert Reservation.objects.count() == 1 and SeatClaim.objects.count() == 1
+
+
+def test_when_only_held_seats_are_left_the_buyer_is_told_to_retry(api):
+    show = make_show(hall=make_hall(plan="RRRR"))
+    seats = seat_ids(show)
+    reserve(api, show, seats[:3], session="alice")
+    assert_refused(reserve(api, show, seats[:2], session="bob"), 409, "retry", RETRY)
+
+
+def test_when_held_and_booked_seats_leave_too_few_the_show_is_full(api):
+    show = make_show(hall=make_hall(plan="RRRR"))
+    seats = seat_ids(show)
+    first = reserve(api, show, seats[:3], session="alice").json()
+    from tests.bookings.helpers import pay
+
+    assert pay(api, first["reservation_id"]).status_code == 200
+    assert_refused(reserve(api, show, seats[2:4], session="bob"), 409, "show_full", "Reservation Failed - Show Full")
+
+
+@pytest.mark.parametrize(
+    ("seats_of", "code"),
+    [
+        (lambda seats: [], "no_seats"),
+        (lambda seats: seats[:11], "too_many_seats"),
+        (lambda seats: [seats[0], seats[0]], "duplicate_seats"),
+    ],
+)
+def test_bad_seat_lists_are_refused_with_a_reason(api, seats_of, code):
+    show = make_show(hall=make_hall(plan="RRRRRRRRRRRR"))
+    assert_refused(reserve(api, show, seats_of(seat_ids(show))), 400, code)
+    assert not Reservation.objects.exists()
+
+
+def test_a_seat_of_another_hall_is_refused(api, show):
+    other = make_hall()
+    response = reserve(api, show, [seat_ids(show)[0], other.seats.first().pk])
+    assert_refused(response, 400, "seat_not_in_hall")
+    assert "seats_to_reserve" in response.json()["error"]["fields"]
+
+
+def test_a_show_that_has_started_is_not_on_sale(api, show):
+    with time_machine.travel(show.starts_at + timedelta(minutes=1), tick=False):
+        assert_refused(reserve(api, show, seat_ids(show)[:1]), 400, "show_started")
+
+
+def test_the_movie_must_be_the_shows(api, show):
+    assert_refused(reserve(api, show, seat_ids(show)[:1], movie_id=show.movie_id + 1000), 400, "movie_mismatch")
+
+
+def test_a_session_holds_at_most_ten_seats_of_a_show(api):
+    show = make_show(hall=make_hall(plan="RRRRRRRRRRRR"))
+    seats = seat_ids(show)
+    assert reserve(api, show, seats[:6]).status_code == 201
+    assert_refused(reserve(api, show, seats[6:11]), 400, "session_seat_cap")
+    assert reserve(api, show, seats[6:10]).status_code == 201
+    assert reserve(api, show, seats[10:11], session="another").status_code == 201
+
+
+def test_request_shape_errors_are_400_with_fields(api, show):
+    bad_bodies = [
+        ({"session_id": "has space"}, "session_id"),
+        ({"session_id": "x" * 129}, "session_id"),
+        ({"show_id": "abc"}, "show_id"),
+        ({"show_id": 999999}, "show_id"),
+        ({"seats_to_reserve": "1,2"}, "seats_to_reserve"),
+        ({"seats_to_reserve": None, "best_available": None}, "seats_to_reserve"),
+        ({"surprise": 1}, "surprise"),
+    ]
+    for change, field in bad_bodies:
+        body = {"session_id": "alice", "movie_id": show.movie_id, "show_id": show.pk, "seats_to_reserve": [1]}
+        body.update(change)
+        body = {key: value for key, value in body.items() if value is not None}
+        response = api.post("/api/v1/reservations", body, format="json")
+        assert response.status_code == 400, (change, response.content)
+        assert field in response.json()["error"]["fields"], (change, response.json())
+    assert not Reservation.objects.exists()
+
+
+def test_a_malformed_json_body_is_a_400_not_a_500(api):
+    response = api.generic("POST", "/api/v1/reservations", "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "parse_error"
+
+
+def test_best_available_picks_seats_together(api):
+    show = make_show(hall=make_hall(plan="RRRRRRRR\nRRRRRRRR\nRRRRRRRR"))
+    body = reserve(api, show, best_available={"count": 4}).json()
+    rows = {seat["row"] for seat in body["seats"]}
+    numbers = sorted(seat["number"] for seat in body["seats"])
+    assert len(rows) == 1 and numbers == list(range(numbers[0], numbers[0] + 4))
+
+
+def test_best_available_of_a_type_takes_only_that_type(api, show):
+    body = reserve(api, show, best_available={"count": 2, "type": "Premium"}).json()
+    assert {seat["type"] for seat in body["seats"]} == {"Premium"}
+
+
+def test_best_available_when_the_type_is_all_held_says_retry(api, show):
+    premium = list(show.hall.seats.filter(seat_type="Premium").values_list("id", flat=True))
+    reserve(api, show, premium, session="alice")
+    assert_refused(reserve(api, show, best_available={"count": 1, "type": "Premium"}, session="bob"), 409, "retry")
+
+
+@pytest.mark.parametrize("best", [{"count": 0}, {"count": 11}, {"count": 2, "type": "Balcony"}, {"type": "Premium"}])
+def test_best_available_refuses_bad_requests(api, show, best):
+    assert reserve(api, show, best_available=best).status_code == 400
+
+
+def test_a_reservation_is_only_visible_to_its_key_and_session(api, show):
+    reservation_id = reserve(api, show, seat_ids(show)[:1]).json()["reservation_id"]
+    url = f"/api/v1/reservations/{reservation_id}"
+    assert api.get(url, {"session_id": "alice"}).status_code == 200
+    assert_refused(api.get(url, {"session_id": "mallory"}), 404, "not_found")
+    other_partner = api.__class__()
+    other_partner.credentials(HTTP_X_API_KEY=make_api_key())
+    assert_refused(other_partner.get(url, {"session_id": "alice"}), 404, "not_found")
+    assert_refused(api.delete(f"{url}?session_id=mallory"), 404, "not_found")
+    assert api.get("/api/v1/reservations/not-a-uuid", {"session_id": "alice"}).status_code == 404
