@@ -1,0 +1,129 @@
+from datetime import timedelta
+
+import pytest
+import time_machine
+
+from bookings.models import Reservation
+from bookings.services import Buyer, cancel_booking, cancel_hold, hold_seats, release_lapsed_holds
+from tests.bookings.helpers import pay, reserve, seat_ids, statuses
+
+pytestmark = pytest.mark.django_db
+
+
+def change(api, reservation_id, seats, session="alice"):
+    return api.put(
+        f"/api/v1/reservations/{reservation_id}", {"session_id": session, "seats_to_reserve": seats}, format="json"
+    )
+
+
+def test_changing_seats_swaps_them_in_one_step_and_keeps_the_clock(api, show):
+    seats = seat_ids(show)
+    first = reserve(api, show, seats[:2]).json()
+    response = change(api, first["reservation_id"], [seats[1], seats[4], seats[5]])
+    assert response.status_code == 200
+    body = response.json()
+    assert [seat["id"] for seat in body["seats"]] == [seats[1], seats[4], seats[5]]
+    assert body["expires_at"] == first["expires_at"] and body["amount"] == "35.00"  # one premium, two regular
+    seat_status = statuses(api, show)
+    assert seat_status[seats[0]] == "available"
+    assert {seat_status[seat] for seat in (seats[1], seats[4], seats[5])} == {"held"}
+
+
+def test_when_a_new_seat_is_taken_the_old_seats_stay_held(api, show):
+    seats = seat_ids(show)
+    mine = reserve(api, show, seats[:2]).json()["reservation_id"]
+    reserve(api, show, seats[5:6], session="bob")
+    response = change(api, mine, [seats[0], seats[5]])
+    assert response.status_code == 409 and response.json()["status"] == "Reservation Failed - Seats Unavailable"
+    assert {statuses(api, show)[seat] for seat in seats[:2]} == {"held"}
+    assert (
+        sorted(seat["id"] for seat in api.get(f"/api/v1/reservations/{mine}", {"session_id": "alice"}).json()["seats"])
+        == seats[:2]
+    )
+
+
+def test_changing_seats_respects_the_session_cap_and_hall(api):
+    from tests.factories import make_hall, make_show
+
+    show = make_show(hall=make_hall(plan="R" * 12))
+    seats = seat_ids(show)
+    mine = reserve(api, show, seats[:5]).json()["reservation_id"]
+    reserve(api, show, seats[5:10])
+    assert change(api, mine, seats[:6]).json()["error"]["code"] == "session_seat_cap"
+    assert change(api, mine, seats[:11]).json()["error"]["code"] == "too_many_seats"
+    assert change(api, mine, [seats[0], seats[0]]).json()["error"]["code"] == "duplicate_seats"
+    assert change(api, mine, [seats[0], 999_999]).json()["error"]["code"] == "seat_not_in_hall"
+
+
+def test_another_session_cannot_change_the_hold(api, show):
+    mine = reserve(api, show, seat_ids(show)[:1]).json()["reservation_id"]
+    assert change(api, mine, seat_ids(show)[1:2], session="mallory").status_code == 404
+
+
+def test_cancelling_a_hold_frees_its_seats_at_once(api, show):
+    seats = seat_ids(show)[:2]
+    reservation_id = reserve(api, show, seats).json()["reservation_id"]
+    response = api.delete(f"/api/v1/reservations/{reservation_id}?session_id=alice")
+    assert response.status_code == 200 and response.json()["status"] == "Cancelled"
+    assert {statuses(api, show)[seat] for seat in seats} == {"available"}
+    assert reserve(api, show, seats, session="bob").status_code == 201
+
+
+def test_cancelling_twice_is_harmless_and_a_lapsed_hold_reads_expired(api, show):
+    reservation_id = reserve(api, show, seat_ids(show)[:1]).json()["reservation_id"]
+    url = f"/api/v1/reservations/{reservation_id}?session_id=alice"
+    assert api.delete(url).json()["status"] == "Cancelled"
+    assert api.delete(url).json()["status"] == "Cancelled"
+    other = reserve(api, show, seat_ids(show)[1:2]).json()["reservation_id"]
+    with time_machine.travel(show.starts_at - timedelta(minutes=1), tick=False):
+        assert api.delete(f"/api/v1/reservations/{other}?session_id=alice").json()["status"] == "Expired"
+
+
+def test_an_ended_reservation_still_lists_the_seats_it_had(api, show):
+    seats = seat_ids(show)[:2]
+    reservation_id = reserve(api, show, seats).json()["reservation_id"]
+    api.delete(f"/api/v1/reservations/{reservation_id}?session_id=alice")
+    body = api.get(f"/api/v1/reservations/{reservation_id}", {"session_id": "alice"}).json()
+    assert [seat["id"] for seat in body["seats"]] == seats
+
+
+def test_staff_cancel_a_booking_freeing_its_seats_and_refunding_it(api, show, django_capture_on_commit_callbacks):
+    seats = seat_ids(show)[:2]
+    reservation_id = reserve(api, show, seats).json()["reservation_id"]
+    pay(api, reservation_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        reservation = cancel_booking(reservation_id=reservation_id)
+    assert reservation.status == "Cancelled"
+    assert {statuses(api, show)[seat] for seat in seats} == {"available"}
+    refund = reservation.payments.get(kind="refund")
+    assert refund.status == "succeeded" and refund.amount == reservation.amount
+
+
+class TestSeatsComingFreeWakeTheWaitingLine:
+    """Bookings tells the waiting app, after commit, whenever seats of a show come free."""
+
+    @pytest.fixture
+    def woken(self, monkeypatch):
+        shows = []
+        monkeypatch.setattr("waiting.services.serve_waiting_line", lambda *, show_id: shows.append(show_id) or 0)
+        return shows
+
+    def test_when_a_hold_is_cancelled(self, show, woken, django_capture_on_commit_callbacks):
+        reservation = hold_seats(buyer=Buyer(None, "alice"), show=show, seat_ids=seat_ids(show)[:1])
+        assert woken == []  # holding frees nothing
+        with django_capture_on_commit_callbacks(execute=True):
+            cancel_hold(buyer=Buyer(None, "alice"), reservation_id=reservation.pk)
+        assert woken == [show.pk]
+
+    def test_when_the_sweep_expires_holds(self, show, woken, django_capture_on_commit_callbacks):
+        hold_seats(buyer=Buyer(None, "alice"), show=show, seat_ids=seat_ids(show)[:1])
+        with django_capture_on_commit_callbacks(execute=True):
+            release_lapsed_holds(at=show.starts_at)
+        assert woken == [show.pk]
+
+    def test_not_before_the_transaction_commits(self, show, woken, django_capture_on_commit_callbacks):
+        reservation = hold_seats(buyer=Buyer(None, "alice"), show=show, seat_ids=seat_ids(show)[:1])
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            cancel_hold(buyer=Buyer(None, "alice"), reservation_id=reservation.pk)
+        assert woken == [] and callbacks
+        assert Reservation.objects.get(pk=reservation.pk).status == "Cancelled"
