@@ -6,7 +6,7 @@ class BookingsConfig(AppConfig):
 
     def ready(self):
         # Celery only discovers tasks inside a worker; web processes send them by name, so they register here.
-        from bookings import tasks  # noqa: F401
+        from bookings import tasks
         from bookings.availability import taken_by_type
         from cinemas.search import register_taken_seats_counter
 
@@ -17,3 +17,8 @@ class BookingsConfig(AppConfig):
             }
 
         register_taken_seats_counter(taken_seats)
+
+        from django.conf import settings
+
+        if settings.TICKETING_IN_PROCESS_CLOCKS:
+            tasks.start_beat_in_process()

@@ -1,8 +1,12 @@
 """Celery tasks: thin wrappers that load ids and call services. Beat runs the clocks (settings)."""
 
 import logging
+import threading
+import time
 
 from celery import current_app, shared_task
+from django.conf import settings
+from django.db import close_old_connections
 
 logger = logging.getLogger(__name__)
 
@@ -40,3 +44,30 @@ def wake_waiting_line(show_id):
         current_app.signature(WAITING_LINE_TASK, args=(show_id,)).delay()
     except Exception:  # the broker's errors are many; any of them must not fail a committed request
         logger.warning("Could not wake the waiting line of show %s", show_id, exc_info=True)
+
+
+def run_beat_in_process(stop=None):
+    """The single-process demo's beat: run the beat schedule's tasks in this process, each on its period.
+
+    The same tasks and services as under Celery beat; only the driver differs. Stops when `stop` (an
+    Event) is set. A failing tick is logged and retried on the next one, as beat would.
+    """
+    stop = stop or threading.Event()
+    due = dict.fromkeys(settings.CELERY_BEAT_SCHEDULE, 0.0)
+    while not stop.is_set():
+        for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+            if time.monotonic() >= due[name]:
+                try:
+                    current_app.tasks[entry["task"]].apply(throw=True)
+                except Exception:
+                    logger.exception("In-process clock %s failed", name)
+                finally:
+                    close_old_connections()
+                due[name] = time.monotonic() + entry["schedule"]
+        stop.wait(0.2)
+
+
+def start_beat_in_process():
+    thread = threading.Thread(target=run_beat_in_process, name="in-process-beat", daemon=True)
+    thread.start()
+    return thread

@@ -75,7 +75,7 @@ choose_backends() {
 
     if [[ "${TICKETING_FORCE_FALLBACK:-0}" == "1" ]]; then
         use_sqlite_demo
-        fallback "TICKETING_FORCE_FALLBACK=1: single-process demo on SQLite ($SQLITE_PATH), in-memory channel layer and cache, Celery tasks run inside the web process (no worker, no beat). Good for trying the site; the concurrency guarantees are only tested on PostgreSQL."
+        fallback "TICKETING_FORCE_FALLBACK=1: single-process demo on SQLite ($SQLITE_PATH), in-memory channel layer and cache, Celery tasks and the beat schedule run inside the web process. Good for trying the site; the concurrency guarantees are only tested on PostgreSQL."
         return
     fi
 
@@ -104,10 +104,10 @@ choose_backends() {
         # SQLite has no row locks to share between processes, so a separate Celery worker would only
         # contend with the web process: the demo stays a single process even when Redis is there.
         use_sqlite_demo
-        fallback "PostgreSQL does not answer at $PG_HOST:$PG_PORT: single-process demo on SQLite ($SQLITE_PATH), in-memory channel layer and cache, Celery tasks run inside the web process (no worker, no beat). Good for trying the site; the concurrency guarantees are only tested on PostgreSQL."
+        fallback "PostgreSQL does not answer at $PG_HOST:$PG_PORT: single-process demo on SQLite ($SQLITE_PATH), in-memory channel layer and cache, Celery tasks and the beat schedule run inside the web process. Good for trying the site; the concurrency guarantees are only tested on PostgreSQL."
     elif ((!redis_ok)); then
         export REDIS_URL=""
-        fallback "Redis does not answer at $REDIS_HOST:$REDIS_PORT: in-memory channel layer and cache, Celery tasks run inside the web process (no worker, no beat). Live seat-map pushes and API quotas are only consistent within this one web process."
+        fallback "Redis does not answer at $REDIS_HOST:$REDIS_PORT: in-memory channel layer and cache, Celery tasks and the beat schedule run inside the web process. Live seat-map pushes and API quotas are only consistent within this one web process."
     else
         USE_CELERY=1
     fi
@@ -319,7 +319,12 @@ main() {
     trap 'on_signal TERM' TERM
     trap stop_servers EXIT
 
-    start_server web "$PYTHON" manage.py runserver "$HTTP_HOST:$HTTP_PORT"
+    if ((USE_CELERY)); then
+        start_server web "$PYTHON" manage.py runserver "$HTTP_HOST:$HTTP_PORT"
+    else
+        # No worker or beat: the web process runs the clocks itself, in one process (no autoreloader child).
+        start_server web env TICKETING_IN_PROCESS_CLOCKS=1 "$PYTHON" manage.py runserver --noreload "$HTTP_HOST:$HTTP_PORT"
+    fi
     if ((USE_CELERY)); then
         # The beat schedule file goes to var/ (ignored by git) instead of the repository root.
         start_server celery "$REPO_ROOT/.venv/bin/celery" -A ticketing worker -B --loglevel=info --concurrency=2 \

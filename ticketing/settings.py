@@ -150,6 +150,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
 # The clocks. A tick missed while beat or the workers are down is not replayed, and needn't be: each run
 # works from what the database says now. `expires` drops ticks that queued up behind a stopped worker.
+# The single-process demo has no worker or beat: its web process runs the same schedule in a thread.
+TICKETING_IN_PROCESS_CLOCKS = env_bool("TICKETING_IN_PROCESS_CLOCKS", False)
 CELERY_BEAT_SCHEDULE = {
     "release-lapsed-holds": {"task": "bookings.release_lapsed_holds", "schedule": 1.0, "options": {"expires": 5}},
     "reconcile-payments": {"task": "bookings.reconcile_payments", "schedule": 15.0, "options": {"expires": 30}},
