@@ -155,3 +155,46 @@ def test_a_storm_of_overlapping_holds_ends_with_no_seat_twice_no_partial_hold_an
     held = {seat["id"] for seat in seat_map["seats"] if seat["status"] == "held"}
     assert held == set(every_granted_seat)
     assert seat_map["counts"]["held"] == len(held) and seat_map["counts"]["available"] == 200 - len(held)
+
+
+def test_a_hold_does_not_wait_for_an_unfinished_hold_of_other_seats_but_does_for_the_same_seat(hot_show):
+    """No lock covers the whole show: only buyers of the same seat queue behind each other (decision 3)."""
+    import psycopg
+
+    first, second = hot_show.hall.seats.order_by("pk")[:2]
+    settings_dict = connection.settings_dict
+    blocker = psycopg.connect(
+        host=settings_dict["HOST"], port=settings_dict["PORT"], user=settings_dict["USER"], dbname=settings_dict["NAME"]
+    )
+    try:
+        # Another buyer's hold of the first seat, inserted and not yet committed.
+        blocker.execute(
+            "INSERT INTO bookings_reservation (id, show_id, session_id, status, amount, currency, created_at, "
+            "expires_at, held_until) VALUES (gen_random_uuid(), %s, 'slow', 'Reserved', 10, 'USD', now(), "
+            "now() + interval '5 minutes', now() + interval '5 minutes') RETURNING id",
+            [hot_show.pk],
+        )
+        blocker.execute(
+            "INSERT INTO bookings_seatclaim (reservation_id, show_id, seat_id, seat_type, price, version) "
+            "SELECT id, show_id, %s, 'Regular', 10, 1 FROM bookings_reservation WHERE session_id = 'slow'",
+            [first.pk],
+        )
+        api_key = make_api_key()
+
+        def hold_in_background(seat):
+            codes = []
+            thread = threading.Thread(target=lambda: codes.extend(race(api_key, hot_show, seat.pk, ("fast",))))
+            thread.start()
+            thread.join(timeout=5)
+            return thread, codes
+
+        other_seat, other_codes = hold_in_background(second)
+        assert not other_seat.is_alive() and other_codes == [201]  # done while the other hold is unfinished
+
+        same_seat, same_codes = hold_in_background(first)
+        assert same_seat.is_alive() and same_codes == []  # the negative control: this one does wait
+        blocker.rollback()
+        same_seat.join(timeout=10)
+        assert same_codes == [201]  # and gets the seat once the other hold gives up
+    finally:
+        blocker.close()
