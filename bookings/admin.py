@@ -175,9 +175,7 @@ class ReservationAdmin(ReadOnly, admin.ModelAdmin):
             "title": "Cancel booking and refund",
             "reservation": reservation,
             "seats": ", ".join(self.live_seat_labels(reservation)),
-            "charge": reservation.payments.filter(
-                kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED
-            ).first(),
+            "charge": reservation.payments.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED).first(),
             "change_page": change_page,
         }
         return TemplateResponse(request, "bookings/admin/cancel_reservation.html", context)

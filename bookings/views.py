@@ -12,8 +12,15 @@ class CheckInForm(forms.Form):
     code = forms.CharField(
         label="Scan the ticket, or type its booking code",
         widget=forms.TextInput(
-            # A USB or keyboard scanner types the QR payload and presses Enter into whatever has focus.
-            attrs={"autofocus": True, "autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"}
+            # A USB or keyboard scanner types the QR payload and presses Enter into whatever has focus. The
+            # verdict describes the field, so a screen reader reads it out when the new page focuses the field.
+            attrs={
+                "autofocus": True,
+                "aria-describedby": "check-in-result",
+                "autocomplete": "off",
+                "autocapitalize": "characters",
+                "spellcheck": "false",
+            }
         ),
     )
 
