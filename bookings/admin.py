@@ -174,7 +174,7 @@ class ReservationAdmin(ReadOnly, admin.ModelAdmin):
             "opts": self.opts,
             "title": "Cancel booking and refund",
             "reservation": reservation,
-            "seats": ", ".join(self.live_seat_labels(reservation)),
+            "seats": ", ".join(reservation.seat_labels()),
             "charge": reservation.payments.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED).first(),
             "change_page": change_page,
         }
@@ -202,11 +202,6 @@ class ReservationAdmin(ReadOnly, admin.ModelAdmin):
             )
             level = messages.WARNING
         self.message_user(request, f"{name} cancelled and its seats freed; {outcome}", level)
-
-    @staticmethod
-    def live_seat_labels(reservation):
-        claims = reservation.claims.filter(released_at__isnull=True).select_related("seat")
-        return [str(claim.seat) for claim in claims.order_by("seat__y", "seat__x")]
 
     @admin.display(description="Id")
     def short_id(self, reservation):

@@ -40,7 +40,7 @@ def push_seat_changes(show_id, version, changes):
 
 
 class ShowSeatsConsumer(AsyncJsonWebsocketConsumer):
-    """Read-only: joins the show's group and forwards what services push. Client messages are ignored."""
+    """Read-only: joins the show's group and forwards what services push. Client frames are ignored unread."""
 
     async def connect(self):
         self.show_id = self.scope["url_route"]["kwargs"]["show_id"]
@@ -55,8 +55,8 @@ class ShowSeatsConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code):
         await self.channel_layer.group_discard(show_group(self.show_id), self.channel_name)
 
-    async def receive_json(self, content, **kwargs):
-        pass  # nothing a client says changes anything
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        pass  # nothing a client says changes anything; not even decoded, so a malformed frame can't crash it
 
     async def seats_changed(self, event):
         await self.send_json(event["message"])

@@ -52,6 +52,8 @@ class Reservation(models.Model):
             models.Index(fields=["held_until"], condition=Q(status="Reserved"), name="bookings_reservation_lapsing"),
             # A buyer's own holds of a show (the 10-seat cap per session and show).
             models.Index(fields=["show", "session_id"], name="bookings_reservation_buyer"),
+            # The staff's list of reservations, newest first.
+            models.Index(fields=["-created_at"], name="bookings_reservation_newest"),
         ]
 
     def __str__(self):
@@ -59,6 +61,11 @@ class Reservation(models.Model):
 
     def is_live(self, at):
         return self.status == self.Status.BOOKED or (self.status == self.Status.RESERVED and self.held_until > at)
+
+    def seat_labels(self):
+        """Labels like "F12" of the seats it holds now, front to back, left to right."""
+        claims = self.claims.filter(released_at__isnull=True).select_related("seat").order_by("seat__y", "seat__x")
+        return [str(claim.seat) for claim in claims]
 
     def status_at(self, at):
         """The status a buyer sees: a hold past its time reads as Expired before the sweep gets to it."""

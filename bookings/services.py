@@ -63,6 +63,7 @@ ERROR_MESSAGES = {
     "ticket_invalid": "This is not a valid ticket.",
     "ticket_used": "This ticket was already used at {checked_in_at}.",
     "ticket_not_valid": "This ticket is not valid: its booking is {status}.",
+    "ticket_show_ended": "This ticket is for a show that ended at {ended_at}.",
 }
 
 
@@ -702,7 +703,7 @@ def check_in_ticket(*, code, at=None):
 
     `code` is the QR payload (its signature is checked) or the booking code. Locks the reservation.
     Raises BookingError: ticket_invalid (forged, malformed, unknown), ticket_used (second scan),
-    ticket_not_valid (the booking was cancelled).
+    ticket_not_valid (the booking was cancelled), ticket_show_ended (an old ticket).
     """
     at = at or timezone.now()
     try:
@@ -723,6 +724,9 @@ def check_in_ticket(*, code, at=None):
             raise BookingError("ticket_invalid")
         if reservation.status != Reservation.Status.BOOKED:
             raise BookingError("ticket_not_valid", status=reservation.status.lower())
+        if reservation.show.ends_at <= at:
+            ended = reservation.show.ends_at.astimezone(reservation.show.hall.cinema.zone)
+            raise BookingError("ticket_show_ended", ended_at=f"{ended:%H:%M} on {ended:%d %b}")
         if reservation.checked_in_at is not None:
             local = reservation.checked_in_at.astimezone(reservation.show.hall.cinema.zone)
             raise BookingError("ticket_used", checked_in_at=f"{local:%H:%M:%S} on {local:%d %b}")
@@ -733,11 +737,10 @@ def check_in_ticket(*, code, at=None):
 
 def ticket_token(reservation):
     """The signed QR payload of a booked reservation (deterministic for the same booking)."""
-    seats = reservation.claims.filter(released_at__isnull=True).select_related("seat").order_by("seat__y", "seat__x")
     return tickets.sign_ticket(
         reservation_id=str(reservation.pk),
         booking_code=reservation.booking_code,
         show_id=reservation.show_id,
-        seats=[f"{claim.seat.row_label}{claim.seat.number}" for claim in seats],
+        seats=reservation.seat_labels(),
         starts_at=reservation.show.starts_at,
     )

@@ -37,8 +37,11 @@ def check_in(request):
         except BookingError as refusal:
             result = {"admitted": False, "message": refusal.message}
         else:
-            claims = reservation.claims.filter(released_at__isnull=True).select_related("seat")
-            seats = [str(claim.seat) for claim in claims.order_by("seat__y", "seat__x")]
-            result = {"admitted": True, "reservation": reservation, "show": reservation.show, "seats": seats}
+            result = {
+                "admitted": True,
+                "reservation": reservation,
+                "show": reservation.show,
+                "seats": reservation.seat_labels(),
+            }
         form = CheckInForm()
     return render(request, "bookings/check_in.html", {"form": form, "result": result})

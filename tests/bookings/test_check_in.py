@@ -145,3 +145,15 @@ def test_checking_in_needs_the_csrf_token(admin_user, booking):
     booking.refresh_from_db()
     assert response.status_code == 403
     assert booking.checked_in_at is None
+
+
+def test_a_ticket_for_a_show_that_has_ended_is_refused(admin_client, booking):
+    from datetime import timedelta
+
+    import time_machine
+
+    with time_machine.travel(booking.show.ends_at + timedelta(minutes=1), tick=False):
+        page = admin_client.post(CHECK_IN, {"code": booking.booking_code}).content.decode()
+    assert "show that ended" in page
+    booking.refresh_from_db()
+    assert booking.checked_in_at is None

@@ -148,3 +148,19 @@ def test_what_a_client_sends_reaches_nobody(show):
             await listener.disconnect()
 
     run(scenario)
+
+
+def test_a_malformed_frame_from_a_client_is_ignored_and_the_connection_stays_up(show, bob):
+    seats = seat_ids(show, 1)
+
+    async def scenario():
+        watcher, version = await connected_watcher(show)
+        try:
+            await watcher.send_to(text_data="{not json")
+            await watcher.send_to(bytes_data=b"\x00\x01")
+            await database_sync_to_async(hold_seats)(buyer=bob, show=show, seat_ids=seats)
+            assert await next_change(watcher, seats, "held") > version
+        finally:
+            await watcher.disconnect()
+
+    run(scenario)
