@@ -11,7 +11,8 @@ from rest_framework.test import APIClient
 
 from bookings.models import Reservation
 from bookings.payments import SandboxProvider, get_provider, parse_card
-from bookings.services import Buyer, _start_charge, reconcile_payments, release_lapsed_holds
+from bookings.services import Buyer, reconcile_payments, release_lapsed_holds
+from bookings.services.payments import _start_charge
 from tests.bookings.helpers import DECLINED_CARD, GOOD_CARD, TIMEOUT_CARD, pay, reserve, seat_ids, statuses
 from tests.factories import make_api_key
 

@@ -1,0 +1,57 @@
+"""Every change to holds, bookings and payments.
+
+The rules that keep a sale correct live here, each in one transaction:
+- a seat of a show has at most one live claim: the partial unique index on SeatClaim decides every race,
+  so holds of different seats never wait on each other and no lock covers a whole show;
+- a hold takes all its seats or none (one transaction; a conflict rolls it back);
+- a hold past its `held_until` is free for every new claim at once: a claimer that meets one expires it
+  on the spot, so no seat waits for the sweep;
+- seat-map pushes, waiting-line wake-ups and provider refunds are sent after commit, never from inside a
+  transaction that may roll back; the provider is never called while a row is locked.
+
+The functions live in holds.py, payments.py and tickets.py; they are all importable from here.
+"""
+
+from bookings.services.errors import ERROR_MESSAGES, BookingError
+from bookings.services.holds import (
+    BestAvailable,
+    Buyer,
+    cancel_hold,
+    change_seats,
+    find_reservation,
+    hold_seats,
+    release_lapsed_holds,
+)
+from bookings.services.payments import (
+    abandon_idempotent_request,
+    begin_idempotent_request,
+    cancel_booking,
+    finish_idempotent_request,
+    fulfil_charge,
+    pay_for_reservation,
+    reconcile_payments,
+    settle_refund,
+)
+from bookings.services.tickets import check_in_ticket, ticket_token
+
+__all__ = [
+    "ERROR_MESSAGES",
+    "BestAvailable",
+    "BookingError",
+    "Buyer",
+    "abandon_idempotent_request",
+    "begin_idempotent_request",
+    "cancel_booking",
+    "cancel_hold",
+    "change_seats",
+    "check_in_ticket",
+    "find_reservation",
+    "finish_idempotent_request",
+    "fulfil_charge",
+    "hold_seats",
+    "pay_for_reservation",
+    "reconcile_payments",
+    "release_lapsed_holds",
+    "settle_refund",
+    "ticket_token",
+]

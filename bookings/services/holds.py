@@ -1,0 +1,364 @@
+"""Holds: claiming seats all or nothing, swapping them, giving them up, and the sweep of lapsed holds."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from bookings.availability import live_claims, next_seat_version, taken_by_type
+from bookings.models import Reservation, SeatClaim
+from bookings.seat_picking import SeatSpot, pick_best_seats
+from bookings.services.errors import BookingError
+from cinemas.models import Seat
+
+# A claim can lose to a lapsed hold and then to a live one; a few attempts settle every such race.
+CLAIM_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Buyer:
+    """Who acts: a partner's API key (None for the website) and the end user's session within it."""
+
+    api_key_id: int | None
+    session_id: str
+
+
+@dataclass(frozen=True)
+class BestAvailable:
+    count: int
+    seat_type: str | None = None
+
+
+# --- Reading helpers ---------------------------------------------------------------------------------
+
+
+def find_reservation(*, buyer, reservation_id, lock=False):
+    """The buyer's reservation, or BookingError("not_found"): another session's is never revealed."""
+    reservations = Reservation.objects.select_related("show__hall__cinema", "show__movie")
+    if lock:
+        reservations = reservations.select_for_update(of=("self",))
+    reservation = reservations.filter(
+        pk=reservation_id, api_key_id=buyer.api_key_id, session_id=buyer.session_id
+    ).first()
+    if reservation is None:
+        raise BookingError("not_found")
+    return reservation
+
+
+def _lock_buyer_of_show(buyer, show_id):
+    """Serialize one buyer's holds of one show, so the per-session seat cap can't be raced past.
+
+    Only this buyer's own requests for this show wait on it; other buyers never do.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"buyer:{buyer.api_key_id}:{buyer.session_id}:{show_id}"],
+            )
+
+
+def _seats_held_by_buyer(buyer, show, at, *, excluding=None):
+    claims = live_claims(at).filter(
+        show=show, reservation__api_key_id=buyer.api_key_id, reservation__session_id=buyer.session_id
+    )
+    if excluding is not None:
+        claims = claims.exclude(reservation=excluding)
+    return claims.count()
+
+
+def _seats_of_hall(show, seat_ids):
+    """The chosen seats with their types and prices, or a 400-kind BookingError."""
+    if not seat_ids:
+        raise BookingError("no_seats")
+    if len(seat_ids) > settings.TICKETING_MAX_SEATS:
+        raise BookingError("too_many_seats")
+    if len(set(seat_ids)) != len(seat_ids):
+        raise BookingError("duplicate_seats")
+    seats = list(Seat.objects.filter(hall_id=show.hall_id, pk__in=seat_ids).order_by("pk"))
+    if len(seats) != len(seat_ids):
+        outside = sorted(set(seat_ids) - {seat.pk for seat in seats})
+        raise BookingError("seat_not_in_hall", fields={"seats_to_reserve": [f"Not in this hall: {outside}"]})
+    return seats
+
+
+def _prices_of(show):
+    return dict(show.prices.values_list("seat_type", "price"))
+
+
+def _check_on_sale(show, at):
+    if show.starts_at <= at:
+        raise BookingError("show_started")
+
+
+def _why_unavailable(show, *, count, seat_type, at):
+    """Which refusal fits when `count` seats can't be held now (API.md's three 409 statuses)."""
+    capacity = show.hall.capacity
+    types = [seat_type] if seat_type else list(capacity)
+    taken = taken_by_type([show.pk], at).get(show.pk, {})
+    total = sum(capacity.get(t, 0) for t in types)
+    taken_now = sum(taken.get(t, (0, 0))[0] for t in types)
+    booked = sum(taken.get(t, (0, 0))[1] for t in types)
+    if total - taken_now >= count:
+        return BookingError("seats_unavailable")
+    if total - booked >= count:
+        return BookingError("retry")
+    return BookingError("show_full")
+
+
+# --- Claiming and releasing seats -------------------------------------------------------------------------
+
+
+class _SeatsTaken(Exception):
+    pass
+
+
+def _expire_lapsed_holders(show, seat_ids, at):
+    """Expire the holds past their time that still claim any of these seats; True if there were any.
+
+    A lapsed hold locked by someone else (the sweep, another claimer, a late payment) is skipped rather
+    than waited for, so claimers never wait on each other in a cycle; the caller's next insert then
+    waits only for that one row's fate.
+    """
+    lapsed = set(
+        SeatClaim.objects.filter(
+            show=show,
+            seat_id__in=seat_ids,
+            released_at__isnull=True,
+            reservation__status=Reservation.Status.RESERVED,
+            reservation__held_until__lte=at,
+        ).values_list("reservation_id", flat=True)
+    )
+    if not lapsed:
+        return False
+    # Re-checked under the row locks: the sweep or another claimer may have expired them meanwhile.
+    locked = list(
+        Reservation.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=lapsed, status=Reservation.Status.RESERVED, held_until__lte=at)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    _release(locked, status=Reservation.Status.EXPIRED, at=at)
+    return True
+
+
+def _claim(reservation, seats, prices, *, version, at):
+    """Insert one claim per seat, all or none; raise _SeatsTaken if live claims hold any of them.
+
+    Claims are inserted in seat-id order, so two holds of overlapping seats wait on each other's first
+    shared seat instead of deadlocking.
+    """
+    claims = [
+        SeatClaim(
+            reservation=reservation,
+            show_id=reservation.show_id,
+            seat_id=seat.pk,
+            seat_type=seat.seat_type,
+            price=prices[seat.seat_type],
+            version=version,
+        )
+        for seat in sorted(seats, key=lambda seat: seat.pk)
+    ]
+    for _ in range(CLAIM_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                SeatClaim.objects.bulk_create(claims)
+            return
+        except IntegrityError as exc:
+            if "bookings_seatclaim" not in str(exc) and "one_live_claim_per_seat" not in str(exc):
+                raise
+        if not _expire_lapsed_holders(reservation.show, [seat.pk for seat in seats], at):
+            break
+    raise _SeatsTaken
+
+
+def _release(reservation_ids, *, status, at):
+    """Release every live claim of these (already locked) reservations and give them `status`."""
+    if not reservation_ids:
+        return
+    version = next_seat_version()
+    claims = SeatClaim.objects.filter(reservation_id__in=reservation_ids, released_at__isnull=True)
+    freed = list(claims.values_list("show_id", "seat_id"))
+    claims.update(released_at=at, version=version)
+    Reservation.objects.filter(pk__in=reservation_ids).update(status=status, ended_at=at)
+    by_show = {}
+    for show_id, seat_id in freed:
+        by_show.setdefault(show_id, []).append((seat_id, "available"))
+    for show_id, changes in by_show.items():
+        _announce(show_id, version, changes, seats_came_free=True)
+
+
+def _announce(show_id, version, changes, *, seats_came_free=False):
+    """After commit: push the seat changes to the show's live map; wake its waiting line if seats came free."""
+    from bookings import consumers, tasks  # both import this module's callers; imported late to stay acyclic
+
+    transaction.on_commit(lambda: consumers.push_seat_changes(show_id, version, changes))
+    if seats_came_free:
+        transaction.on_commit(lambda: tasks.wake_waiting_line(show_id))
+
+
+def _seat_spots(show, prices):
+    return [
+        SeatSpot(seat.pk, seat.row_label, seat.number, seat.seat_type, seat.x, seat.y, prices.get(seat.seat_type))
+        for seat in Seat.objects.filter(hall_id=show.hall_id)
+        if seat.seat_type in prices
+    ]
+
+
+# --- Holds ---------------------------------------------------------------------------------------------------
+
+
+def hold_seats(*, buyer, show, seat_ids=None, best_available=None, movie_id=None, at=None):
+    """Hold seats of a show for the buyer, all or nothing; return the new Reservation (status Reserved).
+
+    Give `seat_ids`, or `best_available` to let the server pick seats together (bookings.seat_picking).
+    Locks: this buyer's advisory lock for the show (for the seat cap), and the rows of any lapsed hold it
+    takes seats from. Raises BookingError: the 400 kinds for bad requests, or `seats_unavailable`, `retry`
+    or `show_full` when the seats can't be had (nothing is written). On commit: pushes the seats as held.
+    """
+    at = at or timezone.now()
+    if movie_id is not None and show.movie_id != movie_id:
+        raise BookingError("movie_mismatch")
+    _check_on_sale(show, at)
+    prices = _prices_of(show)
+    if best_available:
+        wanted = best_available.count
+        if not 1 <= wanted <= settings.TICKETING_MAX_SEATS:
+            raise BookingError("too_many_seats" if wanted else "no_seats")
+    else:
+        seats = _seats_of_hall(show, seat_ids or [])
+        wanted = len(seats)
+    with transaction.atomic(durable=True):
+        _lock_buyer_of_show(buyer, show.pk)
+        if _seats_held_by_buyer(buyer, show, at) + wanted > settings.TICKETING_MAX_SEATS:
+            raise BookingError("session_seat_cap")
+        reservation = Reservation.objects.create(
+            show=show,
+            api_key_id=buyer.api_key_id,
+            session_id=buyer.session_id,
+            amount=Decimal("0"),
+            currency=settings.TICKETING_CURRENCY,
+            created_at=at,
+            expires_at=at + timedelta(seconds=settings.TICKETING_HOLD_SECONDS),
+            held_until=at + timedelta(seconds=settings.TICKETING_HOLD_SECONDS + settings.TICKETING_HOLD_GRACE_SECONDS),
+        )
+        version = next_seat_version()
+        if best_available:
+            seats = _claim_best_available(reservation, best_available, prices, version=version, at=at)
+        else:
+            try:
+                _claim(reservation, seats, prices, version=version, at=at)
+            except _SeatsTaken:
+                raise _why_unavailable(show, count=len(seats), seat_type=None, at=at) from None
+        reservation.amount = sum(prices[seat.seat_type] for seat in seats)
+        reservation.save(update_fields=["amount"])
+        _announce(show.pk, version, [(seat.pk, "held") for seat in seats])
+    return reservation
+
+
+def _claim_best_available(reservation, best_available, prices, *, version, at):
+    show = reservation.show
+    spots = _seat_spots(show, prices)
+    for _ in range(CLAIM_ATTEMPTS):
+        taken = set(live_claims(at).filter(show=show).values_list("seat_id", flat=True))
+        pick = pick_best_seats(seats=spots, taken=taken, count=best_available.count, seat_type=best_available.seat_type)
+        if pick is None:
+            break
+        seats = list(Seat.objects.filter(pk__in=pick.seat_ids).order_by("pk"))
+        try:
+            _claim(reservation, seats, prices, version=version, at=at)
+            return seats
+        except _SeatsTaken:
+            continue  # someone took one of them between the look and the claim: look again
+    raise _why_unavailable(show, count=best_available.count, seat_type=best_available.seat_type, at=at)
+
+
+def change_seats(*, buyer, reservation_id, seat_ids, at=None):
+    """Swap a hold's seats for others in one step, keeping its clock; the old seats stay held on failure.
+
+    Locks the buyer's advisory lock for the show, then the reservation row. Raises BookingError: not_found,
+    hold_expired (410), already_booked/hold_cancelled, the 400 kinds, or the three unavailable statuses.
+    On commit: pushes newly held and released seats.
+    """
+    at = at or timezone.now()
+    with transaction.atomic(durable=True):
+        show_id = find_reservation(buyer=buyer, reservation_id=reservation_id).show_id
+        _lock_buyer_of_show(buyer, show_id)
+        reservation = find_reservation(buyer=buyer, reservation_id=reservation_id, lock=True)
+        _check_still_held(reservation, at)
+        show = reservation.show
+        _check_on_sale(show, at)
+        seats = _seats_of_hall(show, seat_ids)
+        if _seats_held_by_buyer(buyer, show, at, excluding=reservation) + len(seats) > settings.TICKETING_MAX_SEATS:
+            raise BookingError("session_seat_cap")
+        prices = _prices_of(show)
+        current = set(reservation.claims.filter(released_at__isnull=True).values_list("seat_id", flat=True))
+        wanted = {seat.pk for seat in seats}
+        version = next_seat_version()
+        try:
+            _claim(reservation, [seat for seat in seats if seat.pk not in current], prices, version=version, at=at)
+        except _SeatsTaken:
+            raise _why_unavailable(show, count=len(seats), seat_type=None, at=at) from None
+        dropped = current - wanted
+        reservation.claims.filter(released_at__isnull=True, seat_id__in=dropped).update(released_at=at, version=version)
+        reservation.amount = sum(prices[seat.seat_type] for seat in seats)
+        reservation.save(update_fields=["amount"])
+        changes = [(seat_id, "held") for seat_id in wanted - current] + [(seat_id, "available") for seat_id in dropped]
+        _announce(show.pk, version, changes, seats_came_free=bool(dropped))
+    return reservation
+
+
+def _check_still_held(reservation, at):
+    status = reservation.status_at(at)
+    if status == Reservation.Status.BOOKED:
+        raise BookingError("already_booked")
+    if status == Reservation.Status.EXPIRED:
+        raise BookingError("hold_expired")
+    if status == Reservation.Status.CANCELLED:
+        raise BookingError("hold_cancelled")
+
+
+def cancel_hold(*, buyer, reservation_id, at=None):
+    """The buyer gives a hold up: its seats are free at once. Returns the reservation.
+
+    Locks the reservation row. A hold that already lapsed, expired or was cancelled is returned as it is
+    (cancelling twice is harmless). Raises BookingError("booked_not_cancellable") for a booking.
+    On commit: pushes the freed seats and wakes the show's waiting line.
+    """
+    at = at or timezone.now()
+    with transaction.atomic(durable=True):
+        reservation = find_reservation(buyer=buyer, reservation_id=reservation_id, lock=True)
+        if reservation.status == Reservation.Status.BOOKED:
+            raise BookingError("booked_not_cancellable")
+        if reservation.status == Reservation.Status.RESERVED:
+            lapsed = reservation.held_until <= at
+            status = Reservation.Status.EXPIRED if lapsed else Reservation.Status.CANCELLED
+            _release([reservation.pk], status=status, at=at)
+            reservation.refresh_from_db()
+    return reservation
+
+
+def release_lapsed_holds(*, at=None, batch_size=500):
+    """The sweep: mark every hold past its `held_until` Expired and free its seats. Returns how many.
+
+    Idempotent and safe on several workers at once: each batch locks its holds FOR UPDATE SKIP LOCKED, so
+    two sweeps share the work instead of doing it twice. On commit of each batch: pushes the freed seats
+    and wakes the waiting line of each show.
+    """
+    at = at or timezone.now()
+    released = 0
+    while True:
+        with transaction.atomic(durable=True):
+            lapsed = list(
+                Reservation.objects.select_for_update(skip_locked=True)
+                .filter(status=Reservation.Status.RESERVED, held_until__lte=at)
+                .order_by("held_until")
+                .values_list("pk", flat=True)[:batch_size]
+            )
+            _release(lapsed, status=Reservation.Status.EXPIRED, at=at)
+        released += len(lapsed)
+        if len(lapsed) < batch_size:
+            return released
