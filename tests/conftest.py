@@ -7,6 +7,7 @@ import uuid
 
 import httpx
 import pytest
+import time_machine
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -32,6 +33,15 @@ def _fast_password_hashing(settings):
         "django.contrib.auth.hashers.MD5PasswordHasher",
         "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     ]
+
+
+@pytest.fixture
+def scene(db):
+    """The small fixed catalog of tests/cinemas/scene.py, built with the clock at its NOW (and kept there)."""
+    from tests.cinemas.scene import NOW, build_scene
+
+    with time_machine.travel(NOW, tick=False):
+        yield build_scene()
 
 
 @pytest.fixture

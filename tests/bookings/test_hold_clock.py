@@ -1,16 +1,15 @@
 """The hold clock, tested by moving time (time_machine), never by sleeping."""
 
-import threading
 from datetime import timedelta
 
 import pytest
 import time_machine
-from django.db import connections
 
 from bookings.models import Reservation, SeatClaim
 from bookings.services import Buyer, hold_seats, release_lapsed_holds
 from tests.bookings.helpers import pay, reserve, seat_ids, seat_map, statuses
 from tests.factories import make_hall, make_show
+from tests.helpers import run_at_once
 
 
 def hold_at(api, show, moment, seats, session="alice"):
@@ -133,21 +132,7 @@ def test_two_workers_sweeping_at_once_expire_each_hold_exactly_once(start):
     for number, seat in enumerate(seat_ids(big)[:holds]):
         hold_seats(buyer=Buyer(None, f"buyer-{number}"), show=big, seat_ids=[seat], at=start)
     moment = start + timedelta(minutes=6)
-    barrier = threading.Barrier(2)
-    released = []
-
-    def worker():
-        barrier.wait()
-        try:
-            released.append(release_lapsed_holds(at=moment, batch_size=20))
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    released = run_at_once([lambda: release_lapsed_holds(at=moment, batch_size=20)] * 2)
     # Each worker counts the holds it expired: a hold expired by both would make the sum exceed 200.
     assert sum(released) == holds
     assert Reservation.objects.filter(status="Expired").count() == holds

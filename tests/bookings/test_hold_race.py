@@ -7,11 +7,12 @@ from collections import Counter
 
 import httpx
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from rest_framework.test import APIClient
 
 from bookings.models import Reservation, SeatClaim
 from tests.factories import make_api_key, make_hall, make_show
+from tests.helpers import run_at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,27 +21,16 @@ RUNS = 20
 
 
 def race(api_key, show, seat_id, sessions=None):
-    """Both buyers ask for the same seat at the same moment; returns their HTTP status codes."""
+    """Buyers ask for the same seat at the same moment; returns their HTTP status codes, sorted."""
     sessions = sessions or (f"alice-{seat_id}", f"bob-{seat_id}")
-    barrier = threading.Barrier(len(sessions))
-    codes = []
 
     def buyer(session):
         client = APIClient()
         client.credentials(HTTP_X_API_KEY=api_key)
         body = {"session_id": session, "movie_id": show.movie_id, "show_id": show.pk, "seats_to_reserve": [seat_id]}
-        barrier.wait()
-        try:
-            codes.append(client.post("/api/v1/reservations", body, format="json").status_code)
-        finally:
-            connections.close_all()
+        return lambda: client.post("/api/v1/reservations", body, format="json").status_code
 
-    threads = [threading.Thread(target=buyer, args=(session,)) for session in sessions]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sorted(codes)
+    return sorted(run_at_once([buyer(session) for session in sessions]))
 
 
 def double_sold_seats(show):

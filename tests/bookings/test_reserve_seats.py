@@ -7,6 +7,7 @@ from django.utils import timezone
 from bookings.models import Reservation, SeatClaim
 from tests.bookings.helpers import reserve, seat_ids, statuses
 from tests.factories import make_api_key, make_hall, make_show
+from tests.helpers import assert_api_error
 
 pytestmark = pytest.mark.django_db
 
@@ -14,9 +15,7 @@ RETRY = "Reservation Failed - Retry, as other users are holding reserved seats"
 
 
 def assert_refused(response, status, code, word=None):
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["error"]["code"] == code and body["error"]["message"]
+    body = assert_api_error(response, status, code)
     if word:
         assert body["status"] == word
 

@@ -1,29 +1,11 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import time_machine
 
-from tests.cinemas.scene import NOW, build_scene
 from tests.factories import make_hall, make_show
+from tests.helpers import assert_api_error, get_ok
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def scene(db):
-    with time_machine.travel(NOW, tick=False):
-        yield build_scene()
-
-
-def get_ok(api, url, **parameters):
-    response = api.get(url, parameters)
-    assert response.status_code == 200, response.content
-    return response.json()
-
-
-def assert_error(response, status, code):
-    assert response.status_code == status, response.content
-    assert response.json()["error"]["code"] == code
 
 
 def test_show_detail_has_movie_cinema_hall_prices_and_counts(api, scene):
@@ -68,5 +50,5 @@ def test_the_seat_map_of_a_big_hall_takes_a_fixed_number_of_queries(api, django_
 
 
 def test_an_unknown_show_is_404_with_the_error_body(api):
-    assert_error(api.get("/api/v1/shows/999999"), 404, "not_found")
-    assert_error(api.get("/api/v1/shows/999999/seats"), 404, "not_found")
+    assert_api_error(api.get("/api/v1/shows/999999"), 404, "not_found")
+    assert_api_error(api.get("/api/v1/shows/999999/seats"), 404, "not_found")

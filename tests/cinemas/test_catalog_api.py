@@ -4,30 +4,11 @@ import pytest
 import time_machine
 
 from cinemas.models import City
-from tests.cinemas.scene import NOW, build_scene
+from tests.cinemas.scene import NOW
 from tests.factories import make_show
+from tests.helpers import assert_api_error, get_ok
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def scene(db):
-    with time_machine.travel(NOW, tick=False):
-        yield build_scene()
-
-
-def get_ok(api, url, **parameters):
-    response = api.get(url, parameters)
-    assert response.status_code == 200, response.content
-    return response.json()
-
-
-def assert_error(response, status, code, field=None):
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["code"] == code and error["message"]
-    if field:
-        assert field in error["fields"]
 
 
 def test_cities_are_listed_by_name_with_their_cinema_counts(api, scene):
@@ -59,7 +40,7 @@ def test_cities_come_fifty_to_a_page_with_links(api):
     third = api.get(first["next"].replace("page=2", "page=3")).json()
     assert [c["name"] for c in third["results"]][0] == "Town 100" and len(third["results"]) == 20
     assert third["next"] is None and "page=2" in third["previous"]
-    assert_error(api.get("/api/v1/cities", {"page": "zero"}), 400, "invalid_request", "page")
+    assert_api_error(api.get("/api/v1/cities", {"page": "zero"}), 400, "invalid_request", "page")
 
 
 def test_a_citys_movies_are_those_with_an_upcoming_show_there(api, scene):
@@ -81,13 +62,13 @@ def test_a_citys_movies_on_a_date_use_the_cinemas_local_day(api, scene):
 
 
 def test_a_citys_movies_refuse_a_bad_date_and_an_unknown_city(api, scene):
-    assert_error(
+    assert_api_error(
         api.get(f"/api/v1/cities/{scene.cities['London'].pk}/movies", {"date": "25/11/2026"}),
         400,
         "invalid_request",
         "date",
     )
-    assert_error(api.get("/api/v1/cities/999999/movies"), 404, "not_found")
+    assert_api_error(api.get("/api/v1/cities/999999/movies"), 404, "not_found")
 
 
 def test_a_movies_shows_in_a_city_are_grouped_by_cinema(api, scene):
@@ -106,9 +87,9 @@ def test_a_movies_shows_in_a_city_are_grouped_by_cinema(api, scene):
 
 def test_a_movies_shows_need_a_known_city_and_movie(api, scene):
     cars = scene.movies["Cars 2"]
-    assert_error(api.get(f"/api/v1/movies/{cars.pk}/shows"), 400, "invalid_request", "city")
-    assert_error(api.get(f"/api/v1/movies/{cars.pk}/shows", {"city": 999999}), 404, "not_found")
-    assert_error(api.get("/api/v1/movies/999999/shows", {"city": scene.cities["London"].pk}), 404, "not_found")
+    assert_api_error(api.get(f"/api/v1/movies/{cars.pk}/shows"), 400, "invalid_request", "city")
+    assert_api_error(api.get(f"/api/v1/movies/{cars.pk}/shows", {"city": 999999}), 404, "not_found")
+    assert_api_error(api.get("/api/v1/movies/999999/shows", {"city": scene.cities["London"].pk}), 404, "not_found")
 
 
 def test_a_movies_shows_on_a_date(api, scene):

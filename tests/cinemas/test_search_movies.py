@@ -1,21 +1,15 @@
 from datetime import timedelta
 
 import pytest
-import time_machine
 
 from cinemas.search import status_for
-from tests.cinemas.scene import NOW, build_scene
+from tests.cinemas.scene import NOW
+from tests.helpers import assert_api_error
 
 pytestmark = pytest.mark.django_db
 
 SEARCH = "/api/v1/movies/search"
 MIDTOWN = "40.7506,-73.9935"
-
-
-@pytest.fixture
-def scene(db):
-    with time_machine.travel(NOW, tick=False):
-        yield build_scene()
 
 
 def search(api, **parameters):
@@ -29,11 +23,7 @@ def show_ids(body):
 
 
 def assert_bad_parameter(api, field, **parameters):
-    response = api.get(SEARCH, parameters)
-    assert response.status_code == 400, response.content
-    error = response.json()["error"]
-    assert error["code"] == "invalid_request"
-    assert field in error["fields"], error
+    assert_api_error(api.get(SEARCH, parameters), 400, "invalid_request", field=field)
 
 
 def test_without_parameters_it_lists_upcoming_shows_soonest_first(api, scene):

@@ -6,6 +6,7 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from tests.factories import make_api_key
+from tests.helpers import assert_api_error
 from ticketing.models import ApiKey, hash_api_key
 from ticketing.services import revoke_api_key
 
@@ -49,27 +50,18 @@ def test_create_api_key_refuses_a_bad_rate(rate):
     assert not ApiKey.objects.exists()
 
 
-def assert_error(response, status, code):
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-    assert isinstance(body["error"]["fields"], dict)
-
-
 def test_a_call_without_a_key_gets_401():
-    assert_error(APIClient().get(CITIES), 401, "missing_api_key")
+    assert_api_error(APIClient().get(CITIES), 401, "missing_api_key")
 
 
 def test_a_call_with_an_unknown_key_gets_401():
-    assert_error(APIClient().get(CITIES, HTTP_X_API_KEY="tk_nobody"), 401, "invalid_api_key")
+    assert_api_error(APIClient().get(CITIES, HTTP_X_API_KEY="tk_nobody"), 401, "invalid_api_key")
 
 
 def test_a_call_with_a_revoked_key_gets_403():
     raw_key = make_api_key("revoked")
     revoke_api_key(api_key=ApiKey.objects.get(name="revoked"))
-    assert_error(APIClient().get(CITIES, HTTP_X_API_KEY=raw_key), 403, "revoked_api_key")
+    assert_api_error(APIClient().get(CITIES, HTTP_X_API_KEY=raw_key), 403, "revoked_api_key")
 
 
 def test_the_key_can_come_in_the_header_the_query_string_or_the_json_body():
@@ -89,7 +81,7 @@ def test_past_its_quota_a_key_gets_429_with_retry_after_until_the_next_minute():
         statuses = [client.get(CITIES, HTTP_X_API_KEY=raw_key).status_code for _ in range(3)]
         assert statuses == [200, 200, 200]
         refused = client.get(CITIES, HTTP_X_API_KEY=raw_key)
-        assert_error(refused, 429, "quota_exceeded")
+        assert_api_error(refused, 429, "quota_exceeded")
         assert int(refused["Retry-After"]) == 45
     with time_machine.travel("2026-11-24 12:01:00+00:00", tick=False):
         assert client.get(CITIES, HTTP_X_API_KEY=raw_key).status_code == 200
@@ -105,4 +97,4 @@ def test_each_key_has_its_own_quota():
 
 
 def test_an_unknown_api_address_gets_the_error_body():
-    assert_error(APIClient().get("/api/v1/no-such-thing"), 404, "not_found")
+    assert_api_error(APIClient().get("/api/v1/no-such-thing"), 404, "not_found")

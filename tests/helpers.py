@@ -1,0 +1,46 @@
+"""Helpers every test module may use: API answers, and many clients at the same moment."""
+
+import threading
+
+from django.db import connections
+
+
+def get_ok(api, url, **parameters):
+    """GET and return the JSON body, asserting a 200."""
+    response = api.get(url, parameters)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def assert_api_error(response, status, code, field=None):
+    """The answer is API.md's error body with this status and machine word (and names `field`, if given)."""
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"], error
+    assert isinstance(error["fields"], dict)
+    if field:
+        assert field in error["fields"], error
+    return response.json()
+
+
+def run_at_once(actions):
+    """Run each callable in its own thread, all released at the same moment; return their results in order.
+
+    Each thread has its own database connection (Django's are per thread), closed when it ends.
+    """
+    start = threading.Barrier(len(actions))
+    results = [None] * len(actions)
+
+    def run(index, action):
+        start.wait()
+        try:
+            results[index] = action()
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(index, action)) for index, action in enumerate(actions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
