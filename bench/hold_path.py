@@ -1,0 +1,738 @@
+"""The hold path under load: many buyers holding seats of one hot show through a real ASGI server.
+
+Usage (make bench-holds runs it with the defaults):
+    python bench/hold_path.py [--concurrency 100] [--workers 2] [--seats 2 | 1-4] [--duration 20] [--json FILE]
+
+What it does, all on this machine:
+1. Its own database (postgres://postgres@127.0.0.1:5432/ticketing_bench_holds unless --database-url; created
+   and migrated when missing) and its own Redis database (/2). Rows of earlier runs are deleted, then one show
+   is scheduled tomorrow in a 2,000-seat hall (40 rows x 50 seats with aisles, the demo's plan) with an API
+   key whose quota never bites.
+2. `uvicorn ticketing.asgi:application --workers N` on a free loopback port, production settings
+   (DJANGO_DEBUG=0), each worker's connection pool sized so that all of them fit under PostgreSQL's
+   max_connections. It is stopped by its process id at the end, also when something fails.
+3. C virtual buyers (asyncio, httpx) for --duration seconds or until the show sells out. Each
+   buyer comes with its own session_id and wants --seats neighbouring seats, 70% of the time in the middle
+   third of the rows (the hot seats). It picks them from the live seat map (what it knows is held), so a 409
+   means another buyer got there first. On 409 it picks other seats; on 201 it gives the hold up at once
+   with probability --release (so the show does not sell out in seconds) or keeps it, and the next buyer
+   takes its place.
+4. Figures: attempts/s, holds/s, seats held/s, latency percentiles of the hold POST (all, 201 only, 409
+   only) and of the DELETE, status counts, and where the CPU went. Any 5xx, other unexpected status or
+   connection error fails the run.
+5. Invariants, read straight from PostgreSQL (not through the app), then the seat map through the API:
+   no seat with two live claims; every reservation row is one the clients were answered 201 for, and its
+   live claims are exactly the seats it was answered with (kept holds) or none (given-up holds); the seat
+   map's held seats are exactly the seats of the holds the clients kept. The exit status is 1 on any
+   violation or failed request.
+
+The load generator shares the machine's cores with the server, PostgreSQL and Redis: the figures are what
+one small machine does with everything on it, not what the server does alone (the report says how the CPU
+time was split).
+"""
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import random
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# httpcore asks sniffio which event loop runs, importing it inside every lock and event it makes; sniffio
+# is not installed here (anyio no longer needs it), and a failed import searches sys.path every time, which
+# cost the load generator a tenth of its CPU. This stand-in answers what httpcore would conclude anyway.
+if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+    sys.modules["sniffio"] = types.SimpleNamespace(current_async_library=lambda: "asyncio")
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_holds"
+# Not 0 (make run) nor 1 (make test): the wake-up tasks this run queues must not reach anyone's worker.
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/2"
+SECRET_KEY = "benchmark-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+BENCH_KEY = "tk_bench_hold_path_key"
+BENCH_KEY_NAME = "bench-holds"
+HALL_SEATS = 2000
+# Connections PostgreSQL keeps for everything else on the machine (psql, tests others run, this script).
+CONNECTIONS_KEPT_FREE = 20
+# The default connection pool per worker. Under load a worker runs many requests at once (a thread each);
+# those beyond the pool wait for a connection, which is part of the latency measured. More connections
+# would only add PostgreSQL backends competing for the same cores.
+DEFAULT_POOL_MAX = 10
+SERVER_START_SECONDS = 60
+REQUEST_TIMEOUT_SECONDS = 30
+# Connections per httpx client (see run_sale).
+CONNECTIONS_PER_CLIENT = 25
+EXPECTED = {"POST 201", "POST 409", "DELETE 200"}
+
+
+def percentile(values, share):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+def summary_ms(values):
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "p50": round(statistics.median(values), 1),
+        "p95": round(percentile(values, 0.95), 1),
+        "p99": round(percentile(values, 0.99), 1),
+        "max": round(max(values), 1),
+    }
+
+
+def seat_range(text):
+    """'2' -> (2, 2); '1-4' -> (1, 4)."""
+    low, _, high = text.partition("-")
+    low, high = int(low), int(high or low)
+    if not 1 <= low <= high:
+        raise argparse.ArgumentTypeError(f"seats must be N or LOW-HIGH with 1 <= LOW <= HIGH, got {text!r}")
+    return low, high
+
+
+# --- The database and the show ------------------------------------------------------------------------------
+
+
+def ensure_database(database_url):
+    """Create the bench's database when it is missing (CREATE DATABASE can't run inside a transaction)."""
+    params = conninfo_to_dict(database_url)
+    name = params["dbname"]
+    with psycopg.connect(make_conninfo(**{**params, "dbname": "postgres"}), autocommit=True) as connection:
+        if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
+            connection.execute(f'CREATE DATABASE "{name}"')
+            print(f"created database {name}", file=sys.stderr)
+
+
+def connection_budget(database_url, workers, wanted):
+    """(max_connections, connections in use now, pool size per worker) so the server fits beside the rest."""
+    with psycopg.connect(database_url) as connection:
+        maximum = int(connection.execute("SHOW max_connections").fetchone()[0])
+        in_use = connection.execute("SELECT count(*) FROM pg_stat_activity").fetchone()[0]
+    per_worker = min(wanted, (maximum - in_use - CONNECTIONS_KEPT_FREE) // workers)
+    if per_worker < 1:
+        sys.exit(f"PostgreSQL has {in_use} of {maximum} connections in use: no room for {workers} workers.")
+    return maximum, in_use, per_worker
+
+
+def prepare_show(database_url, redis_url):
+    """Migrate, delete earlier runs' rows, and schedule a fresh show; return what the buyers need to know.
+
+    Django is set up here, in this process, only for the catalog services; the load goes through the server.
+    """
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "ticketing.settings",
+            "DJANGO_SECRET_KEY": SECRET_KEY,
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "DATABASE_POOL_MIN": "1",
+            "DATABASE_POOL_MAX": "2",
+        }
+    )
+    import django
+
+    django.setup()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the settings' INFO would log every request
+    # Imported after setup, as Django requires.
+    from django.core.management import call_command
+    from django.db import transaction
+
+    from bookings.models import IdempotentRequest, Payment, Reservation, SeatClaim
+    from cinemas.demo import hall_plan, ticket_prices
+    from cinemas.models import Cinema, City, Hall, Movie, Seat, Show
+    from cinemas.services import build_seat_layout, schedule_show
+    from ticketing.models import ApiKey
+    from ticketing.services import create_api_key
+
+    call_command("migrate", verbosity=0)
+    with transaction.atomic():
+        city, _ = City.objects.get_or_create(name="Bench City", state="", country="Nowhere")
+        cinema, _ = Cinema.objects.get_or_create(
+            city=city,
+            name="Bench Cinema",
+            defaults={"address": "1 Load Street", "postal_code": "00000", "latitude": 0, "longitude": 0},
+            time_zone="UTC",
+        )
+        hall, _ = Hall.objects.get_or_create(cinema=cinema, name=f"Bench Hall {HALL_SEATS}")
+        movie, _ = Movie.objects.get_or_create(
+            title="Bench Premiere",
+            defaults={
+                "duration": 150,
+                "genre": "Action",
+                "language": "English",
+                "release_date": datetime.now(UTC).date(),
+                "country": "Nowhere",
+            },
+        )
+        # Earlier runs' holds would skew this one's seat map and counts; the database is the bench's own.
+        old_shows = Show.objects.filter(hall=hall)
+        SeatClaim.objects.filter(show__in=old_shows).delete()
+        Payment.objects.filter(reservation__show__in=old_shows).delete()
+        Reservation.objects.filter(show__in=old_shows).delete()
+        IdempotentRequest.objects.filter(api_key__name=BENCH_KEY_NAME).delete()
+        old_shows.delete()
+        if not hall.seats.exists():
+            hall = build_seat_layout(hall=hall, plan=hall_plan(HALL_SEATS))
+        tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+        show = schedule_show(
+            movie=movie,
+            hall=hall,
+            starts_at=datetime(tomorrow.year, tomorrow.month, tomorrow.day, 20, 0, tzinfo=UTC),
+            prices=ticket_prices(hall.capacity),
+        )
+        if not ApiKey.objects.filter(name=BENCH_KEY_NAME).exists():
+            create_api_key(name=BENCH_KEY_NAME, rate_per_minute=1_000_000_000, raw_key=BENCH_KEY)
+    rows = {}
+    for seat_id, y in Seat.objects.filter(hall=hall).order_by("y", "x").values_list("id", "y"):
+        rows.setdefault(y, []).append(seat_id)
+    return show.pk, show.movie_id, SeatingPlan(rows=list(rows.values()))
+
+
+@dataclass
+class SeatingPlan:
+    """The hall as buyers see it: rows of seat ids from the screen back, each row left to right."""
+
+    rows: list
+
+    def __post_init__(self):
+        self.seat_ids = [seat_id for row in self.rows for seat_id in row]
+        third = len(self.rows) // 3
+        self.hot_rows = self.rows[third : len(self.rows) - third]
+
+    def pick(self, rng, count, *, held, avoid, hot_share):
+        """`count` neighbouring free seats of one row (free as far as the live map knows), or None."""
+        for _ in range(8):
+            row = rng.choice(self.hot_rows if rng.random() < hot_share else self.rows)
+            free = [seat_id for seat_id in row if seat_id not in held and seat_id not in avoid]
+            if len(free) >= count:
+                start = rng.randrange(len(free) - count + 1)
+                return free[start : start + count]
+        # Rows chosen at random kept coming up full: near the end of a sale, take whatever is left.
+        free = [seat_id for seat_id in self.seat_ids if seat_id not in held]
+        return rng.sample(free, count) if len(free) >= count else None
+
+
+# --- The server --------------------------------------------------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(*, workers, port, database_url, redis_url, pool_max, log):
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "ticketing.settings",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": SECRET_KEY,
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "DATABASE_POOL_MIN": str(min(2, pool_max)),
+        "DATABASE_POOL_MAX": str(pool_max),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "ticketing.asgi:application",
+        "--workers",
+        str(workers),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--lifespan",
+        "off",  # Django's ASGI handler has no lifespan support; "auto" only logs that
+        "--no-access-log",  # a log line per request would cost the shared cores more than the app's logging
+    ]
+    # Its own session, so that the fallback SIGKILL can reach the workers as well as the supervisor.
+    return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log, start_new_session=True)
+
+
+def stop_server(server):
+    if server.poll() is not None:
+        return
+    server.send_signal(signal.SIGTERM)  # uvicorn's supervisor stops its workers and waits for them
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+async def wait_until_answering(client, server, show_id):
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with status {server.returncode} before answering")
+        try:
+            response = await client.get(f"/api/v1/shows/{show_id}")
+            if response.status_code == 200:
+                return
+            raise RuntimeError(f"GET /api/v1/shows/{show_id} answered {response.status_code}: {response.text[:300]}")
+        except httpx.TransportError:
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"the server did not answer within {SERVER_START_SECONDS} s")
+
+
+def drop_queued_wake_ups(redis_url):
+    """Count, and in the bench's own Redis database delete, the waiting-line wake-ups no worker will take.
+
+    Every given-up hold queues one Celery task (bookings.tasks.wake_waiting_line); no worker runs here.
+    """
+    broker = redis.Redis.from_url(redis_url)
+    queued = broker.llen("celery")
+    if redis_url == DEFAULT_REDIS_URL:
+        broker.delete("celery")
+    broker.close()
+    return queued
+
+
+# --- CPU accounting (Linux /proc) ---------------------------------------------------------------------------
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_table():
+    """{pid: (parent pid, command name, CPU seconds so far)} of every process we may read."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # it exited meanwhile
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        table[int(entry)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / TICKS)
+    return table
+
+
+def server_workers(server_pid):
+    """The worker processes of uvicorn's supervisor (not multiprocessing's resource tracker, also its child)."""
+    workers = []
+    for entry in Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split():
+        try:
+            if b"spawn_main" in Path(f"/proc/{entry}/cmdline").read_bytes():
+                workers.append(int(entry))
+        except OSError:
+            continue
+    return workers
+
+
+def machine_ticks():
+    values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+@dataclass
+class CpuSnapshot:
+    table: dict
+    busy: int
+    total: int
+    client: float
+    workers: list
+    backends: set
+
+    @classmethod
+    def take(cls, server_pid, database_url):
+        with psycopg.connect(database_url) as connection:
+            backends = {
+                pid
+                for (pid,) in connection.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            }
+        busy, total = machine_ticks()
+        return cls(process_table(), busy, total, time.process_time(), server_workers(server_pid), backends)
+
+
+def cpu_report(before, after, server_pid, elapsed):
+    """CPU seconds each part of the run used, and what everything else on the machine took meanwhile."""
+
+    def spent(pid):
+        return after.table[pid][2] - before.table.get(pid, (0, "", 0.0))[2]
+
+    # Processes that exited during the run are not counted by name; their time lands in "everything else".
+    workers = [spent(pid) for pid in after.workers if pid in after.table]
+    backends = sum(spent(pid) for pid in after.backends if pid in after.table)
+    postgres = sum(spent(pid) for pid, (_, name, _) in after.table.items() if name.startswith("postgres"))
+    redis_server = sum(spent(pid) for pid, (_, name, _) in after.table.items() if name.startswith("redis"))
+    client = after.client - before.client
+    busy = (after.busy - before.busy) / TICKS
+    cores = os.cpu_count()
+    return {
+        "note": (
+            f"The load generator, the server, PostgreSQL and Redis all share this machine's {cores} cores. "
+            "postgres_other is PostgreSQL's background processes and other databases' sessions; "
+            "everything_else is whatever else ran meanwhile (e.g. someone's test run)."
+        ),
+        "cores": cores,
+        "machine_busy_percent": round(100 * (after.busy - before.busy) / max(1, after.total - before.total), 1),
+        "cpu_seconds": {
+            "wall_clock": round(elapsed, 1),
+            "machine_busy": round(busy, 1),
+            "load_generator": round(client, 1),
+            "server_workers": [round(seconds, 1) for seconds in sorted(workers, reverse=True)],
+            "postgres_backends_of_this_run": round(backends, 1),
+            "postgres_other": round(postgres - backends, 1),
+            "redis": round(redis_server, 1),
+            "everything_else": round(busy - client - sum(workers) - postgres - redis_server, 1),
+        },
+    }
+
+
+# --- The buyers -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sale:
+    """What the clients know and counted, shared by every virtual buyer (one event loop: no locks needed)."""
+
+    show_id: int
+    movie_id: int
+    hall: SeatingPlan
+    options: argparse.Namespace
+    run_tag: str
+    deadline: float = 0.0
+    held: set = field(default_factory=set)  # the live seat map as the clients know it: seats of their holds
+    answered: dict = field(default_factory=dict)  # reservation id -> seat ids, from every 201
+    kept: dict = field(default_factory=dict)  # reservation id -> seat ids, holds still held at the end
+    kept_seats: int = 0
+    given_up: set = field(default_factory=set)  # reservation ids deleted (200)
+    latencies: dict = field(default_factory=dict)  # "POST 201" etc. -> [ms]
+    statuses: Counter = field(default_factory=Counter)
+    conflicts: Counter = field(default_factory=Counter)  # 409s by error code
+    failures: list = field(default_factory=list)
+    sold_out: bool = False
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def record(self, method, status, milliseconds):
+        self.statuses[f"{method} {status}"] += 1
+        self.latencies.setdefault(f"{method} {status}", []).append(milliseconds)
+
+    def fail(self, what):
+        self.failures.append(what)
+        self.stop.set()  # a broken server answers fast: don't spin on it, end the run and say why
+
+    def running(self):
+        return not self.stop.is_set() and time.monotonic() < self.deadline
+
+
+async def timed(request):
+    started = time.perf_counter()
+    response = await request
+    return response, (time.perf_counter() - started) * 1000
+
+
+async def buyer(number, client, sale):
+    options = sale.options
+    rng = random.Random(options.seed * 1_000_003 + number)
+    customer = 0
+    while sale.running():
+        customer += 1
+        session_id = f"{sale.run_tag}-{number}-{customer}"  # a new buyer each time: no session nears the cap
+        count = rng.randint(*options.seats)
+        lost = set()  # seats this buyer just lost a race for: it picks others next
+        while sale.running():
+            seats = sale.hall.pick(rng, count, held=sale.held, avoid=lost, hot_share=options.hot_share)
+            if seats is None:
+                if len(sale.hall.seat_ids) - sale.kept_seats < count:
+                    sale.sold_out = True
+                    sale.stop.set()
+                    return
+                await asyncio.sleep(0.005)  # seats of holds being given up come back in a moment
+                lost.clear()
+                continue
+            body = {
+                "session_id": session_id,
+                "show_id": sale.show_id,
+                "movie_id": sale.movie_id,
+                "seats_to_reserve": seats,
+            }
+            try:
+                response, ms = await timed(client.post("/api/v1/reservations", json=body))
+            except httpx.HTTPError as exc:
+                sale.fail(f"POST /api/v1/reservations: {type(exc).__name__}: {exc}")
+                return
+            sale.record("POST", response.status_code, ms)
+            if response.status_code == 409:
+                sale.conflicts[response.json().get("error", {}).get("code", "?")] += 1
+                lost.update(seats)
+                continue
+            if response.status_code != 201:
+                sale.fail(f"POST /api/v1/reservations {seats} -> {response.status_code}: {response.text[:300]}")
+                return
+            answer = response.json()
+            reservation_id = answer["reservation_id"]
+            got = sorted(seat["id"] for seat in answer["seats"])
+            sale.answered[reservation_id] = got
+            if got != sorted(seats):
+                sale.fail(f"hold {reservation_id} asked for seats {sorted(seats)} and was answered {got}")
+            sale.held.update(got)
+            if rng.random() < options.release:
+                await give_up(client, sale, reservation_id, session_id, got)
+            else:
+                sale.kept[reservation_id] = got
+                sale.kept_seats += len(got)
+            break
+
+
+async def give_up(client, sale, reservation_id, session_id, seats):
+    try:
+        response, ms = await timed(
+            client.delete(f"/api/v1/reservations/{reservation_id}", params={"session_id": session_id})
+        )
+    except httpx.HTTPError as exc:
+        sale.fail(f"DELETE /api/v1/reservations/{reservation_id}: {type(exc).__name__}: {exc}")
+        return
+    sale.record("DELETE", response.status_code, ms)
+    if response.status_code != 200 or response.json().get("status") != "Cancelled":
+        sale.fail(f"DELETE {reservation_id} -> {response.status_code}: {response.text[:300]}")
+        sale.kept[reservation_id] = seats  # its fate is unknown: the checks treat it as still held
+        return
+    sale.given_up.add(reservation_id)
+    sale.held.difference_update(seats)
+
+
+async def run_sale(sale, *, base_url, server):
+    options = sale.options
+    # Several clients rather than one: httpcore's pool looks at every one of its connections for each
+    # request, so one client of 200 connections would spend more CPU than the server on the shared cores.
+    shares = -(-options.concurrency // CONNECTIONS_PER_CLIENT)
+    per_client = -(-options.concurrency // shares)
+    limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=base_url,
+                    headers={"X-API-Key": BENCH_KEY},
+                    limits=limits,
+                    timeout=REQUEST_TIMEOUT_SECONDS,
+                )
+            )
+            for _ in range(shares)
+        ]
+        await wait_until_answering(clients[0], server, sale.show_id)
+        # Warm every worker's imports, connection pool and caches on reads, so the first holds don't pay.
+        show_url = f"/api/v1/shows/{sale.show_id}"
+        await asyncio.gather(*(client.get(show_url) for client in clients for _ in range(4 * options.workers)))
+        before = CpuSnapshot.take(server.pid, options.database_url)
+        started = time.monotonic()
+        sale.deadline = started + options.duration
+        await asyncio.gather(*(buyer(number, clients[number % shares], sale) for number in range(options.concurrency)))
+        elapsed = time.monotonic() - started
+        after = CpuSnapshot.take(server.pid, options.database_url)
+        seat_map = await clients[0].get(f"{show_url}/seats")
+    return elapsed, before, after, seat_map
+
+
+# --- Invariants -----------------------------------------------------------------------------------------------
+
+
+def check_invariants(database_url, sale, seat_map):
+    """Each check's list of violations (empty when it holds), read from PostgreSQL and the seat map."""
+    violations = {}
+    with psycopg.connect(database_url) as connection:
+        doubled = connection.execute(
+            "SELECT show_id, seat_id, count(*) FROM bookings_seatclaim WHERE released_at IS NULL "
+            "GROUP BY 1, 2 HAVING count(*) > 1"
+        ).fetchall()
+        violations["seats_with_two_live_claims"] = [f"show {s} seat {seat}: {n} claims" for s, seat, n in doubled]
+        rows = connection.execute(
+            "SELECT r.id::text, r.status, "
+            "       coalesce(array_agg(c.seat_id ORDER BY c.seat_id) FILTER (WHERE c.released_at IS NULL), '{}'), "
+            "       count(c.id) "
+            "FROM bookings_reservation r LEFT JOIN bookings_seatclaim c ON c.reservation_id = r.id "
+            "WHERE r.show_id = %s GROUP BY r.id, r.status",
+            [sale.show_id],
+        ).fetchall()
+    in_database = {reservation_id: (status, live, claims) for reservation_id, status, live, claims in rows}
+    violations["reservations_without_a_201"] = sorted(set(in_database) - set(sale.answered))
+    violations["201s_without_a_reservation"] = sorted(set(sale.answered) - set(in_database))
+    partial, wrong_status = [], []
+    for reservation_id, (status, live, claims) in in_database.items():
+        answered = sale.answered.get(reservation_id)
+        if answered is None:
+            continue
+        if claims != len(answered):
+            partial.append(f"{reservation_id}: answered {len(answered)} seats, has {claims} claims")
+        if status in {"Reserved", "Booked"} and list(live) != answered:
+            partial.append(f"{reservation_id} ({status}): answered seats {answered}, live claims {list(live)}")
+        expected = "Cancelled" if reservation_id in sale.given_up else "Reserved"
+        if status != expected:
+            wrong_status.append(f"{reservation_id}: {status}, expected {expected}")
+        if status == "Cancelled" and live:
+            partial.append(f"{reservation_id} (Cancelled) still claims {list(live)}")
+    violations["partial_or_wrong_holds"] = partial
+    violations["unexpected_statuses"] = wrong_status
+
+    if seat_map.status_code != 200:
+        violations["seat_map_matches_kept_holds"] = [f"GET seats answered {seat_map.status_code}"]
+    else:
+        listed = seat_map.json()["seats"]
+        on_map = {seat["id"] for seat in listed if seat["status"] == "held"}
+        kept = {seat_id for seats in sale.kept.values() for seat_id in seats}
+        booked = [seat["id"] for seat in listed if seat["status"] == "booked"]
+        violations["seat_map_matches_kept_holds"] = (
+            [f"held on the map, not by any kept hold: {sorted(on_map - kept)}"] * bool(on_map - kept)
+            + [f"kept holds' seats not held on the map: {sorted(kept - on_map)}"] * bool(kept - on_map)
+            + [f"booked seats, but nobody paid: {booked}"] * bool(booked)
+        )
+    return violations
+
+
+# --- The report -----------------------------------------------------------------------------------------------
+
+
+def build_report(sale, *, elapsed, cpu, server_settings, violations):
+    options = sale.options
+    posts = sum(count for status, count in sale.statuses.items() if status.startswith("POST "))
+    holds = sale.statuses["POST 201"]
+    seats_held = sum(len(seats) for seats in sale.answered.values())
+    every_post = [ms for status, values in sale.latencies.items() if status.startswith("POST ") for ms in values]
+    unexpected = {status: count for status, count in sale.statuses.items() if status not in EXPECTED}
+    return {
+        "setup": {
+            **server_settings,
+            "concurrency": options.concurrency,
+            "seats_per_hold": "-".join(map(str, sorted(set(options.seats)))),
+            "release_probability": options.release,
+            "hot_share": options.hot_share,
+            "hall_seats": len(sale.hall.seat_ids),
+            "show_id": sale.show_id,
+            "duration_s": options.duration,
+        },
+        "elapsed_s": round(elapsed, 2),
+        "ended_by": "sold out" if sale.sold_out else ("failure" if sale.failures else "time"),
+        "throughput_per_s": {
+            "attempts": round(posts / elapsed, 1),
+            "holds": round(holds / elapsed, 1),
+            "seats_held": round(seats_held / elapsed, 1),
+            "holds_given_up": round(sale.statuses["DELETE 200"] / elapsed, 1),
+        },
+        "conflicts_percent_of_attempts": round(100 * sale.statuses["POST 409"] / max(1, posts), 1),
+        "latency_ms": {
+            "hold_all": summary_ms(every_post),
+            "hold_201": summary_ms(sale.latencies.get("POST 201", [])),
+            "hold_409": summary_ms(sale.latencies.get("POST 409", [])),
+            "give_up_200": summary_ms(sale.latencies.get("DELETE 200", [])),
+        },
+        "status_counts": dict(sorted(sale.statuses.items())),
+        "conflicts_by_code": dict(sale.conflicts),
+        "unexpected_statuses": unexpected,
+        "failures": sale.failures[:20],
+        "holds_kept_at_end": len(sale.kept),
+        "seats_kept_at_end": sale.kept_seats,
+        "cpu": cpu,
+        "invariants": {name: len(found) for name, found in violations.items()},
+        "invariant_examples": {name: found[:5] for name, found in violations.items() if found},
+        "ok": not sale.failures and not unexpected and not any(violations.values()),
+    }
+
+
+def code_version():
+    """The commit the server ran, marked when the working tree differs from it (figures belong to code)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=ROOT, capture_output=True)
+    except OSError:
+        return None
+    return commit.stdout.strip() + ("+changes" if changed.returncode else "")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", type=int, default=100, help="virtual buyers at once (default 100)")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
+    parser.add_argument("--seats", type=seat_range, default=(2, 2), help="seats per hold: N or LOW-HIGH (default 2)")
+    parser.add_argument("--duration", type=float, default=20, help="seconds, unless the show sells out first")
+    parser.add_argument("--release", type=float, default=0.5, help="chance a buyer gives a hold up at once")
+    parser.add_argument("--hot-share", type=float, default=0.7, help="share of picks in the middle third of rows")
+    parser.add_argument("--pool-max", type=int, default=DEFAULT_POOL_MAX, help="database connections per worker")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    options = parser.parse_args()
+    if options.seats[1] > 10:
+        parser.error("a hold takes at most 10 seats (TICKETING_MAX_SEATS)")
+
+    ensure_database(options.database_url)
+    drop_queued_wake_ups(options.redis_url)  # an interrupted run may have left some
+    max_connections, in_use, pool_max = connection_budget(options.database_url, options.workers, options.pool_max)
+    show_id, movie_id, hall = prepare_show(options.database_url, options.redis_url)
+    sale = Sale(show_id=show_id, movie_id=movie_id, hall=hall, options=options, run_tag=secrets.token_hex(4))
+    port = free_port()
+    server_settings = {
+        "code": code_version(),
+        "server": f"uvicorn --workers {options.workers} (uvloop, httptools), DJANGO_DEBUG=0",
+        "workers": options.workers,
+        "pool_max_per_worker": pool_max,
+        "postgres_max_connections": max_connections,
+        "postgres_connections_in_use_before": in_use,
+    }
+    with tempfile.NamedTemporaryFile("w+", prefix="bench-holds-server-", suffix=".log", delete=False) as log:
+        server = start_server(
+            workers=options.workers,
+            port=port,
+            database_url=options.database_url,
+            redis_url=options.redis_url,
+            pool_max=pool_max,
+            log=log,
+        )
+        try:
+            elapsed, before, after, seat_map = asyncio.run(
+                run_sale(sale, base_url=f"http://127.0.0.1:{port}", server=server)
+            )
+        finally:
+            stop_server(server)
+        log.seek(0)
+        # Django logs every 409 as a warning; they would bury whatever explains a failure.
+        server_log = "".join(line for line in log if not line.startswith("Conflict: "))
+    cpu = cpu_report(before, after, server.pid, elapsed)
+    server_settings["celery_wake_ups_queued"] = drop_queued_wake_ups(options.redis_url)
+    violations = check_invariants(options.database_url, sale, seat_map)
+    report = build_report(sale, elapsed=elapsed, cpu=cpu, server_settings=server_settings, violations=violations)
+    print(json.dumps(report, indent=2))
+    if options.json:
+        options.json.parent.mkdir(parents=True, exist_ok=True)
+        options.json.write_text(json.dumps(report, indent=2))
+    if not report["ok"]:
+        print(f"\nFAILED. The server's log ({log.name}) ends with:\n{server_log[-3000:]}", file=sys.stderr)
+        sys.exit(1)
+    os.unlink(log.name)
+
+
+if __name__ == "__main__":
+    main()
