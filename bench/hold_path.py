@@ -34,7 +34,6 @@ time was split).
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
 import logging
 import os
@@ -47,7 +46,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -60,12 +58,6 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-# httpcore asks sniffio which event loop runs, importing it inside every lock and event it makes; sniffio
-# is not installed here (anyio no longer needs it), and a failed import searches sys.path every time, which
-# cost the load generator a tenth of its CPU. This stand-in answers what httpcore would conclude anyway.
-if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = types.SimpleNamespace(current_async_library=lambda: "asyncio")
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_holds"
 # Not 0 (make run) nor 1 (make test): the wake-up tasks this run queues must not reach anyone's worker.

@@ -86,26 +86,21 @@ def buyer_of(request, session_id):
 def reservation_body(reservation, *, status_word=None, at=None):
     at = at or timezone.now()
     shown_status = reservation.status_at(at)
-    claims = reservation.claims.select_related("seat").order_by("seat__y", "seat__x")
+    claims = reservation.claims.order_by("seat__y", "seat__x")
     if shown_status in (Reservation.Status.RESERVED, Reservation.Status.BOOKED):
         claims = claims.filter(released_at__isnull=True)
     elif reservation.ended_at is not None:
         claims = claims.filter(released_at=reservation.ended_at)  # the seats it had when it ended
     else:
         claims = claims.filter(released_at__isnull=True)  # lapsed, not swept yet
+    seats = claims.values_list("seat_id", "seat__row_label", "seat__number", "seat_type", "price")
     body = {
         "reservation_id": str(reservation.pk),
         "status": status_word or shown_status,
         "show_id": reservation.show_id,
         "seats": [
-            {
-                "id": claim.seat_id,
-                "row": claim.seat.row_label,
-                "number": claim.seat.number,
-                "type": claim.seat_type,
-                "price": str(claim.price),
-            }
-            for claim in claims
+            {"id": seat_id, "row": row, "number": number, "type": seat_type, "price": str(price)}
+            for seat_id, row, number, seat_type, price in seats
         ],
         "amount": str(reservation.amount),
         "currency": reservation.currency,

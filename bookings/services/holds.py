@@ -37,7 +37,7 @@ class BestAvailable:
 
 def find_reservation(*, buyer, reservation_id, lock=False):
     """The buyer's reservation, or BookingError("not_found"): another session's is never revealed."""
-    reservations = Reservation.objects.select_related("show__hall__cinema", "show__movie")
+    reservations = Reservation.objects.select_related("show__hall")
     if lock:
         reservations = reservations.select_for_update(of=("self",))
     reservation = reservations.filter(
@@ -63,7 +63,10 @@ def _lock_buyer_of_show(buyer, show_id):
 
 def _seats_held_by_buyer(buyer, show, at, *, excluding=None):
     claims = live_claims(at).filter(
-        show=show, reservation__api_key_id=buyer.api_key_id, reservation__session_id=buyer.session_id
+        show=show,
+        reservation__show=show,  # lets PostgreSQL start from the buyer index (show, session_id)
+        reservation__api_key_id=buyer.api_key_id,
+        reservation__session_id=buyer.session_id,
     )
     if excluding is not None:
         claims = claims.exclude(reservation=excluding)
@@ -231,6 +234,7 @@ def hold_seats(*, buyer, show, seat_ids=None, best_available=None, movie_id=None
     else:
         seats = _seats_of_hall(show, seat_ids or [])
         wanted = len(seats)
+    amount = Decimal("0") if best_available else sum(prices[seat.seat_type] for seat in seats)
     with transaction.atomic(durable=True):
         _lock_buyer_of_show(buyer, show.pk)
         if _seats_held_by_buyer(buyer, show, at) + wanted > settings.TICKETING_MAX_SEATS:
@@ -239,7 +243,7 @@ def hold_seats(*, buyer, show, seat_ids=None, best_available=None, movie_id=None
             show=show,
             api_key_id=buyer.api_key_id,
             session_id=buyer.session_id,
-            amount=Decimal("0"),
+            amount=amount,
             currency=settings.TICKETING_CURRENCY,
             created_at=at,
             expires_at=at + timedelta(seconds=settings.TICKETING_HOLD_SECONDS),
@@ -253,8 +257,9 @@ def hold_seats(*, buyer, show, seat_ids=None, best_available=None, movie_id=None
                 _claim(reservation, seats, prices, version=version, at=at)
             except _SeatsTaken:
                 raise _why_unavailable(show, count=len(seats), seat_type=None, at=at) from None
-        reservation.amount = sum(prices[seat.seat_type] for seat in seats)
-        reservation.save(update_fields=["amount"])
+        if best_available:
+            reservation.amount = sum(prices[seat.seat_type] for seat in seats)
+            reservation.save(update_fields=["amount"])
         _announce(show.pk, version, [(seat.pk, "held") for seat in seats])
     return reservation
 
@@ -337,7 +342,7 @@ def cancel_hold(*, buyer, reservation_id, at=None):
             lapsed = reservation.held_until <= at
             status = Reservation.Status.EXPIRED if lapsed else Reservation.Status.CANCELLED
             _release([reservation.pk], status=status, at=at)
-            reservation.refresh_from_db()
+            reservation.status, reservation.ended_at = status, at
     return reservation
 
 
