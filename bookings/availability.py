@@ -12,12 +12,16 @@ from django.db.models import Max, Q
 from bookings.models import Reservation, SeatClaim
 
 
+def live_reservations(at, prefix=""):
+    """The condition for a reservation (or, with prefix "reservation__", a claim's) that holds its seats at `at`."""
+    return Q(**{f"{prefix}status": Reservation.Status.BOOKED}) | Q(
+        **{f"{prefix}status": Reservation.Status.RESERVED, f"{prefix}held_until__gt": at}
+    )
+
+
 def live_claims(at):
     """Claims that take their seat at `at`."""
-    return SeatClaim.objects.filter(released_at__isnull=True).filter(
-        Q(reservation__status=Reservation.Status.BOOKED)
-        | Q(reservation__status=Reservation.Status.RESERVED, reservation__held_until__gt=at)
-    )
+    return SeatClaim.objects.filter(live_reservations(at, "reservation__"), released_at__isnull=True)
 
 
 def seat_states(show, at):

@@ -21,7 +21,9 @@ class Reservation(models.Model):
         CANCELLED = "Cancelled"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    show = models.ForeignKey(Show, on_delete=models.PROTECT, related_name="reservations")
+    # No index of its own: the buyer index (show, session_id) below serves lookups by show, and with a second
+    # one a planner misled by a hot show's fast-growing table picks the wrong one.
+    show = models.ForeignKey(Show, on_delete=models.PROTECT, related_name="reservations", db_index=False)
     # The partner whose API key made the hold; empty for the website's own buyers.
     api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     session_id = models.CharField(max_length=128)

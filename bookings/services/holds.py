@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from bookings.availability import live_claims, next_seat_version, taken_by_type
+from bookings.availability import live_claims, live_reservations, next_seat_version, taken_by_type
 from bookings.models import Reservation, SeatClaim
 from bookings.seat_picking import SeatSpot, pick_best_seats
 from bookings.services.errors import BookingError
@@ -62,15 +62,14 @@ def _lock_buyer_of_show(buyer, show_id):
 
 
 def _seats_held_by_buyer(buyer, show, at, *, excluding=None):
-    claims = live_claims(at).filter(
-        show=show,
-        reservation__show=show,  # lets PostgreSQL start from the buyer index (show, session_id)
-        reservation__api_key_id=buyer.api_key_id,
-        reservation__session_id=buyer.session_id,
+    # Starts from the buyer's own reservations of the show (the (show, session_id) index), whatever the
+    # statistics say: a hot show's claims grow by hundreds a second, faster than ANALYZE follows.
+    reservations = Reservation.objects.filter(
+        live_reservations(at), show=show, session_id=buyer.session_id, api_key_id=buyer.api_key_id
     )
     if excluding is not None:
-        claims = claims.exclude(reservation=excluding)
-    return claims.count()
+        reservations = reservations.exclude(pk=excluding.pk)
+    return SeatClaim.objects.filter(reservation__in=reservations, released_at__isnull=True).count()
 
 
 def _seats_of_hall(show, seat_ids):
