@@ -2,6 +2,7 @@
 
 from django.core.cache import cache
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
@@ -77,3 +78,18 @@ class ApiKeyQuota(BaseThrottle):
 
     def wait(self):
         return self.seconds_left
+
+
+class ApiKeySchemeExtension(OpenApiAuthenticationExtension):
+    """Tells the OpenAPI schema how partners authenticate (drf-spectacular finds it by its target class)."""
+
+    target_class = "ticketing.api_keys.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": API_KEY_HEADER,
+            "description": f"Your API key; also accepted as the {API_KEY_PARAMETER} query or JSON parameter.",
+        }
