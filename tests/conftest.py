@@ -1,4 +1,6 @@
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -52,12 +54,12 @@ def api(db):
     return client
 
 
-@pytest.fixture
-def asgi_server(transactional_db, settings):
-    """The site served by a real uvicorn (two worker processes) on loopback, against the test database.
+@contextlib.contextmanager
+def serving(settings, *, workers=2):
+    """The site served by a real uvicorn on loopback against the test database; yields (url, process).
 
-    For tests that need real HTTP clients in their hundreds: Django's own live server keeps a listen
-    backlog of ten. Its data must be committed, hence the transactional database.
+    For tests that need real HTTP clients in their hundreds (Django's own live server keeps a listen
+    backlog of ten) or a real process to kill. The test's data must be committed (transactional tests).
     """
     database = connection.settings_dict
     database_url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
@@ -74,9 +76,10 @@ def asgi_server(transactional_db, settings):
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "ticketing.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
-        + ["--workers", "2", "--no-access-log", "--log-level", "warning"],
+        + ["--workers", str(workers), "--no-access-log", "--log-level", "warning"],
         cwd=settings.BASE_DIR,
         env=environment,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -89,11 +92,19 @@ def asgi_server(transactional_db, settings):
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("uvicorn did not start") from None
                 time.sleep(0.2)
-        yield url
+        yield url, server
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+
+
+@pytest.fixture
+def asgi_server(transactional_db, settings):
+    """The URL of the site served by a real uvicorn with two worker processes (see `serving`)."""
+    with serving(settings) as (url, _):
+        yield url
