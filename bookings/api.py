@@ -26,13 +26,16 @@ from cinemas.search import seat_type_statuses
 from cinemas.serializers import CinemaSerializer, MovieSerializer
 from ticketing.errors import ApiError, error_body
 
+RETRY_WORDS = "Reservation Failed - Retry, as other users are holding reserved seats"
 RESERVATION_FAILURES = {
     "show_full": "Reservation Failed - Show Full",
-    "retry": "Reservation Failed - Retry, as other users are holding reserved seats",
+    "retry": RETRY_WORDS,
+    "waiting_line": RETRY_WORDS,
     "seats_unavailable": "Reservation Failed - Seats Unavailable",
 }
 HTTP_STATUS = {
     "show_full": 409,
+    "waiting_line": 409,
     "retry": 409,
     "seats_unavailable": 409,
     "not_found": 404,
@@ -49,7 +52,13 @@ HTTP_STATUS = {
     "payment_failed": 502,
 }
 # Answers a client should retry after a moment rather than take as final.
-RETRY_AFTER_SECONDS = {"retry": 5, "payment_in_progress": 2, "idempotency_in_flight": 2, "payment_timeout": 5}
+RETRY_AFTER_SECONDS = {
+    "retry": 5,
+    "waiting_line": 5,
+    "payment_in_progress": 2,
+    "idempotency_in_flight": 2,
+    "payment_timeout": 5,
+}
 
 
 def api_error(error):

@@ -37,9 +37,14 @@ def settle_refund_task(payment_id):
 def wake_waiting_line(show_id):
     """Ask the waiting app to serve the show's line, by task name: bookings must not import waiting.
 
-    Called after commit. If the broker is down the wake-up is lost, but nothing else is: the line is also
-    served by beat, and the seats are free in the database either way.
+    Called after commit, and only while someone waits for the show. If the broker is down the wake-up is
+    lost, but nothing else is: beat tends every open line every few seconds, and the seats are free in the
+    database either way.
     """
+    from bookings.services.holds import _waiting_line_check
+
+    if _waiting_line_check is not None and not _waiting_line_check(show_id):
+        return
     try:
         current_app.signature(WAITING_LINE_TASK, args=(show_id,)).delay()
     except Exception:  # the broker's errors are many; any of them must not fail a committed request

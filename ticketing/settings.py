@@ -155,6 +155,7 @@ TICKETING_IN_PROCESS_CLOCKS = env_bool("TICKETING_IN_PROCESS_CLOCKS", False)
 CELERY_BEAT_SCHEDULE = {
     "release-lapsed-holds": {"task": "bookings.release_lapsed_holds", "schedule": 1.0, "options": {"expires": 5}},
     "reconcile-payments": {"task": "bookings.reconcile_payments", "schedule": 15.0, "options": {"expires": 30}},
+    "tend-waiting-lines": {"task": "waiting.tend_waiting_lines", "schedule": 2.0, "options": {"expires": 10}},
 }
 
 # --- Product clocks and limits (API.md, "Operating settings") ------------------------------------------

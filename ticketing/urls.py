@@ -9,6 +9,7 @@ api_v1 = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("", include("cinemas.urls_api")),
     path("", include("bookings.urls_api")),
+    path("", include("waiting.urls_api")),
 ]
 
 urlpatterns = [

@@ -1,11 +1,244 @@
-"""The waiting line's state changes."""
+"""Every change to a show's waiting line: joining, leaving, serving it, and ending waits that can't be served.
+
+One short critical section per show (DESIGN decision 3): a transaction-scoped advisory lock keyed by the
+show serializes everything that decides on the whole line, so places follow the order joins commit and the
+line is served strictly from its head. Nothing else ever waits on it: holds of seats never take it.
+Notifications (long polls, WebSockets) and wake-ups are sent after commit.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from bookings.availability import taken_by_type
+from bookings.services import BookingError, Buyer, hold_seats_for_waiter
+from cinemas.models import SeatType, Show
+from waiting.models import Waiter
+
+logger = logging.getLogger(__name__)
+
+# Served waiters get best-available seats, which never include Wheelchair or Companion seats unless asked
+# for; so only these count when deciding whether a waiter can still be served.
+SERVABLE_SEAT_TYPES = (SeatType.PREMIUM, SeatType.REGULAR)
+
+ERROR_MESSAGES = {
+    "not_found": "There is no such place in line for this session.",
+    "seats_available": "Enough seats are free now: hold them instead of waiting.",
+    "show_full": "The show can't give this many seats, even if every hold lapses.",
+    "show_started": "This show has started; its line is closed.",
+    "bad_count": "Wait for between 1 and {max_seats} seats.",
+}
 
 
-def serve_waiting_line(*, show_id):
-    """Serve the show's waiting line from its head while seats are free. Returns how many were served.
+class WaitingError(Exception):
+    """The waiting line said no. `code` is the machine word; the API maps it to a status in one place."""
 
-    Bookings calls this (through the task below) whenever seats of a show come free. The line itself,
-    its joins and its fairness rules are the waiting-line issue's work; until then nobody can join, so
-    there is nobody to serve.
+    def __init__(self, code):
+        self.code = code
+        self.message = ERROR_MESSAGES[code].format(max_seats=settings.TICKETING_MAX_SEATS)
+        super().__init__(self.message)
+
+
+# --- Reads ------------------------------------------------------------------------------------------------
+
+
+def line_is_open(show_id):
+    """True while anyone waits for the show (bookings then sends fresh buyers to the line)."""
+    return Waiter.objects.filter(show_id=show_id, status=Waiter.Status.WAITING).exists()
+
+
+def position_of(waiter):
+    """1 for the head of the line; None once the waiter is out of it."""
+    if waiter.status != Waiter.Status.WAITING:
+        return None
+    ahead = Waiter.objects.filter(show_id=waiter.show_id, status=Waiter.Status.WAITING, place__lt=waiter.place)
+    return ahead.count() + 1
+
+
+def find_waiter(*, buyer, waiter_id):
+    """The buyer's own place in line, or WaitingError("not_found"): another session's is never revealed."""
+    waiter = Waiter.objects.filter(pk=waiter_id, api_key_id=buyer.api_key_id, session_id=buyer.session_id).first()
+    if waiter is None:
+        raise WaitingError("not_found")
+    return waiter
+
+
+def _servable_seats(show, at):
+    """`(free now, not booked)` among the seat types a waiter can be given."""
+    taken = taken_by_type([show.pk], at).get(show.pk, {})
+    capacity = sum(show.hall.capacity.get(seat_type, 0) for seat_type in SERVABLE_SEAT_TYPES)
+    taken_now = sum(taken.get(seat_type, (0, 0))[0] for seat_type in SERVABLE_SEAT_TYPES)
+    booked = sum(taken.get(seat_type, (0, 0))[1] for seat_type in SERVABLE_SEAT_TYPES)
+    return capacity - taken_now, capacity - booked
+
+
+# --- The line lock and what changes under it ------------------------------------------------------------------
+
+
+def _lock_line(show_id):
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"waiting-line:{show_id}"])
+
+
+def _end(waiters, status, at):
+    """Take these waiters out of the line with `status`; everyone behind them moves up."""
+    waiters = list(waiters)
+    if not waiters:
+        return
+    Waiter.objects.filter(pk__in=[waiter.pk for waiter in waiters]).update(
+        status=status, ended_at=at, version=F("version") + 1
+    )
+    _line_moved(waiters[0].show_id, after_place=min(waiter.place for waiter in waiters))
+    for waiter in waiters:
+        _notify_waiter(waiter.pk)
+
+
+def _line_moved(show_id, *, after_place):
+    """Everyone still waiting behind `after_place` has a new position: their versions rise."""
+    Waiter.objects.filter(show_id=show_id, status=Waiter.Status.WAITING, place__gt=after_place).update(
+        version=F("version") + 1
+    )
+    transaction.on_commit(lambda: _publish(f"waiting-line-{show_id}", {"type": "line.moved", "show_id": show_id}))
+
+
+def _notify_waiter(waiter_id):
+    transaction.on_commit(
+        lambda: _publish(f"waiter-{waiter_id}", {"type": "waiter.changed", "waiter_id": str(waiter_id)})
+    )
+
+
+def _publish(group, message):
+    """Tell long polls and WebSockets to re-read. Best effort: they also re-read when their wait ends."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    try:
+        async_to_sync(get_channel_layer().group_send)(group, message)
+    except Exception:  # the database holds the truth; a lost nudge only delays an answer to its timeout
+        logger.warning("Could not publish to %s", group, exc_info=True)
+
+
+def _wake_line_after_commit(show_id):
+    from bookings.tasks import wake_waiting_line
+
+    transaction.on_commit(lambda: wake_waiting_line(show_id))
+
+
+# --- Joining and leaving ----------------------------------------------------------------------------------------
+
+
+def join_waiting_line(*, buyer, show, seats_wanted, at=None):
+    """Queue the buyer for `seats_wanted` seats of the show; returns `(waiter, created)`.
+
+    Only when the seats can't be had now but may come free. Locks the show's line. Raises WaitingError:
+    bad_count, show_started, seats_available (enough are free and nobody waits: hold them instead), show_full
+    (too few seats are unbooked). A buyer already waiting for the show gets its place back (created False). On commit:
+    the line is served, in case seats came free meanwhile.
     """
-    return 0
+    at = at or timezone.now()
+    if not 1 <= seats_wanted <= settings.TICKETING_MAX_SEATS:
+        raise WaitingError("bad_count")
+    if show.starts_at <= at:
+        raise WaitingError("show_started")
+    with transaction.atomic(durable=True):
+        _lock_line(show.pk)
+        existing = Waiter.objects.filter(
+            show=show, api_key_id=buyer.api_key_id, session_id=buyer.session_id, status=Waiter.Status.WAITING
+        ).first()
+        if existing is not None:
+            return existing, False
+        free, not_booked = _servable_seats(show, at)
+        if not_booked < seats_wanted:
+            raise WaitingError("show_full")
+        if free >= seats_wanted and not line_is_open(show.pk):
+            raise WaitingError("seats_available")
+        last_place = Waiter.objects.filter(show=show).aggregate(last=Max("place"))["last"] or 0
+        waiter = Waiter.objects.create(
+            show=show,
+            api_key_id=buyer.api_key_id,
+            session_id=buyer.session_id,
+            seats_wanted=seats_wanted,
+            place=last_place + 1,
+            joined_at=at,
+            expires_at=at + timedelta(seconds=settings.TICKETING_MAX_WAIT_SECONDS),
+        )
+        _wake_line_after_commit(show.pk)
+    return waiter, True
+
+
+def leave_waiting_line(*, buyer, waiter_id, at=None):
+    """The buyer gives up its place: status Cancelled, everyone behind moves up. Returns the waiter.
+
+    Locks the show's line. Leaving a place already ended (served, expired...) changes nothing. On commit:
+    notifies the waiter and those behind, and serves the line (the head may have left).
+    """
+    at = at or timezone.now()
+    waiter = find_waiter(buyer=buyer, waiter_id=waiter_id)
+    with transaction.atomic(durable=True):
+        _lock_line(waiter.show_id)
+        waiter.refresh_from_db()
+        if waiter.status == Waiter.Status.WAITING:
+            _end([waiter], Waiter.Status.CANCELLED, at)
+            _wake_line_after_commit(waiter.show_id)
+            waiter.refresh_from_db()
+    return waiter
+
+
+# --- Serving ----------------------------------------------------------------------------------------------------------
+
+
+def serve_waiting_line(*, show_id, at=None):
+    """Serve the show's line from its head, strictly in order, while the head's count fits. Returns how many.
+
+    Locks the show's line for one short transaction. First ends the waits that can't go on: past the maximum
+    wait (Expired), or wanting more seats than remain unbooked (Show Full). Then, for the head: holds the best
+    seats for it (status Seats Available with the hold's reservation) and moves to the next; stops at the
+    first head that can't be seated, so nobody behind it is served first. Idempotent and safe from several
+    workers and web processes at once. On commit: notifies every waiter whose status or position changed.
+    """
+    at = at or timezone.now()
+    with transaction.atomic(durable=True):
+        _lock_line(show_id)
+        show = Show.objects.select_related("hall").get(pk=show_id)
+        waiting = Waiter.objects.filter(show_id=show_id, status=Waiter.Status.WAITING).order_by("place")
+        if show.starts_at <= at:
+            _end(waiting, Waiter.Status.EXPIRED, at)
+            return 0
+        _end(waiting.filter(expires_at__lte=at), Waiter.Status.EXPIRED, at)
+        _, not_booked = _servable_seats(show, at)
+        _end(waiting.filter(seats_wanted__gt=not_booked), Waiter.Status.SHOW_FULL, at)
+        served = 0
+        for waiter in waiting:
+            buyer = Buyer(api_key_id=waiter.api_key_id, session_id=waiter.session_id)
+            try:
+                reservation = hold_seats_for_waiter(buyer=buyer, show=show, count=waiter.seats_wanted, at=at)
+            except BookingError as refusal:
+                if refusal.code in ("seats_unavailable", "retry", "show_full"):
+                    break  # the head can't be seated yet: nobody behind it goes first
+                # The waiter's own session already holds too many seats of the show: it can't be served.
+                logger.info("Waiter %s can't be served: %s", waiter.pk, refusal.code)
+                _end([waiter], Waiter.Status.CANCELLED, at)
+                continue
+            Waiter.objects.filter(pk=waiter.pk).update(
+                status=Waiter.Status.SEATS_AVAILABLE, reservation=reservation, ended_at=at, version=F("version") + 1
+            )
+            _line_moved(show_id, after_place=waiter.place)
+            _notify_waiter(waiter.pk)
+            served += 1
+    return served
+
+
+def tend_waiting_lines(*, at=None):
+    """Beat's safety net: serve every show whose line is open (ending overdue waits on the way).
+
+    Wake-ups after commit normally serve a line within a second; this catches any that were lost (a broker
+    restart, a killed worker) and waits that ran past their maximum while nothing else happened.
+    """
+    at = at or timezone.now()
+    show_ids = Waiter.objects.filter(status=Waiter.Status.WAITING).values_list("show_id", flat=True).distinct()
+    return sum(serve_waiting_line(show_id=show_id, at=at) for show_id in list(show_ids))

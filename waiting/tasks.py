@@ -6,3 +6,10 @@ def serve_waiting_line_task(show_id):
     from waiting.services import serve_waiting_line
 
     return serve_waiting_line(show_id=show_id)
+
+
+@shared_task(name="waiting.tend_waiting_lines", ignore_result=True)
+def tend_waiting_lines_task():
+    from waiting.services import tend_waiting_lines
+
+    return tend_waiting_lines()

@@ -20,6 +20,8 @@ from bookings.services.holds import (
     change_seats,
     find_reservation,
     hold_seats,
+    hold_seats_for_waiter,
+    register_waiting_line_check,
     release_lapsed_holds,
 )
 from bookings.services.payments import (
@@ -49,6 +51,8 @@ __all__ = [
     "finish_idempotent_request",
     "fulfil_charge",
     "hold_seats",
+    "hold_seats_for_waiter",
+    "register_waiting_line_check",
     "pay_for_reservation",
     "reconcile_payments",
     "release_lapsed_holds",

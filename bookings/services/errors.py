@@ -5,6 +5,7 @@ from django.conf import settings
 ERROR_MESSAGES = {
     "show_full": "The show can't give this many seats, even if every hold lapses.",
     "retry": "These seats can't be had now, but seats held by others may come free: retry or join the waiting line.",
+    "waiting_line": "People are waiting in this show's line for seats to come free: join it to be served in turn.",
     "seats_unavailable": "These seats are gone, but enough other seats are free: choose again.",
     "no_seats": "Choose at least one seat.",
     "too_many_seats": "A hold takes at most {max_seats} seats.",

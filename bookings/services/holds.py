@@ -17,6 +17,16 @@ from cinemas.models import Seat
 # A claim can lose to a lapsed hold and then to a live one; a few attempts settle every such race.
 CLAIM_ATTEMPTS = 3
 
+# Whether anyone waits in a show's line comes from the waiting app, which registers its check at start
+# (waiting.apps); bookings never imports waiting, so the apps depend one way. Until then, nobody waits.
+_waiting_line_check = None
+
+
+def register_waiting_line_check(check):
+    """`check(show_id) -> bool`: True while anyone waits for the show. Called once by the waiting app."""
+    global _waiting_line_check
+    _waiting_line_check = check
+
 
 @dataclass(frozen=True)
 class Buyer:
@@ -190,15 +200,18 @@ def _release(reservation_ids, *, status, at):
     for show_id, seat_id in freed:
         by_show.setdefault(show_id, []).append((seat_id, "available"))
     for show_id, changes in by_show.items():
-        _announce(show_id, version, changes, seats_came_free=True)
+        _announce(show_id, version, changes, line_may_move=True)
 
 
-def _announce(show_id, version, changes, *, seats_came_free=False):
-    """After commit: push the seat changes to the show's live map; wake its waiting line if seats came free."""
+def _announce(show_id, version, changes, *, line_may_move=False):
+    """After commit: push the seat changes to the show's live map; wake its waiting line if it may move.
+
+    The line may move when seats were freed (the head may be served) or booked (some may be Show Full now).
+    """
     from bookings import consumers, tasks  # both import this module's callers; imported late to stay acyclic
 
     transaction.on_commit(lambda: consumers.push_seat_changes(show_id, version, changes))
-    if seats_came_free:
+    if line_may_move:
         transaction.on_commit(lambda: tasks.wake_waiting_line(show_id))
 
 
@@ -218,8 +231,9 @@ def hold_seats(*, buyer, show, seat_ids=None, best_available=None, movie_id=None
 
     Give `seat_ids`, or `best_available` to let the server pick seats together (bookings.seat_picking).
     Locks: this buyer's advisory lock for the show (for the seat cap), and the rows of any lapsed hold it
-    takes seats from. Raises BookingError: the 400 kinds for bad requests, or `seats_unavailable`, `retry`
-    or `show_full` when the seats can't be had (nothing is written). On commit: pushes the seats as held.
+    takes seats from. Raises BookingError: the 400 kinds for bad requests; `waiting_line` while anyone waits
+    in the show's line (freed seats are theirs first); or `seats_unavailable`, `retry` or `show_full` when the
+    seats can't be had. Nothing is written then. On commit: pushes the seats as held.
     """
     at = at or timezone.now()
     if movie_id is not None and show.movie_id != movie_id:
@@ -233,33 +247,50 @@ def hold_seats(*, buyer, show, seat_ids=None, best_available=None, movie_id=None
     else:
         seats = _seats_of_hall(show, seat_ids or [])
         wanted = len(seats)
-    amount = Decimal("0") if best_available else sum(prices[seat.seat_type] for seat in seats)
     with transaction.atomic(durable=True):
-        _lock_buyer_of_show(buyer, show.pk)
-        if _seats_held_by_buyer(buyer, show, at) + wanted > settings.TICKETING_MAX_SEATS:
-            raise BookingError("session_seat_cap")
-        reservation = Reservation.objects.create(
-            show=show,
-            api_key_id=buyer.api_key_id,
-            session_id=buyer.session_id,
-            amount=amount,
-            currency=settings.TICKETING_CURRENCY,
-            created_at=at,
-            expires_at=at + timedelta(seconds=settings.TICKETING_HOLD_SECONDS),
-            held_until=at + timedelta(seconds=settings.TICKETING_HOLD_SECONDS + settings.TICKETING_HOLD_GRACE_SECONDS),
-        )
-        version = next_seat_version()
-        if best_available:
-            seats = _claim_best_available(reservation, best_available, prices, version=version, at=at)
-        else:
-            try:
-                _claim(reservation, seats, prices, version=version, at=at)
-            except _SeatsTaken:
-                raise _why_unavailable(show, count=len(seats), seat_type=None, at=at) from None
-        if best_available:
-            reservation.amount = sum(prices[seat.seat_type] for seat in seats)
-            reservation.save(update_fields=["amount"])
-        _announce(show.pk, version, [(seat.pk, "held") for seat in seats])
+        if _waiting_line_check is not None and _waiting_line_check(show.pk):
+            raise BookingError("waiting_line")
+        return _hold(buyer, show, prices, seats=None if best_available else seats, best_available=best_available, at=at)
+
+
+def hold_seats_for_waiter(*, buyer, show, count, at):
+    """Hold the best `count` seats for the head of the show's waiting line; returns the Reservation.
+
+    For waiting.services only, inside its transaction (which holds the show's line lock). Works in a
+    savepoint: when the seats can't be had it raises BookingError and leaves the caller's transaction as it
+    was. Locks, raises and pushes as hold_seats does, without the line check (this buyer is the line).
+    """
+    _check_on_sale(show, at)
+    with transaction.atomic():
+        return _hold(buyer, show, _prices_of(show), seats=None, best_available=BestAvailable(count), at=at)
+
+
+def _hold(buyer, show, prices, *, seats, best_available, at):
+    wanted = best_available.count if best_available else len(seats)
+    _lock_buyer_of_show(buyer, show.pk)
+    if _seats_held_by_buyer(buyer, show, at) + wanted > settings.TICKETING_MAX_SEATS:
+        raise BookingError("session_seat_cap")
+    reservation = Reservation.objects.create(
+        show=show,
+        api_key_id=buyer.api_key_id,
+        session_id=buyer.session_id,
+        amount=Decimal("0") if best_available else sum(prices[seat.seat_type] for seat in seats),
+        currency=settings.TICKETING_CURRENCY,
+        created_at=at,
+        expires_at=at + timedelta(seconds=settings.TICKETING_HOLD_SECONDS),
+        held_until=at + timedelta(seconds=settings.TICKETING_HOLD_SECONDS + settings.TICKETING_HOLD_GRACE_SECONDS),
+    )
+    version = next_seat_version()
+    if best_available:
+        seats = _claim_best_available(reservation, best_available, prices, version=version, at=at)
+        reservation.amount = sum(prices[seat.seat_type] for seat in seats)
+        reservation.save(update_fields=["amount"])
+    else:
+        try:
+            _claim(reservation, seats, prices, version=version, at=at)
+        except _SeatsTaken:
+            raise _why_unavailable(show, count=len(seats), seat_type=None, at=at) from None
+    _announce(show.pk, version, [(seat.pk, "held") for seat in seats])
     return reservation
 
 
@@ -301,6 +332,8 @@ def change_seats(*, buyer, reservation_id, seat_ids, at=None):
         prices = _prices_of(show)
         current = set(reservation.claims.filter(released_at__isnull=True).values_list("seat_id", flat=True))
         wanted = {seat.pk for seat in seats}
+        if len(wanted) > len(current) and _waiting_line_check is not None and _waiting_line_check(show.pk):
+            raise BookingError("waiting_line")  # a swap is fine; growing would take seats owed to the line
         version = next_seat_version()
         try:
             _claim(reservation, [seat for seat in seats if seat.pk not in current], prices, version=version, at=at)
@@ -311,7 +344,7 @@ def change_seats(*, buyer, reservation_id, seat_ids, at=None):
         reservation.amount = sum(prices[seat.seat_type] for seat in seats)
         reservation.save(update_fields=["amount"])
         changes = [(seat_id, "held") for seat_id in wanted - current] + [(seat_id, "available") for seat_id in dropped]
-        _announce(show.pk, version, changes, seats_came_free=bool(dropped))
+        _announce(show.pk, version, changes, line_may_move=bool(dropped))
     return reservation
 
 

@@ -160,7 +160,8 @@ def _book(reservation, at):
     claims = reservation.claims.filter(released_at__isnull=True)
     seat_ids = list(claims.values_list("seat_id", flat=True))
     claims.update(version=version)
-    _announce(reservation.show_id, version, [(seat_id, "booked") for seat_id in seat_ids])
+    # A booking can leave waiters wanting more seats than remain unbooked: the line decides (Show Full).
+    _announce(reservation.show_id, version, [(seat_id, "booked") for seat_id in seat_ids], line_may_move=True)
 
 
 def _record_refund(charge, at):

@@ -1,0 +1,79 @@
+"""The waiting-line half of the public API (API.md "Waiting list"). Views are thin: they call waiting.services."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from bookings.api import RESERVATION_FAILURES, buyer_of, checked
+from bookings.serializers import SessionParameters
+from cinemas.models import Show
+from ticketing.errors import ApiError
+from waiting import serializers, services
+
+HTTP_STATUS = {"not_found": 404, "seats_available": 409, "show_full": 409, "show_started": 400, "bad_count": 400}
+
+
+def waiting_error(error):
+    extra = {"status": RESERVATION_FAILURES["show_full"]} if error.code == "show_full" else None
+    return ApiError(status_code=HTTP_STATUS[error.code], code=error.code, message=error.message, extra=extra)
+
+
+class WaitingApiView(APIView):
+    def handle_exception(self, exc):
+        if isinstance(exc, services.WaitingError):
+            exc = waiting_error(exc)
+        return super().handle_exception(exc)
+
+
+def waiter_body(waiter):
+    body = {
+        "waiter_id": str(waiter.pk),
+        "status": waiter.status,
+        "position": services.position_of(waiter),
+        "version": waiter.version,
+        "show_id": waiter.show_id,
+        "seats_wanted": waiter.seats_wanted,
+        "expires_at": waiter.expires_at.isoformat().replace("+00:00", "Z"),
+    }
+    if waiter.reservation_id:
+        body["reservation_id"] = str(waiter.reservation_id)
+    return body
+
+
+@extend_schema(tags=["waiting line"])
+class JoinWaitingLineApi(WaitingApiView):
+    @extend_schema(
+        request=serializers.JoinInput,
+        responses={
+            201: serializers.WaiterSerializer,
+            200: OpenApiResponse(serializers.WaiterSerializer, description="Already waiting: the same place."),
+            409: OpenApiResponse(description="Show Full, or seats_available (hold them instead)."),
+        },
+    )
+    def post(self, request, show_id):
+        """Join the show's line when its seats can't be had now but held seats may come free."""
+        show = get_object_or_404(Show.objects.select_related("hall"), pk=show_id)
+        data = checked(serializers.JoinInput, request.data)
+        waiter, created = services.join_waiting_line(
+            buyer=buyer_of(request, data["session_id"]), show=show, seats_wanted=data["seats_wanted"]
+        )
+        return Response(waiter_body(waiter), status=201 if created else 200)
+
+
+@extend_schema(tags=["waiting line"])
+class WaiterApi(WaitingApiView):
+    @extend_schema(parameters=[SessionParameters], responses=serializers.WaiterSerializer)
+    def get(self, request, waiter_id):
+        """The waiter's status and place in line."""
+        data = checked(SessionParameters, request.query_params)
+        return Response(
+            waiter_body(services.find_waiter(buyer=buyer_of(request, data["session_id"]), waiter_id=waiter_id))
+        )
+
+    @extend_schema(parameters=[SessionParameters], responses=serializers.WaiterSerializer)
+    def delete(self, request, waiter_id):
+        """Leave the line (status Cancelled); everyone behind moves up."""
+        data = checked(SessionParameters, request.query_params)
+        waiter = services.leave_waiting_line(buyer=buyer_of(request, data["session_id"]), waiter_id=waiter_id)
+        return Response(waiter_body(waiter))

@@ -1,0 +1,67 @@
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from bookings.models import Reservation
+from cinemas.models import Show
+from ticketing.models import ApiKey
+
+
+class Waiter(models.Model):
+    """One buyer waiting in a show's line for seats held by others to come free.
+
+    The line is strict first come, first served: `place` is handed out under the show's line lock, so it
+    follows the order in which joins committed. `version` rises whenever anything the waiter sees changes
+    (its status, or its position when someone ahead leaves the line), which is what long polls wait on.
+    """
+
+    class Status(models.TextChoices):
+        WAITING = "Waiting"
+        SEATS_AVAILABLE = "Seats Available"
+        SHOW_FULL = "Show Full"
+        EXPIRED = "Expired"
+        CANCELLED = "Cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    show = models.ForeignKey(Show, on_delete=models.PROTECT, related_name="+", db_index=False)
+    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    session_id = models.CharField(max_length=128)
+    seats_wanted = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
+    place = models.BigIntegerField(help_text="Order in the show's line: lower joined earlier.")
+    version = models.PositiveIntegerField(default=1)
+    joined_at = models.DateTimeField()
+    expires_at = models.DateTimeField(help_text="When it stops waiting if not served (joined + the maximum wait).")
+    ended_at = models.DateTimeField(null=True, blank=True)
+    reservation = models.OneToOneField(
+        Reservation, on_delete=models.PROTECT, null=True, blank=True, related_name="waiter"
+    )
+
+    class Meta:
+        ordering = ["show", "place"]
+        constraints = [
+            models.UniqueConstraint(fields=["show", "place"], name="waiting_waiter_unique_place"),
+            # One place in a show's line per buyer at a time.
+            models.UniqueConstraint(
+                fields=["show", "api_key", "session_id"],
+                condition=Q(status="Waiting"),
+                nulls_distinct=False,
+                name="waiting_waiter_one_place_per_buyer",
+            ),
+            # Served means a hold was made for it, and only then.
+            models.CheckConstraint(
+                condition=Q(status="Seats Available", reservation__isnull=False)
+                | (~Q(status="Seats Available") & Q(reservation__isnull=True)),
+                name="waiting_waiter_served_has_hold",
+            ),
+        ]
+        indexes = [
+            # The head of each show's line, and everyone behind a place.
+            models.Index(fields=["show", "place"], condition=Q(status="Waiting"), name="waiting_waiter_in_line"),
+            # Waiters past their maximum wait.
+            models.Index(fields=["expires_at"], condition=Q(status="Waiting"), name="waiting_waiter_overdue"),
+        ]
+
+    def __str__(self):
+        return f"{self.session_id} waiting for {self.seats_wanted} ({self.status})"
