@@ -1,0 +1,62 @@
+"""Strict first come, first served: the line is served in the order it joined, whatever order seats come free."""
+
+import random
+
+import pytest
+
+from bookings.models import Reservation
+from bookings.services import BookingError, Buyer, cancel_hold, hold_seats
+from tests.waiting.conftest import held_out_show, join
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("seed", range(8))
+def test_waiters_are_served_in_the_order_they_joined_whatever_order_holds_are_freed(
+    seed, django_capture_on_commit_callbacks
+):
+    rng = random.Random(seed)
+    show, holds = held_out_show(seats=30)  # room for every waiter: 10 of them want 1-3 seats
+    counts = [rng.randint(1, 3) for _ in range(10)]
+    waiters = [join(show, f"waiter-{number}", count) for number, count in enumerate(counts)]
+    free_seats = lambda: [s for s in show.hall.seats.values_list("pk", flat=True) if s not in taken()]  # noqa: E731
+    taken = lambda: set(  # noqa: E731
+        Reservation.objects.filter(status__in=["Reserved", "Booked"]).values_list("claims__seat_id", flat=True)
+    )
+
+    serving_order = []
+    for hold in rng.sample(holds, len(holds)):
+        with django_capture_on_commit_callbacks(execute=True):
+            cancel_hold(buyer=Buyer(None, hold.session_id), reservation_id=hold.pk)
+        for waiter in waiters:
+            waiter.refresh_from_db()
+            if waiter.status == "Seats Available" and waiter.pk not in serving_order:
+                serving_order.append(waiter.pk)
+        still_waiting = [waiter for waiter in waiters if waiter.status == "Waiting"]
+        if still_waiting and free_seats():
+            # Fresh buyers never get seats while the line is non-empty, even seats that look free.
+            with pytest.raises(BookingError) as refused:
+                hold_seats(buyer=Buyer(None, "fresh"), show=show, seat_ids=free_seats()[:1])
+            assert refused.value.code == "waiting_line"
+
+    assert serving_order == [waiter.pk for waiter in waiters]  # the join order, every time
+    for waiter, count in zip(waiters, counts, strict=True):
+        waiter.refresh_from_db()
+        assert waiter.reservation.claims.filter(released_at__isnull=True).count() == count
+
+
+@pytest.mark.django_db
+def test_a_head_that_needs_more_seats_than_are_free_blocks_everyone_behind_it(django_capture_on_commit_callbacks):
+    show, holds = held_out_show(seats=6)
+    head = join(show, "head", 3)
+    behind = join(show, "behind", 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        cancel_hold(buyer=Buyer(None, holds[0].session_id), reservation_id=holds[0].pk)
+    head.refresh_from_db()
+    behind.refresh_from_db()
+    assert head.status == behind.status == "Waiting"  # one seat is free, but the head wants three
+    for hold in holds[1:3]:
+        with django_capture_on_commit_callbacks(execute=True):
+            cancel_hold(buyer=Buyer(None, hold.session_id), reservation_id=hold.pk)
+    head.refresh_from_db()
+    behind.refresh_from_db()
+    assert head.status == "Seats Available" and behind.status == "Waiting"
