@@ -47,6 +47,28 @@ def scene(db):
 
 
 @pytest.fixture
+def show(db):
+    """A show tomorrow in a 13-seat hall (see tests.factories.SMALL_PLAN)."""
+    from tests.factories import make_hall, make_show
+
+    return make_show(hall=make_hall())
+
+
+@pytest.fixture
+def alice():
+    from bookings.services import Buyer
+
+    return Buyer(api_key_id=None, session_id="alice")
+
+
+@pytest.fixture
+def bob():
+    from bookings.services import Buyer
+
+    return Buyer(api_key_id=None, session_id="bob")
+
+
+@pytest.fixture
 def api(db):
     """A partner's API client, sending its key in the X-API-Key header."""
     client = APIClient()

@@ -1,0 +1,208 @@
+"""Joining, leaving and the ways a wait ends: served, Show Full, Expired, Cancelled."""
+
+from datetime import timedelta
+
+import pytest
+
+from bookings.payments import parse_card
+from bookings.services import Buyer, cancel_hold, change_seats, hold_seats, pay_for_reservation, release_lapsed_holds
+from tests.bookings.helpers import GOOD_CARD
+from tests.helpers import assert_api_error
+from tests.waiting.conftest import held_out_show, join
+from waiting.models import Waiter
+from waiting.services import WaitingError, join_waiting_line, leave_waiting_line, position_of, tend_waiting_lines
+
+pytestmark = pytest.mark.django_db
+
+
+def free(hold, capture):
+    with capture(execute=True):
+        cancel_hold(buyer=Buyer(hold.api_key_id, hold.session_id), reservation_id=hold.pk)
+
+
+def fresh(waiter):
+    waiter.refresh_from_db()
+    return waiter
+
+
+class TestJoining:
+    def test_a_buyer_joins_when_every_seat_is_held_and_gets_a_place(self, full_show):
+        show, _ = full_show
+        first, second = join(show, "alice", 2), join(show, "bob", 1)
+        assert (first.status, position_of(first)) == ("Waiting", 1)
+        assert position_of(second) == 2
+
+    def test_joining_twice_gives_back_the_same_place(self, full_show):
+        show, _ = full_show
+        first = join(show, "alice", 2)
+        again, created = join_waiting_line(buyer=Buyer(None, "alice"), show=show, seats_wanted=2)
+        assert again.pk == first.pk and not created
+
+    def test_no_joining_when_enough_seats_are_free_now(self, show):
+        with pytest.raises(WaitingError) as refused:
+            join_waiting_line(buyer=Buyer(None, "alice"), show=show, seats_wanted=2)
+        assert refused.value.code == "seats_available"
+
+    def test_no_joining_when_booked_seats_leave_too_few(self, django_capture_on_commit_callbacks):
+        show, holds = held_out_show(seats=3)
+        with django_capture_on_commit_callbacks(execute=True):
+            pay_for_reservation(
+                buyer=Buyer(None, holds[0].session_id), reservation_id=holds[0].pk, card=parse_card(GOOD_CARD)
+            )
+        with pytest.raises(WaitingError) as refused:
+            join_waiting_line(buyer=Buyer(None, "alice"), show=show, seats_wanted=3)
+        assert refused.value.code == "show_full"
+
+    @pytest.mark.parametrize("count", [0, 11])
+    def test_a_count_out_of_range_is_refused(self, full_show, count):
+        with pytest.raises(WaitingError, match="between 1 and 10"):
+            join_waiting_line(buyer=Buyer(None, "alice"), show=full_show[0], seats_wanted=count)
+
+    def test_fresh_buyers_get_retry_while_anyone_waits_and_may_buy_again_once_nobody_does(
+        self, full_show, django_capture_on_commit_callbacks
+    ):
+        show, holds = full_show
+        waiter = join(show, "alice", 1)
+        free(holds[0], django_capture_on_commit_callbacks)
+        assert fresh(waiter).status == "Seats Available"  # the freed seat went to the line
+        free(holds[1], django_capture_on_commit_callbacks)
+        assert hold_seats(buyer=Buyer(None, "fresh"), show=show, seat_ids=[holds[1].claims.get().seat_id])
+
+
+class TestServing:
+    def test_a_served_waiter_gets_a_hold_in_its_own_session_that_it_can_change_and_pay(
+        self, full_show, django_capture_on_commit_callbacks
+    ):
+        show, holds = full_show
+        waiter = join(show, "alice", 2)
+        free(holds[0], django_capture_on_commit_callbacks)
+        free(holds[1], django_capture_on_commit_callbacks)
+        waiter = fresh(waiter)
+        assert waiter.status == "Seats Available" and position_of(waiter) is None
+        hold = waiter.reservation
+        assert (hold.session_id, hold.status, hold.claims.count()) == ("alice", "Reserved", 2)
+        # It may change seats on the map, keeping its clock.
+        free(holds[2], django_capture_on_commit_callbacks)
+        kept = hold.claims.order_by("seat_id").first().seat_id
+        swapped = change_seats(
+            buyer=Buyer(None, "alice"), reservation_id=hold.pk, seat_ids=[kept, holds[2].claims.get().seat_id]
+        )
+        assert swapped.expires_at == hold.expires_at
+        booked = pay_for_reservation(buyer=Buyer(None, "alice"), reservation_id=hold.pk, card=parse_card(GOOD_CARD))
+        assert booked.status == "Booked"
+
+    def test_a_served_waiter_that_lets_its_hold_lapse_is_not_served_again(
+        self, full_show, django_capture_on_commit_callbacks
+    ):
+        show, holds = full_show
+        first = join(show, "alice", 1)
+        second = join(show, "bob", 1)
+        free(holds[0], django_capture_on_commit_callbacks)
+        assert fresh(first).status == "Seats Available"
+        with django_capture_on_commit_callbacks(execute=True):
+            release_lapsed_holds(at=fresh(first).reservation.held_until)
+        assert fresh(second).status == "Seats Available"  # the lapsed seat went to the next waiter
+        assert fresh(first).status == "Seats Available" and fresh(first).reservation.status == "Expired"
+        assert Waiter.objects.filter(session_id="alice").count() == 1
+
+
+class TestEndings:
+    def test_after_a_booking_waiters_wanting_more_than_is_unbooked_get_show_full(
+        self, django_capture_on_commit_callbacks
+    ):
+        show, holds = held_out_show(seats=4)
+        big = join(show, "big", 3)
+        small = join(show, "small", 1)
+        for hold in holds[:2]:
+            with django_capture_on_commit_callbacks(execute=True):
+                pay_for_reservation(
+                    buyer=Buyer(None, hold.session_id), reservation_id=hold.pk, card=parse_card(GOOD_CARD)
+                )
+        assert fresh(big).status == "Show Full"  # 2 seats remain unbooked
+        assert fresh(small).status == "Waiting" and position_of(fresh(small)) == 1
+
+    def test_after_the_maximum_wait_a_waiter_expires(self, full_show, settings):
+        settings.TICKETING_MAX_WAIT_SECONDS = 60  # shorter than a hold, so the holds are still there
+        show, _ = full_show
+        waiter = join(show, "alice", 1)
+        tend_waiting_lines(at=waiter.joined_at + timedelta(seconds=59))
+        assert fresh(waiter).status == "Waiting"
+        tend_waiting_lines(at=waiter.joined_at + timedelta(seconds=60))
+        assert fresh(waiter).status == "Expired" and position_of(fresh(waiter)) is None
+
+    def test_when_the_show_starts_the_line_closes(self, full_show):
+        show, _ = full_show
+        waiter = join(show, "alice", 1)
+        tend_waiting_lines(at=show.starts_at)
+        assert fresh(waiter).status == "Expired"
+
+    def test_leaving_cancels_the_place_and_everyone_behind_moves_up(self, full_show):
+        show, _ = full_show
+        first, second, third = join(show, "alice"), join(show, "bob"), join(show, "carol")
+        versions = {waiter.pk: waiter.version for waiter in (first, second, third)}
+        leave_waiting_line(buyer=Buyer(None, "bob"), waiter_id=second.pk)
+        assert fresh(second).status == "Cancelled"
+        assert position_of(fresh(first)) == 1 and position_of(fresh(third)) == 2
+        assert fresh(first).version == versions[first.pk]  # nothing changed for the one ahead
+        assert fresh(third).version > versions[third.pk]  # its position changed
+        assert leave_waiting_line(buyer=Buyer(None, "bob"), waiter_id=second.pk).status == "Cancelled"
+
+    def test_nobody_can_leave_someone_elses_place(self, full_show):
+        show, _ = full_show
+        waiter = join(show, "alice")
+        with pytest.raises(WaitingError):
+            leave_waiting_line(buyer=Buyer(None, "mallory"), waiter_id=waiter.pk)
+        assert fresh(waiter).status == "Waiting"
+
+
+class TestTheApi:
+    def test_join_read_and_leave(self, api, full_show):
+        show, _ = full_show
+        joined = api.post(
+            f"/api/v1/shows/{show.pk}/waitlist", {"session_id": "alice", "seats_wanted": 2}, format="json"
+        )
+        assert joined.status_code == 201
+        body = joined.json()
+        assert body["status"] == "Waiting" and body["position"] == 1 and body["version"] == 1
+        again = api.post(f"/api/v1/shows/{show.pk}/waitlist", {"session_id": "alice", "seats_wanted": 2}, format="json")
+        assert again.status_code == 200 and again.json()["waiter_id"] == body["waiter_id"]
+        url = f"/api/v1/waitlist/{body['waiter_id']}"
+        assert api.get(url, {"session_id": "alice"}).json()["position"] == 1
+        assert_api_error(api.get(url, {"session_id": "mallory"}), 404, "not_found")
+        left = api.delete(f"{url}?session_id=alice")
+        assert left.status_code == 200 and left.json()["status"] == "Cancelled" and left.json()["position"] is None
+
+    def test_refusals_have_the_api_statuses(self, api, show):
+        body = {"session_id": "alice", "seats_wanted": 2}
+        assert_api_error(api.post(f"/api/v1/shows/{show.pk}/waitlist", body, format="json"), 409, "seats_available")
+        too_many = api.post(f"/api/v1/shows/{show.pk}/waitlist", {**body, "seats_wanted": 50}, format="json")
+        assert_api_error(too_many, 400, "bad_count")
+        assert api.post("/api/v1/shows/999999/waitlist", body, format="json").status_code == 404
+        assert_api_error(
+            api.post(f"/api/v1/shows/{show.pk}/waitlist", {"session_id": "a b"}, format="json"), 400, "invalid_request"
+        )
+
+    def test_show_full_is_409_with_the_status_words(self, api, django_capture_on_commit_callbacks):
+        show, holds = held_out_show(seats=2)
+        with django_capture_on_commit_callbacks(execute=True):
+            pay_for_reservation(
+                buyer=Buyer(None, holds[0].session_id), reservation_id=holds[0].pk, card=parse_card(GOOD_CARD)
+            )
+        response = api.post(
+            f"/api/v1/shows/{show.pk}/waitlist", {"session_id": "alice", "seats_wanted": 2}, format="json"
+        )
+        body = assert_api_error(response, 409, "show_full")
+        assert body["status"] == "Reservation Failed - Show Full"
+
+    def test_a_fresh_buyer_is_told_to_retry_while_people_wait(self, api, full_show, django_capture_on_commit_callbacks):
+        show, holds = full_show
+        join(show, "waiting", 2)
+        free(holds[0], django_capture_on_commit_callbacks)  # one free seat, owed to the line
+        seat = holds[0].claims.get().seat_id
+        response = api.post(
+            "/api/v1/reservations",
+            {"session_id": "fresh", "movie_id": show.movie_id, "show_id": show.pk, "seats_to_reserve": [seat]},
+            format="json",
+        )
+        body = assert_api_error(response, 409, "waiting_line")
+        assert body["status"] == "Reservation Failed - Retry, as other users are holding reserved seats"
