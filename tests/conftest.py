@@ -1,9 +1,11 @@
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -77,14 +79,13 @@ def api(db):
 
 
 @contextlib.contextmanager
-def serving(settings, *, workers=2):
+def serving(settings, *, workers=2, environment=None):
     """The site served by a real uvicorn on loopback against the test database; yields (url, process).
 
     For tests that need real HTTP clients in their hundreds (Django's own live server keeps a listen
     backlog of ten) or a real process to kill. The test's data must be committed (transactional tests).
     """
-    database = connection.settings_dict
-    database_url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    database_url = test_database_url()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -95,6 +96,7 @@ def serving(settings, *, workers=2):
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DATABASE_POOL_MAX": "8",
+        **(environment or {}),
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "ticketing.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
@@ -123,6 +125,45 @@ def serving(settings, *, workers=2):
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
+
+
+def test_database_url():
+    database = connection.settings_dict
+    return f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+
+
+@contextlib.contextmanager
+def celery_worker(settings, *, redis_url, beat=True):
+    """A real Celery worker (with beat) on the test database, as `make run` starts it; yields the process."""
+    schedule_dir = tempfile.mkdtemp(prefix="celerybeat-")
+    command = [sys.executable, "-m", "celery", "-A", "ticketing", "worker", "--pool", "solo", "--loglevel", "warning"]
+    if beat:
+        command += ["-B", "--schedule-filename", os.path.join(schedule_dir, "schedule")]
+    worker = subprocess.Popen(
+        command,
+        cwd=settings.BASE_DIR,
+        env={
+            **os.environ,
+            "DATABASE_URL": test_database_url(),
+            "REDIS_URL": redis_url,
+            "CELERY_TASK_ALWAYS_EAGER": "0",
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        },
+        start_new_session=True,
+    )
+    try:
+        yield worker
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+        shutil.rmtree(schedule_dir, ignore_errors=True)
 
 
 @pytest.fixture
