@@ -19,7 +19,7 @@ STUDY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ticketing_study
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k holds -x"
 PYTEST_ARGS ?=
 
-.PHONY: help test run lint venv services debian-packages clean bench-search bench-holds
+.PHONY: help test run lint venv services debian-packages clean bench-search bench-holds bench-waiting
 
 help:
 	@echo "make test   lint (ruff check) and the whole test suite on PostgreSQL and Redis; what CI runs"
@@ -28,6 +28,7 @@ help:
 	@echo "make lint   ruff check and ruff format --check"
 	@echo "make bench-search  SearchMovies latency at the study scale (loads it once into its own database)"
 	@echo "make bench-holds   holds per second and latency on one hot show through uvicorn (its own database)"
+	@echo "make bench-waiting how soon a waiting line's head is served once seats come free (its own database)"
 	@echo "make clean  remove caches, the demo SQLite database and collected static files (keeps .venv)"
 
 venv:
@@ -56,6 +57,9 @@ bench-search: venv services
 	DATABASE_URL='$(STUDY_DATABASE_URL)' DJANGO_DEBUG=1 $(VENV)/bin/python manage.py migrate -v0
 	DATABASE_URL='$(STUDY_DATABASE_URL)' DJANGO_DEBUG=1 $(VENV)/bin/python manage.py seed_demo --scale study
 	DATABASE_URL='$(STUDY_DATABASE_URL)' $(VENV)/bin/python bench/search_movies.py --json bench/results/search_movies.json
+
+bench-waiting: venv services
+	$(VENV)/bin/python bench/waiting_line.py --json bench/results/waiting_line.json
 
 bench-holds: venv services
 	$(VENV)/bin/python bench/hold_path.py --json bench/results/hold_path.json

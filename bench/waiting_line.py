@@ -1,0 +1,187 @@
+"""How soon the head of a waiting line is served once seats come free: the after-commit wake-up path.
+
+Usage (make bench-waiting runs it):
+    python bench/waiting_line.py [--rounds 40] [--json FILE]
+
+On this machine: its own database (ticketing_bench_waiting) and Redis database (/7), a real uvicorn (one
+worker) and a real Celery worker WITHOUT beat, so the only thing that can serve the line is the wake-up sent
+after commit. Each round: a buyer holds both seats of a 2-seat hall, a waiter joins the line for 2 seats,
+the buyer cancels its hold (DELETE), and the script polls PostgreSQL every 5 ms until the waiter is
+"Seats Available". The figure is the time from sending the DELETE to that row change (an upper bound: it
+includes the cancel's own round trip).
+"""
+
+import argparse
+import json
+import logging
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hold_path import ROOT, SECRET_KEY, ensure_database, free_port, start_server, stop_server
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_waiting"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
+
+
+def prepare(database_url, redis_url):
+    """Migrate and make a 2-seat show and an API key; returns (show_id, movie_id, seat_ids, raw_key)."""
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "ticketing.settings",
+            "DJANGO_DEBUG": "1",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "CELERY_TASK_ALWAYS_EAGER": "1",
+        }
+    )
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from cinemas.models import Cinema, City, Hall, Movie
+    from cinemas.services import build_seat_layout, schedule_show
+    from ticketing.models import ApiKey
+    from ticketing.services import create_api_key
+
+    call_command("migrate", verbosity=0)
+    city, _ = City.objects.get_or_create(name="Bench City", country="Benchland")
+    cinema, _ = Cinema.objects.get_or_create(
+        city=city,
+        name="Bench Cinema",
+        defaults={"address": "1 Bench St", "postal_code": "00000", "latitude": 0, "longitude": 0, "time_zone": "UTC"},
+    )
+    hall = build_seat_layout(hall=Hall.objects.create(cinema=cinema, name=f"Hall {time.time_ns()}"), plan="RR")
+    movie, _ = Movie.objects.get_or_create(
+        title="Bench Movie",
+        defaults={
+            "duration": 90,
+            "genre": "Drama",
+            "language": "English",
+            "release_date": "2026-01-01",
+            "country": "X",
+        },
+    )
+    show = schedule_show(
+        movie=movie, hall=hall, starts_at=timezone.now() + timezone.timedelta(days=2), prices={"Regular": 10}
+    )
+    raw_key = "tk_bench_waiting_line_key"
+    if not ApiKey.objects.filter(name="bench-waiting").exists():
+        create_api_key(name="bench-waiting", rate_per_minute=10_000_000, raw_key=raw_key)
+    return show.pk, movie.pk, list(hall.seats.values_list("pk", flat=True)), raw_key
+
+
+def start_worker(database_url, redis_url, log):
+    environment = {
+        **os.environ,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": SECRET_KEY,
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+    }
+    command = [sys.executable, "-m", "celery", "-A", "ticketing", "worker", "--pool", "solo", "--loglevel", "warning"]
+    return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log, start_new_session=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    parser.add_argument("--json", type=Path)
+    arguments = parser.parse_args()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    ensure_database(arguments.database_url)
+    redis.Redis.from_url(arguments.redis_url).flushdb()
+    show_id, movie_id, seats, raw_key = prepare(arguments.database_url, arguments.redis_url)
+    port = free_port()
+    log = tempfile.TemporaryFile()  # noqa: SIM115  (kept open for the subprocesses' whole life)
+    server = start_server(
+        workers=1, port=port, database_url=arguments.database_url, redis_url=arguments.redis_url, pool_max=8, log=log
+    )
+    worker = start_worker(arguments.database_url, arguments.redis_url, log)
+    latencies = []
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": raw_key}, timeout=30)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.get(f"/api/v1/shows/{show_id}")
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    sys.exit("the server did not start")
+                time.sleep(0.2)
+        time.sleep(3)  # let the worker connect to the broker
+        database = psycopg.connect(arguments.database_url, autocommit=True)
+        for number in range(arguments.rounds):
+            hold = client.post(
+                "/api/v1/reservations",
+                json={
+                    "session_id": f"holder-{number}",
+                    "movie_id": movie_id,
+                    "show_id": show_id,
+                    "seats_to_reserve": seats,
+                },
+            )
+            assert hold.status_code == 201, hold.text
+            joined = client.post(
+                f"/api/v1/shows/{show_id}/waitlist", json={"session_id": f"w-{number}", "seats_wanted": 2}
+            )
+            assert joined.status_code == 201, joined.text
+            waiter_id = joined.json()["waiter_id"]
+            # From sending the DELETE: the waiter is often served before its answer is back, since the wake-up
+            # goes out at commit, inside the request. So this is the cancel's whole round trip plus the serving.
+            freed_at = time.monotonic()
+            client.delete(
+                f"/api/v1/reservations/{hold.json()['reservation_id']}", params={"session_id": f"holder-{number}"}
+            )
+            while True:
+                status, reservation_id = database.execute(
+                    "SELECT status, reservation_id FROM waiting_waiter WHERE id = %s", [waiter_id]
+                ).fetchone()
+                if status == "Seats Available" or time.monotonic() - freed_at > 30:
+                    break
+                time.sleep(0.005)
+            latencies.append((time.monotonic() - freed_at) * 1000)
+            # Give the served hold up, so the next round starts from an empty hall and an empty line.
+            client.delete(f"/api/v1/reservations/{reservation_id}", params={"session_id": f"w-{number}"})
+    finally:
+        stop_server(server)
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=15)
+
+    ordered = sorted(latencies)
+    report = {
+        "rounds": len(latencies),
+        "wake_up_ms": {
+            "p50": round(statistics.median(ordered), 1),
+            "p95": round(ordered[int(0.95 * (len(ordered) - 1))], 1),
+            "max": round(ordered[-1], 1),
+        },
+        "setup": "uvicorn 1 worker + Celery worker without beat, PostgreSQL and Redis, all on this 2-core machine",
+    }
+    print(json.dumps(report, indent=2))
+    if arguments.json:
+        arguments.json.parent.mkdir(parents=True, exist_ok=True)
+        arguments.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
