@@ -206,3 +206,11 @@ class TestTheApi:
         )
         body = assert_api_error(response, 409, "waiting_line")
         assert body["status"] == "Reservation Failed - Retry, as other users are holding reserved seats"
+
+
+def test_staff_see_the_line_in_the_admin_and_cannot_edit_it(admin_client, full_show):
+    show, _ = full_show
+    join(show, "alice", 2)
+    page = admin_client.get("/admin/waiting/waiter/", {"show__id__exact": show.pk, "status__exact": "Waiting"})
+    assert page.status_code == 200 and b"alice" in page.content
+    assert admin_client.get("/admin/waiting/waiter/add/").status_code == 403

@@ -1,0 +1,30 @@
+"""Staff see each show's line; the line changes only through waiting.services, so nothing here edits it."""
+
+from django.contrib import admin
+
+from cinemas.admin import ChosenOnlyFilter
+from waiting.models import Waiter
+from waiting.services import position_of
+
+
+@admin.register(Waiter)
+class WaiterAdmin(admin.ModelAdmin):
+    list_display = ["show", "place", "position", "session_id", "seats_wanted", "status", "joined_at", "reservation"]
+    list_filter = ["status", ("show", ChosenOnlyFilter)]
+    list_select_related = ["show__movie", "show__hall__cinema"]
+    search_fields = ["=session_id", "=id"]
+    ordering = ["show", "place"]
+    show_full_result_count = False
+
+    @admin.display(description="Position")
+    def position(self, waiter):
+        return position_of(waiter) or "–"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
