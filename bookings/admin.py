@@ -21,7 +21,7 @@ from django.urls import path, reverse
 from bookings.models import Payment, Reservation, SeatClaim
 from bookings.services import ERROR_MESSAGES, BookingError, cancel_booking
 from bookings.tickets import InvalidTicket, normalize_booking_code
-from cinemas.admin import ChosenOnlyFilter
+from cinemas.admin import ChosenOnlyFilter, ReadOnly
 
 # 8 hex digits is the short id the reservation list shows; fewer would match too much to be a search.
 _ID_PREFIX = re.compile(r"[0-9a-f]{8,32}")
@@ -37,19 +37,6 @@ def ids_starting_with(field, text):
     if not _ID_PREFIX.fullmatch(digits):
         return None
     return Q(**{f"{field}__gte": uuid.UUID(digits.ljust(32, "0")), f"{field}__lte": uuid.UUID(digits.ljust(32, "f"))})
-
-
-class ReadOnly:
-    """For records only the services write: staff look, and change nothing through the admin's forms."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class SeatClaimInline(ReadOnly, admin.TabularInline):

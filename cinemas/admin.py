@@ -76,6 +76,19 @@ class ServiceRefusalOnForm:
         return RefusedForm
 
 
+class ReadOnly:
+    """For records only the services write: staff look, and change nothing through the admin's forms."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class ChosenOnlyFilter(admin.RelatedFieldListFilter):
     """A filter by a related object from a table too long to list in the sidebar (5,000 cinemas, 50,000 halls).
 
@@ -352,7 +365,7 @@ class HallAdmin(ServiceRefusalOnForm, admin.ModelAdmin):
 
 
 @admin.register(Seat)
-class SeatAdmin(admin.ModelAdmin):
+class SeatAdmin(ReadOnly, admin.ModelAdmin):
     """Read-only: a hall's seats are made only from its plan, on the hall's page."""
 
     list_display = ["__str__", "hall", "seat_type", "x", "y"]
@@ -363,15 +376,6 @@ class SeatAdmin(admin.ModelAdmin):
     ordering = ["hall_id", "y", "x"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 # --- Shows --------------------------------------------------------------------------------------------------
@@ -464,7 +468,7 @@ class ShowForm(forms.ModelForm):
         }
 
 
-class ShowPriceInline(admin.TabularInline):
+class ShowPriceInline(ReadOnly, admin.TabularInline):
     """The prices as stored. They are edited through the price fields above, which go through the services."""
 
     model = ShowPrice
@@ -472,15 +476,6 @@ class ShowPriceInline(admin.TabularInline):
     readonly_fields = ["seat_type", "price"]
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request, obj):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Show)

@@ -78,6 +78,18 @@ def api(db):
     return client
 
 
+def stop_process_group(process, timeout=15):
+    """SIGTERM the process and its children (it was started in a session of its own), SIGKILL if they linger."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @contextlib.contextmanager
 def serving(settings, *, workers=2, environment=None):
     """The site served by a real uvicorn on loopback against the test database; yields (url, process).
@@ -118,13 +130,7 @@ def serving(settings, *, workers=2, environment=None):
                 time.sleep(0.2)
         yield url, server
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+        stop_process_group(server)
 
 
 def test_database_url():
@@ -156,13 +162,7 @@ def celery_worker(settings, *, redis_url, beat=True):
     try:
         yield worker
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait()
+        stop_process_group(worker)
         shutil.rmtree(schedule_dir, ignore_errors=True)
 
 

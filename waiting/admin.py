@@ -2,13 +2,13 @@
 
 from django.contrib import admin
 
-from cinemas.admin import ChosenOnlyFilter
+from cinemas.admin import ChosenOnlyFilter, ReadOnly
 from waiting.models import Waiter
 from waiting.services import position_of
 
 
 @admin.register(Waiter)
-class WaiterAdmin(admin.ModelAdmin):
+class WaiterAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["show", "place", "position", "session_id", "seats_wanted", "status", "joined_at", "reservation"]
     list_filter = ["status", ("show", ChosenOnlyFilter)]
     list_select_related = ["show__movie", "show__hall__cinema"]
@@ -19,12 +19,3 @@ class WaiterAdmin(admin.ModelAdmin):
     @admin.display(description="Position")
     def position(self, waiter):
         return position_of(waiter) or "–"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
