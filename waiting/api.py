@@ -1,7 +1,7 @@
 """The waiting-line half of the public API (API.md "Waiting list"). Views are thin: they call waiting.services."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -63,9 +63,27 @@ class JoinWaitingLineApi(WaitingApiView):
 
 @extend_schema(tags=["waiting line"])
 class WaiterApi(WaitingApiView):
-    @extend_schema(parameters=[SessionParameters], responses=serializers.WaiterSerializer)
+    @extend_schema(
+        parameters=[
+            SessionParameters,
+            OpenApiParameter(
+                "version", int, description="The version you have: the answer comes at once if it differs."
+            ),
+            OpenApiParameter(
+                "wait",
+                int,
+                description="With `version`: hold the answer up to this many seconds (0-60, default 0) while the "
+                "version is still yours; it comes as soon as the version changes.",
+            ),
+        ],
+        responses=serializers.WaiterSerializer,
+    )
     def get(self, request, waiter_id):
-        """The waiter's status and place in line."""
+        """The waiter's status and place in line; a long poll with `version` and `wait`.
+
+        Served by waiting.longpoll (an async view, so a held answer costs no thread and no database
+        connection); this method documents it.
+        """
         data = checked(SessionParameters, request.query_params)
         return Response(
             waiter_body(services.find_waiter(buyer=buyer_of(request, data["session_id"]), waiter_id=waiter_id))
