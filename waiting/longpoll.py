@@ -248,10 +248,7 @@ class _Nudges:
             asked_at = loop.time()
             try:
                 message = await self.layer.receive(self.channel)
-            except Exception as e:
-                import os, time
-                if os.environ.get("LP_DEBUG"):
-                    with open(os.environ["LP_DEBUG"], "a") as f: f.write(f"{time.monotonic()} ERR {e!r} {loop.time() - asked_at}\n")
+            except Exception:
                 if loop.time() - asked_at < RECEIVE_RETRY_SECONDS:
                     # Redis is down or restarting: parked polls still re-read when their wait ends.
                     logger.warning("Could not receive waiting-line nudges; retrying", exc_info=True)
@@ -261,9 +258,6 @@ class _Nudges:
                     # of 5 s, as long as channels_redis's blocking pop): nothing is wrong, ask again at once.
                     logger.debug("Receiving waiting-line nudges timed out; asking again", exc_info=True)
                 continue
-            import os, time
-            if os.environ.get("LP_DEBUG"):
-                with open(os.environ["LP_DEBUG"], "a") as f: f.write(f"{time.monotonic()} {message.get('type')}\n")
             group = _group_of(message)
             if group is None:  # a message this module doesn't know: wake everyone rather than no one
                 targets = [event for listeners in self.groups.values() for event in listeners.events]
