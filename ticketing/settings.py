@@ -137,7 +137,18 @@ if REDIS_URL and not re.match(r"^rediss?://", REDIS_URL):
     raise ImproperlyConfigured(f"REDIS_URL must start with redis:// or rediss://, got {REDIS_URL!r}")
 
 if REDIS_URL:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # redis-py 8 times reads out after 5 s, as long as channels_redis's blocking receive: an idle
+                # WebSocket's consumer would die with it. A longer socket timeout keeps idle sockets alive.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 10}],
+                # Shared by all of a process's channels: 1,000 parked long polls need more than the default 100.
+                "capacity": 1000,
+            },
+        }
+    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

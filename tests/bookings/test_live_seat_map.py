@@ -163,3 +163,21 @@ def test_a_malformed_frame_from_a_client_is_ignored_and_the_connection_stays_up(
             await watcher.disconnect()
 
     run(scenario)
+
+
+def test_an_idle_watcher_is_still_there_after_seven_quiet_seconds(show, bob):
+    """Longer than the Redis client's read timeout: an idle socket must not be torn down by it."""
+    seats = seat_ids(show, 1)
+
+    async def scenario():
+        import asyncio
+
+        watcher, version = await connected_watcher(show)
+        try:
+            await asyncio.sleep(7)
+            await database_sync_to_async(hold_seats)(buyer=bob, show=show, seat_ids=seats)
+            assert await next_change(watcher, seats, "held") > version
+        finally:
+            await watcher.disconnect()
+
+    run(scenario)
