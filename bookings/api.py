@@ -21,6 +21,7 @@ from bookings import serializers, services
 from bookings.availability import seat_counts, seat_states
 from bookings.models import Reservation
 from bookings.payments import InvalidCard, parse_card
+from cinemas.api import checked
 from cinemas.models import Seat, Show
 from cinemas.search import seat_type_statuses
 from cinemas.serializers import CinemaSerializer, MovieSerializer
@@ -80,12 +81,6 @@ class BookingApiView(APIView):
         if isinstance(exc, services.BookingError):
             exc = api_error(exc)
         return super().handle_exception(exc)
-
-
-def checked(serializer_class, data):
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def buyer_of(request, session_id):

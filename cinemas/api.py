@@ -15,11 +15,11 @@ from cinemas.search import ShowSearch, search_shows, seat_type_statuses, shows_o
 CITIES_PER_PAGE = 50
 
 
-def checked(parameters_class, request):
-    """The query parameters, or a 400 naming each bad one."""
-    parameters = parameters_class(data=request.query_params)
-    parameters.is_valid(raise_exception=True)
-    return parameters.validated_data
+def checked(serializer_class, data):
+    """The request's parameters or body checked by `serializer_class`, or a 400 naming each bad one."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
 
 
 def page_link(request, page, *, exists):
@@ -34,7 +34,7 @@ class CityListApi(APIView):
     @extend_schema(parameters=[serializers.CityListParameters], responses=serializers.CityPageSerializer)
     def get(self, request):
         """Cities, by name, with how many cinemas each has; `search` matches part of the name."""
-        parameters = checked(serializers.CityListParameters, request)
+        parameters = checked(serializers.CityListParameters, request.query_params)
         cities = City.objects.annotate(cinema_count=Count("cinemas")).order_by("name", "state", "id")
         if parameters.get("search"):
             cities = cities.filter(name__icontains=parameters["search"])
@@ -58,7 +58,7 @@ class CityMoviesApi(APIView):
     def get(self, request, city_id):
         """Movies with at least one upcoming show in the city (on `date`, in each cinema's local time)."""
         city = get_object_or_404(City, pk=city_id)
-        parameters = checked(serializers.LocalDateParameters, request)
+        parameters = checked(serializers.LocalDateParameters, request.query_params)
         shows = Show.objects.upcoming(timezone.now()).filter(hall__cinema__city=city)
         if parameters.get("date"):
             zones = Cinema.objects.filter(city=city).values_list("time_zone", flat=True).distinct()
@@ -75,7 +75,7 @@ class MovieShowsApi(APIView):
     def get(self, request, movie_id):
         """A movie's cinemas in a city, each with its upcoming showtimes and seat-type status."""
         movie = get_object_or_404(Movie, pk=movie_id)
-        parameters = checked(serializers.MovieShowsParameters, request)
+        parameters = checked(serializers.MovieShowsParameters, request.query_params)
         city = get_object_or_404(City, pk=parameters["city"])
         shows = (
             Show.objects.upcoming(timezone.now())
@@ -101,7 +101,7 @@ class SearchMoviesApi(APIView):
     @extend_schema(parameters=[serializers.SearchMoviesParameters], responses=serializers.SearchPageSerializer)
     def get(self, request):
         """SearchMovies: upcoming shows by keyword, place and time, one result per show."""
-        parameters = checked(serializers.SearchMoviesParameters, request)
+        parameters = checked(serializers.SearchMoviesParameters, request.query_params)
         search = ShowSearch(
             keyword=parameters.get("keyword", ""),
             city_ids=parameters.get("city", ()),

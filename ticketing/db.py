@@ -2,7 +2,7 @@
 
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateTimeRangeField
-from django.db import connections
+from django.db import connection, connections
 from django.db.models import Func
 
 
@@ -38,3 +38,14 @@ class TsTzRange(Func):
 
     function = "TSTZRANGE"
     output_field = DateTimeRangeField()
+
+
+def lock_until_commit(key):
+    """Take a transaction-scoped PostgreSQL advisory lock named `key`; it is released at commit or rollback.
+
+    For the few decisions that must be serialized per buyer or per show without locking any row. The
+    single-process SQLite demo has one writer at a time, so there is nothing to take there.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])

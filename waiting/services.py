@@ -10,13 +10,14 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
 from bookings.availability import taken_by_type
 from bookings.services import BookingError, Buyer, hold_seats_for_waiter
 from cinemas.models import SeatType, Show
+from ticketing.db import lock_until_commit
 from waiting.models import Waiter
 
 logger = logging.getLogger(__name__)
@@ -80,9 +81,7 @@ def _servable_seats(show, at):
 
 
 def _lock_line(show_id):
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"waiting-line:{show_id}"])
+    lock_until_commit(f"waiting-line:{show_id}")
 
 
 def _end(waiters, status, at):

@@ -5,7 +5,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from bookings.availability import live_claims, live_reservations, next_seat_version, taken_by_type
@@ -13,6 +13,7 @@ from bookings.models import Reservation, SeatClaim
 from bookings.seat_picking import SeatSpot, pick_best_seats
 from bookings.services.errors import BookingError
 from cinemas.models import Seat
+from ticketing.db import lock_until_commit
 
 # A claim can lose to a lapsed hold and then to a live one; a few attempts settle every such race.
 CLAIM_ATTEMPTS = 3
@@ -63,12 +64,7 @@ def _lock_buyer_of_show(buyer, show_id):
 
     Only this buyer's own requests for this show wait on it; other buyers never do.
     """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                [f"buyer:{buyer.api_key_id}:{buyer.session_id}:{show_id}"],
-            )
+    lock_until_commit(f"buyer:{buyer.api_key_id}:{buyer.session_id}:{show_id}")
 
 
 def _seats_held_by_buyer(buyer, show, at, *, excluding=None):
