@@ -8,14 +8,13 @@ GET /shows/{id}/seats and applies a pushed change only if its version is newer t
 
 import logging
 
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from bookings.availability import seat_states
 from cinemas.models import Show
+from ticketing.broadcast import send_to_groups
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +30,7 @@ def push_seat_changes(show_id, version, changes):
         "version": version,
         "changes": [{"id": seat_id, "status": status, "version": version} for seat_id, status in changes],
     }
-    try:
-        async_to_sync(get_channel_layer().group_send)(
-            show_group(show_id), {"type": "seats.changed", "message": message}
-        )
-    except Exception:  # a push is best effort: the database already holds the truth and clients resync
-        logger.warning("Could not push seat changes of show %s", show_id, exc_info=True)
+    send_to_groups([(show_group(show_id), {"type": "seats.changed", "message": message})])
 
 
 class ShowSeatsConsumer(AsyncJsonWebsocketConsumer):

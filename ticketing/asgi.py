@@ -9,10 +9,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from ticketing.routing import websocket_urlpatterns  # noqa: E402
+from waiting.longpoll import HoldLongPolls  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Long polls of the waiting line are held outside Django, so a parked one keeps no thread.
+        "http": HoldLongPolls(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -1,7 +1,7 @@
 """The waiting-line half of the public API (API.md "Waiting list"). Views are thin: they call waiting.services."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -9,7 +9,8 @@ from bookings.api import RESERVATION_FAILURES, buyer_of, checked
 from bookings.serializers import SessionParameters
 from cinemas.models import Show
 from ticketing.errors import ApiError
-from waiting import serializers, services
+from waiting import longpoll, serializers, services
+from waiting.serializers import waiter_body
 
 HTTP_STATUS = {"not_found": 404, "seats_available": 409, "show_full": 409, "show_started": 400, "bad_count": 400}
 
@@ -24,21 +25,6 @@ class WaitingApiView(APIView):
         if isinstance(exc, services.WaitingError):
             exc = waiting_error(exc)
         return super().handle_exception(exc)
-
-
-def waiter_body(waiter):
-    body = {
-        "waiter_id": str(waiter.pk),
-        "status": waiter.status,
-        "position": services.position_of(waiter),
-        "version": waiter.version,
-        "show_id": waiter.show_id,
-        "seats_wanted": waiter.seats_wanted,
-        "expires_at": waiter.expires_at.isoformat().replace("+00:00", "Z"),
-    }
-    if waiter.reservation_id:
-        body["reservation_id"] = str(waiter.reservation_id)
-    return body
 
 
 @extend_schema(tags=["waiting line"])
@@ -64,30 +50,21 @@ class JoinWaitingLineApi(WaitingApiView):
 @extend_schema(tags=["waiting line"])
 class WaiterApi(WaitingApiView):
     @extend_schema(
-        parameters=[
-            SessionParameters,
-            OpenApiParameter(
-                "version", int, description="The version you have: the answer comes at once if it differs."
-            ),
-            OpenApiParameter(
-                "wait",
-                int,
-                description="With `version`: hold the answer up to this many seconds (0-60, default 0) while the "
-                "version is still yours; it comes as soon as the version changes.",
-            ),
-        ],
+        parameters=[serializers.WaiterParameters],
         responses=serializers.WaiterSerializer,
     )
     def get(self, request, waiter_id):
-        """The waiter's status and place in line; a long poll with `version` and `wait`.
+        """The waiter's status and place in line.
 
-        Served by waiting.longpoll (an async view, so a held answer costs no thread and no database
-        connection); this method documents it.
+        A long poll with `version` and `wait`: while the version is still yours, the answer is held up to
+        `wait` seconds (0-60) and comes as soon as the version changes (held by waiting.longpoll, without a
+        thread or a database connection).
         """
-        data = checked(SessionParameters, request.query_params)
-        return Response(
-            waiter_body(services.find_waiter(buyer=buyer_of(request, data["session_id"]), waiter_id=waiter_id))
-        )
+        data = checked(serializers.WaiterParameters, request.query_params)
+        waiter = services.find_waiter(buyer=buyer_of(request, data["session_id"]), waiter_id=waiter_id)
+        if data["wait"] and data.get("version") == waiter.version:
+            longpoll.hold_answer(request, waiter=waiter, wait=data["wait"])
+        return Response(waiter_body(waiter))
 
     @extend_schema(parameters=[SessionParameters], responses=serializers.WaiterSerializer)
     def delete(self, request, waiter_id):

@@ -14,9 +14,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from bookings.serializers import SESSION_ID_PATTERN
-from waiting.api import waiter_body
-from waiting.longpoll import line_group, waiter_group
 from waiting.models import Waiter
+from waiting.serializers import waiter_body
+from waiting.services import line_group, waiter_group
 
 
 class WaiterConsumer(AsyncJsonWebsocketConsumer):

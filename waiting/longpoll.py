@@ -1,27 +1,26 @@
-"""Long polling of a place in line: GET /api/v1/waitlist/{waiter_id}?session_id=&wait=&version= (API.md).
+"""Long polls that hold no thread: GET /api/v1/waitlist/{waiter_id}?session_id=&version=&wait= (API.md).
 
-An `async def` view: while a poll waits it is a coroutine awaiting an asyncio.Event. It holds no database
-connection and blocks no thread (Django's ASGI handler still keeps the idle per-request thread it made for
-the sync middleware, as for any request in flight).
-- The API key, the quota, the parameters and the first read go through DRF, exactly as for every other
-  call (the same 401/403/429 and error bodies), in one short sync call whose connection goes back to the
-  pool before the poll parks.
-- Wake-ups cross processes through the channel layer: after commit, waiting.services sends "waiter.changed"
-  to group waiter-{id} and "line.moved" to group waiting-line-{show_id}. A poll joins both groups first and
-  reads second, so a change committed in between can't slip past it; on every nudge it re-reads and answers
-  only if its version really moved; when its wait runs out it reads once more, so a nudge that got lost
-  (the channel layer is at most once) costs latency, never a wrong answer.
-- Re-reads are gathered: the polls one nudge wakes together (a whole line moving) are read in a few
-  queries on a few threads kept for these polls, each call handing its connection straight back, instead of
-  one thread hop, pool checkout and query per poll. Those threads see committed rows only: a test that lets
-  a poll wait needs a transactional test (as it does for the after-commit nudges anyway).
-- A poll that is going to wait answers its status line and headers (200, JSON) at once and its body when
-  it is known: Django's response machinery (middleware, signals) then runs while the poll parks, and a
-  woken poll only reads and writes its body. Everything that can refuse the call (key, quota, parameters,
-  ownership) has been checked before the headers go.
+An answer is made in two halves.
+- The request goes through Django and DRF like every other call: WaiterApi.get checks the API key, the quota
+  and the parameters and reads the waiter. When the caller already has the current version and asked to
+  wait, the view marks the request's ASGI scope (hold_answer) instead of waiting itself.
+- HoldLongPolls, the ASGI middleware in front of Django (ticketing.asgi), sees the mark once Django has
+  finished with the request, so its per-request thread is gone and its database connection back in the
+  pool. It sends the status line and headers Django made, then parks the answer as a coroutine until the
+  waiter's version moves or the wait runs out, and sends the body. A parked poll is a task and a few small
+  objects: no thread, no database connection, whatever the number of polls.
 
-DELETE (leaving the line) and every other method still go to the DRF WaiterApi, which also documents the
-GET in the OpenAPI schema.
+Wake-ups cross processes through the channel layer: after commit, waiting.services sends "waiter.changed" to
+the waiter's group and "line.moved" to the show's line group. A poll joins both groups first and reads
+second, so a change committed in between can't slip past it; on every nudge it re-reads and answers only if
+its version really moved; when its wait runs out it reads once more, so a lost nudge (the channel layer is
+at most once) costs latency, never a wrong answer.
+
+Re-reads are gathered: the polls one nudge wakes together (a whole line moving) are read in a few queries on
+a few threads kept for them, each handing its connection straight back to the pool.
+
+Served without ticketing.asgi's application (Django's test client, WSGI), nothing holds an answer: the view
+answers at once, which a client takes as a poll whose wait ended.
 """
 
 import asyncio
@@ -31,22 +30,23 @@ from concurrent.futures import ThreadPoolExecutor
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
-from django.http import Http404, StreamingHttpResponse
-from django.views.decorators.csrf import csrf_exempt
-from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
-from rest_framework.response import Response
 
-from bookings.api import buyer_of, checked
-from bookings.serializers import SessionParameters
-from waiting import services
-from waiting.api import WaiterApi, WaitingApiView, waiter_body
 from waiting.models import Waiter
+from waiting.serializers import waiter_body
+from waiting.services import line_group, positions_of, waiter_group
 
 logger = logging.getLogger(__name__)
 
-MAX_WAIT_SECONDS = 60
-# Threads (and so at most this many pooled connections per process) for the parked polls' reads.
+# The paths HoldLongPolls looks at (GET /api/v1/waitlist/{waiter_id}); anything else passes straight through.
+WAITER_PATH_PREFIX = "/api/v1/waitlist/"
+# The scope key through which the view asks for its answer to be held.
+HOLD = "waiting.hold_answer"
+# Polls in Django at once per process; the others queue as coroutines. When a line moves, all its clients
+# poll again together: let in at once, each would take a thread and queue for the database pool until
+# some gave up (its timeout) with a 500.
+ADMITTED = 4
+# Threads (and so at most this many pooled connections per process) for the parked polls' re-reads.
 READ_THREADS = 4
 # Waiters read in one query; a nudge that wakes more is read in several, on the threads above at once.
 READ_BATCH = 250
@@ -58,17 +58,65 @@ RECEIVE_RETRY_SECONDS = 1
 _read_threads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="waitlist-poll")
 
 
-class LongPollParameters(SessionParameters):
-    wait = serializers.IntegerField(required=False, default=0, min_value=0, max_value=MAX_WAIT_SECONDS)
-    version = serializers.IntegerField(required=False, min_value=0)
+def hold_answer(request, *, waiter, wait):
+    """Ask HoldLongPolls to hold this 200 until `waiter`'s version moves or `wait` seconds pass.
+
+    Returns False when no HoldLongPolls serves the request (the answer then goes at once).
+    """
+    held = getattr(request, "scope", {}).get(HOLD)
+    if held is None:
+        return False
+    held.update(waiter_id=waiter.pk, show_id=waiter.show_id, version=waiter.version, wait=wait)
+    return True
 
 
-def waiter_group(waiter_id):
-    return f"waiter-{waiter_id}"
+class HoldLongPolls:
+    """ASGI middleware: holds the answers WaiterApi.get marked (hold_answer) after Django has made them."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(WAITER_PATH_PREFIX):
+            return await self.app(scope, receive, send)
+        held = {}
+        answer = []
+
+        async def keep(message):
+            answer.append(message)
+
+        async with _this_loop().admitted:
+            await self.app({**scope, HOLD: held}, receive, keep)
+        if not held or not answer or answer[0]["status"] != 200:
+            for message in answer:
+                await send(message)
+            return
+        start = answer[0]
+        # The body to come is not the one Django measured: without a length the server sends it chunked.
+        headers = [(name, value) for name, value in start["headers"] if name.lower() != b"content-length"]
+        await send({**start, "headers": headers})
+        body = await _unless_disconnected(receive, _body_when_changed(**held))
+        if body is not None:
+            await send({"type": "http.response.body", "body": JSONRenderer().render(body)})
 
 
-def line_group(show_id):
-    return f"waiting-line-{show_id}"
+async def _unless_disconnected(receive, work):
+    """What `work` returns, or None as soon as the client goes away (the work is then cancelled)."""
+    working = asyncio.ensure_future(work)
+    disconnected = asyncio.ensure_future(_disconnect(receive))
+    try:
+        await asyncio.wait({working, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (working, disconnected):
+            task.cancel()
+    if not working.done() or working.cancelled():
+        return None
+    return working.result()  # a failure of the database: the server ends the unfinished answer
+
+
+async def _disconnect(receive):
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 # --- Reads: short sync calls that hand their connection back ----------------------------------------------------
@@ -78,36 +126,6 @@ async def _in_read_thread(function, *args):
     return await sync_to_async(function, thread_sensitive=False, executor=_read_threads)(*args)
 
 
-class _FirstRead(WaitingApiView):
-    """DRF's half of a long poll: API key, quota, parameters, the buyer's own waiter and its body."""
-
-    def get(self, request, waiter_id):
-        data = checked(LongPollParameters, request.query_params)
-        waiter = services.find_waiter(buyer=buyer_of(request, data["session_id"]), waiter_id=waiter_id)
-        response = Response(waiter_body(waiter))
-        response.long_poll = (waiter.show_id, data["wait"], data.get("version"))
-        return response
-
-
-_first_read_view = _FirstRead.as_view()
-
-
-def _first_read(request, waiter_id):
-    try:
-        response = _first_read_view(request, waiter_id=waiter_id)
-        response.render()
-        return response
-    finally:
-        _hand_back_connection()  # before the poll parks
-
-
-def _hand_back_connection():
-    # Inside an atomic block the connection isn't this call's to close: that is a test's transaction
-    # (Django's TestCase), whose uncommitted rows only this thread's connection can see.
-    if not connection.in_atomic_block:
-        connection.close()
-
-
 _GONE = object()
 
 
@@ -115,16 +133,21 @@ def _bodies_unless(wanted):
     """For each (waiter_id, version): the waiter's body, None if its version is still that one, or _GONE."""
     try:
         waiters = Waiter.objects.in_bulk({waiter_id for waiter_id, _ in wanted})
+        positions = positions_of(list(waiters.values()))
         answers = {}
         for waiter_id, version in wanted:
             waiter = waiters.get(waiter_id)
             if waiter is None:
                 answers[waiter_id, version] = _GONE  # the service never deletes waiters; only staff could
             else:
-                answers[waiter_id, version] = None if waiter.version == version else waiter_body(waiter)
+                answers[waiter_id, version] = None if waiter.version == version else waiter_body(waiter, positions)
         return answers
     finally:
-        _hand_back_connection()
+        connection.close()  # back to the pool: a parked poll holds none
+
+
+class WaiterGone(Exception):
+    """The waiter was deleted while its poll was parked (only staff deleting its show can do that)."""
 
 
 class _Reads:
@@ -146,7 +169,7 @@ class _Reads:
             loop.call_soon(self._flush)
         body = await future
         if body is _GONE:
-            raise Http404
+            raise WaiterGone
         return body
 
     def _flush(self):
@@ -290,6 +313,7 @@ class _PerLoop:
     def __init__(self):
         self.nudges = _Nudges(get_channel_layer())
         self.reads = _Reads()
+        self.admitted = asyncio.Semaphore(ADMITTED)
 
 
 _per_loop = {}
@@ -304,7 +328,7 @@ def _this_loop():
     return _per_loop[loop]
 
 
-# --- The view ---------------------------------------------------------------------------------------------------
+# --- Waiting for the change ------------------------------------------------------------------------------------
 
 
 async def _body_when_changed(waiter_id, show_id, version, wait):
@@ -334,45 +358,3 @@ async def _body_when_changed(waiter_id, show_id, version, wait):
         return body or await this_loop.reads.body_unless(waiter_id, None)
     finally:
         this_loop.nudges.stop_listening_later(groups, nudged)
-
-
-async def _answer_when_changed(waiter_id, show_id, version, wait):
-    # The 200 has gone out already. Only a failure of the database (or a waiter deleted by staff) can still
-    # go wrong here; the answer then ends without its body and the client asks again.
-    body = await _body_when_changed(waiter_id, show_id, version, wait)
-    yield JSONRenderer().render(body)
-
-
-async def _long_poll(request, waiter_id):
-    if "version" in request.GET and request.GET.get("wait", "0") not in ("", "0"):
-        # It may park: read on the shared threads, so a thousand parked polls don't each keep a thread that
-        # has run the ORM (and kept that thread's database wrapper and stack pages) while they wait.
-        response = await _in_read_thread(_first_read, request, waiter_id)
-    else:
-        # It answers at once: on the request's own thread, where a sync DRF view runs (so it also sees a
-        # test's uncommitted rows, as every other call of the API does).
-        response = await sync_to_async(_first_read)(request, waiter_id)
-    if not hasattr(response, "long_poll"):
-        return response  # an error body
-    show_id, wait, version = response.long_poll
-    if not wait or version is None or version != response.data["version"]:
-        return response
-    return StreamingHttpResponse(
-        _answer_when_changed(waiter_id, show_id, version, wait), content_type="application/json"
-    )
-
-
-_waiter_api = WaiterApi.as_view()
-
-
-@csrf_exempt
-async def waiter_endpoint(request, waiter_id):
-    """/api/v1/waitlist/{waiter_id}: GET is the async long poll; DELETE and the rest go to the DRF WaiterApi."""
-    if request.method == "GET":
-        return await _long_poll(request, waiter_id)
-    return await sync_to_async(_waiter_api)(request, waiter_id=waiter_id)
-
-
-# drf-spectacular documents a URL from its DRF view class: WaiterApi describes both methods of this one.
-waiter_endpoint.cls = WaiterApi
-waiter_endpoint.initkwargs = {}

@@ -2,13 +2,50 @@
 
 from rest_framework import serializers
 
-from bookings.serializers import session_id_field
+from bookings.serializers import SessionParameters, session_id_field
 from cinemas.serializers import StrictParameters
+from waiting.services import position_of
+
+# API.md: a long poll holds its answer at most this long.
+MAX_WAIT_SECONDS = 60
+
+
+def waiter_body(waiter, positions=None):
+    """A place in line as the API, the long poll and the WebSocket all show it.
+
+    `positions`: from services.positions_of, when many bodies are made at once.
+    """
+    body = {
+        "waiter_id": str(waiter.pk),
+        "status": waiter.status,
+        "position": positions[waiter.pk] if positions is not None else position_of(waiter),
+        "version": waiter.version,
+        "show_id": waiter.show_id,
+        "seats_wanted": waiter.seats_wanted,
+        "expires_at": waiter.expires_at.isoformat().replace("+00:00", "Z"),
+    }
+    if waiter.reservation_id:
+        body["reservation_id"] = str(waiter.reservation_id)
+    return body
 
 
 class JoinInput(StrictParameters):
     session_id = session_id_field()
     seats_wanted = serializers.IntegerField(min_value=1, max_value=100)
+
+
+class WaiterParameters(SessionParameters):
+    version = serializers.IntegerField(
+        required=False, min_value=0, help_text="The version you have: the answer comes at once if it differs."
+    )
+    wait = serializers.IntegerField(
+        required=False,
+        default=0,
+        min_value=0,
+        max_value=MAX_WAIT_SECONDS,
+        help_text="With `version`: hold the answer up to this many seconds while the version is still yours; "
+        "it comes as soon as the version changes.",
+    )
 
 
 class WaiterSerializer(serializers.Serializer):

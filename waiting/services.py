@@ -7,6 +7,7 @@ Notifications (long polls, WebSockets) and wake-ups are sent after commit.
 """
 
 import logging
+from bisect import bisect_left
 from datetime import timedelta
 
 from django.conf import settings
@@ -17,6 +18,7 @@ from django.utils import timezone
 from bookings.availability import taken_by_type
 from bookings.services import BookingError, Buyer, hold_seats_for_waiter
 from cinemas.models import SeatType, Show
+from ticketing.broadcast import send_to_groups
 from ticketing.db import lock_until_commit
 from waiting.models import Waiter
 
@@ -60,6 +62,24 @@ def position_of(waiter):
     return ahead.count() + 1
 
 
+def positions_of(waiters):
+    """`{waiter id: position}` for many waiters at once, in one query: what position_of says of each.
+
+    For a whole line answered together (it moved): one read of the line's places instead of a count each.
+    """
+    show_ids = {waiter.show_id for waiter in waiters if waiter.status == Waiter.Status.WAITING}
+    places = {show_id: [] for show_id in show_ids}
+    waiting = Waiter.objects.filter(show_id__in=show_ids, status=Waiter.Status.WAITING).order_by("place")
+    for show_id, place in waiting.values_list("show_id", "place"):
+        places[show_id].append(place)
+    return {
+        waiter.pk: bisect_left(places[waiter.show_id], waiter.place) + 1
+        if waiter.status == Waiter.Status.WAITING
+        else None
+        for waiter in waiters
+    }
+
+
 def find_waiter(*, buyer, waiter_id):
     """The buyer's own place in line, or WaitingError("not_found"): another session's is never revealed."""
     waiter = Waiter.objects.filter(pk=waiter_id, api_key_id=buyer.api_key_id, session_id=buyer.session_id).first()
@@ -84,7 +104,28 @@ def _lock_line(show_id):
     lock_until_commit(f"waiting-line:{show_id}")
 
 
-def _end(waiters, status, at):
+def waiter_group(waiter_id):
+    """The channel-layer group told when this waiter's status changes."""
+    return f"waiter-{waiter_id}"
+
+
+def line_group(show_id):
+    """The channel-layer group told when the show's line moves (positions change)."""
+    return f"waiting-line-{show_id}"
+
+
+def _notices_after_commit():
+    """Where a transaction collects its notices for long polls and WebSockets; all are sent once it commits.
+
+    One per group (they only say "re-read"), all in one go: a line of 1,000 ending at once is 1,001
+    messages through one event loop, not 1,001 loops and connections.
+    """
+    notices = {}
+    transaction.on_commit(lambda: send_to_groups(list(notices.items())))
+    return notices
+
+
+def _end(waiters, status, at, notices):
     """Take these waiters out of the line with `status`; everyone behind them moves up."""
     waiters = list(waiters)
     if not waiters:
@@ -92,34 +133,21 @@ def _end(waiters, status, at):
     Waiter.objects.filter(pk__in=[waiter.pk for waiter in waiters]).update(
         status=status, ended_at=at, version=F("version") + 1
     )
-    _line_moved(waiters[0].show_id, after_place=min(waiter.place for waiter in waiters))
+    _line_moved(waiters[0].show_id, after_place=min(waiter.place for waiter in waiters), notices=notices)
     for waiter in waiters:
-        _notify_waiter(waiter.pk)
+        _notify_waiter(waiter.pk, notices)
 
 
-def _line_moved(show_id, *, after_place):
+def _line_moved(show_id, *, after_place, notices):
     """Everyone still waiting behind `after_place` has a new position: their versions rise."""
     Waiter.objects.filter(show_id=show_id, status=Waiter.Status.WAITING, place__gt=after_place).update(
         version=F("version") + 1
     )
-    transaction.on_commit(lambda: _publish(f"waiting-line-{show_id}", {"type": "line.moved", "show_id": show_id}))
+    notices[line_group(show_id)] = {"type": "line.moved", "show_id": show_id}
 
 
-def _notify_waiter(waiter_id):
-    transaction.on_commit(
-        lambda: _publish(f"waiter-{waiter_id}", {"type": "waiter.changed", "waiter_id": str(waiter_id)})
-    )
-
-
-def _publish(group, message):
-    """Tell long polls and WebSockets to re-read. Best effort: they also re-read when their wait ends."""
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
-
-    try:
-        async_to_sync(get_channel_layer().group_send)(group, message)
-    except Exception:  # the database holds the truth; a lost nudge only delays an answer to its timeout
-        logger.warning("Could not publish to %s", group, exc_info=True)
+def _notify_waiter(waiter_id, notices):
+    notices[waiter_group(waiter_id)] = {"type": "waiter.changed", "waiter_id": str(waiter_id)}
 
 
 def _wake_line_after_commit(show_id):
@@ -182,7 +210,7 @@ def leave_waiting_line(*, buyer, waiter_id, at=None):
         _lock_line(waiter.show_id)
         waiter.refresh_from_db()
         if waiter.status == Waiter.Status.WAITING:
-            _end([waiter], Waiter.Status.CANCELLED, at)
+            _end([waiter], Waiter.Status.CANCELLED, at, _notices_after_commit())
             _wake_line_after_commit(waiter.show_id)
             waiter.refresh_from_db()
     return waiter
@@ -203,16 +231,21 @@ def serve_waiting_line(*, show_id, at=None):
     at = at or timezone.now()
     with transaction.atomic(durable=True):
         _lock_line(show_id)
+        notices = _notices_after_commit()
         show = Show.objects.select_related("hall").get(pk=show_id)
         waiting = Waiter.objects.filter(show_id=show_id, status=Waiter.Status.WAITING).order_by("place")
         if show.starts_at <= at:
-            _end(waiting, Waiter.Status.EXPIRED, at)
+            _end(waiting, Waiter.Status.EXPIRED, at, notices)
             return 0
-        _end(waiting.filter(expires_at__lte=at), Waiter.Status.EXPIRED, at)
-        _, not_booked = _servable_seats(show, at)
-        _end(waiting.filter(seats_wanted__gt=not_booked), Waiter.Status.SHOW_FULL, at)
+        _end(waiting.filter(expires_at__lte=at), Waiter.Status.EXPIRED, at, notices)
+        free, not_booked = _servable_seats(show, at)
+        _end(waiting.filter(seats_wanted__gt=not_booked), Waiter.Status.SHOW_FULL, at, notices)
         served = 0
         for waiter in waiting:
+            if waiter.seats_wanted > free:
+                # Not even counted free (the usual case while holds last): no search of the hall. Seats that
+                # come free after this count wake the line again once this transaction lets go of its lock.
+                break
             buyer = Buyer(api_key_id=waiter.api_key_id, session_id=waiter.session_id)
             try:
                 reservation = hold_seats_for_waiter(buyer=buyer, show=show, count=waiter.seats_wanted, at=at)
@@ -221,13 +254,14 @@ def serve_waiting_line(*, show_id, at=None):
                     break  # the head can't be seated yet: nobody behind it goes first
                 # The waiter's own session already holds too many seats of the show: it can't be served.
                 logger.info("Waiter %s can't be served: %s", waiter.pk, refusal.code)
-                _end([waiter], Waiter.Status.CANCELLED, at)
+                _end([waiter], Waiter.Status.CANCELLED, at, notices)
                 continue
             Waiter.objects.filter(pk=waiter.pk).update(
                 status=Waiter.Status.SEATS_AVAILABLE, reservation=reservation, ended_at=at, version=F("version") + 1
             )
-            _line_moved(show_id, after_place=waiter.place)
-            _notify_waiter(waiter.pk)
+            _line_moved(show_id, after_place=waiter.place, notices=notices)
+            _notify_waiter(waiter.pk, notices)
+            free -= waiter.seats_wanted
             served += 1
     return served
 

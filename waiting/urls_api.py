@@ -1,8 +1,8 @@
 from django.urls import path
 
-from waiting import api, longpoll
+from waiting import api
 
 urlpatterns = [
     path("shows/<int:show_id>/waitlist", api.JoinWaitingLineApi.as_view(), name="api-waitlist-join"),
-    path("waitlist/<uuid:waiter_id>", longpoll.waiter_endpoint, name="api-waiter"),
+    path("waitlist/<uuid:waiter_id>", api.WaiterApi.as_view(), name="api-waiter"),
 ]

@@ -10,7 +10,14 @@ from tests.bookings.helpers import GOOD_CARD
 from tests.helpers import assert_api_error
 from tests.waiting.conftest import held_out_show, join
 from waiting.models import Waiter
-from waiting.services import WaitingError, join_waiting_line, leave_waiting_line, position_of, tend_waiting_lines
+from waiting.services import (
+    WaitingError,
+    join_waiting_line,
+    leave_waiting_line,
+    position_of,
+    positions_of,
+    tend_waiting_lines,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -31,6 +38,15 @@ class TestJoining:
         first, second = join(show, "alice", 2), join(show, "bob", 1)
         assert (first.status, position_of(first)) == ("Waiting", 1)
         assert position_of(second) == 2
+
+    def test_positions_of_many_waiters_at_once_are_what_each_ones_position_says(self, full_show):
+        show, _ = full_show
+        other_show, _ = held_out_show(seats=2)
+        waiters = [join(show, f"buyer-{number}") for number in range(5)] + [join(other_show, "carol")]
+        leave_waiting_line(buyer=Buyer(None, "buyer-1"), waiter_id=waiters[1].pk)
+        waiters = [fresh(waiter) for waiter in waiters]
+        assert positions_of(waiters) == {waiter.pk: position_of(waiter) for waiter in waiters}
+        assert list(positions_of(waiters).values()) == [1, None, 2, 3, 4, 1]
 
     def test_joining_twice_gives_back_the_same_place(self, full_show):
         show, _ = full_show

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import redis
 import time_machine
 from asgiref.sync import async_to_sync
 from django.conf import settings as django_settings
@@ -209,6 +210,20 @@ def test_two_polls_on_one_waiter_both_answer_and_an_abandoned_one_stops_nobody(s
         assert answered - changed_at < WAKE_WITHIN
 
 
+def test_a_poll_whose_client_goes_away_stops_waiting_and_leaves_its_groups(server, client, partner):
+    """The server notices the closed connection while the poll is parked, not when its wait would end."""
+    _, (waiter,) = full_line(partner, "ann")
+    groups = redis.Redis.from_url(django_settings.REDIS_URL)
+    membership = f"asgi:group:waiter-{waiter.pk}"
+    with pytest.raises(httpx.ReadTimeout):
+        client.get(url_of(waiter), params={"session_id": "ann", "wait": 60, "version": waiter.version}, timeout=1)
+    # The client has closed its connection; the poll had joined its waiter's group.
+    deadline = time.monotonic() + WAKE_WITHIN
+    while groups.exists(membership) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not groups.exists(membership), "the abandoned poll still listens"
+
+
 def test_another_sessions_waiter_is_not_found(client, partner):
     _, (waiter,) = full_line(partner, "ann")
     response = client.get(url_of(waiter), params={"session_id": "ben", "wait": 5, "version": waiter.version})
@@ -286,14 +301,15 @@ def test_past_its_quota_a_key_gets_429_with_retry_after(transactional_db):
 
 
 @pytest.mark.django_db
-def test_an_answer_at_once_is_read_where_a_sync_view_would_read_it():
-    """On the request's own thread, so it sees what that thread's transaction sees (here a TestCase's)."""
+def test_served_without_the_asgi_middleware_a_poll_answers_at_once_from_the_requests_own_transaction():
+    """Django's test client has no HoldLongPolls in front: nothing holds the answer. It is read where any sync
+    view reads, so it sees what the request's transaction sees (here a TestCase's)."""
     assert connection.in_atomic_block  # the rows below are never committed
     key = create_api_key(name="in a transaction")
     _, (waiter,) = full_line(key, "ann")
     client = APIClient()
     client.credentials(HTTP_X_API_KEY=key[1])
-    response = client.get(url_of(waiter), {"session_id": "ann", "wait": 0, "version": waiter.version})
+    response = client.get(url_of(waiter), {"session_id": "ann", "wait": 30, "version": waiter.version})
     assert response.status_code == 200 and response.json()["position"] == 1
 
 

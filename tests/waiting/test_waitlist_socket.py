@@ -14,8 +14,8 @@ from bookings.services import Buyer, cancel_hold, hold_seats
 from tests.bookings.helpers import seat_ids
 from tests.factories import make_hall, make_show
 from ticketing.asgi import application
-from waiting.api import waiter_body
 from waiting.models import Waiter
+from waiting.serializers import waiter_body
 from waiting.services import join_waiting_line, leave_waiting_line
 
 pytestmark = pytest.mark.django_db(transaction=True)
