@@ -37,6 +37,8 @@ class Reservation(models.Model):
     booked_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True, help_text="When it expired or was cancelled.")
     checked_in_at = models.DateTimeField(null=True, blank=True)
+    # Where the website mails the ticket (given at checkout); API partners deliver their own tickets.
+    email = models.EmailField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]

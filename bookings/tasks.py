@@ -76,3 +76,10 @@ def start_beat_in_process():
     thread = threading.Thread(target=run_beat_in_process, name="in-process-beat", daemon=True)
     thread.start()
     return thread
+
+
+@shared_task(name="bookings.send_ticket_email", ignore_result=True)
+def send_ticket_email_task(reservation_id):
+    from bookings.services import send_ticket_email
+
+    send_ticket_email(reservation_id=reservation_id)

@@ -18,6 +18,7 @@ used is the booking service's record, which a scanner syncs when it can. This mo
 import base64
 import binascii
 import functools
+import io
 import json
 import re
 import secrets
@@ -280,3 +281,10 @@ def qr_svg(token: str) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{QR_LABEL}" width="{size}" height="{size}" ',
         1,
     )
+
+
+def qr_png(token: str) -> bytes:
+    """The same QR code as a PNG, for mail (mail clients don't show inline SVG)."""
+    buffer = io.BytesIO()
+    segno.make(token, error=QR_ERROR_LEVEL, micro=False).save(buffer, kind="png", scale=QR_SCALE, light="white")
+    return buffer.getvalue()

@@ -1,11 +1,362 @@
-"""Staff pages (server-rendered): the door's check-in, where a ticket is scanned or its booking code typed."""
+"""The website's booking pages (server-rendered): the seat map, holding, checkout, the ticket; and the staff's
+check-in at the door.
+
+Thin: every change is a bookings.services call, the same ones the API makes. A browser is a buyer through
+its session (no account); a reservation of another session is a 404, exactly as in the API.
+"""
+
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal
 
 from django import forms
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.shortcuts import render
-from django.views.decorators.http import require_http_methods
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from bookings.services import BookingError, check_in_ticket
+from bookings import tickets
+from bookings.availability import seat_states
+from bookings.models import Reservation
+from bookings.payments import InvalidCard, parse_card
+from bookings.services import (
+    BestAvailable,
+    BookingError,
+    Buyer,
+    cancel_hold,
+    change_seats,
+    check_in_ticket,
+    email_ticket,
+    find_reservation,
+    hold_seats,
+    pay_for_reservation,
+    ticket_token,
+)
+from cinemas.models import Seat, Show
+
+BUYER_SESSION_KEY = "buyer_id"
+
+
+def session_buyer(request):
+    """This browser's buyer: no account, a random id kept in its session (an API partner brings its own).
+
+    The website's buyers have no API key, so no partner's session id can ever name one of them.
+    """
+    buyer_id = request.session.get(BUYER_SESSION_KEY)
+    if buyer_id is None:
+        buyer_id = secrets.token_urlsafe(24)
+        request.session[BUYER_SESSION_KEY] = buyer_id
+    return Buyer(api_key_id=None, session_id=buyer_id)
+
+
+def current_hold(buyer, show, at):
+    """The buyer's live hold of the show (the newest), or None."""
+    holds = Reservation.objects.filter(
+        show=show,
+        api_key_id=buyer.api_key_id,
+        session_id=buyer.session_id,
+        status=Reservation.Status.RESERVED,
+        held_until__gt=at,
+    )
+    return holds.order_by("-created_at").first()
+
+
+@dataclass
+class GridSeat:
+    id: int
+    label: str
+    row: str
+    number: int
+    type: str
+    price: Decimal | None
+    status: str  # available | held | booked | yours
+    version: int
+    column: int
+    line: int
+    chosen: bool = False
+
+    @property
+    def type_class(self):
+        return self.type.lower()
+
+    @property
+    def choosable(self):
+        return self.status in ("available", "yours")
+
+
+@dataclass
+class SeatGrid:
+    version: int
+    seats: list
+    row_labels: list  # (label, line)
+    columns: int
+    lines: int
+    prices: dict  # seat type -> price, for the legend
+
+
+def seat_grid(show, *, buyer, at, chosen=()):
+    """The show's seats placed on a grid (column 1 keeps the row letters), with each seat's live status.
+
+    The buyer's own held seats read "yours"; `chosen` seat ids come back checked while still available.
+    """
+    status_of, version_of, version = seat_states(show, at)
+    hold = current_hold(buyer, show, at)
+    yours = set(hold.claims.filter(released_at__isnull=True).values_list("seat_id", flat=True)) if hold else set()
+    prices = dict(show.prices.values_list("seat_type", "price"))
+    seats = list(Seat.objects.filter(hall_id=show.hall_id).order_by("y", "x"))
+    if not seats:
+        return SeatGrid(version, [], [], 1, 1, prices)
+    left, front = min(seat.x for seat in seats), min(seat.y for seat in seats)
+    chosen = set(chosen)
+    grid, row_labels = [], {}
+    for seat in seats:
+        status = "yours" if seat.pk in yours else status_of.get(seat.pk, "available")
+        line = seat.y - front + 1
+        row_labels.setdefault(seat.row_label, line)
+        grid.append(
+            GridSeat(
+                id=seat.pk,
+                label=f"{seat.row_label}{seat.number}",
+                row=seat.row_label,
+                number=seat.number,
+                type=seat.seat_type,
+                price=prices.get(seat.seat_type),
+                status=status,
+                version=version_of.get(seat.pk, 0),
+                column=seat.x - left + 2,
+                line=line,
+                chosen=status == "yours" or (status == "available" and seat.pk in chosen),
+            )
+        )
+    return SeatGrid(
+        version=version,
+        seats=grid,
+        row_labels=sorted(row_labels.items(), key=lambda item: item[1]),
+        columns=max(seat.column for seat in grid),
+        lines=max(seat.line for seat in grid),
+        prices=prices,
+    )
+
+
+def seconds_left(reservation, at):
+    """Whole seconds until the buyer's countdown ends (the grace period is the server's, not shown)."""
+    return max(0, int((reservation.expires_at - at).total_seconds()))
+
+
+# --- The seat map and holding seats -------------------------------------------------------------------------
+
+# What a refused hold means for the person, and where the page sends them next.
+SEATS_GONE = ("seats_unavailable",)
+WAIT_OFFERED = ("retry", "waiting_line")
+REFUSAL_STATUS = {"seats_unavailable": 409, "retry": 409, "waiting_line": 409, "show_full": 409, "show_started": 410}
+
+
+def _show(show_id):
+    return get_object_or_404(Show.objects.select_related("movie", "hall__cinema"), pk=show_id)
+
+
+def _seat_map_page(request, show, *, buyer, at, chosen=(), refusal=None, status=200):
+    hold = current_hold(buyer, show, at)
+    context = {
+        "show": show,
+        "cinema": show.hall.cinema,
+        "grid": seat_grid(show, buyer=buyer, at=at, chosen=chosen),
+        "hold": hold,
+        "seconds_left": seconds_left(hold, at) if hold else None,
+        "max_seats": settings.TICKETING_MAX_SEATS,
+        "seat_counts": range(1, settings.TICKETING_MAX_SEATS + 1),
+        "refusal": refusal,
+        "wanted": len(chosen) or 2,
+        "city_id": show.hall.cinema.city_id,
+    }
+    return render(request, "bookings/seat_map.html", context, status=status)
+
+
+@require_GET
+def show_seats(request, show_id):
+    """The live seat map of a show; the buyer's own hold (if any) shows as its seats, with its clock."""
+    show = _show(show_id)
+    return _seat_map_page(request, show, buyer=session_buyer(request), at=timezone.now())
+
+
+@require_GET
+def show_seat_map(request, show_id):
+    """The seat grid alone, for a page that lost its live channel to redraw itself from."""
+    show = _show(show_id)
+    grid = seat_grid(show, buyer=session_buyer(request), at=timezone.now())
+    return render(request, "bookings/_seat_grid.html", {"grid": grid})
+
+
+def _chosen_seat_ids(request):
+    return [int(value) for value in request.POST.getlist("seats") if value.isdigit()][:100]
+
+
+def _count(request):
+    value = request.POST.get("count", "")
+    return int(value) if value.isdigit() else 0
+
+
+@require_POST
+def hold(request, show_id):
+    """Hold the chosen seats (or the best available ones), or swap the buyer's hold to the chosen seats.
+
+    On a refusal the map comes back, saying why: the seats you chose that are still free stay chosen.
+    """
+    show = _show(show_id)
+    buyer = session_buyer(request)
+    at = timezone.now()
+    chosen = _chosen_seat_ids(request)
+    current = current_hold(buyer, show, at)
+    if request.POST.get("best") and current is not None:  # the page offers best available to new holds only
+        messages.info(request, "You already hold seats of this show: change them on the map, or pay for them.")
+        return redirect("show-seats", show_id=show.pk)
+    try:
+        if request.POST.get("best"):
+            reservation = hold_seats(buyer=buyer, show=show, best_available=BestAvailable(_count(request)))
+        elif current is not None:
+            reservation = change_seats(buyer=buyer, reservation_id=current.pk, seat_ids=chosen, no_single_gaps=True)
+        else:
+            reservation = hold_seats(buyer=buyer, show=show, seat_ids=chosen, no_single_gaps=True)
+    except BookingError as refusal:
+        status = REFUSAL_STATUS.get(refusal.code, 400)
+        return _seat_map_page(request, show, buyer=buyer, at=at, chosen=chosen, refusal=refusal, status=status)
+    return redirect("hold", reservation_id=reservation.pk)
+
+
+# --- The hold, checkout and the ticket ----------------------------------------------------------------------
+
+
+class CardForm(forms.Form):
+    """The sandbox provider's card form; the card itself is checked by bookings.payments.parse_card."""
+
+    card_number = forms.CharField(
+        label="Card number",
+        max_length=30,
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "cc-number"}),
+    )
+    exp_month = forms.IntegerField(
+        label="Expiry month",
+        min_value=1,
+        max_value=12,
+        widget=forms.NumberInput(attrs={"autocomplete": "cc-exp-month"}),
+    )
+    exp_year = forms.IntegerField(
+        label="Expiry year",
+        min_value=2000,
+        max_value=2100,
+        widget=forms.NumberInput(attrs={"autocomplete": "cc-exp-year"}),
+    )
+    cvc = forms.CharField(
+        label="Security code (CVC)",
+        max_length=4,
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "cc-csc"}),
+    )
+    email = forms.EmailField(label="Email for your tickets", widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+
+    def card(self):
+        data = self.cleaned_data
+        return parse_card(
+            {
+                "card_number": data["card_number"],
+                "exp_month": data["exp_month"],
+                "exp_year": data["exp_year"],
+                "cvc": data["cvc"],
+            }
+        )
+
+
+def _own_reservation(request, reservation_id):
+    try:
+        return find_reservation(buyer=session_buyer(request), reservation_id=reservation_id)
+    except BookingError:
+        raise Http404 from None
+
+
+def _hold_page(request, reservation, *, form=None, refusal=None, status=200):
+    at = timezone.now()
+    show = reservation.show
+    context = {
+        "reservation": reservation,
+        "show": show,
+        "cinema": show.hall.cinema,
+        "state": reservation.status_at(at),
+        "seats": reservation.seat_labels(),
+        "seconds_left": seconds_left(reservation, at),
+        "form": form or CardForm(),
+        "refusal": refusal,
+    }
+    return render(request, "bookings/hold.html", context, status=status)
+
+
+@require_GET
+def hold_page(request, reservation_id):
+    """Checkout: the seats held, the countdown that agrees with the server, and the card form."""
+    reservation = _own_reservation(request, reservation_id)
+    if reservation.status == Reservation.Status.BOOKED:
+        return redirect("ticket", reservation_id=reservation.pk)
+    return _hold_page(request, reservation)
+
+
+@require_POST
+def pay(request, reservation_id):
+    """Pay for the hold. A second click while the first is paying gets `payment_in_progress`, never a charge."""
+    reservation = _own_reservation(request, reservation_id)
+    buyer = session_buyer(request)
+    form = CardForm(request.POST)
+    if not form.is_valid():
+        return _hold_page(request, reservation, form=form, status=400)
+    try:
+        card = form.card()
+    except InvalidCard as invalid:
+        for field, problems in invalid.fields.items():
+            form.add_error(field if field in form.fields else None, problems)
+        return _hold_page(request, reservation, form=form, status=400)
+    try:
+        reservation = pay_for_reservation(buyer=buyer, reservation_id=reservation.pk, card=card)
+    except BookingError as refusal:
+        if refusal.code == "already_booked":
+            return redirect("ticket", reservation_id=reservation.pk)
+        reservation.refresh_from_db()
+        status = {"card_declined": 402, "hold_expired": 410, "payment_timeout": 504}.get(refusal.code, 409)
+        return _hold_page(request, reservation, form=form, refusal=refusal, status=status)
+    email_ticket(buyer=buyer, reservation_id=reservation.pk, address=form.cleaned_data["email"])
+    return redirect("ticket", reservation_id=reservation.pk)
+
+
+@require_POST
+def cancel(request, reservation_id):
+    """Give the hold up: its seats are free at once, and the map says so."""
+    reservation = _own_reservation(request, reservation_id)
+    try:
+        cancel_hold(buyer=session_buyer(request), reservation_id=reservation.pk)
+    except BookingError as refusal:
+        messages.error(request, refusal.message)
+        return redirect("ticket", reservation_id=reservation.pk)
+    messages.info(request, "Your hold is cancelled and its seats are free for others.")
+    return redirect("show-seats", show_id=reservation.show_id)
+
+
+@require_GET
+def ticket(request, reservation_id):
+    """The ticket: booking code and the signed QR code that the door scans."""
+    reservation = _own_reservation(request, reservation_id)
+    if reservation.status != Reservation.Status.BOOKED:
+        return redirect("hold", reservation_id=reservation.pk)
+    show = reservation.show
+    context = {
+        "reservation": reservation,
+        "show": show,
+        "cinema": show.hall.cinema,
+        "seats": reservation.seat_labels(),
+        "qr_svg": tickets.qr_svg(ticket_token(reservation)),
+    }
+    return render(request, "bookings/ticket.html", context)
+
+
+# --- Staff: check-in at the door ---------------------------------------------------------------------------
 
 
 class CheckInForm(forms.Form):

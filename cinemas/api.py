@@ -9,8 +9,15 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
 from cinemas import serializers
-from cinemas.models import Cinema, City, Movie, Show
-from cinemas.search import ShowSearch, search_shows, seat_type_statuses, shows_on_local_day, spelling_suggestions
+from cinemas.models import City, Movie
+from cinemas.search import (
+    ShowSearch,
+    movie_showtimes,
+    movies_showing,
+    search_shows,
+    seat_type_statuses,
+    spelling_suggestions,
+)
 
 CITIES_PER_PAGE = 50
 
@@ -59,11 +66,7 @@ class CityMoviesApi(APIView):
         """Movies with at least one upcoming show in the city (on `date`, in each cinema's local time)."""
         city = get_object_or_404(City, pk=city_id)
         parameters = checked(serializers.LocalDateParameters, request.query_params)
-        shows = Show.objects.upcoming(timezone.now()).filter(hall__cinema__city=city)
-        if parameters.get("date"):
-            zones = Cinema.objects.filter(city=city).values_list("time_zone", flat=True).distinct()
-            shows = shows_on_local_day(shows, day=parameters["date"], time_zones=zones)
-        movies = Movie.objects.filter(pk__in=shows.values("movie_id")).order_by("title", "id")
+        movies = movies_showing(city, day=parameters.get("date"), at=timezone.now())
         return Response(serializers.MovieSerializer(movies, many=True).data)
 
 
@@ -77,22 +80,7 @@ class MovieShowsApi(APIView):
         movie = get_object_or_404(Movie, pk=movie_id)
         parameters = checked(serializers.MovieShowsParameters, request.query_params)
         city = get_object_or_404(City, pk=parameters["city"])
-        shows = (
-            Show.objects.upcoming(timezone.now())
-            .filter(movie=movie, hall__cinema__city=city)
-            .select_related("hall__cinema")
-            .order_by("hall__cinema__name", "hall__cinema_id", "starts_at", "id")
-        )
-        if parameters.get("date"):
-            zones = Cinema.objects.filter(city=city).values_list("time_zone", flat=True).distinct()
-            shows = shows_on_local_day(shows, day=parameters["date"], time_zones=zones)
-        shows = list(shows)
-        statuses = seat_type_statuses(shows, timezone.now())
-        by_cinema = {}
-        for show in shows:
-            show.seats = statuses[show.pk]
-            by_cinema.setdefault(show.hall.cinema, []).append(show)
-        listing = [{"cinema": cinema, "shows": cinema_shows} for cinema, cinema_shows in by_cinema.items()]
+        listing = movie_showtimes(movie, city, day=parameters.get("date"), at=timezone.now())
         return Response(serializers.CinemaShowtimesSerializer(listing, many=True).data)
 
 

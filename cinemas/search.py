@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db.models import F, FloatField, Q, Value
 from django.db.models.functions import ASin, Cos, Power, Radians, Sin, Sqrt
 
-from cinemas.models import Movie, Show, ShowPrice
+from cinemas.models import Cinema, Movie, Show, ShowPrice
 
 EARTH_RADIUS_KM = 6371.0088
 KM_PER_DEGREE_OF_LATITUDE = 111.045
@@ -179,3 +179,43 @@ def shows_on_local_day(shows, *, day, time_zones):
         start, end = local_day_bounds(day, ZoneInfo(zone_name))
         on_day |= Q(hall__cinema__time_zone=zone_name, starts_at__gte=start, starts_at__lt=end)
     return shows.filter(on_day)
+
+
+def overall_status(seat_statuses):
+    """One word for a whole show from its seat types' words: Full when every type is, Available when any is."""
+    words = {entry["status"] for entry in seat_statuses}
+    if not words or words == {"Full"}:
+        return "Full"
+    return "Available" if "Available" in words else "Almost Full"
+
+
+def _on_day_in_city(shows, city, day):
+    if day is None:
+        return shows
+    zones = Cinema.objects.filter(city=city).values_list("time_zone", flat=True).distinct()
+    return shows_on_local_day(shows, day=day, time_zones=zones)
+
+
+def movies_showing(city, *, day=None, at):
+    """Movies with at least one upcoming show in the city (on `day`, in each cinema's local time)."""
+    shows = _on_day_in_city(Show.objects.upcoming(at).filter(hall__cinema__city=city), city, day)
+    return Movie.objects.filter(pk__in=shows.values("movie_id")).order_by("title", "id")
+
+
+def movie_showtimes(movie, city, *, day=None, at):
+    """`[{"cinema", "shows"}]`: the movie's upcoming shows in the city by cinema, each show with `seats` (its
+    seat types' price and status) and `availability` (one word for the show)."""
+    shows = (
+        Show.objects.upcoming(at)
+        .filter(movie=movie, hall__cinema__city=city)
+        .select_related("hall__cinema")
+        .order_by("hall__cinema__name", "hall__cinema_id", "starts_at", "id")
+    )
+    shows = list(_on_day_in_city(shows, city, day))
+    statuses = seat_type_statuses(shows, at)
+    by_cinema = {}
+    for show in shows:
+        show.seats = statuses[show.pk]
+        show.availability = overall_status(show.seats)
+        by_cinema.setdefault(show.hall.cinema, []).append(show)
+    return [{"cinema": cinema, "shows": cinema_shows} for cinema, cinema_shows in by_cinema.items()]

@@ -1,31 +1,91 @@
-"""The moviegoer's pages (server-rendered). For now: pick a city, see what is showing there and when."""
+"""The moviegoer's catalog pages (server-rendered): city, movies showing there, a movie's showtimes, search.
 
-from django.db.models import Count, Prefetch
+Only reads: the same ones the public API makes (cinemas.search). The city a moviegoer picks is remembered in
+their session, so the home page offers it first next time.
+"""
+
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
+
+from django.db.models import Count
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
-from cinemas.models import Cinema, City, Show
+from cinemas.models import Cinema, City, Movie
+from cinemas.search import ShowSearch, movie_showtimes, movies_showing, search_shows, spelling_suggestions
+
+CITY_SESSION_KEY = "city_id"
+DAYS_AHEAD = 7
+SEARCH_RESULTS = 60
+
+
+def remembered_city(request):
+    city_id = request.session.get(CITY_SESSION_KEY)
+    return City.objects.filter(pk=city_id).first() if city_id else None
+
+
+def _remember_city(request, city):
+    request.session[CITY_SESSION_KEY] = city.pk
 
 
 def home(request):
     cities = City.objects.annotate(cinema_count=Count("cinemas")).filter(cinema_count__gt=0).order_by("name")
-    return render(request, "cinemas/home.html", {"cities": cities})
+    return render(request, "cinemas/home.html", {"cities": cities, "remembered": remembered_city(request)})
 
 
-def city_showtimes(request, city_id):
-    """Every cinema of the city with its upcoming shows over the next days, in the cinema's local time."""
+def _city_days(city):
+    """The city's next days as the moviegoer counts them (its cinemas' local calendar)."""
+    zone_name = Cinema.objects.filter(city=city).values_list("time_zone", flat=True).first() or "UTC"
+    today = timezone.now().astimezone(ZoneInfo(zone_name)).date()
+    return [today + timedelta(days=offset) for offset in range(DAYS_AHEAD)]
+
+
+def _chosen_day(request, days):
+    try:
+        chosen = date.fromisoformat(request.GET.get("date", ""))
+    except ValueError:
+        return days[0]
+    return chosen if chosen in days else days[0]
+
+
+def city_movies(request, city_id):
     city = get_object_or_404(City, pk=city_id)
-    now = timezone.now()
-    upcoming = Show.objects.upcoming(now).filter(starts_at__lt=now + timezone.timedelta(days=2))
-    cinemas = Cinema.objects.filter(city=city).prefetch_related(
-        Prefetch(
-            "halls__shows",
-            queryset=upcoming.select_related("movie").order_by("starts_at"),
-            to_attr="upcoming_shows",
+    _remember_city(request, city)
+    movies = movies_showing(city, at=timezone.now())
+    return render(request, "cinemas/city.html", {"city": city, "movies": movies})
+
+
+def movie_showtimes_page(request, city_id, movie_id):
+    """A movie's cinemas and showtimes in the city, one local day at a time, with each show's availability."""
+    city = get_object_or_404(City, pk=city_id)
+    movie = get_object_or_404(Movie, pk=movie_id)
+    _remember_city(request, city)
+    days = _city_days(city)
+    day = _chosen_day(request, days)
+    listing = movie_showtimes(movie, city, day=day, at=timezone.now())
+    context = {"city": city, "movie": movie, "days": days, "day": day, "listing": listing}
+    return render(request, "cinemas/movie.html", context)
+
+
+def search(request):
+    """SearchMovies for people: movies matching the words, in the remembered (or chosen) city."""
+    query = request.GET.get("q", "").strip()[:100]
+    city_id = request.GET.get("city", "")
+    city = City.objects.filter(pk=city_id).first() if city_id.isdigit() else remembered_city(request)
+    results, suggestions = [], []
+    if query:
+        found = ShowSearch(
+            keyword=query,
+            city_ids=(city.pk,) if city else (),
+            sorting_order="name,date,asc",
+            results_per_page=SEARCH_RESULTS,
         )
-    )
-    listing = []
-    for cinema in cinemas:
-        shows = sorted((show for hall in cinema.halls.all() for show in hall.upcoming_shows), key=lambda s: s.starts_at)
-        listing.append({"cinema": cinema, "shows": shows})
-    return render(request, "cinemas/city.html", {"city": city, "listing": listing})
+        shows, _ = search_shows(found, at=timezone.now())
+        by_movie = {}
+        for show in shows:
+            by_movie.setdefault(show.movie, []).append(show)
+        results = [{"movie": movie, "shows": movie_shows} for movie, movie_shows in by_movie.items()]
+        if not results:
+            suggestions = spelling_suggestions(query)
+    context = {"query": query, "city": city, "results": results, "suggestions": suggestions}
+    return render(request, "cinemas/search.html", context)

@@ -6,6 +6,7 @@ is checked here, so a bad environment stops the process at start instead of misb
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -82,6 +83,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -197,6 +199,22 @@ MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise serves /static/ from every web process; without a collectstatic run it reads the source folders.
+WHITENOISE_USE_FINDERS = True
+# ...and says so once per process when STATIC_ROOT has not been collected: expected outside production.
+warnings.filterwarnings("ignore", message="No directory at: ")
+
+# --- The website's buyers and their mail ----------------------------------------------------------------
+# Tickets are mailed to the address given at checkout. The console backend prints them (development).
+EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25, minimum=1)
+# The site's public address, for links in mail (tickets).
+TICKETING_SITE_URL = env_str("TICKETING_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "Movie tickets <tickets@localhost>")
+# A moviegoer's session (its holds, tickets and place in line) lasts a fortnight without an account.
+SESSION_COOKIE_AGE = 14 * 24 * 3600
+SESSION_COOKIE_HTTPONLY = True
 
 # --- REST framework -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

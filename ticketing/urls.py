@@ -18,4 +18,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("staff/", include("bookings.urls")),
     path("", include("cinemas.urls")),
+    path("", include("bookings.urls_web")),
+    path("", include("waiting.urls_web")),
 ]

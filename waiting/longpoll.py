@@ -1,9 +1,10 @@
 """Long polls that hold no thread: GET /api/v1/waitlist/{waiter_id}?session_id=&version=&wait= (API.md).
 
 An answer is made in two halves.
-- The request goes through Django and DRF like every other call: WaiterApi.get checks the API key, the quota
-  and the parameters and reads the waiter. When the caller already has the current version and asked to
-  wait, the view marks the request's ASGI scope (hold_answer) instead of waiting itself.
+- The request goes through Django and DRF like every other call: WaiterApi.get (or the waiting page's poll,
+  waiting.views.poll) checks the API key, the quota and the parameters (or the session) and reads the
+  waiter. When the caller already has the current version and asked to wait, the view marks the request's
+  ASGI scope (hold_answer) instead of waiting itself.
 - HoldLongPolls, the ASGI middleware in front of Django (ticketing.asgi), sees the mark once Django has
   finished with the request, so its per-request thread is gone and its database connection back in the
   pool. It sends the status line and headers Django made, then parks the answer as a coroutine until the
@@ -38,8 +39,9 @@ from waiting.services import line_group, positions_of, waiter_group
 
 logger = logging.getLogger(__name__)
 
-# The paths HoldLongPolls looks at (GET /api/v1/waitlist/{waiter_id}); anything else passes straight through.
-WAITER_PATH_PREFIX = "/api/v1/waitlist/"
+# The paths HoldLongPolls looks at: the API's GET /api/v1/waitlist/{waiter_id} and the waiting page's
+# GET /waiting/{waiter_id}/poll. Anything else passes straight through.
+WAITER_PATH_PREFIXES = ("/api/v1/waitlist/", "/waiting/")
 # The scope key through which the view asks for its answer to be held.
 HOLD = "waiting.hold_answer"
 # Polls in Django at once per process; the others queue as coroutines. When a line moves, all its clients
@@ -77,7 +79,7 @@ class HoldLongPolls:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(WAITER_PATH_PREFIX):
+        if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(WAITER_PATH_PREFIXES):
             return await self.app(scope, receive, send)
         held = {}
         answer = []

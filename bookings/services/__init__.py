@@ -34,7 +34,7 @@ from bookings.services.payments import (
     reconcile_payments,
     settle_refund,
 )
-from bookings.services.tickets import check_in_ticket, ticket_token
+from bookings.services.tickets import check_in_ticket, email_ticket, send_ticket_email, ticket_token
 
 __all__ = [
     "ERROR_MESSAGES",
@@ -47,6 +47,7 @@ __all__ = [
     "cancel_hold",
     "change_seats",
     "check_in_ticket",
+    "email_ticket",
     "find_reservation",
     "finish_idempotent_request",
     "fulfil_charge",
@@ -56,6 +57,7 @@ __all__ = [
     "pay_for_reservation",
     "reconcile_payments",
     "release_lapsed_holds",
+    "send_ticket_email",
     "settle_refund",
     "ticket_token",
 ]

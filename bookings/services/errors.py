@@ -8,6 +8,8 @@ ERROR_MESSAGES = {
     "waiting_line": "People are waiting in this show's line for seats to come free: join it to be served in turn.",
     "seats_unavailable": "These seats are gone, but enough other seats are free: choose again.",
     "no_seats": "Choose at least one seat.",
+    "single_seat_gap": "This choice would leave {seats} empty on its own, where nobody could sit with company: "
+    "choose it too, or move along the row.",
     "too_many_seats": "A hold takes at most {max_seats} seats.",
     "duplicate_seats": "Each seat can be chosen once.",
     "seat_not_in_hall": "Some seats are not in this show's hall.",

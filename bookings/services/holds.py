@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from bookings.availability import live_claims, live_reservations, next_seat_version, taken_by_type
 from bookings.models import Reservation, SeatClaim
-from bookings.seat_picking import SeatSpot, pick_best_seats
+from bookings.seat_picking import SeatSpot, pick_best_seats, single_gaps_left
 from bookings.services.errors import BookingError
 from cinemas.models import Seat
 from ticketing.db import lock_until_commit
@@ -222,10 +222,12 @@ def _seat_spots(show, prices):
 # --- Holds ---------------------------------------------------------------------------------------------------
 
 
-def hold_seats(*, buyer, show, seat_ids=None, best_available=None, movie_id=None, at=None):
+def hold_seats(*, buyer, show, seat_ids=None, best_available=None, movie_id=None, no_single_gaps=False, at=None):
     """Hold seats of a show for the buyer, all or nothing; return the new Reservation (status Reserved).
 
     Give `seat_ids`, or `best_available` to let the server pick seats together (bookings.seat_picking).
+    With `no_single_gaps` (the website's rule), chosen seats that would leave a free seat alone between them
+    and a taken seat, an aisle or the wall are refused with `single_seat_gap` (best available never does).
     Locks: this buyer's advisory lock for the show (for the seat cap), and the rows of any lapsed hold it
     takes seats from. Raises BookingError: the 400 kinds for bad requests; `waiting_line` while anyone waits
     in the show's line (freed seats are theirs first); or `seats_unavailable`, `retry` or `show_full` when the
@@ -246,7 +248,22 @@ def hold_seats(*, buyer, show, seat_ids=None, best_available=None, movie_id=None
     with transaction.atomic(durable=True):
         if _waiting_line_check is not None and _waiting_line_check(show.pk):
             raise BookingError("waiting_line")
+        if no_single_gaps and not best_available:
+            _refuse_single_gaps(show, prices, chosen={seat.pk for seat in seats}, others_of=None, at=at)
         return _hold(buyer, show, prices, seats=None if best_available else seats, best_available=best_available, at=at)
+
+
+def _refuse_single_gaps(show, prices, *, chosen, others_of, at):
+    """BookingError("single_seat_gap") if `chosen` would strand a free seat (seats of `others_of` count free)."""
+    claims = live_claims(at).filter(show=show)
+    if others_of is not None:
+        claims = claims.exclude(reservation=others_of)
+    taken = set(claims.values_list("seat_id", flat=True))
+    spots = _seat_spots(show, prices)
+    stranded = single_gaps_left(spots, taken, chosen)
+    if stranded:
+        labels = {spot.id: f"{spot.row_label}{spot.number}" for spot in spots}
+        raise BookingError("single_seat_gap", seats=", ".join(labels[seat_id] for seat_id in stranded))
 
 
 def hold_seats_for_waiter(*, buyer, show, count, at):
@@ -307,9 +324,10 @@ def _claim_best_available(reservation, best_available, prices, *, version, at):
     raise _why_unavailable(show, count=best_available.count, seat_type=best_available.seat_type, at=at)
 
 
-def change_seats(*, buyer, reservation_id, seat_ids, at=None):
+def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, at=None):
     """Swap a hold's seats for others in one step, keeping its clock; the old seats stay held on failure.
 
+    `no_single_gaps` as for hold_seats (the hold's own current seats count as free).
     Locks the buyer's advisory lock for the show, then the reservation row. Raises BookingError: not_found,
     hold_expired (410), already_booked/hold_cancelled, the 400 kinds, or the three unavailable statuses.
     On commit: pushes newly held and released seats.
@@ -330,6 +348,8 @@ def change_seats(*, buyer, reservation_id, seat_ids, at=None):
         wanted = {seat.pk for seat in seats}
         if len(wanted) > len(current) and _waiting_line_check is not None and _waiting_line_check(show.pk):
             raise BookingError("waiting_line")  # a swap is fine; growing would take seats owed to the line
+        if no_single_gaps:
+            _refuse_single_gaps(show, prices, chosen=wanted, others_of=reservation, at=at)
         version = next_seat_version()
         try:
             _claim(reservation, [seat for seat in seats if seat.pk not in current], prices, version=version, at=at)

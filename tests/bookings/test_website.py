@@ -1,0 +1,177 @@
+"""The website's booking pages through Django's test client: the seat map, holding, checkout and the ticket.
+
+A browser is a buyer through its session; the pages call the same services as the API (the browser tests in
+test_browser_*.py drive the same pages in Chromium).
+"""
+
+import re
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from bookings.models import Reservation
+from bookings.services import Buyer, hold_seats
+from tests.bookings.helpers import seat_ids
+
+pytestmark = pytest.mark.django_db
+
+CARD = {"card_number": "4242 4242 4242 4242", "exp_month": "12", "exp_year": "2035", "cvc": "123"}
+
+
+def labelled(show, *labels):
+    """Seat ids by label ("B2"), in the order given."""
+    seats = {f"{seat.row_label}{seat.number}": seat.pk for seat in show.hall.seats.all()}
+    return [seats[label] for label in labels]
+
+
+def seat_tag(page, seat_id):
+    return re.search(rf'<label class="seat [^"]*"[^>]*data-seat-id="{seat_id}".*?</label>', page, re.S).group(0)
+
+
+def hold_on_page(client, show, *labels):
+    return client.post(f"/shows/{show.pk}/hold", {"seats": labelled(show, *labels)})
+
+
+def held(client, show, *labels):
+    response = hold_on_page(client, show, *labels)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    return Reservation.objects.get(pk=response["Location"].split("/")[2])
+
+
+class TestTheSeatMap:
+    def test_every_seat_is_a_labelled_checkbox_placed_on_the_grid(self, client, show):
+        page = client.get(f"/shows/{show.pk}/").content.decode()
+        assert page.count('type="checkbox" name="seats"') == 13
+        first = seat_tag(page, labelled(show, "A1")[0])
+        assert "Row A seat 1, Premium" in first and "available" in first and "grid-row: 1" in first
+
+    def test_seats_held_by_others_are_shown_held_and_cannot_be_chosen(self, client, show):
+        hold_seats(buyer=Buyer(None, "someone else"), show=show, seat_ids=labelled(show, "B1", "B2"))
+        tag = seat_tag(client.get(f"/shows/{show.pk}/").content.decode(), labelled(show, "B1")[0])
+        assert "seat--held" in tag and "disabled" in tag and ", held</span>" in tag
+
+    def test_the_grid_alone_is_served_for_a_page_to_redraw_itself(self, client, show):
+        fragment = client.get(f"/shows/{show.pk}/map").content.decode()
+        assert fragment.startswith('<div class="seat-grid" data-version="0"') and "<html" not in fragment
+
+    def test_an_unknown_show_is_a_404(self, client, show):
+        assert client.get("/shows/999999/").status_code == 404
+
+
+class TestHolding:
+    def test_holding_chosen_seats_leads_to_checkout_with_a_five_minute_clock(self, client, show):
+        reservation = held(client, show, "B1", "B2")
+        assert reservation.seat_labels() == ["B1", "B2"]
+        page = client.get(f"/holds/{reservation.pk}/").content.decode()
+        seconds = int(re.search(r'data-seconds-left="(\d+)"', page).group(1))
+        assert 295 <= seconds <= 300
+        assert "B1, B2" in page and 'id="pay-form"' in page
+
+    def test_best_available_holds_seats_together(self, client, show):
+        response = client.post(f"/shows/{show.pk}/hold", {"best": "1", "count": "2"})
+        reservation = Reservation.objects.get(pk=response["Location"].split("/")[2])
+        assert len(reservation.seat_labels()) == 2
+
+    def test_seats_just_taken_bring_back_the_map_with_the_others_still_chosen(self, client, show):
+        hold_seats(buyer=Buyer(None, "quicker"), show=show, seat_ids=labelled(show, "A2"))
+        response = hold_on_page(client, show, "A1", "A2")
+        page = response.content.decode()
+        assert response.status_code == 409 and 'data-code="seats_unavailable"' in page
+        assert "just taken" in page
+        assert "checked" in seat_tag(page, labelled(show, "A1")[0])
+        assert "checked" not in seat_tag(page, labelled(show, "A2")[0])
+
+    def test_when_every_seat_is_held_by_others_the_page_offers_to_wait(self, client, show):
+        hold_seats(buyer=Buyer(None, "everyone"), show=show, seat_ids=seat_ids(show)[:10])
+        hold_seats(buyer=Buyer(None, "everyone else"), show=show, seat_ids=seat_ids(show)[10:])
+        response = client.post(f"/shows/{show.pk}/hold", {"best": "1", "count": "2"})
+        page = response.content.decode()
+        assert response.status_code == 409 and 'data-code="retry"' in page
+        assert f'action="/shows/{show.pk}/waitlist"' in page and "Wait in line" in page
+
+    def test_a_choice_that_leaves_one_seat_alone_is_refused_and_explained(self, client, show):
+        response = hold_on_page(client, show, "B2")
+        page = response.content.decode()
+        assert response.status_code == 400 and 'data-code="single_seat_gap"' in page
+        assert "leave B1 empty on its own" in page
+        assert not Reservation.objects.exists()
+        assert hold_on_page(client, show, "B1", "B2").status_code == 302  # B3 and B4 stay together
+
+    def test_more_than_ten_seats_are_refused(self, client, settings, show):
+        settings.TICKETING_MAX_SEATS = 2
+        response = hold_on_page(client, show, "A1", "A2", "A3")
+        assert response.status_code == 400 and 'data-code="too_many_seats"' in response.content.decode()
+
+    def test_changing_seats_keeps_the_hold_and_its_clock(self, client, show):
+        first = held(client, show, "A1", "A2")
+        response = hold_on_page(client, show, "A3", "A4")
+        assert response.status_code == 302
+        first.refresh_from_db()
+        assert first.seat_labels() == ["A3", "A4"] and Reservation.objects.count() == 1
+        page = client.get(f"/shows/{show.pk}/").content.decode()
+        assert "seat--yours" in seat_tag(page, labelled(show, "A3")[0]) and "Change to these seats" in page
+
+
+class TestCheckout:
+    def test_paying_books_the_seats_shows_the_ticket_and_mails_it(
+        self, client, show, django_capture_on_commit_callbacks
+    ):
+        reservation = held(client, show, "B1", "B2")
+        with django_capture_on_commit_callbacks(execute=True):  # the mail goes out after commit (a task)
+            response = client.post(f"/holds/{reservation.pk}/pay", {**CARD, "email": "ann@example.com"})
+        assert response.status_code == 302 and response["Location"] == f"/tickets/{reservation.pk}/"
+        reservation.refresh_from_db()
+        assert reservation.status == "Booked"
+        ticket = client.get(response["Location"]).content.decode()
+        assert reservation.booking_code in ticket and "<svg" in ticket and "B1, B2" in ticket
+        (message,) = mail.outbox
+        assert message.to == ["ann@example.com"] and reservation.booking_code in message.subject
+        assert message.attachments[0][2] == "image/png" and message.attachments[0][1].startswith(b"\x89PNG")
+
+    def test_a_declined_card_says_so_and_the_seats_stay_held(self, client, show):
+        reservation = held(client, show, "B1", "B2")
+        declined = {**CARD, "card_number": "4000 0000 0000 0002", "email": "ann@example.com"}
+        response = client.post(f"/holds/{reservation.pk}/pay", declined)
+        assert response.status_code == 402 and "Your card was declined" in response.content.decode()
+        reservation.refresh_from_db()
+        assert reservation.status == "Reserved" and not mail.outbox
+
+    def test_a_bad_card_form_is_refused_field_by_field(self, client, show):
+        reservation = held(client, show, "B1", "B2")
+        response = client.post(f"/holds/{reservation.pk}/pay", {**CARD, "exp_month": "13", "email": "nope"})
+        page = response.content.decode()
+        assert response.status_code == 400 and page.count('class="field-error"') == 2
+
+    def test_paying_twice_charges_once_and_the_second_click_lands_on_the_ticket(self, client, show):
+        reservation = held(client, show, "B1", "B2")
+        form = {**CARD, "email": "ann@example.com"}
+        first = client.post(f"/holds/{reservation.pk}/pay", form)
+        second = client.post(f"/holds/{reservation.pk}/pay", form)
+        assert first["Location"] == second["Location"] == f"/tickets/{reservation.pk}/"
+        assert reservation.payments.filter(status="succeeded", kind="charge").count() == 1
+
+    def test_cancelling_the_hold_frees_its_seats(self, client, show):
+        reservation = held(client, show, "B1", "B2")
+        response = client.post(f"/holds/{reservation.pk}/cancel", follow=True)
+        assert "Your hold is cancelled" in response.content.decode()
+        reservation.refresh_from_db()
+        assert reservation.status == "Cancelled"
+
+
+class TestPrivacyAndForgery:
+    def test_another_browser_cannot_see_or_act_on_a_hold_or_a_ticket(self, client, show):
+        reservation = held(client, show, "B1", "B2")
+        stranger = Client()
+        assert stranger.get(f"/holds/{reservation.pk}/").status_code == 404
+        assert stranger.post(f"/holds/{reservation.pk}/cancel").status_code == 404
+        assert stranger.post(f"/holds/{reservation.pk}/pay", {**CARD, "email": "x@example.com"}).status_code == 404
+        assert stranger.get(f"/tickets/{reservation.pk}/").status_code == 404
+        reservation.refresh_from_db()
+        assert reservation.status == "Reserved"
+
+    def test_a_form_posted_without_its_csrf_token_is_refused(self, show):
+        browser = Client(enforce_csrf_checks=True)
+        browser.get(f"/shows/{show.pk}/")
+        response = browser.post(f"/shows/{show.pk}/hold", {"seats": labelled(show, "B1", "B2")})
+        assert response.status_code == 403 and not Reservation.objects.exists()

@@ -1,0 +1,69 @@
+"""The website's waiting page: join a show's line, see the place in it live, leave it, be served.
+
+Thin: every change is a waiting.services call. The page listens on ws/waitlist/{id}/ and falls back to the
+long poll below, which HoldLongPolls (waiting.longpoll) holds exactly as it holds the API's.
+"""
+
+from django.contrib import messages
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from bookings.views import session_buyer
+from cinemas.models import Show
+from waiting import longpoll, services
+from waiting.serializers import MAX_WAIT_SECONDS, waiter_body
+
+
+def _own_waiter(request, waiter_id):
+    try:
+        return services.find_waiter(buyer=session_buyer(request), waiter_id=waiter_id)
+    except services.WaitingError:
+        raise Http404 from None
+
+
+def _number(value, default=0):
+    return int(value) if str(value).isdigit() else default
+
+
+@require_POST
+def join(request, show_id):
+    """Queue for `seats_wanted` seats when they can't be had now but held seats may come free."""
+    show = get_object_or_404(Show.objects.select_related("hall__cinema"), pk=show_id)
+    try:
+        waiter, _ = services.join_waiting_line(
+            buyer=session_buyer(request), show=show, seats_wanted=_number(request.POST.get("seats_wanted"))
+        )
+    except services.WaitingError as refusal:
+        if refusal.code == "show_full":
+            messages.error(request, f"{show.movie.title} at {show.hall.cinema.name} is sold out: {refusal.message}")
+            return redirect("movie-showtimes", city_id=show.hall.cinema.city_id, movie_id=show.movie_id)
+        messages.info(request, refusal.message)
+        return redirect("show-seats", show_id=show.pk)
+    return redirect("waiting", waiter_id=waiter.pk)
+
+
+@require_GET
+def waiting_page(request, waiter_id):
+    waiter = _own_waiter(request, waiter_id)
+    show = Show.objects.select_related("movie", "hall__cinema").get(pk=waiter.show_id)
+    context = {"waiter": waiter, "body": waiter_body(waiter), "show": show, "buyer_id": waiter.session_id}
+    return render(request, "waiting/waiting.html", context)
+
+
+@require_GET
+def poll(request, waiter_id):
+    """The page's long poll (?version=&wait=): the waiter body, held while the version is still the page's."""
+    waiter = _own_waiter(request, waiter_id)
+    wait = min(_number(request.GET.get("wait")), MAX_WAIT_SECONDS)
+    if wait and _number(request.GET.get("version"), None) == waiter.version:
+        longpoll.hold_answer(request, waiter=waiter, wait=wait)
+    return JsonResponse(waiter_body(waiter))
+
+
+@require_POST
+def leave(request, waiter_id):
+    waiter = _own_waiter(request, waiter_id)
+    services.leave_waiting_line(buyer=session_buyer(request), waiter_id=waiter.pk)
+    messages.info(request, "You left the line.")
+    return redirect("show-seats", show_id=waiter.show_id)
