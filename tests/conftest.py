@@ -171,3 +171,7 @@ def asgi_server(transactional_db, settings):
     """The URL of the site served by a real uvicorn with two worker processes (see `serving`)."""
     with serving(settings) as (url, _):
         yield url
+
+
+# Browser-test fixtures (Chromium through Playwright): see tests/browser.py.
+pytest_plugins = ["tests.browser"]
