@@ -1,4 +1,4 @@
-// The live seat map of a show (templates/bookings/seat_map.html, contract: /tmp/web_contract.md).
+// The live seat map of a show: the markup is templates/bookings/seat_map.html and _seat_grid.html.
 //
 // What it does:
 // - keeps the selection within data-max-seats and #selection-summary current ("2 seats: A1, A2 · $30.00");

@@ -127,6 +127,9 @@ class TestCheckout:
         assert reservation.booking_code in ticket and "<svg" in ticket and "B1, B2" in ticket
         (message,) = mail.outbox
         assert message.to == ["ann@example.com"] and reservation.booking_code in message.subject
+        local_start = show.starts_at.astimezone(show.hall.cinema.zone)
+        assert f"{local_start:%H:%M} ({show.hall.cinema.time_zone})" in message.body  # the cinema's time, not UTC
+        assert "B1, B2" in message.body and f"/tickets/{reservation.pk}/" in message.body
         assert message.attachments[0][2] == "image/png" and message.attachments[0][1].startswith(b"\x89PNG")
 
     def test_a_declined_card_says_so_and_the_seats_stay_held(self, client, show):
