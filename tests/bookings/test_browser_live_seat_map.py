@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from bookings.models import Reservation
+from bookings.services import Buyer, hold_seats
 from tests.browser_flows import (
     choose_and_hold,
     demo_show,
@@ -142,3 +143,34 @@ def test_holding_seats_someone_just_took_says_so_and_keeps_the_other_chosen_seat
     hold_button(second).click()
 
     expect(second.locator("#held-seats")).to_have_text("B3, B4")
+
+
+def test_a_map_that_lost_its_live_channel_redraws_itself_from_the_server_once_it_reconnects(site, new_page):
+    """Pushes are at most once: a change made while the page was cut off reaches it through the re-read grid."""
+    show = demo_show()
+    watcher = new_page(base_url=site)
+    channel_up = {"now": False}
+
+    def live_channel(socket):
+        if channel_up["now"]:
+            socket.connect_to_server()
+        else:
+            socket.close()  # the network is down: the page keeps retrying with its backoff
+
+    watcher.route_web_socket(re.compile(r"/ws/shows/"), live_channel)
+    grid_reads = []
+    watcher.on("request", lambda request: grid_reads.append(request.url) if request.url.endswith("/map") else None)
+    watcher.goto(f"/shows/{show.pk}/")
+    expect(seat_box(watcher, "C5")).to_have_attribute("data-status", "available")
+    mark(watcher)
+    watcher_url = watcher.url
+
+    seats = {f"{each.row_label}{each.number}": each.pk for each in show.hall.seats.all()}
+    hold_seats(buyer=Buyer(None, "while-the-page-was-cut-off"), show=show, seat_ids=[seats["C5"], seats["C6"]])
+    channel_up["now"] = True
+
+    for label in ("C5", "C6"):  # within the backoff's longest wait (5 s) and the re-read
+        expect(seat_box(watcher, label)).to_have_attribute("data-status", "held", timeout=8000)
+    assert grid_reads, "the map did not re-read its grid"
+    expect(seat(watcher, "C7")).to_be_enabled()
+    assert_not_reloaded(watcher, watcher_url)

@@ -140,6 +140,16 @@ class TestCheckout:
         reservation.refresh_from_db()
         assert reservation.status == "Reserved" and not mail.outbox
 
+    def test_a_provider_timeout_says_not_to_pay_again_and_charges_nothing(self, client, show):
+        reservation = held(client, show, "B1", "B2")
+        slow = {**CARD, "card_number": "4000 0000 0000 9995", "email": "ann@example.com"}
+        response = client.post(f"/holds/{reservation.pk}/pay", slow)
+        page = response.content.decode()
+        assert response.status_code == 504 and "waiting for your bank" in page and "Don't pay again" in page
+        reservation.refresh_from_db()
+        assert reservation.status == "Reserved"
+        assert not reservation.payments.filter(status="succeeded").exists()
+
     def test_a_bad_card_form_is_refused_field_by_field(self, client, show):
         reservation = held(client, show, "B1", "B2")
         response = client.post(f"/holds/{reservation.pk}/pay", {**CARD, "exp_month": "13", "email": "nope"})
