@@ -1,9 +1,13 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ticketing.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from ticketing.asgi_handler import SyncChainASGIHandler  # noqa: E402  (needs Django set up first)
+
+django_asgi_app = SyncChainASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs Django set up first)
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
