@@ -19,7 +19,7 @@ STUDY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ticketing_study
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k holds -x"
 PYTEST_ARGS ?=
 
-.PHONY: help test run lint venv services debian-packages clean bench-search bench-holds bench-waiting
+.PHONY: help test run lint venv services debian-packages clean bench-search bench-holds bench-waiting bench-sql-ceiling
 
 help:
 	@echo "make test   lint (ruff check) and the whole test suite on PostgreSQL and Redis; what CI runs"
@@ -28,6 +28,7 @@ help:
 	@echo "make lint   ruff check and ruff format --check"
 	@echo "make bench-search  SearchMovies latency at the study scale (loads it once into its own database)"
 	@echo "make bench-holds   holds per second and latency on one hot show through uvicorn (its own database)"
+	@echo "make bench-sql-ceiling  the same holds in pgbench, no Python: the ceiling (after bench-holds)"
 	@echo "make bench-waiting how soon a waiting line's head is served once seats come free (its own database)"
 	@echo "make clean  remove caches, the demo SQLite database and collected static files (keeps .venv)"
 
@@ -63,6 +64,9 @@ bench-waiting: venv services
 
 bench-holds: venv services
 	$(VENV)/bin/python bench/hold_path.py --json bench/results/hold_path.json
+
+bench-sql-ceiling: venv services
+	$(VENV)/bin/python bench/sql_ceiling.py --json bench/results/sql_ceiling.json
 
 lint: venv
 	$(VENV)/bin/ruff check .
