@@ -19,12 +19,13 @@ STUDY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ticketing_study
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k holds -x"
 PYTEST_ARGS ?=
 
-.PHONY: help test run lint venv services debian-packages clean bench-search bench-holds bench-waiting bench-sql-ceiling
+.PHONY: help test run serve lint venv services debian-packages clean bench-search bench-holds bench-waiting bench-sql-ceiling
 
 help:
 	@echo "make test   lint (ruff check) and the whole test suite on PostgreSQL and Redis; what CI runs"
 	@echo "make run    the site on http://127.0.0.1:8000 with demo data (SQLite single-process fallback"
 	@echo "            when PostgreSQL is not there); Ctrl-C stops everything"
+	@echo "make serve  the production setup here: uvicorn (WEB_WORKERS=2), a Celery worker and beat, DEBUG off"
 	@echo "make lint   ruff check and ruff format --check"
 	@echo "make bench-search  SearchMovies latency at the study scale (loads it once into its own database)"
 	@echo "make bench-holds   holds per second and latency on one hot show through uvicorn (its own database)"
@@ -52,6 +53,9 @@ test: debian-packages venv services
 
 run: debian-packages
 	@bash scripts/run.sh
+
+serve:
+	@TICKETING_MODE=serve bash scripts/run.sh
 
 bench-search: venv services
 	@createdb -h 127.0.0.1 -U postgres ticketing_study 2>/dev/null || true

@@ -14,6 +14,11 @@
 #    servers leave behind, so nothing is left running, not even a zombie. A server that exits on its own
 #    stops the rest too.
 #
+# `make serve` (TICKETING_MODE=serve) runs the production setup instead, on the same machine: PostgreSQL and
+# Redis required (no fallback), DJANGO_DEBUG off, uvicorn with WEB_WORKERS processes (2) serving HTTP,
+# WebSockets and static files, a Celery worker and a separate Celery beat; no demo data unless
+# TICKETING_SEED_DEMO=1. The benchmarks start their servers the same way (bench/hold_path.py).
+#
 # Environment:
 #   DATABASE_URL, REDIS_URL     used as given when set (REDIS_URL= empty means in-process), else detected
 #   TICKETING_FORCE_FALLBACK=1  skip the detection: the SQLite single-process demo
@@ -41,6 +46,8 @@ SQLITE_PATH="$REPO_ROOT/var/demo.sqlite3"
 # How long the servers get to stop on their own (Celery finishes running tasks) before they are killed.
 STOP_SECONDS=15
 
+MODE="${TICKETING_MODE:-run}"
+WEB_WORKERS="${WEB_WORKERS:-2}"
 USE_CELERY=0
 CHILD_PIDS=()
 CHILD_NAMES=()
@@ -116,6 +123,10 @@ choose_backends() {
 # --- Django ----------------------------------------------------------------------------------------------
 
 prepare_environment() {
+    if [[ "$MODE" == serve ]]; then
+        export DJANGO_DEBUG="${DJANGO_DEBUG:-0}"
+        export DJANGO_ALLOWED_HOSTS="${DJANGO_ALLOWED_HOSTS:-127.0.0.1,localhost}"
+    fi
     export DJANGO_DEBUG="${DJANGO_DEBUG:-1}"
     export DJANGO_SETTINGS_MODULE=ticketing.settings
     if [[ -z "${DJANGO_SECRET_KEY:-}" ]]; then
@@ -137,6 +148,9 @@ seed_demo_exists() {
 migrate_and_seed() {
     say "applying migrations"
     "$PYTHON" manage.py migrate --noinput
+    if [[ "$MODE" == serve && "${TICKETING_SEED_DEMO:-0}" != 1 ]]; then
+        return
+    fi
     if seed_demo_exists; then
         say "seeding the demo data"
         "$PYTHON" manage.py seed_demo
@@ -267,7 +281,9 @@ print_banner() {
     echo
     echo "================================================================================"
     echo "  Movie ticketing is running: $URL"
-    if seed_demo_exists; then
+    if [[ "$MODE" == serve && "${TICKETING_SEED_DEMO:-0}" != 1 ]]; then
+        echo "  Admin:        ${URL}admin/  (staff users: manage.py createsuperuser)"
+    elif seed_demo_exists; then
         echo "  Admin:        ${URL}admin/  (login admin / admin)"
     else
         echo "  Admin:        ${URL}admin/  (no admin user: seed_demo is not there yet)"
@@ -279,7 +295,10 @@ print_banner() {
     fi
     echo "  Database:     ${DATABASE_URL}"
     echo "  Redis:        ${REDIS_URL:-none (in-process channel layer, cache and tasks)}"
-    if ((USE_CELERY)); then
+    if [[ "$MODE" == serve ]]; then
+        echo "  Served by:    uvicorn, $WEB_WORKERS worker processes (DJANGO_DEBUG=$DJANGO_DEBUG)"
+        echo "  Celery:       a worker and a separate beat"
+    elif ((USE_CELERY)); then
         echo "  Celery:       worker with beat"
     else
         echo "  Celery:       no worker; tasks run inside the web process"
@@ -319,13 +338,20 @@ main() {
     trap 'on_signal TERM' TERM
     trap stop_servers EXIT
 
-    if ((USE_CELERY)); then
+    if [[ "$MODE" == serve ]]; then
+        mkdir -p "$REPO_ROOT/var"
+        start_server web "$PYTHON" -m uvicorn ticketing.asgi:application --host "$HTTP_HOST" --port "$HTTP_PORT" \
+            --workers "$WEB_WORKERS" --no-access-log
+        start_server celery "$REPO_ROOT/.venv/bin/celery" -A ticketing worker --loglevel=info --concurrency=2
+        start_server beat "$REPO_ROOT/.venv/bin/celery" -A ticketing beat --loglevel=info \
+            --schedule "$REPO_ROOT/var/celerybeat-schedule"
+    elif ((USE_CELERY)); then
         start_server web "$PYTHON" manage.py runserver "$HTTP_HOST:$HTTP_PORT"
     else
         # No worker or beat: the web process runs the clocks itself, in one process (no autoreloader child).
         start_server web env TICKETING_IN_PROCESS_CLOCKS=1 "$PYTHON" manage.py runserver --noreload "$HTTP_HOST:$HTTP_PORT"
     fi
-    if ((USE_CELERY)); then
+    if ((USE_CELERY)) && [[ "$MODE" != serve ]]; then
         # The beat schedule file goes to var/ (ignored by git) instead of the repository root.
         start_server celery "$REPO_ROOT/.venv/bin/celery" -A ticketing worker -B --loglevel=info --concurrency=2 \
             --schedule-filename "$REPO_ROOT/var/celerybeat-schedule"

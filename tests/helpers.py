@@ -1,5 +1,6 @@
 """Helpers every test module may use: API answers, and many clients at the same moment."""
 
+import os
 import threading
 
 from django.db import connections
@@ -44,3 +45,22 @@ def run_at_once(actions):
     for thread in threads:
         thread.join()
     return results
+
+
+def process_tree(pid):
+    """The pid and every process below it."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree

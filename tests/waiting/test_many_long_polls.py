@@ -32,6 +32,7 @@ from tests import conftest
 from tests.bookings.helpers import seat_ids
 from tests.conftest import serving
 from tests.factories import make_hall, make_show
+from tests.helpers import process_tree
 from ticketing.services import create_api_key
 from waiting import services
 from waiting.models import Waiter
@@ -47,25 +48,6 @@ PARKED_GROWTH_LIMIT_MB = 100
 # threads and Python's default executor, never one per poll.
 PARKED_THREAD_GROWTH_LIMIT = 20
 RESULTS = Path(settings.BASE_DIR) / "bench" / "results" / "long_poll.json"
-
-
-def process_tree(pid):
-    """The pid and every process below it."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    return tree
 
 
 def footprint(pid):

@@ -1,0 +1,74 @@
+"""`make serve`: the production setup on one machine starts, serves, and stops leaving nothing behind."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import httpx
+import pytest
+from django.conf import settings
+
+from tests import conftest
+from tests.helpers import process_tree
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def command_lines(pids):
+    lines = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                lines.append(cmdline.read().replace(b"\0", b" ").decode())
+        except OSError:
+            pass
+    return lines
+
+
+def test_make_serve_runs_uvicorn_workers_a_celery_worker_and_beat_and_ctrl_c_stops_them_all():
+    port = free_port()
+    environment = {
+        **os.environ,
+        "TICKETING_PORT": str(port),
+        "DATABASE_URL": conftest.test_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "DJANGO_DEBUG": "0",
+    }
+    serve = subprocess.Popen(
+        ["make", "-s", "serve"], cwd=settings.BASE_DIR, env=environment, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        banner = []
+        deadline = time.monotonic() + 120
+        while not any("Stop with Ctrl-C" in line for line in banner):
+            line = serve.stdout.readline()
+            assert line or serve.poll() is None, "make serve exited:\n" + "".join(banner)
+            banner.append(line)
+            assert time.monotonic() < deadline, "make serve did not start:\n" + "".join(banner)
+        assert any("uvicorn, 2 worker processes (DJANGO_DEBUG=0)" in line for line in banner)
+
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{url}/").status_code == 200
+        assert httpx.get(f"{url}/static/css/site.css").status_code == 200  # WhiteNoise, with DEBUG off
+        assert httpx.get(f"{url}/api/v1/cities").status_code == 401
+        running = command_lines(process_tree(serve.pid))
+        assert sum("multiprocessing" in line and "spawn" in line for line in running) >= 2, running  # workers
+        assert any("celery -A ticketing worker" in line for line in running), running
+        assert any("celery -A ticketing beat" in line for line in running), running
+        tree = process_tree(serve.pid)
+    finally:
+        for pid in process_tree(serve.pid):
+            if "scripts/run.sh" in " ".join(command_lines([pid])):
+                os.kill(pid, signal.SIGINT)
+        serve.wait(timeout=60)
+    time.sleep(1)
+    assert not [pid for pid in tree if os.path.exists(f"/proc/{pid}") and command_lines([pid])], "left running"
