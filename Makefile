@@ -19,7 +19,7 @@ STUDY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ticketing_study
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k holds -x"
 PYTEST_ARGS ?=
 
-.PHONY: help test run serve lint venv services debian-packages clean bench-search bench-holds bench-waiting bench-sql-ceiling
+.PHONY: help test run serve lint venv services debian-packages clean bench-search bench-holds bench-waiting bench-sql-ceiling bench-push
 
 help:
 	@echo "make test   lint (ruff check) and the whole test suite on PostgreSQL and Redis; what CI runs"
@@ -30,6 +30,7 @@ help:
 	@echo "make bench-search  SearchMovies latency at the study scale (loads it once into its own database)"
 	@echo "make bench-holds   holds per second and latency on one hot show through uvicorn (its own database)"
 	@echo "make bench-sql-ceiling  the same holds in pgbench, no Python: the ceiling (after bench-holds)"
+	@echo "make bench-push    how soon a seat change reaches 1,000 WebSocket watchers of a show"
 	@echo "make bench-waiting how soon a waiting line's head is served once seats come free (its own database)"
 	@echo "make clean  remove caches, the demo SQLite database and collected static files (keeps .venv)"
 
@@ -71,6 +72,9 @@ bench-holds: venv services
 
 bench-sql-ceiling: venv services
 	$(VENV)/bin/python bench/sql_ceiling.py --json bench/results/sql_ceiling.json
+
+bench-push: venv services
+	$(VENV)/bin/python bench/seat_push.py --json bench/results/seat_push.json
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,151 @@
+"""How soon a seat change reaches every watcher of a show's live seat map (issue 6: 1,000 watchers, p99 < 1 s).
+
+Usage (after bench/hold_path.py has made its database):
+    python bench/seat_push.py [--watchers 1000] [--rounds 20] [--workers 2] [--json FILE]
+
+1. The hold benchmark's database and show (bench/hold_path.prepare_show), a real uvicorn with --workers N.
+2. W WebSocket clients on ws/shows/{id}/ (one asyncio process, spread over the workers by the kernel), each
+   waiting for its version greeting.
+3. R rounds: a hold of two seats through the API; a clock starts when the hold request is sent (the push goes
+   out on commit, often before the 201 is back), and each watcher stops it when the push naming those seats
+   arrives: the figure is the hold's own time plus the push's. Then the hold is given up.
+4. Figures: latency percentiles over every (round, watcher), pushes missing after 5 s (at most once delivery:
+   a watcher that misses one re-reads the map in the real page), and the server's workers.
+The watchers, the server, PostgreSQL and Redis share this machine's 2 cores: the figures include the time the
+one client process takes to read 1,000 sockets.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import websockets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hold_path import (  # a sibling script
+    BENCH_KEY,
+    DEFAULT_DATABASE_URL,
+    DEFAULT_REDIS_URL,
+    connection_budget,
+    ensure_database,
+    free_port,
+    percentile,
+    prepare_show,
+    start_server,
+    stop_server,
+    wait_until_answering,
+)
+
+MISSING_AFTER_SECONDS = 5
+
+
+async def watch(url, origin, arrivals, greeted):
+    async with websockets.connect(url, origin=origin, open_timeout=60, max_queue=None) as socket:
+        json.loads(await socket.recv())  # the version greeting
+        greeted.release()
+        async for frame in socket:
+            now = time.perf_counter()
+            message = json.loads(frame)
+            for change in message.get("changes", []):
+                arrivals.setdefault(change["id"], []).append(now)
+
+
+async def run(options, show_id, movie_id, seat_ids, port):
+    base = f"http://127.0.0.1:{port}"
+    origin = base
+    arrivals = [{} for _ in range(options.watchers)]
+    greeted = asyncio.Semaphore(0)
+    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": BENCH_KEY}, timeout=30) as client:
+        await wait_until_answering(client, options.server, show_id)
+        watchers = [
+            asyncio.create_task(watch(f"ws://127.0.0.1:{port}/ws/shows/{show_id}/", origin, arrivals[n], greeted))
+            for n in range(options.watchers)
+        ]
+        for _ in range(options.watchers):
+            await asyncio.wait_for(greeted.acquire(), timeout=120)
+        latencies, missing = [], 0
+        for round_number in range(options.rounds):
+            seats = seat_ids[2 * round_number : 2 * round_number + 2]
+            body = {"session_id": f"push-{round_number}", "show_id": show_id, "movie_id": movie_id}
+            sent = time.perf_counter()
+            response = await client.post("/api/v1/reservations", json={**body, "seats_to_reserve": seats})
+            if response.status_code != 201:
+                raise RuntimeError(f"hold answered {response.status_code}: {response.text[:300]}")
+            await asyncio.sleep(MISSING_AFTER_SECONDS if round_number == options.rounds - 1 else 1.0)
+            for seen in arrivals:
+                times = [moment for moment in seen.get(seats[0], []) if moment >= sent]
+                if times:
+                    latencies.append(min(times) - sent)
+                else:
+                    missing += 1
+            reservation = response.json()["reservation_id"]
+            await client.delete(f"/api/v1/reservations/{reservation}", params={"session_id": f"push-{round_number}"})
+            await asyncio.sleep(0.5)
+            for seen in arrivals:
+                seen.clear()
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+    return latencies, missing
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--watchers", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    parser.add_argument("--json", type=Path)
+    options = parser.parse_args()
+
+    ensure_database(options.database_url)
+    _, _, pool_max = connection_budget(options.database_url, options.workers, 10)
+    show_id, movie_id, hall = prepare_show(options.database_url, options.redis_url)
+    port = free_port()
+    with tempfile.NamedTemporaryFile("w+", prefix="bench-push-server-", suffix=".log", delete=False) as log:
+        options.server = start_server(
+            workers=options.workers,
+            port=port,
+            database_url=options.database_url,
+            redis_url=options.redis_url,
+            pool_max=pool_max,
+            log=log,
+        )
+        try:
+            latencies, missing = asyncio.run(run(options, show_id, movie_id, hall.seat_ids, port))
+        finally:
+            stop_server(options.server)
+    milliseconds = [seconds * 1000 for seconds in latencies]
+    report = {
+        "watchers": options.watchers,
+        "rounds": options.rounds,
+        "server": f"uvicorn --workers {options.workers}, DJANGO_DEBUG=0, Redis channel layer",
+        "deliveries": len(milliseconds),
+        "missing": missing,
+        "push_after_hold_sent_ms": {
+            "p50": round(statistics.median(milliseconds), 1),
+            "p95": round(percentile(milliseconds, 0.95), 1),
+            "p99": round(percentile(milliseconds, 0.99), 1),
+            "max": round(max(milliseconds), 1),
+        }
+        if milliseconds
+        else None,
+    }
+    print(json.dumps(report, indent=2))
+    if options.json:
+        options.json.parent.mkdir(parents=True, exist_ok=True)
+        options.json.write_text(json.dumps(report, indent=2))
+    os.unlink(log.name)
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
