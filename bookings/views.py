@@ -14,11 +14,12 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from bookings import tickets
+from bookings.api import show_with_catalog
 from bookings.availability import seat_states
 from bookings.models import Reservation
 from bookings.payments import InvalidCard, parse_card
@@ -35,7 +36,7 @@ from bookings.services import (
     pay_for_reservation,
     ticket_token,
 )
-from cinemas.models import Seat, Show
+from cinemas.models import Seat
 
 BUYER_SESSION_KEY = "buyer_id"
 
@@ -97,13 +98,13 @@ class SeatGrid:
     prices: dict  # seat type -> price, for the legend
 
 
-def seat_grid(show, *, buyer, at, chosen=()):
+def seat_grid(show, *, hold, at, chosen=()):
     """The show's seats placed on a grid (column 1 keeps the row letters), with each seat's live status.
 
-    The buyer's own held seats read "yours"; `chosen` seat ids come back checked while still available.
+    The seats of `hold` (the buyer's current hold, or None) read "yours"; `chosen` seat ids come back
+    checked while still available.
     """
     status_of, version_of, version = seat_states(show, at)
-    hold = current_hold(buyer, show, at)
     yours = set(hold.claims.filter(released_at__isnull=True).values_list("seat_id", flat=True)) if hold else set()
     prices = dict(show.prices.values_list("seat_type", "price"))
     seats = list(Seat.objects.filter(hall_id=show.hall_id).order_by("y", "x"))
@@ -148,14 +149,7 @@ def seconds_left(reservation, at):
 
 # --- The seat map and holding seats -------------------------------------------------------------------------
 
-# What a refused hold means for the person, and where the page sends them next.
-SEATS_GONE = ("seats_unavailable",)
-WAIT_OFFERED = ("retry", "waiting_line")
 REFUSAL_STATUS = {"seats_unavailable": 409, "retry": 409, "waiting_line": 409, "show_full": 409, "show_started": 410}
-
-
-def _show(show_id):
-    return get_object_or_404(Show.objects.select_related("movie", "hall__cinema"), pk=show_id)
 
 
 def _seat_map_page(request, show, *, buyer, at, chosen=(), refusal=None, status=200):
@@ -163,7 +157,7 @@ def _seat_map_page(request, show, *, buyer, at, chosen=(), refusal=None, status=
     context = {
         "show": show,
         "cinema": show.hall.cinema,
-        "grid": seat_grid(show, buyer=buyer, at=at, chosen=chosen),
+        "grid": seat_grid(show, hold=hold, at=at, chosen=chosen),
         "hold": hold,
         "seconds_left": seconds_left(hold, at) if hold else None,
         "max_seats": settings.TICKETING_MAX_SEATS,
@@ -178,15 +172,16 @@ def _seat_map_page(request, show, *, buyer, at, chosen=(), refusal=None, status=
 @require_GET
 def show_seats(request, show_id):
     """The live seat map of a show; the buyer's own hold (if any) shows as its seats, with its clock."""
-    show = _show(show_id)
+    show = show_with_catalog(show_id)
     return _seat_map_page(request, show, buyer=session_buyer(request), at=timezone.now())
 
 
 @require_GET
 def show_seat_map(request, show_id):
     """The seat grid alone, for a page that lost its live channel to redraw itself from."""
-    show = _show(show_id)
-    grid = seat_grid(show, buyer=session_buyer(request), at=timezone.now())
+    show = show_with_catalog(show_id)
+    at = timezone.now()
+    grid = seat_grid(show, hold=current_hold(session_buyer(request), show, at), at=at)
     return render(request, "bookings/_seat_grid.html", {"grid": grid})
 
 
@@ -205,7 +200,7 @@ def hold(request, show_id):
 
     On a refusal the map comes back, saying why: the seats you chose that are still free stay chosen.
     """
-    show = _show(show_id)
+    show = show_with_catalog(show_id)
     buyer = session_buyer(request)
     at = timezone.now()
     chosen = _chosen_seat_ids(request)

@@ -62,8 +62,7 @@ class WaiterApi(WaitingApiView):
         """
         data = checked(serializers.WaiterParameters, request.query_params)
         waiter = services.find_waiter(buyer=buyer_of(request, data["session_id"]), waiter_id=waiter_id)
-        if data["wait"] and data.get("version") == waiter.version:
-            longpoll.hold_answer(request, waiter=waiter, wait=data["wait"])
+        longpoll.hold_answer(request, waiter=waiter, version=data.get("version"), wait=data["wait"])
         return Response(waiter_body(waiter))
 
     @extend_schema(parameters=[SessionParameters], responses=serializers.WaiterSerializer)

@@ -60,20 +60,21 @@ RECEIVE_RETRY_SECONDS = 1
 _read_threads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="waitlist-poll")
 
 
-def hold_answer(request, *, waiter, wait):
+def hold_answer(request, *, waiter, version, wait):
     """Ask HoldLongPolls to hold this 200 until `waiter`'s version moves or `wait` seconds pass.
 
-    Returns False when no HoldLongPolls serves the request (the answer then goes at once).
+    Only when the caller asked to wait and already has the current `version` (None: it has none). Returns
+    False when the answer goes at once: nothing to wait for, or no HoldLongPolls serves the request.
     """
     held = getattr(request, "scope", {}).get(HOLD)
-    if held is None:
+    if held is None or not wait or version != waiter.version:
         return False
     held.update(waiter_id=waiter.pk, show_id=waiter.show_id, version=waiter.version, wait=wait)
     return True
 
 
 class HoldLongPolls:
-    """ASGI middleware: holds the answers WaiterApi.get marked (hold_answer) after Django has made them."""
+    """ASGI middleware: holds the answers views marked (hold_answer) after Django has made them."""
 
     def __init__(self, app):
         self.app = app

@@ -56,8 +56,7 @@ def poll(request, waiter_id):
     """The page's long poll (?version=&wait=): the waiter body, held while the version is still the page's."""
     waiter = _own_waiter(request, waiter_id)
     wait = min(_number(request.GET.get("wait")), MAX_WAIT_SECONDS)
-    if wait and _number(request.GET.get("version"), None) == waiter.version:
-        longpoll.hold_answer(request, waiter=waiter, wait=wait)
+    longpoll.hold_answer(request, waiter=waiter, version=_number(request.GET.get("version"), None), wait=wait)
     return JsonResponse(waiter_body(waiter))
 
 
