@@ -268,6 +268,18 @@ def start_server(*, workers, port, database_url, redis_url, pool_max, log):
     return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log, start_new_session=True)
 
 
+@contextlib.contextmanager
+def server_running(*, workers, port, database_url, redis_url, pool_max, log):
+    """start_server, stopped (by stop_server) when the block ends, also when it fails."""
+    server = start_server(
+        workers=workers, port=port, database_url=database_url, redis_url=redis_url, pool_max=pool_max, log=log
+    )
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
 def stop_server(server):
     if server.poll() is not None:
         return
@@ -465,32 +477,13 @@ async def buyer(number, client, sale):
                 await asyncio.sleep(0.005)  # seats of holds being given up come back in a moment
                 lost.clear()
                 continue
-            body = {
-                "session_id": session_id,
-                "show_id": sale.show_id,
-                "movie_id": sale.movie_id,
-                "seats_to_reserve": seats,
-            }
-            try:
-                response, ms = await timed(client.post("/api/v1/reservations", json=body))
-            except httpx.HTTPError as exc:
-                sale.fail(f"POST /api/v1/reservations: {type(exc).__name__}: {exc}")
+            answered = await ask_to_hold(client, sale, session_id, seats)
+            if answered is None:
                 return
-            sale.record("POST", response.status_code, ms)
-            if response.status_code == 409:
-                sale.conflicts[response.json().get("error", {}).get("code", "?")] += 1
+            if answered == 409:
                 lost.update(seats)
                 continue
-            if response.status_code != 201:
-                sale.fail(f"POST /api/v1/reservations {seats} -> {response.status_code}: {response.text[:300]}")
-                return
-            answer = response.json()
-            reservation_id = answer["reservation_id"]
-            got = sorted(seat["id"] for seat in answer["seats"])
-            sale.answered[reservation_id] = got
-            if got != sorted(seats):
-                sale.fail(f"hold {reservation_id} asked for seats {sorted(seats)} and was answered {got}")
-            sale.held.update(got)
+            reservation_id, got = answered
             if rng.random() < options.release:
                 await give_up(client, sale, reservation_id, session_id, got)
             else:
@@ -499,31 +492,42 @@ async def buyer(number, client, sale):
             break
 
 
+async def ask_to_hold(client, sale, session_id, seats):
+    """POST one hold and count its answer: 409, `(reservation_id, seat ids)` for a 201, or None on a failure."""
+    body = {"session_id": session_id, "show_id": sale.show_id, "movie_id": sale.movie_id, "seats_to_reserve": seats}
+    try:
+        response, ms = await timed(client.post("/api/v1/reservations", json=body))
+    except httpx.HTTPError as exc:
+        sale.fail(f"POST /api/v1/reservations: {type(exc).__name__}: {exc}")
+        return None
+    sale.record("POST", response.status_code, ms)
+    if response.status_code == 409:
+        sale.conflicts[response.json().get("error", {}).get("code", "?")] += 1
+        return 409
+    if response.status_code != 201:
+        sale.fail(f"POST /api/v1/reservations {seats} -> {response.status_code}: {response.text[:300]}")
+        return None
+    answer = response.json()
+    reservation_id = answer["reservation_id"]
+    got = sorted(seat["id"] for seat in answer["seats"])
+    sale.answered[reservation_id] = got
+    if got != sorted(seats):
+        sale.fail(f"hold {reservation_id} asked for seats {sorted(seats)} and was answered {got}")
+    sale.held.update(got)
+    return reservation_id, got
+
+
 async def pair_buyer(client, sale, requests):
     """--pairs: take the next request (a pair of neighbouring seats) off the shared list and ask once."""
     while requests and not sale.stop.is_set():
         number, seats = requests.pop()
-        body = {"session_id": f"{sale.run_tag}-pair-{number}", "show_id": sale.show_id, "movie_id": sale.movie_id}
-        try:
-            response, ms = await timed(client.post("/api/v1/reservations", json={**body, "seats_to_reserve": seats}))
-        except httpx.HTTPError as exc:
-            sale.fail(f"POST /api/v1/reservations: {type(exc).__name__}: {exc}")
+        answered = await ask_to_hold(client, sale, f"{sale.run_tag}-pair-{number}", seats)
+        if answered is None:
             return
-        sale.record("POST", response.status_code, ms)
-        if response.status_code == 409:
-            sale.conflicts[response.json().get("error", {}).get("code", "?")] += 1
-        elif response.status_code == 201:
-            answer = response.json()
-            got = sorted(seat["id"] for seat in answer["seats"])
-            sale.answered[answer["reservation_id"]] = got
-            sale.kept[answer["reservation_id"]] = got
+        if answered != 409:
+            reservation_id, got = answered
+            sale.kept[reservation_id] = got
             sale.kept_seats += len(got)
-            sale.held.update(got)
-            if got != sorted(seats):
-                sale.fail(f"hold {answer['reservation_id']} asked for seats {sorted(seats)} and was answered {got}")
-        else:
-            sale.fail(f"POST /api/v1/reservations {seats} -> {response.status_code}: {response.text[:300]}")
-            return
 
 
 def pair_requests(sale):
@@ -748,20 +752,17 @@ def main():
         "postgres_connections_in_use_before": in_use,
     }
     with tempfile.NamedTemporaryFile("w+", prefix="bench-holds-server-", suffix=".log", delete=False) as log:
-        server = start_server(
+        with server_running(
             workers=options.workers,
             port=port,
             database_url=options.database_url,
             redis_url=options.redis_url,
             pool_max=pool_max,
             log=log,
-        )
-        try:
+        ) as server:
             elapsed, before, after, seat_map = asyncio.run(
                 run_sale(sale, base_url=f"http://127.0.0.1:{port}", server=server)
             )
-        finally:
-            stop_server(server)
         log.seek(0)
         # Django logs every 409 as a warning; they would bury whatever explains a failure.
         server_log = "".join(line for line in log if not line.startswith("Conflict: "))

@@ -38,8 +38,7 @@ from hold_path import (  # a sibling script
     free_port,
     percentile,
     prepare_show,
-    start_server,
-    stop_server,
+    server_running,
     wait_until_answering,
 )
 
@@ -110,19 +109,18 @@ def main():
     _, _, pool_max = connection_budget(options.database_url, options.workers, 10)
     show_id, movie_id, hall = prepare_show(options.database_url, options.redis_url)
     port = free_port()
-    with tempfile.NamedTemporaryFile("w+", prefix="bench-push-server-", suffix=".log", delete=False) as log:
-        options.server = start_server(
+    with (
+        tempfile.NamedTemporaryFile("w+", prefix="bench-push-server-", suffix=".log", delete=False) as log,
+        server_running(
             workers=options.workers,
             port=port,
             database_url=options.database_url,
             redis_url=options.redis_url,
             pool_max=pool_max,
             log=log,
-        )
-        try:
-            latencies, missing = asyncio.run(run(options, show_id, movie_id, hall.seat_ids, port))
-        finally:
-            stop_server(options.server)
+        ) as options.server,
+    ):
+        latencies, missing = asyncio.run(run(options, show_id, movie_id, hall.seat_ids, port))
     milliseconds = [seconds * 1000 for seconds in latencies]
     report = {
         "watchers": options.watchers,
