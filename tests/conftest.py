@@ -31,6 +31,16 @@ def _own_cache_namespace(settings):
 
 
 @pytest.fixture(autouse=True)
+def _api_keys_read_afresh():
+    """Each test's keys are its own rows (rolled back after it): no process-wide memory of another test's key."""
+    from ticketing.api_keys import forget_api_key
+
+    forget_api_key()
+    yield
+    forget_api_key()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """Staff logins in tests need no slow, brute-force-resistant hash (the default still checks older ones)."""
     settings.PASSWORD_HASHERS = [

@@ -1,5 +1,8 @@
 """API keys on the public API: who is calling (authentication) and how often they may (quota)."""
 
+import time
+
+from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -12,6 +15,35 @@ from ticketing.models import ApiKey, hash_api_key
 
 API_KEY_HEADER = "X-API-Key"
 API_KEY_PARAMETER = "api_dev_key"
+
+
+# key hash -> (ApiKey, when it was read on the monotonic clock). Every call names its key; reading it from
+# the database each time cost a query per request for a row that changes a few times a year.
+_keys_read = {}
+
+
+def find_api_key(raw_key):
+    """The ApiKey with this raw key, or None; read at most every TICKETING_API_KEY_CACHE_SECONDS per process.
+
+    Unknown keys are not remembered, so a key made a moment ago works at once.
+    """
+    key_hash = hash_api_key(raw_key)
+    now = time.monotonic()
+    known = _keys_read.get(key_hash)
+    if known is not None and now - known[1] < settings.TICKETING_API_KEY_CACHE_SECONDS:
+        return known[0]
+    api_key = ApiKey.objects.filter(key_hash=key_hash).first()
+    if api_key is not None:
+        _keys_read[key_hash] = (api_key, now)
+    return api_key
+
+
+def forget_api_key(key_hash=None):
+    """Drop one remembered key (or all): the next call with it reads it afresh."""
+    if key_hash is None:
+        _keys_read.clear()
+    else:
+        _keys_read.pop(key_hash, None)
 
 
 def raw_key_from(request):
@@ -34,7 +66,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         raw_key = raw_key_from(request)
         if not raw_key:
             return None
-        api_key = ApiKey.objects.filter(key_hash=hash_api_key(raw_key)).first()
+        api_key = find_api_key(raw_key)
         if api_key is None:
             raise exceptions.AuthenticationFailed("This API key is not known.", code="invalid_api_key")
         if api_key.is_revoked:
@@ -71,8 +103,10 @@ class ApiKeyQuota(BaseThrottle):
         now = timezone.now().timestamp()
         window = int(now // self.window_seconds)
         counter = f"api-quota:{api_key.pk}:{window}"
-        cache.add(counter, 0, timeout=self.window_seconds * 2)
-        used = cache.incr(counter)
+        try:
+            used = cache.incr(counter)
+        except ValueError:  # the window's first call (incr first: one round trip on every other call)
+            used = 1 if cache.add(counter, 1, timeout=self.window_seconds * 2) else cache.incr(counter)
         self.seconds_left = self.window_seconds - (now % self.window_seconds)
         return used <= api_key.rate_per_minute
 

@@ -1,4 +1,5 @@
-"""Django's ASGI handler, running each request's middleware and view in ONE call on the request's thread.
+"""Django's ASGI handler, running each request's middleware and view in ONE call on the request's thread,
+with at most WEB_CONCURRENT_REQUESTS requests inside Django at once.
 
 Every HTTP view of the site is synchronous (the long polls are held outside Django, in waiting.longpoll). Stock
 ASGIHandler loads the middleware in async mode: then each MiddlewareMixin hook (process_request,
@@ -7,9 +8,17 @@ thread, about a dozen hand-offs a request. Here the whole chain runs synchronous
 on the same per-request thread Django would use (thread-sensitive), so connections, signals and
 `response.close()` behave exactly as in stock Django. Async views would still work: Django's sync handler
 runs them with async_to_sync.
+
+Stock Django lets every request in at once, each on a thread of its own; past the database pool's size those
+threads only queue for a connection, and under a burst (a thousand buyers the moment a sale opens) the last
+of them give up after the pool's timeout with a 500. Here the requests beyond the limit wait on the event
+loop, first come first served, holding nothing but their socket.
 """
 
+import asyncio
+
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.handlers import base
 from django.core.handlers.asgi import ASGIHandler
 from django.http import FileResponse
@@ -19,10 +28,21 @@ class SyncChainASGIHandler(ASGIHandler):
     def __init__(self):
         base.BaseHandler.__init__(self)  # not ASGIHandler.__init__: it loads the middleware in async mode
         self.load_middleware(is_async=False)
+        self._admissions = {}  # event loop -> its semaphore (tests run scenarios in loops of their own)
 
     async def run_get_response(self, request):
-        response = await sync_to_async(self.get_response, thread_sensitive=True)(request)
+        async with self._admission():
+            response = await sync_to_async(self.get_response, thread_sensitive=True)(request)
         response._handler_class = self.__class__
         if isinstance(response, FileResponse):
             response.block_size = self.chunk_size
         return response
+
+    def _admission(self):
+        loop = asyncio.get_running_loop()
+        semaphore = self._admissions.get(loop)
+        if semaphore is None:
+            for closed in [other for other in self._admissions if other.is_closed()]:
+                del self._admissions[closed]
+            semaphore = self._admissions[loop] = asyncio.Semaphore(settings.WEB_CONCURRENT_REQUESTS)
+        return semaphore

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import transaction
 
+from ticketing.api_keys import forget_api_key
 from ticketing.models import ApiKey, hash_api_key
 
 
@@ -22,5 +23,7 @@ def create_api_key(*, name, rate_per_minute=None, raw_key=None):
 
 
 def revoke_api_key(*, api_key):
-    """Revoke a key: from now on every call with it gets 403. Idempotent."""
+    """Revoke a key: every call with it gets 403, at once in this process and within
+    TICKETING_API_KEY_CACHE_SECONDS in the others. Idempotent."""
     ApiKey.objects.filter(pk=api_key.pk).update(is_revoked=True)
+    forget_api_key(api_key.key_hash)

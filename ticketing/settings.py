@@ -127,8 +127,21 @@ if _database["ENGINE"] == "django.db.backends.postgresql":
     _pool_max = env_int("DATABASE_POOL_MAX", max(10, _pool_min), minimum=1)
     if _pool_min > _pool_max:
         raise ImproperlyConfigured(f"DATABASE_POOL_MIN ({_pool_min}) is above DATABASE_POOL_MAX ({_pool_max})")
-    _database.setdefault("OPTIONS", {})["pool"] = {"min_size": _pool_min, "max_size": _pool_max, "timeout": 10}
+    _pool_timeout = env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1)
+    _database.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": _pool_min,
+        "max_size": _pool_max,
+        "timeout": _pool_timeout,
+    }
 DATABASES = {"default": _database}
+# Requests inside Django at once per web process; the rest wait their turn, in order, as coroutines on the
+# event loop (ticketing.asgi_handler). Past the pool's size, a request's thread would only queue for a
+# connection, and a burst of a thousand buyers would time out there with 500s.
+WEB_CONCURRENT_REQUESTS = env_int(
+    "WEB_CONCURRENT_REQUESTS",
+    _database["OPTIONS"]["pool"]["max_size"] if "pool" in _database.get("OPTIONS", {}) else 10,
+    minimum=1,
+)
 DATABASE_IS_POSTGRES = _database["ENGINE"] == "django.db.backends.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -186,6 +199,9 @@ TICKETING_TICKET_SIGNING_KEY = env_str("TICKETING_TICKET_SIGNING_KEY", "")
 TICKETING_PAYMENT_PROVIDER = env_str("TICKETING_PAYMENT_PROVIDER", "bookings.payments.SandboxProvider")
 # Requests per minute for a key created without --rate.
 TICKETING_DEFAULT_API_RATE = env_int("TICKETING_DEFAULT_API_RATE", 600, minimum=1)
+# Each process keeps the API keys it has read for this long (every call names one): a key revoked or given
+# a new quota in the admin takes effect at once in the process that did it and within this time elsewhere.
+TICKETING_API_KEY_CACHE_SECONDS = env_int("TICKETING_API_KEY_CACHE_SECONDS", 5, minimum=0)
 
 # --- Internationalisation: UTC in the database, each cinema shows its own local time ------------------
 LANGUAGE_CODE = "en-us"

@@ -79,17 +79,40 @@ def _seats_held_by_buyer(buyer, show, at, *, excluding=None):
 
 
 def _seats_of_hall(show, seat_ids):
-    """The chosen seats with their types and prices, or a 400-kind BookingError."""
+    """The chosen seats, each with this show's `price` for its type, in seat-id order; or a 400-kind BookingError."""
     if not seat_ids:
         raise BookingError("no_seats")
     if len(seat_ids) > settings.TICKETING_MAX_SEATS:
         raise BookingError("too_many_seats")
     if len(set(seat_ids)) != len(seat_ids):
         raise BookingError("duplicate_seats")
-    seats = list(Seat.objects.filter(hall_id=show.hall_id, pk__in=seat_ids).order_by("pk"))
+    seats = _priced_seats(show, seat_ids)
     if len(seats) != len(seat_ids):
         outside = sorted(set(seat_ids) - {seat.pk for seat in seats})
         raise BookingError("seat_not_in_hall", fields={"seats_to_reserve": [f"Not in this hall: {outside}"]})
+    return seats
+
+
+def _priced_seats(show, seat_ids):
+    """These seats of the show's hall with their price for this show, in seat-id order, in one query.
+
+    Written as SQL because it runs on every hold: the ORM's compilation of the same join cost more than the
+    query itself. Every seat type of a show's hall has a price (cinemas.services checks it), so the inner
+    join leaves out only seats that are not in the hall.
+    """
+    placeholders = ", ".join(["%s"] * len(seat_ids))
+    seats = list(
+        Seat.objects.raw(
+            "SELECT seat.id, seat.hall_id, seat.row_label, seat.number, seat.seat_type, seat.x, seat.y, price.price"
+            " FROM cinemas_seat seat JOIN cinemas_showprice price"
+            " ON price.show_id = %s AND price.seat_type = seat.seat_type"
+            f" WHERE seat.hall_id = %s AND seat.id IN ({placeholders}) ORDER BY seat.id",
+            [show.pk, show.hall_id, *seat_ids],
+        )
+    )
+    for seat in seats:
+        if not isinstance(seat.price, Decimal):  # SQLite (the single-process demo) hands back a float
+            seat.price = Decimal(str(seat.price)).quantize(Decimal("0.01"))
     return seats
 
 
@@ -153,8 +176,8 @@ def _expire_lapsed_holders(show, seat_ids, at):
     return True
 
 
-def _claim(reservation, seats, prices, *, version, at):
-    """Insert one claim per seat, all or none; raise _SeatsTaken if live claims hold any of them.
+def _claim(reservation, seats, *, version, at):
+    """Insert one claim per seat at the seat's `price`, all or none; raise _SeatsTaken if live claims hold any.
 
     Claims are inserted in seat-id order, so two holds of overlapping seats wait on each other's first
     shared seat instead of deadlocking.
@@ -165,7 +188,7 @@ def _claim(reservation, seats, prices, *, version, at):
             show_id=reservation.show_id,
             seat_id=seat.pk,
             seat_type=seat.seat_type,
-            price=prices[seat.seat_type],
+            price=seat.price,
             version=version,
         )
         for seat in sorted(seats, key=lambda seat: seat.pk)
@@ -228,6 +251,8 @@ def hold_seats(*, buyer, show, seat_ids=None, best_available=None, movie_id=None
     Give `seat_ids`, or `best_available` to let the server pick seats together (bookings.seat_picking).
     With `no_single_gaps` (the website's rule), chosen seats that would leave a free seat alone between them
     and a taken seat, an aisle or the wall are refused with `single_seat_gap` (best available never does).
+    The returned reservation's `seats_held` lists its seats (with `price`) in seat-map order, so callers
+    needn't read them back.
     Locks: this buyer's advisory lock for the show (for the seat cap), and the rows of any lapsed hold it
     takes seats from. Raises BookingError: the 400 kinds for bad requests; `waiting_line` while anyone waits
     in the show's line (freed seats are theirs first); or `seats_unavailable`, `retry` or `show_full` when the
@@ -237,29 +262,28 @@ def hold_seats(*, buyer, show, seat_ids=None, best_available=None, movie_id=None
     if movie_id is not None and show.movie_id != movie_id:
         raise BookingError("movie_mismatch")
     _check_on_sale(show, at)
-    prices = _prices_of(show)
     if best_available:
         wanted = best_available.count
         if not 1 <= wanted <= settings.TICKETING_MAX_SEATS:
             raise BookingError("too_many_seats" if wanted else "no_seats")
+        seats = None
     else:
         seats = _seats_of_hall(show, seat_ids or [])
-        wanted = len(seats)
     with transaction.atomic(durable=True):
         if _waiting_line_check is not None and _waiting_line_check(show.pk):
             raise BookingError("waiting_line")
         if no_single_gaps and not best_available:
-            _refuse_single_gaps(show, prices, chosen={seat.pk for seat in seats}, others_of=None, at=at)
-        return _hold(buyer, show, prices, seats=None if best_available else seats, best_available=best_available, at=at)
+            _refuse_single_gaps(show, chosen={seat.pk for seat in seats}, others_of=None, at=at)
+        return _hold(buyer, show, seats=seats, best_available=best_available, at=at)
 
 
-def _refuse_single_gaps(show, prices, *, chosen, others_of, at):
+def _refuse_single_gaps(show, *, chosen, others_of, at):
     """BookingError("single_seat_gap") if `chosen` would strand a free seat (seats of `others_of` count free)."""
     claims = live_claims(at).filter(show=show)
     if others_of is not None:
         claims = claims.exclude(reservation=others_of)
     taken = set(claims.values_list("seat_id", flat=True))
-    spots = _seat_spots(show, prices)
+    spots = _seat_spots(show, _prices_of(show))
     stranded = single_gaps_left(spots, taken, chosen)
     if stranded:
         labels = {spot.id: f"{spot.row_label}{spot.number}" for spot in spots}
@@ -275,10 +299,10 @@ def hold_seats_for_waiter(*, buyer, show, count, at):
     """
     _check_on_sale(show, at)
     with transaction.atomic():
-        return _hold(buyer, show, _prices_of(show), seats=None, best_available=BestAvailable(count), at=at)
+        return _hold(buyer, show, seats=None, best_available=BestAvailable(count), at=at)
 
 
-def _hold(buyer, show, prices, *, seats, best_available, at):
+def _hold(buyer, show, *, seats, best_available, at):
     wanted = best_available.count if best_available else len(seats)
     _lock_buyer_of_show(buyer, show.pk)
     if _seats_held_by_buyer(buyer, show, at) + wanted > settings.TICKETING_MAX_SEATS:
@@ -287,7 +311,7 @@ def _hold(buyer, show, prices, *, seats, best_available, at):
         show=show,
         api_key_id=buyer.api_key_id,
         session_id=buyer.session_id,
-        amount=Decimal("0") if best_available else sum(prices[seat.seat_type] for seat in seats),
+        amount=Decimal("0") if best_available else _amount_of(seats),
         currency=settings.TICKETING_CURRENCY,
         created_at=at,
         expires_at=at + timedelta(seconds=settings.TICKETING_HOLD_SECONDS),
@@ -295,29 +319,38 @@ def _hold(buyer, show, prices, *, seats, best_available, at):
     )
     version = next_seat_version()
     if best_available:
-        seats = _claim_best_available(reservation, best_available, prices, version=version, at=at)
-        reservation.amount = sum(prices[seat.seat_type] for seat in seats)
+        seats = _claim_best_available(reservation, best_available, version=version, at=at)
+        reservation.amount = _amount_of(seats)
         reservation.save(update_fields=["amount"])
     else:
         try:
-            _claim(reservation, seats, prices, version=version, at=at)
+            _claim(reservation, seats, version=version, at=at)
         except _SeatsTaken:
             raise _why_unavailable(show, count=len(seats), seat_type=None, at=at) from None
+    reservation.seats_held = _in_map_order(seats)
     _announce(show.pk, version, [(seat.pk, "held") for seat in seats])
     return reservation
 
 
-def _claim_best_available(reservation, best_available, prices, *, version, at):
+def _amount_of(seats):
+    return sum((seat.price for seat in seats), Decimal("0"))
+
+
+def _in_map_order(seats):
+    return sorted(seats, key=lambda seat: (seat.y, seat.x))
+
+
+def _claim_best_available(reservation, best_available, *, version, at):
     show = reservation.show
-    spots = _seat_spots(show, prices)
+    spots = _seat_spots(show, _prices_of(show))
     for _ in range(CLAIM_ATTEMPTS):
         taken = set(live_claims(at).filter(show=show).values_list("seat_id", flat=True))
         pick = pick_best_seats(seats=spots, taken=taken, count=best_available.count, seat_type=best_available.seat_type)
         if pick is None:
             break
-        seats = list(Seat.objects.filter(pk__in=pick.seat_ids).order_by("pk"))
+        seats = _priced_seats(show, sorted(pick.seat_ids))
         try:
-            _claim(reservation, seats, prices, version=version, at=at)
+            _claim(reservation, seats, version=version, at=at)
             return seats
         except _SeatsTaken:
             continue  # someone took one of them between the look and the claim: look again
@@ -327,7 +360,8 @@ def _claim_best_available(reservation, best_available, prices, *, version, at):
 def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, at=None):
     """Swap a hold's seats for others in one step, keeping its clock; the old seats stay held on failure.
 
-    `no_single_gaps` as for hold_seats (the hold's own current seats count as free).
+    `no_single_gaps` as for hold_seats (the hold's own current seats count as free). The returned
+    reservation's `seats_held` lists its seats, as hold_seats' does.
     Locks the buyer's advisory lock for the show, then the reservation row. Raises BookingError: not_found,
     hold_expired (410), already_booked/hold_cancelled, the 400 kinds, or the three unavailable statuses.
     On commit: pushes newly held and released seats.
@@ -343,22 +377,22 @@ def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, at=No
         seats = _seats_of_hall(show, seat_ids)
         if _seats_held_by_buyer(buyer, show, at, excluding=reservation) + len(seats) > settings.TICKETING_MAX_SEATS:
             raise BookingError("session_seat_cap")
-        prices = _prices_of(show)
         current = set(reservation.claims.filter(released_at__isnull=True).values_list("seat_id", flat=True))
         wanted = {seat.pk for seat in seats}
         if len(wanted) > len(current) and _waiting_line_check is not None and _waiting_line_check(show.pk):
             raise BookingError("waiting_line")  # a swap is fine; growing would take seats owed to the line
         if no_single_gaps:
-            _refuse_single_gaps(show, prices, chosen=wanted, others_of=reservation, at=at)
+            _refuse_single_gaps(show, chosen=wanted, others_of=reservation, at=at)
         version = next_seat_version()
         try:
-            _claim(reservation, [seat for seat in seats if seat.pk not in current], prices, version=version, at=at)
+            _claim(reservation, [seat for seat in seats if seat.pk not in current], version=version, at=at)
         except _SeatsTaken:
             raise _why_unavailable(show, count=len(seats), seat_type=None, at=at) from None
         dropped = current - wanted
         reservation.claims.filter(released_at__isnull=True, seat_id__in=dropped).update(released_at=at, version=version)
-        reservation.amount = sum(prices[seat.seat_type] for seat in seats)
+        reservation.amount = _amount_of(seats)
         reservation.save(update_fields=["amount"])
+        reservation.seats_held = _in_map_order(seats)
         changes = [(seat_id, "held") for seat_id in wanted - current] + [(seat_id, "available") for seat_id in dropped]
         _announce(show.pk, version, changes, line_may_move=bool(dropped))
     return reservation

@@ -3,6 +3,8 @@ from io import StringIO
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from tests.factories import make_api_key
@@ -98,3 +100,35 @@ def test_each_key_has_its_own_quota():
 
 def test_an_unknown_api_address_gets_the_error_body():
     assert_api_error(APIClient().get("/api/v1/no-such-thing"), 404, "not_found")
+
+
+def test_a_process_remembers_a_key_it_has_read_for_a_few_seconds():
+    raw_key = make_api_key()
+    client = APIClient()
+    assert client.get(CITIES, HTTP_X_API_KEY=raw_key).status_code == 200
+    catalog_queries = _queries_of(lambda: client.get(CITIES, HTTP_X_API_KEY=raw_key))
+    assert not any("ticketing_apikey" in sql for sql in catalog_queries)
+
+
+def test_a_key_revoked_by_another_process_is_refused_once_the_remembered_copy_is_too_old(settings):
+    raw_key = make_api_key()
+    client = APIClient()
+    assert client.get(CITIES, HTTP_X_API_KEY=raw_key).status_code == 200
+    ApiKey.objects.filter(key_hash=hash_api_key(raw_key)).update(is_revoked=True)  # as another process would
+    assert client.get(CITIES, HTTP_X_API_KEY=raw_key).status_code == 200  # still the copy read a moment ago
+    settings.TICKETING_API_KEY_CACHE_SECONDS = 0  # the copy is now older than the setting allows
+    assert_api_error(client.get(CITIES, HTTP_X_API_KEY=raw_key), 403, "revoked_api_key")
+
+
+def test_revoking_a_key_here_refuses_it_here_at_once():
+    raw_key = make_api_key("soon-revoked")
+    client = APIClient()
+    assert client.get(CITIES, HTTP_X_API_KEY=raw_key).status_code == 200
+    revoke_api_key(api_key=ApiKey.objects.get(name="soon-revoked"))
+    assert_api_error(client.get(CITIES, HTTP_X_API_KEY=raw_key), 403, "revoked_api_key")
+
+
+def _queries_of(action):
+    with CaptureQueriesContext(connection) as captured:
+        action()
+    return [query["sql"] for query in captured.captured_queries]

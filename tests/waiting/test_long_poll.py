@@ -36,10 +36,20 @@ WAKE_WITHIN = 10.0
 PARKING = 0.5
 
 
+KEY_MEMORY_SECONDS = 1
+
+
 @pytest.fixture(scope="module")
 def server(django_db_setup):
-    """One uvicorn (two worker processes) for the module; each test commits its own data (transactional)."""
-    with serving(django_settings) as (url, _):
+    """One uvicorn (two worker processes) for the module; each test commits its own data (transactional).
+
+    Its processes remember an API key for a second (not the default five), so that a revocation made here
+    reaches them within a test's patience.
+    """
+    with serving(django_settings, environment={"TICKETING_API_KEY_CACHE_SECONDS": str(KEY_MEMORY_SECONDS)}) as (
+        url,
+        _,
+    ):
         yield url
 
 
@@ -278,7 +288,8 @@ def test_a_revoked_key_gets_403_and_the_key_may_come_as_a_parameter(server, part
     _, (waiter,) = full_line(partner, "ann")
     url = f"{server}{url_of(waiter)}"
     assert httpx.get(url, params={"session_id": "ann", "api_dev_key": partner[1]}).status_code == 200
-    revoke_api_key(api_key=partner[0])
+    revoke_api_key(api_key=partner[0])  # in this process: the server's processes learn of it within a second
+    time.sleep(KEY_MEMORY_SECONDS)
     assert_api_error(httpx.get(url, params={"session_id": "ann", "api_dev_key": partner[1]}), 403, "revoked_api_key")
 
 
