@@ -102,6 +102,10 @@ def search_shows(search, *, at):
             shows = shows.filter(_bounding_box(lat, lng, search.radius_km), distance_km__lte=search.radius_km)
     total = shows.count()
     offset = (search.page - 1) * search.results_per_page
+    if offset >= total:
+        # Nothing on this page: a misspelt keyword matches no show, and the page query would then walk the
+        # whole starts_at index looking for rows that aren't there (~25 ms at the study's scale).
+        return [], total
     page = list(shows.order_by(*SORTING_ORDERS[search.sorting_order])[offset : offset + search.results_per_page])
     return page, total
 

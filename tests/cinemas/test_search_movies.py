@@ -1,6 +1,8 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from cinemas.search import status_for
 from tests.cinemas.scene import NOW
@@ -176,6 +178,14 @@ def test_pages_follow_on_without_gaps_or_repeats(api, scene):
     assert all(body["total"] == 9 for body in pages)
     assert_bad_parameter(api, "page", page="0")
     assert_bad_parameter(api, "page", page="first")
+
+
+def test_a_search_that_matches_nothing_reads_no_page_of_shows(api, scene):
+    with CaptureQueriesContext(connection) as captured:
+        body = search(api, keyword="Zzyzx", include_spellcheck="no")
+    assert (body["total"], body["results"]) == (0, [])
+    show_queries = [query["sql"] for query in captured.captured_queries if 'FROM "cinemas_show"' in query["sql"]]
+    assert len(show_queries) == 1 and "COUNT(" in show_queries[0]  # the count, and no page query after it
 
 
 def expected_order(shows, sorting_order, distance=None):
