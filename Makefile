@@ -7,7 +7,7 @@ VENV := .venv
 
 # Debian packages the tests need beyond what the machine image ships, installed with apt-get (after an
 # apt-get update) only when missing. Add names here, space-separated, e.g. chromium chromium-driver.
-DEBIAN_PACKAGES := chromium
+DEBIAN_PACKAGES := chromium haproxy
 
 # Where `make test` runs the suite. PostgreSQL always (the concurrency tests need it; pytest-django makes
 # and drops its own test_<name> database); Redis database 1, so that the tests' cache.clear() never wipes

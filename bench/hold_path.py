@@ -1,7 +1,8 @@
 """The hold path under load: many buyers holding seats of one hot show through a real ASGI server.
 
 Usage (make bench-holds runs it with the defaults):
-    python bench/hold_path.py [--concurrency 100] [--workers 2] [--seats 2 | 1-4] [--duration 20] [--json FILE]
+    python bench/hold_path.py [--concurrency 100] [--workers 2 | --balanced 2] [--seats 2 | 1-4] [--duration 20]
+                              [--json FILE]
 
 What it does, all on this machine:
 1. Its own database (postgres://postgres@127.0.0.1:5432/ticketing_bench_holds unless --database-url; created
@@ -11,6 +12,9 @@ What it does, all on this machine:
 2. `uvicorn ticketing.asgi:application --workers N` on a free loopback port, production settings
    (DJANGO_DEBUG=0), each worker's connection pool sized so that all of them fit under PostgreSQL's
    max_connections. It is stopped by its process id at the end, also when something fails.
+   With --balanced K instead: K uvicorn processes of one worker each, every one on its own port, behind
+   HAProxy (bench/stack.py, configured from deploy/haproxy.cfg); the clients talk to HAProxy, the CPU report
+   counts every web process and HAProxy, and the report says how many responses each process sent.
 3. C virtual buyers (asyncio, httpx) for --duration seconds or until the show sells out. Each
    buyer comes with its own session_id and wants --seats neighbouring seats, 70% of the time in the middle
    third of the rows (the hot seats). It picks them from the live seat map (what it knows is held), so a 409
@@ -40,7 +44,6 @@ import os
 import random
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +52,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 
 import httpx
@@ -56,8 +60,8 @@ import psycopg
 import redis
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project: its apps, and bench/ as a package
+from bench.stack import ROOT, free_port, proc_stats, stack_running
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_holds"
 # Not 0 (make run) nor 1 (make test): the wake-up tasks this run queues must not reach anyone's worker.
@@ -129,10 +133,11 @@ def connection_budget(database_url, workers, wanted):
     return maximum, in_use, per_worker
 
 
-def prepare_show(database_url, redis_url):
-    """Migrate, delete earlier runs' rows, and schedule a fresh show; return what the buyers need to know.
+def setup_django(database_url, redis_url, **extra_environment):
+    """Django in this process, for the bench's own reads and writes; the load itself goes through the server.
 
-    Django is set up here, in this process, only for the catalog services; the load goes through the server.
+    extra_environment: more settings (e.g. TICKETING_HOLD_SECONDS="3600"). Like the rest, they stay in
+    os.environ, so the server started afterwards inherits them (server_environment copies os.environ).
     """
     os.environ.update(
         {
@@ -143,12 +148,21 @@ def prepare_show(database_url, redis_url):
             "REDIS_URL": redis_url,
             "DATABASE_POOL_MIN": "1",
             "DATABASE_POOL_MAX": "2",
+            **extra_environment,
         }
     )
     import django
 
     django.setup()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the settings' INFO would log every request
+
+
+def prepare_show(database_url, redis_url):
+    """Migrate, delete earlier runs' rows, and schedule a fresh show; return what the buyers need to know.
+
+    Django is set up here, in this process, only for the catalog services; the load goes through the server.
+    """
+    setup_django(database_url, redis_url)
     # Imported after setup, as Django requires.
     from django.core.management import call_command
     from django.db import transaction
@@ -231,14 +245,9 @@ class SeatingPlan:
 # --- The server --------------------------------------------------------------------------------------------
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(*, workers, port, database_url, redis_url, pool_max, log):
-    environment = {
+def server_environment(*, database_url, redis_url, pool_max):
+    """What every web process of the bench runs with: production settings, a pool of `pool_max` connections."""
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "ticketing.settings",
         "DJANGO_DEBUG": "0",
@@ -249,6 +258,10 @@ def start_server(*, workers, port, database_url, redis_url, pool_max, log):
         "DATABASE_POOL_MIN": str(min(2, pool_max)),
         "DATABASE_POOL_MAX": str(pool_max),
     }
+
+
+def start_server(*, workers, port, database_url, redis_url, pool_max, log):
+    environment = server_environment(database_url=database_url, redis_url=redis_url, pool_max=pool_max)
     command = [
         sys.executable,
         "-m",
@@ -291,6 +304,123 @@ def stop_server(server):
         server.wait()
 
 
+@contextlib.contextmanager
+def balanced_server_running(*, processes, database_url, redis_url, pool_max, log):
+    """--balanced: `processes` uvicorn processes (one worker each, each its own port) behind HAProxy.
+
+    Yields bench/stack.py's Stack: its `url` is HAProxy's; `pid`, `poll()` and `returncode` stand in for the
+    uvicorn Popen of server_running, and `web_pids` / `balancer_pid` are what the CPU report counts. Every
+    web process has the environment and pool of start_server's workers; no Celery (as with --workers).
+    """
+    with stack_running(
+        web_processes=processes,
+        environment=server_environment(database_url=database_url, redis_url=redis_url, pool_max=pool_max),
+        log=log,
+        start_seconds=SERVER_START_SECONDS,
+    ) as stack:
+        yield stack
+
+
+@contextlib.contextmanager
+def web_server_running(*, workers, balanced, database_url, redis_url, pool_max, log):
+    """uvicorn --workers `workers` (server_running), or with `balanced` K, K processes behind HAProxy.
+
+    Yields (server, base URL): the one the clients use, HAProxy's when balanced.
+    """
+    if balanced:
+        with balanced_server_running(
+            processes=balanced, database_url=database_url, redis_url=redis_url, pool_max=pool_max, log=log
+        ) as stack:
+            yield stack, stack.url
+        return
+    port = free_port()
+    with server_running(
+        workers=workers, port=port, database_url=database_url, redis_url=redis_url, pool_max=pool_max, log=log
+    ) as server:
+        yield server, f"http://127.0.0.1:{port}"
+
+
+def describe_server(*, workers, balanced):
+    if balanced:
+        return f"{balanced} uvicorn processes (1 worker each) behind HAProxy (leastconn), DJANGO_DEBUG=0"
+    return f"uvicorn --workers {workers} (uvloop, httptools), DJANGO_DEBUG=0"
+
+
+# What a scenario script shares: its options for the server (add_server_options), the connection budget and the
+# report's server settings (plan_server), the server itself (bench_server_running) and HAProxy's spread.
+
+
+def add_server_options(parser):
+    """--workers, --balanced and --pool-max, as every scenario takes them."""
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
+    parser.add_argument(
+        "--balanced",
+        type=int,
+        metavar="K",
+        help="instead of uvicorn --workers: K uvicorn processes (1 worker each) behind HAProxy (bench/stack.py)",
+    )
+    parser.add_argument(
+        "--pool-max",
+        type=int,
+        default=DEFAULT_POOL_MAX,
+        help=f"database connections per worker (default {DEFAULT_POOL_MAX})",
+    )
+
+
+def web_processes(options):
+    """How many processes serve the app: --balanced K's K, else uvicorn's --workers."""
+    return getattr(options, "balanced", None) or options.workers
+
+
+def plan_server(options):
+    """(pool size per web process, the report's server settings) for the server the options ask for.
+
+    The pool is --pool-max, or less so that every web process fits under PostgreSQL's max_connections.
+    """
+    max_connections, in_use, pool_max = connection_budget(
+        options.database_url, web_processes(options), options.pool_max
+    )
+    settings = {
+        "code": code_version(),
+        "server": describe_server(workers=options.workers, balanced=options.balanced),
+        "workers": web_processes(options),
+        "pool_max_per_worker": pool_max,
+        "postgres_max_connections": max_connections,
+        "postgres_connections_in_use_before": in_use,
+    }
+    return pool_max, settings
+
+
+def bench_server_running(options, *, pool_max, log):
+    """web_server_running as the options say: --workers or --balanced, --database-url, --redis-url."""
+    return web_server_running(
+        workers=options.workers,
+        balanced=options.balanced,
+        database_url=options.database_url,
+        redis_url=options.redis_url,
+        pool_max=pool_max,
+        log=log,
+    )
+
+
+def responses_by_process(server):
+    """HAProxy's count of the responses each web process sent (the load was spread, or not); None without it.
+
+    Ask while the server runs: the count comes from HAProxy's stats socket.
+    """
+    return server.responses_by_process() if hasattr(server, "responses_by_process") else None
+
+
+def take_cpu_snapshot(server, database_url):
+    """A CpuSnapshot of server_running's uvicorn or of balanced_server_running's stack (every web process)."""
+    return CpuSnapshot.take(
+        server.pid,
+        database_url,
+        web_pids=getattr(server, "web_pids", None),
+        balancer_pid=getattr(server, "balancer_pid", None),
+    )
+
+
 async def wait_until_answering(client, server, show_id):
     deadline = time.monotonic() + SERVER_START_SECONDS
     while time.monotonic() < deadline:
@@ -304,6 +434,44 @@ async def wait_until_answering(client, server, show_id):
         except httpx.TransportError:
             await asyncio.sleep(0.2)
     raise RuntimeError(f"the server did not answer within {SERVER_START_SECONDS} s")
+
+
+@contextlib.asynccontextmanager
+async def bench_clients(base_url, connections, *, api_key=BENCH_KEY, keep_cookies=True):
+    """A list of httpx clients for `connections` connections at once, CONNECTIONS_PER_CLIENT (or fewer) each.
+
+    Several clients rather than one: httpcore's pool looks at every one of its connections for each request,
+    so one client of 200 connections would spend more CPU than the server on the shared cores. Request number
+    n goes through clients[n % len(clients)]. keep_cookies=False: clients that accept no cookie, for callers
+    whose users share a client but must not share a session.
+    """
+    shares = -(-connections // CONNECTIONS_PER_CLIENT)
+    per_client = -(-connections // shares)
+    limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+    async with contextlib.AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=base_url,
+                    headers={"X-API-Key": api_key},
+                    limits=limits,
+                    timeout=REQUEST_TIMEOUT_SECONDS,
+                    cookies=None if keep_cookies else CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+                )
+            )
+            for _ in range(shares)
+        ]
+
+
+async def wait_and_warm_up(clients, server, show_id, options):
+    """wait_until_answering, then warm every web process's imports, connection pool and caches on reads.
+
+    Each client reads the show 4 times per web process, all at once, so that every process (uvicorn's workers,
+    or HAProxy's K processes: least connections spreads requests in flight) gets some before the clock starts.
+    """
+    await wait_until_answering(clients[0], server, show_id)
+    show_url = f"/api/v1/shows/{show_id}"
+    await asyncio.gather(*(client.get(show_url) for client in clients for _ in range(4 * web_processes(options))))
 
 
 def drop_queued_wake_ups(redis_url):
@@ -326,22 +494,16 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def process_table():
     """{pid: (parent pid, command name, CPU seconds so far)} of every process we may read."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue  # it exited meanwhile
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        table[int(entry)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / TICKS)
-    return table
+    return {
+        pid: (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / TICKS) for pid, name, fields in proc_stats()
+    }
 
 
 def server_workers(server_pid):
-    """The worker processes of uvicorn's supervisor (not multiprocessing's resource tracker, also its child)."""
+    """The processes that serve: uvicorn's workers (not multiprocessing's resource tracker, also a child).
+
+    With --workers 1 uvicorn spawns none and serves from its own process (no supervisor): [server_pid].
+    """
     workers = []
     for entry in Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split():
         try:
@@ -349,7 +511,7 @@ def server_workers(server_pid):
                 workers.append(int(entry))
         except OSError:
             continue
-    return workers
+    return workers or [server_pid]
 
 
 def machine_ticks():
@@ -366,9 +528,11 @@ class CpuSnapshot:
     client: float
     workers: list
     backends: set
+    balancer: int | None = None  # HAProxy's pid, with --balanced
 
     @classmethod
-    def take(cls, server_pid, database_url):
+    def take(cls, server_pid, database_url, *, web_pids=None, balancer_pid=None):
+        """web_pids: the web processes when they are not uvicorn's workers of server_pid (--balanced)."""
         with psycopg.connect(database_url) as connection:
             backends = {
                 pid
@@ -377,7 +541,8 @@ class CpuSnapshot:
                 )
             }
         busy, total = machine_ticks()
-        return cls(process_table(), busy, total, time.process_time(), server_workers(server_pid), backends)
+        workers = list(web_pids) if web_pids is not None else server_workers(server_pid)
+        return cls(process_table(), busy, total, time.process_time(), workers, backends, balancer_pid)
 
 
 def cpu_report(before, after, server_pid, elapsed):
@@ -391,6 +556,7 @@ def cpu_report(before, after, server_pid, elapsed):
     backends = sum(spent(pid) for pid in after.backends if pid in after.table)
     postgres = sum(spent(pid) for pid, (_, name, _) in after.table.items() if name.startswith("postgres"))
     redis_server = sum(spent(pid) for pid, (_, name, _) in after.table.items() if name.startswith("redis"))
+    balancer = spent(after.balancer) if after.balancer in after.table else 0.0
     client = after.client - before.client
     busy = (after.busy - before.busy) / TICKS
     cores = os.cpu_count()
@@ -410,7 +576,8 @@ def cpu_report(before, after, server_pid, elapsed):
             "postgres_backends_of_this_run": round(backends, 1),
             "postgres_other": round(postgres - backends, 1),
             "redis": round(redis_server, 1),
-            "everything_else": round(busy - client - sum(workers) - postgres - redis_server, 1),
+            **({"load_balancer": round(balancer, 1)} if after.balancer is not None else {}),
+            "everything_else": round(busy - client - sum(workers) - postgres - redis_server - balancer, 1),
         },
     }
 
@@ -557,28 +724,10 @@ async def give_up(client, sale, reservation_id, session_id, seats):
 
 async def run_sale(sale, *, base_url, server):
     options = sale.options
-    # Several clients rather than one: httpcore's pool looks at every one of its connections for each
-    # request, so one client of 200 connections would spend more CPU than the server on the shared cores.
-    shares = -(-options.concurrency // CONNECTIONS_PER_CLIENT)
-    per_client = -(-options.concurrency // shares)
-    limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
-    async with contextlib.AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(
-                    base_url=base_url,
-                    headers={"X-API-Key": BENCH_KEY},
-                    limits=limits,
-                    timeout=REQUEST_TIMEOUT_SECONDS,
-                )
-            )
-            for _ in range(shares)
-        ]
-        await wait_until_answering(clients[0], server, sale.show_id)
-        # Warm every worker's imports, connection pool and caches on reads, so the first holds don't pay.
-        show_url = f"/api/v1/shows/{sale.show_id}"
-        await asyncio.gather(*(client.get(show_url) for client in clients for _ in range(4 * options.workers)))
-        before = CpuSnapshot.take(server.pid, options.database_url)
+    async with bench_clients(base_url, options.concurrency) as clients:
+        shares = len(clients)
+        await wait_and_warm_up(clients, server, sale.show_id, options)
+        before = take_cpu_snapshot(server, options.database_url)
         started = time.monotonic()
         sale.deadline = started + options.duration
         if options.pairs:
@@ -592,8 +741,8 @@ async def run_sale(sale, *, base_url, server):
                 *(buyer(number, clients[number % shares], sale) for number in range(options.concurrency))
             )
         elapsed = time.monotonic() - started
-        after = CpuSnapshot.take(server.pid, options.database_url)
-        seat_map = await clients[0].get(f"{show_url}/seats")
+        after = take_cpu_snapshot(server, options.database_url)
+        seat_map = await clients[0].get(f"/api/v1/shows/{sale.show_id}/seats")
     return elapsed, before, after, seat_map
 
 
@@ -704,6 +853,53 @@ def build_report(sale, *, elapsed, cpu, server_settings, violations):
     }
 
 
+@dataclass
+class Served:
+    """What serve_sale brings back from a sale on the server."""
+
+    elapsed: float
+    cpu: dict  # cpu_report's
+    seat_map: httpx.Response  # the show's seat map, read through the API at the end
+    responses_by_process: dict | None  # HAProxy's, with --balanced
+    log: object  # the server's log file (closed; its name stays)
+    server_log: str  # its text, less Django's warning for each 409
+
+
+def serve_sale(sale, run_sale, *, pool_max, log_prefix):
+    """Start the server sale.options ask for, run `run_sale(sale, base_url=, server=)` against it, stop it.
+
+    run_sale is a coroutine function returning (elapsed seconds, CpuSnapshot before, CpuSnapshot after, the
+    seat map response); the server logs to a temporary file named with log_prefix, left for publish_report.
+    """
+    with tempfile.NamedTemporaryFile("w+", prefix=log_prefix, suffix=".log", delete=False) as log:
+        with bench_server_running(sale.options, pool_max=pool_max, log=log) as (server, base_url):
+            elapsed, before, after, seat_map = asyncio.run(run_sale(sale, base_url=base_url, server=server))
+            spread = responses_by_process(server)
+        log.seek(0)
+        # Django logs every 409 as a warning; they would bury whatever explains a failure.
+        server_log = "".join(line for line in log if not line.startswith("Conflict: "))
+    cpu = cpu_report(before, after, server.pid, elapsed)
+    return Served(elapsed, cpu, seat_map, spread, log, server_log)
+
+
+def publish_report(report, options, *, log, server_log, summary=None):
+    """Print the report (JSON, on stdout), then `summary` (stderr), and write the report to --json if given.
+
+    When report["ok"] is false: the end of the server's log (whose file is kept) and exit status 1; else the
+    log's file is removed.
+    """
+    print(json.dumps(report, indent=2))
+    if summary:
+        print(summary, file=sys.stderr)
+    if options.json:
+        options.json.parent.mkdir(parents=True, exist_ok=True)
+        options.json.write_text(json.dumps(report, indent=2))
+    if not report["ok"]:
+        print(f"\nFAILED. The server's log ({log.name}) ends with:\n{server_log[-3000:]}", file=sys.stderr)
+        sys.exit(1)
+    os.unlink(log.name)
+
+
 def code_version():
     """The commit the server ran, marked when the working tree differs from it (figures belong to code)."""
     try:
@@ -717,12 +913,11 @@ def code_version():
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, default=100, help="virtual buyers at once (default 100)")
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
+    add_server_options(parser)
     parser.add_argument("--seats", type=seat_range, default=(2, 2), help="seats per hold: N or LOW-HIGH (default 2)")
     parser.add_argument("--duration", type=float, default=20, help="seconds, unless the show sells out first")
     parser.add_argument("--release", type=float, default=0.5, help="chance a buyer gives a hold up at once")
     parser.add_argument("--hot-share", type=float, default=0.7, help="share of picks in the middle third of rows")
-    parser.add_argument("--pool-max", type=int, default=DEFAULT_POOL_MAX, help="database connections per worker")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
@@ -739,45 +934,18 @@ def main():
 
     ensure_database(options.database_url)
     drop_queued_wake_ups(options.redis_url)  # an interrupted run may have left some
-    max_connections, in_use, pool_max = connection_budget(options.database_url, options.workers, options.pool_max)
+    pool_max, server_settings = plan_server(options)
     show_id, movie_id, hall = prepare_show(options.database_url, options.redis_url)
     sale = Sale(show_id=show_id, movie_id=movie_id, hall=hall, options=options, run_tag=secrets.token_hex(4))
-    port = free_port()
-    server_settings = {
-        "code": code_version(),
-        "server": f"uvicorn --workers {options.workers} (uvloop, httptools), DJANGO_DEBUG=0",
-        "workers": options.workers,
-        "pool_max_per_worker": pool_max,
-        "postgres_max_connections": max_connections,
-        "postgres_connections_in_use_before": in_use,
-    }
-    with tempfile.NamedTemporaryFile("w+", prefix="bench-holds-server-", suffix=".log", delete=False) as log:
-        with server_running(
-            workers=options.workers,
-            port=port,
-            database_url=options.database_url,
-            redis_url=options.redis_url,
-            pool_max=pool_max,
-            log=log,
-        ) as server:
-            elapsed, before, after, seat_map = asyncio.run(
-                run_sale(sale, base_url=f"http://127.0.0.1:{port}", server=server)
-            )
-        log.seek(0)
-        # Django logs every 409 as a warning; they would bury whatever explains a failure.
-        server_log = "".join(line for line in log if not line.startswith("Conflict: "))
-    cpu = cpu_report(before, after, server.pid, elapsed)
+    served = serve_sale(sale, run_sale, pool_max=pool_max, log_prefix="bench-holds-server-")
     server_settings["celery_wake_ups_queued"] = drop_queued_wake_ups(options.redis_url)
-    violations = check_invariants(options.database_url, sale, seat_map)
-    report = build_report(sale, elapsed=elapsed, cpu=cpu, server_settings=server_settings, violations=violations)
-    print(json.dumps(report, indent=2))
-    if options.json:
-        options.json.parent.mkdir(parents=True, exist_ok=True)
-        options.json.write_text(json.dumps(report, indent=2))
-    if not report["ok"]:
-        print(f"\nFAILED. The server's log ({log.name}) ends with:\n{server_log[-3000:]}", file=sys.stderr)
-        sys.exit(1)
-    os.unlink(log.name)
+    violations = check_invariants(options.database_url, sale, served.seat_map)
+    report = build_report(
+        sale, elapsed=served.elapsed, cpu=served.cpu, server_settings=server_settings, violations=violations
+    )
+    if options.balanced:
+        report["responses_by_process"] = served.responses_by_process
+    publish_report(report, options, log=served.log, server_log=served.server_log)
 
 
 if __name__ == "__main__":

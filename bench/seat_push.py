@@ -1,10 +1,12 @@
 """How soon a seat change reaches every watcher of a show's live seat map (issue 6: 1,000 watchers, p99 < 1 s).
 
 Usage (after bench/hold_path.py has made its database):
-    python bench/seat_push.py [--watchers 1000] [--rounds 20] [--workers 2] [--json FILE]
+    python bench/seat_push.py [--watchers 1000] [--rounds 20] [--workers 2 | --balanced 2] [--json FILE]
 
-1. The hold benchmark's database and show (bench/hold_path.prepare_show), a real uvicorn with --workers N.
-2. W WebSocket clients on ws/shows/{id}/ (one asyncio process, spread over the workers by the kernel), each
+1. The hold benchmark's database and show (bench/hold_path.prepare_show), a real uvicorn with --workers N,
+   or with --balanced K, K uvicorn processes (one worker each) behind HAProxy (bench/stack.py).
+2. W WebSocket clients on ws/shows/{id}/ (one asyncio process, spread over the workers by the kernel, or
+   over the processes by HAProxy, which names the process in the upgrade's X-Served-By header), each
    waiting for its version greeting.
 3. R rounds: a hold of two seats through the API; a clock starts when the hold request is sent (the push goes
    out on commit, often before the 201 is back), and each watcher stops it when the push naming those seats
@@ -23,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -33,20 +36,22 @@ from hold_path import (  # a sibling script
     BENCH_KEY,
     DEFAULT_DATABASE_URL,
     DEFAULT_REDIS_URL,
+    bench_server_running,
     connection_budget,
+    describe_server,
     ensure_database,
-    free_port,
     percentile,
     prepare_show,
-    server_running,
     wait_until_answering,
 )
 
 MISSING_AFTER_SECONDS = 5
 
 
-async def watch(url, origin, arrivals, greeted):
+async def watch(url, origin, arrivals, greeted, served_by=None):
     async with websockets.connect(url, origin=origin, open_timeout=60, max_queue=None) as socket:
+        if served_by is not None:
+            served_by[socket.response.headers.get("X-Served-By", "?")] += 1  # HAProxy's header, when balanced
         json.loads(await socket.recv())  # the version greeting
         greeted.release()
         async for frame in socket:
@@ -56,15 +61,16 @@ async def watch(url, origin, arrivals, greeted):
                 arrivals.setdefault(change["id"], []).append(now)
 
 
-async def run(options, show_id, movie_id, seat_ids, port):
-    base = f"http://127.0.0.1:{port}"
+async def run(options, show_id, movie_id, seat_ids, port, *, base_url=None, served_by=None):
+    base = base_url or f"http://127.0.0.1:{port}"
     origin = base
+    socket_url = base.replace("http://", "ws://", 1) + f"/ws/shows/{show_id}/"
     arrivals = [{} for _ in range(options.watchers)]
     greeted = asyncio.Semaphore(0)
     async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": BENCH_KEY}, timeout=30) as client:
         await wait_until_answering(client, options.server, show_id)
         watchers = [
-            asyncio.create_task(watch(f"ws://127.0.0.1:{port}/ws/shows/{show_id}/", origin, arrivals[n], greeted))
+            asyncio.create_task(watch(socket_url, origin, arrivals[n], greeted, served_by))
             for n in range(options.watchers)
         ]
         for _ in range(options.watchers):
@@ -100,32 +106,29 @@ def main():
     parser.add_argument("--watchers", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--balanced", type=int, metavar="K", help="K uvicorn processes behind HAProxy instead")
+    parser.add_argument("--pool-max", type=int, default=10, help="database connections per web process (default 10)")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     parser.add_argument("--json", type=Path)
     options = parser.parse_args()
 
     ensure_database(options.database_url)
-    _, _, pool_max = connection_budget(options.database_url, options.workers, 10)
+    _, _, pool_max = connection_budget(options.database_url, options.balanced or options.workers, options.pool_max)
     show_id, movie_id, hall = prepare_show(options.database_url, options.redis_url)
-    port = free_port()
+    served_by = Counter()
     with (
         tempfile.NamedTemporaryFile("w+", prefix="bench-push-server-", suffix=".log", delete=False) as log,
-        server_running(
-            workers=options.workers,
-            port=port,
-            database_url=options.database_url,
-            redis_url=options.redis_url,
-            pool_max=pool_max,
-            log=log,
-        ) as options.server,
+        bench_server_running(options, pool_max=pool_max, log=log) as (options.server, base_url),
     ):
-        latencies, missing = asyncio.run(run(options, show_id, movie_id, hall.seat_ids, port))
+        latencies, missing = asyncio.run(
+            run(options, show_id, movie_id, hall.seat_ids, None, base_url=base_url, served_by=served_by)
+        )
     milliseconds = [seconds * 1000 for seconds in latencies]
     report = {
         "watchers": options.watchers,
         "rounds": options.rounds,
-        "server": f"uvicorn --workers {options.workers}, DJANGO_DEBUG=0, Redis channel layer",
+        "server": describe_server(workers=options.workers, balanced=options.balanced) + ", Redis channel layer",
         "deliveries": len(milliseconds),
         "missing": missing,
         "push_after_hold_sent_ms": {
@@ -137,6 +140,8 @@ def main():
         if milliseconds
         else None,
     }
+    if options.balanced:
+        report["watchers_by_process"] = dict(sorted(served_by.items()))
     print(json.dumps(report, indent=2))
     if options.json:
         options.json.parent.mkdir(parents=True, exist_ok=True)

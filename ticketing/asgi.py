@@ -5,7 +5,7 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ticketing.settings")
 django.setup(set_prefix=False)
 
-from ticketing.asgi_handler import SyncChainASGIHandler  # noqa: E402  (needs Django set up first)
+from ticketing.asgi_handler import AnswerLiveness, SyncChainASGIHandler  # noqa: E402  (needs Django set up first)
 
 django_asgi_app = SyncChainASGIHandler()
 
@@ -17,8 +17,9 @@ from waiting.longpoll import HoldLongPolls  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # Long polls of the waiting line are held outside Django, so a parked one keeps no thread.
-        "http": HoldLongPolls(django_asgi_app),
+        # Long polls of the waiting line are held outside Django, so a parked one keeps no thread; the
+        # balancer's liveness checks are answered before any request queue.
+        "http": AnswerLiveness(HoldLongPolls(django_asgi_app)),
         "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
     }
 )

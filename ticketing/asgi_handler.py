@@ -13,6 +13,10 @@ Stock Django lets every request in at once, each on a thread of its own; past th
 threads only queue for a connection, and under a burst (a thousand buyers the moment a sale opens) the last
 of them give up after the pool's timeout with a 500. Here the requests beyond the limit wait on the event
 loop, first come first served, holding nothing but their socket.
+
+AnswerLiveness answers the load balancer's health checks from the event loop itself, ahead of that queue: a
+process whose requests are queued is busy, not down, and taking it out of the rotation would only send its
+share to the others (under a burst, all of them).
 """
 
 import asyncio
@@ -46,3 +50,24 @@ class SyncChainASGIHandler(ASGIHandler):
                 del self._admissions[closed]
             semaphore = self._admissions[loop] = asyncio.Semaphore(settings.WEB_CONCURRENT_REQUESTS)
         return semaphore
+
+
+LIVENESS_PATH = "/health/live"
+
+
+class AnswerLiveness:
+    """ASGI middleware: GET or HEAD /health/live is answered 200 at once, without Django or the database.
+
+    It says the process is up and its event loop turns, which is all a balancer needs to keep sending it
+    work; whether the database answers is for a readiness check, not this.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] != LIVENESS_PATH or scope["method"] not in ("GET", "HEAD"):
+            return await self.app(scope, receive, send)
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"3"), (b"cache-control", b"no-store")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else b"ok\n"})

@@ -1,0 +1,393 @@
+"""The site scaled out on one machine: K web processes behind HAProxy, C Celery workers and one beat.
+
+    from bench.stack import stack_running
+
+    with stack_running(web_processes=2, environment=env, celery_workers=2, beat=True) as stack:
+        httpx.get(f"{stack.url}/api/v1/cities")    # through HAProxy
+        stack.responses_by_process()               # {"web1": 12, "web2": 11}, from HAProxy's stats socket
+
+What it starts, each process in a session of its own (so it and anything it forks stop together):
+- K `uvicorn ticketing.asgi:application` processes, one worker each (`--workers 1` runs the app in the
+  uvicorn process itself: no supervisor), each on its own free loopback port, named web1..webK;
+- HAProxy on a free loopback port (stack.url), its configuration rendered from the committed template
+  deploy/haproxy.cfg (least connections, WebSocket tunnels, long-poll-friendly timeouts, a health check on
+  /health/live, answered ahead of the requests queued for Django, an X-Served-By response header naming the
+  process that answered, a stats socket);
+- optionally C Celery workers (celery1..celeryC, `--pool solo` unless told otherwise) and one Celery beat,
+  as scripts/run.sh starts them for `make serve` (a worker and a separate beat).
+Each process logs to its own file in the stack's temporary folder (stack.log_text(name)); when the caller
+passes `log` (an open file), everything is copied there at the end. The block returns only once every web
+process answers directly, HAProxy has them all in rotation and every Celery worker said it is ready.
+
+When the block ends, also on a failure: HAProxy, the web processes, the workers and beat get SIGTERM (a
+warm shutdown: running tasks and requests finish), then whatever is left in their process groups SIGTERM and
+SIGKILL, every child is reaped and the temporary folder removed. Nothing is left running.
+
+The environment is the caller's (database, Redis, secret key, allowed hosts, pool sizes...); when the stack
+runs Celery, it sets CELERY_TASK_ALWAYS_EAGER=0 everywhere, so tasks go to its workers through the broker.
+HAProxy comes from Debian (`make debian-packages` installs it, being in the Makefile's DEBIAN_PACKAGES).
+"""
+
+import contextlib
+import csv
+import io
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+HAPROXY_TEMPLATE = ROOT / "deploy" / "haproxy.cfg"
+HEALTH_PATH = "/health/live"  # what HAProxy's health check asks for (see the template)
+START_SECONDS = 60
+# How long the processes get to stop on their own (like scripts/run.sh's STOP_SECONDS).
+STOP_SECONDS = 15
+
+
+class HaproxyMissing(RuntimeError):
+    pass
+
+
+def haproxy_executable():
+    """Debian's haproxy, or HaproxyMissing saying how to install it."""
+    found = shutil.which("haproxy") or next(
+        (path for path in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if os.access(path, os.X_OK)), None
+    )
+    if found is None:
+        raise HaproxyMissing(
+            "haproxy is not installed: `make debian-packages` installs it (it is in the Makefile's "
+            "DEBIAN_PACKAGES; `make test` runs that first)"
+        )
+    return found
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def render_haproxy_config(*, bind, servers, stats_socket, health_host="127.0.0.1", template=HAPROXY_TEMPLATE):
+    """deploy/haproxy.cfg with its fields filled in; `servers` is [(name, "host:port"), ...]."""
+    lines = "\n".join(f"    server {name} {address}" for name, address in servers)
+    text = Path(template).read_text()
+    for placeholder, value in {
+        "{{bind}}": bind,
+        "{{stats_socket}}": str(stats_socket),
+        "{{health_host}}": health_host,
+        "{{servers}}": lines,
+    }.items():
+        if placeholder not in text:
+            raise ValueError(f"{template} has no {placeholder}")
+        text = text.replace(placeholder, value)
+    return text
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    log_path: Path
+    url: str | None = None  # web processes only: where it answers directly, bypassing HAProxy
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+
+@dataclass
+class Stack:
+    """The running stack. `pid`, `poll()` and `returncode` make it usable where a uvicorn Popen was."""
+
+    url: str
+    balancer: Process
+    web: list
+    celery: list = field(default_factory=list)
+    beat: Process | None = None
+    stats_socket: Path | None = None
+    folder: Path | None = None
+    returncode: int | None = None
+
+    @property
+    def processes(self):
+        return [self.balancer, *self.web, *self.celery, *([self.beat] if self.beat else [])]
+
+    @property
+    def pid(self):
+        return self.balancer.pid
+
+    @property
+    def balancer_pid(self):
+        return self.balancer.pid
+
+    @property
+    def web_pids(self):
+        return [process.pid for process in self.web]
+
+    def process(self, name):
+        return next(process for process in self.processes if process.name == name)
+
+    def poll(self):
+        """None while every process runs; else the exit status of one that ended (and self.returncode)."""
+        for process in self.processes:
+            status = process.popen.poll()
+            if status is not None:
+                self.returncode = status
+                return status
+        return None
+
+    def log_text(self, name):
+        return self.process(name).log_path.read_text(errors="replace")
+
+    def balancer_stats(self):
+        """HAProxy's `show stat` for the web backend's servers: {server name: {column: value}}."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(5)
+            connection.connect(str(self.stats_socket))
+            connection.sendall(b"show stat\n")
+            chunks = []
+            while chunk := connection.recv(65536):
+                chunks.append(chunk)
+        text = b"".join(chunks).decode().lstrip("# ")
+        return {
+            row["svname"]: row
+            for row in csv.DictReader(io.StringIO(text))
+            if row["pxname"] == "web" and row["svname"] not in ("BACKEND", "FRONTEND")
+        }
+
+    def responses_by_process(self):
+        """How many HTTP responses each web process sent back through HAProxy (its hrsp_* counters)."""
+        columns = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
+        return {name: sum(int(row[column] or 0) for column in columns) for name, row in self.balancer_stats().items()}
+
+
+def _raise_open_files_limit():
+    """In the child, before exec: as many open files as allowed (HAProxy's maxconn follows the limit)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _start(name, command, *, environment, folder, preexec_fn=None):
+    log_path = folder / f"{name}.log"
+    with open(log_path, "wb") as log:
+        popen = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=preexec_fn,
+        )
+    return Process(name=name, popen=popen, log_path=log_path)
+
+
+def _tail(process, characters=3000):
+    try:
+        return process.log_path.read_text(errors="replace")[-characters:]
+    except OSError:
+        return ""
+
+
+def _check_alive(process, waiting_for):
+    if process.popen.poll() is not None:
+        raise RuntimeError(
+            f"{process.name} exited with status {process.popen.returncode} before {waiting_for}; "
+            f"its log ends with:\n{_tail(process)}"
+        )
+
+
+def _wait_for(condition, *, processes, what, seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        for process in processes:
+            _check_alive(process, what)
+        if condition():
+            return
+        if time.monotonic() > deadline:
+            tails = "\n".join(f"--- {process.name}:\n{_tail(process, 1000)}" for process in processes)
+            raise RuntimeError(f"not {what} within {seconds} s\n{tails}")
+        time.sleep(0.1)
+
+
+def _answers(url, host):
+    try:
+        return httpx.head(f"{url}{HEALTH_PATH}", headers={"Host": host}, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def proc_stats():
+    """(pid, command name, the fields after the name) of every process in /proc we may read (see proc(5)).
+
+    fields[0] is the state, [1] the parent pid, [2] the process group, [11] and [12] the user and system CPU
+    time in clock ticks.
+    """
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # it exited meanwhile
+        yield int(entry), stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+
+
+def _group_alive(pgid):
+    """True while process group `pgid` has a process that has not exited (zombies excepted)."""
+    return any(int(fields[2]) == pgid and fields[0] != "Z" for _, _, fields in proc_stats())
+
+
+def stop_processes(processes, *, seconds=STOP_SECONDS):
+    """SIGTERM each leader, wait; then SIGTERM, and at last SIGKILL, what is left of their groups; reap."""
+    for process in processes:
+        if process.popen.poll() is None:
+            process.popen.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + seconds
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+    for sig, grace in ((signal.SIGTERM, 3), (signal.SIGKILL, 5)):
+        left = [process for process in processes if _group_alive(process.pid)]
+        if not left:
+            break
+        for process in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+        deadline = time.monotonic() + grace
+        while any(_group_alive(process.pid) for process in left) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.popen.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def stack_running(
+    *,
+    web_processes=2,
+    environment=None,
+    web_environment=None,
+    celery_workers=0,
+    beat=False,
+    celery_environment=None,
+    celery_pool="solo",
+    celery_concurrency=1,
+    health_host="127.0.0.1",
+    uvicorn_options=("--no-access-log",),
+    log=None,
+    start_seconds=START_SECONDS,
+):
+    """Start the stack (see the module's docstring), yield a Stack, stop everything when the block ends.
+
+    environment: for every process (default os.environ). web_environment / celery_environment: added for the
+    web processes / the Celery workers and beat (e.g. smaller database pools for the workers).
+    health_host: the Host header of HAProxy's health check; a name in DJANGO_ALLOWED_HOSTS.
+    """
+    if web_processes < 1:
+        raise ValueError("a stack needs at least one web process")
+    haproxy = haproxy_executable()
+    base = dict(os.environ if environment is None else environment)
+    if celery_workers or beat:
+        # Tasks go to the broker for the stack's workers, never run inside the process that sends them
+        # (pytest's environment, for one, says CELERY_TASK_ALWAYS_EAGER=1).
+        base["CELERY_TASK_ALWAYS_EAGER"] = "0"
+    folder = Path(tempfile.mkdtemp(prefix="ticketing-stack-"))
+    started = []
+    try:
+        web = []
+        for number in range(1, web_processes + 1):
+            port = free_port()
+            command = [sys.executable, "-m", "uvicorn", "ticketing.asgi:application", "--workers", "1"]
+            command += ["--host", "127.0.0.1", "--port", str(port), "--lifespan", "off"]
+            command += ["--timeout-graceful-shutdown", "5", *uvicorn_options]
+            process = _start(f"web{number}", command, environment={**base, **(web_environment or {})}, folder=folder)
+            process.url = f"http://127.0.0.1:{port}"
+            started.append(process)
+            web.append(process)
+
+        celery = []
+        celery_env = {**base, **(celery_environment or {})}
+        celery_command = [sys.executable, "-m", "celery", "-A", "ticketing"]
+        for number in range(1, celery_workers + 1):
+            command = [*celery_command, "worker", "--loglevel", "info", "--hostname", f"celery{number}@%h"]
+            command += ["--pool", celery_pool, "--concurrency", str(celery_concurrency), "--without-mingle"]
+            command += ["--without-gossip"]
+            process = _start(f"celery{number}", command, environment=celery_env, folder=folder)
+            started.append(process)
+            celery.append(process)
+        beat_process = None
+        if beat:
+            command = [*celery_command, "beat", "--loglevel", "info", "--schedule", str(folder / "celerybeat-schedule")]
+            beat_process = _start("beat", command, environment=celery_env, folder=folder)
+            started.append(beat_process)
+
+        _wait_for(
+            lambda: all(_answers(process.url, health_host) for process in web),
+            processes=web,
+            what="every web process answering",
+            seconds=start_seconds,
+        )
+
+        port = free_port()
+        stats_socket = folder / "haproxy.sock"
+        config = folder / "haproxy.cfg"
+        config.write_text(
+            render_haproxy_config(
+                bind=f"127.0.0.1:{port}",
+                servers=[(process.name, process.url.removeprefix("http://")) for process in web],
+                stats_socket=stats_socket,
+                health_host=health_host,
+            )
+        )
+        balancer = _start(
+            "haproxy",
+            [haproxy, "-db", "-f", str(config)],
+            environment=dict(os.environ),
+            folder=folder,
+            preexec_fn=_raise_open_files_limit,
+        )
+        started.insert(0, balancer)  # stopped first: no new connections while the rest stop
+        stack = Stack(
+            url=f"http://127.0.0.1:{port}",
+            balancer=balancer,
+            web=web,
+            celery=celery,
+            beat=beat_process,
+            stats_socket=stats_socket,
+            folder=folder,
+        )
+
+        def in_rotation():
+            try:
+                states = [row["status"] for row in stack.balancer_stats().values()]
+            except OSError:
+                return False
+            return len(states) == len(web) and all(state.startswith("UP") for state in states)
+
+        _wait_for(in_rotation, processes=[balancer], what="HAProxy with every web process up", seconds=start_seconds)
+        _wait_for(lambda: _answers(stack.url, health_host), processes=[balancer], what="HAProxy answering", seconds=10)
+        _wait_for(
+            lambda: all(" ready." in _tail(process, 100_000) for process in celery),
+            processes=celery + ([beat_process] if beat_process else []),
+            what="every Celery worker ready",
+            seconds=start_seconds,
+        )
+        yield stack
+    finally:
+        stop_processes(started)
+        if log is not None:
+            for process in started:
+                log.write(f"===== {process.name} =====\n{_tail(process, 10**9)}\n")
+            log.flush()
+        shutil.rmtree(folder, ignore_errors=True)
