@@ -19,7 +19,7 @@ STUDY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ticketing_study
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k holds -x"
 PYTEST_ARGS ?=
 
-.PHONY: help test run serve lint venv services debian-packages clean bench-search bench-holds bench-waiting bench-sql-ceiling bench-push
+.PHONY: help test run serve lint venv services debian-packages clean study-db bench-search bench-browse bench-holds bench-sweep bench-sell-out bench-waiting bench-surge bench-sql-ceiling bench-push
 
 help:
 	@echo "make test   lint (ruff check) and the whole test suite on PostgreSQL and Redis; what CI runs"
@@ -28,7 +28,11 @@ help:
 	@echo "make serve  the production setup here: uvicorn (WEB_WORKERS=2), a Celery worker and beat, DEBUG off"
 	@echo "make lint   ruff check and ruff format --check"
 	@echo "make bench-search  SearchMovies latency at the study scale (loads it once into its own database)"
+	@echo "make bench-browse  searches, seat maps and pages at the study scale under load, through uvicorn"
 	@echo "make bench-holds   holds per second and latency on one hot show through uvicorn (its own database)"
+	@echo "make bench-sweep   the hot show at 10-200 clients, --workers 2 and behind HAProxy; draws the plot"
+	@echo "make bench-sell-out 1,000 buyers sell out a 2,000-seat show, paid"
+	@echo "make bench-surge   5,000 long-polling waiters and 1,000 seat-map watchers while holds lapse"
 	@echo "make bench-sql-ceiling  the same holds in pgbench, no Python: the ceiling (after bench-holds)"
 	@echo "make bench-push    how soon a seat change reaches 1,000 WebSocket watchers of a show"
 	@echo "make bench-waiting how soon a waiting line's head is served once seats come free (its own database)"
@@ -58,11 +62,25 @@ run: debian-packages
 serve:
 	@TICKETING_MODE=serve bash scripts/run.sh
 
-bench-search: venv services
+study-db: venv services
 	@createdb -h 127.0.0.1 -U postgres ticketing_study 2>/dev/null || true
 	DATABASE_URL='$(STUDY_DATABASE_URL)' DJANGO_DEBUG=1 $(VENV)/bin/python manage.py migrate -v0
 	DATABASE_URL='$(STUDY_DATABASE_URL)' DJANGO_DEBUG=1 $(VENV)/bin/python manage.py seed_demo --scale study
+
+bench-search: study-db
 	DATABASE_URL='$(STUDY_DATABASE_URL)' $(VENV)/bin/python bench/search_movies.py --json bench/results/search_movies.json
+
+bench-browse: study-db
+	$(VENV)/bin/python bench/browse.py --database-url '$(STUDY_DATABASE_URL)' --concurrency 10,50 --json bench/results/browse.json
+
+bench-sweep: debian-packages venv services
+	$(VENV)/bin/python bench/sweep.py
+
+bench-sell-out: venv services
+	$(VENV)/bin/python bench/sell_out.py --json bench/results/sell_out.json
+
+bench-surge: venv services
+	$(VENV)/bin/python bench/waiting_surge.py --json bench/results/waiting_surge.json
 
 bench-waiting: venv services
 	$(VENV)/bin/python bench/waiting_line.py --json bench/results/waiting_line.json
