@@ -6,6 +6,7 @@ import time
 
 from celery import current_app, shared_task
 from django.conf import settings
+from django.core.cache import cache
 from django.db import close_old_connections
 
 logger = logging.getLogger(__name__)
@@ -34,21 +35,41 @@ def settle_refund_task(payment_id):
     settle_refund(payment_id=payment_id)
 
 
+# While a wake-up of a show's line sits in the broker, others would find the line as it will: one is enough.
+# The key is dropped by the task as it starts (waiting.tasks), so a change committed after that queues a new
+# one; its timeout only matters if the task is lost, and beat tends every open line meanwhile.
+WAKE_UP_QUEUED = "waiting-line-wake-up-queued:{show_id}"
+WAKE_UP_QUEUED_SECONDS = 30
+
+
 def wake_waiting_line(show_id):
     """Ask the waiting app to serve the show's line, by task name: bookings must not import waiting.
 
-    Called after commit, and only while someone waits for the show. If the broker is down the wake-up is
-    lost, but nothing else is: beat tends every open line every few seconds, and the seats are free in the
-    database either way.
+    Called after commit, and only while someone waits for the show; at most one wake-up per show waits in the
+    broker at a time (5,000 joins once queued 4,000 wake-ups ahead of beat's sweeps). If the broker is down
+    the wake-up is lost, but nothing else is: beat tends every open line every few seconds, and the seats are
+    free in the database either way.
     """
     from bookings.services.holds import _waiting_line_check
 
     if _waiting_line_check is not None and not _waiting_line_check(show_id):
         return
     try:
+        if not settings.CELERY_TASK_ALWAYS_EAGER and not cache.add(
+            WAKE_UP_QUEUED.format(show_id=show_id), 1, timeout=WAKE_UP_QUEUED_SECONDS
+        ):
+            return
         current_app.signature(WAITING_LINE_TASK, args=(show_id,)).delay()
-    except Exception:  # the broker's errors are many; any of them must not fail a committed request
+    except Exception:  # the broker's and cache's errors are many; none may fail a committed request
         logger.warning("Could not wake the waiting line of show %s", show_id, exc_info=True)
+
+
+def take_wake_up(show_id):
+    """The wake-up task of the show's line has started: the next change queues a new one."""
+    try:
+        cache.delete(WAKE_UP_QUEUED.format(show_id=show_id))
+    except Exception:
+        logger.warning("Could not clear the queued wake-up of show %s", show_id, exc_info=True)
 
 
 def run_beat_in_process(stop=None):

@@ -159,8 +159,11 @@ if REDIS_URL:
                 # redis-py 8 times reads out after 5 s, as long as channels_redis's blocking receive: an idle
                 # WebSocket's consumer would die with it. A longer socket timeout keeps idle sockets alive.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 10}],
-                # Shared by all of a process's channels: 1,000 parked long polls need more than the default 100.
-                "capacity": 1000,
+                # Messages waiting for one process, shared by all its channels: one seat change watched by
+                # 1,000 seat maps on a process is 1,000 messages, and a serving wave makes dozens of changes a
+                # second. Past this the layer drops messages without a word. (A few hundred bytes each: 100,000
+                # waiting is tens of MB in Redis, only while a process falls behind.)
+                "capacity": 100_000,
             },
         }
     }

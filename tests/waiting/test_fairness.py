@@ -5,8 +5,10 @@ import random
 import pytest
 
 from bookings.models import Reservation
-from bookings.services import BookingError, Buyer, cancel_hold, hold_seats
+from bookings.services import BookingError, Buyer, cancel_hold, hold_seats, release_lapsed_holds
 from tests.waiting.conftest import held_out_show, join
+from waiting.models import Waiter
+from waiting.services import SERVE_BATCH
 
 
 @pytest.mark.django_db
@@ -60,3 +62,21 @@ def test_a_head_that_needs_more_seats_than_are_free_blocks_everyone_behind_it(dj
     head.refresh_from_db()
     behind.refresh_from_db()
     assert head.status == "Seats Available" and behind.status == "Waiting"
+
+
+@pytest.mark.django_db
+def test_a_wave_longer_than_a_batch_is_served_in_order_in_batches_each_starting_its_holds_when_it_runs(
+    django_capture_on_commit_callbacks,
+):
+    size = SERVE_BATCH * 2 + 5
+    show, holds = held_out_show(seats=size)
+    waiters = [join(show, f"waiter-{number}") for number in range(size)]
+    with django_capture_on_commit_callbacks(execute=True):  # every hold lapses at once: one wave of seats
+        release_lapsed_holds(at=max(hold.held_until for hold in holds))
+
+    served = Waiter.objects.filter(pk__in=[waiter.pk for waiter in waiters]).select_related("reservation")
+    assert {waiter.status for waiter in served} == {"Seats Available"}
+    by_hold_start = sorted(served, key=lambda waiter: (waiter.reservation.created_at, waiter.place))
+    assert [waiter.pk for waiter in by_hold_start] == [waiter.pk for waiter in waiters]
+    batch_starts = sorted({waiter.reservation.created_at for waiter in served})
+    assert len(batch_starts) == 3  # 25 + 25 + 5, each batch's holds dated when that batch ran

@@ -10,9 +10,12 @@ import httpx
 import pytest
 import redis
 
+from bookings.tasks import take_wake_up, wake_waiting_line
 from tests.bookings.helpers import seat_ids
 from tests.conftest import celery_worker, serving
 from tests.factories import make_api_key, make_hall, make_show
+from tests.waiting.conftest import join
+from ticketing.celery import app as celery_app
 from waiting.models import Waiter
 
 
@@ -51,3 +54,26 @@ def test_a_cancelled_hold_serves_the_waiting_head_through_the_wake_up_with_no_be
     waiter = Waiter.objects.get()
     assert waiter.status == "Seats Available"
     assert waiter.reservation.session_id == "waiter" and waiter.reservation.claims.count() == 2
+
+
+@pytest.mark.django_db
+def test_one_wake_up_per_show_waits_in_the_broker_however_many_changes_ask_for_it(settings, full_show):
+    """The task drops its mark as it starts, so a change after that queues the next wake-up."""
+    show, _ = full_show
+    join(show, "alice")
+    eager = celery_app.conf.task_always_eager  # read before the setting changes: Celery reads it lazily
+    celery_app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER = False  # sent to the broker
+    broker = redis.Redis.from_url(celery_app.conf.broker_url)
+    queued_before = broker.llen("celery")
+    try:
+        for _ in range(10):
+            wake_waiting_line(show.pk)
+        assert broker.llen("celery") - queued_before == 1
+        take_wake_up(show.pk)  # what the task does first
+        wake_waiting_line(show.pk)
+        assert broker.llen("celery") - queued_before == 2
+    finally:
+        celery_app.conf.task_always_eager = eager
+        if (ours := broker.llen("celery") - queued_before) > 0:
+            broker.lpop("celery", ours)  # ours are the newest, at the left
+        take_wake_up(show.pk)
