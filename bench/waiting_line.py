@@ -28,7 +28,7 @@ import psycopg
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hold_path import ROOT, SECRET_KEY, ensure_database, free_port, start_server, stop_server
+from hold_path import ROOT, SECRET_KEY, ensure_database, free_port, start_server, stop_process
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_waiting"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
@@ -162,7 +162,7 @@ def main():
             # Give the served hold up, so the next round starts from an empty hall and an empty line.
             client.delete(f"/api/v1/reservations/{reservation_id}", params={"session_id": f"w-{number}"})
     finally:
-        stop_server(server)
+        stop_process(server)
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGTERM)
             worker.wait(timeout=15)

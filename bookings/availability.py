@@ -4,10 +4,10 @@ A seat is taken when it has a live claim: its reservation is booked, or a hold w
 passed. A hold past its time frees its seats for every read at once, whether or not the sweep has run.
 """
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 
 from django.db import connection
-from django.db.models import Max, Q
+from django.db.models import Count, Max, Q
 
 from bookings.models import Reservation, SeatClaim
 
@@ -47,10 +47,10 @@ def taken_by_type(show_ids, at):
         live_claims(at)
         .filter(show_id__in=show_ids)
         .values_list("show_id", "seat_type", "reservation__status")
+        .annotate(number=Count("pk"))  # counted by the database: a full hall is a handful of rows, not 2,000
         .order_by()
     )
-    tally = Counter(rows)
-    for (show_id, seat_type, status), number in tally.items():
+    for show_id, seat_type, status, number in rows:
         taken, booked = counts[show_id].get(seat_type, (0, 0))
         booked += number if status == Reservation.Status.BOOKED else 0
         counts[show_id][seat_type] = (taken + number, booked)

@@ -9,6 +9,7 @@ from bookings.services import Buyer, cancel_hold, change_seats, hold_seats, pay_
 from tests.bookings.helpers import GOOD_CARD
 from tests.helpers import assert_api_error
 from tests.waiting.conftest import held_out_show, join
+from waiting import services as waiting_services
 from waiting.models import Waiter
 from waiting.services import (
     WaitingError,
@@ -39,7 +40,11 @@ class TestJoining:
         assert (first.status, position_of(first)) == ("Waiting", 1)
         assert position_of(second) == 2
 
-    def test_positions_of_many_waiters_at_once_are_what_each_ones_position_says(self, full_show):
+    @pytest.mark.parametrize("counted_each_up_to", [8, 2], ids=["each counted", "line read"])
+    def test_positions_of_many_waiters_at_once_are_what_each_ones_position_says(
+        self, full_show, monkeypatch, counted_each_up_to
+    ):
+        monkeypatch.setattr(waiting_services, "COUNTED_EACH_UP_TO", counted_each_up_to)
         show, _ = full_show
         other_show, _ = held_out_show(seats=2)
         waiters = [join(show, f"buyer-{number}") for number in range(5)] + [join(other_show, "carol")]
