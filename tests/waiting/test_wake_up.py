@@ -77,3 +77,15 @@ def test_one_wake_up_per_show_waits_in_the_broker_however_many_changes_ask_for_i
         if (ours := broker.llen("celery") - queued_before) > 0:
             broker.lpop("celery", ours)  # ours are the newest, at the left
         take_wake_up(show.pk)
+
+
+@pytest.mark.django_db
+def test_only_the_first_to_join_a_line_wakes_it_as_nothing_behind_a_head_changes_what_the_head_waits_for(
+    full_show, django_capture_on_commit_callbacks
+):
+    show, _ = full_show
+    with django_capture_on_commit_callbacks() as first_joined:
+        join(show, "alice")
+    with django_capture_on_commit_callbacks() as second_joined:
+        join(show, "bob")
+    assert (len(first_joined), len(second_joined)) == (1, 0)
