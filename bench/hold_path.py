@@ -212,7 +212,6 @@ def prepare_show(database_url, redis_url):
         )
         if not ApiKey.objects.filter(name=BENCH_KEY_NAME).exists():
             create_api_key(name=BENCH_KEY_NAME, rate_per_minute=1_000_000_000, raw_key=BENCH_KEY)
-    refresh_planner_statistics()
     rows = {}
     for seat_id, y in Seat.objects.filter(hall=hall).order_by("y", "x").values_list("id", "y"):
         rows.setdefault(y, []).append(seat_id)
@@ -220,11 +219,13 @@ def prepare_show(database_url, redis_url):
 
 
 def refresh_planner_statistics():
-    """ANALYZE the bench's database, as autovacuum does within a minute or so of a table's growth on a live site.
+    """ANALYZE the bench's database once its tables hold what the run starts from, as autovacuum does within a
+    minute or so of a table's growth on a live site.
 
-    A bench database fills from empty in seconds: on an empty table's statistics PostgreSQL plans the show's
-    seat count as a nested loop reading every reservation once per claim (50 ms for 2,000 held seats instead
-    of a fraction of a millisecond), and the benchmark would measure that plan instead of the code.
+    A bench database fills in seconds: planned on the statistics of a nearly empty table, the show's seat count
+    is a nested loop reading every reservation once per claim (50 ms for 2,000 held seats, where the right plan
+    takes a fraction of a millisecond), and the benchmark would measure that plan instead of the code. Not
+    right after emptying the tables, though: statistics saying "empty" are just as wrong a second later.
     """
     from django.db import connection
 
