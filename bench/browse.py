@@ -78,6 +78,7 @@ from hold_path import (  # sibling scripts
     summary_ms,
     take_cpu_snapshot,
     timed,
+    unwind_on_sigterm,
     wait_and_warm_up,
 )
 
@@ -784,4 +785,5 @@ def main():
 
 
 if __name__ == "__main__":
+    unwind_on_sigterm()
     main()

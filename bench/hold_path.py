@@ -308,6 +308,13 @@ def server_running(*, workers, port, database_url, redis_url, pool_max, log):
         stop_process(server)
 
 
+def unwind_on_sigterm():
+    """`kill` (SIGTERM) unwinds a bench like Ctrl-C, so its `finally` blocks stop the servers it started: they
+    run in sessions of their own, and a bench killed outright leaves them serving (and, worse, a leftover
+    Celery worker consuming the next run's tasks with the old code)."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def stop_process(process, *, seconds=15):
     """SIGTERM the leader alone (uvicorn's supervisor and Celery's main process stop their children and wait for
     them, running tasks finish); SIGKILL its whole session if it is still up after `seconds`."""
@@ -966,4 +973,5 @@ def main():
 
 
 if __name__ == "__main__":
+    unwind_on_sigterm()
     main()

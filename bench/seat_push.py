@@ -42,6 +42,7 @@ from hold_path import (  # a sibling script
     ensure_database,
     percentile,
     prepare_show,
+    unwind_on_sigterm,
     wait_until_answering,
 )
 
@@ -151,4 +152,5 @@ def main():
 
 
 if __name__ == "__main__":
+    unwind_on_sigterm()
     sys.exit(main())

@@ -76,6 +76,7 @@ from hold_path import (
     summary_ms,
     take_cpu_snapshot,
     timed,
+    unwind_on_sigterm,
     wait_and_warm_up,
 )
 
@@ -662,4 +663,5 @@ def main():
 
 
 if __name__ == "__main__":
+    unwind_on_sigterm()
     main()

@@ -28,7 +28,7 @@ import psycopg
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hold_path import ROOT, SECRET_KEY, ensure_database, free_port, start_server, stop_process
+from hold_path import ROOT, SECRET_KEY, ensure_database, free_port, start_server, stop_process, unwind_on_sigterm
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_waiting"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
@@ -184,4 +184,5 @@ def main():
 
 
 if __name__ == "__main__":
+    unwind_on_sigterm()
     main()

@@ -90,6 +90,7 @@ from hold_path import (  # sibling scripts
     server_environment,
     server_running,
     stop_process,
+    unwind_on_sigterm,
     wait_until_answering,
 )
 from seat_push import MISSING_AFTER_SECONDS
@@ -1003,4 +1004,5 @@ def main():
 
 
 if __name__ == "__main__":
+    unwind_on_sigterm()
     main()
