@@ -1,7 +1,11 @@
 """The API's one error body: {"error": {"code", "message", "fields"}} (API.md)."""
 
+import sys
+
+import redis
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
@@ -77,7 +81,21 @@ def not_found(request, exception=None):
     return page_not_found(request, exception)
 
 
+# What a request fails with while the database or Redis can't be reached, the pool has no connection to give
+# within DATABASE_POOL_TIMEOUT, or a lock or a serialization check gives up: the request changed nothing (its
+# transaction rolled back), and the same request shortly after can succeed. So: 503 and Retry-After, not 500.
+UNAVAILABLE = (OperationalError, InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+RETRY_AFTER_SECONDS = 5
+
+
 def server_error(request):
+    """500 for a fault of ours; 503 with Retry-After when a component we need is down (UNAVAILABLE).
+
+    Django calls this while handling the uncaught exception, from a view or any middleware, so the exception
+    is sys.exception().
+    """
+    if isinstance(sys.exception(), UNAVAILABLE):
+        return _unavailable(request)
     if _is_api(request):
         return JsonResponse(
             error_body("server_error", "Something went wrong on our side; please retry."),
@@ -86,3 +104,14 @@ def server_error(request):
     from django.views.defaults import server_error as django_server_error
 
     return django_server_error(request)
+
+
+def _unavailable(request):
+    message = f"We can't answer this right now; please retry in {RETRY_AFTER_SECONDS} seconds."
+    if _is_api(request):
+        response = JsonResponse(error_body("service_unavailable", message), status=503)
+    else:
+        response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response["Cache-Control"] = "no-store"
+    return response
