@@ -235,6 +235,22 @@ DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "Movie tickets <ticket
 SESSION_COOKIE_AGE = 14 * 24 * 3600
 SESSION_COOKIE_HTTPONLY = True
 
+# --- HTTPS ----------------------------------------------------------------------------------------------
+# On where the site is served over HTTPS by a proxy or balancer that terminates TLS and says so in
+# X-Forwarded-Proto (set it only then: the header is trusted). Off for `make serve` on http://127.0.0.1.
+HTTPS = env_bool("DJANGO_HTTPS", False)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^health/"]  # the balancer's checks come over plain HTTP from inside
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    # Browsers remember it for this long and refuse plain HTTP meanwhile: start small, raise once sure.
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 3600, minimum=1)
+    # The site owns its domain: its subdomains are HTTPS too. Preload only asks to be listed (the owner
+    # submits the domain, with a max-age of a year); turn either off where that is not so.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+
 # --- REST framework -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["ticketing.api_keys.ApiKeyAuthentication"],

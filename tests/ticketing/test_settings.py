@@ -6,6 +6,7 @@ developer's shell nor pytest's own defaults (pyproject's `env`) leak in.
 """
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,24 @@ def test_a_redis_url_selects_the_redis_channel_layer_and_a_real_broker():
 
     assert layer == "'channels_redis.core.RedisChannelLayer'"
     assert eager == "False"
+
+
+def test_the_deploy_checks_pass_with_production_settings_served_over_https():
+    random_key = secrets.token_urlsafe(50)  # the check also wants a key that looks random
+    result = start_django(
+        {**PRODUCTION, "DJANGO_SECRET_KEY": random_key, "DJANGO_HTTPS": "1"},
+        code=f"{SETUP}; from django.core.management import call_command; "
+        "call_command('check', deploy=True, fail_level='WARNING')",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_without_https_the_deploy_checks_name_what_https_would_set():
+    result = start_django(
+        PRODUCTION,
+        code=f"{SETUP}; from django.core.management import call_command; "
+        "call_command('check', deploy=True, fail_level='WARNING')",
+    )
+    assert result.returncode != 0
+    assert "SESSION_COOKIE_SECURE" in result.stderr + result.stdout
