@@ -41,7 +41,7 @@ What it does, all on this machine:
    no waiter was served while one that joined earlier was still in the line. The transaction that took each
    waiter out of the line is its row's xmin (nothing writes a waiter once it has left the line; serving
    transactions take the line lock before their first write, so their transaction ids follow the order they
-   ran in; created_at can't order them: it is read before the lock). Every served waiter's hold has exactly
+   ran in; created_at can't order them: a batch of waiters shares one). Every served waiter's hold has exactly
    the seats it wanted; every served waiter's poll answered with its reservation; 0 seats with two live
    claims; held + booked + free = hall size; 0 partial holds. The exit status is 1 on any violation, 5xx,
    unexpected status, connection error or poll that never answered.

@@ -263,7 +263,7 @@ def serve_waiting_line(*, show_id, at=None):
     """
     served = 0
     while True:
-        seated, head_stopped = _serve_batch(show_id, at or timezone.now())
+        seated, head_stopped = _serve_batch(show_id, at)
         served += seated
         if head_stopped:
             return served
@@ -273,6 +273,9 @@ def _serve_batch(show_id, at):
     """One transaction of serve_waiting_line: `(waiters seated, True when the line can't move further now)`."""
     with transaction.atomic(durable=True):
         _lock_line(show_id)
+        # The clock is read once the line is ours: read before, while another worker held the lock, it could
+        # date a hold before the lapse (swept meanwhile) that freed its seats.
+        at = at or timezone.now()
         notices = _notices_after_commit()
         show = Show.objects.select_related("hall").get(pk=show_id)
         waiting = Waiter.objects.filter(show_id=show_id, status=Waiter.Status.WAITING).order_by("place")

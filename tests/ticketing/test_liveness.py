@@ -7,6 +7,7 @@ a dead one.
 """
 
 import threading
+import time
 
 import httpx
 import pytest
@@ -18,6 +19,12 @@ from tests.factories import make_api_key, make_hall, make_show
 from ticketing.models import ApiKey, hash_api_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def someone_waits_for_an_advisory_lock():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        return cursor.fetchone()[0] > 0
 
 
 def test_liveness_is_answered_while_the_only_request_slot_is_stuck_and_a_static_file_waits(settings):
@@ -42,6 +49,10 @@ def test_liveness_is_answered_while_the_only_request_slot_is_stuck_and_a_static_
                 )
             )
             stuck.start()
+            deadline = time.monotonic() + 10
+            while not someone_waits_for_an_advisory_lock():  # the stuck hold has the slot, not just a socket
+                assert time.monotonic() < deadline, "the hold never reached the buyer's lock"
+                time.sleep(0.05)
             with pytest.raises(httpx.TimeoutException):  # queued behind the stuck hold
                 httpx.get(f"{url}/static/css/site.css", timeout=2)
             live = httpx.get(f"{url}/health/live", timeout=2)
