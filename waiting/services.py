@@ -77,21 +77,22 @@ def positions_of(waiters):
     """
     waiting = [waiter for waiter in waiters if waiter.status == Waiter.Status.WAITING]
     positions = {waiter.pk: None for waiter in waiters}
+    if not waiting:
+        return positions
     if len(waiting) <= COUNTED_EACH_UP_TO:
-        if waiting:
-            ahead = (
-                Waiter.objects.filter(
-                    show_id=OuterRef("show_id"), status=Waiter.Status.WAITING, place__lt=OuterRef("place")
-                )
-                .order_by()
-                .values("show_id")
-                .annotate(number=Count("pk"))
-                .values("number")
+        ahead = (
+            Waiter.objects.filter(
+                show_id=OuterRef("show_id"), status=Waiter.Status.WAITING, place__lt=OuterRef("place")
             )
-            counted = Waiter.objects.filter(pk__in=[waiter.pk for waiter in waiting]).annotate(
-                ahead=Coalesce(Subquery(ahead), 0)
-            )
-            positions.update({waiter_id: number + 1 for waiter_id, number in counted.values_list("pk", "ahead")})
+            .order_by()
+            .values("show_id")
+            .annotate(number=Count("pk"))
+            .values("number")
+        )
+        counted = Waiter.objects.filter(pk__in=[waiter.pk for waiter in waiting]).annotate(
+            ahead=Coalesce(Subquery(ahead), 0)
+        )
+        positions.update({waiter_id: number + 1 for waiter_id, number in counted.values_list("pk", "ahead")})
         return positions
     places = {waiter.show_id: [] for waiter in waiting}
     line = Waiter.objects.filter(show_id__in=places, status=Waiter.Status.WAITING).order_by("place")
