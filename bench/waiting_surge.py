@@ -3,7 +3,7 @@
 Usage:
     python bench/waiting_surge.py [--waiters 5000] [--watchers 1000] [--seats-wanted 1-4] [--pool-max 8]
                                   [--hold-seconds 20] [--lapse-spread 10] [--pay-share 0.8]
-                                  [--max-serving-seconds 300] [--json FILE]
+                                  [--max-serving-seconds 300] [--balanced K --celery-workers 2] [--json FILE]
     Developing on the shared machine: --waiters 500 --watchers 100 --pool-max 6
 
 What it does, all on this machine:
@@ -15,11 +15,14 @@ What it does, all on this machine:
    runs them, a Celery worker (prefork, --worker-concurrency) and a separate Celery beat, so that the sweep of
    lapsed holds and the serving of the line run as in production. Every process gets the short hold clock
    (TICKETING_HOLD_SECONDS, TICKETING_HOLD_GRACE_SECONDS): the holds the line's waiters are given run on it.
+   With --balanced K: K uvicorn processes behind HAProxy instead (bench/stack.py), and --celery-workers N
+   workers: the same checks then show the line served in order and pushes crossing processes.
 3. W WebSocket watchers on ws/shows/{id}/ (as bench/seat_push.py), then N waiters join the line one by one
    (POST /api/v1/shows/{id}/waitlist, --join-concurrency at a time, seats_wanted drawn from --seats-wanted).
    Each waiter then long-polls (GET /api/v1/waitlist/{id}?session_id=&wait=60&version=) over a keep-alive
    connection of its own, polling again at once whenever it is answered, like the waiting page does. The
-   script waits until every poll is parked (its status line is in, its body not), then measures the server.
+   script waits until every waiter's poll has parked (its status line is in, its body not), then measures the
+   server (a few polls are always between two answers: the figures count those parked at that moment).
 4. The holders' clocks run out: the script moves their holds' expiry to a moment spread over the next
    --lapse-spread seconds (the only write the script makes behind the app's back; it stands for the minutes
    of a real hold clock). Beat's sweep expires them, the worker serves the line. A served waiter pays with
@@ -81,17 +84,17 @@ from hold_path import (  # sibling scripts
     code_version,
     connection_budget,
     cpu_report,
+    describe_server,
     ensure_database,
-    free_port,
     percentile,
     prepare_show,
     refresh_planner_statistics,
     seat_range,
     server_environment,
-    server_running,
     stop_process,
     unwind_on_sigterm,
     wait_until_answering,
+    web_server_running,
 )
 from seat_push import MISSING_AFTER_SECONDS
 
@@ -194,7 +197,15 @@ def server_sessions(database_url):
         ).fetchone()
 
 
-def footprint(pid):
+def footprint(server):
+    """Resident memory in MB and threads of the web process (with --balanced: of all of them, and each's)."""
+    pids = server.web_pids if hasattr(server, "web_pids") else [server.pid]
+    each = [process_footprint(pid) for pid in pids]
+    total = {"rss_mb": round(sum(one["rss_mb"] for one in each), 1), "threads": sum(one["threads"] for one in each)}
+    return total if len(each) == 1 else {**total, "per_process": each}
+
+
+def process_footprint(pid):
     """(resident memory in MB, threads) of one process."""
     rss_kb = threads = 0
     with open(f"/proc/{pid}/status") as status:
@@ -216,21 +227,30 @@ def start_celery(arguments, *, environment, log):
 
 
 @contextlib.contextmanager
-def celery_running(*, database_url, redis_url, concurrency, schedule_file, log):
-    """A Celery worker (prefork, `concurrency` processes) and a separate beat, stopped when the block ends."""
+def celery_running(*, database_url, redis_url, concurrency, schedule_file, log, workers=1):
+    """`workers` Celery workers (prefork, `concurrency` processes each) and a separate beat, stopped when the
+    block ends. Yields (the workers, beat)."""
     environment = {
         **server_environment(
             database_url=with_application_name(database_url, CELERY_APPLICATION_NAME), redis_url=redis_url, pool_max=2
         ),
         "CELERY_TASK_ALWAYS_EAGER": "0",
     }
-    worker = start_celery(["worker", "--concurrency", str(concurrency)], environment=environment, log=log)
+    started = [
+        start_celery(
+            ["worker", "--concurrency", str(concurrency), "--hostname", f"surge{number}@%h"],
+            environment=environment,
+            log=log,
+        )
+        for number in range(1, workers + 1)
+    ]
     beat = start_celery(["beat", "--schedule", str(schedule_file)], environment=environment, log=log)
     try:
-        yield worker, beat
+        yield started, beat
     finally:
         stop_process(beat, seconds=20)
-        stop_process(worker, seconds=20)
+        for worker in started:
+            stop_process(worker, seconds=20)
 
 
 def descendants(table, pid):
@@ -243,17 +263,20 @@ def descendants(table, pid):
     return found
 
 
-def cpu_of_phase(before, after, *, server_pid, elapsed, worker_pid, beat_pid):
-    """hold_path.cpu_report for one phase, with the Celery worker (and its pool) and beat counted by name."""
+def cpu_of_phase(before, after, *, server_pid, elapsed, worker_pids, beat_pid):
+    """hold_path.cpu_report for one phase, with the Celery workers (and their pools) and beat counted by name."""
     report = cpu_report(before, after, server_pid, elapsed)
 
     def spent(pids):
         return sum(after.table[pid][2] - before.table.get(pid, (0, "", 0.0))[2] for pid in pids if pid in after.table)
 
-    worker = spent(descendants(after.table, worker_pid))
+    worker = spent([pid for worker_pid in worker_pids for pid in descendants(after.table, worker_pid)])
     beat = spent(descendants(after.table, beat_pid))
     seconds = report["cpu_seconds"]
-    seconds["web_process"] = seconds.pop("server_workers")[0] if seconds["server_workers"] else 0.0
+    web = seconds.pop("server_workers")
+    seconds["web_process"] = round(sum(web), 1)
+    if len(web) > 1:
+        seconds["web_processes"] = web
     seconds["celery_worker"] = round(worker, 1)
     seconds["celery_beat"] = round(beat, 1)
     seconds["everything_else"] = round(seconds["everything_else"] - worker - beat, 1)
@@ -368,6 +391,7 @@ class Waiter:
     waiter_id: str = ""
     version: int = 0
     parked: bool = False  # its poll's status line is in and its body is not
+    has_parked: bool = False  # one of its polls parked at least once
     final_status: str | None = None
     answered_at: float | None = None  # when its poll answered with something other than Waiting
     reservation_id: str | None = None
@@ -399,6 +423,9 @@ class Surge:
 
     def parked_count(self):
         return sum(waiter.parked for waiter in self.waiters)
+
+    def ever_parked_count(self):
+        return sum(waiter.has_parked for waiter in self.waiters)
 
 
 class PollConnection:
@@ -468,7 +495,7 @@ async def keep_polling(surge, waiter, pay_client, rng):
     wait = surge.options.poll_wait
 
     def parked():
-        waiter.parked = True
+        waiter.parked = waiter.has_parked = True
 
     try:
         while not surge.stop.is_set():
@@ -575,7 +602,7 @@ async def blocking(function, *args, **kwargs):
     return await asyncio.to_thread(function, *args, **kwargs)
 
 
-async def run_surge(surge, *, server, listener, worker, beat):
+async def run_surge(surge, *, server, listener, workers, beat):
     options = surge.options
     base_url = f"http://{surge.host}:{surge.port}"
     figures = {"server": {}}
@@ -592,7 +619,7 @@ async def run_surge(surge, *, server, listener, worker, beat):
         ]
         await wait_until_answering(clients[0], server, surge.show_id)
         await asyncio.sleep(1)
-        figures["server"]["idle"] = footprint(server.pid)
+        figures["server"]["idle"] = footprint(server)
 
         # The watchers, before anyone joins.
         socket_url = base_url.replace("http://", "ws://", 1) + f"/ws/shows/{surge.show_id}/"
@@ -605,7 +632,7 @@ async def run_surge(surge, *, server, listener, worker, beat):
         for _ in watchers:
             await asyncio.wait_for(greeted.acquire(), timeout=180)
         await asyncio.sleep(1)
-        figures["server"]["watchers_connected_before_joining"] = footprint(server.pid)
+        figures["server"]["watchers_connected_before_joining"] = footprint(server)
 
         # The joins, each waiter polling as soon as it is in the line.
         rng = random.Random(options.seed)
@@ -633,7 +660,12 @@ async def run_surge(surge, *, server, listener, worker, beat):
             after = await blocking(take_snapshot, server, options.database_url)
             elapsed = time.monotonic() - started
             phase = cpu_of_phase(
-                before, after, server_pid=server.pid, elapsed=elapsed, worker_pid=worker.pid, beat_pid=beat.pid
+                before,
+                after,
+                server_pid=server.pid,
+                elapsed=elapsed,
+                worker_pids=[worker.pid for worker in workers],
+                beat_pid=beat.pid,
             )
             return after, phase
 
@@ -650,21 +682,24 @@ async def run_surge(surge, *, server, listener, worker, beat):
         }
 
         # Every poll parked: its status line in, its body not (the server has let go of its thread and connection).
+        # At any moment a few are between two polls (with wait=60, 5,000 polls answer about 83 times a second),
+        # so the check is that each has parked, and the figures count those parked at the moment they are taken.
         deadline = time.monotonic() + 120
-        while surge.parked_count() < len(joined) and time.monotonic() < deadline and not surge.failures:
+        while surge.ever_parked_count() < len(joined) and time.monotonic() < deadline and not surge.failures:
             await asyncio.sleep(0.2)
         await asyncio.sleep(2)  # the last ones join their groups and make their one read
+        ever_parked = surge.ever_parked_count()
         parked_now = surge.parked_count()
         sessions = [await blocking(server_sessions, options.database_url) for _ in range(5)]
-        figures["server"]["parked"] = {**footprint(server.pid), "polls_parked": parked_now}
+        figures["server"]["parked"] = {**footprint(server), "polls_parked": parked_now}
         figures["database_sessions_while_parked"] = {
             "open_max": max(open_ for open_, _ in sessions),
             "busy_max": max(busy for _, busy in sessions),
             "samples": len(sessions),
         }
         cpu_after_joins, figures["cpu_joining_and_parking"] = await cpu_since(cpu_before_joins, joins_started)
-        if parked_now < len(joined):
-            surge.fail(f"only {parked_now} of {len(joined)} polls parked")
+        if ever_parked < len(joined):
+            surge.fail(f"only {ever_parked} of {len(joined)} waiters' polls ever parked")
 
         # The holders' clocks run out; the line is served as in production.
         lapsed = await blocking(
@@ -702,7 +737,7 @@ async def run_surge(surge, *, server, listener, worker, beat):
         await asyncio.gather(*pollers, return_exceptions=True)
         _, figures["cpu_serving"] = await cpu_since(cpu_after_joins, serving_started)
         await asyncio.sleep(2)
-        figures["server"]["end"] = {**footprint(server.pid), "note": "every poll closed, the watchers still connected"}
+        figures["server"]["end"] = {**footprint(server), "note": "every poll closed, the watchers still connected"}
         for task in watchers:
             task.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
@@ -711,6 +746,8 @@ async def run_surge(surge, *, server, listener, worker, beat):
 
 
 def take_snapshot(server, database_url):
+    if hasattr(server, "web_pids"):  # --balanced: bench/stack.py's Stack
+        return CpuSnapshot.take(server.pid, database_url, web_pids=server.web_pids, balancer_pid=server.balancer_pid)
     # uvicorn with one worker serves in its own process: that process is the web process.
     return CpuSnapshot.take(server.pid, database_url, web_pids=[server.pid])
 
@@ -865,6 +902,10 @@ def main():
     parser.add_argument("--poll-wait", type=int, default=POLL_WAIT_SECONDS, help="the polls' wait= (default 60)")
     parser.add_argument("--pool-max", type=int, default=8, help="the web process's database pool (default 8)")
     parser.add_argument("--worker-concurrency", type=int, default=2, help="Celery worker processes (make serve: 2)")
+    parser.add_argument("--celery-workers", type=int, default=1, help="Celery workers, each with its pool (default 1)")
+    parser.add_argument(
+        "--balanced", type=int, metavar="K", help="K web processes behind HAProxy instead of one (bench/stack.py)"
+    )
     parser.add_argument("--hold-seconds", type=int, default=20, help="TICKETING_HOLD_SECONDS of the servers")
     parser.add_argument("--grace-seconds", type=int, default=1, help="TICKETING_HOLD_GRACE_SECONDS of the servers")
     parser.add_argument("--lapse-spread", type=float, default=10, help="the holders' holds lapse over this many s")
@@ -892,13 +933,12 @@ def main():
             "TICKETING_HOLD_GRACE_SECONDS": str(options.grace_seconds),
         }
     )
-    max_connections, in_use, pool_max = connection_budget(options.database_url, 1, options.pool_max)
+    web_processes = options.balanced or 1
+    max_connections, in_use, pool_max = connection_budget(options.database_url, web_processes, options.pool_max)
     show_id, movie_id, hall = prepare_show(options.database_url, options.redis_url)
     hold_every_seat(show_id, hall.seat_ids)
     refresh_planner_statistics()  # the hall is now full of claims
 
-    port = free_port()
-    surge = Surge(options=options, show_id=show_id, movie_id=movie_id, host="127.0.0.1", port=port)
     listener = ChannelListener(options.redis_url, show_id)
     try:
         import uvloop
@@ -910,23 +950,26 @@ def main():
     log_path = work / "servers.log"
     with (
         open(log_path, "w+") as log,
-        server_running(
+        web_server_running(
             workers=1,
-            port=port,
+            balanced=options.balanced,
             database_url=with_application_name(options.database_url, WEB_APPLICATION_NAME),
             redis_url=options.redis_url,
             pool_max=pool_max,
             log=log,
-        ) as server,
+        ) as (server, url),
         celery_running(
             database_url=options.database_url,
             redis_url=options.redis_url,
             concurrency=options.worker_concurrency,
             schedule_file=work / "celerybeat-schedule",
             log=log,
-        ) as (worker, beat),
+            workers=options.celery_workers,
+        ) as (workers, beat),
     ):
-        figures = run_loop(run_surge(surge, server=server, listener=listener, worker=worker, beat=beat))
+        host, port = url.removeprefix("http://").split(":")
+        surge = Surge(options=options, show_id=show_id, movie_id=movie_id, host=host, port=int(port))
+        figures = run_loop(run_surge(surge, server=server, listener=listener, workers=workers, beat=beat))
     listener.stop()
 
     line = read_line(options.database_url, show_id)
@@ -942,8 +985,9 @@ def main():
     report = {
         "setup": {
             "code": code_version(),
-            "server": "uvicorn, 1 process (uvloop, httptools), DJANGO_DEBUG=0",
-            "celery": f"worker --concurrency {options.worker_concurrency} (prefork) + separate beat",
+            "server": describe_server(workers=1, balanced=options.balanced),
+            "celery": f"{options.celery_workers} worker(s) --concurrency {options.worker_concurrency} (prefork)"
+            " + separate beat",
             "pool_max": pool_max,
             "postgres_max_connections": max_connections,
             "postgres_connections_in_use_before": in_use,
@@ -989,10 +1033,16 @@ def main():
                 for failure in surge.failures
             )
         ),
+        "server_tracebacks_logged": log_path.read_text().count("Traceback"),
         "invariants": {name: len(found) for name, found in violations.items()},
         "invariant_examples": {name: found[:5] for name, found in violations.items() if found},
     }
-    report["ok"] = not surge.failures and not unexpected and not any(violations.values())
+    report["ok"] = (
+        not surge.failures
+        and not unexpected
+        and not any(violations.values())
+        and not report["server_tracebacks_logged"]
+    )
     print(json.dumps(report, indent=2))
     if options.json:
         options.json.parent.mkdir(parents=True, exist_ok=True)

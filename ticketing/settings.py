@@ -158,7 +158,10 @@ if REDIS_URL:
             "CONFIG": {
                 # redis-py 8 times reads out after 5 s, as long as channels_redis's blocking receive: an idle
                 # WebSocket's consumer would die with it. A longer socket timeout keeps idle sockets alive.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 10}],
+                # redis-py 8 refuses a command at once when its pool has no connection left (100 by default):
+                # a thousand seat maps closing together (a bench's end, a deploy) each leave their groups at
+                # once. Redis takes 10,000 clients; a burst borrows connections only for its length.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 10, "max_connections": 2000}],
                 # Messages waiting for one process, shared by all its channels: one seat change watched by
                 # 1,000 seat maps on a process is 1,000 messages, and a serving wave makes dozens of changes a
                 # second. Past this the layer drops messages without a word. (A few hundred bytes each: 100,000

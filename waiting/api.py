@@ -56,9 +56,10 @@ class WaiterApi(WaitingApiView):
     def get(self, request, waiter_id):
         """The waiter's status and place in line.
 
-        A long poll with `version` and `wait`: while the version is still yours, the answer is held up to
-        `wait` seconds (0-60) and comes as soon as the version changes (held by waiting.longpoll, without a
-        thread or a database connection).
+        A long poll with `version` and `wait`: with an older version (or none) the answer comes at once; with
+        the current one it is held up to `wait` seconds (0-60) and comes as soon as the status changes, else
+        when the wait ends, with the position as it is then (held by waiting.longpoll, without a thread or a
+        database connection).
         """
         data = checked(serializers.WaiterParameters, request.query_params)
         waiter = services.find_waiter(buyer=buyer_of(request, data["session_id"]), waiter_id=waiter_id)

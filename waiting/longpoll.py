@@ -8,17 +8,26 @@ An answer is made in two halves.
 - HoldLongPolls, the ASGI middleware in front of Django (ticketing.asgi), sees the mark once Django has
   finished with the request, so its per-request thread is gone and its database connection back in the
   pool. It sends the status line and headers Django made, then parks the answer as a coroutine until the
-  waiter's version moves or the wait runs out, and sends the body. A parked poll is a task and a few small
-  objects: no thread, no database connection, whatever the number of polls.
+  waiter's status changes or the wait runs out, and sends the body read then. A parked poll is a task and a
+  few small objects: no thread, no database connection, whatever the number of polls.
 
-Wake-ups cross processes through the channel layer: after commit, waiting.services sends "waiter.changed" to
-the waiter's group and "line.moved" to the show's line group. A poll joins both groups first and reads
-second, so a change committed in between can't slip past it; on every nudge it re-reads and answers only if
-its version really moved; when its wait runs out it reads once more, so a lost nudge (the channel layer is
-at most once) costs latency, never a wrong answer.
+What ends a wait early is a change of status (served with a hold, Show Full, Expired, Cancelled). Moving up
+in line raises the version too, but the new position comes with the answer at the wait's end (and a poll
+sent with an older version answers at once). Answering every move at once made every waiter of a long line
+re-poll each time the line moved: with 5,000 waiters and the line moving every second or two while it is
+served, one process spent its whole core on re-polls and answered served waiters tens of seconds late.
 
-Re-reads are gathered: the polls one nudge wakes together (a whole line moving) are read in a few queries on
-a few threads kept for them, each handing its connection straight back to the pool.
+Wake-ups cross processes through the channel layer: after commit, waiting.services sends "line.moved" to the
+show's line group for every change of a place in line (a waiter's own change included). A poll listens to
+its show's line group alone: the process joins a show's group once, when its first poll of that show parks,
+and leaves it when its last one goes, so parking a poll costs no channel-layer call once others of the show
+are parked. A poll joins first and reads second, so a change committed in between can't slip past it; on
+every nudge it checks its status; when its wait runs out it reads once more, so a lost nudge (the channel
+layer is at most once) costs latency, never a wrong answer.
+
+Checks are gathered: the polls one nudge wakes together (a whole line moving) are checked in a few queries
+on a few threads kept for them, each handing its connection straight back to the pool; positions are
+counted only for the answers made.
 
 Served without ticketing.asgi's application (Django's test client, WSGI), nothing holds an answer: the view
 answers at once, which a client takes as a poll whose wait ended.
@@ -35,7 +44,7 @@ from rest_framework.renderers import JSONRenderer
 
 from waiting.models import Waiter
 from waiting.serializers import waiter_body
-from waiting.services import line_group, positions_of, waiter_group
+from waiting.services import line_group, positions_of
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +66,7 @@ _read_threads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix=
 
 
 def hold_answer(request, *, waiter, version, wait):
-    """Ask HoldLongPolls to hold this 200 until `waiter`'s version moves or `wait` seconds pass.
+    """Ask HoldLongPolls to hold this 200 until `waiter`'s status changes or `wait` seconds pass.
 
     Only when the caller asked to wait and already has the current `version` (None: it has none). Returns
     False when the answer goes at once: nothing to wait for, or no HoldLongPolls serves the request.
@@ -65,7 +74,7 @@ def hold_answer(request, *, waiter, version, wait):
     held = getattr(request, "scope", {}).get(HOLD)
     if held is None or not wait or version != waiter.version:
         return False
-    held.update(waiter_id=waiter.pk, show_id=waiter.show_id, version=waiter.version, wait=wait)
+    held.update(waiter_id=waiter.pk, show_id=waiter.show_id, status=waiter.status, wait=wait)
     return True
 
 
@@ -131,17 +140,24 @@ _GONE = object()
 
 
 def _bodies_unless(wanted):
-    """For each (waiter_id, version): the waiter's body, None if its version is still that one, or _GONE."""
+    """For each (waiter_id, status): the waiter's body, None while its status is still that one, or _GONE.
+
+    `status` None: the body whatever it is. Positions are counted only for the bodies made: a nudge wakes
+    every poll of the line, and most of them only learn that they still wait.
+    """
     try:
         waiters = Waiter.objects.in_bulk({waiter_id for waiter_id, _ in wanted})
-        positions = positions_of(list(waiters.values()))
+        changed = {
+            waiter_id for waiter_id, status in wanted if waiter_id in waiters and waiters[waiter_id].status != status
+        }
+        positions = positions_of([waiters[waiter_id] for waiter_id in changed])
         answers = {}
-        for waiter_id, version in wanted:
+        for waiter_id, status in wanted:
             waiter = waiters.get(waiter_id)
             if waiter is None:
-                answers[waiter_id, version] = _GONE  # the service never deletes waiters; only staff could
+                answers[waiter_id, status] = _GONE  # the service never deletes waiters; only staff could
             else:
-                answers[waiter_id, version] = None if waiter.version == version else waiter_body(waiter, positions)
+                answers[waiter_id, status] = waiter_body(waiter, positions) if waiter_id in changed else None
         return answers
     finally:
         connection.close()  # back to the pool: a parked poll holds none
@@ -155,15 +171,15 @@ class _Reads:
     """The re-reads parked polls ask for, gathered per turn of the event loop and made in batches."""
 
     def __init__(self):
-        self.wanted = {}  # (waiter_id, version) -> futures
+        self.wanted = {}  # (waiter_id, status) -> futures
         self.flush_due = False
         self.batches = set()
 
-    async def body_unless(self, waiter_id, version):
-        """The waiter's body, or None while its version is still `version` (None: always the body)."""
+    async def body_unless(self, waiter_id, status):
+        """The waiter's body, or None while its status is still `status` (None: the body in any case)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self.wanted.setdefault((waiter_id, version), []).append(future)
+        self.wanted.setdefault((waiter_id, status), []).append(future)
         if not self.flush_due:
             # Polls woken by the same nudge run in this same turn: let them all ask before reading.
             self.flush_due = True
@@ -301,8 +317,6 @@ class _Listeners:
 
 
 def _group_of(message):
-    if message.get("type") == "waiter.changed" and "waiter_id" in message:
-        return waiter_group(message["waiter_id"])
     if message.get("type") == "line.moved" and "show_id" in message:
         return line_group(message["show_id"])
     return None
@@ -331,20 +345,20 @@ def _this_loop():
 # --- Waiting for the change ------------------------------------------------------------------------------------
 
 
-async def _body_when_changed(waiter_id, show_id, version, wait):
-    """The waiter's body as soon as its version is no longer `version`, or when `wait` seconds have passed."""
+async def _body_when_changed(waiter_id, show_id, status, wait):
+    """The waiter's body as soon as its status is no longer `status`, or when `wait` seconds have passed."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     this_loop = _this_loop()
     nudged = asyncio.Event()
-    groups = (waiter_group(waiter_id), line_group(show_id))
+    groups = (line_group(show_id),)
     try:
         try:
             for group in groups:
                 await this_loop.nudges.listen(group, nudged)
         except Exception:
             logger.warning("A long poll waits without nudges; it re-reads when its wait ends", exc_info=True)
-        body = await this_loop.reads.body_unless(waiter_id, version)
+        body = await this_loop.reads.body_unless(waiter_id, status)
         while body is None:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -354,7 +368,8 @@ async def _body_when_changed(waiter_id, show_id, version, wait):
             except TimeoutError:
                 break
             nudged.clear()  # before reading: a nudge during the read wakes the next round
-            body = await this_loop.reads.body_unless(waiter_id, version)
+            body = await this_loop.reads.body_unless(waiter_id, status)
+        # The wait's end reads afresh: the new position, and whatever a nudge lost on the way would have said.
         return body or await this_loop.reads.body_unless(waiter_id, None)
     finally:
         this_loop.nudges.stop_listening_later(groups, nudged)

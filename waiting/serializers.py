@@ -43,8 +43,8 @@ class WaiterParameters(SessionParameters):
         default=0,
         min_value=0,
         max_value=MAX_WAIT_SECONDS,
-        help_text="With `version`: hold the answer up to this many seconds while the version is still yours; "
-        "it comes as soon as the version changes.",
+        help_text="With the current `version`: hold the answer up to this many seconds; it comes as soon as "
+        "the status changes, else when the wait ends (with the position then).",
     )
 
 
@@ -52,7 +52,10 @@ class WaiterSerializer(serializers.Serializer):
     waiter_id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=["Waiting", "Seats Available", "Show Full", "Expired", "Cancelled"])
     position = serializers.IntegerField(allow_null=True, help_text="1 at the head of the line; null once out of it.")
-    version = serializers.IntegerField(help_text="Rises whenever the status or the position changes.")
+    version = serializers.IntegerField(
+        help_text="Rises whenever the status or the position changes (a long poll's wait ends early only for "
+        "the status)."
+    )
     reservation_id = serializers.UUIDField(required=False, help_text="With Seats Available: the hold made for you.")
     show_id = serializers.IntegerField()
     seats_wanted = serializers.IntegerField()

@@ -157,7 +157,7 @@ def _end(waiters, status, at, notices):
     )
     _line_moved(waiters[0].show_id, after_place=min(waiter.place for waiter in waiters), notices=notices)
     for waiter in waiters:
-        _notify_waiter(waiter.pk, notices)
+        _notify_waiter(waiter, notices)
 
 
 def _line_moved(show_id, *, after_place, notices):
@@ -168,8 +168,11 @@ def _line_moved(show_id, *, after_place, notices):
     notices[line_group(show_id)] = {"type": "line.moved", "show_id": show_id}
 
 
-def _notify_waiter(waiter_id, notices):
-    notices[waiter_group(waiter_id)] = {"type": "waiter.changed", "waiter_id": str(waiter_id)}
+def _notify_waiter(waiter, notices):
+    """The waiter's own group hears of its change, and so does its show's line group: long polls listen to the
+    line alone (one group per show and process instead of one per poll: waiting.longpoll)."""
+    notices[waiter_group(waiter.pk)] = {"type": "waiter.changed", "waiter_id": str(waiter.pk)}
+    notices[line_group(waiter.show_id)] = {"type": "line.moved", "show_id": waiter.show_id}
 
 
 def _wake_line_after_commit(show_id):
@@ -309,7 +312,7 @@ def _serve_batch(show_id, at):
             Waiter.objects.filter(pk=waiter.pk).update(
                 status=Waiter.Status.SEATS_AVAILABLE, reservation=reservation, ended_at=at, version=F("version") + 1
             )
-            _notify_waiter(waiter.pk, notices)
+            _notify_waiter(waiter, notices)
             first_place = waiter.place if first_place is None else first_place
             free -= waiter.seats_wanted
             seated += 1
