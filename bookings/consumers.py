@@ -23,12 +23,13 @@ def show_group(show_id):
     return f"show-{show_id}"
 
 
-def push_seat_changes(show_id, version, changes):
-    """Send one transaction's seat changes to everyone watching the show. Called after commit only."""
+def push_seat_changes(show_id, changes):
+    """Send one transaction's seat changes, `(seat id, status, version)`, to everyone watching the show, in one
+    message whose version is the newest. Called after commit only."""
     message = {
         "type": "seats",
-        "version": version,
-        "changes": [{"id": seat_id, "status": status, "version": version} for seat_id, status in changes],
+        "version": max(version for _, _, version in changes),
+        "changes": [{"id": seat_id, "status": status, "version": version} for seat_id, status, version in changes],
     }
     send_to_groups([(show_group(show_id), {"type": "seats.changed", "message": message})])
 

@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bookings.availability import taken_by_type
-from bookings.services import BookingError, Buyer, hold_seats_for_waiter
+from bookings.services import BookingError, Buyer, hold_seats_for_waiter, seat_changes_pushed_together
 from cinemas.models import SeatType, Show
 from ticketing.broadcast import send_to_groups
 from ticketing.db import lock_until_commit
@@ -292,30 +292,32 @@ def _serve_batch(show_id, at):
         seated, first_place = 0, None
         batch = list(waiting[:SERVE_BATCH])
         head_stopped = len(batch) < SERVE_BATCH  # else more may wait behind this batch
-        for waiter in batch:
-            if waiter.seats_wanted > free:
-                # Not even counted free (the usual case while holds last): no search of the hall. Seats that
-                # come free after this count wake the line again once this transaction lets go of its lock.
-                head_stopped = True
-                break
-            buyer = Buyer(api_key_id=waiter.api_key_id, session_id=waiter.session_id)
-            try:
-                reservation = hold_seats_for_waiter(buyer=buyer, show=show, count=waiter.seats_wanted, at=at)
-            except BookingError as refusal:
-                if refusal.code in ("seats_unavailable", "retry", "show_full"):
-                    head_stopped = True  # the head can't be seated yet: nobody behind it goes first
+        # The batch's holds reach the seat maps as one push after commit, not one per waiter.
+        with seat_changes_pushed_together():
+            for waiter in batch:
+                if waiter.seats_wanted > free:
+                    # Not even counted free (the usual case while holds last): no search of the hall. Seats that
+                    # come free after this count wake the line again once this transaction lets go of its lock.
+                    head_stopped = True
                     break
-                # The waiter's own session already holds too many seats of the show: it can't be served.
-                logger.info("Waiter %s can't be served: %s", waiter.pk, refusal.code)
-                _end([waiter], Waiter.Status.CANCELLED, at, notices)
-                continue
-            Waiter.objects.filter(pk=waiter.pk).update(
-                status=Waiter.Status.SEATS_AVAILABLE, reservation=reservation, ended_at=at, version=F("version") + 1
-            )
-            _notify_waiter(waiter, notices)
-            first_place = waiter.place if first_place is None else first_place
-            free -= waiter.seats_wanted
-            seated += 1
+                buyer = Buyer(api_key_id=waiter.api_key_id, session_id=waiter.session_id)
+                try:
+                    reservation = hold_seats_for_waiter(buyer=buyer, show=show, count=waiter.seats_wanted, at=at)
+                except BookingError as refusal:
+                    if refusal.code in ("seats_unavailable", "retry", "show_full"):
+                        head_stopped = True  # the head can't be seated yet: nobody behind it goes first
+                        break
+                    # The waiter's own session already holds too many seats of the show: it can't be served.
+                    logger.info("Waiter %s can't be served: %s", waiter.pk, refusal.code)
+                    _end([waiter], Waiter.Status.CANCELLED, at, notices)
+                    continue
+                Waiter.objects.filter(pk=waiter.pk).update(
+                    status=Waiter.Status.SEATS_AVAILABLE, reservation=reservation, ended_at=at, version=F("version") + 1
+                )
+                _notify_waiter(waiter, notices)
+                first_place = waiter.place if first_place is None else first_place
+                free -= waiter.seats_wanted
+                seated += 1
         if first_place is not None:
             # Everyone behind moves up once for the whole batch, not once per waiter seated.
             _line_moved(show_id, after_place=first_place, notices=notices)

@@ -23,6 +23,7 @@ from bookings.services.holds import (
     hold_seats_for_waiter,
     register_waiting_line_check,
     release_lapsed_holds,
+    seat_changes_pushed_together,
 )
 from bookings.services.payments import (
     abandon_idempotent_request,
@@ -53,6 +54,7 @@ __all__ = [
     "fulfil_charge",
     "hold_seats",
     "hold_seats_for_waiter",
+    "seat_changes_pushed_together",
     "register_waiting_line_check",
     "pay_for_reservation",
     "reconcile_payments",
