@@ -11,8 +11,8 @@ runs them with async_to_sync.
 
 Stock Django lets every request in at once, each on a thread of its own; past the database pool's size those
 threads only queue for a connection, and under a burst (a thousand buyers the moment a sale opens) the last
-of them give up after the pool's timeout with a 500. Here the requests beyond the limit wait on the event
-loop, first come first served, holding nothing but their socket.
+of them give up after the pool's timeout. Here the requests beyond the limit wait on the event loop, first
+come first served, before Django has started on them: they hold their socket and a coroutine, no thread.
 
 AnswerLiveness answers the load balancer's health checks from the event loop itself, ahead of that queue: a
 process whose requests are queued is busy, not down, and taking it out of the rotation would only send its
@@ -34,9 +34,15 @@ class SyncChainASGIHandler(ASGIHandler):
         self.load_middleware(is_async=False)
         self._admissions = {}  # event loop -> its semaphore (tests run scenarios in loops of their own)
 
-    async def run_get_response(self, request):
+    async def __call__(self, scope, receive, send):
+        # Admitted before Django starts on the request: its request_started signal already takes the request's
+        # own thread, so a queue behind that point held a thread per queued request (1,000 in the waiting
+        # surge). Here a queued request holds its socket and a coroutine, nothing more.
         async with self._admission():
-            response = await sync_to_async(self.get_response, thread_sensitive=True)(request)
+            await super().__call__(scope, receive, send)
+
+    async def run_get_response(self, request):
+        response = await sync_to_async(self.get_response, thread_sensitive=True)(request)
         response._handler_class = self.__class__
         if isinstance(response, FileResponse):
             response.block_size = self.chunk_size

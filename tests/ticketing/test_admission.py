@@ -7,7 +7,9 @@ control shows it.
 """
 
 import asyncio
+import threading
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,16 +21,34 @@ from tests.factories import make_api_key, make_hall, make_show
 BURST = 300
 # A small pool with a short timeout, so that the control's queue outlasts the timeout on any machine.
 TIGHT_POOL = {"DATABASE_POOL_MIN": "1", "DATABASE_POOL_MAX": "2", "DATABASE_POOL_TIMEOUT": "1"}
+# The server's threads while the burst is answered: its own few, plus one per request let into Django (2 with
+# the tight pool). A thread per queued request would be hundreds.
+QUEUED_THREADS_BOUND = 50
 
 
-def statuses_of_a_burst(url, path, headers):
+def statuses_of_a_burst(url, path, headers, server):
+    """The burst's answers by status, and the most threads the server process had while answering it."""
+    most_threads = 0
+    done = threading.Event()
+
+    def count_threads():
+        nonlocal most_threads
+        while not done.wait(0.02):
+            most_threads = max(most_threads, len(list(Path(f"/proc/{server.pid}/task").iterdir())))
+
     async def burst():
         limits = httpx.Limits(max_connections=BURST, max_keepalive_connections=BURST)
         async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=120) as client:
             answers = await asyncio.gather(*(client.get(path) for _ in range(BURST)))
         return Counter(answer.status_code for answer in answers)
 
-    return asyncio.run(burst())
+    counter = threading.Thread(target=count_threads)
+    counter.start()
+    try:
+        return asyncio.run(burst()), most_threads
+    finally:
+        done.set()
+        counter.join()
 
 
 @pytest.fixture
@@ -38,14 +58,17 @@ def big_show(transactional_db):
 
 def test_a_burst_far_beyond_the_pool_is_answered_in_full_by_one_process(settings, big_show):
     headers = {"X-API-Key": make_api_key(rate_per_minute=100_000)}
-    with serving(settings, workers=1, environment=TIGHT_POOL) as (url, _):
-        statuses = statuses_of_a_burst(url, f"/api/v1/shows/{big_show.pk}/seats", headers)
+    with serving(settings, workers=1, environment=TIGHT_POOL) as (url, server):
+        statuses, most_threads = statuses_of_a_burst(url, f"/api/v1/shows/{big_show.pk}/seats", headers, server)
     assert statuses == {200: BURST}
+    # Those waiting their turn hold no thread: a few per request let in, not one per request queued.
+    assert most_threads < QUEUED_THREADS_BOUND, most_threads
 
 
 def test_the_control_without_the_limit_fails_part_of_the_same_burst_with_503s(settings, big_show):
     headers = {"X-API-Key": make_api_key(rate_per_minute=100_000)}
     unlimited = {**TIGHT_POOL, "WEB_CONCURRENT_REQUESTS": str(BURST)}
-    with serving(settings, workers=1, environment=unlimited) as (url, _):
-        statuses = statuses_of_a_burst(url, f"/api/v1/shows/{big_show.pk}/seats", headers)
+    with serving(settings, workers=1, environment=unlimited) as (url, server):
+        statuses, most_threads = statuses_of_a_burst(url, f"/api/v1/shows/{big_show.pk}/seats", headers, server)
     assert statuses[503] > 0 and statuses[200] + statuses[503] == BURST  # the pool's timeout: never a 500
+    assert most_threads >= QUEUED_THREADS_BOUND  # and a thread for each request let in
