@@ -80,7 +80,6 @@ from hold_path import (  # sibling scripts
     BENCH_KEY,
     BENCH_KEY_NAME,
     ROOT,
-    CpuSnapshot,
     code_version,
     connection_budget,
     cpu_report,
@@ -92,6 +91,7 @@ from hold_path import (  # sibling scripts
     seat_range,
     server_environment,
     stop_process,
+    take_cpu_snapshot,
     unwind_on_sigterm,
     wait_until_answering,
     web_server_running,
@@ -657,7 +657,7 @@ async def run_surge(surge, *, server, listener, workers, beat):
 
         async def cpu_since(before, started):
             """(the snapshot now, the CPU of the phase since `before`, taken at monotonic `started`)."""
-            after = await blocking(take_snapshot, server, options.database_url)
+            after = await blocking(take_cpu_snapshot, server, options.database_url)
             elapsed = time.monotonic() - started
             phase = cpu_of_phase(
                 before,
@@ -669,7 +669,7 @@ async def run_surge(surge, *, server, listener, workers, beat):
             )
             return after, phase
 
-        cpu_before_joins = await blocking(take_snapshot, server, options.database_url)
+        cpu_before_joins = await blocking(take_cpu_snapshot, server, options.database_url)
         joins_started = time.monotonic()
         await asyncio.gather(*(join_then_poll(waiter) for waiter in surge.waiters))
         joins_seconds = time.monotonic() - joins_started
@@ -743,13 +743,6 @@ async def run_surge(surge, *, server, listener, workers, beat):
         await asyncio.gather(*watchers, return_exceptions=True)
     lag_task.cancel()
     return figures
-
-
-def take_snapshot(server, database_url):
-    if hasattr(server, "web_pids"):  # --balanced: bench/stack.py's Stack
-        return CpuSnapshot.take(server.pid, database_url, web_pids=server.web_pids, balancer_pid=server.balancer_pid)
-    # uvicorn with one worker serves in its own process: that process is the web process.
-    return CpuSnapshot.take(server.pid, database_url, web_pids=[server.pid])
 
 
 # --- After the run: from PostgreSQL -----------------------------------------------------------------------------

@@ -253,28 +253,27 @@ class _Nudges:
                 listeners.events.add(nudged)
                 return
 
-    def stop_listening_later(self, groups, nudged):
-        """Leave the groups in the background: an answer never waits for the channel layer."""
-        task = asyncio.get_running_loop().create_task(self._stop_listening(groups, nudged))
+    def stop_listening_later(self, group, nudged):
+        """Leave the group in the background: an answer never waits for the channel layer."""
+        task = asyncio.get_running_loop().create_task(self._stop_listening(group, nudged))
         self.tidying.add(task)
         task.add_done_callback(self.tidying.discard)
 
-    async def _stop_listening(self, groups, nudged):
-        for group in groups:
-            listeners = self.groups.get(group)
-            if listeners is None or nudged not in listeners.events:
-                continue
-            async with listeners.lock:
-                listeners.events.discard(nudged)
-                if listeners.events:
-                    continue
-                try:
-                    async with self.membership_calls:
-                        await self.layer.group_discard(group, self.channel)
-                except Exception:  # a stale member only costs this process a message it drops
-                    logger.warning("Could not leave %s", group, exc_info=True)
-                finally:
-                    del self.groups[group]
+    async def _stop_listening(self, group, nudged):
+        listeners = self.groups.get(group)
+        if listeners is None or nudged not in listeners.events:
+            return
+        async with listeners.lock:
+            listeners.events.discard(nudged)
+            if listeners.events:
+                return
+            try:
+                async with self.membership_calls:
+                    await self.layer.group_discard(group, self.channel)
+            except Exception:  # a stale member only costs this process a message it drops
+                logger.warning("Could not leave %s", group, exc_info=True)
+            finally:
+                del self.groups[group]
 
     async def _start(self):
         async with self.starting:
@@ -351,11 +350,10 @@ async def _body_when_changed(waiter_id, show_id, status, wait):
     deadline = loop.time() + wait
     this_loop = _this_loop()
     nudged = asyncio.Event()
-    groups = (line_group(show_id),)
+    group = line_group(show_id)
     try:
         try:
-            for group in groups:
-                await this_loop.nudges.listen(group, nudged)
+            await this_loop.nudges.listen(group, nudged)
         except Exception:
             logger.warning("A long poll waits without nudges; it re-reads when its wait ends", exc_info=True)
         body = await this_loop.reads.body_unless(waiter_id, status)
@@ -372,4 +370,4 @@ async def _body_when_changed(waiter_id, show_id, status, wait):
         # The wait's end reads afresh: the new position, and whatever a nudge lost on the way would have said.
         return body or await this_loop.reads.body_unless(waiter_id, None)
     finally:
-        this_loop.nudges.stop_listening_later(groups, nudged)
+        this_loop.nudges.stop_listening_later(group, nudged)
