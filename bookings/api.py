@@ -249,7 +249,9 @@ class PayReservationApi(BookingApiView):
                 content, status=status_code, content_type="application/json", headers={"Idempotent-Replayed": "true"}
             )
         try:
-            reservation = services.pay_for_reservation(buyer=buyer, reservation_id=reservation_id, card=card)
+            reservation = services.pay_for_reservation(
+                buyer=buyer, reservation_id=reservation_id, card=card, resuming=record.resumed
+            )
             status_code, body = status.HTTP_200_OK, reservation_body(reservation)
         except services.BookingError as error:
             if error.code in RETRY_AFTER_SECONDS:  # not a final answer: a retry with this key must run again

@@ -17,6 +17,7 @@ from decimal import Decimal
 from functools import cache as memoize
 from typing import Protocol
 
+import httpx
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
@@ -361,6 +362,79 @@ class SandboxProvider:
             idempotency_key=result["idempotency_key"],
             refunded=refunds is not None and refunds["total"] >= result["amount"],
         )
+
+
+class SandboxHttpProvider:
+    """The sandbox reached over HTTP, as a separate service (bookings.sandbox_service, `run_payment_sandbox`).
+
+    The same contract as SandboxProvider, but every call crosses a socket to another process, which can be
+    slow, fail, drop the connection or be down: all of those are ProviderTimeout (the outcome is unknown, so
+    the caller asks again with the same key or looks the charge up). Waits at most
+    settings.TICKETING_PAYMENT_TIMEOUT_SECONDS per call; one connection pool per process.
+    """
+
+    name = "sandbox"
+
+    def __init__(self, base_url=None, timeout=None):
+        self.client = httpx.Client(
+            base_url=base_url or settings.TICKETING_PAYMENT_SANDBOX_URL,
+            timeout=timeout or settings.TICKETING_PAYMENT_TIMEOUT_SECONDS,
+        )
+
+    def charge(self, *, amount: Decimal, currency: str, card: Card, idempotency_key: str) -> Charge:
+        """As SandboxProvider.charge; also ProviderTimeout when the service is slow, failing or unreachable."""
+        body = {
+            "amount": str(amount),
+            "currency": currency,
+            "card": {"number": card.number, "exp_month": card.exp_month, "exp_year": card.exp_year, "cvc": card.cvc},
+        }
+        return _charge_of(self._call("POST", "/v1/charges", json=body, key=idempotency_key))
+
+    def refund(self, *, charge_id: str, amount: Decimal, idempotency_key: str) -> Refund:
+        body = self._call(
+            "POST", "/v1/refunds", json={"charge_id": charge_id, "amount": str(amount)}, key=idempotency_key
+        )
+        return Refund(refund_id=body["refund_id"], charge_id=body["charge_id"], amount=Decimal(body["amount"]))
+
+    def find_charge(self, *, idempotency_key: str) -> Charge | None:
+        try:
+            return _charge_of(self._call("GET", "/v1/charges", params={"idempotency_key": idempotency_key}))
+        except PaymentError as exc:
+            if exc.code == "unknown_charge":
+                return None
+            raise
+
+    def charges(self) -> list[Charge]:
+        return [_charge_of(body) for body in self._call("GET", "/v1/charges")["charges"]]
+
+    def _call(self, method, path, *, key=None, **request):
+        headers = {"Idempotency-Key": key} if key is not None else {}
+        try:
+            response = self.client.request(method, path, headers=headers, **request)
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as error:  # no answer, half an answer, or not JSON
+            raise ProviderTimeout() from error
+        if response.status_code == 200:
+            return body
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        code, message = error.get("code", "payment_error"), error.get("message")
+        if response.status_code >= 500:  # Stripe's rule too: a 5xx leaves the outcome unknown
+            raise ProviderTimeout()
+        if response.status_code == 402:
+            raise CardDeclined(message=message)
+        if code == "invalid_card":
+            raise InvalidCard(error.get("fields"), message=message)
+        raise PaymentError(code, message)
+
+
+def _charge_of(body):
+    return Charge(
+        charge_id=body["charge_id"],
+        amount=Decimal(body["amount"]),
+        currency=body["currency"],
+        idempotency_key=body["idempotency_key"],
+        refunded=body["refunded"],
+    )
 
 
 def _once(slot, params, perform):

@@ -108,9 +108,7 @@ def serving(settings, *, workers=2, environment=None):
     backlog of ten) or a real process to kill. The test's data must be committed (transactional tests).
     """
     database_url = test_database_url()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     environment = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -129,18 +127,60 @@ def serving(settings, *, workers=2, environment=None):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/api/v1/cities", timeout=1)
-                break
-            except httpx.TransportError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("uvicorn did not start") from None
-                time.sleep(0.2)
+        wait_until_answering(f"{url}/api/v1/cities", server, "uvicorn")
         yield url, server
     finally:
         stop_process_group(server)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def payment_sandbox(settings):
+    """The sandbox payment provider as its own HTTP service on loopback (`run_payment_sandbox`).
+
+    Yields (url, process). Its ledger is in the tests' Redis, under the sandbox's own keys; payments' ids are
+    UUIDs, so every test's charges are its own. Its output is kept, so tests can read what it wrote.
+    """
+    port = free_port()
+    environment = {
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "REDIS_URL": settings.REDIS_URL,
+    }
+    with tempfile.TemporaryFile() as log:
+        service = subprocess.Popen(
+            [sys.executable, "manage.py", "run_payment_sandbox", "--port", str(port)],
+            cwd=settings.BASE_DIR,
+            env={**os.environ, **environment},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_answering(f"{url}/v1/health", service, "the payment sandbox")
+            service.log = log
+            yield url, service
+        finally:
+            stop_process_group(service)
+
+
+def wait_until_answering(url, process, name, seconds=30):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start") from None
+            time.sleep(0.2)
 
 
 def test_database_url():
@@ -149,7 +189,7 @@ def test_database_url():
 
 
 @contextlib.contextmanager
-def celery_worker(settings, *, redis_url, beat=True):
+def celery_worker(settings, *, redis_url, beat=True, environment=None):
     """A real Celery worker (with beat) on the test database, as `make run` starts it; yields the process."""
     schedule_dir = tempfile.mkdtemp(prefix="celerybeat-")
     command = [sys.executable, "-m", "celery", "-A", "ticketing", "worker", "--pool", "solo", "--loglevel", "warning"]
@@ -166,6 +206,7 @@ def celery_worker(settings, *, redis_url, beat=True):
             "DJANGO_DEBUG": "0",
             "DJANGO_SECRET_KEY": settings.SECRET_KEY,
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+            **(environment or {}),
         },
         start_new_session=True,
     )

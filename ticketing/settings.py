@@ -180,15 +180,6 @@ CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
-# The clocks. A tick missed while beat or the workers are down is not replayed, and needn't be: each run
-# works from what the database says now. `expires` drops ticks that queued up behind a stopped worker.
-# The single-process demo has no worker or beat: its web process runs the same schedule in a thread.
-TICKETING_IN_PROCESS_CLOCKS = env_bool("TICKETING_IN_PROCESS_CLOCKS", False)
-CELERY_BEAT_SCHEDULE = {
-    "release-lapsed-holds": {"task": "bookings.release_lapsed_holds", "schedule": 1.0, "options": {"expires": 5}},
-    "reconcile-payments": {"task": "bookings.reconcile_payments", "schedule": 15.0, "options": {"expires": 30}},
-    "tend-waiting-lines": {"task": "waiting.tend_waiting_lines", "schedule": 2.0, "options": {"expires": 10}},
-}
 
 # --- Product clocks and limits (API.md, "Operating settings") ------------------------------------------
 TICKETING_HOLD_SECONDS = env_int("TICKETING_HOLD_SECONDS", 300, minimum=1)
@@ -203,11 +194,39 @@ if not re.fullmatch(r"[A-Z]{3}", TICKETING_CURRENCY):
 TICKETING_TICKET_SIGNING_KEY = env_str("TICKETING_TICKET_SIGNING_KEY", "")
 # The payment provider: a dotted path to a class (the sandbox acts like an external card processor).
 TICKETING_PAYMENT_PROVIDER = env_str("TICKETING_PAYMENT_PROVIDER", "bookings.payments.SandboxProvider")
+# bookings.payments.SandboxHttpProvider reaches the sandbox as a service of its own (`run_payment_sandbox`).
+TICKETING_PAYMENT_SANDBOX_URL = env_str("TICKETING_PAYMENT_SANDBOX_URL", "http://127.0.0.1:8765")
+# How long a call to the provider may take before its outcome counts as unknown (the reconciler settles it).
+TICKETING_PAYMENT_TIMEOUT_SECONDS = env_int("TICKETING_PAYMENT_TIMEOUT_SECONDS", 10, minimum=1)
+# A charge left pending (its process died) or unknown (a timeout) is looked up at the provider once it is this
+# old, by the buyer's retry or by the reconciler, which runs every TICKETING_RECONCILE_SECONDS: every charge
+# is settled within their sum (45 s by default), the minute the reliability plan allows.
+TICKETING_PAYMENT_SETTLE_SECONDS = env_int("TICKETING_PAYMENT_SETTLE_SECONDS", 30, minimum=1)
+TICKETING_RECONCILE_SECONDS = env_int("TICKETING_RECONCILE_SECONDS", 15, minimum=1)
+# An Idempotency-Key whose first call never answered (its process died) may be taken over after this long.
+TICKETING_IDEMPOTENCY_TAKEOVER_SECONDS = env_int("TICKETING_IDEMPOTENCY_TAKEOVER_SECONDS", 60, minimum=1)
+# Reliability tests only: the paying steps at which the process dies at once (ticketing/faults.py). Never set
+# it in a deployment; `check --deploy` says so if it is.
+TICKETING_CRASH_AT = env_list("TICKETING_CRASH_AT", [])
 # Requests per minute for a key created without --rate.
 TICKETING_DEFAULT_API_RATE = env_int("TICKETING_DEFAULT_API_RATE", 600, minimum=1)
 # Each process keeps the API keys it has read for this long (every call names one): a key revoked or given
 # a new quota in the admin takes effect at once in the process that did it and within this time elsewhere.
 TICKETING_API_KEY_CACHE_SECONDS = env_int("TICKETING_API_KEY_CACHE_SECONDS", 5, minimum=0)
+
+# The clocks. A tick missed while beat or the workers are down is not replayed, and needn't be: each run
+# works from what the database says now. `expires` drops ticks that queued up behind a stopped worker.
+# The single-process demo has no worker or beat: its web process runs the same schedule in a thread.
+TICKETING_IN_PROCESS_CLOCKS = env_bool("TICKETING_IN_PROCESS_CLOCKS", False)
+CELERY_BEAT_SCHEDULE = {
+    "release-lapsed-holds": {"task": "bookings.release_lapsed_holds", "schedule": 1.0, "options": {"expires": 5}},
+    "reconcile-payments": {
+        "task": "bookings.reconcile_payments",
+        "schedule": float(TICKETING_RECONCILE_SECONDS),
+        "options": {"expires": 2 * TICKETING_RECONCILE_SECONDS},
+    },
+    "tend-waiting-lines": {"task": "waiting.tend_waiting_lines", "schedule": 2.0, "options": {"expires": 10}},
+}
 
 # --- Internationalisation: UTC in the database, each cinema shows its own local time ------------------
 LANGUAGE_CODE = "en-us"

@@ -18,12 +18,14 @@ re-poll each time the line moved: with 5,000 waiters and the line moving every s
 served, one process spent its whole core on re-polls and answered served waiters tens of seconds late.
 
 Wake-ups cross processes through the channel layer: after commit, waiting.services sends "line.moved" to the
-show's line group for every change of a place in line (a waiter's own change included). A poll listens to
-its show's line group alone: the process joins a show's group once, when its first poll of that show parks,
-and leaves it when its last one goes, so parking a poll costs no channel-layer call once others of the show
-are parked. A poll joins first and reads second, so a change committed in between can't slip past it; on
-every nudge it checks its status; when its wait runs out it reads once more, so a lost nudge (the channel
-layer is at most once) costs latency, never a wrong answer.
+show's line group for every change of a place in line, naming in `changed` the waiters whose status changed;
+only their polls read again (re-reading all 5,000 polls of a line on each of its moves kept one process
+busy answering the few served ones). A poll listens to its show's line group alone: the process joins a
+show's group once, when its first poll of that show parks, and leaves it when its last one goes, so parking
+a poll costs no channel-layer call once others of the show are parked. A poll joins first and reads second,
+so a change committed in between can't slip past it; on every nudge naming it, it checks its status; when
+its wait runs out it reads once more, so a lost nudge (the channel layer is at most once) costs latency,
+never a wrong answer.
 
 Checks are gathered: the polls one nudge wakes together (a whole line moving) are checked in a few queries
 on a few threads kept for them, each handing its connection straight back to the pool; positions are
@@ -236,7 +238,7 @@ class _Nudges:
         self.tidying = set()
         self.membership_calls = asyncio.Semaphore(MEMBERSHIP_CALLS)
 
-    async def listen(self, group, nudged):
+    async def listen(self, group, nudged, waiter_id):
         await self._start()
         while True:
             listeners = self.groups.setdefault(group, _Listeners())
@@ -250,7 +252,7 @@ class _Nudges:
                     except BaseException:
                         del self.groups[group]
                         raise
-                listeners.events.add(nudged)
+                listeners.events[nudged] = str(waiter_id)
                 return
 
     def stop_listening_later(self, group, nudged):
@@ -264,7 +266,7 @@ class _Nudges:
         if listeners is None or nudged not in listeners.events:
             return
         async with listeners.lock:
-            listeners.events.discard(nudged)
+            del listeners.events[nudged]
             if listeners.events:
                 return
             try:
@@ -300,9 +302,14 @@ class _Nudges:
             group = _group_of(message)
             if group is None:  # a message this module doesn't know: wake everyone rather than no one
                 targets = [event for listeners in self.groups.values() for event in listeners.events]
+            elif (listeners := self.groups.get(group)) is None:
+                targets = []
+            elif isinstance(message.get("changed"), list):
+                # Only the waiters whose status changed: the others' answers wait for their waits' ends.
+                changed = set(message["changed"])
+                targets = [event for event, waiter_id in listeners.events.items() if waiter_id in changed]
             else:
-                listeners = self.groups.get(group)
-                targets = list(listeners.events) if listeners else []
+                targets = list(listeners.events)
             for nudged in targets:
                 nudged.set()
 
@@ -311,7 +318,7 @@ class _Listeners:
     __slots__ = ("events", "lock")
 
     def __init__(self):
-        self.events = set()
+        self.events = {}  # each parked poll's event -> its waiter's id
         self.lock = asyncio.Lock()
 
 
@@ -353,7 +360,7 @@ async def _body_when_changed(waiter_id, show_id, status, wait):
     group = line_group(show_id)
     try:
         try:
-            await this_loop.nudges.listen(group, nudged)
+            await this_loop.nudges.listen(group, nudged, waiter_id)
         except Exception:
             logger.warning("A long poll waits without nudges; it re-reads when its wait ends", exc_info=True)
         body = await this_loop.reads.body_unless(waiter_id, status)

@@ -165,14 +165,20 @@ def _line_moved(show_id, *, after_place, notices):
     Waiter.objects.filter(show_id=show_id, status=Waiter.Status.WAITING, place__gt=after_place).update(
         version=F("version") + 1
     )
-    notices[line_group(show_id)] = {"type": "line.moved", "show_id": show_id}
+    _line_notice(show_id, notices)
 
 
 def _notify_waiter(waiter, notices):
-    """The waiter's own group hears of its change, and so does its show's line group: long polls listen to the
-    line alone (one group per show and process instead of one per poll: waiting.longpoll)."""
+    """The waiter's own group hears of its change of status, and so does its show's line group, naming it:
+    long polls listen to the line alone (one group per show and process instead of one per poll), and only
+    the polls of the waiters a message names read again (waiting.longpoll)."""
     notices[waiter_group(waiter.pk)] = {"type": "waiter.changed", "waiter_id": str(waiter.pk)}
-    notices[line_group(waiter.show_id)] = {"type": "line.moved", "show_id": waiter.show_id}
+    _line_notice(waiter.show_id, notices)["changed"].append(str(waiter.pk))
+
+
+def _line_notice(show_id, notices):
+    """The transaction's one "line.moved" for the show; `changed` names the waiters whose status changed."""
+    return notices.setdefault(line_group(show_id), {"type": "line.moved", "show_id": show_id, "changed": []})
 
 
 def _wake_line_after_commit(show_id):

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from bookings import tickets
@@ -16,33 +17,42 @@ from bookings.models import IdempotentRequest, Payment, Reservation
 from bookings.payments import CardDeclined, InvalidCard, PaymentError, ProviderTimeout, get_provider
 from bookings.services.errors import BookingError
 from bookings.services.holds import _announce, _check_still_held, _release, find_reservation
+from ticketing.faults import crash_if_asked
 
 logger = logging.getLogger(__name__)
 
 # While a charge is at the provider, the seats stay held this much longer, so a buyer who pressed "pay" at
 # 4:59 is not refunded because the card network took a few seconds.
 PAYMENT_HOLD_EXTENSION = timedelta(seconds=30)
-# An Idempotency-Key whose first call never finished (its process died) may be taken over after this long.
-IDEMPOTENCY_TAKEOVER_AFTER = timedelta(seconds=60)
 
 
 # --- Payments ---------------------------------------------------------------------------------------------------
 
 
-def pay_for_reservation(*, buyer, reservation_id, card, at=None):
+def pay_for_reservation(*, buyer, reservation_id, card, resuming=False, at=None):
     """Charge the hold's amount through the payment provider and book it. Returns the booked Reservation.
 
     Three steps, none holding a lock while the provider works: (1) lock the hold, check it is live, record
     a pending Payment (whose id is the provider's idempotency key) and keep the seats a little longer;
-    (2) charge; (3) lock again and book, or, if the hold was lost meanwhile, refund. Raises BookingError:
-    not_found, hold_expired (410; refunded if the provider charged), already_booked, payment_in_progress,
-    card_declined (402, the hold stands), invalid_card, payment_timeout (the reconciler settles it).
+    (2) charge; (3) lock again and book, or, if the hold was lost meanwhile, refund. Before step 1, a charge
+    of this hold left unsettled (a timeout, or a process that died mid-payment) is looked up at the provider
+    and settled first, so a retry never charges twice. Raises BookingError: not_found, hold_expired (410;
+    refunded if the provider charged), already_booked, payment_in_progress, card_declined (402, the hold
+    stands), invalid_card, payment_timeout (the reconciler settles it).
+
+    `resuming`: this call repeats, with the same Idempotency-Key, one whose process died before answering;
+    if the hold is booked by now (that call, or the reconciler after it, got that far), it is the answer.
     """
     at = at or timezone.now()
-    payment, provider_reference = _start_charge(buyer, reservation_id, card, at)
+    payment, provider_reference = _start_charge(buyer, reservation_id, card, at, resuming)
+    if payment is None:
+        return provider_reference  # the booked reservation a resumed call finds
     if provider_reference is None:
+        crash_if_asked("before_charge")
         provider_reference = _charge(payment, card)
+        crash_if_asked("after_charge")
     reservation = fulfil_charge(payment_id=payment.pk, provider_reference=provider_reference)
+    crash_if_asked("after_commit")
     if reservation.status != Reservation.Status.BOOKED:
         raise BookingError("hold_expired")
     return reservation
@@ -69,21 +79,28 @@ def _charge(payment, card):
     return charge.charge_id
 
 
-def _start_charge(buyer, reservation_id, card, at):
-    """Step 1 of paying: returns `(payment, None)` to charge, or `(payment, provider_reference)` when an earlier
-    attempt that timed out turns out to have been charged after all."""
-    provider = get_provider()
+def _start_charge(buyer, reservation_id, card, at, resuming=False):
+    """Step 1 of paying: returns `(payment, None)` to charge, `(payment, provider_reference)` when an earlier
+    attempt that timed out or died turns out to have been charged after all, or `(None, reservation)` when
+    a resumed call finds the hold booked."""
     reservation = find_reservation(buyer=buyer, reservation_id=reservation_id)
+    if resuming and reservation.status == Reservation.Status.BOOKED:
+        return None, reservation
     # Asked before any lock is taken: the provider is never called while a row is locked.
-    for unsettled in reservation.payments.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.UNKNOWN):
-        charge = provider.find_charge(idempotency_key=str(unsettled.pk))
+    for unsettled in _unsettled_charges(reservation.payments.all(), at):
+        try:
+            charge = get_provider().find_charge(idempotency_key=str(unsettled.pk))
+        except PaymentError:
+            raise BookingError("payment_timeout") from None
         if charge is not None:
             return unsettled, charge.charge_id
-        Payment.objects.filter(pk=unsettled.pk, status=Payment.Status.UNKNOWN).update(
+        Payment.objects.filter(pk=unsettled.pk, status=unsettled.status).update(
             status=Payment.Status.FAILED, error_code="not_charged", updated_at=at
         )
     with transaction.atomic(durable=True):
         reservation = find_reservation(buyer=buyer, reservation_id=reservation_id, lock=True)
+        if resuming and reservation.status == Reservation.Status.BOOKED:
+            return None, reservation
         _check_still_held(reservation, at)
         if reservation.payments.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.PENDING).exists():
             raise BookingError("payment_in_progress")
@@ -94,7 +111,7 @@ def _start_charge(buyer, reservation_id, card, at):
             kind=Payment.Kind.CHARGE,
             amount=reservation.amount,
             currency=reservation.currency,
-            provider=provider.name,
+            provider=get_provider().name,
             card_last4=card.last4,
             created_at=at,
             updated_at=at,
@@ -200,16 +217,27 @@ def settle_refund(*, payment_id):
     return refund
 
 
-def reconcile_payments(*, at=None, settle_after=timedelta(seconds=30)):
+def _unsettled_charges(payments, at):
+    """Charges whose outcome nobody is waiting for: a provider timeout (unknown), or a call still pending
+    after TICKETING_PAYMENT_SETTLE_SECONDS, far past the provider's timeout, so its process must have died."""
+    settle_after = timedelta(seconds=settings.TICKETING_PAYMENT_SETTLE_SECONDS)
+    return payments.filter(kind=Payment.Kind.CHARGE).filter(
+        Q(status=Payment.Status.UNKNOWN) | Q(status=Payment.Status.PENDING, updated_at__lte=at - settle_after)
+    )
+
+
+def reconcile_payments(*, at=None):
     """Settle every payment left unsettled by a timeout or a crash. Returns how many it settled.
 
-    A charge the provider has is fulfilled (booked, or refunded if the hold was lost); one it doesn't have
-    failed. Pending refunds are sent again. Safe on several workers: each payment is claimed with a
-    conditional update before its outcome is recorded.
+    Takes payments unsettled for TICKETING_PAYMENT_SETTLE_SECONDS. A charge the provider has is fulfilled
+    (booked, or refunded if the hold was lost); one it doesn't have failed. Pending refunds are sent again.
+    Safe on several workers: each payment is claimed with a conditional update before its outcome is
+    recorded. Beat runs it every TICKETING_RECONCILE_SECONDS.
     """
     at = at or timezone.now()
     provider = get_provider()
     settled = 0
+    settle_after = timedelta(seconds=settings.TICKETING_PAYMENT_SETTLE_SECONDS)
     stale = Payment.objects.filter(
         status__in=[Payment.Status.PENDING, Payment.Status.UNKNOWN], updated_at__lte=at - settle_after
     ).order_by("updated_at")
@@ -260,7 +288,7 @@ def begin_idempotent_request(*, buyer, key, fingerprint, at=None):
 
     Raises BookingError: idempotency_mismatch (the key was used for a different request) or
     idempotency_in_flight (its first call is still running; one whose process died is taken over after
-    IDEMPOTENCY_TAKEOVER_AFTER).
+    TICKETING_IDEMPOTENCY_TAKEOVER_SECONDS, and the record then reads `resumed`).
     """
     at = at or timezone.now()
     try:
@@ -272,6 +300,7 @@ def begin_idempotent_request(*, buyer, key, fingerprint, at=None):
                 fingerprint=fingerprint,
                 started_at=at,
             )
+            record.resumed = False
             return record, None
     except IntegrityError:
         record = IdempotentRequest.objects.get(api_key_id=buyer.api_key_id, session_id=buyer.session_id, key=key)
@@ -279,11 +308,13 @@ def begin_idempotent_request(*, buyer, key, fingerprint, at=None):
         raise BookingError("idempotency_mismatch")
     if record.finished_at is not None:
         return record, (record.response_status, record.response_body)
+    takeover_after = timedelta(seconds=settings.TICKETING_IDEMPOTENCY_TAKEOVER_SECONDS)
     took_over = IdempotentRequest.objects.filter(
-        pk=record.pk, finished_at__isnull=True, started_at__lte=at - IDEMPOTENCY_TAKEOVER_AFTER
+        pk=record.pk, finished_at__isnull=True, started_at__lte=at - takeover_after
     ).update(started_at=at)
     if not took_over:
         raise BookingError("idempotency_in_flight")
+    record.resumed = True
     return record, None
 
 
@@ -294,6 +325,13 @@ def finish_idempotent_request(*, record, status, body, at=None):
     )
 
 
-def abandon_idempotent_request(*, record):
-    """Forget a key whose call ended without a final answer (e.g. a provider timeout), so a retry runs again."""
-    IdempotentRequest.objects.filter(pk=record.pk, finished_at__isnull=True).delete()
+def abandon_idempotent_request(*, record, at=None):
+    """A key's call ended without a final answer (e.g. a provider timeout): a retry may take it over at once.
+
+    The retry then runs as a resumed call (see begin_idempotent_request), so if the hold got booked meanwhile
+    (the reconciler found the charge) the retry's answer is the booking, not "already booked".
+    """
+    takeover_after = timedelta(seconds=settings.TICKETING_IDEMPOTENCY_TAKEOVER_SECONDS)
+    IdempotentRequest.objects.filter(pk=record.pk, finished_at__isnull=True).update(
+        started_at=(at or timezone.now()) - takeover_after
+    )

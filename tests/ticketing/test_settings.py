@@ -163,3 +163,14 @@ def test_without_https_the_deploy_checks_name_what_https_would_set():
     )
     assert result.returncode != 0
     assert "SESSION_COOKIE_SECURE" in result.stderr + result.stdout
+
+
+def test_the_deploy_checks_refuse_the_reliability_tests_crash_points():
+    random_key = secrets.token_urlsafe(50)
+    result = start_django(
+        {**PRODUCTION, "DJANGO_SECRET_KEY": random_key, "DJANGO_HTTPS": "1", "TICKETING_CRASH_AT": "after_charge"},
+        code=f"{SETUP}; from django.core.management import call_command; "
+        "call_command('check', deploy=True, fail_level='WARNING')",
+    )
+    assert result.returncode != 0
+    assert "ticketing.E001" in result.stderr + result.stdout
