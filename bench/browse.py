@@ -165,7 +165,7 @@ def load_catalog(options, rng):
     if shows < MIN_STUDY_SHOWS:
         sys.exit(f"Only {shows} shows in {options.database_url}: load the study scale first (make bench-search).")
     if not ApiKey.objects.filter(name=BENCH_KEY_NAME).exists():
-        create_api_key(name=BENCH_KEY_NAME, rate_per_minute=1_000_000_000, raw_key=BENCH_KEY)
+        create_api_key(name=BENCH_KEY_NAME, rate_per_minute=1_000_000_000, held_seats_per_show=None, raw_key=BENCH_KEY)
     at = datetime.now(UTC)
     cities = list(City.objects.annotate(n=Count("cinemas")).filter(n__gt=0).order_by("pk"))
     cinemas = list(Cinema.objects.order_by("pk"))

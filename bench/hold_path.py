@@ -211,7 +211,9 @@ def prepare_show(database_url, redis_url):
             prices=ticket_prices(hall.capacity),
         )
         if not ApiKey.objects.filter(name=BENCH_KEY_NAME).exists():
-            create_api_key(name=BENCH_KEY_NAME, rate_per_minute=1_000_000_000, raw_key=BENCH_KEY)
+            create_api_key(
+                name=BENCH_KEY_NAME, rate_per_minute=1_000_000_000, held_seats_per_show=None, raw_key=BENCH_KEY
+            )
     rows = {}
     for seat_id, y in Seat.objects.filter(hall=hall).order_by("y", "x").values_list("id", "y"):
         rows.setdefault(y, []).append(seat_id)

@@ -95,7 +95,7 @@ def main():
     if shows < 50_000:
         sys.exit(f"Only {shows} shows here: load the study scale first (seed_demo --scale study).")
     if not ApiKey.objects.filter(name="bench").exists():
-        create_api_key(name="bench", rate_per_minute=10_000_000, raw_key=BENCH_KEY)
+        create_api_key(name="bench", rate_per_minute=10_000_000, held_seats_per_show=None, raw_key=BENCH_KEY)
 
     rng = random.Random(arguments.seed)
     at = timezone.now()

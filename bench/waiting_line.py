@@ -79,7 +79,7 @@ def prepare(database_url, redis_url):
     )
     raw_key = "tk_bench_waiting_line_key"
     if not ApiKey.objects.filter(name="bench-waiting").exists():
-        create_api_key(name="bench-waiting", rate_per_minute=10_000_000, raw_key=raw_key)
+        create_api_key(name="bench-waiting", rate_per_minute=10_000_000, held_seats_per_show=None, raw_key=raw_key)
     return show.pk, movie.pk, list(hall.seats.values_list("pk", flat=True)), raw_key
 
 

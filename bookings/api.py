@@ -46,6 +46,7 @@ HTTP_STATUS = {
     "booked_not_cancellable": 409,
     "not_booked": 409,
     "payment_in_progress": 409,
+    "client_hold_cap": 429,
     "idempotency_mismatch": 409,
     "idempotency_in_flight": 409,
     "card_declined": 402,
@@ -65,7 +66,7 @@ RETRY_AFTER_SECONDS = {
 def api_error(error):
     """The API's answer to a BookingError: status code, error body and, for holds, the status words."""
     extra = {"status": RESERVATION_FAILURES[error.code]} if error.code in RESERVATION_FAILURES else None
-    retry_after = RETRY_AFTER_SECONDS.get(error.code)
+    retry_after = error.retry_after or RETRY_AFTER_SECONDS.get(error.code)
     return ApiError(
         status_code=HTTP_STATUS.get(error.code, 400),
         code=error.code,
@@ -84,7 +85,9 @@ class BookingApiView(APIView):
 
 
 def buyer_of(request, session_id):
-    return services.Buyer(api_key_id=request.auth.pk, session_id=session_id)
+    return services.Buyer(
+        api_key_id=request.auth.pk, session_id=session_id, key_seat_cap=request.auth.held_seats_per_show
+    )
 
 
 def _seats_in_body(reservation, shown_status):

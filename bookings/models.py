@@ -27,6 +27,8 @@ class Reservation(models.Model):
     # The partner whose API key made the hold; empty for the website's own buyers.
     api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     session_id = models.CharField(max_length=128)
+    # The website visitor's network address, for the cap on what one address may hold (empty for the API).
+    client_address = models.GenericIPAddressField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RESERVED)
     amount = models.DecimalField(max_digits=10, decimal_places=2)
     currency = models.CharField(max_length=3)
@@ -59,6 +61,18 @@ class Reservation(models.Model):
             models.Index(fields=["show", "session_id"], name="bookings_reservation_buyer"),
             # The staff's list of reservations, newest first.
             models.Index(fields=["-created_at"], name="bookings_reservation_newest"),
+            # One client's unpaid holds of a show (the caps per address and per API key). Partial, so only the
+            # cap's own queries, which name the address or key, can use them.
+            models.Index(
+                fields=["show", "client_address"],
+                condition=Q(status="Reserved", client_address__isnull=False),
+                name="bookings_reservation_address",
+            ),
+            models.Index(
+                fields=["show", "api_key"],
+                condition=Q(status="Reserved", api_key__isnull=False),
+                name="bookings_reservation_key_holds",
+            ),
         ]
 
     def __str__(self):

@@ -53,7 +53,7 @@ def session_buyer(request):
     if buyer_id is None:
         buyer_id = secrets.token_urlsafe(24)
         request.session[BUYER_SESSION_KEY] = buyer_id
-    return Buyer(api_key_id=None, session_id=buyer_id)
+    return Buyer(api_key_id=None, session_id=buyer_id, client_address=request.META.get("REMOTE_ADDR") or None)
 
 
 def current_hold(buyer, show, at):
@@ -181,7 +181,14 @@ def seconds_left(reservation, at):
 
 # --- The seat map and holding seats -------------------------------------------------------------------------
 
-REFUSAL_STATUS = {"seats_unavailable": 409, "retry": 409, "waiting_line": 409, "show_full": 409, "show_started": 410}
+REFUSAL_STATUS = {
+    "seats_unavailable": 409,
+    "retry": 409,
+    "waiting_line": 409,
+    "show_full": 409,
+    "show_started": 410,
+    "client_hold_cap": 429,
+}
 
 
 def _seat_map_page(request, show, *, buyer, at, chosen=(), refusal=None, status=200):
@@ -249,7 +256,10 @@ def hold(request, show_id):
             reservation = hold_seats(buyer=buyer, show=show, seat_ids=chosen, no_single_gaps=True)
     except BookingError as refusal:
         status = REFUSAL_STATUS.get(refusal.code, 400)
-        return _seat_map_page(request, show, buyer=buyer, at=at, chosen=chosen, refusal=refusal, status=status)
+        page = _seat_map_page(request, show, buyer=buyer, at=at, chosen=chosen, refusal=refusal, status=status)
+        if refusal.retry_after:
+            page["Retry-After"] = str(refusal.retry_after)
+        return page
     return redirect("hold", reservation_id=reservation.pk)
 
 

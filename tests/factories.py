@@ -66,7 +66,11 @@ def make_show(*, movie=None, hall=None, starts_at=None, ends_at=None, prices=Non
     )
 
 
-def make_api_key(name=None, rate_per_minute=1000):
+def make_api_key(name=None, rate_per_minute=1000, held_seats_per_show=None):
     """Returns the raw key: what a partner sends."""
-    _, raw_key = create_api_key(name=name or f"partner-{next(_serial)}", rate_per_minute=rate_per_minute)
+    _, raw_key = create_api_key(
+        name=name or f"partner-{next(_serial)}",
+        rate_per_minute=rate_per_minute,
+        held_seats_per_show=held_seats_per_show,
+    )
     return raw_key

@@ -11,7 +11,7 @@ from ticketing.services import create_api_key, revoke_api_key
 class ApiKeyAdmin(admin.ModelAdmin):
     """Partners' API keys. Only a key's hash is stored, so the key itself is shown once, when it is made."""
 
-    list_display = ["name", "prefix", "rate_per_minute", "is_revoked", "created_at"]
+    list_display = ["name", "prefix", "rate_per_minute", "held_seats_per_show", "is_revoked", "created_at"]
     list_filter = ["is_revoked"]
     search_fields = ["name", "=prefix"]
     readonly_fields = ["prefix", "is_revoked", "created_at"]
@@ -19,18 +19,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["name", "rate_per_minute"]
-        return ["name", "prefix", "rate_per_minute", "is_revoked", "created_at"]
+            return ["name", "rate_per_minute", "held_seats_per_show"]
+        return ["name", "prefix", "rate_per_minute", "held_seats_per_show", "is_revoked", "created_at"]
 
     def get_changeform_initial_data(self, request):
-        return {"rate_per_minute": settings.TICKETING_DEFAULT_API_RATE, **super().get_changeform_initial_data(request)}
+        return {
+            "rate_per_minute": settings.TICKETING_DEFAULT_API_RATE,
+            "held_seats_per_show": settings.TICKETING_DEFAULT_KEY_HELD_SEATS,
+            **super().get_changeform_initial_data(request),
+        }
 
     def save_model(self, request, obj, form, change):
         if change:
             # Write only what the form edits: saving the whole row would undo a revocation made meanwhile.
-            obj.save(update_fields=["name", "rate_per_minute"])
+            obj.save(update_fields=["name", "rate_per_minute", "held_seats_per_show"])
             return
-        api_key, raw_key = create_api_key(name=obj.name, rate_per_minute=obj.rate_per_minute)
+        api_key, raw_key = create_api_key(
+            name=obj.name, rate_per_minute=obj.rate_per_minute, held_seats_per_show=obj.held_seats_per_show
+        )
         # The admin goes on to log and redirect to obj, so it must be the key the service saved.
         obj.pk, obj.prefix, obj.created_at = api_key.pk, api_key.prefix, api_key.created_at
         messages.success(

@@ -14,12 +14,18 @@ threads only queue for a connection, and under a burst (a thousand buyers the mo
 of them give up after the pool's timeout. Here the requests beyond the limit wait on the event loop, first
 come first served, before Django has started on them: they hold their socket and a coroutine, no thread.
 
+The queue is bounded, in length (WEB_ADMISSION_QUEUE) and in time (WEB_ADMISSION_WAIT_SECONDS): a request
+that finds it full, or waits in it too long, is answered 503 with Retry-After at once, still without Django,
+a thread or a connection. A client then knows to come back, instead of holding a socket for a minute and
+timing out with nothing changed (TEST-PLAN.md P6: degrade with a clear 503, never hang).
+
 AnswerLiveness answers the load balancer's health checks from the event loop itself, ahead of that queue: a
 process whose requests are queued is busy, not down, and taking it out of the rotation would only send its
 share to the others (under a burst, all of them).
 """
 
 import asyncio
+import json
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -32,14 +38,19 @@ class SyncChainASGIHandler(ASGIHandler):
     def __init__(self):
         base.BaseHandler.__init__(self)  # not ASGIHandler.__init__: it loads the middleware in async mode
         self.load_middleware(is_async=False)
-        self._admissions = {}  # event loop -> its semaphore (tests run scenarios in loops of their own)
+        self._admissions = {}  # event loop -> its _Admission (tests run scenarios in loops of their own)
 
     async def __call__(self, scope, receive, send):
         # Admitted before Django starts on the request: its request_started signal already takes the request's
         # own thread, so a queue behind that point held a thread per queued request (1,000 in the waiting
         # surge). Here a queued request holds its socket and a coroutine, nothing more.
-        async with self._admission():
+        admission = self._admission()
+        if not await admission.enter():
+            return await _answer_busy(scope, send)
+        try:
             await super().__call__(scope, receive, send)
+        finally:
+            admission.leave()
 
     async def run_get_response(self, request):
         response = await sync_to_async(self.get_response, thread_sensitive=True)(request)
@@ -50,12 +61,64 @@ class SyncChainASGIHandler(ASGIHandler):
 
     def _admission(self):
         loop = asyncio.get_running_loop()
-        semaphore = self._admissions.get(loop)
-        if semaphore is None:
+        admission = self._admissions.get(loop)
+        if admission is None:
             for closed in [other for other in self._admissions if other.is_closed()]:
                 del self._admissions[closed]
-            semaphore = self._admissions[loop] = asyncio.Semaphore(settings.WEB_CONCURRENT_REQUESTS)
-        return semaphore
+            admission = self._admissions[loop] = _Admission(
+                settings.WEB_CONCURRENT_REQUESTS, settings.WEB_ADMISSION_QUEUE, settings.WEB_ADMISSION_WAIT_SECONDS
+            )
+        return admission
+
+
+class _Admission:
+    """At most `inside` requests in Django, at most `queue` more waiting (first come, first served), none of
+    them waiting longer than `wait` seconds."""
+
+    def __init__(self, inside, queue, wait):
+        self.semaphore = asyncio.Semaphore(inside)
+        self.queue, self.wait = queue, wait
+        self.waiting = 0
+
+    async def enter(self):
+        """True once the request may go in; False if the queue is full or the wait ran out (shed it)."""
+        if not self.semaphore.locked():
+            await self.semaphore.acquire()  # free now: no wait, no task
+            return True
+        if self.waiting >= self.queue:
+            return False
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self.semaphore.acquire(), self.wait)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.waiting -= 1
+
+    def leave(self):
+        self.semaphore.release()
+
+
+async def _answer_busy(scope, send):
+    """503 with Retry-After, in API.md's error body for the API and as a sentence for the website's pages."""
+    message = f"We are very busy; please retry in {BUSY_RETRY_AFTER_SECONDS} seconds."
+    if scope.get("path", "").startswith("/api/"):
+        content_type = b"application/json"
+        body = json.dumps({"error": {"code": "service_unavailable", "message": message, "fields": {}}}).encode()
+    else:
+        content_type, body = b"text/plain; charset=utf-8", message.encode()
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(BUSY_RETRY_AFTER_SECONDS).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+BUSY_RETRY_AFTER_SECONDS = 2
 
 
 LIVENESS_PATH = "/health/live"

@@ -17,6 +17,12 @@ class ApiKey(models.Model):
     )
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     rate_per_minute = models.PositiveIntegerField(help_text="Requests allowed per minute; past it the API answers 429.")
+    held_seats_per_show = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Most seats this key's sessions may hold (not yet paid) in one show at once; past it the API "
+        "answers 429. Empty: no cap.",
+    )
     is_revoked = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -142,6 +142,10 @@ WEB_CONCURRENT_REQUESTS = env_int(
     _database["OPTIONS"]["pool"]["max_size"] if "pool" in _database.get("OPTIONS", {}) else 10,
     minimum=1,
 )
+# The queue in front of them (ticketing.asgi_handler): past this many waiting requests, or this long waiting,
+# a request is answered 503 with Retry-After at once rather than left to hang.
+WEB_ADMISSION_QUEUE = env_int("WEB_ADMISSION_QUEUE", 2000, minimum=0)
+WEB_ADMISSION_WAIT_SECONDS = env_int("WEB_ADMISSION_WAIT_SECONDS", 10, minimum=1)
 DATABASE_IS_POSTGRES = _database["ENGINE"] == "django.db.backends.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -186,6 +190,11 @@ TICKETING_HOLD_SECONDS = env_int("TICKETING_HOLD_SECONDS", 300, minimum=1)
 TICKETING_HOLD_GRACE_SECONDS = env_int("TICKETING_HOLD_GRACE_SECONDS", 5, minimum=0)
 TICKETING_MAX_WAIT_SECONDS = env_int("TICKETING_MAX_WAIT_SECONDS", 3600, minimum=1)
 TICKETING_MAX_SEATS = env_int("TICKETING_MAX_SEATS", 10, minimum=1)
+# Caps on one client's unpaid held seats of a show over all its sessions (a "hold everything" attack): the
+# website's visitors from one network address, and each new API key (staff change a key's cap in the admin).
+# Generous, as many people can share an address behind a carrier's NAT.
+TICKETING_MAX_HELD_SEATS_PER_ADDRESS = env_int("TICKETING_MAX_HELD_SEATS_PER_ADDRESS", 40, minimum=1)
+TICKETING_DEFAULT_KEY_HELD_SEATS = env_int("TICKETING_DEFAULT_KEY_HELD_SEATS", 200, minimum=1)
 TICKETING_CURRENCY = env_str("TICKETING_CURRENCY", "USD")
 if not re.fullmatch(r"[A-Z]{3}", TICKETING_CURRENCY):
     raise ImproperlyConfigured(f"TICKETING_CURRENCY must be an ISO 4217 code such as USD, got {TICKETING_CURRENCY!r}")

@@ -16,6 +16,8 @@ ERROR_MESSAGES = {
     "show_started": "This show has started; its seats are no longer on sale.",
     "movie_mismatch": "This show is not of that movie.",
     "session_seat_cap": "A session can hold at most {max_seats} seats of one show.",
+    "client_hold_cap": "Too many seats of this show are held from here at once; try again in {retry_after} s, "
+    "when a hold lapses, or pay for the seats already held.",
     "not_found": "There is no such reservation for this session.",
     "hold_expired": "This hold has expired; its seats were released.",
     "hold_cancelled": "This hold was cancelled.",
@@ -41,6 +43,7 @@ class BookingError(Exception):
 
     def __init__(self, code, *, fields=None, **details):
         self.code = code
+        self.retry_after = details.get("retry_after")
         self.message = ERROR_MESSAGES[code].format(max_seats=settings.TICKETING_MAX_SEATS, **details)
         self.fields = fields or {}
         super().__init__(self.message)

@@ -1,5 +1,6 @@
 """Holds: claiming seats all or nothing, swapping them, giving them up, and the sweep of lapsed holds."""
 
+import math
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,10 +34,17 @@ def register_waiting_line_check(check):
 
 @dataclass(frozen=True)
 class Buyer:
-    """Who acts: a partner's API key (None for the website) and the end user's session within it."""
+    """Who acts: a partner's API key (None for the website) and the end user's session within it.
+
+    The client behind the sessions, for the caps on what one client may hold of a show at once: a partner's
+    key (`key_seat_cap`: its ApiKey.held_seats_per_show, None for no cap) or, on the website, the visitor's
+    network address (`client_address`, capped by TICKETING_MAX_HELD_SEATS_PER_ADDRESS).
+    """
 
     api_key_id: int | None
     session_id: str
+    client_address: str | None = None
+    key_seat_cap: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,37 @@ def _seats_held_by_buyer(buyer, show, at, *, excluding=None):
     if not reservation_ids:
         return 0
     return SeatClaim.objects.filter(reservation_id__in=reservation_ids, released_at__isnull=True).count()
+
+
+def _check_client_cap(buyer, show, wanted, at, *, excluding=None):
+    """Refuse a hold that would take the client's held seats of the show past its cap (OWASP's "denial of
+    inventory": one client holding everything through many sessions).
+
+    Counts seats held and not yet paid by every session of the buyer's client: its API key, or the website's
+    visitors from its address. Locks the client's advisory lock for the show (after the buyer's), so the cap
+    can't be raced past; only that client's own holds of that show ever wait on it, and uncapped keys take
+    no lock at all. Raises BookingError("client_hold_cap") with `retry_after`, the seconds until the client's
+    soonest hold lapses.
+    """
+    if buyer.api_key_id is not None:
+        cap, client = buyer.key_seat_cap, {"api_key_id": buyer.api_key_id}
+    else:
+        cap, client = settings.TICKETING_MAX_HELD_SEATS_PER_ADDRESS, {"client_address": buyer.client_address}
+    if cap is None or None in client.values():
+        return
+    ((field, value),) = client.items()
+    lock_until_commit(f"client:{field}:{value}:{show.pk}")
+    holds = Reservation.objects.filter(show=show, status=Reservation.Status.RESERVED, held_until__gt=at, **client)
+    if excluding is not None:
+        holds = holds.exclude(pk=excluding.pk)
+    lapsing = dict(holds.values_list("pk", "held_until"))
+    if not lapsing:
+        held = 0
+    else:
+        held = SeatClaim.objects.filter(reservation_id__in=list(lapsing), released_at__isnull=True).count()
+    if held + wanted > cap:
+        soonest = min(lapsing.values(), default=at)
+        raise BookingError("client_hold_cap", retry_after=max(1, math.ceil((soonest - at).total_seconds())))
 
 
 def _seats_of_hall(show, seat_ids):
@@ -352,10 +391,12 @@ def _hold(buyer, show, *, seats, best_available, at):
     _lock_buyer_of_show(buyer, show.pk)
     if _seats_held_by_buyer(buyer, show, at) + wanted > settings.TICKETING_MAX_SEATS:
         raise BookingError("session_seat_cap")
+    _check_client_cap(buyer, show, wanted, at)
     reservation = Reservation.objects.create(
         show=show,
         api_key_id=buyer.api_key_id,
         session_id=buyer.session_id,
+        client_address=buyer.client_address,
         amount=Decimal("0") if best_available else _amount_of(seats),
         currency=settings.TICKETING_CURRENCY,
         created_at=at,
@@ -422,6 +463,7 @@ def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, at=No
         seats = _seats_of_hall(show, seat_ids)
         if _seats_held_by_buyer(buyer, show, at, excluding=reservation) + len(seats) > settings.TICKETING_MAX_SEATS:
             raise BookingError("session_seat_cap")
+        _check_client_cap(buyer, show, len(seats), at, excluding=reservation)
         current = set(reservation.claims.filter(released_at__isnull=True).values_list("seat_id", flat=True))
         wanted = {seat.pk for seat in seats}
         if len(wanted) > len(current) and _waiting_line_check is not None and _waiting_line_check(show.pk):

@@ -26,8 +26,11 @@ TIGHT_POOL = {"DATABASE_POOL_MIN": "1", "DATABASE_POOL_MAX": "2", "DATABASE_POOL
 QUEUED_THREADS_BOUND = 50
 
 
-def statuses_of_a_burst(url, path, headers, server):
-    """The burst's answers by status, and the most threads the server process had while answering it."""
+def statuses_of_a_burst(url, path, headers, server, shed=None):
+    """The burst's answers by status, and the most threads the server process had while answering it.
+
+    The 503 answers are added to `shed`, if given."""
+    shed = [] if shed is None else shed
     most_threads = 0
     done = threading.Event()
 
@@ -40,6 +43,7 @@ def statuses_of_a_burst(url, path, headers, server):
         limits = httpx.Limits(max_connections=BURST, max_keepalive_connections=BURST)
         async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=120) as client:
             answers = await asyncio.gather(*(client.get(path) for _ in range(BURST)))
+        shed.extend(answer for answer in answers if answer.status_code == 503)
         return Counter(answer.status_code for answer in answers)
 
     counter = threading.Thread(target=count_threads)
@@ -72,3 +76,21 @@ def test_the_control_without_the_limit_fails_part_of_the_same_burst_with_503s(se
         statuses, most_threads = statuses_of_a_burst(url, f"/api/v1/shows/{big_show.pk}/seats", headers, server)
     assert statuses[503] > 0 and statuses[200] + statuses[503] == BURST  # the pool's timeout: never a 500
     assert most_threads >= QUEUED_THREADS_BOUND  # and a thread for each request let in
+
+
+@pytest.mark.parametrize(
+    "bound",
+    [{"WEB_ADMISSION_QUEUE": "50"}, {"WEB_ADMISSION_WAIT_SECONDS": "1", "WEB_CONCURRENT_REQUESTS": "1"}],
+    ids=["queue_length", "queue_wait"],
+)
+def test_past_the_queues_bound_the_rest_of_a_burst_is_told_503_retry_after_at_once(settings, big_show, bound):
+    headers = {"X-API-Key": make_api_key(rate_per_minute=100_000)}
+    shed = []
+    with serving(settings, workers=1, environment={**TIGHT_POOL, **bound}) as (url, server):
+        path = f"/api/v1/shows/{big_show.pk}/seats"
+        statuses, _ = statuses_of_a_burst(url, path, headers, server, shed)
+        after = httpx.get(f"{url}{path}", headers=headers)
+    assert statuses[200] > 0 and statuses[503] > 0 and statuses[200] + statuses[503] == BURST
+    assert {answer.headers["Retry-After"] for answer in shed} == {"2"}
+    assert {answer.json()["error"]["code"] for answer in shed} == {"service_unavailable"}
+    assert after.status_code == 200  # shedding is per request: the next one is served

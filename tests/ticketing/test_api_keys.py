@@ -39,6 +39,16 @@ def test_create_api_key_takes_a_bare_number_as_the_rate_and_has_a_default():
     assert ApiKey.objects.get(name="default").rate_per_minute == 600
 
 
+def test_a_new_key_caps_its_held_seats_per_show_by_default_and_the_command_sets_or_lifts_the_cap():
+    create_key_with_command("default-cap")
+    create_key_with_command("big-partner", "--held-seats", "500")
+    create_key_with_command("uncapped", "--held-seats", "0")
+    caps = dict(ApiKey.objects.values_list("name", "held_seats_per_show"))
+    assert caps == {"default-cap": 200, "big-partner": 500, "uncapped": None}
+    with pytest.raises(CommandError):
+        create_key_with_command("negative", "--held-seats", "-1")
+
+
 def test_create_api_key_refuses_a_taken_name():
     create_key_with_command("twice")
     with pytest.raises(CommandError, match="already exists"):
