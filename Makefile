@@ -19,7 +19,7 @@ STUDY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ticketing_study
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k holds -x"
 PYTEST_ARGS ?=
 
-.PHONY: help test run serve lint venv services debian-packages clean study-db bench-search bench-browse bench-holds bench-sweep bench-sell-out bench-waiting bench-surge bench-sql-ceiling bench-push
+.PHONY: help test run serve lint venv services debian-packages clean study-db bench-search bench-browse bench-holds bench-sweep bench-sell-out bench-waiting bench-surge bench-sql-ceiling bench-push chaos
 
 help:
 	@echo "make test   lint (ruff check) and the whole test suite on PostgreSQL and Redis; what CI runs"
@@ -93,6 +93,10 @@ bench-sql-ceiling: venv services
 
 bench-push: venv services
 	$(VENV)/bin/python bench/seat_push.py --json bench/results/seat_push.json
+
+# Faults during a sale (TEST-PLAN.md's F-items) on a PostgreSQL and Redis of the run's own: about 12 minutes.
+chaos: debian-packages venv services
+	$(VENV)/bin/python -m chaos.run --json bench/results/chaos.json
 
 lint: venv
 	$(VENV)/bin/ruff check .

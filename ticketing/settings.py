@@ -133,6 +133,10 @@ if _database["ENGINE"] == "django.db.backends.postgresql":
         "max_size": _pool_max,
         "timeout": _pool_timeout,
     }
+    # A statement waiting this long for a lock gives up (503 with Retry-After, ticketing.errors) instead of
+    # queueing behind a process that froze holding it: the wait of the requests behind it stays bounded.
+    _lock_timeout_ms = env_int("DATABASE_LOCK_TIMEOUT_MS", 3000, minimum=0)
+    _database["OPTIONS"]["options"] = f"-c lock_timeout={_lock_timeout_ms}"
 DATABASES = {"default": _database}
 # Requests inside Django at once per web process; the rest wait their turn, in order, as coroutines on the
 # event loop (ticketing.asgi_handler). Past the pool's size, a request's thread would only queue for a

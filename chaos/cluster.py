@@ -1,0 +1,149 @@
+"""A PostgreSQL cluster and a Redis server of the chaos run's own, on free loopback ports, so that restarting or
+killing them (TEST-PLAN.md's faults) touches nothing else on the machine.
+
+PostgreSQL comes from Debian's postgresql-15 (initdb and pg_ctl run as the `postgres` user, which owns the
+data folder; PostgreSQL refuses to run as root); Redis from redis-server. Both keep everything in a temporary
+folder that is removed at the end. Nothing here is started or stopped except by the process ids it holds.
+"""
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import redis
+
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _as_postgres(command, **kwargs):
+    user = pwd.getpwnam("postgres")
+    as_user = [] if os.getuid() == user.pw_uid else ["runuser", "-u", "postgres", "--"]
+    return subprocess.run(as_user + [str(part) for part in command], check=True, capture_output=True, **kwargs)
+
+
+class OwnPostgres:
+    """initdb'd into a temporary folder; start(), restart(mode), url(database)."""
+
+    def __init__(self, folder, *, max_connections=100):
+        self.folder = Path(folder)
+        self.data = self.folder / "data"
+        self.log = self.folder / "postgres.log"
+        self.port = free_port()
+        self.max_connections = max_connections
+        user = pwd.getpwnam("postgres")
+        os.chown(self.folder, user.pw_uid, user.pw_gid)
+        _as_postgres([POSTGRES_BIN / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync"])
+
+    def _options(self):
+        return (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} -c max_connections={self.max_connections}"
+            " -c fsync=on -c shared_buffers=128MB"
+        )
+
+    def start(self):
+        _as_postgres([POSTGRES_BIN / "pg_ctl", "-D", self.data, "-l", self.log, "-o", self._options(), "-w", "start"])
+
+    def stop(self, mode="fast"):
+        _as_postgres([POSTGRES_BIN / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop"])
+
+    def restart(self, mode):
+        """pg_ctl restart -m fast|immediate: every session is cut; immediate skips the checkpoint (a crash)."""
+        _as_postgres(
+            [POSTGRES_BIN / "pg_ctl", "-D", self.data, "-l", self.log, "-m", mode, "-o", self._options(), "-w"]
+            + ["restart"]
+        )
+
+    def url(self, database="postgres"):
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name):
+        with psycopg.connect(self.url(), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+
+    def answers(self):
+        try:
+            with psycopg.connect(self.url(), connect_timeout=1) as connection:
+                connection.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            return False
+
+
+class OwnRedis:
+    """redis-server on a free port with nothing saved to disk; shutdown_nosave() and start() again."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.port = free_port()
+        self.process = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        log = open(self.folder / "redis.log", "ab")  # noqa: SIM115 (the process writes to it until it stops)
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            + ["--dir", str(self.folder), "--maxclients", "10000"],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while not self.answers():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+
+    def shutdown_nosave(self):
+        """SHUTDOWN NOSAVE: the server exits at once and every key (queued tasks, groups, quotas) is gone."""
+        with contextlib.suppress(redis.exceptions.ConnectionError):
+            redis.Redis(port=self.port).shutdown(nosave=True)
+        self.process.wait(timeout=10)
+
+    def answers(self):
+        try:
+            return redis.Redis(port=self.port, socket_timeout=1).ping()
+        except redis.exceptions.RedisError:
+            return False
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.shutdown_nosave()
+
+
+@contextlib.contextmanager
+def own_services(*, max_connections=100):
+    """(OwnPostgres, OwnRedis), started; both stopped and their folder removed when the block ends."""
+    folder = Path(tempfile.mkdtemp(prefix="chaos-"))
+    folder.chmod(0o755)  # the postgres user must reach its data folder inside
+    (folder / "pg").mkdir()
+    (folder / "redis").mkdir()
+    postgres = redis_server = None
+    try:
+        postgres = OwnPostgres(folder / "pg", max_connections=max_connections)
+        postgres.start()
+        redis_server = OwnRedis(folder / "redis")
+        redis_server.start()
+        yield postgres, redis_server
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
+        if postgres is not None:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                postgres.stop("immediate")
+        shutil.rmtree(folder, ignore_errors=True)
