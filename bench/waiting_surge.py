@@ -85,6 +85,7 @@ from hold_path import (  # sibling scripts
     cpu_report,
     describe_server,
     ensure_database,
+    minding_busy,
     percentile,
     prepare_show,
     refresh_planner_statistics,
@@ -107,6 +108,8 @@ HOLDER_SEATS = 10  # per holder: TICKETING_MAX_SEATS, the most one session may h
 POLL_WAIT_SECONDS = 60  # API.md's longest wait, what a client that wants few requests asks for
 # A poll not answered this long after its wait ran out never will be: a failure.
 NEVER_ANSWERED_MARGIN_SECONDS = 30
+# A poll shed with 503 comes back after the Retry-After the server sends (ticketing.asgi_handler).
+BUSY_RETRY_SECONDS = 2
 SERVER_START_SECONDS = 60
 REQUEST_TIMEOUT_SECONDS = 60
 CONNECTIONS_PER_HTTPX_CLIENT = 25  # see hold_path.run_sale: one big httpx pool costs more CPU than several
@@ -516,6 +519,9 @@ async def keep_polling(surge, waiter, pay_client, rng):
             finally:
                 waiter.parked = False
             surge.statuses[f"GET waitlist {status}"] += 1
+            if status == 503:  # the process shed the poll (its admission queue full or too slow): come back
+                await asyncio.sleep(BUSY_RETRY_SECONDS)
+                continue
             if status != 200:
                 surge.fail(f"poll of waiter {waiter.waiter_id} answered {status}: {str(body)[:300]}")
                 return
@@ -539,11 +545,15 @@ async def keep_polling(surge, waiter, pay_client, rng):
 
 async def pay(surge, waiter, client):
     """Pay for the served hold with the sandbox's good card: the seats are booked."""
+    key = str(uuid.uuid4())
     try:
-        response = await client.post(
-            f"/api/v1/reservations/{waiter.reservation_id}/pay",
-            json={"session_id": waiter.session_id, "payment": SANDBOX_CARD},
-            headers={"Idempotency-Key": str(uuid.uuid4())},
+        response, _ = await minding_busy(
+            lambda: client.post(
+                f"/api/v1/reservations/{waiter.reservation_id}/pay",
+                json={"session_id": waiter.session_id, "payment": SANDBOX_CARD},
+                headers={"Idempotency-Key": key},
+            ),
+            lambda busy, ms: surge.statuses.update([f"POST pay {busy.status_code}"]),
         )
     except httpx.HTTPError as error:
         surge.fail(f"pay {waiter.reservation_id}: {type(error).__name__}: {error}")
@@ -559,7 +569,10 @@ async def join(surge, waiter, client, listener):
     body = {"session_id": waiter.session_id, "seats_wanted": waiter.seats_wanted}
     started = time.perf_counter()
     try:
-        response = await client.post(f"/api/v1/shows/{surge.show_id}/waitlist", json=body)
+        response, _ = await minding_busy(
+            lambda: client.post(f"/api/v1/shows/{surge.show_id}/waitlist", json=body),
+            lambda busy, ms: surge.statuses.update([f"POST waitlist {busy.status_code}"]),
+        )
     except httpx.HTTPError as error:
         surge.fail(f"join {waiter.session_id}: {type(error).__name__}: {error}")
         return False

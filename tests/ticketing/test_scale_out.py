@@ -64,7 +64,7 @@ def stack(django_db_setup):
         celery_workers=len(CELERY_WORKERS),
         beat=True,
         celery_environment={"DATABASE_POOL_MAX": "2"},
-        uvicorn_options=("--no-access-log", "--log-level", "warning"),
+        uvicorn_options=("--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "30"),
     ) as running:
         yield running
         every_process = [pid for process in running.processes for pid in process_tree(process.pid)]
