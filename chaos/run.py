@@ -277,6 +277,7 @@ class Load:
         self.clients, self.think = clients, think
         self.rng = random.Random(seed)
         self.answers = []  # (seconds since start, call, status, retry-after present)
+        self.durations = []  # each answer's milliseconds, in the same order
         self.started = time.monotonic()
         self.stop = asyncio.Event()
 
@@ -296,11 +297,13 @@ class Load:
         self.answers.append((round(time.monotonic() - self.started, 2), call, status, retry_after))
 
     async def call(self, client, call, method, path, **kwargs):
+        started = time.monotonic()
         try:
             response = await client.request(method, path, **kwargs)
         except httpx.HTTPError:
             response = None
         self.record(call, response)
+        self.durations.append((time.monotonic() - started) * 1000)
         return response
 
     async def buyer(self, client, number):
@@ -611,12 +614,88 @@ class Run:
             "load": load.summary(windows=[(stopped_at, continued_at + 10)]),
         }
 
+    # F6
+    def database_connections_exhausted(self):
+        show_id, seats = self.show()
+        self.processes.worker("worker")
+        self.processes.beat("beat")
+        # Requests may wait 2 s for admission and 2 s for a pooled connection: then 503, never a hang.
+        environment = {**self.environment, "WEB_ADMISSION_WAIT_SECONDS": "2", "DATABASE_POOL_TIMEOUT": "2"}
+        with stack_running(web_processes=2, environment=environment, log=self.stack_log()) as stack:
+            result = asyncio.run(self._exhaust_connections(stack, show_id, seats))
+        settled = self.payments_settled()
+        self.processes.stop_all()
+        checks = invariants(self.database_url, show_id, self.ledger())
+        result["payments_settled_after_the_load_s"] = settled
+        result["target"] = (
+            "no request hangs: 503 + Retry-After within 2.5 s past capacity, none 500; readiness red within 10 s "
+            "of the database refusing connections (it opens a fresh one) and green within 5 s of relief"
+        )
+        passed = (
+            result["load"]["5xx_other_than_503_with_retry_after"] == 0
+            and result["slowest_503_ms"] <= 2500 + 500  # the admission wait plus the request's own work
+            and result["readiness_red_after_s"] is not None
+            and result["readiness_red_after_s"] <= 10
+            and result["readiness_green_after_relief_s"] is not None
+            and result["readiness_green_after_relief_s"] <= 5
+        )
+        return self.verdict(checks, result, passed)
+
+    async def _exhaust_connections(self, stack, show_id, seats):
+        load = Load(stack.url, show_id, seats, clients=200)
+        loading = asyncio.create_task(load.run(40))
+        ready_url = f"{stack.web[0].url}/health/ready"
+        await asyncio.sleep(10)
+        hog = await asyncio.to_thread(self._take_every_connection)
+        hogged_at = time.monotonic()
+        red_after = await _seconds_until(lambda: _status(ready_url) == 503, 15)
+        await asyncio.sleep(max(0.0, 15 - (time.monotonic() - hogged_at)))
+        for connection in hog:
+            connection.close()
+        relieved_at = time.monotonic()
+        green_after = await _seconds_until(lambda: _status(ready_url) == 200, 15)
+        await loading
+        windows = [(hogged_at - load.started, relieved_at - load.started + 5)]
+        shed = [ms for (_, _, status, _), ms in zip(load.answers, load.durations, strict=True) if status == 503]
+        return {
+            "connections_taken_by_the_hog": len(hog),
+            "readiness_red_after_s": red_after,
+            "readiness_green_after_relief_s": green_after,
+            "slowest_503_ms": round(max(shed, default=0)),
+            "load": load.summary(windows=windows),
+        }
+
+    def _take_every_connection(self):
+        """Open connections until PostgreSQL refuses one: nobody else gets a new connection meanwhile."""
+        taken = []
+        while True:
+            try:
+                taken.append(psycopg.connect(self.database_url, connect_timeout=2))
+            except psycopg.OperationalError:
+                return taken
+
     def _transactions_open(self):
         with psycopg.connect(self.database_url) as connection:
             return connection.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = 'ticketing_chaos' "
                 "AND state IN ('idle in transaction', 'active') AND pid <> pg_backend_pid()"
             ).fetchone()[0]
+
+
+def _status(url):
+    try:
+        return httpx.get(url, timeout=5).status_code
+    except httpx.HTTPError:
+        return None
+
+
+async def _seconds_until(condition, seconds):
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if await asyncio.to_thread(condition):
+            return round(time.monotonic() - started, 2)
+        await asyncio.sleep(0.25)
+    return None
 
 
 class Watchers:
@@ -714,6 +793,10 @@ SCENARIOS = {
         "redis_restarted_with_websockets_connected",
     ),
     "F5": ("PostgreSQL restarted (fast, then immediate) under 30 buyers", "postgres_restarted_under_load"),
+    "F6": (
+        "database connections exhausted (an outside client takes every free one) under 200 buyers",
+        "database_connections_exhausted",
+    ),
     "F7": ("a web process frozen (SIGSTOP) for 20 s under 40 buyers of a hot corner", "web_process_frozen"),
 }
 

@@ -13,6 +13,7 @@ from django.test import Client
 from bookings.models import Reservation
 from bookings.services import Buyer, hold_seats
 from tests.bookings.helpers import seat_ids
+from waiting.models import Waiter
 
 pytestmark = pytest.mark.django_db
 
@@ -188,3 +189,27 @@ class TestPrivacyAndForgery:
         browser.get(f"/shows/{show.pk}/")
         response = browser.post(f"/shows/{show.pk}/hold", {"seats": labelled(show, "B1", "B2")})
         assert response.status_code == 403 and not Reservation.objects.exists()
+
+    def test_every_other_form_of_a_browsers_hold_and_place_in_line_is_refused_without_its_token(self, show):
+        browser = Client(enforce_csrf_checks=True)
+        page = browser.get(f"/shows/{show.pk}/").content.decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        held = browser.post(
+            f"/shows/{show.pk}/hold", {"seats": labelled(show, "B1", "B2"), "csrfmiddlewaretoken": token}
+        )
+        assert held.status_code == 302  # the control: with its token the same browser's form goes through
+        reservation = Reservation.objects.get()
+        rest = [seat for seat in seat_ids(show) if seat not in labelled(show, "B1", "B2")]
+        for number, start in enumerate(range(0, len(rest), 10)):  # the show held full: its line opens
+            hold_seats(buyer=Buyer(None, f"someone-{number}"), show=show, seat_ids=rest[start : start + 10])
+
+        refused = [
+            browser.post(f"/holds/{reservation.pk}/pay", {**CARD, "email": "me@example.com"}),
+            browser.post(f"/holds/{reservation.pk}/cancel"),
+            browser.post(f"/shows/{show.pk}/waitlist", {"seats_wanted": 1}),
+        ]
+
+        assert [response.status_code for response in refused] == [403, 403, 403]
+        reservation.refresh_from_db()
+        assert reservation.status == "Reserved" and not reservation.payments.exists()
+        assert not Waiter.objects.exists()
