@@ -94,7 +94,7 @@ bench-sql-ceiling: venv services
 bench-push: venv services
 	$(VENV)/bin/python bench/seat_push.py --json bench/results/seat_push.json
 
-# Faults during a sale (TEST-PLAN.md's F-items) on a PostgreSQL and Redis of the run's own: about 12 minutes.
+# Faults during a sale (TEST-PLAN.md F-items) on a PostgreSQL and Redis of the run's own: about 10 minutes.
 chaos: debian-packages venv services
 	$(VENV)/bin/python -m chaos.run --json bench/results/chaos.json
 

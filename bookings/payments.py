@@ -24,6 +24,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from redis.exceptions import RedisError
 
+from ticketing.numbers import is_whole_number
+
 MESSAGES = {
     "payment_error": "The payment could not be made.",
     "invalid_card": "The card details are not valid; see fields.",
@@ -165,7 +167,7 @@ def _whole_number(value):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if is_whole_number(value.strip() if isinstance(value, str) else None):
         return int(value.strip())
     return None
 
@@ -173,7 +175,7 @@ def _whole_number(value):
 def _card_errors(card):
     """Messages per field for a malformed or expired card; empty if it looks chargeable."""
     errors = {}
-    if not (card.number.isdigit() and 12 <= len(card.number) <= 19 and _luhn_ok(card.number)):
+    if not (is_whole_number(card.number) and 12 <= len(card.number) <= 19 and _luhn_ok(card.number)):
         errors["card_number"] = ["This is not a valid card number."]
     if not 1 <= card.exp_month <= 12:
         errors["exp_month"] = ["Give the expiry month as a number from 1 to 12."]
@@ -183,7 +185,7 @@ def _card_errors(card):
         today = timezone.now()
         if (card.exp_year, card.exp_month) < (today.year, today.month):
             errors["exp_year"] = ["This card has expired."]
-    if not (card.cvc.isdigit() and len(card.cvc) in (3, 4)):
+    if not (is_whole_number(card.cvc) and len(card.cvc) in (3, 4)):
         errors["cvc"] = ["Give the CVC as a string of 3 or 4 digits."]
     return errors
 

@@ -35,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from bookings.payments import Card, InvalidCard, PaymentError, ProviderTimeout, SandboxProvider
+from ticketing.numbers import is_whole_number
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ def _decimal(value):
 def _int(value):
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    return int(value) if isinstance(value, str) and value.isdigit() else 0
+    return int(value) if is_whole_number(value) else 0
 
 
 class SandboxServer(ThreadingHTTPServer):

@@ -40,6 +40,7 @@ from bookings.services import (
     ticket_token,
 )
 from cinemas.models import Seat
+from ticketing.numbers import is_whole_number
 
 BUYER_SESSION_KEY = "buyer_id"
 
@@ -225,12 +226,12 @@ def show_seat_map(request, show_id):
 
 
 def _chosen_seat_ids(request):
-    return [int(value) for value in request.POST.getlist("seats") if value.isdigit()][:100]
+    return [int(value) for value in request.POST.getlist("seats") if is_whole_number(value)][:100]
 
 
 def _count(request):
     value = request.POST.get("count", "")
-    return int(value) if value.isdigit() else 0
+    return int(value) if is_whole_number(value) else 0
 
 
 @require_POST

@@ -33,6 +33,7 @@ from cinemas.services import (
     reschedule_show,
     schedule_show,
 )
+from ticketing.numbers import is_whole_number
 
 # --- Pieces shared by several admins ----------------------------------------------------------------------
 
@@ -97,7 +98,7 @@ class ChosenOnlyFilter(admin.RelatedFieldListFilter):
     """
 
     def field_choices(self, field, request, model_admin):
-        chosen = [value for value in self.lookup_val or [] if value.isdigit()]
+        chosen = [value for value in self.lookup_val or [] if is_whole_number(value)]
         if not chosen:
             return []
         return field.get_choices(include_blank=False, limit_choices_to={"pk__in": chosen})

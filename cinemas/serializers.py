@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from cinemas.models import City
 from cinemas.search import DEFAULT_SORTING_ORDER, SORTING_ORDERS
+from ticketing.numbers import is_whole_number
 
 MAX_RESULTS_PER_PAGE = 30
 
@@ -24,7 +25,8 @@ class StrictParameters(serializers.Serializer):
 
 class CityListParameters(StrictParameters):
     search = serializers.CharField(required=False, allow_blank=True, max_length=100)
-    page = serializers.IntegerField(required=False, min_value=1, default=1)
+    # Bounded like SearchMovies' page: a page past PostgreSQL's bigint OFFSET was a 500 (schemathesis).
+    page = serializers.IntegerField(required=False, min_value=1, max_value=100_000, default=1)
 
 
 class LocalDateParameters(StrictParameters):
@@ -67,7 +69,9 @@ class SearchMoviesParameters(StrictParameters):
 
     def validate_city(self, value):
         value = value.strip()
-        cities = City.objects.filter(pk=int(value)) if value.isdigit() else City.objects.filter(name__iexact=value)
+        cities = (
+            City.objects.filter(pk=int(value)) if is_whole_number(value) else City.objects.filter(name__iexact=value)
+        )
         city_ids = tuple(cities.values_list("pk", flat=True))
         if not city_ids:
             raise serializers.ValidationError("No city has this id or name.")

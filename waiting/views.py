@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from bookings.views import session_buyer
 from cinemas.models import Show
+from ticketing.numbers import is_whole_number
 from waiting import longpoll, services
 from waiting.serializers import MAX_WAIT_SECONDS, waiter_body
 
@@ -23,7 +24,7 @@ def _own_waiter(request, waiter_id):
 
 
 def _number(value, default=0):
-    return int(value) if str(value).isdigit() else default
+    return int(value) if is_whole_number(str(value)) else default
 
 
 @require_POST

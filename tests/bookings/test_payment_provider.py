@@ -81,6 +81,9 @@ def test_it_names_every_missing_field():
         ("exp_month", 0),
         ("exp_month", True),
         ("exp_month", "twelve"),
+        ("exp_month", "²"),  # a Unicode digit str.isdigit() accepts and int() refuses (found by schemathesis)
+        ("card_number", "٤٢٤٢٤٢٤٢٤٢٤٢٤٢٤٢"),  # Arabic-Indic digits
+        ("cvc", "１２３"),  # full-width digits
         ("exp_year", 30),
         ("cvc", "12"),
         ("cvc", "12a"),

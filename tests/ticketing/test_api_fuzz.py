@@ -27,6 +27,9 @@ def partner_key(transactional_db):
 @settings(
     max_examples=EXAMPLES_PER_OPERATION,
     deadline=None,
+    # The same examples on every run, so CI's answer depends on the code alone. Random runs found the `city=²`
+    # and page-overflow 500s fixed since; drop this line to explore afresh.
+    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_no_generated_request_gets_a_5xx_and_every_error_is_the_error_body(case, partner_key):
