@@ -236,6 +236,8 @@ def test_negative_control_a_payment_that_skips_the_hold_check_is_caught(monkeypa
                 deadline=None,
                 database=None,
                 phases=[Phase.generate],  # finding it is the point; shrinking the sequence would only take time
+                derandomize=True,  # the same sequences each run: random ones sometimes met the database's own
+                # constraint (one successful charge per hold) first, an IntegrityError instead of the model's word
                 report_multiple_bugs=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
             ),
