@@ -144,10 +144,10 @@ def parse_card(data) -> Card:
         number = ""
     else:
         number = number.replace(" ", "").replace("-", "")
-    exp_month = _whole_number(data.get("exp_month"))
+    exp_month = whole_number(data.get("exp_month"))
     if exp_month is None:
         errors["exp_month"] = ["Give the expiry month as a number from 1 to 12."]
-    exp_year = _whole_number(data.get("exp_year"))
+    exp_year = whole_number(data.get("exp_year"))
     if exp_year is None:
         errors["exp_year"] = ["Give the expiry year as four digits, e.g. 2030."]
     cvc = data.get("cvc")
@@ -162,12 +162,12 @@ def parse_card(data) -> Card:
     return card
 
 
-def _whole_number(value):
+def whole_number(value):
     if isinstance(value, bool):  # True is an int to Python, not a month to anyone else
         return None
     if isinstance(value, int):
         return value
-    if is_whole_number(value.strip() if isinstance(value, str) else None):
+    if isinstance(value, str) and is_whole_number(value.strip()):
         return int(value.strip())
     return None
 

@@ -34,8 +34,7 @@ from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from bookings.payments import Card, InvalidCard, PaymentError, ProviderTimeout, SandboxProvider
-from ticketing.numbers import is_whole_number
+from bookings.payments import Card, InvalidCard, PaymentError, ProviderTimeout, SandboxProvider, whole_number
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +172,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 currency=body.get("currency"),
                 card=Card(
                     number=str(card.get("number", "")),
-                    exp_month=_int(card.get("exp_month")),
-                    exp_year=_int(card.get("exp_year")),
+                    exp_month=whole_number(card.get("exp_month")) or 0,
+                    exp_year=whole_number(card.get("exp_year")) or 0,
                     cvc=str(card.get("cvc", "")),
                 ),
                 idempotency_key=key,
@@ -246,12 +245,6 @@ def _decimal(value):
         return Decimal(str(value)) if isinstance(value, str | int) and not isinstance(value, bool) else Decimal(0)
     except InvalidOperation:
         return Decimal(0)
-
-
-def _int(value):
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return int(value) if is_whole_number(value) else 0
 
 
 class SandboxServer(ThreadingHTTPServer):

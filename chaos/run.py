@@ -346,7 +346,7 @@ class Load:
     def summary(self, windows=()):
         """Answers by status; 5xx other than 503 (and 503s without Retry-After); errors outside the fault windows."""
         statuses = Counter(f"{call} {status}" for _, call, status, _ in self.answers)
-        failures = [answer for answer in self.answers if answer[2] == "no answer" or answer[2] >= 500]
+        failures = [answer for answer in self.answers if _failed(answer)]
         bad_5xx = [a for a in failures if a[2] != "no answer" and (a[2] != 503 or not a[3])]
         outside = [a for a in failures if not any(start <= a[0] <= end for start, end in windows)]
         last_failure = max((a[0] for a in failures), default=None)
@@ -411,6 +411,19 @@ class Run:
 
     def show(self):
         return fresh_show(self.database_url, self.redis.url)
+
+    def under_load(self, fault, environment=None):
+        """Run the coroutine `fault(stack, show_id, seats)` on a fresh show, with a Celery worker and beat and
+        two web processes behind HAProxy; then let the reconciler settle what the fault left and check.
+        Returns (fault's result with the seconds the payments took to settle, the invariants)."""
+        show_id, seats = self.show()
+        self.processes.worker("worker")
+        self.processes.beat("beat")
+        with stack_running(web_processes=2, environment=environment or self.environment, log=self.stack_log()) as stack:
+            result = asyncio.run(fault(stack, show_id, seats))
+        result["payments_settled_after_the_load_s"] = self.payments_settled()
+        self.processes.stop_all()
+        return result, invariants(self.database_url, show_id, self.ledger())
 
     def verdict(self, checks, measured, passed):
         failed = {name: value for name, value in checks.items() if value}
@@ -490,17 +503,8 @@ class Run:
         )
 
     # F3
-    def redis_restarted_with_websockets_connected(self, sockets=300):
-        show_id, seats = self.show()
-        self.processes.worker("worker")
-        self.processes.beat("beat")
-        with stack_running(web_processes=2, environment=self.environment, log=self.stack_log()) as stack:
-            watchers = Watchers(stack.url, show_id, sockets)
-            result = asyncio.run(self._redis_restart(stack.url, show_id, seats, watchers))
-        settled = self.payments_settled()
-        self.processes.stop_all()
-        checks = invariants(self.database_url, show_id, self.ledger())
-        result["payments_settled_after_the_load_s"] = settled
+    def redis_restarted_with_websockets_connected(self):
+        result, checks = self.under_load(self._redis_restart)
         result["target"] = ">= 99 % of sockets back within 10 s of Redis; 503 + Retry-After while it is down"
         passed = (
             result["load"]["5xx_other_than_503_with_retry_after"] == 0
@@ -510,7 +514,9 @@ class Run:
         )
         return self.verdict(checks, result, passed)
 
-    async def _redis_restart(self, url, show_id, seats, watchers):
+    async def _redis_restart(self, stack, show_id, seats, sockets=300):
+        url = stack.url
+        watchers = Watchers(url, show_id, sockets)
         await watchers.connect_all()
         # A light load: each seat change is 300 messages, and 2 cores read about 3,600 a second (a heavier load
         # builds a backlog in Redis that no restart is needed for; the push benchmark measures fan-out).
@@ -543,15 +549,7 @@ class Run:
 
     # F5
     def postgres_restarted_under_load(self):
-        show_id, seats = self.show()
-        self.processes.worker("worker")
-        self.processes.beat("beat")
-        with stack_running(web_processes=2, environment=self.environment, log=self.stack_log()) as stack:
-            result = asyncio.run(self._postgres_restarts(stack.url, show_id, seats))
-        settled = self.payments_settled()
-        self.processes.stop_all()
-        checks = invariants(self.database_url, show_id, self.ledger())
-        result["payments_settled_after_the_load_s"] = settled
+        result, checks = self.under_load(self._postgres_restarts)
         passed = (
             result["load"]["5xx_other_than_503_with_retry_after"] == 0
             and not result["load"]["failures_outside_the_fault_windows"]
@@ -559,8 +557,8 @@ class Run:
         result["target"] = "errors only within each restart + 5 s, as 503 with Retry-After, none 500"
         return self.verdict(checks, result, passed)
 
-    async def _postgres_restarts(self, url, show_id, seats):
-        load = Load(url, show_id, seats, clients=30)
+    async def _postgres_restarts(self, stack, show_id, seats):
+        load = Load(stack.url, show_id, seats, clients=30)
         loading = asyncio.create_task(load.run(50))
         windows = {}
         for mode, at in (("fast", 10), ("immediate", 30)):
@@ -574,15 +572,7 @@ class Run:
 
     # F7
     def web_process_frozen(self):
-        show_id, seats = self.show()
-        self.processes.worker("worker")
-        self.processes.beat("beat")
-        with stack_running(web_processes=2, environment=self.environment, log=self.stack_log()) as stack:
-            result = asyncio.run(self._freeze(stack, show_id, seats))
-        settled = self.payments_settled()
-        self.processes.stop_all()
-        checks = invariants(self.database_url, show_id, self.ledger())
-        result["payments_settled_after_the_load_s"] = settled
+        result, checks = self.under_load(self._freeze)
         result["target"] = "others fail fast (lock_timeout 3 s) with 409/503, none 500; served again <= 10 s after CONT"
         passed = result["load"]["5xx_other_than_503_with_retry_after"] == 0 and (
             result["recovered_after_cont_s"] is not None and result["recovered_after_cont_s"] <= 10
@@ -603,7 +593,7 @@ class Run:
         continued_at = time.monotonic() - load.started
         await loading
         after = [a for a in load.answers if a[0] > continued_at]
-        failing_after = [a for a in after if a[2] == "no answer" or a[2] >= 500]
+        failing_after = [a for a in after if _failed(a)]
         last_failure = max((a[0] for a in failing_after), default=continued_at)
         during = [a for a in load.answers if stopped_at <= a[0] <= continued_at]
         return {
@@ -616,17 +606,9 @@ class Run:
 
     # F6
     def database_connections_exhausted(self):
-        show_id, seats = self.show()
-        self.processes.worker("worker")
-        self.processes.beat("beat")
         # Requests may wait 2 s for admission and 2 s for a pooled connection: then 503, never a hang.
         environment = {**self.environment, "WEB_ADMISSION_WAIT_SECONDS": "2", "DATABASE_POOL_TIMEOUT": "2"}
-        with stack_running(web_processes=2, environment=environment, log=self.stack_log()) as stack:
-            result = asyncio.run(self._exhaust_connections(stack, show_id, seats))
-        settled = self.payments_settled()
-        self.processes.stop_all()
-        checks = invariants(self.database_url, show_id, self.ledger())
-        result["payments_settled_after_the_load_s"] = settled
+        result, checks = self.under_load(self._exhaust_connections, environment)
         result["target"] = (
             "no request hangs: 503 + Retry-After within 2.5 s past capacity, none 500; readiness red within 10 s "
             "of the database refusing connections (it opens a fresh one) and green within 5 s of relief"
@@ -677,9 +659,14 @@ class Run:
     def _transactions_open(self):
         with psycopg.connect(self.database_url) as connection:
             return connection.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'ticketing_chaos' "
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                 "AND state IN ('idle in transaction', 'active') AND pid <> pg_backend_pid()"
             ).fetchone()[0]
+
+
+def _failed(answer):
+    """A Load answer that is no answer at all or a 5xx."""
+    return answer[2] == "no answer" or answer[2] >= 500
 
 
 def _status(url):

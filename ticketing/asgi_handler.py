@@ -33,6 +33,8 @@ from django.core.handlers import base
 from django.core.handlers.asgi import ASGIHandler
 from django.http import FileResponse
 
+from ticketing.errors import error_body
+
 
 class SyncChainASGIHandler(ASGIHandler):
     def __init__(self):
@@ -105,7 +107,7 @@ async def _answer_busy(scope, send):
     message = f"We are very busy; please retry in {BUSY_RETRY_AFTER_SECONDS} seconds."
     if scope.get("path", "").startswith("/api/"):
         content_type = b"application/json"
-        body = json.dumps({"error": {"code": "service_unavailable", "message": message, "fields": {}}}).encode()
+        body = json.dumps(error_body("service_unavailable", message)).encode()
     else:
         content_type, body = b"text/plain; charset=utf-8", message.encode()
     headers = [

@@ -27,9 +27,9 @@ so a change committed in between can't slip past it; on every nudge naming it, i
 its wait runs out it reads once more, so a lost nudge (the channel layer is at most once) costs latency,
 never a wrong answer.
 
-Checks are gathered: the polls one nudge wakes together (a whole line moving) are checked in a few queries
-on a few threads kept for them, each handing its connection straight back to the pool; positions are
-counted only for the answers made.
+Checks are gathered: the polls one nudge wakes together (a serving batch's waiters) are checked in a few
+queries on a few threads kept for them, each handing its connection straight back to the pool; positions
+are counted only for the answers made.
 
 Served without ticketing.asgi's application (Django's test client, WSGI), nothing holds an answer: the view
 answers at once, which a client takes as a poll whose wait ended.
@@ -144,8 +144,8 @@ _GONE = object()
 def _bodies_unless(wanted):
     """For each (waiter_id, status): the waiter's body, None while its status is still that one, or _GONE.
 
-    `status` None: the body whatever it is. Positions are counted only for the bodies made: a nudge wakes
-    every poll of the line, and most of them only learn that they still wait.
+    `status` None: the body whatever it is. Positions are counted only for the bodies made: most checks
+    only learn that the status is unchanged.
     """
     try:
         waiters = Waiter.objects.in_bulk({waiter_id for waiter_id, _ in wanted})

@@ -87,7 +87,11 @@ def _seats_held_by_buyer(buyer, show, at, *, excluding=None):
     )
     if excluding is not None:
         reservations = reservations.exclude(pk=excluding.pk)
-    reservation_ids = list(reservations.values_list("pk", flat=True))
+    return _seats_claimed_by(list(reservations.values_list("pk", flat=True)))
+
+
+def _seats_claimed_by(reservation_ids):
+    """The live claims of these reservations, counted in a query of its own (see _seats_held_by_buyer)."""
     if not reservation_ids:
         return 0
     return SeatClaim.objects.filter(reservation_id__in=reservation_ids, released_at__isnull=True).count()
@@ -104,22 +108,19 @@ def _check_client_cap(buyer, show, wanted, at, *, excluding=None):
     soonest hold lapses.
     """
     if buyer.api_key_id is not None:
-        cap, client = buyer.key_seat_cap, {"api_key_id": buyer.api_key_id}
+        cap, field, value = buyer.key_seat_cap, "api_key_id", buyer.api_key_id
     else:
-        cap, client = settings.TICKETING_MAX_HELD_SEATS_PER_ADDRESS, {"client_address": buyer.client_address}
-    if cap is None or None in client.values():
+        cap, field, value = settings.TICKETING_MAX_HELD_SEATS_PER_ADDRESS, "client_address", buyer.client_address
+    if cap is None or value is None:
         return
-    ((field, value),) = client.items()
     lock_until_commit(f"client:{field}:{value}:{show.pk}")
-    holds = Reservation.objects.filter(show=show, status=Reservation.Status.RESERVED, held_until__gt=at, **client)
+    holds = Reservation.objects.filter(
+        show=show, status=Reservation.Status.RESERVED, held_until__gt=at, **{field: value}
+    )
     if excluding is not None:
         holds = holds.exclude(pk=excluding.pk)
     lapsing = dict(holds.values_list("pk", "held_until"))
-    if not lapsing:
-        held = 0
-    else:
-        held = SeatClaim.objects.filter(reservation_id__in=list(lapsing), released_at__isnull=True).count()
-    if held + wanted > cap:
+    if _seats_claimed_by(list(lapsing)) + wanted > cap:
         soonest = min(lapsing.values(), default=at)
         raise BookingError("client_hold_cap", retry_after=max(1, math.ceil((soonest - at).total_seconds())))
 
