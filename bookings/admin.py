@@ -22,6 +22,7 @@ from bookings.models import Payment, Reservation, SeatClaim
 from bookings.services import ERROR_MESSAGES, BookingError, cancel_booking
 from bookings.tickets import InvalidTicket, normalize_booking_code
 from cinemas.admin import ChosenOnlyFilter, ReadOnly
+from ticketing.admin import BoundedDateHierarchy
 
 # 8 hex digits is the short id the reservation list shows; fewer would match too much to be a search.
 _ID_PREFIX = re.compile(r"[0-9a-f]{8,32}")
@@ -63,7 +64,7 @@ class PaymentInline(ReadOnly, admin.TabularInline):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(ReadOnly, admin.ModelAdmin):
+class ReservationAdmin(BoundedDateHierarchy, ReadOnly, admin.ModelAdmin):
     """Holds and bookings as the services left them. Staff can cancel a booking, which refunds it."""
 
     change_form_template = "bookings/admin/reservation_change_form.html"

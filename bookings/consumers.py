@@ -26,6 +26,8 @@ def show_group(show_id):
 def push_seat_changes(show_id, changes):
     """Send one transaction's seat changes, `(seat id, status, version)`, to everyone watching the show, in one
     message whose version is the newest. Called after commit only."""
+    if not changes:
+        return
     message = {
         "type": "seats",
         "version": max(version for _, _, version in changes),

@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from redis.exceptions import RedisError
 
-from ticketing.numbers import is_whole_number
+from ticketing.numbers import is_whole_number, whole_number
 
 MESSAGES = {
     "payment_error": "The payment could not be made.",
@@ -144,10 +144,10 @@ def parse_card(data) -> Card:
         number = ""
     else:
         number = number.replace(" ", "").replace("-", "")
-    exp_month = whole_number(data.get("exp_month"))
+    exp_month = whole_number(data.get("exp_month"), maximum=99)
     if exp_month is None:
         errors["exp_month"] = ["Give the expiry month as a number from 1 to 12."]
-    exp_year = whole_number(data.get("exp_year"))
+    exp_year = whole_number(data.get("exp_year"), maximum=9999)
     if exp_year is None:
         errors["exp_year"] = ["Give the expiry year as four digits, e.g. 2030."]
     cvc = data.get("cvc")
@@ -160,16 +160,6 @@ def parse_card(data) -> Card:
     if errors:
         raise InvalidCard(errors)
     return card
-
-
-def whole_number(value):
-    if isinstance(value, bool):  # True is an int to Python, not a month to anyone else
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and is_whole_number(value.strip()):
-        return int(value.strip())
-    return None
 
 
 def _card_errors(card):

@@ -34,7 +34,8 @@ from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from bookings.payments import Card, InvalidCard, PaymentError, ProviderTimeout, SandboxProvider, whole_number
+from bookings.payments import Card, InvalidCard, PaymentError, ProviderTimeout, SandboxProvider
+from ticketing.numbers import whole_number
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +173,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 currency=body.get("currency"),
                 card=Card(
                     number=str(card.get("number", "")),
-                    exp_month=whole_number(card.get("exp_month")) or 0,
-                    exp_year=whole_number(card.get("exp_year")) or 0,
+                    exp_month=whole_number(card.get("exp_month"), maximum=99) or 0,
+                    exp_year=whole_number(card.get("exp_year"), maximum=9999) or 0,
                     cvc=str(card.get("cvc", "")),
                 ),
                 idempotency_key=key,

@@ -40,7 +40,7 @@ from bookings.services import (
     ticket_token,
 )
 from cinemas.models import Seat
-from ticketing.numbers import is_whole_number
+from ticketing.numbers import whole_number
 
 BUYER_SESSION_KEY = "buyer_id"
 
@@ -226,12 +226,12 @@ def show_seat_map(request, show_id):
 
 
 def _chosen_seat_ids(request):
-    return [int(value) for value in request.POST.getlist("seats") if is_whole_number(value)][:100]
+    seat_ids = (whole_number(value) for value in request.POST.getlist("seats")[:100])
+    return [seat_id for seat_id in seat_ids if seat_id is not None]
 
 
 def _count(request):
-    value = request.POST.get("count", "")
-    return int(value) if is_whole_number(value) else 0
+    return whole_number(request.POST.get("count", "")) or 0
 
 
 @require_POST

@@ -33,7 +33,8 @@ from cinemas.services import (
     reschedule_show,
     schedule_show,
 )
-from ticketing.numbers import is_whole_number
+from ticketing.admin import BoundedDateHierarchy
+from ticketing.numbers import whole_number
 
 # --- Pieces shared by several admins ----------------------------------------------------------------------
 
@@ -98,7 +99,7 @@ class ChosenOnlyFilter(admin.RelatedFieldListFilter):
     """
 
     def field_choices(self, field, request, model_admin):
-        chosen = [value for value in self.lookup_val or [] if is_whole_number(value)]
+        chosen = [number for number in map(whole_number, self.lookup_val or []) if number is not None]
         if not chosen:
             return []
         return field.get_choices(include_blank=False, limit_choices_to={"pk__in": chosen})
@@ -165,7 +166,7 @@ class CinemaAdmin(admin.ModelAdmin):
 
 
 @admin.register(Movie)
-class MovieAdmin(admin.ModelAdmin):
+class MovieAdmin(BoundedDateHierarchy, admin.ModelAdmin):
     list_display = ["title", "genre", "language", "country", "duration", "release_date", "links"]
     list_filter = ["genre", "language", "country"]
     search_fields = ["title"]
@@ -480,7 +481,7 @@ class ShowPriceInline(ReadOnly, admin.TabularInline):
 
 
 @admin.register(Show)
-class ShowAdmin(ServiceRefusalOnForm, admin.ModelAdmin):
+class ShowAdmin(BoundedDateHierarchy, ServiceRefusalOnForm, admin.ModelAdmin):
     form = ShowForm
     inlines = [ShowPriceInline]
     list_display = ["movie", "hall", "local_start", "local_end"]

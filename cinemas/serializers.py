@@ -1,12 +1,13 @@
 """Shapes of the catalog API: query parameters in (checked for shape only) and JSON out (API.md)."""
 
 import re
+from datetime import date
 
 from rest_framework import serializers
 
 from cinemas.models import City
 from cinemas.search import DEFAULT_SORTING_ORDER, SORTING_ORDERS
-from ticketing.numbers import is_whole_number
+from ticketing.numbers import whole_number
 
 MAX_RESULTS_PER_PAGE = 30
 
@@ -29,8 +30,20 @@ class CityListParameters(StrictParameters):
     page = serializers.IntegerField(required=False, min_value=1, max_value=100_000, default=1)
 
 
+# The days a listing may ask for. The calendar's own ends overflowed: 9999-12-31 has no next day, and the start of
+# 0001-01-01 east of Greenwich is before the first UTC instant.
+EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2999, 12, 31)
+
+
 class LocalDateParameters(StrictParameters):
-    date = serializers.DateField(required=False, help_text="A day in each cinema's own time zone (YYYY-MM-DD).")
+    date = serializers.DateField(
+        required=False, help_text=f"A day in each cinema's own time zone (YYYY-MM-DD), {EARLIEST_DAY} to {LATEST_DAY}."
+    )
+
+    def validate_date(self, value):
+        if not EARLIEST_DAY <= value <= LATEST_DAY:
+            raise serializers.ValidationError(f"Give a day from {EARLIEST_DAY} to {LATEST_DAY}.")
+        return value
 
 
 class MovieShowsParameters(LocalDateParameters):
@@ -69,9 +82,8 @@ class SearchMoviesParameters(StrictParameters):
 
     def validate_city(self, value):
         value = value.strip()
-        cities = (
-            City.objects.filter(pk=int(value)) if is_whole_number(value) else City.objects.filter(name__iexact=value)
-        )
+        city_id = whole_number(value)
+        cities = City.objects.filter(pk=city_id) if city_id is not None else City.objects.filter(name__iexact=value)
         city_ids = tuple(cities.values_list("pk", flat=True))
         if not city_ids:
             raise serializers.ValidationError("No city has this id or name.")

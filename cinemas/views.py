@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from cinemas.models import Cinema, City, Movie
 from cinemas.search import ShowSearch, movie_showtimes, movies_showing, search_shows, spelling_suggestions
-from ticketing.numbers import is_whole_number
+from ticketing.numbers import whole_number
 
 CITY_SESSION_KEY = "city_id"
 DAYS_AHEAD = 7
@@ -71,8 +71,8 @@ def movie_showtimes_page(request, city_id, movie_id):
 def search(request):
     """SearchMovies for people: movies matching the words, in the remembered (or chosen) city."""
     query = request.GET.get("q", "").strip()[:100]
-    city_id = request.GET.get("city", "")
-    city = City.objects.filter(pk=city_id).first() if is_whole_number(city_id) else remembered_city(request)
+    city_id = whole_number(request.GET.get("city", ""))
+    city = City.objects.filter(pk=city_id).first() if city_id is not None else remembered_city(request)
     results, suggestions = [], []
     if query:
         found = ShowSearch(

@@ -3,11 +3,15 @@
 import sys
 
 import redis
+from django.core.exceptions import DisallowedHost, RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponse, JsonResponse
+from django.template import loader
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
+
+from ticketing.parsers import too_large_message
 
 
 def error_body(code, message, fields=None):
@@ -66,13 +70,52 @@ def api_exception_handler(exc, context):
     return response
 
 
-def _is_api(request):
+def is_api_request(request):
     return request.path.startswith("/api/")
+
+
+def refusal_page(request, message, *, status_code, title="We couldn't read that request"):
+    """The website's page for a request refused before any view (a person's version of the API's body).
+
+    Rendered without the request's context: the request itself may be what is wrong (a host not ours).
+    """
+    content = loader.get_template("400.html").render({"title": title, "message": message})
+    return HttpResponse(content, status=status_code)
+
+
+# Why Django refused a request before our views ran (handler400), as the API's machine word and sentence.
+EARLY_REFUSALS = (
+    (RequestDataTooBig, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "request_too_large", None),
+    (DisallowedHost, status.HTTP_400_BAD_REQUEST, "bad_request", "This site is not served at this host name."),
+    (TooManyFieldsSent, status.HTTP_400_BAD_REQUEST, "bad_request", "The request has too many fields."),
+)
+
+
+def bad_request(request, exception=None):
+    """400 (413 for a body over the limit) for what Django refuses before any view: oversized or malformed
+    bodies, a host not in ALLOWED_HOSTS, too many fields. API.md's error body under /api/, a page elsewhere."""
+    status_code, code, message = status.HTTP_400_BAD_REQUEST, "bad_request", "The request could not be read."
+    for kind, kind_status, kind_code, kind_message in EARLY_REFUSALS:
+        if isinstance(exception, kind):
+            status_code, code, message = kind_status, kind_code, kind_message or too_large_message()
+            break
+    if is_api_request(request):
+        return JsonResponse(error_body(code, message), status=status_code)
+    return refusal_page(request, message, status_code=status_code)
+
+
+def permission_denied(request, exception=None):
+    """403 for a refusal Django makes outside our API views; the API's error body under /api/."""
+    if is_api_request(request):
+        return JsonResponse(error_body("permission_denied", "You may not do this."), status=status.HTTP_403_FORBIDDEN)
+    from django.views.defaults import permission_denied as django_permission_denied
+
+    return django_permission_denied(request, exception)
 
 
 def not_found(request, exception=None):
     """404 for any URL: the API's error body under /api/, Django's page elsewhere."""
-    if _is_api(request):
+    if is_api_request(request):
         return JsonResponse(
             error_body("not_found", "There is nothing at this address."), status=status.HTTP_404_NOT_FOUND
         )
@@ -96,7 +139,7 @@ def server_error(request):
     """
     if isinstance(sys.exception(), UNAVAILABLE):
         return _unavailable(request)
-    if _is_api(request):
+    if is_api_request(request):
         return JsonResponse(
             error_body("server_error", "Something went wrong on our side; please retry."),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
@@ -108,7 +151,7 @@ def server_error(request):
 
 def _unavailable(request):
     message = f"We can't answer this right now; please retry in {RETRY_AFTER_SECONDS} seconds."
-    if _is_api(request):
+    if is_api_request(request):
         response = JsonResponse(error_body("service_unavailable", message), status=503)
     else:
         response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")

@@ -4,6 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ticketing.views import ready
 
+handler400 = "ticketing.errors.bad_request"
+handler403 = "ticketing.errors.permission_denied"
 handler404 = "ticketing.errors.not_found"
 handler500 = "ticketing.errors.server_error"
 

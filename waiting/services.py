@@ -143,7 +143,7 @@ def _notices_after_commit():
     messages through one event loop, not 1,001 loops and connections.
     """
     notices = {}
-    transaction.on_commit(lambda: send_to_groups(list(notices.items())))
+    transaction.on_commit(lambda: send_to_groups(list(notices.items())), robust=True)
     return notices
 
 
@@ -184,7 +184,7 @@ def _line_notice(show_id, notices):
 def _wake_line_after_commit(show_id):
     from bookings.tasks import wake_waiting_line
 
-    transaction.on_commit(lambda: wake_waiting_line(show_id))
+    transaction.on_commit(lambda: wake_waiting_line(show_id), robust=True)
 
 
 # --- Joining and leaving ----------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from bookings.views import session_buyer
 from cinemas.models import Show
-from ticketing.numbers import is_whole_number
+from ticketing.numbers import whole_number
 from waiting import longpoll, services
 from waiting.serializers import MAX_WAIT_SECONDS, waiter_body
 
@@ -24,7 +24,8 @@ def _own_waiter(request, waiter_id):
 
 
 def _number(value, default=0):
-    return int(value) if is_whole_number(str(value)) else default
+    number = whole_number(value)
+    return default if number is None else number
 
 
 @require_POST

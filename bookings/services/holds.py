@@ -275,6 +275,8 @@ def _announce(show_id, version, changes, *, line_may_move=False):
     The line may move when seats were freed (the head may be served) or booked (some may be Show Full now).
     Inside seat_changes_pushed_together, the changes wait for the block's end instead.
     """
+    if not changes and not line_may_move:
+        return  # e.g. a hold changed to the seats it already has: nothing to tell anyone
     changes = [(seat_id, status, version) for seat_id, status in changes]
     gathered = getattr(_pushed_together, "changes", None)
     if gathered is not None:
@@ -290,11 +292,13 @@ def _push_after_commit(changes_by_show, wakes):
 
     def push():
         for show_id, changes in changes_by_show.items():
-            consumers.push_seat_changes(show_id, changes)
+            if changes:
+                consumers.push_seat_changes(show_id, changes)
         for show_id in wakes:
             tasks.wake_waiting_line(show_id)
 
-    transaction.on_commit(push)
+    # robust: the change has committed; a failing push is logged, never made the buyer's 500.
+    transaction.on_commit(push, robust=True)
 
 
 _pushed_together = threading.local()
