@@ -1,7 +1,9 @@
-"""The staff's view of bookings and payments, and the one change staff make to them: cancel and refund.
+"""The staff's view of bookings, payments and mail, and the changes staff make: cancel and refund a booking,
+send a mail again.
 
-Reservations and payments are written only by bookings.services (holds, payments, the sweep, refunds), so
-the admin shows them read-only; cancelling goes through cancel_booking like every other caller. Lists are
+Reservations, payments and mail are written only by bookings.services (holds, payments, the sweep, refunds,
+mail), so the admin shows them read-only; cancelling and sending again go through the services like every
+other caller. Lists are
 built for the study's scale (10 million tickets a month): searches are exact matches that an index serves,
 and the cinema filter lists only the cinema already chosen.
 """
@@ -18,11 +20,11 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from bookings.models import Payment, Reservation, SeatClaim
-from bookings.services import ERROR_MESSAGES, BookingError, cancel_booking
+from bookings.models import OutgoingMail, Payment, Reservation, SeatClaim
+from bookings.services import ERROR_MESSAGES, BookingError, cancel_booking, resend_mail
 from bookings.tickets import InvalidTicket, normalize_booking_code
 from cinemas.admin import ChosenOnlyFilter, ReadOnly
-from ticketing.admin import BoundedDateHierarchy
+from ticketing.admin import ModelAdmin
 
 # 8 hex digits is the short id the reservation list shows; fewer would match too much to be a search.
 _ID_PREFIX = re.compile(r"[0-9a-f]{8,32}")
@@ -63,12 +65,20 @@ class PaymentInline(ReadOnly, admin.TabularInline):
     extra = 0
 
 
+class OutgoingMailInline(ReadOnly, admin.TabularInline):
+    model = OutgoingMail
+    verbose_name_plural = "Mail to the buyer"
+    fields = ["kind", "address", "status", "attempts", "last_error", "created_at", "sent_at"]
+    readonly_fields = fields
+    extra = 0
+
+
 @admin.register(Reservation)
-class ReservationAdmin(BoundedDateHierarchy, ReadOnly, admin.ModelAdmin):
+class ReservationAdmin(ReadOnly, ModelAdmin):
     """Holds and bookings as the services left them. Staff can cancel a booking, which refunds it."""
 
     change_form_template = "bookings/admin/reservation_change_form.html"
-    inlines = [SeatClaimInline, PaymentInline]
+    inlines = [SeatClaimInline, PaymentInline, OutgoingMailInline]
     list_display = [
         "short_id",
         "booking_code",
@@ -189,7 +199,8 @@ class ReservationAdmin(BoundedDateHierarchy, ReadOnly, admin.ModelAdmin):
                 "the payment reconciler keeps retrying it."
             )
             level = messages.WARNING
-        self.message_user(request, f"{name} cancelled and its seats freed; {outcome}", level)
+        told = " The buyer is told by mail." if cancelled.email else ""
+        self.message_user(request, f"{name} cancelled and its seats freed; {outcome}{told}", level)
 
     @admin.display(description="Id")
     def short_id(self, reservation):
@@ -211,7 +222,7 @@ class ReservationAdmin(BoundedDateHierarchy, ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnly, admin.ModelAdmin):
+class PaymentAdmin(ReadOnly, ModelAdmin):
     """Charges and refunds as the provider answered them; the reconciler, not staff, settles open ones."""
 
     list_display = ["kind", "status", "amount", "reservation", "provider_reference", "created_at"]
@@ -246,3 +257,59 @@ class PaymentAdmin(ReadOnly, admin.ModelAdmin):
         if by_reservation is not None:
             match |= by_reservation
         return queryset.filter(match), False
+
+
+@admin.register(OutgoingMail)
+class OutgoingMailAdmin(ReadOnly, ModelAdmin):
+    """Every mail to a buyer and how its sending went; a failed one waits here for staff to send it again."""
+
+    list_display = ["created_at", "kind", "address", "booking", "status", "attempts", "last_error", "sent_at"]
+    list_filter = ["status", "kind"]
+    list_select_related = ["reservation"]
+    # Searched by get_search_results below; listed so the admin shows its search box.
+    search_fields = ["address", "reservation__booking_code", "reservation__id"]
+    search_help_text = "An address, a booking code, or a reservation id or its first 8 characters."
+    show_full_result_count = False
+    actions = ["send_again"]
+    fields = [
+        "reservation",
+        "kind",
+        "address",
+        "status",
+        "attempts",
+        "last_error",
+        "created_at",
+        "last_attempt_at",
+        "next_attempt_at",
+        "sent_at",
+    ]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(address__iexact=term)
+        with suppress(InvalidTicket):
+            match |= Q(reservation__booking_code=normalize_booking_code(term))
+        by_reservation = ids_starting_with("reservation_id", term)
+        if by_reservation is not None:
+            match |= by_reservation
+        return queryset.filter(match), False
+
+    def has_resend_permission(self, request, obj=None):
+        # Sending again is the one change staff make to a mail, so Django's change permission grants it.
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(description="Send again", permissions=["resend"])
+    def send_again(self, request, queryset):
+        for mail in queryset:
+            try:
+                resend_mail(mail_id=mail.pk)
+            except BookingError as refusal:
+                self.message_user(request, f"{mail}: {refusal.message}", messages.WARNING)
+            else:
+                self.message_user(request, f"{mail.get_kind_display()} to {mail.address} queued again.")
+
+    @admin.display(description="Booking")
+    def booking(self, mail):
+        return mail.reservation.booking_code

@@ -2,6 +2,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 
 from cinemas.models import Seat, SeatType, Show
 from ticketing.models import ApiKey
@@ -81,10 +82,13 @@ class Reservation(models.Model):
     def is_live(self, at):
         return self.status == self.Status.BOOKED or (self.status == self.Status.RESERVED and self.held_until > at)
 
-    def seat_labels(self):
-        """Labels like "F12" of the seats it holds now, front to back, left to right."""
-        claims = self.claims.filter(released_at__isnull=True).select_related("seat").order_by("seat__y", "seat__x")
-        return [str(claim.seat) for claim in claims]
+    def seat_labels(self, *, at_end=False):
+        """Labels like "F12" of the seats it holds now, front to back, left to right.
+
+        With `at_end`, those it held when it ended (cancelled or expired): the claims released with it.
+        """
+        claims = self.claims.filter(released_at=self.ended_at) if at_end else self.claims.filter(released_at=None)
+        return [str(claim.seat) for claim in claims.select_related("seat").order_by("seat__y", "seat__x")]
 
     def status_at(self, at):
         """The status a buyer sees: a hold past its time reads as Expired before the sweep gets to it."""
@@ -196,3 +200,50 @@ class IdempotentRequest(models.Model):
 
     def __str__(self):
         return self.key
+
+
+class OutgoingMail(models.Model):
+    """One mail to a buyer, from the moment it is owed until it is sent or given up on.
+
+    Written in the transaction that makes the mail owed (the buyer gives an address, staff cancel a booking),
+    so a process dying before its task runs loses nothing: beat queues overdue mail again. The task claims
+    the row before each attempt (bookings.services.mail), so a duplicate task sends nothing twice.
+    """
+
+    class Kind(models.TextChoices):
+        TICKET = "ticket", "Ticket"
+        CANCELLED = "cancelled", "Cancelled and refunded"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued (being sent, or waiting for its next attempt)"
+        SENT = "sent"
+        FAILED = "failed", "Failed (every attempt failed; staff can send it again)"
+        SKIPPED = "skipped", "Not sent (the booking was cancelled before its ticket went out)"
+
+    reservation = models.ForeignKey(Reservation, on_delete=models.PROTECT, related_name="mails")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    address = models.EmailField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    # When the next attempt is due; while an attempt runs, when it counts as lost (its worker died).
+    next_attempt_at = models.DateTimeField()
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # Beat's sweep: queued mail whose attempt is overdue.
+            models.Index(fields=["next_attempt_at"], condition=Q(status="queued"), name="bookings_outgoingmail_due"),
+            # The staff's list of mail, newest first.
+            models.Index(fields=["-created_at"], name="bookings_outgoingmail_newest"),
+            # Staff find a buyer's mail by address, in any case (the admin's search, address__iexact).
+            models.Index(Upper("address"), name="bookings_outgoingmail_address"),
+            # The staff's list of failed mail, newest first (few among millions).
+            models.Index(fields=["-created_at"], condition=Q(status="failed"), name="bookings_outgoingmail_failed"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} to {self.address} ({self.status})"

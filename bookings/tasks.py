@@ -99,8 +99,21 @@ def start_beat_in_process():
     return thread
 
 
-@shared_task(name="bookings.send_ticket_email", ignore_result=True)
-def send_ticket_email_task(reservation_id):
-    from bookings.services import send_ticket_email
+# The row counts the attempts and gives up (bookings.services.mail), so Celery's own limit is off: a mail queued
+# again by the sweep or by staff starts a new chain of retries with the row's count.
+@shared_task(bind=True, name="bookings.send_mail", ignore_result=True, max_retries=None)
+def send_mail_task(self, mail_id):
+    """One attempt at a mail; a failed one is retried after the wait the service gives (doubling each time)."""
+    from bookings.services import MailNotSent, send_outgoing_mail
 
-    send_ticket_email(reservation_id=reservation_id)
+    try:
+        send_outgoing_mail(mail_id=mail_id)
+    except MailNotSent as failure:
+        raise self.retry(countdown=failure.retry_in) from None
+
+
+@shared_task(name="bookings.requeue_overdue_mail", ignore_result=True)
+def requeue_overdue_mail_task():
+    from bookings.services import requeue_overdue_mail
+
+    return requeue_overdue_mail()

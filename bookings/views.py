@@ -35,11 +35,12 @@ from bookings.services import (
     check_in_ticket,
     email_ticket,
     find_reservation,
+    find_ticket,
     hold_seats,
     pay_for_reservation,
     ticket_token,
 )
-from cinemas.models import Seat
+from cinemas.models import Cinema, Seat
 from ticketing.numbers import whole_number
 
 BUYER_SESSION_KEY = "buyer_id"
@@ -414,23 +415,57 @@ class CheckInForm(forms.Form):
     )
 
 
+class DoorForm(forms.Form):
+    """The cinema whose door this is: a ticket for another cinema is refused."""
+
+    cinema = forms.ModelChoiceField(
+        label="This door is at",
+        queryset=Cinema.objects.select_related("city").order_by("city__name", "name", "pk"),
+        empty_label=None,
+        error_messages={"invalid_choice": "There is no such cinema; choose one from the list."},
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["cinema"].label_from_instance = lambda cinema: f"{cinema.city.name}: {cinema.name}"
+
+
+DOOR_SESSION_KEY = "check_in_cinema"
+
+
 @staff_member_required
 @require_http_methods(["GET", "POST"])
 def check_in(request):
-    """Admit a ticket once: a big green or red answer, then the empty form, focused, for the next scan."""
+    """Admit a ticket once at this cinema's door: a big green or red answer saying what the ticket is for, then
+    the empty form, focused, for the next scan.
+
+    The door's cinema is in the address (`?cinema=<id>`, which a door's device can bookmark); the session
+    remembers the last one, and without either the page asks for it first.
+    """
+    if "cinema" not in request.GET:
+        remembered = request.session.get(DOOR_SESSION_KEY)
+        if remembered is not None and "choose" not in request.GET and request.method == "GET":
+            return redirect(f"{request.path}?cinema={remembered}")
+        return render(request, "bookings/check_in.html", {"door_form": DoorForm()})
+    door_form = DoorForm(request.GET)
+    if not door_form.is_valid():
+        return render(request, "bookings/check_in.html", {"door_form": door_form}, status=400)
+    door = door_form.cleaned_data["cinema"]
+    request.session[DOOR_SESSION_KEY] = door.pk
     form = CheckInForm(request.POST if request.method == "POST" else None)
     result = None
     if form.is_valid():
+        code = form.cleaned_data["code"]
         try:
-            reservation = check_in_ticket(code=form.cleaned_data["code"])
+            reservation = check_in_ticket(code=code, cinema_id=door.pk)
         except BookingError as refusal:
+            # Whatever the verdict, the staff see what the ticket is for (unless it is no ticket at all).
             result = {"admitted": False, "message": refusal.message}
+            if refusal.code != "ticket_invalid":
+                reservation = find_ticket(code=code)
+                seats = reservation.seat_labels(at_end=reservation.ended_at is not None)
+                result |= {"reservation": reservation, "seats": seats}
         else:
-            result = {
-                "admitted": True,
-                "reservation": reservation,
-                "show": reservation.show,
-                "seats": reservation.seat_labels(),
-            }
+            result = {"admitted": True, "reservation": reservation, "seats": reservation.seat_labels()}
         form = CheckInForm()
-    return render(request, "bookings/check_in.html", {"form": form, "result": result})
+    return render(request, "bookings/check_in.html", {"form": form, "door": door, "result": result})

@@ -168,7 +168,9 @@ class Show(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.movie} at {self.starts_at:%Y-%m-%d %H:%M} UTC in {self.hall}"
+        # The cinema's own clock and zone: staff read this in the admin's messages and history.
+        local, zone = self.local_starts_at, self.hall.cinema.time_zone
+        return f"{self.movie} on {local:%a} {local.day} {local:%b %Y %H:%M} ({zone}) in {self.hall}"
 
     @property
     def local_starts_at(self):

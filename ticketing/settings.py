@@ -240,6 +240,8 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 2 * TICKETING_RECONCILE_SECONDS},
     },
     "tend-waiting-lines": {"task": "waiting.tend_waiting_lines", "schedule": 2.0, "options": {"expires": 10}},
+    # Mail whose task never ran (a process died before queueing it, the broker lost it) is queued again.
+    "requeue-overdue-mail": {"task": "bookings.requeue_overdue_mail", "schedule": 60.0, "options": {"expires": 60}},
 }
 
 # --- Internationalisation: UTC in the database, each cinema shows its own local time ------------------
@@ -267,6 +269,20 @@ EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25, minimum=1)
 # The site's public address, for links in mail (tickets).
 TICKETING_SITE_URL = env_str("TICKETING_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "Movie tickets <tickets@localhost>")
+# Each SMTP step gives up after this long, so a hung mail server fails an attempt (which is retried) instead
+# of holding a worker for ever.
+EMAIL_TIMEOUT = env_int("DJANGO_EMAIL_TIMEOUT", 30, minimum=1)
+# Every mail is a row (bookings.OutgoingMail) sent by a task: a failed attempt is retried after
+# TICKETING_MAIL_RETRY_SECONDS, doubling each time, up to TICKETING_MAIL_MAX_ATTEMPTS attempts in all; then the
+# mail is marked failed for staff to see and send again. A queued mail whose attempt is this many seconds
+# overdue (its task was lost) is queued again by beat.
+TICKETING_MAIL_MAX_ATTEMPTS = env_int("TICKETING_MAIL_MAX_ATTEMPTS", 6, minimum=1)
+TICKETING_MAIL_RETRY_SECONDS = env_int("TICKETING_MAIL_RETRY_SECONDS", 30, minimum=1)
+TICKETING_MAIL_REQUEUE_SECONDS = env_int("TICKETING_MAIL_REQUEUE_SECONDS", 300, minimum=1)
+
+# --- Staff at the door ----------------------------------------------------------------------------------
+# Check-in admits a ticket from this many minutes before its show starts until the show ends.
+TICKETING_CHECK_IN_OPENS_MINUTES = env_int("TICKETING_CHECK_IN_OPENS_MINUTES", 60, minimum=0)
 # A moviegoer's session (its holds, tickets and place in line) lasts a fortnight without an account.
 SESSION_COOKIE_AGE = 14 * 24 * 3600
 SESSION_COOKIE_HTTPONLY = True

@@ -3,12 +3,13 @@
 from django.contrib import admin
 
 from cinemas.admin import ChosenOnlyFilter, ReadOnly
+from ticketing.admin import ModelAdmin
 from waiting.models import Waiter
 from waiting.services import position_of
 
 
 @admin.register(Waiter)
-class WaiterAdmin(ReadOnly, admin.ModelAdmin):
+class WaiterAdmin(ReadOnly, ModelAdmin):
     list_display = ["show", "place", "position", "session_id", "seats_wanted", "status", "joined_at", "reservation"]
     list_filter = ["status", ("show", ChosenOnlyFilter)]
     list_select_related = ["show__movie", "show__hall__cinema"]

@@ -9,7 +9,7 @@ The rules that keep a sale correct live here, each in one transaction:
 - seat-map pushes, waiting-line wake-ups and provider refunds are sent after commit, never from inside a
   transaction that may roll back; the provider is never called while a row is locked.
 
-The functions live in holds.py, payments.py and tickets.py; they are all importable from here.
+The functions live in holds.py, payments.py, tickets.py and mail.py; they are all importable from here.
 """
 
 from bookings.services.errors import ERROR_MESSAGES, BookingError
@@ -25,6 +25,16 @@ from bookings.services.holds import (
     release_lapsed_holds,
     seat_changes_pushed_together,
 )
+from bookings.services.mail import (
+    MailNotSent,
+    email_ticket,
+    header_text,
+    queue_mail,
+    requeue_overdue_mail,
+    resend_mail,
+    send_outgoing_mail,
+    site_link,
+)
 from bookings.services.payments import (
     abandon_idempotent_request,
     begin_idempotent_request,
@@ -35,12 +45,13 @@ from bookings.services.payments import (
     reconcile_payments,
     settle_refund,
 )
-from bookings.services.tickets import check_in_ticket, email_ticket, send_ticket_email, ticket_token
+from bookings.services.tickets import check_in_ticket, find_ticket, ticket_token
 
 __all__ = [
     "ERROR_MESSAGES",
     "BestAvailable",
     "BookingError",
+    "MailNotSent",
     "Buyer",
     "abandon_idempotent_request",
     "begin_idempotent_request",
@@ -50,16 +61,22 @@ __all__ = [
     "check_in_ticket",
     "email_ticket",
     "find_reservation",
+    "find_ticket",
     "finish_idempotent_request",
     "fulfil_charge",
+    "header_text",
     "hold_seats",
     "hold_seats_for_waiter",
     "seat_changes_pushed_together",
     "register_waiting_line_check",
     "pay_for_reservation",
+    "queue_mail",
     "reconcile_payments",
     "release_lapsed_holds",
-    "send_ticket_email",
+    "requeue_overdue_mail",
+    "resend_mail",
+    "send_outgoing_mail",
     "settle_refund",
+    "site_link",
     "ticket_token",
 ]

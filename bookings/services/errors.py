@@ -35,6 +35,10 @@ ERROR_MESSAGES = {
     "ticket_used": "This ticket was already used at {checked_in_at}.",
     "ticket_not_valid": "This ticket is not valid: its booking is {status}.",
     "ticket_show_ended": "This ticket is for a show that ended at {ended_at}.",
+    "ticket_other_cinema": "This ticket is for {cinema}, not this cinema.",
+    "ticket_other_day": "This ticket is for another day: {starts_at}. Today is {today}.",
+    "ticket_too_early": "Too early: this show starts at {starts_at}; its doors open at {opens_at}.",
+    "mail_queued": "This mail is already queued; it goes out with its next attempt.",
 }
 
 

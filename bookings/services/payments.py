@@ -13,10 +13,11 @@ from django.utils import timezone
 
 from bookings import tickets
 from bookings.availability import next_seat_version
-from bookings.models import IdempotentRequest, Payment, Reservation
+from bookings.models import IdempotentRequest, OutgoingMail, Payment, Reservation
 from bookings.payments import CardDeclined, InvalidCard, PaymentError, ProviderTimeout, get_provider
 from bookings.services.errors import BookingError
 from bookings.services.holds import _announce, _check_still_held, _release, find_reservation
+from bookings.services.mail import queue_mail
 from ticketing.faults import crash_if_asked
 
 logger = logging.getLogger(__name__)
@@ -262,8 +263,10 @@ def reconcile_payments(*, at=None):
 def cancel_booking(*, reservation_id, at=None):
     """Staff cancel a booking: its seats are freed and its charge refunded through the provider.
 
-    Locks the reservation. Raises BookingError("not_booked") unless it is Booked. On commit: pushes the
-    freed seats, wakes the waiting line, and sends the refund (the reconciler retries a failed one).
+    Locks the reservation. Raises BookingError("not_booked") unless it is Booked. Owes the buyer a mail
+    saying so (an OutgoingMail, if they gave an address). On commit: pushes the freed seats, wakes the
+    waiting line, sends the refund (the reconciler retries a failed one), then queues the mail, which tells
+    how the refund stands when it is sent.
     """
     at = at or timezone.now()
     with transaction.atomic(durable=True):
@@ -275,6 +278,8 @@ def cancel_booking(*, reservation_id, at=None):
         if charge is not None:
             refund = _record_refund(charge, at)
             transaction.on_commit(lambda: settle_refund(payment_id=refund.pk))
+        if reservation.email:
+            queue_mail(reservation=reservation, kind=OutgoingMail.Kind.CANCELLED, at=at)
         reservation.refresh_from_db()
     return reservation
 

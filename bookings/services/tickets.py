@@ -1,52 +1,87 @@
-"""Tickets: the signed QR payload of a booking, mailing it to the buyer, and staff checking it in."""
+"""Tickets: the signed QR payload of a booking, and staff checking it in at a cinema's door."""
+
+from datetime import timedelta
 
 from django.conf import settings
-from django.core.mail import EmailMessage
 from django.db import transaction
-from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import timezone
 
 from bookings import tickets
 from bookings.models import Reservation
 from bookings.services.errors import BookingError
-from bookings.services.holds import find_reservation
 
 # --- Tickets ---------------------------------------------------------------------------------------------------
 
 
-def check_in_ticket(*, code, at=None):
-    """Staff scan or type a ticket: mark it used, once. Returns the reservation.
-
-    `code` is the QR payload (its signature is checked) or the booking code. Locks the reservation.
-    Raises BookingError: ticket_invalid (forged, malformed, unknown), ticket_used (second scan),
-    ticket_not_valid (the booking was cancelled), ticket_show_ended (an old ticket).
-    """
-    at = at or timezone.now()
+def _booking_code(code):
+    """The booking code a scanned QR payload (its signature checked) or a typed code names."""
     try:
         if code.strip().startswith("T1."):
-            booking_code = tickets.verify_ticket(code.strip())["code"]
-        else:
-            booking_code = tickets.normalize_booking_code(code)
+            return tickets.verify_ticket(code.strip())["code"]
+        return tickets.normalize_booking_code(code)
     except tickets.InvalidTicket:
         raise BookingError("ticket_invalid") from None
+
+
+def _tickets():
+    return Reservation.objects.select_related("show__movie", "show__hall__cinema")
+
+
+def find_ticket(*, code):
+    """The reservation a scanned or typed ticket names, with its show, hall and cinema, or None if it names none.
+
+    A read for showing the staff what a ticket is for, whatever the verdict. Raises BookingError("ticket_invalid")
+    for text that is no ticket (forged, malformed).
+    """
+    return _tickets().filter(booking_code=_booking_code(code)).first()
+
+
+def _day_and_time(moment):
+    return f"{moment:%a} {moment.day} {moment:%b}, {moment:%H:%M}"
+
+
+def check_in_ticket(*, code, cinema_id, at=None):
+    """Staff at the door of cinema `cinema_id` scan or type a ticket: mark it used, once. Returns the reservation.
+
+    `code` is the QR payload (its signature is checked) or the booking code. A ticket is good at its own
+    cinema from TICKETING_CHECK_IN_OPENS_MINUTES before its show starts until the show ends; days and times
+    are the cinema's own. Locks the reservation. Raises BookingError: ticket_invalid (forged, malformed,
+    unknown), ticket_not_valid (the booking was cancelled), ticket_other_cinema, ticket_show_ended (an old
+    ticket), ticket_used (second scan), ticket_other_day (a show of a later day), ticket_too_early (a show
+    later today, its doors not open yet).
+    """
+    at = at or timezone.now()
+    booking_code = _booking_code(code)
     with transaction.atomic(durable=True):
-        reservation = (
-            Reservation.objects.select_for_update(of=("self",))
-            .select_related("show__movie", "show__hall__cinema")
-            .filter(booking_code=booking_code)
-            .first()
-        )
+        reservation = _tickets().select_for_update(of=("self",)).filter(booking_code=booking_code).first()
         if reservation is None:
             raise BookingError("ticket_invalid")
+        show = reservation.show
+        cinema = show.hall.cinema
         if reservation.status != Reservation.Status.BOOKED:
             raise BookingError("ticket_not_valid", status=reservation.status.lower())
-        if reservation.show.ends_at <= at:
-            ended = reservation.show.ends_at.astimezone(reservation.show.hall.cinema.zone)
-            raise BookingError("ticket_show_ended", ended_at=f"{ended:%H:%M} on {ended:%d %b}")
+        if cinema.pk != cinema_id:
+            raise BookingError("ticket_other_cinema", cinema=cinema.name)
+        if show.ends_at <= at:
+            ended = show.ends_at.astimezone(cinema.zone)
+            raise BookingError("ticket_show_ended", ended_at=f"{ended:%H:%M} on {ended.day} {ended:%b}")
         if reservation.checked_in_at is not None:
-            local = reservation.checked_in_at.astimezone(reservation.show.hall.cinema.zone)
-            raise BookingError("ticket_used", checked_in_at=f"{local:%H:%M:%S} on {local:%d %b}")
+            local = reservation.checked_in_at.astimezone(cinema.zone)
+            raise BookingError("ticket_used", checked_in_at=f"{local:%H:%M:%S} on {local.day} {local:%b}")
+        opens_at = show.starts_at - timedelta(minutes=settings.TICKETING_CHECK_IN_OPENS_MINUTES)
+        if at < opens_at:
+            starts, now_there = show.starts_at.astimezone(cinema.zone), at.astimezone(cinema.zone)
+            # A show just after midnight opens its doors the evening before: the window decides, and the day
+            # only names the mistake better ("this is Monday's ticket").
+            if starts.date() != now_there.date():
+                raise BookingError(
+                    "ticket_other_day",
+                    starts_at=_day_and_time(starts),
+                    today=f"{now_there:%a} {now_there.day} {now_there:%b}",
+                )
+            raise BookingError(
+                "ticket_too_early", starts_at=f"{starts:%H:%M}", opens_at=f"{opens_at.astimezone(cinema.zone):%H:%M}"
+            )
         reservation.checked_in_at = at
         reservation.save(update_fields=["checked_in_at"])
     return reservation
@@ -61,47 +96,3 @@ def ticket_token(reservation):
         seats=reservation.seat_labels(),
         starts_at=reservation.show.starts_at,
     )
-
-
-# --- Mail ------------------------------------------------------------------------------------------------------
-
-
-def email_ticket(*, buyer, reservation_id, address):
-    """Keep the address the buyer gave and mail it the ticket once this commits. Returns the reservation.
-
-    Locks the reservation row. Raises BookingError("not_found") for another session's reservation. A
-    reservation that is not booked is returned unchanged, with nothing sent. On commit: queues the mail
-    (a Celery task, so a slow mail server never holds up the buyer's page).
-    """
-    from bookings.tasks import send_ticket_email_task  # tasks import services: imported late to stay acyclic
-
-    with transaction.atomic(durable=True):
-        reservation = find_reservation(buyer=buyer, reservation_id=reservation_id, lock=True)
-        if reservation.status != Reservation.Status.BOOKED:
-            return reservation
-        reservation.email = address
-        reservation.save(update_fields=["email"])
-        transaction.on_commit(lambda: send_ticket_email_task.delay(str(reservation.pk)))
-    return reservation
-
-
-def send_ticket_email(*, reservation_id):
-    """Mail a booked reservation's ticket (booking code, seats, QR code as a PNG) to its address."""
-    reservation = Reservation.objects.select_related("show__movie", "show__hall__cinema").get(pk=reservation_id)
-    if reservation.status != Reservation.Status.BOOKED or not reservation.email:
-        return
-    show = reservation.show
-    context = {
-        "reservation": reservation,
-        "show": show,
-        "starts_at": show.starts_at.astimezone(show.hall.cinema.zone),
-        "seats": reservation.seat_labels(),
-        "ticket_url": settings.TICKETING_SITE_URL + reverse("ticket", args=[reservation.pk]),
-    }
-    message = EmailMessage(
-        subject=f"Your tickets: {show.movie.title}, {context['starts_at']:%a %d %b %H:%M} ({reservation.booking_code})",
-        body=render_to_string("bookings/ticket_email.txt", context),
-        to=[reservation.email],
-    )
-    message.attach(f"ticket-{reservation.booking_code}.png", tickets.qr_png(ticket_token(reservation)), "image/png")
-    message.send()

@@ -6,7 +6,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from cinemas.admin import EstimatedCountPaginator
+from cinemas.admin import EstimatedCountPaginator, LocalDateFilter
 from cinemas.models import Hall, Seat, Show
 from cinemas.services import default_show_end
 from tests.factories import SMALL_PLAN, make_cinema, make_hall, make_movie, make_show
@@ -64,7 +64,7 @@ def search_and_filter(model, show):
             "q": movie.title,
             "hall__cinema__id__exact": cinema.pk,
             "movie__id__exact": movie.pk,
-            "starts_at__year": show.starts_at.year,
+            "local_date": f"{show.local_starts_at:%Y-%m-%d}",
         },
     }[model]
 
@@ -364,3 +364,85 @@ def test_the_show_forms_hall_picker_finds_halls_by_cinema_name(admin_client):
     )
 
     assert response.json()["results"] == [{"id": str(hall.pk), "text": "Regal Union Square – Screen 4"}]
+
+
+# --- Shows in the cinema's own time: messages and the date drill-down -------------------------------------------
+
+
+def saved_messages(response):
+    return [str(message) for message in response.context["messages"]]
+
+
+def test_the_saved_message_gives_the_start_on_the_cinemas_clock_and_names_its_zone(admin_client):
+    hall = make_hall()  # New York: 19:00 on Monday 8 December is 00:00 UTC on the 9th
+
+    added = admin_client.post(url("show", "add"), show_form(make_movie(), hall, "2025-12-08", "19:00"), follow=True)
+
+    show = Show.objects.get(hall=hall)
+    assert show.starts_at == datetime(2025, 12, 9, 0, 0, tzinfo=UTC)
+    (message,) = saved_messages(added)
+    assert "Mon 8 Dec 2025 19:00 (America/New_York)" in message and "UTC" not in message
+
+    changed = admin_client.post(
+        url("show", "change", show.pk), show_form(show.movie, hall, "2025-12-08", "21:15"), follow=True
+    )
+
+    (message,) = saved_messages(changed)
+    assert "Mon 8 Dec 2025 21:15 (America/New_York)" in message and "UTC" not in message
+
+
+def shows_listed(admin_client, **query):
+    response = admin_client.get(url("show"), query)
+    assert response.status_code == 200
+    return set(response.context["cl"].result_list)
+
+
+def date_choices(admin_client, **query):
+    """The drill-down's choices in the sidebar: {display: query string}."""
+    response = admin_client.get(url("show"), query)
+    (spec,) = [spec for spec in response.context["cl"].filter_specs if isinstance(spec, LocalDateFilter)]
+    return {choice["display"]: choice["query_string"] for choice in spec.choices(response.context["cl"])}
+
+
+@pytest.fixture
+def evening_shows():
+    """Two shows on either side of midnight UTC, each filed under its own cinema's date."""
+    new_york = make_show(starts_at=datetime(2025, 12, 9, 0, 0, tzinfo=UTC))  # Mon 8 Dec, 19:00 there
+    kolkata = make_show(  # Tue 9 Dec, 01:30 there
+        hall=make_hall(cinema=make_cinema(time_zone="Asia/Kolkata")), starts_at=datetime(2025, 12, 8, 20, 0, tzinfo=UTC)
+    )
+    return new_york, kolkata
+
+
+def test_the_date_drill_down_files_each_show_under_its_cinemas_own_date(admin_client, evening_shows):
+    new_york, kolkata = evening_shows
+
+    assert shows_listed(admin_client, local_date="2025-12-08") == {new_york}
+    assert shows_listed(admin_client, local_date="2025-12-09") == {kolkata}
+    assert shows_listed(admin_client, local_date="2025-12") == {new_york, kolkata}
+    assert shows_listed(admin_client, local_date="2025") == {new_york, kolkata}
+
+
+def test_the_date_drill_down_goes_from_years_to_months_to_days(admin_client, evening_shows):
+    assert set(date_choices(admin_client)) == {"All", "2025"}
+    assert set(date_choices(admin_client, local_date="2025")) == {"All", "All of 2025", "December 2025"}
+    by_day = date_choices(admin_client, local_date="2025-12")
+    assert set(by_day) == {"All", "All of 2025", "December 2025", "· Mon 8 Dec", "· Tue 9 Dec"}
+    assert by_day["· Mon 8 Dec"] == "?local_date=2025-12-08"
+
+
+def test_a_new_years_eve_show_belongs_to_the_old_year_where_it_plays(admin_client):
+    show = make_show(starts_at=datetime(2026, 1, 1, 1, 0, tzinfo=UTC))  # 20:00 on 31 Dec in New York
+
+    assert shows_listed(admin_client, local_date="2025") == {show}
+    assert shows_listed(admin_client, local_date="2026") == set()
+    assert set(date_choices(admin_client)) == {"All", "2025"}
+
+
+@pytest.mark.parametrize(
+    "value", ["2025-13", "2025-02-30", "abc", "9999", "0001-01-01", "２０２５", "2025-1", "2025\x00"]
+)
+def test_a_date_that_is_no_date_goes_back_to_the_whole_list(admin_client, evening_shows, value):
+    response = admin_client.get(url("show"), {"local_date": value})
+
+    assert response.status_code == 302 and response["Location"].endswith("?e=1")
