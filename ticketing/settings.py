@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from ticketing.proxies import parse_trusted_proxies
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -270,12 +272,27 @@ DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "Movie tickets <ticket
 SESSION_COOKIE_AGE = 14 * 24 * 3600
 SESSION_COOKIE_HTTPONLY = True
 
+# --- Limits that can't be walked around: trusted proxies --------------------------------------------------
+# The proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or CIDR networks, comma-
+# separated); nobody by default, so a client's address is its own connection's. Every uvicorn we start is
+# given them as --forwarded-allow-ips (ticketing/proxies.py); the shipped HAProxy setup names its address.
+try:
+    TICKETING_TRUSTED_PROXIES = parse_trusted_proxies(env_str("TICKETING_TRUSTED_PROXIES", ""))
+except ValueError as bad:
+    raise ImproperlyConfigured(str(bad)) from None
+
 # --- HTTPS ----------------------------------------------------------------------------------------------
 # On where the site is served over HTTPS by a proxy or balancer that terminates TLS and says so in
-# X-Forwarded-Proto (set it only then: the header is trusted). Off for `make serve` on http://127.0.0.1.
+# X-Forwarded-Proto. Off for `make serve` on http://127.0.0.1. The header is believed only from the proxies
+# of TICKETING_TRUSTED_PROXIES (uvicorn sets the request's scheme from it; see ticketing/proxies.py), so
+# HTTPS needs them named: else every request would look like plain HTTP and be redirected for ever.
 HTTPS = env_bool("DJANGO_HTTPS", False)
 if HTTPS:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    if not TICKETING_TRUSTED_PROXIES:
+        raise ImproperlyConfigured(
+            "DJANGO_HTTPS needs TICKETING_TRUSTED_PROXIES: the address of the proxy that terminates TLS and sets "
+            "X-Forwarded-Proto"
+        )
     SECURE_SSL_REDIRECT = True
     SECURE_REDIRECT_EXEMPT = [r"^health/"]  # the balancer's checks come over plain HTTP from inside
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
