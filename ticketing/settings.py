@@ -7,6 +7,7 @@ is checked here, so a bad environment stops the process at start instead of misb
 import os
 import re
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -280,6 +281,28 @@ try:
     TICKETING_TRUSTED_PROXIES = parse_trusted_proxies(env_str("TICKETING_TRUSTED_PROXIES", ""))
 except ValueError as bad:
     raise ImproperlyConfigured(str(bad)) from None
+
+# --- Limits that can't be walked around: failed logins (django-axes) ----------------------------------------
+# The one login is the admin's (staff check-in sends staff there). After TICKETING_LOGIN_FAILURE_LIMIT failed
+# logins for one username, or from one address, within TICKETING_LOGIN_COOLOFF_MINUTES of each other, every
+# login for that username or from that address is refused, the right password too, until that long has passed
+# since the last try (a try while locked out starts it again): 429 with Retry-After and a page saying so.
+# A success resets nothing (else one's own account would wipe the count of the account being guessed); staff
+# unlock an account early by deleting its access attempts in the admin (Axes). The address is the peer's, as
+# for the hold cap (ticketing/proxies.py), never a header the client wrote.
+INSTALLED_APPS += ["axes"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before any password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as axes wants: it turns a lockout into its answer
+AXES_FAILURE_LIMIT = env_int("TICKETING_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("TICKETING_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
+AXES_RESET_ON_SUCCESS = False
+AXES_CLIENT_IP_CALLABLE = "ticketing.proxies.client_address"
+AXES_LOCKOUT_CALLABLE = "ticketing.views.login_locked_out"
+AXES_VERBOSE = False  # no banner from every process at start; lockouts are still logged as warnings
 
 # --- HTTPS ----------------------------------------------------------------------------------------------
 # On where the site is served over HTTPS by a proxy or balancer that terminates TLS and says so in
