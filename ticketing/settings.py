@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 from ticketing.proxies import parse_trusted_proxies
 
@@ -303,6 +304,34 @@ AXES_RESET_ON_SUCCESS = False
 AXES_CLIENT_IP_CALLABLE = "ticketing.proxies.client_address"
 AXES_LOCKOUT_CALLABLE = "ticketing.views.login_locked_out"
 AXES_VERBOSE = False  # no banner from every process at start; lockouts are still logged as warnings
+
+# --- Limits that can't be walked around: Content-Security-Policy (Django's own) -------------------------------
+# What a page may load and run: only this site's own files, so markup that slipped past escaping can't run a
+# script or send data elsewhere. Scripts only from /static/ (no inline script, no eval; a template that must
+# inline one gives it {{ csp_nonce }}, as the Swagger page does). Style sheets from /static/ or with the nonce
+# (the check-in page's). Style *attributes* are allowed (style-src-attr, the narrow form): the seat map places
+# each seat with style="grid-column: ...; grid-row: ...", numbers the server writes, thousands a hall, redrawn
+# from HTML fragments that a per-page nonce could not cover; an attribute can't run code or load from elsewhere
+# (img-src and the rest still apply). connect-src 'self' covers the site's own ws:/wss: (CSP Level 3). Images:
+# ours, and data: URLs. No plugins, no <base> elsewhere, no framing, forms post only here. Outermost but for
+# SecurityMiddleware, so every answer carries it, also the early refusals of the middleware below it.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+)
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("django.template.context_processors.csp")
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "style-src-attr": [CSP.UNSAFE_INLINE],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
 
 # --- HTTPS ----------------------------------------------------------------------------------------------
 # On where the site is served over HTTPS by a proxy or balancer that terminates TLS and says so in
