@@ -282,6 +282,16 @@ try:
     TICKETING_TRUSTED_PROXIES = parse_trusted_proxies(env_str("TICKETING_TRUSTED_PROXIES", ""))
 except ValueError as bad:
     raise ImproperlyConfigured(str(bad)) from None
+# uvicorn's own variable, which our servers' --forwarded-allow-ips overrides: set apart from ours, it would be
+# silently ignored (behind a proxy, every buyer would then share the proxy's address and its hold cap).
+if "FORWARDED_ALLOW_IPS" in os.environ and os.environ["FORWARDED_ALLOW_IPS"].strip() not in (
+    ",".join(TICKETING_TRUSTED_PROXIES),
+    os.environ.get("TICKETING_TRUSTED_PROXIES", "").strip(),
+):
+    raise ImproperlyConfigured(
+        "FORWARDED_ALLOW_IPS is set but our servers take the trusted proxies from TICKETING_TRUSTED_PROXIES: "
+        "name them there (and unset FORWARDED_ALLOW_IPS)"
+    )
 
 # --- Limits that can't be walked around: failed logins (django-axes) ----------------------------------------
 # The one login is the admin's (staff check-in sends staff there). After TICKETING_LOGIN_FAILURE_LIMIT failed

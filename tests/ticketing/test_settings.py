@@ -69,6 +69,10 @@ BAD_ENVIRONMENTS = {
         "TICKETING_TRUSTED_PROXIES",
     ),
     "trusting every proxy": ({**GOOD, "TICKETING_TRUSTED_PROXIES": "*"}, "TICKETING_TRUSTED_PROXIES"),
+    "uvicorn's own trusted proxies, which our servers override": (
+        {**GOOD, "FORWARDED_ALLOW_IPS": "10.0.0.5"},
+        "TICKETING_TRUSTED_PROXIES",
+    ),
     "HTTPS without the proxy that terminates it": (
         {**PRODUCTION, "DJANGO_HTTPS": "1"},
         "TICKETING_TRUSTED_PROXIES",
@@ -128,6 +132,8 @@ def test_trusted_proxies_are_addresses_and_networks_and_none_by_default():
 
     assert print_setting("settings.TICKETING_TRUSTED_PROXIES", env) == "('10.0.0.5', '10.1.0.0/16', '::1')"
     assert print_setting("settings.TICKETING_TRUSTED_PROXIES", GOOD) == "()"
+    same = {**env, "FORWARDED_ALLOW_IPS": "10.0.0.5,10.1.0.0/16,::1"}  # uvicorn's variable, saying the same
+    assert print_setting("settings.TICKETING_TRUSTED_PROXIES", same) == "('10.0.0.5', '10.1.0.0/16', '::1')"
 
 
 def test_a_sqlite_database_url_selects_sqlite_for_the_demo():
