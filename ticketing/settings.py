@@ -284,14 +284,17 @@ except ValueError as bad:
     raise ImproperlyConfigured(str(bad)) from None
 # uvicorn's own variable, which our servers' --forwarded-allow-ips overrides: set apart from ours, it would be
 # silently ignored (behind a proxy, every buyer would then share the proxy's address and its hold cap).
-if "FORWARDED_ALLOW_IPS" in os.environ and os.environ["FORWARDED_ALLOW_IPS"].strip() not in (
-    ",".join(TICKETING_TRUSTED_PROXIES),
-    os.environ.get("TICKETING_TRUSTED_PROXIES", "").strip(),
-):
-    raise ImproperlyConfigured(
-        "FORWARDED_ALLOW_IPS is set but our servers take the trusted proxies from TICKETING_TRUSTED_PROXIES: "
-        "name them there (and unset FORWARDED_ALLOW_IPS)"
-    )
+_uvicorns_own = os.environ.get("FORWARDED_ALLOW_IPS")
+if _uvicorns_own is not None:
+    try:
+        _same = set(parse_trusted_proxies(_uvicorns_own)) == set(TICKETING_TRUSTED_PROXIES)
+    except ValueError:  # "*" or a name: not something ours could say
+        _same = False
+    if not _same:
+        raise ImproperlyConfigured(
+            "FORWARDED_ALLOW_IPS is set but our servers take the trusted proxies from TICKETING_TRUSTED_PROXIES: "
+            "name them there (and unset FORWARDED_ALLOW_IPS)"
+        )
 
 # --- Limits that can't be walked around: failed logins (django-axes) ----------------------------------------
 # The one login is the admin's (staff check-in sends staff there). After TICKETING_LOGIN_FAILURE_LIMIT failed
@@ -320,9 +323,10 @@ AXES_VERBOSE = False  # no banner from every process at start; lockouts are stil
 # script or send data elsewhere. Scripts only from /static/ (no inline script, no eval; a template that must
 # inline one gives it {{ csp_nonce }}, as the Swagger page does). Style sheets from /static/ or with the nonce
 # (the check-in page's). Style *attributes* are allowed (style-src-attr, the narrow form): the seat map places
-# each seat with style="grid-column: ...; grid-row: ...", numbers the server writes, thousands a hall, redrawn
-# from HTML fragments that a per-page nonce could not cover; an attribute can't run code or load from elsewhere
-# (img-src and the rest still apply). connect-src 'self' covers the site's own ws:/wss: (CSP Level 3). Images:
+# each seat with style="grid-column: ...; grid-row: ...", numbers the server writes, thousands a hall; a nonce
+# can't cover an attribute, and classes for every column and row would need a style sheet per hall. An
+# attribute can't run code, and what it could load is still held to img-src and the rest. connect-src 'self'
+# covers the site's own ws:/wss: (CSP Level 3; Chromium, Firefox, Safari 15.4+). Images:
 # ours, and data: URLs. No plugins, no <base> elsewhere, no framing, forms post only here. Outermost but for
 # SecurityMiddleware, so every answer carries it, also the early refusals of the middleware below it.
 MIDDLEWARE.insert(
