@@ -62,6 +62,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project: its apps, and bench/ as a package
 from bench.stack import ROOT, free_port, proc_stats, stack_running
+from ticketing.proxies import uvicorn_options
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_holds"
 # Not 0 (make run) nor 1 (make test): the wake-up tasks this run queues must not reach anyone's worker.
@@ -295,6 +296,7 @@ def start_server(*, workers, port, database_url, redis_url, pool_max, log):
         "--lifespan",
         "off",  # Django's ASGI handler has no lifespan support; "auto" only logs that
         "--no-access-log",  # a log line per request would cost the shared cores more than the app's logging
+        *uvicorn_options(environment),  # no proxy in front: forwarding headers are believed from nobody
     ]
     # Its own session, so that the fallback SIGKILL can reach the workers as well as the supervisor.
     return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log, start_new_session=True)

@@ -8,7 +8,8 @@
 
 What it starts, each process in a session of its own (so it and anything it forks stop together):
 - K `uvicorn ticketing.asgi:application` processes, one worker each (`--workers 1` runs the app in the
-  uvicorn process itself: no supervisor), each on its own free loopback port, named web1..webK;
+  uvicorn process itself: no supervisor), each on its own free loopback port, named web1..webK, trusting the
+  forwarding headers of HAProxy alone (TICKETING_TRUSTED_PROXIES=127.0.0.1, HAProxy's source address);
 - HAProxy on a free loopback port (stack.url), its configuration rendered from the committed template
   deploy/haproxy.cfg (least connections, WebSocket tunnels, long-poll-friendly timeouts, a health check on
   /health/live, answered ahead of the requests queued for Django, an X-Served-By response header naming the
@@ -45,9 +46,15 @@ from pathlib import Path
 
 import httpx
 
+from ticketing.proxies import SETTING as TRUSTED_PROXIES_SETTING
+from ticketing.proxies import uvicorn_options as forwarded_allow_ips
+
 ROOT = Path(__file__).resolve().parent.parent
 HAPROXY_TEMPLATE = ROOT / "deploy" / "haproxy.cfg"
 HEALTH_PATH = "/health/live"  # what HAProxy's health check asks for (see the template)
+# Where HAProxy's connections to the web processes come from: the one proxy they trust (TICKETING_TRUSTED_PROXIES),
+# so a client's address is the X-Forwarded-For HAProxy adds, and a client's own X-Forwarded-For is not believed.
+HAPROXY_SOURCE_ADDRESS = "127.0.0.1"
 START_SECONDS = 60
 # How long the processes get to stop on their own (like scripts/run.sh's STOP_SECONDS).
 STOP_SECONDS = 15
@@ -309,12 +316,13 @@ def stack_running(
     started = []
     try:
         web = []
+        web_env = {**base, **(web_environment or {}), TRUSTED_PROXIES_SETTING: HAPROXY_SOURCE_ADDRESS}
         for number in range(1, web_processes + 1):
             port = free_port()
             command = [sys.executable, "-m", "uvicorn", "ticketing.asgi:application", "--workers", "1"]
             command += ["--host", "127.0.0.1", "--port", str(port), "--lifespan", "off"]
-            command += ["--timeout-graceful-shutdown", "5", *uvicorn_options]
-            process = _start(f"web{number}", command, environment={**base, **(web_environment or {})}, folder=folder)
+            command += ["--timeout-graceful-shutdown", "5", *uvicorn_options, *forwarded_allow_ips(web_env)]
+            process = _start(f"web{number}", command, environment=web_env, folder=folder)
             process.url = f"http://127.0.0.1:{port}"
             started.append(process)
             web.append(process)

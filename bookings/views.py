@@ -42,6 +42,7 @@ from bookings.services import (
 )
 from cinemas.models import Cinema, Seat
 from ticketing.numbers import whole_number
+from ticketing.proxies import client_address
 
 BUYER_SESSION_KEY = "buyer_id"
 
@@ -55,7 +56,7 @@ def session_buyer(request):
     if buyer_id is None:
         buyer_id = secrets.token_urlsafe(24)
         request.session[BUYER_SESSION_KEY] = buyer_id
-    return Buyer(api_key_id=None, session_id=buyer_id, client_address=request.META.get("REMOTE_ADDR") or None)
+    return Buyer(api_key_id=None, session_id=buyer_id, client_address=client_address(request))
 
 
 def current_hold(buyer, show, at):

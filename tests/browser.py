@@ -15,6 +15,10 @@ Registered as a plugin by tests/conftest.py, so a test just asks for the fixture
 - `new_page(viewport=..., **context_options)` opens a page in a browser context of its own: each one is a separate
   moviegoer with its own cookies (session, holds). Contexts close after the test. When the test fails, every page
   still open is saved as a PNG in the test's tmp_path and listed in the report, with the page's JavaScript errors.
+- Every browser test fails if a page of it reports a Content-Security-Policy violation (something the site's
+  policy blocked: an inline script or style, a load from elsewhere), even when everything the test checks went
+  well: the browser's `securitypolicyviolation` events and its "Refused to ..." console messages are recorded for
+  each context (`csp_violations(page)`, a list a test that provokes one on purpose may read and clear).
 
 Browser tests are transactional: the server is another process and sees only committed rows. They cannot use
 async_to_sync (see _Chromium).
@@ -51,6 +55,45 @@ TIMEOUT_MS = 10_000
 
 _pages_of_test = pytest.StashKey[list]()
 _screenshot_dir = pytest.StashKey[object]()
+_csp_violations_of_context = {}  # browser context -> what it reported, for the test's duration
+
+# In every page and frame, before any of the page's own scripts: hand each violation the page reports to Python
+# (a binding survives navigations, which a list kept in the page would not).
+_CSP_RECORDER = """
+addEventListener('securitypolicyviolation', (event) => {
+  const where = `${event.sourceFile || document.URL}:${event.lineNumber}`;
+  const sample = event.sample ? ` "${event.sample}"` : '';
+  window.__recordCspViolation(
+    `${event.effectiveDirective} blocked ${event.blockedURI || '(inline)'} at ${where}${sample} (${event.disposition})`
+  );
+}, true);
+"""
+
+
+def _is_csp_message(message):
+    text = message.text
+    return message.type in ("error", "warning") and (
+        text.startswith("Refused to") or "Content Security Policy" in text or "Content-Security-Policy" in text
+    )
+
+
+def csp_violations(page):
+    """The Content-Security-Policy violations reported so far in `page`'s browser context (a live list)."""
+    return _csp_violations_of_context[page.context]
+
+
+def _settle_and_collect_csp_violations(pages):
+    """Every violation the test's contexts reported, once reports still on their way have arrived.
+
+    The page fires the event in a task of its own after the violation, and the binding's call reaches Python while
+    Playwright runs: a short wait in each open page lets both through.
+    """
+    contexts = {page.context for page, _ in pages}
+    for context in contexts:
+        with contextlib.suppress(Exception):  # a context or page that closed or crashed meanwhile
+            for page in context.pages:
+                page.evaluate("() => new Promise((done) => setTimeout(done, 100))")
+    return {context: list(_csp_violations_of_context.get(context, [])) for context in contexts}
 
 
 class _Chromium:
@@ -156,6 +199,15 @@ def new_page(request, browser, tmp_path):
         context = browser.new_context(viewport=viewport, **context_options)
         contexts.append(context)
         context.set_default_timeout(TIMEOUT_MS)
+        violations = _csp_violations_of_context[context] = []
+
+        def csp_console_message(message):
+            if _is_csp_message(message):
+                violations.append(f"console: {message.text}")
+
+        context.expose_binding("__recordCspViolation", lambda source, text: violations.append(text))
+        context.add_init_script(_CSP_RECORDER)
+        context.on("console", csp_console_message)
         page = context.new_page()
         errors = []
 
@@ -172,6 +224,23 @@ def new_page(request, browser, tmp_path):
     for context in contexts:
         with contextlib.suppress(Exception):  # a context the test closed, or a browser that crashed
             context.close()
+        _csp_violations_of_context.pop(context, None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A browser test whose pages reported a Content-Security-Policy violation fails, whatever it asserted."""
+    result = yield  # a test that failed already raises here, and keeps its own failure
+    pages = item.stash.get(_pages_of_test, None)
+    if pages:
+        reported = [text for texts in _settle_and_collect_csp_violations(pages).values() for text in texts]
+        if reported:
+            pytest.fail(
+                "the site's Content-Security-Policy was violated (see ticketing/settings.py, SECURE_CSP):\n  "
+                + "\n  ".join(reported),
+                pytrace=False,
+            )
+    return result
 
 
 @pytest.hookimpl(wrapper=True)

@@ -16,6 +16,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from tests.factories import make_api_key
+from ticketing.proxies import uvicorn_options
 
 
 @pytest.fixture(autouse=True)
@@ -106,6 +107,8 @@ def serving(settings, *, workers=2, environment=None):
 
     For tests that need real HTTP clients in their hundreds (Django's own live server keeps a listen
     backlog of ten) or a real process to kill. The test's data must be committed (transactional tests).
+    Like every server we start, it believes forwarding headers only from TICKETING_TRUSTED_PROXIES (none
+    unless `environment` names some).
     """
     database_url = test_database_url()
     port = free_port()
@@ -120,7 +123,7 @@ def serving(settings, *, workers=2, environment=None):
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "ticketing.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
-        + ["--workers", str(workers), "--no-access-log", "--log-level", "warning"],
+        + ["--workers", str(workers), "--no-access-log", "--log-level", "warning", *uvicorn_options(environment)],
         cwd=settings.BASE_DIR,
         env=environment,
         start_new_session=True,

@@ -7,10 +7,14 @@ is checked here, so a bad environment stops the process at start instead of misb
 import os
 import re
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
+
+from ticketing.proxies import parse_trusted_proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -75,6 +79,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "channels",
+    "axes",
     "ticketing",
     "cinemas",
     "bookings",
@@ -83,6 +88,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",  # SECURE_CSP below
     "ticketing.middleware.refuse_nul_characters",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -91,6 +97,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as axes wants: it turns a lockout into its answer (AXES_* below)
 ]
 
 ROOT_URLCONF = "ticketing.urls"
@@ -107,6 +114,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",  # {{ csp_nonce }}
             ],
         },
     },
@@ -287,12 +295,84 @@ TICKETING_CHECK_IN_OPENS_MINUTES = env_int("TICKETING_CHECK_IN_OPENS_MINUTES", 6
 SESSION_COOKIE_AGE = 14 * 24 * 3600
 SESSION_COOKIE_HTTPONLY = True
 
+# --- Limits that can't be walked around: trusted proxies --------------------------------------------------
+# The proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or CIDR networks, comma-
+# separated); nobody by default, so a client's address is its own connection's. Every uvicorn we start is
+# given them as --forwarded-allow-ips (ticketing/proxies.py); the shipped HAProxy setup names its address.
+try:
+    TICKETING_TRUSTED_PROXIES = parse_trusted_proxies(env_str("TICKETING_TRUSTED_PROXIES", ""))
+except ValueError as bad:
+    raise ImproperlyConfigured(str(bad)) from None
+# uvicorn's own variable, which our servers' --forwarded-allow-ips overrides: set apart from ours, it would be
+# silently ignored (behind a proxy, every buyer would then share the proxy's address and its hold cap).
+_uvicorns_own = os.environ.get("FORWARDED_ALLOW_IPS")
+if _uvicorns_own is not None:
+    try:
+        _same = set(parse_trusted_proxies(_uvicorns_own)) == set(TICKETING_TRUSTED_PROXIES)
+    except ValueError:  # "*" or a name: not something ours could say
+        _same = False
+    if not _same:
+        raise ImproperlyConfigured(
+            "FORWARDED_ALLOW_IPS is set but our servers take the trusted proxies from TICKETING_TRUSTED_PROXIES: "
+            "name them there (and unset FORWARDED_ALLOW_IPS)"
+        )
+
+# --- Limits that can't be walked around: failed logins (django-axes) ----------------------------------------
+# The one login is the admin's (staff check-in sends staff there). After TICKETING_LOGIN_FAILURE_LIMIT failed
+# logins for one username, or from one address, within TICKETING_LOGIN_COOLOFF_MINUTES of each other, every
+# login for that username or from that address is refused, the right password too, until that long has passed
+# since the last try (a try while locked out starts it again): 429 with Retry-After and a page saying so.
+# A success resets nothing (else one's own account would wipe the count of the account being guessed); staff
+# unlock an account early by deleting its access attempts in the admin (Axes). The address is the peer's, as
+# for the hold cap (ticketing/proxies.py), never a header the client wrote.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before any password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("TICKETING_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("TICKETING_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
+AXES_RESET_ON_SUCCESS = False
+AXES_CLIENT_IP_CALLABLE = "ticketing.proxies.client_address"
+AXES_LOCKOUT_CALLABLE = "ticketing.views.login_locked_out"
+AXES_VERBOSE = False  # no banner from every process at start; lockouts are still logged as warnings
+
+# --- Limits that can't be walked around: Content-Security-Policy (Django's own) -------------------------------
+# What a page may load and run: only this site's own files, so markup that slipped past escaping can't run a
+# script or send data elsewhere. Scripts only from /static/ (no inline script, no eval; a template that must
+# inline one gives it {{ csp_nonce }}, as the Swagger page does). Style sheets from /static/ or with the nonce
+# (the check-in page's). Style *attributes* are allowed (style-src-attr, the narrow form): the seat map places
+# each seat with style="grid-column: ...; grid-row: ...", numbers the server writes, thousands a hall; a nonce
+# can't cover an attribute, and classes for every column and row would need a style sheet per hall. An
+# attribute can't run code, and what it could load is still held to img-src and the rest. connect-src 'self'
+# covers the site's own ws:/wss: (CSP Level 3; Chromium, Firefox, Safari 15.4+). Images:
+# ours, and data: URLs. No plugins, no <base> elsewhere, no framing, forms post only here. Outermost but for
+# SecurityMiddleware, so every answer carries it, also the early refusals of the middleware below it.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "style-src-attr": [CSP.UNSAFE_INLINE],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
+
 # --- HTTPS ----------------------------------------------------------------------------------------------
 # On where the site is served over HTTPS by a proxy or balancer that terminates TLS and says so in
-# X-Forwarded-Proto (set it only then: the header is trusted). Off for `make serve` on http://127.0.0.1.
+# X-Forwarded-Proto. Off for `make serve` on http://127.0.0.1. The header is believed only from the proxies
+# of TICKETING_TRUSTED_PROXIES (uvicorn sets the request's scheme from it; see ticketing/proxies.py), so
+# HTTPS needs them named: else every request would look like plain HTTP and be redirected for ever.
 HTTPS = env_bool("DJANGO_HTTPS", False)
 if HTTPS:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    if not TICKETING_TRUSTED_PROXIES:
+        raise ImproperlyConfigured(
+            "DJANGO_HTTPS needs TICKETING_TRUSTED_PROXIES: the address of the proxy that terminates TLS and sets "
+            "X-Forwarded-Proto"
+        )
     SECURE_SSL_REDIRECT = True
     SECURE_REDIRECT_EXEMPT = [r"^health/"]  # the balancer's checks come over plain HTTP from inside
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True

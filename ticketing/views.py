@@ -1,4 +1,7 @@
+from django.conf import settings
+from django.contrib import admin
 from django.http import JsonResponse
+from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -19,4 +22,19 @@ def ready(request):
     if not is_ready:
         response.status_code = 503
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def login_locked_out(request, original_response=None, credentials=None):
+    """django-axes' answer to a login it refused (AXES_LOCKOUT_CALLABLE): 429, Retry-After and a page that says
+    why and for how long, in the admin's look. The whole cool-off: the refused try itself started it again."""
+    seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    context = {
+        **admin.site.each_context(request),
+        "title": "Too many failed logins",
+        "minutes": seconds // 60,
+        "limit": settings.AXES_FAILURE_LIMIT,
+    }
+    response = render(request, "admin/login_locked_out.html", context, status=429)
+    response["Retry-After"] = str(seconds)
     return response

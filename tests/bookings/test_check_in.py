@@ -109,7 +109,7 @@ def test_the_chosen_cinema_is_in_the_address_and_remembered_for_the_next_visit(a
     assert choosing.status_code == 200 and 'id="id_cinema"' in choosing.text
 
 
-@pytest.mark.parametrize("cinema", ["999999999", "abc", "", "\x00", "9" * 5000, "-1", "99999999999999999999999"])
+@pytest.mark.parametrize("cinema", ["999999999", "abc", "", "9" * 5000, "-1", "99999999999999999999999"])
 def test_an_unknown_cinema_is_refused_with_the_choice_again(admin_client, booking, cinema):
     response = admin_client.get(CHECK_IN, {"cinema": cinema})
 

@@ -64,6 +64,19 @@ BAD_ENVIRONMENTS = {
         {"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "x" * 50},
         "DJANGO_ALLOWED_HOSTS",
     ),
+    "a trusted proxy that is no address": (
+        {**GOOD, "TICKETING_TRUSTED_PROXIES": "10.0.0.1,proxy.example"},
+        "TICKETING_TRUSTED_PROXIES",
+    ),
+    "trusting every proxy": ({**GOOD, "TICKETING_TRUSTED_PROXIES": "*"}, "TICKETING_TRUSTED_PROXIES"),
+    "uvicorn's own trusted proxies, which our servers override": (
+        {**GOOD, "FORWARDED_ALLOW_IPS": "10.0.0.5"},
+        "TICKETING_TRUSTED_PROXIES",
+    ),
+    "HTTPS without the proxy that terminates it": (
+        {**PRODUCTION, "DJANGO_HTTPS": "1"},
+        "TICKETING_TRUSTED_PROXIES",
+    ),
 }
 
 
@@ -114,6 +127,15 @@ def test_allowed_hosts_are_a_comma_separated_list():
     assert print_setting("settings.ALLOWED_HOSTS", env) == "['a.example', 'b.example']"
 
 
+def test_trusted_proxies_are_addresses_and_networks_and_none_by_default():
+    env = {**GOOD, "TICKETING_TRUSTED_PROXIES": " 10.0.0.5, 10.1.0.0/16,::1,"}
+
+    assert print_setting("settings.TICKETING_TRUSTED_PROXIES", env) == "('10.0.0.5', '10.1.0.0/16', '::1')"
+    assert print_setting("settings.TICKETING_TRUSTED_PROXIES", GOOD) == "()"
+    same = {**env, "FORWARDED_ALLOW_IPS": "10.0.0.5,10.1.0.0/16,::1"}  # uvicorn's variable, saying the same
+    assert print_setting("settings.TICKETING_TRUSTED_PROXIES", same) == "('10.0.0.5', '10.1.0.0/16', '::1')"
+
+
 def test_a_sqlite_database_url_selects_sqlite_for_the_demo():
     env = {**GOOD, "DATABASE_URL": "sqlite:////tmp/demo.sqlite3"}
 
@@ -147,7 +169,7 @@ def test_a_redis_url_selects_the_redis_channel_layer_and_a_real_broker():
 def test_the_deploy_checks_pass_with_production_settings_served_over_https():
     random_key = secrets.token_urlsafe(50)  # the check also wants a key that looks random
     result = start_django(
-        {**PRODUCTION, "DJANGO_SECRET_KEY": random_key, "DJANGO_HTTPS": "1"},
+        {**PRODUCTION, "DJANGO_SECRET_KEY": random_key, "DJANGO_HTTPS": "1", "TICKETING_TRUSTED_PROXIES": "10.0.0.5"},
         code=f"{SETUP}; from django.core.management import call_command; "
         "call_command('check', deploy=True, fail_level='WARNING')",
     )
@@ -168,7 +190,13 @@ def test_without_https_the_deploy_checks_name_what_https_would_set():
 def test_the_deploy_checks_refuse_the_reliability_tests_crash_points():
     random_key = secrets.token_urlsafe(50)
     result = start_django(
-        {**PRODUCTION, "DJANGO_SECRET_KEY": random_key, "DJANGO_HTTPS": "1", "TICKETING_CRASH_AT": "after_charge"},
+        {
+            **PRODUCTION,
+            "DJANGO_SECRET_KEY": random_key,
+            "DJANGO_HTTPS": "1",
+            "TICKETING_TRUSTED_PROXIES": "10.0.0.5",
+            "TICKETING_CRASH_AT": "after_charge",
+        },
         code=f"{SETUP}; from django.core.management import call_command; "
         "call_command('check', deploy=True, fail_level='WARNING')",
     )
