@@ -316,6 +316,17 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"quiet_clock_tasks": {"()": "ticketing.log_filters.QuietClockTasks"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Django's own logging gives "django" a console handler in debug besides the root's: every request's
+        # line was printed twice. Its lines go to the root's handler alone (Celery's, in a worker).
+        "django": {"handlers": [], "propagate": True},
+        # The clocks' ticks, every second or two, would bury everything else: beat says only what goes wrong,
+        # and a worker's routine lines about the clocks' tasks are left out.
+        "celery.beat": {"level": "WARNING"},
+        "celery.worker.strategy": {"filters": ["quiet_clock_tasks"]},
+        "celery.app.trace": {"filters": ["quiet_clock_tasks"]},
+    },
 }

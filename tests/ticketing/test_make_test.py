@@ -1,6 +1,5 @@
 """`make test` on a shared machine: each checkout tests in databases of its own, and the start is quiet."""
 
-import os
 import re
 import shutil
 import subprocess
@@ -8,18 +7,10 @@ import uuid
 
 from django.conf import settings
 
+from tests.helpers import make_environment
+
 # What `make test` runs pytest with: DATABASE_URL='...' REDIS_URL='...' .venv/bin/pytest
 PYTEST_LINE = re.compile(r"DATABASE_URL='(?P<database>[^']*)' REDIS_URL='(?P<redis>[^']*)' \S*pytest")
-
-
-def make_environment(**overrides):
-    """This process's environment without what an outer `make test` passes down (its command-line variables)."""
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "TEST_DATABASE_URL", "TEST_REDIS_URL"}
-    }
-    return {**environment, **overrides}
 
 
 def dry_run(directory, *arguments, **environment):
