@@ -6,8 +6,8 @@
 VENV := .venv
 
 # Debian packages the tests, `make chaos` and `make bench-sweep` need beyond what the machine image ships
-# (the browser tests' Chromium, the benchmarks' HAProxy), installed with apt-get (after an apt-get update)
-# only when missing; `make run` needs none of them. Add names here, space-separated.
+# (Chromium for the browser tests, HAProxy for the scale-out test and the benchmarks), installed with apt-get
+# (after an apt-get update) only when missing; `make run` needs none of them. Add names here, space-separated.
 DEBIAN_PACKAGES := chromium haproxy
 
 # Where `make test` runs the suite. PostgreSQL always (the concurrency tests need it; pytest-django makes

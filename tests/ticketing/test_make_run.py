@@ -1,7 +1,8 @@
-"""`make run` as a newcomer meets it: nothing the tests alone need, readable output, mail links to its own port,
-and Ctrl-C in the terminal ends it without an error."""
+"""`make run` as a newcomer meets it: nothing the tests alone need, the README's example answered from its demo data,
+readable output, mail links to its own port, and Ctrl-C in the terminal ends it without an error."""
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -13,6 +14,14 @@ from django.conf import settings
 
 from tests import conftest
 from tests.helpers import make_environment, process_tree
+
+
+def readme_curl_example():
+    """The key and URL of the README's `curl -H 'X-API-Key: ...' 'http://...'` example."""
+    readme = (settings.BASE_DIR / "README.md").read_text()
+    found = re.search(r"curl -H 'X-API-Key: (?P<key>[^']+)' \\\n\s*'(?P<url>http[^']+)'", readme)
+    assert found, "no curl example in README.md"
+    return found["key"], found["url"]
 
 
 def commands_of(target):
@@ -41,7 +50,7 @@ def process_environment(pid):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_make_run_logs_each_line_once_keeps_the_clocks_quiet_mails_its_own_address_and_stops_on_ctrl_c():
+def test_make_run_answers_the_readme_s_example_logs_each_line_once_mails_its_own_address_and_stops_on_ctrl_c():
     port = conftest.free_port()
     environment = make_environment(
         TICKETING_PORT=str(port),
@@ -72,6 +81,10 @@ def test_make_run_logs_each_line_once_keeps_the_clocks_quiet_mails_its_own_addre
             time.sleep(0.2)
         url = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{url}/").status_code == 200
+        key, example = readme_curl_example()
+        assert example.startswith("http://127.0.0.1:8000/")
+        found = httpx.get(example.replace(":8000", f":{port}", 1), headers={"X-API-Key": key})
+        assert found.status_code == 200 and found.json()["results"], found.text  # shows from the demo data
         assert httpx.get(f"{url}/no-such-page/").status_code == 404
         time.sleep(4)  # beat's clocks tick every second or two meanwhile
 
