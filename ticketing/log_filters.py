@@ -2,15 +2,16 @@
 
 import logging
 
+from celery.app.trace import LOG_RECEIVED, LOG_SUCCESS
 from django.conf import settings
 
 
 class QuietClockTasks(logging.Filter):
-    """Drops a Celery worker's INFO lines about the clocks' tasks (CELERY_BEAT_SCHEDULE).
+    """Drops a Celery worker's lines about the clocks' ticks (CELERY_BEAT_SCHEDULE's tasks) that did nothing.
 
-    The clocks tick every second or two, and each tick's "Task ... received" and "Task ... succeeded" buried the
-    requests and every other task in `make run`'s output. A clock task's failure is logged at ERROR and still
-    shows; other tasks (mail, refunds) keep their INFO lines.
+    The clocks tick every second or two, and each tick's "Task ... received" and "Task ... succeeded ...: 0"
+    buried the requests and every other task in `make run`'s output. A tick that did something ("succeeded ...:
+    3", holds released or waiters served) and a failure still show, and so does every line of other tasks.
     """
 
     def __init__(self):
@@ -19,5 +20,8 @@ class QuietClockTasks(logging.Filter):
 
     def filter(self, record):
         # Celery logs these with one dict of the task's fields as the message's arguments.
-        about_a_clock = isinstance(record.args, dict) and record.args.get("name") in self.clock_tasks
-        return not (about_a_clock and record.levelno <= logging.INFO)
+        fields = record.args if isinstance(record.args, dict) else {}
+        if fields.get("name") not in self.clock_tasks:
+            return True
+        did_nothing = record.msg == LOG_SUCCESS and fields.get("return_value") in {"0", "None"}
+        return not (record.msg == LOG_RECEIVED or did_nothing)

@@ -324,7 +324,7 @@ LOGGING = {
         # line was printed twice. Its lines go to the root's handler alone (Celery's, in a worker).
         "django": {"handlers": [], "propagate": True},
         # The clocks' ticks, every second or two, would bury everything else: beat says only what goes wrong,
-        # and a worker's routine lines about the clocks' tasks are left out.
+        # and a worker leaves out its lines about ticks that did nothing (ticketing.log_filters).
         "celery.beat": {"level": "WARNING"},
         "celery.worker.strategy": {"filters": ["quiet_clock_tasks"]},
         "celery.app.trace": {"filters": ["quiet_clock_tasks"]},
