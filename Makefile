@@ -5,15 +5,17 @@
 
 VENV := .venv
 
-# Debian packages the tests need beyond what the machine image ships, installed with apt-get (after an
-# apt-get update) only when missing. Add names here, space-separated, e.g. chromium chromium-driver.
+# Debian packages the tests, `make chaos` and `make bench-sweep` need beyond what the machine image ships
+# (Chromium for the browser tests, HAProxy for the scale-out test and the benchmarks), installed with apt-get
+# (after an apt-get update) only when missing; `make run` needs none of them. Add names here, space-separated.
 DEBIAN_PACKAGES := chromium haproxy
 
 # Where `make test` runs the suite. PostgreSQL always (the concurrency tests need it; pytest-django makes
-# and drops its own test_<name> database); Redis database 1, so that the tests' cache.clear() never wipes
-# the database 0 that `make run` uses. Override on the command line: make test TEST_DATABASE_URL=...
-TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ticketing
-TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
+# and drops its own test_<name> database), named after this checkout (scripts/checkout.sh) so that two
+# checkouts can test at once; a Redis database other than the 0 that `make run` uses, chosen the same way.
+# Override on the command line or in the environment: make test TEST_DATABASE_URL=... TEST_REDIS_URL=...
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(shell bash scripts/checkout.sh database)
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/$(shell bash scripts/checkout.sh redis-db)
 # The design study's scale for benchmarks: its own database, loaded once (about 1.6 GB, 1.5 minutes).
 STUDY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ticketing_study
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k holds -x"
@@ -49,14 +51,16 @@ services:
 
 test: debian-packages venv services
 	$(VENV)/bin/ruff check .
-	DATABASE_URL='$(TEST_DATABASE_URL)' DJANGO_DEBUG=1 $(VENV)/bin/python manage.py makemigrations --check --dry-run
+	@# Comparing the models with the migration files needs no database; an in-memory SQLite one keeps Django from trying
+	@# (and failing, with a page of pool errors) to open one that does not exist yet.
+	DATABASE_URL='sqlite://:memory:' DJANGO_DEBUG=1 $(VENV)/bin/python manage.py makemigrations --check --dry-run
 	@# pytest exits 5 when it collected no tests; that is a failure too, and said so.
 	@status=0; \
 	DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' $(VENV)/bin/pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests, which counts as a failure" >&2; fi; \
 	exit $$status
 
-run: debian-packages
+run:
 	@bash scripts/run.sh
 
 serve:

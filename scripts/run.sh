@@ -11,8 +11,8 @@
 #    files in debug) and, with Redis, a Celery worker with beat for the clocks.
 # 4. Ctrl-C or SIGTERM stops all of it: each server runs in its own process group, which is stopped whole
 #    (runserver's autoreloader child, Celery's pool and beat included), and this script reaps whatever its
-#    servers leave behind, so nothing is left running, not even a zombie. A server that exits on its own
-#    stops the rest too.
+#    servers leave behind, so nothing is left running, not even a zombie; then it exits 0. A server that
+#    exits on its own stops the rest too, and the script then exits 1.
 #
 # `make serve` (TICKETING_MODE=serve) runs the production setup instead, on the same machine: PostgreSQL and
 # Redis required (no fallback), DJANGO_DEBUG off, uvicorn with WEB_WORKERS processes (2) serving HTTP,
@@ -24,6 +24,7 @@
 #   TICKETING_FORCE_FALLBACK=1  skip the detection: the SQLite single-process demo
 #   TICKETING_PG_HOST/_PORT, TICKETING_REDIS_HOST/_PORT   where the detection looks (see services.sh)
 #   TICKETING_PORT              HTTP port (8000)
+#   TICKETING_SITE_URL          the address mailed links use (http://127.0.0.1:TICKETING_PORT)
 #   DJANGO_DEBUG (1), DJANGO_SECRET_KEY (generated once into var/secret_key)
 
 # The stop functions are reached through traps, which shellcheck does not follow.
@@ -129,6 +130,8 @@ prepare_environment() {
     fi
     export DJANGO_DEBUG="${DJANGO_DEBUG:-1}"
     export DJANGO_SETTINGS_MODULE=ticketing.settings
+    # Links in mail (tickets) point where this run serves, whatever its port.
+    export TICKETING_SITE_URL="${TICKETING_SITE_URL:-http://$HTTP_HOST:$HTTP_PORT}"
     if [[ -z "${DJANGO_SECRET_KEY:-}" ]]; then
         # Kept in var/ (ignored by git) so admin sessions survive a restart of `make run`.
         local key_file="$REPO_ROOT/var/secret_key"
@@ -258,8 +261,8 @@ on_signal() {
     echo
     say "got SIG$1"
     stop_servers
-    # The conventional status for death by a signal.
-    if [[ "$1" == INT ]]; then exit 130; else exit 143; fi
+    # Stopping is what Ctrl-C asks for, and it went as asked: success, so make adds no "Error 130" to it.
+    exit 0
 }
 
 wait_until_http_answers() {

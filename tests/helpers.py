@@ -64,3 +64,17 @@ def process_tree(pid):
         tree.append(current)
         todo.extend(children.get(current, []))
     return tree
+
+
+def make_environment(**overrides):
+    """This process's environment for running `make`, without what an outer `make test` passes down.
+
+    An outer make hands its command-line variables (make test TEST_DATABASE_URL=...) to every make below it
+    through MAKEFLAGS; the make a test runs must see only what the test gives it.
+    """
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "TEST_DATABASE_URL", "TEST_REDIS_URL"}
+    }
+    return {**environment, **overrides}

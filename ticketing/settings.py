@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served as our own static files
     "channels",
     "axes",
     "ticketing",
@@ -402,11 +403,27 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # /api/docs/ loads Swagger UI from our own static files at the version requirements.txt pins, not from a
+    # CDN: it works offline and shows the same page tomorrow.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"quiet_clock_tasks": {"()": "ticketing.log_filters.QuietClockTasks"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Django's own logging gives "django" a console handler in debug besides the root's: every request's
+        # line was printed twice. Its lines go to the root's handler alone (Celery's, in a worker).
+        "django": {"handlers": [], "propagate": True},
+        # The clocks' ticks, every second or two, would bury everything else: beat says only what goes wrong,
+        # and a worker leaves out its lines about ticks that did nothing (ticketing.log_filters).
+        "celery.beat": {"level": "WARNING"},
+        "celery.worker.strategy": {"filters": ["quiet_clock_tasks"]},
+        "celery.app.trace": {"filters": ["quiet_clock_tasks"]},
+    },
 }
