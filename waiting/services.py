@@ -25,7 +25,6 @@ from waiting.models import Waiter
 
 logger = logging.getLogger(__name__)
 
-
 ERROR_MESSAGES = {
     "not_found": "There is no such place in line for this session.",
     "seats_available": "Enough seats are free now: hold them instead of waiting.",

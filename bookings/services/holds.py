@@ -353,8 +353,10 @@ def hold_seats(*, buyer, show, seat_ids=None, best_available=None, movie_id=None
     needn't read them back.
     Locks: this buyer's advisory lock for the show (for the seat cap), and the rows of any lapsed hold it
     takes seats from. Raises BookingError: the 400 kinds for bad requests; `waiting_line` while anyone waits
-    in the show's line (freed seats are theirs first); or `seats_unavailable`, `retry` or `show_full` when the
-    seats can't be had. Nothing is written then. On commit: pushes the seats as held.
+    in the show's line and the seats asked for are of the types the line is served (freed seats are theirs
+    first; wheelchair spaces and companion seats never are); or `seats_unavailable`, `retry` or `show_full`
+    when the seats can't be had (see _why_unavailable). Nothing is written then. On commit: pushes the seats
+    as held.
     """
     at = at or timezone.now()
     if movie_id is not None and show.movie_id != movie_id:
