@@ -90,17 +90,6 @@ def buyer_of(request, session_id):
     )
 
 
-def _seats_in_body(reservation, shown_status):
-    claims = reservation.claims.order_by("seat__y", "seat__x")
-    if shown_status in (Reservation.Status.RESERVED, Reservation.Status.BOOKED):
-        claims = claims.filter(released_at__isnull=True)
-    elif reservation.ended_at is not None:
-        claims = claims.filter(released_at=reservation.ended_at)  # the seats it had when it ended
-    else:
-        claims = claims.filter(released_at__isnull=True)  # lapsed, not swept yet
-    return claims.values_list("seat_id", "seat__row_label", "seat__number", "seat_type", "price")
-
-
 def reservation_body(reservation, *, status_word=None, at=None):
     at = at or timezone.now()
     shown_status = reservation.status_at(at)
@@ -108,7 +97,9 @@ def reservation_body(reservation, *, status_word=None, at=None):
     if held is not None:
         seats = [(seat.pk, seat.row_label, seat.number, seat.seat_type, seat.price) for seat in held]
     else:
-        seats = _seats_in_body(reservation, shown_status)
+        seats = reservation.seat_claims().values_list(
+            "seat_id", "seat__row_label", "seat__number", "seat_type", "price"
+        )
     body = {
         "reservation_id": str(reservation.pk),
         "status": status_word or shown_status,

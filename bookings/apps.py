@@ -10,13 +10,7 @@ class BookingsConfig(AppConfig):
         from bookings.availability import taken_by_type
         from cinemas.search import register_taken_seats_counter
 
-        def taken_seats(show_ids, at):
-            return {
-                show_id: {seat_type: taken for seat_type, (taken, _booked) in by_type.items()}
-                for show_id, by_type in taken_by_type(show_ids, at).items()
-            }
-
-        register_taken_seats_counter(taken_seats)
+        register_taken_seats_counter(taken_by_type)
 
         from django.conf import settings
 

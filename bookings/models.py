@@ -82,13 +82,18 @@ class Reservation(models.Model):
     def is_live(self, at):
         return self.status == self.Status.BOOKED or (self.status == self.Status.RESERVED and self.held_until > at)
 
-    def seat_labels(self, *, at_end=False):
-        """Labels like "F12" of the seats it holds now, front to back, left to right.
+    def seat_claims(self):
+        """The claims of the seats it has, front to back, left to right; once it expired or was cancelled, of
+        the seats it had then (released with it, at its `ended_at`). A hold past its time that the sweep has
+        not reached yet still has its claims live."""
+        claims = self.claims.order_by("seat__y", "seat__x")
+        if self.ended_at is None:
+            return claims.filter(released_at__isnull=True)
+        return claims.filter(released_at=self.ended_at)
 
-        With `at_end`, those it held when it ended (cancelled or expired): the claims released with it.
-        """
-        claims = self.claims.filter(released_at=self.ended_at) if at_end else self.claims.filter(released_at=None)
-        return [str(claim.seat) for claim in claims.select_related("seat").order_by("seat__y", "seat__x")]
+    def seat_labels(self):
+        """Labels like "F12" of its seats (see seat_claims: those it had, once it ended)."""
+        return [f"{row}{number}" for row, number in self.seat_claims().values_list("seat__row_label", "seat__number")]
 
     def status_at(self, at):
         """The status a buyer sees: a hold past its time reads as Expired before the sweep gets to it."""

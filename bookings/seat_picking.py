@@ -37,8 +37,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from itertools import groupby
 
-# Seats given to anyone who does not ask for a type; equal prices keep this order.
-DEFAULT_SEAT_TYPES = ("Premium", "Regular")
+from cinemas.models import OPEN_SEAT_TYPES
+
+# Seats given to anyone who does not ask for a type (the catalog's open seat types); equal prices keep this order.
+DEFAULT_SEAT_TYPES = tuple(str(seat_type) for seat_type in OPEN_SEAT_TYPES)
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,13 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from bookings import tickets
 from bookings.api import show_with_catalog
 from bookings.availability import seat_states
-from bookings.models import Reservation
+from bookings.models import Payment, Reservation
 from bookings.payments import InvalidCard, parse_card
 from bookings.services import (
     BestAvailable,
@@ -40,7 +41,7 @@ from bookings.services import (
     pay_for_reservation,
     ticket_token,
 )
-from cinemas.models import Cinema, Seat
+from cinemas.models import OPEN_SEAT_TYPES, Cinema, Seat
 from ticketing.numbers import whole_number
 from ticketing.proxies import client_address
 
@@ -194,23 +195,47 @@ REFUSAL_STATUS = {
 }
 
 
-def _seat_map_page(request, show, *, buyer, at, chosen=(), refusal=None, status=200):
+# How many seats the page offers to pick or wait for, until the buyer has said.
+DEFAULT_SEAT_COUNT = 2
+
+RESERVED_SEAT_WORDS = {"Wheelchair": "wheelchair spaces", "Companion": "companion seats"}
+# The refusals that mean too few open seats (those best available and the line give) can be had now.
+NOT_ENOUGH_OPEN_SEATS = {"retry", "waiting_line", "show_full"}
+
+
+def _seat_map_page(request, show, *, buyer, at, chosen=(), wanted=None, best=False, refusal=None, status=200):
+    """The seat map page, after a refusal of `chosen` seats or of best available (`best`) if given.
+
+    `wanted` is the number of seats the buyer asked for (best available's count, or the seats chosen), which
+    the page's "best available" and "wait in line" offers keep.
+    """
     hold = current_hold(buyer, show, at)
+    grid = seat_grid(show, hold=hold, at=at, chosen=chosen)
+    if wanted is None or not 1 <= wanted <= settings.TICKETING_MAX_SEATS:
+        wanted = DEFAULT_SEAT_COUNT
     context = {
         "show": show,
         "cinema": show.hall.cinema,
-        "grid": seat_grid(show, hold=hold, at=at, chosen=chosen),
+        "grid": grid,
         "hold": hold,
         "seconds_left": seconds_left(hold, at) if hold else None,
         "max_seats": settings.TICKETING_MAX_SEATS,
         "seat_counts": range(1, settings.TICKETING_MAX_SEATS + 1),
         "refusal": refusal,
-        "wanted": len(chosen) or 2,
+        "asked_best": best,
+        "wanted": wanted,
         "city_id": show.hall.cinema.city_id,
+        "reserved_types": [kind for kind in RESERVED_SEAT_WORDS if kind in grid.prices],
     }
+    if refusal is not None and refusal.code in NOT_ENOUGH_OPEN_SEATS:
+        # Best available and the line never give wheelchair or companion seats: say they are there.
+        free = [seat.type for seat in grid.seats if seat.status == "available"]
+        context["reserved_free"] = " and ".join(words for kind, words in RESERVED_SEAT_WORDS.items() if kind in free)
+        context["open_seats_free"] = any(kind in OPEN_SEAT_TYPES for kind in free)
     return render(request, "bookings/seat_map.html", context, status=status)
 
 
+@never_cache
 @require_GET
 def show_seats(request, show_id):
     """The live seat map of a show; the buyer's own hold (if any) shows as its seats, with its clock."""
@@ -218,6 +243,7 @@ def show_seats(request, show_id):
     return _seat_map_page(request, show, buyer=session_buyer(request), at=timezone.now())
 
 
+@never_cache
 @require_GET
 def show_seat_map(request, show_id):
     """The seat grid alone, for a page that lost its live channel to redraw itself from."""
@@ -236,6 +262,7 @@ def _count(request):
     return whole_number(request.POST.get("count", "")) or 0
 
 
+@never_cache
 @require_POST
 def hold(request, show_id):
     """Hold the chosen seats (or the best available ones), or swap the buyer's hold to the chosen seats.
@@ -250,16 +277,20 @@ def hold(request, show_id):
     if request.POST.get("best") and current is not None:  # the page offers best available to new holds only
         messages.info(request, "You already hold seats of this show: change them on the map, or pay for them.")
         return redirect("show-seats", show_id=show.pk)
+    best = bool(request.POST.get("best"))
+    wanted = _count(request) if best else len(chosen)
     try:
-        if request.POST.get("best"):
-            reservation = hold_seats(buyer=buyer, show=show, best_available=BestAvailable(_count(request)))
+        if best:
+            reservation = hold_seats(buyer=buyer, show=show, best_available=BestAvailable(wanted))
         elif current is not None:
             reservation = change_seats(buyer=buyer, reservation_id=current.pk, seat_ids=chosen, no_single_gaps=True)
         else:
             reservation = hold_seats(buyer=buyer, show=show, seat_ids=chosen, no_single_gaps=True)
     except BookingError as refusal:
         status = REFUSAL_STATUS.get(refusal.code, 400)
-        page = _seat_map_page(request, show, buyer=buyer, at=at, chosen=chosen, refusal=refusal, status=status)
+        page = _seat_map_page(
+            request, show, buyer=buyer, at=at, chosen=chosen, wanted=wanted, best=best, refusal=refusal, status=status
+        )
         if refusal.retry_after:
             page["Retry-After"] = str(refusal.retry_after)
         return page
@@ -269,13 +300,28 @@ def hold(request, show_id):
 # --- The hold, checkout and the ticket ----------------------------------------------------------------------
 
 
+class UnechoedInput(forms.TextInput):
+    """A text input that never renders a value: a re-rendered card form must not carry the card back.
+
+    Django's PasswordInput(render_value=False) does the same for a masked field; this one stays visible.
+    """
+
+    def get_context(self, name, value, attrs):
+        return super().get_context(name, None, attrs)
+
+
 class CardForm(forms.Form):
-    """The sandbox provider's card form; the card itself is checked by bookings.payments.parse_card."""
+    """The sandbox provider's card form; the card itself is checked by bookings.payments.parse_card.
+
+    The card number and the CVC are never rendered back (a declined or refused card comes back as its last
+    four digits, `entered_last4`); the CVC is masked. Autocomplete names follow the HTML standard's autofill
+    field names, so browsers and password managers fill the right boxes and remember none of them as a password.
+    """
 
     card_number = forms.CharField(
         label="Card number",
         max_length=30,
-        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "cc-number"}),
+        widget=UnechoedInput(attrs={"inputmode": "numeric", "autocomplete": "cc-number"}),
     )
     exp_month = forms.IntegerField(
         label="Expiry month",
@@ -292,7 +338,7 @@ class CardForm(forms.Form):
     cvc = forms.CharField(
         label="Security code (CVC)",
         max_length=4,
-        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "cc-csc"}),
+        widget=forms.PasswordInput(render_value=False, attrs={"inputmode": "numeric", "autocomplete": "cc-csc"}),
     )
     email = forms.EmailField(label="Email for your tickets", widget=forms.EmailInput(attrs={"autocomplete": "email"}))
 
@@ -307,12 +353,26 @@ class CardForm(forms.Form):
             }
         )
 
+    def entered_last4(self):
+        """The last four digits of the number sent, to say which card a refusal is about; None for no card.
+
+        Only for a number of a card's length (12 digits or more): the last four of a shorter one would give
+        away too much of what was typed.
+        """
+        digits = "".join(char for char in str(self.data.get("card_number", "")) if char in "0123456789")
+        return digits[-4:] if len(digits) >= 12 else None
+
 
 def _own_reservation(request, reservation_id):
     try:
         return find_reservation(buyer=session_buyer(request), reservation_id=reservation_id)
     except BookingError:
         raise Http404 from None
+
+
+def _refund_of(reservation):
+    """The refund of the reservation's charge (pending or sent), or None."""
+    return reservation.payments.filter(kind=Payment.Kind.REFUND).order_by("created_at").first()
 
 
 def _hold_page(request, reservation, *, form=None, refusal=None, status=200):
@@ -326,23 +386,45 @@ def _hold_page(request, reservation, *, form=None, refusal=None, status=200):
         "seats": reservation.seat_labels(),
         "seconds_left": seconds_left(reservation, at),
         "form": form or CardForm(),
+        "card_last4": form.entered_last4() if form is not None else None,
         "refusal": refusal,
+        "refund": _refund_of(reservation),
+        "reserved_seat_types": _reserved_types_held(reservation),
     }
     return render(request, "bookings/hold.html", context, status=status)
 
 
+def _reserved_types_held(reservation):
+    """The wheelchair and companion seat types among the reservation's seats, for the page's reminder."""
+    held = reservation.seat_claims().values_list("seat_type", flat=True)
+    return sorted({seat_type for seat_type in held if seat_type not in OPEN_SEAT_TYPES}, reverse=True)
+
+
+@never_cache
 @require_GET
 def hold_page(request, reservation_id):
-    """Checkout: the seats held, the countdown that agrees with the server, and the card form."""
+    """Checkout: the seats held, the countdown that agrees with the server, and the card form.
+
+    A booking (or a booking the cinema cancelled) is shown as its ticket page instead, so Back after paying
+    never lands on a live checkout. Never cached: Back makes the browser ask again, and this view decides.
+    """
     reservation = _own_reservation(request, reservation_id)
-    if reservation.status == Reservation.Status.BOOKED:
+    if reservation.booking_code:
         return redirect("ticket", reservation_id=reservation.pk)
     return _hold_page(request, reservation)
 
 
+# What a refused payment answers on the website; the rest are 409.
+PAYMENT_REFUSAL_STATUS = {"card_declined": 402, "invalid_card": 400, "hold_expired": 410, "payment_timeout": 504}
+
+
+@never_cache
 @require_POST
 def pay(request, reservation_id):
-    """Pay for the hold. A second click while the first is paying gets `payment_in_progress`, never a charge."""
+    """Pay for the hold. A second click while the first is paying gets `payment_in_progress`, never a charge.
+
+    A refused card comes back as an empty card form (CardForm never renders the number or the CVC).
+    """
     reservation = _own_reservation(request, reservation_id)
     buyer = session_buyer(request)
     form = CardForm(request.POST)
@@ -360,12 +442,13 @@ def pay(request, reservation_id):
         if refusal.code == "already_booked":
             return redirect("ticket", reservation_id=reservation.pk)
         reservation.refresh_from_db()
-        status = {"card_declined": 402, "hold_expired": 410, "payment_timeout": 504}.get(refusal.code, 409)
+        status = PAYMENT_REFUSAL_STATUS.get(refusal.code, 409)
         return _hold_page(request, reservation, form=form, refusal=refusal, status=status)
     email_ticket(buyer=buyer, reservation_id=reservation.pk, address=form.cleaned_data["email"])
     return redirect("ticket", reservation_id=reservation.pk)
 
 
+@never_cache
 @require_POST
 def cancel(request, reservation_id):
     """Give the hold up: its seats are free at once, and the map says so."""
@@ -379,11 +462,16 @@ def cancel(request, reservation_id):
     return redirect("show-seats", show_id=reservation.show_id)
 
 
+@never_cache
 @require_GET
 def ticket(request, reservation_id):
-    """The ticket: booking code and the signed QR code that the door scans."""
+    """The ticket: booking code and the signed QR code that the door scans.
+
+    A booking the cinema cancelled says so, with the seats it had and its refund, and has no QR code. A hold
+    that was never paid is shown as its checkout page.
+    """
     reservation = _own_reservation(request, reservation_id)
-    if reservation.status != Reservation.Status.BOOKED:
+    if not reservation.booking_code:
         return redirect("hold", reservation_id=reservation.pk)
     show = reservation.show
     context = {
@@ -391,8 +479,11 @@ def ticket(request, reservation_id):
         "show": show,
         "cinema": show.hall.cinema,
         "seats": reservation.seat_labels(),
-        "qr_svg": tickets.qr_svg(ticket_token(reservation)),
     }
+    if reservation.status == Reservation.Status.BOOKED:
+        context["qr_svg"] = tickets.qr_svg(ticket_token(reservation))
+    else:
+        context["refund"] = _refund_of(reservation)
     return render(request, "bookings/ticket.html", context)
 
 
@@ -464,7 +555,7 @@ def check_in(request):
             result = {"admitted": False, "message": refusal.message}
             if refusal.code != "ticket_invalid":
                 reservation = find_ticket(code=code)
-                seats = reservation.seat_labels(at_end=reservation.ended_at is not None)
+                seats = reservation.seat_labels()
                 result |= {"reservation": reservation, "seats": seats}
         else:
             result = {"admitted": True, "reservation": reservation, "seats": reservation.seat_labels()}

@@ -91,6 +91,12 @@ class SeatType(models.TextChoices):
     COMPANION = "Companion"
 
 
+# The seat types anyone may be given: best available (without a type), the waiting line and a showtime's one
+# word deal in these. Wheelchair spaces and their companion seats go only to those who choose them on the map
+# or ask for their type. Premium first: best available's order on equal prices.
+OPEN_SEAT_TYPES = (SeatType.PREMIUM, SeatType.REGULAR)
+
+
 class Seat(models.Model):
     hall = models.ForeignKey(Hall, on_delete=models.CASCADE, related_name="seats")
     row_label = models.CharField(max_length=4)

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db.models import F, FloatField, Q, Value
 from django.db.models.functions import ASin, Cos, Power, Radians, Sin, Sqrt
 
-from cinemas.models import Cinema, Movie, Show, ShowPrice
+from cinemas.models import OPEN_SEAT_TYPES, Cinema, Movie, SeatType, Show, ShowPrice
 
 EARTH_RADIUS_KM = 6371.0088
 KM_PER_DEGREE_OF_LATITUDE = 111.045
@@ -149,22 +149,34 @@ _taken_seats_counter = None
 
 
 def register_taken_seats_counter(counter):
-    """`counter(show_ids, at) -> {show_id: {seat_type: taken}}`; called once by bookings at start."""
+    """`counter(show_ids, at) -> {show_id: {seat_type: (taken, booked)}}`; called once by bookings at start.
+
+    Taken seats are held or booked; booked ones are the part that will never come free.
+    """
     global _taken_seats_counter
     _taken_seats_counter = counter
 
 
 def seat_type_statuses(shows, at):
-    """`{show_id: [{"type", "price", "status"}, ...]}` for these shows, in two queries for all of them."""
+    """`{show_id: [{"type", "price", "status", "held"}, ...]}` for these shows, in two queries for all of them.
+
+    `status` is the API's SeatTypeStatus word for the seats that can be had now (held seats can't); `held`
+    counts the seats of the type held by buyers paying now, which may come free (the waiting line).
+    """
     prices = ShowPrice.objects.filter(show__in=[show.pk for show in shows]).values_list("show_id", "seat_type", "price")
     taken = _taken_seats_counter([show.pk for show in shows], at) if _taken_seats_counter and shows else {}
     by_show = {show.pk: [] for show in shows}
     capacity_of = {show.pk: show.hall.capacity for show in shows}
     for show_id, seat_type, price in sorted(prices):
         capacity = capacity_of[show_id].get(seat_type, 0)
-        available = capacity - taken.get(show_id, {}).get(seat_type, 0)
+        taken_now, booked = taken.get(show_id, {}).get(seat_type, (0, 0))
         by_show[show_id].append(
-            {"type": seat_type, "price": price, "status": status_for(available=available, capacity=capacity)}
+            {
+                "type": seat_type,
+                "price": price,
+                "status": status_for(available=capacity - taken_now, capacity=capacity),
+                "held": taken_now - booked,
+            }
         )
     return by_show
 
@@ -186,11 +198,27 @@ def shows_on_local_day(shows, *, day, time_zones):
 
 
 def overall_status(seat_statuses):
-    """One word for a whole show from its seat types' words: Full when every type is, Available when any is."""
-    words = {entry["status"] for entry in seat_statuses}
+    """One word for a whole show, for what anyone can get now: from the words of its open seat types (those
+    best available and the waiting line give), Full when every one is, Available when any is.
+
+    Wheelchair spaces and companion seats don't count (see showtime_notes): a show whose every Regular and
+    Premium seat is taken is Full to a moviegoer, whatever wheelchair spaces are free.
+    """
+    words = {entry["status"] for entry in seat_statuses if entry["type"] in OPEN_SEAT_TYPES}
     if not words or words == {"Full"}:
         return "Full"
     return "Available" if "Available" in words else "Almost Full"
+
+
+def showtime_notes(seat_statuses):
+    """What a Full show may still give: `{"wheelchair_spaces": free wheelchair spaces?, "seats_held": open seats
+    held by people paying, which may come free to whoever waits in line?}`."""
+    return {
+        "wheelchair_spaces": any(
+            entry["type"] == SeatType.WHEELCHAIR and entry["status"] != "Full" for entry in seat_statuses
+        ),
+        "seats_held": any(entry["type"] in OPEN_SEAT_TYPES and entry["held"] for entry in seat_statuses),
+    }
 
 
 def _on_day_in_city(shows, city, day):
@@ -208,7 +236,7 @@ def movies_showing(city, *, day=None, at):
 
 def movie_showtimes(movie, city, *, day=None, at):
     """`[{"cinema", "shows"}]`: the movie's upcoming shows in the city by cinema, each show with `seats` (its
-    seat types' price and status) and `availability` (one word for the show)."""
+    seat types' price and status), `availability` (one word for the show) and `notes` (showtime_notes)."""
     shows = (
         Show.objects.upcoming(at)
         .filter(movie=movie, hall__cinema__city=city)
@@ -221,5 +249,6 @@ def movie_showtimes(movie, city, *, day=None, at):
     for show in shows:
         show.seats = statuses[show.pk]
         show.availability = overall_status(show.seats)
+        show.notes = showtime_notes(show.seats)
         by_cinema.setdefault(show.hall.cinema, []).append(show)
     return [{"cinema": cinema, "shows": cinema_shows} for cinema, cinema_shows in by_cinema.items()]

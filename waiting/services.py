@@ -16,18 +16,14 @@ from django.db.models import Count, F, Max, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from bookings.availability import taken_by_type
+from bookings.availability import seats_to_be_had
 from bookings.services import BookingError, Buyer, hold_seats_for_waiter, seat_changes_pushed_together
-from cinemas.models import SeatType, Show
+from cinemas.models import OPEN_SEAT_TYPES, Show
 from ticketing.broadcast import send_to_groups
 from ticketing.db import lock_until_commit
 from waiting.models import Waiter
 
 logger = logging.getLogger(__name__)
-
-# Served waiters get best-available seats, which never include Wheelchair or Companion seats unless asked
-# for; so only these count when deciding whether a waiter can still be served.
-SERVABLE_SEAT_TYPES = (SeatType.PREMIUM, SeatType.REGULAR)
 
 ERROR_MESSAGES = {
     "not_found": "There is no such place in line for this session.",
@@ -111,12 +107,9 @@ def find_waiter(*, buyer, waiter_id):
 
 
 def _servable_seats(show, at):
-    """`(free now, not booked)` among the seat types a waiter can be given."""
-    taken = taken_by_type([show.pk], at).get(show.pk, {})
-    capacity = sum(show.hall.capacity.get(seat_type, 0) for seat_type in SERVABLE_SEAT_TYPES)
-    taken_now = sum(taken.get(seat_type, (0, 0))[0] for seat_type in SERVABLE_SEAT_TYPES)
-    booked = sum(taken.get(seat_type, (0, 0))[1] for seat_type in SERVABLE_SEAT_TYPES)
-    return capacity - taken_now, capacity - booked
+    """`(free now, not booked)` among the seat types a waiter can be given: served waiters get best-available
+    seats, which are of the open types only (never a wheelchair space or a companion seat)."""
+    return seats_to_be_had(show, at, seat_types=OPEN_SEAT_TYPES)
 
 
 # --- The line lock and what changes under it ------------------------------------------------------------------

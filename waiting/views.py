@@ -7,6 +7,7 @@ long poll below, which HoldLongPolls (waiting.longpoll) holds exactly as it hold
 from django.contrib import messages
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from bookings.views import session_buyer
@@ -45,6 +46,7 @@ def join(request, show_id):
     return redirect("waiting", waiter_id=waiter.pk)
 
 
+@never_cache  # a page of the buyer's own (the place in line, then the hold): Back asks again
 @require_GET
 def waiting_page(request, waiter_id):
     waiter = _own_waiter(request, waiter_id)
@@ -53,6 +55,7 @@ def waiting_page(request, waiter_id):
     return render(request, "waiting/waiting.html", context)
 
 
+@never_cache
 @require_GET
 def poll(request, waiter_id):
     """The page's long poll (?version=&wait=): the waiter body, held while the version is still the page's."""

@@ -11,11 +11,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from bookings.availability import live_claims, live_reservations, next_seat_version, taken_by_type
+from bookings.availability import live_claims, live_reservations, next_seat_version, seats_to_be_had
 from bookings.models import Reservation, SeatClaim
 from bookings.seat_picking import SeatSpot, pick_best_seats, single_gaps_left
 from bookings.services.errors import BookingError
-from cinemas.models import Seat
+from cinemas.models import OPEN_SEAT_TYPES, Seat
 from ticketing.db import lock_until_commit
 
 # A claim can lose to a lapsed hold and then to a live one; a few attempts settle every such race.
@@ -172,19 +172,32 @@ def _check_on_sale(show, at):
         raise BookingError("show_started")
 
 
-def _why_unavailable(show, *, count, seat_type, at):
-    """Which refusal fits when `count` seats can't be held now (API.md's three 409 statuses)."""
-    capacity = show.hall.capacity
-    types = [seat_type] if seat_type else list(capacity)
-    taken = taken_by_type([show.pk], at).get(show.pk, {})
-    total = sum(capacity.get(t, 0) for t in types)
-    taken_now = sum(taken.get(t, (0, 0))[0] for t in types)
-    booked = sum(taken.get(t, (0, 0))[1] for t in types)
-    if total - taken_now >= count:
+def _why_unavailable(show, *, count, at, seat_type=None, chosen=()):
+    """Which refusal fits when `count` seats can't be held now (API.md's three 409 statuses).
+
+    Counted over the seats the buyer could be given instead, the same for the API and the website: those of
+    the type asked for, else the open seat types (all that best available and the waiting line give) and the
+    types of the `chosen` seats, if any (who lost a wheelchair space may choose another). So free wheelchair
+    spaces never turn a best available that can't be served into "choose again", and Retry (the line) comes
+    when seats that best available gives are held.
+    """
+    types = {seat_type} if seat_type else {*OPEN_SEAT_TYPES, *_types_of(chosen)}
+    free_now, not_booked = seats_to_be_had(show, at, seat_types=types)
+    if free_now >= count:
         return BookingError("seats_unavailable")
-    if total - booked >= count:
+    if not_booked >= count:
         return BookingError("retry")
     return BookingError("show_full")
+
+
+def _owed_to_line(show, seat_types):
+    """Whether seats of these types would be taken from people waiting in the show's line.
+
+    The line is served open seat types only, so wheelchair spaces and companion seats stay free to choose.
+    """
+    if _waiting_line_check is None or not set(seat_types) & set(OPEN_SEAT_TYPES):
+        return False
+    return _waiting_line_check(show.pk)
 
 
 # --- Claiming and releasing seats -------------------------------------------------------------------------
@@ -344,8 +357,10 @@ def hold_seats(*, buyer, show, seat_ids=None, best_available=None, movie_id=None
     needn't read them back.
     Locks: this buyer's advisory lock for the show (for the seat cap), and the rows of any lapsed hold it
     takes seats from. Raises BookingError: the 400 kinds for bad requests; `waiting_line` while anyone waits
-    in the show's line (freed seats are theirs first); or `seats_unavailable`, `retry` or `show_full` when the
-    seats can't be had. Nothing is written then. On commit: pushes the seats as held.
+    in the show's line and the seats asked for are of the types the line is served (freed seats are theirs
+    first; wheelchair spaces and companion seats never are); or `seats_unavailable`, `retry` or `show_full`
+    when the seats can't be had (see _why_unavailable). Nothing is written then. On commit: pushes the seats
+    as held.
     """
     at = at or timezone.now()
     if movie_id is not None and show.movie_id != movie_id:
@@ -359,7 +374,7 @@ def hold_seats(*, buyer, show, seat_ids=None, best_available=None, movie_id=None
     else:
         seats = _seats_of_hall(show, seat_ids or [])
     with transaction.atomic(durable=True):
-        if _waiting_line_check is not None and _waiting_line_check(show.pk):
+        if _owed_to_line(show, _types_of(seats) if seats else _types_given(best_available)):
             raise BookingError("waiting_line")
         if no_single_gaps and not best_available:
             _refuse_single_gaps(show, chosen={seat.pk for seat in seats}, others_of=None, at=at)
@@ -417,10 +432,19 @@ def _hold(buyer, show, *, seats, best_available, at):
         try:
             _claim(reservation, seats, version=version, at=at)
         except _SeatsTaken:
-            raise _why_unavailable(show, count=len(seats), seat_type=None, at=at) from None
+            raise _why_unavailable(show, count=len(seats), at=at, chosen=seats) from None
     reservation.seats_held = _in_map_order(seats)
     _announce(show.pk, version, [(seat.pk, "held") for seat in seats])
     return reservation
+
+
+def _types_of(seats):
+    return {seat.seat_type for seat in seats}
+
+
+def _types_given(best_available):
+    """The seat types best available may give: the one asked for, else the open types."""
+    return {best_available.seat_type} if best_available.seat_type else set(OPEN_SEAT_TYPES)
 
 
 def _amount_of(seats):
@@ -471,7 +495,8 @@ def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, at=No
         _check_client_cap(buyer, show, len(seats), at, excluding=reservation)
         current = set(reservation.claims.filter(released_at__isnull=True).values_list("seat_id", flat=True))
         wanted = {seat.pk for seat in seats}
-        if len(wanted) > len(current) and _waiting_line_check is not None and _waiting_line_check(show.pk):
+        new_types = _types_of(seat for seat in seats if seat.pk not in current)
+        if len(wanted) > len(current) and _owed_to_line(show, new_types):
             raise BookingError("waiting_line")  # a swap is fine; growing would take seats owed to the line
         if no_single_gaps:
             _refuse_single_gaps(show, chosen=wanted, others_of=reservation, at=at)
@@ -479,7 +504,7 @@ def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, at=No
         try:
             _claim(reservation, [seat for seat in seats if seat.pk not in current], version=version, at=at)
         except _SeatsTaken:
-            raise _why_unavailable(show, count=len(seats), seat_type=None, at=at) from None
+            raise _why_unavailable(show, count=len(seats), at=at, chosen=seats) from None
         dropped = current - wanted
         reservation.claims.filter(released_at__isnull=True, seat_id__in=dropped).update(released_at=at, version=version)
         reservation.amount = _amount_of(seats)

@@ -221,7 +221,7 @@ def compose_mail(mail):
         template="bookings/cancelled_email.txt",
         context={
             **context,
-            "seats": reservation.seat_labels(at_end=True),
+            "seats": reservation.seat_labels(),
             "refund": refund,
             "refunded": refund is not None and refund.status == Payment.Status.SUCCEEDED,
         },

@@ -3,6 +3,10 @@
 // After the first submit, #pay-button is disabled and says "Paying…"; any further submit (a double click,
 // Enter pressed again) is dropped. The server dedupes too, by a one-time token in the form.
 //
+// The card number and the security code never outlive the page: they are emptied as the page is left (after
+// the browser has built the submitted form data), so neither the back/forward cache nor the browser's form
+// restoration can show them again. The server never renders them back either (bookings.views.CardForm).
+//
 // countdown.js imports this module, so the hold page needs only one of the two scripts; loading both is
 // harmless (the form is marked once guarded, and a module runs once per URL anyway).
 
@@ -30,6 +34,12 @@ if (form && form.dataset.submitGuard !== 'on') {
       button.dataset.paying = 'on';
       button.textContent = 'Paying…';
     }, 0);
+  });
+
+  window.addEventListener('pagehide', () => {
+    for (const input of form.querySelectorAll('input[autocomplete="cc-number"], input[autocomplete="cc-csc"]')) {
+      input.value = '';
+    }
   });
 
   // Back to this page through the back/forward cache (the payment request was left or failed): allow a new

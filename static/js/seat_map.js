@@ -131,6 +131,27 @@ function setUp(form) {
     return Array.from(stranded).sort(byPosition);
   }
 
+  // Wheelchair spaces and companion seats can be chosen by anyone (the server doesn't ask who sits there), so
+  // the page says whom they are kept for as soon as one is chosen.
+  function reservedNote(chosen) {
+    const ofKind = (kind) =>
+      chosen.filter((seat) => seat.dataset.status === 'available' && seat.classList.contains(`seat--${kind}`));
+    const wheelchair = ofKind('wheelchair').map(labelOf);
+    const companion = ofKind('companion').map(labelOf);
+    const notes = [];
+    if (wheelchair.length) {
+      const what = wheelchair.length === 1 ? 'is a wheelchair space' : 'are wheelchair spaces';
+      notes.push(`${listOf(wheelchair)} ${what}, kept for wheelchair users.`);
+    }
+    if (companion.length) {
+      const what = companion.length === 1 ? 'is a companion seat' : 'are companion seats';
+      notes.push(`${listOf(companion)} ${what}, kept for the person with a wheelchair user.`);
+    }
+    if (!notes.length) return '';
+    const them = wheelchair.length + companion.length === 1 ? 'it' : 'them';
+    return `${notes.join(' ')} Please choose ${them} only if you need ${them}.`;
+  }
+
   let lastSummaryKey = null;
   function updateSummary() {
     const chosen = seats().filter(isChosen).sort(byPosition);
@@ -150,19 +171,26 @@ function setUp(form) {
     const hint = stranded.length
       ? `Choosing seats that leave one empty seat alone is not allowed: pick ${listOf(stranded)} too, or move over.`
       : '';
+    const reserved = reservedNote(chosen);
 
     // Only touch the live region when something really changed, so pushes about other seats stay silent.
-    const key = JSON.stringify([text, hint, note]);
+    const key = JSON.stringify([text, hint, reserved, note]);
     if (key === lastSummaryKey) return;
     lastSummaryKey = key;
     // What the server rendered may already say it ("No seats chosen."): rewriting it could be read out again.
-    if (!hint && !note && summary.childElementCount === 0 && summary.textContent.trim() === text) return;
+    if (!hint && !reserved && !note && summary.childElementCount === 0 && summary.textContent.trim() === text) return;
 
     const parts = [document.createTextNode(text)];
     if (hint) {
       const span = document.createElement('span');
       span.className = 'selection-summary__hint';
       span.textContent = hint;
+      parts.push(' ', span);
+    }
+    if (reserved) {
+      const span = document.createElement('span');
+      span.className = 'selection-summary__reserved';
+      span.textContent = reserved;
       parts.push(' ', span);
     }
     if (note) {

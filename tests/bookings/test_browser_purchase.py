@@ -7,6 +7,8 @@ countdown and the one-submit pay form. Fixtures: tests/browser.py; shared steps:
 import re
 
 import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
 from bookings.models import Reservation
@@ -86,20 +88,77 @@ def test_a_declined_card_is_said_so_the_seats_stay_held_and_the_good_card_then_b
     reservation_id = choose_and_hold(page, "B1", "B2")
 
     fill_card(page, DECLINED_CARD)
+    expect(page.get_by_label("Security code (CVC)")).to_have_attribute("type", "password")  # masked as typed
     pay_button(page).click()
 
-    expect(page.get_by_role("alert")).to_contain_text("Your card was declined")
+    expect(page.get_by_role("alert")).to_contain_text("Card ending 0002 was declined")
     expect(page.locator("#held-seats")).to_have_text("B1, B2")
     expect(pay_button(page)).to_be_enabled()
+    # The card came back as its last four digits only: number and CVC are empty, the CVC still masked, and
+    # neither is anywhere in the page; what isn't secret is kept.
+    expect(page.get_by_label("Card number")).to_have_value("")
+    expect(page.get_by_label("Security code (CVC)")).to_have_value("")
+    expect(page.get_by_label("Security code (CVC)")).to_have_attribute("type", "password")
+    expect(page.get_by_label("Security code (CVC)")).to_have_attribute("autocomplete", "cc-csc")
+    expect(page.get_by_label("Email for your tickets")).to_have_value("ann.lee@example.com")
+    html = page.content()
+    assert DECLINED_CARD.replace(" ", "") not in html and 'value="123"' not in html
     reservation = Reservation.objects.get(pk=reservation_id)
     assert reservation.status == Reservation.Status.RESERVED
     assert not reservation.payments.filter(kind="charge", status="succeeded").exists()
 
-    page.get_by_label("Card number").fill(GOOD_CARD)
+    fill_card(page, GOOD_CARD)
     pay_button(page).click()
 
     reservation = expect_ticket(page, reservation_id)
     assert reservation.status == Reservation.Status.BOOKED
+
+
+def test_back_after_paying_lands_on_the_ticket_not_on_a_checkout_with_the_card_filled_in(site, new_page):
+    show = small_show()
+    page = new_page(base_url=site)
+    page.goto(f"/shows/{show.pk}/")
+    reservation_id = choose_and_hold(page, "B1", "B2")
+    fill_card(page, GOOD_CARD)
+    pay_button(page).click()
+    expect_ticket(page, reservation_id)
+
+    page.go_back()  # to the checkout's place in history: the browser must ask again, and the booking answers
+
+    expect(page).to_have_url(re.compile(rf"/tickets/{reservation_id}/$"))
+    expect(page.get_by_role("heading", name="Your tickets", level=1)).to_be_visible()
+    expect(page.locator("#pay-form")).to_have_count(0)
+    assert GOOD_CARD.replace(" ", "") not in page.content()
+
+
+def test_a_booking_the_cinema_cancels_says_so_with_its_seats_and_refund_on_the_ticket_page(site, new_page):
+    show = small_show()
+    page = new_page(base_url=site)
+    page.goto(f"/shows/{show.pk}/")
+    reservation_id = choose_and_hold(page, "B1", "B2")
+    fill_card(page, GOOD_CARD)
+    pay_button(page).click()
+    expect_ticket(page, reservation_id)
+
+    # Hashed as the server hashes (the tests' own settings use a fast hasher the server doesn't know).
+    password = PBKDF2PasswordHasher().encode("a long staff password", "cinemasalt")
+    User.objects.create(username="carol", password=password, is_staff=True, is_superuser=True)
+    staff = new_page(base_url=site)
+    staff.goto(f"/admin/bookings/reservation/{reservation_id}/cancel/")
+    staff.get_by_label("Username").fill("carol")
+    staff.get_by_label("Password").fill("a long staff password")
+    staff.get_by_role("button", name="Log in").click()
+    staff.get_by_role("button", name="Yes, cancel and refund").click()
+    expect(staff.locator(".messagelist")).to_contain_text("refund")
+    page.reload()
+
+    expect(page.get_by_role("heading", name="Booking cancelled", level=1)).to_be_visible()
+    expect(page.locator("#booking-cancelled")).to_contain_text("The cinema cancelled this booking")
+    expect(page.locator("#ticket-seats")).to_have_text("B1, B2")
+    expect(page.locator("#refund")).to_contain_text(
+        re.compile(r"We refunded \$25\.00 \(USD\) to the card ending 4242 on \w+day \d+ \w+ \d{4}, \d\d:\d\d\.")
+    )
+    expect(page.locator(".qr")).to_have_count(0)
 
 
 def test_a_double_click_on_pay_charges_the_card_once(site, new_page):

@@ -5,7 +5,7 @@ import time_machine
 from django.utils import timezone
 
 from bookings.models import Reservation, SeatClaim
-from tests.bookings.helpers import reserve, seat_ids, statuses
+from tests.bookings.helpers import pay, reserve, seat_ids, statuses
 from tests.factories import make_api_key, make_hall, make_show
 from tests.helpers import assert_api_error
 
@@ -60,8 +60,6 @@ def test_when_held_and_booked_seats_leave_too_few_the_show_is_full(api):
     show = make_show(hall=make_hall(plan="RRRR"))
     seats = seat_ids(show)
     first = reserve(api, show, seats[:3], session="alice").json()
-    from tests.bookings.helpers import pay
-
     assert pay(api, first["reservation_id"]).status_code == 200
     assert_refused(reserve(api, show, seats[2:4], session="bob"), 409, "show_full", "Reservation Failed - Show Full")
 
@@ -165,3 +163,50 @@ def test_a_reservation_is_only_visible_to_its_key_and_session(api, show):
     assert_refused(other_partner.get(url, {"session_id": "alice"}), 404, "not_found")
     assert_refused(api.delete(f"{url}?session_id=mallory"), 404, "not_found")
     assert api.get("/api/v1/reservations/not-a-uuid", {"session_id": "alice"}).status_code == 404
+
+
+# --- Refusals are counted over the seats the buyer could be given (the same for the API and the website) -----
+
+SHOW_FULL = "Reservation Failed - Show Full"
+
+
+def seats_of_type(show, *types):
+    return list(show.hall.seats.filter(seat_type__in=types).order_by("y", "x").values_list("id", flat=True))
+
+
+def taken_by_others(api, show, seats, *, pay_too=False):
+    """Hold (and with pay_too, book) `seats` in sessions of others, ten at most each."""
+    for number, start in enumerate(range(0, len(seats), 10)):
+        session = f"someone-{number}"
+        held = reserve(api, show, seats[start : start + 10], session=session)
+        assert held.status_code == 201, held.json()
+        if pay_too:
+            assert pay(api, held.json()["reservation_id"], session=session).status_code == 200
+
+
+def test_best_available_with_only_wheelchair_and_companion_seats_free_says_retry_not_choose_again(api, show):
+    taken_by_others(api, show, seats_of_type(show, "Premium", "Regular"))
+    response = reserve(api, show, best_available={"count": 2}, session="bob")
+    assert_refused(response, 409, "retry", RETRY)
+    assert {statuses(api, show)[seat] for seat in seats_of_type(show, "Wheelchair", "Companion")} == {"available"}
+
+
+def test_best_available_with_the_open_seats_booked_is_show_full_while_wheelchair_spaces_stay_for_who_asks(api, show):
+    taken_by_others(api, show, seats_of_type(show, "Premium", "Regular"), pay_too=True)
+    assert_refused(reserve(api, show, best_available={"count": 2}, session="bob"), 409, "show_full", SHOW_FULL)
+    asked = reserve(api, show, best_available={"count": 1, "type": "Wheelchair"}, session="bob")
+    assert asked.status_code == 201 and [seat["type"] for seat in asked.json()["seats"]] == ["Wheelchair"]
+
+
+def test_chosen_seats_taken_while_only_wheelchair_and_companion_seats_are_free_say_retry(api, show):
+    regular = seats_of_type(show, "Premium", "Regular")
+    taken_by_others(api, show, regular)
+    assert_refused(reserve(api, show, regular[4:6], session="bob"), 409, "retry", RETRY)
+
+
+def test_a_wheelchair_space_just_taken_while_another_is_free_says_choose_again(api):
+    show = make_show(hall=make_hall(plan="WCCW\nRRRR"))
+    wheelchair = seats_of_type(show, "Wheelchair")
+    taken_by_others(api, show, seats_of_type(show, "Premium", "Regular") + wheelchair[:1])
+    response = reserve(api, show, wheelchair[:1], session="bob")
+    assert_refused(response, 409, "seats_unavailable", "Reservation Failed - Seats Unavailable")

@@ -5,14 +5,19 @@ test_browser_*.py drive the same pages in Chromium).
 """
 
 import re
+from datetime import timedelta
 
 import pytest
+import time_machine
 from django.core import mail
 from django.test import Client
+from django.utils import timezone
 
 from bookings.models import Reservation
-from bookings.services import Buyer, hold_seats
-from tests.bookings.helpers import seat_ids
+from bookings.payments import parse_card
+from bookings.services import Buyer, cancel_booking, hold_seats, pay_for_reservation
+from cinemas.models import OPEN_SEAT_TYPES
+from tests.bookings.helpers import GOOD_CARD, seat_ids
 from waiting.models import Waiter
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +43,38 @@ def held(client, show, *labels):
     response = hold_on_page(client, show, *labels)
     assert response.status_code == 302, response.content.decode()[:2000]
     return Reservation.objects.get(pk=response["Location"].split("/")[2])
+
+
+def booked(client, show, *labels):
+    reservation = held(client, show, *labels)
+    response = client.post(f"/holds/{reservation.pk}/pay", {**CARD, "email": "ann@example.com"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    reservation.refresh_from_db()
+    return reservation
+
+
+def open_seat_ids(show):
+    """The show's seats that best available gives (Premium and Regular), in map order."""
+    return list(show.hall.seats.filter(seat_type__in=OPEN_SEAT_TYPES).order_by("y", "x").values_list("id", flat=True))
+
+
+def taken_by_others(show, seats, *, pay=False):
+    """Hold `seats` (any number) in holds of others, ten at most each; and pay for them with `pay`."""
+    for number, start in enumerate(range(0, len(seats), 10)):
+        buyer = Buyer(None, f"someone-{number}")
+        hold = hold_seats(buyer=buyer, show=show, seat_ids=seats[start : start + 10])
+        if pay:
+            pay_for_reservation(buyer=buyer, reservation_id=hold.pk, card=parse_card(GOOD_CARD))
+
+
+def selected_option(page, name):
+    select = re.search(rf'<select name="{name}">.*?</select>', page, re.S).group(0)
+    return int(re.search(r"<option selected>(\d+)</option>", select).group(1))
+
+
+def local(moment, show):
+    """A time as the pages write it in the show's cinema: "Monday 7 December 2026, 18:02"."""
+    return f"{moment.astimezone(show.hall.cinema.zone):%A %-d %B %Y, %H:%M}"
 
 
 class TestTheSeatMap:
@@ -114,6 +151,65 @@ class TestHolding:
         assert "seat--yours" in seat_tag(page, labelled(show, "A3")[0]) and "Change to these seats" in page
 
 
+class TestRefusalsSayWhatCanBeHad:
+    """Best available and the line give Premium and Regular seats only: a refusal is counted over those, and says
+    when wheelchair spaces and companion seats are free for whoever needs them."""
+
+    def test_best_available_with_only_wheelchair_and_companion_seats_free_offers_the_line(self, client, show):
+        taken_by_others(show, open_seat_ids(show))
+        response = client.post(f"/shows/{show.pk}/hold", {"best": "1", "count": "2"})
+        page = response.content.decode()
+        assert response.status_code == 409 and 'data-code="retry"' in page
+        assert "just taken" not in page
+        assert f'action="/shows/{show.pk}/waitlist"' in page and "Wait in line" in page
+        assert "Only wheelchair spaces and companion seats are free" in page
+        assert "choose them on the map" in page
+
+    def test_best_available_with_the_open_seats_sold_says_so_and_names_the_wheelchair_spaces(self, client, show):
+        taken_by_others(show, open_seat_ids(show), pay=True)
+        response = client.post(f"/shows/{show.pk}/hold", {"best": "1", "count": "2"})
+        page = response.content.decode()
+        assert response.status_code == 409 and 'data-code="show_full"' in page
+        assert "Every seat we can give you is sold" in page and "sold out" not in page
+        assert "Only wheelchair spaces and companion seats are free" in page
+        assert "Wait in line" not in page  # the line gives open seats only: none will come free
+
+    def test_a_show_with_nothing_left_at_all_is_simply_sold_out(self, client, show):
+        taken_by_others(show, seat_ids(show), pay=True)
+        page = client.post(f"/shows/{show.pk}/hold", {"best": "1", "count": "2"}).content.decode()
+        refusal = re.search(r'<div[^>]*id="refusal".*?</div>', page, re.S).group(0)
+        assert "This show is sold out" in refusal and "wheelchair" not in refusal
+
+    def test_seats_chosen_and_taken_while_only_wheelchair_seats_are_free_offer_the_line(self, client, show):
+        taken_by_others(show, open_seat_ids(show))
+        response = hold_on_page(client, show, "B1", "B2")
+        page = response.content.decode()
+        assert response.status_code == 409 and 'data-code="retry"' in page and "Wait in line" in page
+        assert selected_option(page, "seats_wanted") == 2
+        page = hold_on_page(client, show, "B1", "B2", "B3").content.decode()
+        assert selected_option(page, "seats_wanted") == 3
+
+    @pytest.mark.parametrize("count", [1, 3, 7])
+    def test_the_offer_to_wait_keeps_the_number_of_seats_asked_for(self, client, show, count):
+        taken_by_others(show, seat_ids(show))
+        page = client.post(f"/shows/{show.pk}/hold", {"best": "1", "count": str(count)}).content.decode()
+        assert 'data-code="retry"' in page
+        assert selected_option(page, "seats_wanted") == count
+        assert selected_option(page, "count") == count
+
+    def test_the_map_says_whom_wheelchair_and_companion_seats_are_kept_for(self, client, show):
+        page = client.get(f"/shows/{show.pk}/").content.decode()
+        assert 'id="reserved-seats-note"' in page and "Wheelchair spaces (♿) are kept for wheelchair users" in page
+        assert "“Best available” never gives them" in page
+
+    def test_checkout_reminds_whoever_holds_a_wheelchair_space_whom_it_is_for(self, client, show):
+        page = client.get(f"/holds/{held(client, show, 'D1', 'D2').pk}/").content.decode()
+        assert 'id="reserved-seat-note"' in page and "wheelchair space, kept for wheelchair users" in page
+        other = Client()
+        page = other.get(f"/holds/{held(other, show, 'B1', 'B2').pk}/").content.decode()
+        assert 'id="reserved-seat-note"' not in page
+
+
 class TestCheckout:
     def test_paying_books_the_seats_shows_the_ticket_and_mails_it(
         self, client, show, django_capture_on_commit_callbacks
@@ -137,7 +233,7 @@ class TestCheckout:
         reservation = held(client, show, "B1", "B2")
         declined = {**CARD, "card_number": "4000 0000 0000 0002", "email": "ann@example.com"}
         response = client.post(f"/holds/{reservation.pk}/pay", declined)
-        assert response.status_code == 402 and "Your card was declined" in response.content.decode()
+        assert response.status_code == 402 and "Card ending 0002 was declined" in response.content.decode()
         reservation.refresh_from_db()
         assert reservation.status == "Reserved" and not mail.outbox
 
@@ -171,6 +267,84 @@ class TestCheckout:
         assert "Your hold is cancelled" in response.content.decode()
         reservation.refresh_from_db()
         assert reservation.status == "Cancelled"
+
+
+class TestEndedReservations:
+    def test_a_booking_the_cinema_cancelled_shows_its_seats_and_its_refund_on_the_ticket_link(
+        self, client, show, django_capture_on_commit_callbacks
+    ):
+        reservation = booked(client, show, "B1", "B2")
+        at = timezone.now().replace(microsecond=0)
+        with time_machine.travel(at, tick=False), django_capture_on_commit_callbacks(execute=True):
+            cancel_booking(reservation_id=reservation.pk)  # the refund goes to the provider after commit
+        refund = reservation.payments.get(kind="refund")
+        assert refund.status == "succeeded"
+
+        response = client.get(f"/tickets/{reservation.pk}/")
+        page = response.content.decode()
+        assert response.status_code == 200 and "Booking cancelled" in page and "Checkout" not in page
+        assert "The cinema cancelled this booking" in page
+        assert local(at, show) in page
+        assert '<strong id="ticket-seats">B1, B2</strong>' in page
+        assert "We refunded <strong>$20.00 (USD)</strong> to the card ending 4242 on" in page
+        assert local(refund.updated_at, show) in page
+        assert "<svg" not in page  # no QR code to get in with
+        assert client.get(f"/holds/{reservation.pk}/")["Location"] == f"/tickets/{reservation.pk}/"
+
+    def test_a_refund_not_yet_through_says_it_is_on_its_way(self, client, show):
+        reservation = booked(client, show, "B1", "B2")
+        cancel_booking(reservation_id=reservation.pk)  # no commit: the refund stays pending
+        page = client.get(f"/tickets/{reservation.pk}/").content.decode()
+        assert "Your refund of <strong>$20.00 (USD)</strong> to the card ending 4242 is on its way" in page
+
+    def test_an_expired_hold_shows_the_seats_it_had_and_the_way_back_to_the_map(self, client, show, settings):
+        reservation = held(client, show, "B1", "B2")
+        later = timezone.now() + timedelta(seconds=settings.TICKETING_HOLD_SECONDS + 60)
+        with time_machine.travel(later, tick=False):
+            before_the_sweep = client.get(f"/holds/{reservation.pk}/").content.decode()
+            cancelled_late = client.post(f"/holds/{reservation.pk}/cancel")  # marks it Expired, as the sweep does
+            after_the_sweep = client.get(f"/holds/{reservation.pk}/").content.decode()
+        assert cancelled_late.status_code == 302
+        for page in (before_the_sweep, after_the_sweep):
+            assert "This hold has expired" in page and 'Seats you held: <strong id="held-seats">B1, B2</strong>' in page
+            assert f'href="/shows/{show.pk}/">Choose seats again' in page and 'id="pay-form"' not in page
+
+    def test_a_cancelled_hold_shows_the_seats_it_had_and_the_way_back_to_the_map(self, client, show):
+        reservation = held(client, show, "B1", "B2")
+        client.post(f"/holds/{reservation.pk}/cancel")
+        page = client.get(f"/holds/{reservation.pk}/").content.decode()
+        assert "This hold was cancelled" in page and '<strong id="held-seats">B1, B2</strong>' in page
+        assert f'href="/shows/{show.pk}/">Back to the seat map' in page
+        assert client.get(f"/tickets/{reservation.pk}/")["Location"] == f"/holds/{reservation.pk}/"
+
+
+class TestNothingIsStoredByTheBrowser:
+    """Pages of a buyer's own hold, booking or place in line are Cache-Control: no-store, so Back asks the server
+    again (and a paid checkout becomes the ticket) and no shared or disk cache keeps them."""
+
+    def test_the_seat_map_checkout_its_answers_and_the_ticket_are_never_stored(self, client, show):
+        taken_by_others(show, open_seat_ids(show)[6:])
+        reservation = held(client, show, "B1", "B2")
+        declined = {**CARD, "card_number": "4000 0000 0000 0002", "email": "ann@example.com"}
+        answers = {
+            "seat map": client.get(f"/shows/{show.pk}/"),
+            "seat grid": client.get(f"/shows/{show.pk}/map"),
+            "a refused hold": Client().post(f"/shows/{show.pk}/hold", {"best": "1", "count": "9"}),
+            "checkout": client.get(f"/holds/{reservation.pk}/"),
+            "a declined card": client.post(f"/holds/{reservation.pk}/pay", declined),
+            "a refused card form": client.post(f"/holds/{reservation.pk}/pay", {**CARD, "exp_month": "13"}),
+            "paying": client.post(f"/holds/{reservation.pk}/pay", {**CARD, "email": "ann@example.com"}),
+            "the ticket": client.get(f"/tickets/{reservation.pk}/"),
+        }
+        cancel_booking(reservation_id=reservation.pk)
+        answers["the cancelled ticket"] = client.get(f"/tickets/{reservation.pk}/")
+        answers["checkout once paid"] = client.get(f"/holds/{reservation.pk}/")
+        assert [answer.status_code for answer in answers.values()] == [200, 200, 409, 200, 402, 400, 302, 200, 200, 302]
+        assert {
+            name: answer.get("Cache-Control", "")
+            for name, answer in answers.items()
+            if "no-store" not in answer.get("Cache-Control", "")
+        } == {}
 
 
 class TestPrivacyAndForgery:

@@ -1,9 +1,13 @@
 """The moviegoer's catalog pages: city, the movies showing there, a movie's showtimes by day, search."""
 
+import re
+
 import pytest
 
-from bookings.services import Buyer, hold_seats
-from tests.bookings.helpers import seat_ids
+from bookings.payments import parse_card
+from bookings.services import Buyer, hold_seats, pay_for_reservation
+from cinemas.models import OPEN_SEAT_TYPES
+from tests.bookings.helpers import GOOD_CARD, seat_ids
 
 pytestmark = pytest.mark.django_db
 
@@ -45,16 +49,68 @@ def test_a_day_outside_the_week_or_garbled_falls_back_to_today(client, scene):
         assert page.status_code == 200 and "Midtown" in page.content.decode()
 
 
-def test_each_showtime_says_available_almost_full_or_full_and_a_full_one_is_not_a_link(client, scene):
+def the_harbor_in_new_york(scene):
     new_york, movie = scene.cities["New York"], scene.movies["The Quiet Harbor"]
     show = next(show for show in scene.shows if show.movie == movie and show.hall.cinema.city == new_york)
-    page = client.get(f"/cities/{new_york.pk}/movies/{movie.pk}/").content.decode()
-    assert "Available" in page and f'href="/shows/{show.pk}/"' in page
+    return show, f"/cities/{new_york.pk}/movies/{movie.pk}/"
 
-    hold_seats(buyer=Buyer(None, "everything"), show=show, seat_ids=seat_ids(show)[:10])
-    hold_seats(buyer=Buyer(None, "the rest"), show=show, seat_ids=seat_ids(show)[10:])
-    page = client.get(f"/cities/{new_york.pk}/movies/{movie.pk}/").content.decode()
-    assert "availability--full" in page and f'href="/shows/{show.pk}/"' not in page
+
+def showtime(page, show):
+    """The showtime's chip on a movie page: its <li>, found by its start time."""
+    return re.search(
+        rf'<li>\s*(?:(?!</li>).)*datetime="{re.escape(show.starts_at.isoformat())}".*?</li>', page, re.S
+    ).group(0)
+
+
+def taken_by_others(show, seats, *, pay=False):
+    for number, start in enumerate(range(0, len(seats), 10)):
+        buyer = Buyer(None, f"someone-{number}")
+        hold = hold_seats(buyer=buyer, show=show, seat_ids=seats[start : start + 10])
+        if pay:
+            pay_for_reservation(buyer=buyer, reservation_id=hold.pk, card=parse_card(GOOD_CARD))
+
+
+def open_seats(show):
+    return list(show.hall.seats.filter(seat_type__in=OPEN_SEAT_TYPES).values_list("id", flat=True))
+
+
+def test_each_showtime_says_how_full_it_is_and_links_to_its_seats(client, scene):
+    show, url = the_harbor_in_new_york(scene)
+    chip = showtime(client.get(url).content.decode(), show)
+    assert "Available" in chip and f'href="/shows/{show.pk}/"' in chip
+
+
+def test_a_show_whose_every_regular_and_premium_seat_is_held_is_full_and_offers_the_line(client, scene, api):
+    show, url = the_harbor_in_new_york(scene)
+    taken_by_others(show, open_seats(show))  # the wheelchair space and its companion seat stay free
+    chip = showtime(client.get(url).content.decode(), show)
+    assert '<span class="availability">Full</span>' in chip and "Available" not in chip
+    assert f'href="/shows/{show.pk}/"' in chip  # the seat map offers the line, and the wheelchair space
+    assert "wait in line" in chip and "wheelchair spaces free" in chip
+    # The API's words per seat type are what they were: the open types are Full, the wheelchair space is not.
+    seats = {entry["type"]: entry for entry in api.get(f"/api/v1/shows/{show.pk}").json()["seats"]}
+    assert {kind: entry["status"] for kind, entry in seats.items()} == {
+        "Companion": "Available",
+        "Premium": "Full",
+        "Regular": "Full",
+        "Wheelchair": "Available",
+    }
+    assert {key for entry in seats.values() for key in entry} == {"type", "price", "status"}
+
+
+def test_a_show_with_only_wheelchair_spaces_left_is_full_and_links_to_them(client, scene):
+    show, url = the_harbor_in_new_york(scene)
+    taken_by_others(show, open_seats(show), pay=True)
+    chip = showtime(client.get(url).content.decode(), show)
+    assert '<span class="availability">Full</span>' in chip and f'href="/shows/{show.pk}/"' in chip
+    assert "wheelchair spaces free" in chip and "wait in line" not in chip
+
+
+def test_a_sold_out_show_is_full_and_not_a_link(client, scene):
+    show, url = the_harbor_in_new_york(scene)
+    taken_by_others(show, seat_ids(show), pay=True)
+    chip = showtime(client.get(url).content.decode(), show)
+    assert "availability--full" in chip and "href=" not in chip and "wait in line" not in chip
 
 
 def test_an_unknown_city_or_movie_is_a_404(client, scene):

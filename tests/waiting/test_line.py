@@ -5,8 +5,18 @@ from datetime import timedelta
 import pytest
 
 from bookings.payments import parse_card
-from bookings.services import Buyer, cancel_hold, change_seats, hold_seats, pay_for_reservation, release_lapsed_holds
+from bookings.services import (
+    BestAvailable,
+    BookingError,
+    Buyer,
+    cancel_hold,
+    change_seats,
+    hold_seats,
+    pay_for_reservation,
+    release_lapsed_holds,
+)
 from tests.bookings.helpers import GOOD_CARD
+from tests.factories import make_hall, make_show
 from tests.helpers import assert_api_error
 from tests.waiting.conftest import held_out_show, join
 from waiting import services as waiting_services
@@ -26,6 +36,10 @@ pytestmark = pytest.mark.django_db
 def free(hold, capture):
     with capture(execute=True):
         cancel_hold(buyer=Buyer(hold.api_key_id, hold.session_id), reservation_id=hold.pk)
+
+
+def seats_of(show, seat_type):
+    return list(show.hall.seats.filter(seat_type=seat_type).order_by("y", "x").values_list("id", flat=True))
 
 
 def fresh(waiter):
@@ -88,6 +102,47 @@ class TestJoining:
         assert fresh(waiter).status == "Seats Available"  # the freed seat went to the line
         free(holds[1], django_capture_on_commit_callbacks)
         assert hold_seats(buyer=Buyer(None, "fresh"), show=show, seat_ids=[holds[1].claims.get().seat_id])
+
+
+class TestWheelchairSpacesAreNotTheLines:
+    """The line is served Regular and Premium seats only, so wheelchair spaces and companion seats stay free to
+    hold while people wait; every other seat goes to the line first."""
+
+    @pytest.fixture
+    def waited_for(self, db):
+        """Three of four Regular seats held, and someone waiting for two."""
+        show = make_show(hall=make_hall(plan="RRRR\nWCW"))
+        for number, seat in enumerate(seats_of(show, "Regular")[:3]):
+            hold_seats(buyer=Buyer(None, f"holder-{number}"), show=show, seat_ids=[seat])
+        join(show, "alice", 2)
+        return show
+
+    def test_a_wheelchair_user_holds_a_wheelchair_space_and_companion_seat_while_people_wait(self, waited_for):
+        chosen = seats_of(waited_for, "Wheelchair")[:1] + seats_of(waited_for, "Companion")
+        hold = hold_seats(buyer=Buyer(None, "wheelchair user"), show=waited_for, seat_ids=chosen)
+        assert hold.seat_labels() == ["B1", "B2"]
+        asked = hold_seats(
+            buyer=Buyer(None, "another"), show=waited_for, best_available=BestAvailable(1, seat_type="Wheelchair")
+        )
+        assert asked.seat_labels() == ["B3"]
+
+    def test_a_hold_grows_into_a_companion_seat_but_not_into_a_seat_the_line_is_owed(self, waited_for):
+        buyer = Buyer(None, "wheelchair user")
+        wheelchair, companion = seats_of(waited_for, "Wheelchair")[0], seats_of(waited_for, "Companion")[0]
+        hold = hold_seats(buyer=buyer, show=waited_for, seat_ids=[wheelchair])
+        with pytest.raises(BookingError) as refused:
+            change_seats(buyer=buyer, reservation_id=hold.pk, seat_ids=[wheelchair, seats_of(waited_for, "Regular")[3]])
+        assert refused.value.code == "waiting_line"
+        assert change_seats(buyer=buyer, reservation_id=hold.pk, seat_ids=[wheelchair, companion]).seat_labels() == [
+            "B1",
+            "B2",
+        ]
+
+    def test_anyone_asking_for_the_seats_the_line_is_served_is_still_sent_to_it(self, waited_for):
+        for asked in [{"best_available": BestAvailable(1)}, {"seat_ids": seats_of(waited_for, "Regular")[3:]}]:
+            with pytest.raises(BookingError) as refused:
+                hold_seats(buyer=Buyer(None, "fresh"), show=waited_for, **asked)
+            assert refused.value.code == "waiting_line"
 
 
 class TestServing:

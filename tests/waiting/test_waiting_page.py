@@ -75,3 +75,12 @@ def test_another_browser_cannot_see_poll_or_leave_a_place_in_line(client):
     assert stranger.post(f"/waiting/{waiter.pk}/leave").status_code == 404
     waiter.refresh_from_db()
     assert waiter.status == "Waiting"
+
+
+def test_the_waiting_page_and_its_poll_are_never_stored_by_the_browser(client):
+    show, _ = held_out_show(seats=2)
+    waiting_page = client.get(join_on_page(client, show)["Location"])
+    waiter = Waiter.objects.get()
+    poll = client.get(f"/waiting/{waiter.pk}/poll")
+    assert waiting_page.status_code == poll.status_code == 200
+    assert "no-store" in waiting_page["Cache-Control"] and "no-store" in poll["Cache-Control"]
