@@ -7,7 +7,7 @@ import time_machine
 
 from bookings.models import Reservation, SeatClaim
 from bookings.services import Buyer, hold_seats, release_lapsed_holds
-from tests.bookings.helpers import pay, reserve, seat_ids, seat_map, statuses
+from tests.bookings.helpers import finished_in_thread, pay, reserve, row_locked_elsewhere, seat_ids, seat_map, statuses
 from tests.factories import make_hall, make_show
 from tests.helpers import run_at_once
 
@@ -138,3 +138,28 @@ def test_two_workers_sweeping_at_once_expire_each_hold_exactly_once(start):
     assert Reservation.objects.filter(status="Expired").count() == holds
     assert SeatClaim.objects.filter(released_at=moment).count() == holds
     assert release_lapsed_holds(at=moment) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lapsed_hold_locked_by_another_transaction_is_skipped_and_the_sweep_expires_the_others(start):
+    show = make_show(hall=make_hall(plan="R" * 7))
+    holds = [
+        hold_seats(buyer=Buyer(None, f"buyer-{number}"), show=show, seat_ids=[seat], at=start)
+        for number, seat in enumerate(seat_ids(show))
+    ]
+    locked, others = holds[3], holds[:3] + holds[4:]
+    moment = start + timedelta(minutes=6)
+    # E.g. a late payment of that hold, mid-transaction: the sweep must not wait for it (FOR UPDATE SKIP
+    # LOCKED), in any batch. Waiting, it would give up at PostgreSQL's lock_timeout (or never return).
+    with row_locked_elsewhere(locked):
+        outcome = finished_in_thread(lambda: release_lapsed_holds(at=moment, batch_size=2))
+        assert outcome == ("returned", 6)
+        assert set(Reservation.objects.filter(status="Expired").values_list("pk", flat=True)) == {
+            hold.pk for hold in others
+        }
+        locked.refresh_from_db()
+        assert locked.status == "Reserved" and locked.claims.filter(released_at__isnull=True).count() == 1
+    # Left for a later sweep, once nobody holds it.
+    assert release_lapsed_holds(at=moment) == 1
+    locked.refresh_from_db()
+    assert locked.status == "Expired" and not SeatClaim.objects.filter(released_at__isnull=True).exists()

@@ -4,8 +4,17 @@ from datetime import timedelta
 
 import pytest
 
+from bookings.models import Reservation
 from bookings.payments import parse_card
-from bookings.services import Buyer, cancel_hold, change_seats, hold_seats, pay_for_reservation, release_lapsed_holds
+from bookings.services import (
+    BookingError,
+    Buyer,
+    cancel_hold,
+    change_seats,
+    hold_seats,
+    pay_for_reservation,
+    release_lapsed_holds,
+)
 from tests.bookings.helpers import GOOD_CARD
 from tests.helpers import assert_api_error
 from tests.waiting.conftest import held_out_show, join
@@ -80,14 +89,28 @@ class TestJoining:
             join_waiting_line(buyer=Buyer(None, "alice"), show=full_show[0], seats_wanted=count)
 
     def test_fresh_buyers_get_retry_while_anyone_waits_and_may_buy_again_once_nobody_does(
-        self, full_show, django_capture_on_commit_callbacks
+        self, api, full_show, django_capture_on_commit_callbacks
     ):
         show, holds = full_show
-        waiter = join(show, "alice", 1)
+        waiter = join(show, "alice", 2)
         free(holds[0], django_capture_on_commit_callbacks)
-        assert fresh(waiter).status == "Seats Available"  # the freed seat went to the line
+        seat = holds[0].claims.get().seat_id
+        assert fresh(waiter).status == "Waiting"  # one seat is free, and it is owed to the line
+        with pytest.raises(BookingError) as refused:
+            hold_seats(buyer=Buyer(None, "fresh"), show=show, seat_ids=[seat])
+        assert refused.value.code == "waiting_line"
+        response = api.post(
+            "/api/v1/reservations",
+            {"session_id": "fresh", "movie_id": show.movie_id, "show_id": show.pk, "seats_to_reserve": [seat]},
+            format="json",
+        )
+        body = assert_api_error(response, 409, "waiting_line")
+        assert body["status"] == "Reservation Failed - Retry, as other users are holding reserved seats"
+        assert not Reservation.objects.filter(session_id="fresh").exists()  # the refusals changed nothing
         free(holds[1], django_capture_on_commit_callbacks)
-        assert hold_seats(buyer=Buyer(None, "fresh"), show=show, seat_ids=[holds[1].claims.get().seat_id])
+        assert fresh(waiter).status == "Seats Available"  # the freed seats went to the line
+        free(holds[2], django_capture_on_commit_callbacks)
+        assert hold_seats(buyer=Buyer(None, "fresh"), show=show, seat_ids=[holds[2].claims.get().seat_id])
 
 
 class TestServing:
