@@ -7,7 +7,16 @@ import time_machine
 
 from bookings.models import Reservation, SeatClaim
 from bookings.services import Buyer, hold_seats, release_lapsed_holds
-from tests.bookings.helpers import finished_in_thread, pay, reserve, row_locked_elsewhere, seat_ids, seat_map, statuses
+from tests.bookings.helpers import (
+    DECLINED_CARD,
+    finished_in_thread,
+    pay,
+    reserve,
+    row_locked_elsewhere,
+    seat_ids,
+    seat_map,
+    statuses,
+)
 from tests.factories import make_hall, make_show
 from tests.helpers import run_at_once
 
@@ -47,6 +56,16 @@ class TestPayingAgainstTheClock:
         assert response.status_code == 410 and response.json()["error"]["code"] == "hold_expired"
         assert len(get_provider().charges()) == charges_before
         assert Reservation.objects.get(pk=reservation_id).payments.count() == 0
+
+    def test_a_card_declined_at_4_59_gives_the_hold_back_its_own_clock(self, api, show, start):
+        seats = seat_ids(show)[:2]
+        reservation_id = hold_at(api, show, start, seats)
+        with time_machine.travel(start + timedelta(minutes=4, seconds=59), tick=False):
+            assert pay(api, reservation_id, card=DECLINED_CARD).status_code == 402
+        # The seats were kept 30 s longer while the provider answered; a decline ends that at once.
+        with time_machine.travel(start + timedelta(minutes=5, seconds=6), tick=False):
+            assert {statuses(api, show)[seat] for seat in seats} == {"available"}
+            assert pay(api, reservation_id, key="key-2").status_code == 410
 
 
 @pytest.mark.django_db

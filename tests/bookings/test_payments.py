@@ -199,6 +199,22 @@ class TestACrashBetweenTheChargeAndOurCommit:
         assert len(charges_of(reservation)) == 1
 
 
+@pytest.mark.django_db
+def test_the_reconciler_leaves_a_charge_younger_than_the_settle_time_to_the_call_that_is_making_it(api, show):
+    reservation = hold(api, show)
+    start = timezone.now()
+    # Step 1 of paying is done and the provider is at work (30 s is far past its 10 s timeout).
+    payment, _ = _start_charge(Buyer(reservation.api_key_id, "alice"), reservation.pk, parse_card(GOOD_CARD), start)
+    assert reconcile_payments(at=start + timedelta(seconds=29)) == 0
+    payment.refresh_from_db()
+    assert payment.status == "pending"
+    assert pay(api, reservation.pk, key="retry-key").json()["error"]["code"] == "payment_in_progress"
+    # Past the settle time its process must have died: the provider never charged it, so it failed.
+    assert reconcile_payments(at=start + timedelta(seconds=30)) == 1
+    payment.refresh_from_db()
+    assert (payment.status, payment.error_code) == ("failed", "not_charged")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_fifty_concurrent_replays_of_one_key_charge_once(show):
     api_key = make_api_key()
