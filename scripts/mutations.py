@@ -168,6 +168,22 @@ MUTATIONS = [
         _tests("bookings/test_change_and_cancel", "waiting/test_line"),
     ),
     Mutation(
+        "a hold may be changed after the show started",
+        HOLDS,
+        "_check_on_sale(show, at)",
+        "pass",
+        _tests("bookings/test_change_and_cancel"),
+        at="show = reservation.show _check_on_sale(show, at)",
+    ),
+    Mutation(
+        "a lapsed hold may be changed",
+        HOLDS,
+        "_check_still_held(reservation, at)",
+        "pass",
+        _tests("bookings/test_change_and_cancel", "bookings/test_hold_clock"),
+        at="_check_still_held(reservation, at) show = reservation.show",
+    ),
+    Mutation(
         "a claimer never expires the lapsed hold in its way",
         HOLDS,
         "not lapsed",
@@ -279,6 +295,13 @@ MUTATIONS = [
         "True",
         _tests("bookings/test_payments"),
         at="if reservation.status == Reservation.Status.RESERVED: payment.save(",
+    ),
+    Mutation(
+        "a charge fulfilled twice is recorded twice",
+        PAYMENTS,
+        "payment.status == Payment.Status.SUCCEEDED",
+        "False",
+        _tests("bookings/test_payments"),
     ),
     Mutation(
         "a second payment may start while one is at the provider",
@@ -514,6 +537,14 @@ MUTATIONS = [
         "place__lt=waiter.place",
         "place__lte=waiter.place",
         _tests("waiting/test_line"),
+    ),
+    Mutation(
+        "leaving a place already ended ends it again",
+        WAITING,
+        "waiter.status == Waiter.Status.WAITING",
+        "True",
+        _tests("waiting/test_line"),
+        at="if waiter.status == Waiter.Status.WAITING: _end([waiter], Waiter.Status.CANCELLED",
     ),
     Mutation(
         "joining joins a caller's transaction (not durable)",

@@ -248,6 +248,18 @@ class TestEndings:
         assert fresh(third).version > versions[third.pk]  # its position changed
         assert leave_waiting_line(buyer=Buyer(None, "bob"), waiter_id=second.pk).status == "Cancelled"
 
+    def test_leaving_a_place_already_served_changes_nothing_and_its_hold_stands(
+        self, full_show, django_capture_on_commit_callbacks
+    ):
+        show, holds = full_show
+        waiter = join(show, "alice", 1)
+        free(holds[0], django_capture_on_commit_callbacks)
+        served = fresh(waiter)
+        assert served.status == "Seats Available"
+        left = leave_waiting_line(buyer=Buyer(None, "alice"), waiter_id=waiter.pk)
+        assert left.status == "Seats Available" and left.reservation.status == "Reserved"
+        assert left.version == served.version  # nothing changed, so no poll is answered
+
     def test_nobody_can_leave_someone_elses_place(self, full_show):
         show, _ = full_show
         waiter = join(show, "alice")
