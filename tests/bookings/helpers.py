@@ -1,4 +1,10 @@
-"""Calls of the reservations API as a partner makes them."""
+"""Calls of the reservations API as a partner makes them, and another transaction's locks for races."""
+
+import contextlib
+import threading
+
+import psycopg
+from django.db import connection, connections
 
 GOOD_CARD = {"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"}
 DECLINED_CARD = {**GOOD_CARD, "card_number": "4000000000000002"}
@@ -33,3 +39,44 @@ def seat_map(api, show):
 
 def statuses(api, show):
     return {seat["id"]: seat["status"] for seat in seat_map(api, show)["seats"]}
+
+
+@contextlib.contextmanager
+def row_locked_elsewhere(reservation):
+    """The reservation's row locked FOR UPDATE by another connection's open transaction (as a payment of it
+    mid-way locks it) for the block; rolled back after. Needs a transactional test: the row must be committed.
+    """
+    database = connection.settings_dict
+    other = psycopg.connect(
+        host=database["HOST"], port=database["PORT"], user=database["USER"], dbname=database["NAME"]
+    )
+    try:
+        locked = other.execute("SELECT id FROM bookings_reservation WHERE id = %s FOR UPDATE", [reservation.pk])
+        assert locked.fetchone() is not None
+        yield
+        other.rollback()
+    finally:
+        other.close()
+
+
+def finished_in_thread(action, *, wait=30):
+    """Run `action` in a thread of its own (its own database connection); `("returned", value)` or
+    `("raised", exception)`, or `("still running", None)` if it has not ended after `wait` seconds (a bound
+    for tests that must not hang when a lock is waited for, not a measure of speed).
+
+    A thread still running is left to end on its own once whatever it waits for lets go.
+    """
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(("returned", action()))
+        except Exception as exc:  # the caller asserts on it
+            outcome.append(("raised", exc))
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=wait)
+    return outcome[0] if outcome else ("still running", None)

@@ -4,8 +4,17 @@ import pytest
 import time_machine
 
 from bookings.models import Reservation
-from bookings.services import Buyer, cancel_booking, cancel_hold, hold_seats, release_lapsed_holds
+from bookings.services import (
+    BookingError,
+    Buyer,
+    cancel_booking,
+    cancel_hold,
+    change_seats,
+    hold_seats,
+    release_lapsed_holds,
+)
 from tests.bookings.helpers import pay, reserve, seat_ids, statuses
+from tests.factories import make_hall, make_show
 
 pytestmark = pytest.mark.django_db
 
@@ -43,8 +52,6 @@ def test_when_a_new_seat_is_taken_the_old_seats_stay_held(api, show):
 
 
 def test_changing_seats_respects_the_session_cap_and_hall(api):
-    from tests.factories import make_hall, make_show
-
     show = make_show(hall=make_hall(plan="R" * 12))
     seats = seat_ids(show)
     mine = reserve(api, show, seats[:5]).json()["reservation_id"]
@@ -53,6 +60,25 @@ def test_changing_seats_respects_the_session_cap_and_hall(api):
     assert change(api, mine, seats[:11]).json()["error"]["code"] == "too_many_seats"
     assert change(api, mine, [seats[0], seats[0]]).json()["error"]["code"] == "duplicate_seats"
     assert change(api, mine, [seats[0], 999_999]).json()["error"]["code"] == "seat_not_in_hall"
+
+
+def test_a_hold_may_be_changed_up_to_the_session_cap_its_own_seats_counted_once(api):
+    show = make_show(hall=make_hall(plan="R" * 14))
+    seats = seat_ids(show)
+    mine = reserve(api, show, seats[:3]).json()["reservation_id"]
+    assert reserve(api, show, seats[3:10]).status_code == 201  # the session holds 10, the cap
+    assert change(api, mine, seats[10:13]).status_code == 200  # 3 others for its 3: still 10
+    assert change(api, mine, seats[10:14]).json()["error"]["code"] == "session_seat_cap"  # 11
+
+
+def test_a_hold_cannot_be_changed_from_the_moment_the_show_starts(show):
+    alice = Buyer(None, "alice")
+    seats = seat_ids(show)
+    held = hold_seats(buyer=alice, show=show, seat_ids=seats[:1], at=show.starts_at - timedelta(minutes=1))
+    with pytest.raises(BookingError) as refused:
+        change_seats(buyer=alice, reservation_id=held.pk, seat_ids=seats[1:2], at=show.starts_at)
+    assert refused.value.code == "show_started"
+    assert [claim.seat_id for claim in held.claims.filter(released_at__isnull=True)] == seats[:1]
 
 
 def test_another_session_cannot_change_the_hold(api, show):

@@ -63,6 +63,18 @@ class TestAPartnersKey:
 
         assert reserve(api, big_show, seats[8:16], session="two").status_code == 201
 
+    def test_a_hold_past_its_time_leaves_the_cap_before_the_sweep_runs(self, big_show):
+        api = partner(cap=8)
+        seats = seat_ids(big_show)
+        start = timezone.now()
+        with time_machine.travel(start, tick=False):
+            assert reserve(api, big_show, seats[0:8], session="one").status_code == 201
+        with time_machine.travel(start + timedelta(seconds=304), tick=False):
+            assert reserve(api, big_show, seats[8:9], session="two").status_code == 429
+        with time_machine.travel(start + timedelta(seconds=305), tick=False):  # its 300 s + 5 s grace are up
+            assert reserve(api, big_show, seats[8:16], session="two").status_code == 201
+        assert Reservation.objects.filter(session_id="one", status="Reserved").exists()  # not swept
+
     def test_a_hold_that_grows_is_capped_too_and_a_swap_is_not(self, big_show):
         api = partner(cap=10)
         seats = seat_ids(big_show)

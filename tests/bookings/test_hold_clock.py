@@ -7,7 +7,16 @@ import time_machine
 
 from bookings.models import Reservation, SeatClaim
 from bookings.services import Buyer, hold_seats, release_lapsed_holds
-from tests.bookings.helpers import pay, reserve, seat_ids, seat_map, statuses
+from tests.bookings.helpers import (
+    DECLINED_CARD,
+    finished_in_thread,
+    pay,
+    reserve,
+    row_locked_elsewhere,
+    seat_ids,
+    seat_map,
+    statuses,
+)
 from tests.factories import make_hall, make_show
 from tests.helpers import run_at_once
 
@@ -47,6 +56,16 @@ class TestPayingAgainstTheClock:
         assert response.status_code == 410 and response.json()["error"]["code"] == "hold_expired"
         assert len(get_provider().charges()) == charges_before
         assert Reservation.objects.get(pk=reservation_id).payments.count() == 0
+
+    def test_a_card_declined_at_4_59_gives_the_hold_back_its_own_clock(self, api, show, start):
+        seats = seat_ids(show)[:2]
+        reservation_id = hold_at(api, show, start, seats)
+        with time_machine.travel(start + timedelta(minutes=4, seconds=59), tick=False):
+            assert pay(api, reservation_id, card=DECLINED_CARD).status_code == 402
+        # The seats were kept 30 s longer while the provider answered; a decline ends that at once.
+        with time_machine.travel(start + timedelta(minutes=5, seconds=6), tick=False):
+            assert {statuses(api, show)[seat] for seat in seats} == {"available"}
+            assert pay(api, reservation_id, key="key-2").status_code == 410
 
 
 @pytest.mark.django_db
@@ -138,3 +157,28 @@ def test_two_workers_sweeping_at_once_expire_each_hold_exactly_once(start):
     assert Reservation.objects.filter(status="Expired").count() == holds
     assert SeatClaim.objects.filter(released_at=moment).count() == holds
     assert release_lapsed_holds(at=moment) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lapsed_hold_locked_by_another_transaction_is_skipped_and_the_sweep_expires_the_others(start):
+    show = make_show(hall=make_hall(plan="R" * 7))
+    holds = [
+        hold_seats(buyer=Buyer(None, f"buyer-{number}"), show=show, seat_ids=[seat], at=start)
+        for number, seat in enumerate(seat_ids(show))
+    ]
+    locked, others = holds[3], holds[:3] + holds[4:]
+    moment = start + timedelta(minutes=6)
+    # E.g. a late payment of that hold, mid-transaction: the sweep must not wait for it (FOR UPDATE SKIP
+    # LOCKED), in any batch. Waiting, it would give up at PostgreSQL's lock_timeout (or never return).
+    with row_locked_elsewhere(locked):
+        outcome = finished_in_thread(lambda: release_lapsed_holds(at=moment, batch_size=2))
+        assert outcome == ("returned", 6)
+        assert set(Reservation.objects.filter(status="Expired").values_list("pk", flat=True)) == {
+            hold.pk for hold in others
+        }
+        locked.refresh_from_db()
+        assert locked.status == "Reserved" and locked.claims.filter(released_at__isnull=True).count() == 1
+    # Left for a later sweep, once nobody holds it.
+    assert release_lapsed_holds(at=moment) == 1
+    locked.refresh_from_db()
+    assert locked.status == "Expired" and not SeatClaim.objects.filter(released_at__isnull=True).exists()

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from bookings.models import Reservation
 from bookings.payments import SandboxProvider, get_provider, parse_card
-from bookings.services import Buyer, reconcile_payments, release_lapsed_holds
+from bookings.services import Buyer, fulfil_charge, reconcile_payments, release_lapsed_holds
 from bookings.services.payments import _start_charge
 from tests.bookings.helpers import DECLINED_CARD, GOOD_CARD, TIMEOUT_CARD, pay, reserve, seat_ids, statuses
 from tests.factories import make_api_key
@@ -191,12 +191,43 @@ class TestACrashBetweenTheChargeAndOurCommit:
         assert reservation.payments.get(kind="refund").status == "succeeded"
         assert_money_matches_tickets()
 
+    def test_a_charge_fulfilled_twice_books_once_and_refunds_nothing(
+        self, api, show, django_capture_on_commit_callbacks
+    ):
+        """The reconciler and the paying call's own late answer may both fulfil one charge."""
+        reservation = hold(api, show)
+        payment = self.charge_then_crash(reservation)
+        (charge,) = charges_of(reservation)
+        for _ in range(2):
+            with django_capture_on_commit_callbacks(execute=True):
+                fulfil_charge(payment_id=payment.pk, provider_reference=charge.charge_id)
+        reservation.refresh_from_db()
+        assert reservation.status == "Booked" and not reservation.payments.filter(kind="refund").exists()
+        assert [c.refunded for c in charges_of(reservation)] == [False]
+        assert_money_matches_tickets()
+
     def test_a_retry_by_the_buyer_waits_for_the_reconciler_instead_of_charging_twice(self, api, show):
         reservation = hold(api, show)
         self.charge_then_crash(reservation)
         response = pay(api, reservation.pk, key="retry-key")
         assert response.status_code == 409 and response.json()["error"]["code"] == "payment_in_progress"
         assert len(charges_of(reservation)) == 1
+
+
+@pytest.mark.django_db
+def test_the_reconciler_leaves_a_charge_younger_than_the_settle_time_to_the_call_that_is_making_it(api, show):
+    reservation = hold(api, show)
+    start = timezone.now()
+    # Step 1 of paying is done and the provider is at work (30 s is far past its 10 s timeout).
+    payment, _ = _start_charge(Buyer(reservation.api_key_id, "alice"), reservation.pk, parse_card(GOOD_CARD), start)
+    assert reconcile_payments(at=start + timedelta(seconds=29)) == 0
+    payment.refresh_from_db()
+    assert payment.status == "pending"
+    assert pay(api, reservation.pk, key="retry-key").json()["error"]["code"] == "payment_in_progress"
+    # Past the settle time its process must have died: the provider never charged it, so it failed.
+    assert reconcile_payments(at=start + timedelta(seconds=30)) == 1
+    payment.refresh_from_db()
+    assert (payment.status, payment.error_code) == ("failed", "not_charged")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -5,6 +5,7 @@ import time_machine
 from django.utils import timezone
 
 from bookings.models import Reservation, SeatClaim
+from bookings.services import BookingError, Buyer, hold_seats
 from tests.bookings.helpers import pay, reserve, seat_ids, statuses
 from tests.factories import make_api_key, make_hall, make_show
 from tests.helpers import assert_api_error
@@ -90,6 +91,14 @@ def test_a_show_that_has_started_is_not_on_sale(api, show):
         assert_refused(reserve(api, show, seat_ids(show)[:1]), 400, "show_started")
 
 
+def test_a_show_is_off_sale_from_the_very_moment_it_starts(show):
+    seat = seat_ids(show)[:1]
+    with pytest.raises(BookingError) as refused:
+        hold_seats(buyer=Buyer(None, "alice"), show=show, seat_ids=seat, at=show.starts_at)
+    assert refused.value.code == "show_started"
+    assert hold_seats(buyer=Buyer(None, "alice"), show=show, seat_ids=seat, at=show.starts_at - timedelta(seconds=1))
+
+
 def test_the_movie_must_be_the_shows(api, show):
     assert_refused(reserve(api, show, seat_ids(show)[:1], movie_id=show.movie_id + 1000), 400, "movie_mismatch")
 
@@ -101,6 +110,18 @@ def test_a_session_holds_at_most_ten_seats_of_a_show(api):
     assert_refused(reserve(api, show, seats[6:11]), 400, "session_seat_cap")
     assert reserve(api, show, seats[6:10]).status_code == 201
     assert reserve(api, show, seats[10:11], session="another").status_code == 201
+
+
+def test_a_sessions_holds_past_their_time_leave_its_seat_cap_before_the_sweep_runs(api):
+    show = make_show(hall=make_hall(plan="R" * 20))
+    seats = seat_ids(show)
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        assert reserve(api, show, seats[:10]).status_code == 201
+    with time_machine.travel(start + timedelta(seconds=304), tick=False):
+        assert_refused(reserve(api, show, seats[10:11]), 400, "session_seat_cap")
+    with time_machine.travel(start + timedelta(seconds=305), tick=False):  # its 300 s + 5 s grace are up
+        assert reserve(api, show, seats[10:20]).status_code == 201
 
 
 def test_request_shape_errors_are_400_with_fields(api, show):

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
+from bookings.services import Buyer, email_ticket, hold_seats
 from bookings.tickets import (
     CODE_ALPHABET,
     InvalidTicket,
@@ -458,3 +459,15 @@ def test_the_qr_code_is_an_accessible_inline_svg_with_path_data():
 
 def test_different_tickets_make_different_qr_codes():
     assert qr_svg(make_ticket(seats=["F12"])) != qr_svg(make_ticket(seats=["F13"]))
+
+
+@pytest.mark.django_db
+def test_a_hold_not_yet_paid_keeps_no_address_and_is_mailed_nothing(
+    show, mailoutbox, django_capture_on_commit_callbacks
+):
+    alice = Buyer(None, "alice")
+    held = hold_seats(buyer=alice, show=show, seat_ids=list(show.hall.seats.values_list("pk", flat=True)[:1]))
+    with django_capture_on_commit_callbacks(execute=True):
+        email_ticket(buyer=alice, reservation_id=held.pk, address="ann@example.com")
+    held.refresh_from_db()
+    assert held.email == "" and mailoutbox == []

@@ -1,11 +1,13 @@
+import math
 from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from cinemas.search import status_for
+from cinemas.search import KM_PER_DEGREE_OF_LATITUDE, status_for
 from tests.cinemas.scene import NOW
+from tests.factories import make_cinema, make_hall, make_show
 from tests.helpers import assert_api_error
 
 pytestmark = pytest.mark.django_db
@@ -95,6 +97,24 @@ def test_the_radius_is_a_great_circle_distance(api, scene):
     assert within_5000["total"] == within_4000["total"]
     la = next(result for result in within_4000["results"] if result["cinema"]["name"] == "Hollywood Boulevard")
     assert 3900 < la["distance_km"] < 3980
+
+
+def test_a_cinema_in_the_corner_of_the_latitude_longitude_box_but_outside_the_radius_is_left_out(api, scene):
+    # The search narrows by a latitude/longitude box around the circle, then measures: a cinema near the box's
+    # corner is inside the box but about 13 km away, out of a 10 km circle.
+    lat, lng = (float(part) for part in MIDTOWN.split(","))
+    lat_span = 10 / KM_PER_DEGREE_OF_LATITUDE
+    lng_span = lat_span / math.cos(math.radians(lat))
+    corner = make_cinema(
+        city=scene.cities["New York"], name="Corner", latitude=lat + 0.95 * lat_span, longitude=lng + 0.95 * lng_span
+    )
+    corner_show = make_show(hall=make_hall(cinema=corner))
+    everywhere = search(api, lat_long=MIDTOWN, results_per_page=30)
+    distance = next(r["distance_km"] for r in everywhere["results"] if r["show_id"] == corner_show.pk)
+    assert 12 < distance < 14
+    within_10 = search(api, lat_long=MIDTOWN, radius=10, results_per_page=30)
+    assert {result["cinema"]["name"] for result in within_10["results"]} == {"Midtown", "Brooklyn Heights"}
+    assert corner_show.pk in show_ids(search(api, lat_long=MIDTOWN, radius=14, results_per_page=30))
 
 
 def test_lat_long_alone_gives_distances_without_filtering(api, scene):

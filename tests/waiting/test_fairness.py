@@ -1,14 +1,18 @@
 """Strict first come, first served: the line is served in the order it joined, whatever order seats come free."""
 
 import random
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from bookings.models import Reservation
 from bookings.services import BookingError, Buyer, cancel_hold, hold_seats, release_lapsed_holds
+from tests.bookings.helpers import row_locked_elsewhere, seat_ids
+from tests.factories import make_hall, make_show
 from tests.waiting.conftest import held_out_show, join
 from waiting.models import Waiter
-from waiting.services import SERVE_BATCH
+from waiting.services import SERVE_BATCH, serve_waiting_line
 
 
 @pytest.mark.django_db
@@ -62,6 +66,33 @@ def test_a_head_that_needs_more_seats_than_are_free_blocks_everyone_behind_it(dj
     head.refresh_from_db()
     behind.refresh_from_db()
     assert head.status == "Seats Available" and behind.status == "Waiting"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_head_whose_seats_cant_be_held_for_it_yet_blocks_everyone_behind_it_though_they_would_fit():
+    """The head's count fits the free seats, but holding them for it fails: nobody behind goes first."""
+    show = make_show(hall=make_hall(plan="RRR"))
+    left, middle, right = seat_ids(show)
+    start = timezone.now()
+    lapsing = hold_seats(buyer=Buyer(None, "lapsing"), show=show, seat_ids=[left], at=start)
+    hold_seats(buyer=Buyer(None, "holder"), show=show, seat_ids=[right], at=start + timedelta(minutes=1))
+    head = join(show, "head", 2, at=start + timedelta(minutes=1))  # only the middle seat is free
+    behind = join(show, "behind", 1, at=start + timedelta(minutes=1))
+    moment = lapsing.held_until  # left and middle count as free now: the head's two fit
+    # The lapsed hold's row is locked (a late payment of it, mid-way), so its seat can't be taken from it yet:
+    # holding two seats for the head is refused, though the middle seat alone could be held for the one behind.
+    with row_locked_elsewhere(lapsing):
+        assert serve_waiting_line(show_id=show.pk, at=moment) == 0
+        head.refresh_from_db()
+        behind.refresh_from_db()
+        assert head.status == behind.status == "Waiting"
+        assert set(Reservation.objects.values_list("session_id", flat=True)) == {"lapsing", "holder"}
+    # Once the lapsed hold is free to expire, the head is served first; the one behind still waits.
+    assert serve_waiting_line(show_id=show.pk, at=moment) == 1
+    head.refresh_from_db()
+    behind.refresh_from_db()
+    assert (head.status, behind.status) == ("Seats Available", "Waiting")
+    assert set(head.reservation.claims.values_list("seat_id", flat=True)) == {left, middle}
 
 
 @pytest.mark.django_db

@@ -3,7 +3,10 @@
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
+from django.utils import timezone
 
+from bookings.models import Reservation
 from bookings.payments import parse_card
 from bookings.services import (
     BestAvailable,
@@ -15,7 +18,7 @@ from bookings.services import (
     pay_for_reservation,
     release_lapsed_holds,
 )
-from tests.bookings.helpers import GOOD_CARD
+from tests.bookings.helpers import GOOD_CARD, seat_ids
 from tests.factories import make_hall, make_show
 from tests.helpers import assert_api_error
 from tests.waiting.conftest import held_out_show, join
@@ -27,6 +30,7 @@ from waiting.services import (
     leave_waiting_line,
     position_of,
     positions_of,
+    serve_waiting_line,
     tend_waiting_lines,
 )
 
@@ -78,6 +82,15 @@ class TestJoining:
             join_waiting_line(buyer=Buyer(None, "alice"), show=show, seats_wanted=2)
         assert refused.value.code == "seats_available"
 
+    def test_no_joining_when_exactly_enough_seats_are_free_and_nobody_waits(self):
+        show, holds = held_out_show(seats=4)
+        for hold in holds[:2]:
+            cancel_hold(buyer=Buyer(None, hold.session_id), reservation_id=hold.pk)
+        with pytest.raises(WaitingError) as refused:
+            join_waiting_line(buyer=Buyer(None, "alice"), show=show, seats_wanted=2)
+        assert refused.value.code == "seats_available"
+        assert join(show, "alice", 3).status == "Waiting"
+
     def test_no_joining_when_booked_seats_leave_too_few(self, django_capture_on_commit_callbacks):
         show, holds = held_out_show(seats=3)
         with django_capture_on_commit_callbacks(execute=True):
@@ -87,6 +100,7 @@ class TestJoining:
         with pytest.raises(WaitingError) as refused:
             join_waiting_line(buyer=Buyer(None, "alice"), show=show, seats_wanted=3)
         assert refused.value.code == "show_full"
+        assert join(show, "alice", 2).status == "Waiting"  # exactly the seats left unbooked: worth waiting for
 
     @pytest.mark.parametrize("count", [0, 11])
     def test_a_count_out_of_range_is_refused(self, full_show, count):
@@ -94,14 +108,45 @@ class TestJoining:
             join_waiting_line(buyer=Buyer(None, "alice"), show=full_show[0], seats_wanted=count)
 
     def test_fresh_buyers_get_retry_while_anyone_waits_and_may_buy_again_once_nobody_does(
+        self, api, full_show, django_capture_on_commit_callbacks
+    ):
+        show, holds = full_show
+        waiter = join(show, "alice", 2)
+        free(holds[0], django_capture_on_commit_callbacks)
+        seat = holds[0].claims.get().seat_id
+        assert fresh(waiter).status == "Waiting"  # one seat is free, and it is owed to the line
+        with pytest.raises(BookingError) as refused:
+            hold_seats(buyer=Buyer(None, "fresh"), show=show, seat_ids=[seat])
+        assert refused.value.code == "waiting_line"
+        response = api.post(
+            "/api/v1/reservations",
+            {"session_id": "fresh", "movie_id": show.movie_id, "show_id": show.pk, "seats_to_reserve": [seat]},
+            format="json",
+        )
+        body = assert_api_error(response, 409, "waiting_line")
+        assert body["status"] == "Reservation Failed - Retry, as other users are holding reserved seats"
+        assert not Reservation.objects.filter(session_id="fresh").exists()  # the refusals changed nothing
+        free(holds[1], django_capture_on_commit_callbacks)
+        assert fresh(waiter).status == "Seats Available"  # the freed seats went to the line
+        free(holds[2], django_capture_on_commit_callbacks)
+        assert hold_seats(buyer=Buyer(None, "fresh"), show=show, seat_ids=[holds[2].claims.get().seat_id])
+
+    def test_while_anyone_waits_a_holder_may_swap_seats_but_not_grow_its_hold(
         self, full_show, django_capture_on_commit_callbacks
     ):
         show, holds = full_show
-        waiter = join(show, "alice", 1)
-        free(holds[0], django_capture_on_commit_callbacks)
-        assert fresh(waiter).status == "Seats Available"  # the freed seat went to the line
-        free(holds[1], django_capture_on_commit_callbacks)
-        assert hold_seats(buyer=Buyer(None, "fresh"), show=show, seat_ids=[holds[1].claims.get().seat_id])
+        waiter = join(show, "alice", 2)
+        free(holds[0], django_capture_on_commit_callbacks)  # one free seat, owed to the line
+        free_seat = holds[0].claims.get().seat_id
+        mine = holds[1]
+        my_seat = mine.claims.get().seat_id
+        holder = Buyer(None, mine.session_id)
+        with pytest.raises(BookingError) as refused:
+            change_seats(buyer=holder, reservation_id=mine.pk, seat_ids=[my_seat, free_seat])
+        assert refused.value.code == "waiting_line"
+        swapped = change_seats(buyer=holder, reservation_id=mine.pk, seat_ids=[free_seat])
+        assert [seat.pk for seat in swapped.seats_held] == [free_seat]
+        assert fresh(waiter).status == "Waiting"
 
 
 class TestWheelchairSpacesAreNotTheLines:
@@ -181,6 +226,20 @@ class TestServing:
         assert fresh(first).status == "Seats Available" and fresh(first).reservation.status == "Expired"
         assert Waiter.objects.filter(session_id="alice").count() == 1
 
+    def test_a_waiter_whose_session_holds_too_many_seats_to_be_served_is_let_go_and_the_next_is_served(
+        self, django_capture_on_commit_callbacks
+    ):
+        show = make_show(hall=make_hall(plan="R" * 12))
+        seats = seat_ids(show)
+        hold_seats(buyer=Buyer(None, "alice"), show=show, seat_ids=seats[:9])
+        holds = [hold_seats(buyer=Buyer(None, f"holder-{seat}"), show=show, seat_ids=[seat]) for seat in seats[9:]]
+        alice = join(show, "alice", 2)  # 9 held + 2 would pass the session's 10
+        bob = join(show, "bob", 1)
+        free(holds[0], django_capture_on_commit_callbacks)
+        free(holds[1], django_capture_on_commit_callbacks)
+        assert fresh(alice).status == "Cancelled" and fresh(alice).reservation is None
+        assert fresh(bob).status == "Seats Available"
+
 
 class TestEndings:
     def test_after_a_booking_waiters_wanting_more_than_is_unbooked_get_show_full(
@@ -188,6 +247,7 @@ class TestEndings:
     ):
         show, holds = held_out_show(seats=4)
         big = join(show, "big", 3)
+        exact = join(show, "exact", 2)
         small = join(show, "small", 1)
         for hold in holds[:2]:
             with django_capture_on_commit_callbacks(execute=True):
@@ -195,7 +255,8 @@ class TestEndings:
                     buyer=Buyer(None, hold.session_id), reservation_id=hold.pk, card=parse_card(GOOD_CARD)
                 )
         assert fresh(big).status == "Show Full"  # 2 seats remain unbooked
-        assert fresh(small).status == "Waiting" and position_of(fresh(small)) == 1
+        assert fresh(exact).status == "Waiting" and position_of(fresh(exact)) == 1  # they may yet come free
+        assert fresh(small).status == "Waiting" and position_of(fresh(small)) == 2
 
     def test_after_the_maximum_wait_a_waiter_expires(self, full_show, settings):
         settings.TICKETING_MAX_WAIT_SECONDS = 60  # shorter than a hold, so the holds are still there
@@ -206,11 +267,21 @@ class TestEndings:
         tend_waiting_lines(at=waiter.joined_at + timedelta(seconds=60))
         assert fresh(waiter).status == "Expired" and position_of(fresh(waiter)) is None
 
-    def test_when_the_show_starts_the_line_closes(self, full_show):
-        show, _ = full_show
-        waiter = join(show, "alice", 1)
-        tend_waiting_lines(at=show.starts_at)
+    def test_when_the_show_starts_the_line_closes(self):
+        starts_at = timezone.now() + timedelta(minutes=30)  # within the maximum wait, which ends waits too
+        show = make_show(hall=make_hall(plan="RR"), starts_at=starts_at)
+        for seat in seat_ids(show):  # held past the start
+            hold_seats(
+                buyer=Buyer(None, f"holder-{seat}"), show=show, seat_ids=[seat], at=starts_at - timedelta(minutes=2)
+            )
+        waiter = join(show, "alice", 1, at=starts_at - timedelta(minutes=1))
+        tend_waiting_lines(at=starts_at - timedelta(microseconds=1))
+        assert fresh(waiter).status == "Waiting"
+        tend_waiting_lines(at=starts_at)
         assert fresh(waiter).status == "Expired"
+        with pytest.raises(WaitingError) as refused:
+            join_waiting_line(buyer=Buyer(None, "bob"), show=show, seats_wanted=1, at=starts_at)
+        assert refused.value.code == "show_started"
 
     def test_leaving_cancels_the_place_and_everyone_behind_moves_up(self, full_show):
         show, _ = full_show
@@ -222,6 +293,18 @@ class TestEndings:
         assert fresh(first).version == versions[first.pk]  # nothing changed for the one ahead
         assert fresh(third).version > versions[third.pk]  # its position changed
         assert leave_waiting_line(buyer=Buyer(None, "bob"), waiter_id=second.pk).status == "Cancelled"
+
+    def test_leaving_a_place_already_served_changes_nothing_and_its_hold_stands(
+        self, full_show, django_capture_on_commit_callbacks
+    ):
+        show, holds = full_show
+        waiter = join(show, "alice", 1)
+        free(holds[0], django_capture_on_commit_callbacks)
+        served = fresh(waiter)
+        assert served.status == "Seats Available"
+        left = leave_waiting_line(buyer=Buyer(None, "alice"), waiter_id=waiter.pk)
+        assert left.status == "Seats Available" and left.reservation.status == "Reserved"
+        assert left.version == served.version  # nothing changed, so no poll is answered
 
     def test_nobody_can_leave_someone_elses_place(self, full_show):
         show, _ = full_show
@@ -290,3 +373,17 @@ def test_staff_see_the_line_in_the_admin_and_cannot_edit_it(admin_client, full_s
     page = admin_client.get("/admin/waiting/waiter/", {"show__id__exact": show.pk, "status__exact": "Waiting"})
     assert page.status_code == 200 and b"alice" in page.content
     assert admin_client.get("/admin/waiting/waiter/add/").status_code == 403
+
+
+@pytest.mark.parametrize("change", ["join", "leave", "serve"])
+def test_each_change_to_the_line_refuses_to_run_inside_a_callers_transaction(full_show, change):
+    """The line's lock must end at the change's own commit, and its notices go out only then."""
+    show, _ = full_show
+    waiter = join(show, "alice")
+    changes = {
+        "join": lambda: join_waiting_line(buyer=Buyer(None, "bob"), show=show, seats_wanted=1),
+        "leave": lambda: leave_waiting_line(buyer=Buyer(None, "alice"), waiter_id=waiter.pk),
+        "serve": lambda: serve_waiting_line(show_id=show.pk),
+    }
+    with transaction.atomic(), pytest.raises(RuntimeError, match="durable atomic block cannot be nested"):
+        changes[change]()

@@ -1,0 +1,623 @@
+"""A hand-made mutation run: break one rule of the services at a time and see that a test fails.
+
+Run on demand (it is not part of `make test`), against your checkout's own test database:
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/ticketing_me REDIS_URL=redis://127.0.0.1:6379/N \\
+        .venv/bin/python scripts/mutations.py [--list] [NAME ...]
+
+Each mutation makes one small edit at one place of a service's source (found ignoring white space), runs the
+tests that should catch it (`pytest -x`) and puts the file back, whatever happens. "caught" names the first
+test that failed; "SURVIVED" is a rule no test guards; "stale" means the source changed and the mutation
+must be rewritten. Exit status 1 if any survived or went stale. Takes about 8 minutes for all of them.
+"""
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HOLDS = "bookings/services/holds.py"
+PAYMENTS = "bookings/services/payments.py"
+TICKETS = "bookings/services/tickets.py"
+WAITING = "waiting/services.py"
+SEARCH = "cinemas/search.py"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """In `path`, at the one place matching `at` (default: `old`; any run of white space matches any other),
+    replace `old` with `new`, and run `tests`."""
+
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+    at: str | None = None
+
+    def apply(self, source):
+        """The mutated source, or None when `at` does not occur exactly once (the source changed)."""
+        pattern = r"\s+".join(re.escape(word) for word in (self.at or self.old).split())
+        places = list(re.finditer(pattern, source))
+        if len(places) != 1 or self.old not in places[0].group():
+            return None
+        start, end = places[0].span()
+        return source[:start] + places[0].group().replace(self.old, self.new, 1) + source[end:]
+
+
+def _tests(*names):
+    return tuple(f"tests/{name}.py" for name in names)
+
+
+MUTATIONS = [
+    # --- holds ---------------------------------------------------------------------------------------------
+    Mutation(
+        "sweep waits for a locked hold (no SKIP LOCKED)",
+        HOLDS,
+        "(skip_locked=True)",
+        "()",
+        _tests("bookings/test_hold_clock"),
+        at="select_for_update(skip_locked=True) .filter(status=Reservation.Status.RESERVED, held_until__lte=at)",
+    ),
+    Mutation(
+        "fresh buyers skip the waiting line",
+        HOLDS,
+        "_waiting_line_check is not None and _waiting_line_check(show.pk)",
+        "False",
+        _tests("waiting/test_line"),
+        at='if _waiting_line_check is not None and _waiting_line_check(show.pk): raise BookingError("waiting_line") if',
+    ),
+    Mutation(
+        "no grace seconds after the countdown",
+        HOLDS,
+        " + settings.TICKETING_HOLD_GRACE_SECONDS",
+        "",
+        _tests("bookings/test_hold_clock"),
+        at="held_until=at + timedelta(seconds=settings.TICKETING_HOLD_SECONDS + settings.TICKETING_HOLD_GRACE_SECONDS)",
+    ),
+    Mutation(
+        "session seat cap off by one (hold)",
+        HOLDS,
+        ">",
+        ">=",
+        _tests("bookings/test_reserve_seats", "bookings/test_hold_caps"),
+        at="if _seats_held_by_buyer(buyer, show, at) + wanted > settings.TICKETING_MAX_SEATS:",
+    ),
+    Mutation(
+        "session seat cap ignores the buyer's other holds",
+        HOLDS,
+        "_seats_held_by_buyer(buyer, show, at) + wanted",
+        "wanted",
+        _tests("bookings/test_reserve_seats", "bookings/test_hold_caps"),
+    ),
+    Mutation(
+        "session seat cap counts lapsed holds",
+        HOLDS,
+        "live_reservations(at), ",
+        "",
+        _tests("bookings/test_reserve_seats"),
+        at="live_reservations(at), show=show, session_id=buyer.session_id",
+    ),
+    Mutation(
+        "session seat cap off by one (change)",
+        HOLDS,
+        ">",
+        ">=",
+        _tests("bookings/test_change_and_cancel", "bookings/test_hold_caps"),
+        at="excluding=reservation) + len(seats) > settings.TICKETING_MAX_SEATS:",
+    ),
+    Mutation(
+        "session seat cap counts the changed hold's own seats",
+        HOLDS,
+        ", excluding=reservation",
+        "",
+        _tests("bookings/test_change_and_cancel", "bookings/test_hold_caps"),
+        at="_seats_held_by_buyer(buyer, show, at, excluding=reservation) + len(seats)",
+    ),
+    Mutation(
+        "client cap counts paid seats",
+        HOLDS,
+        "status=Reservation.Status.RESERVED, ",
+        "",
+        _tests("bookings/test_hold_caps"),
+        at="show=show, status=Reservation.Status.RESERVED, held_until__gt=at, **{field: value}",
+    ),
+    Mutation(
+        "client cap counts lapsed holds",
+        HOLDS,
+        "held_until__gt=at, ",
+        "",
+        _tests("bookings/test_hold_caps"),
+        at="show=show, status=Reservation.Status.RESERVED, held_until__gt=at, **{field: value}",
+    ),
+    Mutation(
+        "client cap off by one",
+        HOLDS,
+        ">",
+        ">=",
+        _tests("bookings/test_hold_caps"),
+        at="if _seats_claimed_by(list(lapsing)) + wanted > cap:",
+    ),
+    Mutation(
+        "client cap counts the changed hold's own seats",
+        HOLDS,
+        ", excluding=reservation",
+        "",
+        _tests("bookings/test_hold_caps"),
+        at="_check_client_cap(buyer, show, len(seats), at, excluding=reservation)",
+    ),
+    Mutation(
+        "a change may grow a hold past the waiting line",
+        HOLDS,
+        "len(wanted) > len(current)",
+        "False",
+        _tests("bookings/test_change_and_cancel", "waiting/test_line"),
+    ),
+    Mutation(
+        "a same-size swap is refused while people wait",
+        HOLDS,
+        "len(wanted) > len(current)",
+        "len(wanted) >= len(current)",
+        _tests("bookings/test_change_and_cancel", "waiting/test_line"),
+    ),
+    Mutation(
+        "a hold may be changed after the show started",
+        HOLDS,
+        "_check_on_sale(show, at)",
+        "pass",
+        _tests("bookings/test_change_and_cancel"),
+        at="show = reservation.show _check_on_sale(show, at)",
+    ),
+    Mutation(
+        "a lapsed hold may be changed",
+        HOLDS,
+        "_check_still_held(reservation, at)",
+        "pass",
+        _tests("bookings/test_change_and_cancel", "bookings/test_hold_clock"),
+        at="_check_still_held(reservation, at) show = reservation.show",
+    ),
+    Mutation(
+        "a claimer never expires the lapsed hold in its way",
+        HOLDS,
+        "not lapsed",
+        "True",
+        _tests("bookings/test_hold_clock"),
+        at="if not lapsed: return False # Re-checked",
+    ),
+    Mutation(
+        "one claim attempt only", HOLDS, "CLAIM_ATTEMPTS = 3", "CLAIM_ATTEMPTS = 1", _tests("bookings/test_hold_clock")
+    ),
+    Mutation(
+        "a show is on sale at its very start",
+        HOLDS,
+        "<=",
+        "<",
+        _tests("bookings/test_reserve_seats"),
+        at='if show.starts_at <= at: raise BookingError("show_started")',
+    ),
+    Mutation(
+        "cancelling a lapsed hold says Cancelled",
+        HOLDS,
+        "reservation.held_until <= at",
+        "False",
+        _tests("bookings/test_change_and_cancel"),
+        at="lapsed = reservation.held_until <= at",
+    ),
+    Mutation(
+        "a buyer may cancel a booking",
+        HOLDS,
+        "reservation.status == Reservation.Status.BOOKED",
+        "False",
+        _tests("bookings/test_payments", "bookings/test_change_and_cancel"),
+        at='if reservation.status == Reservation.Status.BOOKED: raise BookingError("booked_not_cancellable")',
+    ),
+    Mutation(
+        "freed seats don't wake the line",
+        HOLDS,
+        "line_may_move=True",
+        "line_may_move=False",
+        _tests("bookings/test_change_and_cancel"),
+        at="_announce(show_id, version, changes, line_may_move=True)",
+    ),
+    Mutation(
+        "the website's single-seat-gap rule is off",
+        HOLDS,
+        "no_single_gaps and not best_available",
+        "False",
+        _tests("bookings/test_single_seat_rule"),
+    ),
+    Mutation(
+        "retry rather than show full when booked seats leave too few",
+        HOLDS,
+        "total - booked >= count",
+        "True",
+        _tests("bookings/test_reserve_seats"),
+    ),
+    Mutation(
+        "another session's reservation is found",
+        HOLDS,
+        ", session_id=buyer.session_id",
+        "",
+        _tests("bookings/test_change_and_cancel"),
+        at="pk=reservation_id, api_key_id=buyer.api_key_id, session_id=buyer.session_id",
+    ),
+    Mutation(
+        "hold_seats joins a caller's transaction (not durable)",
+        HOLDS,
+        "durable=True",
+        "",
+        _tests("bookings/test_transactions"),
+        at="with transaction.atomic(durable=True): if _waiting_line_check",
+    ),
+    Mutation(
+        "the sweep joins a caller's transaction (not durable)",
+        HOLDS,
+        "durable=True",
+        "",
+        _tests("bookings/test_transactions"),
+        at="with transaction.atomic(durable=True): lapsed = list(",
+    ),
+    Mutation(
+        "change_seats joins a caller's transaction (not durable)",
+        HOLDS,
+        "durable=True",
+        "",
+        _tests("bookings/test_transactions"),
+        at="with transaction.atomic(durable=True): show_id = find_reservation(",
+    ),
+    # --- payments ------------------------------------------------------------------------------------------
+    Mutation(
+        "no extension of the hold while the provider works",
+        PAYMENTS,
+        "timedelta(seconds=30)",
+        "timedelta(seconds=0)",
+        _tests("bookings/test_payments"),
+        at="PAYMENT_HOLD_EXTENSION = timedelta(seconds=30)",
+    ),
+    Mutation(
+        "a declined card leaves the hold extended",
+        PAYMENTS,
+        "reservation.held_until > normal_end",
+        "False",
+        _tests("bookings/test_payments", "bookings/test_hold_clock"),
+    ),
+    Mutation(
+        "a lost hold is booked anyway when its charge lands",
+        PAYMENTS,
+        "reservation.status == Reservation.Status.RESERVED",
+        "True",
+        _tests("bookings/test_payments"),
+        at="if reservation.status == Reservation.Status.RESERVED: payment.save(",
+    ),
+    Mutation(
+        "a charge fulfilled twice is recorded twice",
+        PAYMENTS,
+        "payment.status == Payment.Status.SUCCEEDED",
+        "False",
+        _tests("bookings/test_payments"),
+    ),
+    Mutation(
+        "a second payment may start while one is at the provider",
+        PAYMENTS,
+        'raise BookingError("payment_in_progress")',
+        "pass",
+        _tests("bookings/test_payments"),
+    ),
+    Mutation(
+        "paying skips the check that the hold is still live",
+        PAYMENTS,
+        "_check_still_held(reservation, at)",
+        "pass",
+        _tests("bookings/test_hold_clock", "bookings/test_payments"),
+    ),
+    Mutation(
+        "a pending charge is looked up at once, not after the settle time",
+        PAYMENTS,
+        " - settle_after",
+        "",
+        _tests("bookings/test_payments"),
+        at="Q(status=Payment.Status.PENDING, updated_at__lte=at - settle_after)",
+    ),
+    Mutation(
+        "the reconciler takes payments still in flight",
+        PAYMENTS,
+        " - settle_after",
+        "",
+        _tests("bookings/test_payments"),
+        at="status__in=[Payment.Status.PENDING, Payment.Status.UNKNOWN], updated_at__lte=at - settle_after",
+    ),
+    Mutation(
+        "staff cancelling a booking refund nothing",
+        PAYMENTS,
+        "charge is not None",
+        "False",
+        _tests("bookings/test_change_and_cancel"),
+        at="if charge is not None: refund = _record_refund(charge, at)",
+    ),
+    Mutation(
+        "staff may cancel a hold as a booking",
+        PAYMENTS,
+        "reservation.status != Reservation.Status.BOOKED",
+        "False",
+        _tests("bookings/test_change_and_cancel", "bookings/test_staff_admin"),
+        at='if reservation.status != Reservation.Status.BOOKED: raise BookingError("not_booked")',
+    ),
+    Mutation(
+        "an Idempotency-Key reused for another request is accepted",
+        PAYMENTS,
+        "record.fingerprint != fingerprint",
+        "False",
+        _tests("bookings/test_payments"),
+    ),
+    Mutation(
+        "an unanswered Idempotency-Key is taken over at once",
+        PAYMENTS,
+        " - takeover_after",
+        "",
+        _tests("bookings/test_payments"),
+        at="finished_at__isnull=True, started_at__lte=at - takeover_after",
+    ),
+    Mutation(
+        "paying starts inside a caller's transaction (not durable)",
+        PAYMENTS,
+        "durable=True",
+        "",
+        _tests("bookings/test_transactions"),
+        at="with transaction.atomic(durable=True): reservation = find_reservation(buyer=buyer, reservation_id="
+        "reservation_id, lock=True) if resuming",
+    ),
+    Mutation(
+        "staff cancel a booking inside a caller's transaction (not durable)",
+        PAYMENTS,
+        "durable=True",
+        "",
+        _tests("bookings/test_transactions"),
+        at="with transaction.atomic(durable=True): reservation = Reservation.objects.select_for_update()"
+        ".get(pk=reservation_id) if reservation.status != Reservation.Status.BOOKED",
+    ),
+    # --- tickets -------------------------------------------------------------------------------------------
+    Mutation(
+        "a ticket is admitted twice",
+        TICKETS,
+        "reservation.checked_in_at is not None",
+        "False",
+        _tests("bookings/test_check_in"),
+        at="if reservation.checked_in_at is not None:",
+    ),
+    Mutation(
+        "a cancelled booking's ticket is admitted",
+        TICKETS,
+        "reservation.status != Reservation.Status.BOOKED",
+        "False",
+        _tests("bookings/test_check_in"),
+        at='if reservation.status != Reservation.Status.BOOKED: raise BookingError("ticket_not_valid"',
+    ),
+    Mutation(
+        "an ended show's ticket is admitted",
+        TICKETS,
+        "reservation.show.ends_at <= at",
+        "False",
+        _tests("bookings/test_check_in"),
+    ),
+    Mutation(
+        "check-in runs inside a caller's transaction (not durable)",
+        TICKETS,
+        "durable=True",
+        "",
+        _tests("bookings/test_transactions"),
+        at="with transaction.atomic(durable=True): reservation = ( Reservation.objects.select_for_update(of=",
+    ),
+    Mutation(
+        "a ticket is mailed for a hold that is not booked",
+        TICKETS,
+        "reservation.status != Reservation.Status.BOOKED",
+        "False",
+        _tests("bookings/test_tickets", "bookings/test_website"),
+        at="if reservation.status != Reservation.Status.BOOKED: return reservation reservation.email = address",
+    ),
+    # --- the waiting line ----------------------------------------------------------------------------------
+    Mutation(
+        "a head whose seats can't be held is passed over",
+        WAITING,
+        "break",
+        "continue",
+        _tests("waiting/test_fairness"),
+        at="head_stopped = True  # the head can't be seated yet: nobody behind it goes first break",
+    ),
+    Mutation(
+        "a head that wants more than is free is passed over",
+        WAITING,
+        "break",
+        "continue",
+        _tests("waiting/test_fairness"),
+        at="wake the line again once this transaction lets go of its lock. head_stopped = True break",
+    ),
+    Mutation(
+        "the line is served from its tail",
+        WAITING,
+        '"place"',
+        '"-place"',
+        _tests("waiting/test_fairness"),
+        at='waiting = Waiter.objects.filter(show_id=show_id, status=Waiter.Status.WAITING).order_by("place")',
+    ),
+    Mutation(
+        "a waiter that can't be served blocks the line for good",
+        WAITING,
+        "continue",
+        "break",
+        _tests("waiting/test_line", "waiting/test_fairness"),
+        at="_end([waiter], Waiter.Status.CANCELLED, at, notices) continue",
+    ),
+    Mutation(
+        "the line counts ended waits as open",
+        WAITING,
+        ", status=Waiter.Status.WAITING",
+        "",
+        _tests("waiting/test_line"),
+        at="return Waiter.objects.filter(show_id=show_id, status=Waiter.Status.WAITING).exists()",
+    ),
+    Mutation(
+        "joining is allowed when exactly enough seats are free",
+        WAITING,
+        "free >= seats_wanted",
+        "free > seats_wanted",
+        _tests("waiting/test_line"),
+    ),
+    Mutation(
+        "joining behind a line is refused while seats are free",
+        WAITING,
+        " and first_in_line",
+        "",
+        _tests("waiting/test_line", "waiting/test_fairness"),
+        at="if free >= seats_wanted and first_in_line:",
+    ),
+    Mutation(
+        "joining is refused when exactly enough seats are unbooked",
+        WAITING,
+        "not_booked < seats_wanted",
+        "not_booked <= seats_wanted",
+        _tests("waiting/test_line"),
+    ),
+    Mutation(
+        "a waiter wanting exactly the unbooked seats gets Show Full",
+        WAITING,
+        "seats_wanted__gt=not_booked",
+        "seats_wanted__gte=not_booked",
+        _tests("waiting/test_line"),
+    ),
+    Mutation(
+        "a wait outlives its maximum by an instant",
+        WAITING,
+        "expires_at__lte=at",
+        "expires_at__lt=at",
+        _tests("waiting/test_line"),
+    ),
+    Mutation(
+        "the line stays open at the show's start",
+        WAITING,
+        "<=",
+        "<",
+        _tests("waiting/test_line"),
+        at="if show.starts_at <= at: _end(waiting",
+    ),
+    Mutation(
+        "joining is allowed at the show's start",
+        WAITING,
+        "<=",
+        "<",
+        _tests("waiting/test_line"),
+        at='if show.starts_at <= at: raise WaitingError("show_started")',
+    ),
+    Mutation(
+        "joins are not serialized by the line lock",
+        WAITING,
+        "_lock_line(show.pk)",
+        "pass",
+        _tests("waiting/test_concurrency"),
+        at="with transaction.atomic(durable=True): _lock_line(show.pk)",
+    ),
+    Mutation(
+        "serving is not serialized by the line lock",
+        WAITING,
+        "_lock_line(show_id)",
+        "pass",
+        _tests("waiting/test_concurrency"),
+        at="_lock_line(show_id) # The clock is read",
+    ),
+    Mutation(
+        "a position counts the waiter itself as ahead",
+        WAITING,
+        "place__lt=waiter.place",
+        "place__lte=waiter.place",
+        _tests("waiting/test_line"),
+    ),
+    Mutation(
+        "leaving a place already ended ends it again",
+        WAITING,
+        "waiter.status == Waiter.Status.WAITING",
+        "True",
+        _tests("waiting/test_line"),
+        at="if waiter.status == Waiter.Status.WAITING: _end([waiter], Waiter.Status.CANCELLED",
+    ),
+    Mutation(
+        "joining joins a caller's transaction (not durable)",
+        WAITING,
+        "durable=True",
+        "",
+        _tests("waiting/test_line"),
+        at="with transaction.atomic(durable=True): _lock_line(show.pk)",
+    ),
+    Mutation(
+        "serving joins a caller's transaction (not durable)",
+        WAITING,
+        "durable=True",
+        "",
+        _tests("waiting/test_line"),
+        at="with transaction.atomic(durable=True): _lock_line(show_id) # The clock",
+    ),
+    # --- search --------------------------------------------------------------------------------------------
+    Mutation(
+        "the radius is only the latitude/longitude box",
+        SEARCH,
+        ", distance_km__lte=search.radius_km",
+        "",
+        _tests("cinemas/test_search_movies"),
+    ),
+]
+
+
+def run(mutation):
+    """`(outcome, detail)`: caught (the first failing test), SURVIVED, stale, or error (the tests didn't run)."""
+    path = ROOT / mutation.path
+    original = path.read_text()
+    mutated = mutation.apply(original)
+    if mutated is None:
+        return "stale", f"{mutation.at or mutation.old!r} is not in {mutation.path} exactly once"
+    try:
+        path.write_text(mutated)
+        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-rf", *mutation.tests]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    finally:
+        path.write_text(original)
+    if result.returncode == 0:
+        return "SURVIVED", ""
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", result.stdout, re.MULTILINE)
+    if result.returncode == 1 and failed:
+        return "caught", failed[0]
+    return "error", (result.stdout + result.stderr).strip().splitlines()[-1:]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="run only the mutations whose name contains one of these")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    arguments = parser.parse_args()
+    chosen = [m for m in MUTATIONS if not arguments.names or any(n in m.name for n in arguments.names)]
+    if arguments.list:
+        for mutation in chosen:
+            print(f"{mutation.path}: {mutation.name}")
+        return 0
+    if "DATABASE_URL" not in os.environ:
+        sys.exit("Set DATABASE_URL (and REDIS_URL) to your checkout's own database: the tests run against it.")
+    # A Ctrl-C or kill still puts the source back (run's finally).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    bad = 0
+    print("| mutation | file | outcome | caught by |\n| --- | --- | --- | --- |", flush=True)
+    for mutation in chosen:
+        started = time.monotonic()
+        outcome, detail = run(mutation)
+        bad += outcome != "caught"
+        print(f"| {mutation.name} | {mutation.path} | {outcome} | {detail} |", flush=True)
+        print(f"  ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
