@@ -27,6 +27,8 @@ class Waiter(models.Model):
     show = models.ForeignKey(Show, on_delete=models.PROTECT, related_name="+", db_index=False)
     api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     session_id = models.CharField(max_length=128)
+    # The website's visitor's network address: served seats count toward its cap as the buyer's own holds do.
+    client_address = models.GenericIPAddressField(null=True, blank=True)
     seats_wanted = models.PositiveSmallIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
     place = models.BigIntegerField(help_text="Order in the show's line: lower joined earlier.")

@@ -214,6 +214,7 @@ def join_waiting_line(*, buyer, show, seats_wanted, at=None):
             show=show,
             api_key_id=buyer.api_key_id,
             session_id=buyer.session_id,
+            client_address=buyer.client_address,
             seats_wanted=seats_wanted,
             place=last_place + 1,
             joined_at=at,
@@ -289,7 +290,7 @@ def _serve_batch(show_id, at):
         free, not_booked = _servable_seats(show, at)
         _end(waiting.filter(seats_wanted__gt=not_booked), Waiter.Status.SHOW_FULL, at, notices)
         seated, first_place = 0, None
-        batch = list(waiting[:SERVE_BATCH])
+        batch = list(waiting.select_related("api_key")[:SERVE_BATCH])
         head_stopped = len(batch) < SERVE_BATCH  # else more may wait behind this batch
         # The batch's holds reach the seat maps as one push after commit, not one per waiter.
         with seat_changes_pushed_together():
@@ -299,14 +300,22 @@ def _serve_batch(show_id, at):
                     # come free after this count wake the line again once this transaction lets go of its lock.
                     head_stopped = True
                     break
-                buyer = Buyer(api_key_id=waiter.api_key_id, session_id=waiter.session_id)
+                # The client's caps hold for seats served from the line too: else many sessions in line would
+                # collect freed seats past the cap that refuses their direct holds.
+                buyer = Buyer(
+                    api_key_id=waiter.api_key_id,
+                    session_id=waiter.session_id,
+                    client_address=waiter.client_address,
+                    key_seat_cap=waiter.api_key.held_seats_per_show if waiter.api_key_id else None,
+                )
                 try:
                     reservation = hold_seats_for_waiter(buyer=buyer, show=show, count=waiter.seats_wanted, at=at)
                 except BookingError as refusal:
                     if refusal.code in ("seats_unavailable", "retry", "show_full"):
                         head_stopped = True  # the head can't be seated yet: nobody behind it goes first
                         break
-                    # The waiter's own session already holds too many seats of the show: it can't be served.
+                    # The waiter's own session, or its client (key or address), already holds as many seats of the
+                    # show as it may: it can't be served, and mustn't stop the line for everyone behind it.
                     logger.info("Waiter %s can't be served: %s", waiter.pk, refusal.code)
                     _end([waiter], Waiter.Status.CANCELLED, at, notices)
                     continue

@@ -439,9 +439,8 @@ def test_a_new_years_eve_show_belongs_to_the_old_year_where_it_plays(admin_clien
     assert set(date_choices(admin_client)) == {"All", "2025"}
 
 
-@pytest.mark.parametrize(
-    "value", ["2025-13", "2025-02-30", "abc", "9999", "0001-01-01", "２０２５", "2025-1", "2025\x00"]
-)
+# (A NUL never gets this far: ticketing.middleware refuses it first, tests/ticketing/test_bad_input.py.)
+@pytest.mark.parametrize("value", ["2025-13", "2025-02-30", "abc", "9999", "0001-01-01", "２０２５", "2025-1"])
 def test_a_date_that_is_no_date_goes_back_to_the_whole_list(admin_client, evening_shows, value):
     response = admin_client.get(url("show"), {"local_date": value})
 

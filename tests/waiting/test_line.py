@@ -22,6 +22,7 @@ from tests.bookings.helpers import GOOD_CARD, seat_ids
 from tests.factories import make_hall, make_show
 from tests.helpers import assert_api_error
 from tests.waiting.conftest import held_out_show, join
+from ticketing.services import create_api_key
 from waiting import services as waiting_services
 from waiting.models import Waiter
 from waiting.services import (
@@ -239,6 +240,33 @@ class TestServing:
         free(holds[1], django_capture_on_commit_callbacks)
         assert fresh(alice).status == "Cancelled" and fresh(alice).reservation is None
         assert fresh(bob).status == "Seats Available"
+
+    @pytest.mark.parametrize("client", ["partner key", "address"])
+    def test_seats_served_from_the_line_count_toward_the_clients_cap_like_its_own_holds(
+        self, client, settings, django_capture_on_commit_callbacks
+    ):
+        """A client at its cap can't collect more seats by putting other sessions in the line."""
+        settings.TICKETING_MAX_HELD_SEATS_PER_ADDRESS = 4
+        key = create_api_key(name="capped", rate_per_minute=1000, held_seats_per_show=4)[0]
+        capped = {
+            "partner key": {"api_key_id": key.pk, "key_seat_cap": 4},
+            "address": {"api_key_id": None, "client_address": "203.0.113.7"},
+        }[client]
+        show, holds = held_out_show(seats=6)
+        cancel_hold(buyer=Buyer(None, holds[0].session_id), reservation_id=holds[0].pk)
+        cancel_hold(buyer=Buyer(None, holds[1].session_id), reservation_id=holds[1].pk)
+        hold_seats(buyer=Buyer(session_id="first", **capped), show=show, best_available=BestAvailable(2))
+        line = [
+            join_waiting_line(buyer=Buyer(session_id=f"line-{n}", **capped), show=show, seats_wanted=2)[0]
+            for n in range(2)
+        ]
+        someone = join(show, "someone else", 2)
+        for hold in holds[2:]:
+            free(hold, django_capture_on_commit_callbacks)
+
+        # The client held 2: one waiter of its may be served (2 + 2 = 4), the second would pass 4.
+        assert [fresh(waiter).status for waiter in line] == ["Seats Available", "Cancelled"]
+        assert fresh(someone).status == "Seats Available"
 
 
 class TestEndings:
