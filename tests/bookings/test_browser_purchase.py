@@ -35,6 +35,19 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PHONE = {"width": 375, "height": 812}
 
 
+def hold_two_seats_of_a_small_show(page):
+    """B1 and B2 of a new small show held on its seat map; returns the hold's id."""
+    show = small_show()
+    page.goto(f"/shows/{show.pk}/")
+    return choose_and_hold(page, "B1", "B2")
+
+
+def pay_with_a_good_card(page, reservation_id):
+    fill_card(page, GOOD_CARD)
+    pay_button(page).click()
+    expect_ticket(page, reservation_id)
+
+
 def test_a_moviegoer_buys_two_seats_from_picking_the_city_to_the_ticket(site, new_page):
     show = demo_show(other_times=[(16, 45), (22, 0)])
     other_cities()
@@ -82,10 +95,8 @@ def test_a_moviegoer_buys_two_seats_from_picking_the_city_to_the_ticket(site, ne
 
 
 def test_a_declined_card_is_said_so_the_seats_stay_held_and_the_good_card_then_books_them(site, new_page):
-    show = small_show()
     page = new_page(base_url=site)
-    page.goto(f"/shows/{show.pk}/")
-    reservation_id = choose_and_hold(page, "B1", "B2")
+    reservation_id = hold_two_seats_of_a_small_show(page)
 
     fill_card(page, DECLINED_CARD)
     expect(page.get_by_label("Security code (CVC)")).to_have_attribute("type", "password")  # masked as typed
@@ -115,13 +126,9 @@ def test_a_declined_card_is_said_so_the_seats_stay_held_and_the_good_card_then_b
 
 
 def test_back_after_paying_lands_on_the_ticket_not_on_a_checkout_with_the_card_filled_in(site, new_page):
-    show = small_show()
     page = new_page(base_url=site)
-    page.goto(f"/shows/{show.pk}/")
-    reservation_id = choose_and_hold(page, "B1", "B2")
-    fill_card(page, GOOD_CARD)
-    pay_button(page).click()
-    expect_ticket(page, reservation_id)
+    reservation_id = hold_two_seats_of_a_small_show(page)
+    pay_with_a_good_card(page, reservation_id)
 
     page.go_back()  # to the checkout's place in history: the browser must ask again, and the booking answers
 
@@ -132,13 +139,9 @@ def test_back_after_paying_lands_on_the_ticket_not_on_a_checkout_with_the_card_f
 
 
 def test_a_booking_the_cinema_cancels_says_so_with_its_seats_and_refund_on_the_ticket_page(site, new_page):
-    show = small_show()
     page = new_page(base_url=site)
-    page.goto(f"/shows/{show.pk}/")
-    reservation_id = choose_and_hold(page, "B1", "B2")
-    fill_card(page, GOOD_CARD)
-    pay_button(page).click()
-    expect_ticket(page, reservation_id)
+    reservation_id = hold_two_seats_of_a_small_show(page)
+    pay_with_a_good_card(page, reservation_id)
 
     # Hashed as the server hashes (the tests' own settings use a fast hasher the server doesn't know).
     password = PBKDF2PasswordHasher().encode("a long staff password", "cinemasalt")
@@ -162,10 +165,8 @@ def test_a_booking_the_cinema_cancels_says_so_with_its_seats_and_refund_on_the_t
 
 
 def test_a_double_click_on_pay_charges_the_card_once(site, new_page):
-    show = small_show()
     page = new_page(base_url=site)
-    page.goto(f"/shows/{show.pk}/")
-    reservation_id = choose_and_hold(page, "B1", "B2")
+    reservation_id = hold_two_seats_of_a_small_show(page)
     fill_card(page)
 
     pay_button(page).dblclick()
@@ -178,10 +179,8 @@ def test_a_double_click_on_pay_charges_the_card_once(site, new_page):
 
 def test_two_payments_of_one_hold_sent_at_the_same_moment_charge_the_card_once(site, new_page):
     """Without the page's one-submit guard (another tab, a replayed request), the server still charges once."""
-    show = small_show()
     page = new_page(base_url=site)
-    page.goto(f"/shows/{show.pk}/")
-    reservation_id = choose_and_hold(page, "B1", "B2")
+    reservation_id = hold_two_seats_of_a_small_show(page)
     fill_card(page)
 
     statuses = page.evaluate(
