@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HOLDS = "bookings/services/holds.py"
 PAYMENTS = "bookings/services/payments.py"
 TICKETS = "bookings/services/tickets.py"
+MAIL = "bookings/services/mail.py"
 WAITING = "waiting/services.py"
 SEARCH = "cinemas/search.py"
 
@@ -69,10 +70,9 @@ MUTATIONS = [
     Mutation(
         "fresh buyers skip the waiting line",
         HOLDS,
-        "_waiting_line_check is not None and _waiting_line_check(show.pk)",
+        "_owed_to_line(show, _types_of(seats) if seats else _types_given(best_available))",
         "False",
         _tests("waiting/test_line"),
-        at='if _waiting_line_check is not None and _waiting_line_check(show.pk): raise BookingError("waiting_line") if',
     ),
     Mutation(
         "no grace seconds after the countdown",
@@ -236,7 +236,7 @@ MUTATIONS = [
     Mutation(
         "retry rather than show full when booked seats leave too few",
         HOLDS,
-        "total - booked >= count",
+        "not_booked >= count",
         "True",
         _tests("bookings/test_reserve_seats"),
     ),
@@ -254,7 +254,7 @@ MUTATIONS = [
         "durable=True",
         "",
         _tests("bookings/test_transactions"),
-        at="with transaction.atomic(durable=True): if _waiting_line_check",
+        at="with transaction.atomic(durable=True): if _owed_to_line",
     ),
     Mutation(
         "the sweep joins a caller's transaction (not durable)",
@@ -402,7 +402,7 @@ MUTATIONS = [
     Mutation(
         "an ended show's ticket is admitted",
         TICKETS,
-        "reservation.show.ends_at <= at",
+        "show.ends_at <= at",
         "False",
         _tests("bookings/test_check_in"),
     ),
@@ -412,11 +412,11 @@ MUTATIONS = [
         "durable=True",
         "",
         _tests("bookings/test_transactions"),
-        at="with transaction.atomic(durable=True): reservation = ( Reservation.objects.select_for_update(of=",
+        at="with transaction.atomic(durable=True): reservation = _tickets().select_for_update(",
     ),
     Mutation(
         "a ticket is mailed for a hold that is not booked",
-        TICKETS,
+        MAIL,
         "reservation.status != Reservation.Status.BOOKED",
         "False",
         _tests("bookings/test_tickets", "bookings/test_website"),
