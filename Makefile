@@ -12,10 +12,13 @@ DEBIAN_PACKAGES := chromium haproxy
 
 # Where `make test` runs the suite. PostgreSQL always (the concurrency tests need it; pytest-django makes
 # and drops its own test_<name> database), named after this checkout (scripts/checkout.sh) so that two
-# checkouts can test at once; a Redis database other than the 0 that `make run` uses, chosen the same way.
-# Override on the command line or in the environment: make test TEST_DATABASE_URL=... TEST_REDIS_URL=...
+# checkouts can test at once; a Redis database other than the 0 that `make run` uses, chosen the same way,
+# and every Redis key the run writes under the checkout's own prefix (TICKETING_REDIS_PREFIX), as a shared
+# database number can't keep two runs apart. Override on the command line or in the environment:
+# make test TEST_DATABASE_URL=... TEST_REDIS_URL=... TEST_REDIS_PREFIX=...
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(shell bash scripts/checkout.sh database)
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/$(shell bash scripts/checkout.sh redis-db)
+TEST_REDIS_PREFIX ?= $(shell bash scripts/checkout.sh database):
 # The design study's scale for benchmarks: its own database, loaded once (about 1.6 GB, 1.5 minutes).
 STUDY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ticketing_study
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k holds -x"
@@ -56,7 +59,8 @@ test: debian-packages venv services
 	DATABASE_URL='sqlite://:memory:' DJANGO_DEBUG=1 $(VENV)/bin/python manage.py makemigrations --check --dry-run
 	@# pytest exits 5 when it collected no tests; that is a failure too, and said so.
 	@status=0; \
-	DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' $(VENV)/bin/pytest $(PYTEST_ARGS) || status=$$?; \
+	DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' TICKETING_REDIS_PREFIX='$(TEST_REDIS_PREFIX)' \
+		$(VENV)/bin/pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests, which counts as a failure" >&2; fi; \
 	exit $$status
 

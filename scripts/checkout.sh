@@ -9,10 +9,10 @@
 # `psql -l`; <hash> is 6 hex digits of the SHA-256 of the checkout's absolute path, so checkouts in folders of
 # the same name differ too. The same checkout always gets the same names.
 #
-# Redis has only 16 numbered databases, so two checkouts share one about once in seven: the number is drawn
-# from those nothing else here takes (0 is `make run`'s; tests and benchmarks take 2-9 for their own workers
-# and flush them). Sharing is mostly harmless (each test's cache keys carry a prefix of its own), but tests
-# that start Celery workers or watch seat maps could see the other run's tasks and pushes.
+# Redis has only 16 numbered databases, so two checkouts share one about once in seven; the number is drawn
+# from those the benchmarks and `make run` don't take (0 is `make run`'s; benchmarks take 2-9 and flush
+# them). Sharing one is harmless: `make test` also gives each checkout a key prefix (TICKETING_REDIS_PREFIX),
+# and every key the site writes carries it.
 set -euo pipefail
 
 SCRIPT_NAME=checkout

@@ -142,8 +142,14 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def redis_keys_of_its_own():
+    """The environment that gives processes a Redis keyspace of their own (cache, channel layer, Celery's queues)
+    in the run's Redis database: a test's workers see exactly the tasks its own processes send."""
+    return {"TICKETING_REDIS_PREFIX": f"test-{uuid.uuid4().hex}:"}
+
+
 @contextlib.contextmanager
-def payment_sandbox(settings):
+def payment_sandbox(settings, environment=None):
     """The sandbox payment provider as its own HTTP service on loopback (`run_payment_sandbox`).
 
     Yields (url, process). Its ledger is in the tests' Redis, under the sandbox's own keys; payments' ids are
@@ -155,6 +161,7 @@ def payment_sandbox(settings):
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "REDIS_URL": settings.REDIS_URL,
+        **(environment or {}),
     }
     with tempfile.TemporaryFile() as log:
         service = subprocess.Popen(
@@ -192,7 +199,7 @@ def test_database_url():
 
 
 @contextlib.contextmanager
-def celery_worker(settings, *, redis_url, beat=True, environment=None):
+def celery_worker(settings, *, beat=True, environment=None):
     """A real Celery worker (with beat) on the test database, as `make run` starts it; yields the process."""
     schedule_dir = tempfile.mkdtemp(prefix="celerybeat-")
     command = [sys.executable, "-m", "celery", "-A", "ticketing", "worker", "--pool", "solo", "--loglevel", "warning"]
@@ -204,7 +211,7 @@ def celery_worker(settings, *, redis_url, beat=True, environment=None):
         env={
             **os.environ,
             "DATABASE_URL": test_database_url(),
-            "REDIS_URL": redis_url,
+            "REDIS_URL": settings.REDIS_URL,
             "CELERY_TASK_ALWAYS_EAGER": "0",
             "DJANGO_DEBUG": "0",
             "DJANGO_SECRET_KEY": settings.SECRET_KEY,

@@ -79,7 +79,7 @@ def refusal_page(request, message, *, status_code, title="We couldn't read that 
 
     Rendered without the request's context: the request itself may be what is wrong (a host not ours).
     """
-    content = loader.get_template("400.html").render({"title": title, "message": message})
+    content = loader.get_template("400.html").render({"title": title, "message": message, "status": status_code})
     return HttpResponse(content, status=status_code)
 
 
@@ -154,7 +154,7 @@ def _unavailable(request):
     if is_api_request(request):
         response = JsonResponse(error_body("service_unavailable", message), status=503)
     else:
-        response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+        response = refusal_page(request, message, status_code=503, title="Please retry in a moment")
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     response["Cache-Control"] = "no-store"
     return response

@@ -169,6 +169,10 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 if REDIS_URL and not re.match(r"^rediss?://", REDIS_URL):
     raise ImproperlyConfigured(f"REDIS_URL must start with redis:// or rediss://, got {REDIS_URL!r}")
 
+# Put before every key this site writes in Redis (cache, channel layer, Celery's queues): processes with
+# different prefixes share one Redis database without seeing each other's keys, as two checkouts' test runs
+# do (`make test` sets one per checkout), and each test that starts its own workers.
+REDIS_KEY_PREFIX = env_str("TICKETING_REDIS_PREFIX", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -185,15 +189,23 @@ if REDIS_URL:
                 # second. Past this the layer drops messages without a word. (A few hundred bytes each: 100,000
                 # waiting is tens of MB in Redis, only while a process falls behind.)
                 "capacity": 100_000,
+                "prefix": f"{REDIS_KEY_PREFIX}asgi",
             },
         }
     }
-    CACHES = {"default": {"BACKEND": "ticketing.redis_cache.SharedPoolRedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "ticketing.redis_cache.SharedPoolRedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_KEY_PREFIX,
+        }
+    }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX} if REDIS_URL and REDIS_KEY_PREFIX else {}
 # Without Redis (the single-process demo) tasks run in the process that sends them; tests set it too.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_IGNORE_RESULT = True

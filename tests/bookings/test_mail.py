@@ -393,7 +393,7 @@ def test_a_worker_retries_a_mail_the_smtp_server_refuses_with_doubling_waits_and
         "TICKETING_MAIL_MAX_ATTEMPTS": "3",
         "TICKETING_MAIL_RETRY_SECONDS": "1",
     }
-    with celery_worker(settings, redis_url=settings.REDIS_URL, beat=False, environment=environment):
+    with celery_worker(settings, beat=False, environment=environment):
         email_ticket(buyer=alice, reservation_id=booking.pk, address="ann@example.com")
         ticket = OutgoingMail.objects.get()
         seen = wait_for(ticket.pk, lambda row: row.status != OutgoingMail.Status.QUEUED)
@@ -419,7 +419,7 @@ def test_a_worker_sends_a_mail_once_when_the_server_takes_it_on_the_third_attemp
             "TEST_MAIL_FAILURES": "2",
             "TICKETING_MAIL_RETRY_SECONDS": "1",
         }
-        with celery_worker(settings, redis_url=settings.REDIS_URL, beat=False, environment=environment):
+        with celery_worker(settings, beat=False, environment=environment):
             email_ticket(buyer=alice, reservation_id=booking.pk, address="ann@example.com")
             ticket = OutgoingMail.objects.get()
             wait_for(ticket.pk, lambda row: row.status != OutgoingMail.Status.QUEUED)

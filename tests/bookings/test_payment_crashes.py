@@ -11,12 +11,11 @@ import time
 
 import httpx
 import pytest
-import redis
 
 from bookings.models import Payment, Reservation
 from bookings.payments import SandboxHttpProvider
 from tests.bookings.helpers import GOOD_CARD, seat_ids
-from tests.conftest import celery_worker, payment_sandbox, serving
+from tests.conftest import celery_worker, payment_sandbox, redis_keys_of_its_own, serving
 from tests.factories import make_api_key
 
 SETTLE_SECONDS = 2
@@ -39,14 +38,13 @@ def wait_until(condition, seconds):
 
 @pytest.fixture
 def stack(settings, show):
-    """A payment sandbox and the environment that points the site's processes at it, on a Redis of their own."""
-    redis_url = settings.REDIS_URL.rsplit("/", 1)[0] + "/8"
-    redis.Redis.from_url(redis_url).flushdb()
-    settings.REDIS_URL = redis_url
-    with payment_sandbox(settings) as (sandbox_url, _):
+    """A payment sandbox and the environment that points the site's processes at it, with Redis keys of their own
+    (the sandbox's ledger starts empty; the worker sees only these processes' tasks)."""
+    keys = redis_keys_of_its_own()
+    with payment_sandbox(settings, environment=keys) as (sandbox_url, _):
         environment = {
             **CLOCKS,
-            "REDIS_URL": redis_url,
+            **keys,
             "TICKETING_PAYMENT_PROVIDER": "bookings.payments.SandboxHttpProvider",
             "TICKETING_PAYMENT_SANDBOX_URL": sandbox_url,
         }
@@ -103,7 +101,7 @@ def test_a_crash_at_each_step_of_paying_is_settled_and_a_retry_answers_booked_wi
     environment, provider = stack
     headers = {"X-API-Key": make_api_key()}
 
-    with celery_worker(settings, redis_url=environment["REDIS_URL"], environment=environment):
+    with celery_worker(settings, environment=environment):
         with serving(settings, workers=1, environment={**environment, "TICKETING_CRASH_AT": crash_at}) as (url, web):
             with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
                 reservation_id = hold_two_seats(client, show)
@@ -143,7 +141,7 @@ def test_a_charge_answered_too_late_is_504_then_booked_by_the_reconciler_and_the
     provider.client.post("/v1/faults", json={"faults": [{"on": "charge", "do": "late", "seconds": 2}]})
 
     with (
-        celery_worker(settings, redis_url=environment["REDIS_URL"], environment=environment),
+        celery_worker(settings, environment=environment),
         serving(settings, workers=1, environment=environment) as (url, _),
         httpx.Client(base_url=url, headers=headers, timeout=10) as client,
     ):

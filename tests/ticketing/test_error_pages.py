@@ -3,6 +3,7 @@ the API keeps its JSON error body."""
 
 import pytest
 from django.core.exceptions import PermissionDenied
+from django.db import OperationalError
 from django.template import loader
 from django.test import Client, override_settings
 from django.urls import path
@@ -20,11 +21,16 @@ def forbids(request):
     raise PermissionDenied
 
 
+def loses_the_database(request):
+    raise OperationalError("the database went away")
+
+
 # The site's own URLs and error handlers, and views that fail, for these tests only.
 urlpatterns = [
     path("failing-page/", fails),
     path("api/v1/failing", fails),
     path("forbidden-page/", forbids),
+    path("database-down/", loses_the_database),
     *ticketing.urls.urlpatterns,
 ]
 handler404 = ticketing.urls.handler404
@@ -93,3 +99,13 @@ def test_the_api_keeps_its_json_error_body_for_an_unknown_address_and_a_failure(
 
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     assert failing.status_code == 500 and failing.json()["error"]["code"] == "server_error"
+
+
+@override_settings(DEBUG=False)
+def test_a_page_while_a_component_is_down_is_the_site_s_own_503_with_retry_after():
+    client = Client(raise_request_exception=False)
+
+    response = client.get("/database-down/")
+
+    assert_branded(response, 503, "Please retry in a moment")
+    assert response["Retry-After"] == "5" and response["Cache-Control"] == "no-store"

@@ -10,7 +10,10 @@ from django.conf import settings
 from tests.helpers import make_environment
 
 # What `make test` runs pytest with: DATABASE_URL='...' REDIS_URL='...' .venv/bin/pytest
-PYTEST_LINE = re.compile(r"DATABASE_URL='(?P<database>[^']*)' REDIS_URL='(?P<redis>[^']*)' \S*pytest")
+PYTEST_LINE = re.compile(
+    r"DATABASE_URL='(?P<database>[^']*)' REDIS_URL='(?P<redis>[^']*)' TICKETING_REDIS_PREFIX='(?P<prefix>[^']*)'"
+    r"\s*\\?\s*\S*pytest"
+)
 
 
 def dry_run(directory, *arguments, **environment):
@@ -32,6 +35,12 @@ def urls_of(directory, **environment):
     found = PYTEST_LINE.search(dry_run(directory, **environment))
     assert found, "no pytest line in make -n test"
     return found["database"], found["redis"]
+
+
+def redis_prefix_of(directory):
+    found = PYTEST_LINE.search(dry_run(directory))
+    assert found, "no pytest line in make -n test"
+    return found["prefix"]
 
 
 def checkout_at(path):
@@ -58,6 +67,8 @@ def test_two_checkouts_test_in_postgresql_databases_of_their_own_named_the_same_
     assert urls_of(one) == (database_one, redis_one)  # the same checkout, the same names
     for redis_url in (redis_one, redis_two):
         assert re.fullmatch(r"redis://127\.0\.0\.1:6379/(1|1[0-5])", redis_url), redis_url  # never make run's 0
+    # Two runs in one Redis database never see each other's keys: each writes under its checkout's prefix.
+    assert redis_prefix_of(one) == f"{name_one}:" and redis_prefix_of(two) == f"{name_two}:"
 
 
 def test_a_checkout_folder_s_name_is_made_a_safe_database_name(tmp_path):

@@ -7,13 +7,12 @@ from datetime import timedelta
 
 import httpx
 import pytest
-import redis
 from django.utils import timezone
 
 from bookings.models import Reservation
 from bookings.services import Buyer, hold_seats
 from tests.bookings.helpers import seat_ids
-from tests.conftest import celery_worker, serving
+from tests.conftest import celery_worker, redis_keys_of_its_own, serving
 from tests.factories import make_api_key, make_hall, make_show
 from waiting.models import Waiter
 
@@ -34,10 +33,8 @@ def wait_until(condition, seconds):
 
 @pytest.mark.django_db(transaction=True)
 def test_waiters_and_served_holds_survive_kill_9_of_the_web_server_and_the_worker(settings):
-    # A Redis database of its own: the worker must see exactly the messages this test's processes send.
-    redis_url = settings.REDIS_URL.rsplit("/", 1)[0] + "/5"
-    redis.Redis.from_url(redis_url).flushdb()
-    extra = {"REDIS_URL": redis_url, "CELERY_TASK_ALWAYS_EAGER": "0"}
+    # Redis keys of its own: the worker must see exactly the messages this test's processes send.
+    extra = {**redis_keys_of_its_own(), "CELERY_TASK_ALWAYS_EAGER": "0"}
     show = make_show(hall=make_hall(plan="RRRR"))
     # Holds of every seat that lapse about 20 s from now (hold time 300 s + 5 s grace).
     taken_at = timezone.now() - timedelta(seconds=285)
@@ -46,7 +43,10 @@ def test_waiters_and_served_holds_survive_kill_9_of_the_web_server_and_the_worke
     api_key = make_api_key()
     headers = {"X-API-Key": api_key}
 
-    with serving(settings, environment=extra) as (url, web), celery_worker(settings, redis_url=redis_url) as worker:
+    with (
+        serving(settings, environment=extra) as (url, web),
+        celery_worker(settings, environment=extra) as worker,
+    ):
         with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
             joined = [
                 client.post(f"/api/v1/shows/{show.pk}/waitlist", json={"session_id": session, "seats_wanted": 2})
@@ -60,7 +60,10 @@ def test_waiters_and_served_holds_survive_kill_9_of_the_web_server_and_the_worke
     assert list(Waiter.objects.order_by("place").values_list("status", flat=True)) == ["Waiting"] * 3
 
     # Both come back; when the holds lapse, beat's sweep frees the seats and the line is served in order.
-    with serving(settings, environment=extra) as (url, web), celery_worker(settings, redis_url=redis_url) as worker:
+    with (
+        serving(settings, environment=extra) as (url, web),
+        celery_worker(settings, environment=extra) as worker,
+    ):
         served = wait_until(lambda: Waiter.objects.filter(status="Seats Available").count() == 2, seconds=60)
         assert served, list(Waiter.objects.values_list("session_id", "status"))
         with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
@@ -74,7 +77,7 @@ def test_waiters_and_served_holds_survive_kill_9_of_the_web_server_and_the_worke
     assert [body["status"] for body in bodies] == ["Seats Available", "Seats Available", "Waiting"]
     assert bodies[2]["position"] == 1
     # Once more, a new worker with nothing new to do serves nobody again.
-    with celery_worker(settings, redis_url=redis_url):
+    with celery_worker(settings, environment=extra):
         time.sleep(5)  # beat tends open lines every 2 s
     for session in ("first", "second"):
         assert Reservation.objects.filter(show=show, session_id=session).count() == 1

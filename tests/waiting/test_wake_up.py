@@ -12,7 +12,7 @@ import redis
 
 from bookings.tasks import take_wake_up, wake_waiting_line
 from tests.bookings.helpers import seat_ids
-from tests.conftest import celery_worker, serving
+from tests.conftest import celery_worker, redis_keys_of_its_own, serving
 from tests.factories import make_api_key, make_hall, make_show
 from tests.waiting.conftest import join
 from ticketing.celery import app as celery_app
@@ -21,15 +21,13 @@ from waiting.models import Waiter
 
 @pytest.mark.django_db(transaction=True)
 def test_a_cancelled_hold_serves_the_waiting_head_through_the_wake_up_with_no_beat_running(settings):
-    redis_url = settings.REDIS_URL.rsplit("/", 1)[0] + "/6"
-    redis.Redis.from_url(redis_url).flushdb()
     show = make_show(hall=make_hall(plan="RR"))
     headers = {"X-API-Key": make_api_key()}
-    extra = {"REDIS_URL": redis_url, "CELERY_TASK_ALWAYS_EAGER": "0"}
+    extra = {**redis_keys_of_its_own(), "CELERY_TASK_ALWAYS_EAGER": "0"}
 
     with (
         serving(settings, environment=extra) as (url, _),
-        celery_worker(settings, redis_url=redis_url, beat=False),
+        celery_worker(settings, beat=False, environment=extra),
         httpx.Client(base_url=url, headers=headers, timeout=10) as client,
     ):
         held = client.post(
@@ -64,18 +62,19 @@ def test_one_wake_up_per_show_waits_in_the_broker_however_many_changes_ask_for_i
     eager = celery_app.conf.task_always_eager  # read before the setting changes: Celery reads it lazily
     celery_app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER = False  # sent to the broker
     broker = redis.Redis.from_url(celery_app.conf.broker_url)
-    queued_before = broker.llen("celery")
+    queue = settings.REDIS_KEY_PREFIX + "celery"  # Celery's default queue, under the run's key prefix
+    queued_before = broker.llen(queue)
     try:
         for _ in range(10):
             wake_waiting_line(show.pk)
-        assert broker.llen("celery") - queued_before == 1
+        assert broker.llen(queue) - queued_before == 1
         take_wake_up(show.pk)  # what the task does first
         wake_waiting_line(show.pk)
-        assert broker.llen("celery") - queued_before == 2
+        assert broker.llen(queue) - queued_before == 2
     finally:
         celery_app.conf.task_always_eager = eager
-        if (ours := broker.llen("celery") - queued_before) > 0:
-            broker.lpop("celery", ours)  # ours are the newest, at the left
+        if (ours := broker.llen(queue) - queued_before) > 0:
+            broker.lpop(queue, ours)  # ours are the newest, at the left
         take_wake_up(show.pk)
 
 
