@@ -11,6 +11,8 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.renderers import JSONRenderer
@@ -128,6 +130,7 @@ RESERVATION_RESPONSES = {
 
 
 @extend_schema(tags=["reservations"])
+@method_decorator(never_cache, name="dispatch")  # a buyer's own hold, booking and ticket
 class ReserveSeatsApi(BookingApiView):
     @extend_schema(
         request=serializers.ReserveSeatsInput,
@@ -160,6 +163,7 @@ class ReserveSeatsApi(BookingApiView):
 
 
 @extend_schema(tags=["reservations"])
+@method_decorator(never_cache, name="dispatch")  # a buyer's own hold, booking and ticket
 class ReservationApi(BookingApiView):
     @extend_schema(
         parameters=[serializers.SessionParameters],
@@ -202,6 +206,7 @@ def request_fingerprint(reservation_id, data):
 
 
 @extend_schema(tags=["reservations"])
+@method_decorator(never_cache, name="dispatch")  # a buyer's own hold, booking and ticket
 class PayReservationApi(BookingApiView):
     @extend_schema(
         request=serializers.PayInput,

@@ -1,6 +1,8 @@
 """The waiting-line half of the public API (API.md "Waiting list"). Views are thin: they call waiting.services."""
 
 from django.shortcuts import get_object_or_404
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,6 +30,7 @@ class WaitingApiView(APIView):
 
 
 @extend_schema(tags=["waiting line"])
+@method_decorator(never_cache, name="dispatch")  # a buyer's own place in line
 class JoinWaitingLineApi(WaitingApiView):
     @extend_schema(
         request=serializers.JoinInput,
@@ -48,6 +51,7 @@ class JoinWaitingLineApi(WaitingApiView):
 
 
 @extend_schema(tags=["waiting line"])
+@method_decorator(never_cache, name="dispatch")  # a buyer's own place in line
 class WaiterApi(WaitingApiView):
     @extend_schema(
         parameters=[serializers.WaiterParameters],

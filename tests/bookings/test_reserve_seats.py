@@ -231,3 +231,35 @@ def test_a_wheelchair_space_just_taken_while_another_is_free_says_choose_again(a
     taken_by_others(api, show, seats_of_type(show, "Premium", "Regular") + wheelchair[:1])
     response = reserve(api, show, wheelchair[:1], session="bob")
     assert_refused(response, 409, "seats_unavailable", "Reservation Failed - Seats Unavailable")
+
+
+def test_a_partners_answers_about_its_buyers_holds_bookings_and_places_in_line_are_never_stored(api, show):
+    """They carry a buyer's seats, booking code and signed ticket: no shared or disk cache may keep them."""
+    seats = seat_ids(show)
+    held = reserve(api, show, seats[:2])
+    hold_id = held.json()["reservation_id"]
+    paid = pay(api, hold_id)
+    everything_else = reserve(api, show, seats[2:12], session="bob")  # one seat left: a line for 2 can form
+    answers = {
+        "hold": held,
+        "pay": paid,
+        "read": api.get(f"/api/v1/reservations/{hold_id}", {"session_id": "alice"}),
+        "change refused": api.put(
+            f"/api/v1/reservations/{hold_id}", {"session_id": "alice", "seats_to_reserve": seats[:1]}, format="json"
+        ),
+        "another hold": everything_else,
+        "join": api.post(
+            f"/api/v1/shows/{show.pk}/waitlist", {"session_id": "carol", "seats_wanted": 2}, format="json"
+        ),
+    }
+    waiter_id = answers["join"].json()["waiter_id"]
+    answers["poll"] = api.get(f"/api/v1/waitlist/{waiter_id}", {"session_id": "carol"})
+
+    assert {name: answer.status_code for name, answer in answers.items()} == {
+        "hold": 201, "pay": 200, "read": 200, "change refused": 409, "another hold": 201, "join": 201, "poll": 200,
+    }  # fmt: skip
+    assert {
+        name: answer.get("Cache-Control")
+        for name, answer in answers.items()
+        if "no-store" not in answer.get("Cache-Control", "")
+    } == {}
