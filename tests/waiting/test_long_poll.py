@@ -245,7 +245,7 @@ def test_a_poll_whose_client_goes_away_stops_waiting_and_its_process_leaves_the_
     """The server notices the closed connection while the poll is parked, not when its wait would end."""
     _, (waiter,) = full_line(partner, "ann")
     groups = redis.Redis.from_url(django_settings.REDIS_URL)
-    membership = f"asgi:group:waiting-line-{waiter.show_id}"
+    membership = f"{django_settings.REDIS_KEY_PREFIX}asgi:group:waiting-line-{waiter.show_id}"
     with pytest.raises(httpx.ReadTimeout):
         client.get(url_of(waiter), params={"session_id": "ann", "wait": 60, "version": waiter.version}, timeout=1)
     # The client has closed its connection; its process had joined the show's line group for it alone.

@@ -245,7 +245,7 @@ def test_a_thousand_parked_long_polls_hold_no_connection_nor_thread_and_all_answ
             await asyncio.sleep(1)
             assert not any(poll.done() for poll in polls), "a poll answered before anything changed"
             # The process listens for the whole line in one membership, not one per poll.
-            members = parked_groups.zcard(f"asgi:group:waiting-line-{waiters[0].show_id}")
+            members = parked_groups.zcard(f"{settings.REDIS_KEY_PREFIX}asgi:group:waiting-line-{waiters[0].show_id}")
             parked = footprint(server.pid)
             sessions = await sync_to_async(database_sessions)()
 
