@@ -78,3 +78,29 @@ def make_environment(**overrides):
         if name not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "TEST_DATABASE_URL", "TEST_REDIS_URL"}
     }
     return {**environment, **overrides}
+
+
+def stack_environment(**overrides):
+    """The environment of bench/stack.py's processes in a test: production settings on the test database and
+    Redis, small pools. Fails the test, saying how to install it, where HAProxy is missing."""
+    import pytest
+    from django.conf import settings
+
+    from bench.stack import HaproxyMissing, haproxy_executable
+    from tests.conftest import test_database_url
+
+    try:
+        haproxy_executable()
+    except HaproxyMissing as missing:
+        pytest.fail(str(missing))
+    return {
+        **os.environ,
+        "DATABASE_URL": test_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "DATABASE_POOL_MIN": "1",
+        "DATABASE_POOL_MAX": "3",
+        **overrides,
+    }

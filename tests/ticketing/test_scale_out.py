@@ -9,7 +9,6 @@ that they lapse one by one seconds later.
 
 import asyncio
 import json
-import os
 import re
 import time
 from collections import Counter
@@ -18,15 +17,13 @@ from datetime import timedelta
 import httpx
 import pytest
 import websockets
-from django.conf import settings as django_settings
 from django.utils import timezone
 
-from bench.stack import HaproxyMissing, haproxy_executable, stack_running
+from bench.stack import stack_running
 from bookings.models import Reservation, SeatClaim
 from bookings.services import Buyer, hold_seats
-from tests import conftest
 from tests.factories import make_api_key, make_hall, make_show
-from tests.helpers import process_tree
+from tests.helpers import process_tree, stack_environment
 from waiting.models import Waiter
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,25 +36,13 @@ CELERY_WORKERS = ("celery1", "celery2")
 @pytest.fixture(scope="module")
 def stack(django_db_setup):
     """2 uvicorn processes (one worker each) behind HAProxy, 2 Celery workers and a beat, on the test database."""
-    try:
-        haproxy_executable()
-    except HaproxyMissing as missing:
-        pytest.fail(str(missing))
-    environment = {
-        **os.environ,
-        "DATABASE_URL": conftest.test_database_url(),
-        "REDIS_URL": django_settings.REDIS_URL,
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": django_settings.SECRET_KEY,
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DJANGO_LOG_LEVEL": "WARNING",
-        "CELERY_TASK_ALWAYS_EAGER": "0",  # wake-ups go through Redis to the workers
-        # Small pools: 2 web processes x 3 + 2 workers x 2 connections at most.
-        "DATABASE_POOL_MIN": "1",
-        "DATABASE_POOL_MAX": "3",
-        "TICKETING_HOLD_SECONDS": str(HOLD_SECONDS),
-        "TICKETING_HOLD_GRACE_SECONDS": "0",
-    }
+    # Small pools (stack_environment's): 2 web processes x 3 + 2 workers x 2 connections at most.
+    environment = stack_environment(
+        DJANGO_LOG_LEVEL="WARNING",
+        CELERY_TASK_ALWAYS_EAGER="0",  # wake-ups go through Redis to the workers
+        TICKETING_HOLD_SECONDS=str(HOLD_SECONDS),
+        TICKETING_HOLD_GRACE_SECONDS="0",
+    )
     with stack_running(
         web_processes=len(WEB_PROCESSES),
         environment=environment,

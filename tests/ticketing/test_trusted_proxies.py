@@ -22,12 +22,12 @@ import httpx
 import pytest
 from django.conf import settings as django_settings
 
-from bench.stack import HaproxyMissing, haproxy_executable, stack_running
+from bench.stack import stack_running
 from bookings.models import Reservation
 from tests import conftest
 from tests.bookings.helpers import seat_ids
 from tests.factories import make_hall, make_show
-from tests.helpers import process_tree
+from tests.helpers import process_tree, stack_environment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -159,20 +159,7 @@ def test_negative_control_a_server_that_trusts_the_buyers_address_is_walked_arou
 
 def test_behind_the_shipped_haproxy_the_buyers_own_address_counts_and_a_forged_one_does_not(show):
     """HAProxy (deploy/haproxy.cfg) appends the address it saw; the web processes trust HAProxy's alone."""
-    try:
-        haproxy_executable()
-    except HaproxyMissing as missing:
-        pytest.fail(str(missing))
-    environment = {
-        **os.environ,
-        "DATABASE_URL": conftest.test_database_url(),
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": django_settings.SECRET_KEY,
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_POOL_MIN": "1",
-        "DATABASE_POOL_MAX": "3",
-        "TICKETING_MAX_HELD_SEATS_PER_ADDRESS": str(CAP),
-    }
+    environment = stack_environment(TICKETING_MAX_HELD_SEATS_PER_ADDRESS=str(CAP))
     with stack_running(web_processes=1, environment=environment) as stack:
         answers = four_buyers_each_naming_another_address(stack.url, show, from_address="127.0.0.3")
 
