@@ -160,8 +160,10 @@ def setup_django(database_url, redis_url, **extra_environment):
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the settings' INFO would log every request
 
 
-def prepare_show(database_url, redis_url):
+def prepare_show(database_url, redis_url, *, key_cap=None):
     """Migrate, delete earlier runs' rows, and schedule a fresh show; return what the buyers need to know.
+
+    `key_cap`: the bench key's held seats per show (None: no cap), for the price of a capped partner.
 
     Django is set up here, in this process, only for the catalog services; the load goes through the server.
     """
@@ -217,6 +219,7 @@ def prepare_show(database_url, redis_url):
             create_api_key(
                 name=BENCH_KEY_NAME, rate_per_minute=1_000_000_000, held_seats_per_show=None, raw_key=BENCH_KEY
             )
+        ApiKey.objects.filter(name=BENCH_KEY_NAME).update(held_seats_per_show=key_cap)
     rows = {}
     for seat_id, y in Seat.objects.filter(hall=hall).order_by("y", "x").values_list("id", "y"):
         rows.setdefault(y, []).append(seat_id)
@@ -869,6 +872,7 @@ def build_report(sale, *, elapsed, cpu, server_settings, violations):
             "hall_seats": len(sale.hall.seat_ids),
             "show_id": sale.show_id,
             "duration_s": options.duration,
+            "key_cap": options.key_cap,
         },
         "elapsed_s": round(elapsed, 2),
         "ended_by": "failure"
@@ -975,6 +979,12 @@ def main():
         help="issue 6's hot show instead: every pair of neighbouring seats asked for by two buyers, once each "
         "(2,000 requests on the 2,000-seat hall), no give-ups; ends when all are answered",
     )
+    parser.add_argument(
+        "--key-cap",
+        type=int,
+        help="the bench key's cap on held seats per show (default: none); at the hall's size it never refuses, "
+        "so a run measures only what the cap costs",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     options = parser.parse_args()
     if options.seats[1] > 10:
@@ -983,7 +993,7 @@ def main():
     ensure_database(options.database_url)
     drop_queued_wake_ups(options.redis_url)  # an interrupted run may have left some
     pool_max, server_settings = plan_server(options)
-    show_id, movie_id, hall = prepare_show(options.database_url, options.redis_url)
+    show_id, movie_id, hall = prepare_show(options.database_url, options.redis_url, key_cap=options.key_cap)
     sale = Sale(show_id=show_id, movie_id=movie_id, hall=hall, options=options, run_tag=secrets.token_hex(4))
     served = serve_sale(sale, run_sale, pool_max=pool_max, log_prefix="bench-holds-server-")
     server_settings["celery_wake_ups_queued"] = drop_queued_wake_ups(options.redis_url)

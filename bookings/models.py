@@ -43,6 +43,9 @@ class Reservation(models.Model):
     # Where the website mails the ticket (given at checkout); API partners deliver their own tickets.
     # db_default: rows written around the ORM (the raw-SQL benchmarks and tests) need not name it.
     email = models.EmailField(blank=True, db_default="")
+    # The seats this hold counts toward its client's cap while Reserved (ClientHeldSeats): its seats when a
+    # cap applied to it, else 0. Written by the hold functions (migration 0009), never by Python.
+    capped_seats = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -118,18 +121,45 @@ class SeatClaim(models.Model):
     # The seat map version of this claim's last change (taken from one sequence for all shows).
     version = models.BigIntegerField()
     released_at = models.DateTimeField(null=True, blank=True)
+    # Whether its reservation is booked: kept on the claim so that a refusal counts a show's taken and booked
+    # seats from the unique index alone (see bookings_refusal in migration 0009).
+    booked = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["show", "seat"],
                 condition=Q(released_at__isnull=True),
+                include=["seat_type", "booked"],
                 name="bookings_seatclaim_one_live_claim_per_seat",
             ),
         ]
 
     def __str__(self):
         return f"seat {self.seat_id} of show {self.show_id}"
+
+
+class ClientHeldSeats(models.Model):
+    """How many seats one client holds unpaid of a show, for the caps on what a client may hold at once.
+
+    A client is an API key, or the website's visitors from one network address (`client` reads "key:12" or
+    "address:203.0.113.7"). Kept by a trigger on Reservation from its `capped_seats` (migration 0009), so
+    whatever writes a reservation keeps the count; a hold checks its client's cap against this row instead of
+    counting the client's holds.
+    """
+
+    show = models.ForeignKey(Show, on_delete=models.CASCADE, related_name="+", db_index=False)
+    client = models.CharField(max_length=64)
+    seats = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["show", "client"], name="bookings_clientheldseats_one_per_client"),
+            models.CheckConstraint(condition=Q(seats__gte=0), name="bookings_clientheldseats_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.client} holds {self.seats} of show {self.show_id}"
 
 
 class Payment(models.Model):

@@ -1,9 +1,10 @@
 """Helpers every test module may use: API answers, and many clients at the same moment."""
 
+import contextlib
 import os
 import threading
 
-from django.db import connections
+from django.db import connection, connections
 
 
 def get_ok(api, url, **parameters):
@@ -104,3 +105,18 @@ def stack_environment(**overrides):
         "DATABASE_POOL_MAX": "3",
         **overrides,
     }
+
+
+@contextlib.contextmanager
+def sql_function_replaced(name, definition):
+    """Run the block with the SQL function `name` replaced by `definition` (a CREATE OR REPLACE FUNCTION), for
+    negative controls: afterwards the function is as its migration made it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_functiondef(%s::regproc)", [name])
+        (original,) = cursor.fetchone()
+        cursor.execute(definition)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(original)

@@ -15,6 +15,7 @@ ERROR_MESSAGES = {
     "seat_not_in_hall": "Some seats are not in this show's hall.",
     "show_started": "This show has started; its seats are no longer on sale.",
     "movie_mismatch": "This show is not of that movie.",
+    "no_such_show": "There is no such show.",
     "session_seat_cap": "A session can hold at most {max_seats} seats of one show.",
     "client_hold_cap": "Too many seats of this show are held from here at once; try again in {retry_after} s, "
     "when a hold lapses, or pay for the seats already held.",

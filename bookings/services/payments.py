@@ -177,7 +177,7 @@ def _book(reservation, at):
     version = next_seat_version()
     claims = reservation.claims.filter(released_at__isnull=True)
     seat_ids = list(claims.values_list("seat_id", flat=True))
-    claims.update(version=version)
+    claims.update(version=version, booked=True)
     # A booking can leave waiters wanting more seats than remain unbooked: the line decides (Show Full).
     _announce(reservation.show_id, version, [(seat_id, "booked") for seat_id in seat_ids], line_may_move=True)
 
