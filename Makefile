@@ -28,8 +28,8 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make test   lint (ruff check) and the whole test suite on PostgreSQL and Redis; what CI runs"
-	@echo "make run    the site on http://127.0.0.1:8000 with demo data (SQLite single-process fallback"
-	@echo "            when PostgreSQL is not there); Ctrl-C stops everything"
+	@echo "make run    the site on http://127.0.0.1:8000 with demo data (PostgreSQL required; without Redis,"
+	@echo "            one process with in-process tasks); Ctrl-C stops everything"
 	@echo "make serve  the production setup here: uvicorn (WEB_WORKERS=2), a Celery worker and beat, DEBUG off"
 	@echo "make lint   ruff check and ruff format --check"
 	@echo "make bench-search  SearchMovies latency at the study scale (loads it once into its own database)"
@@ -41,7 +41,7 @@ help:
 	@echo "make bench-sql-ceiling  the same holds in pgbench, no Python: the ceiling (after bench-holds)"
 	@echo "make bench-push    how soon a seat change reaches 1,000 WebSocket watchers of a show"
 	@echo "make bench-waiting how soon a waiting line's head is served once seats come free (its own database)"
-	@echo "make clean  remove caches, the demo SQLite database and collected static files (keeps .venv)"
+	@echo "make clean  remove caches and collected static files (keeps .venv)"
 
 venv:
 	@bash scripts/venv.sh
@@ -111,5 +111,5 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf .pytest_cache .ruff_cache staticfiles var/demo.sqlite3 var/celerybeat-schedule*
+	rm -rf .pytest_cache .ruff_cache staticfiles var/celerybeat-schedule*
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

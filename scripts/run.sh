@@ -4,7 +4,8 @@
 # 1. .venv with requirements.txt (scripts/venv.sh).
 # 2. PostgreSQL and Redis: started if installed but down (scripts/services.sh). PostgreSQL gets database
 #    `ticketing`; Redis carries the channel layer, the cache and Celery's broker.
-#    Without PostgreSQL: a single-process demo on SQLite (var/demo.sqlite3) with Redis left out too.
+#    Without PostgreSQL it stops and says so: holds are SQL functions (bookings migration 0009) that only
+#    PostgreSQL runs, so there is no SQLite demo.
 #    Without Redis: PostgreSQL, but an in-memory channel layer and cache, and Celery tasks run in-process.
 #    Either way a "FALLBACK: ..." line says what is missing and what it means.
 # 3. migrate, seed_demo (idempotent), then the ASGI server (daphne's runserver: HTTP and WebSockets, static
@@ -21,7 +22,6 @@
 #
 # Environment:
 #   DATABASE_URL, REDIS_URL     used as given when set (REDIS_URL= empty means in-process), else detected
-#   TICKETING_FORCE_FALLBACK=1  skip the detection: the SQLite single-process demo
 #   TICKETING_PG_HOST/_PORT, TICKETING_REDIS_HOST/_PORT   where the detection looks (see services.sh)
 #   TICKETING_PORT              HTTP port (8000)
 #   TICKETING_SITE_URL          the address mailed links use (http://127.0.0.1:TICKETING_PORT)
@@ -43,7 +43,6 @@ HTTP_HOST=127.0.0.1
 HTTP_PORT="${TICKETING_PORT:-8000}"
 URL="http://$HTTP_HOST:$HTTP_PORT/"
 DEMO_DATABASE="ticketing"
-SQLITE_PATH="$REPO_ROOT/var/demo.sqlite3"
 # How long the servers get to stop on their own (Celery finishes running tasks) before they are killed.
 STOP_SECONDS=15
 
@@ -71,21 +70,8 @@ ensure_postgres_database() {
     fi
 }
 
-use_sqlite_demo() {
-    mkdir -p "$(dirname "$SQLITE_PATH")"
-    # Four slashes in the end: sqlite:/// plus the absolute path.
-    export DATABASE_URL="sqlite:///$SQLITE_PATH"
-    export REDIS_URL=""
-}
-
 choose_backends() {
     local pg_ok=0 redis_ok=0
-
-    if [[ "${TICKETING_FORCE_FALLBACK:-0}" == "1" ]]; then
-        use_sqlite_demo
-        fallback "TICKETING_FORCE_FALLBACK=1: single-process demo on SQLite ($SQLITE_PATH), in-memory channel layer and cache, Celery tasks and the beat schedule run inside the web process. Good for trying the site; the concurrency guarantees are only tested on PostgreSQL."
-        return
-    fi
 
     if [[ -n "${DATABASE_URL:-}" ]]; then
         say "using DATABASE_URL from the environment"
@@ -109,10 +95,7 @@ choose_backends() {
     fi
 
     if ((!pg_ok)); then
-        # SQLite has no row locks to share between processes, so a separate Celery worker would only
-        # contend with the web process: the demo stays a single process even when Redis is there.
-        use_sqlite_demo
-        fallback "PostgreSQL does not answer at $PG_HOST:$PG_PORT: single-process demo on SQLite ($SQLITE_PATH), in-memory channel layer and cache, Celery tasks and the beat schedule run inside the web process. Good for trying the site; the concurrency guarantees are only tested on PostgreSQL."
+        die "PostgreSQL does not answer at $PG_HOST:$PG_PORT and could not be started: the site needs it (every hold is a SQL function of bookings migration 0009). Install PostgreSQL (apt-get install postgresql) or set DATABASE_URL."
     elif ((!redis_ok)); then
         export REDIS_URL=""
         fallback "Redis does not answer at $REDIS_HOST:$REDIS_PORT: in-memory channel layer and cache, Celery tasks and the beat schedule run inside the web process. Live seat-map pushes and API quotas are only consistent within this one web process."

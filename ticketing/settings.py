@@ -128,7 +128,9 @@ try:
 except Exception as exc:  # dj-database-url raises several types for a malformed URL
     raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
 if _database.get("ENGINE") not in {"django.db.backends.postgresql", "django.db.backends.sqlite3"}:
-    raise ImproperlyConfigured("DATABASE_URL must be a postgres:// URL (or sqlite:// for the single-process demo)")
+    # sqlite:// only for `makemigrations --check` (make test), which compares files and reads no rows: the site
+    # needs PostgreSQL, whose SQL functions decide every hold (bookings migration 0009).
+    raise ImproperlyConfigured("DATABASE_URL must be a postgres:// URL (sqlite:// only to check migrations)")
 # Under ASGI, persistent connections leak one per thread; PostgreSQL gets a real pool instead.
 _database["CONN_MAX_AGE"] = 0
 _database["CONN_HEALTH_CHECKS"] = True

@@ -136,7 +136,7 @@ def test_trusted_proxies_are_addresses_and_networks_and_none_by_default():
     assert print_setting("settings.TICKETING_TRUSTED_PROXIES", same) == "('10.0.0.5', '10.1.0.0/16', '::1')"
 
 
-def test_a_sqlite_database_url_selects_sqlite_for_the_demo():
+def test_a_sqlite_database_url_is_accepted_for_the_migrations_check_that_reads_no_rows():
     env = {**GOOD, "DATABASE_URL": "sqlite:////tmp/demo.sqlite3"}
 
     assert print_setting("settings.DATABASES['default']['ENGINE']", env) == "'django.db.backends.sqlite3'"
