@@ -28,6 +28,7 @@ from cinemas.models import Seat, Show
 from cinemas.search import seat_type_statuses
 from cinemas.serializers import CinemaSerializer, MovieSerializer
 from ticketing.errors import ApiError, error_body
+from ticketing.lean import Answer, LeanApiView, LeanError, api_key_of, serve, validated
 
 RETRY_WORDS = "Reservation Failed - Retry, as other users are holding reserved seats"
 RESERVATION_FAILURES = {
@@ -67,6 +68,10 @@ RETRY_AFTER_SECONDS = {
 
 def api_error(error):
     """The API's answer to a BookingError: status code, error body and, for holds, the status words."""
+    if error.code == "no_such_show":
+        return ApiError(
+            status_code=400, code="invalid_request", message=error.message, fields={"show_id": ["No show has this id."]}
+        )
     extra = {"status": RESERVATION_FAILURES[error.code]} if error.code in RESERVATION_FAILURES else None
     retry_after = error.retry_after or RETRY_AFTER_SECONDS.get(error.code)
     return ApiError(
@@ -87,9 +92,11 @@ class BookingApiView(APIView):
 
 
 def buyer_of(request, session_id):
-    return services.Buyer(
-        api_key_id=request.auth.pk, session_id=session_id, key_seat_cap=request.auth.held_seats_per_show
-    )
+    return buyer_of_key(request.auth, session_id)
+
+
+def buyer_of_key(api_key, session_id):
+    return services.Buyer(api_key_id=api_key.pk, session_id=session_id, key_seat_cap=api_key.held_seats_per_show)
 
 
 def reservation_body(reservation, *, status_word=None, at=None):
@@ -129,9 +136,67 @@ RESERVATION_RESPONSES = {
 }
 
 
+# --- The calls an on-sale is made of: lean endpoints (ticketing.lean), through Django or on the front --------
+
+
+async def booking_served(*services_, **arguments):
+    """ticketing.lean.serve for a bookings service: its BookingError answered as the views answer it."""
+    try:
+        return await serve(*services_, **arguments)
+    except services.BookingError as error:
+        raise LeanError.of(api_error(error)) from None
+
+
+async def reserve_seats(request):
+    """ReserveSeats: hold 1-10 seats of a show for five minutes, all or nothing."""
+    api_key = await api_key_of(request)
+    data = validated(serializers.ReserveSeatsInput, request.data())
+    best = data.get("best_available")
+    arguments = {
+        "buyer": buyer_of_key(api_key, data["session_id"]),
+        "show_id": data["show_id"],
+        "movie_id": data["movie_id"],
+        "seat_ids": data.get("seats_to_reserve"),
+    }
+    if best:  # the picker reads the seat map first: the sync service, on a thread
+        best_available = services.BestAvailable(count=best["count"], seat_type=best.get("type"))
+        reservation = await booking_served(services.hold_seats, best_available=best_available, **arguments)
+    else:
+        reservation = await booking_served(services.hold_seats, services.ahold_seats, **arguments)
+    return Answer(201, reservation_body(reservation, status_word="Reservation Successful"))
+
+
+async def change_reservation(request):
+    """Change a hold's seats in one step, keeping its expiry; the old seats stay held on failure."""
+    api_key = await api_key_of(request)
+    data = validated(serializers.ChangeSeatsInput, request.data())
+    reservation = await booking_served(
+        services.change_seats,
+        services.achange_seats,
+        buyer=buyer_of_key(api_key, data["session_id"]),
+        reservation_id=request.kwargs["reservation_id"],
+        seat_ids=data["seats_to_reserve"],
+    )
+    return Answer(200, reservation_body(reservation))
+
+
+async def cancel_reservation(request):
+    """Cancel a hold: its seats are free at once. A booking can't be cancelled here (409)."""
+    api_key = await api_key_of(request)
+    data = validated(serializers.SessionParameters, request.query)
+    reservation = await booking_served(
+        services.cancel_hold,
+        services.acancel_hold,
+        buyer=buyer_of_key(api_key, data["session_id"]),
+        reservation_id=request.kwargs["reservation_id"],
+    )
+    return Answer(200, reservation_body(reservation))
+
+
 @extend_schema(tags=["reservations"])
-@method_decorator(never_cache, name="dispatch")  # a buyer's own hold, booking and ticket
-class ReserveSeatsApi(BookingApiView):
+class ReserveSeatsApi(LeanApiView):
+    lean_endpoints = {"post": reserve_seats}
+
     @extend_schema(
         request=serializers.ReserveSeatsInput,
         responses={
@@ -142,29 +207,14 @@ class ReserveSeatsApi(BookingApiView):
     )
     def post(self, request):
         """ReserveSeats: hold 1-10 seats of a show for five minutes, all or nothing."""
-        data = checked(serializers.ReserveSeatsInput, request.data)
-        show = Show.objects.filter(pk=data["show_id"]).select_related("hall").first()
-        if show is None:
-            raise ApiError(
-                status_code=400,
-                code="invalid_request",
-                message="There is no such show.",
-                fields={"show_id": ["No show has this id."]},
-            )
-        best = data.get("best_available")
-        reservation = services.hold_seats(
-            buyer=buyer_of(request, data["session_id"]),
-            show=show,
-            movie_id=data["movie_id"],
-            seat_ids=data.get("seats_to_reserve"),
-            best_available=services.BestAvailable(count=best["count"], seat_type=best.get("type")) if best else None,
-        )
-        return Response(reservation_body(reservation, status_word="Reservation Successful"), status=201)
+        return self.lean(request)
 
 
 @extend_schema(tags=["reservations"])
 @method_decorator(never_cache, name="dispatch")  # a buyer's own hold, booking and ticket
-class ReservationApi(BookingApiView):
+class ReservationApi(LeanApiView, BookingApiView):
+    lean_endpoints = {"put": change_reservation, "delete": cancel_reservation}
+
     @extend_schema(
         parameters=[serializers.SessionParameters],
         responses={**RESERVATION_RESPONSES, 200: serializers.ReservationSerializer},
@@ -183,20 +233,12 @@ class ReservationApi(BookingApiView):
     )
     def put(self, request, reservation_id):
         """Change a hold's seats in one step, keeping its expiry; the old seats stay held on failure."""
-        data = checked(serializers.ChangeSeatsInput, request.data)
-        reservation = services.change_seats(
-            buyer=buyer_of(request, data["session_id"]),
-            reservation_id=reservation_id,
-            seat_ids=data["seats_to_reserve"],
-        )
-        return Response(reservation_body(reservation))
+        return self.lean(request, reservation_id=reservation_id)
 
     @extend_schema(parameters=[serializers.SessionParameters], responses={**RESERVATION_RESPONSES, 409: None})
     def delete(self, request, reservation_id):
         """Cancel a hold: its seats are free at once. A booking can't be cancelled here (409)."""
-        data = checked(serializers.SessionParameters, request.query_params)
-        reservation = services.cancel_hold(buyer=buyer_of(request, data["session_id"]), reservation_id=reservation_id)
-        return Response(reservation_body(reservation))
+        return self.lean(request, reservation_id=reservation_id)
 
 
 def request_fingerprint(reservation_id, data):

@@ -17,6 +17,10 @@ API_KEY_HEADER = "X-API-Key"
 API_KEY_PARAMETER = "api_dev_key"
 
 
+MISSING_KEY_MESSAGE = f"Send your API key in the {API_KEY_HEADER} header or the {API_KEY_PARAMETER} parameter."
+UNKNOWN_KEY_MESSAGE = "This API key is not known."
+REVOKED_KEY_MESSAGE = "This API key has been revoked."
+
 # key hash -> (ApiKey, when it was read on the monotonic clock). Every call names its key; reading it from
 # the database each time cost a query per request for a row that changes a few times a year.
 _keys_read = {}
@@ -27,15 +31,20 @@ def find_api_key(raw_key):
 
     Unknown keys are not remembered, so a key made a moment ago works at once.
     """
-    key_hash = hash_api_key(raw_key)
-    now = time.monotonic()
-    known = _keys_read.get(key_hash)
-    if known is not None and now - known[1] < settings.TICKETING_API_KEY_CACHE_SECONDS:
-        return known[0]
-    api_key = ApiKey.objects.filter(key_hash=key_hash).first()
-    if api_key is not None:
-        _keys_read[key_hash] = (api_key, now)
+    api_key = remembered_api_key(raw_key)
+    if api_key is None:
+        api_key = ApiKey.objects.filter(key_hash=hash_api_key(raw_key)).first()
+        if api_key is not None:
+            _keys_read[api_key.key_hash] = (api_key, time.monotonic())
     return api_key
+
+
+def remembered_api_key(raw_key):
+    """The ApiKey if this process read it less than TICKETING_API_KEY_CACHE_SECONDS ago, else None (no query)."""
+    known = _keys_read.get(hash_api_key(raw_key))
+    if known is not None and time.monotonic() - known[1] < settings.TICKETING_API_KEY_CACHE_SECONDS:
+        return known[0]
+    return None
 
 
 def forget_api_key(key_hash=None):
@@ -68,9 +77,9 @@ class ApiKeyAuthentication(BaseAuthentication):
             return None
         api_key = find_api_key(raw_key)
         if api_key is None:
-            raise exceptions.AuthenticationFailed("This API key is not known.", code="invalid_api_key")
+            raise exceptions.AuthenticationFailed(UNKNOWN_KEY_MESSAGE, code="invalid_api_key")
         if api_key.is_revoked:
-            raise exceptions.PermissionDenied("This API key has been revoked.", code="revoked_api_key")
+            raise exceptions.PermissionDenied(REVOKED_KEY_MESSAGE, code="revoked_api_key")
         return (None, api_key)
 
     def authenticate_header(self, request):
@@ -82,33 +91,44 @@ class HasApiKey(BasePermission):
     def has_permission(self, request, view):
         if isinstance(request.auth, ApiKey):
             return True
-        raise exceptions.NotAuthenticated(
-            f"Send your API key in the {API_KEY_HEADER} header or the {API_KEY_PARAMETER} parameter.",
-            code="missing_api_key",
-        )
+        raise exceptions.NotAuthenticated(MISSING_KEY_MESSAGE, code="missing_api_key")
+
+
+QUOTA_WINDOW_SECONDS = 60
+# A window's counter outlives it, so a call at the window's last instant still finds it.
+QUOTA_KEY_TTL = 2 * QUOTA_WINDOW_SECONDS
+
+
+def quota_window(api_key, now):
+    """`(counter name, seconds left)`: the cache counter of the key's calls in the current one-minute window."""
+    window = int(now // QUOTA_WINDOW_SECONDS)
+    return f"api-quota:{api_key.pk}:{window}", QUOTA_WINDOW_SECONDS - (now % QUOTA_WINDOW_SECONDS)
+
+
+def count_in_cache(counter):
+    """Count one call on the shared cache's counter; returns the calls counted so far in its window.
+
+    An atomic increment (Redis in production), so concurrent requests can't slip past the quota.
+    """
+    try:
+        return cache.incr(counter)
+    except ValueError:  # the window's first call (incr first: one round trip on every other call)
+        return 1 if cache.add(counter, 1, timeout=QUOTA_KEY_TTL) else cache.incr(counter)
+
+
+def over_quota_message(retry_after):
+    return f"This API key is over its quota; retry in {retry_after} seconds."
 
 
 class ApiKeyQuota(BaseThrottle):
-    """Each key's requests per minute, counted in fixed one-minute windows in the shared cache.
-
-    The count is an atomic increment (Redis INCR in production), so concurrent requests can't slip past it.
-    """
-
-    window_seconds = 60
+    """Each key's requests per minute, counted in fixed one-minute windows in the shared cache."""
 
     def allow_request(self, request, view):
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
             return True
-        now = timezone.now().timestamp()
-        window = int(now // self.window_seconds)
-        counter = f"api-quota:{api_key.pk}:{window}"
-        try:
-            used = cache.incr(counter)
-        except ValueError:  # the window's first call (incr first: one round trip on every other call)
-            used = 1 if cache.add(counter, 1, timeout=self.window_seconds * 2) else cache.incr(counter)
-        self.seconds_left = self.window_seconds - (now % self.window_seconds)
-        return used <= api_key.rate_per_minute
+        counter, self.seconds_left = quota_window(api_key, timezone.now().timestamp())
+        return count_in_cache(counter) <= api_key.rate_per_minute
 
     def wait(self):
         return self.seconds_left

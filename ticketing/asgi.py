@@ -12,14 +12,16 @@ django_asgi_app = SyncChainASGIHandler()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs Django set up first)
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from ticketing.lean import LeanFront  # noqa: E402
 from ticketing.routing import websocket_urlpatterns  # noqa: E402
 from waiting.longpoll import HoldLongPolls  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # Long polls of the waiting line are held outside Django, so a parked one keeps no thread; the
-        # balancer's liveness checks are answered before any request queue.
-        "http": AnswerLiveness(HoldLongPolls(django_asgi_app)),
+        # The calls an on-sale is made of (holds, changes, cancels) are answered on the event loop, and long
+        # polls of the waiting line are held outside Django, so neither keeps a thread; the balancer's
+        # liveness checks are answered before any request queue.
+        "http": AnswerLiveness(LeanFront(HoldLongPolls(django_asgi_app))),
         "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -11,6 +11,7 @@ from django.template import loader
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
+from ticketing.api_keys import over_quota_message
 from ticketing.parsers import too_large_message
 
 
@@ -59,10 +60,7 @@ def api_exception_handler(exc, context):
         fields = _messages(exc.detail) if isinstance(exc.detail, dict) else {"non_field_errors": _messages(exc.detail)}
         response.data = error_body("invalid_request", "Some parameters are not valid; see fields.", fields)
     elif isinstance(exc, exceptions.Throttled):
-        response.data = error_body(
-            "quota_exceeded",
-            f"This API key is over its quota; retry in {response.headers.get('Retry-After', 'a few')} seconds.",
-        )
+        response.data = error_body("quota_exceeded", over_quota_message(response.headers.get("Retry-After", "a few")))
     else:
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else exc.default_code

@@ -325,13 +325,13 @@ END $$;
 -- ChangeSeats: swap a hold's seats for p_seats in one step, keeping its clock; on any refusal the old seats
 -- stay held (the call rolls back). Locks the buyer's advisory lock for the show, then the reservation row,
 -- and the client's counter row for the end of the call. Returns the show, the version, the new amount and
--- seats (as bookings_hold_seats does), the changes ([[seat id, "held" | "available"], ...]) and the seats
--- freed by takeovers.
+-- seats (as bookings_hold_seats does), the changes ([[seat id, "held" | "available"], ...]), the seats
+-- freed by takeovers, and the hold's currency and clock for the answer.
 CREATE OR REPLACE FUNCTION bookings_change_seats(
     p_reservation uuid, p_api_key bigint, p_session text, p_cap int, p_seats bigint[],
     p_open_types text[], p_max_seats int, p_at timestamptz,
     OUT show_id bigint, OUT version bigint, OUT amount numeric, OUT seats jsonb, OUT changes jsonb,
-    OUT freed jsonb
+    OUT freed jsonb, OUT currency text, OUT created_at timestamptz, OUT expires_at timestamptz
 ) LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     v_hold bookings_reservation;
@@ -350,6 +350,9 @@ BEGIN
      WHERE hold.id = p_reservation AND hold.api_key_id IS NOT DISTINCT FROM p_api_key AND hold.session_id = p_session;
     IF NOT FOUND THEN PERFORM bookings_refuse('not_found'); END IF;
     show_id := v_hold.show_id;
+    currency := v_hold.currency;
+    created_at := v_hold.created_at;
+    expires_at := v_hold.expires_at;
     IF bookings_client_of(p_api_key, v_hold.client_address) IS NULL THEN p_cap := NULL; END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended(
         'buyer:' || coalesce(p_api_key::text, 'None') || ':' || p_session || ':' || show_id, 0));
@@ -406,10 +409,12 @@ END $$;
 
 -- CancelReservation of a hold: its seats are free at once. Locks the reservation row. A hold that already
 -- ended is left as it is (cancelling twice is harmless); a booking is refused. Returns the status it has
--- now, when it ended and the seats freed.
+-- now, when it ended, the seats freed, and what the answer shows of it: its show, amount, currency, clock
+-- and the seats it had when it ended (map order, as bookings_hold_seats lists them).
 CREATE OR REPLACE FUNCTION bookings_cancel_hold(
     p_reservation uuid, p_api_key bigint, p_session text, p_at timestamptz,
-    OUT status text, OUT ended_at timestamptz, OUT freed jsonb
+    OUT status text, OUT ended_at timestamptz, OUT freed jsonb, OUT show_id bigint, OUT amount numeric,
+    OUT currency text, OUT created_at timestamptz, OUT expires_at timestamptz, OUT seats jsonb
 ) LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     v_hold bookings_reservation;
@@ -427,6 +432,16 @@ BEGIN
         ended_at := p_at;
         freed := bookings_release(ARRAY[p_reservation], status, p_at);
     END IF;
+    show_id := v_hold.show_id;
+    amount := v_hold.amount;
+    currency := v_hold.currency;
+    created_at := v_hold.created_at;
+    expires_at := v_hold.expires_at;
+    SELECT coalesce(jsonb_agg(jsonb_build_array(seat.id, seat.row_label, seat.number, claim.seat_type,
+                                                claim.price::text) ORDER BY seat.y, seat.x), '[]')
+      INTO seats
+      FROM bookings_seatclaim claim JOIN cinemas_seat seat ON seat.id = claim.seat_id
+     WHERE claim.reservation_id = p_reservation AND claim.released_at IS NOT DISTINCT FROM ended_at;
 END $$;
 
 -- One batch of the sweep: up to p_batch holds past their time, oldest first, made Expired with their seats

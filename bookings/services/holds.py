@@ -7,22 +7,28 @@ live there once, for the API, the website, the waiting line and staff. This modu
 turns a refusal into BookingError and pushes what changed after commit.
 """
 
+import asyncio
 import json
+import logging
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+import psycopg
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from bookings.availability import live_claims
 from bookings.models import Reservation
 from bookings.seat_picking import SeatSpot, pick_best_seats, single_gaps_left
 from bookings.services.errors import BookingError
-from cinemas.models import OPEN_SEAT_TYPES, Seat
+from cinemas.models import OPEN_SEAT_TYPES, Seat, Show
+from ticketing.lean import pooled_call
+
+logger = logging.getLogger(__name__)
 
 # Best available looks at the map, picks, and claims; the claim can lose to a buyer who took one of the seats
 # meanwhile. A few looks settle every such race.
@@ -111,7 +117,8 @@ def _check_on_sale(show, at):
 
 
 def _call(function, *arguments, own_transaction=True):
-    """`SELECT * FROM function(arguments)`: its one row, or the BookingError it refused with.
+    """`SELECT * FROM function(arguments)` on Django's connection: its one row, or the BookingError it refused
+    with.
 
     With `own_transaction` (every service but the waiting line's, which calls inside its own), the call is
     a transaction of its own: in autocommit (the API's hot path) the statement alone, one round trip; inside
@@ -129,8 +136,8 @@ def _call_now(function, arguments):
     with connection.cursor() as cursor:
         try:
             cursor.execute(f"SELECT * FROM {function}({placeholders})", arguments)
-        except DatabaseError as exc:
-            refusal = _refusal_of(exc)
+        except DatabaseError as error:
+            refusal = _refusal_of(error.__cause__)
             if refusal is None:
                 raise
             raise refusal from None
@@ -142,11 +149,22 @@ def _call_now(function, arguments):
         ]
 
 
-def _refusal_of(exc):
-    cause = exc.__cause__
-    if getattr(cause, "sqlstate", None) != REFUSAL_SQLSTATE:
+async def _acall(function, *arguments):
+    """What _call does, on the lean path's async pool (ticketing.lean): the call is its own transaction."""
+    try:
+        return await pooled_call(function, arguments)
+    except psycopg.Error as error:
+        refusal = _refusal_of(error)
+        if refusal is None:
+            raise
+        raise refusal from None
+
+
+def _refusal_of(error):
+    """The BookingError a hold function refused with (SQLSTATE TKR01), or None for any other error."""
+    if getattr(error, "sqlstate", None) != REFUSAL_SQLSTATE:
         return None
-    code, extras = cause.diag.message_primary, json.loads(cause.diag.message_detail or "{}")
+    code, extras = error.diag.message_primary, json.loads(error.diag.message_detail or "{}")
     if code == "seat_not_in_hall":
         return BookingError(code, fields={"seats_to_reserve": [f"Not in this hall: {extras['outside']}"]})
     return BookingError(code, **extras)
@@ -156,6 +174,27 @@ def _held_seats(rows):
     return [
         HeldSeat(pk, row_label, number, seat_type, Decimal(price)) for pk, row_label, number, seat_type, price in rows
     ]
+
+
+def _reservation(buyer, show_id, *, pk, status, amount, currency, created_at, expires_at, seats, ended_at=None):
+    """The Reservation a hold function described, as the answer shows it, without reading it back."""
+    reservation = Reservation(
+        pk=pk,
+        show_id=show_id,
+        api_key_id=buyer.api_key_id,
+        session_id=buyer.session_id,
+        client_address=buyer.client_address,
+        status=status,
+        amount=amount,
+        currency=currency,
+        created_at=created_at,
+        expires_at=expires_at,
+        held_until=expires_at + timedelta(seconds=settings.TICKETING_HOLD_GRACE_SECONDS),
+        ended_at=ended_at,
+    )
+    reservation._state.adding, reservation._state.db = False, connection.alias
+    reservation.seats_held = _held_seats(seats)
+    return reservation
 
 
 def _announce_freed(freed):
@@ -201,8 +240,27 @@ def _push_after_commit(changes_by_show, wakes):
         for show_id in wakes:
             tasks.wake_waiting_line(show_id)
 
-    # robust: the change has committed; a failing push is logged, never made the buyer's 500.
-    transaction.on_commit(push, robust=True)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        # robust: the change has committed; a failing push is logged, never made the buyer's 500.
+        transaction.on_commit(push, robust=True)
+        return
+    # The lean path: the call was its own transaction and has committed. The pushes are sync code (the channel
+    # layer from sync, Celery): on a pool thread, not awaited, so the answer does not wait for them.
+    loop.run_in_executor(None, _logged_failure(push))
+
+
+def _logged_failure(push):
+    def run():
+        try:
+            push()
+        except Exception:
+            logger.exception("Could not push a committed change")
+        finally:
+            close_old_connections()  # a wake-up may have read the line; no request's end closes it here
+
+    return run
 
 
 _pushed_together = threading.local()
@@ -252,8 +310,10 @@ def _refuse_single_gaps(show, *, chosen, others_of, at):
 # --- Holds ---------------------------------------------------------------------------------------------------
 
 
-def hold_seats(*, buyer, show, seat_ids=None, best_available=None, movie_id=None, no_single_gaps=False, at=None):
-    """Hold seats of a show for the buyer, all or nothing; return the new Reservation (status Reserved).
+def hold_seats(
+    *, buyer, show=None, show_id=None, seat_ids=None, best_available=None, movie_id=None, no_single_gaps=False, at=None
+):
+    """Hold seats of a show (`show`, or its `show_id`) for the buyer, all or nothing; return the new Reservation.
 
     Give `seat_ids`, or `best_available` to let the server pick seats together (bookings.seat_picking).
     With `no_single_gaps` (the website's rule), chosen seats that would leave a free seat alone between them
@@ -262,22 +322,32 @@ def hold_seats(*, buyer, show, seat_ids=None, best_available=None, movie_id=None
     needn't read them back.
     One call of bookings_hold_seats, which locks this buyer's advisory lock for the show (the session cap),
     the rows of any lapsed hold it takes seats from, and the client's counter row until commit (the client
-    cap). Raises BookingError: the 400 kinds for bad requests; `waiting_line` while anyone waits in the show's
-    line and the seats asked for are of the types the line is served (freed seats are theirs first;
-    wheelchair spaces and companion seats never are); `session_seat_cap`, `client_hold_cap`; or
-    `seats_unavailable`, `retry` or `show_full` when the seats can't be had. Nothing is written then.
-    On commit: pushes the seats as held (and those freed from lapsed holds as available).
+    cap). Raises BookingError: the 400 kinds for bad requests (`no_such_show` among them); `waiting_line`
+    while anyone waits in the show's line and the seats asked for are of the types the line is served (freed
+    seats are theirs first; wheelchair spaces and companion seats never are); `session_seat_cap`,
+    `client_hold_cap`; or `seats_unavailable`, `retry` or `show_full` when the seats can't be had. Nothing is
+    written then. On commit: pushes the seats as held (and those freed from lapsed holds as available).
     """
     at = at or timezone.now()
+    show_id = show.pk if show is not None else show_id
     if best_available:
+        show = show or Show.objects.filter(pk=show_id).first()
+        if show is None:
+            raise BookingError("no_such_show")
         return _hold_best_available(buyer, show, best_available, movie_id=movie_id, check_line=True, at=at)
-    seat_ids = list(seat_ids or [])
+    call = _hold_call(buyer, show_id, seat_ids, movie_id=movie_id, at=at)
     if not no_single_gaps:
-        return _hold(buyer, show, seat_ids, len(seat_ids), movie_id=movie_id, at=at)
+        return _held(buyer, show_id, at, _call(*call))
     with transaction.atomic(durable=True):
-        reservation = _hold(buyer, show, seat_ids, len(seat_ids), movie_id=movie_id, at=at, own_transaction=False)
+        reservation = _held(buyer, show_id, at, _call(*call, own_transaction=False))
         _refuse_single_gaps(show, chosen=set(seat_ids), others_of=reservation, at=at)
     return reservation
+
+
+async def ahold_seats(*, buyer, show_id, seat_ids, movie_id=None, at=None):
+    """hold_seats for chosen seats, on the lean path's async pool: the same function call, the same answer."""
+    at = at or timezone.now()
+    return _held(buyer, show_id, at, await _acall(*_hold_call(buyer, show_id, seat_ids, movie_id=movie_id, at=at)))
 
 
 def hold_seats_for_waiter(*, buyer, show, count, at):
@@ -301,18 +371,18 @@ def _hold_best_available(buyer, show, best_available, *, check_line, at, movie_i
             pick = pick_best_seats(
                 seats=spots, taken=taken, count=best_available.count, seat_type=best_available.seat_type
             )
+        call = _hold_call(
+            buyer,
+            show.pk,
+            sorted(pick.seat_ids) if pick else None,
+            count=best_available.count,
+            best=best_available,
+            check_line=check_line,
+            movie_id=movie_id,
+            at=at,
+        )
         try:
-            return _hold(
-                buyer,
-                show,
-                sorted(pick.seat_ids) if pick else None,
-                best_available.count,
-                best=best_available,
-                check_line=check_line,
-                movie_id=movie_id,
-                at=at,
-                own_transaction=own_transaction,
-            )
+            return _held(buyer, show.pk, at, _call(*call, own_transaction=own_transaction))
         except BookingError as refusal:
             # Taken meanwhile while others are free: look again. With no pick, the refusal stands.
             if refusal.code != "seats_unavailable" or pick is None:
@@ -321,17 +391,18 @@ def _hold_best_available(buyer, show, best_available, *, check_line, at, movie_i
     raise last_refusal
 
 
-def _hold(buyer, show, seat_ids, count, *, at, best=None, check_line=True, movie_id=None, own_transaction=True):
-    reservation_id, version, amount, seats, freed = _call(
+def _hold_call(buyer, show_id, seat_ids, *, at, count=None, best=None, check_line=True, movie_id=None):
+    """The call of bookings_hold_seats that makes this hold: `(function, *arguments)`."""
+    return (
         "bookings_hold_seats",
-        show.pk,
+        show_id,
         movie_id,
         buyer.api_key_id,
         buyer.session_id,
         buyer.client_address,
         buyer.seat_cap,
-        count,
-        seat_ids,
+        len(seat_ids or []) if count is None else count,
+        None if seat_ids is None else list(seat_ids),
         best is not None,
         best.seat_type if best else None,
         check_line,
@@ -341,26 +412,25 @@ def _hold(buyer, show, seat_ids, count, *, at, best=None, check_line=True, movie
         timedelta(seconds=settings.TICKETING_HOLD_GRACE_SECONDS),
         settings.TICKETING_CURRENCY,
         at,
-        own_transaction=own_transaction,
     )
-    expires_at = at + timedelta(seconds=settings.TICKETING_HOLD_SECONDS)
-    reservation = Reservation(
+
+
+def _held(buyer, show_id, at, row):
+    """The new hold from bookings_hold_seats' row; pushes its seats (and any freed by takeovers) after commit."""
+    reservation_id, version, amount, seats, freed = row
+    reservation = _reservation(
+        buyer,
+        show_id,
         pk=reservation_id,
-        show=show,
-        api_key_id=buyer.api_key_id,
-        session_id=buyer.session_id,
-        client_address=buyer.client_address,
         status=Reservation.Status.RESERVED,
         amount=amount,
         currency=settings.TICKETING_CURRENCY,
         created_at=at,
-        expires_at=expires_at,
-        held_until=expires_at + timedelta(seconds=settings.TICKETING_HOLD_GRACE_SECONDS),
+        expires_at=at + timedelta(seconds=settings.TICKETING_HOLD_SECONDS),
+        seats=seats,
     )
-    reservation._state.adding, reservation._state.db = False, connection.alias
-    reservation.seats_held = _held_seats(seats)
     _announce_freed(freed)
-    _announce(show.pk, version, [(seat.pk, "held") for seat in reservation.seats_held])
+    _announce(show_id, version, [(seat.pk, "held") for seat in reservation.seats_held])
     return reservation
 
 
@@ -375,26 +445,52 @@ def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, at=No
     statuses. On commit: pushes newly held and released seats.
     """
     at = at or timezone.now()
+    call = _change_call(buyer, reservation_id, seat_ids, at=at)
+    if not no_single_gaps:
+        return _changed(buyer, reservation_id, _call(*call))
     with transaction.atomic(durable=True):
-        show_id, version, amount, seats, changes, freed = _call(
-            "bookings_change_seats",
-            reservation_id,
-            buyer.api_key_id,
-            buyer.session_id,
-            buyer.seat_cap,
-            list(seat_ids),
-            list(OPEN_SEAT_TYPES),
-            settings.TICKETING_MAX_SEATS,
-            at,
-            own_transaction=False,
-        )
-        reservation = find_reservation(buyer=buyer, reservation_id=reservation_id)
-        if no_single_gaps:
-            _refuse_single_gaps(reservation.show, chosen=set(seat_ids), others_of=reservation, at=at)
-        reservation.seats_held = _held_seats(seats)
-        _announce_freed(freed)
-        dropped = any(status == "available" for _, status in changes)
-        _announce(show_id, version, [tuple(change) for change in changes], line_may_move=dropped)
+        reservation = _changed(buyer, reservation_id, _call(*call, own_transaction=False))
+        show = Show.objects.get(pk=reservation.show_id)
+        _refuse_single_gaps(show, chosen=set(seat_ids), others_of=reservation, at=at)
+    return reservation
+
+
+async def achange_seats(*, buyer, reservation_id, seat_ids, at=None):
+    """change_seats on the lean path's async pool: the same function call, the same answer."""
+    at = at or timezone.now()
+    return _changed(buyer, reservation_id, await _acall(*_change_call(buyer, reservation_id, seat_ids, at=at)))
+
+
+def _change_call(buyer, reservation_id, seat_ids, *, at):
+    return (
+        "bookings_change_seats",
+        reservation_id,
+        buyer.api_key_id,
+        buyer.session_id,
+        buyer.seat_cap,
+        list(seat_ids),
+        list(OPEN_SEAT_TYPES),
+        settings.TICKETING_MAX_SEATS,
+        at,
+    )
+
+
+def _changed(buyer, reservation_id, row):
+    show_id, version, amount, seats, changes, freed, currency, created_at, expires_at = row
+    reservation = _reservation(
+        buyer,
+        show_id,
+        pk=reservation_id,
+        status=Reservation.Status.RESERVED,
+        amount=amount,
+        currency=currency,
+        created_at=created_at,
+        expires_at=expires_at,
+        seats=seats,
+    )
+    _announce_freed(freed)
+    dropped = any(status == "available" for _, status in changes)
+    _announce(show_id, version, [tuple(change) for change in changes], line_may_move=dropped)
     return reservation
 
 
@@ -416,11 +512,34 @@ def cancel_hold(*, buyer, reservation_id, at=None):
     ("booked_not_cancellable") for a booking. On commit: pushes the freed seats and wakes the show's line.
     """
     at = at or timezone.now()
-    status, ended_at, freed = _call("bookings_cancel_hold", reservation_id, buyer.api_key_id, buyer.session_id, at)
+    return _cancelled(buyer, reservation_id, _call(*_cancel_call(buyer, reservation_id, at=at)))
+
+
+async def acancel_hold(*, buyer, reservation_id, at=None):
+    """cancel_hold on the lean path's async pool: the same function call, the same answer."""
+    at = at or timezone.now()
+    return _cancelled(buyer, reservation_id, await _acall(*_cancel_call(buyer, reservation_id, at=at)))
+
+
+def _cancel_call(buyer, reservation_id, *, at):
+    return ("bookings_cancel_hold", reservation_id, buyer.api_key_id, buyer.session_id, at)
+
+
+def _cancelled(buyer, reservation_id, row):
+    status, ended_at, freed, show_id, amount, currency, created_at, expires_at, seats = row
     _announce_freed(freed)
-    reservation = find_reservation(buyer=buyer, reservation_id=reservation_id)
-    reservation.status, reservation.ended_at = status, ended_at
-    return reservation
+    return _reservation(
+        buyer,
+        show_id,
+        pk=reservation_id,
+        status=status,
+        amount=amount,
+        currency=currency,
+        created_at=created_at,
+        expires_at=expires_at,
+        seats=seats,
+        ended_at=ended_at,
+    )
 
 
 def release_lapsed_holds(*, at=None, batch_size=500):

@@ -1,0 +1,410 @@
+"""The lean request path: the API calls that carry an on-sale, answered on the event loop (issue 16, point 4).
+
+A hold, a change of seats and a cancel are each one call of a SQL function (bookings migration 0009); what is
+left around it is reading a small JSON body, knowing the API key, counting the call against its quota, and
+writing JSON. Django's request cycle costs more than all of that: MEASURED.md has a bare Django view at 1.2 ms
+of CPU per request without middleware and 3.4 ms with the default stack, a DRF POST at 2 ms, a bare ASGI app at
+0.03 ms, and our own profile (docs/performance/profiles/) put a hold's thread hand-offs (uvicorn to asgiref's
+thread and back) at 2 ms. So these calls are an ASGI endpoint in front of Django, as the waiting line's long
+polls already are (waiting.longpoll), rather than Django async views, which would keep the middleware chain
+and the request and response objects:
+
+- `LeanFront` answers a request whose URL (resolved by urls.py) is a LeanApiView's and whose method has a lean
+  endpoint; everything else goes on to Django untouched. An endpoint gets a `LeanRequest` and returns an
+  `Answer`.
+- On the front, the database is psycopg's async pool (`pooled_call`): no thread per request, one round trip
+  per call; the API key comes from the per-process cache of ticketing.api_keys and the quota costs one Redis
+  round trip (redis.asyncio).
+- The same endpoints also serve through Django (`LeanApiView`), where they run on Django's own connection:
+  that is how the Django test client, the OpenAPI schema (drf-spectacular reads the views) and any request
+  that reaches Django see them. One implementation; two ways in. `on_django_connection()` tells which.
+
+Endpoints keep API.md's paths, fields, status words, codes and error bodies: the error bodies come from
+ticketing.errors, the key's refusals and the quota's sentence from ticketing.api_keys, the same as DRF's.
+"""
+
+import asyncio
+import contextvars
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+import psycopg
+import redis.asyncio
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpResponse
+from django.urls import Resolver404, resolve
+from psycopg_pool import AsyncConnectionPool
+from rest_framework.views import APIView
+
+from ticketing import api_keys
+from ticketing.errors import UNAVAILABLE, error_body
+from ticketing.parsers import too_large_message
+
+logger = logging.getLogger(__name__)
+
+# Set while an endpoint runs inside Django (LeanApiView): its SQL goes through Django's connection then.
+_in_django = contextvars.ContextVar("lean_in_django", default=False)
+
+
+def on_django_connection():
+    """True while the current endpoint serves through Django, whose connection (and transaction) it uses."""
+    return _in_django.get()
+
+
+class LeanError(Exception):
+    """An answer that ends the request early: a refusal with API.md's error body."""
+
+    def __init__(self, status, code, message, *, fields=None, headers=None, extra=None):
+        super().__init__(message)
+        self.answer = Answer(status, {**(extra or {}), **error_body(code, message, fields)}, headers or {})
+
+    @classmethod
+    def of(cls, error):
+        """The same refusal as a view's ApiError (ticketing.errors) makes."""
+        return cls(
+            error.status_code, error.code, error.message, fields=error.fields, headers=error.headers, extra=error.extra
+        )
+
+
+NEVER_CACHE = {"Cache-Control": "max-age=0, no-cache, no-store, must-revalidate, private"}
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict
+    headers: dict = field(default_factory=dict)
+
+    def all_headers(self):
+        """Its headers, and that it is a buyer's own answer, never to be cached (as never_cache says)."""
+        return {**NEVER_CACHE, **self.headers}
+
+    def content(self):
+        return json.dumps(self.body, separators=(",", ":"), default=_json_default).encode()
+
+
+def _json_default(value):
+    return value.isoformat().replace("+00:00", "Z") if hasattr(value, "isoformat") else str(value)
+
+
+@dataclass
+class LeanRequest:
+    method: str
+    path: str
+    kwargs: dict
+    headers: dict  # lower-case names
+    query: dict  # the first value of each parameter
+    body: bytes
+    client_address: str | None = None
+    _json: object = None
+
+    def json(self):
+        """The body as JSON, {} when there is none; LeanError 400 parse_error when it is not JSON."""
+        if self._json is None:
+            if not self.body:
+                self._json = {}
+            else:
+                try:
+                    self._json = json.loads(self.body)
+                except (ValueError, RecursionError) as error:
+                    raise LeanError(400, "parse_error", f"JSON parse error - {error}") from None
+        return self._json
+
+    def data(self):
+        """The JSON body, which must be an object; LeanError 400 otherwise."""
+        body = self.json()
+        if not isinstance(body, dict):
+            raise LeanError(
+                400,
+                "invalid_request",
+                "Some parameters are not valid; see fields.",
+                fields={"non_field_errors": ["Invalid data. Expected a dictionary."]},
+            )
+        return body
+
+
+def validated(serializer_class, data):
+    """`data` checked by a DRF serializer, or LeanError 400 naming each bad field (as the DRF views answer)."""
+    serializer = serializer_class(data=data)
+    if not serializer.is_valid():
+        raise LeanError(
+            400,
+            "invalid_request",
+            "Some parameters are not valid; see fields.",
+            fields=_field_messages(serializer.errors),
+        )
+    return serializer.validated_data
+
+
+def _field_messages(errors):
+    if isinstance(errors, dict):
+        return {name: _field_messages(value) for name, value in errors.items()}
+    flat = []
+    for item in errors:
+        flat.extend(_field_messages(item) if isinstance(item, (list, dict)) else [str(item)])
+    return flat
+
+
+async def serve(service, async_service=None, /, **arguments):
+    """The service's result. Through Django (or for a service with no async variant) the sync service runs on
+    a thread with Django's connection: through Django, on the request's own thread, in its transaction; on the
+    front, on a pool thread. Otherwise `async_service` runs on the event loop with the async pool."""
+    if async_service is None or on_django_connection():
+        return await on_a_thread(service)(**arguments)
+    return await async_service(**arguments)
+
+
+def on_a_thread(function):
+    """`function` made awaitable. Through Django: on the request's thread, with its connection. On the front:
+    on a pool thread that gives its Django connection back to the pool when done (no request_finished
+    signal closes it there, and a thread keeping one would starve the pool)."""
+    if on_django_connection():
+        return sync_to_async(function, thread_sensitive=True)
+    return database_sync_to_async(function, thread_sensitive=False)
+
+
+# --- Who calls, and how often ----------------------------------------------------------------------------
+
+
+async def api_key_of(request):
+    """The caller's ApiKey, counted against its quota; LeanError 401, 403 or 429 as the DRF views answer."""
+    raw_key = request.headers.get(api_keys.API_KEY_HEADER.lower()) or request.query.get(api_keys.API_KEY_PARAMETER)
+    if not raw_key and request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            body = request.json()
+        except LeanError:
+            body = None  # the endpoint reports the malformed body once the key is known
+        if isinstance(body, dict) and isinstance(body.get(api_keys.API_KEY_PARAMETER), str):
+            raw_key = body[api_keys.API_KEY_PARAMETER]
+    challenge = {"WWW-Authenticate": api_keys.API_KEY_HEADER}
+    if not raw_key:
+        raise LeanError(401, "missing_api_key", api_keys.MISSING_KEY_MESSAGE, headers=challenge)
+    api_key = api_keys.remembered_api_key(raw_key)
+    if api_key is None:
+        api_key = await on_a_thread(api_keys.find_api_key)(raw_key)
+    if api_key is None:
+        raise LeanError(401, "invalid_api_key", api_keys.UNKNOWN_KEY_MESSAGE, headers=challenge)
+    if api_key.is_revoked:
+        raise LeanError(403, "revoked_api_key", api_keys.REVOKED_KEY_MESSAGE)
+    await _count_call(api_key)
+    return api_key
+
+
+async def _count_call(api_key):
+    counter, seconds_left = api_keys.quota_window(api_key, time.time())
+    if on_django_connection() or not settings.REDIS_URL:
+        used = await on_a_thread(api_keys.count_in_cache)(counter)
+    else:
+        used = await _redis().eval(COUNT_IN_WINDOW, 1, cache.make_and_validate_key(counter), api_keys.QUOTA_KEY_TTL)
+    if used > api_key.rate_per_minute:
+        retry_after = max(1, round(seconds_left))
+        raise LeanError(
+            429, "quota_exceeded", api_keys.over_quota_message(retry_after), headers={"Retry-After": str(retry_after)}
+        )
+
+
+# The quota's counter in one round trip: the window's first call creates it with its time to live.
+COUNT_IN_WINDOW = """
+local used = redis.call('INCR', KEYS[1])
+if used == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return used
+"""
+
+_redis_clients = {}
+REDIS_CONNECTIONS = 50
+REDIS_WAIT_SECONDS = 5
+
+
+def _redis():
+    loop = asyncio.get_running_loop()
+    client = _redis_clients.get(loop)
+    if client is None:
+        # Blocking: a burst of calls waits its turn for a connection (an INCR takes microseconds) rather than
+        # being refused when all are in use, as redis-py's default pool does.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=REDIS_CONNECTIONS, timeout=REDIS_WAIT_SECONDS
+        )
+        client = _redis_clients[loop] = redis.asyncio.Redis(connection_pool=pool)
+    return client
+
+
+# --- The database -----------------------------------------------------------------------------------------
+
+_pools = {}
+
+
+async def pooled_call(function, arguments):
+    """`SELECT * FROM function(arguments)` on the async pool, in autocommit (the call is its own transaction):
+    its one row. A database error is raised as psycopg raised it."""
+    pool = await _pool()
+    placeholders = ", ".join(["%s"] * len(arguments))
+    async with pool.connection() as conn:
+        cursor = await conn.execute(f"SELECT * FROM {function}({placeholders})", arguments, prepare=True)
+        return await cursor.fetchone()
+
+
+async def _pool():
+    loop = asyncio.get_running_loop()
+    pool = _pools.get(loop)
+    if pool is None:
+        options = settings.DATABASES["default"].get("OPTIONS", {}).get("pool", {})
+        parameters = connection.get_connection_params()
+        for django_only in ("cursor_factory", "context", "prepare_threshold"):
+            parameters.pop(django_only, None)
+        pool = _pools[loop] = AsyncConnectionPool(
+            kwargs={**parameters, "autocommit": True},
+            min_size=0,
+            max_size=options.get("max_size", 10),
+            timeout=options.get("timeout", 10),
+            open=False,
+        )
+        await pool.open()
+    return pool
+
+
+async def close_connections():
+    """Close this event loop's pool and Redis client (a server's loop lives as long as its process; a test's
+    loop does not, and its connections would outlive it)."""
+    loop = asyncio.get_running_loop()
+    pool, client = _pools.pop(loop, None), _redis_clients.pop(loop, None)
+    if pool is not None:
+        await pool.close()
+    if client is not None:
+        await client.aclose()
+
+
+# --- The two ways in ---------------------------------------------------------------------------------------
+
+
+class LeanFront:
+    """ASGI middleware: a request whose URL resolves to a LeanApiView method with a lean endpoint is answered by
+    that endpoint here; everything else goes on to `app` (Django) untouched. Routes come from urls.py."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and (found := _lean_endpoint(scope["path"], scope["method"])):
+            endpoint, kwargs = found
+            return await self._serve(endpoint, kwargs, scope, receive, send)
+        return await self.app(scope, receive, send)
+
+    async def _serve(self, endpoint, kwargs, scope, receive, send):
+        try:
+            body = await _read_body(receive)
+            headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+            query_string = scope.get("query_string", b"").decode("latin-1")
+            if "\x00" in query_string or b"\x00" in body:  # as ticketing.middleware.refuse_nul_characters
+                raise LeanError(400, "bad_request", "The request could not be read.")
+            request = LeanRequest(
+                method=scope["method"],
+                path=scope["path"],
+                kwargs=kwargs,
+                headers=headers,
+                query=dict(parse_qsl(query_string)),
+                body=body,
+                client_address=(scope.get("client") or (None,))[0],
+            )
+            answer = await answered(endpoint, request)
+        except LeanError as refusal:
+            answer = refusal.answer
+        content = answer.content()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(content)).encode()),
+            (b"x-content-type-options", b"nosniff"),
+            *((name.lower().encode(), str(value).encode()) for name, value in answer.all_headers().items()),
+        ]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+
+def _lean_endpoint(path, method):
+    """`(endpoint, kwargs)` when the URL is a LeanApiView's and the method one of its lean endpoints, else None."""
+    if not path.startswith(LEAN_PREFIX):
+        return None
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return None
+    endpoint = getattr(getattr(match.func, "view_class", None), "lean_endpoints", {}).get(method.lower())
+    return (endpoint, match.kwargs) if endpoint else None
+
+
+# Only the API has lean endpoints: the website's pages never pay for a URL lookup here.
+LEAN_PREFIX = "/api/"
+
+
+async def _read_body(receive):
+    limit, chunks, size = settings.DATA_UPLOAD_MAX_MEMORY_SIZE, [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise asyncio.CancelledError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise LeanError(413, "request_too_large", too_large_message())
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def answered(endpoint, request):
+    """The endpoint's answer; its refusals as their answers, a database or Redis outage as 503, a fault as 500."""
+    try:
+        return await endpoint(request)
+    except LeanError as refusal:
+        return refusal.answer
+    except (*UNAVAILABLE, psycopg.OperationalError, redis.exceptions.ConnectionError) as error:
+        logger.warning("%s %s: %s", request.method, request.path, error)
+        message = "We can't answer this right now; please retry in 5 seconds."
+        return Answer(503, error_body("service_unavailable", message), {"Retry-After": "5"})
+    except Exception:
+        logger.exception("%s %s failed", request.method, request.path)
+        return Answer(500, error_body("server_error", "Something went wrong on our side; please retry."))
+
+
+class LeanApiView(APIView):
+    """A DRF view whose methods named in `lean_endpoints` (method -> async endpoint) are lean.
+
+    Through Django, such a method answers with `self.lean(request)`: DRF's authentication, permissions and
+    throttling are skipped for it, since the endpoint does what it needs. On the front (LeanFront) the
+    endpoint answers without Django. The class stays an APIView so that drf-spectacular describes it (the
+    methods' `extend_schema`, `authentication_classes` for the schema's security).
+    """
+
+    lean_endpoints = {}
+
+    def initial(self, request, *args, **kwargs):
+        if request.method.lower() not in self.lean_endpoints:
+            super().initial(request, *args, **kwargs)
+
+    def lean(self, request, **kwargs):
+        lean_request = LeanRequest(
+            method=request.method,
+            path=request.path,
+            kwargs=kwargs,
+            headers={name.lower(): value for name, value in request.headers.items()},
+            query={name: request.query_params[name] for name in request.query_params},
+            body=request._request.body,
+            client_address=request.META.get("REMOTE_ADDR"),
+        )
+        endpoint = self.lean_endpoints[request.method.lower()]
+        answer = async_to_sync(_answered_on_django_connection)(endpoint, lean_request)
+        response = HttpResponse(answer.content(), status=answer.status, content_type="application/json")
+        for name, value in answer.all_headers().items():
+            response[name] = value
+        return response
+
+
+async def _answered_on_django_connection(endpoint, request):
+    _in_django.set(True)
+    return await answered(endpoint, request)
