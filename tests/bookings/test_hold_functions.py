@@ -99,6 +99,18 @@ def test_a_hold_past_its_time_in_the_way_is_expired_and_its_other_seats_freed(sh
     assert [entry["seats"] for entry in freed] == [seats[:3]]
 
 
+def test_a_seat_taken_over_is_held_at_a_newer_version_than_it_was_freed_at(show):
+    """A map applies a pushed change only if it is newer than the seat's: "held" must outdo "available"."""
+    seats = seats_of(show)
+    start = timezone.now()
+    with database() as db:
+        hold_in_sql(db, show, seats[:1], session="alice", at=start)
+        _, version, _, _, freed = hold_in_sql(db, show, seats[:1], session="bob", at=start + timedelta(seconds=306))
+
+    assert version > freed[0]["version"]
+    assert SeatClaim.objects.get(released_at__isnull=True).version == version
+
+
 def test_the_client_counter_follows_every_write_of_a_reservation_even_through_the_orm(show):
     key_id = create_api_key(name="partner", rate_per_minute=1000, held_seats_per_show=10)[0].pk
     seats = seats_of(show)
