@@ -4,12 +4,11 @@ Usage (after bench/hold_path.py has made its database and show):
     python bench/sql_ceiling.py [--clients 50] [--duration 20] [--json FILE]
 
 What it does:
-1. In the hold benchmark's database (ticketing_bench_holds), puts two SQL functions in a schema of its own
-   (`bench`): `bench.hold(show, session, seat, seat)` runs in one call what bookings.services.hold_seats runs
-   as statements (the waiting-line check, the buyer's advisory lock, the buyer's seat count, the reservation
-   insert, the seat-version sequence, the claims insert in a subtransaction, as the ORM's savepoint); it
-   returns the reservation id, or NULL when a seat was taken (the unique index said no, as in the app).
-   `bench.release(reservation)` runs what cancel_hold runs (lock the row, release its claims, mark it).
+1. In the hold benchmark's database (ticketing_bench_holds), puts two wrappers in a schema of its own (`bench`)
+   around the application's own SQL functions (bookings migration 0009), the ones every API hold and cancel
+   calls: `bench.hold(show, session, seat)` calls bookings_hold_seats for the seat and its neighbour and returns
+   the reservation id, or NULL when it was refused (pgbench would stop a client at the refusal's error);
+   `bench.release(reservation, session)` calls bookings_cancel_hold.
 2. pgbench, C clients for D seconds: each transaction holds a random pair of the hall's 1,000 seat pairs
    (so each pair is wanted by several clients at once) for a session of its own, and releases what it got.
 3. Prints holds attempted per second (pgbench's tps: one hold and one release each), and from the database how
@@ -32,53 +31,36 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_holds
 FUNCTIONS = """
 CREATE SCHEMA IF NOT EXISTS bench;
 
-CREATE OR REPLACE FUNCTION bench.hold(p_show bigint, p_session text, p_seat_a bigint, p_seat_b bigint)
+-- The application's own hold function (bookings migration 0009), called as the API calls it; a refusal (SQLSTATE
+-- TKR01) is caught here because pgbench stops a client at its first error.
+CREATE OR REPLACE FUNCTION bench.hold(p_show bigint, p_session text, p_seat bigint)
 RETURNS uuid LANGUAGE plpgsql AS $$
 DECLARE
-    v_reservation uuid := gen_random_uuid();
-    v_version bigint;
-    v_held bigint;
+    v_reservation uuid;
 BEGIN
-    PERFORM 1 FROM waiting_waiter WHERE show_id = p_show AND status = 'Waiting' LIMIT 1;
-    PERFORM pg_advisory_xact_lock(hashtextextended('buyer:bench:' || p_session || ':' || p_show, 0));
-    SELECT count(*) INTO v_held FROM bookings_seatclaim
-     WHERE released_at IS NULL AND reservation_id IN (
-        SELECT id FROM bookings_reservation
-         WHERE show_id = p_show AND session_id = p_session AND status = 'Reserved' AND held_until > now());
-    INSERT INTO bookings_reservation (id, show_id, api_key_id, session_id, status, amount, currency, created_at,
-                                      expires_at, held_until)
-    VALUES (v_reservation, p_show, NULL, p_session, 'Reserved', 25, 'USD', now(), now() + interval '5 minutes',
-            now() + interval '305 seconds');
-    v_version := nextval('bookings_seat_version');
-    BEGIN
-        INSERT INTO bookings_seatclaim (reservation_id, show_id, seat_id, seat_type, price, version, released_at)
-        SELECT v_reservation, p_show, seat.id, seat.seat_type, 12.50, v_version, NULL
-          FROM cinemas_seat seat WHERE seat.id IN (p_seat_a, p_seat_b);
-    EXCEPTION WHEN unique_violation THEN
-        DELETE FROM bookings_reservation WHERE id = v_reservation;
-        RETURN NULL;
-    END;
+    SELECT reservation_id INTO v_reservation
+      FROM bookings_hold_seats(p_show, NULL, NULL, p_session, NULL, NULL, 2, ARRAY[p_seat, p_seat + 1], false, NULL,
+                               true, ARRAY['Premium', 'Regular'], 10, interval '300 seconds', interval '5 seconds',
+                               'USD', now());
     RETURN v_reservation;
+EXCEPTION WHEN SQLSTATE 'TKR01' THEN
+    RETURN NULL;
 END $$;
 
-CREATE OR REPLACE FUNCTION bench.release(p_reservation uuid)
+CREATE OR REPLACE FUNCTION bench.release(p_reservation uuid, p_session text)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    IF p_reservation IS NULL THEN
-        RETURN;
+    IF p_reservation IS NOT NULL THEN
+        PERFORM * FROM bookings_cancel_hold(p_reservation, NULL, p_session, now());
     END IF;
-    PERFORM 1 FROM bookings_reservation WHERE id = p_reservation FOR UPDATE;
-    UPDATE bookings_seatclaim SET released_at = now(), version = nextval('bookings_seat_version')
-     WHERE reservation_id = p_reservation AND released_at IS NULL;
-    UPDATE bookings_reservation SET status = 'Cancelled', ended_at = now() WHERE id = p_reservation;
 END $$;
 """
 
 SCRIPT = """\\set pair random(0, {pairs_last})
 \\set session random(1, 1000000000)
 \\set seat {first_seat} + 2 * :pair
-SELECT coalesce(bench.hold({show}, 'sql-' || :session, :seat, :seat + 1)::text, 'none') AS reservation \\gset
-SELECT bench.release(NULLIF(':reservation', 'none')::uuid);
+SELECT coalesce(bench.hold({show}, 'sql-' || :session, :seat)::text, 'none') AS reservation \\gset
+SELECT bench.release(NULLIF(':reservation', 'none')::uuid, 'sql-' || :session);
 """
 
 
