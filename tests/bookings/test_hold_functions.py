@@ -203,3 +203,79 @@ def test_every_statement_of_a_hold_and_a_refusal_finds_its_rows_through_an_index
     assert any("bookings_seatclaim" in plan for plan in plans) and any("bookings_reservation" in plan for plan in plans)
     ours = [plan for plan in plans if "SELECT 1 FROM ONLY" not in plan]  # not PostgreSQL's foreign-key checks
     assert not [plan for plan in ours if "Seq Scan" in plan], ours
+
+
+def test_a_change_swaps_seats_in_one_call_and_a_refused_change_keeps_the_old_seats(show):
+    seats = seats_of(show)
+    with database() as db:
+        reservation_id = hold_in_sql(db, show, seats[:2], session="alice")[0]
+        hold_in_sql(db, show, seats[5:6], session="bob")
+        change = "SELECT * FROM bookings_change_seats(%s, NULL, %s, NULL, %s, %s, 10, now())"
+        swapped = db.execute(change, [reservation_id, "alice", seats[2:4], OPEN_TYPES]).fetchone()
+        refused = refusal(lambda: db.execute(change, [reservation_id, "alice", seats[4:6], OPEN_TYPES]))
+        stranger = refusal(lambda: db.execute(change, [reservation_id, "mallory", seats[6:8], OPEN_TYPES]))
+
+    assert [seat[0] for seat in swapped[3]] == seats[2:4]
+    assert sorted(map(tuple, swapped[4])) == sorted(
+        [(seats[2], "held"), (seats[3], "held"), (seats[0], "available"), (seats[1], "available")]
+    )
+    assert refused == "seats_unavailable" and stranger == "not_found"
+    held = SeatClaim.objects.filter(reservation_id=reservation_id, released_at__isnull=True)
+    assert sorted(held.values_list("seat_id", flat=True)) == seats[2:4]
+
+
+def test_a_cancel_frees_the_seats_once_and_says_what_the_hold_had(show):
+    seats = seats_of(show)
+    with database() as db:
+        reservation_id = hold_in_sql(db, show, seats[:2], session="alice")[0]
+        cancel = "SELECT status, freed, seats FROM bookings_cancel_hold(%s, NULL, %s, now())"
+        first = db.execute(cancel, [reservation_id, "alice"]).fetchone()
+        again = db.execute(cancel, [reservation_id, "alice"]).fetchone()
+
+    assert first[0] == again[0] == "Cancelled"
+    assert [entry["seats"] for entry in first[1]] == [seats[:2]] and again[1] == []
+    assert [seat[0] for seat in first[2]] == [seat[0] for seat in again[2]] == seats[:2]
+    assert not SeatClaim.objects.filter(released_at__isnull=True).exists()
+
+
+def test_two_connections_sweeping_at_once_expire_each_lapsed_hold_exactly_once(show):
+    seats = seats_of(show)
+    start = timezone.now() - timedelta(seconds=400)
+    with database() as db:
+        for number, seat in enumerate(seats):
+            hold_in_sql(db, show, [seat], session=f"buyer-{number}", at=start)
+
+    def sweep():
+        with database() as db:
+            return db.execute("SELECT released FROM bookings_release_lapsed(now(), 7)").fetchone()[0]
+
+    def sweep_until_done():
+        done = 0
+        while (batch := sweep()) > 0:
+            done += batch
+        return done
+
+    assert sum(run_at_once([sweep_until_done, sweep_until_done])) == len(seats)
+    assert set(Reservation.objects.values_list("status", flat=True)) == {"Expired"}
+
+
+def test_racing_connections_of_one_client_hold_exactly_its_cap(show):
+    key_id = create_api_key(name="capped", rate_per_minute=1000, held_seats_per_show=6)[0].pk
+    seats = seats_of(show)
+
+    def buyer(number):
+        def attempt():
+            with database() as db:
+                return refusal(
+                    lambda: hold_in_sql(
+                        db, show, seats[2 * number : 2 * number + 2], session=f"s{number}", api_key=key_id, cap=6
+                    )
+                )
+
+        return attempt
+
+    outcomes = run_at_once([buyer(number) for number in range(10)])
+
+    assert outcomes.count(None) == 3 and outcomes.count("client_hold_cap") == 7
+    assert SeatClaim.objects.filter(released_at__isnull=True).count() == 6
+    assert ClientHeldSeats.objects.get(client=f"key:{key_id}").seats == 6
