@@ -8,14 +8,12 @@ import hashlib
 import json
 
 from django.conf import settings
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -28,7 +26,7 @@ from cinemas.models import Seat, Show
 from cinemas.search import seat_type_statuses
 from cinemas.serializers import CinemaSerializer, MovieSerializer
 from ticketing.errors import ApiError, error_body
-from ticketing.lean import Answer, LeanApiView, LeanError, api_key_of, serve, validated
+from ticketing.lean import Answer, LeanApiView, LeanError, api_key_of, on_a_thread, serve, validated
 
 RETRY_WORDS = "Reservation Failed - Retry, as other users are holding reserved seats"
 RESERVATION_FAILURES = {
@@ -247,9 +245,57 @@ def request_fingerprint(reservation_id, data):
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+async def pay_reservation(request):
+    """Pay for a hold and book it. A replayed Idempotency-Key returns the first answer, never a second charge."""
+    api_key = await api_key_of(request)
+    return await on_a_thread(paid)(api_key, request)
+
+
+def paid(api_key, request):
+    """The payment's answer; sync, as the provider call and the three short transactions of paying are."""
+    key = request.headers.get("idempotency-key", "").strip()
+    if not 1 <= len(key) <= 255:
+        raise LeanError(400, "idempotency_key_required", "Send an Idempotency-Key header of 1-255 characters.")
+    body = request.data()
+    data = validated(serializers.PayInput, body)
+    try:
+        card = parse_card(data["payment"])
+    except InvalidCard as exc:
+        raise LeanError(400, "invalid_card", str(exc), fields={"payment": exc.fields}) from None
+    buyer = buyer_of_key(api_key, data["session_id"])
+    reservation_id = request.kwargs["reservation_id"]
+    try:
+        services.find_reservation(buyer=buyer, reservation_id=reservation_id)  # 404 before the key is spent
+        record, replay = services.begin_idempotent_request(
+            buyer=buyer, key=key, fingerprint=request_fingerprint(reservation_id, body)
+        )
+    except services.BookingError as error:
+        raise LeanError.of(api_error(error)) from None
+    if replay is not None:
+        status_code, content = replay
+        return Answer(status_code, content.encode(), {"Idempotent-Replayed": "true"})
+    try:
+        reservation = services.pay_for_reservation(
+            buyer=buyer, reservation_id=reservation_id, card=card, resuming=record.resumed
+        )
+        answer = Answer(status.HTTP_200_OK, reservation_body(reservation))
+    except services.BookingError as error:
+        api = api_error(error)
+        if error.code in RETRY_AFTER_SECONDS:  # not a final answer: a retry with this key must run again
+            services.abandon_idempotent_request(record=record)
+            raise LeanError.of(api) from None
+        answer = Answer(api.status_code, error_body(api.code, api.message, api.fields))
+    except BaseException:
+        services.abandon_idempotent_request(record=record)
+        raise
+    services.finish_idempotent_request(record=record, status=answer.status, body=answer.content().decode())
+    return answer
+
+
 @extend_schema(tags=["reservations"])
-@method_decorator(never_cache, name="dispatch")  # a buyer's own hold, booking and ticket
-class PayReservationApi(BookingApiView):
+class PayReservationApi(LeanApiView):
+    lean_endpoints = {"post": pay_reservation}
+
     @extend_schema(
         request=serializers.PayInput,
         parameters=[
@@ -265,47 +311,7 @@ class PayReservationApi(BookingApiView):
     )
     def post(self, request, reservation_id):
         """Pay for a hold and book it. A replayed Idempotency-Key returns the first answer, never a second charge."""
-        key = request.headers.get("Idempotency-Key", "").strip()
-        if not 1 <= len(key) <= 255:
-            raise ApiError(
-                status_code=400,
-                code="idempotency_key_required",
-                message="Send an Idempotency-Key header of 1-255 characters.",
-            )
-        data = checked(serializers.PayInput, request.data)
-        try:
-            card = parse_card(data["payment"])
-        except InvalidCard as exc:
-            raise ApiError(
-                status_code=400, code="invalid_card", message=str(exc), fields={"payment": exc.fields}
-            ) from None
-        buyer = buyer_of(request, data["session_id"])
-        services.find_reservation(buyer=buyer, reservation_id=reservation_id)  # 404 before the key is spent
-        record, replay = services.begin_idempotent_request(
-            buyer=buyer, key=key, fingerprint=request_fingerprint(reservation_id, request.data)
-        )
-        if replay is not None:
-            status_code, content = replay
-            return HttpResponse(
-                content, status=status_code, content_type="application/json", headers={"Idempotent-Replayed": "true"}
-            )
-        try:
-            reservation = services.pay_for_reservation(
-                buyer=buyer, reservation_id=reservation_id, card=card, resuming=record.resumed
-            )
-            status_code, body = status.HTTP_200_OK, reservation_body(reservation)
-        except services.BookingError as error:
-            if error.code in RETRY_AFTER_SECONDS:  # not a final answer: a retry with this key must run again
-                services.abandon_idempotent_request(record=record)
-                raise
-            api = api_error(error)
-            status_code, body = api.status_code, error_body(api.code, api.message, api.fields)
-        except BaseException:
-            services.abandon_idempotent_request(record=record)
-            raise
-        content = JSONRenderer().render(body)
-        services.finish_idempotent_request(record=record, status=status_code, body=content.decode())
-        return HttpResponse(content, status=status_code, content_type="application/json")
+        return self.lean(request, reservation_id=reservation_id)
 
 
 # --- A show's live seats -------------------------------------------------------------------------------------

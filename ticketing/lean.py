@@ -25,6 +25,7 @@ ticketing.errors, the key's refusals and the quota's sentence from ticketing.api
 
 import asyncio
 import contextvars
+import functools
 import json
 import logging
 import time
@@ -78,8 +79,10 @@ NEVER_CACHE = {"Cache-Control": "max-age=0, no-cache, no-store, must-revalidate,
 
 @dataclass
 class Answer:
+    """A status, a JSON body (or the exact bytes of one, as an idempotent replay sends), headers."""
+
     status: int
-    body: dict
+    body: dict | bytes
     headers: dict = field(default_factory=dict)
 
     def all_headers(self):
@@ -87,7 +90,10 @@ class Answer:
         return {**NEVER_CACHE, **self.headers}
 
     def content(self):
-        return json.dumps(self.body, separators=(",", ":"), default=_json_default).encode()
+        if isinstance(self.body, bytes):
+            return self.body
+        # As DRF's JSONRenderer writes it, so both ways in answer the same bytes.
+        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode()
 
 
 def _json_default(value):
@@ -106,10 +112,14 @@ class LeanRequest:
     _json: object = None
 
     def json(self):
-        """The body as JSON, {} when there is none; LeanError 400 parse_error when it is not JSON."""
+        """The body as JSON, {} when there is none; LeanError 415 for another media type (as DRF's JSON-only
+        parser answers), 400 parse_error when it is not JSON."""
         if self._json is None:
+            media_type = self.headers.get("content-type", "").partition(";")[0].strip()
             if not self.body:
                 self._json = {}
+            elif media_type != "application/json":
+                raise LeanError(415, "unsupported_media_type", f'Unsupported media type "{media_type}" in request.')
             else:
                 try:
                     self._json = json.loads(self.body)
@@ -326,6 +336,7 @@ class LeanFront:
         await send({"type": "http.response.body", "body": content})
 
 
+@functools.lru_cache(maxsize=4096)
 def _lean_endpoint(path, method):
     """`(endpoint, kwargs)` when the URL is a LeanApiView's and the method one of its lean endpoints, else None."""
     if not path.startswith(LEAN_PREFIX):

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from django.core.signals import request_started
 
+from tests.bookings.helpers import GOOD_CARD
 from tests.factories import make_api_key, make_hall, make_show
 from ticketing.asgi import application, django_asgi_app
 from ticketing.lean import close_connections
@@ -92,6 +93,21 @@ def test_a_hold_its_change_and_its_cancel_are_answered_without_django(show, key)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "Cancelled"
     assert [seat["id"] for seat in cancelled.json()["seats"]] == seats[3:5]
     assert held.headers["cache-control"].startswith("max-age=0, no-cache, no-store")
+
+
+def test_a_payment_and_its_replay_are_answered_without_django_and_the_replay_is_byte_identical(show, key):
+    headers = {"X-API-Key": key}
+    (held,) = on_the_front(
+        ("POST", "/api/v1/reservations", {"json": hold_body(show, seats_of(show)[:2]), "headers": headers})
+    )
+    payment = {"json": {"session_id": "alice", "payment": GOOD_CARD}, "headers": {**headers, "Idempotency-Key": "k-1"}}
+    url = f"/api/v1/reservations/{held.json()['reservation_id']}/pay"
+    with DjangoRequests() as django:
+        first, replay = on_the_front(("POST", url, payment), ("POST", url, payment))
+
+    assert django.count == 0
+    assert first.status_code == 200 and first.json()["status"] == "Booked" and first.json()["booking_code"]
+    assert replay.content == first.content and replay.headers["idempotent-replayed"] == "true"
 
 
 def test_other_methods_and_paths_still_go_to_django(show, key):
