@@ -8,6 +8,7 @@ turns a refusal into BookingError and pushes what changed after commit.
 """
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import threading
@@ -241,14 +242,18 @@ def _push_after_commit(changes_by_show, wakes):
             tasks.wake_waiting_line(show_id)
 
     try:
-        loop = asyncio.get_running_loop()
+        asyncio.get_running_loop()
     except RuntimeError:
         # robust: the change has committed; a failing push is logged, never made the buyer's 500.
         transaction.on_commit(push, robust=True)
         return
     # The lean path: the call was its own transaction and has committed. The pushes are sync code (the channel
-    # layer from sync, Celery): on a pool thread, not awaited, so the answer does not wait for them.
-    loop.run_in_executor(None, _logged_failure(push))
+    # layer from sync, Celery): on a thread of their own, not awaited, so the answer does not wait for them. Not
+    # the loop's default executor: a loop that closes waits for that one, while a push waits on a loop of its own.
+    _pushing.submit(_logged_failure(push))
+
+
+_pushing = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="after-commit-push")
 
 
 def _logged_failure(push):

@@ -137,6 +137,11 @@ def refusals(show, key, revoked_key):
             "/api/v1/reservations",
             {"content": b"{oops", "headers": {**good, "Content-Type": "application/json"}},
         ),
+        "plain text": (
+            "POST",
+            "/api/v1/reservations",
+            {"content": b"seats please", "headers": {**good, "Content-Type": "text/plain"}},
+        ),
         "a list": ("POST", "/api/v1/reservations", {"json": [1], "headers": good}),
         "missing fields": ("POST", "/api/v1/reservations", {"json": {"session_id": "alice"}, "headers": good}),
         "no such show": (
