@@ -9,7 +9,6 @@ import json
 
 from django.conf import settings
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
@@ -20,13 +19,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bookings import serializers, services
-from bookings.availability import seat_counts, seat_states
+from bookings.availability import seat_counts
 from bookings.models import Reservation
 from bookings.payments import InvalidCard, parse_card
+from bookings.seat_maps import seat_map_json, show_with_catalog
 from cinemas.api import checked
-from cinemas.models import Seat, Show
+from cinemas.models import Show
 from cinemas.search import seat_type_statuses
 from cinemas.serializers import CinemaSerializer, MovieSerializer
+from ticketing.cached_reads import answer_with_etag
 from ticketing.errors import ApiError, error_body
 
 RETRY_WORDS = "Reservation Failed - Retry, as other users are holding reserved seats"
@@ -269,10 +270,6 @@ class PayReservationApi(BookingApiView):
 # --- A show's live seats -------------------------------------------------------------------------------------
 
 
-def show_with_catalog(show_id):
-    return get_object_or_404(Show.objects.select_related("movie", "hall__cinema"), pk=show_id)
-
-
 @extend_schema(tags=["catalog"])
 class ShowDetailApi(APIView):
     @extend_schema(responses=serializers.ShowDetailSerializer)
@@ -307,30 +304,9 @@ class SeatMapApi(APIView):
 
         `version` rises with every change to the show's seats; each seat carries the version of its own
         last change. A live client that missed pushes re-reads this and applies a pushed change only when
-        its version is newer than the seat's.
+        its version is newer than the seat's. Built once per change and served from the cache with an ETag:
+        a client that sends it back (If-None-Match) gets 304 while the map is unchanged.
         """
-        show = show_with_catalog(show_id)
-        at = timezone.now()
-        status_of, version_of, version = seat_states(show, at)
-        price_of = {seat_type: str(price) for seat_type, price in show.prices.values_list("seat_type", "price")}
-        seats = Seat.objects.filter(hall_id=show.hall_id).order_by("y", "x")
-        listed = [
-            {
-                "id": seat_id,
-                "row": row,
-                "number": number,
-                "type": seat_type,
-                "price": price_of.get(seat_type),
-                "status": status_of.get(seat_id, "available"),
-                "x": x,
-                "y": y,
-                "version": version_of.get(seat_id, 0),
-            }
-            for seat_id, row, number, seat_type, x, y in seats.values_list(
-                "id", "row_label", "number", "seat_type", "x", "y"
-            )
-        ]
-        counts = {"total": len(listed), "available": 0, "held": 0, "booked": 0}
-        for seat in listed:
-            counts[seat["status"]] += 1
-        return Response({"show_id": show.pk, "version": version, "seats": listed, "counts": counts})
+        seat_map = seat_map_json(show_id)
+        response = HttpResponse(seat_map.content, content_type="application/json")
+        return answer_with_etag(request, response, seat_map.etag)

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from bookings.availability import live_claims, live_reservations, next_seat_version, seats_to_be_had
 from bookings.models import Reservation, SeatClaim
+from bookings.seat_maps import seat_maps_changed
 from bookings.seat_picking import SeatSpot, pick_best_seats, single_gaps_left
 from bookings.services.errors import BookingError
 from cinemas.models import OPEN_SEAT_TYPES, Seat
@@ -302,6 +303,9 @@ def _announce(show_id, version, changes, *, line_may_move=False):
 
 def _push_after_commit(changes_by_show, wakes):
     from bookings import consumers, tasks  # both import this module's callers; imported late to stay acyclic
+
+    # First, so that a client told of a change and re-reading the map never gets the cached one from before.
+    seat_maps_changed([show_id for show_id, changes in changes_by_show.items() if changes])
 
     def push():
         for show_id, changes in changes_by_show.items():
