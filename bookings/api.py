@@ -22,10 +22,10 @@ from bookings import serializers, services
 from bookings.availability import seat_counts
 from bookings.models import Reservation
 from bookings.payments import InvalidCard, parse_card
-from bookings.seat_maps import seat_map_json, show_with_catalog
+from bookings.seat_maps import seat_map_json, seats_generation, show_with_catalog
 from cinemas.api import checked
 from cinemas.models import Show
-from cinemas.search import seat_type_statuses
+from cinemas.search import catalog_read, seat_type_statuses
 from cinemas.serializers import CinemaSerializer, MovieSerializer
 from ticketing.cached_reads import answer_with_etag
 from ticketing.errors import ApiError, error_body
@@ -274,26 +274,35 @@ class PayReservationApi(BookingApiView):
 class ShowDetailApi(APIView):
     @extend_schema(responses=serializers.ShowDetailSerializer)
     def get(self, request, show_id):
-        """A show with its movie, cinema, hall, prices and seat counts."""
+        """A show with its movie, cinema, hall, prices and seat counts.
+
+        Cached like the catalog (a few seconds), and built afresh after every change of the show's seats; its
+        counts may lag only a hold that lapsed, by those few seconds.
+        """
+        show_detail = catalog_read(
+            "api-show", (show_id,), lambda: self.build(show_id), also=[seats_generation(show_id)]
+        )
+        return Response(show_detail)
+
+    @staticmethod
+    def build(show_id):
         show = show_with_catalog(show_id)
         at = timezone.now()
-        return Response(
-            {
-                "show_id": show.pk,
-                "start_time": show.starts_at,
-                "end_time": show.ends_at,
-                "movie": MovieSerializer(show.movie).data,
-                "cinema": CinemaSerializer(show.hall.cinema).data,
-                "hall": {"id": show.hall.pk, "name": show.hall.name},
-                "prices": [
-                    {"type": seat_type, "price": str(price)}
-                    for seat_type, price in show.prices.order_by("seat_type").values_list("seat_type", "price")
-                ],
-                "currency": settings.TICKETING_CURRENCY,
-                "seats": serializers.SeatTypeStatusSerializer(seat_type_statuses([show], at)[show.pk], many=True).data,
-                "counts": seat_counts(show, at),
-            }
-        )
+        return {
+            "show_id": show.pk,
+            "start_time": show.starts_at,
+            "end_time": show.ends_at,
+            "movie": MovieSerializer(show.movie).data,
+            "cinema": CinemaSerializer(show.hall.cinema).data,
+            "hall": {"id": show.hall.pk, "name": show.hall.name},
+            "prices": [
+                {"type": seat_type, "price": str(price)}
+                for seat_type, price in show.prices.order_by("seat_type").values_list("seat_type", "price")
+            ],
+            "currency": settings.TICKETING_CURRENCY,
+            "seats": serializers.SeatTypeStatusSerializer(seat_type_statuses([show], at)[show.pk], many=True).data,
+            "counts": seat_counts(show, at),
+        }
 
 
 @extend_schema(tags=["catalog"])
