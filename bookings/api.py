@@ -8,7 +8,7 @@ import hashlib
 import json
 
 from django.conf import settings
-from django.shortcuts import get_object_or_404
+from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
@@ -18,13 +18,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bookings import serializers, services
-from bookings.availability import seat_counts, seat_states
+from bookings.availability import seat_counts
 from bookings.models import Reservation
 from bookings.payments import InvalidCard, parse_card
+from bookings.seat_maps import seat_map_json, seats_generation, show_with_catalog
 from cinemas.api import checked
-from cinemas.models import Seat, Show
-from cinemas.search import seat_type_statuses
+from cinemas.search import catalog_read, seat_type_statuses
 from cinemas.serializers import CinemaSerializer, MovieSerializer
+from ticketing.cached_reads import answer_with_etag
 from ticketing.errors import ApiError, error_body
 from ticketing.lean import Answer, LeanApiView, LeanError, api_key_of, on_a_thread, serve, validated
 
@@ -317,34 +318,39 @@ class PayReservationApi(LeanApiView):
 # --- A show's live seats -------------------------------------------------------------------------------------
 
 
-def show_with_catalog(show_id):
-    return get_object_or_404(Show.objects.select_related("movie", "hall__cinema"), pk=show_id)
-
-
 @extend_schema(tags=["catalog"])
 class ShowDetailApi(APIView):
     @extend_schema(responses=serializers.ShowDetailSerializer)
     def get(self, request, show_id):
-        """A show with its movie, cinema, hall, prices and seat counts."""
+        """A show with its movie, cinema, hall, prices and seat counts.
+
+        Cached like the catalog (a few seconds), and built afresh after every change of the show's seats; its
+        counts may lag only a hold that lapsed, by those few seconds.
+        """
+        show_detail = catalog_read(
+            "api-show", (show_id,), lambda: self.build(show_id), also=[seats_generation(show_id)]
+        )
+        return Response(show_detail)
+
+    @staticmethod
+    def build(show_id):
         show = show_with_catalog(show_id)
         at = timezone.now()
-        return Response(
-            {
-                "show_id": show.pk,
-                "start_time": show.starts_at,
-                "end_time": show.ends_at,
-                "movie": MovieSerializer(show.movie).data,
-                "cinema": CinemaSerializer(show.hall.cinema).data,
-                "hall": {"id": show.hall.pk, "name": show.hall.name},
-                "prices": [
-                    {"type": seat_type, "price": str(price)}
-                    for seat_type, price in show.prices.order_by("seat_type").values_list("seat_type", "price")
-                ],
-                "currency": settings.TICKETING_CURRENCY,
-                "seats": serializers.SeatTypeStatusSerializer(seat_type_statuses([show], at)[show.pk], many=True).data,
-                "counts": seat_counts(show, at),
-            }
-        )
+        return {
+            "show_id": show.pk,
+            "start_time": show.starts_at,
+            "end_time": show.ends_at,
+            "movie": MovieSerializer(show.movie).data,
+            "cinema": CinemaSerializer(show.hall.cinema).data,
+            "hall": {"id": show.hall.pk, "name": show.hall.name},
+            "prices": [
+                {"type": seat_type, "price": str(price)}
+                for seat_type, price in show.prices.order_by("seat_type").values_list("seat_type", "price")
+            ],
+            "currency": settings.TICKETING_CURRENCY,
+            "seats": serializers.SeatTypeStatusSerializer(seat_type_statuses([show], at)[show.pk], many=True).data,
+            "counts": seat_counts(show, at),
+        }
 
 
 @extend_schema(tags=["catalog"])
@@ -355,30 +361,9 @@ class SeatMapApi(APIView):
 
         `version` rises with every change to the show's seats; each seat carries the version of its own
         last change. A live client that missed pushes re-reads this and applies a pushed change only when
-        its version is newer than the seat's.
+        its version is newer than the seat's. Built once per change and served from the cache with an ETag:
+        a client that sends it back (If-None-Match) gets 304 while the map is unchanged.
         """
-        show = show_with_catalog(show_id)
-        at = timezone.now()
-        status_of, version_of, version = seat_states(show, at)
-        price_of = {seat_type: str(price) for seat_type, price in show.prices.values_list("seat_type", "price")}
-        seats = Seat.objects.filter(hall_id=show.hall_id).order_by("y", "x")
-        listed = [
-            {
-                "id": seat_id,
-                "row": row,
-                "number": number,
-                "type": seat_type,
-                "price": price_of.get(seat_type),
-                "status": status_of.get(seat_id, "available"),
-                "x": x,
-                "y": y,
-                "version": version_of.get(seat_id, 0),
-            }
-            for seat_id, row, number, seat_type, x, y in seats.values_list(
-                "id", "row_label", "number", "seat_type", "x", "y"
-            )
-        ]
-        counts = {"total": len(listed), "available": 0, "held": 0, "booked": 0}
-        for seat in listed:
-            counts[seat["status"]] += 1
-        return Response({"show_id": show.pk, "version": version, "seats": listed, "counts": counts})
+        seat_map = seat_map_json(show_id)
+        response = HttpResponse(seat_map.content, content_type="application/json")
+        return answer_with_etag(request, response, seat_map.etag)

@@ -30,14 +30,27 @@ def seat_states(show, at):
     Versions come from every claim ever made on the show, released ones included, so a client can tell
     whether a pushed change is newer than what it holds.
     """
-    status_of = {
-        seat_id: "booked" if status == Reservation.Status.BOOKED else "held"
-        for seat_id, status in live_claims(at).filter(show=show).values_list("seat_id", "reservation__status")
-    }
+    return seat_map_states(show, at)[:3]
+
+
+def seat_map_states(show, at):
+    """seat_states, and when that picture changes with no write at all: the soonest `held_until` of the holds
+    it shows as held (a hold lapses at that moment, before any sweep), or None when it shows none.
+
+    What caches the picture must drop it by then (bookings.seat_maps).
+    """
+    status_of, lapses_at = {}, None
+    claims = live_claims(at).filter(show=show).values_list("seat_id", "reservation__status", "reservation__held_until")
+    for seat_id, status, held_until in claims:
+        if status == Reservation.Status.BOOKED:
+            status_of[seat_id] = "booked"
+        else:
+            status_of[seat_id] = "held"
+            lapses_at = held_until if lapses_at is None else min(lapses_at, held_until)
     version_of = dict(
         SeatClaim.objects.filter(show=show).values("seat_id").annotate(v=Max("version")).values_list("seat_id", "v")
     )
-    return status_of, version_of, max(version_of.values(), default=0)
+    return status_of, version_of, max(version_of.values(), default=0), lapses_at
 
 
 def taken_by_type(show_ids, at):

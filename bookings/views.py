@@ -5,28 +5,22 @@ Thin: every change is a bookings.services call, the same ones the API makes. A b
 its session (no account); a reservation of another session is a 404, exactly as in the API.
 """
 
-import functools
 import secrets
-from dataclasses import dataclass
-from decimal import Decimal
 
 from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.utils.html import escape
-from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from bookings import tickets
-from bookings.api import show_with_catalog
-from bookings.availability import seat_states
 from bookings.models import Payment, Reservation
 from bookings.payments import InvalidCard, parse_card
+from bookings.seat_maps import SeatGrid, seat_picture, show_with_catalog
 from bookings.services import (
     BestAvailable,
     BookingError,
@@ -41,7 +35,8 @@ from bookings.services import (
     pay_for_reservation,
     ticket_token,
 )
-from cinemas.models import OPEN_SEAT_TYPES, Cinema, Seat
+from cinemas.models import OPEN_SEAT_TYPES, Cinema
+from ticketing.cached_reads import answer_with_etag
 from ticketing.numbers import whole_number
 from ticketing.proxies import client_address
 
@@ -72,110 +67,12 @@ def current_hold(buyer, show, at):
     return holds.order_by("-created_at").first()
 
 
-@dataclass
-class GridSeat:
-    id: int
-    label: str
-    row: str
-    number: int
-    type: str
-    price: Decimal | None
-    status: str  # available | held | booked | yours
-    version: int
-    column: int
-    line: int
-    chosen: bool = False
-
-    @property
-    def type_class(self):
-        return self.type.lower()
-
-    @property
-    def choosable(self):
-        return self.status in ("available", "yours")
-
-
-@dataclass
-class SeatGrid:
-    version: int
-    seats: list
-    row_labels: list  # (label, line)
-    columns: int
-    lines: int
-    prices: dict  # seat type -> price, for the legend
-
-    def seats_html(self):
-        """Every seat's label and checkbox, as the seat map's markup.
-
-        Written in Python rather than the template: a 2,000-seat hall is 2,000 copies of this markup, which
-        took the template engine about 230 ms a page and this loop a few. Row labels and seat types come
-        from staff and are escaped; every other value is a number or one of the fixed status words.
-        """
-        escaped = functools.cache(escape)
-        parts = []
-        for seat in self.seats:
-            price = seat.price or ""
-            row, seat_type = escaped(seat.row), escaped(seat.type)
-            spoken_status = "held by you" if seat.status == "yours" else seat.status
-            parts.append(
-                f'<label class="seat seat--{escaped(seat.type_class)} seat--{seat.status}" '
-                f'style="grid-column: {seat.column}; grid-row: {seat.line}" data-seat-id="{seat.id}" '
-                f'data-status="{seat.status}" data-version="{seat.version}" data-label="{escaped(seat.label)}" '
-                f'data-price="{price}"><input type="checkbox" name="seats" value="{seat.id}"'
-                f"{' checked' if seat.chosen else ''}{'' if seat.choosable else ' disabled'}>"
-                f'<span class="seat__number" aria-hidden="true">{seat.number}</span><span class="visually-hidden">'
-                f"Row {row} seat {seat.number}, {seat_type}{f', ${price}' if price else ''}, {spoken_status}"
-                "</span></label>\n"
-            )
-        return mark_safe("".join(parts))
-
-
-def seat_grid(show, *, hold, at, chosen=()):
-    """The show's seats placed on a grid (column 1 keeps the row letters), with each seat's live status.
-
-    The seats of `hold` (the buyer's current hold, or None) read "yours"; `chosen` seat ids come back
-    checked while still available.
-    """
-    status_of, version_of, version = seat_states(show, at)
-    yours = set(hold.claims.filter(released_at__isnull=True).values_list("seat_id", flat=True)) if hold else set()
-    prices = dict(show.prices.values_list("seat_type", "price"))
-    seats = list(
-        Seat.objects.filter(hall_id=show.hall_id)
-        .order_by("y", "x")
-        .values_list("id", "row_label", "number", "seat_type", "x", "y")
-    )
-    if not seats:
-        return SeatGrid(version, [], [], 1, 1, prices)
-    left, front = min(seat[4] for seat in seats), min(seat[5] for seat in seats)
-    chosen = set(chosen)
-    grid, row_labels = [], {}
-    for seat_id, row_label, number, seat_type, x, y in seats:
-        status = "yours" if seat_id in yours else status_of.get(seat_id, "available")
-        line = y - front + 1
-        row_labels.setdefault(row_label, line)
-        grid.append(
-            GridSeat(
-                id=seat_id,
-                label=f"{row_label}{number}",
-                row=row_label,
-                number=number,
-                type=seat_type,
-                price=prices.get(seat_type),
-                status=status,
-                version=version_of.get(seat_id, 0),
-                column=x - left + 2,
-                line=line,
-                chosen=status == "yours" or (status == "available" and seat_id in chosen),
-            )
-        )
-    return SeatGrid(
-        version=version,
-        seats=grid,
-        row_labels=sorted(row_labels.items(), key=lambda item: item[1]),
-        columns=max(seat.column for seat in grid),
-        lines=max(seat.line for seat in grid),
-        prices=prices,
-    )
+def seat_grid(picture, *, hold, chosen=()):
+    """The show's seat map for this buyer: the cached picture of its seats (bookings.seat_maps), with the seats
+    of `hold` (the buyer's current hold, or None) reading "yours" and the `chosen` seat ids checked while still
+    available."""
+    yours = hold.claims.filter(released_at__isnull=True).values_list("seat_id", flat=True) if hold else ()
+    return SeatGrid(picture, yours=yours, chosen=chosen)
 
 
 def seconds_left(reservation, at):
@@ -203,14 +100,16 @@ RESERVED_SEAT_WORDS = {"Wheelchair": "wheelchair spaces", "Companion": "companio
 NOT_ENOUGH_OPEN_SEATS = {"retry", "waiting_line", "show_full"}
 
 
-def _seat_map_page(request, show, *, buyer, at, chosen=(), wanted=None, best=False, refusal=None, status=200):
-    """The seat map page, after a refusal of `chosen` seats or of best available (`best`) if given.
+def _seat_map_page(request, picture, *, buyer, at, chosen=(), wanted=None, best=False, refusal=None, status=200):
+    """The seat map page of the show `picture` (bookings.seat_maps.SeatPicture) draws, after a refusal of
+    `chosen` seats or of best available (`best`) if given.
 
     `wanted` is the number of seats the buyer asked for (best available's count, or the seats chosen), which
     the page's "best available" and "wait in line" offers keep.
     """
+    show = picture.show
     hold = current_hold(buyer, show, at)
-    grid = seat_grid(show, hold=hold, at=at, chosen=chosen)
+    grid = seat_grid(picture, hold=hold, chosen=chosen)
     if wanted is None or not 1 <= wanted <= settings.TICKETING_MAX_SEATS:
         wanted = DEFAULT_SEAT_COUNT
     context = {
@@ -239,18 +138,19 @@ def _seat_map_page(request, show, *, buyer, at, chosen=(), wanted=None, best=Fal
 @require_GET
 def show_seats(request, show_id):
     """The live seat map of a show; the buyer's own hold (if any) shows as its seats, with its clock."""
-    show = show_with_catalog(show_id)
-    return _seat_map_page(request, show, buyer=session_buyer(request), at=timezone.now())
+    return _seat_map_page(request, seat_picture(show_id), buyer=session_buyer(request), at=timezone.now())
 
 
 @never_cache
 @require_GET
 def show_seat_map(request, show_id):
-    """The seat grid alone, for a page that lost its live channel to redraw itself from."""
-    show = show_with_catalog(show_id)
-    at = timezone.now()
-    grid = seat_grid(show, hold=current_hold(session_buyer(request), show, at), at=at)
-    return render(request, "bookings/_seat_grid.html", {"grid": grid})
+    """The seat grid alone, for a page that lost its live channel to redraw itself from.
+
+    With an ETag: a client that sends it back gets 304 while its grid is still the one it has.
+    """
+    picture = seat_picture(show_id)
+    grid = seat_grid(picture, hold=current_hold(session_buyer(request), picture.show, timezone.now()))
+    return answer_with_etag(request, HttpResponse(grid.html), grid.etag)
 
 
 def _chosen_seat_ids(request):
@@ -288,8 +188,17 @@ def hold(request, show_id):
             reservation = hold_seats(buyer=buyer, show=show, seat_ids=chosen, no_single_gaps=True)
     except BookingError as refusal:
         status = REFUSAL_STATUS.get(refusal.code, 400)
+        picture = seat_picture(show.pk)
         page = _seat_map_page(
-            request, show, buyer=buyer, at=at, chosen=chosen, wanted=wanted, best=best, refusal=refusal, status=status
+            request,
+            picture,
+            buyer=buyer,
+            at=at,
+            chosen=chosen,
+            wanted=wanted,
+            best=best,
+            refusal=refusal,
+            status=status,
         )
         if refusal.retry_after:
             page["Retry-After"] = str(refusal.retry_after)

@@ -1,4 +1,9 @@
-"""The catalog half of the public API (API.md, "Catalog" and "SearchMovies"). Views only read."""
+"""The catalog half of the public API (API.md, "Catalog" and "SearchMovies"). Views only read.
+
+Answers are built once per catalog generation and served from the shared cache for a few seconds
+(cinemas.search.catalog_read): staff edits drop them at once, and the seat-type words in them may be a few
+seconds behind the holds.
+"""
 
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
@@ -12,6 +17,7 @@ from cinemas import serializers
 from cinemas.models import City, Movie
 from cinemas.search import (
     ShowSearch,
+    catalog_read,
     movie_showtimes,
     movies_showing,
     search_shows,
@@ -42,18 +48,22 @@ class CityListApi(APIView):
     def get(self, request):
         """Cities, by name, with how many cinemas each has; `search` matches part of the name."""
         parameters = checked(serializers.CityListParameters, request.query_params)
-        cities = City.objects.annotate(cinema_count=Count("cinemas")).order_by("name", "state", "id")
-        if parameters.get("search"):
-            cities = cities.filter(name__icontains=parameters["search"])
-        page = parameters["page"]
-        count = cities.count()
+        search, page = parameters.get("search", ""), parameters["page"]
         offset = (page - 1) * CITIES_PER_PAGE
-        results = cities[offset : offset + CITIES_PER_PAGE]
+
+        def build():
+            cities = City.objects.annotate(cinema_count=Count("cinemas")).order_by("name", "state", "id")
+            if search:
+                cities = cities.filter(name__icontains=search)
+            results = cities[offset : offset + CITIES_PER_PAGE]
+            return {"results": serializers.CitySerializer(results, many=True).data, "count": cities.count()}
+
+        # The links carry the caller's own URL (its api_dev_key too): made for each request, never cached.
+        found = catalog_read("api-cities", (search, page), build)
         return Response(
             {
-                "results": serializers.CitySerializer(results, many=True).data,
-                "count": count,
-                "next": page_link(request, page + 1, exists=offset + CITIES_PER_PAGE < count),
+                **found,
+                "next": page_link(request, page + 1, exists=offset + CITIES_PER_PAGE < found["count"]),
                 "previous": page_link(request, page - 1, exists=page > 1),
             }
         )
@@ -64,10 +74,14 @@ class CityMoviesApi(APIView):
     @extend_schema(parameters=[serializers.LocalDateParameters], responses=serializers.MovieSerializer(many=True))
     def get(self, request, city_id):
         """Movies with at least one upcoming show in the city (on `date`, in each cinema's local time)."""
-        city = get_object_or_404(City, pk=city_id)
         parameters = checked(serializers.LocalDateParameters, request.query_params)
-        movies = movies_showing(city, day=parameters.get("date"), at=timezone.now())
-        return Response(serializers.MovieSerializer(movies, many=True).data)
+
+        def build():
+            city = get_object_or_404(City, pk=city_id)
+            movies = movies_showing(city, day=parameters.get("date"), at=timezone.now())
+            return serializers.MovieSerializer(movies, many=True).data
+
+        return Response(catalog_read("api-city-movies", (city_id, parameters.get("date")), build))
 
 
 @extend_schema(tags=["catalog"])
@@ -77,11 +91,16 @@ class MovieShowsApi(APIView):
     )
     def get(self, request, movie_id):
         """A movie's cinemas in a city, each with its upcoming showtimes and seat-type status."""
-        movie = get_object_or_404(Movie, pk=movie_id)
         parameters = checked(serializers.MovieShowsParameters, request.query_params)
-        city = get_object_or_404(City, pk=parameters["city"])
-        listing = movie_showtimes(movie, city, day=parameters.get("date"), at=timezone.now())
-        return Response(serializers.CinemaShowtimesSerializer(listing, many=True).data)
+
+        def build():
+            movie = get_object_or_404(Movie, pk=movie_id)
+            city = get_object_or_404(City, pk=parameters["city"])
+            listing = movie_showtimes(movie, city, day=parameters.get("date"), at=timezone.now())
+            return serializers.CinemaShowtimesSerializer(listing, many=True).data
+
+        parts = (movie_id, parameters["city"], parameters.get("date"))
+        return Response(catalog_read("api-movie-shows", parts, build))
 
 
 @extend_schema(tags=["catalog"])
@@ -102,17 +121,22 @@ class SearchMoviesApi(APIView):
             page=parameters["page"],
             results_per_page=parameters["results_per_page"],
         )
-        at = timezone.now()
-        shows, total = search_shows(search, at=at)
-        statuses = seat_type_statuses(shows, at)
-        for show in shows:
-            show.seats = statuses[show.pk]
-        body = {
-            "results": serializers.SearchResultSerializer(shows, many=True).data,
-            "page": search.page,
-            "results_per_page": search.results_per_page,
-            "total": total,
-        }
-        if parameters["include_spellcheck"] == "yes":
-            body["suggestions"] = spelling_suggestions(search.keyword) if search.keyword else []
-        return Response(body)
+        spellcheck = parameters["include_spellcheck"] == "yes"
+
+        def build():
+            at = timezone.now()
+            shows, total = search_shows(search, at=at)
+            statuses = seat_type_statuses(shows, at)
+            for show in shows:
+                show.seats = statuses[show.pk]
+            body = {
+                "results": serializers.SearchResultSerializer(shows, many=True).data,
+                "page": search.page,
+                "results_per_page": search.results_per_page,
+                "total": total,
+            }
+            if spellcheck:
+                body["suggestions"] = spelling_suggestions(search.keyword) if search.keyword else []
+            return body
+
+        return Response(catalog_read("api-search-movies", (search, spellcheck), build))

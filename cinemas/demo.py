@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from cinemas.models import Cinema, City, Hall, Movie, SeatType, Show, ShowPrice
-from cinemas.services import build_seat_layout, default_show_end, parse_seat_plan, schedule_show
+from cinemas.services import build_seat_layout, catalog_changed, default_show_end, parse_seat_plan, schedule_show
 from ticketing.models import ApiKey
 from ticketing.services import create_api_key
 
@@ -495,6 +495,7 @@ def load_demo(*, at=None):
     Returns counts for the report.
     """
     at = at or timezone.now()
+    catalog_changed()  # on commit: cities and movies are written here around the services
     movies = load_movies(MOVIES)
     cinemas, halls = [], []
     for city_data in CITIES:
@@ -581,6 +582,7 @@ def load_study(*, cities=500, cinemas_per_city=10, seats_per_hall=2000, days=7, 
     planned = parse_seat_plan(hall_plan(seats_per_hall))
     capacity = dict(Counter(str(seat.seat_type) for seat in planned))
     with transaction.atomic():
+        catalog_changed()  # on commit: every row is written here around the services
         movie_rows = _study_movies(movies)
         city_rows = City.objects.bulk_create(
             City(name=f"{STUDY_CITY_PREFIX}{number:03d}", state="", country="United States")

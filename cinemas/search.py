@@ -14,6 +14,8 @@ from django.db.models import F, FloatField, Q, Value
 from django.db.models.functions import ASin, Cos, Power, Radians, Sin, Sqrt
 
 from cinemas.models import OPEN_SEAT_TYPES, Cinema, Movie, SeatType, Show, ShowPrice
+from cinemas.services import CATALOG_GENERATION
+from ticketing.cached_reads import Built, cached
 
 EARTH_RADIUS_KM = 6371.0088
 KM_PER_DEGREE_OF_LATITUDE = 111.045
@@ -21,6 +23,11 @@ KM_PER_DEGREE_OF_LATITUDE = 111.045
 # A seat type is "Full" when none of its seats can be had, "Almost Full" when at most this share of them
 # can (so 20 of 100, or 1 of 5), and "Available" otherwise. Documented in the README.
 ALMOST_FULL_SHARE = 0.2
+
+# How long a catalog answer (a listing, a SearchMovies page) is served from the shared cache. Staff edits drop
+# it at once (cinemas.services.catalog_changed); the seat-type words and counts in it may be this many seconds
+# behind the holds (README).
+CATALOG_SECONDS = 5
 
 SUGGESTION_MIN_SIMILARITY = 0.25
 SUGGESTION_LIMIT = 5
@@ -76,6 +83,12 @@ def _bounding_box(lat, lng, radius_km):
         if lng - lng_span >= -180 and lng + lng_span <= 180:  # near the antimeridian the box would wrap
             box &= Q(hall__cinema__longitude__range=(lng - lng_span, lng + lng_span))
     return box
+
+
+def catalog_read(kind, parts, build, *, also=()):
+    """`build()`'s answer of `kind` for `parts`, built once per catalog generation (and the generations named in
+    `also`) and served from the shared cache for CATALOG_SECONDS (ticketing.cached_reads)."""
+    return cached(kind, (CATALOG_GENERATION, *also), parts, lambda: Built(build()), seconds=CATALOG_SECONDS)
 
 
 def search_shows(search, *, at):

@@ -3,6 +3,9 @@
 Plain records (cities, cinemas, movies) are edited through the Django admin's own forms; these services
 own the writes that must keep several rows consistent. They raise django.core.exceptions.ValidationError,
 which the admin shows next to the form and the API turns into a 400.
+
+Every write to the catalog, here or in the admin, calls catalog_changed(): the cached catalog answers and seat
+maps (ticketing.cached_reads) are built afresh once it commits.
 """
 
 import math
@@ -14,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from cinemas.models import Hall, Seat, SeatType, Show, ShowPrice
+from ticketing.cached_reads import changed_after_commit
 
 PLAN_SEAT_TYPES = {
     "R": SeatType.REGULAR,
@@ -27,6 +31,15 @@ PLAN_MAX_COLUMNS = 300
 
 # Trailers and cleaning after the film, when staff give no end time.
 SHOW_TURNAROUND_MINUTES = 20
+
+# The generation of everything staff edit (cities, cinemas, halls, movies, shows, prices) in the shared cache.
+CATALOG_GENERATION = "catalog"
+
+
+def catalog_changed():
+    """Staff changed the catalog: once the transaction commits, every cached catalog answer and seat map is
+    built afresh. Called by every writer of catalog rows (these services, the admin, the demo loaders)."""
+    changed_after_commit(CATALOG_GENERATION)
 
 
 def row_label(index):
@@ -113,7 +126,7 @@ def build_seat_layout(*, hall, plan):
 
     Locks the hall row, so two staff saving layouts at once can't interleave. Raises ValidationError for a
     bad plan, or when the hall already has shows (their seat maps and tickets name these seats). On success
-    the hall's `capacity` per seat type matches the new seats.
+    the hall's `capacity` per seat type matches the new seats; on commit, the cached catalog is dropped.
     """
     planned = parse_seat_plan(plan)
     hall = Hall.objects.select_for_update().get(pk=hall.pk)
@@ -131,6 +144,7 @@ def build_seat_layout(*, hall, plan):
     )
     hall.capacity = dict(Counter(seat.seat_type for seat in planned))
     hall.save(update_fields=["capacity"])
+    catalog_changed()
     return hall
 
 
@@ -175,6 +189,7 @@ def _save_show(*, show, prices):
     for seat_type, price in prices.items():
         ShowPrice.objects.update_or_create(show=show, seat_type=seat_type, defaults={"price": price})
     show.prices.exclude(seat_type__in=list(prices)).delete()
+    catalog_changed()
     return show
 
 
@@ -184,7 +199,7 @@ def schedule_show(*, movie, hall, starts_at, ends_at=None, prices):
 
     `ends_at` defaults to the running time plus turnaround. Raises ValidationError when the show would
     overlap another in the hall (checked first for a clear message; the database's exclusion constraint
-    decides any race) or a seat type has no price.
+    decides any race) or a seat type has no price. On commit, the cached catalog is dropped.
     """
     show = Show(
         movie=movie,
@@ -200,7 +215,8 @@ def schedule_show(*, movie, hall, starts_at, ends_at=None, prices):
 def reschedule_show(*, show, movie, hall, starts_at, ends_at=None, prices):
     """Change a show's movie, hall, times or prices, with the same checks as schedule_show.
 
-    Locks the show row.
+    Locks the show row. On commit, the cached catalog (and the show's seat map, which shows its prices) is
+    dropped.
     """
     show = Show.objects.select_for_update().get(pk=show.pk)
     show.movie, show.hall, show.starts_at = movie, hall, starts_at

@@ -1,7 +1,9 @@
 """The moviegoer's catalog pages (server-rendered): city, movies showing there, a movie's showtimes, search.
 
-Only reads: the same ones the public API makes (cinemas.search). The city a moviegoer picks is remembered in
-their session, so the home page offers it first next time.
+Only reads: the same ones the public API makes (cinemas.search), built once per catalog generation and served
+from the shared cache for a few seconds (cinemas.search.catalog_read); each page is still rendered for its
+request, in its language. The city a moviegoer picks is remembered in their session, so the home page offers
+it first next time.
 """
 
 from datetime import date, timedelta
@@ -9,10 +11,18 @@ from zoneinfo import ZoneInfo
 
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from cinemas.models import Cinema, City, Movie
-from cinemas.search import ShowSearch, movie_showtimes, movies_showing, search_shows, spelling_suggestions
+from cinemas.search import (
+    ShowSearch,
+    catalog_read,
+    movie_showtimes,
+    movies_showing,
+    search_shows,
+    spelling_suggestions,
+)
 from ticketing.numbers import whole_number
 
 CITY_SESSION_KEY = "city_id"
@@ -26,12 +36,18 @@ def remembered_city(request):
 
 
 def _remember_city(request, city):
-    request.session[CITY_SESSION_KEY] = city.pk
+    if request.session.get(CITY_SESSION_KEY) != city.pk:  # unchanged: no session write on every page
+        request.session[CITY_SESSION_KEY] = city.pk
 
 
 def home(request):
-    cities = City.objects.annotate(cinema_count=Count("cinemas")).filter(cinema_count__gt=0).order_by("name")
-    return render(request, "cinemas/home.html", {"cities": cities, "remembered": remembered_city(request)})
+    def build():
+        # Rendered once, not only read once: 500 cities' links are most of the page's work.
+        cities = City.objects.annotate(cinema_count=Count("cinemas")).filter(cinema_count__gt=0).order_by("name")
+        return render_to_string("cinemas/_cities.html", {"cities": cities})
+
+    cities_html = catalog_read("page-home-cities", (), build)
+    return render(request, "cinemas/home.html", {"cities_html": cities_html, "remembered": remembered_city(request)})
 
 
 def _city_days(city):
@@ -41,30 +57,41 @@ def _city_days(city):
     return [today + timedelta(days=offset) for offset in range(DAYS_AHEAD)]
 
 
-def _chosen_day(request, days):
+def _asked_day(text):
     try:
-        chosen = date.fromisoformat(request.GET.get("date", ""))
+        return date.fromisoformat(text)
     except ValueError:
-        return days[0]
-    return chosen if chosen in days else days[0]
+        return None
+
+
+def _chosen_day(asked, days):
+    return asked if asked in days else days[0]
 
 
 def city_movies(request, city_id):
-    city = get_object_or_404(City, pk=city_id)
-    _remember_city(request, city)
-    movies = movies_showing(city, at=timezone.now())
-    return render(request, "cinemas/city.html", {"city": city, "movies": movies})
+    def build():
+        city = get_object_or_404(City, pk=city_id)
+        return {"city": city, "movies": list(movies_showing(city, at=timezone.now()))}
+
+    context = catalog_read("page-city", (city_id,), build)
+    _remember_city(request, context["city"])
+    return render(request, "cinemas/city.html", context)
 
 
 def movie_showtimes_page(request, city_id, movie_id):
     """A movie's cinemas and showtimes in the city, one local day at a time, with each show's availability."""
-    city = get_object_or_404(City, pk=city_id)
-    movie = get_object_or_404(Movie, pk=movie_id)
-    _remember_city(request, city)
-    days = _city_days(city)
-    day = _chosen_day(request, days)
-    listing = movie_showtimes(movie, city, day=day, at=timezone.now())
-    context = {"city": city, "movie": movie, "days": days, "day": day, "listing": listing}
+    asked = _asked_day(request.GET.get("date", ""))
+
+    def build():
+        city = get_object_or_404(City, pk=city_id)
+        movie = get_object_or_404(Movie, pk=movie_id)
+        days = _city_days(city)
+        day = _chosen_day(asked, days)
+        listing = movie_showtimes(movie, city, day=day, at=timezone.now())
+        return {"city": city, "movie": movie, "days": days, "day": day, "listing": listing}
+
+    context = catalog_read("page-movie-showtimes", (city_id, movie_id, asked), build)
+    _remember_city(request, context["city"])
     return render(request, "cinemas/movie.html", context)
 
 
@@ -81,12 +108,16 @@ def search(request):
             sorting_order="name,date,asc",
             results_per_page=SEARCH_RESULTS,
         )
-        shows, _ = search_shows(found, at=timezone.now())
-        by_movie = {}
-        for show in shows:
-            by_movie.setdefault(show.movie, []).append(show)
-        results = [{"movie": movie, "shows": movie_shows} for movie, movie_shows in by_movie.items()]
-        if not results:
-            suggestions = spelling_suggestions(query)
+        results, suggestions = catalog_read("page-search", (found,), lambda: _movies_found(found))
     context = {"query": query, "city": city, "results": results, "suggestions": suggestions}
     return render(request, "cinemas/search.html", context)
+
+
+def _movies_found(found):
+    """`(results by movie, spelling suggestions when nothing matched)` for the search page."""
+    shows, _ = search_shows(found, at=timezone.now())
+    by_movie = {}
+    for show in shows:
+        by_movie.setdefault(show.movie, []).append(show)
+    results = [{"movie": movie, "shows": movie_shows} for movie, movie_shows in by_movie.items()]
+    return results, [] if results else spelling_suggestions(found.keyword)

@@ -30,6 +30,10 @@ TICKETS = "bookings/services/tickets.py"
 MAIL = "bookings/services/mail.py"
 WAITING = "waiting/services.py"
 SEARCH = "cinemas/search.py"
+SEAT_MAPS = "bookings/seat_maps.py"
+CACHED_READS = "ticketing/cached_reads.py"
+CATALOG = "cinemas/services.py"
+CATALOG_ADMIN = "cinemas/admin.py"
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,75 @@ def _tests(*names):
 
 
 MUTATIONS = [
+    # --- hot reads served from the cache ------------------------------------------------------------------------
+    Mutation(
+        "a change of seats leaves the cached seat map as it was",
+        HOLDS,
+        "seat_maps_changed(changed)",
+        "None",
+        _tests("bookings/test_seat_map_cache"),
+    ),
+    Mutation(
+        "a cached seat map outlives a hold it shows",
+        SEAT_MAPS,
+        "valid_until=lapses_at",
+        "valid_until=None",
+        _tests("bookings/test_seat_map_cache"),
+        at="return Built(SeatMapJson(content, etag_of(content)), valid_until=lapses_at)",
+    ),
+    Mutation(
+        "a cached seat map page outlives a hold it shows",
+        SEAT_MAPS,
+        "valid_until=lapses_at",
+        "valid_until=None",
+        _tests("bookings/test_seat_map_cache"),
+        at="return Built(_drawn(picture), valid_until=lapses_at)",
+    ),
+    Mutation(
+        "a seat map is cached whatever the catalog says",
+        SEAT_MAPS,
+        "(seats_generation(show_id), CATALOG_GENERATION)",
+        "(seats_generation(show_id),)",
+        _tests("bookings/test_seat_map_cache"),
+    ),
+    Mutation(
+        "scheduling and rescheduling shows leave the cached catalog as it was",
+        CATALOG,
+        "catalog_changed()",
+        "None",
+        _tests("cinemas/test_catalog_cache"),
+        at="show.prices.exclude(seat_type__in=list(prices)).delete() catalog_changed()",
+    ),
+    Mutation(
+        "the admin's saves leave the cached catalog as it was",
+        CATALOG_ADMIN,
+        "catalog_changed()",
+        "None",
+        _tests("cinemas/test_catalog_cache"),
+        at="super().save_related(request, form, formsets, change) catalog_changed()",
+    ),
+    Mutation(
+        "the admin's deletes leave the cached catalog as it was",
+        CATALOG_ADMIN,
+        "catalog_changed()",
+        "None",
+        _tests("cinemas/test_catalog_cache"),
+        at="super().delete_queryset(request, queryset) catalog_changed()",
+    ),
+    Mutation(
+        "reads inside a transaction use the cache",
+        CACHED_READS,
+        "connection.in_atomic_block",
+        "False",
+        _tests("bookings/test_seat_map_cache"),
+    ),
+    Mutation(
+        "cached answers are shared by every time zone",
+        CACHED_READS,
+        "timezone.get_current_timezone_name()",
+        '"UTC"',
+        _tests("cinemas/test_catalog_cache"),
+    ),
     # --- holds (the rules live in the SQL functions of bookings migration 0009; the test database is made anew
     # for each run, so a mutated migration is what the tests meet) ------------------------------------------
     Mutation(

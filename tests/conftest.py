@@ -16,6 +16,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from tests.factories import make_api_key
+from ticketing.cached_reads import CACHE as HOT_READS_CACHE
 from ticketing.proxies import uvicorn_options
 
 
@@ -23,12 +24,25 @@ from ticketing.proxies import uvicorn_options
 def _own_cache_namespace(settings):
     """Quota counters live in the shared cache (Redis): each test counts under its own key prefix.
 
-    A prefix instead of a flush, so tests never wipe what other processes keep in the same Redis.
+    A prefix instead of a flush, so tests never wipe what other processes keep in the same Redis. Not the hot
+    reads' cache: the servers and workers a test starts must see the same seat maps and catalog answers as the
+    test itself (see _hot_reads_afresh).
     """
     caches = {alias: dict(config) for alias, config in settings.CACHES.items()}
-    for config in caches.values():
-        config["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
+    for alias, config in caches.items():
+        if alias != HOT_READS_CACHE:
+            config["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
     settings.CACHES = caches
+
+
+@pytest.fixture(autouse=True)
+def _hot_reads_afresh():
+    """No test reads a seat map or catalog answer cached by an earlier one, whose rows are gone (or, in an earlier
+    run's database, had the same ids): a new catalog generation, which every such answer is keyed by."""
+    from cinemas.services import CATALOG_GENERATION
+    from ticketing.cached_reads import mark_changed
+
+    mark_changed(CATALOG_GENERATION)
 
 
 @pytest.fixture(autouse=True)

@@ -200,11 +200,23 @@ if REDIS_URL:
             "BACKEND": "ticketing.redis_cache.SharedPoolRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": REDIS_KEY_PREFIX,
-        }
+        },
+        # The hot reads built once and shared by every process (ticketing.cached_reads): seat maps, catalog
+        # answers and the generations they are keyed by. Apart from "default" so that it can go to its own
+        # Redis (one with an eviction policy) and so that tests keep their quota counters apart without
+        # keeping their servers' reads apart from their own.
+        "reads": {
+            "BACKEND": "ticketing.redis_cache.SharedPoolRedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"{REDIS_KEY_PREFIX}reads",
+        },
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "reads": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "reads"},
+    }
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX} if REDIS_URL and REDIS_KEY_PREFIX else {}

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from bookings.availability import live_claims
 from bookings.models import Reservation
+from bookings.seat_maps import seat_maps_changed
 from bookings.seat_picking import SeatSpot, pick_best_seats, single_gaps_left
 from bookings.services.errors import BookingError
 from cinemas.models import OPEN_SEAT_TYPES, Seat, Show
@@ -234,7 +235,12 @@ def _announce(show_id, version, changes, *, line_may_move=False):
 def _push_after_commit(changes_by_show, wakes):
     from bookings import consumers, tasks  # both import this module's callers; imported late to stay acyclic
 
-    def push():
+    changed = [show_id for show_id, changes in changes_by_show.items() if changes]
+
+    def push(maps_changed=True):
+        # First, so that a client told of a change and re-reading the map never gets the cached one from before.
+        if maps_changed:
+            seat_maps_changed(changed)
         for show_id, changes in changes_by_show.items():
             if changes:
                 consumers.push_seat_changes(show_id, changes)
@@ -247,10 +253,13 @@ def _push_after_commit(changes_by_show, wakes):
         # robust: the change has committed; a failing push is logged, never made the buyer's 500.
         transaction.on_commit(push, robust=True)
         return
-    # The lean path: the call was its own transaction and has committed. The pushes are sync code (the channel
-    # layer from sync, Celery): on a thread of their own, not awaited, so the answer does not wait for them. Not
-    # the loop's default executor: a loop that closes waits for that one, while a push waits on a loop of its own.
-    _pushing.submit(_logged_failure(push))
+    # The lean path: the call was its own transaction and has committed. The seat maps' generation moves now,
+    # one Redis round trip on the event loop, so that the buyer's next read of the map has the hold. The pushes
+    # are sync code (the channel layer from sync, Celery): on a thread of their own, not awaited, so the answer
+    # does not wait for them. Not the loop's default executor: a loop that closes waits for that one, while a
+    # push waits on a loop of its own.
+    seat_maps_changed(changed)
+    _pushing.submit(_logged_failure(lambda: push(maps_changed=False)))
 
 
 _pushing = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="after-commit-push")

@@ -1,6 +1,7 @@
 """Calls of the reservations API as a partner makes them, and another transaction's locks for races."""
 
 import contextlib
+import re
 import threading
 
 import psycopg
@@ -13,6 +14,17 @@ TIMEOUT_CARD = {**GOOD_CARD, "card_number": "4000000000009995"}
 
 def seat_ids(show):
     return list(show.hall.seats.order_by("y", "x").values_list("id", flat=True))
+
+
+def labelled(show, *labels):
+    """Seat ids by label ("B2"), in the order given."""
+    seats = {f"{seat.row_label}{seat.number}": seat.pk for seat in show.hall.seats.all()}
+    return [seats[label] for label in labels]
+
+
+def seat_tag(page, seat_id):
+    """The seat map page's markup of one seat."""
+    return re.search(rf'<label class="seat [^"]*"[^>]*data-seat-id="{seat_id}".*?</label>', page, re.S).group(0)
 
 
 def reserve(api, show, seats=None, *, session="alice", best_available=None, **extra):

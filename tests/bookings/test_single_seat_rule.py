@@ -3,15 +3,11 @@
 import pytest
 
 from bookings.services import BookingError, Buyer, change_seats, hold_seats
+from tests.bookings.helpers import labelled
 
 pytestmark = pytest.mark.django_db
 
 ALICE = Buyer(None, "alice")
-
-
-def labelled(show, *labels):
-    seats = {f"{seat.row_label}{seat.number}": seat.pk for seat in show.hall.seats.all()}
-    return [seats[label] for label in labels]
 
 
 def test_a_hold_that_strands_a_seat_against_the_wall_is_refused_naming_it(show):

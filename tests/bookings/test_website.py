@@ -17,22 +17,12 @@ from bookings.models import Reservation
 from bookings.payments import parse_card
 from bookings.services import Buyer, cancel_booking, hold_seats, pay_for_reservation
 from cinemas.models import OPEN_SEAT_TYPES
-from tests.bookings.helpers import GOOD_CARD, seat_ids
+from tests.bookings.helpers import GOOD_CARD, labelled, seat_ids, seat_tag
 from waiting.models import Waiter
 
 pytestmark = pytest.mark.django_db
 
 CARD = {"card_number": "4242 4242 4242 4242", "exp_month": "12", "exp_year": "2035", "cvc": "123"}
-
-
-def labelled(show, *labels):
-    """Seat ids by label ("B2"), in the order given."""
-    seats = {f"{seat.row_label}{seat.number}": seat.pk for seat in show.hall.seats.all()}
-    return [seats[label] for label in labels]
-
-
-def seat_tag(page, seat_id):
-    return re.search(rf'<label class="seat [^"]*"[^>]*data-seat-id="{seat_id}".*?</label>', page, re.S).group(0)
 
 
 def hold_on_page(client, show, *labels):

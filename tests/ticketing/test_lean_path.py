@@ -110,6 +110,21 @@ def test_a_payment_and_its_replay_are_answered_without_django_and_the_replay_is_
     assert replay.content == first.content and replay.headers["idempotent-replayed"] == "true"
 
 
+def test_the_seat_map_read_right_after_a_hold_on_the_front_shows_it_held(show, key):
+    headers = {"X-API-Key": key}
+    seats = seats_of(show)
+    url = f"/api/v1/shows/{show.pk}/seats"
+    before, _, after = on_the_front(
+        ("GET", url, {"headers": headers}),
+        ("POST", "/api/v1/reservations", {"json": hold_body(show, seats[:2]), "headers": headers}),
+        ("GET", url, {"headers": headers}),
+    )
+    status_of = {seat["id"]: seat["status"] for seat in after.json()["seats"]}
+
+    assert {seat["status"] for seat in before.json()["seats"]} == {"available"}
+    assert [status_of[seat] for seat in seats[:2]] == ["held", "held"]
+
+
 def test_other_methods_and_paths_still_go_to_django(show, key):
     with DjangoRequests() as django:
         (listing,) = on_the_front(("GET", f"/api/v1/shows/{show.pk}/seats", {"headers": {"X-API-Key": key}}))

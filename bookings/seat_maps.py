@@ -1,0 +1,267 @@
+"""A show's seat map as everyone reads it: the API's JSON and the website's grid, built once per version and
+served from the shared cache (ticketing.cached_reads).
+
+The version the cache goes by is the show's generation `seats:<show id>`, which the services increment after
+every commit that claims, books or releases its seats (bookings.services.holds' after-commit push), before the
+change is pushed to the live maps: a client told of a change and re-reading the map gets one that has it. The
+catalog's generation is in the key too (the prices and the hall come from it). A hold that lapses frees its
+seats with no write at all, so a map is kept only until the soonest `held_until` of the holds it shows as held
+(bookings.availability.seat_map_states), and never longer than SEAT_MAP_SECONDS, which bounds what a lost
+increment costs. DESIGN: the hold decides, the map is advisory; these bounds keep it honest.
+"""
+
+import functools
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import NamedTuple
+
+from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
+from rest_framework.renderers import JSONRenderer
+
+from bookings.availability import seat_map_states
+from cinemas.models import Seat, Show
+from cinemas.services import CATALOG_GENERATION
+from ticketing.cached_reads import Built, cached, etag_of, mark_changed
+
+# The longest a cached map is served without being built again, whatever else says it is still true.
+SEAT_MAP_SECONDS = 10
+
+
+def seats_generation(show_id):
+    return f"seats:{show_id}"
+
+
+def seat_maps_changed(show_ids):
+    """The seat maps of these shows are built afresh on their next read, from now.
+
+    Called once the change has committed, before it is pushed (bookings.services.holds' after-commit push, on
+    every path that claims, books or releases seats, the lean path's one-statement transactions included)."""
+    mark_changed(*(seats_generation(show_id) for show_id in show_ids))
+
+
+def show_with_catalog(show_id):
+    return get_object_or_404(Show.objects.select_related("movie", "hall__cinema"), pk=show_id)
+
+
+def _cached_map(kind, show_id, build):
+    names = (seats_generation(show_id), CATALOG_GENERATION)
+    return cached(kind, names, (show_id,), build, seconds=SEAT_MAP_SECONDS, local=True)
+
+
+def _hall_seats(show):
+    """The hall's seats, front to back and left to right: `(id, row, number, type, x, y)`."""
+    return list(
+        Seat.objects.filter(hall_id=show.hall_id)
+        .order_by("y", "x")
+        .values_list("id", "row_label", "number", "seat_type", "x", "y")
+    )
+
+
+# --- The API's JSON ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeatMapJson:
+    content: bytes
+    etag: str
+
+
+def seat_map_json(show_id):
+    """GET /api/v1/shows/{id}/seats's body (API.md) as bytes, with its ETag; Http404 for no such show."""
+    return _cached_map("seat-map-json", show_id, lambda: _build_json(show_id))
+
+
+def _build_json(show_id):
+    show = show_with_catalog(show_id)
+    status_of, version_of, version, lapses_at = seat_map_states(show, timezone.now())
+    price_of = {seat_type: str(price) for seat_type, price in show.prices.values_list("seat_type", "price")}
+    listed = [
+        {
+            "id": seat_id,
+            "row": row,
+            "number": number,
+            "type": seat_type,
+            "price": price_of.get(seat_type),
+            "status": status_of.get(seat_id, "available"),
+            "x": x,
+            "y": y,
+            "version": version_of.get(seat_id, 0),
+        }
+        for seat_id, row, number, seat_type, x, y in _hall_seats(show)
+    ]
+    counts = {"total": len(listed), "available": 0, "held": 0, "booked": 0}
+    for seat in listed:
+        counts[seat["status"]] += 1
+    content = JSONRenderer().render({"show_id": show.pk, "version": version, "seats": listed, "counts": counts})
+    return Built(SeatMapJson(content, etag_of(content)), valid_until=lapses_at)
+
+
+# --- The website's grid -----------------------------------------------------------------------------------
+
+
+class GridSeat(NamedTuple):
+    id: int
+    row: str
+    number: int
+    type: str
+    price: Decimal | None
+    status: str  # available | held | booked | yours
+    version: int
+    column: int
+    line: int
+    chosen: bool = False
+
+    @property
+    def type_class(self):
+        return self.type.lower()
+
+    @property
+    def choosable(self):
+        return self.status in ("available", "yours")
+
+
+def seat_markup(seat, escaped=escape):
+    """One seat's label and checkbox on the seat map.
+
+    Written in Python rather than the template: a 2,000-seat hall is 2,000 copies of this markup, which took
+    the template engine about 230 ms a page and this a few. Row labels and seat types come from staff and are
+    escaped; every other value is a number or one of the fixed status words.
+    """
+    price = seat.price or ""
+    row, seat_type = escaped(seat.row), escaped(seat.type)
+    spoken_status = "held by you" if seat.status == "yours" else seat.status
+    return (
+        f'<label class="seat seat--{escaped(seat.type_class)} seat--{seat.status}" '
+        f'style="grid-column: {seat.column}; grid-row: {seat.line}" data-seat-id="{seat.id}" '
+        f'data-status="{seat.status}" data-version="{seat.version}" data-label="{row}{seat.number}" '
+        f'data-price="{price}"><input type="checkbox" name="seats" value="{seat.id}"'
+        f"{' checked' if seat.chosen else ''}{'' if seat.choosable else ' disabled'}>"
+        f'<span class="seat__number" aria-hidden="true">{seat.number}</span><span class="visually-hidden">'
+        f"Row {row} seat {seat.number}, {seat_type}{f', ${price}' if price else ''}, {spoken_status}"
+        "</span></label>\n"
+    )
+
+
+@dataclass
+class SeatPicture:
+    """The show's seats on a grid as everyone sees them (column 1 keeps the row letters): what is cached.
+
+    `seats` are GridSeat's fields as plain tuples (a tenth of the namedtuples' cost to read back from the
+    cache), and `markup` is each one's markup, in the same order; a buyer's own seats are drawn again on top.
+    `html` is the whole grid (bookings/_seat_grid.html) as a buyer with no seats of their own sees it, the
+    common case, with its ETag; `show` is the show with its movie, hall and cinema, for the page around it.
+    """
+
+    show: Show
+    version: int
+    seats: tuple
+    markup: list
+    row_labels: list  # (label, line)
+    columns: int
+    lines: int
+    prices: dict  # seat type -> price, for the legend
+    html: str = ""
+    etag: str = ""
+
+
+def seat_picture(show_id):
+    """The show's cached SeatPicture (built if its version has none yet); Http404 for no such show."""
+    return _cached_map("seat-map-grid", show_id, lambda: _build_picture(show_id))
+
+
+def _build_picture(show_id):
+    show = show_with_catalog(show_id)
+    status_of, version_of, version, lapses_at = seat_map_states(show, timezone.now())
+    prices = dict(show.prices.values_list("seat_type", "price"))
+    seats = _hall_seats(show)
+    if not seats:
+        return Built(_drawn(SeatPicture(show, version, (), [], [], 1, 1, prices)), valid_until=lapses_at)
+    left, front = min(seat[4] for seat in seats), min(seat[5] for seat in seats)
+    grid, row_labels = [], {}
+    for seat_id, row_label, number, seat_type, x, y in seats:
+        line = y - front + 1
+        row_labels.setdefault(row_label, line)
+        grid.append(
+            GridSeat(
+                id=seat_id,
+                row=row_label,
+                number=number,
+                type=seat_type,
+                price=prices.get(seat_type),
+                status=status_of.get(seat_id, "available"),
+                version=version_of.get(seat_id, 0),
+                column=x - left + 2,
+                line=line,
+            )
+        )
+    escaped = functools.cache(escape)
+    picture = SeatPicture(
+        show=show,
+        version=version,
+        seats=tuple(tuple(seat) for seat in grid),
+        markup=[seat_markup(seat, escaped) for seat in grid],
+        row_labels=sorted(row_labels.items(), key=lambda item: item[1]),
+        columns=max(seat.column for seat in grid),
+        lines=max(seat.line for seat in grid),
+        prices=prices,
+    )
+    return Built(_drawn(picture), valid_until=lapses_at)
+
+
+def _drawn(picture):
+    picture.html = SeatGrid(picture).render()
+    picture.etag = etag_of(picture.html.encode())
+    return picture
+
+
+class SeatGrid:
+    """One buyer's seat map: the shared picture, with the seats of their hold ("yours") and the seats they
+    had chosen (checked while still available) drawn on top."""
+
+    def __init__(self, picture, *, yours=(), chosen=()):
+        self.picture = picture
+        self.yours, self.chosen = set(yours), set(chosen)
+        self.version, self.row_labels, self.prices = picture.version, picture.row_labels, picture.prices
+        self.columns, self.lines = picture.columns, picture.lines
+
+    def _own(self, fields):
+        """The seat as this buyer sees it."""
+        seat = GridSeat(*fields)
+        if seat.id in self.yours:
+            return seat._replace(status="yours", chosen=True)
+        if seat.status == "available" and seat.id in self.chosen:
+            return seat._replace(chosen=True)
+        return seat
+
+    @cached_property
+    def seats(self):
+        return [self._own(seat) for seat in self.picture.seats]
+
+    def seats_html(self):
+        """Every seat's markup: the picture's, except the few this buyer sees otherwise."""
+        markup = self.picture.markup
+        if self.yours or self.chosen:
+            markup = list(markup)
+            for index, seat in enumerate(self.picture.seats):
+                if seat[0] in self.yours or seat[0] in self.chosen:
+                    markup[index] = seat_markup(self._own(seat))
+        return mark_safe("".join(markup))
+
+    def render(self):
+        return render_to_string("bookings/_seat_grid.html", {"grid": self})
+
+    @cached_property
+    def html(self):
+        """The grid's markup for this buyer: the picture's own unless they have seats of their own on it."""
+        if self.yours or self.chosen:
+            return self.render()
+        return mark_safe(self.picture.html)
+
+    @cached_property
+    def etag(self):
+        return etag_of(self.html.encode()) if self.yours or self.chosen else self.picture.etag
