@@ -12,7 +12,8 @@ Usage (after bench/hold_path.py has made its database):
    out on commit, often before the 201 is back), and each watcher stops it when the push naming those seats
    arrives: the figure is the hold's own time plus the push's. Then the hold is given up.
 4. Figures: latency percentiles over every (round, watcher), pushes missing after 5 s (at most once delivery:
-   a watcher that misses one re-reads the map in the real page), and the server's workers.
+   a watcher that misses one re-reads the map in the real page), the server's workers, and the CPU the web
+   processes and Redis spent per round (two API calls and the two pushes they make) while the rounds ran.
 The watchers, the server, PostgreSQL and Redis share this machine's 2 cores: the figures include the time the
 one client process takes to read 1,000 sockets.
 """
@@ -38,10 +39,12 @@ from hold_path import (  # a sibling script
     DEFAULT_REDIS_URL,
     bench_server_running,
     connection_budget,
+    cpu_report,
     describe_server,
     ensure_database,
     percentile,
     prepare_show,
+    take_cpu_snapshot,
     unwind_on_sigterm,
     wait_until_answering,
 )
@@ -77,6 +80,7 @@ async def run(options, show_id, movie_id, seat_ids, port, *, base_url=None, serv
         for _ in range(options.watchers):
             await asyncio.wait_for(greeted.acquire(), timeout=120)
         latencies, missing = [], 0
+        before, started = take_cpu_snapshot(options.server, options.database_url), time.perf_counter()
         for round_number in range(options.rounds):
             seats = seat_ids[2 * round_number : 2 * round_number + 2]
             body = {"session_id": f"push-{round_number}", "show_id": show_id, "movie_id": movie_id}
@@ -96,10 +100,12 @@ async def run(options, show_id, movie_id, seat_ids, port, *, base_url=None, serv
             await asyncio.sleep(0.5)
             for seen in arrivals:
                 seen.clear()
+        after = take_cpu_snapshot(options.server, options.database_url)
+        cpu = cpu_report(before, after, options.server.pid, time.perf_counter() - started)
         for task in watchers:
             task.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
-    return latencies, missing
+    return latencies, missing, cpu
 
 
 def main():
@@ -122,7 +128,7 @@ def main():
         tempfile.NamedTemporaryFile("w+", prefix="bench-push-server-", suffix=".log", delete=False) as log,
         bench_server_running(options, pool_max=pool_max, log=log) as (options.server, base_url),
     ):
-        latencies, missing = asyncio.run(
+        latencies, missing, cpu = asyncio.run(
             run(options, show_id, movie_id, hall.seat_ids, None, base_url=base_url, served_by=served_by)
         )
     milliseconds = [seconds * 1000 for seconds in latencies]
@@ -140,6 +146,10 @@ def main():
         }
         if milliseconds
         else None,
+        # Each round pushes twice (the hold, then giving it up) and answers those two API calls.
+        "server_cpu_ms_per_round": round(1000 * sum(cpu["cpu_seconds"]["server_workers"]) / options.rounds, 1),
+        "redis_cpu_ms_per_round": round(1000 * cpu["cpu_seconds"]["redis"] / options.rounds, 1),
+        "cpu": cpu,
     }
     if options.balanced:
         report["watchers_by_process"] = dict(sorted(served_by.items()))

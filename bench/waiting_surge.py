@@ -33,7 +33,8 @@ What it does, all on this machine:
    watchers connected (before joining), with every poll parked and at the end (and MB per parked poll), its
    database sessions open/busy while the polls are parked; join latency; for every served waiter, the time
    from being served to its long poll answering, measured from the after-commit notice of its serving
-   ("waiter.changed", heard by a listener of this script on the channel layer, as the server hears it) and
+   (the first "line.moved" naming it, heard by a listener of this script on the channel layer, as the server
+   hears it) and
    from its reservation's created_at (the serving transaction's clock, read from the database); WebSocket
    push latency (each seat-map message from the moment this script's listener heard it on the channel layer
    to each watcher reading it) and pushes missing; how many were served, paid, ended Show Full; the event-loop
@@ -288,19 +289,14 @@ def cpu_of_phase(before, after, *, server_pid, elapsed, worker_pids, beat_pid):
 
 # --- Listening on the channel layer, as the server does -------------------------------------------------------
 
-# Layers (each its own Redis list: channels_redis keeps one per layer instance) the listener spreads the waiters'
-# groups over. The server and worker send with their own capacity (1,000) per list: one list for every
-# waiter would drop notices when a serving ends 800 waits at once, and one reader would fall behind.
-LISTENER_WAITER_SHARDS = 8
-
 
 def listen(redis_url, show_id):
     """The listener process (--listener): hears the after-commit notices the server hears, as they go out.
 
     The moment a notice arrives here is when it was sent (after the commit): the start of every latency this
     script gives for the server's answers and pushes. A process of its own, so that the load generator's busy
-    event loop (and its GIL) can't delay it. Prints its channels' names, then, when its stdin closes, what it
-    heard (one JSON line each time).
+    event loop (and its GIL) can't delay it. Prints that it listens, then, when its stdin closes, what it heard
+    (one JSON line each time). A served waiter's notice is the first "line.moved" naming it in `changed`.
     """
     from channels_redis.core import RedisChannelLayer
 
@@ -319,27 +315,24 @@ def listen(redis_url, show_id):
                 continue
             now = time.time()
             kind = message.get("type")
-            if kind == "waiter.changed":
-                heard["served_notices"].setdefault(message["waiter_id"], now)
-            elif kind == "line.moved":
+            if kind == "line.moved":
                 heard["line_moves"].append(now)
+                for waiter_id in message.get("changed", []):  # a waiter is named first when it is served
+                    heard["served_notices"].setdefault(waiter_id, now)
             elif kind == "seats.changed":
                 heard["pushes"].setdefault(str(message["message"]["version"]), now)
 
     async def main():
         seats_layer, line_layer = layer(), layer()
-        waiter_layers = [layer() for _ in range(LISTENER_WAITER_SHARDS)]
         seats_channel = await seats_layer.new_channel()
         await seats_layer.group_add(f"show-{show_id}", seats_channel)  # bookings.consumers.show_group
         line_channel = await line_layer.new_channel()
         await line_layer.group_add(f"waiting-line-{show_id}", line_channel)  # waiting.services.line_group
-        waiter_channels = [await each.new_channel() for each in waiter_layers]
         readers = [
             asyncio.ensure_future(read(each, channel))
             for each, channel in [(seats_layer, seats_channel), (line_layer, line_channel)]
-            + list(zip(waiter_layers, waiter_channels, strict=True))
         ]
-        print(json.dumps({"waiter_channels": waiter_channels}), flush=True)
+        print(json.dumps({"listening": True}), flush=True)
         await asyncio.to_thread(sys.stdin.read)  # until the load generator is done
         for reader in readers:
             reader.cancel()
@@ -350,7 +343,7 @@ def listen(redis_url, show_id):
 
 
 class ChannelListener:
-    """The load generator's side of the listener process: starts it, adds the waiters' groups, collects."""
+    """The load generator's side of the listener process: starts it, collects what it heard."""
 
     def __init__(self, redis_url, show_id):
         self.redis_url = redis_url
@@ -361,18 +354,8 @@ class ChannelListener:
             stdout=subprocess.PIPE,
             text=True,
         )
-        self.waiter_channels = json.loads(self.process.stdout.readline())["waiter_channels"]
-        self.layer = None
+        assert json.loads(self.process.stdout.readline())["listening"]
         self.served_notices, self.line_moves, self.pushes = {}, [], {}
-
-    async def listen_for_waiter(self, waiter_id):
-        """Put the listener in the waiter's group (waiting.services.waiter_group)."""
-        if self.layer is None:  # made in the load generator's event loop, where it is used
-            from channels_redis.core import RedisChannelLayer
-
-            self.layer = RedisChannelLayer(hosts=[{"address": self.redis_url, "socket_timeout": 10}])
-        channel = self.waiter_channels[int(waiter_id.replace("-", ""), 16) % len(self.waiter_channels)]
-        await self.layer.group_add(f"waiter-{waiter_id}", channel)
 
     def stop(self):
         """What the listener heard, once it has stopped."""
@@ -565,7 +548,7 @@ async def pay(surge, waiter, client):
         surge.fail(f"pay {waiter.reservation_id} answered {response.status_code}: {response.text[:300]}")
 
 
-async def join(surge, waiter, client, listener):
+async def join(surge, waiter, client):
     body = {"session_id": waiter.session_id, "seats_wanted": waiter.seats_wanted}
     started = time.perf_counter()
     try:
@@ -583,7 +566,6 @@ async def join(surge, waiter, client, listener):
         return False
     answer = response.json()
     waiter.waiter_id, waiter.version = answer["waiter_id"], answer["version"]
-    await listener.listen_for_waiter(waiter.waiter_id)  # before it can be served: its notice must be heard
     return True
 
 
@@ -660,7 +642,7 @@ async def run_surge(surge, *, server, listener, workers, beat):
         async def join_then_poll(waiter):
             client = clients[waiter.number % len(clients)]
             async with joining:
-                joined = await join(surge, waiter, client, listener)
+                joined = await join(surge, waiter, client)
             if joined:
                 pollers.append(
                     asyncio.ensure_future(

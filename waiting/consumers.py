@@ -1,12 +1,15 @@
 """A place in line, live: ws/waitlist/{waiter_id}/?session_id= (API.md "Live updates").
 
 On connect the client gets the waiter's body (the same as GET /waitlist/{id}); then the body again each time
-its version rises (its status, or its position in line, changed). waiting.services sends "waiter.changed"
-to group waiter-{id} and "line.moved" to group waiting-line-{show_id} after commit; the consumer joins both
-and re-reads on each, pushing only a real change. Pushes are at most once: a client that reconnects gets
-the current body on connect.
+its version rises (its status, or its position in line, changed). waiting.services sends "line.moved" to
+group waiting-line-{show_id} after commit for every change of a place in line (naming the waiters whose
+status changed); the socket's process listens to that group once for all its sockets and long polls of the
+show (ticketing.fanout), and the socket re-reads on each, pushing only a real change. Pushes are at most once:
+a client that reconnects gets the current body on connect.
 """
 
+import asyncio
+import logging
 import re
 from urllib.parse import parse_qs
 
@@ -14,9 +17,12 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from bookings.serializers import SESSION_ID_PATTERN
+from ticketing import fanout
 from waiting.models import Waiter
 from waiting.serializers import waiter_body
-from waiting.services import line_group, waiter_group
+from waiting.services import line_group
+
+logger = logging.getLogger(__name__)
 
 
 class WaiterConsumer(AsyncJsonWebsocketConsumer):
@@ -25,41 +31,56 @@ class WaiterConsumer(AsyncJsonWebsocketConsumer):
     Client frames are ignored unread.
     """
 
+    # No channel of its own: its process listens to the show's line once for all its sockets (ticketing.fanout).
+    channel_layer_alias = None
+
     async def connect(self):
         self.waiter_id = self.scope["url_route"]["kwargs"]["waiter_id"]
-        self.watched = []
+        self.group = None
+        self.nudged = asyncio.Event()
+        self.following = None
         session_id = parse_qs(self.scope["query_string"].decode("latin-1")).get("session_id", [""])[-1]
         show_id = await self._show_of(session_id)
         if show_id is None:
             await self.close(code=4404)
             return
-        # Join first and read second, so a change committed in between is pushed, not missed.
-        self.watched = [waiter_group(self.waiter_id), line_group(show_id)]
-        for group in self.watched:
-            await self.channel_layer.group_add(group, self.channel_name)
+        # Listen first and read second, so a change committed in between is pushed, not missed.
+        await fanout.listen(line_group(show_id), self)
+        self.group = line_group(show_id)
         await self.accept()
         body = await self._body()
         self.version = body["version"]
         await self.send_json(body)
+        self.following = asyncio.get_running_loop().create_task(self._follow())
 
     async def disconnect(self, code):
-        for group in self.watched:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.following is not None:
+            self.following.cancel()
+        if self.group is not None:
+            group, self.group = self.group, None
+            await fanout.stop_listening(group, self)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         pass  # nothing a client says changes anything; not even decoded, so a malformed frame can't crash it
 
-    async def waiter_changed(self, event):
-        await self._push_if_changed()
+    def heard(self, message):
+        self.nudged.set()  # any move of the line may change this waiter's position
 
-    async def line_moved(self, event):
-        await self._push_if_changed()
+    def missed(self):
+        self.nudged.set()  # the process may have missed a change: read again
 
-    async def _push_if_changed(self):
-        body = await self._body()
-        if body["version"] != self.version:
-            self.version = body["version"]
-            await self.send_json(body)
+    async def _follow(self):
+        try:
+            while True:
+                await self.nudged.wait()
+                self.nudged.clear()  # before reading: a nudge during the read reads again
+                body = await self._body()
+                if body["version"] != self.version:
+                    self.version = body["version"]
+                    await self.send_json(body)
+        except Exception:  # the client went away mid-send, or the waiter was deleted: the socket ends
+            logger.debug("Stopped following waiter %s", self.waiter_id, exc_info=True)
+            await self.close()
 
     @database_sync_to_async
     def _show_of(self, session_id):

@@ -20,12 +20,12 @@ served, one process spent its whole core on re-polls and answered served waiters
 Wake-ups cross processes through the channel layer: after commit, waiting.services sends "line.moved" to the
 show's line group for every change of a place in line, naming in `changed` the waiters whose status changed;
 only their polls read again (re-reading all 5,000 polls of a line on each of its moves kept one process
-busy answering the few served ones). A poll listens to its show's line group alone: the process joins a
-show's group once, when its first poll of that show parks, and leaves it when its last one goes, so parking
-a poll costs no channel-layer call once others of the show are parked. A poll joins first and reads second,
-so a change committed in between can't slip past it; on every nudge naming it, it checks its status; when
-its wait runs out it reads once more, so a lost nudge (the channel layer is at most once) costs latency,
-never a wrong answer.
+busy answering the few served ones). A poll listens to its show's line group alone, through its process's
+one membership of it (ticketing.fanout, shared with the waiting page's sockets): parking a poll costs no
+channel-layer call once others of the show are parked. A poll listens first and reads second, so a change
+committed in between can't slip past it; on every nudge naming it, it checks its status (and when the
+process may have missed messages); when its wait runs out it reads once more, so a lost nudge (the channel
+layer is at most once) costs latency, never a wrong answer.
 
 Checks are gathered: the polls one nudge wakes together (a serving batch's waiters) are checked in a few
 queries on a few threads kept for them, each handing its connection straight back to the pool; positions
@@ -40,10 +40,10 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.db import connection
 from rest_framework.renderers import JSONRenderer
 
+from ticketing import fanout
 from waiting.models import Waiter
 from waiting.serializers import waiter_body
 from waiting.services import line_group, positions_of
@@ -59,10 +59,6 @@ HOLD = "waiting.hold_answer"
 READ_THREADS = 4
 # Waiters read in one query; a nudge that wakes more is read in several, on the threads above at once.
 READ_BATCH = 250
-# Groups joined or left at once: a burst of polls must stay well inside the channel layer's Redis pool
-# (redis-py 8 refuses a command past its 100 connections instead of waiting for one).
-MEMBERSHIP_CALLS = 16
-RECEIVE_RETRY_SECONDS = 1
 
 _read_threads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="waitlist-poll")
 
@@ -216,136 +212,44 @@ class _Reads:
                     future.set_result(answers[key])
 
 
-# --- Nudges: this process's one channel for the line's messages ------------------------------------------------
+# --- Nudges: the line's messages, heard once per process (ticketing.fanout) ---------------------------------------
 
 
-class _Nudges:
-    """The channel this process (this event loop) reads the waiting line's messages on, and who wants them.
+class _Poll:
+    """A parked poll as a listener of its show's line group: nudged when a message names its waiter."""
 
-    One channel for every poll of the process, not one per poll: a group then has a member per process, not
-    per poll, and no poll leaves a channel behind it that messages still arrive for (channels_redis would keep
-    those in memory for good: django/channels_redis#384; a poll answered on the first of the two messages one
-    change sends would do exactly that). A group is joined when its first poll here parks and left when its
-    last one goes; joining and leaving one group never overlap, so a poll can't park in a group just left.
-    """
+    __slots__ = ("nudged", "waiter_id")
 
-    def __init__(self, layer):
-        self.layer = layer
-        self.channel = None
-        self.groups = {}  # group -> _Listeners
-        self.starting = asyncio.Lock()
-        self.reader = None
-        self.tidying = set()
-        self.membership_calls = asyncio.Semaphore(MEMBERSHIP_CALLS)
+    def __init__(self, waiter_id):
+        self.waiter_id = str(waiter_id)
+        self.nudged = asyncio.Event()
 
-    async def listen(self, group, nudged, waiter_id):
-        await self._start()
-        while True:
-            listeners = self.groups.setdefault(group, _Listeners())
-            async with listeners.lock:
-                if self.groups.get(group) is not listeners:
-                    continue  # left while this poll queued for it: join it afresh
-                if not listeners.events:
-                    try:
-                        async with self.membership_calls:
-                            await self.layer.group_add(group, self.channel)
-                    except BaseException:
-                        del self.groups[group]
-                        raise
-                listeners.events[nudged] = str(waiter_id)
-                return
+    def heard(self, message):
+        # Only the waiters whose status changed: the others' answers wait for their waits' ends.
+        if self.waiter_id in _named(message):
+            self.nudged.set()
 
-    def stop_listening_later(self, group, nudged):
-        """Leave the group in the background: an answer never waits for the channel layer."""
-        task = asyncio.get_running_loop().create_task(self._stop_listening(group, nudged))
-        self.tidying.add(task)
-        task.add_done_callback(self.tidying.discard)
-
-    async def _stop_listening(self, group, nudged):
-        listeners = self.groups.get(group)
-        if listeners is None or nudged not in listeners.events:
-            return
-        async with listeners.lock:
-            del listeners.events[nudged]
-            if listeners.events:
-                return
-            try:
-                async with self.membership_calls:
-                    await self.layer.group_discard(group, self.channel)
-            except Exception:  # a stale member only costs this process a message it drops
-                logger.warning("Could not leave %s", group, exc_info=True)
-            finally:
-                del self.groups[group]
-
-    async def _start(self):
-        async with self.starting:
-            if self.reader is None:
-                self.channel = await self.layer.new_channel()
-                self.reader = asyncio.get_running_loop().create_task(self._read_forever())
-
-    async def _read_forever(self):
-        loop = asyncio.get_running_loop()
-        while True:
-            asked_at = loop.time()
-            try:
-                message = await self.layer.receive(self.channel)
-            except Exception:
-                if loop.time() - asked_at < RECEIVE_RETRY_SECONDS:
-                    # Redis is down or restarting: parked polls still re-read when their wait ends.
-                    logger.warning("Could not receive waiting-line nudges; retrying", exc_info=True)
-                    await asyncio.sleep(RECEIVE_RETRY_SECONDS)
-                else:
-                    # An idle blocking read cut short by the client's socket timeout (redis-py 8 sets one
-                    # of 5 s, as long as channels_redis's blocking pop): nothing is wrong, ask again at once.
-                    logger.debug("Receiving waiting-line nudges timed out; asking again", exc_info=True)
-                continue
-            group = _group_of(message)
-            if group is None:  # a message this module doesn't know: wake everyone rather than no one
-                targets = [event for listeners in self.groups.values() for event in listeners.events]
-            elif (listeners := self.groups.get(group)) is None:
-                targets = []
-            elif isinstance(message.get("changed"), list):
-                # Only the waiters whose status changed: the others' answers wait for their waits' ends.
-                changed = set(message["changed"])
-                targets = [event for event, waiter_id in listeners.events.items() if waiter_id in changed]
-            else:
-                targets = list(listeners.events)
-            for nudged in targets:
-                nudged.set()
+    def missed(self):
+        self.nudged.set()  # the process may have missed a change: read again
 
 
-class _Listeners:
-    __slots__ = ("events", "lock")
-
-    def __init__(self):
-        self.events = {}  # each parked poll's event -> its waiter's id
-        self.lock = asyncio.Lock()
+class _Everyone:
+    def __contains__(self, waiter_id):
+        return True
 
 
-def _group_of(message):
-    if message.get("type") == "line.moved" and "show_id" in message:
-        return line_group(message["show_id"])
-    return None
+def _named(message):
+    """The waiters a line message names, as a set made once for all the process's polls of the show (they
+    share the message object: a serving batch names hundreds, and thousands may be parked); a message
+    without names wakes everyone."""
+    named = message.get("named")
+    if named is None:
+        changed = message.get("changed")
+        named = message["named"] = frozenset(changed) if isinstance(changed, list) else _Everyone()
+    return named
 
 
-class _PerLoop:
-    """This event loop's nudges and gathered reads (tests run each scenario in a loop of its own)."""
-
-    def __init__(self):
-        self.nudges = _Nudges(get_channel_layer())
-        self.reads = _Reads()
-
-
-_per_loop = {}
-
-
-def _this_loop():
-    loop = asyncio.get_running_loop()
-    for closed in [other for other in _per_loop if other.is_closed()]:
-        del _per_loop[closed]
-    if loop not in _per_loop:
-        _per_loop[loop] = _PerLoop()
-    return _per_loop[loop]
+_this_loops_reads = fanout.PerEventLoop(_Reads).get
 
 
 # --- Waiting for the change ------------------------------------------------------------------------------------
@@ -355,26 +259,26 @@ async def _body_when_changed(waiter_id, show_id, status, wait):
     """The waiter's body as soon as its status is no longer `status`, or when `wait` seconds have passed."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
-    this_loop = _this_loop()
-    nudged = asyncio.Event()
+    reads = _this_loops_reads()
+    poll = _Poll(waiter_id)
     group = line_group(show_id)
     try:
         try:
-            await this_loop.nudges.listen(group, nudged, waiter_id)
+            await fanout.listen(group, poll)
         except Exception:
             logger.warning("A long poll waits without nudges; it re-reads when its wait ends", exc_info=True)
-        body = await this_loop.reads.body_unless(waiter_id, status)
+        body = await reads.body_unless(waiter_id, status)
         while body is None:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
             try:
-                await asyncio.wait_for(nudged.wait(), timeout=remaining)
+                await asyncio.wait_for(poll.nudged.wait(), timeout=remaining)
             except TimeoutError:
                 break
-            nudged.clear()  # before reading: a nudge during the read wakes the next round
-            body = await this_loop.reads.body_unless(waiter_id, status)
+            poll.nudged.clear()  # before reading: a nudge during the read wakes the next round
+            body = await reads.body_unless(waiter_id, status)
         # The wait's end reads afresh: the new position, and whatever a nudge lost on the way would have said.
-        return body or await this_loop.reads.body_unless(waiter_id, None)
+        return body or await reads.body_unless(waiter_id, None)
     finally:
-        this_loop.nudges.stop_listening_later(group, nudged)
+        fanout.stop_listening_later(group, poll)

@@ -119,21 +119,15 @@ def _lock_line(show_id):
     lock_until_commit(f"waiting-line:{show_id}")
 
 
-def waiter_group(waiter_id):
-    """The channel-layer group told when this waiter's status changes."""
-    return f"waiter-{waiter_id}"
-
-
 def line_group(show_id):
-    """The channel-layer group told when the show's line moves (positions change)."""
+    """The channel-layer group told when the show's line moves (positions or statuses change)."""
     return f"waiting-line-{show_id}"
 
 
 def _notices_after_commit():
     """Where a transaction collects its notices for long polls and WebSockets; all are sent once it commits.
 
-    One per group (they only say "re-read"), all in one go: a line of 1,000 ending at once is 1,001
-    messages through one event loop, not 1,001 loops and connections.
+    One per group (they only say "re-read"), all in one go: a line of 1,000 ending at once is one message.
     """
     notices = {}
     transaction.on_commit(lambda: send_to_groups(list(notices.items())), robust=True)
@@ -162,10 +156,9 @@ def _line_moved(show_id, *, after_place, notices):
 
 
 def _notify_waiter(waiter, notices):
-    """The waiter's own group hears of its change of status, and so does its show's line group, naming it:
-    long polls listen to the line alone (one group per show and process instead of one per poll), and only
-    the polls of the waiters a message names read again (waiting.longpoll)."""
-    notices[waiter_group(waiter.pk)] = {"type": "waiter.changed", "waiter_id": str(waiter.pk)}
+    """The show's line group hears of the waiter's change of status, naming it: long polls and the waiting
+    page's sockets listen to the line alone (one membership per show and process: ticketing.fanout), and
+    only the polls of the waiters a message names read again (waiting.longpoll)."""
     _line_notice(waiter.show_id, notices)["changed"].append(str(waiter.pk))
 
 

@@ -25,18 +25,22 @@ def test_the_waiters_one_batch_seats_are_pushed_in_one_message_each_seat_with_it
     async def scenario():
         watcher, _ = await connected_watcher(show)
         try:
-            # The cancel frees the 4 seats (one push); its wake-up serves the 4 waiters in one batch.
+            # The cancel frees the 4 seats; its wake-up serves the 4 waiters in one batch. Both push after
+            # commit, and pushes of a show within ~50 ms of each other go out merged: one message or two.
             await database_sync_to_async(cancel_hold)(buyer=Buyer(None, "holder"), reservation_id=hold.pk)
-            freed = await watcher.receive_json_from(timeout=PUSH_WAIT)
-            served = await watcher.receive_json_from(timeout=PUSH_WAIT)
-            assert await watcher.receive_nothing(timeout=0.5)
-            return freed, served
+            messages = [await watcher.receive_json_from(timeout=PUSH_WAIT)]
+            while not await watcher.receive_nothing(timeout=0.5):
+                messages.append(await watcher.receive_json_from())
+            return messages
         finally:
             await watcher.disconnect()
 
-    freed, served = async_to_sync(scenario)()
+    messages = async_to_sync(scenario)()
 
-    assert {change["status"] for change in freed["changes"]} == {"available"}
+    assert len(messages) <= 2
+    if len(messages) == 2:
+        assert {change["status"] for change in messages[0]["changes"]} == {"available"}
+    served = messages[-1]
     assert sorted(change["id"] for change in served["changes"]) == sorted(seat_ids(show))
     assert {change["status"] for change in served["changes"]} == {"held"}
     versions = [change["version"] for change in served["changes"]]
