@@ -261,10 +261,17 @@ def uncommitted_claim_on(show, seat_id):
         other.rollback()
 
 
+# Sessions of this database waiting for a lock (other databases on the server have their own tests running).
+WAITING_IN_THIS_DATABASE = (
+    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE NOT l.granted AND a.datname = current_database()"
+)
+
+
 def wait_until_a_lock_is_waited_for(seconds=10):
     with psycopg.connect(**psycopg_options(), autocommit=True) as watcher:
         for _ in range(seconds * 20):
-            if watcher.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0]:
+            if watcher.execute(WAITING_IN_THIS_DATABASE).fetchone()[0]:
                 return
             watcher.execute("SELECT pg_sleep(0.05)")
     raise AssertionError("nobody waited for the uncommitted claim")

@@ -193,7 +193,7 @@ def database_sessions():
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*), count(*) FILTER (WHERE state <> 'idle') FROM pg_stat_activity"
-            " WHERE application_name = %s",
+            " WHERE application_name = %s AND datname = current_database()",  # not another run's server's
             [SERVER_APPLICATION],
         )
         return cursor.fetchone()
