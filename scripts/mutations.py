@@ -70,6 +70,7 @@ MUTATIONS = [
         "seat_maps_changed(changed)",
         "None",
         _tests("bookings/test_seat_map_cache"),
+        at="if maps_changed: seat_maps_changed(changed)",
     ),
     Mutation(
         "a cached seat map outlives a hold it shows",
