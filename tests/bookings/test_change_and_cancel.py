@@ -86,6 +86,15 @@ def test_another_session_cannot_change_the_hold(api, show):
     assert change(api, mine, seat_ids(show)[1:2], session="mallory").status_code == 404
 
 
+def test_another_session_can_neither_read_nor_cancel_the_hold(api, show):
+    mine = reserve(api, show, seat_ids(show)[:2]).json()["reservation_id"]
+    url = f"/api/v1/reservations/{mine}"
+
+    assert api.get(url, {"session_id": "mallory"}).status_code == 404
+    assert api.delete(f"{url}?session_id=mallory").status_code == 404
+    assert api.get(url, {"session_id": "alice"}).json()["status"] == "Reserved"
+
+
 def test_cancelling_a_hold_frees_its_seats_at_once(api, show):
     seats = seat_ids(show)[:2]
     reservation_id = reserve(api, show, seats).json()["reservation_id"]

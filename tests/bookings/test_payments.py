@@ -7,9 +7,10 @@ import time_machine
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from bookings.api import request_fingerprint
 from bookings.models import Reservation
 from bookings.payments import SandboxProvider, get_provider, parse_card
-from bookings.services import Buyer, fulfil_charge, reconcile_payments, release_lapsed_holds
+from bookings.services import Buyer, begin_idempotent_request, fulfil_charge, reconcile_payments, release_lapsed_holds
 from bookings.services.payments import _start_charge
 from tests.bookings.helpers import DECLINED_CARD, GOOD_CARD, TIMEOUT_CARD, pay, reserve, seat_ids, statuses
 from tests.factories import make_api_key
@@ -228,6 +229,18 @@ def test_the_reconciler_leaves_a_charge_younger_than_the_settle_time_to_the_call
     assert reconcile_payments(at=start + timedelta(seconds=30)) == 1
     payment.refresh_from_db()
     assert (payment.status, payment.error_code) == ("failed", "not_charged")
+
+
+def test_a_key_whose_first_call_is_still_running_is_answered_in_flight_not_taken_over(api, show):
+    reservation = hold(api, show)
+    body = {"session_id": "alice", "payment": GOOD_CARD}
+    buyer = Buyer(api_key_id=reservation.api_key_id, session_id="alice")
+    begin_idempotent_request(buyer=buyer, key="slow", fingerprint=request_fingerprint(reservation.pk, body))
+
+    answer = pay(api, reservation.pk, key="slow")
+
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "idempotency_in_flight"
+    assert not charges_of(reservation)
 
 
 @pytest.mark.django_db(transaction=True)
