@@ -29,6 +29,7 @@ PAYMENTS = "bookings/services/payments.py"
 TICKETS = "bookings/services/tickets.py"
 MAIL = "bookings/services/mail.py"
 WAITING = "waiting/services.py"
+LINE_FUNCTION = "waiting/migrations/0003_line_is_open_for_holds.py"
 SEARCH = "cinemas/search.py"
 SEAT_MAPS = "bookings/seat_maps.py"
 CACHED_READS = "ticketing/cached_reads.py"
@@ -527,11 +528,11 @@ MUTATIONS = [
     ),
     Mutation(
         "the line counts ended waits as open",
-        WAITING,
-        ", status=Waiter.Status.WAITING",
+        LINE_FUNCTION,
+        " AND status = 'Waiting'",
         "",
-        _tests("waiting/test_line"),
-        at="return Waiter.objects.filter(show_id=show_id, status=Waiter.Status.WAITING).exists()",
+        _tests("waiting/test_line", "bookings/test_reserve_seats"),
+        at="WHERE show_id = p_show AND status = 'Waiting')",
     ),
     Mutation(
         "joining is allowed when exactly enough seats are free",
