@@ -9,6 +9,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections
 
+from bookings.availability import line_is_open
+
 logger = logging.getLogger(__name__)
 
 WAITING_LINE_TASK = "waiting.serve_waiting_line"
@@ -50,9 +52,7 @@ def wake_waiting_line(show_id):
     the wake-up is lost, but nothing else is: beat tends every open line every few seconds, and the seats are
     free in the database either way.
     """
-    from bookings.services.holds import _waiting_line_check
-
-    if _waiting_line_check is not None and not _waiting_line_check(show_id):
+    if not line_is_open(show_id):
         return
     try:
         if not settings.CELERY_TASK_ALWAYS_EAGER and not cache.add(

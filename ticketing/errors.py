@@ -32,14 +32,18 @@ class ApiError(exceptions.APIException):
         self.headers = headers or {}
 
 
-def _messages(detail):
+INVALID_REQUEST_MESSAGE = "Some parameters are not valid; see fields."
+SERVER_ERROR_MESSAGE = "Something went wrong on our side; please retry."
+
+
+def field_messages(detail):
     """DRF's nested error details as plain lists of sentences per field."""
     if isinstance(detail, dict):
-        return {key: _messages(value) for key, value in detail.items()}
+        return {key: field_messages(value) for key, value in detail.items()}
     if isinstance(detail, list):
         flat = []
         for item in detail:
-            flat.extend(_messages(item) if isinstance(item, (list, dict)) else [str(item)])
+            flat.extend(field_messages(item) if isinstance(item, (list, dict)) else [str(item)])
         return flat
     return [str(detail)]
 
@@ -57,8 +61,12 @@ def api_exception_handler(exc, context):
         for name, value in exc.headers.items():
             response[name] = value
     elif isinstance(exc, exceptions.ValidationError):
-        fields = _messages(exc.detail) if isinstance(exc.detail, dict) else {"non_field_errors": _messages(exc.detail)}
-        response.data = error_body("invalid_request", "Some parameters are not valid; see fields.", fields)
+        fields = (
+            field_messages(exc.detail)
+            if isinstance(exc.detail, dict)
+            else {"non_field_errors": field_messages(exc.detail)}
+        )
+        response.data = error_body("invalid_request", INVALID_REQUEST_MESSAGE, fields)
     elif isinstance(exc, exceptions.Throttled):
         response.data = error_body("quota_exceeded", over_quota_message(response.headers.get("Retry-After", "a few")))
     else:
@@ -139,7 +147,7 @@ def server_error(request):
         return _unavailable(request)
     if is_api_request(request):
         return JsonResponse(
-            error_body("server_error", "Something went wrong on our side; please retry."),
+            error_body("server_error", SERVER_ERROR_MESSAGE),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
     from django.views.defaults import server_error as django_server_error
@@ -147,8 +155,12 @@ def server_error(request):
     return django_server_error(request)
 
 
+def unavailable_message():
+    return f"We can't answer this right now; please retry in {RETRY_AFTER_SECONDS} seconds."
+
+
 def _unavailable(request):
-    message = f"We can't answer this right now; please retry in {RETRY_AFTER_SECONDS} seconds."
+    message = unavailable_message()
     if is_api_request(request):
         response = JsonResponse(error_body("service_unavailable", message), status=503)
     else:

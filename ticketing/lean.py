@@ -45,7 +45,15 @@ from psycopg_pool import AsyncConnectionPool
 from rest_framework.views import APIView
 
 from ticketing import api_keys
-from ticketing.errors import UNAVAILABLE, error_body
+from ticketing.errors import (
+    INVALID_REQUEST_MESSAGE,
+    RETRY_AFTER_SECONDS,
+    SERVER_ERROR_MESSAGE,
+    UNAVAILABLE,
+    error_body,
+    field_messages,
+    unavailable_message,
+)
 from ticketing.parsers import too_large_message
 
 logger = logging.getLogger(__name__)
@@ -134,7 +142,7 @@ class LeanRequest:
             raise LeanError(
                 400,
                 "invalid_request",
-                "Some parameters are not valid; see fields.",
+                INVALID_REQUEST_MESSAGE,
                 fields={"non_field_errors": ["Invalid data. Expected a dictionary."]},
             )
         return body
@@ -147,19 +155,10 @@ def validated(serializer_class, data):
         raise LeanError(
             400,
             "invalid_request",
-            "Some parameters are not valid; see fields.",
-            fields=_field_messages(serializer.errors),
+            INVALID_REQUEST_MESSAGE,
+            fields=field_messages(serializer.errors),
         )
     return serializer.validated_data
-
-
-def _field_messages(errors):
-    if isinstance(errors, dict):
-        return {name: _field_messages(value) for name, value in errors.items()}
-    flat = []
-    for item in errors:
-        flat.extend(_field_messages(item) if isinstance(item, (list, dict)) else [str(item)])
-    return flat
 
 
 async def serve(service, async_service=None, /, **arguments):
@@ -376,11 +375,14 @@ async def answered(endpoint, request):
         return refusal.answer
     except (*UNAVAILABLE, psycopg.OperationalError, redis.exceptions.ConnectionError) as error:
         logger.warning("%s %s: %s", request.method, request.path, error)
-        message = "We can't answer this right now; please retry in 5 seconds."
-        return Answer(503, error_body("service_unavailable", message), {"Retry-After": "5"})
+        return Answer(
+            503,
+            error_body("service_unavailable", unavailable_message()),
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     except Exception:
         logger.exception("%s %s failed", request.method, request.path)
-        return Answer(500, error_body("server_error", "Something went wrong on our side; please retry."))
+        return Answer(500, error_body("server_error", SERVER_ERROR_MESSAGE))
 
 
 class LeanApiView(APIView):

@@ -11,12 +11,12 @@ from bisect import bisect_left
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, F, Max, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from bookings.availability import seats_to_be_had
+from bookings.availability import line_is_open, seats_to_be_had
 from bookings.services import BookingError, Buyer, hold_seats_for_waiter, seat_changes_pushed_together
 from cinemas.models import OPEN_SEAT_TYPES, Show
 from ticketing.broadcast import send_to_groups
@@ -44,17 +44,6 @@ class WaitingError(Exception):
 
 
 # --- Reads ------------------------------------------------------------------------------------------------
-
-
-def line_is_open(show_id):
-    """True while anyone waits for the show (bookings then sends fresh buyers to the line).
-
-    Asked of the database's bookings_line_is_open (waiting migration 0003): the same answer, by the same rule, as
-    the hold functions get.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT bookings_line_is_open(%s)", [show_id])
-        return cursor.fetchone()[0]
 
 
 def position_of(waiter):

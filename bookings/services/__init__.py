@@ -24,7 +24,6 @@ from bookings.services.holds import (
     find_reservation,
     hold_seats,
     hold_seats_for_waiter,
-    register_waiting_line_check,
     release_lapsed_holds,
     seat_changes_pushed_together,
 )
@@ -74,7 +73,6 @@ __all__ = [
     "hold_seats",
     "hold_seats_for_waiter",
     "seat_changes_pushed_together",
-    "register_waiting_line_check",
     "pay_for_reservation",
     "queue_mail",
     "reconcile_payments",

@@ -40,18 +40,6 @@ PICK_ATTEMPTS = 3
 REFUSAL_SQLSTATE = "TKR01"
 JSONB_TYPE_OID = 3802
 
-# Whether anyone waits in a show's line comes from the waiting app, which registers its check at start
-# (waiting.apps); bookings never imports waiting, so the apps depend one way. Until then, nobody waits.
-# (The hold functions ask the database's bookings_line_is_open instead, which the waiting app's migration
-# answers the same way.)
-_waiting_line_check = None
-
-
-def register_waiting_line_check(check):
-    """`check(show_id) -> bool`: True while anyone waits for the show. Called once by the waiting app."""
-    global _waiting_line_check
-    _waiting_line_check = check
-
 
 @dataclass(frozen=True)
 class Buyer:
