@@ -98,11 +98,6 @@ def find_reservation(*, buyer, reservation_id, lock=False):
     return reservation
 
 
-def _check_on_sale(show, at):
-    if show.starts_at <= at:
-        raise BookingError("show_started")
-
-
 # --- Calling the hold functions ---------------------------------------------------------------------------
 
 
