@@ -61,6 +61,11 @@ class Reservation(models.Model):
         indexes = [
             # The expiry sweep: live holds in the order they lapse.
             models.Index(fields=["held_until"], condition=Q(status="Reserved"), name="bookings_reservation_lapsing"),
+            # A show's live holds by when they lapse: the hold functions' count of a show's lapsed holds, whatever
+            # the planner's statistics say.
+            models.Index(
+                fields=["show", "held_until"], condition=Q(status="Reserved"), name="bookings_show_holds_lapsing"
+            ),
             # A buyer's own holds of a show (the 10-seat cap per session and show).
             models.Index(fields=["show", "session_id"], name="bookings_reservation_buyer"),
             # The staff's list of reservations, newest first.
@@ -121,8 +126,8 @@ class SeatClaim(models.Model):
     # The seat map version of this claim's last change (taken from one sequence for all shows).
     version = models.BigIntegerField()
     released_at = models.DateTimeField(null=True, blank=True)
-    # Whether its reservation is booked: kept on the claim so that a refusal counts a show's taken and booked
-    # seats from the unique index alone (see bookings_refusal in migration 0009).
+    # Whether its reservation is booked: kept on the claim so that the show's counters of booked seats follow
+    # it (ShowSeatCount).
     booked = models.BooleanField(default=False, db_default=False)
 
     class Meta:
@@ -160,6 +165,33 @@ class ClientHeldSeats(models.Model):
 
     def __str__(self):
         return f"{self.client} holds {self.seats} of show {self.show_id}"
+
+
+class ShowSeatCount(models.Model):
+    """A share of a show's count of live claims of one seat type, and of those booked: the refusals' count.
+
+    Kept by triggers on SeatClaim (migration 0011) in one row per database session (`backend`, its process
+    id), so a hold updates a row no other session touches and buyers never wait on each other for it; the
+    show's count is the sum of its rows. A refusal sums a few dozen rows instead of counting the show's
+    thousands of claims. Rows of a deleted show stay (no foreign key: a cascade deleting claims would add to
+    them after their deletion), and cost nothing.
+    """
+
+    show = models.ForeignKey(Show, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+")
+    seat_type = models.CharField(max_length=16)
+    backend = models.IntegerField()
+    claimed = models.IntegerField()
+    booked = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["show", "seat_type", "backend"], name="bookings_showseatcount_one_per_session"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.claimed} {self.seat_type} claimed of show {self.show_id} (session {self.backend})"
 
 
 class Payment(models.Model):

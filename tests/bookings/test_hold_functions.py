@@ -1,4 +1,4 @@
-"""The hold path's SQL functions (migration bookings 0009), called as a client of PostgreSQL would, without Django.
+"""The hold path's SQL functions (bookings migrations 0009, 0011), called as a client of PostgreSQL would.
 
 Every caller (the API, the website, the waiting line, staff) goes through them, so these tests hold the rules
 where they live: one call decides a hold, a refusal writes nothing, the unique index decides races between
@@ -6,6 +6,7 @@ real concurrent connections, and every statement finds its rows through an index
 statistics say (an on-sale fills the claims table long before ANALYZE runs).
 """
 
+import re
 import threading
 from collections import Counter
 from datetime import timedelta
@@ -13,12 +14,13 @@ from datetime import timedelta
 import psycopg
 import pytest
 from django.db import connection
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from bookings.models import ClientHeldSeats, Reservation, SeatClaim
+from bookings.models import ClientHeldSeats, Reservation, SeatClaim, ShowSeatCount
 from bookings.services import BookingError, Buyer, hold_seats
 from tests.factories import make_hall, make_show
-from tests.helpers import run_at_once
+from tests.helpers import run_at_once, sql_function_replaced
 from ticketing.services import create_api_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -177,32 +179,167 @@ def test_the_service_makes_a_hold_in_one_statement_and_a_refusal_too(show, djang
         hold_seats(buyer=Buyer(api_key_id=None, session_id="bob"), show=show, seat_ids=seats[1:3], at=at)
 
 
-def plans_of_a_hold_and_a_refusal(show, *, statistics_of_an_empty_table=True):
-    """The plans of every statement a hold and a refusal run, as auto_explain reports them."""
-    notices = []
+@pytest.fixture
+def big_show(db):
+    return make_show(hall=make_hall(plan="\n".join(["R" * 20] * 20)))
+
+
+def plans_of_the_hold_path(show, *, history=None):
+    """The plans of every statement of a hold, a refusal, a change, a cancel, a takeover and a sweep batch, as
+    auto_explain reports them, by step, in a hall of 400 seats filled after the statistics were taken: on an
+    empty table, or with `history` (an earlier show) sold out and half its holds cancelled."""
     seats = seats_of(show)
+    start = timezone.now()
     with database() as db:
-        if statistics_of_an_empty_table:
-            db.execute("ANALYZE bookings_seatclaim; ANALYZE bookings_reservation")
-        for start in range(0, 30, 2):  # the on-sale fills the table after the statistics were taken
-            hold_in_sql(db, show, seats[start : start + 2], session=f"early-{start}")
-        db.add_notice_handler(lambda notice: notices.append(notice.message_primary))
+        if history is not None:
+            earlier = seats_of(history)
+            for first in range(0, len(earlier), 2):
+                reservation_id = hold_in_sql(db, history, earlier[first : first + 2], session=f"then-{first}")[0]
+                if first % 4:
+                    db.execute(
+                        "SELECT * FROM bookings_cancel_hold(%s, NULL, %s, now())", [reservation_id, f"then-{first}"]
+                    )
+        db.execute("ANALYZE bookings_seatclaim; ANALYZE bookings_reservation")
+        for first in range(36, 400, 2):  # the on-sale fills the table after the statistics were taken
+            hold_in_sql(db, show, seats[first : first + 2], session=f"early-{first}", at=start)
+        for first in range(0, 30, 2):
+            hold_in_sql(db, show, seats[first : first + 2], session=f"early-{first}", at=start)
+        plans = {}
+        db.add_notice_handler(lambda notice: plans.setdefault(step, []).append(notice.message_primary))
         db.execute("LOAD 'auto_explain'")
         db.execute(
             "SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;"
-            " SET auto_explain.log_level = notice"
+            " SET auto_explain.log_level = notice; SET auto_explain.log_analyze = on;"
+            " SET auto_explain.log_timing = off"
         )
-        hold_in_sql(db, show, seats[30:32], session="late")
-        assert refusal(lambda: hold_in_sql(db, show, seats[31:33], session="later")) == "seats_unavailable"
-    return notices
+        step = "hold"
+        late = hold_in_sql(db, show, seats[30:32], session="late", at=start)[0]
+        step = "refusal"
+        # five seats, more than the four left free: the refusal counts the lapsed holds too
+        assert refusal(lambda: hold_in_sql(db, show, seats[29:34], session="later", at=start)) == "retry"
+        step = "change"
+        db.execute(
+            "SELECT * FROM bookings_change_seats(%s, NULL, 'late', NULL, %s, %s, 10, %s)",
+            [late, seats[32:35], OPEN_TYPES, start],
+        )
+        step = "cancel"
+        db.execute("SELECT * FROM bookings_cancel_hold(%s, NULL, 'late', %s)", [late, start])
+        lapsed = start + timedelta(seconds=306)
+        step = "takeover"
+        hold_in_sql(db, show, seats[0:2], session="taker", at=lapsed)  # takes over early-0's lapsed hold
+        step = "sweep"
+        db.execute("SELECT * FROM bookings_release_lapsed(%s, 5)", [lapsed])
+    return {
+        step: [plan for plan in step_plans if "SELECT 1 FROM ONLY" not in plan]  # not foreign-key checks
+        for step, step_plans in plans.items()
+    }
 
 
-def test_every_statement_of_a_hold_and_a_refusal_finds_its_rows_through_an_index(show):
-    plans = plans_of_a_hold_and_a_refusal(show)
+def most_rows_read(plans):
+    """The most rows any node of these plans returned or threw away, and that plan."""
+    return max(
+        (int(rows), plan)
+        for plan in plans
+        for found in re.findall(r"actual rows=(\d+)|Rows Removed by [\w ]+: (\d+)", plan)
+        for rows in found
+        if rows
+    )
 
-    assert any("bookings_seatclaim" in plan for plan in plans) and any("bookings_reservation" in plan for plan in plans)
-    ours = [plan for plan in plans if "SELECT 1 FROM ONLY" not in plan]  # not PostgreSQL's foreign-key checks
-    assert not [plan for plan in ours if "Seq Scan" in plan], ours
+
+def test_every_statement_of_the_hold_path_finds_its_rows_through_an_index(big_show):
+    plans = plans_of_the_hold_path(big_show)
+
+    assert set(plans) == {"hold", "refusal", "change", "cancel", "takeover", "sweep"}
+    assert not [plan for step in plans.values() for plan in step if "Seq Scan" in plan]
+
+
+def test_a_hold_and_a_refusal_read_only_their_own_seats_and_buyer_on_statistics_of_an_empty_table(big_show):
+    """Plans cached for every call (generic plans) must not read the show's claims or the hall's seats to find
+    two: 396 of the hall's 400 seats are held, yet no plan node reads or throws away more than 10 rows."""
+    plans = plans_of_the_hold_path(big_show)
+
+    assert most_rows_read(plans["hold"] + plans["refusal"])[0] <= 10
+
+
+def test_every_step_of_the_hold_path_reads_only_its_own_rows_on_statistics_with_history(big_show):
+    """The same with the statistics of a table that has seen an earlier show: no node reads more than a sweep
+    batch's 5 holds of 2 seats."""
+    history = make_show(hall=big_show.hall, starts_at=big_show.starts_at + timedelta(hours=3))
+    plans = plans_of_the_hold_path(big_show, history=history)
+
+    for step, step_plans in plans.items():
+        assert most_rows_read(step_plans)[0] <= 10, (step, most_rows_read(step_plans))
+
+
+def live_claims_counted_both_ways(show):
+    """The show's live and booked claims of each type: counted from the claims, and summed from the counters."""
+    claims = SeatClaim.objects.filter(show=show, released_at__isnull=True).values("seat_type")
+    counted = claims.annotate(claimed=Count("id"), booked=Count("id", filter=Q(booked=True)))
+    summed = (
+        ShowSeatCount.objects.filter(show=show)
+        .values("seat_type")
+        .annotate(claimed=Sum("claimed"), booked=Sum("booked"))
+        .filter(Q(claimed__gt=0) | Q(booked__gt=0))
+    )
+    return sorted(map(dict, counted), key=str), sorted(map(dict, summed), key=str)
+
+
+def test_the_show_counters_follow_holds_changes_cancels_takeovers_sweeps_bookings_and_races(show):
+    show.hall.seats.filter(row_label="A").update(seat_type="Premium")
+    show.prices.create(seat_type="Premium", price="20.00")
+    seats = seats_of(show)
+    start = timezone.now()
+    with database() as db:
+        holds = [hold_in_sql(db, show, seats[2 * n : 2 * n + 2], session=f"buyer-{n}", at=start)[0] for n in range(8)]
+        assert refusal(lambda: hold_in_sql(db, show, seats[1:3], session="late", at=start)) == "seats_unavailable"
+        db.execute(
+            "SELECT * FROM bookings_change_seats(%s, NULL, 'buyer-0', NULL, %s, %s, 10, %s)",
+            [holds[0], seats[20:23], OPEN_TYPES, start],
+        )
+        db.execute("SELECT * FROM bookings_cancel_hold(%s, NULL, 'buyer-1', %s)", [holds[1], start])
+        assert live_claims_counted_both_ways(show)[0] == live_claims_counted_both_ways(show)[1]
+
+        Reservation.objects.filter(pk=holds[2]).update(status="Booked", booking_code="ABCDEFGHJKLM")
+        SeatClaim.objects.filter(reservation_id=holds[2]).update(booked=True)  # as paying does, through the ORM
+        hold_in_sql(db, show, seats[6:8], session="taker", at=start + timedelta(seconds=306))  # takes over hold 3
+        db.execute("SELECT * FROM bookings_release_lapsed(%s, 100)", [start + timedelta(seconds=306)])
+
+    def buyer(seat, session):
+        def attempt():
+            with database() as db:
+                return refusal(lambda: hold_in_sql(db, show, [seat], session=session))
+
+        return attempt
+
+    run_at_once([buyer(seat, name) for seat in seats[30:36] for name in ("alice", "bob")])
+    counted, summed = live_claims_counted_both_ways(show)
+
+    assert counted == summed and sum(entry["booked"] for entry in counted) == 2
+    assert {entry["seat_type"] for entry in counted} == {"Premium", "Regular"}
+
+
+def test_buyers_of_different_seats_never_wait_on_each_other_for_the_show_counters(show):
+    seats = seats_of(show)
+    with database() as alice, database() as bob:
+        bob.execute("SET lock_timeout = '2s'")
+        with alice.transaction():  # alice's hold is not committed yet
+            hold_in_sql(alice, show, seats[:2], session="alice")
+            assert refusal(lambda: hold_in_sql(bob, show, seats[2:4], session="bob")) is None
+
+
+def test_negative_control_one_counter_row_per_show_makes_buyers_of_different_seats_wait(show):
+    """Proves the test above would catch a counter every buyer of a show updates: bob waits for alice's commit."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_functiondef('bookings_count_show_seats'::regproc)")
+        (definition,) = cursor.fetchone()
+    seats = seats_of(show)
+    one_row_per_show = definition.replace("pg_backend_pid()", "0")
+    with sql_function_replaced("bookings_count_show_seats", one_row_per_show), database() as alice, database() as bob:
+        bob.execute("SET lock_timeout = '1s'")
+        with alice.transaction():
+            hold_in_sql(alice, show, seats[:2], session="alice")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                hold_in_sql(bob, show, seats[2:4], session="bob")
 
 
 def test_a_change_swaps_seats_in_one_call_and_a_refused_change_keeps_the_old_seats(show):
