@@ -1,6 +1,6 @@
 """Holds: claiming seats all or nothing, swapping them, giving them up, and the sweep of lapsed holds.
 
-Every decision is one call of a SQL function kept in bookings migration 0009, with the bodies 0011 made faster (bookings_hold_seats,
+Every decision is one call of a SQL function kept in bookings migrations 0009 and 0011 (bookings_hold_seats,
 bookings_change_seats, bookings_cancel_hold, bookings_release_lapsed, bookings_release): the waiting-line
 check, the session and client caps, taking over lapsed claims, the claims themselves and the choice of refusal
 live there once, for the API, the website, the waiting line and staff. This module passes the settings in,
