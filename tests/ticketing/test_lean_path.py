@@ -10,11 +10,12 @@ import asyncio
 import httpx
 import pytest
 from django.core.signals import request_started
+from rest_framework.test import APIClient
 
 from tests.bookings.helpers import GOOD_CARD
 from tests.factories import make_api_key, make_hall, make_show
 from ticketing.asgi import application, django_asgi_app
-from ticketing.lean import close_connections
+from ticketing.lean import close_connections, on_django_connection
 from ticketing.models import ApiKey, hash_api_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -235,3 +236,23 @@ def test_a_body_past_the_upload_limit_is_refused_413_before_it_is_read_whole(sho
         ("POST", "/api/v1/reservations", {"content": b"[" + b"1," * 2000 + b"1]", "headers": {"X-API-Key": key}})
     )
     assert answer.status_code == 413 and answer.json()["error"]["code"] == "request_too_large"
+
+
+def test_a_call_through_django_leaves_no_mark_on_its_caller_so_the_next_on_the_front_skips_django(show, key):
+    """async_to_sync copies the endpoint's context back to a sync caller: the "through Django" mark must not
+    come with it, or the caller's next front requests would run on Django's connection and keep it open."""
+    client = APIClient()
+    through_django = client.post(
+        "/api/v1/reservations", hold_body(show, seats_of(show)[:1]), format="json", HTTP_X_API_KEY=key
+    )
+    assert through_django.status_code == 201 and not on_django_connection()
+
+    with DjangoRequests() as requests:
+        (on_front,) = on_the_front(
+            (
+                "POST",
+                "/api/v1/reservations",
+                {"json": hold_body(show, [seats_of(show)[1]], "bob"), "headers": {"X-API-Key": key}},
+            )
+        )
+    assert on_front.status_code == 201 and requests.count == 0
