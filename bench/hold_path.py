@@ -55,6 +55,7 @@ from datetime import UTC, datetime, timedelta
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 
+import aiohttp
 import httpx
 import psycopg
 import redis
@@ -398,6 +399,12 @@ def add_server_options(parser):
         default=DEFAULT_POOL_MAX,
         help=f"database connections per worker (default {DEFAULT_POOL_MAX})",
     )
+    parser.add_argument(
+        "--http-client",
+        choices=["aiohttp", "httpx"],
+        default="aiohttp",
+        help="the load generator's HTTP client (default aiohttp: a fraction of httpx's CPU per request)",
+    )
 
 
 def web_processes(options):
@@ -469,9 +476,66 @@ async def wait_until_answering(client, server, show_id):
     raise RuntimeError(f"the server did not answer within {SERVER_START_SECONDS} s")
 
 
+class AiohttpResponse:
+    """What the scenarios read of an answer, as httpx.Response names it."""
+
+    def __init__(self, status_code, content, headers):
+        self.status_code, self.content, self.headers = status_code, content, headers
+
+    @property
+    def text(self):
+        return self.content.decode(errors="replace")
+
+    def json(self):
+        return json.loads(self.content)
+
+
+class AiohttpClient:
+    """The part of httpx.AsyncClient the scenarios use, on aiohttp, whose CPU per request is a fraction of
+    httpx's: the load generator shares the server's cores, and the figures should measure the server. Its
+    failures are raised as httpx.TransportError, which the scenarios already handle."""
+
+    def __init__(self, base_url, *, api_key, connections, keep_cookies):
+        self.session = aiohttp.ClientSession(
+            base_url=base_url,
+            headers={"X-API-Key": api_key},
+            connector=aiohttp.TCPConnector(limit=connections, keepalive_timeout=5),
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+            cookie_jar=aiohttp.CookieJar(unsafe=True) if keep_cookies else aiohttp.DummyCookieJar(),
+        )
+
+    async def request(self, method, url, *, json=None, params=None, headers=None, content=None):
+        try:
+            async with self.session.request(
+                method, url, json=json, params=params, headers=headers, data=content
+            ) as response:
+                return AiohttpResponse(response.status, await response.read(), response.headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise httpx.TransportError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def get(self, url, **options):
+        return await self.request("GET", url, **options)
+
+    async def post(self, url, **options):
+        return await self.request("POST", url, **options)
+
+    async def put(self, url, **options):
+        return await self.request("PUT", url, **options)
+
+    async def delete(self, url, **options):
+        return await self.request("DELETE", url, **options)
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc_info):
+        await self.session.close()
+
+
 @contextlib.asynccontextmanager
-async def bench_clients(base_url, connections, *, api_key=BENCH_KEY, keep_cookies=True):
-    """A list of httpx clients for `connections` connections at once, CONNECTIONS_PER_CLIENT (or fewer) each.
+async def bench_clients(base_url, connections, *, api_key=BENCH_KEY, keep_cookies=True, http_client="httpx"):
+    """A list of clients for `connections` connections at once, CONNECTIONS_PER_CLIENT (or fewer) each: httpx's,
+    or with http_client="aiohttp" AiohttpClient.
 
     Several clients rather than one: httpcore's pool looks at every one of its connections for each request,
     so one client of 200 connections would spend more CPU than the server on the shared cores. Request number
@@ -483,19 +547,20 @@ async def bench_clients(base_url, connections, *, api_key=BENCH_KEY, keep_cookie
     # Idle connections are dropped well before HAProxy's `timeout http-keep-alive` (15 s) closes them, so a
     # request is never sent on a connection the balancer is closing at that moment.
     limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client, keepalive_expiry=5)
+
+    def client():
+        if http_client == "aiohttp":
+            return AiohttpClient(base_url, api_key=api_key, connections=per_client, keep_cookies=keep_cookies)
+        return httpx.AsyncClient(
+            base_url=base_url,
+            headers={"X-API-Key": api_key},
+            limits=limits,
+            timeout=REQUEST_TIMEOUT_SECONDS,
+            cookies=None if keep_cookies else CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+        )
+
     async with contextlib.AsyncExitStack() as stack:
-        yield [
-            await stack.enter_async_context(
-                httpx.AsyncClient(
-                    base_url=base_url,
-                    headers={"X-API-Key": api_key},
-                    limits=limits,
-                    timeout=REQUEST_TIMEOUT_SECONDS,
-                    cookies=None if keep_cookies else CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-                )
-            )
-            for _ in range(shares)
-        ]
+        yield [await stack.enter_async_context(client()) for _ in range(shares)]
 
 
 async def wait_and_warm_up(clients, server, show_id, options):
@@ -775,7 +840,7 @@ async def give_up(client, sale, reservation_id, session_id, seats):
 
 async def run_sale(sale, *, base_url, server):
     options = sale.options
-    async with bench_clients(base_url, options.concurrency) as clients:
+    async with bench_clients(base_url, options.concurrency, http_client=options.http_client) as clients:
         shares = len(clients)
         await wait_and_warm_up(clients, server, sale.show_id, options)
         before = take_cpu_snapshot(server, options.database_url)

@@ -359,7 +359,8 @@ async def pay(client, sale, session_id, reservation_id, seats, amount, rng):
 
 async def run_sale(sale, *, base_url, server):
     options = sale.options
-    async with bench_clients(base_url, options.buyers) as clients:  # one connection per buyer
+    # one connection per buyer
+    async with bench_clients(base_url, options.buyers, http_client=options.http_client) as clients:
         await wait_and_warm_up(clients, server, sale.show_id, options)
         before = take_cpu_snapshot(server, options.database_url)
         sale.started = time.monotonic()
