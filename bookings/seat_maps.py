@@ -24,6 +24,7 @@ from django.utils.safestring import mark_safe
 from rest_framework.renderers import JSONRenderer
 
 from bookings.availability import seat_map_states
+from bookings.seat_picking import SeatSpot
 from cinemas.models import Seat, Show
 from cinemas.services import CATALOG_GENERATION
 from ticketing.cached_reads import Built, cached, etag_of, mark_changed
@@ -60,6 +61,28 @@ def _hall_seats(show):
         .order_by("y", "x")
         .values_list("id", "row_label", "number", "seat_type", "x", "y")
     )
+
+
+# The longest the picker's copy of a show's seats is kept (seat_spots): only staff change them.
+SEAT_SPOTS_SECONDS = 300
+
+
+def seat_spots(show):
+    """The show's seats as best available picks from (SeatSpot, with this show's price; seats of a type the
+    show has no price for are left out), built once per catalog generation and process: building them from
+    the database was most of a best-available hold's CPU in a sell-out (bench/sell_out.py under py-spy)."""
+
+    def build():
+        prices = dict(show.prices.values_list("seat_type", "price"))
+        return Built(
+            [
+                SeatSpot(seat_id, row_label, number, seat_type, x, y, prices[seat_type])
+                for seat_id, row_label, number, seat_type, x, y in _hall_seats(show)
+                if seat_type in prices
+            ]
+        )
+
+    return cached("seat-spots", (CATALOG_GENERATION,), (show.pk,), build, seconds=SEAT_SPOTS_SECONDS, local=True)
 
 
 # --- The API's JSON ---------------------------------------------------------------------------------------

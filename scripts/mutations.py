@@ -69,6 +69,13 @@ def _tests(*names):
 MUTATIONS = [
     # --- hot reads served from the cache ------------------------------------------------------------------------
     Mutation(
+        "the picker's seats are kept across staff's price changes",
+        SEAT_MAPS,
+        'cached("seat-spots", (CATALOG_GENERATION,)',
+        'cached("seat-spots", ()',
+        _tests("bookings/test_seat_map_cache"),
+    ),
+    Mutation(
         "a change of seats leaves the cached seat map as it was",
         HOLDS,
         "seat_maps_changed(changed)",
@@ -335,7 +342,7 @@ MUTATIONS = [
         HOLD_FUNCTIONS_NOW,
         "IF v_capacity - (v_claimed - v_lapsed) >= p_count THEN RETURN 'seats_unavailable'; END IF;",
         "",
-        _tests("bookings/test_reserve_seats", "bookings/test_hold_clock"),
+        _tests("bookings/test_hold_functions"),
     ),
     Mutation(
         "retry rather than show full when booked seats leave too few",

@@ -24,10 +24,10 @@ from django.utils import timezone
 
 from bookings.availability import live_claims
 from bookings.models import Reservation
-from bookings.seat_maps import seat_maps_changed
-from bookings.seat_picking import SeatSpot, pick_best_seats, single_gaps_left
+from bookings.seat_maps import seat_maps_changed, seat_spots
+from bookings.seat_picking import pick_best_seats, single_gaps_left
 from bookings.services.errors import BookingError
-from cinemas.models import OPEN_SEAT_TYPES, Seat, Show
+from cinemas.models import OPEN_SEAT_TYPES, Show
 from ticketing.lean import pooled_call
 
 logger = logging.getLogger(__name__)
@@ -282,22 +282,13 @@ def seat_changes_pushed_together():
         _push_after_commit(changes_by_show, wakes)
 
 
-def _seat_spots(show):
-    prices = dict(show.prices.values_list("seat_type", "price"))
-    return [
-        SeatSpot(seat.pk, seat.row_label, seat.number, seat.seat_type, seat.x, seat.y, prices.get(seat.seat_type))
-        for seat in Seat.objects.filter(hall_id=show.hall_id)
-        if seat.seat_type in prices
-    ]
-
-
 def _refuse_single_gaps(show, *, chosen, others_of, at):
     """BookingError("single_seat_gap") if `chosen` would strand a free seat (seats of `others_of` count free)."""
     claims = live_claims(at).filter(show=show)
     if others_of is not None:
         claims = claims.exclude(reservation=others_of)
     taken = set(claims.values_list("seat_id", flat=True))
-    spots = _seat_spots(show)
+    spots = seat_spots(show)
     stranded = single_gaps_left(spots, taken, chosen)
     if stranded:
         labels = {spot.id: f"{spot.row_label}{spot.number}" for spot in spots}
@@ -363,7 +354,7 @@ def _hold_best_available(buyer, show, best_available, *, check_line, at, movie_i
     for _ in range(PICK_ATTEMPTS):
         pick = None
         if show.starts_at > at and 1 <= best_available.count <= settings.TICKETING_MAX_SEATS:
-            spots = spots or _seat_spots(show)
+            spots = spots or seat_spots(show)
             taken = set(live_claims(at).filter(show=show).values_list("seat_id", flat=True))
             pick = pick_best_seats(
                 seats=spots, taken=taken, count=best_available.count, seat_type=best_available.seat_type

@@ -101,6 +101,22 @@ def test_a_hold_past_its_time_in_the_way_is_expired_and_its_other_seats_freed(sh
     assert [entry["seats"] for entry in freed] == [seats[:3]]
 
 
+def test_a_refusal_counts_the_seats_of_holds_past_their_time_as_free(show):
+    """Every seat has a live claim, but 38 are of holds past their time the sweep has not reached: a buyer of
+    two seats of a hold still running hears seats_unavailable (others are free), not retry."""
+    seats = seats_of(show)
+    start = timezone.now()
+    with database() as db:
+        for first in range(0, 38, 2):
+            hold_in_sql(db, show, seats[first : first + 2], session=f"early-{first}", at=start)
+        hold_in_sql(db, show, seats[38:40], session="late", at=start + timedelta(seconds=200))
+        answer = refusal(
+            lambda: hold_in_sql(db, show, seats[38:40], session="later", at=start + timedelta(seconds=306))
+        )
+
+    assert answer == "seats_unavailable"
+
+
 def test_a_seat_taken_over_is_held_at_a_newer_version_than_it_was_freed_at(show):
     """A map applies a pushed change only if it is newer than the seat's: "held" must outdo "available"."""
     seats = seats_of(show)

@@ -9,6 +9,7 @@ runs after commit. Real PostgreSQL and Redis.
 import contextlib
 import threading
 from datetime import timedelta
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -42,6 +43,19 @@ def around_the_lapse(show):
     after, within those 10 s: only the hold's lapse can make the second read differ from the first."""
     held_until = Reservation.objects.get(show=show).held_until
     return held_until - timedelta(seconds=2), held_until + timedelta(seconds=1)
+
+
+class TestTheBestAvailablePickersSeats:
+    def test_they_carry_the_price_staff_set_after_they_were_cached(self, show):
+        def regular_prices():
+            return {spot.price for spot in seat_maps.seat_spots(show) if spot.seat_type == "Regular"}
+
+        assert regular_prices() == {Decimal("10.00")} and regular_prices() == {Decimal("10.00")}  # cached now
+        prices = {price.seat_type: price.price for price in show.prices.all()}
+        reschedule_show(
+            show=show, movie=show.movie, hall=show.hall, starts_at=show.starts_at, prices={**prices, "Regular": 12}
+        )
+        assert regular_prices() == {Decimal("12.00")}
 
 
 class TestTheApisSeatMap:
