@@ -8,7 +8,7 @@ import hashlib
 import json
 
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import Http404
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
@@ -21,13 +21,12 @@ from bookings import serializers, services
 from bookings.availability import seat_counts
 from bookings.models import Reservation
 from bookings.payments import InvalidCard, parse_card
-from bookings.seat_maps import seat_map_json, seats_generation, show_with_catalog
+from bookings.seat_maps import seat_map_json_on_the_loop, seats_generation, show_with_catalog
 from cinemas.api import checked
 from cinemas.search import catalog_read, seat_type_statuses
 from cinemas.serializers import CinemaSerializer, MovieSerializer
-from ticketing.cached_reads import answer_with_etag
-from ticketing.errors import ApiError, error_body
-from ticketing.lean import Answer, LeanApiView, LeanError, api_key_of, on_a_thread, serve, validated
+from ticketing.errors import NO_SUCH_THING_MESSAGE, ApiError, error_body
+from ticketing.lean import Answer, LeanApiView, LeanError, api_key_of, not_modified, on_a_thread, serve, validated
 
 RETRY_WORDS = "Reservation Failed - Retry, as other users are holding reserved seats"
 RESERVATION_FAILURES = {
@@ -353,8 +352,22 @@ class ShowDetailApi(APIView):
         }
 
 
+async def seat_map(request):
+    """A show's seat map from the process's copy of its current version, 304 to a client that has it."""
+    await api_key_of(request)
+    try:
+        seat_map = await seat_map_json_on_the_loop(request.kwargs["show_id"])
+    except Http404:
+        raise LeanError(404, "not_found", NO_SUCH_THING_MESSAGE) from None
+    if not_modified(request, seat_map.etag):
+        return Answer(304, b"", {"ETag": seat_map.etag})
+    return Answer(200, seat_map.content, {"ETag": seat_map.etag})
+
+
 @extend_schema(tags=["catalog"])
-class SeatMapApi(APIView):
+class SeatMapApi(LeanApiView):
+    lean_endpoints = {"get": seat_map}
+
     @extend_schema(responses=serializers.SeatMapSerializer)
     def get(self, request, show_id):
         """Every seat of the show's hall with its price and live status, for drawing the map.
@@ -364,6 +377,4 @@ class SeatMapApi(APIView):
         its version is newer than the seat's. Built once per change and served from the cache with an ETag:
         a client that sends it back (If-None-Match) gets 304 while the map is unchanged.
         """
-        seat_map = seat_map_json(show_id)
-        response = HttpResponse(seat_map.content, content_type="application/json")
-        return answer_with_etag(request, response, seat_map.etag)
+        return self.lean(request, show_id=show_id)

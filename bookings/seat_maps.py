@@ -28,6 +28,7 @@ from bookings.seat_picking import SeatSpot
 from cinemas.models import Seat, Show
 from cinemas.services import CATALOG_GENERATION
 from ticketing.cached_reads import Built, cached, etag_of, mark_changed
+from ticketing.lean import cached_read
 
 # The longest a cached map is served without being built again, whatever else says it is still true.
 SEAT_MAP_SECONDS = 10
@@ -49,9 +50,12 @@ def show_with_catalog(show_id):
     return get_object_or_404(Show.objects.select_related("movie", "hall__cinema"), pk=show_id)
 
 
+def _map_generations(show_id):
+    return (seats_generation(show_id), CATALOG_GENERATION)
+
+
 def _cached_map(kind, show_id, build):
-    names = (seats_generation(show_id), CATALOG_GENERATION)
-    return cached(kind, names, (show_id,), build, seconds=SEAT_MAP_SECONDS, local=True)
+    return cached(kind, _map_generations(show_id), (show_id,), build, seconds=SEAT_MAP_SECONDS, local=True)
 
 
 def _hall_seats(show):
@@ -97,6 +101,14 @@ class SeatMapJson:
 def seat_map_json(show_id):
     """GET /api/v1/shows/{id}/seats's body (API.md) as bytes, with its ETag; Http404 for no such show."""
     return _cached_map("seat-map-json", show_id, lambda: _build_json(show_id))
+
+
+async def seat_map_json_on_the_loop(show_id):
+    """seat_map_json for the lean path: the process's copy of the current version without a thread (ticketing.lean
+    .cached_read); built on a thread once per version."""
+    return await cached_read(
+        "seat-map-json", _map_generations(show_id), (show_id,), lambda: _build_json(show_id), seconds=SEAT_MAP_SECONDS
+    )
 
 
 def _build_json(show_id):

@@ -45,13 +45,14 @@ GENERATION_SECONDS = 24 * 3600
 CACHE_ERRORS = (RedisError, OSError)
 
 
-def _generation_key(name):
+def generation_key(name):
+    """The cache key of a name's generation counter."""
     return f"generation:{name}"
 
 
 def generations(*names):
     """The current generation of each name, in one round trip (0 for one never changed, or out of reach)."""
-    keys = [_generation_key(name) for name in names]
+    keys = [generation_key(name) for name in names]
     try:
         found = caches[CACHE].get_many(keys)
     except CACHE_ERRORS:
@@ -73,7 +74,7 @@ def mark_changed(*names):
     """A new generation for each name, now: every answer cached under the old one is built afresh."""
     cache = caches[CACHE]
     for name in names:
-        key = _generation_key(name)
+        key = generation_key(name)
         try:
             try:
                 cache.incr(key)
@@ -136,6 +137,13 @@ def cached(kind, names, parts, build, *, seconds, local=False):
     if local:
         _local.put(key, built)
     return built.value
+
+
+def kept_here(kind, generations_seen, *parts):
+    """The answer of `kind` for `parts` at these generations if this process keeps a copy still valid (a
+    `local` entry), else None: what the lean path serves without a thread or a database (ticketing.lean)."""
+    entry = _local.get(cache_key(kind, generations_seen, *parts))
+    return entry.value if entry is not None and _still_valid(entry) else None
 
 
 def _get(key):

@@ -34,6 +34,8 @@ class ApiError(exceptions.APIException):
 
 INVALID_REQUEST_MESSAGE = "Some parameters are not valid; see fields."
 SERVER_ERROR_MESSAGE = "Something went wrong on our side; please retry."
+# A 404 for an object the URL names (a show, a reservation) that does not exist.
+NO_SUCH_THING_MESSAGE = "There is no such thing here."
 
 
 def field_messages(detail):
@@ -50,7 +52,7 @@ def field_messages(detail):
 
 def api_exception_handler(exc, context):
     if isinstance(exc, Http404):
-        exc = exceptions.NotFound("There is no such thing here.")
+        exc = exceptions.NotFound(NO_SUCH_THING_MESSAGE)
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     response = exception_handler(exc, context)  # keeps DRF's headers, e.g. Retry-After on 429

@@ -24,6 +24,7 @@ ticketing.errors, the key's refusals and the quota's sentence from ticketing.api
 """
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import json
@@ -37,14 +38,15 @@ import redis.asyncio
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import connection
 from django.http import HttpResponse
 from django.urls import Resolver404, resolve
+from django.utils.http import parse_etags
 from psycopg_pool import AsyncConnectionPool
 from rest_framework.views import APIView
 
-from ticketing import api_keys
+from ticketing import api_keys, cached_reads
 from ticketing.errors import (
     INVALID_REQUEST_MESSAGE,
     RETRY_AFTER_SECONDS,
@@ -242,6 +244,33 @@ def _redis():
         )
         client = _redis_clients[loop] = redis.asyncio.Redis(connection_pool=pool)
     return client
+
+
+# --- The shared cache of hot reads ----------------------------------------------------------------------------
+
+
+async def cached_read(kind, names, parts, build, *, seconds):
+    """ticketing.cached_reads.cached(..., local=True) on the event loop: the generations of `names` in one Redis
+    round trip, then this process's own copy when it has one (no thread, no database); otherwise cached() on a
+    thread, which builds the answer once per generation and process and keeps the copy for the next reads."""
+    counters = None  # through Django, or without Redis: cached() itself, on the request's thread
+    if not on_django_connection() and settings.REDIS_URL:
+        reads = caches[cached_reads.CACHE]
+        keys = [reads.make_and_validate_key(cached_reads.generation_key(name)) for name in names]
+        with contextlib.suppress(redis.exceptions.RedisError, OSError):  # else cached() does without the cache
+            counters = await _redis().mget(keys)
+    if counters is not None:
+        seen = tuple(0 if counter is None else int(counter) for counter in counters)
+        kept = cached_reads.kept_here(kind, seen, *parts)
+        if kept is not None:
+            return kept
+    return await on_a_thread(cached_reads.cached)(kind, names, parts, build, seconds=seconds, local=True)
+
+
+def not_modified(request, etag):
+    """Whether the request's If-None-Match names `etag` (weak comparison, as Django's conditional responses)."""
+    asked = parse_etags(request.headers.get("if-none-match", ""))
+    return "*" in asked or etag.removeprefix("W/") in {tag.removeprefix("W/") for tag in asked}
 
 
 # --- The database -----------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ def test_no_generated_request_gets_a_5xx_and_every_error_is_the_error_body(case,
 # use the async pool as served. (Paying is on the lean path too, but runs the sync service on a thread: its
 # answers on the front are checked in tests/ticketing/test_lean_path.py, its inputs by the run above.)
 LEAN_OPERATIONS = {
+    "GET /api/v1/shows/{show_id}/seats",
     "POST /api/v1/reservations",
     "PUT /api/v1/reservations/{reservation_id}",
     "DELETE /api/v1/reservations/{reservation_id}",

@@ -128,8 +128,33 @@ def test_the_seat_map_read_right_after_a_hold_on_the_front_shows_it_held(show, k
 
 def test_other_methods_and_paths_still_go_to_django(show, key):
     with DjangoRequests() as django:
-        (listing,) = on_the_front(("GET", f"/api/v1/shows/{show.pk}/seats", {"headers": {"X-API-Key": key}}))
-    assert listing.status_code == 200 and django.count == 1
+        (detail,) = on_the_front(("GET", f"/api/v1/shows/{show.pk}", {"headers": {"X-API-Key": key}}))
+    assert detail.status_code == 200 and django.count == 1
+
+
+def test_the_seat_map_is_read_on_the_front_as_through_django_with_its_etag_and_304(show, key):
+    good = {"X-API-Key": key}
+    url = f"/api/v1/shows/{show.pk}/seats"
+    with DjangoRequests() as django:
+        first, again = on_the_front(("GET", url, {"headers": good}), ("GET", url, {"headers": good}))
+        (unchanged,) = on_the_front(("GET", url, {"headers": {**good, "If-None-Match": first.headers["etag"]}}))
+        (missing,) = on_the_front(("GET", "/api/v1/shows/999999999/seats", {"headers": good}))
+        (no_key,) = on_the_front(("GET", url, {}))
+    assert django.count == 0
+    through_django = on_the_front(
+        ("GET", url, {"headers": good}),
+        ("GET", "/api/v1/shows/999999999/seats", {"headers": good}),
+        ("GET", url, {}),
+        app=django_asgi_app,
+    )
+
+    assert first.status_code == 200 and first.content == again.content == through_django[0].content
+    assert first.headers["etag"] == through_django[0].headers["etag"]
+    assert (
+        unchanged.status_code == 304 and unchanged.content == b"" and unchanged.headers["etag"] == first.headers["etag"]
+    )
+    assert comparable(missing) == comparable(through_django[1]) and missing.status_code == 404
+    assert comparable(no_key) == comparable(through_django[2]) and no_key.status_code == 401
 
 
 def refusals(show, key, revoked_key):
