@@ -88,11 +88,14 @@ def check_in_ticket(*, code, cinema_id, at=None):
 
 
 def ticket_token(reservation):
-    """The signed QR payload of a booked reservation (deterministic for the same booking)."""
+    """The signed QR payload of a booked reservation (deterministic for the same booking).
+
+    Its seats are those a service just described (`seats_held`), else read from the database."""
+    held = getattr(reservation, "seats_held", None)
     return tickets.sign_ticket(
         reservation_id=str(reservation.pk),
         booking_code=reservation.booking_code,
         show_id=reservation.show_id,
-        seats=reservation.seat_labels(),
+        seats=reservation.seat_labels() if held is None else [f"{seat.row_label}{seat.number}" for seat in held],
         starts_at=reservation.show.starts_at,
     )
