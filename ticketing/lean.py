@@ -231,6 +231,11 @@ REDIS_CONNECTIONS = 50
 REDIS_WAIT_SECONDS = 5
 
 
+def redis_client():
+    """This event loop's Redis client (redis.asyncio), shared by the lean path's async code."""
+    return _redis()
+
+
 def _redis():
     loop = asyncio.get_running_loop()
     client = _redis_clients.get(loop)
@@ -419,5 +424,10 @@ class LeanApiView(APIView):
 
 
 async def _answered_on_django_connection(endpoint, request):
-    _in_django.set(True)
-    return await answered(endpoint, request)
+    # Reset after: async_to_sync copies the context back to the calling thread, whose later front calls
+    # (tests that go both ways in one thread) would otherwise take the Django way.
+    token = _in_django.set(True)
+    try:
+        return await answered(endpoint, request)
+    finally:
+        _in_django.reset(token)

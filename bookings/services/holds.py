@@ -193,7 +193,9 @@ def _announce_freed(freed):
 def _release(reservation_ids, *, status, at):
     """Release every live claim of these (already locked) reservations and give them `status`."""
     if reservation_ids:
-        (freed,) = call_function("bookings_release", [str(pk) for pk in reservation_ids], status, at, own_transaction=False)
+        (freed,) = call_function(
+            "bookings_release", [str(pk) for pk in reservation_ids], status, at, own_transaction=False
+        )
         _announce_freed(freed)
 
 
@@ -344,7 +346,9 @@ def hold_seats(
 async def ahold_seats(*, buyer, show_id, seat_ids, movie_id=None, at=None):
     """hold_seats for chosen seats, on the lean path's async pool: the same function call, the same answer."""
     at = at or timezone.now()
-    return _held(buyer, show_id, at, await acall_function(*_hold_call(buyer, show_id, seat_ids, movie_id=movie_id, at=at)))
+    return _held(
+        buyer, show_id, at, await acall_function(*_hold_call(buyer, show_id, seat_ids, movie_id=movie_id, at=at))
+    )
 
 
 def hold_seats_for_waiter(*, buyer, show, count, at):

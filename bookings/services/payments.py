@@ -12,6 +12,7 @@ None of these holds a row lock while the payment provider works.
 """
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -22,7 +23,15 @@ from django.utils import timezone
 
 from bookings import tickets
 from bookings.models import IdempotentRequest, OutgoingMail, Payment, Reservation
-from bookings.payments import CardDeclined, InvalidCard, PaymentError, ProviderTimeout, get_provider
+from bookings.payments import (
+    CardDeclined,
+    InvalidCard,
+    PaymentError,
+    ProviderTimeout,
+    arun_steps,
+    get_provider,
+    run_steps,
+)
 from bookings.services.errors import BookingError
 from bookings.services.holds import HeldSeat, _announce, _release, acall_function, call_function
 from bookings.services.mail import queue_mail
@@ -77,38 +86,21 @@ class _RefundAfterCommit:
 
     def run(self):
         # Through Django the call may sit in a caller's (or a test's) transaction: send it when that commits.
-        transaction.on_commit(lambda: settle_refund(payment_id=self.refund["id"]))
+        transaction.on_commit(lambda: settle_refund(payment_id=uuid.UUID(self.refund["id"])))
 
     async def arun(self):
-        await _arun(_refunding(self.refund["id"], self.refund["charge"], Decimal(self.refund["amount"])))
+        refund = self.refund
+        await _arun(_refunding(uuid.UUID(refund["id"]), refund["charge"], Decimal(refund["amount"])))
 
 
 def _run(steps):
     """The generator's result, making each step it yields with Django's connection and the sync provider."""
-    answer, error = None, None
-    while True:
-        try:
-            step = steps.throw(error) if error is not None else steps.send(answer)
-        except StopIteration as done:
-            return done.value
-        try:
-            answer, error = step.run(), None
-        except Exception as raised:  # handed to the generator, which may handle it
-            answer, error = None, raised
+    return run_steps(steps, lambda step: step.run())
 
 
 async def _arun(steps):
     """The generator's result, making each step on the async pool and with the async provider."""
-    answer, error = None, None
-    while True:
-        try:
-            step = steps.throw(error) if error is not None else steps.send(answer)
-        except StopIteration as done:
-            return done.value
-        try:
-            answer, error = await step.arun(), None
-        except Exception as raised:  # handed to the generator, which may handle it
-            answer, error = None, raised
+    return await arun_steps(steps, lambda step: step.arun())
 
 
 # --- Payments ---------------------------------------------------------------------------------------------------
@@ -184,7 +176,7 @@ def _starting(buyer, reservation_id, card, at, resuming):
         if unsettled is None:
             return _payment(payment_id, reservation_id, amount=amount, currency=currency), None
         # Asked with no lock taken: the provider is never called while a row is locked.
-        for unsettled_id, status in unsettled:
+        for unsettled_id, status in ((uuid.UUID(pk), status) for pk, status in unsettled):
             try:
                 charge = yield _Provider("find_charge", {"idempotency_key": str(unsettled_id)})
             except PaymentError:
@@ -274,7 +266,7 @@ def _reservation_of(described):
         return None if text is None else datetime.fromisoformat(text).astimezone(UTC)
 
     reservation = Reservation(
-        pk=described["id"],
+        pk=uuid.UUID(described["id"]),
         status=described["status"],
         amount=Decimal(described["amount"]),
         currency=described["currency"],
@@ -346,7 +338,9 @@ def reconcile_payments(*, at=None):
             fulfil_charge(payment_id=payment.pk, provider_reference=charge.charge_id, at=at)
             settled += 1
         else:
-            (not_charged,) = _settle_failed_call(payment.pk, payment.status, Payment.Status.FAILED, "not_charged", at).run()
+            (not_charged,) = _settle_failed_call(
+                payment.pk, payment.status, Payment.Status.FAILED, "not_charged", at
+            ).run()
             settled += not_charged
     return settled
 
