@@ -3,7 +3,7 @@
 The booking service talks to whatever class settings.TICKETING_PAYMENT_PROVIDER names, through get_provider().
 Every provider call is idempotent by the caller's key, like Stripe's: a replay returns the first answer and
 never charges twice, so a caller that lost an answer (a timeout, a crash) can ask again or look the charge up
-with find_charge().
+with find_charge(). Each call has an async twin (acharge, arefund, afind_charge) for the lean path's event loop.
 
 Card numbers and CVCs pass through in a Card and are never stored or logged; the ledger keeps the last four digits.
 """
@@ -118,6 +118,13 @@ class PaymentProvider(Protocol):
     def refund(self, *, charge_id: str, amount: Decimal, idempotency_key: str) -> Refund: ...
 
     def find_charge(self, *, idempotency_key: str) -> Charge | None: ...
+
+    # The same calls for the lean path's event loop (bookings.services.payments.apay_for_reservation).
+    async def acharge(self, *, amount: Decimal, currency: str, card: Card, idempotency_key: str) -> Charge: ...
+
+    async def arefund(self, *, charge_id: str, amount: Decimal, idempotency_key: str) -> Refund: ...
+
+    async def afind_charge(self, *, idempotency_key: str) -> Charge | None: ...
 
 
 def get_provider() -> PaymentProvider:
