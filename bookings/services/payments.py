@@ -35,7 +35,6 @@ from bookings.payments import (
 from bookings.services.errors import BookingError
 from bookings.services.holds import HeldSeat, _announce, _release, acall_function, call_function
 from bookings.services.mail import queue_mail
-from cinemas.models import Show
 from ticketing.faults import crash_if_asked
 
 logger = logging.getLogger(__name__)
@@ -277,8 +276,9 @@ def _reservation_of(described):
         booking_code=described["booking_code"],
         booked_at=moment(described["booked_at"]),
         email=described["email"],
+        show_id=described["show"],
     )
-    reservation.show = Show(pk=described["show"], starts_at=moment(described["show_starts_at"]))
+    reservation.show_starts_at = moment(described["show_starts_at"])  # for the ticket, without reading the show
     reservation._state.adding, reservation._state.db = False, connection.alias
     reservation.seats_held = [
         HeldSeat(pk, row_label, number, seat_type, Decimal(price))
