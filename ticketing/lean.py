@@ -424,10 +424,10 @@ class LeanApiView(APIView):
 
 
 async def _answered_on_django_connection(endpoint, request):
-    # Reset after: async_to_sync copies the context back to the calling thread, whose later front calls
-    # (tests that go both ways in one thread) would otherwise take the Django way.
-    token = _in_django.set(True)
+    # Reset after: async_to_sync copies this task's context back to its caller's, and a sync caller (a test
+    # client) that kept the mark would send its next requests on the front through Django's connection.
+    marked = _in_django.set(True)
     try:
         return await answered(endpoint, request)
     finally:
-        _in_django.reset(token)
+        _in_django.reset(marked)
