@@ -26,7 +26,7 @@ from cinemas.api import checked
 from cinemas.search import catalog_read, seat_type_statuses
 from cinemas.serializers import CinemaSerializer, MovieSerializer
 from ticketing.errors import NO_SUCH_THING_MESSAGE, ApiError, error_body
-from ticketing.lean import Answer, LeanApiView, LeanError, api_key_of, not_modified, on_a_thread, serve, validated
+from ticketing.lean import Answer, LeanApiView, LeanError, api_key_of, not_modified, serve, validated
 
 RETRY_WORDS = "Reservation Failed - Retry, as other users are holding reserved seats"
 RESERVATION_FAILURES = {
@@ -246,13 +246,11 @@ def request_fingerprint(reservation_id, data):
 
 
 async def pay_reservation(request):
-    """Pay for a hold and book it. A replayed Idempotency-Key returns the first answer, never a second charge."""
+    """Pay for a hold and book it. A replayed Idempotency-Key returns the first answer, never a second charge.
+
+    Each step is served (ticketing.lean.serve) by the sync service through Django and by its async twin on the
+    front: the same SQL functions and the same provider, so both ways in answer alike."""
     api_key = await api_key_of(request)
-    return await on_a_thread(paid)(api_key, request)
-
-
-def paid(api_key, request):
-    """The payment's answer; sync, as the provider call and the three short transactions of paying are."""
     key = request.headers.get("idempotency-key", "").strip()
     if not 1 <= len(key) <= 255:
         raise LeanError(400, "idempotency_key_required", "Send an Idempotency-Key header of 1-255 characters.")
@@ -264,31 +262,44 @@ def paid(api_key, request):
         raise LeanError(400, "invalid_card", str(exc), fields={"payment": exc.fields}) from None
     buyer = buyer_of_key(api_key, data["session_id"])
     reservation_id = request.kwargs["reservation_id"]
-    try:
-        services.find_reservation(buyer=buyer, reservation_id=reservation_id)  # 404 before the key is spent
-        record, replay = services.begin_idempotent_request(
-            buyer=buyer, key=key, fingerprint=request_fingerprint(reservation_id, body)
-        )
-    except services.BookingError as error:
-        raise LeanError.of(api_error(error)) from None
+    record, replay = await booking_served(
+        services.begin_idempotent_request,
+        services.abegin_idempotent_request,
+        buyer=buyer,
+        key=key,
+        fingerprint=request_fingerprint(reservation_id, body),
+        reservation_id=reservation_id,  # 404 before the key is spent
+    )
     if replay is not None:
         status_code, content = replay
         return Answer(status_code, content.encode(), {"Idempotent-Replayed": "true"})
+    abandon = (services.abandon_idempotent_request, services.aabandon_idempotent_request)
     try:
-        reservation = services.pay_for_reservation(
-            buyer=buyer, reservation_id=reservation_id, card=card, resuming=record.resumed
+        reservation = await serve(
+            services.pay_for_reservation,
+            services.apay_for_reservation,
+            buyer=buyer,
+            reservation_id=reservation_id,
+            card=card,
+            resuming=record.resumed,
         )
         answer = Answer(status.HTTP_200_OK, reservation_body(reservation))
     except services.BookingError as error:
         api = api_error(error)
         if error.code in RETRY_AFTER_SECONDS:  # not a final answer: a retry with this key must run again
-            services.abandon_idempotent_request(record=record)
+            await serve(*abandon, record=record)
             raise LeanError.of(api) from None
         answer = Answer(api.status_code, error_body(api.code, api.message, api.fields))
     except BaseException:
-        services.abandon_idempotent_request(record=record)
+        await serve(*abandon, record=record)
         raise
-    services.finish_idempotent_request(record=record, status=answer.status, body=answer.content().decode())
+    await serve(
+        services.finish_idempotent_request,
+        services.afinish_idempotent_request,
+        record=record,
+        status=answer.status,
+        body=answer.content().decode(),
+    )
     return answer
 
 

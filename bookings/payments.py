@@ -3,11 +3,12 @@
 The booking service talks to whatever class settings.TICKETING_PAYMENT_PROVIDER names, through get_provider().
 Every provider call is idempotent by the caller's key, like Stripe's: a replay returns the first answer and
 never charges twice, so a caller that lost an answer (a timeout, a crash) can ask again or look the charge up
-with find_charge().
+with find_charge(). Each call has an async twin (acharge, arefund, afind_charge) for the lean path's event loop.
 
 Card numbers and CVCs pass through in a Card and are never stored or logged; the ledger keeps the last four digits.
 """
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -20,11 +21,13 @@ from typing import Protocol
 import httpx
 from django.conf import settings
 from django.core.cache import cache
+from django.core.cache.backends.redis import RedisSerializer
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from redis.exceptions import RedisError
 
 from ticketing.numbers import is_whole_number, whole_number
+from ticketing.redis_cache import INCREMENT_EXISTING
 
 MESSAGES = {
     "payment_error": "The payment could not be made.",
@@ -115,6 +118,13 @@ class PaymentProvider(Protocol):
     def refund(self, *, charge_id: str, amount: Decimal, idempotency_key: str) -> Refund: ...
 
     def find_charge(self, *, idempotency_key: str) -> Charge | None: ...
+
+    # The same calls for the lean path's event loop (bookings.services.payments.apay_for_reservation).
+    async def acharge(self, *, amount: Decimal, currency: str, card: Card, idempotency_key: str) -> Charge: ...
+
+    async def arefund(self, *, charge_id: str, amount: Decimal, idempotency_key: str) -> Refund: ...
+
+    async def afind_charge(self, *, idempotency_key: str) -> Charge | None: ...
 
 
 def get_provider() -> PaymentProvider:
@@ -229,6 +239,13 @@ class SandboxProvider:
     name = "sandbox"
 
     def charge(self, *, amount: Decimal, currency: str, card: Card, idempotency_key: str) -> Charge:
+        """Charge the card once per idempotency key; see _charging."""
+        return _on_cache(self._charging(amount, currency, card, idempotency_key))
+
+    async def acharge(self, *, amount: Decimal, currency: str, card: Card, idempotency_key: str) -> Charge:
+        return await _aon_cache(self._charging(amount, currency, card, idempotency_key))
+
+    def _charging(self, amount, currency, card, idempotency_key):
         """Charge the card once per idempotency key; a replay returns the first charge (its current state).
 
         Raises InvalidCard (unknown number, malformed or expired card), CardDeclined, ProviderTimeout (the
@@ -258,9 +275,9 @@ class SandboxProvider:
             if card.number == SANDBOX_TIMES_OUT:
                 raise ProviderTimeout()
             charge_id = "ch_" + secrets.token_hex(12)
-            cache.set(f"{PREFIX}charge-id:{charge_id}", idempotency_key, LEDGER_SECONDS)
-            number = _next_number()
-            cache.set(f"{PREFIX}at:{number}", (idempotency_key, charge_id), LEDGER_SECONDS)
+            yield ("set", f"{PREFIX}charge-id:{charge_id}", idempotency_key, LEDGER_SECONDS)
+            number = yield from _next_number()
+            yield ("set", f"{PREFIX}at:{number}", (idempotency_key, charge_id), LEDGER_SECONDS)
             return {
                 "charge_id": charge_id,
                 "amount": amount,
@@ -269,11 +286,17 @@ class SandboxProvider:
                 "last4": card.last4,
             }
 
-        with _unreachable_is_timeout():
-            record = _once(f"{PREFIX}charge:{_digest(idempotency_key)}", params, make_charge)
-            return self._charge_from(record)
+        record = yield from _once(f"{PREFIX}charge:{_digest(idempotency_key)}", params, make_charge)
+        return (yield from self._charge_from(record))
 
     def refund(self, *, charge_id: str, amount: Decimal, idempotency_key: str) -> Refund:
+        """Refund once per idempotency key; see _refunding."""
+        return _on_cache(self._refunding(charge_id, amount, idempotency_key))
+
+    async def arefund(self, *, charge_id: str, amount: Decimal, idempotency_key: str) -> Refund:
+        return await _aon_cache(self._refunding(charge_id, amount, idempotency_key))
+
+    def _refunding(self, charge_id, amount, idempotency_key):
         """Refund part or all of a charge once per idempotency key; a replay returns the first refund.
 
         Raises PaymentError "unknown_charge", "refund_exceeds_charge" (this refund and the earlier ones would
@@ -286,36 +309,42 @@ class SandboxProvider:
         _check_key(idempotency_key)
         params = {"charge_id": charge_id, "amount": str(amount.normalize())}
 
-        def make_refund():
-            with _lock(f"{PREFIX}charge-lock:{charge_id}"):
-                charge = self._load_charge(charge_id)
-                if charge is None:
-                    raise PaymentError("unknown_charge")
-                refunds = cache.get(f"{PREFIX}refunds:{charge_id}") or {"total": Decimal(0), "by_key": {}}
-                # Our earlier attempt got this far and then died before answering: answer what it did.
-                if idempotency_key in refunds["by_key"]:
-                    return refunds["by_key"][idempotency_key]
-                if refunds["total"] + amount > charge["amount"]:
-                    raise PaymentError("refund_exceeds_charge")
-                refund = {"refund_id": "re_" + secrets.token_hex(12), "charge_id": charge_id, "amount": amount}
-                refunds["by_key"][idempotency_key] = refund
-                refunds["total"] += amount
-                cache.set(f"{PREFIX}refunds:{charge_id}", refunds, LEDGER_SECONDS)
-                return refund
+        def refund_now():
+            charge = yield from self._load_charge(charge_id)
+            if charge is None:
+                raise PaymentError("unknown_charge")
+            refunds = (yield ("get", f"{PREFIX}refunds:{charge_id}")) or {"total": Decimal(0), "by_key": {}}
+            # Our earlier attempt got this far and then died before answering: answer what it did.
+            if idempotency_key in refunds["by_key"]:
+                return refunds["by_key"][idempotency_key]
+            if refunds["total"] + amount > charge["amount"]:
+                raise PaymentError("refund_exceeds_charge")
+            refund = {"refund_id": "re_" + secrets.token_hex(12), "charge_id": charge_id, "amount": amount}
+            refunds["by_key"][idempotency_key] = refund
+            refunds["total"] += amount
+            yield ("set", f"{PREFIX}refunds:{charge_id}", refunds, LEDGER_SECONDS)
+            return refund
 
-        with _unreachable_is_timeout():
-            return Refund(**_once(f"{PREFIX}refund:{_digest(idempotency_key)}", params, make_refund))
+        def make_refund():
+            return (yield from _locked(f"{PREFIX}charge-lock:{charge_id}", refund_now))
+
+        return Refund(**(yield from _once(f"{PREFIX}refund:{_digest(idempotency_key)}", params, make_refund)))
 
     def find_charge(self, *, idempotency_key: str) -> Charge | None:
         """The charge made with this key, or None if there is none (yet: a call may still be in flight).
 
         Raises ProviderTimeout if the ledger can't be reached: "no answer" must not read as "no charge".
         """
-        with _unreachable_is_timeout():
-            record = cache.get(f"{PREFIX}charge:{_digest(idempotency_key)}")
-            if record is None or "result" not in record:
-                return None
-            return self._charge_from(record["result"])
+        return _on_cache(self._finding(idempotency_key))
+
+    async def afind_charge(self, *, idempotency_key: str) -> Charge | None:
+        return await _aon_cache(self._finding(idempotency_key))
+
+    def _finding(self, idempotency_key):
+        record = yield ("get", f"{PREFIX}charge:{_digest(idempotency_key)}")
+        if record is None or "result" not in record:
+            return None
+        return (yield from self._charge_from(record["result"]))
 
     def charges(self) -> list[Charge]:
         """Every charge in the ledger, oldest first (sandbox only: for tests and reconciliation reports)."""
@@ -333,20 +362,20 @@ class SandboxProvider:
                 result = records.get(slots[key], {}).get("result")
                 # An attempt that died before committing left a number; the retry that charged has its own.
                 if result is not None and result["charge_id"] == charge_id:
-                    found.append(self._charge_from(result))
+                    found.append(_on_cache(self._charge_from(result)))
         return found
 
     def _load_charge(self, charge_id):
-        key = cache.get(f"{PREFIX}charge-id:{charge_id}")
+        key = yield ("get", f"{PREFIX}charge-id:{charge_id}")
         if key is None:
             return None
-        record = cache.get(f"{PREFIX}charge:{_digest(key)}")
+        record = yield ("get", f"{PREFIX}charge:{_digest(key)}")
         if record is None or record.get("result", {}).get("charge_id") != charge_id:
             return None  # the id of an attempt that never committed
         return record["result"]
 
     def _charge_from(self, result):
-        refunds = cache.get(f"{PREFIX}refunds:{result['charge_id']}")
+        refunds = yield ("get", f"{PREFIX}refunds:{result['charge_id']}")
         return Charge(
             charge_id=result["charge_id"],
             amount=result["amount"],
@@ -372,51 +401,101 @@ class SandboxHttpProvider:
             base_url=base_url or settings.TICKETING_PAYMENT_SANDBOX_URL,
             timeout=timeout or settings.TICKETING_PAYMENT_TIMEOUT_SECONDS,
         )
+        self.async_clients = {}
 
     def charge(self, *, amount: Decimal, currency: str, card: Card, idempotency_key: str) -> Charge:
         """As SandboxProvider.charge; also ProviderTimeout when the service is slow, failing or unreachable."""
-        body = {
-            "amount": str(amount),
-            "currency": currency,
-            "card": {"number": card.number, "exp_month": card.exp_month, "exp_year": card.exp_year, "cvc": card.cvc},
-        }
-        return _charge_of(self._call("POST", "/v1/charges", json=body, key=idempotency_key))
+        return _charge_of(self._call(*_charge_request(amount, currency, card, idempotency_key)))
+
+    async def acharge(self, *, amount: Decimal, currency: str, card: Card, idempotency_key: str) -> Charge:
+        return _charge_of(await self._acall(*_charge_request(amount, currency, card, idempotency_key)))
 
     def refund(self, *, charge_id: str, amount: Decimal, idempotency_key: str) -> Refund:
-        body = self._call(
-            "POST", "/v1/refunds", json={"charge_id": charge_id, "amount": str(amount)}, key=idempotency_key
-        )
-        return Refund(refund_id=body["refund_id"], charge_id=body["charge_id"], amount=Decimal(body["amount"]))
+        return _refund_of(self._call(*_refund_request(charge_id, amount, idempotency_key)))
+
+    async def arefund(self, *, charge_id: str, amount: Decimal, idempotency_key: str) -> Refund:
+        return _refund_of(await self._acall(*_refund_request(charge_id, amount, idempotency_key)))
 
     def find_charge(self, *, idempotency_key: str) -> Charge | None:
-        try:
-            return _charge_of(self._call("GET", "/v1/charges", params={"idempotency_key": idempotency_key}))
-        except PaymentError as exc:
-            if exc.code == "unknown_charge":
-                return None
-            raise
+        with _unknown_charge_is_none():
+            return _charge_of(self._call(*_find_request(idempotency_key)))
+
+    async def afind_charge(self, *, idempotency_key: str) -> Charge | None:
+        with _unknown_charge_is_none():
+            return _charge_of(await self._acall(*_find_request(idempotency_key)))
 
     def charges(self) -> list[Charge]:
-        return [_charge_of(body) for body in self._call("GET", "/v1/charges")["charges"]]
+        return [_charge_of(body) for body in self._call("GET", "/v1/charges", {})["charges"]]
 
-    def _call(self, method, path, *, key=None, **request):
-        headers = {"Idempotency-Key": key} if key is not None else {}
+    def _call(self, method, path, request, key=None):
         try:
-            response = self.client.request(method, path, headers=headers, **request)
+            response = self.client.request(method, path, headers=_key_header(key), **request)
             body = response.json()
         except (httpx.HTTPError, ValueError) as error:  # no answer, half an answer, or not JSON
             raise ProviderTimeout() from error
-        if response.status_code == 200:
-            return body
-        error = body.get("error", {}) if isinstance(body, dict) else {}
-        code, message = error.get("code", "payment_error"), error.get("message")
-        if response.status_code >= 500:  # Stripe's rule too: a 5xx leaves the outcome unknown
-            raise ProviderTimeout()
-        if response.status_code == 402:
-            raise CardDeclined(message=message)
-        if code == "invalid_card":
-            raise InvalidCard(error.get("fields"), message=message)
-        raise PaymentError(code, message)
+        return _answer_of(response, body)
+
+    async def _acall(self, method, path, request, key=None):
+        """_call on this event loop's httpx.AsyncClient (one connection pool per loop, as _call's per process)."""
+        loop = asyncio.get_running_loop()
+        client = self.async_clients.get(loop)
+        if client is None:
+            client = self.async_clients[loop] = httpx.AsyncClient(
+                base_url=self.client.base_url, timeout=self.client.timeout
+            )
+        try:
+            response = await client.request(method, path, headers=_key_header(key), **request)
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as error:  # no answer, half an answer, or not JSON
+            raise ProviderTimeout() from error
+        return _answer_of(response, body)
+
+
+def _charge_request(amount, currency, card, idempotency_key):
+    card_body = {"number": card.number, "exp_month": card.exp_month, "exp_year": card.exp_year, "cvc": card.cvc}
+    body = {"amount": str(amount), "currency": currency, "card": card_body}
+    return "POST", "/v1/charges", {"json": body}, idempotency_key
+
+
+def _refund_request(charge_id, amount, idempotency_key):
+    return "POST", "/v1/refunds", {"json": {"charge_id": charge_id, "amount": str(amount)}}, idempotency_key
+
+
+def _find_request(idempotency_key):
+    return "GET", "/v1/charges", {"params": {"idempotency_key": idempotency_key}}
+
+
+def _key_header(key):
+    return {"Idempotency-Key": key} if key is not None else {}
+
+
+@contextmanager
+def _unknown_charge_is_none():
+    # find_charge's "no such charge" is an answer (None), not a failure.
+    try:
+        yield
+    except PaymentError as exc:
+        if exc.code != "unknown_charge":
+            raise
+
+
+def _refund_of(body):
+    return Refund(refund_id=body["refund_id"], charge_id=body["charge_id"], amount=Decimal(body["amount"]))
+
+
+def _answer_of(response, body):
+    """The sandbox service's answer: its body, or the PaymentError it stands for."""
+    if response.status_code == 200:
+        return body
+    error = body.get("error", {}) if isinstance(body, dict) else {}
+    code, message = error.get("code", "payment_error"), error.get("message")
+    if response.status_code >= 500:  # Stripe's rule too: a 5xx leaves the outcome unknown
+        raise ProviderTimeout()
+    if response.status_code == 402:
+        raise CardDeclined(message=message)
+    if code == "invalid_card":
+        raise InvalidCard(error.get("fields"), message=message)
+    raise PaymentError(code, message)
 
 
 def _charge_of(body):
@@ -438,15 +517,15 @@ def _once(slot, params, perform):
     """
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
-        if cache.add(slot, {"params": params}, CLAIM_SECONDS):
+        if (yield ("add", slot, {"params": params}, CLAIM_SECONDS)):
             try:
-                result = perform()
+                result = yield from perform()
             except PaymentError:
-                cache.delete(slot)
+                yield ("delete", slot)
                 raise
-            cache.set(slot, {"params": params, "result": result}, LEDGER_SECONDS)
+            yield ("set", slot, {"params": params, "result": result}, LEDGER_SECONDS)
             return result
-        record = cache.get(slot)
+        record = yield ("get", slot)
         if record is not None:
             if record["params"] != params:
                 raise PaymentError("idempotency_mismatch")
@@ -455,37 +534,129 @@ def _once(slot, params, perform):
         # Still claimed, or the claim was just dropped (then the next add may be ours).
         if time.monotonic() >= deadline:
             raise ProviderTimeout()
-        time.sleep(POLL_SECONDS)
+        yield ("sleep", POLL_SECONDS)
 
 
-class _lock:
-    """A short mutual-exclusion lock in the shared cache; it expires on its own if its holder dies."""
-
-    def __init__(self, key):
-        self.key = key
-
-    def __enter__(self):
-        deadline = time.monotonic() + WAIT_SECONDS
-        while not cache.add(self.key, 1, CLAIM_SECONDS):
-            if time.monotonic() >= deadline:
-                raise ProviderTimeout()
-            time.sleep(POLL_SECONDS)
-
-    def __exit__(self, *exc_info):
-        cache.delete(self.key)
+def _locked(key, perform):
+    """perform() under a short mutual-exclusion lock in the shared cache; it expires on its own if its holder dies."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not (yield ("add", key, 1, CLAIM_SECONDS)):
+        if time.monotonic() >= deadline:
+            raise ProviderTimeout()
+        yield ("sleep", POLL_SECONDS)
+    try:
+        result = yield from perform()
+    except Exception:
+        yield ("delete", key)
+        raise
+    yield ("delete", key)
+    return result
 
 
 def _next_number():
     # The counter outlives every index entry (it is kept a day longer than they are, from its last use), so
     # numbers restart only once every entry that could collide with them is gone.
     while True:
-        cache.add(f"{PREFIX}seq", 0, SEQ_SECONDS)
+        yield ("add", f"{PREFIX}seq", 0, SEQ_SECONDS)
         try:
-            number = cache.incr(f"{PREFIX}seq")
+            number = yield ("incr", f"{PREFIX}seq")
         except ValueError:
             continue  # it expired between the two calls
-        cache.touch(f"{PREFIX}seq", SEQ_SECONDS)
+        yield ("touch", f"{PREFIX}seq", SEQ_SECONDS)
         return number
+
+
+# The sandbox's ledger steps are generators that yield each cache operation, `(name, *arguments)` as Django's
+# cache methods take them or ("sleep", seconds), and are sent its answer: one implementation, made by
+# `_on_cache` with Django's cache, or by `_aon_cache` on the event loop with redis.asyncio (the same Redis,
+# keys and values), since a ledger call is a network round trip and a contended key polls for up to
+# WAIT_SECONDS: neither may block the loop.
+
+
+def run_steps(steps, make):
+    """Drive a generator of steps: each step it yields is made by `make(step)` and its answer sent back (or the
+    exception it raised thrown in, for the steps to handle). Returns the generator's result."""
+    answer, error = None, None
+    while True:
+        try:
+            step = steps.throw(error) if error is not None else steps.send(answer)
+        except StopIteration as done:
+            return done.value
+        try:
+            answer, error = make(step), None
+        except Exception as raised:
+            answer, error = None, raised
+
+
+async def arun_steps(steps, make):
+    """run_steps with an async `make`, on the event loop."""
+    answer, error = None, None
+    while True:
+        try:
+            step = steps.throw(error) if error is not None else steps.send(answer)
+        except StopIteration as done:
+            return done.value
+        try:
+            answer, error = await make(step), None
+        except Exception as raised:
+            answer, error = None, raised
+
+
+def _on_cache(steps):
+    """The ledger steps' result, made with Django's cache."""
+    with _unreachable_is_timeout():
+        return run_steps(steps, lambda step: (time.sleep if step[0] == "sleep" else getattr(cache, step[0]))(*step[1:]))
+
+
+async def _aon_cache(steps):
+    """The ledger steps' result, made on the event loop. Without Redis the cache is the process's own memory,
+    where each operation is instant: then `_on_cache` makes them."""
+    if not settings.REDIS_URL:
+        return _on_cache(steps)
+    ledger = _AsyncLedger()
+    with _unreachable_is_timeout():
+        return await arun_steps(steps, lambda step: getattr(ledger, step[0])(*step[1:]))
+
+
+class _AsyncLedger:
+    """The cache operations the sandbox makes, on redis.asyncio, with Django's cache keys and serializer, so
+    that the sync and the async ways read and write one ledger."""
+
+    serializer = RedisSerializer()
+
+    def __init__(self):
+        from ticketing.lean import redis_client  # the lean path's client of this event loop
+
+        self.redis = redis_client()
+
+    @staticmethod
+    def _key(key):
+        return cache.make_and_validate_key(key)
+
+    async def add(self, key, value, seconds):
+        return bool(await self.redis.set(self._key(key), self.serializer.dumps(value), ex=seconds, nx=True))
+
+    async def get(self, key):
+        value = await self.redis.get(self._key(key))
+        return None if value is None else self.serializer.loads(value)
+
+    async def set(self, key, value, seconds):
+        await self.redis.set(self._key(key), self.serializer.dumps(value), ex=seconds)
+
+    async def delete(self, key):
+        await self.redis.delete(self._key(key))
+
+    async def incr(self, key):
+        value = await self.redis.eval(INCREMENT_EXISTING, 1, self._key(key), 1)
+        if value is None:
+            raise ValueError(f"Key '{key}' not found.")
+        return value
+
+    async def touch(self, key, seconds):
+        await self.redis.expire(self._key(key), seconds)
+
+    async def sleep(self, seconds):
+        await asyncio.sleep(seconds)
 
 
 @contextmanager

@@ -29,6 +29,7 @@ HOLD_FUNCTIONS = "bookings/migrations/0009_hold_functions.py"
 # bodies go here, since 0009's are no longer what runs.
 HOLD_FUNCTIONS_NOW = "bookings/migrations/0011_hold_functions_planned_once.py"
 PAYMENTS = "bookings/services/payments.py"
+PAY_FUNCTIONS = "bookings/migrations/0010_pay_functions.py"
 TICKETS = "bookings/services/tickets.py"
 MAIL = "bookings/services/mail.py"
 WAITING = "waiting/services.py"
@@ -385,47 +386,47 @@ MUTATIONS = [
     ),
     Mutation(
         "a declined card leaves the hold extended",
-        PAYMENTS,
-        "reservation.held_until > normal_end",
-        "False",
+        PAY_FUNCTIONS,
+        "hold.held_until > hold.expires_at + p_grace",
+        "false",
         _tests("bookings/test_payments", "bookings/test_hold_clock"),
     ),
     Mutation(
         "a lost hold is booked anyway when its charge lands",
-        PAYMENTS,
-        "reservation.status == Reservation.Status.RESERVED",
-        "True",
+        PAY_FUNCTIONS,
+        "v_hold.status = 'Reserved'",
+        "true",
         _tests("bookings/test_payments"),
-        at="if reservation.status == Reservation.Status.RESERVED: payment.save(",
+        at="IF v_hold.status = 'Reserved' THEN BEGIN",
     ),
     Mutation(
         "a charge fulfilled twice is recorded twice",
-        PAYMENTS,
-        "payment.status == Payment.Status.SUCCEEDED",
-        "False",
+        PAY_FUNCTIONS,
+        "v_charge.status <> 'succeeded'",
+        "true",
         _tests("bookings/test_payments"),
     ),
     Mutation(
         "a second payment may start while one is at the provider",
-        PAYMENTS,
-        'raise BookingError("payment_in_progress")',
-        "pass",
+        PAY_FUNCTIONS,
+        "PERFORM bookings_refuse('payment_in_progress');",
+        "NULL;",
         _tests("bookings/test_payments"),
     ),
     Mutation(
         "paying skips the check that the hold is still live",
-        PAYMENTS,
-        "_check_still_held(reservation, at)",
-        "pass",
+        PAY_FUNCTIONS,
+        "PERFORM bookings_refuse_unless_held(v_hold, p_at);",
+        "",
         _tests("bookings/test_hold_clock", "bookings/test_payments"),
     ),
     Mutation(
         "a pending charge is looked up at once, not after the settle time",
-        PAYMENTS,
-        " - settle_after",
+        PAY_FUNCTIONS,
+        " - p_settle_after",
         "",
         _tests("bookings/test_payments"),
-        at="Q(status=Payment.Status.PENDING, updated_at__lte=at - settle_after)",
+        at="charge.updated_at <= p_at - p_settle_after",
     ),
     Mutation(
         "the reconciler takes payments still in flight",
@@ -441,7 +442,7 @@ MUTATIONS = [
         "charge is not None",
         "False",
         _tests("bookings/test_change_and_cancel"),
-        at="if charge is not None: refund = _record_refund(charge, at)",
+        at='if charge is not None: (refund_id,) = call_function("bookings_record_refund"',
     ),
     Mutation(
         "staff may cancel a hold as a booking",
@@ -453,27 +454,25 @@ MUTATIONS = [
     ),
     Mutation(
         "an Idempotency-Key reused for another request is accepted",
-        PAYMENTS,
-        "record.fingerprint != fingerprint",
-        "False",
+        PAY_FUNCTIONS,
+        "v_request.fingerprint <> p_fingerprint",
+        "false",
         _tests("bookings/test_payments"),
     ),
     Mutation(
         "an unanswered Idempotency-Key is taken over at once",
-        PAYMENTS,
-        " - takeover_after",
-        "",
+        PAY_FUNCTIONS,
+        "v_request.started_at > p_at - p_takeover_after",
+        "false",
         _tests("bookings/test_payments"),
-        at="finished_at__isnull=True, started_at__lte=at - takeover_after",
     ),
     Mutation(
         "paying starts inside a caller's transaction (not durable)",
         PAYMENTS,
-        "durable=True",
-        "",
+        "*self.arguments)",
+        "*self.arguments, own_transaction=False)",
         _tests("bookings/test_transactions"),
-        at="with transaction.atomic(durable=True): reservation = find_reservation(buyer=buyer, reservation_id="
-        "reservation_id, lock=True) if resuming",
+        at="def run(self): return call_function(self.function, *self.arguments)",
     ),
     Mutation(
         "staff cancel a booking inside a caller's transaction (not durable)",

@@ -233,6 +233,11 @@ REDIS_CONNECTIONS = 50
 REDIS_WAIT_SECONDS = 5
 
 
+def redis_client():
+    """This event loop's Redis client (redis.asyncio), shared by the lean path's async code."""
+    return _redis()
+
+
 def _redis():
     loop = asyncio.get_running_loop()
     client = _redis_clients.get(loop)

@@ -288,7 +288,7 @@ def put_back_0009(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("bookings", "0009_hold_functions"), ("cinemas", "0004_order_seats_and_prices_by_id")]
+    dependencies = [("bookings", "0010_pay_functions"), ("cinemas", "0004_order_seats_and_prices_by_id")]
 
     operations = [
         migrations.AddIndex(

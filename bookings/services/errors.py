@@ -30,6 +30,7 @@ ERROR_MESSAGES = {
     "invalid_card": "The card was refused by the payment provider.",
     "payment_timeout": "The payment provider did not answer in time; we'll settle it, so retry with the same key.",
     "payment_failed": "The payment provider could not take this payment.",
+    "booking_code_taken": "The booking code drawn is taken; draw another.",
     "idempotency_mismatch": "This Idempotency-Key was used for a different request.",
     "idempotency_in_flight": "A request with this Idempotency-Key is still running.",
     "ticket_invalid": "This is not a valid ticket.",

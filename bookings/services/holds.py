@@ -101,7 +101,7 @@ def find_reservation(*, buyer, reservation_id, lock=False):
 # --- Calling the hold functions ---------------------------------------------------------------------------
 
 
-def _call(function, *arguments, own_transaction=True):
+def call_function(function, *arguments, own_transaction=True):
     """`SELECT * FROM function(arguments)` on Django's connection: its one row, or the BookingError it refused
     with.
 
@@ -129,13 +129,13 @@ def _call_now(function, arguments):
         # Django's psycopg setup hands jsonb back as text, for JSONField to decode: decode it here.
         types = [column.type_code for column in cursor.description]
         return [
-            json.loads(value) if kind == JSONB_TYPE_OID else value
+            json.loads(value) if kind == JSONB_TYPE_OID and value is not None else value
             for kind, value in zip(types, cursor.fetchone(), strict=True)
         ]
 
 
-async def _acall(function, *arguments):
-    """What _call does, on the lean path's async pool (ticketing.lean): the call is its own transaction."""
+async def acall_function(function, *arguments):
+    """What call_function does, on the lean path's async pool (ticketing.lean): the call is its own transaction."""
     try:
         return await pooled_call(function, arguments)
     except psycopg.Error as error:
@@ -193,7 +193,9 @@ def _announce_freed(freed):
 def _release(reservation_ids, *, status, at):
     """Release every live claim of these (already locked) reservations and give them `status`."""
     if reservation_ids:
-        (freed,) = _call("bookings_release", [str(pk) for pk in reservation_ids], status, at, own_transaction=False)
+        (freed,) = call_function(
+            "bookings_release", [str(pk) for pk in reservation_ids], status, at, own_transaction=False
+        )
         _announce_freed(freed)
 
 
@@ -325,9 +327,9 @@ def hold_seats(
         return _hold_best_available(buyer, show, best_available, movie_id=movie_id, check_line=True, at=at)
     call = _hold_call(buyer, show_id, seat_ids, movie_id=movie_id, at=at)
     if not no_single_gaps:
-        return _held(buyer, show_id, at, _call(*call))
+        return _held(buyer, show_id, at, call_function(*call))
     with transaction.atomic(durable=True):
-        reservation = _held(buyer, show_id, at, _call(*call, own_transaction=False))
+        reservation = _held(buyer, show_id, at, call_function(*call, own_transaction=False))
         _refuse_single_gaps(show, chosen=set(seat_ids), others_of=reservation, at=at)
     return reservation
 
@@ -335,7 +337,9 @@ def hold_seats(
 async def ahold_seats(*, buyer, show_id, seat_ids, movie_id=None, at=None):
     """hold_seats for chosen seats, on the lean path's async pool: the same function call, the same answer."""
     at = at or timezone.now()
-    return _held(buyer, show_id, at, await _acall(*_hold_call(buyer, show_id, seat_ids, movie_id=movie_id, at=at)))
+    return _held(
+        buyer, show_id, at, await acall_function(*_hold_call(buyer, show_id, seat_ids, movie_id=movie_id, at=at))
+    )
 
 
 def hold_seats_for_waiter(*, buyer, show, count, at):
@@ -370,7 +374,7 @@ def _hold_best_available(buyer, show, best_available, *, check_line, at, movie_i
             at=at,
         )
         try:
-            return _held(buyer, show.pk, at, _call(*call, own_transaction=own_transaction))
+            return _held(buyer, show.pk, at, call_function(*call, own_transaction=own_transaction))
         except BookingError as refusal:
             # Taken meanwhile while others are free: look again. With no pick, the refusal stands.
             if refusal.code != "seats_unavailable" or pick is None:
@@ -435,9 +439,9 @@ def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, at=No
     at = at or timezone.now()
     call = _change_call(buyer, reservation_id, seat_ids, at=at)
     if not no_single_gaps:
-        return _changed(buyer, reservation_id, _call(*call))
+        return _changed(buyer, reservation_id, call_function(*call))
     with transaction.atomic(durable=True):
-        reservation = _changed(buyer, reservation_id, _call(*call, own_transaction=False))
+        reservation = _changed(buyer, reservation_id, call_function(*call, own_transaction=False))
         show = Show.objects.get(pk=reservation.show_id)
         _refuse_single_gaps(show, chosen=set(seat_ids), others_of=reservation, at=at)
     return reservation
@@ -446,7 +450,7 @@ def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, at=No
 async def achange_seats(*, buyer, reservation_id, seat_ids, at=None):
     """change_seats on the lean path's async pool: the same function call, the same answer."""
     at = at or timezone.now()
-    return _changed(buyer, reservation_id, await _acall(*_change_call(buyer, reservation_id, seat_ids, at=at)))
+    return _changed(buyer, reservation_id, await acall_function(*_change_call(buyer, reservation_id, seat_ids, at=at)))
 
 
 def _change_call(buyer, reservation_id, seat_ids, *, at):
@@ -482,16 +486,6 @@ def _changed(buyer, reservation_id, row):
     return reservation
 
 
-def _check_still_held(reservation, at):
-    status = reservation.status_at(at)
-    if status == Reservation.Status.BOOKED:
-        raise BookingError("already_booked")
-    if status == Reservation.Status.EXPIRED:
-        raise BookingError("hold_expired")
-    if status == Reservation.Status.CANCELLED:
-        raise BookingError("hold_cancelled")
-
-
 def cancel_hold(*, buyer, reservation_id, at=None):
     """The buyer gives a hold up: its seats are free at once. Returns the reservation.
 
@@ -500,13 +494,13 @@ def cancel_hold(*, buyer, reservation_id, at=None):
     ("booked_not_cancellable") for a booking. On commit: pushes the freed seats and wakes the show's line.
     """
     at = at or timezone.now()
-    return _cancelled(buyer, reservation_id, _call(*_cancel_call(buyer, reservation_id, at=at)))
+    return _cancelled(buyer, reservation_id, call_function(*_cancel_call(buyer, reservation_id, at=at)))
 
 
 async def acancel_hold(*, buyer, reservation_id, at=None):
     """cancel_hold on the lean path's async pool: the same function call, the same answer."""
     at = at or timezone.now()
-    return _cancelled(buyer, reservation_id, await _acall(*_cancel_call(buyer, reservation_id, at=at)))
+    return _cancelled(buyer, reservation_id, await acall_function(*_cancel_call(buyer, reservation_id, at=at)))
 
 
 def _cancel_call(buyer, reservation_id, *, at):
@@ -540,7 +534,7 @@ def release_lapsed_holds(*, at=None, batch_size=500):
     at = at or timezone.now()
     released = 0
     while True:
-        batch, freed = _call("bookings_release_lapsed", at, batch_size)
+        batch, freed = call_function("bookings_release_lapsed", at, batch_size)
         _announce_freed(freed)
         released += batch
         if batch < batch_size:

@@ -1,22 +1,39 @@
 """Paying for holds, refunds, the reconciler, staff cancellations and Idempotency-Keys.
 
+Each database step of paying is one call of a SQL function kept in migration bookings 0010 (whether a hold
+may be charged and for how long it is kept meanwhile, booking or refunding when the charge lands, a declined
+hold's clock, an Idempotency-Key's answer): those rules live there once. The order of the steps and the
+provider calls between them live once too, as generators of steps (`_paying` and the rest) that yield each
+call and are sent its answer: `_run` makes the calls on Django's connection and the provider's sync methods
+(the website, the reconciler, staff, Celery, the API through Django), `_arun` on the lean path's async pool
+and the provider's async methods (the API on the lean front, no thread per request).
+
 None of these holds a row lock while the payment provider works.
 """
 
 import logging
-from datetime import timedelta
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import connection, transaction
 from django.utils import timezone
 
 from bookings import tickets
-from bookings.availability import next_seat_version
 from bookings.models import IdempotentRequest, OutgoingMail, Payment, Reservation
-from bookings.payments import CardDeclined, InvalidCard, PaymentError, ProviderTimeout, get_provider
+from bookings.payments import (
+    CardDeclined,
+    InvalidCard,
+    PaymentError,
+    ProviderTimeout,
+    arun_steps,
+    get_provider,
+    run_steps,
+)
 from bookings.services.errors import BookingError
-from bookings.services.holds import _announce, _check_still_held, _release, find_reservation
+from bookings.services.holds import HeldSeat, _announce, _release, acall_function, call_function
 from bookings.services.mail import queue_mail
 from ticketing.faults import crash_if_asked
 
@@ -25,6 +42,64 @@ logger = logging.getLogger(__name__)
 # While a charge is at the provider, the seats stay held this much longer, so a buyer who pressed "pay" at
 # 4:59 is not refunded because the card network took a few seconds.
 PAYMENT_HOLD_EXTENSION = timedelta(seconds=30)
+# A booking code is drawn again when it collides (one in a trillion); five collisions in a row mean a bug.
+BOOKING_CODE_DRAWS = 5
+
+
+# --- The two ways of making the steps ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Sql:
+    """A call of one of the SQL functions; its answer is the function's row."""
+
+    function: str
+    arguments: tuple
+
+    def run(self):
+        return call_function(self.function, *self.arguments)
+
+    async def arun(self):
+        return await acall_function(self.function, *self.arguments)
+
+
+@dataclass(frozen=True)
+class _Provider:
+    """A call of the payment provider (`method`, or its async twin `a<method>`); its answer is the provider's."""
+
+    method: str
+    arguments: dict
+
+    def run(self):
+        return getattr(get_provider(), self.method)(**self.arguments)
+
+    async def arun(self):
+        return await getattr(get_provider(), f"a{self.method}")(**self.arguments)
+
+
+@dataclass(frozen=True)
+class _RefundAfterCommit:
+    """A refund recorded by the step before, to send once that step's transaction has committed."""
+
+    refund: dict
+
+    def run(self):
+        # Through Django the call may sit in a caller's (or a test's) transaction: send it when that commits.
+        transaction.on_commit(lambda: settle_refund(payment_id=uuid.UUID(self.refund["id"])))
+
+    async def arun(self):
+        refund = self.refund
+        await _arun(_refunding(uuid.UUID(refund["id"]), refund["charge"], Decimal(refund["amount"])))
+
+
+def _run(steps):
+    """The generator's result, making each step it yields with Django's connection and the sync provider."""
+    return run_steps(steps, lambda step: step.run())
+
+
+async def _arun(steps):
+    """The generator's result, making each step on the async pool and with the async provider."""
+    return await arun_steps(steps, lambda step: step.arun())
 
 
 # --- Payments ---------------------------------------------------------------------------------------------------
@@ -33,167 +108,183 @@ PAYMENT_HOLD_EXTENSION = timedelta(seconds=30)
 def pay_for_reservation(*, buyer, reservation_id, card, resuming=False, at=None):
     """Charge the hold's amount through the payment provider and book it. Returns the booked Reservation.
 
-    Three steps, none holding a lock while the provider works: (1) lock the hold, check it is live, record
-    a pending Payment (whose id is the provider's idempotency key) and keep the seats a little longer;
-    (2) charge; (3) lock again and book, or, if the hold was lost meanwhile, refund. Before step 1, a charge
-    of this hold left unsettled (a timeout, or a process that died mid-payment) is looked up at the provider
-    and settled first, so a retry never charges twice. Raises BookingError: not_found, hold_expired (410;
-    refunded if the provider charged), already_booked, payment_in_progress, card_declined (402, the hold
-    stands), invalid_card, payment_timeout (the reconciler settles it).
+    Three steps, none holding a lock while the provider works: (1) bookings_start_charge locks the hold,
+    checks it is live, records a pending Payment (whose id is the provider's idempotency key) and keeps the
+    seats a little longer; (2) charge; (3) bookings_fulfil_charge locks it again and books, or, if the hold
+    was lost meanwhile, records a refund, sent to the provider on commit. Before step 1, a charge of this hold
+    left unsettled (a timeout, or a process that died mid-payment) is looked up at the provider and settled
+    first, so a retry never charges twice. Raises BookingError: not_found, hold_expired (410; refunded if the
+    provider charged), already_booked, hold_cancelled, payment_in_progress, card_declined (402, the hold
+    stands), invalid_card, payment_failed, payment_timeout (the reconciler settles it). On commit of step 3:
+    pushes the booked seats and wakes the show's line.
 
     `resuming`: this call repeats, with the same Idempotency-Key, one whose process died before answering;
     if the hold is booked by now (that call, or the reconciler after it, got that far), it is the answer.
     """
-    at = at or timezone.now()
-    payment, provider_reference = _start_charge(buyer, reservation_id, card, at, resuming)
+    return _run(_paying(buyer, reservation_id, card, resuming, at or timezone.now()))
+
+
+async def apay_for_reservation(*, buyer, reservation_id, card, resuming=False, at=None):
+    """pay_for_reservation on the lean path: the same steps, on the async pool and the provider's async calls."""
+    return await _arun(_paying(buyer, reservation_id, card, resuming, at or timezone.now()))
+
+
+def _paying(buyer, reservation_id, card, resuming, at):
+    payment, provider_reference = yield from _starting(buyer, reservation_id, card, at, resuming)
     if payment is None:
         return provider_reference  # the booked reservation a resumed call finds
     if provider_reference is None:
         crash_if_asked("before_charge")
-        provider_reference = _charge(payment, card)
+        provider_reference = yield from _charging(payment, card)
         crash_if_asked("after_charge")
-    reservation = fulfil_charge(payment_id=payment.pk, provider_reference=provider_reference)
+    reservation = yield from _fulfilling(payment.pk, provider_reference, timezone.now())
     crash_if_asked("after_commit")
     if reservation.status != Reservation.Status.BOOKED:
         raise BookingError("hold_expired")
     return reservation
 
 
-def _charge(payment, card):
-    """Step 2 of paying: the provider's charge id, or BookingError after recording why there is none."""
-    try:
-        charge = get_provider().charge(
-            amount=payment.amount, currency=payment.currency, card=card, idempotency_key=str(payment.pk)
-        )
-    except ProviderTimeout:
-        _settle_failed_charge(payment, Payment.Status.UNKNOWN, "payment_timeout")
-        raise BookingError("payment_timeout") from None
-    except CardDeclined:
-        _settle_failed_charge(payment, Payment.Status.DECLINED, "card_declined")
-        raise BookingError("card_declined") from None
-    except InvalidCard as exc:
-        _settle_failed_charge(payment, Payment.Status.FAILED, "invalid_card")
-        raise BookingError("invalid_card", fields=getattr(exc, "fields", None)) from None
-    except PaymentError as exc:
-        _settle_failed_charge(payment, Payment.Status.FAILED, exc.code)
-        raise BookingError("payment_failed") from None
-    return charge.charge_id
-
-
 def _start_charge(buyer, reservation_id, card, at, resuming=False):
     """Step 1 of paying: returns `(payment, None)` to charge, `(payment, provider_reference)` when an earlier
     attempt that timed out or died turns out to have been charged after all, or `(None, reservation)` when
     a resumed call finds the hold booked."""
-    reservation = find_reservation(buyer=buyer, reservation_id=reservation_id)
-    if resuming and reservation.status == Reservation.Status.BOOKED:
-        return None, reservation
-    # Asked before any lock is taken: the provider is never called while a row is locked.
-    for unsettled in _unsettled_charges(reservation.payments.all(), at):
-        try:
-            charge = get_provider().find_charge(idempotency_key=str(unsettled.pk))
-        except PaymentError:
-            raise BookingError("payment_timeout") from None
-        if charge is not None:
-            return unsettled, charge.charge_id
-        Payment.objects.filter(pk=unsettled.pk, status=unsettled.status).update(
-            status=Payment.Status.FAILED, error_code="not_charged", updated_at=at
-        )
-    with transaction.atomic(durable=True):
-        reservation = find_reservation(buyer=buyer, reservation_id=reservation_id, lock=True)
-        if resuming and reservation.status == Reservation.Status.BOOKED:
-            return None, reservation
-        _check_still_held(reservation, at)
-        if reservation.payments.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.PENDING).exists():
-            raise BookingError("payment_in_progress")
-        reservation.held_until = max(reservation.held_until, at + PAYMENT_HOLD_EXTENSION)
-        reservation.save(update_fields=["held_until"])
-        payment = Payment.objects.create(
-            reservation=reservation,
-            kind=Payment.Kind.CHARGE,
-            amount=reservation.amount,
-            currency=reservation.currency,
-            provider=get_provider().name,
-            card_last4=card.last4,
-            created_at=at,
-            updated_at=at,
-        )
-    return payment, None
+    return _run(_starting(buyer, reservation_id, card, at, resuming))
 
 
-def _settle_failed_charge(payment, status, error_code):
+def _starting(buyer, reservation_id, card, at, resuming):
+    settle_after = timedelta(seconds=settings.TICKETING_PAYMENT_SETTLE_SECONDS)
+    look_up = True
+    while True:
+        payment_id, amount, currency, unsettled, booked = yield _Sql(
+            "bookings_start_charge",
+            (
+                reservation_id,
+                buyer.api_key_id,
+                buyer.session_id,
+                resuming,
+                look_up,
+                settle_after,
+                PAYMENT_HOLD_EXTENSION,
+                get_provider().name,
+                card.last4,
+                at,
+            ),
+        )
+        if booked is not None:
+            return None, _reservation_of(booked)
+        if unsettled is None:
+            return _payment(payment_id, reservation_id, amount=amount, currency=currency), None
+        # Asked with no lock taken: the provider is never called while a row is locked.
+        for unsettled_id, status in ((uuid.UUID(pk), status) for pk, status in unsettled):
+            try:
+                charge = yield _Provider("find_charge", {"idempotency_key": str(unsettled_id)})
+            except PaymentError:
+                raise BookingError("payment_timeout") from None
+            if charge is not None:
+                return _payment(unsettled_id, reservation_id), charge.charge_id
+            yield _settle_failed_call(unsettled_id, status, Payment.Status.FAILED, "not_charged", at)
+        look_up = False
+
+
+def _payment(pk, reservation_id, **fields):
+    payment = Payment(pk=pk, reservation_id=reservation_id, kind=Payment.Kind.CHARGE, **fields)
+    payment._state.adding, payment._state.db = False, connection.alias
+    return payment
+
+
+def _charging(payment, card):
+    """Step 2 of paying: the provider's charge id, or BookingError after recording why there is none."""
+    try:
+        charge = yield _Provider(
+            "charge",
+            {"amount": payment.amount, "currency": payment.currency, "card": card, "idempotency_key": str(payment.pk)},
+        )
+    except ProviderTimeout:
+        yield _settle_failed_call(payment.pk, Payment.Status.PENDING, Payment.Status.UNKNOWN, "payment_timeout")
+        raise BookingError("payment_timeout") from None
+    except CardDeclined:
+        yield _settle_failed_call(payment.pk, Payment.Status.PENDING, Payment.Status.DECLINED, "card_declined")
+        raise BookingError("card_declined") from None
+    except InvalidCard as exc:
+        yield _settle_failed_call(payment.pk, Payment.Status.PENDING, Payment.Status.FAILED, "invalid_card")
+        raise BookingError("invalid_card", fields=getattr(exc, "fields", None)) from None
+    except PaymentError as exc:
+        yield _settle_failed_call(payment.pk, Payment.Status.PENDING, Payment.Status.FAILED, exc.code)
+        raise BookingError("payment_failed") from None
+    return charge.charge_id
+
+
+def _settle_failed_call(payment_id, was, status, error_code, at=None):
     """Record that a charge did not (or may not have) gone through; a declined hold gets its own clock back."""
-    at = timezone.now()
-    with transaction.atomic(durable=True):
-        Payment.objects.filter(pk=payment.pk, status=Payment.Status.PENDING).update(
-            status=status, error_code=error_code, updated_at=at
-        )
-        if status != Payment.Status.UNKNOWN:
-            reservation = Reservation.objects.select_for_update().get(pk=payment.reservation_id)
-            normal_end = reservation.expires_at + timedelta(seconds=settings.TICKETING_HOLD_GRACE_SECONDS)
-            if reservation.status == Reservation.Status.RESERVED and reservation.held_until > normal_end:
-                reservation.held_until = normal_end
-                reservation.save(update_fields=["held_until"])
+    return _Sql(
+        "bookings_settle_failed_charge",
+        (
+            payment_id,
+            was,
+            status,
+            error_code,
+            timedelta(seconds=settings.TICKETING_HOLD_GRACE_SECONDS),
+            at or timezone.now(),
+        ),
+    )
 
 
 def fulfil_charge(*, payment_id, provider_reference, at=None):
     """The provider took the money: book the reservation, or refund if its hold was lost. Idempotent.
 
-    Locks the reservation, then the payment. Books only a reservation still Reserved (its claims intact);
-    otherwise records a pending refund and, on commit, refunds through the provider. Returns the reservation.
+    One call of bookings_fulfil_charge, which locks the reservation, then the payment. Books only a
+    reservation still Reserved (its claims intact); otherwise records a pending refund. On commit: pushes the
+    booked seats and wakes the show's line, or refunds through the provider. Returns the reservation.
     """
-    at = at or timezone.now()
-    with transaction.atomic(durable=True):
-        payment = Payment.objects.get(pk=payment_id)
-        reservation = Reservation.objects.select_for_update().get(pk=payment.reservation_id)
-        payment = Payment.objects.select_for_update().get(pk=payment_id)
-        if payment.status == Payment.Status.SUCCEEDED:
-            return reservation
-        payment.status, payment.provider_reference, payment.updated_at = (
-            Payment.Status.SUCCEEDED,
-            provider_reference,
-            at,
-        )
-        if reservation.status == Reservation.Status.RESERVED:
-            payment.save(update_fields=["status", "provider_reference", "updated_at"])
-            _book(reservation, at)
-        else:
-            payment.save(update_fields=["status", "provider_reference", "updated_at"])
-            refund = _record_refund(payment, at)
-            transaction.on_commit(lambda: settle_refund(payment_id=refund.pk))
+    return _run(_fulfilling(payment_id, provider_reference, at or timezone.now()))
+
+
+def _fulfilling(payment_id, provider_reference, at):
+    for draw in range(1, BOOKING_CODE_DRAWS + 1):
+        try:
+            described, version, booked, refund = yield _Sql(
+                "bookings_fulfil_charge", (payment_id, provider_reference, tickets.generate_booking_code(), at)
+            )
+            break
+        except BookingError as refusal:
+            if refusal.code != "booking_code_taken" or draw == BOOKING_CODE_DRAWS:
+                raise
+    reservation = _reservation_of(described)
+    if booked:
+        # A booking can leave waiters wanting more seats than remain unbooked: the line decides (Show Full).
+        _announce(reservation.show_id, version, [(seat_id, "booked") for seat_id in booked], line_may_move=True)
+    if refund is not None:
+        yield _RefundAfterCommit(refund)
     return reservation
 
 
-def _book(reservation, at):
-    for _ in range(5):
-        try:
-            with transaction.atomic():
-                reservation.booking_code = tickets.generate_booking_code()
-                reservation.status = Reservation.Status.BOOKED
-                reservation.booked_at = at
-                reservation.save(update_fields=["booking_code", "status", "booked_at"])
-            break
-        except IntegrityError:
-            continue  # a code collision, one in a trillion: draw again
-    version = next_seat_version()
-    claims = reservation.claims.filter(released_at__isnull=True)
-    seat_ids = list(claims.values_list("seat_id", flat=True))
-    claims.update(version=version, booked=True)
-    # A booking can leave waiters wanting more seats than remain unbooked: the line decides (Show Full).
-    _announce(reservation.show_id, version, [(seat_id, "booked") for seat_id in seat_ids], line_may_move=True)
+def _reservation_of(described):
+    """The Reservation bookings_describe_reservation described, as an answer shows it, without reading it back."""
 
+    def moment(text):
+        return None if text is None else datetime.fromisoformat(text).astimezone(UTC)
 
-def _record_refund(charge, at):
-    return Payment.objects.create(
-        reservation_id=charge.reservation_id,
-        kind=Payment.Kind.REFUND,
-        amount=charge.amount,
-        currency=charge.currency,
-        provider=charge.provider,
-        refund_of=charge,
-        card_last4=charge.card_last4,
-        created_at=at,
-        updated_at=at,
+    reservation = Reservation(
+        pk=uuid.UUID(described["id"]),
+        status=described["status"],
+        amount=Decimal(described["amount"]),
+        currency=described["currency"],
+        created_at=moment(described["created_at"]),
+        expires_at=moment(described["expires_at"]),
+        held_until=moment(described["held_until"]),
+        ended_at=moment(described["ended_at"]),
+        booking_code=described["booking_code"],
+        booked_at=moment(described["booked_at"]),
+        email=described["email"],
+        show_id=described["show"],
     )
+    reservation.show_starts_at = moment(described["show_starts_at"])  # for the ticket, without reading the show
+    reservation._state.adding, reservation._state.db = False, connection.alias
+    reservation.seats_held = [
+        HeldSeat(pk, row_label, number, seat_type, Decimal(price))
+        for pk, row_label, number, seat_type, price in described["seats"]
+    ]
+    return reservation
 
 
 def settle_refund(*, payment_id):
@@ -204,27 +295,20 @@ def settle_refund(*, payment_id):
     refund = Payment.objects.select_related("refund_of").get(pk=payment_id)
     if refund.status != Payment.Status.PENDING:
         return refund
-    try:
-        result = get_provider().refund(
-            charge_id=refund.refund_of.provider_reference, amount=refund.amount, idempotency_key=str(refund.pk)
-        )
-    except PaymentError:
-        logger.warning("Refund %s failed at the provider; the reconciler will retry it", refund.pk)
-        return refund
-    Payment.objects.filter(pk=refund.pk, status=Payment.Status.PENDING).update(
-        status=Payment.Status.SUCCEEDED, provider_reference=result.refund_id, updated_at=timezone.now()
-    )
+    _run(_refunding(refund.pk, refund.refund_of.provider_reference, refund.amount))
     refund.refresh_from_db()
     return refund
 
 
-def _unsettled_charges(payments, at):
-    """Charges whose outcome nobody is waiting for: a provider timeout (unknown), or a call still pending
-    after TICKETING_PAYMENT_SETTLE_SECONDS, far past the provider's timeout, so its process must have died."""
-    settle_after = timedelta(seconds=settings.TICKETING_PAYMENT_SETTLE_SECONDS)
-    return payments.filter(kind=Payment.Kind.CHARGE).filter(
-        Q(status=Payment.Status.UNKNOWN) | Q(status=Payment.Status.PENDING, updated_at__lte=at - settle_after)
-    )
+def _refunding(refund_id, charge_id, amount):
+    try:
+        result = yield _Provider(
+            "refund", {"charge_id": charge_id, "amount": amount, "idempotency_key": str(refund_id)}
+        )
+    except PaymentError:
+        logger.warning("Refund %s failed at the provider; the reconciler will retry it", refund_id)
+        return
+    yield _Sql("bookings_settle_refund", (refund_id, result.refund_id, timezone.now()))
 
 
 def reconcile_payments(*, at=None):
@@ -232,8 +316,8 @@ def reconcile_payments(*, at=None):
 
     Takes payments unsettled for TICKETING_PAYMENT_SETTLE_SECONDS. A charge the provider has is fulfilled
     (booked, or refunded if the hold was lost); one it doesn't have failed. Pending refunds are sent again.
-    Safe on several workers: each payment is claimed with a conditional update before its outcome is
-    recorded. Beat runs it every TICKETING_RECONCILE_SECONDS.
+    Safe on several workers: each payment's outcome is recorded by a function that locks it and changes it
+    only from the status it was read with. Beat runs it every TICKETING_RECONCILE_SECONDS.
     """
     at = at or timezone.now()
     provider = get_provider()
@@ -254,9 +338,10 @@ def reconcile_payments(*, at=None):
             fulfil_charge(payment_id=payment.pk, provider_reference=charge.charge_id, at=at)
             settled += 1
         else:
-            settled += Payment.objects.filter(pk=payment.pk, status=payment.status).update(
-                status=Payment.Status.FAILED, error_code="not_charged", updated_at=at
-            )
+            (not_charged,) = _settle_failed_call(
+                payment.pk, payment.status, Payment.Status.FAILED, "not_charged", at
+            ).run()
+            settled += not_charged
     return settled
 
 
@@ -276,8 +361,8 @@ def cancel_booking(*, reservation_id, at=None):
         _release([reservation.pk], status=Reservation.Status.CANCELLED, at=at)
         charge = reservation.payments.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED).first()
         if charge is not None:
-            refund = _record_refund(charge, at)
-            transaction.on_commit(lambda: settle_refund(payment_id=refund.pk))
+            (refund_id,) = call_function("bookings_record_refund", charge.pk, at, own_transaction=False)
+            transaction.on_commit(lambda: settle_refund(payment_id=refund_id))
         if reservation.email:
             queue_mail(reservation=reservation, kind=OutgoingMail.Kind.CANCELLED, at=at)
         reservation.refresh_from_db()
@@ -287,47 +372,57 @@ def cancel_booking(*, reservation_id, at=None):
 # --- Idempotency keys ------------------------------------------------------------------------------------------
 
 
-def begin_idempotent_request(*, buyer, key, fingerprint, at=None):
+def begin_idempotent_request(*, buyer, key, fingerprint, reservation_id=None, at=None):
     """Claim an Idempotency-Key for a call. Returns `(record, None)` to go ahead, or `(record, answer)`
     with the first call's `(status, body)` for a replay.
 
-    Raises BookingError: idempotency_mismatch (the key was used for a different request) or
-    idempotency_in_flight (its first call is still running; one whose process died is taken over after
-    TICKETING_IDEMPOTENCY_TAKEOVER_SECONDS, and the record then reads `resumed`).
+    One call of bookings_begin_idempotent_request, which locks the key's row (if it exists). Raises
+    BookingError: not_found (`reservation_id` is not the buyer's; the key is not spent then),
+    idempotency_mismatch (the key was used for a different request) or idempotency_in_flight (its first call
+    is still running; one whose process died is taken over after TICKETING_IDEMPOTENCY_TAKEOVER_SECONDS, and
+    the record then reads `resumed`).
     """
-    at = at or timezone.now()
-    try:
-        with transaction.atomic():
-            record = IdempotentRequest.objects.create(
-                api_key_id=buyer.api_key_id,
-                session_id=buyer.session_id,
-                key=key,
-                fingerprint=fingerprint,
-                started_at=at,
-            )
-            record.resumed = False
-            return record, None
-    except IntegrityError:
-        record = IdempotentRequest.objects.get(api_key_id=buyer.api_key_id, session_id=buyer.session_id, key=key)
-    if record.fingerprint != fingerprint:
-        raise BookingError("idempotency_mismatch")
-    if record.finished_at is not None:
-        return record, (record.response_status, record.response_body)
-    takeover_after = timedelta(seconds=settings.TICKETING_IDEMPOTENCY_TAKEOVER_SECONDS)
-    took_over = IdempotentRequest.objects.filter(
-        pk=record.pk, finished_at__isnull=True, started_at__lte=at - takeover_after
-    ).update(started_at=at)
-    if not took_over:
-        raise BookingError("idempotency_in_flight")
-    record.resumed = True
-    return record, None
+    return _begun(key, call_function(*_begin_call(buyer, key, fingerprint, reservation_id, at)))
+
+
+async def abegin_idempotent_request(*, buyer, key, fingerprint, reservation_id=None, at=None):
+    """begin_idempotent_request on the lean path's async pool: the same function call, the same answer."""
+    return _begun(key, await acall_function(*_begin_call(buyer, key, fingerprint, reservation_id, at)))
+
+
+def _begin_call(buyer, key, fingerprint, reservation_id, at):
+    return (
+        "bookings_begin_idempotent_request",
+        buyer.api_key_id,
+        buyer.session_id,
+        key,
+        fingerprint,
+        _takeover_after(),
+        at or timezone.now(),
+        reservation_id,
+    )
+
+
+def _takeover_after():
+    return timedelta(seconds=settings.TICKETING_IDEMPOTENCY_TAKEOVER_SECONDS)
+
+
+def _begun(key, row):
+    request_id, resumed, response_status, response_body = row
+    record = IdempotentRequest(pk=request_id, key=key)
+    record._state.adding, record._state.db = False, connection.alias
+    record.resumed = resumed
+    return record, (None if response_status is None else (response_status, response_body))
 
 
 def finish_idempotent_request(*, record, status, body, at=None):
     """Store the answer a replay of this key will get."""
-    IdempotentRequest.objects.filter(pk=record.pk).update(
-        response_status=status, response_body=body, finished_at=at or timezone.now()
-    )
+    call_function("bookings_finish_idempotent_request", record.pk, status, body, at or timezone.now())
+
+
+async def afinish_idempotent_request(*, record, status, body, at=None):
+    """finish_idempotent_request on the lean path's async pool."""
+    await acall_function("bookings_finish_idempotent_request", record.pk, status, body, at or timezone.now())
 
 
 def abandon_idempotent_request(*, record, at=None):
@@ -336,7 +431,9 @@ def abandon_idempotent_request(*, record, at=None):
     The retry then runs as a resumed call (see begin_idempotent_request), so if the hold got booked meanwhile
     (the reconciler found the charge) the retry's answer is the booking, not "already booked".
     """
-    takeover_after = timedelta(seconds=settings.TICKETING_IDEMPOTENCY_TAKEOVER_SECONDS)
-    IdempotentRequest.objects.filter(pk=record.pk, finished_at__isnull=True).update(
-        started_at=(at or timezone.now()) - takeover_after
-    )
+    call_function("bookings_abandon_idempotent_request", record.pk, _takeover_after(), at or timezone.now())
+
+
+async def aabandon_idempotent_request(*, record, at=None):
+    """abandon_idempotent_request on the lean path's async pool."""
+    await acall_function("bookings_abandon_idempotent_request", record.pk, _takeover_after(), at or timezone.now())

@@ -88,11 +88,16 @@ def check_in_ticket(*, code, cinema_id, at=None):
 
 
 def ticket_token(reservation):
-    """The signed QR payload of a booked reservation (deterministic for the same booking)."""
+    """The signed QR payload of a booked reservation (deterministic for the same booking).
+
+    Its seats and show start are those a service just described (`seats_held`, `show_starts_at`), else read
+    from the database."""
+    held = getattr(reservation, "seats_held", None)
+    starts_at = getattr(reservation, "show_starts_at", None) or reservation.show.starts_at
     return tickets.sign_ticket(
         reservation_id=str(reservation.pk),
         booking_code=reservation.booking_code,
         show_id=reservation.show_id,
-        seats=reservation.seat_labels(),
-        starts_at=reservation.show.starts_at,
+        seats=reservation.seat_labels() if held is None else [f"{seat.row_label}{seat.number}" for seat in held],
+        starts_at=starts_at,
     )

@@ -1,3 +1,4 @@
+import asyncio
 import threading
 import time
 import uuid
@@ -19,6 +20,7 @@ from bookings.payments import (
     get_provider,
     parse_card,
 )
+from ticketing.lean import close_connections
 
 GOOD = "4242424242424242"
 DECLINED = "4000000000000002"
@@ -433,3 +435,53 @@ def test_get_provider_instantiates_the_configured_class_once(settings):
 
     assert isinstance(provider, TinyProvider)
     assert get_provider() is provider
+
+
+# --- the async calls (the lean path's) -----------------------------------------------------------------------
+
+
+def test_the_async_calls_keep_one_ledger_with_the_sync_ones_replays_and_refunds_included(sandbox):
+    key, refund_key = new_key(), new_key()
+
+    async def charge_find_and_refund():
+        try:
+            charged = await sandbox.acharge(amount=Decimal("25.50"), currency="USD", card=card(), idempotency_key=key)
+            replayed = await sandbox.acharge(amount=Decimal("25.50"), currency="USD", card=card(), idempotency_key=key)
+            found = await sandbox.afind_charge(idempotency_key=key)
+            refund = await sandbox.arefund(
+                charge_id=charged.charge_id, amount=Decimal("25.50"), idempotency_key=refund_key
+            )
+            return charged, replayed, found, refund
+        finally:
+            await close_connections()
+
+    charged, replayed, found, refund = asyncio.run(charge_find_and_refund())
+
+    assert replayed == charged and found.charge_id == charged.charge_id
+    assert pay(sandbox, key=key).charge_id == charged.charge_id  # the sync way replays the async charge
+    assert sandbox.find_charge(idempotency_key=key).refunded
+    assert refund == sandbox.refund(charge_id=charged.charge_id, amount=Decimal("25.50"), idempotency_key=refund_key)
+    assert [charge.charge_id for charge in sandbox.charges()] == [charged.charge_id]
+
+
+def test_the_async_calls_decline_and_time_out_as_the_sync_ones_do(sandbox):
+    async def charge(number):
+        try:
+            return await sandbox.acharge(
+                amount=Decimal("1"), currency="USD", card=card(number), idempotency_key=new_key()
+            )
+        finally:
+            await close_connections()
+
+    with pytest.raises(CardDeclined):
+        asyncio.run(charge(DECLINED))
+    with pytest.raises(ProviderTimeout):
+        asyncio.run(charge(TIMES_OUT))
+    assert asyncio.run(sandbox_finds_nothing(sandbox)) is None
+
+
+async def sandbox_finds_nothing(sandbox):
+    try:
+        return await sandbox.afind_charge(idempotency_key=new_key())
+    finally:
+        await close_connections()
