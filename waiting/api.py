@@ -58,7 +58,7 @@ async def poll_waiter(request):
     try:
         waiter = await serve(
             services.read_own_waiter,
-            services.aread_own_waiter,
+            longpoll.read_own_waiter,
             buyer=buyer_of_key(api_key, data["session_id"]),
             waiter_id=request.kwargs["waiter_id"],
         )

@@ -47,7 +47,7 @@ from rest_framework.renderers import JSONRenderer
 from ticketing import fanout
 from ticketing.lean import Answer, on_django_connection, unless_disconnected
 from waiting.serializers import waiter_body
-from waiting.services import aread_waiters, line_group
+from waiting.services import aread_waiters, line_group, own_waiter
 
 logger = logging.getLogger(__name__)
 
@@ -122,23 +122,24 @@ class HoldLongPolls:
 
 # --- Reads: the waiters one turn of the event loop asks about, in one query on the async pool -------------------
 
-_GONE = object()
-
 
 class WaiterGone(Exception):
     """The waiter was deleted while its poll was parked (only staff deleting its show can do that)."""
 
 
 class _Reads:
-    """The re-reads parked polls ask for, gathered per turn of the event loop and made in batches."""
+    """The reads polls ask for, fresh polls' and parked polls' alike, gathered per turn of the event loop and
+    made in batches: one query per READ_BATCH waiters, however many polls ask at once. A query each had the
+    surge's 5,000 polls queueing for the pool's 8 connections past its 10 s timeout: under load each
+    connection waits a turn of a crowded event loop between two queries."""
 
     def __init__(self):
         self.wanted = {}  # (waiter_id, status) -> futures
         self.flush_due = False
         self.batches = set()
 
-    async def body_unless(self, waiter_id, status):
-        """The waiter's body, or None while its status is still `status` (None: the body in any case)."""
+    async def row(self, waiter_id, status):
+        """The waiter's WaiterRow read unless still in `status` (services.read_waiters); None if there is none."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.wanted.setdefault((str(waiter_id), status), []).append(future)
@@ -146,10 +147,14 @@ class _Reads:
             # Polls woken by the same nudge run in this same turn: let them all ask before reading.
             self.flush_due = True
             loop.call_soon(self._flush)
-        body = await future
-        if body is _GONE:
-            raise WaiterGone
-        return body
+        return await future
+
+    async def body_unless(self, waiter_id, status):
+        """The waiter's body, or None while its status is still `status` (None: the body in any case)."""
+        row = await self.row(waiter_id, status)
+        if row is None:
+            raise WaiterGone  # the service never deletes waiters; only staff could
+        return None if row.unchanged else waiter_body(row)
 
     def _flush(self):
         self.flush_due = False
@@ -163,7 +168,7 @@ class _Reads:
 
     async def _read(self, batch):
         try:
-            answers = _bodies_unless(batch, await aread_waiters(list(batch)))
+            rows = await aread_waiters(list(batch))
         except Exception as error:
             for futures in batch.values():
                 for future in futures:
@@ -173,17 +178,12 @@ class _Reads:
         for key, futures in batch.items():
             for future in futures:
                 if not future.done():  # its poll may have been cancelled (the client went away)
-                    future.set_result(answers[key])
+                    future.set_result(rows.get(key))
 
 
-def _bodies_unless(wanted, rows):
-    """For each (waiter_id, status) of `wanted`: the waiter's body, None while its status is still that one, or
-    _GONE (the service never deletes waiters; only staff could). `rows`: services.read_waiters' answer."""
-    answers = {}
-    for key in wanted:
-        row = rows.get(key)
-        answers[key] = _GONE if row is None else None if row.unchanged else waiter_body(row)
-    return answers
+async def read_own_waiter(*, buyer, waiter_id):
+    """services.read_own_waiter on the async pool, read together with the other polls of this turn of the loop."""
+    return own_waiter(await _this_loops_reads().row(waiter_id, None), buyer)
 
 
 # --- Nudges: the line's messages, heard once per process (ticketing.fanout) ---------------------------------------

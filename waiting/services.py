@@ -108,20 +108,16 @@ def _rows_by_pair(rows):
 
 def read_own_waiter(*, buyer, waiter_id):
     """The buyer's own place in line as a WaiterRow with its position, in one query on Django's connection; or
-    WaitingError("not_found"), as find_waiter says: another session's place is never revealed."""
-    return _own_waiter(read_waiters([(waiter_id, None)]), buyer, waiter_id)
+    WaitingError("not_found"). On the lean path: waiting.longpoll.read_own_waiter, batched on the async pool."""
+    return own_waiter(read_waiters([(waiter_id, None)]).get((str(waiter_id), None)), buyer)
 
 
-async def aread_own_waiter(*, buyer, waiter_id):
-    """read_own_waiter on the async pool: one round trip."""
-    return _own_waiter(await aread_waiters([(waiter_id, None)]), buyer, waiter_id)
-
-
-def _own_waiter(rows, buyer, waiter_id):
-    waiter = rows.get((str(waiter_id), None))
-    if waiter is None or not waiter.is_of(buyer):
+def own_waiter(row, buyer):
+    """`row` (a WaiterRow, or None) if it is the buyer's, else WaitingError("not_found"), as find_waiter says:
+    another session's place is never revealed."""
+    if row is None or not row.is_of(buyer):
         raise WaitingError("not_found")
-    return waiter
+    return row
 
 
 def find_waiter(*, buyer, waiter_id):
