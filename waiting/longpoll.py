@@ -30,10 +30,10 @@ committed in between can't slip past it; on every nudge naming it, it checks its
 process may have missed messages); when its wait runs out it reads once more, so a lost nudge (the channel
 layer is at most once) costs latency, never a wrong answer.
 
-Checks are gathered: the polls one nudge wakes together (a serving batch's waiters) are checked in one call
-of waiting_waiters per READ_BATCH on the async pool, which counts positions only for the answers made (most
-checks learn only that the status is unchanged). No thread and no ORM: the re-reads ran on four threads
-through the ORM before.
+Reads are gathered: the polls that ask in one turn of the event loop (fresh polls, and those one nudge wakes
+together, a serving batch's waiters) are read in one call of waiting_waiters per READ_BATCH on the async pool,
+which counts positions only for the answers made (most checks of parked polls learn only that the status is
+unchanged). No thread and no ORM: the re-reads ran on four threads through the ORM before.
 
 Served without ticketing.asgi's application (Django's test client, WSGI), nothing holds an answer: the view
 answers at once, which a client takes as a poll whose wait ended.
@@ -58,6 +58,8 @@ WAITER_PATH_PREFIXES = ("/waiting/",)
 HOLD = "waiting.hold_answer"
 # Waiters read in one query; a nudge that wakes more is read in several, at once on the async pool.
 READ_BATCH = 250
+# How long a read that counts a position waits for others to share its read of the line (_Reads).
+POSITIONS_GATHERED_SECONDS = 0.2
 
 
 def _worth_holding(*, version, wait, current):
@@ -128,26 +130,22 @@ class WaiterGone(Exception):
 
 
 class _Reads:
-    """The reads polls ask for, fresh polls' and parked polls' alike, gathered per turn of the event loop and
-    made in batches: one query per READ_BATCH waiters, however many polls ask at once. A query each had the
-    surge's 5,000 polls queueing for the pool's 8 connections past its 10 s timeout: under load each
-    connection waits a turn of a crowded event loop between two queries."""
+    """The reads polls ask for, fresh polls' and parked polls' alike, gathered and made in batches: one query per
+    READ_BATCH waiters, however many polls ask at once. A query each had the surge's 5,000 polls queueing for the
+    pool's 8 connections past its 10 s timeout.
+
+    A check of a status (a nudged or just parked poll) is read in the turn of the event loop it was asked in: a
+    served waiter hears at once. A read that counts a position (a fresh poll, a wait's end) waits up to
+    POSITIONS_GATHERED_SECONDS for others: each batch reads its show's line once (waiting migration 0004), and
+    under a surge that read costs what one count cost."""
 
     def __init__(self):
-        self.wanted = {}  # (waiter_id, status) -> futures
-        self.flush_due = False
-        self.batches = set()
+        self.checks = _Batches(0)
+        self.counts = _Batches(POSITIONS_GATHERED_SECONDS)
 
     async def row(self, waiter_id, status):
         """The waiter's WaiterRow read unless still in `status` (services.read_waiters); None if there is none."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self.wanted.setdefault((str(waiter_id), status), []).append(future)
-        if not self.flush_due:
-            # Polls woken by the same nudge run in this same turn: let them all ask before reading.
-            self.flush_due = True
-            loop.call_soon(self._flush)
-        return await future
+        return await (self.counts if status is None else self.checks).row((str(waiter_id), status))
 
     async def body_unless(self, waiter_id, status):
         """The waiter's body, or None while its status is still `status` (None: the body in any case)."""
@@ -155,6 +153,27 @@ class _Reads:
         if row is None:
             raise WaiterGone  # the service never deletes waiters; only staff could
         return None if row.unchanged else waiter_body(row)
+
+
+class _Batches:
+    """Reads asked for within `delay` seconds of the first (0: in the same turn of the event loop), made in
+    batches of READ_BATCH."""
+
+    def __init__(self, delay):
+        self.delay = delay
+        self.wanted = {}  # (waiter_id, status) -> futures
+        self.flush_due = False
+        self.batches = set()
+
+    async def row(self, key):
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.wanted.setdefault(key, []).append(future)
+        if not self.flush_due:
+            # Polls woken by the same nudge run in this same turn: let them all ask before reading.
+            self.flush_due = True
+            loop.call_later(self.delay, self._flush)
+        return await future
 
     def _flush(self):
         self.flush_due = False

@@ -48,11 +48,9 @@ class WaitingError(Exception):
 
 
 def position_of(waiter):
-    """1 for the head of the line; None once the waiter is out of it. The database's waiting_position (waiting
-    migration 0004) counts: the rule lives there once, for this, the lean poll and the parked polls' re-reads."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT waiting_position(%s, %s, %s)", [waiter.show_id, waiter.place, waiter.status])
-        return cursor.fetchone()[0]
+    """1 for the head of the line; None once the waiter is out of it. As the database's waiting_waiters (waiting
+    migration 0004) counts it: the rule lives there once, for this, the lean poll and the parked polls."""
+    return read_waiters([(waiter.pk, None)])[str(waiter.pk), None].position
 
 
 # --- Reading places in line in one round trip (the polls, waiting.api and waiting.longpoll) --------------------

@@ -1,43 +1,55 @@
 """A place in line as the API shows it, read in one round trip (issue 16, points 4 and 7).
 
-waiting_position is the one rule of a position: 1 + the waiters of the same show still Waiting with a lower
-place, NULL once out of the line. waiting_waiters reads many waiters at once with their positions, for the
-lean poll (one waiter) and the re-reads of parked polls (the waiters one nudge woke): `p_unless` is a status
-per id, and a waiter still in that status comes back with `unchanged` true and no position counted (most
-re-reads learn just that); NULL means "whatever it is". An id without a row comes back without one.
-The partial index of the line (waiting_waiter_in_line) answers the count; as the hold functions do
-(bookings migration 0009), they run with enable_seqscan off, since a line fills long before an ANALYZE.
+waiting_waiters reads many waiters at once with their positions, for every reader of a place in line (the lean
+poll, the parked polls' re-reads, position_of): `p_unless` is a status per id, and a waiter still in that status
+comes back with `unchanged` true and no position counted (most re-reads of parked polls learn just that); NULL
+means "whatever it is". An id without a row comes back without one.
+
+The position is the one rule of it: 1 + the waiters of the same show still Waiting with a lower place. It is
+counted by reading each show's line once up to the farthest waiter asked about, however many of its waiters are
+asked: every move of the line rewrites the version of everyone behind, so under a surge the line's rows carry
+long chains of dead versions, and one count per waiter (33 ms each with 5,000 waiting, measured) queued the polls
+past the pool's timeout; the polls that need a position are gathered (waiting.longpoll) so that one read serves
+many. As the hold functions do (bookings migration 0009), it runs with enable_seqscan off, since a line fills
+long before an ANALYZE.
 """
 
 from django.db import migrations
 
 FUNCTIONS = """
-CREATE OR REPLACE FUNCTION waiting_position(p_show bigint, p_place bigint, p_status text) RETURNS integer
-LANGUAGE sql STABLE SET enable_seqscan = off AS $$
-    SELECT CASE WHEN p_status = 'Waiting' THEN (
-        SELECT count(*)::integer + 1 FROM waiting_waiter
-        WHERE show_id = p_show AND status = 'Waiting' AND place < p_place
-    ) END
-$$;
-
 CREATE OR REPLACE FUNCTION waiting_waiters(p_ids uuid[], p_unless text[])
 RETURNS TABLE (
     id uuid, unless text, unchanged boolean, status text, "position" integer, version integer, show_id bigint,
     seats_wanted integer, expires_at timestamptz, reservation_id uuid, api_key_id bigint, session_id text
 )
 LANGUAGE sql STABLE SET enable_seqscan = off AS $$
-    SELECT w.id, wanted.unless, w.status IS NOT DISTINCT FROM wanted.unless, w.status::text,
-           CASE WHEN w.status IS DISTINCT FROM wanted.unless THEN waiting_position(w.show_id, w.place, w.status) END,
-           w.version::integer, w.show_id::bigint, w.seats_wanted::integer, w.expires_at, w.reservation_id, w.api_key_id::bigint,
-           w.session_id::text
-    FROM unnest(p_ids, p_unless) AS wanted (id, unless)
-    JOIN waiting_waiter w ON w.id = wanted.id
+    WITH asked AS (
+        SELECT w.id, wanted.unless, w.status IS NOT DISTINCT FROM wanted.unless AS unchanged, w.status, w.place,
+               w.version, w.show_id, w.seats_wanted, w.expires_at, w.reservation_id, w.api_key_id, w.session_id
+        FROM unnest(p_ids, p_unless) AS wanted (id, unless)
+        JOIN waiting_waiter w ON w.id = wanted.id
+    ),
+    farthest AS (  -- per show, the farthest place whose position is wanted
+        SELECT a.show_id, max(a.place) AS place FROM asked a
+        WHERE a.status = 'Waiting' AND NOT a.unchanged
+        GROUP BY a.show_id
+    ),
+    counted AS (  -- the rule: 1 + those of the show still Waiting with a lower place
+        SELECT line.id, row_number() OVER (PARTITION BY line.show_id ORDER BY line.place) AS "position"
+        FROM farthest
+        JOIN waiting_waiter line
+          ON line.show_id = farthest.show_id AND line.status = 'Waiting' AND line.place <= farthest.place
+    )
+    SELECT a.id, a.unless, a.unchanged, a.status::text, counted."position"::integer, a.version::integer,
+           a.show_id::bigint, a.seats_wanted::integer, a.expires_at, a.reservation_id, a.api_key_id::bigint,
+           a.session_id::text
+    FROM asked a
+    LEFT JOIN counted ON counted.id = a.id AND a.status = 'Waiting' AND NOT a.unchanged
 $$;
 """
 
 DROP = """
 DROP FUNCTION IF EXISTS waiting_waiters(uuid[], text[]);
-DROP FUNCTION IF EXISTS waiting_position(bigint, bigint, text);
 """
 
 
