@@ -257,7 +257,9 @@ async def _body_when_changed(waiter_id, show_id, status, wait):
     group = line_group(show_id)
     try:
         try:
-            await fanout.listen(group, poll)
+            # Bounded by the wait: a channel layer that stalls (Redis starved of CPU took 100 ms an INCR in the
+            # surge) must not keep the poll past its wait's end, when it reads and answers without nudges.
+            await asyncio.wait_for(fanout.listen(group, poll), timeout=wait)
         except Exception:
             logger.warning("A long poll waits without nudges; it re-reads when its wait ends", exc_info=True)
         body = await reads.body_unless(waiter_id, status)
