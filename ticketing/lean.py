@@ -94,6 +94,9 @@ class Answer:
     status: int
     body: dict | bytes
     headers: dict = field(default_factory=dict)
+    # On the front only: an awaitable whose result is the body to send instead, after the status line and
+    # headers have gone at once (a held long poll: waiting.longpoll); it is cancelled if the client leaves.
+    later: object = None
 
     def all_headers(self):
         """Its headers, and that it is a buyer's own answer, never to be cached (as never_cache says)."""
@@ -293,6 +296,15 @@ async def pooled_call(function, arguments):
         return await cursor.fetchone()
 
 
+async def pooled_rows(function, arguments):
+    """`SELECT * FROM function(arguments)` on the async pool, as pooled_call: all its rows."""
+    pool = await _pool()
+    placeholders = ", ".join(["%s"] * len(arguments))
+    async with pool.connection() as conn:
+        cursor = await conn.execute(f"SELECT * FROM {function}({placeholders})", arguments, prepare=True)
+        return await cursor.fetchall()
+
+
 async def _pool():
     loop = asyncio.get_running_loop()
     pool = _pools.get(loop)
@@ -358,15 +370,41 @@ class LeanFront:
             answer = await answered(endpoint, request)
         except LeanError as refusal:
             answer = refusal.answer
-        content = answer.content()
+        content = answer.content() if answer.later is None else None
         headers = [
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(content)).encode()),
+            # A body to come later has no length yet: the server sends it chunked.
+            *([(b"content-length", str(len(content)).encode())] if content is not None else []),
             (b"x-content-type-options", b"nosniff"),
             *((name.lower().encode(), str(value).encode()) for name, value in answer.all_headers().items()),
         ]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        if content is None:
+            body = await unless_disconnected(receive, answer.later)
+            if body is None:
+                return
+            content = Answer(answer.status, body).content()
         await send({"type": "http.response.body", "body": content})
+
+
+async def unless_disconnected(receive, work):
+    """What the awaitable `work` returns, or None as soon as the client goes away (the work is then cancelled).
+    A failure of the work is raised: the server then ends the unfinished answer."""
+    working = asyncio.ensure_future(work)
+    disconnected = asyncio.ensure_future(_disconnect(receive))
+    try:
+        await asyncio.wait({working, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (working, disconnected):
+            task.cancel()
+    if not working.done() or working.cancelled():
+        return None
+    return working.result()
+
+
+async def _disconnect(receive):
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 @functools.lru_cache(maxsize=4096)

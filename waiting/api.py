@@ -7,10 +7,11 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from bookings.api import RESERVATION_FAILURES, buyer_of, checked
+from bookings.api import RESERVATION_FAILURES, buyer_of, buyer_of_key, checked
 from bookings.serializers import SessionParameters
 from cinemas.models import Show
 from ticketing.errors import ApiError
+from ticketing.lean import LeanApiView, LeanError, api_key_of, serve, validated
 from waiting import longpoll, serializers, services
 from waiting.serializers import waiter_body
 
@@ -50,9 +51,27 @@ class JoinWaitingLineApi(WaitingApiView):
         return Response(waiter_body(waiter), status=201 if created else 200)
 
 
+async def poll_waiter(request):
+    """The waiter's status and place in line, at once or held as a long poll (waiting.longpoll.poll_answer)."""
+    api_key = await api_key_of(request)
+    data = validated(serializers.WaiterParameters, request.query)
+    try:
+        waiter = await serve(
+            services.read_own_waiter,
+            longpoll.read_own_waiter,
+            buyer=buyer_of_key(api_key, data["session_id"]),
+            waiter_id=request.kwargs["waiter_id"],
+        )
+    except services.WaitingError as error:
+        raise LeanError.of(waiting_error(error)) from None
+    return longpoll.poll_answer(waiter_body(waiter), version=data.get("version"), wait=data["wait"])
+
+
 @extend_schema(tags=["waiting line"])
 @method_decorator(never_cache, name="dispatch")  # a buyer's own place in line
-class WaiterApi(WaitingApiView):
+class WaiterApi(LeanApiView, WaitingApiView):
+    lean_endpoints = {"get": poll_waiter}
+
     @extend_schema(
         parameters=[serializers.WaiterParameters],
         responses=serializers.WaiterSerializer,
@@ -65,10 +84,7 @@ class WaiterApi(WaitingApiView):
         when the wait ends, with the position as it is then (held by waiting.longpoll, without a thread or a
         database connection).
         """
-        data = checked(serializers.WaiterParameters, request.query_params)
-        waiter = services.find_waiter(buyer=buyer_of(request, data["session_id"]), waiter_id=waiter_id)
-        longpoll.hold_answer(request, waiter=waiter, version=data.get("version"), wait=data["wait"])
-        return Response(waiter_body(waiter))
+        return self.lean(request, waiter_id=waiter_id)
 
     @extend_schema(parameters=[SessionParameters], responses=serializers.WaiterSerializer)
     def delete(self, request, waiter_id):

@@ -1,15 +1,18 @@
-"""Long polls that hold no thread: GET /api/v1/waitlist/{waiter_id}?session_id=&version=&wait= (API.md).
+"""Long polls that hold no thread: GET /api/v1/waitlist/{waiter_id}?session_id=&version=&wait= (API.md) and the
+waiting page's GET /waiting/{waiter_id}/poll.
 
 An answer is made in two halves.
-- The request goes through Django and DRF like every other call: WaiterApi.get (or the waiting page's poll,
-  waiting.views.poll) checks the API key, the quota and the parameters (or the session) and reads the
-  waiter. When the caller already has the current version and asked to wait, the view marks the request's
-  ASGI scope (hold_answer) instead of waiting itself.
-- HoldLongPolls, the ASGI middleware in front of Django (ticketing.asgi), sees the mark once Django has
-  finished with the request, so its per-request thread is gone and its database connection back in the
-  pool. It sends the status line and headers Django made, then parks the answer as a coroutine until the
-  waiter's status changes or the wait runs out, and sends the body read then. A parked poll is a task and a
-  few small objects: no thread, no database connection, whatever the number of polls.
+- The request is checked and its waiter read. The API's poll is a lean endpoint (waiting.api.poll_waiter on
+  ticketing.lean's front): the API key from the per-process cache, the quota in one Redis call, the waiter
+  and its position in one call of waiting_waiters (waiting migration 0004) on the async pool, no Django at
+  all; poll_answer then hands the front an Answer whose body comes `later`. A poll re-sent every 60 s by each
+  of 5,000 waiters went through Django and DRF on a thread at ~10 ms each: a whole core of one process, and
+  served waiters heard p95 26-135 s late behind the queue. The waiting page's poll (waiting.views.poll, on
+  the session cookie) still goes through Django, and its view marks the request's ASGI scope (hold_answer)
+  for HoldLongPolls, the ASGI middleware in front of Django, which holds it once Django is done with it.
+- Either way the status line and headers go at once, then the answer is parked as a coroutine until the
+  waiter's status changes or the wait runs out, and the body read then is sent. A parked poll is a task and
+  a few small objects: no thread, no database connection, whatever the number of polls.
 
 What ends a wait early is a change of status (served with a hold, Show Full, Expired, Cancelled). Moving up
 in line raises the version too, but the new position comes with the answer at the wait's end (and a poll
@@ -27,9 +30,10 @@ committed in between can't slip past it; on every nudge naming it, it checks its
 process may have missed messages); when its wait runs out it reads once more, so a lost nudge (the channel
 layer is at most once) costs latency, never a wrong answer.
 
-Checks are gathered: the polls one nudge wakes together (a serving batch's waiters) are checked in a few
-queries on a few threads kept for them, each handing its connection straight back to the pool; positions
-are counted only for the answers made.
+Reads are gathered: the polls that ask in one turn of the event loop (fresh polls, and those one nudge wakes
+together, a serving batch's waiters) are read in one call of waiting_waiters per READ_BATCH on the async pool,
+which counts positions only for the answers made (most checks of parked polls learn only that the status is
+unchanged). No thread and no ORM: the re-reads ran on four threads through the ORM before.
 
 Served without ticketing.asgi's application (Django's test client, WSGI), nothing holds an answer: the view
 answers at once, which a client takes as a poll whose wait ended.
@@ -37,30 +41,40 @@ answers at once, which a client takes as a poll whose wait ended.
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import sync_to_async
-from django.db import connection
 from rest_framework.renderers import JSONRenderer
 
 from ticketing import fanout
-from waiting.models import Waiter
+from ticketing.lean import Answer, on_django_connection, unless_disconnected
 from waiting.serializers import waiter_body
-from waiting.services import line_group, positions_of
+from waiting.services import aread_waiters, line_group, own_waiter
 
 logger = logging.getLogger(__name__)
 
-# The paths HoldLongPolls looks at: the API's GET /api/v1/waitlist/{waiter_id} and the waiting page's
-# GET /waiting/{waiter_id}/poll. Anything else passes straight through.
-WAITER_PATH_PREFIXES = ("/api/v1/waitlist/", "/waiting/")
+# The path HoldLongPolls looks at: the waiting page's GET /waiting/{waiter_id}/poll (the API's poll is a lean
+# endpoint, answered before Django: poll_answer). Anything else passes straight through.
+WAITER_PATH_PREFIXES = ("/waiting/",)
 # The scope key through which the view asks for its answer to be held.
 HOLD = "waiting.hold_answer"
-# Threads (and so at most this many pooled connections per process) for the parked polls' re-reads.
-READ_THREADS = 4
-# Waiters read in one query; a nudge that wakes more is read in several, on the threads above at once.
+# Waiters read in one query; a nudge that wakes more is read in several, at once on the async pool.
 READ_BATCH = 250
+# How long a read that counts a position waits for others to share its read of the line (_Reads).
+POSITIONS_GATHERED_SECONDS = 0.2
 
-_read_threads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="waitlist-poll")
+
+def _worth_holding(*, version, wait, current):
+    """Whether a poll waits: it asked to, and already has the `current` version (None: it has none)."""
+    return bool(wait) and version == current
+
+
+def poll_answer(body, *, version, wait):
+    """The lean poll's Answer (waiting.api): `body` at once, or, when worth holding and served on the front
+    (ticketing.lean.LeanFront), the status line at once and the body when the waiter's status changes or
+    `wait` seconds pass. Through Django (its test client) nothing holds an answer: it goes at once."""
+    if on_django_connection() or not _worth_holding(version=version, wait=wait, current=body["version"]):
+        return Answer(200, body)
+    held = _body_when_changed(body["waiter_id"], body["show_id"], body["status"], wait)
+    return Answer(200, body, later=held)
 
 
 def hold_answer(request, *, waiter, version, wait):
@@ -70,7 +84,7 @@ def hold_answer(request, *, waiter, version, wait):
     False when the answer goes at once: nothing to wait for, or no HoldLongPolls serves the request.
     """
     held = getattr(request, "scope", {}).get(HOLD)
-    if held is None or not wait or version != waiter.version:
+    if held is None or not _worth_holding(version=version, wait=wait, current=waiter.version):
         return False
     held.update(waiter_id=waiter.pk, show_id=waiter.show_id, status=waiter.status, wait=wait)
     return True
@@ -103,62 +117,12 @@ class HoldLongPolls:
         # The body to come is not the one Django measured: without a length the server sends it chunked.
         headers = [(name, value) for name, value in start["headers"] if name.lower() != b"content-length"]
         await send({**start, "headers": headers})
-        body = await _unless_disconnected(receive, _body_when_changed(**held))
+        body = await unless_disconnected(receive, _body_when_changed(**held))
         if body is not None:
             await send({"type": "http.response.body", "body": JSONRenderer().render(body)})
 
 
-async def _unless_disconnected(receive, work):
-    """What `work` returns, or None as soon as the client goes away (the work is then cancelled)."""
-    working = asyncio.ensure_future(work)
-    disconnected = asyncio.ensure_future(_disconnect(receive))
-    try:
-        await asyncio.wait({working, disconnected}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (working, disconnected):
-            task.cancel()
-    if not working.done() or working.cancelled():
-        return None
-    return working.result()  # a failure of the database: the server ends the unfinished answer
-
-
-async def _disconnect(receive):
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-# --- Reads: short sync calls that hand their connection back ----------------------------------------------------
-
-
-async def _in_read_thread(function, *args):
-    return await sync_to_async(function, thread_sensitive=False, executor=_read_threads)(*args)
-
-
-_GONE = object()
-
-
-def _bodies_unless(wanted):
-    """For each (waiter_id, status): the waiter's body, None while its status is still that one, or _GONE.
-
-    `status` None: the body whatever it is. Positions are counted only for the bodies made: most checks
-    only learn that the status is unchanged.
-    """
-    try:
-        waiters = Waiter.objects.in_bulk({waiter_id for waiter_id, _ in wanted})
-        changed = {
-            waiter_id for waiter_id, status in wanted if waiter_id in waiters and waiters[waiter_id].status != status
-        }
-        positions = positions_of([waiters[waiter_id] for waiter_id in changed])
-        answers = {}
-        for waiter_id, status in wanted:
-            waiter = waiters.get(waiter_id)
-            if waiter is None:
-                answers[waiter_id, status] = _GONE  # the service never deletes waiters; only staff could
-            else:
-                answers[waiter_id, status] = waiter_body(waiter, positions) if waiter_id in changed else None
-        return answers
-    finally:
-        connection.close()  # back to the pool: a parked poll holds none
+# --- Reads: the waiters one turn of the event loop asks about, in one query on the async pool -------------------
 
 
 class WaiterGone(Exception):
@@ -166,26 +130,50 @@ class WaiterGone(Exception):
 
 
 class _Reads:
-    """The re-reads parked polls ask for, gathered per turn of the event loop and made in batches."""
+    """The reads polls ask for, fresh polls' and parked polls' alike, gathered and made in batches: one query per
+    READ_BATCH waiters, however many polls ask at once. A query each had the surge's 5,000 polls queueing for the
+    pool's 8 connections past its 10 s timeout.
+
+    A check of a status (a nudged or just parked poll) is read in the turn of the event loop it was asked in: a
+    served waiter hears at once. A read that counts a position (a fresh poll, a wait's end) waits up to
+    POSITIONS_GATHERED_SECONDS for others: each batch reads its show's line once (waiting migration 0004), and
+    under a surge that read costs what one count cost."""
 
     def __init__(self):
+        self.checks = _Batches(0)
+        self.counts = _Batches(POSITIONS_GATHERED_SECONDS)
+
+    async def row(self, waiter_id, status):
+        """The waiter's WaiterRow read unless still in `status` (services.read_waiters); None if there is none."""
+        return await (self.counts if status is None else self.checks).row((str(waiter_id), status))
+
+    async def body_unless(self, waiter_id, status):
+        """The waiter's body, or None while its status is still `status` (None: the body in any case)."""
+        row = await self.row(waiter_id, status)
+        if row is None:
+            raise WaiterGone  # the service never deletes waiters; only staff could
+        return None if row.unchanged else waiter_body(row)
+
+
+class _Batches:
+    """Reads asked for within `delay` seconds of the first (0: in the same turn of the event loop), made in
+    batches of READ_BATCH."""
+
+    def __init__(self, delay):
+        self.delay = delay
         self.wanted = {}  # (waiter_id, status) -> futures
         self.flush_due = False
         self.batches = set()
 
-    async def body_unless(self, waiter_id, status):
-        """The waiter's body, or None while its status is still `status` (None: the body in any case)."""
+    async def row(self, key):
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self.wanted.setdefault((waiter_id, status), []).append(future)
+        self.wanted.setdefault(key, []).append(future)
         if not self.flush_due:
             # Polls woken by the same nudge run in this same turn: let them all ask before reading.
             self.flush_due = True
-            loop.call_soon(self._flush)
-        body = await future
-        if body is _GONE:
-            raise WaiterGone
-        return body
+            loop.call_later(self.delay, self._flush)
+        return await future
 
     def _flush(self):
         self.flush_due = False
@@ -199,7 +187,7 @@ class _Reads:
 
     async def _read(self, batch):
         try:
-            answers = await _in_read_thread(_bodies_unless, list(batch))
+            rows = await aread_waiters(list(batch))
         except Exception as error:
             for futures in batch.values():
                 for future in futures:
@@ -209,7 +197,12 @@ class _Reads:
         for key, futures in batch.items():
             for future in futures:
                 if not future.done():  # its poll may have been cancelled (the client went away)
-                    future.set_result(answers[key])
+                    future.set_result(rows.get(key))
+
+
+async def read_own_waiter(*, buyer, waiter_id):
+    """services.read_own_waiter on the async pool, read together with the other polls of this turn of the loop."""
+    return own_waiter(await _this_loops_reads().row(waiter_id, None), buyer)
 
 
 # --- Nudges: the line's messages, heard once per process (ticketing.fanout) ---------------------------------------
@@ -264,7 +257,9 @@ async def _body_when_changed(waiter_id, show_id, status, wait):
     group = line_group(show_id)
     try:
         try:
-            await fanout.listen(group, poll)
+            # Bounded by the wait: a channel layer that stalls (Redis starved of CPU took 100 ms an INCR in the
+            # surge) must not keep the poll past its wait's end, when it reads and answers without nudges.
+            await asyncio.wait_for(fanout.listen(group, poll), timeout=wait)
         except Exception:
             logger.warning("A long poll waits without nudges; it re-reads when its wait ends", exc_info=True)
         body = await reads.body_unless(waiter_id, status)

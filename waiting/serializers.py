@@ -1,28 +1,33 @@
 """Shapes of the waiting-line API (API.md "Waiting list")."""
 
+from datetime import UTC
+
 from rest_framework import serializers
 
 from bookings.serializers import SessionParameters, session_id_field
 from cinemas.serializers import StrictParameters
-from waiting.services import position_of
+from waiting.services import WaiterRow, position_of
 
 # API.md: a long poll holds its answer at most this long.
 MAX_WAIT_SECONDS = 60
 
 
-def waiter_body(waiter, positions=None):
+def waiter_body(waiter):
     """A place in line as the API, the long poll and the WebSocket all show it.
 
-    `positions`: from services.positions_of, when many bodies are made at once.
+    `waiter`: a Waiter (its position counted now), or a WaiterRow that services.read_waiters read with its
+    position.
     """
+    position = waiter.position if isinstance(waiter, WaiterRow) else position_of(waiter)
     body = {
-        "waiter_id": str(waiter.pk),
+        "waiter_id": str(waiter.id),
         "status": waiter.status,
-        "position": positions[waiter.pk] if positions is not None else position_of(waiter),
+        "position": position,
         "version": waiter.version,
         "show_id": waiter.show_id,
         "seats_wanted": waiter.seats_wanted,
-        "expires_at": waiter.expires_at.isoformat().replace("+00:00", "Z"),
+        # In UTC whichever connection read it (the async pool's session keeps the server's time zone).
+        "expires_at": waiter.expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
     }
     if waiter.reservation_id:
         body["reservation_id"] = str(waiter.reservation_id)

@@ -7,13 +7,13 @@ Notifications (long polls, WebSockets) and wake-ups are sent after commit.
 """
 
 import logging
-from bisect import bisect_left
-from datetime import timedelta
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, F, Max, OuterRef, Subquery
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
+from django.db.models import F, Max
 from django.utils import timezone
 
 from bookings.availability import line_is_open, seats_to_be_had
@@ -21,6 +21,7 @@ from bookings.services import BookingError, Buyer, hold_seats_for_waiter, seat_c
 from cinemas.models import OPEN_SEAT_TYPES, Show
 from ticketing.broadcast import send_to_groups
 from ticketing.db import lock_until_commit
+from ticketing.lean import pooled_rows
 from waiting.models import Waiter
 
 logger = logging.getLogger(__name__)
@@ -47,50 +48,74 @@ class WaitingError(Exception):
 
 
 def position_of(waiter):
-    """1 for the head of the line; None once the waiter is out of it."""
-    if waiter.status != Waiter.Status.WAITING:
-        return None
-    ahead = Waiter.objects.filter(show_id=waiter.show_id, status=Waiter.Status.WAITING, place__lt=waiter.place)
-    return ahead.count() + 1
+    """1 for the head of the line; None once the waiter is out of it. As the database's waiting_waiters (waiting
+    migration 0004) counts it: the rule lives there once, for this, the lean poll and the parked polls."""
+    return read_waiters([(waiter.pk, None)])[str(waiter.pk), None].position
 
 
-# Up to this many waiters, positions_of counts who is ahead of each in the database instead of reading the
-# whole line: a poll whose wait ran out is re-read alone, and reading a 5,000-place line for each of those
-# (83 a second when 5,000 waiters poll with wait=60) kept a web process's core busy on its own.
-COUNTED_EACH_UP_TO = 8
+# --- Reading places in line in one round trip (the polls, waiting.api and waiting.longpoll) --------------------
+
+WAITERS_FUNCTION = "waiting_waiters"
 
 
-def positions_of(waiters):
-    """`{waiter id: position}` for many waiters at once, in one query: what position_of says of each.
+@dataclass(frozen=True, slots=True)
+class WaiterRow:
+    """A row of waiting_waiters (waiting migration 0004): a waiter as its body shows it, with whose it is.
 
-    For a few, a count of those ahead of each (index-only, in the database); for a whole line answered
-    together (it moved), one read of the line's places instead of a count each.
+    `unchanged`: still in the status the read was asked about (its position then not counted).
     """
-    waiting = [waiter for waiter in waiters if waiter.status == Waiter.Status.WAITING]
-    positions = {waiter.pk: None for waiter in waiters}
-    if not waiting:
-        return positions
-    if len(waiting) <= COUNTED_EACH_UP_TO:
-        ahead = (
-            Waiter.objects.filter(
-                show_id=OuterRef("show_id"), status=Waiter.Status.WAITING, place__lt=OuterRef("place")
-            )
-            .order_by()
-            .values("show_id")
-            .annotate(number=Count("pk"))
-            .values("number")
-        )
-        counted = Waiter.objects.filter(pk__in=[waiter.pk for waiter in waiting]).annotate(
-            ahead=Coalesce(Subquery(ahead), 0)
-        )
-        positions.update({waiter_id: number + 1 for waiter_id, number in counted.values_list("pk", "ahead")})
-        return positions
-    places = {waiter.show_id: [] for waiter in waiting}
-    line = Waiter.objects.filter(show_id__in=places, status=Waiter.Status.WAITING).order_by("place")
-    for show_id, place in line.values_list("show_id", "place"):
-        places[show_id].append(place)
-    positions.update({waiter.pk: bisect_left(places[waiter.show_id], waiter.place) + 1 for waiter in waiting})
-    return positions
+
+    id: uuid.UUID
+    unless: str | None
+    unchanged: bool
+    status: str
+    position: int | None
+    version: int
+    show_id: int
+    seats_wanted: int
+    expires_at: datetime
+    reservation_id: uuid.UUID | None
+    api_key_id: int | None
+    session_id: str
+
+    def is_of(self, buyer):
+        return self.api_key_id == buyer.api_key_id and self.session_id == buyer.session_id
+
+
+def _waiters_arguments(wanted):
+    return [[str(waiter_id) for waiter_id, _ in wanted], [status for _, status in wanted]]
+
+
+def read_waiters(wanted):
+    """For each (waiter_id, status) of `wanted`: its WaiterRow, keyed by the pair, in one query on Django's
+    connection; `status` None reads it whatever it is. A waiter that does not exist has no row. Locks nothing."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {WAITERS_FUNCTION}(%s, %s)", _waiters_arguments(wanted))
+        return _rows_by_pair(cursor.fetchall())
+
+
+async def aread_waiters(wanted):
+    """read_waiters on the lean path's async pool (ticketing.lean): the same function, one round trip."""
+    return _rows_by_pair(await pooled_rows(WAITERS_FUNCTION, _waiters_arguments(wanted)))
+
+
+def _rows_by_pair(rows):
+    waiters = (WaiterRow(*row) for row in rows)
+    return {(str(waiter.id), waiter.unless): waiter for waiter in waiters}
+
+
+def read_own_waiter(*, buyer, waiter_id):
+    """The buyer's own place in line as a WaiterRow with its position, in one query on Django's connection; or
+    WaitingError("not_found"). On the lean path: waiting.longpoll.read_own_waiter, batched on the async pool."""
+    return own_waiter(read_waiters([(waiter_id, None)]).get((str(waiter_id), None)), buyer)
+
+
+def own_waiter(row, buyer):
+    """`row` (a WaiterRow, or None) if it is the buyer's, else WaitingError("not_found"), as find_waiter says:
+    another session's place is never revealed."""
+    if row is None or not row.is_of(buyer):
+        raise WaitingError("not_found")
+    return row
 
 
 def find_waiter(*, buyer, waiter_id):

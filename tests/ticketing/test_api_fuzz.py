@@ -49,13 +49,15 @@ def test_no_generated_request_gets_a_5xx_and_every_error_is_the_error_body(case,
 
 # The calls on the lean path (ticketing.lean) are answered by uvicorn's event loop before Django: the run above
 # reaches their endpoints through Django (the same code on Django's connection); this one sends the calls that
-# use the async pool as served. (Paying is on the lean path too, but runs the sync service on a thread: its
-# answers on the front are checked in tests/ticketing/test_lean_path.py, its inputs by the run above.)
+# use the async pool as served, the waiting line's poll among them. (Paying is on the lean path too, but runs the
+# sync service on a thread: its answers on the front are checked in tests/ticketing/test_lean_path.py, its
+# inputs by the run above.)
 LEAN_OPERATIONS = {
     "GET /api/v1/shows/{show_id}/seats",
     "POST /api/v1/reservations",
     "PUT /api/v1/reservations/{reservation_id}",
     "DELETE /api/v1/reservations/{reservation_id}",
+    "GET /api/v1/waitlist/{waiter_id}",
 }
 
 

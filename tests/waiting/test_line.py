@@ -23,14 +23,13 @@ from tests.factories import make_hall, make_show
 from tests.helpers import assert_api_error
 from tests.waiting.conftest import held_out_show, join
 from ticketing.services import create_api_key
-from waiting import services as waiting_services
 from waiting.models import Waiter
 from waiting.services import (
     WaitingError,
     join_waiting_line,
     leave_waiting_line,
     position_of,
-    positions_of,
+    read_waiters,
     serve_waiting_line,
     tend_waiting_lines,
 )
@@ -59,18 +58,26 @@ class TestJoining:
         assert (first.status, position_of(first)) == ("Waiting", 1)
         assert position_of(second) == 2
 
-    @pytest.mark.parametrize("counted_each_up_to", [8, 2], ids=["each counted", "line read"])
-    def test_positions_of_many_waiters_at_once_are_what_each_ones_position_says(
-        self, full_show, monkeypatch, counted_each_up_to
-    ):
-        monkeypatch.setattr(waiting_services, "COUNTED_EACH_UP_TO", counted_each_up_to)
+    def test_positions_read_together_are_what_each_ones_position_says(self, full_show):
         show, _ = full_show
         other_show, _ = held_out_show(seats=2)
         waiters = [join(show, f"buyer-{number}") for number in range(5)] + [join(other_show, "carol")]
         leave_waiting_line(buyer=Buyer(None, "buyer-1"), waiter_id=waiters[1].pk)
         waiters = [fresh(waiter) for waiter in waiters]
-        assert positions_of(waiters) == {waiter.pk: position_of(waiter) for waiter in waiters}
-        assert list(positions_of(waiters).values()) == [1, None, 2, 3, 4, 1]
+        rows = read_waiters([(waiter.pk, None) for waiter in waiters])
+        positions = [rows[str(waiter.pk), None].position for waiter in waiters]
+        assert positions == [position_of(waiter) for waiter in waiters] == [1, None, 2, 3, 4, 1]
+
+    def test_a_read_unless_a_status_counts_no_position_for_the_waiters_still_in_it(self, full_show):
+        show, _ = full_show
+        first, second = join(show, "alice"), join(show, "bob")
+        leave_waiting_line(buyer=Buyer(None, "alice"), waiter_id=first.pk)
+        missing = "00000000-0000-0000-0000-000000000000"
+        rows = read_waiters([(first.pk, "Waiting"), (second.pk, "Waiting"), (second.pk, None), (missing, None)])
+        assert set(rows) == {(str(first.pk), "Waiting"), (str(second.pk), "Waiting"), (str(second.pk), None)}
+        assert not rows[str(first.pk), "Waiting"].unchanged and rows[str(first.pk), "Waiting"].status == "Cancelled"
+        assert rows[str(second.pk), "Waiting"].unchanged and rows[str(second.pk), "Waiting"].position is None
+        assert not rows[str(second.pk), None].unchanged and rows[str(second.pk), None].position == 1
 
     def test_joining_twice_gives_back_the_same_place(self, full_show):
         show, _ = full_show

@@ -18,6 +18,6 @@ def answer_for_the_line(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("waiting", "0003_line_is_open_for_holds")]
+    dependencies = [("waiting", "0004_waiter_read_functions")]
 
     operations = [migrations.RunPython(answer_for_the_line, migrations.RunPython.noop)]
