@@ -698,9 +698,7 @@ def concurrency_levels(text):
 
 async def run(options, catalog, *, base_url, server, run_tag):
     # Visitors share clients but each keeps its own session cookie: the clients keep none.
-    async with bench_clients(
-        base_url, max(options.concurrency), api_key=BENCH_KEY, keep_cookies=False, http_client=options.http_client
-    ) as clients:
+    async with bench_clients(base_url, max(options.concurrency), api_key=BENCH_KEY, keep_cookies=False) as clients:
         await wait_and_warm_up(clients, server, catalog.hot[0].show_id, options)
         started = time.monotonic()
         await make_holds(clients[0], catalog, run_tag)

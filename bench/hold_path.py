@@ -384,6 +384,16 @@ def describe_server(*, workers, balanced):
 # report's server settings (plan_server), the server itself (bench_server_running) and HAProxy's spread.
 
 
+def add_http_client_option(parser):
+    """--http-client, for the scenarios whose clients need no more of a response than AiohttpClient gives."""
+    parser.add_argument(
+        "--http-client",
+        choices=["aiohttp", "httpx"],
+        default="aiohttp",
+        help="the load generator's HTTP client (default aiohttp: a fraction of httpx's CPU per request)",
+    )
+
+
 def add_server_options(parser):
     """--workers, --balanced and --pool-max, as every scenario takes them."""
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
@@ -398,12 +408,6 @@ def add_server_options(parser):
         type=int,
         default=DEFAULT_POOL_MAX,
         help=f"database connections per worker (default {DEFAULT_POOL_MAX})",
-    )
-    parser.add_argument(
-        "--http-client",
-        choices=["aiohttp", "httpx"],
-        default="aiohttp",
-        help="the load generator's HTTP client (default aiohttp: a fraction of httpx's CPU per request)",
     )
 
 
@@ -479,8 +483,8 @@ async def wait_until_answering(client, server, show_id):
 class AiohttpResponse:
     """What the scenarios read of an answer, as httpx.Response names it."""
 
-    def __init__(self, status_code, content, headers):
-        self.status_code, self.content, self.headers = status_code, content, headers
+    def __init__(self, status_code, content, headers, url):
+        self.status_code, self.content, self.headers, self.url = status_code, content, headers, url
 
     @property
     def text(self):
@@ -509,7 +513,9 @@ class AiohttpClient:
             async with self.session.request(
                 method, url, json=json, params=params, headers=headers, data=content
             ) as response:
-                return AiohttpResponse(response.status, await response.read(), response.headers)
+                return AiohttpResponse(
+                    response.status, await response.read(), response.headers, httpx.URL(str(response.url))
+                )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise httpx.TransportError(f"{type(exc).__name__}: {exc}") from exc
 
@@ -1031,6 +1037,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, default=100, help="virtual buyers at once (default 100)")
     add_server_options(parser)
+    add_http_client_option(parser)
     parser.add_argument("--seats", type=seat_range, default=(2, 2), help="seats per hold: N or LOW-HIGH (default 2)")
     parser.add_argument("--duration", type=float, default=20, help="seconds, unless the show sells out first")
     parser.add_argument("--release", type=float, default=0.5, help="chance a buyer gives a hold up at once")

@@ -66,6 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hold_path  # a sibling script
 from hold_path import (
     SeatingPlan,
+    add_http_client_option,
     add_server_options,
     bench_clients,
     ensure_database,
@@ -615,6 +616,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--buyers", type=int, default=1000, help="virtual buyers, all arriving at once (default 1000)")
     add_server_options(parser)
+    add_http_client_option(parser)
     parser.add_argument("--duration", type=float, default=60, help="seconds before no new hold is asked (default 60)")
     parser.add_argument(
         "--hall-seats",

@@ -110,6 +110,8 @@ POLL_WAIT_SECONDS = 60  # API.md's longest wait, what a client that wants few re
 # A poll not answered this long after its wait ran out never will be: a failure.
 NEVER_ANSWERED_MARGIN_SECONDS = 30
 # A poll shed with 503 comes back after the Retry-After the server sends (ticketing.asgi_handler).
+# A payment the provider did not answer in time (504) is sent again with its key, this many times at most.
+PAY_TIMEOUT_RETRIES = 3
 BUSY_RETRY_SECONDS = 2
 SERVER_START_SECONDS = 60
 REQUEST_TIMEOUT_SECONDS = 60
@@ -527,21 +529,26 @@ async def keep_polling(surge, waiter, pay_client, rng):
 
 
 async def pay(surge, waiter, client):
-    """Pay for the served hold with the sandbox's good card: the seats are booked."""
+    """Pay for the served hold with the sandbox's good card: the seats are booked. A 504 (the provider did not
+    answer in time) is sent again with the same Idempotency-Key, as API.md tells a client to."""
     key = str(uuid.uuid4())
-    try:
-        response, _ = await minding_busy(
-            lambda: client.post(
-                f"/api/v1/reservations/{waiter.reservation_id}/pay",
-                json={"session_id": waiter.session_id, "payment": SANDBOX_CARD},
-                headers={"Idempotency-Key": key},
-            ),
-            lambda busy, ms: surge.statuses.update([f"POST pay {busy.status_code}"]),
-        )
-    except httpx.HTTPError as error:
-        surge.fail(f"pay {waiter.reservation_id}: {type(error).__name__}: {error}")
-        return
-    surge.statuses[f"POST pay {response.status_code}"] += 1
+    for _ in range(PAY_TIMEOUT_RETRIES + 1):
+        try:
+            response, _ = await minding_busy(
+                lambda: client.post(
+                    f"/api/v1/reservations/{waiter.reservation_id}/pay",
+                    json={"session_id": waiter.session_id, "payment": SANDBOX_CARD},
+                    headers={"Idempotency-Key": key},
+                ),
+                lambda busy, ms: surge.statuses.update([f"POST pay {busy.status_code}"]),
+            )
+        except httpx.HTTPError as error:
+            surge.fail(f"pay {waiter.reservation_id}: {type(error).__name__}: {error}")
+            return
+        surge.statuses[f"POST pay {response.status_code}"] += 1
+        if response.status_code != 504:
+            break
+        await asyncio.sleep(BUSY_RETRY_SECONDS)
     waiter.paid = str(response.status_code)
     # 410: the hold lapsed before the payment (the answer came too late, or the client was slow): no failure.
     if response.status_code not in (200, 410):
@@ -968,7 +975,16 @@ def main():
     unexpected = {
         status: count
         for status, count in surge.statuses.items()
-        if status not in {"POST waitlist 201", "GET waitlist 200", "POST pay 200", "POST pay 410"}
+        # 503 + Retry-After is a process shedding load and 504 a provider timeout: both are sent again (above)
+        if status
+        not in {
+            "POST waitlist 201",
+            "GET waitlist 200",
+            "GET waitlist 503",
+            "POST pay 200",
+            "POST pay 410",
+            "POST pay 504",
+        }
     }
     report = {
         "setup": {

@@ -95,7 +95,8 @@ class Answer:
     body: dict | bytes
     headers: dict = field(default_factory=dict)
     # On the front only: an awaitable whose result is the body to send instead, after the status line and
-    # headers have gone at once (a held long poll: waiting.longpoll); it is cancelled if the client leaves.
+    # headers have gone at once (a held long poll: waiting.longpoll); it is cancelled if the client leaves, and
+    # if it fails, `body` is sent.
     later: object = None
 
     def all_headers(self):
@@ -380,7 +381,15 @@ class LeanFront:
         ]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         if content is None:
-            body = await unless_disconnected(receive, answer.later)
+            try:
+                body = await unless_disconnected(receive, answer.later)
+            except Exception:
+                # The status line has gone: end the answer with what was true when it was held (a poll's client
+                # asks again with the same version), rather than cut the connection in the middle of it.
+                logger.warning(
+                    "%s %s: a held answer ends with what it held", scope["method"], scope["path"], exc_info=True
+                )
+                body = answer.body
             if body is None:
                 return
             content = Answer(answer.status, body).content()
@@ -389,7 +398,7 @@ class LeanFront:
 
 async def unless_disconnected(receive, work):
     """What the awaitable `work` returns, or None as soon as the client goes away (the work is then cancelled).
-    A failure of the work is raised: the server then ends the unfinished answer."""
+    A failure of the work is raised."""
     working = asyncio.ensure_future(work)
     disconnected = asyncio.ensure_future(_disconnect(receive))
     try:

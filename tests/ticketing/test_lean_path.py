@@ -6,8 +6,10 @@ bodies and headers, refusals included.
 """
 
 import asyncio
+import json
 
 import httpx
+import psycopg
 import pytest
 from django.core.signals import request_started
 from rest_framework.test import APIClient
@@ -15,7 +17,7 @@ from rest_framework.test import APIClient
 from tests.bookings.helpers import GOOD_CARD
 from tests.factories import make_api_key, make_hall, make_show
 from ticketing.asgi import application, django_asgi_app
-from ticketing.lean import close_connections, on_django_connection
+from ticketing.lean import Answer, LeanFront, close_connections, on_django_connection
 from ticketing.models import ApiKey, hash_api_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -281,3 +283,37 @@ def test_a_call_through_django_leaves_no_mark_on_its_caller_so_the_next_on_the_f
             )
         )
     assert on_front.status_code == 201 and requests.count == 0
+
+
+def test_a_held_answer_whose_read_fails_still_ends_with_what_it_held():
+    """The status line of a held poll goes at once; if its later read fails (the pool had no connection for it),
+    the answer must still end, with the body it held, not be cut mid-way (a client can't read a cut answer)."""
+    held = {"waiter_id": "w", "status": "Waiting", "version": 3}
+
+    async def failing_read():
+        raise psycopg.OperationalError("no connection available")
+
+    async def endpoint(request):
+        return Answer(200, held, later=failing_read())
+
+    sent = []
+
+    async def serve_once():
+        requests = iter([{"type": "http.request", "body": b"", "more_body": False}])
+
+        async def receive():
+            message = next(requests, None)
+            if message is None:
+                await asyncio.sleep(3600)  # the client stays until the answer ends
+            return message
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/api/v1/waitlist/w", "headers": [], "query_string": b""}
+        await LeanFront(app=None)._serve(endpoint, {}, scope, receive, send)
+
+    asyncio.run(serve_once())
+
+    assert sent[0]["status"] == 200 and b"content-length" not in dict(sent[0]["headers"])
+    assert json.loads(sent[-1]["body"]) == held and not sent[-1].get("more_body", False)
