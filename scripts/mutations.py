@@ -33,6 +33,7 @@ PAY_FUNCTIONS = "bookings/migrations/0010_pay_functions.py"
 TICKETS = "bookings/services/tickets.py"
 MAIL = "bookings/services/mail.py"
 WAITING = "waiting/services.py"
+WAITER_READS = "waiting/migrations/0004_waiter_read_functions.py"  # the position rule
 LINE_FUNCTION = "waiting/migrations/0005_line_is_open_planned_once.py"  # 0003 first wrote it
 SEARCH = "cinemas/search.py"
 SEAT_MAPS = "bookings/seat_maps.py"
@@ -634,9 +635,9 @@ MUTATIONS = [
     ),
     Mutation(
         "a position counts the waiter itself as ahead",
-        WAITING,
-        "place__lt=waiter.place",
-        "place__lte=waiter.place",
+        WAITER_READS,
+        'ORDER BY line.place) AS "position"',
+        'ORDER BY line.place) + 1 AS "position"',
         _tests("waiting/test_line"),
     ),
     Mutation(

@@ -15,7 +15,7 @@ Why: channels_redis's group_send reads the group's whole member list back on eve
 process, one entry that names every member channel of that process, which the process then hands to each of
 them in turn. With a member per socket, one change of a show watched by 1,000 seat maps was an 80 KB script
 call and 1,000 deliveries; with a member per process it is a few hundred bytes per process and one delivery
-per process, fanned out here (README "Performance": the push benchmark).
+per process, fanned out here (docs/performance/README.md: the push benchmark).
 
 At most once, as the channel layer is. When receiving fails (Redis down or restarted: the memberships may be
 gone with it), every listener's `missed()` is called, so it recovers the way its client would after a
