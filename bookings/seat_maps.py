@@ -98,14 +98,10 @@ class SeatMapJson:
     etag: str
 
 
-def seat_map_json(show_id):
-    """GET /api/v1/shows/{id}/seats's body (API.md) as bytes, with its ETag; Http404 for no such show."""
-    return _cached_map("seat-map-json", show_id, lambda: _build_json(show_id))
-
-
 async def seat_map_json_on_the_loop(show_id):
-    """seat_map_json for the lean path: the process's copy of the current version without a thread (ticketing.lean
-    .cached_read); built on a thread once per version."""
+    """GET /api/v1/shows/{id}/seats's body (API.md) as bytes, with its ETag; Http404 for no such show. The
+    process's copy of the current version, without a thread (ticketing.lean.cached_read); built on a thread once
+    per version."""
     return await cached_read(
         "seat-map-json", _map_generations(show_id), (show_id,), lambda: _build_json(show_id), seconds=SEAT_MAP_SECONDS
     )

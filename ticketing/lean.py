@@ -214,10 +214,11 @@ async def api_key_of(request):
 
 async def _count_call(api_key):
     counter, seconds_left = api_keys.quota_window(api_key, time.time())
-    if on_django_connection() or not settings.REDIS_URL:
-        used = await on_a_thread(api_keys.count_in_cache)(counter)
+    if _redis_on_the_loop():
+        key = cache.make_and_validate_key(counter)
+        used = await redis_client().eval(COUNT_IN_WINDOW, 1, key, api_keys.QUOTA_KEY_TTL)
     else:
-        used = await _redis().eval(COUNT_IN_WINDOW, 1, cache.make_and_validate_key(counter), api_keys.QUOTA_KEY_TTL)
+        used = await on_a_thread(api_keys.count_in_cache)(counter)
     if used > api_key.rate_per_minute:
         retry_after = max(1, round(seconds_left))
         raise LeanError(
@@ -232,6 +233,14 @@ if used == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return used
 """
 
+
+def _redis_on_the_loop():
+    """Whether this call reads Redis with the event loop's client: on the front, when there is a Redis. Through
+    Django (each request in an event loop of its own, whose client would outlive it) or with the in-memory
+    cache, the sync cache on the request's thread does."""
+    return settings.REDIS_URL and not on_django_connection()
+
+
 _redis_clients = {}
 REDIS_CONNECTIONS = 50
 REDIS_WAIT_SECONDS = 5
@@ -239,10 +248,6 @@ REDIS_WAIT_SECONDS = 5
 
 def redis_client():
     """This event loop's Redis client (redis.asyncio), shared by the lean path's async code."""
-    return _redis()
-
-
-def _redis():
     loop = asyncio.get_running_loop()
     client = _redis_clients.get(loop)
     if client is None:
@@ -262,12 +267,12 @@ async def cached_read(kind, names, parts, build, *, seconds):
     """ticketing.cached_reads.cached(..., local=True) on the event loop: the generations of `names` in one Redis
     round trip, then this process's own copy when it has one (no thread, no database); otherwise cached() on a
     thread, which builds the answer once per generation and process and keeps the copy for the next reads."""
-    counters = None  # through Django, or without Redis: cached() itself, on the request's thread
-    if not on_django_connection() and settings.REDIS_URL:
+    counters = None  # otherwise cached() itself reads them, on a thread
+    if _redis_on_the_loop():
         reads = caches[cached_reads.CACHE]
         keys = [reads.make_and_validate_key(cached_reads.generation_key(name)) for name in names]
         with contextlib.suppress(redis.exceptions.RedisError, OSError):  # else cached() does without the cache
-            counters = await _redis().mget(keys)
+            counters = await redis_client().mget(keys)
     if counters is not None:
         seen = tuple(0 if counter is None else int(counter) for counter in counters)
         kept = cached_reads.kept_here(kind, seen, *parts)
