@@ -110,8 +110,9 @@ POLL_WAIT_SECONDS = 60  # API.md's longest wait, what a client that wants few re
 # A poll not answered this long after its wait ran out never will be: a failure.
 NEVER_ANSWERED_MARGIN_SECONDS = 30
 # A poll shed with 503 comes back after the Retry-After the server sends (ticketing.asgi_handler).
-# A payment the provider did not answer in time (504) is sent again with its key, this many times at most.
-PAY_TIMEOUT_RETRIES = 3
+# A payment the provider did not answer in time (504), or whose first try still runs (409 idempotency_in_flight,
+# as after a try shed with 503 once its key was taken), is sent again with its key, this many times at most.
+PAY_TIMEOUT_RETRIES = 5
 BUSY_RETRY_SECONDS = 2
 SERVER_START_SECONDS = 60
 REQUEST_TIMEOUT_SECONDS = 60
@@ -530,7 +531,8 @@ async def keep_polling(surge, waiter, pay_client, rng):
 
 async def pay(surge, waiter, client):
     """Pay for the served hold with the sandbox's good card: the seats are booked. A 504 (the provider did not
-    answer in time) is sent again with the same Idempotency-Key, as API.md tells a client to."""
+    answer in time) or a 409 idempotency_in_flight (an earlier try with the key still runs) is sent again with
+    the same Idempotency-Key after its Retry-After, as API.md tells a client to."""
     key = str(uuid.uuid4())
     for _ in range(PAY_TIMEOUT_RETRIES + 1):
         try:
@@ -546,13 +548,19 @@ async def pay(surge, waiter, client):
             surge.fail(f"pay {waiter.reservation_id}: {type(error).__name__}: {error}")
             return
         surge.statuses[f"POST pay {response.status_code}"] += 1
-        if response.status_code != 504:
+        if not _pay_again(response):
             break
-        await asyncio.sleep(BUSY_RETRY_SECONDS)
+        await asyncio.sleep(float(response.headers.get("Retry-After", BUSY_RETRY_SECONDS)))
     waiter.paid = str(response.status_code)
     # 410: the hold lapsed before the payment (the answer came too late, or the client was slow): no failure.
     if response.status_code not in (200, 410):
         surge.fail(f"pay {waiter.reservation_id} answered {response.status_code}: {response.text[:300]}")
+
+
+def _pay_again(response):
+    if response.status_code == 504:
+        return True
+    return response.status_code == 409 and response.json()["error"]["code"] == "idempotency_in_flight"
 
 
 async def join(surge, waiter, client):
@@ -975,7 +983,8 @@ def main():
     unexpected = {
         status: count
         for status, count in surge.statuses.items()
-        # 503 + Retry-After is a process shedding load and 504 a provider timeout: both are sent again (above)
+        # 503 + Retry-After is a process shedding load, 504 a provider timeout and 409 a payment still running
+        # under its key: all are sent again (above)
         if status
         not in {
             "POST waitlist 201",
@@ -984,6 +993,8 @@ def main():
             "POST pay 200",
             "POST pay 410",
             "POST pay 504",
+            "POST pay 503",
+            "POST pay 409",  # idempotency_in_flight only: any other 409 ended the payment and failed the run
         }
     }
     report = {

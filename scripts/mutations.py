@@ -33,7 +33,7 @@ PAY_FUNCTIONS = "bookings/migrations/0010_pay_functions.py"
 TICKETS = "bookings/services/tickets.py"
 MAIL = "bookings/services/mail.py"
 WAITING = "waiting/services.py"
-WAITER_READS = "waiting/migrations/0004_waiter_read_functions.py"  # the position rule
+WAITER_READS = "waiting/migrations/0006_version_counts_moves.py"  # the position and version rules (0004 first)
 LINE_FUNCTION = "waiting/migrations/0005_line_is_open_planned_once.py"  # 0003 first wrote it
 SEARCH = "cinemas/search.py"
 SEAT_MAPS = "bookings/seat_maps.py"
@@ -638,6 +638,22 @@ MUTATIONS = [
         WAITER_READS,
         'ORDER BY line.place) AS "position"',
         'ORDER BY line.place) + 1 AS "position"',
+        _tests("waiting/test_line"),
+        at="the rule: 1 + those of the show still Waiting with a lower place SELECT line.id, row_number() OVER "
+        '(PARTITION BY line.show_id ORDER BY line.place) AS "position"',
+    ),
+    Mutation(
+        "a waiter's shown version ignores the moves ahead of it",
+        WAITER_READS,
+        'a.version + a.place - counted."position"',
+        "a.version",
+        _tests("waiting/test_line"),
+    ),
+    Mutation(
+        "a waiter leaving the line keeps the version it showed",
+        WAITING,
+        "version = shown.version + 1",
+        "version = shown.version",
         _tests("waiting/test_line"),
     ),
     Mutation(

@@ -20,7 +20,7 @@ from bookings.serializers import SESSION_ID_PATTERN
 from ticketing import fanout
 from waiting.models import Waiter
 from waiting.serializers import waiter_body
-from waiting.services import line_group
+from waiting.services import line_group, read_waiter
 
 logger = logging.getLogger(__name__)
 
@@ -90,4 +90,4 @@ class WaiterConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _body(self):
-        return waiter_body(Waiter.objects.get(pk=self.waiter_id))
+        return waiter_body(read_waiter(self.waiter_id))

@@ -77,16 +77,16 @@ def poll_answer(body, *, version, wait):
     return Answer(200, body, later=held)
 
 
-def hold_answer(request, *, waiter, version, wait):
-    """Ask HoldLongPolls to hold this 200 until `waiter`'s status changes or `wait` seconds pass.
+def hold_answer(request, *, body, version, wait):
+    """Ask HoldLongPolls to hold this 200 until the status of `body`'s waiter changes or `wait` seconds pass.
 
     Only when the caller asked to wait and already has the current `version` (None: it has none). Returns
     False when the answer goes at once: nothing to wait for, or no HoldLongPolls serves the request.
     """
     held = getattr(request, "scope", {}).get(HOLD)
-    if held is None or not _worth_holding(version=version, wait=wait, current=waiter.version):
+    if held is None or not _worth_holding(version=version, wait=wait, current=body["version"]):
         return False
-    held.update(waiter_id=waiter.pk, show_id=waiter.show_id, status=waiter.status, wait=wait)
+    held.update(waiter_id=body["waiter_id"], show_id=body["show_id"], status=body["status"], wait=wait)
     return True
 
 

@@ -12,8 +12,10 @@ class Waiter(models.Model):
     """One buyer waiting in a show's line for seats held by others to come free.
 
     The line is strict first come, first served: `place` is handed out under the show's line lock, so it
-    follows the order in which joins committed. `version` rises whenever anything the waiter sees changes
-    (its status, or its position when someone ahead leaves the line), which is what long polls wait on.
+    follows the order in which joins committed. The version a waiter shows rises whenever anything it sees
+    changes (its status, or its position when someone ahead leaves the line), which is what long polls wait on:
+    `version` stored here moves with its status alone, and while it waits the database adds the moves ahead of
+    it (waiting_waiters, waiting migration 0006), so a move of the line rewrites no waiter behind.
     """
 
     class Status(models.TextChoices):

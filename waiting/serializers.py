@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from bookings.serializers import SessionParameters, session_id_field
 from cinemas.serializers import StrictParameters
-from waiting.services import WaiterRow, position_of
+from waiting.services import WaiterRow, read_waiter
 
 # API.md: a long poll holds its answer at most this long.
 MAX_WAIT_SECONDS = 60
@@ -15,14 +15,15 @@ MAX_WAIT_SECONDS = 60
 def waiter_body(waiter):
     """A place in line as the API, the long poll and the WebSocket all show it.
 
-    `waiter`: a Waiter (its position counted now), or a WaiterRow that services.read_waiters read with its
-    position.
+    `waiter`: a WaiterRow that services.read_waiters read with its position, or a Waiter (read so now: its
+    position and the version shown are counted by the database, waiting migration 0006).
     """
-    position = waiter.position if isinstance(waiter, WaiterRow) else position_of(waiter)
+    if not isinstance(waiter, WaiterRow):
+        waiter = read_waiter(waiter.pk)
     body = {
         "waiter_id": str(waiter.id),
         "status": waiter.status,
-        "position": position,
+        "position": waiter.position,
         "version": waiter.version,
         "show_id": waiter.show_id,
         "seats_wanted": waiter.seats_wanted,

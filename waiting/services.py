@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Max
+from django.db.models import Max
 from django.utils import timezone
 
 from bookings.availability import line_is_open, seats_to_be_had
@@ -50,7 +50,13 @@ class WaitingError(Exception):
 def position_of(waiter):
     """1 for the head of the line; None once the waiter is out of it. As the database's waiting_waiters (waiting
     migration 0004) counts it: the rule lives there once, for this, the lean poll and the parked polls."""
-    return read_waiters([(waiter.pk, None)])[str(waiter.pk), None].position
+    return read_waiter(waiter.pk).position
+
+
+def read_waiter(waiter_id):
+    """The waiter as a WaiterRow with its position and the version it shows, in one query on Django's
+    connection. Locks nothing."""
+    return read_waiters([(waiter_id, None)])[str(waiter_id), None]
 
 
 # --- Reading places in line in one round trip (the polls, waiting.api and waiting.longpoll) --------------------
@@ -155,24 +161,30 @@ def _notices_after_commit():
 
 
 def _end(waiters, status, at, notices):
-    """Take these waiters out of the line with `status`; everyone behind them moves up."""
+    """Take these waiters out of the line with `status`; everyone behind them moves up (the line's notice,
+    naming them, tells the rest to read their positions again)."""
     waiters = list(waiters)
     if not waiters:
         return
-    Waiter.objects.filter(pk__in=[waiter.pk for waiter in waiters]).update(
-        status=status, ended_at=at, version=F("version") + 1
-    )
-    _line_moved(waiters[0].show_id, after_place=min(waiter.place for waiter in waiters), notices=notices)
+    _leave_line(waiters, status, at)
     for waiter in waiters:
         _notify_waiter(waiter, notices)
 
 
-def _line_moved(show_id, *, after_place, notices):
-    """Everyone still waiting behind `after_place` has a new position: their versions rise."""
-    Waiter.objects.filter(show_id=show_id, status=Waiter.Status.WAITING, place__gt=after_place).update(
-        version=F("version") + 1
-    )
-    _line_notice(show_id, notices)
+# A waiter leaving the line keeps the version it was last shown, plus one. While it waits, the version shown
+# counts the moves ahead of it (waiting migration 0006): a move writes no row but those of the waiters leaving.
+LEAVE_LINE = f"""
+UPDATE waiting_waiter waiter
+   SET status = %s, ended_at = %s, reservation_id = %s, version = shown.version + 1
+  FROM {WAITERS_FUNCTION}(%s::uuid[], %s::text[]) shown
+ WHERE waiter.id = shown.id AND waiter.status = 'Waiting'
+"""
+
+
+def _leave_line(waiters, status, at, *, reservation=None):
+    ids = [str(waiter.pk) for waiter in waiters]
+    with connection.cursor() as cursor:
+        cursor.execute(LEAVE_LINE, [status, at, reservation and reservation.pk, ids, [None] * len(ids)])
 
 
 def _notify_waiter(waiter, notices):
@@ -302,7 +314,7 @@ def _serve_batch(show_id, at):
         _end(waiting.filter(expires_at__lte=at), Waiter.Status.EXPIRED, at, notices)
         free, not_booked = _servable_seats(show, at)
         _end(waiting.filter(seats_wanted__gt=not_booked), Waiter.Status.SHOW_FULL, at, notices)
-        seated, first_place = 0, None
+        seated = 0
         batch = list(waiting.select_related("api_key")[:SERVE_BATCH])
         head_stopped = len(batch) < SERVE_BATCH  # else more may wait behind this batch
         # The batch's holds reach the seat maps as one push after commit, not one per waiter.
@@ -332,16 +344,10 @@ def _serve_batch(show_id, at):
                     logger.info("Waiter %s can't be served: %s", waiter.pk, refusal.code)
                     _end([waiter], Waiter.Status.CANCELLED, at, notices)
                     continue
-                Waiter.objects.filter(pk=waiter.pk).update(
-                    status=Waiter.Status.SEATS_AVAILABLE, reservation=reservation, ended_at=at, version=F("version") + 1
-                )
+                _leave_line([waiter], Waiter.Status.SEATS_AVAILABLE, at, reservation=reservation)
                 _notify_waiter(waiter, notices)
-                first_place = waiter.place if first_place is None else first_place
                 free -= waiter.seats_wanted
                 seated += 1
-        if first_place is not None:
-            # Everyone behind moves up once for the whole batch, not once per waiter seated.
-            _line_moved(show_id, after_place=first_place, notices=notices)
         return seated, head_stopped
 
 

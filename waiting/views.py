@@ -61,8 +61,9 @@ def poll(request, waiter_id):
     """The page's long poll (?version=&wait=): the waiter body, held while the version is still the page's."""
     waiter = _own_waiter(request, waiter_id)
     wait = min(_number(request.GET.get("wait")), MAX_WAIT_SECONDS)
-    longpoll.hold_answer(request, waiter=waiter, version=_number(request.GET.get("version"), None), wait=wait)
-    return JsonResponse(waiter_body(waiter))
+    body = waiter_body(waiter)
+    longpoll.hold_answer(request, body=body, version=_number(request.GET.get("version"), None), wait=wait)
+    return JsonResponse(body)
 
 
 @require_POST

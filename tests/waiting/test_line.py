@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from bookings.models import Reservation
@@ -29,6 +29,7 @@ from waiting.services import (
     join_waiting_line,
     leave_waiting_line,
     position_of,
+    read_waiter,
     read_waiters,
     serve_waiting_line,
     tend_waiting_lines,
@@ -49,6 +50,18 @@ def seats_of(show, seat_type):
 def fresh(waiter):
     waiter.refresh_from_db()
     return waiter
+
+
+def shown_version(waiter):
+    """The version the waiter's body shows (what polls compare), not the stored column."""
+    return read_waiter(waiter.pk).version
+
+
+def row_versions(waiters):
+    """Each waiter's row version in PostgreSQL (xmin): it changes whenever the row is written."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, xmin::text FROM waiting_waiter WHERE id = ANY (%s)", [[w.pk for w in waiters]])
+        return dict(cursor.fetchall())
 
 
 class TestJoining:
@@ -321,12 +334,13 @@ class TestEndings:
     def test_leaving_cancels_the_place_and_everyone_behind_moves_up(self, full_show):
         show, _ = full_show
         first, second, third = join(show, "alice"), join(show, "bob"), join(show, "carol")
-        versions = {waiter.pk: waiter.version for waiter in (first, second, third)}
+        versions = {waiter.pk: shown_version(waiter) for waiter in (first, second, third)}
         leave_waiting_line(buyer=Buyer(None, "bob"), waiter_id=second.pk)
         assert fresh(second).status == "Cancelled"
         assert position_of(fresh(first)) == 1 and position_of(fresh(third)) == 2
-        assert fresh(first).version == versions[first.pk]  # nothing changed for the one ahead
-        assert fresh(third).version > versions[third.pk]  # its position changed
+        assert shown_version(first) == versions[first.pk]  # nothing changed for the one ahead
+        assert shown_version(third) > versions[third.pk]  # its position changed
+        assert shown_version(second) > versions[second.pk]  # its status changed
         assert leave_waiting_line(buyer=Buyer(None, "bob"), waiter_id=second.pk).status == "Cancelled"
 
     def test_leaving_a_place_already_served_changes_nothing_and_its_hold_stands(
@@ -340,6 +354,42 @@ class TestEndings:
         left = leave_waiting_line(buyer=Buyer(None, "alice"), waiter_id=waiter.pk)
         assert left.status == "Seats Available" and left.reservation.status == "Reserved"
         assert left.version == served.version  # nothing changed, so no poll is answered
+
+    def test_a_move_of_the_line_rewrites_nobody_behind_yet_their_shown_versions_rise(self, full_show):
+        """Leaving writes the leaver's row alone; the versions shown behind rise by being counted."""
+        show, _ = full_show
+        first, second, third, fourth = (join(show, name) for name in ("alice", "bob", "carol", "dan"))
+        rows_before = row_versions([first, third, fourth])
+        shown_before = {waiter.pk: shown_version(waiter) for waiter in (first, third, fourth)}
+        leave_waiting_line(buyer=Buyer(None, "bob"), waiter_id=second.pk)
+        assert row_versions([first, third, fourth]) == rows_before
+        assert shown_version(first) == shown_before[first.pk]
+        assert shown_version(third) == shown_before[third.pk] + 1
+        assert shown_version(fourth) == shown_before[fourth.pk] + 1
+
+    def test_a_waiters_shown_version_never_falls_from_joining_to_being_served(
+        self, full_show, django_capture_on_commit_callbacks
+    ):
+        show, holds = full_show
+        names = ("alice", "bob", "carol", "dan", "erin")
+        waiters = [join(show, name, 1) for name in names]
+        seen = {waiter.pk: [shown_version(waiter)] for waiter in waiters}
+
+        def look():
+            for waiter in waiters:
+                seen[waiter.pk].append(shown_version(waiter))
+
+        leave_waiting_line(buyer=Buyer(None, "bob"), waiter_id=waiters[1].pk)
+        look()
+        free(holds[0], django_capture_on_commit_callbacks)  # alice is served
+        look()
+        leave_waiting_line(buyer=Buyer(None, "dan"), waiter_id=waiters[3].pk)
+        look()
+        for versions in seen.values():
+            assert versions == sorted(versions), versions
+        # Every change someone saw moved their version: erin moved up three times, carol twice.
+        assert seen[waiters[4].pk][-1] - seen[waiters[4].pk][0] == 3
+        assert seen[waiters[2].pk][-1] - seen[waiters[2].pk][0] == 2
 
     def test_nobody_can_leave_someone_elses_place(self, full_show):
         show, _ = full_show
