@@ -150,17 +150,17 @@ async def reserve_seats(request):
     api_key = await api_key_of(request)
     data = validated(serializers.ReserveSeatsInput, request.data())
     best = data.get("best_available")
-    arguments = {
-        "buyer": buyer_of_key(api_key, data["session_id"]),
-        "show_id": data["show_id"],
-        "movie_id": data["movie_id"],
-        "seat_ids": data.get("seats_to_reserve"),
-    }
-    if best:  # the picker reads the seat map first: the sync service, on a thread
-        best_available = services.BestAvailable(count=best["count"], seat_type=best.get("type"))
-        reservation = await booking_served(services.hold_seats, best_available=best_available, **arguments)
-    else:
-        reservation = await booking_served(services.hold_seats, services.ahold_seats, **arguments)
+    # Chosen seats and best available alike on the event loop (ahold_seats): the picker reads the show's seats
+    # from the process's copy and the taken seats in one round trip on the async pool.
+    reservation = await booking_served(
+        services.hold_seats,
+        services.ahold_seats,
+        buyer=buyer_of_key(api_key, data["session_id"]),
+        show_id=data["show_id"],
+        movie_id=data["movie_id"],
+        seat_ids=data.get("seats_to_reserve"),
+        best_available=services.BestAvailable(count=best["count"], seat_type=best.get("type")) if best else None,
+    )
     return Answer(201, reservation_body(reservation, status_word="Reservation Successful"))
 
 

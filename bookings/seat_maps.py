@@ -10,8 +10,10 @@ seats with no write at all, so a map is kept only until the soonest `held_until`
 increment costs. DESIGN: the hold decides, the map is advisory; these bounds keep it honest.
 """
 
+import contextlib
 import functools
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -67,26 +69,56 @@ def _hall_seats(show):
     )
 
 
-# The longest the picker's copy of a show's seats is kept (seat_spots): only staff change them.
+# The longest the picker's copy of a show's seats is kept (show_seat_spots): only staff change them.
 SEAT_SPOTS_SECONDS = 300
 
 
+@dataclass(frozen=True)
+class ShowSeatSpots:
+    """A show as best available picks from it: when it starts, and its seats (SeatSpot, with this show's price;
+    seats of a type the show has no price for are left out). Only staff change either (the catalog)."""
+
+    starts_at: datetime
+    spots: list[SeatSpot]
+
+
+def show_seat_spots(show_id, *, show=None):
+    """The show's ShowSeatSpots, built once per catalog generation and process (from `show` when given), or None
+    for no such show (never kept): building them from the database was most of a best-available hold's CPU in
+    a sell-out (bench/sell_out.py under py-spy). On the lean path: show_seat_spots_on_the_loop."""
+    with contextlib.suppress(Show.DoesNotExist):
+        return cached(*_seat_spots_read(show_id, show), seconds=SEAT_SPOTS_SECONDS, local=True)
+    return None
+
+
+async def show_seat_spots_on_the_loop(show_id):
+    """show_seat_spots on the event loop (ticketing.lean.cached_read): the process's copy with no thread and no
+    database; built on a thread once per catalog generation."""
+    with contextlib.suppress(Show.DoesNotExist):
+        return await cached_read(*_seat_spots_read(show_id), seconds=SEAT_SPOTS_SECONDS)
+    return None
+
+
 def seat_spots(show):
-    """The show's seats as best available picks from (SeatSpot, with this show's price; seats of a type the
-    show has no price for are left out), built once per catalog generation and process: building them from
-    the database was most of a best-available hold's CPU in a sell-out (bench/sell_out.py under py-spy)."""
+    """The show's seats as best available picks from (show_seat_spots)."""
+    return show_seat_spots(show.pk, show=show).spots
+
+
+def _seat_spots_read(show_id, show=None):
+    """What the two ways of reading a show's ShowSeatSpots share: the cache entry and its build."""
 
     def build():
-        prices = dict(show.prices.values_list("seat_type", "price"))
-        return Built(
-            [
-                SeatSpot(seat_id, row_label, number, seat_type, x, y, prices[seat_type])
-                for seat_id, row_label, number, seat_type, x, y in _hall_seats(show)
-                if seat_type in prices
-            ]
-        )
+        of = show or Show.objects.only("starts_at", "hall_id").get(pk=show_id)
+        prices = dict(of.prices.values_list("seat_type", "price"))
+        spots = [
+            SeatSpot(seat_id, row_label, number, seat_type, x, y, prices[seat_type])
+            for seat_id, row_label, number, seat_type, x, y in _hall_seats(of)
+            if seat_type in prices
+        ]
+        return Built(ShowSeatSpots(of.starts_at, spots))
 
-    return cached("seat-spots", (CATALOG_GENERATION,), (show.pk,), build, seconds=SEAT_SPOTS_SECONDS, local=True)
+    # Not "seat-spots": that kind's entries, of the code before, are bare lists of SeatSpot.
+    return "show-seat-spots", (CATALOG_GENERATION,), (show_id,), build
 
 
 # --- The API's JSON ---------------------------------------------------------------------------------------

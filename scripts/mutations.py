@@ -37,6 +37,7 @@ WAITER_READS = "waiting/migrations/0006_version_counts_moves.py"  # the position
 LINE_FUNCTION = "waiting/migrations/0005_line_is_open_planned_once.py"  # 0003 first wrote it
 SEARCH = "cinemas/search.py"
 SEAT_MAPS = "bookings/seat_maps.py"
+AVAILABILITY = "bookings/availability.py"
 CACHED_READS = "ticketing/cached_reads.py"
 CATALOG = "cinemas/services.py"
 CATALOG_ADMIN = "cinemas/admin.py"
@@ -73,8 +74,8 @@ MUTATIONS = [
     Mutation(
         "the picker's seats are kept across staff's price changes",
         SEAT_MAPS,
-        'cached("seat-spots", (CATALOG_GENERATION,)',
-        'cached("seat-spots", ()',
+        '"show-seat-spots", (CATALOG_GENERATION,)',
+        '"show-seat-spots", ()',
         _tests("bookings/test_seat_map_cache"),
     ),
     Mutation(
@@ -375,6 +376,21 @@ MUTATIONS = [
         "durable=own_transaction",
         "",
         _tests("bookings/test_transactions"),
+    ),
+    Mutation(
+        "best available gives up when its pick is taken meanwhile",
+        HOLDS,
+        "self.looks < PICK_ATTEMPTS",
+        "False",
+        _tests("ticketing/test_lean_path"),
+    ),
+    Mutation(
+        "best available counts the seats a hold gave up as taken",
+        AVAILABILITY,
+        " AND claim.released_at IS NULL",
+        "",
+        _tests("ticketing/test_lean_path"),
+        at="WHERE claim.show_id = %s AND claim.released_at IS NULL",
     ),
     # --- payments ------------------------------------------------------------------------------------------
     Mutation(

@@ -296,19 +296,28 @@ async def pooled_call(function, arguments):
     """`SELECT * FROM function(arguments)` on the async pool, in autocommit (the call is its own transaction):
     its one row. A database error is raised as psycopg raised it."""
     pool = await _pool()
-    placeholders = ", ".join(["%s"] * len(arguments))
     async with pool.connection() as conn:
-        cursor = await conn.execute(f"SELECT * FROM {function}({placeholders})", arguments, prepare=True)
+        cursor = await conn.execute(_function_call(function, arguments), arguments, prepare=True)
         return await cursor.fetchone()
 
 
 async def pooled_rows(function, arguments):
     """`SELECT * FROM function(arguments)` on the async pool, as pooled_call: all its rows."""
+    return await pooled_statement(_function_call(function, arguments), arguments)
+
+
+async def pooled_statement(statement, arguments):
+    """One statement (`%s` placeholders, as Django's cursor takes them) on the async pool, in autocommit, as
+    pooled_call: all its rows."""
     pool = await _pool()
-    placeholders = ", ".join(["%s"] * len(arguments))
     async with pool.connection() as conn:
-        cursor = await conn.execute(f"SELECT * FROM {function}({placeholders})", arguments, prepare=True)
+        cursor = await conn.execute(statement, arguments, prepare=True)
         return await cursor.fetchall()
+
+
+def _function_call(function, arguments):
+    placeholders = ", ".join(["%s"] * len(arguments))
+    return f"SELECT * FROM {function}({placeholders})"
 
 
 async def _pool():

@@ -22,9 +22,9 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
 
-from bookings.availability import live_claims
+from bookings.availability import ataken_seats, live_claims, taken_seats
 from bookings.models import Reservation
-from bookings.seat_maps import seat_maps_changed, seat_spots
+from bookings.seat_maps import seat_maps_changed, seat_spots, show_seat_spots, show_seat_spots_on_the_loop
 from bookings.seat_picking import pick_best_seats, single_gaps_left
 from bookings.services.errors import BookingError
 from cinemas.models import OPEN_SEAT_TYPES, Show
@@ -312,19 +312,19 @@ def hold_seats(
     needn't read them back.
     One call of bookings_hold_seats, which locks this buyer's advisory lock for the show (the session cap),
     the rows of any lapsed hold it takes seats from, and the client's counter row until commit (the client
-    cap). Raises BookingError: the 400 kinds for bad requests (`no_such_show` among them); `waiting_line`
-    while anyone waits in the show's line and the seats asked for are of the types the line is served (freed
-    seats are theirs first; wheelchair spaces and companion seats never are); `session_seat_cap`,
-    `client_hold_cap`; or `seats_unavailable`, `retry` or `show_full` when the seats can't be had. Nothing is
-    written then. On commit: pushes the seats as held (and those freed from lapsed holds as available).
+    cap). Best available first reads the show's seats (show_seat_spots, kept per catalog generation) and the
+    seats taken now (taken_seats, locking nothing), picks, and calls with the pick; when a seat of the pick was
+    taken meanwhile it looks again, PICK_ATTEMPTS looks in all (_BestAvailableLooks). Raises BookingError:
+    the 400 kinds for bad requests (`no_such_show` among them); `waiting_line` while anyone waits in the
+    show's line and the seats asked for are of the types the line is served (freed seats are theirs first;
+    wheelchair spaces and companion seats never are); `session_seat_cap`, `client_hold_cap`; or
+    `seats_unavailable`, `retry` or `show_full` when the seats can't be had. Nothing is written then. On
+    commit: pushes the seats as held (and those freed from lapsed holds as available).
     """
     at = at or timezone.now()
     show_id = show.pk if show is not None else show_id
     if best_available:
-        show = show or Show.objects.filter(pk=show_id).first()
-        if show is None:
-            raise BookingError("no_such_show")
-        return _hold_best_available(buyer, show, best_available, movie_id=movie_id, check_line=True, at=at)
+        return _hold_best_available(buyer, show_id, best_available, show=show, movie_id=movie_id, at=at)
     call = _hold_call(buyer, show_id, seat_ids, movie_id=movie_id, at=at)
     if not no_single_gaps:
         return _held(buyer, show_id, at, call_function(*call))
@@ -334,9 +334,14 @@ def hold_seats(
     return reservation
 
 
-async def ahold_seats(*, buyer, show_id, seat_ids, movie_id=None, at=None):
-    """hold_seats for chosen seats, on the lean path's async pool: the same function call, the same answer."""
+async def ahold_seats(*, buyer, show_id, seat_ids=None, best_available=None, movie_id=None, at=None):
+    """hold_seats (without `no_single_gaps`) on the lean path's async pool: the same function call, the same
+    answer; it locks, raises and pushes as hold_seats does. Best available reads the show's seats from this
+    process's copy (on a thread only to build it, once per catalog generation) and the taken seats in one
+    round trip: no thread once the copy is there."""
     at = at or timezone.now()
+    if best_available:
+        return await _ahold_best_available(buyer, show_id, best_available, movie_id=movie_id, at=at)
     return _held(
         buyer, show_id, at, await acall_function(*_hold_call(buyer, show_id, seat_ids, movie_id=movie_id, at=at))
     )
@@ -349,38 +354,79 @@ def hold_seats_for_waiter(*, buyer, show, count, at):
     savepoint: when the seats can't be had it raises BookingError and leaves the caller's transaction as it
     was. Locks, raises and pushes as hold_seats does, without the line check (this buyer is the line).
     """
-    return _hold_best_available(buyer, show, BestAvailable(count), check_line=False, at=at, own_transaction=False)
+    return _hold_best_available(
+        buyer, show.pk, BestAvailable(count), show=show, check_line=False, at=at, own_transaction=False
+    )
 
 
-def _hold_best_available(buyer, show, best_available, *, check_line, at, movie_id=None, own_transaction=True):
-    """Look at the map, pick the best seats, and hold them; look again if someone took one meanwhile."""
-    spots = None
-    for _ in range(PICK_ATTEMPTS):
-        pick = None
-        if show.starts_at > at and 1 <= best_available.count <= settings.TICKETING_MAX_SEATS:
-            spots = spots or seat_spots(show)
-            taken = set(live_claims(at).filter(show=show).values_list("seat_id", flat=True))
-            pick = pick_best_seats(
-                seats=spots, taken=taken, count=best_available.count, seat_type=best_available.seat_type
-            )
-        call = _hold_call(
-            buyer,
-            show.pk,
-            sorted(pick.seat_ids) if pick else None,
-            count=best_available.count,
-            best=best_available,
-            check_line=check_line,
-            movie_id=movie_id,
-            at=at,
-        )
+def _hold_best_available(
+    buyer, show_id, best_available, *, at, show=None, check_line=True, movie_id=None, own_transaction=True
+):
+    """Best available on Django's connection: the looks of _BestAvailableLooks, each read and call in turn."""
+    seats = show_seat_spots(show_id, show=show)
+    looks = _BestAvailableLooks(buyer, show_id, seats, best_available, check_line=check_line, movie_id=movie_id, at=at)
+    while True:
+        taken = taken_seats(show_id, at) if looks.picking else None
         try:
-            return _held(buyer, show.pk, at, call_function(*call, own_transaction=own_transaction))
+            return _held(buyer, show_id, at, call_function(*looks.call(taken), own_transaction=own_transaction))
         except BookingError as refusal:
-            # Taken meanwhile while others are free: look again. With no pick, the refusal stands.
-            if refusal.code != "seats_unavailable" or pick is None:
+            if not looks.again_after(refusal):
                 raise
-            last_refusal = refusal
-    raise last_refusal
+
+
+async def _ahold_best_available(buyer, show_id, best_available, *, at, movie_id=None):
+    """_hold_best_available on the event loop: the seats from show_seat_spots_on_the_loop, the taken seats and
+    the calls on the async pool."""
+    seats = await show_seat_spots_on_the_loop(show_id)
+    looks = _BestAvailableLooks(buyer, show_id, seats, best_available, movie_id=movie_id, at=at)
+    while True:
+        taken = await ataken_seats(show_id, at) if looks.picking else None
+        try:
+            return _held(buyer, show_id, at, await acall_function(*looks.call(taken)))
+        except BookingError as refusal:
+            if not looks.again_after(refusal):
+                raise
+
+
+class _BestAvailableLooks:
+    """The looks of one best-available hold, the same on Django's connection and on the async pool: each picks
+    the best seats from the show's seats and those taken now (pick_best_seats), and makes the call of
+    bookings_hold_seats that claims them. The claim can lose to a buyer who took one of them meanwhile: then
+    another look, PICK_ATTEMPTS in all. A show that started, or a count no hold can have, is not picked for:
+    the call alone answers with the refusal, as it does when no pick is possible. `seats` None (no such show)
+    raises BookingError("no_such_show") before any call."""
+
+    def __init__(self, buyer, show_id, seats, best_available, *, at, check_line=True, movie_id=None):
+        if seats is None:
+            raise BookingError("no_such_show")
+        self.buyer, self.show_id, self.seats, self.best = buyer, show_id, seats, best_available
+        self.check_line, self.movie_id, self.at = check_line, movie_id, at
+        self.picking = seats.starts_at > at and 1 <= best_available.count <= settings.TICKETING_MAX_SEATS
+        self.pick, self.looks = None, 0
+
+    def call(self, taken):
+        """`(function, *arguments)` of this look's call; `taken` the ids of the seats taken now (when picking)."""
+        self.looks += 1
+        self.pick = (
+            pick_best_seats(seats=self.seats.spots, taken=taken, count=self.best.count, seat_type=self.best.seat_type)
+            if self.picking
+            else None
+        )
+        return _hold_call(
+            self.buyer,
+            self.show_id,
+            sorted(self.pick.seat_ids) if self.pick else None,
+            count=self.best.count,
+            best=self.best,
+            check_line=self.check_line,
+            movie_id=self.movie_id,
+            at=self.at,
+        )
+
+    def again_after(self, refusal):
+        """Whether to look again after the call's refusal: the pick was taken meanwhile while others are free,
+        and looks are left. With no pick, the refusal stands."""
+        return refusal.code == "seats_unavailable" and self.pick is not None and self.looks < PICK_ATTEMPTS
 
 
 def _hold_call(buyer, show_id, seat_ids, *, at, count=None, best=None, check_line=True, movie_id=None):

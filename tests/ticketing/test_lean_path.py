@@ -7,14 +7,24 @@ bodies and headers, refusals included.
 
 import asyncio
 import json
+from datetime import timedelta
 
 import httpx
 import psycopg
 import pytest
+from asgiref.sync import SyncToAsync
 from django.core.signals import request_started
+from django.utils import timezone
 from rest_framework.test import APIClient
 
-from tests.bookings.helpers import GOOD_CARD
+from bookings.availability import ataken_seats, live_claims, taken_seats
+from bookings.models import Reservation
+from bookings.seat_maps import seat_spots
+from bookings.seat_picking import pick_best_seats
+from bookings.services import Buyer, ahold_seats, cancel_hold, change_seats, hold_seats, holds
+from cinemas.models import Show
+from cinemas.services import catalog_changed
+from tests.bookings.helpers import GOOD_CARD, labelled
 from tests.factories import make_api_key, make_hall, make_show
 from ticketing.asgi import application, django_asgi_app
 from ticketing.lean import Answer, LeanFront, close_connections, on_django_connection
@@ -53,6 +63,15 @@ def on_the_front(*calls, app=application):
 
 def hold_body(show, seats, session="alice"):
     return {"session_id": session, "movie_id": show.movie_id, "show_id": show.pk, "seats_to_reserve": seats}
+
+
+def best_body(show, count, session="alice", **best):
+    return {
+        "session_id": session,
+        "movie_id": show.movie_id,
+        "show_id": show.pk,
+        "best_available": {"count": count, **best},
+    }
 
 
 class DjangoRequests:
@@ -197,6 +216,21 @@ def refusals(show, key, revoked_key):
             "/api/v1/reservations",
             {"json": {**hold_body(show, seats[:1]), "movie_id": 10**9}, "headers": good},
         ),
+        "no such show, best available": (
+            "POST",
+            "/api/v1/reservations",
+            {"json": {**best_body(show, 2), "show_id": 10**9}, "headers": good},
+        ),
+        "another movie, best available": (
+            "POST",
+            "/api/v1/reservations",
+            {"json": {**best_body(show, 2), "movie_id": 10**9}, "headers": good},
+        ),
+        "a type the hall lacks, best available": (
+            "POST",
+            "/api/v1/reservations",
+            {"json": best_body(show, 1, type="Wheelchair"), "headers": good},
+        ),
         "seat twice": (
             "POST",
             "/api/v1/reservations",
@@ -317,3 +351,169 @@ def test_a_held_answer_whose_read_fails_still_ends_with_what_it_held():
 
     assert sent[0]["status"] == 200 and b"content-length" not in dict(sent[0]["headers"])
     assert json.loads(sent[-1]["body"]) == held and not sent[-1].get("more_body", False)
+
+
+# --- Best available on the front: the same looks as through Django, on the event loop ---------------------
+
+WAYS_IN = {"front": application, "django": django_asgi_app}
+
+
+def held_seats(answer):
+    return [seat["id"] for seat in answer.json()["seats"]]
+
+
+def as_seen(answer):
+    """What a buyer reads in a hold's answer, whichever show it is of: its status, its seats by place, the sum."""
+    body = answer.json()
+    seats = [(seat["row"], seat["number"], seat["type"], seat["price"]) for seat in body["seats"]]
+    return answer.status_code, sorted(body), body["status"], seats, body["amount"], body["currency"]
+
+
+def test_a_best_available_hold_on_the_front_is_the_best_block_and_answered_as_through_django(key):
+    headers = {"X-API-Key": key}
+    answers = {}
+    for way_in, app in WAYS_IN.items():
+        show = make_show(hall=make_hall(plan="\n".join(["RRRRRRRRRR"] * 3)))
+        on_the_front(
+            (
+                "POST",
+                "/api/v1/reservations",
+                {"json": hold_body(show, labelled(show, "B5", "B6"), "bob"), "headers": headers},
+            )
+        )
+        with DjangoRequests() as django:
+            (answers[way_in],) = on_the_front(
+                ("POST", "/api/v1/reservations", {"json": best_body(show, 2), "headers": headers}), app=app
+            )
+        taken = set(labelled(show, "B5", "B6"))
+        best = pick_best_seats(seats=seat_spots(show), taken=taken, count=2)
+        # A row back costs less than two seats aside: the centre's own row is taken in the middle.
+        assert held_seats(answers[way_in]) == list(best.seat_ids) == labelled(show, "C5", "C6"), way_in
+        assert django.count == (0 if way_in == "front" else 1)
+
+    assert answers["front"].status_code == 201 and answers["front"].json()["status"] == "Reservation Successful"
+    assert as_seen(answers["front"]) == as_seen(answers["django"])
+
+
+def taken_meanwhile(monkeypatch, seats):
+    """Another buyer holds `seats` right after the first read of the taken seats, whichever way the hold came
+    in: a pick made from that read loses them. Returns what each read returned."""
+    reads = []
+    read, aread, quick = holds.taken_seats, holds.ataken_seats, Buyer(None, "quick")
+
+    def read_then_taken(show_id, at):
+        reads.append(read(show_id, at))
+        if len(reads) == 1:
+            hold_seats(buyer=quick, show_id=show_id, seat_ids=seats)
+        return reads[-1]
+
+    async def aread_then_taken(show_id, at):
+        reads.append(await aread(show_id, at))
+        if len(reads) == 1:
+            await ahold_seats(buyer=quick, show_id=show_id, seat_ids=seats)
+        return reads[-1]
+
+    monkeypatch.setattr(holds, "taken_seats", read_then_taken)
+    monkeypatch.setattr(holds, "ataken_seats", aread_then_taken)
+    return reads
+
+
+@pytest.mark.parametrize("way_in", WAYS_IN)
+def test_best_available_looks_again_when_its_pick_is_taken_meanwhile(show, key, monkeypatch, way_in):
+    first_pick = labelled(show, "B5", "B6")  # the best two of the empty hall
+    reads = taken_meanwhile(monkeypatch, first_pick)
+
+    (held,) = on_the_front(
+        ("POST", "/api/v1/reservations", {"json": best_body(show, 2), "headers": {"X-API-Key": key}}),
+        app=WAYS_IN[way_in],
+    )
+
+    assert held.status_code == 201, held.json()
+    assert reads == [set(), set(first_pick)]  # a second look, which saw the seats taken meanwhile
+    assert held_seats(held) == labelled(show, "C5", "C6")
+    assert set(live_claims(timezone.now()).filter(show=show).values_list("seat_id", flat=True)) == {
+        *first_pick,
+        *held_seats(held),
+    }
+
+
+@pytest.mark.parametrize("way_in", WAYS_IN)
+def test_with_a_single_look_the_same_race_is_lost(show, key, monkeypatch, way_in):
+    """The negative control of the test above: what wins that race is the second look."""
+    monkeypatch.setattr(holds, "PICK_ATTEMPTS", 1)
+    reads = taken_meanwhile(monkeypatch, labelled(show, "B5", "B6"))
+
+    (refused,) = on_the_front(
+        ("POST", "/api/v1/reservations", {"json": best_body(show, 2), "headers": {"X-API-Key": key}}),
+        app=WAYS_IN[way_in],
+    )
+
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "seats_unavailable"
+    assert reads == [set()]
+
+
+def test_a_best_available_hold_on_the_front_with_the_seats_copy_kept_takes_no_thread(show, key, monkeypatch):
+    """Every hop to a thread goes through asgiref's SyncToAsync (ticketing.lean.on_a_thread): none once the
+    process has the key and the show's seats."""
+    hops = []
+    call = SyncToAsync.__call__
+
+    async def recorded(self, *args, **kwargs):
+        hops.append(self.func)
+        return await call(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "__call__", recorded)
+    headers = {"X-API-Key": key}
+    (first,) = on_the_front(("POST", "/api/v1/reservations", {"json": best_body(show, 2), "headers": headers}))
+    first_hops, hops[:] = [getattr(hop, "__name__", hop) for hop in hops], []
+    with DjangoRequests() as django:
+        (warm,) = on_the_front(
+            ("POST", "/api/v1/reservations", {"json": best_body(show, 2, "bob"), "headers": headers})
+        )
+
+    assert first.status_code == warm.status_code == 201
+    assert "cached" in first_hops  # the probe sees hops: the first hold built the copy on a thread
+    assert hops == [] and django.count == 0
+    assert held_seats(warm) != held_seats(first)
+
+
+def test_a_best_available_hold_of_a_show_that_started_is_refused_alike_on_the_front_and_through_django(key):
+    show = make_show(hall=make_hall(plan="RRRR"))
+    Show.objects.filter(pk=show.pk).update(starts_at=timezone.now() - timedelta(minutes=1))
+    catalog_changed()  # as staff's edits do
+    request = ("POST", "/api/v1/reservations", {"json": best_body(show, 2), "headers": {"X-API-Key": key}})
+
+    (front,) = on_the_front(request)
+    (through_django,) = on_the_front(request, app=django_asgi_app)
+
+    assert front.status_code == 400 and front.json()["error"]["code"] == "show_started"
+    assert comparable(front) == comparable(through_django)
+
+
+def test_the_seats_best_available_counts_as_taken_are_the_live_claims_both_ways(show):
+    """Held and booked seats are taken; those of a hold past its time, of a cancelled one, those a hold gave up
+    for others, and another show's are not."""
+    seats, now = seats_of(show), timezone.now()
+    hold_seats(buyer=Buyer(None, "held"), show=show, seat_ids=seats[0:2])
+    booked = hold_seats(buyer=Buyer(None, "booked"), show=show, seat_ids=seats[2:4])
+    Reservation.objects.filter(pk=booked.pk).update(status=Reservation.Status.BOOKED, booking_code="BOOKED1")
+    lapsed = now - timedelta(hours=1)
+    hold_seats(buyer=Buyer(None, "lapsed"), show=show, seat_ids=seats[4:6], at=lapsed)
+    cancel_hold(
+        buyer=Buyer(None, "cancelled"),
+        reservation_id=hold_seats(buyer=Buyer(None, "cancelled"), show=show, seat_ids=seats[6:8]).pk,
+    )
+    changed = hold_seats(buyer=Buyer(None, "changed"), show=show, seat_ids=seats[10:12])
+    change_seats(buyer=Buyer(None, "changed"), reservation_id=changed.pk, seat_ids=seats[12:13])  # 10, 11 freed
+    other = make_show(hall=show.hall, starts_at=show.starts_at + timedelta(days=1))
+    hold_seats(buyer=Buyer(None, "elsewhere"), show=other, seat_ids=seats[8:10])
+
+    async def read_on_the_pool():
+        try:
+            return await ataken_seats(show.pk, now)
+        finally:
+            await close_connections()
+
+    live = set(live_claims(now).filter(show=show).values_list("seat_id", flat=True))
+    assert live == {*seats[0:4], seats[12]}
+    assert taken_seats(show.pk, now) == live and asyncio.run(read_on_the_pool()) == live
