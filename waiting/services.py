@@ -17,6 +17,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from bookings.availability import line_is_open, seats_to_be_had
+from bookings.seat_maps import show_seat_spots
 from bookings.services import BookingError, Buyer, hold_seats_for_waiter, seat_changes_pushed_together
 from cinemas.models import OPEN_SEAT_TYPES, Show
 from ticketing.broadcast import send_to_groups
@@ -291,14 +292,15 @@ def serve_waiting_line(*, show_id, at=None):
     or position changed.
     """
     served = 0
+    seats = show_seat_spots(show_id)  # outside the batches' transactions: from the process's cache
     while True:
-        seated, head_stopped = _serve_batch(show_id, at)
+        seated, head_stopped = _serve_batch(show_id, at, seats)
         served += seated
         if head_stopped:
             return served
 
 
-def _serve_batch(show_id, at):
+def _serve_batch(show_id, at, seats):
     """One transaction of serve_waiting_line: `(waiters seated, True when the line can't move further now)`."""
     with transaction.atomic(durable=True):
         _lock_line(show_id)
@@ -334,7 +336,9 @@ def _serve_batch(show_id, at):
                     key_seat_cap=waiter.api_key.held_seats_per_show if waiter.api_key_id else None,
                 )
                 try:
-                    reservation = hold_seats_for_waiter(buyer=buyer, show=show, count=waiter.seats_wanted, at=at)
+                    reservation = hold_seats_for_waiter(
+                        buyer=buyer, show=show, count=waiter.seats_wanted, at=at, seats=seats
+                    )
                 except BookingError as refusal:
                     if refusal.code in ("seats_unavailable", "retry", "show_full"):
                         head_stopped = True  # the head can't be seated yet: nobody behind it goes first

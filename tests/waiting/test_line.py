@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bookings.models import Reservation
@@ -232,6 +233,18 @@ class TestServing:
         assert swapped.expires_at == hold.expires_at
         booked = pay_for_reservation(buyer=Buyer(None, "alice"), reservation_id=hold.pk, card=parse_card(GOOD_CARD))
         assert booked.status == "Booked"
+
+    def test_serving_many_waiters_reads_the_halls_seats_once(self, full_show, django_capture_on_commit_callbacks):
+        show, holds = full_show
+        waiters = [join(show, name, 1) for name in ("alice", "bob", "carol")]
+        with django_capture_on_commit_callbacks(execute=False):  # freed, but nobody wakes the line yet
+            for hold in holds[:3]:
+                cancel_hold(buyer=Buyer(None, hold.session_id), reservation_id=hold.pk)
+        with CaptureQueriesContext(connection) as queries:
+            assert serve_waiting_line(show_id=show.pk) == 3
+        assert all(fresh(waiter).status == "Seats Available" for waiter in waiters)
+        hall_reads = [query["sql"] for query in queries if 'FROM "cinemas_seat"' in query["sql"]]
+        assert len(hall_reads) == 1, hall_reads
 
     def test_a_served_waiter_that_lets_its_hold_lapse_is_not_served_again(
         self, full_show, django_capture_on_commit_callbacks
