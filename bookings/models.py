@@ -44,8 +44,10 @@ class Reservation(models.Model):
     # db_default: rows written around the ORM (the raw-SQL benchmarks and tests) need not name it.
     email = models.EmailField(blank=True, db_default="")
     # The seats this hold counts toward its client's cap while Reserved (ClientHeldSeats): its seats when a
-    # cap applied to it, else 0. Written by the hold functions (migration 0009), never by Python.
+    # cap applied to it, else 0; and the stripe of the client's count they were taken on, which every end of
+    # the hold gives them back to. Written by the hold functions (migrations 0009, 0012), never by Python.
     capped_seats = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
+    cap_stripe = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -145,26 +147,40 @@ class SeatClaim(models.Model):
 
 
 class ClientHeldSeats(models.Model):
-    """How many seats one client holds unpaid of a show, for the caps on what a client may hold at once.
+    """One stripe of a client's count of the seats it holds unpaid of a show, for the caps on what a client may
+    hold at once.
 
     A client is an API key, or the website's visitors from one network address (`client` reads "key:12" or
-    "address:203.0.113.7"). Kept by a trigger on Reservation from its `capped_seats` (migration 0009), so
-    whatever writes a reservation keeps the count; a hold checks its client's cap against this row instead of
-    counting the client's holds.
+    "address:203.0.113.7"). Its count of a show is split into 8 stripes (escrow): each holds some of its seats
+    (`held`) and may hold up to its `allowance`, a share of the cap the allowances were computed for (`cap`;
+    none: the next hold recomputes them). held <= allowance on every stripe and the allowances sum to at most
+    that cap, so the client holds at most its cap while each hold updates one stripe: holds of one client
+    take different stripes and don't wait on each other's commits. A hold that finds no stripe with room
+    locks all of them, counts exactly and rebalances (bookings_take_client_seats, migration 0012). A trigger on
+    Reservation keeps `held` from its `capped_seats` on its `cap_stripe`, so whatever writes a reservation
+    keeps the count; the client's count is the sum of its stripes.
     """
 
     show = models.ForeignKey(Show, on_delete=models.CASCADE, related_name="+", db_index=False)
     client = models.CharField(max_length=64)
-    seats = models.IntegerField()
+    stripe = models.PositiveSmallIntegerField()
+    held = models.IntegerField()
+    allowance = models.IntegerField()
+    cap = models.IntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["show", "client"], name="bookings_clientheldseats_one_per_client"),
-            models.CheckConstraint(condition=Q(seats__gte=0), name="bookings_clientheldseats_not_negative"),
+            models.UniqueConstraint(
+                fields=["show", "client", "stripe"], name="bookings_clientheldseats_one_per_stripe"
+            ),
+            models.CheckConstraint(condition=Q(held__gte=0), name="bookings_clientheldseats_not_negative"),
+            models.CheckConstraint(
+                condition=Q(held__lte=models.F("allowance")), name="bookings_clientheldseats_within_allowance"
+            ),
         ]
 
     def __str__(self):
-        return f"{self.client} holds {self.seats} of show {self.show_id}"
+        return f"{self.client} holds {self.held} of {self.allowance} of show {self.show_id} (stripe {self.stripe})"
 
 
 class ShowSeatCount(models.Model):

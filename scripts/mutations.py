@@ -28,6 +28,9 @@ HOLD_FUNCTIONS = "bookings/migrations/0009_hold_functions.py"
 # The hold functions 0011 replaced (the claim, the refusal, the session cap's count, ...): mutations of those
 # bodies go here, since 0009's are no longer what runs.
 HOLD_FUNCTIONS_NOW = "bookings/migrations/0011_hold_functions_planned_once.py"
+# The hold and the change of seats as 0012 redefined them (the client cap's count in stripes), with the cap's
+# trigger and check: mutations of those bodies go here.
+HOLD_AND_CHANGE = "bookings/migrations/0012_client_caps_in_stripes.py"
 PAYMENTS = "bookings/services/payments.py"
 PAY_FUNCTIONS = "bookings/migrations/0010_pay_functions.py"
 TICKETS = "bookings/services/tickets.py"
@@ -147,8 +150,8 @@ MUTATIONS = [
         '"UTC"',
         _tests("cinemas/test_catalog_cache"),
     ),
-    # --- holds (the rules live in the SQL functions of bookings migration 0009; the test database is made anew
-    # for each run, so a mutated migration is what the tests meet) ------------------------------------------
+    # --- holds (the rules live in the SQL functions of bookings migrations 0009, 0011 and 0012; the test database
+    # is made anew for each run, so a mutated migration is what the tests meet) ---------------------------------
     Mutation(
         "sweep waits for a locked hold (no SKIP LOCKED)",
         HOLD_FUNCTIONS,
@@ -159,7 +162,7 @@ MUTATIONS = [
     ),
     Mutation(
         "fresh buyers skip the waiting line",
-        HOLD_FUNCTIONS,
+        HOLD_AND_CHANGE,
         "bookings_line_is_open(p_show)",
         "false",
         _tests("waiting/test_line"),
@@ -167,14 +170,14 @@ MUTATIONS = [
     ),
     Mutation(
         "no grace seconds after the countdown",
-        HOLD_FUNCTIONS,
+        HOLD_AND_CHANGE,
         "p_at + p_hold + p_grace",
         "p_at + p_hold",
         _tests("bookings/test_hold_clock"),
     ),
     Mutation(
         "session seat cap off by one (hold)",
-        HOLD_FUNCTIONS,
+        HOLD_AND_CHANGE,
         ">",
         ">=",
         _tests("bookings/test_reserve_seats", "bookings/test_hold_caps"),
@@ -182,7 +185,7 @@ MUTATIONS = [
     ),
     Mutation(
         "session seat cap ignores the buyer's other holds",
-        HOLD_FUNCTIONS,
+        HOLD_AND_CHANGE,
         "bookings_seats_of_buyer(p_show, p_api_key, p_session, p_at) + p_count",
         "p_count",
         _tests("bookings/test_reserve_seats", "bookings/test_hold_caps"),
@@ -196,7 +199,7 @@ MUTATIONS = [
     ),
     Mutation(
         "session seat cap off by one (change)",
-        HOLD_FUNCTIONS,
+        HOLD_AND_CHANGE,
         ">",
         ">=",
         _tests("bookings/test_change_and_cancel", "bookings/test_hold_caps"),
@@ -204,28 +207,28 @@ MUTATIONS = [
     ),
     Mutation(
         "session seat cap counts the changed hold's own seats",
-        HOLD_FUNCTIONS,
+        HOLD_AND_CHANGE,
         ", p_reservation) + v_count",
         ") + v_count",
         _tests("bookings/test_change_and_cancel", "bookings/test_hold_caps"),
     ),
     Mutation(
         "client cap counts paid seats",
-        HOLD_FUNCTIONS,
+        HOLD_AND_CHANGE,
         "NEW.status = 'Reserved'",
         "NEW.status IN ('Reserved', 'Booked')",
         _tests("bookings/test_hold_caps"),
     ),
     Mutation(
         "client cap counts lapsed holds",
-        HOLD_FUNCTIONS,
+        HOLD_AND_CHANGE,
         "IF v_lapsed IS NOT NULL THEN",
         "IF false THEN",
         _tests("bookings/test_hold_caps"),
     ),
     Mutation(
         "client cap off by one",
-        HOLD_FUNCTIONS,
+        HOLD_AND_CHANGE,
         "<=",
         "<",
         _tests("bookings/test_hold_caps"),
@@ -233,28 +236,63 @@ MUTATIONS = [
     ),
     Mutation(
         "client cap counts the changed hold's own seats",
-        HOLD_FUNCTIONS,
+        HOLD_AND_CHANGE,
         "v_count - v_hold.capped_seats",
         "v_count",
         _tests("bookings/test_hold_caps"),
     ),
     Mutation(
+        "client cap takes a stripe without room for the hold",
+        HOLD_AND_CHANGE,
+        "counted.allowance - counted.held >= p_added",
+        "true",
+        _tests("bookings/test_hold_caps"),
+    ),
+    Mutation(
+        "client cap takes a stripe computed for another cap",
+        HOLD_AND_CHANGE,
+        "counted.cap = p_cap",
+        "true",
+        _tests("bookings/test_hold_caps"),
+    ),
+    Mutation(
+        "client cap rebalances the seats a hold takes into the spare ones too",
+        HOLD_AND_CHANGE,
+        "v_spare := p_cap - v_held - p_added;",
+        "v_spare := p_cap - v_held;",
+        _tests("bookings/test_hold_caps"),
+    ),
+    Mutation(
+        "client cap never gets the seats of a hold that ends back",
+        HOLD_AND_CHANGE,
+        "SET held = counted.held + p_seats",
+        "SET held = counted.held",
+        _tests("bookings/test_hold_caps"),
+    ),
+    Mutation(
+        "client cap counted in one stripe, which every hold of the client waits on",
+        HOLD_AND_CHANGE,
+        "v_stripes CONSTANT int := 8;",
+        "v_stripes CONSTANT int := 1;",
+        _tests("bookings/test_hold_caps"),
+    ),
+    Mutation(
         "a change may grow a hold past the waiting line",
-        HOLD_FUNCTIONS,
+        HOLD_AND_CHANGE,
         "v_count > cardinality(v_current)",
         "false",
         _tests("bookings/test_change_and_cancel", "waiting/test_line"),
     ),
     Mutation(
         "a same-size swap is refused while people wait",
-        HOLD_FUNCTIONS,
+        HOLD_AND_CHANGE,
         "v_count > cardinality(v_current)",
         "v_count >= cardinality(v_current)",
         _tests("bookings/test_change_and_cancel", "waiting/test_line"),
     ),
     Mutation(
         "a hold may be changed after the show started",
-        HOLD_FUNCTIONS,
+        HOLD_AND_CHANGE,
         "IF v_show.starts_at <= p_at THEN PERFORM bookings_refuse('show_started'); END IF;",
         "",
         _tests("bookings/test_change_and_cancel"),
@@ -262,7 +300,7 @@ MUTATIONS = [
     ),
     Mutation(
         "a lapsed hold may be changed",
-        HOLD_FUNCTIONS,
+        HOLD_AND_CHANGE,
         "OR (v_hold.status = 'Reserved' AND v_hold.held_until <= p_at)",
         "OR false",
         _tests("bookings/test_change_and_cancel", "bookings/test_hold_clock"),
@@ -290,7 +328,7 @@ MUTATIONS = [
     ),
     Mutation(
         "a show is on sale at its very start",
-        HOLD_FUNCTIONS,
+        HOLD_AND_CHANGE,
         "<=",
         "<",
         _tests("bookings/test_reserve_seats"),

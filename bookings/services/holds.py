@@ -1,6 +1,6 @@
 """Holds: claiming seats all or nothing, swapping them, giving them up, and the sweep of lapsed holds.
 
-Every decision is one call of a SQL function kept in bookings migrations 0009 and 0011 (bookings_hold_seats,
+Every decision is one call of a SQL function kept in bookings migrations 0009-0012 (bookings_hold_seats,
 bookings_change_seats, bookings_cancel_hold, bookings_release_lapsed, bookings_release): the waiting-line
 check, the session and client caps, taking over lapsed claims, the claims themselves and the choice of refusal
 live there once, for the API, the website, the waiting line and staff. This module passes the settings in,
@@ -311,14 +311,16 @@ def hold_seats(
     The returned reservation's `seats_held` lists its seats (with `price`) in seat-map order, so callers
     needn't read them back.
     One call of bookings_hold_seats, which locks this buyer's advisory lock for the show (the session cap),
-    the rows of any lapsed hold it takes seats from, and the client's counter row until commit (the client
-    cap). Best available first reads the show's seats (show_seat_spots, kept per catalog generation) and the
-    seats taken now (taken_seats, locking nothing), picks, and calls with the pick; when a seat of the pick was
-    taken meanwhile it looks again, PICK_ATTEMPTS looks in all (_BestAvailableLooks). Raises BookingError:
-    the 400 kinds for bad requests (`no_such_show` among them); `waiting_line` while anyone waits in the
-    show's line and the seats asked for are of the types the line is served (freed seats are theirs first;
-    wheelchair spaces and companion seats never are); `session_seat_cap`, `client_hold_cap`; or
-    `seats_unavailable`, `retry` or `show_full` when the seats can't be had. Nothing is written then. On
+    the rows of any lapsed hold it takes seats from, and one stripe of the client's count until commit (the
+    client cap: a stripe no other call holds, so the client's holds don't wait on each other; all of the
+    client's stripes when none has room, see bookings_take_client_seats in migration 0012). Best available
+    first reads the show's seats (show_seat_spots, kept per catalog generation) and the seats taken now
+    (taken_seats, locking nothing), picks, and calls with the pick; when a seat of the pick was taken
+    meanwhile it looks again, PICK_ATTEMPTS looks in all (_BestAvailableLooks). Raises BookingError: the 400
+    kinds for bad requests (`no_such_show` among them); `waiting_line` while anyone waits in the show's line
+    and the seats asked for are of the types the line is served (freed seats are theirs first; wheelchair
+    spaces and companion seats never are); `session_seat_cap`, `client_hold_cap`; or `seats_unavailable`,
+    `retry` or `show_full` when the seats can't be had. Nothing is written then. On
     commit: pushes the seats as held (and those freed from lapsed holds as available).
     """
     at = at or timezone.now()
@@ -480,9 +482,9 @@ def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, at=No
     `no_single_gaps` as for hold_seats (the hold's own current seats count as free). The returned
     reservation's `seats_held` lists its seats, as hold_seats' does.
     One call of bookings_change_seats, which locks the buyer's advisory lock for the show, then the
-    reservation row (and the client's counter row until commit). Raises BookingError: not_found,
-    hold_expired (410), already_booked/hold_cancelled, the 400 kinds, the caps, or the three unavailable
-    statuses. On commit: pushes newly held and released seats.
+    reservation row (and the hold's stripe of its client's count until commit, as hold_seats does). Raises
+    BookingError: not_found, hold_expired (410), already_booked/hold_cancelled, the 400 kinds, the caps, or
+    the three unavailable statuses. On commit: pushes newly held and released seats.
     """
     at = at or timezone.now()
     call = _change_call(buyer, reservation_id, seat_ids, at=at)
