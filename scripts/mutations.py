@@ -578,6 +578,13 @@ MUTATIONS = [
         _tests("bookings/test_tickets", "bookings/test_website"),
         at="if reservation.status != Reservation.Status.BOOKED: return reservation reservation.email = address",
     ),
+    Mutation(
+        "a call that loses a deadlock is not made again",
+        HOLDS,
+        "isinstance(error, psycopg.errors.DeadlockDetected)",
+        "False",
+        _tests("bookings/test_hold_functions"),
+    ),
     # --- the waiting line ----------------------------------------------------------------------------------
     Mutation(
         "a head whose seats can't be held is passed over",

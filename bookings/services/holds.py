@@ -38,6 +38,9 @@ PICK_ATTEMPTS = 3
 
 # SQLSTATE of the hold functions' refusals (bookings_refuse): the message is the BookingError code.
 REFUSAL_SQLSTATE = "TKR01"
+# How often a call that is its own transaction is made when it keeps losing deadlocks (PostgreSQL ends one of
+# two calls that wait on each other; migration 0012 says when a client's cap stripes can).
+CALL_ATTEMPTS = 3
 JSONB_TYPE_OID = 3802
 
 
@@ -108,12 +111,20 @@ def call_function(function, *arguments, own_transaction=True):
     With `own_transaction` (every service but the waiting line's, which calls inside its own), the call is
     a transaction of its own: in autocommit (the API's hot path) the statement alone, one round trip; inside
     a caller's transaction it refuses to run, as Django's durable atomic blocks do. Otherwise it runs in a
-    savepoint of the caller's transaction. Either way a refusal rolls back the call and nothing else.
+    savepoint of the caller's transaction. Either way a refusal rolls back the call and nothing else. A call
+    that is its own transaction and loses a deadlock is made again (CALL_ATTEMPTS): PostgreSQL rolled all of
+    it back. Inside a caller's transaction the error goes up: the caller's locks are still held.
     """
-    if connection.in_atomic_block:
-        with transaction.atomic(durable=own_transaction):
+    for attempt in range(1, CALL_ATTEMPTS + 1):
+        try:
+            if connection.in_atomic_block:
+                with transaction.atomic(durable=own_transaction):
+                    return _call_now(function, arguments)
             return _call_now(function, arguments)
-    return _call_now(function, arguments)
+        except DatabaseError as error:
+            if not (own_transaction and attempt < CALL_ATTEMPTS and _lost_a_deadlock(error.__cause__)):
+                raise
+            logger.info("%s lost a deadlock; calling it again", function)
 
 
 def _call_now(function, arguments):
@@ -135,14 +146,22 @@ def _call_now(function, arguments):
 
 
 async def acall_function(function, *arguments):
-    """What call_function does, on the lean path's async pool (ticketing.lean): the call is its own transaction."""
-    try:
-        return await pooled_call(function, arguments)
-    except psycopg.Error as error:
-        refusal = _refusal_of(error)
-        if refusal is None:
-            raise
-        raise refusal from None
+    """What call_function does, on the lean path's async pool (ticketing.lean): the call is its own transaction,
+    made again if it loses a deadlock."""
+    for attempt in range(1, CALL_ATTEMPTS + 1):
+        try:
+            return await pooled_call(function, arguments)
+        except psycopg.Error as error:
+            refusal = _refusal_of(error)
+            if refusal is not None:
+                raise refusal from None
+            if not (attempt < CALL_ATTEMPTS and _lost_a_deadlock(error)):
+                raise
+            logger.info("%s lost a deadlock; calling it again", function)
+
+
+def _lost_a_deadlock(error):
+    return isinstance(error, psycopg.errors.DeadlockDetected)
 
 
 def _refusal_of(error):

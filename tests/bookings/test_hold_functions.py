@@ -6,6 +6,7 @@ real concurrent connections, and every statement finds its rows through an index
 statistics say (an on-sale fills the claims table long before ANALYZE runs).
 """
 
+import asyncio
 import re
 import threading
 from collections import Counter
@@ -18,9 +19,11 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from bookings.models import ClientHeldSeats, Reservation, SeatClaim, ShowSeatCount
-from bookings.services import BookingError, Buyer, hold_seats
+from bookings.services import BookingError, Buyer, hold_seats, holds
+from bookings.services.holds import acall_function, call_function
 from tests.factories import make_hall, make_show
 from tests.helpers import run_at_once, sql_function_replaced
+from ticketing.lean import close_connections
 from ticketing.services import create_api_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -435,3 +438,64 @@ def test_racing_connections_of_one_client_hold_exactly_its_cap(show):
     assert outcomes.count(None) == 3 and outcomes.count("client_hold_cap") == 7
     assert SeatClaim.objects.filter(released_at__isnull=True).count() == 6
     assert held_by_client(show, f"key:{key_id}") == 6
+
+
+# --- A call that loses a deadlock ------------------------------------------------------------------------------
+
+# Takes two advisory locks with a pause between: two calls taking them in opposite orders wait on each other,
+# and PostgreSQL ends one of them (after its deadlock_timeout) with SQLSTATE 40P01.
+CROSSING_LOCKS = """
+CREATE OR REPLACE FUNCTION test_crossing_locks(p_first bigint, p_second bigint) RETURNS int
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(p_first);
+    PERFORM pg_sleep(0.3);
+    PERFORM pg_advisory_xact_lock(p_second);
+    RETURN 1;
+END $$;
+"""
+
+
+@pytest.fixture
+def crossing_locks(db):
+    with connection.cursor() as cursor:
+        cursor.execute(CROSSING_LOCKS)
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("DROP FUNCTION test_crossing_locks")
+
+
+def crossing_calls(call):
+    """Two calls that deadlock on each other, at once: their results, or the error each raised."""
+
+    def caught(action):
+        try:
+            return action()
+        except Exception as error:  # the negative control wants to see it
+            return error
+
+    return run_at_once([lambda: caught(lambda: call(1, 2)), lambda: caught(lambda: call(2, 1))])
+
+
+def test_a_call_that_loses_a_deadlock_on_djangos_connection_is_made_again(crossing_locks):
+    results = crossing_calls(lambda first, second: call_function("test_crossing_locks", first, second))
+    assert results == [[1], [1]]
+
+
+def test_a_call_that_loses_a_deadlock_on_the_async_pool_is_made_again(crossing_locks):
+    async def both():
+        try:
+            return await asyncio.gather(
+                acall_function("test_crossing_locks", 1, 2), acall_function("test_crossing_locks", 2, 1)
+            )
+        finally:
+            await close_connections()
+
+    assert [tuple(row) for row in asyncio.run(both())] == [(1,), (1,)]
+
+
+def test_negative_control_made_once_one_of_two_deadlocked_calls_fails(crossing_locks, monkeypatch):
+    monkeypatch.setattr(holds, "CALL_ATTEMPTS", 1)
+    results = crossing_calls(lambda first, second: call_function("test_crossing_locks", first, second))
+    failed = [result for result in results if isinstance(result, Exception)]
+    assert len(failed) == 1 and isinstance(failed[0].__cause__, psycopg.errors.DeadlockDetected)
