@@ -388,13 +388,14 @@ def _hold_best_available(
     """Best available on Django's connection: the looks of _BestAvailableLooks, each read and call in turn."""
     seats = seats or show_seat_spots(show_id, show=show)
     looks = _BestAvailableLooks(buyer, show_id, seats, best_available, check_line=check_line, movie_id=movie_id, at=at)
-    while True:
-        taken = taken_seats(show_id, at) if looks.picking else None
-        try:
-            return _held(buyer, show_id, at, call_function(*looks.call(taken), own_transaction=own_transaction))
-        except BookingError as refusal:
-            if not looks.again_after(refusal):
-                raise
+    with looks:
+        while True:
+            taken = taken_seats(show_id, at) if looks.picking else None
+            try:
+                return _held(buyer, show_id, at, call_function(*looks.call(taken), own_transaction=own_transaction))
+            except BookingError as refusal:
+                if not looks.again_after(refusal):
+                    raise
 
 
 async def _ahold_best_available(buyer, show_id, best_available, *, at, movie_id=None):
@@ -402,22 +403,55 @@ async def _ahold_best_available(buyer, show_id, best_available, *, at, movie_id=
     the calls on the async pool."""
     seats = await show_seat_spots_on_the_loop(show_id)
     looks = _BestAvailableLooks(buyer, show_id, seats, best_available, movie_id=movie_id, at=at)
-    while True:
-        taken = await ataken_seats(show_id, at) if looks.picking else None
-        try:
-            return _held(buyer, show_id, at, await acall_function(*looks.call(taken)))
-        except BookingError as refusal:
-            if not looks.again_after(refusal):
-                raise
+    with looks:
+        while True:
+            taken = await ataken_seats(show_id, at) if looks.picking else None
+            try:
+                return _held(buyer, show_id, at, await acall_function(*looks.call(taken)))
+            except BookingError as refusal:
+                if not looks.again_after(refusal):
+                    raise
+
+
+class _PicksInFlight:
+    """The seats this process's best-available holds have picked and not yet heard about, per show: a pick looks
+    past them, so that the holds one process answers at once don't all pick the same best block and all but one
+    look again. On the event loop nothing bounds how many pick at once (a sell-out's 500 best-available buyers
+    picked the same seats and spent PostgreSQL's CPU re-reading the show). Other processes' picks still meet at
+    the claim, which decides."""
+
+    def __init__(self):
+        self.lock = threading.Lock()  # the sync path picks on threads
+        self.by_show = {}
+
+    def of(self, show_id):
+        with self.lock:
+            return frozenset().union(*self.by_show.get(show_id, {}).values())
+
+    def keep(self, show_id, owner, seat_ids):
+        with self.lock:
+            self.by_show.setdefault(show_id, {})[owner] = frozenset(seat_ids)
+
+    def drop(self, show_id, owner):
+        with self.lock:
+            picks = self.by_show.get(show_id, {})
+            picks.pop(owner, None)
+            if not picks:
+                self.by_show.pop(show_id, None)
+
+
+PICKS_IN_FLIGHT = _PicksInFlight()
 
 
 class _BestAvailableLooks:
     """The looks of one best-available hold, the same on Django's connection and on the async pool: each picks
     the best seats from the show's seats and those taken now (pick_best_seats), and makes the call of
     bookings_hold_seats that claims them. The claim can lose to a buyer who took one of them meanwhile: then
-    another look, PICK_ATTEMPTS in all. A show that started, or a count no hold can have, is not picked for:
-    the call alone answers with the refusal, as it does when no pick is possible. `seats` None (no such show)
-    raises BookingError("no_such_show") before any call."""
+    another look, PICK_ATTEMPTS in all. A pick looks past the seats other holds of this process have picked
+    and not yet claimed (PICKS_IN_FLIGHT), unless that leaves none to pick; used as a context manager, so that
+    its own pick stops counting once it is answered. A show that started, or a count no hold can have, is not
+    picked for: the call alone answers with the refusal, as it does when no pick is possible. `seats` None (no
+    such show) raises BookingError("no_such_show") before any call."""
 
     def __init__(self, buyer, show_id, seats, best_available, *, at, check_line=True, movie_id=None):
         if seats is None:
@@ -427,14 +461,22 @@ class _BestAvailableLooks:
         self.picking = seats.starts_at > at and 1 <= best_available.count <= settings.TICKETING_MAX_SEATS
         self.pick, self.looks = None, 0
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        PICKS_IN_FLIGHT.drop(self.show_id, self)
+
     def call(self, taken):
         """`(function, *arguments)` of this look's call; `taken` the ids of the seats taken now (when picking)."""
         self.looks += 1
-        self.pick = (
-            pick_best_seats(seats=self.seats.spots, taken=taken, count=self.best.count, seat_type=self.best.seat_type)
-            if self.picking
-            else None
-        )
+        PICKS_IN_FLIGHT.drop(self.show_id, self)  # its last pick, taken by someone else meanwhile
+        self.pick = None
+        if self.picking:
+            others = PICKS_IN_FLIGHT.of(self.show_id)
+            self.pick = (others and self._best(taken | others)) or self._best(taken)
+        if self.pick:
+            PICKS_IN_FLIGHT.keep(self.show_id, self, self.pick.seat_ids)
         return _hold_call(
             self.buyer,
             self.show_id,
@@ -445,6 +487,10 @@ class _BestAvailableLooks:
             movie_id=self.movie_id,
             at=self.at,
         )
+
+    def _best(self, taken):
+        best = self.best
+        return pick_best_seats(seats=self.seats.spots, taken=taken, count=best.count, seat_type=best.seat_type)
 
     def again_after(self, refusal):
         """Whether to look again after the call's refusal: the pick was taken meanwhile while others are free,

@@ -452,6 +452,53 @@ def test_with_a_single_look_the_same_race_is_lost(show, key, monkeypatch, way_in
     assert reads == [set()]
 
 
+def two_best_available_holds_picking_at_once(show, key, monkeypatch):
+    """Two best-available holds on the front, each reading the taken seats before either claims; returns the
+    two answers and every read of the taken seats."""
+    reads, both_read = [], asyncio.Event()
+    aread = holds.ataken_seats
+
+    async def read_together(show_id, at):
+        reads.append(await aread(show_id, at))
+        if len(reads) >= 2:
+            both_read.set()
+        await both_read.wait()
+        return reads[-1]
+
+    async def send_both():
+        both_read.clear()
+        transport = httpx.ASGITransport(app=application, client=("203.0.113.9", 4000))
+        headers = {"X-API-Key": key}
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                return await asyncio.gather(
+                    *(
+                        client.post("/api/v1/reservations", json=best_body(show, 2, session), headers=headers)
+                        for session in ("ann", "ben")
+                    )
+                )
+        finally:
+            await close_connections()
+
+    monkeypatch.setattr(holds, "ataken_seats", read_together)
+    return asyncio.run(send_both()), reads
+
+
+def test_best_available_holds_a_process_answers_at_once_pick_past_each_others_seats(show, key, monkeypatch):
+    answers, reads = two_best_available_holds_picking_at_once(show, key, monkeypatch)
+    assert [answer.status_code for answer in answers] == [201, 201]
+    assert len(reads) == 2  # one look each: neither lost its pick to the other
+    assert not set(held_seats(answers[0])) & set(held_seats(answers[1]))
+    assert holds.PICKS_IN_FLIGHT.by_show == {}  # nothing left behind once answered
+
+
+def test_negative_control_picking_alone_both_pick_the_same_seats_and_one_looks_again(show, key, monkeypatch):
+    monkeypatch.setattr(holds.PICKS_IN_FLIGHT, "of", lambda show_id: frozenset())
+    answers, reads = two_best_available_holds_picking_at_once(show, key, monkeypatch)
+    assert [answer.status_code for answer in answers] == [201, 201]
+    assert len(reads) == 3
+
+
 def test_a_best_available_hold_on_the_front_with_the_seats_copy_kept_takes_no_thread(show, key, monkeypatch):
     """Every hop to a thread goes through asgiref's SyncToAsync (ticketing.lean.on_a_thread): none once the
     process has the key and the show's seats."""
