@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.models import Count, Max, Q
 
 from bookings.models import Reservation, SeatClaim
-from ticketing.lean import pooled_statement
+from ticketing.lean import pooled_rows
 
 
 def live_reservations(at, prefix=""):
@@ -25,27 +25,22 @@ def live_claims(at):
     return SeatClaim.objects.filter(live_reservations(at, "reservation__"), released_at__isnull=True)
 
 
-# The show's seats taken at a moment (%s, %s: show id, at): live_claims(at) of the show, as one statement that
-# Django's cursor and the lean path's async pool both run (what best available picks around, either way in).
-TAKEN_SEATS = f"""
-SELECT claim.seat_id FROM bookings_seatclaim claim JOIN bookings_reservation hold ON hold.id = claim.reservation_id
- WHERE claim.show_id = %s AND claim.released_at IS NULL
-   AND (hold.status = '{Reservation.Status.BOOKED}'
-        OR (hold.status = '{Reservation.Status.RESERVED}' AND hold.held_until > %s))
-"""
+# The show's seats taken at a moment: live_claims(at) of the show, as one SQL function (bookings migration 0013)
+# that Django's cursor and the lean path's async pool both call (what best available picks around).
+TAKEN_SEATS_FUNCTION = "bookings_taken_seats"
 
 
 def taken_seats(show_id, at):
     """The ids of the show's seats taken at `at` (those of live_claims(at)), in one query on Django's
     connection. Locks nothing."""
     with connection.cursor() as cursor:
-        cursor.execute(TAKEN_SEATS, [show_id, at])
+        cursor.execute(f"SELECT * FROM {TAKEN_SEATS_FUNCTION}(%s, %s)", [show_id, at])
         return {seat_id for (seat_id,) in cursor.fetchall()}
 
 
 async def ataken_seats(show_id, at):
-    """taken_seats on the lean path's async pool (ticketing.lean): the same statement, one round trip."""
-    return {seat_id for (seat_id,) in await pooled_statement(TAKEN_SEATS, [show_id, at])}
+    """taken_seats on the lean path's async pool (ticketing.lean): the same function, one round trip."""
+    return {seat_id for (seat_id,) in await pooled_rows(TAKEN_SEATS_FUNCTION, [show_id, at])}
 
 
 def seat_states(show, at):

@@ -40,7 +40,7 @@ WAITER_READS = "waiting/migrations/0006_version_counts_moves.py"  # the position
 LINE_FUNCTION = "waiting/migrations/0005_line_is_open_planned_once.py"  # 0003 first wrote it
 SEARCH = "cinemas/search.py"
 SEAT_MAPS = "bookings/seat_maps.py"
-AVAILABILITY = "bookings/availability.py"
+TAKEN_SEATS = "bookings/migrations/0013_taken_seats_function.py"
 CACHED_READS = "ticketing/cached_reads.py"
 CATALOG = "cinemas/services.py"
 CATALOG_ADMIN = "cinemas/admin.py"
@@ -424,11 +424,11 @@ MUTATIONS = [
     ),
     Mutation(
         "best available counts the seats a hold gave up as taken",
-        AVAILABILITY,
+        TAKEN_SEATS,
         " AND claim.released_at IS NULL",
         "",
         _tests("ticketing/test_lean_path"),
-        at="WHERE claim.show_id = %s AND claim.released_at IS NULL",
+        at="WHERE claim.show_id = p_show AND claim.released_at IS NULL",
     ),
     # --- payments ------------------------------------------------------------------------------------------
     Mutation(

@@ -303,15 +303,9 @@ async def pooled_call(function, arguments):
 
 async def pooled_rows(function, arguments):
     """`SELECT * FROM function(arguments)` on the async pool, as pooled_call: all its rows."""
-    return await pooled_statement(_function_call(function, arguments), arguments)
-
-
-async def pooled_statement(statement, arguments):
-    """One statement (`%s` placeholders, as Django's cursor takes them) on the async pool, in autocommit, as
-    pooled_call: all its rows."""
     pool = await _pool()
     async with pool.connection() as conn:
-        cursor = await conn.execute(statement, arguments, prepare=True)
+        cursor = await conn.execute(_function_call(function, arguments), arguments, prepare=True)
         return await cursor.fetchall()
 
 
