@@ -359,8 +359,10 @@ def tend_waiting_lines(*, at=None):
     """Beat's safety net: serve every show whose line is open (ending overdue waits on the way).
 
     Wake-ups after commit normally serve a line within a second; this catches any that were lost (a broker
-    restart, a killed worker) and waits that ran past their maximum while nothing else happened.
+    restart, a killed worker) and waits that ran past their maximum while nothing else happened. Without `at`,
+    each batch's holds start when that batch runs, as serve_waiting_line's do: dated from the tend's start, a
+    long line's last holds (a surge's, served over many seconds) lost that much of their clock before anyone
+    heard of them.
     """
-    at = at or timezone.now()
     show_ids = Waiter.objects.filter(status=Waiter.Status.WAITING).values_list("show_id", flat=True).distinct()
     return sum(serve_waiting_line(show_id=show_id, at=at) for show_id in list(show_ids))

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -24,8 +25,10 @@ from tests.factories import make_hall, make_show
 from tests.helpers import assert_api_error
 from tests.waiting.conftest import held_out_show, join
 from ticketing.services import create_api_key
+from waiting import services as waiting_services
 from waiting.models import Waiter
 from waiting.services import (
+    SERVE_BATCH,
     WaitingError,
     join_waiting_line,
     leave_waiting_line,
@@ -245,6 +248,30 @@ class TestServing:
         assert all(fresh(waiter).status == "Seats Available" for waiter in waiters)
         hall_reads = [query["sql"] for query in queries if 'FROM "cinemas_seat"' in query["sql"]]
         assert len(hall_reads) == 1, hall_reads
+
+    def test_a_tend_serving_several_batches_starts_each_batchs_holds_when_that_batch_runs(
+        self, db, monkeypatch, django_capture_on_commit_callbacks
+    ):
+        show, holds = held_out_show(seats=SERVE_BATCH + 2)
+        for number in range(SERVE_BATCH + 2):
+            join(show, f"waiter-{number}", 1)
+        with django_capture_on_commit_callbacks(execute=False):  # freed, but nobody wakes the line yet
+            for hold in holds:
+                cancel_hold(buyer=Buyer(None, hold.session_id), reservation_id=hold.pk)
+        with time_machine.travel(timezone.now(), tick=False) as clock:
+            serve_batch = waiting_services._serve_batch
+
+            def batch_then_ten_seconds(*arguments):
+                served = serve_batch(*arguments)
+                clock.shift(timedelta(seconds=10))
+                return served
+
+            monkeypatch.setattr(waiting_services, "_serve_batch", batch_then_ten_seconds)
+            assert tend_waiting_lines() == SERVE_BATCH + 2
+        served = Reservation.objects.filter(waiter__isnull=False)
+        starts = sorted(set(served.values_list("created_at", flat=True)))
+        assert len(starts) == 2 and starts[1] - starts[0] == timedelta(seconds=10)
+        assert served.filter(created_at=starts[1]).count() == 2  # the second batch's
 
     def test_a_served_waiter_that_lets_its_hold_lapse_is_not_served_again(
         self, full_show, django_capture_on_commit_callbacks
