@@ -12,7 +12,7 @@ database setup, show, server, CPU accounting and percentiles) and adds payment. 
    ledger). Rows and ledger entries of earlier runs are deleted, then one show is scheduled in a 2,000-seat hall
    (hold_path.prepare_show).
 2. `uvicorn ticketing.asgi:application --workers N` on a free loopback port, production settings, the real
-   sandbox payment provider (bookings.payments.SandboxProvider, the default), each worker's connection pool
+   sandbox payment provider (bookings.providers.sandbox.SandboxProvider, the default), each worker's connection pool
    sized so that all of them fit under PostgreSQL's max_connections. With --balanced K instead: K uvicorn
    processes of one worker each behind HAProxy (hold_path.web_server_running, bench/stack.py); the CPU report
    counts every web process and HAProxy, and the report says how many responses each process sent.
@@ -86,7 +86,7 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_sell_
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/3"
 # The sandbox provider's card that succeeds (API.md, "Sandbox payment"); a card must not have expired.
 CARD = {"card_number": "4242424242424242", "exp_month": 12, "exp_year": datetime.now(UTC).year + 3, "cvc": "123"}
-SANDBOX_PROVIDER = "bookings.payments.SandboxProvider"
+SANDBOX_PROVIDER = "bookings.providers.sandbox.SandboxProvider"
 MOST_SEATS = 10  # TICKETING_MAX_SEATS
 BEST_AVAILABLE_SHARE = 0.5
 # As in hold_path: a chooser looks at the middle third of the rows (the seats people want) 70 % of the time.
@@ -502,7 +502,7 @@ def check_invariants(database_url, sale, seat_map):
 
 def check_ledger(succeeded_charges):
     """Each successful charge as the sandbox provider's own ledger (in Redis) has it: same charge id and amount."""
-    from bookings.payments import get_provider  # Django was set up by prepare_show, with the run's Redis
+    from bookings.providers import get_provider  # Django was set up by prepare_show, with the run's Redis
 
     provider, wrong = get_provider(), []
     for payment_id, _, _, amount, reference in succeeded_charges:

@@ -22,7 +22,7 @@ from django.urls import path, reverse
 
 from bookings.models import OutgoingMail, Payment, Reservation, SeatClaim
 from bookings.services import ERROR_MESSAGES, BookingError, cancel_booking, resend_mail
-from bookings.tickets import InvalidTicket, normalize_booking_code
+from bookings.ticket_codes import InvalidTicket, normalize_booking_code
 from cinemas.admin import ChosenOnlyFilter, ReadOnly
 from ticketing.admin import ModelAdmin
 

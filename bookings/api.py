@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from bookings import serializers, services
 from bookings.availability import seat_counts
 from bookings.models import Reservation
-from bookings.payments import InvalidCard, parse_card
+from bookings.providers import InvalidCard, parse_card
 from bookings.seat_maps import seat_map_json_on_the_loop, seats_generation, show_with_catalog
 from cinemas.api import checked
 from cinemas.search import catalog_read, seat_type_statuses

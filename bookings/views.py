@@ -17,9 +17,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from bookings import tickets
+from bookings import ticket_codes
 from bookings.models import Payment, Reservation
-from bookings.payments import InvalidCard, parse_card
+from bookings.providers import InvalidCard, parse_card
 from bookings.seat_maps import SeatGrid, seat_picture, show_with_catalog
 from bookings.services import (
     BestAvailable,
@@ -220,7 +220,7 @@ class UnechoedInput(forms.TextInput):
 
 
 class CardForm(forms.Form):
-    """The sandbox provider's card form; the card itself is checked by bookings.payments.parse_card.
+    """The sandbox provider's card form; the card itself is checked by bookings.providers.parse_card.
 
     The card number and the CVC are never rendered back (a declined or refused card comes back as its last
     four digits, `entered_last4`); the CVC is masked. Autocomplete names follow the HTML standard's autofill
@@ -390,7 +390,7 @@ def ticket(request, reservation_id):
         "seats": reservation.seat_labels(),
     }
     if reservation.status == Reservation.Status.BOOKED:
-        context["qr_svg"] = tickets.qr_svg(ticket_token(reservation))
+        context["qr_svg"] = ticket_codes.qr_svg(ticket_token(reservation))
     else:
         context["refund"] = _refund_of(reservation)
     return render(request, "bookings/ticket.html", context)

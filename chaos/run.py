@@ -380,7 +380,7 @@ class Run:
             "CELERY_TASK_ALWAYS_EAGER": "0",
             "TICKETING_HOLD_SECONDS": str(HOLD_SECONDS),
             "TICKETING_HOLD_GRACE_SECONDS": str(GRACE_SECONDS),
-            "TICKETING_PAYMENT_PROVIDER": "bookings.payments.SandboxHttpProvider",
+            "TICKETING_PAYMENT_PROVIDER": "bookings.providers.sandbox_http.SandboxHttpProvider",
             "TICKETING_PAYMENT_SANDBOX_URL": f"http://127.0.0.1:{self.sandbox_port}",
         }
         self.processes = Processes(self.folder, self.environment)
@@ -389,7 +389,7 @@ class Run:
         sandbox_environment = {**self.environment, "REDIS_URL": "redis://127.0.0.1:6379/9"}
         self.sandbox = Processes(self.folder, sandbox_environment)
         self.sandbox.start(
-            "sandbox", [sys.executable, "manage.py", "run_payment_sandbox", "--port", str(self.sandbox_port)]
+            "sandbox", [sys.executable, "-m", "sandbox.payment_service", "--port", str(self.sandbox_port)]
         )
 
     def stack_log(self):

@@ -164,7 +164,7 @@ def redis_keys_of_its_own():
 
 @contextlib.contextmanager
 def payment_sandbox(settings, environment=None):
-    """The sandbox payment provider as its own HTTP service on loopback (`run_payment_sandbox`).
+    """The sandbox payment provider as its own HTTP service on loopback (`python -m sandbox.payment_service`).
 
     Yields (url, process). Its ledger is in the tests' Redis, under the sandbox's own keys; payments' ids are
     UUIDs, so every test's charges are its own. Its output is kept, so tests can read what it wrote.
@@ -179,7 +179,7 @@ def payment_sandbox(settings, environment=None):
     }
     with tempfile.TemporaryFile() as log:
         service = subprocess.Popen(
-            [sys.executable, "manage.py", "run_payment_sandbox", "--port", str(port)],
+            [sys.executable, "-m", "sandbox.payment_service", "--port", str(port)],
             cwd=settings.BASE_DIR,
             env={**os.environ, **environment},
             stdout=log,

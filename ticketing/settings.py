@@ -242,8 +242,15 @@ if not re.fullmatch(r"[A-Z]{3}", TICKETING_CURRENCY):
 # a base64url 32-byte seed; without one, a key is derived from DJANGO_SECRET_KEY (fine for one site).
 TICKETING_TICKET_SIGNING_KEY = env_str("TICKETING_TICKET_SIGNING_KEY", "")
 # The payment provider: a dotted path to a class (the sandbox acts like an external card processor).
-TICKETING_PAYMENT_PROVIDER = env_str("TICKETING_PAYMENT_PROVIDER", "bookings.payments.SandboxProvider")
-# bookings.payments.SandboxHttpProvider reaches the sandbox as a service of its own (`run_payment_sandbox`).
+# The providers live in bookings/providers/ (bookings.providers.get_provider reads this).
+TICKETING_PAYMENT_PROVIDER = env_str("TICKETING_PAYMENT_PROVIDER", "bookings.providers.sandbox.SandboxProvider")
+if TICKETING_PAYMENT_PROVIDER.startswith("bookings.payments."):  # where the providers were until issue 17
+    raise ImproperlyConfigured(
+        f"TICKETING_PAYMENT_PROVIDER: {TICKETING_PAYMENT_PROVIDER!r} has moved to bookings.providers "
+        "(bookings.providers.sandbox.SandboxProvider, bookings.providers.sandbox_http.SandboxHttpProvider)."
+    )
+# bookings.providers.sandbox_http.SandboxHttpProvider reaches the sandbox as a service of its own
+# (`python -m sandbox.payment_service`, which production doesn't ship) at this address.
 TICKETING_PAYMENT_SANDBOX_URL = env_str("TICKETING_PAYMENT_SANDBOX_URL", "http://127.0.0.1:8765")
 # How long a call to the provider may take before its outcome counts as unknown (the reconciler settles it).
 TICKETING_PAYMENT_TIMEOUT_SECONDS = env_int("TICKETING_PAYMENT_TIMEOUT_SECONDS", 10, minimum=1)

@@ -18,7 +18,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from bookings import tickets
+from bookings import ticket_codes
 from bookings.models import OutgoingMail, Payment, Reservation
 from bookings.services.errors import BookingError
 from bookings.services.holds import find_reservation
@@ -212,7 +212,7 @@ def compose_mail(mail):
             context={**context, "seats": reservation.seat_labels()},
             to=mail.address,
         )
-        png = tickets.qr_png(ticket_token(reservation))
+        png = ticket_codes.qr_png(ticket_token(reservation))
         message.attach(header_text(f"ticket-{reservation.booking_code}.png"), png, "image/png")
         return message
     refund = reservation.payments.filter(kind=Payment.Kind.REFUND).order_by("-created_at").first()

@@ -21,21 +21,14 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from bookings import tickets
+from bookings import ticket_codes
 from bookings.models import IdempotentRequest, OutgoingMail, Payment, Reservation
-from bookings.payments import (
-    CardDeclined,
-    InvalidCard,
-    PaymentError,
-    ProviderTimeout,
-    arun_steps,
-    get_provider,
-    run_steps,
-)
+from bookings.providers import CardDeclined, InvalidCard, PaymentError, ProviderTimeout, get_provider
 from bookings.services.errors import BookingError
 from bookings.services.holds import HeldSeat, _announce, _release, acall_function, call_function
 from bookings.services.mail import queue_mail
 from ticketing.faults import crash_if_asked
+from ticketing.steps import arun_steps, run_steps
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +236,7 @@ def _fulfilling(payment_id, provider_reference, at):
     for draw in range(1, BOOKING_CODE_DRAWS + 1):
         try:
             described, version, booked, refund = yield _Sql(
-                "bookings_fulfil_charge", (payment_id, provider_reference, tickets.generate_booking_code(), at)
+                "bookings_fulfil_charge", (payment_id, provider_reference, ticket_codes.generate_booking_code(), at)
             )
             break
         except BookingError as refusal:

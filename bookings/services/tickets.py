@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from bookings import tickets
+from bookings import ticket_codes
 from bookings.models import Reservation
 from bookings.services.errors import BookingError
 
@@ -17,9 +17,9 @@ def _booking_code(code):
     """The booking code a scanned QR payload (its signature checked) or a typed code names."""
     try:
         if code.strip().startswith("T1."):
-            return tickets.verify_ticket(code.strip())["code"]
-        return tickets.normalize_booking_code(code)
-    except tickets.InvalidTicket:
+            return ticket_codes.verify_ticket(code.strip())["code"]
+        return ticket_codes.normalize_booking_code(code)
+    except ticket_codes.InvalidTicket:
         raise BookingError("ticket_invalid") from None
 
 
@@ -94,7 +94,7 @@ def ticket_token(reservation):
     from the database."""
     held = getattr(reservation, "seats_held", None)
     starts_at = getattr(reservation, "show_starts_at", None) or reservation.show.starts_at
-    return tickets.sign_ticket(
+    return ticket_codes.sign_ticket(
         reservation_id=str(reservation.pk),
         booking_code=reservation.booking_code,
         show_id=reservation.show_id,

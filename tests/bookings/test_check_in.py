@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.html import strip_tags
 
-from bookings.payments import parse_card
+from bookings.providers import parse_card
 from bookings.services import cancel_booking, hold_seats, pay_for_reservation, ticket_token
 from tests.factories import make_cinema, make_hall, make_show
 

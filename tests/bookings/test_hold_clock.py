@@ -47,7 +47,7 @@ class TestPayingAgainstTheClock:
             assert pay(api, reservation_id).status_code == 200
 
     def test_paying_at_5_06_is_refused_as_gone_and_charges_nothing(self, api, show, start):
-        from bookings.payments import get_provider
+        from bookings.providers import get_provider
 
         reservation_id = hold_at(api, show, start, seat_ids(show)[:2])
         charges_before = len(get_provider().charges())

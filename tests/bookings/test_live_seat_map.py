@@ -12,7 +12,7 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from bookings.availability import seat_states
-from bookings.payments import parse_card
+from bookings.providers import parse_card
 from bookings.services import cancel_hold, hold_seats, pay_for_reservation
 from ticketing.asgi import application
 

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bookings.models import OutgoingMail, Reservation
-from bookings.payments import parse_card
+from bookings.providers import parse_card
 from bookings.services import (
     MailNotSent,
     email_ticket,

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bookings.models import Payment, Reservation
-from bookings.payments import SandboxHttpProvider
+from bookings.providers.sandbox_http import SandboxHttpProvider
 from tests.bookings.helpers import GOOD_CARD, seat_ids
 from tests.conftest import celery_worker, payment_sandbox, redis_keys_of_its_own, serving
 from tests.factories import make_api_key
@@ -45,7 +45,7 @@ def stack(settings, show):
         environment = {
             **CLOCKS,
             **keys,
-            "TICKETING_PAYMENT_PROVIDER": "bookings.payments.SandboxHttpProvider",
+            "TICKETING_PAYMENT_PROVIDER": "bookings.providers.sandbox_http.SandboxHttpProvider",
             "TICKETING_PAYMENT_SANDBOX_URL": sandbox_url,
         }
         yield environment, SandboxHttpProvider(base_url=sandbox_url, timeout=5)

@@ -7,8 +7,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 
-from bookings import payments
-from bookings.payments import (
+from bookings.providers import (
     Card,
     CardDeclined,
     Charge,
@@ -16,10 +15,11 @@ from bookings.payments import (
     PaymentError,
     ProviderTimeout,
     Refund,
-    SandboxProvider,
     get_provider,
     parse_card,
 )
+from bookings.providers import sandbox as ledger
+from bookings.providers.sandbox import SandboxProvider
 from ticketing.lean import close_connections
 
 GOOD = "4242424242424242"
@@ -258,16 +258,16 @@ def test_fifty_concurrent_charges_with_one_key_make_one_charge(sandbox):
 
 def test_a_caller_that_loses_the_race_times_out_while_the_winner_is_still_charging(sandbox, monkeypatch):
     key = new_key()
-    monkeypatch.setattr(payments, "WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(ledger, "WAIT_SECONDS", 0.2)
     inside, release = threading.Event(), threading.Event()
-    next_number = payments._next_number
+    next_number = ledger._next_number
 
     def slow_next_number():
         inside.set()
         release.wait(5)
         return next_number()
 
-    monkeypatch.setattr(payments, "_next_number", slow_next_number)
+    monkeypatch.setattr(ledger, "_next_number", slow_next_number)
     winner = []
     thread = threading.Thread(target=lambda: winner.append(pay(sandbox, amount="42.00", key=key)))
     thread.start()
@@ -284,16 +284,16 @@ def test_a_caller_that_loses_the_race_times_out_while_the_winner_is_still_chargi
 
 def test_a_key_whose_caller_died_mid_charge_frees_itself(sandbox, monkeypatch):
     key = new_key()
-    monkeypatch.setattr(payments, "CLAIM_SECONDS", 1)
-    next_number = payments._next_number
+    monkeypatch.setattr(ledger, "CLAIM_SECONDS", 1)
+    next_number = ledger._next_number
 
     def crash():
         raise SystemExit("the process died here")
 
-    monkeypatch.setattr(payments, "_next_number", crash)
+    monkeypatch.setattr(ledger, "_next_number", crash)
     with pytest.raises(SystemExit):
         pay(sandbox, key=key)
-    monkeypatch.setattr(payments, "_next_number", next_number)
+    monkeypatch.setattr(ledger, "_next_number", next_number)
     time.sleep(1.2)
 
     charge = pay(sandbox, key=key)

@@ -9,7 +9,8 @@ from rest_framework.test import APIClient
 
 from bookings.api import request_fingerprint
 from bookings.models import Reservation
-from bookings.payments import SandboxProvider, get_provider, parse_card
+from bookings.providers import get_provider, parse_card
+from bookings.providers.sandbox import SandboxProvider
 from bookings.services import Buyer, begin_idempotent_request, fulfil_charge, reconcile_payments, release_lapsed_holds
 from bookings.services.payments import _start_charge
 from tests.bookings.helpers import DECLINED_CARD, GOOD_CARD, TIMEOUT_CARD, pay, reserve, seat_ids, statuses

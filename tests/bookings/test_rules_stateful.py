@@ -23,7 +23,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 
 from bookings.availability import live_claims
 from bookings.models import Reservation
-from bookings.payments import parse_card
+from bookings.providers import parse_card
 from bookings.services import (
     BookingError,
     Buyer,

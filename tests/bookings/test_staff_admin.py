@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from bookings.availability import seat_states
 from bookings.models import Payment, Reservation
-from bookings.payments import get_provider, parse_card
+from bookings.providers import get_provider, parse_card
 from bookings.services import Buyer, hold_seats, pay_for_reservation
 from tests.factories import make_cinema, make_hall, make_show
 

@@ -18,7 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
 from bookings.services import Buyer, email_ticket, hold_seats
-from bookings.tickets import (
+from bookings.ticket_codes import (
     CODE_ALPHABET,
     InvalidTicket,
     generate_booking_code,
@@ -167,7 +167,7 @@ def test_verify_ticket_needs_neither_settings_nor_a_database_when_given_the_publ
     code = (
         "import sys\n"
         "from django.conf import settings\n"
-        "from bookings.tickets import verify_ticket\n"
+        "from bookings.ticket_codes import verify_ticket\n"
         "payload = verify_ticket(sys.argv[1], public_key=bytes.fromhex(sys.argv[2]))\n"
         "assert not settings.configured\n"
         "print(payload['code'])\n"

@@ -8,7 +8,7 @@ batch. So none may run inside a caller's transaction: each refuses at once (a du
 import pytest
 from django.db import transaction
 
-from bookings.payments import get_provider, parse_card
+from bookings.providers import get_provider, parse_card
 from bookings.services import (
     Buyer,
     cancel_booking,

@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from bookings.models import Reservation
-from bookings.payments import parse_card
+from bookings.providers import parse_card
 from bookings.services import Buyer, cancel_booking, hold_seats, pay_for_reservation
 from cinemas.models import OPEN_SEAT_TYPES
 from tests.bookings.helpers import GOOD_CARD, labelled, seat_ids, seat_tag

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from bookings.payments import parse_card
+from bookings.providers import parse_card
 from bookings.services import Buyer, hold_seats, pay_for_reservation
 from cinemas.models import OPEN_SEAT_TYPES
 from tests.bookings.helpers import GOOD_CARD, seat_ids

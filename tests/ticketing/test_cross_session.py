@@ -10,7 +10,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from bookings.models import Reservation
-from bookings.payments import parse_card
+from bookings.providers import parse_card
 from bookings.services import Buyer, hold_seats, pay_for_reservation
 from bookings.views import BUYER_SESSION_KEY
 from tests.bookings.helpers import GOOD_CARD, seat_ids

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bookings.models import Reservation
-from bookings.payments import parse_card
+from bookings.providers import parse_card
 from bookings.services import (
     BestAvailable,
     BookingError,

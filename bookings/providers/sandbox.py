@@ -1,11 +1,8 @@
-"""The payment provider interface and the built-in sandbox provider (DESIGN.md decision 8, API.md "Sandbox payment").
+"""The sandbox payment provider: a stand-in for an external card processor, run in our own processes.
 
-The booking service talks to whatever class settings.TICKETING_PAYMENT_PROVIDER names, through get_provider().
-Every provider call is idempotent by the caller's key, like Stripe's: a replay returns the first answer and
-never charges twice, so a caller that lost an answer (a timeout, a crash) can ask again or look the charge up
-with find_charge(). Each call has an async twin (acharge, arefund, afind_charge) for the lean path's event loop.
-
-Card numbers and CVCs pass through in a Card and are never stored or logged; the ledger keeps the last four digits.
+It is settings.TICKETING_PAYMENT_PROVIDER's default. Its ledger is in the shared cache (Redis in production),
+so every process sees one ledger, as they would an outside service's. sandbox/payment_service.py serves the
+same class over HTTP for tests and `make chaos`, reached through bookings.providers.sandbox_http.
 """
 
 import asyncio
@@ -13,194 +10,26 @@ import hashlib
 import secrets
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from decimal import Decimal
-from functools import cache as memoize
-from typing import Protocol
 
-import httpx
 from django.conf import settings
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisSerializer
-from django.utils import timezone
-from django.utils.module_loading import import_string
 from redis.exceptions import RedisError
 
-from ticketing.numbers import is_whole_number, whole_number
+from bookings.providers import (
+    Card,
+    CardDeclined,
+    Charge,
+    InvalidCard,
+    PaymentError,
+    ProviderTimeout,
+    Refund,
+    card_errors,
+)
 from ticketing.redis_cache import INCREMENT_EXISTING
+from ticketing.steps import arun_steps, run_steps
 
-MESSAGES = {
-    "payment_error": "The payment could not be made.",
-    "invalid_card": "The card details are not valid; see fields.",
-    "card_declined": "The card was declined; try another card.",
-    "payment_timeout": "The payment provider did not answer in time; the payment may or may not have gone through.",
-    "idempotency_mismatch": "This idempotency key was already used with different payment details.",
-    "unknown_charge": "There is no such charge.",
-    "refund_exceeds_charge": "A refund can't exceed what is left of the charge.",
-    "invalid_amount": "The amount must be a positive decimal.",
-    "invalid_currency": "The currency must be a three-letter ISO 4217 code.",
-    "invalid_idempotency_key": "The idempotency key must be a non-empty string of at most 255 characters.",
-}
-
-
-class PaymentError(Exception):
-    """A payment the provider refused or could not finish; `code` is the API's machine word."""
-
-    code = "payment_error"
-
-    def __init__(self, code: str | None = None, message: str | None = None):
-        if code:
-            self.code = code
-        self.message = message or MESSAGES.get(self.code, MESSAGES["payment_error"])
-        super().__init__(self.message)
-
-
-class InvalidCard(PaymentError):
-    """The card can't be charged as given (the API's 400); `fields` maps each bad field to its messages."""
-
-    code = "invalid_card"
-
-    def __init__(self, fields: dict[str, list[str]] | None = None, message: str | None = None):
-        super().__init__(message=message)
-        self.fields = fields or {}
-
-
-class CardDeclined(PaymentError):
-    """The issuer said no (the API's 402). Nothing was charged."""
-
-    code = "card_declined"
-
-
-class ProviderTimeout(PaymentError):
-    """No answer in time: the charge may or may not exist. Ask again with the same key, or use find_charge."""
-
-    code = "payment_timeout"
-
-
-@dataclass(frozen=True, repr=False)
-class Card:
-    """Card details on their way to the provider. repr() shows only the last four digits, so logs can't leak it."""
-
-    number: str
-    exp_month: int
-    exp_year: int
-    cvc: str
-
-    @property
-    def last4(self) -> str:
-        return self.number[-4:]
-
-    def __repr__(self):
-        return f"Card(last4={self.last4!r}, exp={self.exp_month:02d}/{self.exp_year})"
-
-
-@dataclass(frozen=True)
-class Charge:
-    charge_id: str
-    amount: Decimal
-    currency: str
-    idempotency_key: str
-    refunded: bool = False  # fully refunded, as Stripe's flag: a partial refund leaves it False
-
-
-@dataclass(frozen=True)
-class Refund:
-    refund_id: str
-    charge_id: str
-    amount: Decimal
-
-
-class PaymentProvider(Protocol):
-    name: str
-
-    def charge(self, *, amount: Decimal, currency: str, card: Card, idempotency_key: str) -> Charge: ...
-
-    def refund(self, *, charge_id: str, amount: Decimal, idempotency_key: str) -> Refund: ...
-
-    def find_charge(self, *, idempotency_key: str) -> Charge | None: ...
-
-    # The same calls for the lean path's event loop (bookings.services.payments.apay_for_reservation).
-    async def acharge(self, *, amount: Decimal, currency: str, card: Card, idempotency_key: str) -> Charge: ...
-
-    async def arefund(self, *, charge_id: str, amount: Decimal, idempotency_key: str) -> Refund: ...
-
-    async def afind_charge(self, *, idempotency_key: str) -> Charge | None: ...
-
-
-def get_provider() -> PaymentProvider:
-    """An instance of settings.TICKETING_PAYMENT_PROVIDER, one per dotted path and process."""
-    return _provider_at(settings.TICKETING_PAYMENT_PROVIDER)
-
-
-@memoize
-def _provider_at(path):
-    return import_string(path)()
-
-
-def parse_card(data) -> Card:
-    """A Card from the API's "payment" object, or InvalidCard with a message per bad field.
-
-    Expects {"card_number": "4242 4242 4242 4242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}. Spaces and
-    dashes in the number are ignored; months and years may come as integers or digit strings; the CVC must be a
-    string so a leading zero survives. A card is good through the last day of its expiry month.
-    Whether the number is one the provider accepts is the provider's call, not this function's.
-    """
-    if not isinstance(data, dict):
-        raise InvalidCard({"payment": ["Send the card as an object with card_number, exp_month, exp_year and cvc."]})
-    errors = {}
-    number = data.get("card_number")
-    if not isinstance(number, str) or not number.strip():
-        errors["card_number"] = ["Give the card number."]
-        number = ""
-    else:
-        number = number.replace(" ", "").replace("-", "")
-    exp_month = whole_number(data.get("exp_month"), maximum=99)
-    if exp_month is None:
-        errors["exp_month"] = ["Give the expiry month as a number from 1 to 12."]
-    exp_year = whole_number(data.get("exp_year"), maximum=9999)
-    if exp_year is None:
-        errors["exp_year"] = ["Give the expiry year as four digits, e.g. 2030."]
-    cvc = data.get("cvc")
-    if not isinstance(cvc, str):
-        errors["cvc"] = ["Give the CVC as a string of 3 or 4 digits."]
-        cvc = ""
-    card = Card(number=number, exp_month=exp_month or 0, exp_year=exp_year or 0, cvc=cvc)
-    for field, messages in _card_errors(card).items():
-        errors.setdefault(field, messages)
-    if errors:
-        raise InvalidCard(errors)
-    return card
-
-
-def _card_errors(card):
-    """Messages per field for a malformed or expired card; empty if it looks chargeable."""
-    errors = {}
-    if not (is_whole_number(card.number) and 12 <= len(card.number) <= 19 and _luhn_ok(card.number)):
-        errors["card_number"] = ["This is not a valid card number."]
-    if not 1 <= card.exp_month <= 12:
-        errors["exp_month"] = ["Give the expiry month as a number from 1 to 12."]
-    if not 1000 <= card.exp_year <= 9999:
-        errors["exp_year"] = ["Give the expiry year as four digits, e.g. 2030."]
-    if not errors.keys() & {"exp_month", "exp_year"}:
-        today = timezone.now()
-        if (card.exp_year, card.exp_month) < (today.year, today.month):
-            errors["exp_year"] = ["This card has expired."]
-    if not (is_whole_number(card.cvc) and len(card.cvc) in (3, 4)):
-        errors["cvc"] = ["Give the CVC as a string of 3 or 4 digits."]
-    return errors
-
-
-def _luhn_ok(digits):
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        digit = int(char)
-        if position % 2:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return total % 10 == 0
-
-
-# --- The sandbox --------------------------------------------------------------------------------------------
 SANDBOX_SUCCEEDS = "4242424242424242"
 SANDBOX_DECLINED = "4000000000000002"
 SANDBOX_TIMES_OUT = "4000000000009995"
@@ -265,7 +94,7 @@ class SandboxProvider:
         }
 
         def make_charge():
-            errors = _card_errors(card)
+            errors = card_errors(card)
             if not errors and card.number not in (SANDBOX_SUCCEEDS, SANDBOX_DECLINED, SANDBOX_TIMES_OUT):
                 errors["card_number"] = ["The sandbox accepts only its test card numbers."]
             if errors:
@@ -385,129 +214,6 @@ class SandboxProvider:
         )
 
 
-class SandboxHttpProvider:
-    """The sandbox reached over HTTP, as a separate service (bookings.sandbox_service, `run_payment_sandbox`).
-
-    The same contract as SandboxProvider, but every call crosses a socket to another process, which can be
-    slow, fail, drop the connection or be down: all of those are ProviderTimeout (the outcome is unknown, so
-    the caller asks again with the same key or looks the charge up). Waits at most
-    settings.TICKETING_PAYMENT_TIMEOUT_SECONDS per call; one connection pool per process.
-    """
-
-    name = "sandbox"
-
-    def __init__(self, base_url=None, timeout=None):
-        self.client = httpx.Client(
-            base_url=base_url or settings.TICKETING_PAYMENT_SANDBOX_URL,
-            timeout=timeout or settings.TICKETING_PAYMENT_TIMEOUT_SECONDS,
-        )
-        self.async_clients = {}
-
-    def charge(self, *, amount: Decimal, currency: str, card: Card, idempotency_key: str) -> Charge:
-        """As SandboxProvider.charge; also ProviderTimeout when the service is slow, failing or unreachable."""
-        return _charge_of(self._call(*_charge_request(amount, currency, card, idempotency_key)))
-
-    async def acharge(self, *, amount: Decimal, currency: str, card: Card, idempotency_key: str) -> Charge:
-        return _charge_of(await self._acall(*_charge_request(amount, currency, card, idempotency_key)))
-
-    def refund(self, *, charge_id: str, amount: Decimal, idempotency_key: str) -> Refund:
-        return _refund_of(self._call(*_refund_request(charge_id, amount, idempotency_key)))
-
-    async def arefund(self, *, charge_id: str, amount: Decimal, idempotency_key: str) -> Refund:
-        return _refund_of(await self._acall(*_refund_request(charge_id, amount, idempotency_key)))
-
-    def find_charge(self, *, idempotency_key: str) -> Charge | None:
-        with _unknown_charge_is_none():
-            return _charge_of(self._call(*_find_request(idempotency_key)))
-
-    async def afind_charge(self, *, idempotency_key: str) -> Charge | None:
-        with _unknown_charge_is_none():
-            return _charge_of(await self._acall(*_find_request(idempotency_key)))
-
-    def charges(self) -> list[Charge]:
-        return [_charge_of(body) for body in self._call("GET", "/v1/charges", {})["charges"]]
-
-    def _call(self, method, path, request, key=None):
-        try:
-            response = self.client.request(method, path, headers=_key_header(key), **request)
-            body = response.json()
-        except (httpx.HTTPError, ValueError) as error:  # no answer, half an answer, or not JSON
-            raise ProviderTimeout() from error
-        return _answer_of(response, body)
-
-    async def _acall(self, method, path, request, key=None):
-        """_call on this event loop's httpx.AsyncClient (one connection pool per loop, as _call's per process)."""
-        loop = asyncio.get_running_loop()
-        client = self.async_clients.get(loop)
-        if client is None:
-            client = self.async_clients[loop] = httpx.AsyncClient(
-                base_url=self.client.base_url, timeout=self.client.timeout
-            )
-        try:
-            response = await client.request(method, path, headers=_key_header(key), **request)
-            body = response.json()
-        except (httpx.HTTPError, ValueError) as error:  # no answer, half an answer, or not JSON
-            raise ProviderTimeout() from error
-        return _answer_of(response, body)
-
-
-def _charge_request(amount, currency, card, idempotency_key):
-    card_body = {"number": card.number, "exp_month": card.exp_month, "exp_year": card.exp_year, "cvc": card.cvc}
-    body = {"amount": str(amount), "currency": currency, "card": card_body}
-    return "POST", "/v1/charges", {"json": body}, idempotency_key
-
-
-def _refund_request(charge_id, amount, idempotency_key):
-    return "POST", "/v1/refunds", {"json": {"charge_id": charge_id, "amount": str(amount)}}, idempotency_key
-
-
-def _find_request(idempotency_key):
-    return "GET", "/v1/charges", {"params": {"idempotency_key": idempotency_key}}
-
-
-def _key_header(key):
-    return {"Idempotency-Key": key} if key is not None else {}
-
-
-@contextmanager
-def _unknown_charge_is_none():
-    # find_charge's "no such charge" is an answer (None), not a failure.
-    try:
-        yield
-    except PaymentError as exc:
-        if exc.code != "unknown_charge":
-            raise
-
-
-def _refund_of(body):
-    return Refund(refund_id=body["refund_id"], charge_id=body["charge_id"], amount=Decimal(body["amount"]))
-
-
-def _answer_of(response, body):
-    """The sandbox service's answer: its body, or the PaymentError it stands for."""
-    if response.status_code == 200:
-        return body
-    error = body.get("error", {}) if isinstance(body, dict) else {}
-    code, message = error.get("code", "payment_error"), error.get("message")
-    if response.status_code >= 500:  # Stripe's rule too: a 5xx leaves the outcome unknown
-        raise ProviderTimeout()
-    if response.status_code == 402:
-        raise CardDeclined(message=message)
-    if code == "invalid_card":
-        raise InvalidCard(error.get("fields"), message=message)
-    raise PaymentError(code, message)
-
-
-def _charge_of(body):
-    return Charge(
-        charge_id=body["charge_id"],
-        amount=Decimal(body["amount"]),
-        currency=body["currency"],
-        idempotency_key=body["idempotency_key"],
-        refunded=body["refunded"],
-    )
-
-
 def _once(slot, params, perform):
     """perform() at most once per slot (cache key) among all threads and processes; everyone gets its answer.
 
@@ -571,35 +277,6 @@ def _next_number():
 # `_on_cache` with Django's cache, or by `_aon_cache` on the event loop with redis.asyncio (the same Redis,
 # keys and values), since a ledger call is a network round trip and a contended key polls for up to
 # WAIT_SECONDS: neither may block the loop.
-
-
-def run_steps(steps, make):
-    """Drive a generator of steps: each step it yields is made by `make(step)` and its answer sent back (or the
-    exception it raised thrown in, for the steps to handle). Returns the generator's result."""
-    answer, error = None, None
-    while True:
-        try:
-            step = steps.throw(error) if error is not None else steps.send(answer)
-        except StopIteration as done:
-            return done.value
-        try:
-            answer, error = make(step), None
-        except Exception as raised:
-            answer, error = None, raised
-
-
-async def arun_steps(steps, make):
-    """run_steps with an async `make`, on the event loop."""
-    answer, error = None, None
-    while True:
-        try:
-            step = steps.throw(error) if error is not None else steps.send(answer)
-        except StopIteration as done:
-            return done.value
-        try:
-            answer, error = await make(step), None
-        except Exception as raised:
-            answer, error = None, raised
 
 
 def _on_cache(steps):

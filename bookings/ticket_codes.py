@@ -12,7 +12,8 @@ seconds). Anyone with the site's 32-byte public key can check a ticket with any 
 site, holding the private key, can make one.
 
 A signature proves a ticket was issued, not that it is still good: whether it was cancelled or already
-used is the booking service's record, which a scanner syncs when it can. This module touches no database.
+used is the booking service's record, which a scanner syncs when it can. This module touches no database;
+finding a ticket and checking it in at the door is bookings.services.tickets.
 """
 
 import base64

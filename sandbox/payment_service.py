@@ -1,9 +1,13 @@
-"""The sandbox payment provider as a service of its own on loopback (`manage.py run_payment_sandbox`).
+"""The sandbox payment provider as a service of its own on loopback: a fake card processor. Production leaves it out.
 
-The site then reaches it only over HTTP (bookings.payments.SandboxHttpProvider), as it would a real card
-processor: the provider's process can be slow, fail, drop a connection or die on its own, and our processes
-learn of it only from what comes (or doesn't come) down the wire. The ledger is the sandbox's own
-(SandboxProvider's, in the shared cache), so it outlives both the service and our processes.
+    python -m sandbox.payment_service [--host 127.0.0.1] [--port 8765]
+
+Tests (tests/conftest.py's payment_sandbox) and `make chaos` start it; the site then reaches it only over HTTP
+(bookings.providers.sandbox_http.SandboxHttpProvider), as it would a real card processor: the provider's process
+can be slow, fail, drop a connection or die on its own, and our processes learn of it only from what comes (or
+doesn't come) down the wire. The ledger is the sandbox's own (bookings.providers.sandbox.SandboxProvider's, in
+the shared cache: the process reads ticketing.settings for REDIS_URL and its key prefix), so it outlives both
+the service and our processes.
 
 The API is Stripe-shaped JSON; every call that makes something carries an `Idempotency-Key` header:
 
@@ -26,18 +30,24 @@ of that kind, in order; DELETE /v1/faults clears the queue. What each fault does
 Card numbers never reach a log: the request log is off and the ledger keeps the last four digits.
 """
 
+import argparse
 import json
 import logging
+import os
 import threading
 import time
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from bookings.payments import Card, InvalidCard, PaymentError, ProviderTimeout, SandboxProvider
+import django
+
+from bookings.providers import Card, InvalidCard, PaymentError, ProviderTimeout
+from bookings.providers.sandbox import SandboxProvider
 from ticketing.numbers import whole_number
 
-logger = logging.getLogger(__name__)
+# Named, not __name__: run with -m, this module is __main__.
+logger = logging.getLogger("sandbox.payment_service")
 
 FAULT_KINDS = {"fail", "timeout", "late", "drop", "twice"}
 CALL_KINDS = {"charge", "refund", "find"}
@@ -261,3 +271,18 @@ def serve(host="127.0.0.1", port=8765):
     server = SandboxServer((host, port))
     logger.warning("Payment sandbox listening on http://%s:%s", *server.server_address[:2])
     server.serve_forever()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Serve the sandbox payment provider over HTTP on loopback.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    arguments = parser.parse_args(argv)
+    # The settings give the ledger's cache (REDIS_URL, TICKETING_REDIS_PREFIX) and the logging.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ticketing.settings")
+    django.setup()
+    serve(arguments.host, arguments.port)
+
+
+if __name__ == "__main__":
+    main()

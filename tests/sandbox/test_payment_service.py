@@ -1,7 +1,7 @@
 """The sandbox provider as a separate HTTP service: the same contract as in-process, and faults of its own.
 
-Every test talks to a real `manage.py run_payment_sandbox` process through SandboxHttpProvider, the client the
-site uses when TICKETING_PAYMENT_PROVIDER names it.
+Every test talks to a real `python -m sandbox.payment_service` process through SandboxHttpProvider, the client
+the site uses when TICKETING_PAYMENT_PROVIDER names it.
 """
 
 import uuid
@@ -11,7 +11,8 @@ import httpx
 import pytest
 from django.conf import settings
 
-from bookings.payments import Card, CardDeclined, InvalidCard, PaymentError, ProviderTimeout, SandboxHttpProvider
+from bookings.providers import Card, CardDeclined, InvalidCard, PaymentError, ProviderTimeout
+from bookings.providers.sandbox_http import SandboxHttpProvider
 from tests.conftest import payment_sandbox
 
 GOOD = "4242424242424242"
