@@ -31,7 +31,7 @@ help:
 	@echo "make run    the site on http://127.0.0.1:8000 with demo data (PostgreSQL required; without Redis,"
 	@echo "            one process with in-process tasks); Ctrl-C stops everything"
 	@echo "make serve  the production setup here: uvicorn (WEB_WORKERS=2), a Celery worker and beat, DEBUG off"
-	@echo "make lint   ruff check and ruff format --check"
+	@echo "make lint   ruff check, ruff format --check and lint-imports (the apps' import contracts)"
 	@echo "make bench-search  SearchMovies latency at the study scale (loads it once into its own database)"
 	@echo "make bench-browse  searches, seat maps and pages at the study scale under load, through uvicorn"
 	@echo "make bench-holds   holds per second and latency on one hot show through uvicorn (its own database)"
@@ -109,6 +109,7 @@ chaos: debian-packages venv services
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 clean:
 	rm -rf .pytest_cache .ruff_cache staticfiles var/celerybeat-schedule*

@@ -583,7 +583,7 @@ async def wait_and_warm_up(clients, server, show_id, options):
 def drop_queued_wake_ups(redis_url):
     """Count, and in the bench's own Redis database delete, the waiting-line wake-ups no worker will take.
 
-    Every given-up hold queues one Celery task (bookings.tasks.wake_waiting_line); no worker runs here.
+    Every given-up hold queues one Celery task (waiting.wake_ups.wake_waiting_line); no worker runs here.
     """
     broker = redis.Redis.from_url(redis_url)
     queued = broker.llen("celery")

@@ -109,14 +109,6 @@ def seat_counts(show, at):
     return {"total": total, "available": total - held - booked, "held": held, "booked": booked}
 
 
-def line_is_open(show_id):
-    """True while anyone waits in the show's line: the database's bookings_line_is_open, the question the hold
-    functions ask, whose body the waiting app's migration gives (bookings never reads waiting's tables)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT bookings_line_is_open(%s)", [show_id])
-        return cursor.fetchone()[0]
-
-
 def next_seat_version():
     """A number larger than every seat-map version handed out so far, for all the changes of one transaction.
 

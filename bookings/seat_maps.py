@@ -2,7 +2,7 @@
 served from the shared cache (ticketing.cached_reads).
 
 The version the cache goes by is the show's generation `seats:<show id>`, which the services increment after
-every commit that claims, books or releases its seats (bookings.services.holds' after-commit push), before the
+every commit that claims, books or releases its seats (bookings.notices' after-commit push), before the
 change is pushed to the live maps: a client told of a change and re-reading the map gets one that has it. The
 catalog's generation is in the key too (the prices and the hall come from it). A hold that lapses frees its
 seats with no write at all, so a map is kept only until the soonest `held_until` of the holds it shows as held
@@ -43,7 +43,7 @@ def seats_generation(show_id):
 def seat_maps_changed(show_ids):
     """The seat maps of these shows are built afresh on their next read, from now.
 
-    Called once the change has committed, before it is pushed (bookings.services.holds' after-commit push, on
+    Called once the change has committed, before it is pushed (bookings.notices' after-commit push, on
     every path that claims, books or releases seats, the lean path's one-statement transactions included)."""
     mark_changed(*(seats_generation(show_id) for show_id in show_ids))
 

@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 HOLDS = "bookings/services/holds.py"
+NOTICES = "bookings/notices.py"
 HOLD_FUNCTIONS = "bookings/migrations/0009_hold_functions.py"
 # The hold functions 0011 replaced (the claim, the refusal, the session cap's count, ...): mutations of those
 # bodies go here, since 0009's are no longer what runs.
@@ -83,7 +84,7 @@ MUTATIONS = [
     ),
     Mutation(
         "a change of seats leaves the cached seat map as it was",
-        HOLDS,
+        NOTICES,
         "seat_maps_changed(changed)",
         "None",
         _tests("bookings/test_seat_map_cache"),
@@ -350,11 +351,19 @@ MUTATIONS = [
     ),
     Mutation(
         "freed seats don't wake the line",
-        HOLDS,
-        "line_may_move=True",
-        "line_may_move=False",
-        _tests("bookings/test_change_and_cancel"),
-        at='[(seat_id, "available") for seat_id in entry["seats"]], line_may_move=True',
+        NOTICES,
+        '"available", "booked"',
+        '"booked"',
+        _tests("bookings/test_notices", "waiting/test_wake_up"),
+        at='FREED_OR_BOOKED = frozenset({"available", "booked"})',
+    ),
+    Mutation(
+        "booked seats don't wake the line",
+        NOTICES,
+        '"available", "booked"',
+        '"available"',
+        _tests("bookings/test_notices"),
+        at='FREED_OR_BOOKED = frozenset({"available", "booked"})',
     ),
     Mutation(
         "the website's single-seat-gap rule is off",

@@ -6,5 +6,10 @@ class WaitingConfig(AppConfig):
     verbose_name = "Waiting line"
 
     def ready(self):
-        # Celery only discovers tasks inside a worker; web processes send them by name, so they register here.
-        from waiting import tasks  # noqa: F401
+        from bookings.notices import on_seats_freed_or_booked
+        from waiting import tasks  # noqa: F401  (Celery discovers tasks only in a worker; web processes send them by name)
+        from waiting.wake_ups import wake_waiting_lines
+
+        # Seats that come free or are booked may move a show's line. Bookings can't call the line (it must not
+        # import waiting), so the line hands bookings its wake-up here.
+        on_seats_freed_or_booked(wake_waiting_lines)

@@ -16,14 +16,16 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from bookings.availability import line_is_open, seats_to_be_had
+from bookings.availability import seats_to_be_had
+from bookings.notices import seat_changes_pushed_together
 from bookings.seat_maps import show_seat_spots
-from bookings.services import BookingError, Buyer, hold_seats_for_waiter, seat_changes_pushed_together
+from bookings.services import BookingError, Buyer, hold_seats_for_waiter
 from cinemas.models import OPEN_SEAT_TYPES, Show
 from ticketing.broadcast import send_to_groups
 from ticketing.db import lock_until_commit
 from ticketing.lean import pooled_rows
 from waiting.models import Waiter
+from waiting.wake_ups import line_is_open, wake_waiting_line
 
 logger = logging.getLogger(__name__)
 
@@ -201,8 +203,6 @@ def _line_notice(show_id, notices):
 
 
 def _wake_line_after_commit(show_id):
-    from bookings.tasks import wake_waiting_line
-
     transaction.on_commit(lambda: wake_waiting_line(show_id), robust=True)
 
 

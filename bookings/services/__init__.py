@@ -6,8 +6,9 @@ The rules that keep a sale correct live here, each in one transaction:
 - a hold takes all its seats or none (one transaction; a conflict rolls it back);
 - a hold past its `held_until` is free for every new claim at once: a claimer that meets one expires it
   on the spot, so no seat waits for the sweep;
-- seat-map pushes, waiting-line wake-ups and provider refunds are sent after commit, never from inside a
-  transaction that may roll back; the provider is never called while a row is locked.
+- seat-map pushes, the news of freed or booked seats (bookings.notices: the waiting line's wake-up) and
+  provider refunds are sent after commit, never from inside a transaction that may roll back; the provider is
+  never called while a row is locked.
 
 The functions live in holds.py, payments.py, tickets.py and mail.py; they are all importable from here.
 """
@@ -25,7 +26,6 @@ from bookings.services.holds import (
     hold_seats,
     hold_seats_for_waiter,
     release_lapsed_holds,
-    seat_changes_pushed_together,
 )
 from bookings.services.mail import (
     MailNotSent,
@@ -80,7 +80,6 @@ __all__ = [
     "header_text",
     "hold_seats",
     "hold_seats_for_waiter",
-    "seat_changes_pushed_together",
     "pay_for_reservation",
     "queue_mail",
     "reconcile_payments",

@@ -4,27 +4,25 @@ Every decision is one call of a SQL function kept in bookings migrations 0009-00
 bookings_change_seats, bookings_cancel_hold, bookings_release_lapsed, bookings_release): the waiting-line
 check, the session and client caps, taking over lapsed claims, the claims themselves and the choice of refusal
 live there once, for the API, the website, the waiting line and staff. This module passes the settings in,
-turns a refusal into BookingError and pushes what changed after commit.
+turns a refusal into BookingError and announces what changed, for after commit (bookings.notices).
 """
 
-import asyncio
-import concurrent.futures
 import json
 import logging
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
 import psycopg
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from bookings.availability import ataken_seats, live_claims, taken_seats
 from bookings.models import Reservation
-from bookings.seat_maps import seat_maps_changed, seat_spots, show_seat_spots, show_seat_spots_on_the_loop
+from bookings.notices import announce_freed_seats, announce_seat_changes
+from bookings.seat_maps import seat_spots, show_seat_spots, show_seat_spots_on_the_loop
 from bookings.seat_picking import pick_best_seats, single_gaps_left
 from bookings.services.errors import BookingError
 from cinemas.models import OPEN_SEAT_TYPES, Show
@@ -199,108 +197,6 @@ def _reservation(buyer, show_id, *, pk, status, amount, currency, created_at, ex
     reservation._state.adding, reservation._state.db = False, connection.alias
     reservation.seats_held = _held_seats(seats)
     return reservation
-
-
-def _announce_freed(freed):
-    """Push the seats the functions freed (takeovers, cancels, the sweep) and wake their shows' lines."""
-    for entry in freed:
-        _announce(
-            entry["show"], entry["version"], [(seat_id, "available") for seat_id in entry["seats"]], line_may_move=True
-        )
-
-
-def _release(reservation_ids, *, status, at):
-    """Release every live claim of these (already locked) reservations and give them `status`."""
-    if reservation_ids:
-        (freed,) = call_function(
-            "bookings_release", [str(pk) for pk in reservation_ids], status, at, own_transaction=False
-        )
-        _announce_freed(freed)
-
-
-def _announce(show_id, version, changes, *, line_may_move=False):
-    """After commit: push the seat changes to the show's live map; wake its waiting line if it may move.
-
-    The line may move when seats were freed (the head may be served) or booked (some may be Show Full now).
-    Inside seat_changes_pushed_together, the changes wait for the block's end instead.
-    """
-    if not changes and not line_may_move:
-        return  # e.g. a hold changed to the seats it already has: nothing to tell anyone
-    changes = [(seat_id, status, version) for seat_id, status in changes]
-    gathered = getattr(_pushed_together, "changes", None)
-    if gathered is not None:
-        gathered.setdefault(show_id, []).extend(changes)
-        if line_may_move:
-            _pushed_together.wakes.add(show_id)
-        return
-    _push_after_commit({show_id: changes}, {show_id} if line_may_move else set())
-
-
-def _push_after_commit(changes_by_show, wakes):
-    from bookings import consumers, tasks  # both import this module's callers; imported late to stay acyclic
-
-    changed = [show_id for show_id, changes in changes_by_show.items() if changes]
-
-    def push(maps_changed=True):
-        # First, so that a client told of a change and re-reading the map never gets the cached one from before.
-        if maps_changed:
-            seat_maps_changed(changed)
-        for show_id, changes in changes_by_show.items():
-            if changes:
-                consumers.push_seat_changes(show_id, changes)
-        for show_id in wakes:
-            tasks.wake_waiting_line(show_id)
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        # robust: the change has committed; a failing push is logged, never made the buyer's 500.
-        transaction.on_commit(push, robust=True)
-        return
-    # The lean path: the call was its own transaction and has committed. The seat maps' generation moves now,
-    # one Redis round trip on the event loop, so that the buyer's next read of the map has the hold. The pushes
-    # are sync code (the channel layer from sync, Celery): on a thread of their own, not awaited, so the answer
-    # does not wait for them. Not the loop's default executor: a loop that closes waits for that one, while a
-    # push waits on a loop of its own.
-    seat_maps_changed(changed)
-    _pushing.submit(_logged_failure(lambda: push(maps_changed=False)))
-
-
-_pushing = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="after-commit-push")
-
-
-def _logged_failure(push):
-    def run():
-        try:
-            push()
-        except Exception:
-            logger.exception("Could not push a committed change")
-        finally:
-            close_old_connections()  # a wake-up may have read the line; no request's end closes it here
-
-    return run
-
-
-_pushed_together = threading.local()
-
-
-@contextmanager
-def seat_changes_pushed_together():
-    """Gather the seat changes announced in the block and push them after commit as one message per show.
-
-    For a transaction that holds seats many times over (a serving batch of the waiting line: up to 25 holds,
-    which were 25 pushes to each of a thousand seat maps). Only what commits with the block's transaction may
-    be announced in it: hold_seats_for_waiter announces last in its savepoint, once nothing can fail. If the
-    block raises, nothing is pushed.
-    """
-    _pushed_together.changes, _pushed_together.wakes = {}, set()
-    try:
-        yield
-        changes_by_show, wakes = _pushed_together.changes, _pushed_together.wakes
-    finally:
-        _pushed_together.changes = _pushed_together.wakes = None
-    if changes_by_show or wakes:
-        _push_after_commit(changes_by_show, wakes)
 
 
 def _refuse_single_gaps(show, *, chosen, others_of, at):
@@ -536,8 +432,8 @@ def _held(buyer, show_id, at, row):
         expires_at=at + timedelta(seconds=settings.TICKETING_HOLD_SECONDS),
         seats=seats,
     )
-    _announce_freed(freed)
-    _announce(show_id, version, [(seat.pk, "held") for seat in reservation.seats_held])
+    announce_freed_seats(freed)
+    announce_seat_changes(show_id, version, [(seat.pk, "held") for seat in reservation.seats_held])
     return reservation
 
 
@@ -595,9 +491,8 @@ def _changed(buyer, reservation_id, row):
         expires_at=expires_at,
         seats=seats,
     )
-    _announce_freed(freed)
-    dropped = any(status == "available" for _, status in changes)
-    _announce(show_id, version, [tuple(change) for change in changes], line_may_move=dropped)
+    announce_freed_seats(freed)
+    announce_seat_changes(show_id, version, [tuple(change) for change in changes])
     return reservation
 
 
@@ -606,7 +501,7 @@ def cancel_hold(*, buyer, reservation_id, at=None):
 
     One call of bookings_cancel_hold, which locks the reservation row. A hold that already lapsed, expired or
     was cancelled is returned as it is (cancelling twice is harmless). Raises BookingError("not_found"), or
-    ("booked_not_cancellable") for a booking. On commit: pushes the freed seats and wakes the show's line.
+    ("booked_not_cancellable") for a booking. On commit: pushes the freed seats and tells the line (bookings.notices).
     """
     at = at or timezone.now()
     return _cancelled(buyer, reservation_id, call_function(*_cancel_call(buyer, reservation_id, at=at)))
@@ -624,7 +519,7 @@ def _cancel_call(buyer, reservation_id, *, at):
 
 def _cancelled(buyer, reservation_id, row):
     status, ended_at, freed, show_id, amount, currency, created_at, expires_at, seats = row
-    _announce_freed(freed)
+    announce_freed_seats(freed)
     return _reservation(
         buyer,
         show_id,
@@ -644,13 +539,13 @@ def release_lapsed_holds(*, at=None, batch_size=500):
 
     Idempotent and safe on several workers at once: each batch (one call of bookings_release_lapsed, its own
     transaction) locks its holds FOR UPDATE SKIP LOCKED, so two sweeps share the work instead of doing it
-    twice. On commit of each batch: pushes the freed seats and wakes the waiting line of each show.
+    twice. On commit of each batch: pushes the freed seats and tells each show's waiting line (bookings.notices).
     """
     at = at or timezone.now()
     released = 0
     while True:
         batch, freed = call_function("bookings_release_lapsed", at, batch_size)
-        _announce_freed(freed)
+        announce_freed_seats(freed)
         released += batch
         if batch < batch_size:
             return released

@@ -10,6 +10,7 @@ import logging
 import re
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
@@ -34,6 +35,9 @@ CLOCK_SLACK = timedelta(seconds=5)
 # Control characters (CR and LF among them) and the Unicode line and paragraph separators.
 _NOT_FOR_A_HEADER = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _QUEUED = OutgoingMail.Status.QUEUED
+# The task that makes one attempt (bookings.tasks), queued by its name: the tasks call these services, so this
+# module can't import them without the two importing each other.
+SEND_MAIL_TASK = "bookings.send_mail"
 
 
 class MailNotSent(Exception):
@@ -77,10 +81,8 @@ def queue_mail(*, reservation, kind, at=None):
 
 
 def _send_after_commit(mail_id):
-    from bookings.tasks import send_mail_task  # tasks import services: imported late to stay acyclic
-
     # robust: a broker that is down must not fail a request that has committed; the row is still queued.
-    transaction.on_commit(lambda: send_mail_task.delay(mail_id), robust=True)
+    transaction.on_commit(lambda: current_app.signature(SEND_MAIL_TASK, args=(mail_id,)).delay(), robust=True)
 
 
 def email_ticket(*, buyer, reservation_id, address):

@@ -23,9 +23,10 @@ from django.utils import timezone
 
 from bookings import ticket_codes
 from bookings.models import IdempotentRequest, OutgoingMail, Payment, Reservation
+from bookings.notices import announce_freed_seats, announce_seat_changes
 from bookings.providers import CardDeclined, InvalidCard, PaymentError, ProviderTimeout, get_provider
 from bookings.services.errors import BookingError
-from bookings.services.holds import HeldSeat, _announce, _release, acall_function, call_function
+from bookings.services.holds import HeldSeat, acall_function, call_function
 from bookings.services.mail import queue_mail
 from ticketing.faults import crash_if_asked
 from ticketing.steps import arun_steps, run_steps
@@ -109,7 +110,7 @@ def pay_for_reservation(*, buyer, reservation_id, card, resuming=False, at=None)
     first, so a retry never charges twice. Raises BookingError: not_found, hold_expired (410; refunded if the
     provider charged), already_booked, hold_cancelled, payment_in_progress, card_declined (402, the hold
     stands), invalid_card, payment_failed, payment_timeout (the reconciler settles it). On commit of step 3:
-    pushes the booked seats and wakes the show's line.
+    pushes the booked seats and tells the waiting line (bookings.notices).
 
     `resuming`: this call repeats, with the same Idempotency-Key, one whose process died before answering;
     if the hold is booked by now (that call, or the reconciler after it, got that far), it is the answer.
@@ -227,7 +228,8 @@ def fulfil_charge(*, payment_id, provider_reference, at=None):
 
     One call of bookings_fulfil_charge, which locks the reservation, then the payment. Books only a
     reservation still Reserved (its claims intact); otherwise records a pending refund. On commit: pushes the
-    booked seats and wakes the show's line, or refunds through the provider. Returns the reservation.
+    booked seats and tells the waiting line (bookings.notices), or refunds through the provider. Returns the
+    reservation.
     """
     return _run(_fulfilling(payment_id, provider_reference, at or timezone.now()))
 
@@ -244,8 +246,7 @@ def _fulfilling(payment_id, provider_reference, at):
                 raise
     reservation = _reservation_of(described)
     if booked:
-        # A booking can leave waiters wanting more seats than remain unbooked: the line decides (Show Full).
-        _announce(reservation.show_id, version, [(seat_id, "booked") for seat_id in booked], line_may_move=True)
+        announce_seat_changes(reservation.show_id, version, [(seat_id, "booked") for seat_id in booked])
     if refund is not None:
         yield _RefundAfterCommit(refund)
     return reservation
@@ -342,16 +343,19 @@ def cancel_booking(*, reservation_id, at=None):
     """Staff cancel a booking: its seats are freed and its charge refunded through the provider.
 
     Locks the reservation. Raises BookingError("not_booked") unless it is Booked. Owes the buyer a mail
-    saying so (an OutgoingMail, if they gave an address). On commit: pushes the freed seats, wakes the
-    waiting line, sends the refund (the reconciler retries a failed one), then queues the mail, which tells
-    how the refund stands when it is sent.
+    saying so (an OutgoingMail, if they gave an address). On commit: pushes the freed seats, tells the
+    waiting line (bookings.notices), sends the refund (the reconciler retries a failed one), then queues the
+    mail, which tells how the refund stands when it is sent.
     """
     at = at or timezone.now()
     with transaction.atomic(durable=True):
         reservation = Reservation.objects.select_for_update().get(pk=reservation_id)
         if reservation.status != Reservation.Status.BOOKED:
             raise BookingError("not_booked")
-        _release([reservation.pk], status=Reservation.Status.CANCELLED, at=at)
+        (freed,) = call_function(
+            "bookings_release", [str(reservation.pk)], Reservation.Status.CANCELLED, at, own_transaction=False
+        )
+        announce_freed_seats(freed)
         charge = reservation.payments.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED).first()
         if charge is not None:
             (refund_id,) = call_function("bookings_record_refund", charge.pk, at, own_transaction=False)

@@ -3,15 +3,12 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from bookings.models import Reservation
 from bookings.services import (
     BookingError,
     Buyer,
     cancel_booking,
-    cancel_hold,
     change_seats,
     hold_seats,
-    release_lapsed_holds,
 )
 from tests.bookings.helpers import pay, reserve, seat_ids, statuses
 from tests.factories import make_hall, make_show
@@ -132,53 +129,3 @@ def test_staff_cancel_a_booking_freeing_its_seats_and_refunding_it(api, show, dj
     assert {statuses(api, show)[seat] for seat in seats} == {"available"}
     refund = reservation.payments.get(kind="refund")
     assert refund.status == "succeeded" and refund.amount == reservation.amount
-
-
-def open_line(show):
-    """Someone starts waiting for the show (written directly: joining needs the show to look full)."""
-    from django.utils import timezone
-
-    from waiting.models import Waiter
-
-    now = timezone.now()
-    Waiter.objects.create(
-        show=show, session_id="carol", seats_wanted=1, place=1, joined_at=now, expires_at=now + timedelta(hours=1)
-    )
-
-
-class TestSeatsComingFreeWakeTheWaitingLine:
-    """Bookings tells the waiting app, after commit, whenever seats of a show come free and someone waits."""
-
-    @pytest.fixture
-    def woken(self, monkeypatch):
-        shows = []
-        monkeypatch.setattr("waiting.services.serve_waiting_line", lambda *, show_id: shows.append(show_id) or 0)
-        return shows
-
-    @pytest.fixture
-    def reservation(self, show):
-        held = hold_seats(buyer=Buyer(None, "alice"), show=show, seat_ids=seat_ids(show)[:1])
-        open_line(show)
-        return held
-
-    def test_when_a_hold_is_cancelled(self, show, woken, reservation, django_capture_on_commit_callbacks):
-        with django_capture_on_commit_callbacks(execute=True):
-            cancel_hold(buyer=Buyer(None, "alice"), reservation_id=reservation.pk)
-        assert woken == [show.pk]
-
-    def test_when_the_sweep_expires_holds(self, show, woken, reservation, django_capture_on_commit_callbacks):
-        with django_capture_on_commit_callbacks(execute=True):
-            release_lapsed_holds(at=show.starts_at)
-        assert woken == [show.pk]
-
-    def test_not_before_the_transaction_commits(self, show, woken, reservation, django_capture_on_commit_callbacks):
-        with django_capture_on_commit_callbacks(execute=False) as callbacks:
-            cancel_hold(buyer=Buyer(None, "alice"), reservation_id=reservation.pk)
-        assert woken == [] and callbacks
-        assert Reservation.objects.get(pk=reservation.pk).status == "Cancelled"
-
-    def test_nobody_is_woken_when_nobody_waits(self, show, woken, django_capture_on_commit_callbacks):
-        held = hold_seats(buyer=Buyer(None, "alice"), show=show, seat_ids=seat_ids(show)[:1])
-        with django_capture_on_commit_callbacks(execute=True):
-            cancel_hold(buyer=Buyer(None, "alice"), reservation_id=held.pk)
-        assert woken == []

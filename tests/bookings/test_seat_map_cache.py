@@ -218,7 +218,7 @@ class TestWithoutTheInvalidation:
     map from before the change, which shows they read the cache and would catch a missing invalidation."""
 
     def test_a_hold_would_leave_the_cached_map_as_it_was(self, api, show, monkeypatch):
-        monkeypatch.setattr("bookings.services.holds.seat_maps_changed", lambda show_ids: None)
+        monkeypatch.setattr("bookings.notices.seat_maps_changed", lambda show_ids: None)
         seat_id = labelled(show, "B2")[0]
         before = seat_map(api, show)
         assert reserve(api, show, [seat_id]).status_code == 201

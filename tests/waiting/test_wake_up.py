@@ -1,22 +1,28 @@
 """Freed seats reach the head of the line through the after-commit wake-up, not a beat tick.
 
+Bookings tells the line, after commit, which shows' seats came free or were booked (tests/bookings/test_notices.py);
+the line wakes itself from there (waiting.wake_ups): only while someone waits, one wake-up per show in the broker.
 How fast is measured in bench/waiting_line.py (a timing asserted here would only measure the machine's noise);
 this proves the path: with no beat running at all, only the wake-up can serve the line.
 """
 
 import time
+from datetime import timedelta
 
 import httpx
 import pytest
 import redis
+from django.utils import timezone
 
-from bookings.tasks import take_wake_up, wake_waiting_line
+from bookings.models import Reservation
+from bookings.services import Buyer, cancel_hold, hold_seats, release_lapsed_holds
 from tests.bookings.helpers import seat_ids
 from tests.conftest import celery_worker, redis_keys_of_its_own, serving
 from tests.factories import make_api_key, make_hall, make_show
 from tests.waiting.conftest import join
 from ticketing.celery import app as celery_app
 from waiting.models import Waiter
+from waiting.wake_ups import take_wake_up, wake_waiting_line
 
 
 @pytest.mark.django_db(transaction=True)
@@ -88,3 +94,51 @@ def test_only_the_first_to_join_a_line_wakes_it_as_nothing_behind_a_head_changes
     with django_capture_on_commit_callbacks() as second_joined:
         join(show, "bob")
     assert (len(first_joined), len(second_joined)) == (1, 0)
+
+
+def open_line(show):
+    """Someone starts waiting for the show (written directly: joining needs the show to look full)."""
+    now = timezone.now()
+    Waiter.objects.create(
+        show=show, session_id="carol", seats_wanted=1, place=1, joined_at=now, expires_at=now + timedelta(hours=1)
+    )
+
+
+@pytest.mark.django_db
+class TestSeatsComingFreeWakeTheLine:
+    """Seats of a show that come free serve its line after commit (the Celery task, run eagerly in tests), whenever
+    someone waits for the show."""
+
+    @pytest.fixture
+    def woken(self, monkeypatch):
+        shows = []
+        monkeypatch.setattr("waiting.tasks.serve_waiting_line", lambda *, show_id: shows.append(show_id) or 0)
+        return shows
+
+    @pytest.fixture
+    def reservation(self, show):
+        held = hold_seats(buyer=Buyer(None, "alice"), show=show, seat_ids=seat_ids(show)[:1])
+        open_line(show)
+        return held
+
+    def test_when_a_hold_is_cancelled(self, show, woken, reservation, django_capture_on_commit_callbacks):
+        with django_capture_on_commit_callbacks(execute=True):
+            cancel_hold(buyer=Buyer(None, "alice"), reservation_id=reservation.pk)
+        assert woken == [show.pk]
+
+    def test_when_the_sweep_expires_holds(self, show, woken, reservation, django_capture_on_commit_callbacks):
+        with django_capture_on_commit_callbacks(execute=True):
+            release_lapsed_holds(at=show.starts_at)
+        assert woken == [show.pk]
+
+    def test_not_before_the_transaction_commits(self, show, woken, reservation, django_capture_on_commit_callbacks):
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            cancel_hold(buyer=Buyer(None, "alice"), reservation_id=reservation.pk)
+        assert woken == [] and callbacks
+        assert Reservation.objects.get(pk=reservation.pk).status == "Cancelled"
+
+    def test_nobody_is_woken_when_nobody_waits(self, show, woken, django_capture_on_commit_callbacks):
+        held = hold_seats(buyer=Buyer(None, "alice"), show=show, seat_ids=seat_ids(show)[:1])
+        with django_capture_on_commit_callbacks(execute=True):
+            cancel_hold(buyer=Buyer(None, "alice"), reservation_id=held.pk)
+        assert woken == []
