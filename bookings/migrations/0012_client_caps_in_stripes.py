@@ -151,19 +151,18 @@ END $$;
 -- The fast path locks one stripe that was computed for p_cap and has room (allowance - held) for p_added,
 -- the roomiest first, skipping stripes other calls hold (FOR UPDATE SKIP LOCKED): it never waits, and holds
 -- of one client wait neither for each other nor, since a client's stripes are its own, for other clients.
--- When every stripe with room is held by other calls (more of the client's calls are committing at once
--- than it has stripes), it waits for the roomiest one alone: one commit, as with 0009's one row, never more.
--- The slow path, when no stripe has room or the stripes were computed for another cap (staff
+-- The slow path, when no stripe it could lock has room or the stripes were computed for another cap (staff
 -- changed the key's), locks every stripe of the client's count in stripe order (making the 8 the first
 -- time), waiting for the commits of the calls that hold them; bookings_check_client_cap then sums them
 -- exactly (expiring lapsed holds of the client if that is what it takes, else refusing) and the allowances
 -- are rebalanced for p_cap: each stripe's becomes what it holds plus an equal share of the spare seats,
 -- p_added more on the stripe taken, so that they sum to p_cap. A refusal rolls back the call and with it
--- anything the slow path changed. Slow paths wait on each other in stripe order, so never in a cycle, unless a
--- call already holds a stripe of the client when it takes the slow path (its claims took over a lapsed hold
--- of the same client, whose seats went back to that stripe): then PostgreSQL may find a deadlock and end one
--- of the two calls, as it could with 0009's one counter row when takeovers touched two clients' rows, and
--- the call is made again (bookings.services.holds.call_function).
+-- anything the slow path changed. Slow paths lock in stripe order, yet a cycle can still close: when a call
+-- already holds a stripe of the client as it takes the slow path (its claims took over a lapsed hold of the
+-- same client, whose seats went back to that stripe), and, seen now and then in the race tests under a cap
+-- that binds, through the queue of a stripe's tuple lock. PostgreSQL then ends one of the calls, whole, and
+-- the call is made again (bookings.services.holds.call_function), as it could happen with 0009's one counter
+-- row when takeovers touched two clients' rows.
 CREATE OR REPLACE FUNCTION bookings_take_client_seats(
     p_show bigint, p_api_key bigint, p_address inet, p_cap int, p_added int, p_stripe int, p_at timestamptz,
     OUT p_taken int, OUT p_freed jsonb
@@ -181,14 +180,6 @@ BEGIN
        AND counted.allowance - counted.held >= p_added AND (p_stripe IS NULL OR counted.stripe = p_stripe)
      ORDER BY counted.allowance - counted.held DESC, counted.stripe
      LIMIT 1 FOR UPDATE SKIP LOCKED;
-    IF p_taken IS NOT NULL THEN RETURN; END IF;
-    -- Every stripe with room is in other calls' hands: wait for the commit of the roomiest one's, not of all.
-    -- (A stripe that no longer has room once its call commits is passed over for the next one.)
-    SELECT counted.stripe INTO p_taken FROM bookings_clientheldseats counted
-     WHERE counted.show_id = p_show AND counted.client = v_client AND counted.cap = p_cap
-       AND counted.allowance - counted.held >= p_added AND (p_stripe IS NULL OR counted.stripe = p_stripe)
-     ORDER BY counted.allowance - counted.held DESC, counted.stripe
-     LIMIT 1 FOR UPDATE;
     IF p_taken IS NOT NULL THEN RETURN; END IF;
     -- The slow path. Stripes another call is making are not seen until it commits: the insert waits for it.
     SELECT count(*) INTO v_found FROM (
