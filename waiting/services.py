@@ -176,11 +176,13 @@ def _end(waiters, status, at, notices):
 
 # A waiter leaving the line keeps the version it was last shown, plus one. While it waits, the version shown
 # counts the moves ahead of it (waiting migration 0006): a move writes no row but those of the waiters leaving.
+# Callers hold the line's lock and pass waiters they read as Waiting under it (leaving an ended place is
+# leave_waiting_line's to refuse).
 LEAVE_LINE = f"""
 UPDATE waiting_waiter waiter
    SET status = %s, ended_at = %s, reservation_id = %s, version = shown.version + 1
   FROM {WAITERS_FUNCTION}(%s::uuid[], %s::text[]) shown
- WHERE waiter.id = shown.id AND waiter.status = 'Waiting'
+ WHERE waiter.id = shown.id
 """
 
 
