@@ -294,11 +294,9 @@ _pools = {}
 
 async def pooled_call(function, arguments):
     """`SELECT * FROM function(arguments)` on the async pool, in autocommit (the call is its own transaction):
-    its one row. A database error is raised as psycopg raised it."""
-    pool = await _pool()
-    async with pool.connection() as conn:
-        cursor = await conn.execute(_function_call(function, arguments), arguments, prepare=True)
-        return await cursor.fetchone()
+    its one row (None if it returned none). A database error is raised as psycopg raised it."""
+    rows = await pooled_rows(function, arguments)
+    return rows[0] if rows else None
 
 
 async def pooled_rows(function, arguments):

@@ -235,8 +235,8 @@ def hold_seats(
     kinds for bad requests (`no_such_show` among them); `waiting_line` while anyone waits in the show's line
     and the seats asked for are of the types the line is served (freed seats are theirs first; wheelchair
     spaces and companion seats never are); `session_seat_cap`, `client_hold_cap`; or `seats_unavailable`,
-    `retry` or `show_full` when the seats can't be had. Nothing is written then. On
-    commit: pushes the seats as held (and those freed from lapsed holds as available).
+    `retry` or `show_full` when the seats can't be had. Nothing is written then. On commit: pushes the seats as
+    held (and those freed from lapsed holds as available).
     """
     at = at or timezone.now()
     show_id = show.pk if show is not None else show_id
