@@ -4,7 +4,7 @@ waiting page's GET /waiting/{waiter_id}/poll.
 An answer is made in two halves.
 - The request is checked and its waiter read. The API's poll is a lean endpoint (waiting.api.poll_waiter on
   ticketing.lean's front): the API key from the per-process cache, the quota in one Redis call, the waiter
-  and its position in one call of waiting_waiters (waiting migration 0004) on the async pool, no Django at
+  and its position in one call of waiting_waiters (waiting migration 0007) on the async pool, no Django at
   all; poll_answer then hands the front an Answer whose body comes `later`. A poll re-sent every 60 s by each
   of 5,000 waiters went through Django and DRF on a thread at ~10 ms each: a whole core of one process, and
   served waiters heard p95 26-135 s late behind the queue. The waiting page's poll (waiting.views.poll, on
@@ -136,7 +136,7 @@ class _Reads:
 
     A check of a status (a nudged or just parked poll) is read in the turn of the event loop it was asked in: a
     served waiter hears at once. A read that counts a position (a fresh poll, a wait's end) waits up to
-    POSITIONS_GATHERED_SECONDS for others: each batch reads its show's line once (waiting migration 0004), and
+    POSITIONS_GATHERED_SECONDS for others: each batch reads its show's line once (waiting migration 0007), and
     under a surge that read costs what one count cost."""
 
     def __init__(self):

@@ -52,7 +52,7 @@ class WaitingError(Exception):
 
 def position_of(waiter):
     """1 for the head of the line; None once the waiter is out of it. As the database's waiting_waiters (waiting
-    migration 0004) counts it: the rule lives there once, for this, the lean poll and the parked polls."""
+    migration 0007) counts it: the rule lives there once, for this, the lean poll and the parked polls."""
     return read_waiter(waiter.pk).position
 
 
@@ -69,7 +69,7 @@ WAITERS_FUNCTION = "waiting_waiters"
 
 @dataclass(frozen=True, slots=True)
 class WaiterRow:
-    """A row of waiting_waiters (waiting migration 0004): a waiter as its body shows it, with whose it is.
+    """A row of waiting_waiters (waiting migration 0007): a waiter as its body shows it, with whose it is.
 
     `unchanged`: still in the status the read was asked about (its position then not counted).
     """
