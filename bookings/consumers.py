@@ -8,8 +8,8 @@ GET /shows/{id}/seats and applies a pushed change only if its version is newer t
 What a change costs does not grow with its watchers. A show's changes are merged and sent at most once per
 ~50 ms by each process that makes them (ticketing.broadcast.send_coalesced: per seat the newest version wins,
 the message's version is the newest of its seats'); a web process is one member of the show's group however
-many of its sockets watch the show, and hands each message to its own sockets (ticketing.fanout), encoded
-once.
+many of its sockets watch the show, and writes each change to its own sockets (SeatMapWatchers: one frame, encoded
+once for all of them; what comes while they are written goes out merged in the next).
 """
 
 import asyncio
@@ -23,7 +23,7 @@ from django.utils import timezone
 from bookings.availability import seat_states
 from cinemas.models import Show
 from ticketing import fanout
-from ticketing.broadcast import send_coalesced
+from ticketing.broadcast import merge_newest, send_coalesced
 
 logger = logging.getLogger(__name__)
 
@@ -64,54 +64,47 @@ def _seats_message(changes):
 class ShowSeatsConsumer(AsyncJsonWebsocketConsumer):
     """Read-only: forwards the changes its process hears for the show. Client frames are ignored unread."""
 
-    # No channel of its own: its process listens to the show's group once for all its sockets (ticketing.fanout).
+    # No channel of its own: its process listens to the show's group once for all its sockets (SeatMapWatchers).
     channel_layer_alias = None
 
     async def connect(self):
         self.show_id = self.scope["url_route"]["kwargs"]["show_id"]
-        self.group = show_group(self.show_id)
-        self.outbox = asyncio.Queue()
-        self.forwarding = None
+        self.ready = False
+        self.early = []  # frames heard before the version went out
+        self.watchers = seat_map_watchers(self.show_id)
         # Listen first and read second, so that a change committed in between is forwarded, not missed.
-        await fanout.listen(self.group, self)
-        self.listening = True
+        await self.watchers.add(self)
         version = await self._current_version()
         if version is None:
-            await self._stop_listening()
+            await self.watchers.remove(self)
             await self.close(code=4404)
             return
         await self.accept()
         await self.send_json({"type": "version", "show_id": self.show_id, "version": version})
-        self.forwarding = asyncio.get_running_loop().create_task(self._forward())
+        while self.early:
+            await self.send(text_data=self.early.pop(0))
+        self.ready = True
 
     async def disconnect(self, code):
-        if self.forwarding is not None:
-            self.forwarding.cancel()
-        await self._stop_listening()
+        if hasattr(self, "watchers"):
+            await self.watchers.remove(self)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         pass  # nothing a client says changes anything; not even decoded, so a malformed frame can't crash it
 
-    def heard(self, message):
-        """A message to the show's group (ticketing.fanout, in this event loop): queued for this socket."""
-        self.outbox.put_nowait(message)
-
-    def missed(self):
-        """The process may have missed changes: the client is to reconnect and re-read."""
-        self.outbox.put_nowait(None)
-
-    async def _forward(self):
+    async def forward(self, frame):
+        """One frame of changes for this socket (its process's SeatMapWatchers of the show)."""
+        if not self.ready:
+            self.early.append(frame)
+            return
         try:
-            while (message := await self.outbox.get()) is not None:
-                await self.send(text_data=_frame(message))
-            await self.close(code=MISSED_CHANGES_CLOSE_CODE)
+            await self.send(text_data=frame)
         except Exception:  # the client went away mid-send: its disconnect ends the consumer
             logger.debug("Could not forward to a seat map of show %s", self.show_id, exc_info=True)
 
-    async def _stop_listening(self):
-        if getattr(self, "listening", False):
-            self.listening = False
-            await fanout.stop_listening(self.group, self)
+    async def close_for_missed_changes(self):
+        """The process may have missed changes: the client is to reconnect and re-read."""
+        await self.close(code=MISSED_CHANGES_CLOSE_CODE)
 
     @database_sync_to_async
     def _current_version(self):
@@ -121,9 +114,73 @@ class ShowSeatsConsumer(AsyncJsonWebsocketConsumer):
         return seat_states(show, timezone.now())[2]
 
 
-def _frame(message):
-    """The message's WebSocket text, encoded once for all the process's sockets: they share one message."""
-    frame = message.get("frame")
-    if frame is None:
-        frame = message["frame"] = json.dumps(message["message"])
-    return frame
+class SeatMapWatchers:
+    """The seat maps of one show that this process serves, as one listener of the show's group (ticketing.fanout).
+
+    Changes heard while a frame is being written to the sockets are merged (per seat the newest version wins) and
+    go out together in the next frame: a process that falls behind the changes sends fewer, larger frames, never
+    a queue of them per socket. With 1,000 sockets each frame is 1,000 writes; a serving surge's changes came
+    faster than one process could write them, each socket's queue grew, and pushes arrived a minute late or
+    not at all (the channel layer dropped what waited longer).
+    """
+
+    def __init__(self, show_id):
+        self.show_id = show_id
+        self.group = show_group(show_id)
+        self.sockets = {}  # as an ordered set: a frame is written to them in the order they came
+        self.changes = {}  # seat_id -> (version, status), heard and not yet written
+        self.writing = None
+        self.membership = asyncio.Lock()
+
+    async def add(self, socket):
+        async with self.membership:
+            if not self.sockets:
+                await fanout.listen(self.group, self)
+            self.sockets[socket] = None
+
+    async def remove(self, socket):
+        async with self.membership:
+            if self.sockets.pop(socket, False) is not None or self.sockets:
+                return  # not one of them, or not the last
+            if _watchers_here().get(self.show_id) is self:
+                del _watchers_here()[self.show_id]
+            await fanout.stop_listening(self.group, self)
+
+    def heard(self, message):
+        for change in message["message"]["changes"]:
+            merge_newest(self.changes, change["id"], change["version"], change["status"])
+        if self.writing is None:
+            self.writing = asyncio.get_running_loop().create_task(self._write())
+
+    def missed(self):
+        for socket in list(self.sockets):
+            _keep(asyncio.get_running_loop().create_task(socket.close_for_missed_changes()))
+
+    async def _write(self):
+        try:
+            while self.changes:
+                changes, self.changes = self.changes, {}
+                frame = json.dumps(_seats_message(changes)["message"])
+                for socket in list(self.sockets):
+                    await socket.forward(frame)
+        finally:
+            self.writing = None
+
+
+_closing = set()
+
+
+def _keep(task):
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+def seat_map_watchers(show_id):
+    """This event loop's SeatMapWatchers of the show."""
+    watchers = _watchers_here()
+    if show_id not in watchers:
+        watchers[show_id] = SeatMapWatchers(show_id)
+    return watchers[show_id]
+
+
+_watchers_here = fanout.PerEventLoop(dict).get

@@ -79,6 +79,12 @@ def send_coalesced(group, changes, message):
     _sender().merge(group, changes, message)
 
 
+def merge_newest(changes, key, version, value):
+    """Put `key`'s `(version, value)` into `changes` unless it holds a newer version of `key`."""
+    if key not in changes or changes[key][0] <= version:
+        changes[key] = (version, value)
+
+
 def _in_this_process(layer):
     # The single-process demo's in-memory layer lives in the web process's event loop: it is sent to from the
     # caller's thread as before (async_to_sync hands a request thread's coroutine to that loop); a sender
@@ -117,8 +123,7 @@ class _Sender:
         with self.lock:
             merged, _ = self.waiting.get(group, ({}, None))
             for key, (version, value) in changes.items():
-                if key not in merged or merged[key][0] <= version:
-                    merged[key] = (version, value)
+                merge_newest(merged, key, version, value)
             self.waiting[group] = (merged, message)
             start = group not in self.flushing
             self.flushing.add(group)
