@@ -21,13 +21,23 @@ from bookings.availability import ataken_seats, live_claims, taken_seats
 from bookings.models import Reservation
 from bookings.seat_maps import seat_spots
 from bookings.seat_picking import pick_best_seats
+from bookings.serializers import ReserveSeatsInput
 from bookings.services import Buyer, ahold_seats, cancel_hold, change_seats, hold_seats, holds
 from cinemas.models import Show
 from cinemas.services import catalog_changed
 from tests.bookings.helpers import GOOD_CARD, labelled
 from tests.factories import make_api_key, make_hall, make_show
 from ticketing.asgi import application, django_asgi_app
-from ticketing.lean import Answer, LeanFront, close_connections, on_django_connection
+from ticketing.errors import field_messages
+from ticketing.lean import (
+    Answer,
+    LeanError,
+    LeanFront,
+    close_connections,
+    on_django_connection,
+    redis_client,
+    validated,
+)
 from ticketing.models import ApiKey, hash_api_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -289,6 +299,39 @@ def test_a_key_over_its_quota_is_refused_429_with_retry_after_on_the_front(show)
     )
     assert [answer.status_code for answer in answers] == [201, 201, 429]
     assert answers[2].json()["error"]["code"] == "quota_exceeded" and int(answers[2].headers["retry-after"]) >= 1
+
+
+def test_calls_of_one_key_arriving_together_are_each_counted_so_exactly_its_quota_gets_through(show):
+    """The quota's counts asked in one turn of the event loop go to Redis in one round trip (ticketing.lean
+    _QuotaCounts): 12 calls at once against a quota of 5 are 5 answers and 7 refusals, whatever the batching."""
+    key = make_api_key(rate_per_minute=5)
+    redis_calls = []
+
+    async def send_all_at_once():
+        transport = httpx.ASGITransport(app=application, client=("203.0.113.9", 4000))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                pipeline_class = type(redis_client().pipeline())
+                execute = pipeline_class.execute
+
+                async def counted_execute(pipeline, *args, **kwargs):
+                    redis_calls.append(len(pipeline.command_stack))
+                    return await execute(pipeline, *args, **kwargs)
+
+                pipeline_class.execute = counted_execute
+                try:
+                    return await asyncio.gather(
+                        *[client.get(f"/api/v1/shows/{show.pk}/seats", headers={"X-API-Key": key}) for _ in range(12)]
+                    )
+                finally:
+                    pipeline_class.execute = execute
+        finally:
+            await close_connections()
+
+    answers = asyncio.run(send_all_at_once())
+
+    assert sorted(answer.status_code for answer in answers) == [200] * 5 + [429] * 7
+    assert sum(redis_calls) == 12 and len(redis_calls) < 12
 
 
 def test_a_body_past_the_upload_limit_is_refused_413_before_it_is_read_whole(show, key, settings):
@@ -564,3 +607,30 @@ def test_the_seats_best_available_counts_as_taken_are_the_live_claims_both_ways(
     live = set(live_claims(now).filter(show=show).values_list("seat_id", flat=True))
     assert live == {*seats[0:4], seats[12]}
     assert taken_seats(show.pk, now) == live and asyncio.run(read_on_the_pool()) == live
+
+
+def answer_of_a_fresh_serializer(data):
+    serializer = ReserveSeatsInput(data=data)
+    return dict(serializer.validated_data) if serializer.is_valid() else field_messages(serializer.errors)
+
+
+def answer_of_validated(data):
+    try:
+        return dict(validated(ReserveSeatsInput, data))
+    except LeanError as error:
+        return error.answer.body["error"]["fields"]
+
+
+@pytest.mark.parametrize(
+    "calls",
+    [
+        [{"session_id": "alice", "seat_ids": [1, 2]}, {"session_id": "bob", "seat_ids": "x"}],
+        [{"session_id": "bob", "seat_ids": "x"}, {"session_id": "carol", "seat_ids": [3], "surprise": 1}],
+        [{"session_id": "carol", "seat_ids": [3], "surprise": 1}, {"session_id": "dan", "seat_ids": [4]}],
+        [{"seat_ids": []}, {}, {"session_id": "erin", "seat_ids": [5]}],
+    ],
+)
+def test_the_shared_serializer_of_the_lean_path_answers_each_call_as_a_fresh_one_would(calls):
+    """validated() keeps one serializer per class and thread: nothing of one call (its data, its errors, an
+    unknown field) reaches the next."""
+    assert [answer_of_validated(data) for data in calls] == [answer_of_a_fresh_serializer(data) for data in calls]
