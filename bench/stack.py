@@ -47,7 +47,7 @@ from pathlib import Path
 import httpx
 
 from ticketing.proxies import SETTING as TRUSTED_PROXIES_SETTING
-from ticketing.proxies import uvicorn_options as forwarded_allow_ips
+from ticketing.proxies import uvicorn_options as site_uvicorn_options
 
 ROOT = Path(__file__).resolve().parent.parent
 HAPROXY_TEMPLATE = ROOT / "deploy" / "haproxy.cfg"
@@ -321,7 +321,7 @@ def stack_running(
             port = free_port()
             command = [sys.executable, "-m", "uvicorn", "ticketing.asgi:application", "--workers", "1"]
             command += ["--host", "127.0.0.1", "--port", str(port), "--lifespan", "off"]
-            command += ["--timeout-graceful-shutdown", "5", *uvicorn_options, *forwarded_allow_ips(web_env)]
+            command += ["--timeout-graceful-shutdown", "5", *uvicorn_options, *site_uvicorn_options(web_env)]
             process = _start(f"web{number}", command, environment=web_env, folder=folder)
             process.url = f"http://127.0.0.1:{port}"
             started.append(process)

@@ -329,7 +329,8 @@ main() {
         # Forwarding headers only from the proxies the settings name (none by default), never uvicorn's default of
         # 127.0.0.1 (ticketing/proxies.py); a bad value stops `migrate` above.
         start_server web "$PYTHON" -m uvicorn ticketing.asgi:application --host "$HTTP_HOST" --port "$HTTP_PORT" \
-            --workers "$WEB_WORKERS" --no-access-log --forwarded-allow-ips "${TICKETING_TRUSTED_PROXIES:-}"
+            --workers "$WEB_WORKERS" --no-access-log --forwarded-allow-ips "${TICKETING_TRUSTED_PROXIES:-}" \
+            --ws-per-message-deflate false  # as ticketing/proxies.py's uvicorn_options says why
         start_server celery "$REPO_ROOT/.venv/bin/celery" -A ticketing worker --loglevel=info --concurrency=2
         start_server beat "$REPO_ROOT/.venv/bin/celery" -A ticketing beat --loglevel=info \
             --schedule "$REPO_ROOT/var/celerybeat-schedule"

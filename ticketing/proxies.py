@@ -36,14 +36,26 @@ def parse_trusted_proxies(raw):
     return tuple(proxies)
 
 
-def uvicorn_options(environment=None):
-    """uvicorn's arguments that make it trust exactly the proxies of `environment` (default os.environ).
+# A seat-map push is one frame written to every socket watching the show; compressed (permessage-deflate, on
+# by default) it is compressed again for each socket, with that socket's own compression state: in a waiting
+# surge with 1,000 watchers that was 45 % of what the pushes cost the web process (docs/performance/README.md,
+# issue 16 sitting 6). The frames are a few hundred bytes of JSON; they go uncompressed.
+WEBSOCKET_OPTIONS = ("--ws-per-message-deflate", "false")
 
-    Always given, also when the setting is empty: an empty --forwarded-allow-ips trusts nobody, while leaving
-    it out would fall back to $FORWARDED_ALLOW_IPS or uvicorn's 127.0.0.1.
+
+def uvicorn_options(environment=None):
+    """uvicorn's arguments for every server we start: trust exactly the proxies of `environment` (default
+    os.environ), and send WebSocket frames uncompressed (WEBSOCKET_OPTIONS).
+
+    The proxies are always given, also when the setting is empty: an empty --forwarded-allow-ips trusts nobody,
+    while leaving it out would fall back to $FORWARDED_ALLOW_IPS or uvicorn's 127.0.0.1.
     """
     environment = os.environ if environment is None else environment
-    return ["--forwarded-allow-ips", ",".join(parse_trusted_proxies(environment.get(SETTING, "")))]
+    return [
+        "--forwarded-allow-ips",
+        ",".join(parse_trusted_proxies(environment.get(SETTING, ""))),
+        *WEBSOCKET_OPTIONS,
+    ]
 
 
 def client_address(request):

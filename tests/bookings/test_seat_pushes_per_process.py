@@ -276,3 +276,18 @@ def test_one_burst_of_changes_is_one_message_with_each_seats_newest_version(show
         ],
         key=lambda change: change["id"],
     )
+
+
+def test_a_server_we_start_sends_seat_frames_uncompressed_even_to_a_client_offering_compression(settings):
+    """Compressed, one push to 1,000 sockets is 1,000 compressions (ticketing.proxies.WEBSOCKET_OPTIONS)."""
+    show = make_show(hall=make_hall(plan="R" * 4))
+
+    with serving(settings, workers=1) as (url, _):
+
+        async def negotiated():
+            async with websockets.connect(
+                url.replace("http://", "ws://") + f"/ws/shows/{show.pk}/", origin=url, compression="deflate"
+            ) as socket:
+                return socket.response.headers.get("Sec-WebSocket-Extensions")
+
+        assert async_to_sync(negotiated)() is None
