@@ -56,6 +56,7 @@ uvloop): the report says how the CPU was split.
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import json
 import os
@@ -117,6 +118,9 @@ BUSY_RETRY_SECONDS = 2
 SERVER_START_SECONDS = 60
 REQUEST_TIMEOUT_SECONDS = 60
 CONNECTIONS_PER_HTTPX_CLIENT = 25  # see hold_path.run_sale: one big httpx pool costs more CPU than several
+# An idle keep-alive connection is dropped well before uvicorn's 5 s: at the same 5 s (httpx's default) a pay
+# sent on a connection just as the server closed it was cut without an answer (ReadError), once or twice a run.
+KEEP_ALIVE_SECONDS = 2
 # With no hold left to lapse, the line can only move on beat's tend (every 2 s): twice that and it never will.
 SETTLED_SECONDS = 5
 LOOP_LAG_TICK_SECONDS = 0.1
@@ -403,7 +407,8 @@ class Surge:
     poll_answers: int = 0
     polls_answered_unchanged: int = 0  # their wait ran out
     reconnects: int = 0
-    watcher_frames: list = field(default_factory=list)  # per watcher: [(version, when read)]
+    watcher_frames: list = field(default_factory=list)  # per watcher: [(frame, when read)]
+    frames_read: dict = field(default_factory=dict)  # each distinct frame text, kept once
     loop_lags: list = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -531,9 +536,11 @@ async def keep_polling(surge, waiter, pay_client, rng):
 
 async def pay(surge, waiter, client):
     """Pay for the served hold with the sandbox's good card: the seats are booked. A 504 (the provider did not
-    answer in time) or a 409 idempotency_in_flight (an earlier try with the key still runs) is sent again with
-    the same Idempotency-Key after its Retry-After, as API.md tells a client to."""
+    answer in time), a 409 idempotency_in_flight (an earlier try with the key still runs) or a connection closed
+    under the request is sent again with the same Idempotency-Key after its Retry-After, as API.md tells a client
+    to."""
     key = str(uuid.uuid4())
+    response = None
     for _ in range(PAY_TIMEOUT_RETRIES + 1):
         try:
             response, _ = await minding_busy(
@@ -544,6 +551,13 @@ async def pay(surge, waiter, client):
                 ),
                 lambda busy, ms: surge.statuses.update([f"POST pay {busy.status_code}"]),
             )
+        except (httpx.ReadError, httpx.RemoteProtocolError) as error:
+            # The connection was closed under the request: the same key again is safe (API.md: a replay never
+            # charges twice) and is what a partner's client does. uvicorn closes a keep-alive connection idle
+            # for 5 s by its clock; this loop, lagging, can send on it just then.
+            surge.statuses[f"POST pay sent again after {type(error).__name__}"] += 1
+            await asyncio.sleep(BUSY_RETRY_SECONDS)
+            continue
         except httpx.HTTPError as error:
             surge.fail(f"pay {waiter.reservation_id}: {type(error).__name__}: {error}")
             return
@@ -551,6 +565,9 @@ async def pay(surge, waiter, client):
         if not _pay_again(response):
             break
         await asyncio.sleep(float(response.headers.get("Retry-After", BUSY_RETRY_SECONDS)))
+    if response is None:
+        surge.fail(f"pay {waiter.reservation_id}: the connection was closed under every try")
+        return
     waiter.paid = str(response.status_code)
     # 410: the hold lapsed before the payment (the answer came too late, or the client was slow): no failure.
     if response.status_code not in (200, 410):
@@ -591,7 +608,9 @@ async def watch(surge, url, origin, frames, greeted):
             json.loads(await socket.recv())  # the version greeting
             greeted.release()
             async for frame in socket:
-                frames.append((json.loads(frame).get("version"), time.time()))
+                # Read now, parsed after the run: the same frame reaches every watcher, so it is kept (and later
+                # parsed) once, and the load generator's CPU per frame stays small.
+                frames.append((surge.frames_read.setdefault(frame, frame), time.time()))
     except asyncio.CancelledError:
         raise
     except Exception as error:
@@ -617,7 +636,7 @@ async def run_surge(surge, *, server, listener, workers, beat):
     base_url = f"http://{surge.host}:{surge.port}"
     figures = {"server": {}}
     lag_task = asyncio.ensure_future(measure_loop_lag(surge))
-    limits = httpx.Limits(max_connections=CONNECTIONS_PER_HTTPX_CLIENT)
+    limits = httpx.Limits(max_connections=CONNECTIONS_PER_HTTPX_CLIENT, keepalive_expiry=KEEP_ALIVE_SECONDS)
     async with contextlib.AsyncExitStack() as stack:
         clients = [
             await stack.enter_async_context(
@@ -875,18 +894,36 @@ def latency_figures(line, surge, listener):
 
 
 def push_figures(surge, listener):
-    """Each seat-map message from when the listener heard it to when each watcher read it."""
+    """Each seat-map message from when the listener heard it to when each watcher read it: the first frame that
+    carries the message's newest change, or, when a process merged it with later changes (bookings.consumers:
+    a process behind sends them merged) and a seat of it changed again meanwhile, the first frame past its
+    version."""
     versions = listener.pushes
+    parsed = {}
+    for frame in surge.frames_read:
+        message = json.loads(frame)
+        parsed[frame] = (message.get("version"), {change["version"] for change in message.get("changes", ())})
     latencies, missing = [], 0
-    for frames in surge.watcher_frames:
+    for read_frames in surge.watcher_frames:
+        frames = [(*parsed[frame], when) for frame, when in read_frames]
         read = {}
-        for version, when in frames:
-            read.setdefault(version, when)
+        for _, changes, when in frames:
+            for version in changes:
+                read.setdefault(str(version), when)
+        # The frames that raised the newest version read, in the order read: the first past v is a bisection.
+        raised, raised_at = [], []
+        for newest, _, when in frames:
+            if newest is not None and (not raised or newest > raised[-1]):
+                raised.append(newest)
+                raised_at.append(when)
         for version, heard in versions.items():
-            if version in read:
-                latencies.append(read[version] - heard)
-            else:
+            when = read.get(version)
+            if when is None and (past := bisect.bisect_left(raised, int(version))) < len(raised):
+                when = raised_at[past]
+            if when is None:
                 missing += 1
+            else:
+                latencies.append(when - heard)
     return {
         "messages": len(versions),
         "watchers": len(surge.watcher_frames),
@@ -984,8 +1021,9 @@ def main():
         status: count
         for status, count in surge.statuses.items()
         # 503 + Retry-After is a process shedding load, 504 a provider timeout and 409 a payment still running
-        # under its key: all are sent again (above)
-        if status
+        # under its key: all are sent again (above), as is a payment whose connection was closed under it
+        if not status.startswith("POST pay sent again")
+        and status
         not in {
             "POST waitlist 201",
             "GET waitlist 200",
