@@ -27,6 +27,10 @@ from ticketing.broadcast import merge_newest, send_coalesced
 
 logger = logging.getLogger(__name__)
 
+# Sockets written per turn of the event loop: a frame to 1,000 sockets in one turn kept everything else waiting
+# for it, the channel layer's reader (several turns per message) and the served waiters' answers among them.
+SOCKETS_PER_TURN = 50
+
 # Sent to a socket whose process may have missed changes (its channel layer failed): WebSocket's "Service
 # Restart". The page reconnects and re-reads the map, as after any reconnect.
 MISSED_CHANGES_CLOSE_CODE = 1012
@@ -161,8 +165,10 @@ class SeatMapWatchers:
             while self.changes:
                 changes, self.changes = self.changes, {}
                 frame = json.dumps(_seats_message(changes)["message"])
-                for socket in list(self.sockets):
+                for number, socket in enumerate(list(self.sockets), 1):
                     await socket.forward(frame)
+                    if number % SOCKETS_PER_TURN == 0:
+                        await asyncio.sleep(0)  # let the rest of the event loop run between the batches
         finally:
             self.writing = None
 

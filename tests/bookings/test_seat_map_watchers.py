@@ -8,7 +8,7 @@ import json
 import pytest
 from asgiref.sync import async_to_sync
 
-from bookings.consumers import seat_map_watchers
+from bookings.consumers import SOCKETS_PER_TURN, seat_map_watchers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -105,3 +105,35 @@ def test_the_last_socket_to_leave_takes_the_shows_watchers_with_it(show):
         return first is same, seat_map_watchers(show.pk) is first
 
     assert async_to_sync(scenario)() == (True, False)
+
+
+def test_a_frame_to_many_sockets_lets_the_rest_of_the_event_loop_run_between_batches_of_them(show):
+    """A frame to 1,000 sockets written in one turn of the event loop kept the channel layer's reader and the
+    served waiters' answers waiting behind it (docs/performance/README.md, issue 16 sitting 6)."""
+    order = []
+
+    class Socket:
+        def __init__(self, number):
+            self.number = number
+
+        async def forward(self, frame):
+            order.append(self.number)
+
+    async def scenario():
+        watchers = seat_map_watchers(show.pk)
+        sockets = [Socket(number) for number in range(SOCKETS_PER_TURN * 2 + 10)]
+        for socket in sockets:
+            await watchers.add(socket)
+        try:
+            watchers.heard(changes((1, "held", 10)))
+            await asyncio.sleep(0)  # the writing starts
+            order.append("other work")
+            await watchers.writing
+        finally:
+            for socket in sockets:
+                await watchers.remove(socket)
+
+    async_to_sync(scenario)()
+
+    assert order.index("other work") == SOCKETS_PER_TURN
+    assert [number for number in order if number != "other work"] == list(range(SOCKETS_PER_TURN * 2 + 10))
