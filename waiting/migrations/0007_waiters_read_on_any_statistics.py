@@ -1,10 +1,11 @@
 """waiting_waiters planned the same whatever the statistics say (issue 16, point 7).
 
-The surge's benchmark ANALYZEs before anyone joins, as a deployment's fresh tables are: on those statistics the
-line's table "has one row", and 0006's reading joined the waiters asked for to the counted line in a nested loop,
-counting the whole line again for each of them. A batch of 250 polls on a line of 4,000 took 10 s of PostgreSQL
-(250 x 4,000 rows) where it takes tens of milliseconds, and the surge's PostgreSQL went from 54 to 205 CPU-s
-depending on when autovacuum's ANALYZE ran.
+The surge's benchmark deletes the earlier runs' waiters and ANALYZEs before anyone joins: on those statistics
+(the table's pages there, no row in them) the line's table "has one row" however many come, and 0006's reading
+joined the waiters asked for to the counted line in a nested loop, counting the whole line again for each of
+them. A batch of 250 polls on a line of 4,221 took 10 s of PostgreSQL (1,045,750 rows thrown away by the join)
+where it takes tens of milliseconds, and the surge's PostgreSQL went from 54 to 205-296 CPU-s from one run to
+the next.
 
 Now each step has one plan whatever the estimates: the waiters asked for are found by their ids in the primary
 key, each show's line is counted once (a LATERAL read of the partial index `waiting_waiter_in_line`, by place,
