@@ -237,7 +237,7 @@ async def api_key_of(request):
 async def _count_call(api_key):
     counter, seconds_left = api_keys.quota_window(api_key, time.time())
     if _redis_on_the_loop():
-        used = await _this_loops_counts().count(cache.make_and_validate_key(counter))
+        used = await _this_loops_counts().ask(cache.make_and_validate_key(counter))
     else:
         used = await on_a_thread(api_keys.count_in_cache)(counter)
     if used > api_key.rate_per_minute:
@@ -256,58 +256,68 @@ return used
 COUNT_IN_WINDOW_SHA = hashlib.sha1(COUNT_IN_WINDOW.encode()).hexdigest()
 
 
-class _QuotaCounts:
-    """The calls counted in one turn of the event loop, counted in one Redis round trip: a pipeline of
-    COUNT_IN_WINDOW by its SHA-1 (loaded into Redis the first time it is missing). Each count is still its own
-    INCR, so the quota stays exact; a round trip each was a fifth of the web process's CPU in redis-py while
-    5,000 waiters polled (docs/performance/README.md, issue 16 sitting 6)."""
+async def _counted_in_windows(keys):
+    """COUNT_IN_WINDOW for each counter key, in one Redis round trip: a pipeline of it by its SHA-1 (loaded into
+    Redis the first time it is missing). Each count is still its own INCR, so the quota stays exact; a round trip
+    each was a fifth of the web process's CPU in redis-py while 5,000 waiters polled (docs/performance/README.md,
+    issue 16 sitting 6). A failed count is its error in the results."""
+    client = redis_client()
+    for first_try in (True, False):
+        pipeline = client.pipeline(transaction=False)
+        for key in keys:
+            pipeline.evalsha(COUNT_IN_WINDOW_SHA, 1, key, api_keys.QUOTA_KEY_TTL)
+        results = await pipeline.execute(raise_on_error=False)
+        if first_try and any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
+            await client.script_load(COUNT_IN_WINDOW)  # a Redis that has not seen it, or was restarted
+            continue
+        return results
 
-    def __init__(self):
-        self.wanted = []  # (counter key, future)
-        self.sending = set()
 
-    async def count(self, key):
-        """The counter's value once this call is counted in it."""
+class Batched:
+    """Calls of one kind asked for within `delay` seconds of the first (0: in the same turn of the event loop),
+    made together: `call(keys)` returns one result per key, in order, for at most `size` keys at a time (None:
+    all of them). Each asker gets its key's result, raised if it is an exception, or the error the call raised.
+    Keys are not merged: a key asked twice is in the call twice. (The quota's counts here; the long polls' reads
+    of their waiters, waiting.longpoll.)"""
+
+    def __init__(self, call, *, delay=0, size=None):
+        self.call = call
+        self.delay = delay
+        self.size = size
+        self.wanted = []  # (key, future), in the order asked
+        self.running = set()
+
+    async def ask(self, key):
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         if not self.wanted:
-            loop.call_soon(self._send)  # after the other calls of this turn have asked
+            loop.call_later(self.delay, self._flush)  # the others of this turn (or delay) ask before the call
         self.wanted.append((key, future))
         return await future
 
-    def _send(self):
+    def _flush(self):
         wanted, self.wanted = self.wanted, []
-        task = asyncio.get_running_loop().create_task(self._count_all(wanted))
-        self.sending.add(task)
-        task.add_done_callback(self.sending.discard)
+        size = self.size or len(wanted)
+        for start in range(0, len(wanted), size):
+            task = asyncio.get_running_loop().create_task(self._run(wanted[start : start + size]))
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
 
-    async def _count_all(self, wanted):
+    async def _run(self, wanted):
         try:
-            results = await self._counted([key for key, _ in wanted])
+            results = await self.call([key for key, _ in wanted])
         except Exception as error:
             results = [error] * len(wanted)
         for (_, future), result in zip(wanted, results, strict=True):
-            if future.done():  # its request went away
+            if future.done():  # its asker went away
                 continue
             if isinstance(result, Exception):
                 future.set_exception(result)
             else:
                 future.set_result(result)
 
-    async def _counted(self, keys):
-        client = redis_client()
-        for first_try in (True, False):
-            pipeline = client.pipeline(transaction=False)
-            for key in keys:
-                pipeline.evalsha(COUNT_IN_WINDOW_SHA, 1, key, api_keys.QUOTA_KEY_TTL)
-            results = await pipeline.execute(raise_on_error=False)
-            if first_try and any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
-                await client.script_load(COUNT_IN_WINDOW)  # a Redis that has not seen it, or was restarted
-                continue
-            return results
 
-
-_this_loops_counts = PerEventLoop(_QuotaCounts).get
+_this_loops_counts = PerEventLoop(lambda: Batched(_counted_in_windows)).get
 
 
 def _redis_on_the_loop():

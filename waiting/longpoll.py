@@ -45,7 +45,7 @@ import logging
 from rest_framework.renderers import JSONRenderer
 
 from ticketing import fanout
-from ticketing.lean import Answer, on_django_connection, unless_disconnected
+from ticketing.lean import Answer, Batched, on_django_connection, unless_disconnected
 from waiting.serializers import waiter_body
 from waiting.services import aread_waiters, line_group, own_waiter
 
@@ -130,9 +130,9 @@ class WaiterGone(Exception):
 
 
 class _Reads:
-    """The reads polls ask for, fresh polls' and parked polls' alike, gathered and made in batches: one query per
-    READ_BATCH waiters, however many polls ask at once. A query each had the surge's 5,000 polls queueing for the
-    pool's 8 connections past its 10 s timeout.
+    """The reads polls ask for, fresh polls' and parked polls' alike, gathered and made in batches
+    (ticketing.lean.Batched): one query per READ_BATCH reads, however many polls ask at once. A query each had
+    the surge's 5,000 polls queueing for the pool's 8 connections past its 10 s timeout.
 
     A check of a status (a nudged or just parked poll) is read in the turn of the event loop it was asked in: a
     served waiter hears at once. A read that counts a position (a fresh poll, a wait's end) waits up to
@@ -140,12 +140,12 @@ class _Reads:
     under a surge that read costs what one count cost."""
 
     def __init__(self):
-        self.checks = _Batches(0)
-        self.counts = _Batches(POSITIONS_GATHERED_SECONDS)
+        self.checks = Batched(_read_rows, size=READ_BATCH)
+        self.counts = Batched(_read_rows, delay=POSITIONS_GATHERED_SECONDS, size=READ_BATCH)
 
     async def row(self, waiter_id, status):
         """The waiter's WaiterRow read unless still in `status` (services.read_waiters); None if there is none."""
-        return await (self.counts if status is None else self.checks).row((str(waiter_id), status))
+        return await (self.counts if status is None else self.checks).ask((str(waiter_id), status))
 
     async def body_unless(self, waiter_id, status):
         """The waiter's body, or None while its status is still `status` (None: the body in any case)."""
@@ -155,49 +155,10 @@ class _Reads:
         return None if row.unchanged else waiter_body(row)
 
 
-class _Batches:
-    """Reads asked for within `delay` seconds of the first (0: in the same turn of the event loop), made in
-    batches of READ_BATCH."""
-
-    def __init__(self, delay):
-        self.delay = delay
-        self.wanted = {}  # (waiter_id, status) -> futures
-        self.flush_due = False
-        self.batches = set()
-
-    async def row(self, key):
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self.wanted.setdefault(key, []).append(future)
-        if not self.flush_due:
-            # Polls woken by the same nudge run in this same turn: let them all ask before reading.
-            self.flush_due = True
-            loop.call_later(self.delay, self._flush)
-        return await future
-
-    def _flush(self):
-        self.flush_due = False
-        wanted, self.wanted = self.wanted, {}
-        keys = list(wanted)
-        for start in range(0, len(keys), READ_BATCH):
-            batch = {key: wanted[key] for key in keys[start : start + READ_BATCH]}
-            task = asyncio.get_running_loop().create_task(self._read(batch))
-            self.batches.add(task)
-            task.add_done_callback(self.batches.discard)
-
-    async def _read(self, batch):
-        try:
-            rows = await aread_waiters(list(batch))
-        except Exception as error:
-            for futures in batch.values():
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(error)
-            return
-        for key, futures in batch.items():
-            for future in futures:
-                if not future.done():  # its poll may have been cancelled (the client went away)
-                    future.set_result(rows.get(key))
+async def _read_rows(keys):
+    """The WaiterRow (or None) of each (waiter_id, status) of `keys`, in order: one call of waiting_waiters."""
+    rows = await aread_waiters(keys)
+    return [rows.get(key) for key in keys]
 
 
 async def read_own_waiter(*, buyer, waiter_id):

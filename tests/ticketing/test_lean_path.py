@@ -303,7 +303,7 @@ def test_a_key_over_its_quota_is_refused_429_with_retry_after_on_the_front(show)
 
 def test_calls_of_one_key_arriving_together_are_each_counted_so_exactly_its_quota_gets_through(show):
     """The quota's counts asked in one turn of the event loop go to Redis in one round trip (ticketing.lean
-    _QuotaCounts): 12 calls at once against a quota of 5 are 5 answers and 7 refusals, whatever the batching."""
+    Batched): 12 calls at once against a quota of 5 are 5 answers and 7 refusals, whatever the batching."""
     key = make_api_key(rate_per_minute=5)
     redis_calls = []
 
