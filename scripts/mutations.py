@@ -32,6 +32,8 @@ HOLD_FUNCTIONS_NOW = "bookings/migrations/0011_hold_functions_planned_once.py"
 # The hold and the change of seats as 0012 redefined them (the client cap's count in stripes), with the cap's
 # trigger and check: mutations of those bodies go here.
 HOLD_AND_CHANGE = "bookings/migrations/0012_client_caps_in_stripes.py"
+# The take of a client's seats on a stripe as 0014 redefined it (a hold waits for one stripe, not all eight).
+CAP_TAKE = "bookings/migrations/0014_client_cap_waits_for_one_stripe.py"
 PAYMENTS = "bookings/services/payments.py"
 PAY_FUNCTIONS = "bookings/migrations/0010_pay_functions.py"
 TICKETS = "bookings/services/tickets.py"
@@ -244,21 +246,47 @@ MUTATIONS = [
     ),
     Mutation(
         "client cap takes a stripe without room for the hold",
-        HOLD_AND_CHANGE,
+        CAP_TAKE,
         "counted.allowance - counted.held >= p_added",
         "true",
         _tests("bookings/test_hold_caps"),
+        at="counted.allowance - counted.held >= p_added AND (p_stripe IS NULL OR counted.stripe = p_stripe)"
+        " ORDER BY counted.allowance - counted.held DESC",
     ),
     Mutation(
         "client cap takes a stripe computed for another cap",
-        HOLD_AND_CHANGE,
+        CAP_TAKE,
         "counted.cap = p_cap",
         "true",
+        _tests("bookings/test_hold_caps"),
+        at="counted.cap = p_cap AND counted.allowance - counted.held >= p_added AND (p_stripe IS NULL OR"
+        " counted.stripe = p_stripe) ORDER BY counted.allowance - counted.held DESC",
+    ),
+    Mutation(
+        "client cap takes the stripe it waited for without room for the hold",
+        CAP_TAKE,
+        "AND counted.cap = p_cap AND counted.allowance - counted.held >= p_added",
+        "",
+        _tests("bookings/test_hold_caps"),
+        at="AND counted.cap = p_cap AND counted.allowance - counted.held >= p_added FOR UPDATE",
+    ),
+    Mutation(
+        "client cap keeps the stripe it waited for in vain as it takes the slow path",
+        CAP_TAKE,
+        "RAISE SQLSTATE 'TKR02';",
+        "",
+        _tests("bookings/test_hold_caps"),
+    ),
+    Mutation(
+        "client cap sends a hold that finds every stripe held to the slow path",
+        CAP_TAKE,
+        "IF v_waited_on IS NOT NULL THEN",
+        "IF false THEN",
         _tests("bookings/test_hold_caps"),
     ),
     Mutation(
         "client cap rebalances the seats a hold takes into the spare ones too",
-        HOLD_AND_CHANGE,
+        CAP_TAKE,
         "v_spare := p_cap - v_held - p_added;",
         "v_spare := p_cap - v_held;",
         _tests("bookings/test_hold_caps"),
@@ -272,7 +300,7 @@ MUTATIONS = [
     ),
     Mutation(
         "client cap counted in one stripe, which every hold of the client waits on",
-        HOLD_AND_CHANGE,
+        CAP_TAKE,
         "v_stripes CONSTANT int := 8;",
         "v_stripes CONSTANT int := 1;",
         _tests("bookings/test_hold_caps"),

@@ -7,12 +7,17 @@ client's soonest hold lapses, and nothing is written. The database enforces them
 on a count split into stripes (bookings migration 0012) so that one client's holds don't wait on each other.
 """
 
+import contextlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as StillRunning
 from datetime import timedelta
 
 import psycopg
 import pytest
 import time_machine
 from django.db import connection
+from django.db.models import F
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -234,6 +239,23 @@ def assert_exact(show, key_id, cap):
     return sum(held for _, held, _, _ in counted)
 
 
+def definition_of(function):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_functiondef(%s::regproc)", [function])
+        return cursor.fetchone()[0]
+
+
+def blocked(db, *, wait=10):
+    """Wait until the connection `db` waits for a lock; the pids of the sessions it waits for."""
+    with database() as watcher:
+        for _ in range(wait * 20):
+            (pids,) = watcher.execute("SELECT pg_blocking_pids(%s)", [db.info.backend_pid]).fetchone()
+            if pids:
+                return pids
+            time.sleep(0.05)
+    raise AssertionError("the connection never waited for a lock")
+
+
 def room(show, key_id):
     """The seats each stripe may still take, in stripe order."""
     return [allowance - held for _, held, allowance, _ in stripes(show, key_id)]
@@ -343,6 +365,88 @@ class TestTheCountInStripes:
                 assert self.hold(alice, roomy_show, seats[2:4], "alice", key_id, 20) is None
                 with pytest.raises(psycopg.errors.LockNotAvailable):
                     hold_in_sql(bob, roomy_show, seats[4:6], session="bob", api_key=key_id, cap=20)
+
+    def waits_for_one_commit(self, show):
+        """Eight holds of a key, each on a stripe of its own and none committed, then bob's, which finds every
+        stripe with room held. Commits the one hold bob waits for (there must be one) and says what bob's hold
+        did in the next 5 seconds, as finished_in_thread does. The other holds roll back after."""
+        key_id = capped_key(40)
+        seats = seat_ids(show)
+        with database() as first:
+            assert self.hold(first, show, seats[:2], "first", key_id, 40) is None  # 38 to spare over 8 stripes
+        with contextlib.ExitStack() as stack:
+            holders = [stack.enter_context(database()) for _ in range(8)]
+            bob = stack.enter_context(database())
+            pool = stack.enter_context(ThreadPoolExecutor(1))
+            stack.callback(lambda: [holder.rollback() for holder in holders])  # before the pool is joined
+            for number, holder in enumerate(holders):
+                holder.autocommit = False
+                assert self.hold(holder, show, seats[2 + 2 * number : 4 + 2 * number], f"h{number}", key_id, 40) is None
+            assert min(room(show, key_id)) >= 2  # as committed: every stripe has room for bob's two seats
+
+            bobs_hold = pool.submit(self.hold, bob, show, seats[20:22], "bob", key_id, 40)
+            (waited_for,) = blocked(bob)
+            next(holder for holder in holders if holder.info.backend_pid == waited_for).commit()
+            try:
+                return ("returned", bobs_hold.result(timeout=5))
+            except StillRunning:
+                return ("still running", None)
+
+    def test_a_hold_that_finds_every_stripe_with_room_held_waits_for_one_of_their_commits_not_for_all(self, roomy_show):
+        assert self.waits_for_one_commit(roomy_show) == ("returned", None)
+
+    def test_negative_control_sent_to_the_slow_path_it_waits_on_past_that_commit(self, roomy_show):
+        """Proves the test above would catch 0012's way: the hold that found no stripe free locked them all."""
+        definition = definition_of("bookings_take_client_seats")
+        to_the_slow_path = definition.replace("IF v_waited_on IS NOT NULL THEN", "IF false THEN")
+        assert to_the_slow_path != definition
+        with sql_function_replaced("bookings_take_client_seats", to_the_slow_path):
+            assert self.waits_for_one_commit(roomy_show) == ("still running", None)
+
+    def awaited_stripe_fills_up(self, show):
+        """Only stripe 7 of the key's count has room, two seats. Alice's hold takes them and keeps them
+        uncommitted; bob's hold of two waits for stripe 7; carol's of three finds no stripe with room and takes
+        the slow path, locking stripes 0-6 before waiting for 7 too. Alice commits: stripe 7 has no room left
+        for bob. Returns what bob's and carol's holds did (None, a refusal's code or "error" and SQLSTATE)."""
+        key_id = capped_key(20)
+        seats = seat_ids(show)
+        with database() as first:
+            assert self.hold(first, show, seats[:2], "first", key_id, 20) is None
+        counted = ClientHeldSeats.objects.filter(show=show, client=f"key:{key_id}")
+        counted.update(allowance=F("held"))
+        counted.filter(stripe=7).update(allowance=F("held") + 2)
+
+        def attempt(db, picks, session):
+            try:
+                hold_in_sql(db, show, picks, session=session, api_key=key_id, cap=20)
+            except psycopg.Error as error:
+                return error.diag.message_primary if error.sqlstate == "TKR01" else f"error {error.sqlstate}"
+            return None
+
+        with database() as alice, database() as bob, database() as carol, ThreadPoolExecutor(2) as pool:
+            alice.autocommit = False
+            assert self.hold(alice, show, seats[2:4], "alice", key_id, 20) is None
+            bobs_hold = pool.submit(attempt, bob, seats[4:6], "bob")
+            blocked(bob)
+            carols_hold = pool.submit(attempt, carol, seats[6:9], "carol")
+            blocked(carol)
+            alice.commit()
+            return [bobs_hold.result(timeout=30), carols_hold.result(timeout=30)]
+
+    def test_a_hold_whose_awaited_stripe_has_no_room_left_lets_it_go_before_it_takes_the_slow_path(self, roomy_show):
+        assert self.awaited_stripe_fills_up(roomy_show) == [None, None]
+        assert SeatClaim.objects.filter(show=roomy_show, released_at__isnull=True).count() == 9
+        assert assert_exact(roomy_show, ApiKey.objects.get().pk, 20) == 9
+
+    def test_negative_control_keeping_the_stripe_it_waited_for_closes_a_cycle_with_the_slow_path(self, roomy_show):
+        """Proves the test above would catch the lock FOR UPDATE keeps on a row whose new version fails the
+        WHERE clause: without the block rolled back, bob holds stripe 7 while it waits for carol's stripe 0, and
+        carol waits for stripe 7; PostgreSQL ends one of them as a deadlock."""
+        definition = definition_of("bookings_take_client_seats")
+        kept = definition.replace("RAISE SQLSTATE 'TKR02';", "").replace("EXCEPTION WHEN SQLSTATE 'TKR02' THEN", "")
+        assert "TKR02" not in kept
+        with sql_function_replaced("bookings_take_client_seats", kept):
+            assert "error 40P01" in self.awaited_stripe_fills_up(roomy_show)
 
     def test_every_statement_of_a_capped_hold_and_of_its_end_finds_its_rows_through_an_index(self, roomy_show):
         key_id = capped_key(20)
