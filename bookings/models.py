@@ -151,12 +151,13 @@ class ClientHeldSeats(models.Model):
     hold at once.
 
     A client is an API key, or the website's visitors from one network address (`client` reads "key:12" or
-    "address:203.0.113.7"). Its count of a show is split into 8 stripes (escrow): each holds some of its seats
-    (`held`) and may hold up to its `allowance`, a share of the cap the allowances were computed for (`cap`;
-    none: the next hold recomputes them). held <= allowance on every stripe and the allowances sum to at most
-    that cap, so the client holds at most its cap while each hold updates one stripe: holds of one client
-    take different stripes and don't wait on each other's commits. A hold that finds no stripe with room
-    locks all of them, counts exactly and rebalances (bookings_take_client_seats, migration 0012). A trigger on
+    "address:203.0.113.7"). Its count of a show is split into stripes (escrow; one per 10 seats of its cap, 2
+    to 32): each holds some of its seats (`held`) and may hold up to its `allowance`, a share of the cap the
+    allowances were computed for (`cap`; none: the next hold recomputes them). held <= allowance on every
+    stripe and the allowances sum to at most that cap, so the client holds at most its cap while each hold
+    updates one stripe: holds of one client take different stripes and don't wait on each other's commits (or
+    for one commit, when every stripe with room is held). A hold that finds no stripe with room locks all of
+    them, counts exactly and rebalances (bookings_take_client_seats, migrations 0012 and 0014). A trigger on
     Reservation keeps `held` from its `capped_seats` on its `cap_stripe`, so whatever writes a reservation
     keeps the count; the client's count is the sum of its stripes.
     """

@@ -301,7 +301,7 @@ MUTATIONS = [
     Mutation(
         "client cap counted in one stripe, which every hold of the client waits on",
         CAP_TAKE,
-        "v_stripes CONSTANT int := 8;",
+        "v_stripes CONSTANT int := least(32, greatest(2, p_cap / 10));",
         "v_stripes CONSTANT int := 1;",
         _tests("bookings/test_hold_caps"),
     ),

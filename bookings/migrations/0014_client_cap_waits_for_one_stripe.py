@@ -1,14 +1,20 @@
-"""A capped hold that finds every stripe with room held by other calls waits for one of them, not for all
-eight (issue 16, point 3).
+"""A capped hold waits for one stripe's commit, not for all of them, and a client has stripes by its cap
+(issue 16, point 3).
 
-0012 sent such a hold to the slow path, which locks every stripe of the client's count and so waits for the
-commits of all the calls holding them, while the stripes it has locked send the next holds there too. With 2
-web processes of 10 connections each, more of one key's calls are between their take and their commit than it
-has stripes, and a capped key held a tenth less than an uncapped one (docs/performance, sitting 6).
+0012 counted every client in 8 stripes and sent a hold that found every stripe with room held by other calls
+to the slow path, which locks every stripe and so waits for the commits of all the calls holding them. With 2
+web processes of 10 connections each, more of one key's calls are between their take and their commit than
+it has stripes, and a capped key held a tenth less than an uncapped one (docs/performance, sitting 6).
 
-Now such a hold waits for the commit of one stripe's call, as it did for 0009's one counter row, and takes
-that stripe if it still has room; the slow path is left for a client near its cap or whose cap changed.
-Callers waiting at once are spread over the stripes (by their backend's pid), not queued on the roomiest.
+Two changes, each found by sampling what PostgreSQL's sessions wait for during the capped benchmark:
+- Such a hold now waits for the commit of one stripe's call, as it did for 0009's one counter row, and takes
+  that stripe if it still has room; the slow path is left for a client near its cap or whose cap changed.
+  Callers waiting at once are spread over the stripes (by their backend's pid), not queued on the roomiest.
+- That left the ends of holds: a release gives its seats back to its own stripe and waits while a hold or
+  another release holds it (0.38 of a session on average, against 0.07 for the holds). A client now has one
+  stripe per 10 seats of its cap, at least 2 and at most 32: a key's default 200 has 20, the website's 40 per
+  address 4, the benchmark's 4000 has 32, more than the connections of two processes' pools. A stripe's share
+  of a fresh count is then about 10 seats or more, room for the largest hold.
 
 The wait must not close a cycle with a slow path, which locks the stripes in order. A call that waits on one
 stripe holds no other of the client's (unless its claims took over the client's lapsed hold, as before), but
@@ -16,6 +22,9 @@ FOR UPDATE in READ COMMITTED keeps a row it locked whose new version fails the W
 room once its call committed): the call would then take the slow path holding a stripe out of order. So the
 fast path and the wait run in a block of their own, rolled back (and the rows it locked let go) when neither
 took a stripe. The block is a subtransaction; a capped hold pays it once.
+
+Counts made under 0012 keep their 8 stripes until the client's next slow path, which adds the stripes its
+cap calls for (never removes any: the allowances are spread over all of them).
 """
 
 from importlib import import_module
@@ -35,11 +44,11 @@ FUNCTION = r"""
 -- backend pid, so that waiters spread) and takes it if it still has room once that call commits. Both run in
 -- a block that is rolled back when neither took a stripe, so that what they locked is let go.
 -- The slow path, when no stripe had room or the stripes were computed for another cap (staff changed the
--- key's), locks every stripe of the client's count in stripe order (making the 8 the first time), waiting
--- for the commits of the calls that hold them; bookings_check_client_cap then sums them exactly (expiring
--- lapsed holds of the client if that is what it takes, else refusing) and the allowances are rebalanced for
--- p_cap: each stripe's becomes what it holds plus an equal share of the spare seats, p_added more on the
--- stripe taken, so that they sum to p_cap. A refusal rolls back the call and with it anything the slow path
+-- key's), locks every stripe of the client's count in stripe order, making those its cap calls for (one per
+-- 10 seats, 2 to 32) the first time or when the cap grew, and waiting for the commits of the calls that hold
+-- them; bookings_check_client_cap then sums them exactly (expiring lapsed holds of the client if that is what
+-- it takes, else refusing) and the allowances are rebalanced for p_cap: each stripe's becomes what it holds
+-- plus an equal share of the spare seats, p_added more on the stripe taken, so that they sum to p_cap. A refusal rolls back the call and with it anything the slow path
 -- changed. A cycle can still close when a call already holds a stripe of the client as it waits (its claims
 -- took over a lapsed hold of the same client, whose seats went back to that stripe): PostgreSQL then ends one
 -- of the calls, whole, and the call is made again (bookings.services.holds.call_function).
@@ -48,7 +57,7 @@ CREATE OR REPLACE FUNCTION bookings_take_client_seats(
     OUT p_taken int, OUT p_freed jsonb
 ) LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
-    v_stripes CONSTANT int := 8;
+    v_stripes CONSTANT int := least(32, greatest(2, p_cap / 10));
     v_client text := bookings_client_of(p_api_key, p_address);
     v_waited_on int;
     v_found int;
@@ -67,7 +76,7 @@ BEGIN
         SELECT counted.stripe INTO v_waited_on FROM bookings_clientheldseats counted
          WHERE counted.show_id = p_show AND counted.client = v_client AND counted.cap = p_cap
            AND counted.allowance - counted.held >= p_added AND (p_stripe IS NULL OR counted.stripe = p_stripe)
-         ORDER BY mod(counted.stripe + pg_backend_pid(), v_stripes)
+         ORDER BY mod(counted.stripe + pg_backend_pid(), v_stripes), counted.stripe
          LIMIT 1;
         IF v_waited_on IS NOT NULL THEN
             SELECT counted.stripe INTO p_taken FROM bookings_clientheldseats counted
@@ -88,8 +97,9 @@ BEGIN
         INSERT INTO bookings_clientheldseats (show_id, client, stripe, held, allowance, cap)
         SELECT p_show, v_client, made.stripe, 0, 0, NULL FROM generate_series(0, v_stripes - 1) made (stripe)
         ON CONFLICT DO NOTHING;
-        PERFORM FROM bookings_clientheldseats counted
-         WHERE counted.show_id = p_show AND counted.client = v_client ORDER BY counted.stripe FOR UPDATE;
+        SELECT count(*) INTO v_found FROM (
+            SELECT counted.stripe FROM bookings_clientheldseats counted
+             WHERE counted.show_id = p_show AND counted.client = v_client ORDER BY counted.stripe FOR UPDATE) locked;
     END IF;
     p_freed := bookings_check_client_cap(p_show, p_api_key, p_address, p_cap, p_added, p_at);
     SELECT sum(counted.held) INTO v_held FROM bookings_clientheldseats counted
@@ -98,7 +108,7 @@ BEGIN
     p_taken := coalesce(p_stripe, 0);
     UPDATE bookings_clientheldseats counted
        SET cap = p_cap,
-           allowance = counted.held + v_spare / v_stripes + (counted.stripe < mod(v_spare, v_stripes))::int
+           allowance = counted.held + v_spare / v_found + (counted.stripe < mod(v_spare, v_found))::int
                      + CASE WHEN counted.stripe = p_taken THEN p_added ELSE 0 END
      WHERE counted.show_id = p_show AND counted.client = v_client;
 END $$;

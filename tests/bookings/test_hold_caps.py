@@ -268,10 +268,21 @@ def roomy_show(db):
 
 @pytest.mark.django_db(transaction=True)
 class TestTheCountInStripes:
-    """A client's count of a show is split into 8 stripes, each with an allowance, a share of the cap; a hold
-    takes its seats on a stripe with room that no other call holds, and only one that finds none locks them all,
-    counts and rebalances (bookings_take_client_seats). Called as a client of PostgreSQL would, with real
-    concurrent connections."""
+    """A client's count of a show is split into stripes (one per 10 seats of its cap, 2 to 32), each with an
+    allowance, a share of the cap; a hold takes its seats on a stripe with room that no other call holds, or
+    waits for one that another call holds, and only one that finds no stripe with room locks them all, counts
+    and rebalances (bookings_take_client_seats, migration 0014). Called as a client of PostgreSQL would, with
+    real concurrent connections."""
+
+    def test_a_client_has_a_stripe_per_ten_seats_of_its_cap_at_least_two_and_at_most_thirty_two(self, roomy_show):
+        seats = iter(seat_ids(roomy_show))
+        counts = {}
+        with database() as db:
+            for cap in (5, 40, 200, 4000):
+                key_id = capped_key(cap)
+                assert self.hold(db, roomy_show, [next(seats), next(seats)], f"s{cap}", key_id, cap) is None
+                counts[cap] = len(stripes(roomy_show, key_id))
+        assert counts == {5: 2, 40: 4, 200: 20, 4000: 32}
 
     def hold(self, db, show, seats, session, key_id, cap, **options):
         """The refusal's code, or None for a hold granted."""
@@ -354,7 +365,9 @@ class TestTheCountInStripes:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_get_functiondef('bookings_take_client_seats'::regproc)")
             (definition,) = cursor.fetchone()
-        one_stripe = definition.replace("v_stripes CONSTANT int := 8", "v_stripes CONSTANT int := 1")
+        one_stripe = definition.replace(
+            "v_stripes CONSTANT int := least(32, greatest(2, p_cap / 10))", "v_stripes CONSTANT int := 1"
+        )
         assert one_stripe != definition
         key_id = capped_key(20)
         seats = seat_ids(roomy_show)
@@ -367,15 +380,15 @@ class TestTheCountInStripes:
                     hold_in_sql(bob, roomy_show, seats[4:6], session="bob", api_key=key_id, cap=20)
 
     def waits_for_one_commit(self, show):
-        """Eight holds of a key, each on a stripe of its own and none committed, then bob's, which finds every
-        stripe with room held. Commits the one hold bob waits for (there must be one) and says what bob's hold
+        """A hold of a key on each of its four stripes, none committed, then bob's, which finds every stripe
+        with room held. Commits the one hold bob waits for (there must be one) and says what bob's hold
         did in the next 5 seconds, as finished_in_thread does. The other holds roll back after."""
         key_id = capped_key(40)
         seats = seat_ids(show)
         with database() as first:
-            assert self.hold(first, show, seats[:2], "first", key_id, 40) is None  # 38 to spare over 8 stripes
+            assert self.hold(first, show, seats[:2], "first", key_id, 40) is None  # 38 to spare over 4 stripes
         with contextlib.ExitStack() as stack:
-            holders = [stack.enter_context(database()) for _ in range(8)]
+            holders = [stack.enter_context(database()) for _ in stripes(show, key_id)]
             bob = stack.enter_context(database())
             pool = stack.enter_context(ThreadPoolExecutor(1))
             stack.callback(lambda: [holder.rollback() for holder in holders])  # before the pool is joined
@@ -404,17 +417,18 @@ class TestTheCountInStripes:
             assert self.waits_for_one_commit(roomy_show) == ("still running", None)
 
     def awaited_stripe_fills_up(self, show):
-        """Only stripe 7 of the key's count has room, two seats. Alice's hold takes them and keeps them
-        uncommitted; bob's hold of two waits for stripe 7; carol's of three finds no stripe with room and takes
-        the slow path, locking stripes 0-6 before waiting for 7 too. Alice commits: stripe 7 has no room left
-        for bob. Returns what bob's and carol's holds did (None, a refusal's code or "error" and SQLSTATE)."""
+        """Only the last stripe of the key's count (its second) has room, two seats. Alice's hold takes them and
+        keeps them uncommitted; bob's hold of two waits for that stripe; carol's of three finds no stripe with
+        room and takes the slow path, locking stripe 0 before waiting for the last too. Alice commits: the last
+        stripe has no room left for bob. Returns what bob's and carol's holds did (None, a refusal's code or
+        "error" and SQLSTATE)."""
         key_id = capped_key(20)
         seats = seat_ids(show)
         with database() as first:
             assert self.hold(first, show, seats[:2], "first", key_id, 20) is None
         counted = ClientHeldSeats.objects.filter(show=show, client=f"key:{key_id}")
         counted.update(allowance=F("held"))
-        counted.filter(stripe=7).update(allowance=F("held") + 2)
+        counted.filter(stripe=counted.latest("stripe").stripe).update(allowance=F("held") + 2)
 
         def attempt(db, picks, session):
             try:
@@ -440,8 +454,8 @@ class TestTheCountInStripes:
 
     def test_negative_control_keeping_the_stripe_it_waited_for_closes_a_cycle_with_the_slow_path(self, roomy_show):
         """Proves the test above would catch the lock FOR UPDATE keeps on a row whose new version fails the
-        WHERE clause: without the block rolled back, bob holds stripe 7 while it waits for carol's stripe 0, and
-        carol waits for stripe 7; PostgreSQL ends one of them as a deadlock."""
+        WHERE clause: without the block rolled back, bob holds the last stripe while it waits for carol's stripe
+        0, and carol waits for the last; PostgreSQL ends one of them as a deadlock."""
         definition = definition_of("bookings_take_client_seats")
         kept = definition.replace("RAISE SQLSTATE 'TKR02';", "").replace("EXCEPTION WHEN SQLSTATE 'TKR02' THEN", "")
         assert "TKR02" not in kept
@@ -478,19 +492,19 @@ class TestTheCountInStripes:
             return self.hold(db, roomy_show, [next(seats) for _ in range(count)], session, key_id, 20)
 
         with database() as db:
-            assert hold(db, 2, "a") is None  # makes the stripes: 18 to spare, 2 or 3 on each
-            assert room(roomy_show, key_id) == [3, 3, 2, 2, 2, 2, 2, 2]
-            assert hold(db, 3, "b") is None and hold(db, 3, "c") is None  # the roomiest stripes, now full
-            assert room(roomy_show, key_id) == [0, 0, 2, 2, 2, 2, 2, 2]
+            assert hold(db, 2, "a") is None  # makes the key's 2 stripes: 18 to spare, 9 on each
+            assert room(roomy_show, key_id) == [9, 9]
+            assert hold(db, 5, "b") is None and hold(db, 5, "c") is None  # one on each stripe
+            assert room(roomy_show, key_id) == [4, 4]
 
-            assert hold(db, 3, "d") is None  # no stripe has 3 seats' room; the 12 spare have
-            assert assert_exact(roomy_show, key_id, 20) == 11
-            assert sum(room(roomy_show, key_id)) == 9 and max(room(roomy_show, key_id)) < 3  # spread again
+            assert hold(db, 5, "d") is None  # no stripe has 5 seats' room; the 8 spare have
+            assert assert_exact(roomy_show, key_id, 20) == 17
+            assert sum(room(roomy_show, key_id)) == 3 and max(room(roomy_show, key_id)) < 3  # spread again
 
-            assert [hold(db, 2, session) for session in "efgh"] == [None] * 4  # 19 held
-            assert hold(db, 2, "i") == "client_hold_cap"
-            assert hold(db, 1, "i") is None
-            assert hold(db, 1, "j") == "client_hold_cap"
+            assert hold(db, 2, "e") is None  # 19 held
+            assert hold(db, 2, "f") == "client_hold_cap"
+            assert hold(db, 1, "f") is None
+            assert hold(db, 1, "g") == "client_hold_cap"
 
         assert assert_exact(roomy_show, key_id, 20) == 20
         assert SeatClaim.objects.filter(show=roomy_show, released_at__isnull=True).count() == 20
