@@ -164,8 +164,9 @@ def hold_every_seat(show_id, seat_ids):
     """
     from django.test import override_settings
 
-    from bookings.services import Buyer, hold_seats
+    from bookings.services import hold_seats
     from cinemas.models import Show
+    from ticketing.buyers import Buyer
     from ticketing.models import ApiKey
 
     api_key_id = ApiKey.objects.get(name=BENCH_KEY_NAME).pk  # made by prepare_show

@@ -21,10 +21,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from bookings.models import OutgoingMail, Payment, Reservation, SeatClaim
-from bookings.services import ERROR_MESSAGES, BookingError, cancel_booking, resend_mail
+from bookings.services import BookingError, cancel_booking, resend_mail
 from bookings.ticket_codes import InvalidTicket, normalize_booking_code
-from cinemas.admin import ChosenOnlyFilter, ReadOnly
-from ticketing.admin import ModelAdmin
+from ticketing.admin_base import ChosenOnlyFilter, ModelAdmin, ReadOnly
+from ticketing.error_codes import error_message
 
 # 8 hex digits is the short id the reservation list shows; fewer would match too much to be a search.
 _ID_PREFIX = re.compile(r"[0-9a-f]{8,32}")
@@ -165,7 +165,7 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
             self._cancel(request, reservation)
             return redirect(change_page)
         if reservation.status != Reservation.Status.BOOKED:
-            self.message_user(request, ERROR_MESSAGES["not_booked"], messages.WARNING)
+            self.message_user(request, error_message("not_booked"), messages.WARNING)
             return redirect(change_page)
         context = {
             **self.admin_site.each_context(request),

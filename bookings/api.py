@@ -22,64 +22,23 @@ from bookings.availability import seat_counts
 from bookings.models import Reservation
 from bookings.providers import InvalidCard, parse_card
 from bookings.seat_maps import seat_map_json_on_the_loop, seats_generation, show_with_catalog
-from cinemas.api import checked
 from cinemas.search import catalog_read, seat_type_statuses
 from cinemas.serializers import CinemaSerializer, MovieSerializer
-from ticketing.errors import NO_SUCH_THING_MESSAGE, ApiError, error_body
+from ticketing.buyers import key_buyer
+from ticketing.error_codes import ERROR_CODES
+from ticketing.errors import NO_SUCH_THING_MESSAGE, ApiError, error_body, refusal_api_error
 from ticketing.lean import Answer, LeanApiView, LeanError, api_key_of, not_modified, serve, validated
-
-RETRY_WORDS = "Reservation Failed - Retry, as other users are holding reserved seats"
-RESERVATION_FAILURES = {
-    "show_full": "Reservation Failed - Show Full",
-    "retry": RETRY_WORDS,
-    "waiting_line": RETRY_WORDS,
-    "seats_unavailable": "Reservation Failed - Seats Unavailable",
-}
-HTTP_STATUS = {
-    "show_full": 409,
-    "waiting_line": 409,
-    "retry": 409,
-    "seats_unavailable": 409,
-    "not_found": 404,
-    "hold_expired": 410,
-    "hold_cancelled": 409,
-    "already_booked": 409,
-    "booked_not_cancellable": 409,
-    "not_booked": 409,
-    "payment_in_progress": 409,
-    "client_hold_cap": 429,
-    "idempotency_mismatch": 409,
-    "idempotency_in_flight": 409,
-    "card_declined": 402,
-    "payment_timeout": 504,
-    "payment_failed": 502,
-}
-# Answers a client should retry after a moment rather than take as final.
-RETRY_AFTER_SECONDS = {
-    "retry": 5,
-    "waiting_line": 5,
-    "payment_in_progress": 2,
-    "idempotency_in_flight": 2,
-    "payment_timeout": 5,
-}
+from ticketing.parameters import SessionParameters, checked
 
 
 def api_error(error):
-    """The API's answer to a BookingError: status code, error body and, for holds, the status words."""
+    """The API's answer to a BookingError (ticketing.errors.refusal_api_error), but for a show id that names no
+    show: that is a bad parameter."""
     if error.code == "no_such_show":
         return ApiError(
             status_code=400, code="invalid_request", message=error.message, fields={"show_id": ["No show has this id."]}
         )
-    extra = {"status": RESERVATION_FAILURES[error.code]} if error.code in RESERVATION_FAILURES else None
-    retry_after = error.retry_after or RETRY_AFTER_SECONDS.get(error.code)
-    return ApiError(
-        status_code=HTTP_STATUS.get(error.code, 400),
-        code=error.code,
-        message=error.message,
-        fields=error.fields,
-        extra=extra,
-        headers={"Retry-After": str(retry_after)} if retry_after else None,
-    )
+    return refusal_api_error(error)
 
 
 class BookingApiView(APIView):
@@ -87,14 +46,6 @@ class BookingApiView(APIView):
         if isinstance(exc, services.BookingError):
             exc = api_error(exc)
         return super().handle_exception(exc)
-
-
-def buyer_of(request, session_id):
-    return buyer_of_key(request.auth, session_id)
-
-
-def buyer_of_key(api_key, session_id):
-    return services.Buyer(api_key_id=api_key.pk, session_id=session_id, key_seat_cap=api_key.held_seats_per_show)
 
 
 def reservation_body(reservation, *, status_word=None, at=None):
@@ -155,7 +106,7 @@ async def reserve_seats(request):
     reservation = await booking_served(
         services.hold_seats,
         services.ahold_seats,
-        buyer=buyer_of_key(api_key, data["session_id"]),
+        buyer=key_buyer(api_key, data["session_id"]),
         show_id=data["show_id"],
         movie_id=data["movie_id"],
         seat_ids=data.get("seats_to_reserve"),
@@ -171,7 +122,7 @@ async def change_reservation(request):
     reservation = await booking_served(
         services.change_seats,
         services.achange_seats,
-        buyer=buyer_of_key(api_key, data["session_id"]),
+        buyer=key_buyer(api_key, data["session_id"]),
         reservation_id=request.kwargs["reservation_id"],
         seat_ids=data["seats_to_reserve"],
     )
@@ -181,11 +132,11 @@ async def change_reservation(request):
 async def cancel_reservation(request):
     """Cancel a hold: its seats are free at once. A booking can't be cancelled here (409)."""
     api_key = await api_key_of(request)
-    data = validated(serializers.SessionParameters, request.query)
+    data = validated(SessionParameters, request.query)
     reservation = await booking_served(
         services.cancel_hold,
         services.acancel_hold,
-        buyer=buyer_of_key(api_key, data["session_id"]),
+        buyer=key_buyer(api_key, data["session_id"]),
         reservation_id=request.kwargs["reservation_id"],
     )
     return Answer(200, reservation_body(reservation))
@@ -214,14 +165,14 @@ class ReservationApi(LeanApiView, BookingApiView):
     lean_endpoints = {"put": change_reservation, "delete": cancel_reservation}
 
     @extend_schema(
-        parameters=[serializers.SessionParameters],
+        parameters=[SessionParameters],
         responses={**RESERVATION_RESPONSES, 200: serializers.ReservationSerializer},
     )
     def get(self, request, reservation_id):
         """A reservation's status, seats and, once booked, its booking code and ticket."""
-        data = checked(serializers.SessionParameters, request.query_params)
+        data = checked(SessionParameters, request.query_params)
         reservation = services.find_reservation(
-            buyer=buyer_of(request, data["session_id"]), reservation_id=reservation_id
+            buyer=key_buyer(request.auth, data["session_id"]), reservation_id=reservation_id
         )
         return Response(reservation_body(reservation))
 
@@ -233,7 +184,7 @@ class ReservationApi(LeanApiView, BookingApiView):
         """Change a hold's seats in one step, keeping its expiry; the old seats stay held on failure."""
         return self.lean(request, reservation_id=reservation_id)
 
-    @extend_schema(parameters=[serializers.SessionParameters], responses={**RESERVATION_RESPONSES, 409: None})
+    @extend_schema(parameters=[SessionParameters], responses={**RESERVATION_RESPONSES, 409: None})
     def delete(self, request, reservation_id):
         """Cancel a hold: its seats are free at once. A booking can't be cancelled here (409)."""
         return self.lean(request, reservation_id=reservation_id)
@@ -260,7 +211,7 @@ async def pay_reservation(request):
         card = parse_card(data["payment"])
     except InvalidCard as exc:
         raise LeanError(400, "invalid_card", str(exc), fields={"payment": exc.fields}) from None
-    buyer = buyer_of_key(api_key, data["session_id"])
+    buyer = key_buyer(api_key, data["session_id"])
     reservation_id = request.kwargs["reservation_id"]
     record, replay = await booking_served(
         services.begin_idempotent_request,
@@ -286,7 +237,7 @@ async def pay_reservation(request):
         answer = Answer(status.HTTP_200_OK, reservation_body(reservation))
     except services.BookingError as error:
         api = api_error(error)
-        if error.code in RETRY_AFTER_SECONDS:  # not a final answer: a retry with this key must run again
+        if ERROR_CODES[error.code].retry_after:  # not a final answer: a retry with this key must run again
             await serve(*abandon, record=record)
             raise LeanError.of(api) from None
         answer = Answer(api.status_code, error_body(api.code, api.message, api.fields))

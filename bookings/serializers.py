@@ -4,23 +4,8 @@ from django.conf import settings
 from rest_framework import serializers
 
 from cinemas.models import SeatType
-from cinemas.serializers import CinemaSerializer, MovieSerializer, SeatTypeStatusSerializer, StrictParameters
-
-SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
-
-
-def session_id_field(**kwargs):
-    return serializers.RegexField(
-        SESSION_ID_PATTERN,
-        max_length=128,
-        error_messages={"invalid": "1-128 characters of A-Z, a-z, 0-9, _ and -."},
-        help_text="The end user's session, chosen by the client.",
-        **kwargs,
-    )
-
-
-class SessionParameters(StrictParameters):
-    session_id = session_id_field()
+from cinemas.serializers import CinemaSerializer, MovieSerializer, SeatTypeStatusSerializer
+from ticketing.parameters import StrictParameters, session_id_field
 
 
 class BestAvailableInput(serializers.Serializer):

@@ -5,8 +5,6 @@ Thin: every change is a bookings.services call, the same ones the API makes. A b
 its session (no account); a reservation of another session is a 404, exactly as in the API.
 """
 
-import secrets
-
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -24,7 +22,6 @@ from bookings.seat_maps import SeatGrid, seat_picture, show_with_catalog
 from bookings.services import (
     BestAvailable,
     BookingError,
-    Buyer,
     cancel_hold,
     change_seats,
     check_in_ticket,
@@ -36,23 +33,10 @@ from bookings.services import (
     ticket_token,
 )
 from cinemas.models import OPEN_SEAT_TYPES, Cinema
+from ticketing.buyers import session_buyer
 from ticketing.cached_reads import answer_with_etag
+from ticketing.error_codes import site_status
 from ticketing.numbers import whole_number
-from ticketing.proxies import client_address
-
-BUYER_SESSION_KEY = "buyer_id"
-
-
-def session_buyer(request):
-    """This browser's buyer: no account, a random id kept in its session (an API partner brings its own).
-
-    The website's buyers have no API key, so no partner's session id can ever name one of them.
-    """
-    buyer_id = request.session.get(BUYER_SESSION_KEY)
-    if buyer_id is None:
-        buyer_id = secrets.token_urlsafe(24)
-        request.session[BUYER_SESSION_KEY] = buyer_id
-    return Buyer(api_key_id=None, session_id=buyer_id, client_address=client_address(request))
 
 
 def current_hold(buyer, show, at):
@@ -81,15 +65,6 @@ def seconds_left(reservation, at):
 
 
 # --- The seat map and holding seats -------------------------------------------------------------------------
-
-REFUSAL_STATUS = {
-    "seats_unavailable": 409,
-    "retry": 409,
-    "waiting_line": 409,
-    "show_full": 409,
-    "show_started": 410,
-    "client_hold_cap": 429,
-}
 
 
 # How many seats the page offers to pick or wait for, until the buyer has said.
@@ -187,7 +162,7 @@ def hold(request, show_id):
         else:
             reservation = hold_seats(buyer=buyer, show=show, seat_ids=chosen, no_single_gaps=True)
     except BookingError as refusal:
-        status = REFUSAL_STATUS.get(refusal.code, 400)
+        status = site_status(refusal.code)
         picture = seat_picture(show.pk)
         page = _seat_map_page(
             request,
@@ -323,10 +298,6 @@ def hold_page(request, reservation_id):
     return _hold_page(request, reservation)
 
 
-# What a refused payment answers on the website; the rest are 409.
-PAYMENT_REFUSAL_STATUS = {"card_declined": 402, "invalid_card": 400, "hold_expired": 410, "payment_timeout": 504}
-
-
 @never_cache
 @require_POST
 def pay(request, reservation_id):
@@ -351,7 +322,7 @@ def pay(request, reservation_id):
         if refusal.code == "already_booked":
             return redirect("ticket", reservation_id=reservation.pk)
         reservation.refresh_from_db()
-        status = PAYMENT_REFUSAL_STATUS.get(refusal.code, 409)
+        status = site_status(refusal.code)
         return _hold_page(request, reservation, form=form, refusal=refusal, status=status)
     email_ticket(buyer=buyer, reservation_id=reservation.pk, address=form.cleaned_data["email"])
     return redirect("ticket", reservation_id=reservation.pk)

@@ -127,8 +127,9 @@ def lapsing_holds(show_id, seat_ids, *, count, within):
     """`count` holds of two seats, made through the hold service with its clock moved back, that lapse (expiry
     plus grace) at moments spread over `within` seconds from SETUP_SECONDS on; then WAITERS waiters join the
     full show's line. Returns the monotonic time of the last lapse."""
-    from bookings.services import Buyer, hold_seats
+    from bookings.services import hold_seats
     from cinemas.models import Show
+    from ticketing.buyers import Buyer
     from waiting.services import join_waiting_line
 
     show = Show.objects.get(pk=show_id)

@@ -39,8 +39,7 @@ from cinemas.services import (
     reschedule_show,
     schedule_show,
 )
-from ticketing.admin import ModelAdmin
-from ticketing.numbers import whole_number
+from ticketing.admin_base import ChosenOnlyFilter, ModelAdmin, ReadOnly
 
 # --- Pieces shared by several admins ----------------------------------------------------------------------
 
@@ -103,38 +102,6 @@ class CatalogEdits:
     def delete_queryset(self, request, queryset):
         super().delete_queryset(request, queryset)
         catalog_changed()
-
-
-class ReadOnly:
-    """For records only the services write: staff look, and change nothing through the admin's forms."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class ChosenOnlyFilter(admin.RelatedFieldListFilter):
-    """A filter by a related object from a table too long to list in the sidebar (5,000 cinemas, 50,000 halls).
-
-    The sidebar shows only the object already chosen, so no page loads the whole related table. Staff get
-    here from the links on the related object's own list ("Shows", "Seats"), or narrow the list by search.
-    """
-
-    def field_choices(self, field, request, model_admin):
-        chosen = [number for number in map(whole_number, self.lookup_val or []) if number is not None]
-        if not chosen:
-            return []
-        return field.get_choices(include_blank=False, limit_choices_to={"pk__in": chosen})
-
-    def has_output(self):
-        # The parent hides a filter with a single choice, and the changelist then drops the filter from the
-        # query as well.
-        return bool(self.lookup_choices)
 
 
 class EstimatedCountPaginator(Paginator):

@@ -24,15 +24,9 @@ from cinemas.search import (
     seat_type_statuses,
     spelling_suggestions,
 )
+from ticketing.parameters import checked
 
 CITIES_PER_PAGE = 50
-
-
-def checked(serializer_class, data):
-    """The request's parameters or body checked by `serializer_class`, or a 400 naming each bad one."""
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def page_link(request, page, *, exists):

@@ -8,20 +8,9 @@ from rest_framework import serializers
 from cinemas.models import City
 from cinemas.search import DEFAULT_SORTING_ORDER, SORTING_ORDERS
 from ticketing.numbers import whole_number
+from ticketing.parameters import StrictParameters
 
 MAX_RESULTS_PER_PAGE = 30
-
-
-class StrictParameters(serializers.Serializer):
-    """Query parameters that refuse unknown names, so a misspelt parameter is a 400, not silently ignored."""
-
-    allowed_extra = {"api_dev_key"}
-
-    def validate(self, attrs):
-        unknown = sorted(set(self.initial_data) - set(self.fields) - self.allowed_extra)
-        if unknown:
-            raise serializers.ValidationError({name: ["This is not a parameter of this call."] for name in unknown})
-        return attrs
 
 
 class CityListParameters(StrictParameters):

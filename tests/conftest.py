@@ -83,14 +83,14 @@ def show(db):
 
 @pytest.fixture
 def alice():
-    from bookings.services import Buyer
+    from ticketing.buyers import Buyer
 
     return Buyer(api_key_id=None, session_id="alice")
 
 
 @pytest.fixture
 def bob():
-    from bookings.services import Buyer
+    from ticketing.buyers import Buyer
 
     return Buyer(api_key_id=None, session_id="bob")
 

@@ -12,11 +12,28 @@ from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
 from ticketing.api_keys import over_quota_message
+from ticketing.error_codes import ERROR_CODES
 from ticketing.parsers import too_large_message
 
 
 def error_body(code, message, fields=None):
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+def refusal_api_error(refusal):
+    """The API's answer to a service's refusal (a BookingError or a WaitingError: `code`, `message`, and
+    `fields` and `retry_after` if it has them), as ticketing.error_codes has it: the status, the error body,
+    a refused hold's status words beside it, and Retry-After for an answer that is not final."""
+    error_code = ERROR_CODES[refusal.code]
+    retry_after = getattr(refusal, "retry_after", None) or error_code.retry_after
+    return ApiError(
+        status_code=error_code.status,
+        code=refusal.code,
+        message=refusal.message,
+        fields=getattr(refusal, "fields", None),
+        extra={"status": error_code.status_words} if error_code.status_words else None,
+        headers={"Retry-After": str(retry_after)} if retry_after else None,
+    )
 
 
 class ApiError(exceptions.APIException):

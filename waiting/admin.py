@@ -2,8 +2,7 @@
 
 from django.contrib import admin
 
-from cinemas.admin import ChosenOnlyFilter, ReadOnly
-from ticketing.admin import ModelAdmin
+from ticketing.admin_base import ChosenOnlyFilter, ModelAdmin, ReadOnly
 from waiting.models import Waiter
 from waiting.services import position_of
 

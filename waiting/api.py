@@ -7,26 +7,19 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from bookings.api import RESERVATION_FAILURES, buyer_of, buyer_of_key, checked
-from bookings.serializers import SessionParameters
 from cinemas.models import Show
-from ticketing.errors import ApiError
+from ticketing.buyers import key_buyer
+from ticketing.errors import refusal_api_error
 from ticketing.lean import LeanApiView, LeanError, api_key_of, serve, validated
+from ticketing.parameters import SessionParameters, checked
 from waiting import longpoll, serializers, services
 from waiting.serializers import waiter_body
-
-HTTP_STATUS = {"not_found": 404, "seats_available": 409, "show_full": 409, "show_started": 400, "bad_count": 400}
-
-
-def waiting_error(error):
-    extra = {"status": RESERVATION_FAILURES["show_full"]} if error.code == "show_full" else None
-    return ApiError(status_code=HTTP_STATUS[error.code], code=error.code, message=error.message, extra=extra)
 
 
 class WaitingApiView(APIView):
     def handle_exception(self, exc):
         if isinstance(exc, services.WaitingError):
-            exc = waiting_error(exc)
+            exc = refusal_api_error(exc)
         return super().handle_exception(exc)
 
 
@@ -46,7 +39,7 @@ class JoinWaitingLineApi(WaitingApiView):
         show = get_object_or_404(Show.objects.select_related("hall"), pk=show_id)
         data = checked(serializers.JoinInput, request.data)
         waiter, created = services.join_waiting_line(
-            buyer=buyer_of(request, data["session_id"]), show=show, seats_wanted=data["seats_wanted"]
+            buyer=key_buyer(request.auth, data["session_id"]), show=show, seats_wanted=data["seats_wanted"]
         )
         return Response(waiter_body(waiter), status=201 if created else 200)
 
@@ -59,11 +52,11 @@ async def poll_waiter(request):
         waiter = await serve(
             services.read_own_waiter,
             longpoll.read_own_waiter,
-            buyer=buyer_of_key(api_key, data["session_id"]),
+            buyer=key_buyer(api_key, data["session_id"]),
             waiter_id=request.kwargs["waiter_id"],
         )
     except services.WaitingError as error:
-        raise LeanError.of(waiting_error(error)) from None
+        raise LeanError.of(refusal_api_error(error)) from None
     return longpoll.poll_answer(waiter_body(waiter), version=data.get("version"), wait=data["wait"])
 
 
@@ -90,5 +83,5 @@ class WaiterApi(LeanApiView, WaitingApiView):
     def delete(self, request, waiter_id):
         """Leave the line (status Cancelled); everyone behind moves up."""
         data = checked(SessionParameters, request.query_params)
-        waiter = services.leave_waiting_line(buyer=buyer_of(request, data["session_id"]), waiter_id=waiter_id)
+        waiter = services.leave_waiting_line(buyer=key_buyer(request.auth, data["session_id"]), waiter_id=waiter_id)
         return Response(waiter_body(waiter))

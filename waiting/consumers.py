@@ -16,8 +16,8 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from bookings.serializers import SESSION_ID_PATTERN
 from ticketing import fanout
+from ticketing.parameters import SESSION_ID_PATTERN
 from waiting.models import Waiter
 from waiting.serializers import waiter_body
 from waiting.services import line_group, read_waiter

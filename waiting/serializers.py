@@ -4,8 +4,7 @@ from datetime import UTC
 
 from rest_framework import serializers
 
-from bookings.serializers import SessionParameters, session_id_field
-from cinemas.serializers import StrictParameters
+from ticketing.parameters import SessionParameters, StrictParameters, session_id_field
 from waiting.services import WaiterRow, read_waiter
 
 # API.md: a long poll holds its answer at most this long.

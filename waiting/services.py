@@ -19,31 +19,25 @@ from django.utils import timezone
 from bookings.availability import seats_to_be_had
 from bookings.notices import seat_changes_pushed_together
 from bookings.seat_maps import show_seat_spots
-from bookings.services import BookingError, Buyer, hold_seats_for_waiter
+from bookings.services import BookingError, hold_seats_for_waiter
 from cinemas.models import OPEN_SEAT_TYPES, Show
 from ticketing.broadcast import send_to_groups
+from ticketing.buyers import Buyer
 from ticketing.db import lock_until_commit
+from ticketing.error_codes import error_message
 from ticketing.lean import pooled_rows
 from waiting.models import Waiter
 from waiting.wake_ups import line_is_open, wake_waiting_line
 
 logger = logging.getLogger(__name__)
 
-ERROR_MESSAGES = {
-    "not_found": "There is no such place in line for this session.",
-    "seats_available": "Enough seats are free now: hold them instead of waiting.",
-    "show_full": "The show can't give this many seats, even if every hold lapses.",
-    "show_started": "This show has started; its line is closed.",
-    "bad_count": "Wait for between 1 and {max_seats} seats.",
-}
-
 
 class WaitingError(Exception):
-    """The waiting line said no. `code` is the machine word; the API maps it to a status in one place."""
+    """The waiting line said no. `code` is the machine word, a key of ticketing.error_codes.ERROR_CODES."""
 
     def __init__(self, code):
         self.code = code
-        self.message = ERROR_MESSAGES[code].format(max_seats=settings.TICKETING_MAX_SEATS)
+        self.message = error_message(code)
         super().__init__(self.message)
 
 

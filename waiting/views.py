@@ -10,8 +10,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from bookings.views import session_buyer
 from cinemas.models import Show
+from ticketing.buyers import session_buyer
 from ticketing.numbers import whole_number
 from waiting import longpoll, services
 from waiting.serializers import MAX_WAIT_SECONDS, waiter_body

@@ -13,10 +13,9 @@ The rules that keep a sale correct live here, each in one transaction:
 The functions live in holds.py, payments.py, tickets.py and mail.py; they are all importable from here.
 """
 
-from bookings.services.errors import ERROR_MESSAGES, BookingError
+from bookings.services.errors import BookingError
 from bookings.services.holds import (
     BestAvailable,
-    Buyer,
     acancel_hold,
     achange_seats,
     ahold_seats,
@@ -54,11 +53,9 @@ from bookings.services.payments import (
 from bookings.services.tickets import check_in_ticket, find_ticket, ticket_token
 
 __all__ = [
-    "ERROR_MESSAGES",
     "BestAvailable",
     "BookingError",
     "MailNotSent",
-    "Buyer",
     "aabandon_idempotent_request",
     "abandon_idempotent_request",
     "abegin_idempotent_request",

@@ -1,6 +1,6 @@
 """Holds: claiming seats all or nothing, swapping them, giving them up, and the sweep of lapsed holds.
 
-Every decision is one call of a SQL function kept in bookings migrations 0009-0012 (bookings_hold_seats,
+Every decision is one call of a SQL function kept in bookings migrations 0009-0014 (bookings_hold_seats,
 bookings_change_seats, bookings_cancel_hold, bookings_release_lapsed, bookings_release): the waiting-line
 check, the session and client caps, taking over lapsed claims, the claims themselves and the choice of refusal
 live there once, for the API, the website, the waiting line and staff. This module passes the settings in,
@@ -37,33 +37,9 @@ PICK_ATTEMPTS = 3
 # SQLSTATE of the hold functions' refusals (bookings_refuse): the message is the BookingError code.
 REFUSAL_SQLSTATE = "TKR01"
 # How often a call that is its own transaction is made when it keeps losing deadlocks (PostgreSQL ends one of
-# two calls that wait on each other; migration 0012 says when a client's cap stripes can).
+# two calls that wait on each other; migration 0014 says when a client's cap stripes can).
 CALL_ATTEMPTS = 3
 JSONB_TYPE_OID = 3802
-
-
-@dataclass(frozen=True)
-class Buyer:
-    """Who acts: a partner's API key (None for the website) and the end user's session within it.
-
-    The client behind the sessions, for the caps on what one client may hold of a show at once: a partner's
-    key (`key_seat_cap`: its ApiKey.held_seats_per_show, None for no cap) or, on the website, the visitor's
-    network address (`client_address`, capped by TICKETING_MAX_HELD_SEATS_PER_ADDRESS).
-    """
-
-    api_key_id: int | None
-    session_id: str
-    client_address: str | None = None
-    key_seat_cap: int | None = None
-
-    @property
-    def seat_cap(self):
-        """The cap on the seats this buyer's client may hold of a show, or None."""
-        if self.api_key_id is not None:
-            return self.key_seat_cap
-        if self.client_address is not None:
-            return settings.TICKETING_MAX_HELD_SEATS_PER_ADDRESS
-        return None
 
 
 @dataclass(frozen=True)
@@ -227,15 +203,18 @@ def hold_seats(
     needn't read them back.
     One call of bookings_hold_seats, which locks this buyer's advisory lock for the show (the session cap),
     the rows of any lapsed hold it takes seats from, and one stripe of the client's count until commit (the
-    client cap: a stripe no other call holds, so the client's holds don't wait on each other; all of the
-    client's stripes when none has room, see bookings_take_client_seats in migration 0012). Best available
+    client cap: a stripe no other call holds, so the client's holds don't wait on each other, or one commit
+    when every stripe with room is held; all of the client's stripes when none has room, see
+    bookings_take_client_seats in migrations 0012 and 0014). Best available
     first reads the show's seats (show_seat_spots, kept per catalog generation) and the seats taken now
     (taken_seats, locking nothing), picks, and calls with the pick; when a seat of the pick was taken
     meanwhile it looks again, PICK_ATTEMPTS looks in all (_BestAvailableLooks). Raises BookingError: the 400
     kinds for bad requests (`no_such_show` among them); `waiting_line` while anyone waits in the show's line
     and the seats asked for are of the types the line is served (freed seats are theirs first; wheelchair
-    spaces and companion seats never are); `session_seat_cap`, `client_hold_cap`; or `seats_unavailable`,
-    `retry` or `show_full` when the seats can't be had. Nothing is written then. On commit: pushes the seats as
+    spaces and companion seats never are); `session_seat_cap`; `client_hold_cap` (429, with the seconds until
+    the client's soonest hold lapses as `retry_after`) when the buyer's API key or address holds its cap of
+    the show unpaid; or `seats_unavailable`, `retry` or `show_full` when the seats can't be had. The statuses
+    are ticketing.error_codes'. Nothing is written then. On commit: pushes the seats as
     held (and those freed from lapsed holds as available).
     """
     at = at or timezone.now()
@@ -444,8 +423,9 @@ def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, at=No
     reservation's `seats_held` lists its seats, as hold_seats' does.
     One call of bookings_change_seats, which locks the buyer's advisory lock for the show, then the
     reservation row (and the hold's stripe of its client's count until commit, as hold_seats does). Raises
-    BookingError: not_found, hold_expired (410), already_booked/hold_cancelled, the 400 kinds, the caps, or
-    the three unavailable statuses. On commit: pushes newly held and released seats.
+    BookingError: not_found, hold_expired (410), already_booked/hold_cancelled, the 400 kinds,
+    session_seat_cap, client_hold_cap (429) when the hold grows past its client's cap (a swap of as many
+    seats never does), or the three unavailable statuses. On commit: pushes newly held and released seats.
     """
     at = at or timezone.now()
     call = _change_call(buyer, reservation_id, seat_ids, at=at)

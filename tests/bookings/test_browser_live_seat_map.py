@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from bookings.models import Reservation
-from bookings.services import Buyer, hold_seats
+from bookings.services import hold_seats
 from tests.browser_flows import (
     choose_and_hold,
     demo_show,
@@ -21,6 +21,7 @@ from tests.browser_flows import (
     seat_box,
     small_show,
 )
+from ticketing.buyers import Buyer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

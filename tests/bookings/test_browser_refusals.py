@@ -9,9 +9,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from bookings.services import Buyer, hold_seats
+from bookings.services import hold_seats
 from cinemas.models import OPEN_SEAT_TYPES
 from tests.browser_flows import seat, small_show
+from ticketing.buyers import Buyer
 from waiting.models import Waiter
 
 pytestmark = pytest.mark.django_db(transaction=True)

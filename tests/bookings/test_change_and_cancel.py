@@ -5,13 +5,13 @@ import time_machine
 
 from bookings.services import (
     BookingError,
-    Buyer,
     cancel_booking,
     change_seats,
     hold_seats,
 )
 from tests.bookings.helpers import pay, reserve, seat_ids, statuses
 from tests.factories import make_hall, make_show
+from ticketing.buyers import Buyer
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import pytest
 import time_machine
 
 from bookings.models import Reservation, SeatClaim
-from bookings.services import Buyer, hold_seats, release_lapsed_holds
+from bookings.services import hold_seats, release_lapsed_holds
 from tests.bookings.helpers import (
     DECLINED_CARD,
     finished_in_thread,
@@ -19,6 +19,7 @@ from tests.bookings.helpers import (
 )
 from tests.factories import make_hall, make_show
 from tests.helpers import run_at_once
+from ticketing.buyers import Buyer
 
 
 def hold_at(api, show, moment, seats, session="alice"):

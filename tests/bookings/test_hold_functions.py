@@ -19,10 +19,11 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from bookings.models import ClientHeldSeats, Reservation, SeatClaim, ShowSeatCount
-from bookings.services import BookingError, Buyer, hold_seats, holds
+from bookings.services import BookingError, hold_seats, holds
 from bookings.services.holds import acall_function, call_function
 from tests.factories import make_hall, make_show
 from tests.helpers import run_at_once, sql_function_replaced
+from ticketing.buyers import Buyer
 from ticketing.lean import close_connections
 from ticketing.services import create_api_key
 

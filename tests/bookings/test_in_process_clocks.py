@@ -8,9 +8,10 @@ import pytest
 from django.utils import timezone
 
 from bookings.models import Reservation
-from bookings.services import Buyer, hold_seats
+from bookings.services import hold_seats
 from bookings.tasks import run_beat_in_process
 from tests.bookings.helpers import seat_ids
+from ticketing.buyers import Buyer
 
 
 @pytest.mark.django_db(transaction=True)

@@ -7,9 +7,10 @@ Never before commit, and never for seats that were only newly held: those move n
 import pytest
 
 from bookings.notices import on_seats_freed_or_booked
-from bookings.services import Buyer, cancel_hold, change_seats, hold_seats, release_lapsed_holds
+from bookings.services import cancel_hold, change_seats, hold_seats, release_lapsed_holds
 from tests.bookings.helpers import pay, reserve, seat_ids
 from tests.factories import make_hall, make_show
+from ticketing.buyers import Buyer
 
 pytestmark = pytest.mark.django_db
 

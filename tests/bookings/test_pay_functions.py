@@ -11,10 +11,11 @@ import pytest
 from django.utils import timezone
 
 from bookings.models import IdempotentRequest, Payment, Reservation, SeatClaim
-from bookings.services import Buyer, hold_seats
+from bookings.services import hold_seats
 from tests.bookings.test_hold_functions import database, refusal
 from tests.factories import make_hall, make_show
 from tests.helpers import run_at_once
+from ticketing.buyers import Buyer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,11 +11,12 @@ from bookings.api import request_fingerprint
 from bookings.models import Reservation
 from bookings.providers import get_provider, parse_card
 from bookings.providers.sandbox import SandboxProvider
-from bookings.services import Buyer, begin_idempotent_request, fulfil_charge, reconcile_payments, release_lapsed_holds
+from bookings.services import begin_idempotent_request, fulfil_charge, reconcile_payments, release_lapsed_holds
 from bookings.services.payments import _start_charge
 from tests.bookings.helpers import DECLINED_CARD, GOOD_CARD, TIMEOUT_CARD, pay, reserve, seat_ids, statuses
 from tests.factories import make_api_key
 from tests.helpers import run_at_once
+from ticketing.buyers import Buyer
 
 
 def hold(api, show, seats=None, session="alice"):

@@ -5,10 +5,11 @@ import time_machine
 from django.utils import timezone
 
 from bookings.models import Reservation, SeatClaim
-from bookings.services import BookingError, Buyer, hold_seats
+from bookings.services import BookingError, hold_seats
 from tests.bookings.helpers import pay, reserve, seat_ids, statuses
 from tests.factories import make_api_key, make_hall, make_show
 from tests.helpers import assert_api_error
+from ticketing.buyers import Buyer
 
 pytestmark = pytest.mark.django_db
 

@@ -26,7 +26,6 @@ from bookings.models import Reservation
 from bookings.providers import parse_card
 from bookings.services import (
     BookingError,
-    Buyer,
     cancel_hold,
     hold_seats,
     pay_for_reservation,
@@ -34,6 +33,7 @@ from bookings.services import (
 )
 from tests.bookings.helpers import DECLINED_CARD, GOOD_CARD
 from tests.factories import make_hall, make_show
+from ticketing.buyers import Buyer
 from waiting.models import Waiter
 from waiting.services import WaitingError, join_waiting_line
 

@@ -20,10 +20,11 @@ from django.utils import timezone
 
 from bookings import seat_maps
 from bookings.models import Reservation, SeatClaim
-from bookings.services import Buyer, hold_seats
+from bookings.services import hold_seats
 from cinemas.services import reschedule_show
 from tests.bookings.helpers import labelled, pay, reserve, seat_tag
 from tests.factories import make_hall, make_show
+from ticketing.buyers import Buyer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -22,12 +22,13 @@ from django.utils import timezone
 
 from bookings.availability import seat_states
 from bookings.consumers import push_seat_changes, show_group
-from bookings.services import Buyer, hold_seats
+from bookings.services import hold_seats
 from tests.bookings.helpers import seat_ids
 from tests.bookings.test_live_seat_map import PUSH_WAIT, connected_watcher
 from tests.conftest import serving
 from tests.factories import make_hall, make_show
 from ticketing.broadcast import COALESCE_SECONDS
+from ticketing.buyers import Buyer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

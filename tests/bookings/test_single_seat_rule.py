@@ -2,8 +2,9 @@
 
 import pytest
 
-from bookings.services import BookingError, Buyer, change_seats, hold_seats
+from bookings.services import BookingError, change_seats, hold_seats
 from tests.bookings.helpers import labelled
+from ticketing.buyers import Buyer
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,9 @@ from django.utils import timezone
 from bookings.availability import seat_states
 from bookings.models import Payment, Reservation
 from bookings.providers import get_provider, parse_card
-from bookings.services import Buyer, hold_seats, pay_for_reservation
+from bookings.services import hold_seats, pay_for_reservation
 from tests.factories import make_cinema, make_hall, make_show
+from ticketing.buyers import Buyer
 
 CARD = {"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
 

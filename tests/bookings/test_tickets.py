@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
-from bookings.services import Buyer, email_ticket, hold_seats
+from bookings.services import email_ticket, hold_seats
 from bookings.ticket_codes import (
     CODE_ALPHABET,
     InvalidTicket,
@@ -29,6 +29,7 @@ from bookings.ticket_codes import (
     sign_ticket,
     verify_ticket,
 )
+from ticketing.buyers import Buyer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED = bytes(range(32))

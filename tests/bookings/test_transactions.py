@@ -10,7 +10,6 @@ from django.db import transaction
 
 from bookings.providers import get_provider, parse_card
 from bookings.services import (
-    Buyer,
     cancel_booking,
     cancel_hold,
     change_seats,
@@ -21,6 +20,7 @@ from bookings.services import (
     release_lapsed_holds,
 )
 from tests.bookings.helpers import GOOD_CARD, seat_ids
+from ticketing.buyers import Buyer
 
 pytestmark = pytest.mark.django_db
 

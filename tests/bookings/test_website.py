@@ -15,9 +15,10 @@ from django.utils import timezone
 
 from bookings.models import Reservation
 from bookings.providers import parse_card
-from bookings.services import Buyer, cancel_booking, hold_seats, pay_for_reservation
+from bookings.services import cancel_booking, hold_seats, pay_for_reservation
 from cinemas.models import OPEN_SEAT_TYPES
 from tests.bookings.helpers import GOOD_CARD, labelled, seat_ids, seat_tag
+from ticketing.buyers import Buyer
 from waiting.models import Waiter
 
 pytestmark = pytest.mark.django_db

@@ -5,9 +5,10 @@ import re
 import pytest
 
 from bookings.providers import parse_card
-from bookings.services import Buyer, hold_seats, pay_for_reservation
+from bookings.services import hold_seats, pay_for_reservation
 from cinemas.models import OPEN_SEAT_TYPES
 from tests.bookings.helpers import GOOD_CARD, seat_ids
+from ticketing.buyers import Buyer
 
 pytestmark = pytest.mark.django_db
 

@@ -10,9 +10,10 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client, override_settings
 
 from bookings.models import Reservation
-from bookings.services import Buyer, hold_seats
+from bookings.services import hold_seats
 from tests.bookings.helpers import seat_ids as all_seat_ids
 from tests.helpers import assert_api_error
+from ticketing.buyers import Buyer
 from waiting.models import Waiter
 
 pytestmark = pytest.mark.django_db

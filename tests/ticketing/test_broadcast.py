@@ -11,10 +11,11 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from bookings.services import Buyer, hold_seats
+from bookings.services import hold_seats
 from tests.bookings.helpers import seat_ids
 from tests.factories import make_hall, make_show
 from ticketing.broadcast import send_to_groups
+from ticketing.buyers import Buyer
 from ticketing.services import create_api_key
 from waiting.models import Waiter
 from waiting.services import join_waiting_line, leave_waiting_line

@@ -11,11 +11,11 @@ from rest_framework.test import APIClient
 
 from bookings.models import Reservation
 from bookings.providers import parse_card
-from bookings.services import Buyer, hold_seats, pay_for_reservation
-from bookings.views import BUYER_SESSION_KEY
+from bookings.services import hold_seats, pay_for_reservation
 from tests.bookings.helpers import GOOD_CARD, seat_ids
 from tests.factories import make_show
 from tests.waiting.conftest import held_out_show
+from ticketing.buyers import BUYER_SESSION_KEY, Buyer
 from ticketing.models import ApiKey
 from ticketing.services import create_api_key
 from waiting.services import join_waiting_line

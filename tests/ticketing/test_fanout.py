@@ -10,11 +10,12 @@ from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
 
 from bookings.consumers import MISSED_CHANGES_CLOSE_CODE, push_seat_changes
-from bookings.services import Buyer, hold_seats
+from bookings.services import hold_seats
 from tests.bookings.helpers import seat_ids
 from tests.bookings.test_live_seat_map import PUSH_WAIT, connected_watcher, next_change
 from tests.bookings.test_seat_pushes_per_process import group_key
 from tests.waiting.test_waitlist_socket import connected, full_line
+from ticketing.buyers import Buyer
 from waiting.services import leave_waiting_line, line_group
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -22,12 +22,13 @@ from bookings.models import Reservation
 from bookings.seat_maps import seat_spots
 from bookings.seat_picking import pick_best_seats
 from bookings.serializers import ReserveSeatsInput
-from bookings.services import Buyer, ahold_seats, cancel_hold, change_seats, hold_seats, holds
+from bookings.services import ahold_seats, cancel_hold, change_seats, hold_seats, holds
 from cinemas.models import Show
 from cinemas.services import catalog_changed
 from tests.bookings.helpers import GOOD_CARD, labelled
 from tests.factories import make_api_key, make_hall, make_show
 from ticketing.asgi import application, django_asgi_app
+from ticketing.buyers import Buyer
 from ticketing.errors import field_messages
 from ticketing.lean import (
     Answer,

@@ -21,9 +21,10 @@ from django.utils import timezone
 
 from bench.stack import stack_running
 from bookings.models import Reservation, SeatClaim
-from bookings.services import Buyer, hold_seats
+from bookings.services import hold_seats
 from tests.factories import make_api_key, make_hall, make_show
 from tests.helpers import process_tree, stack_environment
+from ticketing.buyers import Buyer
 from waiting.models import Waiter
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -13,8 +13,9 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bookings.services import Buyer, hold_seats
+from bookings.services import hold_seats
 from tests.factories import make_hall, make_show
+from ticketing.buyers import Buyer
 from waiting.models import Waiter
 
 EXTREME = st.sampled_from(
@@ -125,7 +126,7 @@ EXTREME_YEARS = ["9999", "0", "-1", "99999999999999999999", "-999999999999999999
 
 
 def test_every_admin_of_ours_checks_its_lookups():
-    from ticketing.admin import ModelAdmin
+    from ticketing.admin_base import ModelAdmin
 
     assert our_admins() and all(isinstance(model_admin, ModelAdmin) for model_admin in our_admins())
 

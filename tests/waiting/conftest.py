@@ -1,8 +1,9 @@
 import pytest
 
-from bookings.services import Buyer, hold_seats
+from bookings.services import hold_seats
 from tests.bookings.helpers import seat_ids
 from tests.factories import make_hall, make_show
+from ticketing.buyers import Buyer
 from waiting.services import join_waiting_line
 
 

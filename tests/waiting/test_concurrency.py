@@ -8,9 +8,9 @@ from django.db.models import Count
 from django.utils import timezone
 
 from bookings.models import Reservation, SeatClaim
-from bookings.services import Buyer
 from tests.helpers import run_at_once
 from tests.waiting.conftest import held_out_show, join
+from ticketing.buyers import Buyer
 from waiting.models import Waiter
 from waiting.services import join_waiting_line, serve_waiting_line
 

@@ -7,10 +7,11 @@ import pytest
 from django.utils import timezone
 
 from bookings.models import Reservation
-from bookings.services import BookingError, Buyer, cancel_hold, hold_seats, release_lapsed_holds
+from bookings.services import BookingError, cancel_hold, hold_seats, release_lapsed_holds
 from tests.bookings.helpers import row_locked_elsewhere, seat_ids
 from tests.factories import make_hall, make_show
 from tests.waiting.conftest import held_out_show, join
+from ticketing.buyers import Buyer
 from waiting.models import Waiter
 from waiting.services import SERVE_BATCH, serve_waiting_line
 

@@ -15,13 +15,14 @@ from asgiref.sync import async_to_sync
 from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
-from bookings.services import Buyer, cancel_hold, hold_seats
+from bookings.services import cancel_hold, hold_seats
 from tests.bookings.helpers import seat_ids
 from tests.conftest import serving
 from tests.factories import make_hall, make_show
 from tests.helpers import assert_api_error
 from tests.ticketing.test_lean_path import DjangoRequests, comparable, on_the_front
 from ticketing.asgi import django_asgi_app
+from ticketing.buyers import Buyer
 from ticketing.lean import close_connections
 from ticketing.services import create_api_key, revoke_api_key
 from waiting.services import aread_waiters, join_waiting_line, read_waiters

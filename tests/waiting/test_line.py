@@ -13,7 +13,6 @@ from bookings.providers import parse_card
 from bookings.services import (
     BestAvailable,
     BookingError,
-    Buyer,
     cancel_hold,
     change_seats,
     hold_seats,
@@ -24,6 +23,7 @@ from tests.bookings.helpers import GOOD_CARD, seat_ids
 from tests.factories import make_hall, make_show
 from tests.helpers import assert_api_error
 from tests.waiting.conftest import held_out_show, join
+from ticketing.buyers import Buyer
 from ticketing.services import create_api_key
 from waiting import services as waiting_services
 from waiting.models import Waiter

@@ -20,11 +20,12 @@ from django.db.models import F
 from django.test import AsyncClient
 from rest_framework.test import APIClient
 
-from bookings.services import Buyer, cancel_hold, hold_seats
+from bookings.services import cancel_hold, hold_seats
 from tests.bookings.helpers import seat_ids
 from tests.conftest import serving
 from tests.factories import make_hall, make_show
 from tests.helpers import assert_api_error
+from ticketing.buyers import Buyer
 from ticketing.services import create_api_key, revoke_api_key
 from waiting.models import Waiter
 from waiting.services import join_waiting_line

@@ -28,12 +28,13 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from bookings.services import Buyer, hold_seats
+from bookings.services import hold_seats
 from tests import conftest
 from tests.bookings.helpers import seat_ids
 from tests.conftest import serving
 from tests.factories import make_hall, make_show
 from tests.helpers import process_tree
+from ticketing.buyers import Buyer
 from ticketing.services import create_api_key
 from waiting import services
 from waiting.models import Waiter
@@ -108,7 +109,7 @@ import django
 django.setup()
 from django.utils import timezone
 
-from bookings.services import Buyer
+from ticketing.buyers import Buyer
 from waiting import services
 
 committed = []

@@ -10,10 +10,11 @@ import pytest
 from django.utils import timezone
 
 from bookings.models import Reservation
-from bookings.services import Buyer, hold_seats
+from bookings.services import hold_seats
 from tests.bookings.helpers import seat_ids
 from tests.conftest import celery_worker, redis_keys_of_its_own, serving
 from tests.factories import make_api_key, make_hall, make_show
+from ticketing.buyers import Buyer
 from waiting.models import Waiter
 
 

@@ -7,10 +7,11 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from bookings.services import Buyer, cancel_hold, hold_seats
+from bookings.services import cancel_hold, hold_seats
 from tests.bookings.helpers import seat_ids
 from tests.bookings.test_live_seat_map import PUSH_WAIT, connected_watcher
 from tests.factories import make_hall, make_show
+from ticketing.buyers import Buyer
 from waiting.models import Waiter
 from waiting.services import join_waiting_line, line_group
 

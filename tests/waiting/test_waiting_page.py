@@ -3,8 +3,9 @@
 import pytest
 from django.test import Client
 
-from bookings.services import Buyer, cancel_hold
+from bookings.services import cancel_hold
 from tests.waiting.conftest import held_out_show
+from ticketing.buyers import Buyer
 from waiting.models import Waiter
 
 pytestmark = pytest.mark.django_db

@@ -10,10 +10,11 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from bookings.services import Buyer, cancel_hold, hold_seats
+from bookings.services import cancel_hold, hold_seats
 from tests.bookings.helpers import seat_ids
 from tests.factories import make_hall, make_show
 from ticketing.asgi import application
+from ticketing.buyers import Buyer
 from waiting.models import Waiter
 from waiting.serializers import waiter_body
 from waiting.services import join_waiting_line, leave_waiting_line

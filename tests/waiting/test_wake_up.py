@@ -15,11 +15,12 @@ import redis
 from django.utils import timezone
 
 from bookings.models import Reservation
-from bookings.services import Buyer, cancel_hold, hold_seats, release_lapsed_holds
+from bookings.services import cancel_hold, hold_seats, release_lapsed_holds
 from tests.bookings.helpers import seat_ids
 from tests.conftest import celery_worker, redis_keys_of_its_own, serving
 from tests.factories import make_api_key, make_hall, make_show
 from tests.waiting.conftest import join
+from ticketing.buyers import Buyer
 from ticketing.celery import app as celery_app
 from waiting.models import Waiter
 from waiting.wake_ups import take_wake_up, wake_waiting_line

@@ -1,0 +1,127 @@
+"""Every refusal of our services, in one table: its code (API.md's machine word), its sentence (translatable), its
+HTTP status, and what the API adds to some of them. The API (bookings.api, waiting.api, the lean path) and the
+website (bookings.views, waiting.views) read their statuses and sentences here, and the services their sentences.
+
+A status is the same on the API and on the website unless `site_status` says otherwise, and `why` says why.
+"""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils.translation import gettext_lazy as _
+
+SHOW_FULL_WORDS = "Reservation Failed - Show Full"
+RETRY_WORDS = "Reservation Failed - Retry, as other users are holding reserved seats"
+SEATS_UNAVAILABLE_WORDS = "Reservation Failed - Seats Unavailable"
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    status: int
+    # May name {max_seats} (TICKETING_MAX_SEATS) and the details the refusal was raised with.
+    message: str
+    # ReserveSeats' "status" beside the error body (API.md): the status words of a refused hold.
+    status_words: str | None = None
+    # Seconds a client waits before it asks again, for answers that are not final (Retry-After).
+    retry_after: int | None = None
+    site_status: int | None = None
+    why: str = ""
+
+
+ERROR_CODES = {
+    # A hold refused (API.md's status words)
+    "show_full": ErrorCode(
+        409, _("The show can't give this many seats, even if every hold lapses."), status_words=SHOW_FULL_WORDS
+    ),
+    "retry": ErrorCode(
+        409,
+        _("These seats can't be had now, but seats held by others may come free: retry or join the waiting line."),
+        status_words=RETRY_WORDS,
+        retry_after=5,
+    ),
+    "waiting_line": ErrorCode(
+        409,
+        _("People are waiting in this show's line for seats to come free: join it to be served in turn."),
+        status_words=RETRY_WORDS,
+        retry_after=5,
+    ),
+    "seats_unavailable": ErrorCode(
+        409,
+        _("These seats are gone, but enough other seats are free: choose again."),
+        status_words=SEATS_UNAVAILABLE_WORDS,
+    ),
+    # What was asked can't be
+    "no_seats": ErrorCode(400, _("Choose at least one seat.")),
+    "single_seat_gap": ErrorCode(
+        400,
+        _(
+            "This choice would leave {seats} empty on its own, where nobody could sit with company: "
+            "choose it too, or move along the row."
+        ),
+    ),
+    "too_many_seats": ErrorCode(400, _("A hold takes at most {max_seats} seats.")),
+    "duplicate_seats": ErrorCode(400, _("Each seat can be chosen once.")),
+    "seat_not_in_hall": ErrorCode(400, _("Some seats are not in this show's hall.")),
+    "show_started": ErrorCode(
+        400,
+        _("This show has started; its seats are no longer on sale."),
+        site_status=410,
+        why="API.md puts a show that started among the invalid requests (400); the website's page for it is gone "
+        "for good, which 410 says to browsers and crawlers.",
+    ),
+    "movie_mismatch": ErrorCode(400, _("This show is not of that movie.")),
+    "no_such_show": ErrorCode(400, _("There is no such show.")),
+    "session_seat_cap": ErrorCode(400, _("A session can hold at most {max_seats} seats of one show.")),
+    "client_hold_cap": ErrorCode(
+        429,
+        _(
+            "Too many seats of this show are held from here at once; try again in {retry_after} s, "
+            "when a hold lapses, or pay for the seats already held."
+        ),
+    ),
+    # A reservation's state
+    "not_found": ErrorCode(404, _("Nothing with this id belongs to this session.")),
+    "hold_expired": ErrorCode(410, _("This hold has expired; its seats were released.")),
+    "hold_cancelled": ErrorCode(409, _("This hold was cancelled.")),
+    "already_booked": ErrorCode(409, _("This reservation is already booked.")),
+    "booked_not_cancellable": ErrorCode(409, _("A booked reservation can't be cancelled here.")),
+    "not_booked": ErrorCode(409, _("Only a booked reservation can be cancelled by staff.")),
+    # Paying
+    "payment_in_progress": ErrorCode(
+        409, _("A payment for this reservation is in progress; wait for its answer."), retry_after=2
+    ),
+    "card_declined": ErrorCode(402, _("The card was declined. The seats stay held until the hold expires.")),
+    "invalid_card": ErrorCode(400, _("The card was refused by the payment provider.")),
+    "payment_timeout": ErrorCode(
+        504,
+        _("The payment provider did not answer in time; we'll settle it, so retry with the same key."),
+        retry_after=5,
+    ),
+    "payment_failed": ErrorCode(502, _("The payment provider could not take this payment.")),
+    "booking_code_taken": ErrorCode(400, _("The booking code drawn is taken; draw another.")),
+    "idempotency_mismatch": ErrorCode(409, _("This Idempotency-Key was used for a different request.")),
+    "idempotency_in_flight": ErrorCode(409, _("A request with this Idempotency-Key is still running."), retry_after=2),
+    # Tickets at the door (the staff's check-in page shows the verdict, whatever it is)
+    "ticket_invalid": ErrorCode(400, _("This is not a valid ticket.")),
+    "ticket_used": ErrorCode(400, _("This ticket was already used at {checked_in_at}.")),
+    "ticket_not_valid": ErrorCode(400, _("This ticket is not valid: its booking is {status}.")),
+    "ticket_show_ended": ErrorCode(400, _("This ticket is for a show that ended at {ended_at}.")),
+    "ticket_other_cinema": ErrorCode(400, _("This ticket is for {cinema}, not this cinema.")),
+    "ticket_other_day": ErrorCode(400, _("This ticket is for another day: {starts_at}. Today is {today}.")),
+    "ticket_too_early": ErrorCode(400, _("Too early: this show starts at {starts_at}; its doors open at {opens_at}.")),
+    "mail_queued": ErrorCode(400, _("This mail is already queued; it goes out with its next attempt.")),
+    # The waiting line
+    "seats_available": ErrorCode(409, _("Enough seats are free now: hold them instead of waiting.")),
+    "bad_count": ErrorCode(400, _("Wait for between 1 and {max_seats} seats.")),
+}
+
+
+def error_message(code, **details):
+    """The sentence of `code`, in the active language, with its details filled in."""
+    return str(ERROR_CODES[code].message).format(max_seats=settings.TICKETING_MAX_SEATS, **details)
+
+
+def site_status(code):
+    """The website's HTTP status for a page that answers the refusal `code`."""
+    error_code = ERROR_CODES[code]
+    return error_code.site_status or error_code.status
