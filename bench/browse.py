@@ -570,7 +570,8 @@ FINAL_CHECKS = [
 
 
 def live_seats_in_database(database_url, show_ids):
-    """{show_id: {"held": {seat ids}, "booked": {seat ids}}} straight from PostgreSQL (README's rule for live)."""
+    """{show_id: {"held": {seat ids}, "booked": {seat ids}}} straight from PostgreSQL (docs/decisions.md's rule
+    for live)."""
     found = {show_id: {"held": set(), "booked": set()} for show_id in show_ids}
     with psycopg.connect(database_url) as connection:
         rows = connection.execute(
@@ -586,7 +587,7 @@ def live_seats_in_database(database_url, show_ids):
 
 
 def expected_type_statuses(hot_show, live):
-    """README: Full when no seat of the type can be had, Almost Full when at most 20 % of them can."""
+    """docs/decisions.md: Full when no seat of the type can be had, Almost Full when at most 20 % of them can."""
     taken = live["held"] | live["booked"]
     statuses = {}
     for seat_type, seat_ids in hot_show.seats_of_type.items():

@@ -93,7 +93,7 @@ BEST_AVAILABLE_SHARE = 0.5
 HOT_SHARE = 0.7
 # Bounds each buyer's requests: a person who is refused this many times goes elsewhere.
 MAX_HOLD_ATTEMPTS = 20
-# Best available without a type gives only these (README, "Best available").
+# Best available without a type gives only these (docs/bookings.md, "Best available").
 BEST_AVAILABLE_TYPES = {"Premium", "Regular"}
 # 503s are expected too: a process whose admission queue is full or too slow sheds the request with a
 # Retry-After, and the buyer sends it again then (hold_path.minding_busy); the report counts them.

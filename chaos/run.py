@@ -14,8 +14,8 @@ show of 2,000 seats, makes its fault, and then checks, in SQL:
 - the waiting line: every waiter served at most once, in order of place (each wants one seat), none lost;
 - clients were told 503 with Retry-After while a component was down, never 500.
 
-and measures how long the site took to recover. The report (JSON) has a verdict per scenario; the README's
-reliability table quotes it. Exit status 1 if any scenario failed.
+and measures how long the site took to recover. The report (JSON) has a verdict per scenario;
+docs/reliability/README.md's table quotes it. Exit status 1 if any scenario failed.
 """
 
 import argparse

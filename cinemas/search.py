@@ -21,12 +21,12 @@ EARTH_RADIUS_KM = 6371.0088
 KM_PER_DEGREE_OF_LATITUDE = 111.045
 
 # A seat type is "Full" when none of its seats can be had, "Almost Full" when at most this share of them
-# can (so 20 of 100, or 1 of 5), and "Available" otherwise. Documented in the README.
+# can (so 20 of 100, or 1 of 5), and "Available" otherwise. Documented in docs/decisions.md.
 ALMOST_FULL_SHARE = 0.2
 
 # How long a catalog answer (a listing, a SearchMovies page) is served from the shared cache. Staff edits drop
 # it at once (cinemas.services.catalog_changed); the seat-type words and counts in it may be this many seconds
-# behind the holds (README).
+# behind the holds (docs/decisions.md).
 CATALOG_SECONDS = 5
 
 SUGGESTION_MIN_SIMILARITY = 0.25
