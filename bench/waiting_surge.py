@@ -110,7 +110,7 @@ HOLDER_SEATS = 10  # per holder: TICKETING_MAX_SEATS, the most one session may h
 POLL_WAIT_SECONDS = 60  # API.md's longest wait, what a client that wants few requests asks for
 # A poll not answered this long after its wait ran out never will be: a failure.
 NEVER_ANSWERED_MARGIN_SECONDS = 30
-# A poll shed with 503 comes back after the Retry-After the server sends (ticketing.asgi_handler).
+# A poll shed with 503 comes back after the Retry-After the server sends (ticketing.asgi.handler).
 # A payment the provider did not answer in time (504), or whose first try still runs (409 idempotency_in_flight,
 # as after a try shed with 503 once its key was taken), is sent again with its key, this many times at most.
 PAY_TIMEOUT_RETRIES = 5

@@ -151,14 +151,14 @@ if _database["ENGINE"] == "django.db.backends.postgresql":
     _database["OPTIONS"]["options"] = f"-c lock_timeout={_lock_timeout_ms}"
 DATABASES = {"default": _database}
 # Requests inside Django at once per web process; the rest wait their turn, in order, as coroutines on the
-# event loop (ticketing.asgi_handler). Past the pool's size, a request's thread would only queue for a
+# event loop (ticketing.asgi.handler). Past the pool's size, a request's thread would only queue for a
 # connection, and a burst of a thousand buyers would time out there with 500s.
 WEB_CONCURRENT_REQUESTS = env_int(
     "WEB_CONCURRENT_REQUESTS",
     _database["OPTIONS"]["pool"]["max_size"] if "pool" in _database.get("OPTIONS", {}) else 10,
     minimum=1,
 )
-# The queue in front of them (ticketing.asgi_handler): past this many waiting requests, or this long waiting,
+# The queue in front of them (ticketing.asgi.handler): past this many waiting requests, or this long waiting,
 # a request is answered 503 with Retry-After at once rather than left to hang.
 WEB_ADMISSION_QUEUE = env_int("WEB_ADMISSION_QUEUE", 2000, minimum=0)
 WEB_ADMISSION_WAIT_SECONDS = env_int("WEB_ADMISSION_WAIT_SECONDS", 10, minimum=1)
@@ -197,7 +197,7 @@ if REDIS_URL:
     }
     CACHES = {
         "default": {
-            "BACKEND": "ticketing.redis_cache.SharedPoolRedisCache",
+            "BACKEND": "ticketing.asgi.redis_cache.SharedPoolRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": REDIS_KEY_PREFIX,
         },
@@ -206,7 +206,7 @@ if REDIS_URL:
         # Redis (one with an eviction policy) and so that tests keep their quota counters apart without
         # keeping their servers' reads apart from their own.
         "reads": {
-            "BACKEND": "ticketing.redis_cache.SharedPoolRedisCache",
+            "BACKEND": "ticketing.asgi.redis_cache.SharedPoolRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": f"{REDIS_KEY_PREFIX}reads",
         },

@@ -15,7 +15,7 @@ def ready(request):
     """GET /health/ready: 200 when the database and Redis answer fresh connections, else 503 with Retry-After.
 
     Through Django like any request, so a process whose request queue is stuck goes red too; liveness
-    (/health/live, ticketing.asgi_handler) is answered ahead of that queue.
+    (/health/live, ticketing.asgi.handler) is answered ahead of that queue.
     """
     is_ready, checks = readiness()
     response = JsonResponse({"status": "ready" if is_ready else "unavailable", "checks": checks})

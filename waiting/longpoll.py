@@ -105,7 +105,7 @@ class HoldLongPolls:
         async def keep(message):
             answer.append(message)
 
-        # Into Django in turn with every other request (ticketing.asgi_handler's admission). A smaller queue of
+        # Into Django in turn with every other request (ticketing.asgi.handler's admission). A smaller queue of
         # their own in front of it let only a few polls at a time into the shared one: with 50 joins always
         # queued there, 5,000 fresh polls got through at about two a second.
         await self.app({**scope, HOLD: held}, receive, keep)

@@ -27,7 +27,7 @@ from bookings.providers import (
     Refund,
     card_errors,
 )
-from ticketing.redis_cache import INCREMENT_EXISTING
+from ticketing.asgi.redis_cache import INCREMENT_EXISTING
 from ticketing.steps import arun_steps, run_steps
 
 SANDBOX_SUCCEEDS = "4242424242424242"

@@ -1,6 +1,6 @@
 """A burst of requests larger than the database pool waits its turn instead of failing.
 
-Each web process lets WEB_CONCURRENT_REQUESTS requests into Django at once (ticketing.asgi_handler); the others
+Each web process lets WEB_CONCURRENT_REQUESTS requests into Django at once (ticketing.asgi.handler); the others
 wait on the event loop. Without that limit, every request takes a thread that queues for one of the pool's
 connections, and those still queued after the pool's timeout fail (503 with Retry-After, ticketing.errors): the
 control shows it.

@@ -1,6 +1,6 @@
 """The balancer's health check is answered by the event loop, ahead of requests queued for Django.
 
-A web process lets WEB_CONCURRENT_REQUESTS requests into Django at once (ticketing.asgi_handler). Here that is
+A web process lets WEB_CONCURRENT_REQUESTS requests into Django at once (ticketing.asgi.handler). Here that is
 one, and the one is stuck: a join of a show's waiting line waits on the line's lock, which this test holds.
 (Not a hold: holds are answered on the lean path, ahead of Django's queue, ticketing.lean.) Anything else that needs
 Django (a static file, say) queues behind it, but /health/live still answers at once: a busy process is not

@@ -16,5 +16,5 @@ def test_every_health_address_the_readme_names_exists(site):
 
     assert paths, "README.md names no health address"
     for path in sorted(paths):
-        # Through a real server: /health/live is answered ahead of Django (ticketing.asgi_handler).
+        # Through a real server: /health/live is answered ahead of Django (ticketing.asgi.liveness).
         assert httpx.get(f"{site}{path}").status_code != 404, path

@@ -6,7 +6,7 @@ import pytest
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 
-from ticketing.redis_cache import SharedPoolRedisCache
+from ticketing.asgi.redis_cache import SharedPoolRedisCache
 
 
 def cache_client_in_a_new_thread():

@@ -19,9 +19,21 @@ that finds it full, or waits in it too long, is answered 503 with Retry-After at
 a thread or a connection. A client then knows to come back, instead of holding a socket for a minute and
 timing out with nothing changed (TEST-PLAN.md P6: degrade with a clear 503, never hang).
 
-AnswerLiveness answers the load balancer's health checks from the event loop itself, ahead of that queue: a
-process whose requests are queued is busy, not down, and taking it out of the rotation would only send its
-share to the others (under a burst, all of them).
+Upstream, and what would let this go:
+- The one call instead of a hop per middleware: Django ticket #37177 ("Reduced per-middleware context switching
+  under ASGI", a pull request open since 2026-06) has Django's own middleware classes stop claiming async
+  support they only emulate, so that a chain of sync middleware goes to a thread once, as BaseHandler intends.
+  Once it lands and our chain (WhiteNoise's and ours included) makes one hop under stock ASGIHandler (measure
+  it: docs/performance/profiles/), SyncChainASGIHandler's one call can go; the admission queue stays.
+- It relies on Django internals, checked by tests/ticketing/test_django_internals.py: that ASGIHandler.__init__
+  loads the middleware in async mode (so this one calls BaseHandler.__init__ and load_middleware(is_async=False)
+  itself), that ASGIHandler.__call__ awaits self.run_get_response(request), and that run_get_response sets
+  `response._handler_class` (for response.close()) and a FileResponse's block_size, as this copy does.
+- The admission queue has no Django counterpart (Django has no notion of how many requests it serves at once)
+  and none in uvicorn, whose --limit-concurrency answers 503 at once instead of queueing. A balancer's queue
+  per server (HAProxy's per-server maxconn with `timeout queue`) could do the job in front of the processes,
+  but a connection there is not a request in Django: parked long polls and sockets hold connections too, which
+  is why deploy/haproxy.cfg sets no per-server maxconn. So the queue stays here.
 """
 
 import asyncio
@@ -121,24 +133,3 @@ async def _answer_busy(scope, send):
 
 
 BUSY_RETRY_AFTER_SECONDS = 2
-
-
-LIVENESS_PATH = "/health/live"
-
-
-class AnswerLiveness:
-    """ASGI middleware: GET or HEAD /health/live is answered 200 at once, without Django or the database.
-
-    It says the process is up and its event loop turns, which is all a balancer needs to keep sending it
-    work; whether the database answers is for a readiness check, not this.
-    """
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] != LIVENESS_PATH or scope["method"] not in ("GET", "HEAD"):
-            return await self.app(scope, receive, send)
-        headers = [(b"content-type", b"text/plain"), (b"content-length", b"3"), (b"cache-control", b"no-store")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else b"ok\n"})

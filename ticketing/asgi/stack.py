@@ -1,3 +1,7 @@
+"""The site's ASGI stack, outside in: the balancer's liveness check, the lean path's front (ticketing.lean), the
+waiting line's long polls (waiting.longpoll), then Django behind its admission queue (ticketing.asgi.handler);
+WebSockets go to Channels' router. Imported through ticketing.asgi, which sets Django up first."""
+
 import os
 
 import django
@@ -5,7 +9,8 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ticketing.settings")
 django.setup(set_prefix=False)
 
-from ticketing.asgi_handler import AnswerLiveness, SyncChainASGIHandler  # noqa: E402  (needs Django set up first)
+from ticketing.asgi.handler import SyncChainASGIHandler  # noqa: E402  (needs Django set up first)
+from ticketing.asgi.liveness import AnswerLiveness  # noqa: E402
 
 django_asgi_app = SyncChainASGIHandler()
 

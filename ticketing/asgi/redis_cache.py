@@ -8,6 +8,18 @@ thread-safe, so one client per server list and options serves the whole process.
 Django's `incr` asks Redis whether the key exists and then increments it (two round trips, and a new
 redis-py client object for each); the API quota increments a counter on every call, so here it is one
 script call that does both, atomically.
+
+Upstream, and what would let this go:
+- The pool per cache object: Django ticket #35651 ("Reusing RedisCacheClient connections for multiple
+  requests", pull requests open since 2024). Once RedisCacheClient keeps its pools per process, as the fix
+  proposes, SharedPoolRedisCache can go (tests/ticketing/test_redis_cache.py shows the stock backend's
+  behaviour: delete the class and see that test say whether it still makes a client per context).
+- The counter: Django's RedisCacheClient.incr checks EXISTS and then INCRs since the backend came in (ticket
+  #33012), as Django's cache API wants a missing key to raise; a pull request for one call (#18073) was closed.
+  No ticket is open; this stays while the quota counts every call.
+- Django internals it relies on, checked by tests/ticketing/test_django_internals.py: RedisCache's `_servers`,
+  `_options`, `_class` and its `_cache` cached property, and RedisCacheClient's
+  `_get_connection_pool_index(write)`.
 """
 
 import threading
