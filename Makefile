@@ -76,31 +76,31 @@ study-db: venv services
 	DATABASE_URL='$(STUDY_DATABASE_URL)' DJANGO_DEBUG=1 $(VENV)/bin/python manage.py seed_demo --scale study
 
 bench-search: study-db
-	DATABASE_URL='$(STUDY_DATABASE_URL)' $(VENV)/bin/python bench/search_movies.py --json bench/results/search_movies.json
+	DATABASE_URL='$(STUDY_DATABASE_URL)' $(VENV)/bin/python -m bench.search_movies --json bench/results/search_movies.json
 
 bench-browse: study-db
-	$(VENV)/bin/python bench/browse.py --database-url '$(STUDY_DATABASE_URL)' --concurrency 10,50 --json bench/results/browse.json
+	$(VENV)/bin/python -m bench.browse --database-url '$(STUDY_DATABASE_URL)' --concurrency 10,50 --json bench/results/browse.json
 
 bench-sweep: debian-packages venv services
-	$(VENV)/bin/python bench/sweep.py
+	$(VENV)/bin/python -m bench.sweep
 
 bench-sell-out: venv services
-	$(VENV)/bin/python bench/sell_out.py --json bench/results/sell_out.json
+	$(VENV)/bin/python -m bench.sell_out --json bench/results/sell_out.json
 
 bench-surge: venv services
-	$(VENV)/bin/python bench/waiting_surge.py --json bench/results/waiting_surge.json
+	$(VENV)/bin/python -m bench.waiting_surge --json bench/results/waiting_surge.json
 
 bench-waiting: venv services
-	$(VENV)/bin/python bench/waiting_line.py --json bench/results/waiting_line.json
+	$(VENV)/bin/python -m bench.waiting_line --json bench/results/waiting_line.json
 
 bench-holds: venv services
-	$(VENV)/bin/python bench/hold_path.py --json bench/results/hold_path.json
+	$(VENV)/bin/python -m bench.hold_path --json bench/results/hold_path.json
 
 bench-sql-ceiling: venv services
-	$(VENV)/bin/python bench/sql_ceiling.py --json bench/results/sql_ceiling.json
+	$(VENV)/bin/python -m bench.sql_ceiling --json bench/results/sql_ceiling.json
 
 bench-push: venv services
-	$(VENV)/bin/python bench/seat_push.py --json bench/results/seat_push.json
+	$(VENV)/bin/python -m bench.seat_push --json bench/results/seat_push.json
 
 # Faults during a sale (TEST-PLAN.md F-items) on a PostgreSQL and Redis of the run's own: about 10 minutes.
 chaos: debian-packages venv services

@@ -1,7 +1,7 @@
 """Browsing at the design study's catalog scale under load: moviegoers and partners reading through a real server.
 
 Usage (the study catalog first: `make bench-search` loads it once into ticketing_study):
-    python bench/browse.py [--concurrency 10,50] [--duration 20] [--workers 2 | --balanced 2] [--pool-max 10]
+    python -m bench.browse [--concurrency 10,50] [--duration 20] [--workers 2 | --balanced 2] [--pool-max 10]
                            [--json FILE]
 
 What it does, all on this machine:
@@ -9,7 +9,7 @@ What it does, all on this machine:
    5,000 cinemas, 70,000 shows; it is reused, never dropped or reloaded) and its own Redis database (/4).
    Rows this benchmark made in earlier runs (reservations of its own API key) are deleted first and again at
    the end, so the catalog is left as it was found.
-2. `uvicorn ticketing.asgi:application --workers N` with production settings (bench/hold_path.server_running),
+2. `uvicorn ticketing.asgi:application --workers N` with production settings (bench/harness.server_running),
    or with --balanced K, K uvicorn processes of one worker each behind HAProxy (bench/stack.py; the CPU report
    then counts every web process and HAProxy, and the report says how many responses each process sent);
    each worker's pool sized to fit PostgreSQL's max_connections, holds lasting an hour so that the seat maps
@@ -34,7 +34,7 @@ What it does, all on this machine:
 5. Figures per level: requests/s, per call n/p50/p95/p99/max and status counts, SearchMovies by kind of
    search and against the issue's target (p95 < 50 ms at the study's scale), the 2,000-seat seat map's p50
    (page and API; ":hot" for the hot shows everyone reads, the others apart) against issue 16's (page p50 <
-   20 ms under load), the slowest requests, and where the CPU went (bench/hold_path.cpu_report).
+   20 ms under load), the slowest requests, and where the CPU went (bench/harness.cpu_report).
 6. Checks: every answer must be a 200 (any 5xx, other status or connection error fails the run); every read
    of a hot show's seat map (API or page) or details during the load must show the held and booked counts the
    setup made, and its showtimes page must link to it; at the end, for every hot show, the held and booked
@@ -67,9 +67,7 @@ import httpx
 import psycopg
 import redis
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hold_path import (  # sibling scripts
-    SeatingPlan,
+from bench.harness import (
     add_server_options,
     bench_clients,
     bench_server_running,
@@ -84,6 +82,7 @@ from hold_path import (  # sibling scripts
     unwind_on_sigterm,
     wait_and_warm_up,
 )
+from bench.hold_path import SeatingPlan
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_study"
 # Not 0 (make run), 1 (make test) nor 2 (bench-holds): the tasks this run queues must reach nobody's worker.
@@ -233,7 +232,7 @@ def load_catalog(options, rng):
         "upcoming_shows": Show.objects.upcoming(at).count(),
         "database_size": size,
     }
-    from search_movies import parameter_mix
+    from bench.search_movies import parameter_mix
 
     return Catalog(at, cities, cinemas, titles, [city.pk for city in cities], hot, database, parameter_mix)
 

@@ -1,7 +1,7 @@
 """The hold path under load: many buyers holding seats of one hot show through a real ASGI server.
 
 Usage (make bench-holds runs it with the defaults):
-    python bench/hold_path.py [--concurrency 100] [--workers 2 | --balanced 2] [--seats 2 | 1-4] [--duration 20]
+    python -m bench.hold_path [--concurrency 100] [--workers 2 | --balanced 2] [--seats 2 | 1-4] [--duration 20]
                               [--json FILE]
 
 What it does, all on this machine:
@@ -33,142 +33,50 @@ What it does, all on this machine:
 The load generator shares the machine's cores with the server, PostgreSQL and Redis: the figures are what
 one small machine does with everything on it, not what the server does alone (the report says how the CPU
 time was split).
+
+The server, the clients and the CPU report are bench/harness.py's, as for every scenario; this module is the hot
+show's own: its hall (prepare_show, which other scenarios and chaos/ reuse), buyers, invariants and report.
 """
 
 import argparse
 import asyncio
-import contextlib
-import json
-import logging
-import os
 import random
 import secrets
-import signal
-import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 
-import aiohttp
 import httpx
 import psycopg
 import redis
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project: its apps, and bench/ as a package
-from bench.stack import ROOT, free_port, proc_stats, stack_running
-from ticketing.proxies import uvicorn_options
+from bench import harness
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_holds"
 # Not 0 (make run) nor 1 (make test): the wake-up tasks this run queues must not reach anyone's worker.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/2"
-SECRET_KEY = "benchmark-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 BENCH_KEY = "tk_bench_hold_path_key"
 BENCH_KEY_NAME = "bench-holds"
-HALL_SEATS = 2000
-# Connections PostgreSQL keeps for everything else on the machine (psql, tests others run, this script).
-CONNECTIONS_KEPT_FREE = 20
-# The default connection pool per worker. Under load a worker runs many requests at once (a thread each);
-# those beyond the pool wait for a connection, which is part of the latency measured. More connections
-# would only add PostgreSQL backends competing for the same cores.
-DEFAULT_POOL_MAX = 10
-SERVER_START_SECONDS = 60
-REQUEST_TIMEOUT_SECONDS = 30
-# Connections per httpx client (see run_sale).
-CONNECTIONS_PER_CLIENT = 25
+HALL_SEATS = 2000  # prepare_show's hall, unless asked for another size
 # A 503 with Retry-After is a process shedding load (its admission queue full or too slow): the client sends
-# the request again after it (minding_busy), and the report counts them.
+# the request again after it (harness.minding_busy), and the report counts them.
 EXPECTED = {"POST 201", "POST 409", "DELETE 200", "POST 503"}
 
 
-def percentile(values, share):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+# --- The show -------------------------------------------------------------------------------------------------
 
 
-def summary_ms(values):
-    if not values:
-        return {"n": 0}
-    return {
-        "n": len(values),
-        "p50": round(statistics.median(values), 1),
-        "p95": round(percentile(values, 0.95), 1),
-        "p99": round(percentile(values, 0.99), 1),
-        "max": round(max(values), 1),
-    }
-
-
-def seat_range(text):
-    """'2' -> (2, 2); '1-4' -> (1, 4)."""
-    low, _, high = text.partition("-")
-    low, high = int(low), int(high or low)
-    if not 1 <= low <= high:
-        raise argparse.ArgumentTypeError(f"seats must be N or LOW-HIGH with 1 <= LOW <= HIGH, got {text!r}")
-    return low, high
-
-
-# --- The database and the show ------------------------------------------------------------------------------
-
-
-def ensure_database(database_url):
-    """Create the bench's database when it is missing (CREATE DATABASE can't run inside a transaction)."""
-    params = conninfo_to_dict(database_url)
-    name = params["dbname"]
-    with psycopg.connect(make_conninfo(**{**params, "dbname": "postgres"}), autocommit=True) as connection:
-        if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
-            connection.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}", file=sys.stderr)
-
-
-def connection_budget(database_url, workers, wanted):
-    """(max_connections, connections in use now, pool size per worker) so the server fits beside the rest."""
-    with psycopg.connect(database_url) as connection:
-        maximum = int(connection.execute("SHOW max_connections").fetchone()[0])
-        in_use = connection.execute("SELECT count(*) FROM pg_stat_activity").fetchone()[0]
-    per_worker = min(wanted, (maximum - in_use - CONNECTIONS_KEPT_FREE) // workers)
-    if per_worker < 1:
-        sys.exit(f"PostgreSQL has {in_use} of {maximum} connections in use: no room for {workers} workers.")
-    return maximum, in_use, per_worker
-
-
-def setup_django(database_url, redis_url, **extra_environment):
-    """Django in this process, for the bench's own reads and writes; the load itself goes through the server.
-
-    extra_environment: more settings (e.g. TICKETING_HOLD_SECONDS="3600"). Like the rest, they stay in
-    os.environ, so the server started afterwards inherits them (server_environment copies os.environ).
-    """
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "ticketing.settings",
-            "DJANGO_SECRET_KEY": SECRET_KEY,
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "DATABASE_POOL_MIN": "1",
-            "DATABASE_POOL_MAX": "2",
-            **extra_environment,
-        }
-    )
-    import django
-
-    django.setup()
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # the settings' INFO would log every request
-
-
-def prepare_show(database_url, redis_url, *, key_cap=None):
+def prepare_show(database_url, redis_url, *, key_cap=None, hall_seats=HALL_SEATS):
     """Migrate, delete earlier runs' rows, and schedule a fresh show; return what the buyers need to know.
 
     `key_cap`: the bench key's held seats per show (None: no cap), for the price of a capped partner.
+    `hall_seats`: the hall's size (a hall of its own for each size, named by it), e.g. fewer for a quick sell-out.
 
     Django is set up here, in this process, only for the catalog services; the load goes through the server.
     """
-    setup_django(database_url, redis_url)
+    harness.setup_django(database_url, redis_url)
     # Imported after setup, as Django requires.
     from django.core.management import call_command
     from django.db import transaction
@@ -189,7 +97,7 @@ def prepare_show(database_url, redis_url, *, key_cap=None):
             defaults={"address": "1 Load Street", "postal_code": "00000", "latitude": 0, "longitude": 0},
             time_zone="UTC",
         )
-        hall, _ = Hall.objects.get_or_create(cinema=cinema, name=f"Bench Hall {HALL_SEATS}")
+        hall, _ = Hall.objects.get_or_create(cinema=cinema, name=f"Bench Hall {hall_seats}")
         movie, _ = Movie.objects.get_or_create(
             title="Bench Premiere",
             defaults={
@@ -208,7 +116,7 @@ def prepare_show(database_url, redis_url, *, key_cap=None):
         IdempotentRequest.objects.filter(api_key__name=BENCH_KEY_NAME).delete()
         old_shows.delete()
         if not hall.seats.exists():
-            hall = build_seat_layout(hall=hall, plan=hall_plan(HALL_SEATS))
+            hall = build_seat_layout(hall=hall, plan=hall_plan(hall_seats))
         tomorrow = datetime.now(UTC).date() + timedelta(days=1)
         show = schedule_show(
             movie=movie,
@@ -225,25 +133,6 @@ def prepare_show(database_url, redis_url, *, key_cap=None):
     for seat_id, y in Seat.objects.filter(hall=hall).order_by("y", "x").values_list("id", "y"):
         rows.setdefault(y, []).append(seat_id)
     return show.pk, show.movie_id, SeatingPlan(rows=list(rows.values()))
-
-
-def refresh_planner_statistics():
-    """ANALYZE the bench's database once its tables hold what the run starts from, as autovacuum does within a
-    minute or so of a table's growth on a live site.
-
-    A bench database fills in seconds: planned on the statistics of a nearly empty table, the show's seat count
-    is a nested loop reading every reservation once per claim (50 ms for 2,000 held seats, where the right plan
-    takes a fraction of a millisecond), and the benchmark would measure that plan instead of the code. Not
-    right after emptying the tables, though: statistics saying "empty" are just as wrong a second later.
-    VACUUM first: the earlier runs' rows were deleted, and a table whose pages are there but whose rows are not
-    (the waiters', until the joins) is ANALYZEd as "no row in any page", which the planner keeps believing
-    however many rows come (a line of 4,000 read as one row: waiting migration 0007). A live site never deletes
-    those rows; vacuumed, an emptied table has no pages, as a fresh one.
-    """
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE")
 
 
 @dataclass
@@ -270,320 +159,6 @@ class SeatingPlan:
         return rng.sample(free, count) if len(free) >= count else None
 
 
-# --- The server --------------------------------------------------------------------------------------------
-
-
-def server_environment(*, database_url, redis_url, pool_max):
-    """What every web process of the bench runs with: production settings, a pool of `pool_max` connections."""
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "ticketing.settings",
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": SECRET_KEY,
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "DATABASE_POOL_MIN": str(min(2, pool_max)),
-        "DATABASE_POOL_MAX": str(pool_max),
-    }
-
-
-def start_server(*, workers, port, database_url, redis_url, pool_max, log):
-    environment = server_environment(database_url=database_url, redis_url=redis_url, pool_max=pool_max)
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "ticketing.asgi:application",
-        "--workers",
-        str(workers),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--lifespan",
-        "off",  # Django's ASGI handler has no lifespan support; "auto" only logs that
-        "--no-access-log",  # a log line per request would cost the shared cores more than the app's logging
-        *uvicorn_options(environment),  # no proxy in front: forwarding headers are believed from nobody
-    ]
-    # Its own session, so that the fallback SIGKILL can reach the workers as well as the supervisor.
-    return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log, start_new_session=True)
-
-
-@contextlib.contextmanager
-def server_running(*, workers, port, database_url, redis_url, pool_max, log):
-    """start_server, stopped (by stop_process) when the block ends, also when it fails."""
-    server = start_server(
-        workers=workers, port=port, database_url=database_url, redis_url=redis_url, pool_max=pool_max, log=log
-    )
-    try:
-        yield server
-    finally:
-        stop_process(server)
-
-
-def unwind_on_sigterm():
-    """`kill` (SIGTERM) unwinds a bench like Ctrl-C, so its `finally` blocks stop the servers it started: they
-    run in sessions of their own, and a bench killed outright leaves them serving (and, worse, a leftover
-    Celery worker consuming the next run's tasks with the old code)."""
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-
-
-def stop_process(process, *, seconds=15):
-    """SIGTERM the leader alone (uvicorn's supervisor and Celery's main process stop their children and wait for
-    them, running tasks finish); SIGKILL its whole session if it is still up after `seconds`."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-@contextlib.contextmanager
-def balanced_server_running(*, processes, database_url, redis_url, pool_max, log):
-    """--balanced: `processes` uvicorn processes (one worker each, each its own port) behind HAProxy.
-
-    Yields bench/stack.py's Stack: its `url` is HAProxy's; `pid`, `poll()` and `returncode` stand in for the
-    uvicorn Popen of server_running, and `web_pids` / `balancer_pid` are what the CPU report counts. Every
-    web process has the environment and pool of start_server's workers; no Celery (as with --workers).
-    """
-    with stack_running(
-        web_processes=processes,
-        environment=server_environment(database_url=database_url, redis_url=redis_url, pool_max=pool_max),
-        log=log,
-        start_seconds=SERVER_START_SECONDS,
-    ) as stack:
-        yield stack
-
-
-@contextlib.contextmanager
-def web_server_running(*, workers, balanced, database_url, redis_url, pool_max, log):
-    """uvicorn --workers `workers` (server_running), or with `balanced` K, K processes behind HAProxy.
-
-    Yields (server, base URL): the one the clients use, HAProxy's when balanced.
-    """
-    if balanced:
-        with balanced_server_running(
-            processes=balanced, database_url=database_url, redis_url=redis_url, pool_max=pool_max, log=log
-        ) as stack:
-            yield stack, stack.url
-        return
-    port = free_port()
-    with server_running(
-        workers=workers, port=port, database_url=database_url, redis_url=redis_url, pool_max=pool_max, log=log
-    ) as server:
-        yield server, f"http://127.0.0.1:{port}"
-
-
-def describe_server(*, workers, balanced):
-    if balanced:
-        return f"{balanced} uvicorn processes (1 worker each) behind HAProxy (leastconn), DJANGO_DEBUG=0"
-    return f"uvicorn --workers {workers} (uvloop, httptools), DJANGO_DEBUG=0"
-
-
-# What a scenario script shares: its options for the server (add_server_options), the connection budget and the
-# report's server settings (plan_server), the server itself (bench_server_running) and HAProxy's spread.
-
-
-def add_http_client_option(parser):
-    """--http-client, for the scenarios whose clients need no more of a response than AiohttpClient gives."""
-    parser.add_argument(
-        "--http-client",
-        choices=["aiohttp", "httpx"],
-        default="aiohttp",
-        help="the load generator's HTTP client (default aiohttp: a fraction of httpx's CPU per request)",
-    )
-
-
-def add_server_options(parser):
-    """--workers, --balanced and --pool-max, as every scenario takes them."""
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
-    parser.add_argument(
-        "--balanced",
-        type=int,
-        metavar="K",
-        help="instead of uvicorn --workers: K uvicorn processes (1 worker each) behind HAProxy (bench/stack.py)",
-    )
-    parser.add_argument(
-        "--pool-max",
-        type=int,
-        default=DEFAULT_POOL_MAX,
-        help=f"database connections per worker (default {DEFAULT_POOL_MAX})",
-    )
-
-
-def web_processes(options):
-    """How many processes serve the app: --balanced K's K, else uvicorn's --workers."""
-    return getattr(options, "balanced", None) or options.workers
-
-
-def plan_server(options):
-    """(pool size per web process, the report's server settings) for the server the options ask for.
-
-    The pool is --pool-max, or less so that every web process fits under PostgreSQL's max_connections.
-    """
-    max_connections, in_use, pool_max = connection_budget(
-        options.database_url, web_processes(options), options.pool_max
-    )
-    settings = {
-        "code": code_version(),
-        "server": describe_server(workers=options.workers, balanced=options.balanced),
-        "workers": web_processes(options),
-        "pool_max_per_worker": pool_max,
-        "postgres_max_connections": max_connections,
-        "postgres_connections_in_use_before": in_use,
-    }
-    return pool_max, settings
-
-
-def bench_server_running(options, *, pool_max, log):
-    """web_server_running as the options say: --workers or --balanced, --database-url, --redis-url."""
-    return web_server_running(
-        workers=options.workers,
-        balanced=options.balanced,
-        database_url=options.database_url,
-        redis_url=options.redis_url,
-        pool_max=pool_max,
-        log=log,
-    )
-
-
-def responses_by_process(server):
-    """HAProxy's count of the responses each web process sent (the load was spread, or not); None without it.
-
-    Ask while the server runs: the count comes from HAProxy's stats socket.
-    """
-    return server.responses_by_process() if hasattr(server, "responses_by_process") else None
-
-
-def take_cpu_snapshot(server, database_url):
-    """A CpuSnapshot of server_running's uvicorn or of balanced_server_running's stack (every web process)."""
-    return CpuSnapshot.take(
-        server.pid,
-        database_url,
-        web_pids=getattr(server, "web_pids", None),
-        balancer_pid=getattr(server, "balancer_pid", None),
-    )
-
-
-async def wait_until_answering(client, server, show_id):
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with status {server.returncode} before answering")
-        try:
-            response = await client.get(f"/api/v1/shows/{show_id}")
-            if response.status_code == 200:
-                return
-            raise RuntimeError(f"GET /api/v1/shows/{show_id} answered {response.status_code}: {response.text[:300]}")
-        except httpx.TransportError:
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"the server did not answer within {SERVER_START_SECONDS} s")
-
-
-class AiohttpResponse:
-    """What the scenarios read of an answer, as httpx.Response names it."""
-
-    def __init__(self, status_code, content, headers, url):
-        self.status_code, self.content, self.headers, self.url = status_code, content, headers, url
-
-    @property
-    def text(self):
-        return self.content.decode(errors="replace")
-
-    def json(self):
-        return json.loads(self.content)
-
-
-class AiohttpClient:
-    """The part of httpx.AsyncClient the scenarios use, on aiohttp, whose CPU per request is a fraction of
-    httpx's: the load generator shares the server's cores, and the figures should measure the server. Its
-    failures are raised as httpx.TransportError, which the scenarios already handle."""
-
-    def __init__(self, base_url, *, api_key, connections, keep_cookies):
-        self.session = aiohttp.ClientSession(
-            base_url=base_url,
-            headers={"X-API-Key": api_key},
-            connector=aiohttp.TCPConnector(limit=connections, keepalive_timeout=5),
-            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
-            cookie_jar=aiohttp.CookieJar(unsafe=True) if keep_cookies else aiohttp.DummyCookieJar(),
-        )
-
-    async def request(self, method, url, *, json=None, params=None, headers=None, content=None):
-        try:
-            async with self.session.request(
-                method, url, json=json, params=params, headers=headers, data=content
-            ) as response:
-                return AiohttpResponse(
-                    response.status, await response.read(), response.headers, httpx.URL(str(response.url))
-                )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise httpx.TransportError(f"{type(exc).__name__}: {exc}") from exc
-
-    async def get(self, url, **options):
-        return await self.request("GET", url, **options)
-
-    async def post(self, url, **options):
-        return await self.request("POST", url, **options)
-
-    async def put(self, url, **options):
-        return await self.request("PUT", url, **options)
-
-    async def delete(self, url, **options):
-        return await self.request("DELETE", url, **options)
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc_info):
-        await self.session.close()
-
-
-@contextlib.asynccontextmanager
-async def bench_clients(base_url, connections, *, api_key=BENCH_KEY, keep_cookies=True, http_client="httpx"):
-    """A list of clients for `connections` connections at once, CONNECTIONS_PER_CLIENT (or fewer) each: httpx's,
-    or with http_client="aiohttp" AiohttpClient.
-
-    Several clients rather than one: httpcore's pool looks at every one of its connections for each request,
-    so one client of 200 connections would spend more CPU than the server on the shared cores. Request number
-    n goes through clients[n % len(clients)]. keep_cookies=False: clients that accept no cookie, for callers
-    whose users share a client but must not share a session.
-    """
-    shares = -(-connections // CONNECTIONS_PER_CLIENT)
-    per_client = -(-connections // shares)
-    # Idle connections are dropped well before HAProxy's `timeout http-keep-alive` (15 s) closes them, so a
-    # request is never sent on a connection the balancer is closing at that moment.
-    limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client, keepalive_expiry=5)
-
-    def client():
-        if http_client == "aiohttp":
-            return AiohttpClient(base_url, api_key=api_key, connections=per_client, keep_cookies=keep_cookies)
-        return httpx.AsyncClient(
-            base_url=base_url,
-            headers={"X-API-Key": api_key},
-            limits=limits,
-            timeout=REQUEST_TIMEOUT_SECONDS,
-            cookies=None if keep_cookies else CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-        )
-
-    async with contextlib.AsyncExitStack() as stack:
-        yield [await stack.enter_async_context(client()) for _ in range(shares)]
-
-
-async def wait_and_warm_up(clients, server, show_id, options):
-    """wait_until_answering, then warm every web process's imports, connection pool and caches on reads.
-
-    Each client reads the show 4 times per web process, all at once, so that every process (uvicorn's workers,
-    or HAProxy's K processes: least connections spreads requests in flight) gets some before the clock starts.
-    """
-    await wait_until_answering(clients[0], server, show_id)
-    show_url = f"/api/v1/shows/{show_id}"
-    await asyncio.gather(*(client.get(show_url) for client in clients for _ in range(4 * web_processes(options))))
-
-
 def drop_queued_wake_ups(redis_url):
     """Count, and in the bench's own Redis database delete, the waiting-line wake-ups no worker will take.
 
@@ -595,101 +170,6 @@ def drop_queued_wake_ups(redis_url):
         broker.delete("celery")
     broker.close()
     return queued
-
-
-# --- CPU accounting (Linux /proc) ---------------------------------------------------------------------------
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_table():
-    """{pid: (parent pid, command name, CPU seconds so far)} of every process we may read."""
-    return {
-        pid: (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / TICKS) for pid, name, fields in proc_stats()
-    }
-
-
-def server_workers(server_pid):
-    """The processes that serve: uvicorn's workers (not multiprocessing's resource tracker, also a child).
-
-    With --workers 1 uvicorn spawns none and serves from its own process (no supervisor): [server_pid].
-    """
-    workers = []
-    for entry in Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split():
-        try:
-            if b"spawn_main" in Path(f"/proc/{entry}/cmdline").read_bytes():
-                workers.append(int(entry))
-        except OSError:
-            continue
-    return workers or [server_pid]
-
-
-def machine_ticks():
-    values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return sum(values) - idle, sum(values)
-
-
-@dataclass
-class CpuSnapshot:
-    table: dict
-    busy: int
-    total: int
-    client: float
-    workers: list
-    backends: set
-    balancer: int | None = None  # HAProxy's pid, with --balanced
-
-    @classmethod
-    def take(cls, server_pid, database_url, *, web_pids=None, balancer_pid=None):
-        """web_pids: the web processes when they are not uvicorn's workers of server_pid (--balanced)."""
-        with psycopg.connect(database_url) as connection:
-            backends = {
-                pid
-                for (pid,) in connection.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            }
-        busy, total = machine_ticks()
-        workers = list(web_pids) if web_pids is not None else server_workers(server_pid)
-        return cls(process_table(), busy, total, time.process_time(), workers, backends, balancer_pid)
-
-
-def cpu_report(before, after, server_pid, elapsed):
-    """CPU seconds each part of the run used, and what everything else on the machine took meanwhile."""
-
-    def spent(pid):
-        return after.table[pid][2] - before.table.get(pid, (0, "", 0.0))[2]
-
-    # Processes that exited during the run are not counted by name; their time lands in "everything else".
-    workers = [spent(pid) for pid in after.workers if pid in after.table]
-    backends = sum(spent(pid) for pid in after.backends if pid in after.table)
-    postgres = sum(spent(pid) for pid, (_, name, _) in after.table.items() if name.startswith("postgres"))
-    redis_server = sum(spent(pid) for pid, (_, name, _) in after.table.items() if name.startswith("redis"))
-    balancer = spent(after.balancer) if after.balancer in after.table else 0.0
-    client = after.client - before.client
-    busy = (after.busy - before.busy) / TICKS
-    cores = os.cpu_count()
-    return {
-        "note": (
-            f"The load generator, the server, PostgreSQL and Redis all share this machine's {cores} cores. "
-            "postgres_other is PostgreSQL's background processes and other databases' sessions; "
-            "everything_else is whatever else ran meanwhile (e.g. someone's test run)."
-        ),
-        "cores": cores,
-        "machine_busy_percent": round(100 * (after.busy - before.busy) / max(1, after.total - before.total), 1),
-        "cpu_seconds": {
-            "wall_clock": round(elapsed, 1),
-            "machine_busy": round(busy, 1),
-            "load_generator": round(client, 1),
-            "server_workers": [round(seconds, 1) for seconds in sorted(workers, reverse=True)],
-            "postgres_backends_of_this_run": round(backends, 1),
-            "postgres_other": round(postgres - backends, 1),
-            "redis": round(redis_server, 1),
-            **({"load_balancer": round(balancer, 1)} if after.balancer is not None else {}),
-            "everything_else": round(busy - client - sum(workers) - postgres - redis_server - balancer, 1),
-        },
-    }
 
 
 # --- The buyers -------------------------------------------------------------------------------------------
@@ -727,25 +207,6 @@ class Sale:
 
     def running(self):
         return not self.stop.is_set() and time.monotonic() < self.deadline
-
-
-async def timed(request):
-    started = time.perf_counter()
-    response = await request
-    return response, (time.perf_counter() - started) * 1000
-
-
-async def minding_busy(send, on_busy, *, attempts=30):
-    """`send()`'s response, sent again after the Retry-After of each 503 (a process shedding load: its queue
-    was full or too slow), as a well-behaved client would; on_busy(response, ms) sees each 503 answered.
-    Returns (response, milliseconds) of the last try."""
-    for _ in range(attempts - 1):
-        response, ms = await timed(send())
-        if response.status_code != 503 or "Retry-After" not in response.headers:
-            return response, ms
-        on_busy(response, ms)
-        await asyncio.sleep(float(response.headers["Retry-After"]))
-    return await timed(send())
 
 
 async def buyer(number, client, sale):
@@ -786,7 +247,7 @@ async def ask_to_hold(client, sale, session_id, seats):
     """POST one hold and count its answer: 409, `(reservation_id, seat ids)` for a 201, or None on a failure."""
     body = {"session_id": session_id, "show_id": sale.show_id, "movie_id": sale.movie_id, "seats_to_reserve": seats}
     try:
-        response, ms = await minding_busy(
+        response, ms = await harness.minding_busy(
             lambda: client.post("/api/v1/reservations", json=body),
             lambda busy, ms: sale.record("POST", busy.status_code, ms),
         )
@@ -833,7 +294,7 @@ def pair_requests(sale):
 
 async def give_up(client, sale, reservation_id, session_id, seats):
     try:
-        response, ms = await timed(
+        response, ms = await harness.timed(
             client.delete(f"/api/v1/reservations/{reservation_id}", params={"session_id": session_id})
         )
     except httpx.HTTPError as exc:
@@ -850,10 +311,12 @@ async def give_up(client, sale, reservation_id, session_id, seats):
 
 async def run_sale(sale, *, base_url, server):
     options = sale.options
-    async with bench_clients(base_url, options.concurrency, http_client=options.http_client) as clients:
+    async with harness.bench_clients(
+        base_url, options.concurrency, api_key=BENCH_KEY, http_client=options.http_client
+    ) as clients:
         shares = len(clients)
-        await wait_and_warm_up(clients, server, sale.show_id, options)
-        before = take_cpu_snapshot(server, options.database_url)
+        await harness.wait_and_warm_up(clients, server, sale.show_id, options)
+        before = harness.take_cpu_snapshot(server, options.database_url)
         started = time.monotonic()
         sale.deadline = started + options.duration
         if options.pairs:
@@ -867,7 +330,7 @@ async def run_sale(sale, *, base_url, server):
                 *(buyer(number, clients[number % shares], sale) for number in range(options.concurrency))
             )
         elapsed = time.monotonic() - started
-        after = take_cpu_snapshot(server, options.database_url)
+        after = harness.take_cpu_snapshot(server, options.database_url)
         seat_map = await clients[0].get(f"/api/v1/shows/{sale.show_id}/seats")
     return elapsed, before, after, seat_map
 
@@ -962,10 +425,10 @@ def build_report(sale, *, elapsed, cpu, server_settings, violations):
         },
         "conflicts_percent_of_attempts": round(100 * sale.statuses["POST 409"] / max(1, posts), 1),
         "latency_ms": {
-            "hold_all": summary_ms(every_post),
-            "hold_201": summary_ms(sale.latencies.get("POST 201", [])),
-            "hold_409": summary_ms(sale.latencies.get("POST 409", [])),
-            "give_up_200": summary_ms(sale.latencies.get("DELETE 200", [])),
+            "hold_all": harness.summary_ms(every_post),
+            "hold_201": harness.summary_ms(sale.latencies.get("POST 201", [])),
+            "hold_409": harness.summary_ms(sale.latencies.get("POST 409", [])),
+            "give_up_200": harness.summary_ms(sale.latencies.get("DELETE 200", [])),
         },
         "status_counts": dict(sorted(sale.statuses.items())),
         "conflicts_by_code": dict(sale.conflicts),
@@ -980,69 +443,14 @@ def build_report(sale, *, elapsed, cpu, server_settings, violations):
     }
 
 
-@dataclass
-class Served:
-    """What serve_sale brings back from a sale on the server."""
-
-    elapsed: float
-    cpu: dict  # cpu_report's
-    seat_map: httpx.Response  # the show's seat map, read through the API at the end
-    responses_by_process: dict | None  # HAProxy's, with --balanced
-    log: object  # the server's log file (closed; its name stays)
-    server_log: str  # its text, less Django's warning for each 409
-
-
-def serve_sale(sale, run_sale, *, pool_max, log_prefix):
-    """Start the server sale.options ask for, run `run_sale(sale, base_url=, server=)` against it, stop it.
-
-    run_sale is a coroutine function returning (elapsed seconds, CpuSnapshot before, CpuSnapshot after, the
-    seat map response); the server logs to a temporary file named with log_prefix, left for publish_report.
-    """
-    with tempfile.NamedTemporaryFile("w+", prefix=log_prefix, suffix=".log", delete=False) as log:
-        with bench_server_running(sale.options, pool_max=pool_max, log=log) as (server, base_url):
-            elapsed, before, after, seat_map = asyncio.run(run_sale(sale, base_url=base_url, server=server))
-            spread = responses_by_process(server)
-        log.seek(0)
-        # Django logs every 409 as a warning; they would bury whatever explains a failure.
-        server_log = "".join(line for line in log if not line.startswith("Conflict: "))
-    cpu = cpu_report(before, after, server.pid, elapsed)
-    return Served(elapsed, cpu, seat_map, spread, log, server_log)
-
-
-def publish_report(report, options, *, log, server_log, summary=None):
-    """Print the report (JSON, on stdout), then `summary` (stderr), and write the report to --json if given.
-
-    When report["ok"] is false: the end of the server's log (whose file is kept) and exit status 1; else the
-    log's file is removed.
-    """
-    print(json.dumps(report, indent=2))
-    if summary:
-        print(summary, file=sys.stderr)
-    if options.json:
-        options.json.parent.mkdir(parents=True, exist_ok=True)
-        options.json.write_text(json.dumps(report, indent=2))
-    if not report["ok"]:
-        print(f"\nFAILED. The server's log ({log.name}) ends with:\n{server_log[-3000:]}", file=sys.stderr)
-        sys.exit(1)
-    os.unlink(log.name)
-
-
-def code_version():
-    """The commit the server ran, marked when the working tree differs from it (figures belong to code)."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=ROOT, capture_output=True)
-    except OSError:
-        return None
-    return commit.stdout.strip() + ("+changes" if changed.returncode else "")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, default=100, help="virtual buyers at once (default 100)")
-    add_server_options(parser)
-    add_http_client_option(parser)
-    parser.add_argument("--seats", type=seat_range, default=(2, 2), help="seats per hold: N or LOW-HIGH (default 2)")
+    harness.add_server_options(parser)
+    harness.add_http_client_option(parser)
+    parser.add_argument(
+        "--seats", type=harness.seat_range, default=(2, 2), help="seats per hold: N or LOW-HIGH (default 2)"
+    )
     parser.add_argument("--duration", type=float, default=20, help="seconds, unless the show sells out first")
     parser.add_argument("--release", type=float, default=0.5, help="chance a buyer gives a hold up at once")
     parser.add_argument("--hot-share", type=float, default=0.7, help="share of picks in the middle third of rows")
@@ -1066,12 +474,12 @@ def main():
     if options.seats[1] > 10:
         parser.error("a hold takes at most 10 seats (TICKETING_MAX_SEATS)")
 
-    ensure_database(options.database_url)
+    harness.ensure_database(options.database_url)
     drop_queued_wake_ups(options.redis_url)  # an interrupted run may have left some
-    pool_max, server_settings = plan_server(options)
+    pool_max, server_settings = harness.plan_server(options)
     show_id, movie_id, hall = prepare_show(options.database_url, options.redis_url, key_cap=options.key_cap)
     sale = Sale(show_id=show_id, movie_id=movie_id, hall=hall, options=options, run_tag=secrets.token_hex(4))
-    served = serve_sale(sale, run_sale, pool_max=pool_max, log_prefix="bench-holds-server-")
+    served = harness.serve_sale(sale, run_sale, pool_max=pool_max, log_prefix="bench-holds-server-")
     server_settings["celery_wake_ups_queued"] = drop_queued_wake_ups(options.redis_url)
     violations = check_invariants(options.database_url, sale, served.seat_map)
     report = build_report(
@@ -1079,9 +487,9 @@ def main():
     )
     if options.balanced:
         report["responses_by_process"] = served.responses_by_process
-    publish_report(report, options, log=served.log, server_log=served.server_log)
+    harness.publish_report(report, options, log=served.log, server_log=served.server_log)
 
 
 if __name__ == "__main__":
-    unwind_on_sigterm()
+    harness.unwind_on_sigterm()
     main()

@@ -1,6 +1,6 @@
 """What PostgreSQL's sessions of one database wait for, sampled while something else runs against it.
 
-    python bench/pg_waits.py --database ticketing_bench_holds --duration 15 [--json FILE]
+    python -m bench.pg_waits --database ticketing_bench_holds --duration 15 [--json FILE]
 
 Every 20 ms it reads pg_stat_activity: each active client session of the database counts once for its wait
 (`wait_event_type` and `wait_event`, "-" when it is running) and the first words of its statement. The report is

@@ -1,7 +1,7 @@
 """Where a seat push waits: one seat-map socket and one channel-layer listener, in a process of their own.
 
 Usage (while a server runs, e.g. during bench/waiting_surge.py's serving):
-    python bench/push_probe.py --port PORT --show-id ID [--seconds 150] [--redis-url redis://127.0.0.1:6379/5]
+    python -m bench.push_probe --port PORT --show-id ID [--seconds 150] [--redis-url redis://127.0.0.1:6379/5]
 
 It joins the show's group on the channel layer (as bench/waiting_surge.py's listener does) and watches the
 show's seat map over one WebSocket, uncompressed. For every message, from when the channel layer had it to

@@ -1,7 +1,7 @@
 """SearchMovies latency at the design study's scale, on one database connection.
 
 Usage (make bench-search does all of it):
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/ticketing_study python bench/search_movies.py [--requests N]
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/ticketing_study python -m bench.search_movies [--requests N]
 
 The database must hold `seed_demo --scale study` (500 cities x 10 cinemas x 2,000 seats, 2 shows a day for
 7 days). Requests go through the whole API stack in-process (key check, quota, parameters, queries, JSON)
@@ -17,9 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.harness import SECRET_KEY, percentile
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ticketing.settings")
-os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
+os.environ.setdefault("DJANGO_SECRET_KEY", SECRET_KEY)
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver")
 os.environ.setdefault("DATABASE_POOL_MIN", "1")  # "on one connection"
 os.environ.setdefault("DATABASE_POOL_MAX", "1")
@@ -76,11 +77,6 @@ def parameter_mix(rng, *, cities, cinemas, titles, at):
         parameters["keyword"] = rng.choice(titles)
     parameters["sorting_order"] = rng.choice(orders)
     return kind, parameters
-
-
-def percentile(values, share):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
 
 
 def main():

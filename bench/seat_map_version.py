@@ -1,7 +1,7 @@
 """How to know a seat map's current version cheaply: the database's claims, or a marker in Redis.
 
 Usage (on the study catalog that `make bench-search` loads; nothing is left behind):
-    python bench/seat_map_version.py [--database-url URL] [--redis-url URL] [--live 2000] [--released 4000]
+    python -m bench.seat_map_version [--database-url URL] [--redis-url URL] [--live 2000] [--released 4000]
 
 In one transaction that is rolled back at the end, a show of the catalog gets --live claims (its whole hall
 held) and --released ones (the history a busy on-sale leaves), as the services write them; then each way of

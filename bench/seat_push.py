@@ -1,7 +1,7 @@
 """How soon a seat change reaches every watcher of a show's live seat map (issue 6: 1,000 watchers, p99 < 1 s).
 
 Usage (after bench/hold_path.py has made its database):
-    python bench/seat_push.py [--watchers 1000] [--rounds 20] [--workers 2 | --balanced 2] [--json FILE]
+    python -m bench.seat_push [--watchers 1000] [--rounds 20] [--workers 2 | --balanced 2] [--json FILE]
 
 1. The hold benchmark's database and show (bench/hold_path.prepare_show), a real uvicorn with --workers N,
    or with --balanced K, K uvicorn processes (one worker each) behind HAProxy (bench/stack.py).
@@ -32,22 +32,18 @@ from pathlib import Path
 import httpx
 import websockets
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hold_path import (  # a sibling script
-    BENCH_KEY,
-    DEFAULT_DATABASE_URL,
-    DEFAULT_REDIS_URL,
+from bench.harness import (
     bench_server_running,
     connection_budget,
     cpu_report,
     describe_server,
     ensure_database,
     percentile,
-    prepare_show,
     take_cpu_snapshot,
     unwind_on_sigterm,
     wait_until_answering,
 )
+from bench.hold_path import BENCH_KEY, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, prepare_show
 
 MISSING_AFTER_SECONDS = 5
 

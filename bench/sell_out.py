@@ -1,12 +1,12 @@
 """A show sells out: 1,000 buyers hold and pay for the 2,000 seats of one show through a real ASGI server.
 
 Usage:
-    python bench/sell_out.py [--buyers 1000] [--workers 2 | --balanced 2] [--pool-max 10] [--duration 60] [--seed 7]
+    python -m bench.sell_out [--buyers 1000] [--workers 2 | --balanced 2] [--pool-max 10] [--duration 60] [--seed 7]
                              [--json FILE]
-    python bench/sell_out.py --buyers 200 --hall-seats 500 --workers 1 --pool-max 4   # a quick sell-out
+    python -m bench.sell_out --buyers 200 --hall-seats 500 --workers 1 --pool-max 4   # a quick sell-out
 
-The scenario of a ticket drop: the sale opens and every buyer arrives at once. Reuses bench/hold_path.py (its
-database setup, show, server, CPU accounting and percentiles) and adds payment. All on this machine:
+The scenario of a ticket drop: the sale opens and every buyer arrives at once. Reuses bench/hold_path.py's show
+and bench/harness.py (database setup, server, CPU accounting and percentiles) and adds payment. All on this machine:
 1. Its own database (postgres://postgres@127.0.0.1:5432/ticketing_bench_sell_out unless --database-url; created
    and migrated when missing) and its own Redis database (/3, which also keeps the sandbox payment provider's
    ledger). Rows and ledger entries of earlier runs are deleted, then one show is scheduled in a 2,000-seat hall
@@ -14,7 +14,7 @@ database setup, show, server, CPU accounting and percentiles) and adds payment. 
 2. `uvicorn ticketing.asgi:application --workers N` on a free loopback port, production settings, the real
    sandbox payment provider (bookings.providers.sandbox.SandboxProvider, the default), each worker's connection pool
    sized so that all of them fit under PostgreSQL's max_connections. With --balanced K instead: K uvicorn
-   processes of one worker each behind HAProxy (hold_path.web_server_running, bench/stack.py); the CPU report
+   processes of one worker each behind HAProxy (harness.web_server_running, bench/stack.py); the CPU report
    counts every web process and HAProxy, and the report says how many responses each process sent.
 3. B virtual buyers (asyncio, httpx), all started together. Each wants 1-10 seats (random) and would settle
    for fewer, down to its own random minimum. About half ask for `best_available`, the rest choose neighbouring
@@ -62,17 +62,13 @@ import httpx
 import psycopg
 import redis
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import hold_path  # a sibling script
-from hold_path import (
-    SeatingPlan,
+from bench.harness import (
     add_http_client_option,
     add_server_options,
     bench_clients,
     ensure_database,
     minding_busy,
     plan_server,
-    prepare_show,
     publish_report,
     serve_sale,
     summary_ms,
@@ -80,6 +76,7 @@ from hold_path import (
     unwind_on_sigterm,
     wait_and_warm_up,
 )
+from bench.hold_path import BENCH_KEY, HALL_SEATS, SeatingPlan, prepare_show
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_sell_out"
 # Not 0 (make run), 1 (make test) or 2 (bench-holds): this run's ledger and any queued task stay its own.
@@ -96,7 +93,7 @@ MAX_HOLD_ATTEMPTS = 20
 # Best available without a type gives only these (docs/bookings.md, "Best available").
 BEST_AVAILABLE_TYPES = {"Premium", "Regular"}
 # 503s are expected too: a process whose admission queue is full or too slow sheds the request with a
-# Retry-After, and the buyer sends it again then (hold_path.minding_busy); the report counts them.
+# Retry-After, and the buyer sends it again then (harness.minding_busy); the report counts them.
 EXPECTED = {"hold 201", "hold 409", "pay 200", "hold 503", "pay 503"}
 # The last line of a traceback in the server's log, e.g. "django.db.utils.OperationalError: couldn't get a ...".
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Timeout)\b.*")
@@ -361,7 +358,7 @@ async def pay(client, sale, session_id, reservation_id, seats, amount, rng):
 async def run_sale(sale, *, base_url, server):
     options = sale.options
     # one connection per buyer
-    async with bench_clients(base_url, options.buyers, http_client=options.http_client) as clients:
+    async with bench_clients(base_url, options.buyers, api_key=BENCH_KEY, http_client=options.http_client) as clients:
         await wait_and_warm_up(clients, server, sale.show_id, options)
         before = take_cpu_snapshot(server, options.database_url)
         sale.started = time.monotonic()
@@ -621,8 +618,8 @@ def main():
     parser.add_argument(
         "--hall-seats",
         type=int,
-        default=hold_path.HALL_SEATS,
-        help=f"seats of the hall (default {hold_path.HALL_SEATS}); fewer for a quick sell-out with fewer buyers",
+        default=HALL_SEATS,
+        help=f"seats of the hall (default {HALL_SEATS}); fewer for a quick sell-out with fewer buyers",
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
@@ -636,10 +633,7 @@ def main():
     ensure_database(options.database_url)
     forget_earlier_runs(options.redis_url)
     pool_max, server_settings = plan_server(options)
-    # prepare_show builds a hall of hold_path.HALL_SEATS seats (its own, named by its size) and reads the global
-    # when called: setting it is how a smaller hall is asked for without changing hold_path.py.
-    hold_path.HALL_SEATS = options.hall_seats
-    show_id, movie_id, hall = prepare_show(options.database_url, options.redis_url)
+    show_id, movie_id, hall = prepare_show(options.database_url, options.redis_url, hall_seats=options.hall_seats)
     sale = Sale(
         show_id=show_id,
         movie_id=movie_id,

@@ -1,7 +1,7 @@
 """The raw-SQL ceiling of the hold path: pgbench running the statements a hold and a release run, no Python.
 
 Usage (after bench/hold_path.py has made its database and show):
-    python bench/sql_ceiling.py [--clients 50] [--duration 20] [--json FILE]
+    python -m bench.sql_ceiling [--clients 50] [--duration 20] [--json FILE]
 
 What it does:
 1. In the hold benchmark's database (ticketing_bench_holds), puts two wrappers in a schema of its own (`bench`)

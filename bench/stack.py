@@ -27,6 +27,7 @@ SIGKILL, every child is reaped and the temporary folder removed. Nothing is left
 The environment is the caller's (database, Redis, secret key, allowed hosts, pool sizes...); when the stack
 runs Celery, it sets CELERY_TASK_ALWAYS_EAGER=0 everywhere, so tasks go to its workers through the broker.
 HAProxy comes from Debian (`make debian-packages` installs it, being in the Makefile's DEBIAN_PACKAGES).
+Free ports, the project's root and the /proc readings are bench/harness.py's, whose --balanced servers are stacks.
 """
 
 import contextlib
@@ -46,10 +47,10 @@ from pathlib import Path
 
 import httpx
 
+from bench.harness import ROOT, free_port, proc_stats
 from ticketing.proxies import SETTING as TRUSTED_PROXIES_SETTING
 from ticketing.proxies import uvicorn_options as site_uvicorn_options
 
-ROOT = Path(__file__).resolve().parent.parent
 HAPROXY_TEMPLATE = ROOT / "deploy" / "haproxy.cfg"
 HEALTH_PATH = "/health/live"  # what HAProxy's health check asks for (see the template)
 # Where HAProxy's connections to the web processes come from: the one proxy they trust (TICKETING_TRUSTED_PROXIES),
@@ -75,12 +76,6 @@ def haproxy_executable():
             "DEBIAN_PACKAGES; `make test` runs that first)"
         )
     return found
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def render_haproxy_config(*, bind, servers, stats_socket, health_host="127.0.0.1", template=HAPROXY_TEMPLATE):
@@ -232,22 +227,6 @@ def _answers(url, host):
         return httpx.head(f"{url}{HEALTH_PATH}", headers={"Host": host}, timeout=2).status_code == 200
     except httpx.TransportError:
         return False
-
-
-def proc_stats():
-    """(pid, command name, the fields after the name) of every process in /proc we may read (see proc(5)).
-
-    fields[0] is the state, [1] the parent pid, [2] the process group, [11] and [12] the user and system CPU
-    time in clock ticks.
-    """
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue  # it exited meanwhile
-        yield int(entry), stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
 
 
 def _group_alive(pgid):

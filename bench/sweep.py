@@ -1,10 +1,10 @@
 """Issue 6's hot show at several concurrencies, and the plot of throughput and p99 against concurrency.
 
 Usage (make bench-sweep runs it with the defaults):
-    python bench/sweep.py [--concurrency 10,25,50,100,200] [--modes workers,balanced] [--out bench/results/sweep]
+    python -m bench.sweep [--concurrency 10,25,50,100,200] [--modes workers,balanced] [--out bench/results/sweep]
                           [--plot docs/performance/hot_show.png]
 
-Each point is one run of `bench/hold_path.py --pairs` (every pair of neighbouring seats of the 2,000-seat hall
+Each point is one run of `python -m bench.hold_path --pairs` (every pair of neighbouring seats of the 2,000-seat hall
 asked for by two buyers, 2,000 requests, a fresh server each time) with 2 web processes: `workers` is
 `uvicorn --workers 2` sharing one socket, `balanced` is 2 uvicorn processes behind HAProxy (bench/stack.py).
 The runs go one after another, so every point of a plot was measured in the same sitting; a run whose
@@ -25,7 +25,7 @@ MODES = {"workers": ["--workers", "2"], "balanced": ["--balanced", "2"]}
 
 def run_point(mode, concurrency, out_dir):
     result = out_dir / f"{mode}-{concurrency}.json"
-    command = [sys.executable, str(ROOT / "bench" / "hold_path.py"), "--pairs", "--concurrency", str(concurrency)]
+    command = [sys.executable, "-m", "bench.hold_path", "--pairs", "--concurrency", str(concurrency)]
     command += MODES[mode] + ["--json", str(result)]
     print(f"sweep: {mode} at {concurrency} clients", file=sys.stderr, flush=True)
     finished = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, check=False)

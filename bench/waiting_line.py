@@ -1,7 +1,7 @@
 """How soon the head of a waiting line is served once seats come free: the after-commit wake-up path.
 
 Usage (make bench-waiting runs it):
-    python bench/waiting_line.py [--rounds 40] [--json FILE]
+    python -m bench.waiting_line [--rounds 40] [--json FILE]
 
 On this machine: its own database (ticketing_bench_waiting) and Redis database (/7), a real uvicorn (one
 worker) and a real Celery worker WITHOUT beat, so the only thing that can serve the line is the wake-up sent
@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,8 +26,16 @@ import httpx
 import psycopg
 import redis
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hold_path import ROOT, SECRET_KEY, ensure_database, free_port, start_server, stop_process, unwind_on_sigterm
+from bench.harness import (
+    ROOT,
+    SECRET_KEY,
+    ensure_database,
+    free_port,
+    start_server,
+    stop_process,
+    unwind_on_sigterm,
+    wait_until_url_answers,
+)
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_waiting"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
@@ -118,15 +125,7 @@ def main():
     latencies = []
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": raw_key}, timeout=30)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.get(f"/api/v1/shows/{show_id}")
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    sys.exit("the server did not start")
-                time.sleep(0.2)
+        wait_until_url_answers(f"http://127.0.0.1:{port}/api/v1/shows/{show_id}", server, "the server")
         time.sleep(3)  # let the worker connect to the broker
         database = psycopg.connect(arguments.database_url, autocommit=True)
         for number in range(arguments.rounds):
@@ -163,9 +162,7 @@ def main():
             client.delete(f"/api/v1/reservations/{reservation_id}", params={"session_id": f"w-{number}"})
     finally:
         stop_process(server)
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(timeout=15)
+        stop_process(worker)
 
     ordered = sorted(latencies)
     report = {

@@ -1,7 +1,7 @@
 """A waiting surge: thousands of long-polling waiters and a thousand seat-map watchers on ONE web process.
 
 Usage:
-    python bench/waiting_surge.py [--waiters 5000] [--watchers 1000] [--seats-wanted 1-4] [--pool-max 8]
+    python -m bench.waiting_surge [--waiters 5000] [--watchers 1000] [--seats-wanted 1-4] [--pool-max 8]
                                   [--hold-seconds 20] [--lapse-spread 10] [--pay-share 0.8]
                                   [--max-serving-seconds 300] [--balanced K --celery-workers 2] [--json FILE]
     Developing on the shared machine: --waiters 500 --watchers 100 --pool-max 6
@@ -10,8 +10,8 @@ What it does, all on this machine:
 1. Its own database (ticketing_bench_surge) and Redis database (/5), both emptied of earlier runs. The hold
    benchmark's show (bench/hold_path.prepare_show: a 2,000-seat hall, tomorrow); every one of its seats held
    by 200 other buyers (10 seats each, through the hold service) on a clock long enough for the joins;
-   then ANALYZE, as autovacuum would (hold_path.refresh_planner_statistics).
-2. One uvicorn process (one worker, as hold_path.server_running starts it, DJANGO_DEBUG=0) and, as `make serve`
+   then ANALYZE, as autovacuum would (harness.refresh_planner_statistics).
+2. One uvicorn process (one worker, as harness.server_running starts it, DJANGO_DEBUG=0) and, as `make serve`
    runs them, a Celery worker (prefork, --worker-concurrency) and a separate Celery beat, so that the sweep of
    lapsed holds and the serving of the line run as in production. Every process gets the short hold clock
    (TICKETING_HOLD_SECONDS, TICKETING_HOLD_GRACE_SECONDS): the holds the line's waiters are given run on it.
@@ -39,7 +39,7 @@ What it does, all on this machine:
    push latency (each seat-map message from the moment this script's listener heard it on the channel layer
    to each watcher reading it) and pushes missing; how many were served, paid, ended Show Full; the event-loop
    lag of this load generator (when it lags, every latency above is inflated by it); CPU per process
-   (hold_path.cpu_report, plus the Celery worker and beat) for the joining and the serving phases.
+   (harness.cpu_report, plus the Celery worker and beat) for the joining and the serving phases.
 6. Checks, from PostgreSQL: the line was served by its rule (waiting/services.py serve_waiting_line: strictly
    from the head; the first head that can't be seated stops the serving, whatever those behind it want), i.e.
    no waiter was served while one that joined earlier was still in the line. The transaction that took each
@@ -77,10 +77,7 @@ import psycopg
 import redis
 import websockets
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hold_path import (  # sibling scripts
-    BENCH_KEY,
-    BENCH_KEY_NAME,
+from bench.harness import (
     ROOT,
     code_version,
     connection_budget,
@@ -89,7 +86,7 @@ from hold_path import (  # sibling scripts
     ensure_database,
     minding_busy,
     percentile,
-    prepare_show,
+    process_tree,
     refresh_planner_statistics,
     seat_range,
     server_environment,
@@ -99,7 +96,8 @@ from hold_path import (  # sibling scripts
     wait_until_answering,
     web_server_running,
 )
-from seat_push import MISSING_AFTER_SECONDS
+from bench.hold_path import BENCH_KEY, BENCH_KEY_NAME, prepare_show
+from bench.seat_push import MISSING_AFTER_SECONDS
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_surge"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/5"
@@ -117,7 +115,7 @@ PAY_TIMEOUT_RETRIES = 5
 BUSY_RETRY_SECONDS = 2
 SERVER_START_SECONDS = 60
 REQUEST_TIMEOUT_SECONDS = 60
-CONNECTIONS_PER_HTTPX_CLIENT = 25  # see hold_path.run_sale: one big httpx pool costs more CPU than several
+CONNECTIONS_PER_HTTPX_CLIENT = 25  # see harness.bench_clients: one big httpx pool costs more CPU than several
 # An idle keep-alive connection is dropped well before uvicorn's 5 s: at the same 5 s (httpx's default) a pay
 # sent on a connection just as the server closed it was cut without an answer (ReadError), once or twice a run.
 KEEP_ALIVE_SECONDS = 2
@@ -265,25 +263,15 @@ def celery_running(*, database_url, redis_url, concurrency, schedule_file, log, 
             stop_process(worker, seconds=20)
 
 
-def descendants(table, pid):
-    """pid and every process below it, from hold_path.process_table's {pid: (parent, name, cpu)}."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(child for child, (parent, _, _) in table.items() if parent == current)
-    return found
-
-
 def cpu_of_phase(before, after, *, server_pid, elapsed, worker_pids, beat_pid):
-    """hold_path.cpu_report for one phase, with the Celery workers (and their pools) and beat counted by name."""
+    """harness.cpu_report for one phase, with the Celery workers (and their pools) and beat counted by name."""
     report = cpu_report(before, after, server_pid, elapsed)
 
     def spent(pids):
         return sum(after.table[pid][2] - before.table.get(pid, (0, "", 0.0))[2] for pid in pids if pid in after.table)
 
-    worker = spent([pid for worker_pid in worker_pids for pid in descendants(after.table, worker_pid)])
-    beat = spent(descendants(after.table, beat_pid))
+    worker = spent([pid for worker_pid in worker_pids for pid in process_tree(worker_pid, after.table)])
+    beat = spent(process_tree(beat_pid, after.table))
     seconds = report["cpu_seconds"]
     web = seconds.pop("server_workers")
     seconds["web_process"] = round(sum(web), 1)

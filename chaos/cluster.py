@@ -10,7 +10,6 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,13 +18,9 @@ from pathlib import Path
 import psycopg
 import redis
 
+from bench.harness import free_port
+
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _as_postgres(command, **kwargs):

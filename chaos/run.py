@@ -37,14 +37,10 @@ import httpx
 import psycopg
 import websockets
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT))
-
-from hold_path import BENCH_KEY, SECRET_KEY, code_version, prepare_show  # noqa: E402
-from stack import Process, stack_running, stop_processes  # noqa: E402
-
-from chaos.cluster import free_port, own_services  # noqa: E402
+from bench.harness import ROOT, SECRET_KEY, code_version, free_port
+from bench.hold_path import BENCH_KEY, prepare_show
+from bench.stack import Process, stack_running, stop_processes
+from chaos.cluster import own_services
 
 HOLD_SECONDS = 300
 GRACE_SECONDS = 5

@@ -2,19 +2,17 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 
-import httpx
 import pytest
 import time_machine
 from django.db import connection
 from rest_framework.test import APIClient
 
+from bench.harness import free_port, wait_until_url_answers
 from tests.factories import make_api_key
 from ticketing.cached_reads import CACHE as HOT_READS_CACHE
 from ticketing.proxies import uvicorn_options
@@ -144,16 +142,10 @@ def serving(settings, *, workers=2, environment=None):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_answering(f"{url}/api/v1/cities", server, "uvicorn")
+        wait_until_url_answers(f"{url}/api/v1/cities", server, "uvicorn")
         yield url, server
     finally:
         stop_process_group(server)
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def redis_keys_of_its_own():
@@ -188,23 +180,11 @@ def payment_sandbox(settings, environment=None):
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_until_answering(f"{url}/v1/health", service, "the payment sandbox")
+            wait_until_url_answers(f"{url}/v1/health", service, "the payment sandbox")
             service.log = log
             yield url, service
         finally:
             stop_process_group(service)
-
-
-def wait_until_answering(url, process, name, seconds=30):
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not start") from None
-            time.sleep(0.2)
 
 
 def test_database_url():

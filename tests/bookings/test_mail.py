@@ -16,6 +16,7 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
+from bench.harness import free_port
 from bookings.models import OutgoingMail, Reservation
 from bookings.providers import parse_card
 from bookings.services import (
@@ -29,7 +30,7 @@ from bookings.services import (
     send_outgoing_mail,
 )
 from tests.bookings.mail_backends import FlakyBackend
-from tests.conftest import celery_worker, free_port
+from tests.conftest import celery_worker
 from tests.factories import make_hall, make_movie, make_show
 from ticketing.celery import app as celery_app
 

@@ -12,8 +12,9 @@ import httpx
 import pytest
 from django.conf import settings
 
+from bench.harness import free_port, process_tree
 from tests import conftest
-from tests.helpers import make_environment, process_tree
+from tests.helpers import make_environment
 
 
 def readme_curl_example():
@@ -51,7 +52,7 @@ def process_environment(pid):
 
 @pytest.mark.django_db(transaction=True)
 def test_make_run_answers_the_readme_s_example_logs_each_line_once_mails_its_own_address_and_stops_on_ctrl_c():
-    port = conftest.free_port()
+    port = free_port()
     environment = make_environment(
         TICKETING_PORT=str(port),
         DATABASE_URL=conftest.test_database_url(),

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import time
 
@@ -10,16 +9,10 @@ import httpx
 import pytest
 from django.conf import settings
 
+from bench.harness import free_port, process_tree
 from tests import conftest
-from tests.helpers import process_tree
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def command_lines(pids):

@@ -19,11 +19,12 @@ import pytest
 import websockets
 from django.utils import timezone
 
+from bench.harness import process_tree
 from bench.stack import stack_running
 from bookings.models import Reservation, SeatClaim
 from bookings.services import hold_seats
 from tests.factories import make_api_key, make_hall, make_show
-from tests.helpers import process_tree, stack_environment
+from tests.helpers import stack_environment
 from ticketing.buyers import Buyer
 from waiting.models import Waiter
 

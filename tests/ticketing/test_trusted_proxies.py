@@ -22,12 +22,13 @@ import httpx
 import pytest
 from django.conf import settings as django_settings
 
+from bench.harness import free_port, process_tree, wait_until_url_answers
 from bench.stack import stack_running
 from bookings.models import Reservation
 from tests import conftest
 from tests.bookings.helpers import seat_ids
 from tests.factories import make_hall, make_show
-from tests.helpers import process_tree, stack_environment
+from tests.helpers import stack_environment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,7 +74,7 @@ def held_addresses(show):
 @contextlib.contextmanager
 def daphne_runserver(environment):
     """`make run`'s server: manage.py runserver (Daphne) on the test database, as scripts/run.sh starts it."""
-    port = conftest.free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
         cwd=django_settings.BASE_DIR,
@@ -84,7 +85,7 @@ def daphne_runserver(environment):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        conftest.wait_until_answering(f"{url}/api/v1/cities", server, "runserver", seconds=60)
+        wait_until_url_answers(f"{url}/api/v1/cities", server, "runserver", seconds=60)
         yield url
     finally:
         conftest.stop_process_group(server)
@@ -100,7 +101,7 @@ def uvicorn(environment):
 @contextlib.contextmanager
 def make_serve(environment):
     """`make serve` itself (scripts/run.sh: uvicorn with two workers, a Celery worker and beat); Ctrl-C stops it."""
-    port = conftest.free_port()
+    port = free_port()
     serve = subprocess.Popen(
         ["make", "-s", "serve"],
         cwd=django_settings.BASE_DIR,

@@ -28,12 +28,12 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from bench.harness import process_tree
 from bookings.services import hold_seats
 from tests import conftest
 from tests.bookings.helpers import seat_ids
 from tests.conftest import serving
 from tests.factories import make_hall, make_show
-from tests.helpers import process_tree
 from ticketing.buyers import Buyer
 from ticketing.services import create_api_key
 from waiting import services
