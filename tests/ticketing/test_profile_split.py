@@ -2,7 +2,7 @@
 
 from bench.profile_split import OTHER, layer_of, split
 
-SERVE = "run (uvicorn/server.py:67);handle (ticketing/asgi_handler.py:60)"
+SERVE = "run (uvicorn/server.py:67);handle (ticketing/asgi/handler.py:60)"
 
 
 def test_a_sample_is_charged_to_the_innermost_known_layer():
