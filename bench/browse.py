@@ -742,7 +742,9 @@ async def run(options, catalog, *, base_url, server, run_tag):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.browse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--concurrency", type=concurrency_levels, default=[10, 50], help="visitors at once, one level after another"
     )

@@ -444,7 +444,9 @@ def build_report(sale, *, elapsed, cpu, server_settings, violations):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.hold_path", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--concurrency", type=int, default=100, help="virtual buyers at once (default 100)")
     harness.add_server_options(parser)
     harness.add_http_client_option(parser)

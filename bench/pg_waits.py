@@ -37,7 +37,7 @@ def sample_waits(database, duration, every=0.02):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.pg_waits", description=__doc__.splitlines()[0])
     parser.add_argument("--database", default="ticketing_bench_holds")
     parser.add_argument("--duration", type=float, default=15)
     parser.add_argument("--json")

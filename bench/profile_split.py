@@ -61,7 +61,7 @@ def split(lines):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.profile_split", description=__doc__.splitlines()[0])
     parser.add_argument("stacks", type=Path, help="py-spy record --format raw output")
     parser.add_argument("--requests", type=int, help="requests the server answered while sampling")
     parser.add_argument("--rate", type=int, default=100, help="py-spy's sampling rate, samples per second (-r)")

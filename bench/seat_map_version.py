@@ -126,7 +126,11 @@ def out_of_order_commits(database_url, show_id):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.seat_map_version",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/ticketing_study")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/4")
     parser.add_argument("--live", type=int, default=2000, help="live claims of the show (its hall's seats)")

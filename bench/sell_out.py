@@ -610,7 +610,9 @@ def bookings_and_seats(report):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sell_out", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--buyers", type=int, default=1000, help="virtual buyers, all arriving at once (default 1000)")
     add_server_options(parser)
     add_http_client_option(parser)

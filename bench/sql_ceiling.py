@@ -65,7 +65,9 @@ SELECT bench.release(NULLIF(':reservation', 'none')::uuid, 'sql-' || :session);
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sql_ceiling", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--duration", type=int, default=20)

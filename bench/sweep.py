@@ -82,7 +82,9 @@ def plot(points, target):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--concurrency", default="10,25,50,100,200", help="comma-separated client counts")
     parser.add_argument("--modes", default="workers,balanced", help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sweep")

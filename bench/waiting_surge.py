@@ -923,7 +923,9 @@ def push_figures(surge, listener):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.waiting_surge", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--waiters", type=int, default=5000)
     parser.add_argument("--watchers", type=int, default=1000)
     parser.add_argument("--seats-wanted", type=seat_range, default=(1, 4), help="per waiter: N or LOW-HIGH (1-4)")

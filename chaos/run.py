@@ -786,7 +786,9 @@ SCENARIOS = {
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m chaos.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", default="", help="comma-separated scenario ids, e.g. F1,F3 (default: all)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
