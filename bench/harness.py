@@ -175,17 +175,46 @@ def unwind_on_sigterm():
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
-def stop_process(process, *, seconds=15):
-    """SIGTERM the leader alone (uvicorn's supervisor and Celery's main process stop their children and wait for
-    them, running tasks finish); SIGKILL its whole session if it is still up after `seconds`."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+# How long processes get to stop on their own (like scripts/run.sh's STOP_SECONDS).
+STOP_SECONDS = 15
+
+
+def stop_process(process, *, seconds=STOP_SECONDS):
+    """stop_processes for one process."""
+    stop_processes([process], seconds=seconds)
+
+
+def _group_alive(pgid):
+    """True while process group `pgid` has a process that has not exited (zombies excepted)."""
+    return any(int(fields[2]) == pgid and fields[0] != "Z" for _, _, fields in proc_stats())
+
+
+def stop_processes(processes, *, seconds=STOP_SECONDS):
+    """SIGTERM each leader alone (uvicorn's supervisor and Celery's main process stop their children and wait for
+    them, running tasks finish), wait up to `seconds`; then SIGTERM, and at last SIGKILL, what is left of their
+    sessions; reap. `processes`: Popens, or anything with a `popen` (bench.stack.Process), each started in a
+    session of its own."""
+    processes = [getattr(process, "popen", process) for process in processes]
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + seconds
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+    for sig, grace in ((signal.SIGTERM, 3), (signal.SIGKILL, 5)):
+        left = [process for process in processes if _group_alive(process.pid)]
+        if not left:
+            break
+        for process in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+        deadline = time.monotonic() + grace
+        while any(_group_alive(process.pid) for process in left) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
 
 
 def wait_until_url_answers(url, process, name, seconds=30):

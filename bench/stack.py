@@ -36,7 +36,6 @@ import io
 import os
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -47,7 +46,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import ROOT, free_port, proc_stats
+from bench.harness import ROOT, free_port, stop_processes
 from ticketing.proxies import SETTING as TRUSTED_PROXIES_SETTING
 from ticketing.proxies import uvicorn_options as site_uvicorn_options
 
@@ -57,8 +56,6 @@ HEALTH_PATH = "/health/live"  # what HAProxy's health check asks for (see the te
 # so a client's address is the X-Forwarded-For HAProxy adds, and a client's own X-Forwarded-For is not believed.
 HAPROXY_SOURCE_ADDRESS = "127.0.0.1"
 START_SECONDS = 60
-# How long the processes get to stop on their own (like scripts/run.sh's STOP_SECONDS).
-STOP_SECONDS = 15
 
 
 class HaproxyMissing(RuntimeError):
@@ -227,35 +224,6 @@ def _answers(url, host):
         return httpx.head(f"{url}{HEALTH_PATH}", headers={"Host": host}, timeout=2).status_code == 200
     except httpx.TransportError:
         return False
-
-
-def _group_alive(pgid):
-    """True while process group `pgid` has a process that has not exited (zombies excepted)."""
-    return any(int(fields[2]) == pgid and fields[0] != "Z" for _, _, fields in proc_stats())
-
-
-def stop_processes(processes, *, seconds=STOP_SECONDS):
-    """SIGTERM each leader, wait; then SIGTERM, and at last SIGKILL, what is left of their groups; reap."""
-    for process in processes:
-        if process.popen.poll() is None:
-            process.popen.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + seconds
-    for process in processes:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-    for sig, grace in ((signal.SIGTERM, 3), (signal.SIGKILL, 5)):
-        left = [process for process in processes if _group_alive(process.pid)]
-        if not left:
-            break
-        for process in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, sig)
-        deadline = time.monotonic() + grace
-        while any(_group_alive(process.pid) for process in left) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    for process in processes:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.popen.wait(timeout=5)
 
 
 @contextlib.contextmanager

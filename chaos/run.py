@@ -37,9 +37,9 @@ import httpx
 import psycopg
 import websockets
 
-from bench.harness import ROOT, SECRET_KEY, code_version, free_port
+from bench.harness import ROOT, SECRET_KEY, code_version, free_port, stop_processes
 from bench.hold_path import BENCH_KEY, prepare_show
-from bench.stack import Process, stack_running, stop_processes
+from bench.stack import Process, stack_running
 from chaos.cluster import own_services
 
 HOLD_SECONDS = 300
