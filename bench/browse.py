@@ -82,7 +82,7 @@ from bench.harness import (
     unwind_on_sigterm,
     wait_and_warm_up,
 )
-from bench.hold_path import SeatingPlan
+from bench.show import SeatingPlan
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_study"
 # Not 0 (make run), 1 (make test) nor 2 (bench-holds): the tasks this run queues must reach nobody's worker.

@@ -11,7 +11,7 @@ request is taken from the server (issue 16: "keep its CPU per request small and 
 a well-kept tool such as Locust unless it measurably can't do the job here. This measures the one thing that
 decides it:
 
-1. The hot show's database and show (bench.hold_path.prepare_show), one uvicorn worker (bench.harness).
+1. The hot show's database and show (bench.show.prepare_show), one uvicorn worker (bench.harness).
 2. Each client in turn, `--users` concurrent users, no wait between requests, on two paths: /health/live
    (answered before Django: what the client itself costs) and the show's seat map (/api/v1/shows/{id}/seats,
    the 2,000-seat hall's JSON, parsed as the buyers do).
@@ -34,7 +34,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.harness import ROOT, ensure_database, free_port, server_running, unwind_on_sigterm, wait_until_url_answers
-from bench.hold_path import BENCH_KEY, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, prepare_show
+from bench.show import BENCH_KEY, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, prepare_show
 
 LOCUSTFILE = ROOT / "bench" / "locust_seat_map.py"
 

@@ -1,9 +1,9 @@
 """How soon a seat change reaches every watcher of a show's live seat map (issue 6: 1,000 watchers, p99 < 1 s).
 
-Usage (after bench/hold_path.py has made its database):
+Usage (after a run of a bench that makes the show, bench/show.py, e.g. python -m bench.hold_path):
     python -m bench.seat_push [--watchers 1000] [--rounds 20] [--workers 2 | --balanced 2] [--json FILE]
 
-1. The hold benchmark's database and show (bench/hold_path.prepare_show), a real uvicorn with --workers N,
+1. The hold benchmark's database and show (bench/show.py.prepare_show), a real uvicorn with --workers N,
    or with --balanced K, K uvicorn processes (one worker each) behind HAProxy (bench/stack.py).
 2. W WebSocket clients on ws/shows/{id}/ (one asyncio process, spread over the workers by the kernel, or
    over the processes by HAProxy, which names the process in the upgrade's X-Served-By header), each
@@ -43,7 +43,7 @@ from bench.harness import (
     unwind_on_sigterm,
     wait_until_answering,
 )
-from bench.hold_path import BENCH_KEY, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, prepare_show
+from bench.show import BENCH_KEY, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, prepare_show
 
 MISSING_AFTER_SECONDS = 5
 

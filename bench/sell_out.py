@@ -5,12 +5,12 @@ Usage:
                              [--json FILE]
     python -m bench.sell_out --buyers 200 --hall-seats 500 --workers 1 --pool-max 4   # a quick sell-out
 
-The scenario of a ticket drop: the sale opens and every buyer arrives at once. Reuses bench/hold_path.py's show
+The scenario of a ticket drop: the sale opens and every buyer arrives at once. Reuses bench/show.py's show
 and bench/harness.py (database setup, server, CPU accounting and percentiles) and adds payment. All on this machine:
 1. Its own database (postgres://postgres@127.0.0.1:5432/ticketing_bench_sell_out unless --database-url; created
    and migrated when missing) and its own Redis database (/3, which also keeps the sandbox payment provider's
    ledger). Rows and ledger entries of earlier runs are deleted, then one show is scheduled in a 2,000-seat hall
-   (hold_path.prepare_show).
+   (bench.show.prepare_show).
 2. `uvicorn ticketing.asgi:application --workers N` on a free loopback port, production settings, the real
    sandbox payment provider (bookings.providers.sandbox.SandboxProvider, the default), each worker's connection pool
    sized so that all of them fit under PostgreSQL's max_connections. With --balanced K instead: K uvicorn
@@ -76,7 +76,7 @@ from bench.harness import (
     unwind_on_sigterm,
     wait_and_warm_up,
 )
-from bench.hold_path import BENCH_KEY, HALL_SEATS, SeatingPlan, prepare_show
+from bench.show import BENCH_KEY, HALL_SEATS, SeatingPlan, prepare_show
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_sell_out"
 # Not 0 (make run), 1 (make test) or 2 (bench-holds): this run's ledger and any queued task stay its own.

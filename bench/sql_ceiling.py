@@ -1,6 +1,6 @@
 """The raw-SQL ceiling of the hold path: pgbench running the statements a hold and a release run, no Python.
 
-Usage (after bench/hold_path.py has made its database and show):
+Usage (after python -m bench.hold_path has made its database and show, bench/show.py):
     python -m bench.sql_ceiling [--clients 50] [--duration 20] [--json FILE]
 
 What it does:
@@ -90,7 +90,7 @@ def main():
             for row in connection.execute("SELECT id FROM cinemas_seat WHERE hall_id = %s ORDER BY id", [hall_id])
         ]
         if seat_ids != list(range(seat_ids[0], seat_ids[0] + len(seat_ids))):
-            sys.exit("the hall's seat ids are not consecutive: run bench/hold_path.py on a fresh database first")
+            sys.exit("the hall's seat ids are not consecutive: run python -m bench.hold_path on a fresh database first")
         connection.execute(
             "UPDATE bookings_seatclaim SET released_at = now() WHERE show_id = %s AND released_at IS NULL", [show_id]
         )

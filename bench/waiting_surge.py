@@ -8,7 +8,7 @@ Usage:
 
 What it does, all on this machine:
 1. Its own database (ticketing_bench_surge) and Redis database (/5), both emptied of earlier runs. The hold
-   benchmark's show (bench/hold_path.prepare_show: a 2,000-seat hall, tomorrow); every one of its seats held
+   benchmark's show (bench/show.py.prepare_show: a 2,000-seat hall, tomorrow); every one of its seats held
    by 200 other buyers (10 seats each, through the hold service) on a clock long enough for the joins;
    then ANALYZE, as autovacuum would (harness.refresh_planner_statistics).
 2. One uvicorn process (one worker, as harness.server_running starts it, DJANGO_DEBUG=0) and, as `make serve`
@@ -96,8 +96,8 @@ from bench.harness import (
     wait_until_answering,
     web_server_running,
 )
-from bench.hold_path import BENCH_KEY, BENCH_KEY_NAME, prepare_show
 from bench.seat_push import MISSING_AFTER_SECONDS
+from bench.show import BENCH_KEY, BENCH_KEY_NAME, prepare_show
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_surge"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/5"

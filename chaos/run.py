@@ -38,7 +38,7 @@ import psycopg
 import websockets
 
 from bench.harness import ROOT, SECRET_KEY, code_version, free_port, stop_processes
-from bench.hold_path import BENCH_KEY, prepare_show
+from bench.show import BENCH_KEY, prepare_show
 from bench.stack import Process, stack_running
 from chaos.cluster import own_services
 
@@ -49,7 +49,7 @@ SEATS_PER_HOLD = 2
 LAPSING_HOLDS = 1000
 WAITERS = 200
 SETUP_SECONDS = 20
-MOVIE_ID = 1  # hold_path.prepare_show's one movie, in the run's fresh database
+MOVIE_ID = 1  # bench.show.prepare_show's one movie, in the run's fresh database
 CARD = {"card_number": "4242424242424242", "exp_month": 12, "exp_year": datetime.now(UTC).year + 3, "cvc": "123"}
 
 
@@ -105,7 +105,7 @@ class Processes:
 
 
 def fresh_show(database_url, redis_url):
-    """A new 2,000-seat show (hold_path.prepare_show deletes the earlier ones); returns (show_id, seat ids)."""
+    """A new 2,000-seat show (bench.show.prepare_show deletes the earlier ones); returns (show_id, seat ids)."""
     from django.apps import apps
 
     if apps.ready:

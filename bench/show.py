@@ -1,0 +1,109 @@
+"""The benchmarks' show: a fresh 2,000-seat show tomorrow in a bench database of its own, and its API key.
+
+The hot show (bench.hold_path), the sell-out, the seat pushes, the surge, the browse mix's buyers, the client
+cost and chaos/ all sell seats of this show. `prepare_show` migrates the database, deletes earlier runs' rows
+and schedules the show; `SeatingPlan` is the hall as buyers see it.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bench import harness
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_holds"
+# Not 0 (make run) nor 1 (make test): the wake-up tasks this run queues must not reach anyone's worker.
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/2"
+BENCH_KEY = "tk_bench_hold_path_key"
+BENCH_KEY_NAME = "bench-holds"
+HALL_SEATS = 2000  # prepare_show's hall, unless asked for another size
+
+
+def prepare_show(database_url, redis_url, *, key_cap=None, hall_seats=HALL_SEATS):
+    """Migrate, delete earlier runs' rows, and schedule a fresh show; return what the buyers need to know.
+
+    `key_cap`: the bench key's held seats per show (None: no cap), for the price of a capped partner.
+    `hall_seats`: the hall's size (a hall of its own for each size, named by it), e.g. fewer for a quick sell-out.
+
+    Django is set up here, in this process, only for the catalog services; the load goes through the server.
+    """
+    harness.setup_django(database_url, redis_url)
+    # Imported after setup, as Django requires.
+    from django.core.management import call_command
+    from django.db import transaction
+
+    from bookings.models import IdempotentRequest, Payment, Reservation, SeatClaim
+    from cinemas.demo import hall_plan, ticket_prices
+    from cinemas.models import Cinema, City, Hall, Movie, Seat, Show
+    from cinemas.services import build_seat_layout, schedule_show
+    from ticketing.models import ApiKey
+    from ticketing.services import create_api_key
+
+    call_command("migrate", verbosity=0)
+    with transaction.atomic():
+        city, _ = City.objects.get_or_create(name="Bench City", state="", country="Nowhere")
+        cinema, _ = Cinema.objects.get_or_create(
+            city=city,
+            name="Bench Cinema",
+            defaults={"address": "1 Load Street", "postal_code": "00000", "latitude": 0, "longitude": 0},
+            time_zone="UTC",
+        )
+        hall, _ = Hall.objects.get_or_create(cinema=cinema, name=f"Bench Hall {hall_seats}")
+        movie, _ = Movie.objects.get_or_create(
+            title="Bench Premiere",
+            defaults={
+                "duration": 150,
+                "genre": "Action",
+                "language": "English",
+                "release_date": datetime.now(UTC).date(),
+                "country": "Nowhere",
+            },
+        )
+        # Earlier runs' holds would skew this one's seat map and counts; the database is the bench's own.
+        old_shows = Show.objects.filter(hall=hall)
+        SeatClaim.objects.filter(show__in=old_shows).delete()
+        Payment.objects.filter(reservation__show__in=old_shows).delete()
+        Reservation.objects.filter(show__in=old_shows).delete()
+        IdempotentRequest.objects.filter(api_key__name=BENCH_KEY_NAME).delete()
+        old_shows.delete()
+        if not hall.seats.exists():
+            hall = build_seat_layout(hall=hall, plan=hall_plan(hall_seats))
+        tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+        show = schedule_show(
+            movie=movie,
+            hall=hall,
+            starts_at=datetime(tomorrow.year, tomorrow.month, tomorrow.day, 20, 0, tzinfo=UTC),
+            prices=ticket_prices(hall.capacity),
+        )
+        if not ApiKey.objects.filter(name=BENCH_KEY_NAME).exists():
+            create_api_key(
+                name=BENCH_KEY_NAME, rate_per_minute=1_000_000_000, held_seats_per_show=None, raw_key=BENCH_KEY
+            )
+        ApiKey.objects.filter(name=BENCH_KEY_NAME).update(held_seats_per_show=key_cap)
+    rows = {}
+    for seat_id, y in Seat.objects.filter(hall=hall).order_by("y", "x").values_list("id", "y"):
+        rows.setdefault(y, []).append(seat_id)
+    return show.pk, show.movie_id, SeatingPlan(rows=list(rows.values()))
+
+
+@dataclass
+class SeatingPlan:
+    """The hall as buyers see it: rows of seat ids from the screen back, each row left to right."""
+
+    rows: list
+
+    def __post_init__(self):
+        self.seat_ids = [seat_id for row in self.rows for seat_id in row]
+        third = len(self.rows) // 3
+        self.hot_rows = self.rows[third : len(self.rows) - third]
+
+    def pick(self, rng, count, *, held, avoid, hot_share):
+        """`count` neighbouring free seats of one row (free as far as the live map knows), or None."""
+        for _ in range(8):
+            row = rng.choice(self.hot_rows if rng.random() < hot_share else self.rows)
+            free = [seat_id for seat_id in row if seat_id not in held and seat_id not in avoid]
+            if len(free) >= count:
+                start = rng.randrange(len(free) - count + 1)
+                return free[start : start + count]
+        # Rows chosen at random kept coming up full: near the end of a sale, take whatever is left.
+        free = [seat_id for seat_id in self.seat_ids if seat_id not in held]
+        return rng.sample(free, count) if len(free) >= count else None
