@@ -175,6 +175,10 @@ def unwind_on_sigterm():
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
+# A seat push not read this long after its change counts as missing (delivery is at most once: the real page
+# re-reads the map when it misses one).
+PUSH_MISSING_AFTER_SECONDS = 5
+
 # How long processes get to stop on their own (like scripts/run.sh's STOP_SECONDS).
 STOP_SECONDS = 15
 

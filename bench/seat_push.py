@@ -33,6 +33,7 @@ import httpx
 import websockets
 
 from bench.harness import (
+    PUSH_MISSING_AFTER_SECONDS,
     bench_server_running,
     connection_budget,
     cpu_report,
@@ -44,8 +45,6 @@ from bench.harness import (
     wait_until_answering,
 )
 from bench.show import BENCH_KEY, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, prepare_show
-
-MISSING_AFTER_SECONDS = 5
 
 
 async def watch(url, origin, arrivals, greeted, served_by=None):
@@ -84,7 +83,7 @@ async def run(options, show_id, movie_id, seat_ids, port, *, base_url=None, serv
             response = await client.post("/api/v1/reservations", json={**body, "seats_to_reserve": seats})
             if response.status_code != 201:
                 raise RuntimeError(f"hold answered {response.status_code}: {response.text[:300]}")
-            await asyncio.sleep(MISSING_AFTER_SECONDS if round_number == options.rounds - 1 else 1.0)
+            await asyncio.sleep(PUSH_MISSING_AFTER_SECONDS if round_number == options.rounds - 1 else 1.0)
             for seen in arrivals:
                 times = [moment for moment in seen.get(seats[0], []) if moment >= sent]
                 if times:

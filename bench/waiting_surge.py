@@ -78,6 +78,7 @@ import redis
 import websockets
 
 from bench.harness import (
+    PUSH_MISSING_AFTER_SECONDS,
     ROOT,
     code_version,
     connection_budget,
@@ -96,7 +97,6 @@ from bench.harness import (
     wait_until_answering,
     web_server_running,
 )
-from bench.seat_push import MISSING_AFTER_SECONDS
 from bench.show import BENCH_KEY, BENCH_KEY_NAME, prepare_show
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_surge"
@@ -747,7 +747,7 @@ async def run_surge(surge, *, server, listener, workers, beat):
                 settled_since = None
         serving_seconds = time.monotonic() - serving_started
         figures["serving"].update(ended_by=ended_by, seconds=round(serving_seconds, 1))
-        await asyncio.sleep(MISSING_AFTER_SECONDS)  # the last pushes reach the watchers
+        await asyncio.sleep(PUSH_MISSING_AFTER_SECONDS)  # the last pushes reach the watchers
         surge.stop.set()
         still_polling = [task for task in pollers if not task.done()]
         for task in still_polling:
