@@ -1,7 +1,8 @@
 """The reservations half of the public API (API.md), plus the two reads of a show's live seats.
 
-Views parse input, identify the buyer (API key + session_id), call one service and render. Every
-BookingError becomes the API's error body in one place (`BookingApiView.handle_exception`).
+Views parse input, identify the buyer (API key + session_id, ticketing.buyers), call one service and render.
+Every BookingError becomes the API's error body in one place (`api_error`, on ticketing.error_codes' table),
+for the DRF views and the lean endpoints alike.
 """
 
 import hashlib
