@@ -144,8 +144,11 @@ class SeatMapWatchers:
 
     async def remove(self, socket):
         async with self.membership:
-            if self.sockets.pop(socket, False) is not None or self.sockets:
-                return  # not one of them, or not the last
+            if socket not in self.sockets:
+                return
+            del self.sockets[socket]
+            if self.sockets:
+                return  # not the last
             if _watchers_here().get(self.show_id) is self:
                 del _watchers_here()[self.show_id]
             await fanout.stop_listening(self.group, self)
@@ -158,7 +161,7 @@ class SeatMapWatchers:
 
     def missed(self):
         for socket in list(self.sockets):
-            _keep(asyncio.get_running_loop().create_task(socket.close_for_missed_changes()))
+            fanout.run_in_background(socket.close_for_missed_changes())
 
     async def _write(self):
         try:
@@ -171,14 +174,6 @@ class SeatMapWatchers:
                         await asyncio.sleep(0)  # let the rest of the event loop run between the batches
         finally:
             self.writing = None
-
-
-_closing = set()
-
-
-def _keep(task):
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)
 
 
 def seat_map_watchers(show_id):

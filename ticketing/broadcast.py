@@ -28,6 +28,8 @@ import threading
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
+from ticketing.fanout import run_in_background
+
 logger = logging.getLogger(__name__)
 
 # Sends in flight at once: inside the channel layer's Redis connection pool, which refuses rather than waits.
@@ -131,7 +133,7 @@ class _Sender:
             self.loop.call_soon_threadsafe(self._start_flushing, group)
 
     def _start_flushing(self, group):
-        self.loop.create_task(self._flush(group))
+        run_in_background(self._flush(group))  # referenced: a flush collected mid-sleep would stop the group's pushes
 
     async def _flush(self, group):
         """Send the group's changes now, then again every COALESCE_SECONDS while more have come meanwhile."""

@@ -69,7 +69,6 @@ class ProcessGroups:
         self.channel = None
         self.groups = {}  # group -> _Listeners
         self.starting = asyncio.Lock()
-        self.tasks = set()
         self.membership_calls = asyncio.Semaphore(MEMBERSHIP_CALLS)
         self.renew_seconds = RENEW_SHARE * getattr(layer, "group_expiry", DEFAULT_GROUP_EXPIRY)
 
@@ -106,7 +105,7 @@ class ProcessGroups:
                 del self.groups[group]
 
     def stop_listening_later(self, group, listener):
-        self._keep(asyncio.get_running_loop().create_task(self.stop_listening(group, listener)))
+        run_in_background(self.stop_listening(group, listener))
 
     async def _join(self, group):
         async with self.membership_calls:
@@ -116,13 +115,8 @@ class ProcessGroups:
         async with self.starting:
             if self.channel is None:
                 self.channel = await self.layer.new_channel()
-                loop = asyncio.get_running_loop()
-                self._keep(loop.create_task(self._read_forever()))
-                self._keep(loop.create_task(self._renew_forever()))
-
-    def _keep(self, task):
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+                run_in_background(self._read_forever())
+                run_in_background(self._renew_forever())
 
     async def _read_forever(self):
         while True:
@@ -194,6 +188,18 @@ class _Listeners:
     def __init__(self):
         self.members = set()
         self.lock = asyncio.Lock()
+
+
+_background = set()
+
+
+def run_in_background(coroutine):
+    """Run `coroutine` as a task of the running event loop that nobody awaits, referenced until it ends (the loop
+    itself keeps only a weak reference to its tasks, so an unreferenced one may be collected mid-way)."""
+    task = asyncio.get_running_loop().create_task(coroutine)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
 
 
 class PerEventLoop:

@@ -59,7 +59,7 @@ from ticketing.errors import (
     field_messages,
     unavailable_message,
 )
-from ticketing.fanout import PerEventLoop
+from ticketing.fanout import PerEventLoop, run_in_background
 from ticketing.parsers import too_large_message
 
 logger = logging.getLogger(__name__)
@@ -285,7 +285,6 @@ class Batched:
         self.delay = delay
         self.size = size
         self.wanted = []  # (key, future), in the order asked
-        self.running = set()
 
     async def ask(self, key):
         loop = asyncio.get_running_loop()
@@ -299,9 +298,7 @@ class Batched:
         wanted, self.wanted = self.wanted, []
         size = self.size or len(wanted)
         for start in range(0, len(wanted), size):
-            task = asyncio.get_running_loop().create_task(self._run(wanted[start : start + size]))
-            self.running.add(task)
-            task.add_done_callback(self.running.discard)
+            run_in_background(self._run(wanted[start : start + size]))
 
     async def _run(self, wanted):
         try:
