@@ -9,8 +9,8 @@ What it does, all on this machine:
    5,000 cinemas, 70,000 shows; it is reused, never dropped or reloaded) and its own Redis database (/4).
    Rows this benchmark made in earlier runs (reservations of its own API key) are deleted first and again at
    the end, so the catalog is left as it was found.
-2. `uvicorn ticketing.asgi:application --workers N` with production settings (bench/harness.server_running),
-   or with --balanced K, K uvicorn processes of one worker each behind HAProxy (bench/stack.py; the CPU report
+2. `uvicorn ticketing.asgi:application --workers N` with production settings (bench/harness/site.py),
+   or with --balanced K, K uvicorn processes of one worker each behind HAProxy (bench/harness/balancer.py; the CPU report
    then counts every web process and HAProxy, and the report says how many responses each process sent);
    each worker's pool sized to fit PostgreSQL's max_connections, holds lasting an hour so that the seat maps
    set up in step 3 stay as they are for the whole run.
@@ -34,7 +34,7 @@ What it does, all on this machine:
 5. Figures per level: requests/s, per call n/p50/p95/p99/max and status counts, SearchMovies by kind of
    search and against the issue's target (p95 < 50 ms at the study's scale), the 2,000-seat seat map's p50
    (page and API; ":hot" for the hot shows everyone reads, the others apart) against issue 16's (page p50 <
-   20 ms under load), the slowest requests, and where the CPU went (bench/harness.cpu_report).
+   20 ms under load), the slowest requests, and where the CPU went (bench/harness/figures.py).
 6. Checks: every answer must be a 200 (any 5xx, other status or connection error fails the run); every read
    of a hot show's seat map (API or page) or details during the load must show the held and booked counts the
    setup made, and its showtimes page must link to it; at the end, for every hot show, the held and booked
@@ -67,21 +67,11 @@ import httpx
 import psycopg
 import redis
 
-from bench.harness import (
-    add_server_options,
-    bench_clients,
-    bench_server_running,
-    cpu_report,
-    plan_server,
-    publish_report,
-    responses_by_process,
-    setup_django,
-    summary_ms,
-    take_cpu_snapshot,
-    timed,
-    unwind_on_sigterm,
-    wait_and_warm_up,
-)
+from bench.harness.clients import bench_clients, timed
+from bench.harness.database import setup_django
+from bench.harness.figures import cpu_report, publish_report, responses_by_process, summary_ms, take_cpu_snapshot
+from bench.harness.processes import unwind_on_sigterm
+from bench.harness.servers import add_server_options, bench_server_running, plan_server, wait_and_warm_up
 from bench.show import SeatingPlan
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_study"

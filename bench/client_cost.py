@@ -33,7 +33,9 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.harness import ROOT, ensure_database, free_port, server_running, unwind_on_sigterm, wait_until_url_answers
+from bench.harness.database import ensure_database
+from bench.harness.processes import ROOT, free_port, unwind_on_sigterm, wait_until_url_answers
+from bench.harness.site import server_environment, server_running
 from bench.show import BENCH_KEY, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, prepare_show
 
 LOCUSTFILE = ROOT / "bench" / "locust_seat_map.py"
@@ -111,7 +113,10 @@ def main():
     with (
         tempfile.TemporaryFile() as log,
         server_running(
-            workers=1, port=port, database_url=options.database_url, redis_url=options.redis_url, pool_max=10, log=log
+            workers=1,
+            port=port,
+            environment=server_environment(database_url=options.database_url, redis_url=options.redis_url, pool_max=10),
+            log=log,
         ) as server,
     ):
         wait_until_url_answers(f"{base_url}/health/live", server, "uvicorn")

@@ -13,7 +13,7 @@ What it does, all on this machine:
    (DJANGO_DEBUG=0), each worker's connection pool sized so that all of them fit under PostgreSQL's
    max_connections. It is stopped by its process id at the end, also when something fails.
    With --balanced K instead: K uvicorn processes of one worker each, every one on its own port, behind
-   HAProxy (bench/stack.py, configured from deploy/haproxy.cfg); the clients talk to HAProxy, the CPU report
+   HAProxy (bench/harness/balancer.py, configured from deploy/haproxy.cfg); the clients talk to HAProxy, the CPU report
    counts every web process and HAProxy, and the report says how many responses each process sent.
 3. C virtual buyers (asyncio, httpx) for --duration seconds or until the show sells out. Each
    buyer comes with its own session_id and wants --seats neighbouring seats, 70% of the time in the middle
@@ -34,7 +34,7 @@ The load generator shares the machine's cores with the server, PostgreSQL and Re
 one small machine does with everything on it, not what the server does alone (the report says how the CPU
 time was split).
 
-The server, the clients and the CPU report are bench/harness.py's, as for every scenario; this module is the hot
+The server, the clients and the CPU report are bench/harness's, as for every scenario; this module is the hot
 show's own: its buyers, invariants and report; the show itself is bench/show.py's, which other scenarios and
 chaos/ share.
 """
@@ -52,11 +52,15 @@ import httpx
 import psycopg
 import redis
 
-from bench import harness
+from bench.harness.clients import add_http_client_option, bench_clients, minding_busy, seat_range, timed
+from bench.harness.database import ensure_database
+from bench.harness.figures import publish_report, summary_ms, take_cpu_snapshot
+from bench.harness.processes import unwind_on_sigterm
+from bench.harness.servers import add_server_options, plan_server, serve_sale, wait_and_warm_up
 from bench.show import BENCH_KEY, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, SeatingPlan, prepare_show
 
 # A 503 with Retry-After is a process shedding load (its admission queue full or too slow): the client sends
-# the request again after it (harness.minding_busy), and the report counts them.
+# the request again after it (minding_busy), and the report counts them.
 EXPECTED = {"POST 201", "POST 409", "DELETE 200", "POST 503"}
 
 
@@ -151,7 +155,7 @@ async def ask_to_hold(client, sale, session_id, seats):
     """POST one hold and count its answer: 409, `(reservation_id, seat ids)` for a 201, or None on a failure."""
     body = {"session_id": session_id, "show_id": sale.show_id, "movie_id": sale.movie_id, "seats_to_reserve": seats}
     try:
-        response, ms = await harness.minding_busy(
+        response, ms = await minding_busy(
             lambda: client.post("/api/v1/reservations", json=body),
             lambda busy, ms: sale.record("POST", busy.status_code, ms),
         )
@@ -198,7 +202,7 @@ def pair_requests(sale):
 
 async def give_up(client, sale, reservation_id, session_id, seats):
     try:
-        response, ms = await harness.timed(
+        response, ms = await timed(
             client.delete(f"/api/v1/reservations/{reservation_id}", params={"session_id": session_id})
         )
     except httpx.HTTPError as exc:
@@ -215,12 +219,12 @@ async def give_up(client, sale, reservation_id, session_id, seats):
 
 async def run_sale(sale, *, base_url, server):
     options = sale.options
-    async with harness.bench_clients(
+    async with bench_clients(
         base_url, options.concurrency, api_key=BENCH_KEY, http_client=options.http_client
     ) as clients:
         shares = len(clients)
-        await harness.wait_and_warm_up(clients, server, sale.show_id, options)
-        before = harness.take_cpu_snapshot(server, options.database_url)
+        await wait_and_warm_up(clients, server, sale.show_id, options)
+        before = take_cpu_snapshot(server, options.database_url)
         started = time.monotonic()
         sale.deadline = started + options.duration
         if options.pairs:
@@ -234,7 +238,7 @@ async def run_sale(sale, *, base_url, server):
                 *(buyer(number, clients[number % shares], sale) for number in range(options.concurrency))
             )
         elapsed = time.monotonic() - started
-        after = harness.take_cpu_snapshot(server, options.database_url)
+        after = take_cpu_snapshot(server, options.database_url)
         seat_map = await clients[0].get(f"/api/v1/shows/{sale.show_id}/seats")
     return elapsed, before, after, seat_map
 
@@ -329,10 +333,10 @@ def build_report(sale, *, elapsed, cpu, server_settings, violations):
         },
         "conflicts_percent_of_attempts": round(100 * sale.statuses["POST 409"] / max(1, posts), 1),
         "latency_ms": {
-            "hold_all": harness.summary_ms(every_post),
-            "hold_201": harness.summary_ms(sale.latencies.get("POST 201", [])),
-            "hold_409": harness.summary_ms(sale.latencies.get("POST 409", [])),
-            "give_up_200": harness.summary_ms(sale.latencies.get("DELETE 200", [])),
+            "hold_all": summary_ms(every_post),
+            "hold_201": summary_ms(sale.latencies.get("POST 201", [])),
+            "hold_409": summary_ms(sale.latencies.get("POST 409", [])),
+            "give_up_200": summary_ms(sale.latencies.get("DELETE 200", [])),
         },
         "status_counts": dict(sorted(sale.statuses.items())),
         "conflicts_by_code": dict(sale.conflicts),
@@ -352,11 +356,9 @@ def main():
         prog="python -m bench.hold_path", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--concurrency", type=int, default=100, help="virtual buyers at once (default 100)")
-    harness.add_server_options(parser)
-    harness.add_http_client_option(parser)
-    parser.add_argument(
-        "--seats", type=harness.seat_range, default=(2, 2), help="seats per hold: N or LOW-HIGH (default 2)"
-    )
+    add_server_options(parser)
+    add_http_client_option(parser)
+    parser.add_argument("--seats", type=seat_range, default=(2, 2), help="seats per hold: N or LOW-HIGH (default 2)")
     parser.add_argument("--duration", type=float, default=20, help="seconds, unless the show sells out first")
     parser.add_argument("--release", type=float, default=0.5, help="chance a buyer gives a hold up at once")
     parser.add_argument("--hot-share", type=float, default=0.7, help="share of picks in the middle third of rows")
@@ -380,12 +382,12 @@ def main():
     if options.seats[1] > 10:
         parser.error("a hold takes at most 10 seats (TICKETING_MAX_SEATS)")
 
-    harness.ensure_database(options.database_url)
+    ensure_database(options.database_url)
     drop_queued_wake_ups(options.redis_url)  # an interrupted run may have left some
-    pool_max, server_settings = harness.plan_server(options)
+    pool_max, server_settings = plan_server(options)
     show_id, movie_id, hall = prepare_show(options.database_url, options.redis_url, key_cap=options.key_cap)
     sale = Sale(show_id=show_id, movie_id=movie_id, hall=hall, options=options, run_tag=secrets.token_hex(4))
-    served = harness.serve_sale(sale, run_sale, pool_max=pool_max, log_prefix="bench-holds-server-")
+    served = serve_sale(sale, run_sale, pool_max=pool_max, log_prefix="bench-holds-server-")
     server_settings["celery_wake_ups_queued"] = drop_queued_wake_ups(options.redis_url)
     violations = check_invariants(options.database_url, sale, served.seat_map)
     report = build_report(
@@ -393,9 +395,9 @@ def main():
     )
     if options.balanced:
         report["responses_by_process"] = served.responses_by_process
-    harness.publish_report(report, options, log=served.log, server_log=served.server_log)
+    publish_report(report, options, log=served.log, server_log=served.server_log)
 
 
 if __name__ == "__main__":
-    harness.unwind_on_sigterm()
+    unwind_on_sigterm()
     main()

@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.harness import SECRET_KEY, percentile
+from bench.harness.figures import percentile
+from bench.harness.site import SECRET_KEY
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ticketing.settings")
 os.environ.setdefault("DJANGO_SECRET_KEY", SECRET_KEY)

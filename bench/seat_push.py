@@ -4,7 +4,7 @@ Usage (after a run of a bench that makes the show, bench/show.py, e.g. python -m
     python -m bench.seat_push [--watchers 1000] [--rounds 20] [--workers 2 | --balanced 2] [--json FILE]
 
 1. The hold benchmark's database and show (bench/show.py.prepare_show), a real uvicorn with --workers N,
-   or with --balanced K, K uvicorn processes (one worker each) behind HAProxy (bench/stack.py).
+   or with --balanced K, K uvicorn processes (one worker each) behind HAProxy (bench/harness/balancer.py).
 2. W WebSocket clients on ws/shows/{id}/ (one asyncio process, spread over the workers by the kernel, or
    over the processes by HAProxy, which names the process in the upgrade's X-Served-By header), each
    waiting for its version greeting.
@@ -32,18 +32,11 @@ from pathlib import Path
 import httpx
 import websockets
 
-from bench.harness import (
-    PUSH_MISSING_AFTER_SECONDS,
-    bench_server_running,
-    connection_budget,
-    cpu_report,
-    describe_server,
-    ensure_database,
-    percentile,
-    take_cpu_snapshot,
-    unwind_on_sigterm,
-    wait_until_answering,
-)
+from bench.harness.clients import PUSH_MISSING_AFTER_SECONDS
+from bench.harness.database import connection_budget, ensure_database
+from bench.harness.figures import cpu_report, percentile, take_cpu_snapshot
+from bench.harness.processes import unwind_on_sigterm
+from bench.harness.servers import bench_server_running, describe_server, wait_until_answering
 from bench.show import BENCH_KEY, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, prepare_show
 
 

@@ -6,7 +6,7 @@ Usage:
     python -m bench.sell_out --buyers 200 --hall-seats 500 --workers 1 --pool-max 4   # a quick sell-out
 
 The scenario of a ticket drop: the sale opens and every buyer arrives at once. Reuses bench/show.py's show
-and bench/harness.py (database setup, server, CPU accounting and percentiles) and adds payment. All on this machine:
+and bench/harness/ (database setup, server, CPU accounting and percentiles) and adds payment. All on this machine:
 1. Its own database (postgres://postgres@127.0.0.1:5432/ticketing_bench_sell_out unless --database-url; created
    and migrated when missing) and its own Redis database (/3, which also keeps the sandbox payment provider's
    ledger). Rows and ledger entries of earlier runs are deleted, then one show is scheduled in a 2,000-seat hall
@@ -14,7 +14,7 @@ and bench/harness.py (database setup, server, CPU accounting and percentiles) an
 2. `uvicorn ticketing.asgi:application --workers N` on a free loopback port, production settings, the real
    sandbox payment provider (bookings.providers.sandbox.SandboxProvider, the default), each worker's connection pool
    sized so that all of them fit under PostgreSQL's max_connections. With --balanced K instead: K uvicorn
-   processes of one worker each behind HAProxy (harness.web_server_running, bench/stack.py); the CPU report
+   processes of one worker each behind HAProxy (servers.web_server_running, bench/harness/balancer.py); the CPU report
    counts every web process and HAProxy, and the report says how many responses each process sent.
 3. B virtual buyers (asyncio, httpx), all started together. Each wants 1-10 seats (random) and would settle
    for fewer, down to its own random minimum. About half ask for `best_available`, the rest choose neighbouring
@@ -62,20 +62,11 @@ import httpx
 import psycopg
 import redis
 
-from bench.harness import (
-    add_http_client_option,
-    add_server_options,
-    bench_clients,
-    ensure_database,
-    minding_busy,
-    plan_server,
-    publish_report,
-    serve_sale,
-    summary_ms,
-    take_cpu_snapshot,
-    unwind_on_sigterm,
-    wait_and_warm_up,
-)
+from bench.harness.clients import add_http_client_option, bench_clients, minding_busy
+from bench.harness.database import ensure_database
+from bench.harness.figures import publish_report, summary_ms, take_cpu_snapshot
+from bench.harness.processes import unwind_on_sigterm
+from bench.harness.servers import add_server_options, plan_server, serve_sale, wait_and_warm_up
 from bench.show import BENCH_KEY, HALL_SEATS, SeatingPlan, prepare_show
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_sell_out"

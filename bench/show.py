@@ -8,7 +8,7 @@ and schedules the show; `SeatingPlan` is the hall as buyers see it.
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bench import harness
+from bench.harness.database import setup_django
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_holds"
 # Not 0 (make run) nor 1 (make test): the wake-up tasks this run queues must not reach anyone's worker.
@@ -26,7 +26,7 @@ def prepare_show(database_url, redis_url, *, key_cap=None, hall_seats=HALL_SEATS
 
     Django is set up here, in this process, only for the catalog services; the load goes through the server.
     """
-    harness.setup_django(database_url, redis_url)
+    setup_django(database_url, redis_url)
     # Imported after setup, as Django requires.
     from django.core.management import call_command
     from django.db import transaction

@@ -6,7 +6,7 @@ Usage (make bench-sweep runs it with the defaults):
 
 Each point is one run of `python -m bench.hold_path --pairs` (every pair of neighbouring seats of the 2,000-seat hall
 asked for by two buyers, 2,000 requests, a fresh server each time) with 2 web processes: `workers` is
-`uvicorn --workers 2` sharing one socket, `balanced` is 2 uvicorn processes behind HAProxy (bench/stack.py).
+`uvicorn --workers 2` sharing one socket, `balanced` is 2 uvicorn processes behind HAProxy (bench/harness/balancer.py).
 The runs go one after another, so every point of a plot was measured in the same sitting; a run whose
 invariants fail, or that had a failed request, stops the sweep (exit status 1). The JSON of every run is
 kept under --out, with summary.json for the whole sweep; the plot (matplotlib) draws granted holds per

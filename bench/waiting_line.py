@@ -16,8 +16,6 @@ import json
 import logging
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,16 +24,9 @@ import httpx
 import psycopg
 import redis
 
-from bench.harness import (
-    ROOT,
-    SECRET_KEY,
-    ensure_database,
-    free_port,
-    start_server,
-    stop_process,
-    unwind_on_sigterm,
-    wait_until_url_answers,
-)
+from bench.harness.database import ensure_database
+from bench.harness.processes import free_port, start_process, stop_processes, unwind_on_sigterm, wait_until_url_answers
+from bench.harness.site import celery_environment, celery_worker_command, server_environment, start_server
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_waiting"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
@@ -90,20 +81,6 @@ def prepare(database_url, redis_url):
     return show.pk, movie.pk, list(hall.seats.values_list("pk", flat=True)), raw_key
 
 
-def start_worker(database_url, redis_url, log):
-    environment = {
-        **os.environ,
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": SECRET_KEY,
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "CELERY_TASK_ALWAYS_EAGER": "0",
-    }
-    command = [sys.executable, "-m", "celery", "-A", "ticketing", "worker", "--pool", "solo", "--loglevel", "warning"]
-    return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log, start_new_session=True)
-
-
 def main():
     parser = argparse.ArgumentParser(
         prog="python -m bench.waiting_line", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -120,10 +97,9 @@ def main():
     show_id, movie_id, seats, raw_key = prepare(arguments.database_url, arguments.redis_url)
     port = free_port()
     log = tempfile.TemporaryFile()  # noqa: SIM115  (kept open for the subprocesses' whole life)
-    server = start_server(
-        workers=1, port=port, database_url=arguments.database_url, redis_url=arguments.redis_url, pool_max=8, log=log
-    )
-    worker = start_worker(arguments.database_url, arguments.redis_url, log)
+    environment = server_environment(database_url=arguments.database_url, redis_url=arguments.redis_url, pool_max=8)
+    server = start_server(workers=1, port=port, environment=environment, log=log)
+    worker = start_process(celery_worker_command(), environment=celery_environment(environment), log=log)
     latencies = []
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": raw_key}, timeout=30)
@@ -163,8 +139,7 @@ def main():
             # Give the served hold up, so the next round starts from an empty hall and an empty line.
             client.delete(f"/api/v1/reservations/{reservation_id}", params={"session_id": f"w-{number}"})
     finally:
-        stop_process(server)
-        stop_process(worker)
+        stop_processes([server, worker])
 
     ordered = sorted(latencies)
     report = {

@@ -15,7 +15,7 @@ What it does, all on this machine:
    runs them, a Celery worker (prefork, --worker-concurrency) and a separate Celery beat, so that the sweep of
    lapsed holds and the serving of the line run as in production. Every process gets the short hold clock
    (TICKETING_HOLD_SECONDS, TICKETING_HOLD_GRACE_SECONDS): the holds the line's waiters are given run on it.
-   With --balanced K: K uvicorn processes behind HAProxy instead (bench/stack.py), and --celery-workers N
+   With --balanced K: K uvicorn processes behind HAProxy instead (bench/harness/balancer.py), and --celery-workers N
    workers: the same checks then show the line served in order and pushes crossing processes.
 3. W WebSocket watchers on ws/shows/{id}/ (as bench/seat_push.py), then N waiters join the line one by one
    (POST /api/v1/shows/{id}/waitlist, --join-concurrency at a time, seats_wanted drawn from --seats-wanted).
@@ -39,7 +39,7 @@ What it does, all on this machine:
    push latency (each seat-map message from the moment this script's listener heard it on the channel layer
    to each watcher reading it) and pushes missing; how many were served, paid, ended Show Full; the event-loop
    lag of this load generator (when it lags, every latency above is inflated by it); CPU per process
-   (harness.cpu_report, plus the Celery worker and beat) for the joining and the serving phases.
+   (figures.cpu_report, plus the Celery worker and beat) for the joining and the serving phases.
 6. Checks, from PostgreSQL: the line was served by its rule (waiting/services.py serve_waiting_line: strictly
    from the head; the first head that can't be seated stops the serving, whatever those behind it want), i.e.
    no waiter was served while one that joined earlier was still in the line. The transaction that took each
@@ -77,26 +77,12 @@ import psycopg
 import redis
 import websockets
 
-from bench.harness import (
-    PUSH_MISSING_AFTER_SECONDS,
-    ROOT,
-    code_version,
-    connection_budget,
-    cpu_report,
-    describe_server,
-    ensure_database,
-    minding_busy,
-    percentile,
-    process_tree,
-    refresh_planner_statistics,
-    seat_range,
-    server_environment,
-    stop_process,
-    take_cpu_snapshot,
-    unwind_on_sigterm,
-    wait_until_answering,
-    web_server_running,
-)
+from bench.harness.clients import PUSH_MISSING_AFTER_SECONDS, minding_busy, seat_range
+from bench.harness.database import connection_budget, ensure_database, refresh_planner_statistics
+from bench.harness.figures import code_version, cpu_report, percentile, take_cpu_snapshot
+from bench.harness.processes import ROOT, process_tree, unwind_on_sigterm
+from bench.harness.servers import describe_server, wait_until_answering, web_server_running
+from bench.harness.site import celery_running, server_environment
 from bench.show import BENCH_KEY, BENCH_KEY_NAME, prepare_show
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_surge"
@@ -227,44 +213,8 @@ def process_footprint(pid):
     return {"rss_mb": round(rss_kb / 1024, 1), "threads": threads}
 
 
-# --- Celery, as `make serve` runs it ---------------------------------------------------------------------
-
-
-def start_celery(arguments, *, environment, log):
-    """A Celery process in a session of its own (so the whole group can be stopped), as scripts/run.sh starts it."""
-    command = [sys.executable, "-m", "celery", "-A", "ticketing", *arguments, "--loglevel", "warning"]
-    return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log, start_new_session=True)
-
-
-@contextlib.contextmanager
-def celery_running(*, database_url, redis_url, concurrency, schedule_file, log, workers=1):
-    """`workers` Celery workers (prefork, `concurrency` processes each) and a separate beat, stopped when the
-    block ends. Yields (the workers, beat)."""
-    environment = {
-        **server_environment(
-            database_url=with_application_name(database_url, CELERY_APPLICATION_NAME), redis_url=redis_url, pool_max=2
-        ),
-        "CELERY_TASK_ALWAYS_EAGER": "0",
-    }
-    started = [
-        start_celery(
-            ["worker", "--concurrency", str(concurrency), "--hostname", f"surge{number}@%h"],
-            environment=environment,
-            log=log,
-        )
-        for number in range(1, workers + 1)
-    ]
-    beat = start_celery(["beat", "--schedule", str(schedule_file)], environment=environment, log=log)
-    try:
-        yield started, beat
-    finally:
-        stop_process(beat, seconds=20)
-        for worker in started:
-            stop_process(worker, seconds=20)
-
-
 def cpu_of_phase(before, after, *, server_pid, elapsed, worker_pids, beat_pid):
-    """harness.cpu_report for one phase, with the Celery workers (and their pools) and beat counted by name."""
+    """figures.cpu_report for one phase, with the Celery workers (and their pools) and beat counted by name."""
     report = cpu_report(before, after, server_pid, elapsed)
 
     def spent(pids):
@@ -935,7 +885,7 @@ def main():
     parser.add_argument("--worker-concurrency", type=int, default=2, help="Celery worker processes (make serve: 2)")
     parser.add_argument("--celery-workers", type=int, default=1, help="Celery workers, each with its pool (default 1)")
     parser.add_argument(
-        "--balanced", type=int, metavar="K", help="K web processes behind HAProxy instead of one (bench/stack.py)"
+        "--balanced", type=int, metavar="K", help="K web processes behind HAProxy instead of one (bench/harness/balancer.py)"
     )
     parser.add_argument("--hold-seconds", type=int, default=20, help="TICKETING_HOLD_SECONDS of the servers")
     parser.add_argument("--grace-seconds", type=int, default=1, help="TICKETING_HOLD_GRACE_SECONDS of the servers")
@@ -990,12 +940,16 @@ def main():
             log=log,
         ) as (server, url),
         celery_running(
-            database_url=options.database_url,
-            redis_url=options.redis_url,
-            concurrency=options.worker_concurrency,
-            schedule_file=work / "celerybeat-schedule",
-            log=log,
+            environment=server_environment(
+                database_url=with_application_name(options.database_url, CELERY_APPLICATION_NAME),
+                redis_url=options.redis_url,
+                pool_max=2,
+            ),
+            schedule=work / "celerybeat-schedule",
             workers=options.celery_workers,
+            concurrency=options.worker_concurrency,
+            log=log,
+            name="surge",
         ) as (workers, beat),
     ):
         host, port = url.removeprefix("http://").split(":")

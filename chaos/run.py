@@ -2,9 +2,9 @@
 
     python -m chaos.run [--only F1,F3] [--json FILE]
 
-Everything runs on a PostgreSQL cluster and a Redis server of the run's own (chaos/cluster.py), so restarting
+Everything runs on a PostgreSQL cluster and a Redis server of the run's own (bench/harness/services.py), so restarting
 or killing them touches nothing else on the machine. The site runs as `make serve` runs it: two uvicorn
-processes behind HAProxy (bench/stack.py), Celery workers and a separate beat, production settings, and the
+processes behind HAProxy (bench/harness/balancer.py), Celery workers and a separate beat, production settings, and the
 sandbox payment provider as its own HTTP service. Each scenario (TEST-PLAN.md's F-items) starts from a fresh
 show of 2,000 seats, makes its fault, and then checks, in SQL:
 
@@ -20,13 +20,11 @@ docs/reliability/README.md's table quotes it. Exit status 1 if any scenario fail
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -37,10 +35,18 @@ import httpx
 import psycopg
 import websockets
 
-from bench.harness import ROOT, SECRET_KEY, code_version, free_port, stop_processes
+from bench.harness.balancer import Process, stack_running
+from bench.harness.figures import code_version
+from bench.harness.processes import ROOT, free_port, kill_now, start_process, stop_processes
+from bench.harness.services import own_services
+from bench.harness.site import (
+    celery_beat_command,
+    celery_environment,
+    celery_worker_command,
+    payment_sandbox_command,
+    server_environment,
+)
 from bench.show import BENCH_KEY, prepare_show
-from bench.stack import Process, stack_running
-from chaos.cluster import own_services
 
 HOLD_SECONDS = 300
 GRACE_SECONDS = 5
@@ -57,7 +63,8 @@ CARD = {"card_number": "4242424242424242", "exp_month": 12, "exp_year": datetime
 
 
 class Processes:
-    """Celery workers, beats and the payment sandbox, each in a session of its own, logging to a file."""
+    """Celery workers, beats and the payment sandbox, each started by the harness in a session of its own,
+    logging to a file of the run's folder; stopped or killed by their pids."""
 
     def __init__(self, folder, environment):
         self.folder = Path(folder)
@@ -66,32 +73,19 @@ class Processes:
 
     def start(self, name, command):
         log_path = self.folder / f"{name}.log"
-        log = open(log_path, "ab")  # noqa: SIM115 (the process writes to it until it stops)
-        popen = subprocess.Popen(
-            command, cwd=ROOT, env=self.environment, stdout=log, stderr=log, start_new_session=True
-        )
+        with open(log_path, "ab") as log:
+            popen = start_process(command, environment=self.environment, log=log)
         self.running[name] = Process(name=name, popen=popen, log_path=log_path)
         return self.running[name]
 
     def worker(self, name):
-        return self.start(
-            name,
-            [sys.executable, "-m", "celery", "-A", "ticketing", "worker", "--pool", "prefork", "--concurrency", "2"]
-            + ["--hostname", f"{name}@%h", "--loglevel", "warning"],
-        )
+        return self.start(name, celery_worker_command(name=name, pool="prefork", concurrency=2))
 
     def beat(self, name):
-        schedule = self.folder / f"{name}-schedule"
-        return self.start(
-            name,
-            [sys.executable, "-m", "celery", "-A", "ticketing", "beat", "--schedule", str(schedule), "-l", "warning"],
-        )
+        return self.start(name, celery_beat_command(schedule=self.folder / f"{name}-schedule"))
 
     def kill_9(self, name):
-        process = self.running.pop(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.popen.wait()
+        kill_now(self.running.pop(name))
 
     def stop(self, name):
         stop_processes([self.running.pop(name)])
@@ -364,30 +358,22 @@ class Run:
         self.postgres, self.redis, self.folder, self.args = postgres, redis_server, Path(folder), args
         self.database_url = postgres.url("ticketing_chaos")
         self.sandbox_port = free_port()
-        self.environment = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "ticketing.settings",
-            "DJANGO_DEBUG": "0",
-            "DJANGO_SECRET_KEY": SECRET_KEY,
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-            "DATABASE_URL": self.database_url,
-            "REDIS_URL": redis_server.url,
-            "DATABASE_POOL_MIN": "1",
-            "DATABASE_POOL_MAX": "8",
-            "CELERY_TASK_ALWAYS_EAGER": "0",
-            "TICKETING_HOLD_SECONDS": str(HOLD_SECONDS),
-            "TICKETING_HOLD_GRACE_SECONDS": str(GRACE_SECONDS),
-            "TICKETING_PAYMENT_PROVIDER": "bookings.providers.sandbox_http.SandboxHttpProvider",
-            "TICKETING_PAYMENT_SANDBOX_URL": f"http://127.0.0.1:{self.sandbox_port}",
-        }
+        environment = server_environment(
+            database_url=self.database_url,
+            redis_url=redis_server.url,
+            pool_max=8,
+            TICKETING_HOLD_SECONDS=str(HOLD_SECONDS),
+            TICKETING_HOLD_GRACE_SECONDS=str(GRACE_SECONDS),
+            TICKETING_PAYMENT_PROVIDER="bookings.providers.sandbox_http.SandboxHttpProvider",
+            TICKETING_PAYMENT_SANDBOX_URL=f"http://127.0.0.1:{self.sandbox_port}",
+        )
+        self.environment = celery_environment(environment)
         self.processes = Processes(self.folder, self.environment)
         # The provider is external: its ledger is in the machine's Redis, not the one this run restarts.
         self.processes.environment = {**self.environment}
         sandbox_environment = {**self.environment, "REDIS_URL": "redis://127.0.0.1:6379/9"}
         self.sandbox = Processes(self.folder, sandbox_environment)
-        self.sandbox.start(
-            "sandbox", [sys.executable, "-m", "sandbox.payment_service", "--port", str(self.sandbox_port)]
-        )
+        self.sandbox.start("sandbox", payment_sandbox_command(port=self.sandbox_port))
 
     def stack_log(self):
         return open(self.folder / "stack.log", "a")

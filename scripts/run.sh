@@ -18,7 +18,7 @@
 # `make serve` (TICKETING_MODE=serve) runs the production setup instead, on the same machine: PostgreSQL and
 # Redis required (no fallback), DJANGO_DEBUG off, uvicorn with WEB_WORKERS processes (2) serving HTTP,
 # WebSockets and static files, a Celery worker and a separate Celery beat; no demo data unless
-# TICKETING_SEED_DEMO=1. The benchmarks start their servers the same way (bench/harness.py).
+# TICKETING_SEED_DEMO=1. The benchmarks start their servers the same way (bench/harness/).
 #
 # Environment:
 #   DATABASE_URL, REDIS_URL     used as given when set (REDIS_URL= empty means in-process), else detected

@@ -1,9 +1,6 @@
 import contextlib
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import uuid
 
@@ -12,10 +9,16 @@ import time_machine
 from django.db import connection
 from rest_framework.test import APIClient
 
-from bench.harness import free_port, wait_until_url_answers
+from bench.harness.processes import free_port, process_running, wait_until_url_answers
+from bench.harness.site import (
+    celery_environment,
+    celery_worker_command,
+    payment_sandbox_command,
+    server_environment,
+    server_running,
+)
 from tests.factories import make_api_key
 from ticketing.cached_reads import CACHE as HOT_READS_CACHE
-from ticketing.proxies import uvicorn_options
 
 
 @pytest.fixture(autouse=True)
@@ -101,51 +104,32 @@ def api(db):
     return client
 
 
-def stop_process_group(process, timeout=15):
-    """SIGTERM the process and its children (it was started in a session of its own), SIGKILL if they linger."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 @contextlib.contextmanager
 def serving(settings, *, workers=2, environment=None):
     """The site served by a real uvicorn on loopback against the test database; yields (url, process).
 
     For tests that need real HTTP clients in their hundreds (Django's own live server keeps a listen
     backlog of ten) or a real process to kill. The test's data must be committed (transactional tests).
-    Like every server we start, it believes forwarding headers only from TICKETING_TRUSTED_PROXIES (none
-    unless `environment` names some).
+    The server is the benchmarks' (bench.harness.site): like every server we start, it believes forwarding
+    headers only from TICKETING_TRUSTED_PROXIES (none unless `environment` names some).
     """
-    database_url = test_database_url()
     port = free_port()
     environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DATABASE_POOL_MAX": "8",
+        **server_environment(
+            database_url=test_database_url(),
+            redis_url=settings.REDIS_URL,
+            pool_max=8,
+            secret_key=settings.SECRET_KEY,
+            allowed_hosts="127.0.0.1,localhost",
+        ),
         **(environment or {}),
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "ticketing.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
-        + ["--workers", str(workers), "--no-access-log", "--log-level", "warning", *uvicorn_options(environment)],
-        cwd=settings.BASE_DIR,
-        env=environment,
-        start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
+    with server_running(
+        workers=workers, port=port, environment=environment, options=["--log-level", "warning"]
+    ) as server:
         wait_until_url_answers(f"{url}/api/v1/cities", server, "uvicorn")
         yield url, server
-    finally:
-        stop_process_group(server)
 
 
 def redis_keys_of_its_own():
@@ -170,21 +154,13 @@ def payment_sandbox(settings, environment=None):
         **(environment or {}),
     }
     with tempfile.TemporaryFile() as log:
-        service = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.payment_service", "--port", str(port)],
-            cwd=settings.BASE_DIR,
-            env={**os.environ, **environment},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
         url = f"http://127.0.0.1:{port}"
-        try:
+        with process_running(
+            payment_sandbox_command(port=port), environment={**os.environ, **environment}, log=log
+        ) as service:
             wait_until_url_answers(f"{url}/v1/health", service, "the payment sandbox")
             service.log = log
             yield url, service
-        finally:
-            stop_process_group(service)
 
 
 def test_database_url():
@@ -194,30 +170,22 @@ def test_database_url():
 
 @contextlib.contextmanager
 def celery_worker(settings, *, beat=True, environment=None):
-    """A real Celery worker (with beat) on the test database, as `make run` starts it; yields the process."""
+    """A real Celery worker (with beat inside it) on the test database, as `make run` starts it (the command
+    line is bench.harness.site's); yields the process."""
     schedule_dir = tempfile.mkdtemp(prefix="celerybeat-")
-    command = [sys.executable, "-m", "celery", "-A", "ticketing", "worker", "--pool", "solo", "--loglevel", "warning"]
-    if beat:
-        command += ["-B", "--schedule-filename", os.path.join(schedule_dir, "schedule")]
-    worker = subprocess.Popen(
-        command,
-        cwd=settings.BASE_DIR,
-        env={
-            **os.environ,
-            "DATABASE_URL": test_database_url(),
-            "REDIS_URL": settings.REDIS_URL,
-            "CELERY_TASK_ALWAYS_EAGER": "0",
-            "DJANGO_DEBUG": "0",
-            "DJANGO_SECRET_KEY": settings.SECRET_KEY,
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-            **(environment or {}),
-        },
-        start_new_session=True,
-    )
+    worker_environment = {
+        **celery_environment(
+            server_environment(
+                database_url=test_database_url(), redis_url=settings.REDIS_URL, secret_key=settings.SECRET_KEY
+            )
+        ),
+        **(environment or {}),
+    }
+    schedule = os.path.join(schedule_dir, "schedule") if beat else None
     try:
-        yield worker
+        with process_running(celery_worker_command(beat_schedule=schedule), environment=worker_environment) as worker:
+            yield worker
     finally:
-        stop_process_group(worker)
         shutil.rmtree(schedule_dir, ignore_errors=True)
 
 

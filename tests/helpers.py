@@ -2,6 +2,8 @@
 
 import contextlib
 import os
+import signal
+import subprocess
 import threading
 
 from django.db import connection, connections
@@ -63,29 +65,53 @@ def make_environment(**overrides):
 
 
 def stack_environment(**overrides):
-    """The environment of bench/stack.py's processes in a test: production settings on the test database and
-    Redis, small pools. Fails the test, saying how to install it, where HAProxy is missing."""
+    """The environment of bench.harness.balancer's processes in a test: production settings on the test database
+    and Redis, small pools. Fails the test, saying how to install it, where HAProxy is missing."""
     import pytest
     from django.conf import settings
 
-    from bench.stack import HaproxyMissing, haproxy_executable
+    from bench.harness.balancer import HaproxyMissing, haproxy_executable
+    from bench.harness.site import server_environment
     from tests.conftest import test_database_url
 
     try:
         haproxy_executable()
     except HaproxyMissing as missing:
         pytest.fail(str(missing))
-    return {
-        **os.environ,
-        "DATABASE_URL": test_database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_POOL_MIN": "1",
-        "DATABASE_POOL_MAX": "3",
+    return server_environment(
+        database_url=test_database_url(),
+        redis_url=settings.REDIS_URL,
+        pool_max=3,
+        secret_key=settings.SECRET_KEY,
         **overrides,
-    }
+    )
+
+
+@contextlib.contextmanager
+def make_serve_running(environment):
+    """`make serve` itself (scripts/run.sh: uvicorn workers, a Celery worker and beat) with `environment` (all of
+    it); yields (its Popen, the banner it printed) once it says it serves. Ctrl-C to scripts/run.sh stops it, as
+    in a terminal, when the block ends."""
+    import time
+
+    from bench.harness.processes import ROOT, process_tree
+
+    serve = subprocess.Popen(["make", "-s", "serve"], cwd=ROOT, env=environment, stdout=subprocess.PIPE, text=True)
+    try:
+        banner = []
+        deadline = time.monotonic() + 120
+        while not any("Stop with Ctrl-C" in line for line in banner):
+            line = serve.stdout.readline()
+            assert line or serve.poll() is None, "make serve exited:\n" + "".join(banner)
+            banner.append(line)
+            assert time.monotonic() < deadline, "make serve did not start:\n" + "".join(banner)
+        yield serve, banner
+    finally:
+        for pid in process_tree(serve.pid):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if b"scripts/run.sh" in cmdline.read():
+                    os.kill(pid, signal.SIGINT)
+        serve.communicate(timeout=60)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from bench.harness import free_port
+from bench.harness.processes import free_port
 from bookings.models import OutgoingMail, Reservation
 from bookings.providers import parse_card
 from bookings.services import (

@@ -1,11 +1,9 @@
 """Nothing lives only in a process: kill the web server outright and every hold, booking and payment is there."""
 
-import os
-import signal
-
 import httpx
 import pytest
 
+from bench.harness.processes import kill_now
 from bookings.models import Payment, Reservation
 from tests.bookings.helpers import GOOD_CARD, seat_ids
 from tests.conftest import serving
@@ -35,8 +33,7 @@ def test_holds_bookings_and_payments_survive_a_kill_9_of_the_web_server(show, se
             )
             assert paid.status_code == 200
             first_answer = paid.content
-        os.killpg(server.pid, signal.SIGKILL)  # no shutdown, no cleanup: the process group is gone
-        server.wait()
+        kill_now(server)  # no shutdown, no cleanup: the process group is gone
 
     with serving(settings) as (url, _), httpx.Client(base_url=url, timeout=10) as client:
         hold = client.get(f"/api/v1/reservations/{held}", params={"session_id": "alice"}, headers=headers).json()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from bench.harness import free_port, process_tree
+from bench.harness.processes import free_port, process_tree
 from tests import conftest
 from tests.helpers import make_environment
 

@@ -1,16 +1,15 @@
 """`make serve`: the production setup on one machine starts, serves, and stops leaving nothing behind."""
 
 import os
-import signal
-import subprocess
 import time
 
 import httpx
 import pytest
 from django.conf import settings
 
-from bench.harness import free_port, process_tree
+from bench.harness.processes import free_port, process_tree
 from tests import conftest
+from tests.helpers import make_serve_running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,17 +35,7 @@ def test_make_serve_runs_uvicorn_workers_a_celery_worker_and_beat_and_ctrl_c_sto
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         "DJANGO_DEBUG": "0",
     }
-    serve = subprocess.Popen(
-        ["make", "-s", "serve"], cwd=settings.BASE_DIR, env=environment, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        banner = []
-        deadline = time.monotonic() + 120
-        while not any("Stop with Ctrl-C" in line for line in banner):
-            line = serve.stdout.readline()
-            assert line or serve.poll() is None, "make serve exited:\n" + "".join(banner)
-            banner.append(line)
-            assert time.monotonic() < deadline, "make serve did not start:\n" + "".join(banner)
+    with make_serve_running(environment) as (serve, banner):
         assert any("uvicorn, 2 worker processes (DJANGO_DEBUG=0)" in line for line in banner)
 
         url = f"http://127.0.0.1:{port}"
@@ -58,10 +47,5 @@ def test_make_serve_runs_uvicorn_workers_a_celery_worker_and_beat_and_ctrl_c_sto
         assert any("celery -A ticketing worker" in line for line in running), running
         assert any("celery -A ticketing beat" in line for line in running), running
         tree = process_tree(serve.pid)
-    finally:
-        for pid in process_tree(serve.pid):
-            if "scripts/run.sh" in " ".join(command_lines([pid])):
-                os.kill(pid, signal.SIGINT)
-        serve.wait(timeout=60)
     time.sleep(1)
     assert not [pid for pid in tree if os.path.exists(f"/proc/{pid}") and command_lines([pid])], "left running"

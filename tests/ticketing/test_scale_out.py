@@ -1,5 +1,5 @@
 """Scaled out on one machine, the guarantees hold: two web processes behind HAProxy, two Celery workers and a
-beat, one PostgreSQL and one Redis (bench/stack.py starts them; deploy/haproxy.cfg is the balancer's setup).
+beat, one PostgreSQL and one Redis (bench/harness/balancer.py starts them; deploy/haproxy.cfg is the balancer's setup).
 
 The stack is started once for the module, against the test database, and stopped at its end leaving nothing
 running. Every process has the same hold clock, HOLD_SECONDS and no grace: short, yet long enough that no
@@ -19,8 +19,8 @@ import pytest
 import websockets
 from django.utils import timezone
 
-from bench.harness import process_tree
-from bench.stack import stack_running
+from bench.harness.balancer import stack_running
+from bench.harness.processes import process_tree
 from bookings.models import Reservation, SeatClaim
 from bookings.services import hold_seats
 from tests.factories import make_api_key, make_hall, make_show

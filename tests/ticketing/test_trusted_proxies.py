@@ -13,22 +13,19 @@ from 127.0.0.3 (any 127/8 address reaches the loopback), so its own address is t
 import contextlib
 import os
 import re
-import signal
-import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 from django.conf import settings as django_settings
 
-from bench.harness import free_port, process_tree, wait_until_url_answers
-from bench.stack import stack_running
+from bench.harness.balancer import stack_running
+from bench.harness.processes import free_port, process_running, wait_until_url_answers
 from bookings.models import Reservation
 from tests import conftest
 from tests.bookings.helpers import seat_ids
 from tests.factories import make_hall, make_show
-from tests.helpers import stack_environment
+from tests.helpers import make_serve_running, stack_environment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -75,20 +72,18 @@ def held_addresses(show):
 def daphne_runserver(environment):
     """`make run`'s server: manage.py runserver (Daphne) on the test database, as scripts/run.sh starts it."""
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-        cwd=django_settings.BASE_DIR,
-        env={**os.environ, "DATABASE_URL": conftest.test_database_url(), "DJANGO_DEBUG": "1", **environment},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
+    runserver_environment = {**os.environ, "DATABASE_URL": conftest.test_database_url(), "DJANGO_DEBUG": "1"}
+    with (
+        open(os.devnull, "wb") as quiet,
+        process_running(
+            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+            environment={**runserver_environment, **environment},
+            log=quiet,
+        ) as server,
+    ):
         wait_until_url_answers(f"{url}/api/v1/cities", server, "runserver", seconds=60)
         yield url
-    finally:
-        conftest.stop_process_group(server)
 
 
 @contextlib.contextmanager
@@ -102,37 +97,17 @@ def uvicorn(environment):
 def make_serve(environment):
     """`make serve` itself (scripts/run.sh: uvicorn with two workers, a Celery worker and beat); Ctrl-C stops it."""
     port = free_port()
-    serve = subprocess.Popen(
-        ["make", "-s", "serve"],
-        cwd=django_settings.BASE_DIR,
-        env={
-            **os.environ,
-            "TICKETING_PORT": str(port),
-            "DATABASE_URL": conftest.test_database_url(),
-            "REDIS_URL": django_settings.REDIS_URL,
-            "DJANGO_SECRET_KEY": django_settings.SECRET_KEY,
-            "DJANGO_DEBUG": "0",
-            **environment,
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        output = []
-        deadline = time.monotonic() + 120
-        while not any("Stop with Ctrl-C" in line for line in output):
-            line = serve.stdout.readline()
-            assert line or serve.poll() is None, "make serve exited:\n" + "".join(output)
-            output.append(line)
-            assert time.monotonic() < deadline, "make serve did not start:\n" + "".join(output)
+    environment = {
+        **os.environ,
+        "TICKETING_PORT": str(port),
+        "DATABASE_URL": conftest.test_database_url(),
+        "REDIS_URL": django_settings.REDIS_URL,
+        "DJANGO_SECRET_KEY": django_settings.SECRET_KEY,
+        "DJANGO_DEBUG": "0",
+        **environment,
+    }
+    with make_serve_running(environment):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        for pid in process_tree(serve.pid):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                if b"scripts/run.sh" in cmdline.read():
-                    os.kill(pid, signal.SIGINT)
-        serve.communicate(timeout=60)
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from bench.harness import process_tree
+from bench.harness.processes import process_tree
 from bookings.services import hold_seats
 from tests import conftest
 from tests.bookings.helpers import seat_ids

@@ -1,7 +1,5 @@
 """Nobody is lost or served twice when the web server and the Celery worker die and come back."""
 
-import os
-import signal
 import time
 from datetime import timedelta
 
@@ -9,6 +7,7 @@ import httpx
 import pytest
 from django.utils import timezone
 
+from bench.harness.processes import kill_now
 from bookings.models import Reservation
 from bookings.services import hold_seats
 from tests.bookings.helpers import seat_ids
@@ -16,11 +15,6 @@ from tests.conftest import celery_worker, redis_keys_of_its_own, serving
 from tests.factories import make_api_key, make_hall, make_show
 from ticketing.buyers import Buyer
 from waiting.models import Waiter
-
-
-def kill_9(process):
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 def wait_until(condition, seconds):
@@ -55,8 +49,8 @@ def test_waiters_and_served_holds_survive_kill_9_of_the_web_server_and_the_worke
             ]
         assert [response.status_code for response in joined] == [201, 201, 201]
         waiter_ids = [response.json()["waiter_id"] for response in joined]
-        kill_9(web)
-        kill_9(worker)
+        kill_now(web)
+        kill_now(worker)
 
     assert list(Waiter.objects.order_by("place").values_list("status", flat=True)) == ["Waiting"] * 3
 
@@ -72,8 +66,8 @@ def test_waiters_and_served_holds_survive_kill_9_of_the_web_server_and_the_worke
                 client.get(f"/api/v1/waitlist/{waiter_id}", params={"session_id": session}).json()
                 for waiter_id, session in zip(waiter_ids, ("first", "second", "third"), strict=True)
             ]
-        kill_9(worker)
-        kill_9(web)
+        kill_now(worker)
+        kill_now(web)
 
     assert [body["status"] for body in bodies] == ["Seats Available", "Seats Available", "Waiting"]
     assert bodies[2]["position"] == 1

@@ -1,5 +1,5 @@
-"""A PostgreSQL cluster and a Redis server of the chaos run's own, on free loopback ports, so that restarting or
-killing them (TEST-PLAN.md's faults) touches nothing else on the machine.
+"""A PostgreSQL cluster and a Redis server of a run's own, on free loopback ports, so that restarting or killing
+them (TEST-PLAN.md's faults, chaos/) touches nothing else on the machine.
 
 PostgreSQL comes from Debian's postgresql-15 (initdb and pg_ctl run as the `postgres` user, which owns the
 data folder; PostgreSQL refuses to run as root); Redis from redis-server. Both keep everything in a temporary
@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from bench.harness import free_port
+from bench.harness.processes import free_port, start_process
 
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -91,12 +91,10 @@ class OwnRedis:
 
     def start(self):
         log = open(self.folder / "redis.log", "ab")  # noqa: SIM115 (the process writes to it until it stops)
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            + ["--dir", str(self.folder), "--maxclients", "10000"],
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
+        self.process = start_process(
+            ["redis-server", "--port", self.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            + ["--dir", self.folder, "--maxclients", "10000"],
+            log=log,
         )
         deadline = time.monotonic() + 10
         while not self.answers():

@@ -1,6 +1,6 @@
 """The site scaled out on one machine: K web processes behind HAProxy, C Celery workers and one beat.
 
-    from bench.stack import stack_running
+    from bench.harness.balancer import stack_running
 
     with stack_running(web_processes=2, environment=env, celery_workers=2, beat=True) as stack:
         httpx.get(f"{stack.url}/api/v1/cities")    # through HAProxy
@@ -27,7 +27,8 @@ SIGKILL, every child is reaped and the temporary folder removed. Nothing is left
 The environment is the caller's (database, Redis, secret key, allowed hosts, pool sizes...); when the stack
 runs Celery, it sets CELERY_TASK_ALWAYS_EAGER=0 everywhere, so tasks go to its workers through the broker.
 HAProxy comes from Debian (`make debian-packages` installs it, being in the Makefile's DEBIAN_PACKAGES).
-Free ports, the project's root and the /proc readings are bench/harness.py's, whose --balanced servers are stacks.
+Every process is started and stopped as bench/harness/processes.py does it, with bench/harness/site.py's
+command lines; a scenario's --balanced server (bench/harness/servers.py) is a stack.
 """
 
 import contextlib
@@ -38,7 +39,6 @@ import resource
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -46,9 +46,9 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import ROOT, free_port, stop_processes
+from bench.harness import site
+from bench.harness.processes import ROOT, free_port, start_process, stop_processes
 from ticketing.proxies import SETTING as TRUSTED_PROXIES_SETTING
-from ticketing.proxies import uvicorn_options as site_uvicorn_options
 
 HAPROXY_TEMPLATE = ROOT / "deploy" / "haproxy.cfg"
 HEALTH_PATH = "/health/live"  # what HAProxy's health check asks for (see the template)
@@ -178,16 +178,7 @@ def _raise_open_files_limit():
 def _start(name, command, *, environment, folder, preexec_fn=None):
     log_path = folder / f"{name}.log"
     with open(log_path, "wb") as log:
-        popen = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=preexec_fn,
-        )
+        popen = start_process(command, environment=environment, log=log, preexec_fn=preexec_fn)
     return Process(name=name, popen=popen, log_path=log_path)
 
 
@@ -241,7 +232,7 @@ def stack_running(
     # Idle keep-alive connections outlive HAProxy's reuse of them (its pool-purge-delay is 5 s, uvicorn's
     # keep-alive timeout 5 s too): else uvicorn closes one just as HAProxy sends a request on it, and the
     # client's connection is cut without an answer (a few in each 1,000-buyer sale).
-    uvicorn_options=("--no-access-log", "--timeout-keep-alive", "30"),
+    uvicorn_options=("--timeout-keep-alive", "30"),
     log=None,
     start_seconds=START_SECONDS,
 ):
@@ -256,9 +247,7 @@ def stack_running(
     haproxy = haproxy_executable()
     base = dict(os.environ if environment is None else environment)
     if celery_workers or beat:
-        # Tasks go to the broker for the stack's workers, never run inside the process that sends them
-        # (pytest's environment, for one, says CELERY_TASK_ALWAYS_EAGER=1).
-        base["CELERY_TASK_ALWAYS_EAGER"] = "0"
+        base = site.celery_environment(base)
     folder = Path(tempfile.mkdtemp(prefix="ticketing-stack-"))
     started = []
     try:
@@ -266,9 +255,8 @@ def stack_running(
         web_env = {**base, **(web_environment or {}), TRUSTED_PROXIES_SETTING: HAPROXY_SOURCE_ADDRESS}
         for number in range(1, web_processes + 1):
             port = free_port()
-            command = [sys.executable, "-m", "uvicorn", "ticketing.asgi:application", "--workers", "1"]
-            command += ["--host", "127.0.0.1", "--port", str(port), "--lifespan", "off"]
-            command += ["--timeout-graceful-shutdown", "5", *uvicorn_options, *site_uvicorn_options(web_env)]
+            options = ["--timeout-graceful-shutdown", "5", *uvicorn_options]
+            command = site.uvicorn_command(port=port, workers=1, environment=web_env, options=options)
             process = _start(f"web{number}", command, environment=web_env, folder=folder)
             process.url = f"http://127.0.0.1:{port}"
             started.append(process)
@@ -276,17 +264,16 @@ def stack_running(
 
         celery = []
         celery_env = {**base, **(celery_environment or {})}
-        celery_command = [sys.executable, "-m", "celery", "-A", "ticketing"]
         for number in range(1, celery_workers + 1):
-            command = [*celery_command, "worker", "--loglevel", "info", "--hostname", f"celery{number}@%h"]
-            command += ["--pool", celery_pool, "--concurrency", str(celery_concurrency), "--without-mingle"]
-            command += ["--without-gossip"]
+            command = site.celery_worker_command(
+                name=f"celery{number}", pool=celery_pool, concurrency=celery_concurrency, loglevel="info"
+            )
             process = _start(f"celery{number}", command, environment=celery_env, folder=folder)
             started.append(process)
             celery.append(process)
         beat_process = None
         if beat:
-            command = [*celery_command, "beat", "--loglevel", "info", "--schedule", str(folder / "celerybeat-schedule")]
+            command = site.celery_beat_command(schedule=folder / "celerybeat-schedule", loglevel="info")
             beat_process = _start("beat", command, environment=celery_env, folder=folder)
             started.append(beat_process)
 
