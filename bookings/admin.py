@@ -42,6 +42,22 @@ def ids_starting_with(field, text):
     return Q(**{f"{field}__gte": uuid.UUID(digits.ljust(32, "0")), f"{field}__lte": uuid.UUID(digits.ljust(32, "f"))})
 
 
+def exact_search(queryset, search_term, *, exact, ids, booking_code=None):
+    """get_search_results of a list searched by matches an index serves: the rows the lookup `exact` finds the
+    term with, whose UUID in `ids` starts with it (ids_starting_with), or whose `booking_code` field is it."""
+    term = search_term.strip()
+    if not term:
+        return queryset, False
+    match = Q(**{exact: term})
+    if booking_code:
+        with suppress(InvalidTicket):
+            match |= Q(**{booking_code: normalize_booking_code(term)})
+    by_id = ids_starting_with(ids, term)
+    if by_id is not None:
+        match |= by_id
+    return queryset.filter(match), False
+
+
 class SeatClaimInline(ReadOnly, admin.TabularInline):
     model = SeatClaim
     verbose_name_plural = "Seats (released ones stay as history)"
@@ -127,16 +143,7 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
         return [cancel, *super().get_urls()]
 
     def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        match = Q(session_id=term)
-        with suppress(InvalidTicket):
-            match |= Q(booking_code=normalize_booking_code(term))
-        by_id = ids_starting_with("pk", term)
-        if by_id is not None:
-            match |= by_id
-        return queryset.filter(match), False
+        return exact_search(queryset, search_term, exact="session_id", ids="pk", booking_code="booking_code")
 
     def has_cancel_permission(self, request, obj=None):
         # Cancelling is the one change staff make to a reservation, so Django's change permission grants it.
@@ -249,14 +256,7 @@ class PaymentAdmin(ReadOnly, ModelAdmin):
     ]
 
     def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        match = Q(provider_reference=term)
-        by_reservation = ids_starting_with("reservation_id", term)
-        if by_reservation is not None:
-            match |= by_reservation
-        return queryset.filter(match), False
+        return exact_search(queryset, search_term, exact="provider_reference", ids="reservation_id")
 
 
 @admin.register(OutgoingMail)
@@ -285,16 +285,13 @@ class OutgoingMailAdmin(ReadOnly, ModelAdmin):
     ]
 
     def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        match = Q(address__iexact=term)
-        with suppress(InvalidTicket):
-            match |= Q(reservation__booking_code=normalize_booking_code(term))
-        by_reservation = ids_starting_with("reservation_id", term)
-        if by_reservation is not None:
-            match |= by_reservation
-        return queryset.filter(match), False
+        return exact_search(
+            queryset,
+            search_term,
+            exact="address__iexact",
+            ids="reservation_id",
+            booking_code="reservation__booking_code",
+        )
 
     def has_resend_permission(self, request, obj=None):
         # Sending again is the one change staff make to a mail, so Django's change permission grants it.

@@ -100,12 +100,8 @@ class ShowDetailSerializer(serializers.Serializer):
     counts = SeatCountsSerializer()
 
 
-class SeatMapSeatSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    row = serializers.CharField()
-    number = serializers.IntegerField()
-    type = serializers.CharField()
-    price = serializers.DecimalField(max_digits=8, decimal_places=2)
+# A seat as a reservation lists it, with its state and place on the map.
+class SeatMapSeatSerializer(ReservedSeatSerializer):
     status = serializers.ChoiceField(choices=["available", "held", "booked"])
     x = serializers.IntegerField()
     y = serializers.IntegerField()

@@ -9,16 +9,18 @@ so the order and the rules live once; the caller chooses how each step is made. 
 def run_steps(steps, make):
     """Drive a generator of steps: each step it yields is made by `make(step)` and its answer sent back (or the
     exception it raised thrown in, for the steps to handle). Returns the generator's result."""
-    answer, error = None, None
-    while True:
-        try:
-            step = steps.throw(error) if error is not None else steps.send(answer)
-        except StopIteration as done:
-            return done.value
-        try:
-            answer, error = make(step), None
-        except Exception as raised:
-            answer, error = None, raised
+
+    async def made(step):
+        return make(step)
+
+    # arun_steps is the one driver: with a `make` that never awaits, its coroutine ends on its first send.
+    driving = arun_steps(steps, made)
+    try:
+        driving.send(None)
+    except StopIteration as done:
+        return done.value
+    driving.close()
+    raise RuntimeError("a synchronous step suspended the steps")
 
 
 async def arun_steps(steps, make):

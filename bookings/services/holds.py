@@ -398,22 +398,13 @@ def _hold_call(buyer, show_id, seat_ids, *, at, count=None, best=None, check_lin
 
 
 def _held(buyer, show_id, at, row):
-    """The new hold from bookings_hold_seats' row; pushes its seats (and any freed by takeovers) after commit."""
+    """The new hold from bookings_hold_seats' row: a change of seats (_changed) from none to all of them held,
+    in the settings' currency, its clock starting `at`."""
     reservation_id, version, amount, seats, freed = row
-    reservation = _reservation(
-        buyer,
-        show_id,
-        pk=reservation_id,
-        status=Reservation.Status.RESERVED,
-        amount=amount,
-        currency=settings.TICKETING_CURRENCY,
-        created_at=at,
-        expires_at=at + timedelta(seconds=settings.TICKETING_HOLD_SECONDS),
-        seats=seats,
-    )
-    announce_freed_seats(freed)
-    announce_seat_changes(show_id, version, [(seat.pk, "held") for seat in reservation.seats_held])
-    return reservation
+    changes = [(seat_id, "held") for seat_id, *_ in seats]
+    expires_at = at + timedelta(seconds=settings.TICKETING_HOLD_SECONDS)
+    change = (show_id, version, amount, seats, changes, freed, settings.TICKETING_CURRENCY, at, expires_at)
+    return _changed(buyer, reservation_id, change)
 
 
 def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, at=None):
@@ -459,6 +450,8 @@ def _change_call(buyer, reservation_id, seat_ids, *, at):
 
 
 def _changed(buyer, reservation_id, row):
+    """The hold from bookings_change_seats' row; pushes its seats' changes (and any freed by takeovers) after
+    commit."""
     show_id, version, amount, seats, changes, freed, currency, created_at, expires_at = row
     reservation = _reservation(
         buyer,
