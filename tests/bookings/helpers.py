@@ -7,9 +7,22 @@ import threading
 import psycopg
 from django.db import connection, connections
 
+from bookings.providers import parse_card
+from bookings.services import hold_seats, pay_for_reservation
+from ticketing.buyers import Buyer
+
 GOOD_CARD = {"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"}
 DECLINED_CARD = {**GOOD_CARD, "card_number": "4000000000000002"}
 TIMEOUT_CARD = {**GOOD_CARD, "card_number": "4000000000009995"}
+
+
+def taken_by_others(show, seats, *, pay=False):
+    """Hold `seats` (any number) in holds of others, ten at most each; and pay for them with `pay`."""
+    for number, start in enumerate(range(0, len(seats), 10)):
+        buyer = Buyer(None, f"someone-{number}")
+        hold = hold_seats(buyer=buyer, show=show, seat_ids=seats[start : start + 10])
+        if pay:
+            pay_for_reservation(buyer=buyer, reservation_id=hold.pk, card=parse_card(GOOD_CARD))
 
 
 def seat_ids(show):

@@ -14,10 +14,9 @@ from django.test import Client
 from django.utils import timezone
 
 from bookings.models import Reservation
-from bookings.providers import parse_card
-from bookings.services import cancel_booking, hold_seats, pay_for_reservation
+from bookings.services import cancel_booking, hold_seats
 from cinemas.models import OPEN_SEAT_TYPES
-from tests.bookings.helpers import GOOD_CARD, labelled, seat_ids, seat_tag
+from tests.bookings.helpers import labelled, seat_ids, seat_tag, taken_by_others
 from ticketing.buyers import Buyer
 from waiting.models import Waiter
 
@@ -47,15 +46,6 @@ def booked(client, show, *labels):
 def open_seat_ids(show):
     """The show's seats that best available gives (Premium and Regular), in map order."""
     return list(show.hall.seats.filter(seat_type__in=OPEN_SEAT_TYPES).order_by("y", "x").values_list("id", flat=True))
-
-
-def taken_by_others(show, seats, *, pay=False):
-    """Hold `seats` (any number) in holds of others, ten at most each; and pay for them with `pay`."""
-    for number, start in enumerate(range(0, len(seats), 10)):
-        buyer = Buyer(None, f"someone-{number}")
-        hold = hold_seats(buyer=buyer, show=show, seat_ids=seats[start : start + 10])
-        if pay:
-            pay_for_reservation(buyer=buyer, reservation_id=hold.pk, card=parse_card(GOOD_CARD))
 
 
 def selected_option(page, name):

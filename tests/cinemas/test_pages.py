@@ -4,11 +4,8 @@ import re
 
 import pytest
 
-from bookings.providers import parse_card
-from bookings.services import hold_seats, pay_for_reservation
 from cinemas.models import OPEN_SEAT_TYPES
-from tests.bookings.helpers import GOOD_CARD, seat_ids
-from ticketing.buyers import Buyer
+from tests.bookings.helpers import seat_ids, taken_by_others
 
 pytestmark = pytest.mark.django_db
 
@@ -61,14 +58,6 @@ def showtime(page, show):
     return re.search(
         rf'<li>\s*(?:(?!</li>).)*datetime="{re.escape(show.starts_at.isoformat())}".*?</li>', page, re.S
     ).group(0)
-
-
-def taken_by_others(show, seats, *, pay=False):
-    for number, start in enumerate(range(0, len(seats), 10)):
-        buyer = Buyer(None, f"someone-{number}")
-        hold = hold_seats(buyer=buyer, show=show, seat_ids=seats[start : start + 10])
-        if pay:
-            pay_for_reservation(buyer=buyer, reservation_id=hold.pk, card=parse_card(GOOD_CARD))
 
 
 def open_seats(show):

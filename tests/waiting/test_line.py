@@ -61,6 +61,17 @@ def shown_version(waiter):
     return read_waiter(waiter.pk).version
 
 
+def assert_told_to_retry_for_the_line(api, show, seat):
+    """A hold of `seat` through the API by a fresh buyer is refused: the seat is owed to the line."""
+    response = api.post(
+        "/api/v1/reservations",
+        {"session_id": "fresh", "movie_id": show.movie_id, "show_id": show.pk, "seats_to_reserve": [seat]},
+        format="json",
+    )
+    body = assert_api_error(response, 409, "waiting_line")
+    assert body["status"] == "Reservation Failed - Retry, as other users are holding reserved seats"
+
+
 def row_versions(waiters):
     """Each waiter's row version in PostgreSQL (xmin): it changes whenever the row is written."""
     with connection.cursor() as cursor:
@@ -143,13 +154,7 @@ class TestJoining:
         with pytest.raises(BookingError) as refused:
             hold_seats(buyer=Buyer(None, "fresh"), show=show, seat_ids=[seat])
         assert refused.value.code == "waiting_line"
-        response = api.post(
-            "/api/v1/reservations",
-            {"session_id": "fresh", "movie_id": show.movie_id, "show_id": show.pk, "seats_to_reserve": [seat]},
-            format="json",
-        )
-        body = assert_api_error(response, 409, "waiting_line")
-        assert body["status"] == "Reservation Failed - Retry, as other users are holding reserved seats"
+        assert_told_to_retry_for_the_line(api, show, seat)
         assert not Reservation.objects.filter(session_id="fresh").exists()  # the refusals changed nothing
         free(holds[1], django_capture_on_commit_callbacks)
         assert fresh(waiter).status == "Seats Available"  # the freed seats went to the line
@@ -483,13 +488,7 @@ class TestTheApi:
         join(show, "waiting", 2)
         free(holds[0], django_capture_on_commit_callbacks)  # one free seat, owed to the line
         seat = holds[0].claims.get().seat_id
-        response = api.post(
-            "/api/v1/reservations",
-            {"session_id": "fresh", "movie_id": show.movie_id, "show_id": show.pk, "seats_to_reserve": [seat]},
-            format="json",
-        )
-        body = assert_api_error(response, 409, "waiting_line")
-        assert body["status"] == "Reservation Failed - Retry, as other users are holding reserved seats"
+        assert_told_to_retry_for_the_line(api, show, seat)
 
 
 def test_staff_see_the_line_in_the_admin_and_cannot_edit_it(admin_client, full_show):
