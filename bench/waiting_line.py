@@ -5,16 +5,15 @@ Usage (make bench-waiting runs it):
 
 On this machine: its own database (ticketing_bench_waiting) and Redis database (/7), a real uvicorn (one
 worker) and a real Celery worker WITHOUT beat, so the only thing that can serve the line is the wake-up sent
-after commit. Each round: a buyer holds both seats of a 2-seat hall, a waiter joins the line for 2 seats,
+after commit. The show is the benchmarks' (bench.show.prepare_show) in a hall of 2 seats. Each round: a buyer
+holds both seats, a waiter joins the line for 2 seats,
 the buyer cancels its hold (DELETE), and the script polls PostgreSQL every 5 ms until the waiter is
 "Seats Available". The figure is the time from sending the DELETE to that row change (an upper bound: it
 includes the cancel's own round trip).
 """
 
 import argparse
-import json
 import logging
-import os
 import statistics
 import tempfile
 import time
@@ -25,60 +24,13 @@ import psycopg
 import redis
 
 from bench.harness.database import ensure_database
+from bench.harness.figures import publish_report
 from bench.harness.processes import free_port, start_process, stop_processes, unwind_on_sigterm, wait_until_url_answers
 from bench.harness.site import celery_environment, celery_worker_command, server_environment, start_server
+from bench.show import BENCH_KEY, prepare_show
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_waiting"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
-
-
-def prepare(database_url, redis_url):
-    """Migrate and make a 2-seat show and an API key; returns (show_id, movie_id, seat_ids, raw_key)."""
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "ticketing.settings",
-            "DJANGO_DEBUG": "1",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "CELERY_TASK_ALWAYS_EAGER": "1",
-        }
-    )
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.utils import timezone
-
-    from cinemas.models import Cinema, City, Hall, Movie
-    from cinemas.services import build_seat_layout, schedule_show
-    from ticketing.models import ApiKey
-    from ticketing.services import create_api_key
-
-    call_command("migrate", verbosity=0)
-    city, _ = City.objects.get_or_create(name="Bench City", country="Benchland")
-    cinema, _ = Cinema.objects.get_or_create(
-        city=city,
-        name="Bench Cinema",
-        defaults={"address": "1 Bench St", "postal_code": "00000", "latitude": 0, "longitude": 0, "time_zone": "UTC"},
-    )
-    hall = build_seat_layout(hall=Hall.objects.create(cinema=cinema, name=f"Hall {time.time_ns()}"), plan="RR")
-    movie, _ = Movie.objects.get_or_create(
-        title="Bench Movie",
-        defaults={
-            "duration": 90,
-            "genre": "Drama",
-            "language": "English",
-            "release_date": "2026-01-01",
-            "country": "X",
-        },
-    )
-    show = schedule_show(
-        movie=movie, hall=hall, starts_at=timezone.now() + timezone.timedelta(days=2), prices={"Regular": 10}
-    )
-    raw_key = "tk_bench_waiting_line_key"
-    if not ApiKey.objects.filter(name="bench-waiting").exists():
-        create_api_key(name="bench-waiting", rate_per_minute=10_000_000, held_seats_per_show=None, raw_key=raw_key)
-    return show.pk, movie.pk, list(hall.seats.values_list("pk", flat=True)), raw_key
 
 
 def main():
@@ -94,7 +46,8 @@ def main():
 
     ensure_database(arguments.database_url)
     redis.Redis.from_url(arguments.redis_url).flushdb()
-    show_id, movie_id, seats, raw_key = prepare(arguments.database_url, arguments.redis_url)
+    show_id, movie_id, plan = prepare_show(arguments.database_url, arguments.redis_url, hall_seats=2)
+    seats, raw_key = plan.seat_ids, BENCH_KEY
     port = free_port()
     log = tempfile.TemporaryFile()  # noqa: SIM115  (kept open for the subprocesses' whole life)
     environment = server_environment(database_url=arguments.database_url, redis_url=arguments.redis_url, pool_max=8)
@@ -151,10 +104,7 @@ def main():
         },
         "setup": "uvicorn 1 worker + Celery worker without beat, PostgreSQL and Redis, all on this 2-core machine",
     }
-    print(json.dumps(report, indent=2))
-    if arguments.json:
-        arguments.json.parent.mkdir(parents=True, exist_ok=True)
-        arguments.json.write_text(json.dumps(report, indent=2))
+    publish_report(report, arguments)
 
 
 if __name__ == "__main__":

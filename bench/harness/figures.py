@@ -136,11 +136,11 @@ def cpu_report(before, after, server_pid, elapsed):
     }
 
 
-def publish_report(report, options, *, log, server_log, summary=None):
+def publish_report(report, options, *, log=None, server_log="", summary=None):
     """Print the report (JSON, on stdout), then `summary` (stderr), and write the report to --json if given.
 
-    When report["ok"] is false: the end of the server's log (whose file is kept) and exit status 1; else the
-    log's file is removed.
+    When report["ok"] is false: the end of the server's log (`log`, a named file, kept) and exit status 1; else
+    the log's file is removed. A report without "ok" is a measurement with nothing to fail.
     """
     print(json.dumps(report, indent=2))
     if summary:
@@ -148,10 +148,12 @@ def publish_report(report, options, *, log, server_log, summary=None):
     if options.json:
         options.json.parent.mkdir(parents=True, exist_ok=True)
         options.json.write_text(json.dumps(report, indent=2))
-    if not report["ok"]:
-        print(f"\nFAILED. The server's log ({log.name}) ends with:\n{server_log[-3000:]}", file=sys.stderr)
+    if not report.get("ok", True):
+        where = f" The server's log ({log.name}) ends with:\n{server_log[-3000:]}" if log else ""
+        print(f"\nFAILED.{where}", file=sys.stderr)
         sys.exit(1)
-    os.unlink(log.name)
+    if log is not None:
+        os.unlink(log.name)
 
 
 def code_version():
