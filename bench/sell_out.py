@@ -121,6 +121,20 @@ def seat_types_of_show(database_url, show_id):
 # --- The report -----------------------------------------------------------------------------------------------
 
 
+def how_it_ended(sale, *, free):
+    if sale.failures:
+        return "failure"
+    if free == 0:
+        return "sold out"
+    if any(reason.startswith("stopped") for reason in sale.buyers):
+        return "time limit"
+    if free < sale.fewest_given_up:
+        return f"sold out for the buyers left: {free} seats free, too few for any who gave up"
+    if any(reason.startswith("gave up") for reason in sale.buyers):
+        return f"every buyer booked or gave up, {free} seats free that some could have used"
+    return f"every buyer booked: {free} seats free (too few buyers to sell out)"
+
+
 def build_report(sale, *, elapsed, cpu, server_settings, counts, violations):
     options = sale.options
     bookings = len(sale.booked)
@@ -128,18 +142,7 @@ def build_report(sale, *, elapsed, cpu, server_settings, counts, violations):
     to_last_booking_s = (sale.last_booking - sale.started) if sale.last_booking else None
     unexpected = {status: n for status, n in sale.statuses.items() if status not in EXPECTED}
     buyers_done = sum(sale.buyers.values())
-    if sale.failures:
-        ended_by = "failure"
-    elif counts["free"] == 0:
-        ended_by = "sold out"
-    elif any(reason.startswith("stopped") for reason in sale.buyers):
-        ended_by = "time limit"
-    elif counts["free"] < sale.fewest_given_up:
-        ended_by = f"sold out for the buyers left: {counts['free']} seats free, too few for any who gave up"
-    elif any(reason.startswith("gave up") for reason in sale.buyers):
-        ended_by = f"every buyer booked or gave up, {counts['free']} seats free that some could have used"
-    else:
-        ended_by = f"every buyer booked: {counts['free']} seats free (too few buyers to sell out)"
+    ended_by = how_it_ended(sale, free=counts["free"])
     requests = sum(sale.statuses.values())
     return {
         "setup": {
