@@ -35,29 +35,25 @@ one small machine does with everything on it, not what the server does alone (th
 time was split).
 
 The server, the clients and the CPU report are bench/harness's, as for every scenario; this module is the hot
-show's own: its buyers, invariants and report; the show itself is bench/show.py's, which other scenarios and
-chaos/ share.
+show's own invariants and report, its buyers are bench/hold_path_buyers.py's, what it shares with the sell-out
+bench/sale.py's; the show itself is bench/show.py's, which other scenarios and chaos/ share.
 """
 
 import argparse
-import asyncio
-import random
 import secrets
-import time
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psycopg
 import redis
 
-from bench.harness.clients import add_http_client_option, bench_clients, minding_busy, seat_range, timed
+from bench.harness.clients import add_http_client_option, seat_range
 from bench.harness.database import ensure_database
-from bench.harness.figures import publish_report, summary_ms, take_cpu_snapshot
+from bench.harness.figures import publish_report, summary_ms
 from bench.harness.processes import unwind_on_sigterm
-from bench.harness.servers import add_server_options, plan_server, serve_sale, wait_and_warm_up
-from bench.show import BENCH_KEY, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, SeatingPlan, prepare_show
+from bench.harness.servers import add_server_options, plan_server, serve_sale
+from bench.hold_path_buyers import HoldSale, run_sale
+from bench.sale import add_run_options, verdict
+from bench.show import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, prepare_show
 
 # A 503 with Retry-After is a process shedding load (its admission queue full or too slow): the client sends
 # the request again after it (minding_busy), and the report counts them.
@@ -78,169 +74,6 @@ def drop_queued_wake_ups(redis_url):
         broker.delete("celery")
     broker.close()
     return queued
-
-
-# --- The buyers -------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Sale:
-    """What the clients know and counted, shared by every virtual buyer (one event loop: no locks needed)."""
-
-    show_id: int
-    movie_id: int
-    hall: SeatingPlan
-    options: argparse.Namespace
-    run_tag: str
-    deadline: float = 0.0
-    held: set = field(default_factory=set)  # the live seat map as the clients know it: seats of their holds
-    answered: dict = field(default_factory=dict)  # reservation id -> seat ids, from every 201
-    kept: dict = field(default_factory=dict)  # reservation id -> seat ids, holds still held at the end
-    kept_seats: int = 0
-    given_up: set = field(default_factory=set)  # reservation ids deleted (200)
-    latencies: dict = field(default_factory=dict)  # "POST 201" etc. -> [ms]
-    statuses: Counter = field(default_factory=Counter)
-    conflicts: Counter = field(default_factory=Counter)  # 409s by error code
-    failures: list = field(default_factory=list)
-    sold_out: bool = False
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def record(self, method, status, milliseconds):
-        self.statuses[f"{method} {status}"] += 1
-        self.latencies.setdefault(f"{method} {status}", []).append(milliseconds)
-
-    def fail(self, what):
-        self.failures.append(what)
-        self.stop.set()  # a broken server answers fast: don't spin on it, end the run and say why
-
-    def running(self):
-        return not self.stop.is_set() and time.monotonic() < self.deadline
-
-
-async def buyer(number, client, sale):
-    options = sale.options
-    rng = random.Random(options.seed * 1_000_003 + number)
-    customer = 0
-    while sale.running():
-        customer += 1
-        session_id = f"{sale.run_tag}-{number}-{customer}"  # a new buyer each time: no session nears the cap
-        count = rng.randint(*options.seats)
-        lost = set()  # seats this buyer just lost a race for: it picks others next
-        while sale.running():
-            seats = sale.hall.pick(rng, count, held=sale.held, avoid=lost, hot_share=options.hot_share)
-            if seats is None:
-                if len(sale.hall.seat_ids) - sale.kept_seats < count:
-                    sale.sold_out = True
-                    sale.stop.set()
-                    return
-                await asyncio.sleep(0.005)  # seats of holds being given up come back in a moment
-                lost.clear()
-                continue
-            answered = await ask_to_hold(client, sale, session_id, seats)
-            if answered is None:
-                return
-            if answered == 409:
-                lost.update(seats)
-                continue
-            reservation_id, got = answered
-            if rng.random() < options.release:
-                await give_up(client, sale, reservation_id, session_id, got)
-            else:
-                sale.kept[reservation_id] = got
-                sale.kept_seats += len(got)
-            break
-
-
-async def ask_to_hold(client, sale, session_id, seats):
-    """POST one hold and count its answer: 409, `(reservation_id, seat ids)` for a 201, or None on a failure."""
-    body = {"session_id": session_id, "show_id": sale.show_id, "movie_id": sale.movie_id, "seats_to_reserve": seats}
-    try:
-        response, ms = await minding_busy(
-            lambda: client.post("/api/v1/reservations", json=body),
-            lambda busy, ms: sale.record("POST", busy.status_code, ms),
-        )
-    except httpx.HTTPError as exc:
-        sale.fail(f"POST /api/v1/reservations: {type(exc).__name__}: {exc}")
-        return None
-    sale.record("POST", response.status_code, ms)
-    if response.status_code == 409:
-        sale.conflicts[response.json().get("error", {}).get("code", "?")] += 1
-        return 409
-    if response.status_code != 201:
-        sale.fail(f"POST /api/v1/reservations {seats} -> {response.status_code}: {response.text[:300]}")
-        return None
-    answer = response.json()
-    reservation_id = answer["reservation_id"]
-    got = sorted(seat["id"] for seat in answer["seats"])
-    sale.answered[reservation_id] = got
-    if got != sorted(seats):
-        sale.fail(f"hold {reservation_id} asked for seats {sorted(seats)} and was answered {got}")
-    sale.held.update(got)
-    return reservation_id, got
-
-
-async def pair_buyer(client, sale, requests):
-    """--pairs: take the next request (a pair of neighbouring seats) off the shared list and ask once."""
-    while requests and not sale.stop.is_set():
-        number, seats = requests.pop()
-        answered = await ask_to_hold(client, sale, f"{sale.run_tag}-pair-{number}", seats)
-        if answered is None:
-            return
-        if answered != 409:
-            reservation_id, got = answered
-            sale.kept[reservation_id] = got
-            sale.kept_seats += len(got)
-
-
-def pair_requests(sale):
-    """Every pair of neighbouring seats of the hall, each asked for by two buyers, in a random order."""
-    pairs = [row[start : start + 2] for row in sale.hall.rows for start in range(0, len(row) - 1, 2)]
-    requests = [(number, pair) for number, pair in enumerate(pairs + pairs)]
-    random.Random(sale.options.seed).shuffle(requests)
-    return requests
-
-
-async def give_up(client, sale, reservation_id, session_id, seats):
-    try:
-        response, ms = await timed(
-            client.delete(f"/api/v1/reservations/{reservation_id}", params={"session_id": session_id})
-        )
-    except httpx.HTTPError as exc:
-        sale.fail(f"DELETE /api/v1/reservations/{reservation_id}: {type(exc).__name__}: {exc}")
-        return
-    sale.record("DELETE", response.status_code, ms)
-    if response.status_code != 200 or response.json().get("status") != "Cancelled":
-        sale.fail(f"DELETE {reservation_id} -> {response.status_code}: {response.text[:300]}")
-        sale.kept[reservation_id] = seats  # its fate is unknown: the checks treat it as still held
-        return
-    sale.given_up.add(reservation_id)
-    sale.held.difference_update(seats)
-
-
-async def run_sale(sale, *, base_url, server):
-    options = sale.options
-    async with bench_clients(
-        base_url, options.concurrency, api_key=BENCH_KEY, http_client=options.http_client
-    ) as clients:
-        shares = len(clients)
-        await wait_and_warm_up(clients, server, sale.show_id, options)
-        before = take_cpu_snapshot(server, options.database_url)
-        started = time.monotonic()
-        sale.deadline = started + options.duration
-        if options.pairs:
-            requests = pair_requests(sale)
-            sale.deadline = float("inf")  # the run ends when every request has been answered
-            await asyncio.gather(
-                *(pair_buyer(clients[number % shares], sale, requests) for number in range(options.concurrency))
-            )
-        else:
-            await asyncio.gather(
-                *(buyer(number, clients[number % shares], sale) for number in range(options.concurrency))
-            )
-        elapsed = time.monotonic() - started
-        after = take_cpu_snapshot(server, options.database_url)
-        seat_map = await clients[0].get(f"/api/v1/shows/{sale.show_id}/seats")
-    return elapsed, before, after, seat_map
 
 
 # --- Invariants -----------------------------------------------------------------------------------------------
@@ -345,9 +178,7 @@ def build_report(sale, *, elapsed, cpu, server_settings, violations):
         "holds_kept_at_end": len(sale.kept),
         "seats_kept_at_end": sale.kept_seats,
         "cpu": cpu,
-        "invariants": {name: len(found) for name, found in violations.items()},
-        "invariant_examples": {name: found[:5] for name, found in violations.items() if found},
-        "ok": not sale.failures and not unexpected and not any(violations.values()),
+        **verdict(sale, unexpected, violations),
     }
 
 
@@ -362,9 +193,7 @@ def main():
     parser.add_argument("--duration", type=float, default=20, help="seconds, unless the show sells out first")
     parser.add_argument("--release", type=float, default=0.5, help="chance a buyer gives a hold up at once")
     parser.add_argument("--hot-share", type=float, default=0.7, help="share of picks in the middle third of rows")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    add_run_options(parser, database_url=DEFAULT_DATABASE_URL, redis_url=DEFAULT_REDIS_URL)
     parser.add_argument(
         "--pairs",
         action="store_true",
@@ -386,7 +215,7 @@ def main():
     drop_queued_wake_ups(options.redis_url)  # an interrupted run may have left some
     pool_max, server_settings = plan_server(options)
     show_id, movie_id, hall = prepare_show(options.database_url, options.redis_url, key_cap=options.key_cap)
-    sale = Sale(show_id=show_id, movie_id=movie_id, hall=hall, options=options, run_tag=secrets.token_hex(4))
+    sale = HoldSale(show_id=show_id, movie_id=movie_id, hall=hall, options=options, run_tag=secrets.token_hex(4))
     served = serve_sale(sale, run_sale, pool_max=pool_max, log_prefix="bench-holds-server-")
     server_settings["celery_wake_ups_queued"] = drop_queued_wake_ups(options.redis_url)
     violations = check_invariants(options.database_url, sale, served.seat_map)

@@ -64,23 +64,12 @@ SELECT bench.release(NULLIF(':reservation', 'none')::uuid, 'sql-' || :session);
 """
 
 
-def main():
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.sql_ceiling", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--duration", type=int, default=20)
-    parser.add_argument(
-        "--refusals",
-        action="store_true",
-        help="the refusal path instead: every seat of the hall is held first (by 1,000 two-seat holds), so every "
-        "attempt is refused after counting the show's 2,000 live claims (its most expensive refusal)",
-    )
-    parser.add_argument("--json", help="also write the summary here")
-    options = parser.parse_args()
+def prepare(database_url, *, refusals):
+    """Install the wrappers and release the last show's live holds (with refusals, hold every seat again).
 
-    with psycopg.connect(options.database_url, autocommit=True) as connection:
+    Returns the show's id, its hall's seat ids, and how many reservations it has before pgbench runs.
+    """
+    with psycopg.connect(database_url, autocommit=True) as connection:
         connection.execute(FUNCTIONS)
         show_id, hall_id = connection.execute(
             "SELECT id, hall_id FROM cinemas_show ORDER BY id DESC LIMIT 1"
@@ -97,13 +86,17 @@ def main():
         connection.execute(
             "UPDATE bookings_reservation SET status = 'Cancelled' WHERE show_id = %s AND status = 'Reserved'", [show_id]
         )
-        if options.refusals:
+        if refusals:
             for pair in range(len(seat_ids) // 2):
                 connection.execute("SELECT bench.hold(%s, %s, %s)", [show_id, f"holder-{pair}", seat_ids[2 * pair]])
         before = connection.execute(
             "SELECT count(*) FROM bookings_reservation WHERE show_id = %s", [show_id]
         ).fetchone()[0]
+    return show_id, seat_ids, before
 
+
+def run_pgbench(options, show_id, seat_ids):
+    """pgbench's transactions per second and average latency (ms) over SCRIPT."""
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
         script.write(SCRIPT.format(show=show_id, first_seat=seat_ids[0], pairs_last=len(seat_ids) // 2 - 1))
     command = ["pgbench", "-n", "-c", str(options.clients), "-j", "2", "-T", str(options.duration), "-f", script.name]
@@ -114,8 +107,12 @@ def main():
         sys.exit(f"pgbench failed:\n{run.stdout}\n{run.stderr}")
     tps = float(re.search(r"tps = ([\d.]+)", run.stdout).group(1))
     latency = float(re.search(r"latency average = ([\d.]+) ms", run.stdout).group(1))
+    return tps, latency
 
-    with psycopg.connect(options.database_url) as connection:
+
+def after_pgbench(database_url, show_id, before):
+    """Holds granted during the run, and how many seats have two live claims."""
+    with psycopg.connect(database_url) as connection:
         granted = (
             connection.execute("SELECT count(*) FROM bookings_reservation WHERE show_id = %s", [show_id]).fetchone()[0]
             - before
@@ -125,6 +122,28 @@ def main():
             " GROUP BY seat_id HAVING count(*) > 1) AS doubled",
             [show_id],
         ).fetchone()[0]
+    return granted, doubled
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sql_ceiling", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--duration", type=int, default=20)
+    parser.add_argument(
+        "--refusals",
+        action="store_true",
+        help="the refusal path instead: every seat of the hall is held first (by 1,000 two-seat holds), so every "
+        "attempt is refused after counting the show's 2,000 live claims (its most expensive refusal)",
+    )
+    parser.add_argument("--json", help="also write the summary here")
+    options = parser.parse_args()
+
+    show_id, seat_ids, before = prepare(options.database_url, refusals=options.refusals)
+    tps, latency = run_pgbench(options, show_id, seat_ids)
+    granted, doubled = after_pgbench(options.database_url, show_id, before)
     summary = {
         "mode": "refusals: every attempt refused, the hall full of holds" if options.refusals else "hold and release",
         "clients": options.clients,
