@@ -1,13 +1,14 @@
 """Where a seat push waits: one seat-map socket and one channel-layer listener, in a process of their own.
 
-Usage (while a server runs, e.g. during bench/waiting_surge.py's serving):
+Usage (while a server runs, e.g. during the waiting surge's serving, python -m bench.waiting_surge):
     python -m bench.push_probe --port PORT --show-id ID [--seconds 150] [--redis-url redis://127.0.0.1:6379/5]
 
-It joins the show's group on the channel layer (as bench/waiting_surge.py's listener does) and watches the
-show's seat map over one WebSocket, uncompressed. For every message, from when the channel layer had it to
-when the socket carried it: the web process's share of a push's latency, with no load generator between (the
-surge's 1,000 watchers share one busy process). A message whose version no frame carries was merged into a
-later frame by the web process (bookings.consumers.SeatMapWatchers: it was behind); the report counts them.
+It joins the show's group on the channel layer (bench/channel_listener.py, as the waiting surge's listener
+does) and watches the show's seat map over one WebSocket (bench/seat_watchers.py), uncompressed. For every
+message, from when the channel layer had it to when the socket carried it: the web process's share of a
+push's latency, with no load generator between (the surge's 1,000 watchers share one busy process). A message
+whose version no frame carries was merged into a later frame by the web process
+(bookings.consumers.SeatMapWatchers: it was behind); the report counts them.
 """
 
 import argparse
@@ -16,33 +17,25 @@ import json
 import statistics
 import time
 
-import websockets
-from channels_redis.core import RedisChannelLayer
+from bench.channel_listener import hear, joined, seats_group
+from bench.seat_watchers import seat_map_socket, watch
 
 
 async def probe(options):
     heard, framed = {}, {}
 
     async def listen():
-        layer = RedisChannelLayer(hosts=[{"address": options.redis_url, "socket_timeout": 10}], capacity=100_000)
-        channel = await layer.new_channel()
-        await layer.group_add(f"show-{options.show_id}", channel)  # bookings.consumers.show_group
-        while True:
-            try:
-                message = await layer.receive(channel)
-            except Exception:  # an idle blocking read cut short by the socket timeout: ask again
-                continue
-            heard.setdefault(message["message"]["version"], time.time())
+        layer, channel = await joined(options.redis_url, seats_group(options.show_id))
+        await hear(layer, channel, lambda message, now: heard.setdefault(message["message"]["version"], now))
 
-    async def watch():
-        origin = f"http://127.0.0.1:{options.port}"
-        url = f"ws://127.0.0.1:{options.port}/ws/shows/{options.show_id}/"
-        async with websockets.connect(url, origin=origin, max_queue=None, compression=None) as socket:
-            await socket.recv()  # the version greeting
-            async for frame in socket:
-                framed.setdefault(json.loads(frame)["version"], time.time())
+    def read(frame):
+        framed.setdefault(json.loads(frame)["version"], time.time())
 
-    tasks = [asyncio.ensure_future(listen()), asyncio.ensure_future(watch())]
+    async def watch_uncompressed():
+        url, origin = seat_map_socket(f"http://127.0.0.1:{options.port}", options.show_id)
+        await watch(url, origin, read, open_timeout=10, compression=None)  # websockets' default open_timeout
+
+    tasks = [asyncio.ensure_future(listen()), asyncio.ensure_future(watch_uncompressed())]
     await asyncio.sleep(options.seconds)
     for task in tasks:
         task.cancel()

@@ -30,43 +30,32 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-import websockets
 
 from bench.harness.clients import PUSH_MISSING_AFTER_SECONDS
 from bench.harness.database import connection_budget, ensure_database
 from bench.harness.figures import cpu_report, percentile, take_cpu_snapshot
 from bench.harness.processes import unwind_on_sigterm
 from bench.harness.servers import bench_server_running, describe_server, wait_until_answering
+from bench.seat_watchers import cancel_all, open_watchers, seat_map_socket, watch
 from bench.show import BENCH_KEY, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, prepare_show
-
-
-async def watch(url, origin, arrivals, greeted, served_by=None):
-    async with websockets.connect(url, origin=origin, open_timeout=60, max_queue=None) as socket:
-        if served_by is not None:
-            served_by[socket.response.headers.get("X-Served-By", "?")] += 1  # HAProxy's header, when balanced
-        json.loads(await socket.recv())  # the version greeting
-        greeted.release()
-        async for frame in socket:
-            now = time.perf_counter()
-            message = json.loads(frame)
-            for change in message.get("changes", []):
-                arrivals.setdefault(change["id"], []).append(now)
 
 
 async def run(options, show_id, movie_id, seat_ids, port, *, base_url=None, served_by=None):
     base = base_url or f"http://127.0.0.1:{port}"
-    origin = base
-    socket_url = base.replace("http://", "ws://", 1) + f"/ws/shows/{show_id}/"
+    socket_url, origin = seat_map_socket(base, show_id)
     arrivals = [{} for _ in range(options.watchers)]
-    greeted = asyncio.Semaphore(0)
+
+    async def watch_one(n, greeted):
+        def read(frame):
+            now = time.perf_counter()
+            for change in json.loads(frame).get("changes", []):
+                arrivals[n].setdefault(change["id"], []).append(now)
+
+        await watch(socket_url, origin, read, greeted=greeted, served_by=served_by)
+
     async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": BENCH_KEY}, timeout=30) as client:
         await wait_until_answering(client, options.server, show_id)
-        watchers = [
-            asyncio.create_task(watch(socket_url, origin, arrivals[n], greeted, served_by))
-            for n in range(options.watchers)
-        ]
-        for _ in range(options.watchers):
-            await asyncio.wait_for(greeted.acquire(), timeout=120)
+        watchers = await open_watchers(options.watchers, watch_one, timeout=120)
         latencies, missing = [], 0
         before, started = take_cpu_snapshot(options.server, options.database_url), time.perf_counter()
         for round_number in range(options.rounds):
@@ -90,9 +79,7 @@ async def run(options, show_id, movie_id, seat_ids, port, *, base_url=None, serv
                 seen.clear()
         after = take_cpu_snapshot(options.server, options.database_url)
         cpu = cpu_report(before, after, options.server.pid, time.perf_counter() - started)
-        for task in watchers:
-            task.cancel()
-        await asyncio.gather(*watchers, return_exceptions=True)
+        await cancel_all(watchers)
     return latencies, missing, cpu
 
 
