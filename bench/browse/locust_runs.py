@@ -8,8 +8,8 @@ What differs from the hand-written (httpx) visitors of bench/browse.py before it
 - its percentiles are its histogram's (LOCUST_NOTE), and a call's n and percentiles count every request of it,
   failed ones too (a failure fails the run anyway);
 - requests/s and elapsed_s are over Locust's own span (its first user's start to its last request); the CPU
-  report's wall clock is the whole Locust process's, its start included, and the load generator's CPU is
-  Locust's (this process only waits meanwhile);
+  report's wall clock and load generator are the whole Locust process's, its start included (a few tenths of a
+  CPU-second, which a 20-s level hardly notices; this process only waits meanwhile);
 - --duration and --warmup are run as whole seconds (Locust's --run-time), at least 1;
 - SearchMovies by kind times the request alone (with --think, the think time after it was counted in before);
 - each user keeps its own connection (the hand-written visitors shared a pool of them), so they all start at
