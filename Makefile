@@ -78,8 +78,15 @@ study-db: venv services
 bench-search: study-db
 	DATABASE_URL='$(STUDY_DATABASE_URL)' $(VENV)/bin/python -m bench.search_movies --json bench/results/search_movies.json
 
-bench-browse: study-db
-	$(VENV)/bin/python -m bench.browse --database-url '$(STUDY_DATABASE_URL)' --concurrency 10,50 --json bench/results/browse.json
+# Locust, bench-browse's load generator, in a virtualenv of its own (its gevent and Flask have no place in the
+# site's), made from the registry's pinned release when missing.
+locust-venv:
+	@test -x .venv-locust/bin/locust || \
+		{ python3 -m venv .venv-locust && .venv-locust/bin/pip install -r bench/requirements-locust.txt; }
+
+bench-browse: study-db locust-venv
+	$(VENV)/bin/python -m bench.browse --database-url '$(STUDY_DATABASE_URL)' --concurrency 10,50 \
+		--locust .venv-locust/bin/locust --json bench/results/browse.json
 
 bench-sweep: debian-packages venv services
 	$(VENV)/bin/python -m bench.sweep

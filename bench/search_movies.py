@@ -5,7 +5,8 @@ Usage (make bench-search does all of it):
 
 The database must hold `seed_demo --scale study` (500 cities x 10 cinemas x 2,000 seats, 2 shows a day for
 7 days). Requests go through the whole API stack in-process (key check, quota, parameters, queries, JSON)
-with a realistic mix of parameters drawn from the data; the figures are wall-clock per request.
+with a realistic mix of parameters drawn from the data (bench/catalog_queries.py); the figures are wall-clock
+per request.
 """
 
 import argparse
@@ -17,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.catalog_queries import parameter_mix
 from bench.harness.figures import percentile
 from bench.harness.site import SECRET_KEY
 
@@ -40,44 +42,6 @@ from ticketing.models import ApiKey  # noqa: E402
 from ticketing.services import create_api_key  # noqa: E402
 
 BENCH_KEY = "tk_bench_search_movies_key"
-
-
-def typo(word, rng):
-    if len(word) < 4:
-        return word
-    position = rng.randrange(1, len(word) - 1)
-    return word[:position] + word[position + 1 :]
-
-
-def parameter_mix(rng, *, cities, cinemas, titles, at):
-    """One request's parameters, shaped like what a moviegoer's app sends."""
-    kind = rng.choice(["city", "city+keyword", "near_me", "postal_code", "keyword+spellcheck", "when", "keyword"])
-    parameters = {"results_per_page": rng.choice([10, 10, 20, 30]), "page": rng.choice([1, 1, 1, 2, 3])}
-    orders = [order for order in SORTING_ORDERS if order != "distance,asc"]
-    if kind in {"city", "city+keyword"}:
-        city = rng.choice(cities)
-        parameters["city"] = city.pk if rng.random() < 0.5 else city.name
-        if kind == "city+keyword":
-            parameters["keyword"] = rng.choice(titles).split()[0]
-    elif kind == "near_me":
-        cinema = rng.choice(cinemas)
-        parameters["lat_long"] = f"{cinema.latitude + rng.uniform(-0.05, 0.05):.4f},{cinema.longitude:.4f}"
-        parameters["radius"] = rng.choice([5, 10, 25, 50])
-        orders = list(SORTING_ORDERS)
-    elif kind == "postal_code":
-        parameters["postal_code"] = rng.choice(cinemas).postal_code
-    elif kind == "keyword+spellcheck":
-        parameters["keyword"] = typo(rng.choice(titles), rng)
-        parameters["include_spellcheck"] = "yes"
-    elif kind == "when":
-        start = at + timezone.timedelta(hours=rng.randrange(0, 144))
-        parameters["start_datetime"] = start.isoformat()
-        parameters["end_datetime"] = (start + timezone.timedelta(hours=rng.choice([3, 6, 24]))).isoformat()
-        parameters["city"] = rng.choice(cities).pk
-    else:
-        parameters["keyword"] = rng.choice(titles)
-    parameters["sorting_order"] = rng.choice(orders)
-    return kind, parameters
 
 
 def main():
@@ -106,7 +70,9 @@ def main():
 
     timings = {}
     for number in range(arguments.warmup + arguments.requests):
-        kind, parameters = parameter_mix(rng, cities=cities, cinemas=cinemas, titles=titles, at=at)
+        kind, parameters = parameter_mix(
+            rng, cities=cities, cinemas=cinemas, titles=titles, at=at, sorting_orders=list(SORTING_ORDERS)
+        )
         started = time.perf_counter()
         response = client.get("/api/v1/movies/search", parameters)
         elapsed_ms = (time.perf_counter() - started) * 1000
