@@ -24,7 +24,7 @@ STUDY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ticketing_study
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k holds -x"
 PYTEST_ARGS ?=
 
-.PHONY: help test run serve lint venv services debian-packages clean study-db bench-search bench-browse bench-holds bench-sweep bench-sell-out bench-waiting bench-surge bench-sql-ceiling bench-push chaos
+.PHONY: help test run serve lint venv services debian-packages clean study-db bench-search bench-browse bench-holds bench-sweep bench-sell-out bench-waiting bench-surge bench-sql-ceiling bench-push chaos locust-venv
 
 help:
 	@echo "make test   lint (ruff check) and the whole test suite on PostgreSQL and Redis; what CI runs"
