@@ -2,7 +2,7 @@
 
 Usage (make bench-holds runs it with the defaults):
     python -m bench.hold_path [--concurrency 100] [--workers 2 | --balanced 2] [--seats 2 | 1-4] [--duration 20]
-                              [--json FILE]
+                              [--http-client aiohttp | httpx | locust [--locust PATH]] [--json FILE]
 
 What it does, all on this machine:
 1. Its own database (postgres://postgres@127.0.0.1:5432/ticketing_bench_holds unless --database-url; created
@@ -15,9 +15,9 @@ What it does, all on this machine:
    With --balanced K instead: K uvicorn processes of one worker each, every one on its own port, behind
    HAProxy (bench/harness/balancer.py, configured from deploy/haproxy.cfg); the clients talk to HAProxy, the CPU report
    counts every web process and HAProxy, and the report says how many responses each process sent.
-3. C virtual buyers (asyncio, httpx) for --duration seconds or until the show sells out. Each
-   buyer comes with its own session_id and wants --seats neighbouring seats, 70% of the time in the middle
-   third of the rows (the hot seats). It picks them from the live seat map (what it knows is held), so a 409
+3. C virtual buyers (asyncio on aiohttp, or Locust: see below) for --duration seconds or until the show sells
+   out. Each buyer comes with its own session_id and wants --seats neighbouring seats, 70% of the time in the
+   middle third of the rows (the hot seats). It picks them from the live seat map (what it knows is held), so a 409
    means another buyer got there first. On 409 it picks other seats; on 201 it gives the hold up at once
    with probability --release (so the show does not sell out in seconds) or keeps it, and the next buyer
    takes its place.
@@ -34,9 +34,20 @@ The load generator shares the machine's cores with the server, PostgreSQL and Re
 one small machine does with everything on it, not what the server does alone (the report says how the CPU
 time was split).
 
+The load generator (--http-client): the buyers are written once, as generators of the requests they send
+(bench/hold_path_moves.py), and run either as asyncio tasks on aiohttp (the default) or httpx clients in this
+process (bench/hold_path_buyers.py), or with `locust` as the FastHttpUsers of one headless Locust process
+(bench/hold_path_locust.py, run by --locust from its own virtualenv: bench/requirements-locust.txt). Its users
+share one sale as the asyncio buyers do; the plan goes to Locust in a JSON file and the counts come back in
+another, so the checks and the report are the same. The warm-up and the final seat map still go through one
+aiohttp client, and the report's load_generator CPU is Locust's process (getrusage of this process's children,
+its start included) plus this one's. The default stays aiohttp for now: the series of earlier sittings'
+figures was measured with it, so compare the two side by side on a quiet machine before switching.
+
 The server, the clients and the CPU report are bench/harness's, as for every scenario; this module is the hot
-show's own invariants and report, its buyers are bench/hold_path_buyers.py's, what it shares with the sell-out
-bench/sale.py's; the show itself is bench/show.py's, which other scenarios and chaos/ share.
+show's own invariants and report, its buyers are bench/hold_path_moves.py's (run by bench/hold_path_buyers.py),
+what it shares with the sell-out bench/sale.py's; the show itself is bench/show.py's, which other scenarios and
+chaos/ share.
 """
 
 import argparse
@@ -46,12 +57,12 @@ from pathlib import Path
 import psycopg
 import redis
 
-from bench.harness.clients import add_http_client_option, seat_range
+from bench.harness.clients import seat_range
 from bench.harness.database import ensure_database
 from bench.harness.figures import publish_report, summary_ms
 from bench.harness.processes import unwind_on_sigterm
 from bench.harness.servers import add_server_options, plan_server, serve_sale
-from bench.hold_path_buyers import HoldSale, run_sale
+from bench.hold_path_buyers import DEFAULT_LOCUST, HoldSale, run_sale
 from bench.sale import add_run_options, verdict
 from bench.show import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, prepare_show
 
@@ -188,7 +199,16 @@ def main():
     )
     parser.add_argument("--concurrency", type=int, default=100, help="virtual buyers at once (default 100)")
     add_server_options(parser)
-    add_http_client_option(parser)
+    parser.add_argument(
+        "--http-client",
+        choices=["aiohttp", "httpx", "locust"],
+        default="aiohttp",
+        help="the load generator: asyncio buyers on aiohttp (default; a fraction of httpx's CPU per request) or "
+        "httpx, or the same buyers as Locust users (--locust)",
+    )
+    parser.add_argument(
+        "--locust", type=Path, default=DEFAULT_LOCUST, help=f"Locust's executable (default {DEFAULT_LOCUST})"
+    )
     parser.add_argument("--seats", type=seat_range, default=(2, 2), help="seats per hold: N or LOW-HIGH (default 2)")
     parser.add_argument("--duration", type=float, default=20, help="seconds, unless the show sells out first")
     parser.add_argument("--release", type=float, default=0.5, help="chance a buyer gives a hold up at once")
@@ -218,6 +238,8 @@ def main():
     sale = HoldSale(show_id=show_id, movie_id=movie_id, hall=hall, options=options, run_tag=secrets.token_hex(4))
     served = serve_sale(sale, run_sale, pool_max=pool_max, log_prefix="bench-holds-server-")
     server_settings["celery_wake_ups_queued"] = drop_queued_wake_ups(options.redis_url)
+    if options.http_client == "locust":
+        served.cpu["note"] += " The load generator is Locust's process (its start included) and this one."
     violations = check_invariants(options.database_url, sale, served.seat_map)
     report = build_report(
         sale, elapsed=served.elapsed, cpu=served.cpu, server_settings=server_settings, violations=violations

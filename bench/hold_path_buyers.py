@@ -1,125 +1,58 @@
-"""The hot show's buyers (bench.hold_path): random buyers racing for neighbouring seats and giving holds up, or
---pairs' buyers asking once each for a pair of seats, and what the clients count of their answers."""
+"""The hot show's buyers (bench.hold_path, bench/hold_path_moves.py) on the chosen load generator: asyncio
+buyers on aiohttp or httpx clients sharing one HoldSale in this process, or the same buyers as the users of one
+Locust process (bench/hold_path_locust.py), whose counts come back in a file and fill the HoldSale.
+"""
 
 import asyncio
-import random
-from collections import Counter
-from dataclasses import dataclass, field
+import json
+import os
+import resource
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import httpx
 
-from bench.harness.clients import timed
-from bench.sale import Sale, granted, run_buyers, send
+from bench.harness.clients import CONNECTIONS_PER_CLIENT, bench_clients, timed
+from bench.harness.figures import take_cpu_snapshot
+from bench.harness.processes import ROOT
+from bench.harness.servers import wait_and_warm_up
+from bench.hold_path_moves import HoldCounts, Pause, pair_buyer, pair_requests, random_buyer
+from bench.sale import Sale, run_buyers
+from bench.show import BENCH_KEY
+
+LOCUSTFILE = ROOT / "bench" / "hold_path_locust.py"
+DEFAULT_LOCUST = ROOT / ".venv-locust" / "bin" / "locust"
+# Locust's own limit on a run, past --duration (random buyers) or for all of --pairs: a safety net only.
+LOCUST_GRACE_SECONDS = 60
+PAIRS_LIMIT_SECONDS = 600
 
 
 @dataclass(kw_only=True)
-class HoldSale(Sale):
-    """The hot show's sale: the seat map as the clients know it, and the holds they kept or gave up."""
-
-    held: set = field(default_factory=set)  # the live seat map as the clients know it: seats of their holds
-    kept: dict = field(default_factory=dict)  # reservation id -> seat ids, holds still held at the end
-    kept_seats: int = 0
-    given_up: set = field(default_factory=set)  # reservation ids deleted (200)
-    conflicts: Counter = field(default_factory=Counter)  # 409s by error code
-    sold_out: bool = False
-
-    def record(self, method, response, milliseconds):
-        self.statuses[f"{method} {response.status_code}"] += 1
-        self.latencies.setdefault(f"{method} {response.status_code}", []).append(milliseconds)
+class HoldSale(HoldCounts, Sale):
+    """The hot show's sale: what its clients know and count (HoldCounts) of a Sale of the benchmarks' show."""
 
 
-async def buyer(number, client, sale):
-    options = sale.options
-    rng = random.Random(options.seed * 1_000_003 + number)
-    customer = 0
-    while sale.running():
-        customer += 1
-        session_id = f"{sale.run_tag}-{number}-{customer}"  # a new buyer each time: no session nears the cap
-        count = rng.randint(*options.seats)
-        lost = set()  # seats this buyer just lost a race for: it picks others next
-        while sale.running():
-            seats = sale.hall.pick(rng, count, held=sale.held, avoid=lost, hot_share=options.hot_share)
-            if seats is None:
-                if len(sale.hall.seat_ids) - sale.kept_seats < count:
-                    sale.sold_out = True
-                    sale.stop.set()
-                    return
-                await asyncio.sleep(0.005)  # seats of holds being given up come back in a moment
-                lost.clear()
-                continue
-            answered = await ask_to_hold(client, sale, session_id, seats)
-            if answered is None:
-                return
-            if answered == 409:
-                lost.update(seats)
-                continue
-            reservation_id, got = answered
-            if rng.random() < options.release:
-                await give_up(client, sale, reservation_id, session_id, got)
-            else:
-                sale.kept[reservation_id] = got
-                sale.kept_seats += len(got)
-            break
-
-
-async def ask_to_hold(client, sale, session_id, seats):
-    """POST one hold and count its answer: 409, `(reservation_id, seat ids)` for a 201, or None on a failure."""
-    body = {"session_id": session_id, "show_id": sale.show_id, "movie_id": sale.movie_id, "seats_to_reserve": seats}
-    sent = await send(sale, "POST", "POST /api/v1/reservations", lambda: client.post("/api/v1/reservations", json=body))
-    if sent is None:
-        return None
-    response, ms = sent
-    sale.record("POST", response, ms)
-    if response.status_code == 409:
-        sale.conflicts[response.json().get("error", {}).get("code", "?")] += 1
-        return 409
-    held = granted(sale, response, seats)
-    if held is None:
-        return None
-    reservation_id, got, _ = held
-    sale.answered[reservation_id] = got
-    if got != sorted(seats):
-        sale.fail(f"hold {reservation_id} asked for seats {sorted(seats)} and was answered {got}")
-    sale.held.update(got)
-    return reservation_id, got
-
-
-async def pair_buyer(client, sale, requests):
-    """--pairs: take the next request (a pair of neighbouring seats) off the shared list and ask once."""
-    while requests and not sale.stop.is_set():
-        number, seats = requests.pop()
-        answered = await ask_to_hold(client, sale, f"{sale.run_tag}-pair-{number}", seats)
-        if answered is None:
-            return
-        if answered != 409:
-            reservation_id, got = answered
-            sale.kept[reservation_id] = got
-            sale.kept_seats += len(got)
-
-
-def pair_requests(sale):
-    """Every pair of neighbouring seats of the hall, each asked for by two buyers, in a random order."""
-    pairs = [row[start : start + 2] for row in sale.hall.rows for start in range(0, len(row) - 1, 2)]
-    requests = [(number, pair) for number, pair in enumerate(pairs + pairs)]
-    random.Random(sale.options.seed).shuffle(requests)
-    return requests
-
-
-async def give_up(client, sale, reservation_id, session_id, seats):
+async def drive(moves, client, sale):
+    """Send one buyer's moves (hold_path_moves' generator) on `client` until the buyer is done."""
     try:
-        response, ms = await timed(
-            client.delete(f"/api/v1/reservations/{reservation_id}", params={"session_id": session_id})
-        )
+        move = next(moves)
+        while True:
+            move = moves.send(await perform(move, client, sale))
+    except StopIteration:
+        return
+
+
+async def perform(move, client, sale):
+    """A Pause waited, or a Request's `(response, ms)`; None after a connection error, which fails the sale."""
+    if isinstance(move, Pause):
+        await asyncio.sleep(move.seconds)
+        return None
+    try:
+        return await timed(client.request(move.method, move.path, json=move.json, params=move.params))
     except httpx.HTTPError as exc:
-        sale.fail(f"DELETE /api/v1/reservations/{reservation_id}: {type(exc).__name__}: {exc}")
-        return
-    sale.record("DELETE", response, ms)
-    if response.status_code != 200 or response.json().get("status") != "Cancelled":
-        sale.fail(f"DELETE {reservation_id} -> {response.status_code}: {response.text[:300]}")
-        sale.kept[reservation_id] = seats  # its fate is unknown: the checks treat it as still held
-        return
-    sale.given_up.add(reservation_id)
-    sale.held.difference_update(seats)
+        sale.fail(f"{move.label}: {type(exc).__name__}: {exc}")
+        return None
 
 
 def buyers(sale, clients):
@@ -128,11 +61,16 @@ def buyers(sale, clients):
     if options.pairs:
         requests = pair_requests(sale)
         sale.deadline = float("inf")  # the run ends when every request has been answered
-        return [pair_buyer(clients[number % shares], sale, requests) for number in range(options.concurrency)]
-    return [buyer(number, clients[number % shares], sale) for number in range(options.concurrency)]
+        moves = [pair_buyer(sale, requests) for _ in range(options.concurrency)]
+    else:
+        moves = [random_buyer(number, sale) for number in range(options.concurrency)]
+    return [drive(buyer, clients[number % shares], sale) for number, buyer in enumerate(moves)]
 
 
 async def run_sale(sale, *, base_url, server):
+    """serve_sale's run_sale: the buyers' run on --http-client's clients, or on Locust."""
+    if sale.options.http_client == "locust":
+        return await run_on_locust(sale, base_url=base_url, server=server)
     return await run_buyers(
         sale,
         base_url=base_url,
@@ -140,3 +78,64 @@ async def run_sale(sale, *, base_url, server):
         connections=sale.options.concurrency,
         buyers=lambda clients: buyers(sale, clients),
     )
+
+
+def locust_plan(sale):
+    """What the Locust users need to know of the sale (bench/hold_path_locust.py reads it)."""
+    wanted = ("concurrency", "seats", "release", "hot_share", "seed", "duration", "pairs")
+    return {
+        "show_id": sale.show_id,
+        "movie_id": sale.movie_id,
+        "rows": sale.hall.rows,
+        "run_tag": sale.run_tag,
+        "api_key": BENCH_KEY,
+        "options": {name: getattr(sale.options, name) for name in wanted},
+    }
+
+
+def locust_command(options, base_url):
+    users = str(options.concurrency)
+    limit = PAIRS_LIMIT_SECONDS if options.pairs else options.duration + LOCUST_GRACE_SECONDS
+    return [str(options.locust), "-f", str(LOCUSTFILE), "--headless", "--users", users, "--spawn-rate", users] + [
+        *("--run-time", f"{limit:.0f}s", "--host", base_url, "--only-summary"),
+        *("--loglevel", "WARNING", "--exit-code-on-error", "0"),
+    ]
+
+
+def children_cpu():
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+async def run_on_locust(sale, *, base_url, server):
+    """The buyers as the users of one Locust process, timed between the same CPU snapshots as run_buyers.
+
+    The warm-up and the seat map at the end go through one aiohttp client (wait_and_warm_up wants async ones).
+    Locust's CPU (its start included: it is this process's only child that ends meanwhile) is added to the
+    load generator's. Returns what run_buyers does.
+    """
+    options = sale.options
+    async with bench_clients(base_url, CONNECTIONS_PER_CLIENT, api_key=BENCH_KEY, http_client="aiohttp") as clients:
+        await wait_and_warm_up(clients, server, sale.show_id, options)
+        with tempfile.TemporaryDirectory(prefix="bench-holds-locust-") as folder:
+            plan, counts = Path(folder) / "plan.json", Path(folder) / "counts.json"
+            plan.write_text(json.dumps(locust_plan(sale)))
+            environment = {**os.environ, "PYTHONPATH": str(ROOT), "HOLD_PATH_PLAN": str(plan)}
+            environment["HOLD_PATH_COUNTS"] = str(counts)
+            before, cpu_before = take_cpu_snapshot(server, options.database_url), children_cpu()
+            locust = await asyncio.create_subprocess_exec(
+                *locust_command(options, base_url),
+                env=environment,
+                cwd=ROOT,  # Locust puts its working directory first on sys.path: this checkout's bench/, not another's
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            output, _ = await locust.communicate()
+            locust_cpu = children_cpu() - cpu_before
+            after = take_cpu_snapshot(server, options.database_url)
+            if locust.returncode != 0 or not counts.exists():
+                raise RuntimeError(f"Locust exited with status {locust.returncode}:\n{output.decode()[-3000:]}")
+            counted = json.loads(counts.read_text())
+        seat_map = await clients[0].get(f"/api/v1/shows/{sale.show_id}/seats")
+    sale.take_counts(counted)
+    return counted["elapsed"], before, replace(after, client=after.client + locust_cpu), seat_map
