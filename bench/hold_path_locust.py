@@ -11,7 +11,6 @@ seconds) once the last buyer is done, when Locust is told to quit.
 
 import json
 import os
-import sys
 import time
 import types
 from dataclasses import dataclass, field
@@ -23,14 +22,8 @@ from gevent.event import Event
 from locust import FastHttpUser, constant, events, task
 from locust.exception import StopUser
 
-# bench.show imports the harness's Django setup for prepare_show, which neither runs here nor could (no Django in
-# this interpreter): only its SeatingPlan is wanted.
-stand_in = types.ModuleType("bench.harness.database")
-stand_in.setup_django = None
-sys.modules["bench.harness.database"] = stand_in
-
-from bench.hold_path_moves import HoldCounts, Pause, pair_buyer, pair_requests, random_buyer  # noqa: E402
-from bench.show import SeatingPlan  # noqa: E402
+from bench.hold_path_moves import HoldCounts, Pause, pair_buyer, pair_requests, random_buyer
+from bench.seating import SeatingPlan
 
 PLAN = json.loads(Path(os.environ["HOLD_PATH_PLAN"]).read_text())
 COUNTS = Path(os.environ["HOLD_PATH_COUNTS"])

@@ -17,7 +17,8 @@ import httpx
 from bench.harness.clients import bench_clients, minding_busy
 from bench.harness.figures import take_cpu_snapshot
 from bench.harness.servers import wait_and_warm_up
-from bench.show import BENCH_KEY, SeatingPlan
+from bench.seating import SeatingPlan
+from bench.show import BENCH_KEY
 
 
 @dataclass(kw_only=True)

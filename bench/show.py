@@ -2,13 +2,13 @@
 
 The hot show (bench.hold_path), the sell-out, the seat pushes, the surge, the browse mix's buyers, the client
 cost and chaos/ all sell seats of this show. `prepare_show` migrates the database, deletes earlier runs' rows
-and schedules the show; `SeatingPlan` is the hall as buyers see it.
+and schedules the show; `SeatingPlan` (bench/seating.py) is the hall as buyers see it.
 """
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bench.harness.database import setup_django
+from bench.seating import SeatingPlan
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_holds"
 # Not 0 (make run) nor 1 (make test): the wake-up tasks this run queues must not reach anyone's worker.
@@ -83,27 +83,3 @@ def prepare_show(database_url, redis_url, *, key_cap=None, hall_seats=HALL_SEATS
     for seat_id, y in Seat.objects.filter(hall=hall).order_by("y", "x").values_list("id", "y"):
         rows.setdefault(y, []).append(seat_id)
     return show.pk, show.movie_id, SeatingPlan(rows=list(rows.values()))
-
-
-@dataclass
-class SeatingPlan:
-    """The hall as buyers see it: rows of seat ids from the screen back, each row left to right."""
-
-    rows: list
-
-    def __post_init__(self):
-        self.seat_ids = [seat_id for row in self.rows for seat_id in row]
-        third = len(self.rows) // 3
-        self.hot_rows = self.rows[third : len(self.rows) - third]
-
-    def pick(self, rng, count, *, held, avoid, hot_share):
-        """`count` neighbouring free seats of one row (free as far as the live map knows), or None."""
-        for _ in range(8):
-            row = rng.choice(self.hot_rows if rng.random() < hot_share else self.rows)
-            free = [seat_id for seat_id in row if seat_id not in held and seat_id not in avoid]
-            if len(free) >= count:
-                start = rng.randrange(len(free) - count + 1)
-                return free[start : start + count]
-        # Rows chosen at random kept coming up full: near the end of a sale, take whatever is left.
-        free = [seat_id for seat_id in self.seat_ids if seat_id not in held]
-        return rng.sample(free, count) if len(free) >= count else None

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from bench.harness.clients import bench_clients
 from bench.harness.servers import wait_and_warm_up
-from bench.show import SeatingPlan
+from bench.seating import SeatingPlan
 
 GOOD_CARD = {"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"}
 PAID_SHARE = 0.25
