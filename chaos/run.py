@@ -93,9 +93,6 @@ class Processes:
     def kill_9(self, name):
         kill_now(self.running.pop(name))
 
-    def stop(self, name):
-        stop_processes([self.running.pop(name)])
-
     def stop_all(self):
         stop_processes(list(self.running.values()))
         self.running.clear()
