@@ -37,11 +37,12 @@ time was split).
 The load generator (--http-client): the buyers are written once, as generators of the requests they send
 (bench/hold_path_moves.py), and run either as asyncio tasks on aiohttp (the default) or httpx clients in this
 process (bench/hold_path_buyers.py), or with `locust` as the FastHttpUsers of one headless Locust process
-(bench/hold_path_locust.py, run by --locust from its own virtualenv: bench/requirements-locust.txt). Its users
-share one sale as the asyncio buyers do; the plan goes to Locust in a JSON file and the counts come back in
-another, so the checks and the report are the same. The warm-up and the final seat map still go through one
-aiohttp client, and the report's load_generator CPU is Locust's process (getrusage of this process's children,
-its start included) plus this one's. The default stays aiohttp for now: the series of earlier sittings'
+(bench/hold_path_locust.py, run by --locust from its own virtualenv: bench/requirements-locust.txt; the
+plumbing shared with the sell-out is bench/locust_run.py's and bench/locust_users.py's). Its users share one sale
+as the asyncio buyers do; the plan goes to Locust in a JSON file and the counts come back in another, so the
+checks and the report are the same. The warm-up and the final seat map still go through one aiohttp client,
+and the report's load_generator CPU is Locust's process (getrusage of this process's children, its start
+included) plus this one's. The default stays aiohttp for now: the series of earlier sittings'
 figures was measured with it, so compare the two side by side on a quiet machine before switching.
 
 The server, the clients and the CPU report are bench/harness's, as for every scenario; this module is the hot
@@ -62,7 +63,8 @@ from bench.harness.database import ensure_database
 from bench.harness.figures import publish_report, summary_ms
 from bench.harness.processes import unwind_on_sigterm
 from bench.harness.servers import add_server_options, plan_server, serve_sale
-from bench.hold_path_buyers import DEFAULT_LOCUST, HoldSale, run_sale
+from bench.hold_path_buyers import HoldSale, run_sale
+from bench.locust_run import CPU_NOTE, add_load_generator_options
 from bench.sale import add_run_options, verdict
 from bench.show import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, prepare_show
 
@@ -199,16 +201,7 @@ def main():
     )
     parser.add_argument("--concurrency", type=int, default=100, help="virtual buyers at once (default 100)")
     add_server_options(parser)
-    parser.add_argument(
-        "--http-client",
-        choices=["aiohttp", "httpx", "locust"],
-        default="aiohttp",
-        help="the load generator: asyncio buyers on aiohttp (default; a fraction of httpx's CPU per request) or "
-        "httpx, or the same buyers as Locust users (--locust)",
-    )
-    parser.add_argument(
-        "--locust", type=Path, default=DEFAULT_LOCUST, help=f"Locust's executable (default {DEFAULT_LOCUST})"
-    )
+    add_load_generator_options(parser)
     parser.add_argument("--seats", type=seat_range, default=(2, 2), help="seats per hold: N or LOW-HIGH (default 2)")
     parser.add_argument("--duration", type=float, default=20, help="seconds, unless the show sells out first")
     parser.add_argument("--release", type=float, default=0.5, help="chance a buyer gives a hold up at once")
@@ -239,7 +232,7 @@ def main():
     served = serve_sale(sale, run_sale, pool_max=pool_max, log_prefix="bench-holds-server-")
     server_settings["celery_wake_ups_queued"] = drop_queued_wake_ups(options.redis_url)
     if options.http_client == "locust":
-        served.cpu["note"] += " The load generator is Locust's process (its start included) and this one."
+        served.cpu["note"] += CPU_NOTE
     violations = check_invariants(options.database_url, sale, served.seat_map)
     report = build_report(
         sale, elapsed=served.elapsed, cpu=served.cpu, server_settings=server_settings, violations=violations

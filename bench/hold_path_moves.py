@@ -1,6 +1,6 @@
 """The hot show's buyers (bench.hold_path) as what they do, whichever load generator sends their requests: each
-buyer is a generator that yields its next move (a Request to send, or a Pause) and is sent back the answer, a
-`(response, milliseconds)` or None after a connection error (the sender has failed the sale). What the clients
+buyer is a generator that yields its next move (bench/moves.py's Request to send, or Pause) and is sent back the
+answer, a `(response, milliseconds)` or None after a connection error (the sender has failed the sale). What the clients
 know and count of the answers (HoldCounts) is counted here too, so that the asyncio buyers
 (bench/hold_path_buyers.py) and the Locust users (bench/hold_path_locust.py) run the same buyers.
 
@@ -12,27 +12,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-# As bench.harness.clients.minding_busy: a hold answered 503 with Retry-After is sent again, this often at most.
-BUSY_ATTEMPTS = 30
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    group: str  # the path as Locust's statistics name it: one row for every reservation's DELETE
-    json: dict | None = None
-    params: dict | None = None
-
-    @property
-    def label(self):
-        """What the request is called in a failure."""
-        return f"{self.method} {self.path}"
-
-
-@dataclass(frozen=True)
-class Pause:
-    seconds: float
+from bench.moves import Pause, Request, minding_busy, seat_ids
 
 
 @dataclass(kw_only=True)
@@ -138,18 +118,6 @@ def pair_requests(sale):
     return requests
 
 
-def minding_busy(sale, request):
-    """`yield from`: the request's answer, sent again after the Retry-After of each 503 (a process shedding load),
-    each 503 counted; None after a connection error."""
-    for _ in range(BUSY_ATTEMPTS - 1):
-        answer = yield request
-        if answer is None or answer[0].status_code != 503 or "Retry-After" not in answer[0].headers:
-            return answer
-        sale.record(request.method, *answer)
-        yield Pause(float(answer[0].headers["Retry-After"]))
-    return (yield request)
-
-
 def ask_to_hold(sale, session_id, seats):
     """`yield from`: POST one hold and count its answer: 409, `(reservation_id, seat ids)` for a 201, or None
     after a failure."""
@@ -167,7 +135,7 @@ def ask_to_hold(sale, session_id, seats):
         sale.fail(f"POST /api/v1/reservations {seats} -> {response.status_code}: {response.text[:300]}")
         return None
     reservation = response.json()
-    reservation_id, got = reservation["reservation_id"], sorted(seat["id"] for seat in reservation["seats"])
+    reservation_id, got = reservation["reservation_id"], seat_ids(reservation)
     sale.answered[reservation_id] = got
     if got != sorted(seats):
         sale.fail(f"hold {reservation_id} asked for seats {sorted(seats)} and was answered {got}")

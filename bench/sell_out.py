@@ -2,13 +2,13 @@
 
 Usage:
     python -m bench.sell_out [--buyers 1000] [--workers 2 | --balanced 2] [--pool-max 10] [--duration 60] [--seed 7]
-                             [--json FILE]
+                             [--http-client aiohttp | httpx | locust [--locust PATH]] [--json FILE]
     python -m bench.sell_out --buyers 200 --hall-seats 500 --workers 1 --pool-max 4   # a quick sell-out
 
 The scenario of a ticket drop: the sale opens and every buyer arrives at once. Reuses bench/show.py's show,
 bench/harness/ (database setup, server, CPU accounting and percentiles) and what the hot show's sale shares
-(bench/sale.py), and adds payment; its buyers are bench/sell_out_buyers.py's, its invariants
-bench/sell_out_checks.py's. All on this machine:
+(bench/sale.py), and adds payment; its buyers are bench/sell_out_moves.py's (run by bench/sell_out_buyers.py),
+its invariants bench/sell_out_checks.py's. All on this machine:
 1. Its own database (postgres://postgres@127.0.0.1:5432/ticketing_bench_sell_out unless --database-url; created
    and migrated when missing) and its own Redis database (/3, which also keeps the sandbox payment provider's
    ledger). Rows and ledger entries of earlier runs are deleted, then one show is scheduled in a 2,000-seat hall
@@ -18,8 +18,12 @@ bench/sell_out_checks.py's. All on this machine:
    sized so that all of them fit under PostgreSQL's max_connections. With --balanced K instead: K uvicorn
    processes of one worker each behind HAProxy (servers.web_server_running, bench/harness/balancer.py); the CPU report
    counts every web process and HAProxy, and the report says how many responses each process sent.
-3. B virtual buyers (asyncio, httpx), all started together. Each wants 1-10 seats (random) and would settle
-   for fewer, down to its own random minimum. About half ask for `best_available`, the rest choose neighbouring
+3. B virtual buyers, all started together: asyncio tasks on aiohttp (the default) or httpx clients, or with
+   --http-client locust the same buyers as the FastHttpUsers of one headless Locust process
+   (bench/sell_out_locust.py, run by --locust from its own virtualenv, as bench.hold_path's: bench/locust_run.py
+   sends the plan in a JSON file, the counts come back in another; the report's load_generator CPU is Locust's
+   process, its start included, plus this one's). Each wants 1-10 seats (random) and would settle for fewer,
+   down to its own random minimum. About half ask for `best_available`, the rest choose neighbouring
    seats from what they believe is free: the seats of every hold the clients have been answered, as a seat map
    kept live over the WebSocket would show them (idealised: no delay). Each buyer:
    - holds (POST /api/v1/reservations). On 409 it does what a person would: "Seats Unavailable" means choose
@@ -56,14 +60,15 @@ from pathlib import Path
 import psycopg
 import redis
 
-from bench.harness.clients import add_http_client_option
 from bench.harness.database import ensure_database
 from bench.harness.figures import publish_report, summary_ms
 from bench.harness.processes import unwind_on_sigterm
 from bench.harness.servers import add_server_options, plan_server, serve_sale
+from bench.locust_run import CPU_NOTE, add_load_generator_options
 from bench.sale import add_run_options, verdict
-from bench.sell_out_buyers import BEST_AVAILABLE_SHARE, HOT_SHARE, MAX_HOLD_ATTEMPTS, MOST_SEATS, SellOutSale, run_sale
+from bench.sell_out_buyers import SellOutSale, run_sale
 from bench.sell_out_checks import check_invariants
+from bench.sell_out_moves import BEST_AVAILABLE_SHARE, HOT_SHARE, MAX_HOLD_ATTEMPTS, MOST_SEATS
 from bench.show import HALL_SEATS, prepare_show
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_sell_out"
@@ -211,7 +216,7 @@ def main():
     )
     parser.add_argument("--buyers", type=int, default=1000, help="virtual buyers, all arriving at once (default 1000)")
     add_server_options(parser)
-    add_http_client_option(parser)
+    add_load_generator_options(parser)
     parser.add_argument("--duration", type=float, default=60, help="seconds before no new hold is asked (default 60)")
     parser.add_argument(
         "--hall-seats",
@@ -241,6 +246,8 @@ def main():
     server_settings["hold_seconds"] = int(os.environ.get("TICKETING_HOLD_SECONDS", 300))
     served = serve_sale(sale, run_sale, pool_max=pool_max, log_prefix="bench-sell-out-server-")
     server_settings["celery_tasks_queued"] = queued_tasks(options.redis_url)
+    if options.http_client == "locust":
+        served.cpu["note"] += CPU_NOTE
     counts, violations = check_invariants(options.database_url, sale, served.seat_map)
     report = build_report(
         sale,
