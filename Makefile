@@ -78,7 +78,7 @@ study-db: venv services
 bench-search: study-db
 	DATABASE_URL='$(STUDY_DATABASE_URL)' $(VENV)/bin/python -m bench.search_movies --json bench/results/search_movies.json
 
-# Locust, bench-browse's load generator, in a virtualenv of its own (its gevent and Flask have no place in the
+# Locust, the benchmarks' HTTP load generator, in a virtualenv of its own (its gevent and Flask have no place in the
 # site's), made from the registry's pinned release when missing.
 locust-venv:
 	@test -x .venv-locust/bin/locust || \
@@ -88,10 +88,10 @@ bench-browse: study-db locust-venv
 	$(VENV)/bin/python -m bench.browse --database-url '$(STUDY_DATABASE_URL)' --concurrency 10,50 \
 		--locust .venv-locust/bin/locust --json bench/results/browse.json
 
-bench-sweep: debian-packages venv services
+bench-sweep: debian-packages venv services locust-venv
 	$(VENV)/bin/python -m bench.sweep
 
-bench-sell-out: venv services
+bench-sell-out: venv services locust-venv
 	$(VENV)/bin/python -m bench.sell_out --json bench/results/sell_out.json
 
 bench-surge: venv services
@@ -100,7 +100,7 @@ bench-surge: venv services
 bench-waiting: venv services
 	$(VENV)/bin/python -m bench.waiting_line --json bench/results/waiting_line.json
 
-bench-holds: venv services
+bench-holds: venv services locust-venv
 	$(VENV)/bin/python -m bench.hold_path --json bench/results/hold_path.json
 
 bench-sql-ceiling: venv services

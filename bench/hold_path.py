@@ -2,7 +2,7 @@
 
 Usage (make bench-holds runs it with the defaults):
     python -m bench.hold_path [--concurrency 100] [--workers 2 | --balanced 2] [--seats 2 | 1-4] [--duration 20]
-                              [--http-client aiohttp | httpx | locust [--locust PATH]] [--json FILE]
+                              [--http-client locust [--locust PATH] | aiohttp | httpx] [--json FILE]
 
 What it does, all on this machine:
 1. Its own database (postgres://postgres@127.0.0.1:5432/ticketing_bench_holds unless --database-url; created
@@ -35,15 +35,17 @@ one small machine does with everything on it, not what the server does alone (th
 time was split).
 
 The load generator (--http-client): the buyers are written once, as generators of the requests they send
-(bench/hold_path_moves.py), and run either as asyncio tasks on aiohttp (the default) or httpx clients in this
-process (bench/hold_path_buyers.py), or with `locust` as the FastHttpUsers of one headless Locust process
-(bench/hold_path_locust.py, run by --locust from its own virtualenv: bench/requirements-locust.txt; the
+(bench/hold_path_moves.py), and run as the FastHttpUsers of one headless Locust process (the default),
+or as asyncio tasks on aiohttp or httpx clients in this process (bench/hold_path_buyers.py); Locust's are
+in bench/hold_path_locust.py, run by --locust from its own virtualenv (bench/requirements-locust.txt; the
 plumbing shared with the sell-out is bench/locust_run.py's and bench/locust_users.py's). Its users share one sale
 as the asyncio buyers do; the plan goes to Locust in a JSON file and the counts come back in another, so the
 checks and the report are the same. The warm-up and the final seat map still go through one aiohttp client,
 and the report's load_generator CPU is Locust's process (getrusage of this process's children, its start
-included) plus this one's. The default stays aiohttp for now: the series of earlier sittings'
-figures was measured with it, so compare the two side by side on a quiet machine before switching.
+included) plus this one's. Measured side by side on this machine (docs/performance/README.md, issue 17),
+Locust carried the hot show as our aiohttp client did (medians 985.6 and 954.4 attempts/s of the pairs, 400.4 and
+392.9 of 20-s hold-and-release runs, at the same load-generator CPU per request), so Locust is the default;
+--http-client aiohttp compares with the sittings before it, whose figures were measured on aiohttp.
 
 The server, the clients and the CPU report are bench/harness's, as for every scenario; this module is the hot
 show's own invariants and report, its buyers are bench/hold_path_moves.py's (run by bench/hold_path_buyers.py),

@@ -31,10 +31,10 @@ def add_load_generator_options(parser):
     """--http-client (asyncio buyers on aiohttp or httpx, or the same buyers on Locust) and --locust."""
     parser.add_argument(
         "--http-client",
-        choices=["aiohttp", "httpx", "locust"],
-        default="aiohttp",
-        help="the load generator: asyncio buyers on aiohttp (default; a fraction of httpx's CPU per request) or "
-        "httpx, or the same buyers as Locust users (--locust)",
+        choices=["locust", "aiohttp", "httpx"],
+        default="locust",
+        help="the load generator: the buyers as Locust users (default; --locust), or the same buyers as asyncio "
+        "tasks on aiohttp (the client of the sittings before issue 17's Locust) or httpx",
     )
     parser.add_argument(
         "--locust", type=Path, default=DEFAULT_LOCUST, help=f"Locust's executable (default {DEFAULT_LOCUST})"

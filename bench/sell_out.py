@@ -2,7 +2,7 @@
 
 Usage:
     python -m bench.sell_out [--buyers 1000] [--workers 2 | --balanced 2] [--pool-max 10] [--duration 60] [--seed 7]
-                             [--http-client aiohttp | httpx | locust [--locust PATH]] [--json FILE]
+                             [--http-client locust [--locust PATH] | aiohttp | httpx] [--json FILE]
     python -m bench.sell_out --buyers 200 --hall-seats 500 --workers 1 --pool-max 4   # a quick sell-out
 
 The scenario of a ticket drop: the sale opens and every buyer arrives at once. Reuses bench/show.py's show,
@@ -18,8 +18,8 @@ its invariants bench/sell_out_checks.py's. All on this machine:
    sized so that all of them fit under PostgreSQL's max_connections. With --balanced K instead: K uvicorn
    processes of one worker each behind HAProxy (servers.web_server_running, bench/harness/balancer.py); the CPU report
    counts every web process and HAProxy, and the report says how many responses each process sent.
-3. B virtual buyers, all started together: asyncio tasks on aiohttp (the default) or httpx clients, or with
-   --http-client locust the same buyers as the FastHttpUsers of one headless Locust process
+3. B virtual buyers, all started together: the FastHttpUsers of one headless Locust process (the default;
+   --http-client aiohttp or httpx: the same buyers as asyncio tasks, the client of the sittings before issue 17)
    (bench/sell_out_locust.py, run by --locust from its own virtualenv, as bench.hold_path's: bench/locust_run.py
    sends the plan in a JSON file, the counts come back in another; the report's load_generator CPU is Locust's
    process, its start included, plus this one's). Each wants 1-10 seats (random) and would settle for fewer,

@@ -20,16 +20,6 @@ REQUEST_TIMEOUT_SECONDS = 30
 CONNECTIONS_PER_CLIENT = 25
 
 
-def add_http_client_option(parser):
-    """--http-client, for the scenarios whose clients need no more of a response than AiohttpClient gives."""
-    parser.add_argument(
-        "--http-client",
-        choices=["aiohttp", "httpx"],
-        default="aiohttp",
-        help="the load generator's HTTP client (default aiohttp: a fraction of httpx's CPU per request)",
-    )
-
-
 class AiohttpResponse:
     """What the scenarios read of an answer, as httpx.Response names it."""
 
