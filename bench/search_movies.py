@@ -10,7 +10,6 @@ per request.
 """
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench.catalog_queries import parameter_mix
-from bench.harness.figures import percentile
+from bench.harness.figures import percentile, publish_report
 from bench.harness.site import SECRET_KEY
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ticketing.settings")
@@ -59,15 +58,18 @@ def main():
         sys.exit(f"Only {shows} shows here: load the study scale first (seed_demo --scale study).")
     if not ApiKey.objects.filter(name="bench").exists():
         create_api_key(name="bench", rate_per_minute=10_000_000, held_seats_per_show=None, raw_key=BENCH_KEY)
+    cities, cinemas = list(City.objects.all()), list(Cinema.objects.all())
+    timings = time_searches(arguments, cities=cities, cinemas=cinemas)
+    publish_report(report(timings, cities=cities, cinemas=cinemas, shows=shows), arguments)
 
+
+def time_searches(arguments, *, cities, cinemas):
+    """{kind of search: [milliseconds]} of --requests SearchMovies calls after --warmup uncounted ones."""
     rng = random.Random(arguments.seed)
     at = timezone.now()
-    cities = list(City.objects.all())
-    cinemas = list(Cinema.objects.all())
     titles = list(Movie.objects.values_list("title", flat=True))
     client = APIClient()
     client.credentials(HTTP_X_API_KEY=BENCH_KEY)
-
     timings = {}
     for number in range(arguments.warmup + arguments.requests):
         kind, parameters = parameter_mix(
@@ -80,12 +82,15 @@ def main():
             sys.exit(f"{parameters} -> {response.status_code} {response.content[:300]!r}")
         if number >= arguments.warmup:
             timings.setdefault(kind, []).append(elapsed_ms)
+    return timings
 
+
+def report(timings, *, cities, cinemas, shows):
     every = [ms for values in timings.values() for ms in values]
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")
         database_size = cursor.fetchone()[0]
-    report = {
+    return {
         "catalog": {
             "cities": len(cities),
             "cinemas": len(cinemas),
@@ -109,10 +114,6 @@ def main():
             for kind, values in sorted(timings.items())
         },
     }
-    print(json.dumps(report, indent=2))
-    if arguments.json:
-        arguments.json.parent.mkdir(parents=True, exist_ok=True)
-        arguments.json.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

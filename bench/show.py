@@ -31,40 +31,16 @@ def prepare_show(database_url, redis_url, *, key_cap=None, hall_seats=HALL_SEATS
     from django.core.management import call_command
     from django.db import transaction
 
-    from bookings.models import IdempotentRequest, Payment, Reservation, SeatClaim
     from cinemas.demo import hall_plan, ticket_prices
-    from cinemas.models import Cinema, City, Hall, Movie, Seat, Show
+    from cinemas.models import Seat
     from cinemas.services import build_seat_layout, schedule_show
     from ticketing.models import ApiKey
     from ticketing.services import create_api_key
 
     call_command("migrate", verbosity=0)
     with transaction.atomic():
-        city, _ = City.objects.get_or_create(name="Bench City", state="", country="Nowhere")
-        cinema, _ = Cinema.objects.get_or_create(
-            city=city,
-            name="Bench Cinema",
-            defaults={"address": "1 Load Street", "postal_code": "00000", "latitude": 0, "longitude": 0},
-            time_zone="UTC",
-        )
-        hall, _ = Hall.objects.get_or_create(cinema=cinema, name=f"Bench Hall {hall_seats}")
-        movie, _ = Movie.objects.get_or_create(
-            title="Bench Premiere",
-            defaults={
-                "duration": 150,
-                "genre": "Action",
-                "language": "English",
-                "release_date": datetime.now(UTC).date(),
-                "country": "Nowhere",
-            },
-        )
-        # Earlier runs' holds would skew this one's seat map and counts; the database is the bench's own.
-        old_shows = Show.objects.filter(hall=hall)
-        SeatClaim.objects.filter(show__in=old_shows).delete()
-        Payment.objects.filter(reservation__show__in=old_shows).delete()
-        Reservation.objects.filter(show__in=old_shows).delete()
-        IdempotentRequest.objects.filter(api_key__name=BENCH_KEY_NAME).delete()
-        old_shows.delete()
+        hall, movie = _bench_hall_and_movie(hall_seats)
+        _delete_earlier_runs(hall)
         if not hall.seats.exists():
             hall = build_seat_layout(hall=hall, plan=hall_plan(hall_seats))
         tomorrow = datetime.now(UTC).date() + timedelta(days=1)
@@ -83,3 +59,44 @@ def prepare_show(database_url, redis_url, *, key_cap=None, hall_seats=HALL_SEATS
     for seat_id, y in Seat.objects.filter(hall=hall).order_by("y", "x").values_list("id", "y"):
         rows.setdefault(y, []).append(seat_id)
     return show.pk, show.movie_id, SeatingPlan(rows=list(rows.values()))
+
+
+def _bench_hall_and_movie(hall_seats):
+    """The bench city's cinema, its hall of `hall_seats` (its seats laid out once) and the bench movie."""
+    from cinemas.models import Cinema, City, Hall, Movie
+
+    city, _ = City.objects.get_or_create(name="Bench City", state="", country="Nowhere")
+    cinema, _ = Cinema.objects.get_or_create(
+        city=city,
+        name="Bench Cinema",
+        defaults={"address": "1 Load Street", "postal_code": "00000", "latitude": 0, "longitude": 0},
+        time_zone="UTC",
+    )
+    hall, _ = Hall.objects.get_or_create(cinema=cinema, name=f"Bench Hall {hall_seats}")
+    movie, _ = Movie.objects.get_or_create(
+        title="Bench Premiere",
+        defaults={
+            "duration": 150,
+            "genre": "Action",
+            "language": "English",
+            "release_date": datetime.now(UTC).date(),
+            "country": "Nowhere",
+        },
+    )
+    return hall, movie
+
+
+def _delete_earlier_runs(hall):
+    """Earlier runs' shows of `hall`, their waiting lines, holds and payments, and the bench key's idempotent
+    answers: they would skew this run's seat map and counts (the database is the bench's own)."""
+    from bookings.models import IdempotentRequest, Payment, Reservation, SeatClaim
+    from cinemas.models import Show
+    from waiting.models import Waiter
+
+    old_shows = Show.objects.filter(hall=hall)
+    Waiter.objects.filter(show__in=old_shows).delete()
+    SeatClaim.objects.filter(show__in=old_shows).delete()
+    Payment.objects.filter(reservation__show__in=old_shows).delete()
+    Reservation.objects.filter(show__in=old_shows).delete()
+    IdempotentRequest.objects.filter(api_key__name=BENCH_KEY_NAME).delete()
+    old_shows.delete()

@@ -33,6 +33,32 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ticketing_bench_waiti
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
 
 
+def one_round(client, database, number, *, show_id, movie_id, seats):
+    """Hold both seats, queue a waiter for 2, give the hold up; milliseconds until the waiter is served."""
+    holder, waiter = f"holder-{number}", f"w-{number}"
+    body = {"session_id": holder, "movie_id": movie_id, "show_id": show_id, "seats_to_reserve": seats}
+    hold = client.post("/api/v1/reservations", json=body)
+    assert hold.status_code == 201, hold.text
+    joined = client.post(f"/api/v1/shows/{show_id}/waitlist", json={"session_id": waiter, "seats_wanted": 2})
+    assert joined.status_code == 201, joined.text
+    waiter_id = joined.json()["waiter_id"]
+    # From sending the DELETE: the waiter is often served before its answer is back, since the wake-up goes out
+    # at commit, inside the request. So this is the cancel's whole round trip plus the serving.
+    freed_at = time.monotonic()
+    client.delete(f"/api/v1/reservations/{hold.json()['reservation_id']}", params={"session_id": holder})
+    while True:
+        status, reservation_id = database.execute(
+            "SELECT status, reservation_id FROM waiting_waiter WHERE id = %s", [waiter_id]
+        ).fetchone()
+        if status == "Seats Available" or time.monotonic() - freed_at > 30:
+            break
+        time.sleep(0.005)
+    served_ms = (time.monotonic() - freed_at) * 1000
+    # Give the served hold up, so the next round starts from an empty hall and an empty line.
+    client.delete(f"/api/v1/reservations/{reservation_id}", params={"session_id": waiter})
+    return served_ms
+
+
 def main():
     parser = argparse.ArgumentParser(
         prog="python -m bench.waiting_line", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -47,50 +73,20 @@ def main():
     ensure_database(arguments.database_url)
     redis.Redis.from_url(arguments.redis_url).flushdb()
     show_id, movie_id, plan = prepare_show(arguments.database_url, arguments.redis_url, hall_seats=2)
-    seats, raw_key = plan.seat_ids, BENCH_KEY
     port = free_port()
     log = tempfile.TemporaryFile()  # noqa: SIM115  (kept open for the subprocesses' whole life)
     environment = server_environment(database_url=arguments.database_url, redis_url=arguments.redis_url, pool_max=8)
     server = start_server(workers=1, port=port, environment=environment, log=log)
     worker = start_process(celery_worker_command(), environment=celery_environment(environment), log=log)
-    latencies = []
     try:
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": raw_key}, timeout=30)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": BENCH_KEY}, timeout=30)
         wait_until_url_answers(f"http://127.0.0.1:{port}/api/v1/shows/{show_id}", server, "the server")
         time.sleep(3)  # let the worker connect to the broker
         database = psycopg.connect(arguments.database_url, autocommit=True)
-        for number in range(arguments.rounds):
-            hold = client.post(
-                "/api/v1/reservations",
-                json={
-                    "session_id": f"holder-{number}",
-                    "movie_id": movie_id,
-                    "show_id": show_id,
-                    "seats_to_reserve": seats,
-                },
-            )
-            assert hold.status_code == 201, hold.text
-            joined = client.post(
-                f"/api/v1/shows/{show_id}/waitlist", json={"session_id": f"w-{number}", "seats_wanted": 2}
-            )
-            assert joined.status_code == 201, joined.text
-            waiter_id = joined.json()["waiter_id"]
-            # From sending the DELETE: the waiter is often served before its answer is back, since the wake-up
-            # goes out at commit, inside the request. So this is the cancel's whole round trip plus the serving.
-            freed_at = time.monotonic()
-            client.delete(
-                f"/api/v1/reservations/{hold.json()['reservation_id']}", params={"session_id": f"holder-{number}"}
-            )
-            while True:
-                status, reservation_id = database.execute(
-                    "SELECT status, reservation_id FROM waiting_waiter WHERE id = %s", [waiter_id]
-                ).fetchone()
-                if status == "Seats Available" or time.monotonic() - freed_at > 30:
-                    break
-                time.sleep(0.005)
-            latencies.append((time.monotonic() - freed_at) * 1000)
-            # Give the served hold up, so the next round starts from an empty hall and an empty line.
-            client.delete(f"/api/v1/reservations/{reservation_id}", params={"session_id": f"w-{number}"})
+        latencies = [
+            one_round(client, database, number, show_id=show_id, movie_id=movie_id, seats=plan.seat_ids)
+            for number in range(arguments.rounds)
+        ]
     finally:
         stop_processes([server, worker])
 

@@ -4,88 +4,98 @@ provider's ledger): seats, holds, bookings and their charges, the waiting line. 
 
 import psycopg
 
+# Each check: the SQL that counts its violations on show %(show)s.
+COUNTED = {
+    "seats_claimed_twice": (
+        "SELECT count(*) FROM (SELECT seat_id FROM bookings_seatclaim WHERE show_id = %(show)s "
+        "AND released_at IS NULL GROUP BY seat_id HAVING count(*) > 1) doubled"
+    ),
+    "partial_holds": (
+        "SELECT count(*) FROM bookings_reservation r WHERE r.show_id = %(show)s AND ("
+        " (r.status IN ('Reserved', 'Booked') AND (NOT EXISTS (SELECT 1 FROM bookings_seatclaim c"
+        "   WHERE c.reservation_id = r.id AND c.released_at IS NULL) OR EXISTS (SELECT 1 FROM bookings_seatclaim c"
+        "   WHERE c.reservation_id = r.id AND c.released_at IS NOT NULL)))"
+        " OR (r.status IN ('Expired', 'Cancelled') AND EXISTS (SELECT 1 FROM bookings_seatclaim c"
+        "   WHERE c.reservation_id = r.id AND c.released_at IS NULL)))"
+    ),
+    "holds_blocking_past_expiry_grace_and_sweep": (
+        "SELECT count(*) FROM bookings_reservation WHERE show_id = %(show)s AND status = 'Reserved' "
+        "AND held_until < now() - interval '10 seconds'"
+    ),
+    "bookings_without_exactly_one_charge": (
+        "SELECT count(*) FROM bookings_reservation r WHERE r.show_id = %(show)s AND r.status = 'Booked' AND "
+        "(SELECT count(*) FROM bookings_payment p WHERE p.reservation_id = r.id AND p.kind = 'charge' "
+        " AND p.status = 'succeeded') <> 1"
+    ),
+    "waiters_served_twice": (
+        "SELECT count(*) FROM (SELECT w.id FROM waiting_waiter w JOIN bookings_reservation r "
+        " ON r.session_id = w.session_id AND r.show_id = w.show_id WHERE w.show_id = %(show)s "
+        " GROUP BY w.id HAVING count(*) > 1) twice"
+    ),
+    "waiters_lost": (
+        "SELECT count(*) FROM waiting_waiter w WHERE w.show_id = %(show)s AND w.status = 'Seats Available' "
+        "AND NOT EXISTS (SELECT 1 FROM bookings_reservation r WHERE r.id = w.reservation_id)"
+    ),
+    # Everyone wants one seat, so the line is served strictly by place: nobody still waits ahead of a served
+    # waiter (and serving_order_breaks counts holds not made in the order of the places).
+    "waiters_served_out_of_order": (
+        "SELECT count(*) FROM waiting_waiter served WHERE served.show_id = %(show)s "
+        "AND served.status = 'Seats Available' AND EXISTS (SELECT 1 FROM waiting_waiter ahead "
+        " WHERE ahead.show_id = served.show_id AND ahead.place < served.place AND ahead.status = 'Waiting')"
+    ),
+}
+
 
 def invariants(database_url, show_id, ledger_charges=None):
     """Each check's violations (a count, 0 when it holds), from PostgreSQL (and the provider's ledger)."""
-    checks = {}
     with psycopg.connect(database_url) as connection:
-
-        def count(sql):
-            return connection.execute(sql, {"show": show_id}).fetchone()[0]
-
-        checks["seats_claimed_twice"] = count(
-            "SELECT count(*) FROM (SELECT seat_id FROM bookings_seatclaim WHERE show_id = %(show)s "
-            "AND released_at IS NULL GROUP BY seat_id HAVING count(*) > 1) doubled"
-        )
-        checks["partial_holds"] = count(
-            "SELECT count(*) FROM bookings_reservation r WHERE r.show_id = %(show)s AND ("
-            " (r.status IN ('Reserved', 'Booked') AND (NOT EXISTS (SELECT 1 FROM bookings_seatclaim c"
-            "   WHERE c.reservation_id = r.id AND c.released_at IS NULL) OR EXISTS (SELECT 1 FROM bookings_seatclaim c"
-            "   WHERE c.reservation_id = r.id AND c.released_at IS NOT NULL)))"
-            " OR (r.status IN ('Expired', 'Cancelled') AND EXISTS (SELECT 1 FROM bookings_seatclaim c"
-            "   WHERE c.reservation_id = r.id AND c.released_at IS NULL)))"
-        )
-        checks["holds_blocking_past_expiry_grace_and_sweep"] = count(
-            "SELECT count(*) FROM bookings_reservation WHERE show_id = %(show)s AND status = 'Reserved' "
-            "AND held_until < now() - interval '10 seconds'"
-        )
-        checks["bookings_without_exactly_one_charge"] = count(
-            "SELECT count(*) FROM bookings_reservation r WHERE r.show_id = %(show)s AND r.status = 'Booked' AND "
-            "(SELECT count(*) FROM bookings_payment p WHERE p.reservation_id = r.id AND p.kind = 'charge' "
-            " AND p.status = 'succeeded') <> 1"
-        )
-        checks["waiters_served_twice"] = count(
-            "SELECT count(*) FROM (SELECT w.id FROM waiting_waiter w JOIN bookings_reservation r "
-            " ON r.session_id = w.session_id AND r.show_id = w.show_id WHERE w.show_id = %(show)s "
-            " GROUP BY w.id HAVING count(*) > 1) twice"
-        )
-        checks["waiters_lost"] = count(
-            "SELECT count(*) FROM waiting_waiter w WHERE w.show_id = %(show)s AND w.status = 'Seats Available' "
-            "AND NOT EXISTS (SELECT 1 FROM bookings_reservation r WHERE r.id = w.reservation_id)"
-        )
-        # Everyone wants one seat, so the line is served strictly by place: nobody still waits ahead of a
-        # served waiter, and holds were made in the order of the places.
-        checks["waiters_served_out_of_order"] = count(
-            "SELECT count(*) FROM waiting_waiter served WHERE served.show_id = %(show)s "
-            "AND served.status = 'Seats Available' AND EXISTS (SELECT 1 FROM waiting_waiter ahead "
-            " WHERE ahead.show_id = served.show_id AND ahead.place < served.place AND ahead.status = 'Waiting')"
-        )
-        # Each hold takes its seats' version from one sequence, inside the line's lock: in serving order. (Not
-        # created_at: a serving call reads the clock before it queues for the lock.)
-        served = connection.execute(
-            "SELECT w.place FROM waiting_waiter w JOIN bookings_seatclaim c ON c.reservation_id = w.reservation_id "
-            "WHERE w.show_id = %(show)s GROUP BY w.id, w.place ORDER BY min(c.version)",
-            {"show": show_id},
-        ).fetchall()
-        places = [place for (place,) in served]
-        checks["waiters_served_out_of_order"] += sum(a > b for a, b in zip(places, places[1:], strict=False))
+        checks = {name: connection.execute(sql, {"show": show_id}).fetchone()[0] for name, sql in COUNTED.items()}
+        checks["waiters_served_out_of_order"] += serving_order_breaks(connection, show_id)
         if ledger_charges is not None:
-
-            def values(sql):
-                return {value for (value,) in connection.execute(sql, {"show": show_id})}
-
-            # This show's charges: the provider's idempotency key of each is our payment's id.
-            keys = {
-                str(payment_id)
-                for payment_id in values(
-                    "SELECT p.id FROM bookings_payment p JOIN bookings_reservation r ON r.id = p.reservation_id "
-                    "WHERE r.show_id = %(show)s AND p.kind = 'charge'"
-                )
-            }
-            ours = values(
-                "SELECT p.provider_reference FROM bookings_payment p JOIN bookings_reservation r "
-                "ON r.id = p.reservation_id WHERE r.show_id = %(show)s AND p.kind = 'charge' "
-                "AND p.status = 'succeeded'"
-            )
-            refunded = values(
-                "SELECT c.provider_reference FROM bookings_payment c JOIN bookings_payment r "
-                "ON r.refund_of_id = c.id AND r.status = 'succeeded'"
-            )
-            theirs = {
-                charge["charge_id"]
-                for charge in ledger_charges
-                if charge["idempotency_key"] in keys and not charge["refunded"]
-            }
-            checks["charges_without_a_booking"] = len(theirs - (ours - refunded))
-            checks["bookings_without_a_charge_at_the_provider"] = len((ours - refunded) - theirs)
+            checks.update(ledger_checks(connection, show_id, ledger_charges))
     return checks
+
+
+def serving_order_breaks(connection, show_id):
+    """Served waiters whose hold came before an earlier place's. Each hold takes its seats' version from one
+    sequence, inside the line's lock: in serving order. (Not created_at: a serving call reads the clock before it
+    queues for the lock.)"""
+    served = connection.execute(
+        "SELECT w.place FROM waiting_waiter w JOIN bookings_seatclaim c ON c.reservation_id = w.reservation_id "
+        "WHERE w.show_id = %(show)s GROUP BY w.id, w.place ORDER BY min(c.version)",
+        {"show": show_id},
+    ).fetchall()
+    places = [place for (place,) in served]
+    return sum(a > b for a, b in zip(places, places[1:], strict=False))
+
+
+def ledger_checks(connection, show_id, ledger_charges):
+    """Our succeeded, unrefunded charges of the show against the provider's ledger, both ways."""
+
+    def values(sql):
+        return {value for (value,) in connection.execute(sql, {"show": show_id})}
+
+    # This show's charges: the provider's idempotency key of each is our payment's id.
+    keys = {
+        str(payment_id)
+        for payment_id in values(
+            "SELECT p.id FROM bookings_payment p JOIN bookings_reservation r ON r.id = p.reservation_id "
+            "WHERE r.show_id = %(show)s AND p.kind = 'charge'"
+        )
+    }
+    ours = values(
+        "SELECT p.provider_reference FROM bookings_payment p JOIN bookings_reservation r "
+        "ON r.id = p.reservation_id WHERE r.show_id = %(show)s AND p.kind = 'charge' "
+        "AND p.status = 'succeeded'"
+    )
+    refunded = values(
+        "SELECT c.provider_reference FROM bookings_payment c JOIN bookings_payment r "
+        "ON r.refund_of_id = c.id AND r.status = 'succeeded'"
+    )
+    theirs = {
+        charge["charge_id"] for charge in ledger_charges if charge["idempotency_key"] in keys and not charge["refunded"]
+    }
+    return {
+        "charges_without_a_booking": len(theirs - (ours - refunded)),
+        "bookings_without_a_charge_at_the_provider": len((ours - refunded) - theirs),
+    }

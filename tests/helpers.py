@@ -70,7 +70,7 @@ def stack_environment(**overrides):
     import pytest
     from django.conf import settings
 
-    from bench.harness.balancer import HaproxyMissing, haproxy_executable
+    from bench.harness.haproxy import HaproxyMissing, haproxy_executable
     from bench.harness.site import server_environment
     from tests.conftest import test_database_url
 

@@ -4,7 +4,8 @@
   free loopback ports, the processes below one and their CPU time (/proc).
 - site: the project's own processes as production runs them (uvicorn, Celery workers and beat, the payment
   sandbox's HTTP service) and their environment: one command line for each.
-- balancer: K web processes behind HAProxy, with Celery workers and beat (the scaled-out stack).
+- balancer: K web processes behind HAProxy, with Celery workers and beat (the scaled-out stack); haproxy:
+  HAProxy's executable, its configuration from deploy/haproxy.cfg, its counters.
 - services: a PostgreSQL cluster and a Redis server of a run's own, to restart or kill.
 - database: a scenario's database, Django in the scenario's process, the planner's statistics.
 - servers: the server a scenario asks for (--workers, --balanced, --pool-max) and a sale served on it.

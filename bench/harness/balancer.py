@@ -32,12 +32,9 @@ command lines; a scenario's --balanced server (bench/harness/servers.py) is a st
 """
 
 import contextlib
-import csv
-import io
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -47,48 +44,15 @@ from pathlib import Path
 import httpx
 
 from bench.harness import site
-from bench.harness.processes import ROOT, free_port, start_process, stop_processes
+from bench.harness.haproxy import haproxy_executable, render_haproxy_config, web_server_stats
+from bench.harness.processes import free_port, start_process, stop_processes
 from ticketing.proxies import SETTING as TRUSTED_PROXIES_SETTING
 
-HAPROXY_TEMPLATE = ROOT / "deploy" / "haproxy.cfg"
 HEALTH_PATH = "/health/live"  # what HAProxy's health check asks for (see the template)
 # Where HAProxy's connections to the web processes come from: the one proxy they trust (TICKETING_TRUSTED_PROXIES),
 # so a client's address is the X-Forwarded-For HAProxy adds, and a client's own X-Forwarded-For is not believed.
 HAPROXY_SOURCE_ADDRESS = "127.0.0.1"
 START_SECONDS = 60
-
-
-class HaproxyMissing(RuntimeError):
-    pass
-
-
-def haproxy_executable():
-    """Debian's haproxy, or HaproxyMissing saying how to install it."""
-    found = shutil.which("haproxy") or next(
-        (path for path in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if os.access(path, os.X_OK)), None
-    )
-    if found is None:
-        raise HaproxyMissing(
-            "haproxy is not installed: `make debian-packages` installs it (it is in the Makefile's "
-            "DEBIAN_PACKAGES; `make test` runs that first)"
-        )
-    return found
-
-
-def render_haproxy_config(*, bind, servers, stats_socket, health_host="127.0.0.1", template=HAPROXY_TEMPLATE):
-    """deploy/haproxy.cfg with its fields filled in; `servers` is [(name, "host:port"), ...]."""
-    lines = "\n".join(f"    server {name} {address}" for name, address in servers)
-    text = Path(template).read_text()
-    for placeholder, value in {
-        "{{bind}}": bind,
-        "{{stats_socket}}": str(stats_socket),
-        "{{health_host}}": health_host,
-        "{{servers}}": lines,
-    }.items():
-        if placeholder not in text:
-            raise ValueError(f"{template} has no {placeholder}")
-        text = text.replace(placeholder, value)
-    return text
 
 
 @dataclass
@@ -149,19 +113,7 @@ class Stack:
 
     def balancer_stats(self):
         """HAProxy's `show stat` for the web backend's servers: {server name: {column: value}}."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-            connection.settimeout(5)
-            connection.connect(str(self.stats_socket))
-            connection.sendall(b"show stat\n")
-            chunks = []
-            while chunk := connection.recv(65536):
-                chunks.append(chunk)
-        text = b"".join(chunks).decode().lstrip("# ")
-        return {
-            row["svname"]: row
-            for row in csv.DictReader(io.StringIO(text))
-            if row["pxname"] == "web" and row["svname"] not in ("BACKEND", "FRONTEND")
-        }
+        return web_server_stats(self.stats_socket)
 
     def responses_by_process(self):
         """How many HTTP responses each web process sent back through HAProxy (its hrsp_* counters)."""
@@ -251,83 +203,25 @@ def stack_running(
     folder = Path(tempfile.mkdtemp(prefix="ticketing-stack-"))
     started = []
     try:
-        web = []
         web_env = {**base, **(web_environment or {}), TRUSTED_PROXIES_SETTING: HAPROXY_SOURCE_ADDRESS}
-        for number in range(1, web_processes + 1):
-            port = free_port()
-            options = ["--timeout-graceful-shutdown", "5", *uvicorn_options]
-            command = site.uvicorn_command(port=port, workers=1, environment=web_env, options=options)
-            process = _start(f"web{number}", command, environment=web_env, folder=folder)
-            process.url = f"http://127.0.0.1:{port}"
-            started.append(process)
-            web.append(process)
-
-        celery = []
+        web = _start_web(web_processes, environment=web_env, uvicorn_options=uvicorn_options, folder=folder)
+        started += web
         celery_env = {**base, **(celery_environment or {})}
-        for number in range(1, celery_workers + 1):
-            command = site.celery_worker_command(
-                name=f"celery{number}", pool=celery_pool, concurrency=celery_concurrency, loglevel="info"
-            )
-            process = _start(f"celery{number}", command, environment=celery_env, folder=folder)
-            started.append(process)
-            celery.append(process)
-        beat_process = None
-        if beat:
-            command = site.celery_beat_command(schedule=folder / "celerybeat-schedule", loglevel="info")
-            beat_process = _start("beat", command, environment=celery_env, folder=folder)
-            started.append(beat_process)
-
+        celery = _start_celery(
+            celery_workers, environment=celery_env, pool=celery_pool, concurrency=celery_concurrency, folder=folder
+        )
+        beat_process = _start_beat(environment=celery_env, folder=folder) if beat else None
+        started += celery + ([beat_process] if beat_process else [])
         _wait_for(
             lambda: all(_answers(process.url, health_host) for process in web),
             processes=web,
             what="every web process answering",
             seconds=start_seconds,
         )
-
-        port = free_port()
-        stats_socket = folder / "haproxy.sock"
-        config = folder / "haproxy.cfg"
-        config.write_text(
-            render_haproxy_config(
-                bind=f"127.0.0.1:{port}",
-                servers=[(process.name, process.url.removeprefix("http://")) for process in web],
-                stats_socket=stats_socket,
-                health_host=health_host,
-            )
-        )
-        balancer = _start(
-            "haproxy",
-            [haproxy, "-db", "-f", str(config)],
-            environment=dict(os.environ),
-            folder=folder,
-            preexec_fn=_raise_open_files_limit,
-        )
-        started.insert(0, balancer)  # stopped first: no new connections while the rest stop
-        stack = Stack(
-            url=f"http://127.0.0.1:{port}",
-            balancer=balancer,
-            web=web,
-            celery=celery,
-            beat=beat_process,
-            stats_socket=stats_socket,
-            folder=folder,
-        )
-
-        def in_rotation():
-            try:
-                states = [row["status"] for row in stack.balancer_stats().values()]
-            except OSError:
-                return False
-            return len(states) == len(web) and all(state.startswith("UP") for state in states)
-
-        _wait_for(in_rotation, processes=[balancer], what="HAProxy with every web process up", seconds=start_seconds)
-        _wait_for(lambda: _answers(stack.url, health_host), processes=[balancer], what="HAProxy answering", seconds=10)
-        _wait_for(
-            lambda: all(" ready." in _tail(process, 100_000) for process in celery),
-            processes=celery + ([beat_process] if beat_process else []),
-            what="every Celery worker ready",
-            seconds=start_seconds,
-        )
+        stack = _start_balancer(haproxy, web=web, health_host=health_host, folder=folder)
+        started.insert(0, stack.balancer)  # stopped first: no new connections while the rest stop
+        stack.celery, stack.beat = celery, beat_process
+        _wait_until_serving(stack, health_host=health_host, seconds=start_seconds)
         yield stack
     finally:
         stop_processes(started)
@@ -336,3 +230,74 @@ def stack_running(
                 log.write(f"===== {process.name} =====\n{_tail(process, 10**9)}\n")
             log.flush()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start_web(count, *, environment, uvicorn_options, folder):
+    """`count` uvicorn processes of one worker each, web1..webN, each on a free port of its own."""
+    web = []
+    for number in range(1, count + 1):
+        port = free_port()
+        options = ["--timeout-graceful-shutdown", "5", *uvicorn_options]
+        command = site.uvicorn_command(port=port, workers=1, environment=environment, options=options)
+        process = _start(f"web{number}", command, environment=environment, folder=folder)
+        process.url = f"http://127.0.0.1:{port}"
+        web.append(process)
+    return web
+
+
+def _start_celery(count, *, environment, pool, concurrency, folder):
+    """`count` Celery workers, celery1..celeryN (logging at info: their " ready." line says they are)."""
+    return [
+        _start(
+            f"celery{number}",
+            site.celery_worker_command(name=f"celery{number}", pool=pool, concurrency=concurrency, loglevel="info"),
+            environment=environment,
+            folder=folder,
+        )
+        for number in range(1, count + 1)
+    ]
+
+
+def _start_beat(*, environment, folder):
+    command = site.celery_beat_command(schedule=folder / "celerybeat-schedule", loglevel="info")
+    return _start("beat", command, environment=environment, folder=folder)
+
+
+def _start_balancer(haproxy, *, web, health_host, folder):
+    """HAProxy on a free port in front of `web`, configured from the template; returns the Stack it heads."""
+    port = free_port()
+    stats_socket = folder / "haproxy.sock"
+    config = folder / "haproxy.cfg"
+    servers = [(process.name, process.url.removeprefix("http://")) for process in web]
+    config.write_text(
+        render_haproxy_config(
+            bind=f"127.0.0.1:{port}", servers=servers, stats_socket=stats_socket, health_host=health_host
+        )
+    )
+    command = [haproxy, "-db", "-f", str(config)]
+    balancer = _start(
+        "haproxy", command, environment=dict(os.environ), folder=folder, preexec_fn=_raise_open_files_limit
+    )
+    url = f"http://127.0.0.1:{port}"
+    return Stack(url=url, balancer=balancer, web=web, stats_socket=stats_socket, folder=folder)
+
+
+def _wait_until_serving(stack, *, health_host, seconds):
+    """Until HAProxy has every web process up and answers, and every Celery worker is ready."""
+
+    def in_rotation():
+        try:
+            states = [row["status"] for row in stack.balancer_stats().values()]
+        except OSError:
+            return False
+        return len(states) == len(stack.web) and all(state.startswith("UP") for state in states)
+
+    balancer = [stack.balancer]
+    _wait_for(in_rotation, processes=balancer, what="HAProxy with every web process up", seconds=seconds)
+    _wait_for(lambda: _answers(stack.url, health_host), processes=balancer, what="HAProxy answering", seconds=10)
+    _wait_for(
+        lambda: all(" ready." in _tail(process, 100_000) for process in stack.celery),
+        processes=stack.celery + ([stack.beat] if stack.beat else []),
+        what="every Celery worker ready",
+        seconds=seconds,
+    )
