@@ -52,15 +52,20 @@ def describe_server(*, workers, balanced):
     return f"uvicorn --workers {workers} (uvloop, httptools), DJANGO_DEBUG=0"
 
 
-def add_server_options(parser):
-    """--workers, --balanced and --pool-max, as every scenario takes them."""
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
+def add_balanced_option(parser, *, instead_of="uvicorn --workers"):
+    """--balanced K: K uvicorn processes of one worker each behind HAProxy (harness.balancer)."""
     parser.add_argument(
         "--balanced",
         type=int,
         metavar="K",
-        help="instead of uvicorn --workers: K uvicorn processes (1 worker each) behind HAProxy (harness.balancer)",
+        help=f"instead of {instead_of}: K uvicorn processes (1 worker each) behind HAProxy (harness.balancer)",
     )
+
+
+def add_server_options(parser):
+    """--workers, --balanced and --pool-max, as every scenario takes them."""
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
+    add_balanced_option(parser)
     parser.add_argument(
         "--pool-max",
         type=int,

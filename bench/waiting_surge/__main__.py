@@ -14,7 +14,7 @@ import bench.waiting_surge
 from bench.harness.clients import seat_range
 from bench.harness.database import connection_budget, ensure_database, refresh_planner_statistics
 from bench.harness.processes import unwind_on_sigterm
-from bench.harness.servers import web_server_running
+from bench.harness.servers import add_balanced_option, web_server_running
 from bench.harness.site import celery_running, server_environment
 from bench.show import prepare_show
 from bench.waiting_surge.database import (
@@ -49,12 +49,7 @@ def parse_options():
     parser.add_argument("--pool-max", type=int, default=8, help="the web process's database pool (default 8)")
     parser.add_argument("--worker-concurrency", type=int, default=2, help="Celery worker processes (make serve: 2)")
     parser.add_argument("--celery-workers", type=int, default=1, help="Celery workers, each with its pool (default 1)")
-    parser.add_argument(
-        "--balanced",
-        type=int,
-        metavar="K",
-        help="K web processes behind HAProxy instead of one (bench/harness/balancer.py)",
-    )
+    add_balanced_option(parser, instead_of="one uvicorn process")
     parser.add_argument("--hold-seconds", type=int, default=20, help="TICKETING_HOLD_SECONDS of the servers")
     parser.add_argument("--grace-seconds", type=int, default=1, help="TICKETING_HOLD_GRACE_SECONDS of the servers")
     parser.add_argument("--lapse-spread", type=float, default=10, help="the holders' holds lapse over this many s")
