@@ -24,7 +24,7 @@ from bookings.models import Reservation
 from bookings.providers import InvalidCard, parse_card
 from bookings.seat_maps import seat_map_json_on_the_loop, seats_generation, show_with_catalog
 from cinemas.search import catalog_read, seat_type_statuses
-from cinemas.serializers import CinemaSerializer, MovieSerializer
+from cinemas.serializers import CinemaSerializer, MovieSerializer, price_range
 from ticketing.buyers import key_buyer
 from ticketing.error_codes import ERROR_CODES
 from ticketing.errors import NO_SUCH_THING_MESSAGE, ApiError, error_body, refusal_api_error
@@ -298,11 +298,17 @@ class ShowDetailApi(APIView):
     def build(show_id):
         show = show_with_catalog(show_id)
         at = timezone.now()
+        seats = seat_type_statuses([show], at)[show.pk]
+        country = show.hall.cinema.city.country
         return {
             "show_id": show.pk,
             "start_time": show.starts_at,
             "end_time": show.ends_at,
-            "movie": MovieSerializer(show.movie).data,
+            "format": show.format,
+            "audio_language": show.spoken_language,
+            "subtitles": show.subtitles or None,
+            "price_range": price_range(seats),
+            "movie": MovieSerializer(show.movie, context={"country": country}).data,
             "cinema": CinemaSerializer(show.hall.cinema).data,
             "hall": {"id": show.hall.pk, "name": show.hall.name},
             "prices": [
@@ -310,7 +316,7 @@ class ShowDetailApi(APIView):
                 for seat_type, price in show.prices.order_by("seat_type").values_list("seat_type", "price")
             ],
             "currency": settings.TICKETING_CURRENCY,
-            "seats": serializers.SeatTypeStatusSerializer(seat_type_statuses([show], at)[show.pk], many=True).data,
+            "seats": serializers.SeatTypeStatusSerializer(seats, many=True).data,
             "counts": seat_counts(show, at),
         }
 

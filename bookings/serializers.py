@@ -4,7 +4,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from cinemas.models import SeatType
-from cinemas.serializers import CinemaSerializer, MovieSerializer, SeatTypeStatusSerializer
+from cinemas.serializers import CinemaSerializer, MovieSerializer, PriceRangeSerializer, SeatTypeStatusSerializer
 from ticketing.parameters import StrictParameters, session_id_field
 
 
@@ -91,6 +91,10 @@ class ShowDetailSerializer(serializers.Serializer):
     show_id = serializers.IntegerField()
     start_time = serializers.DateTimeField()
     end_time = serializers.DateTimeField()
+    format = serializers.CharField(help_text="2D, 3D, IMAX, IMAX 3D, 4DX, ScreenX or Dolby Cinema.")
+    audio_language = serializers.CharField(help_text="The show's, else the movie's.")
+    subtitles = serializers.CharField(allow_null=True, help_text="The subtitles' language, or null for none.")
+    price_range = PriceRangeSerializer(allow_null=True)
     movie = MovieSerializer()
     cinema = CinemaSerializer()
     hall = serializers.DictField()

@@ -73,7 +73,7 @@ class CityMoviesApi(APIView):
         def build():
             city = get_object_or_404(City, pk=city_id)
             movies = movies_showing(city, day=parameters.get("date"), at=timezone.now())
-            return serializers.MovieSerializer(movies, many=True).data
+            return serializers.MovieSerializer(movies, many=True, context={"country": city.country}).data
 
         return Response(catalog_read("api-city-movies", (city_id, parameters.get("date")), build))
 

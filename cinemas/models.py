@@ -126,6 +126,13 @@ class Movie(models.Model):
     language = models.CharField(max_length=50)
     release_date = models.DateField()
     country = models.CharField(max_length=100)
+    # The poster at the sizes the pages use (cinemas.posters.POSTER_SIZES), written only by upload_poster: files
+    # under MEDIA_ROOT named by their content's hash, so they are served with a year's cache and never change.
+    # Blank: the pages show a placeholder drawn from the title.
+    poster = models.ImageField(upload_to="posters/", blank=True, editable=False, help_text="480 px wide.")
+    poster_card = models.ImageField(upload_to="posters/", blank=True, editable=False, help_text="240 px wide.")
+    cast = models.CharField(max_length=300, blank=True, help_text="The leading actors, e.g. 'Ana Diaz, Raj Mehta'.")
+    trailer_url = models.URLField(blank=True, max_length=500, help_text="A link to the trailer (https://...).")
 
     class Meta:
         ordering = ["title"]
@@ -136,10 +143,77 @@ class Movie(models.Model):
         return self.title
 
 
+class Country(models.TextChoices):
+    """The countries whose film certificates the catalog knows; a city's `country` names one of them."""
+
+    AUSTRALIA = "Australia"
+    CANADA = "Canada"
+    FRANCE = "France"
+    GERMANY = "Germany"
+    INDIA = "India"
+    UNITED_KINGDOM = "United Kingdom"
+    UNITED_STATES = "United States"
+
+
+# Each country's certificates, from open to all to adults only, as its board writes them: India's CBFC (UA with
+# the age bands of the 2024 rules; S for specialised audiences), the US's MPA, the UK's BBFC, Canada's provincial
+# boards' shared set, Australia's Classification Board, France's CNC (TP: tous publics) and Germany's FSK.
+CERTIFICATES = {
+    Country.INDIA: ("U", "UA", "UA 7+", "UA 13+", "UA 16+", "A", "S"),
+    Country.UNITED_STATES: ("G", "PG", "PG-13", "R", "NC-17"),
+    Country.UNITED_KINGDOM: ("U", "PG", "12A", "15", "18"),
+    Country.CANADA: ("G", "PG", "14A", "18A", "R"),
+    Country.AUSTRALIA: ("G", "PG", "M", "MA15+", "R18+"),
+    Country.FRANCE: ("TP", "-12", "-16", "-18"),
+    Country.GERMANY: ("FSK 0", "FSK 6", "FSK 12", "FSK 16", "FSK 18"),
+}
+RATING_CHOICES = sorted({rating for ratings in CERTIFICATES.values() for rating in ratings})
+
+
+def rating_belongs_to_country():
+    """The database's own check that a rating is one of its country's certificates (so no 'PG-13' in India)."""
+    allowed = Q()
+    for country, ratings in CERTIFICATES.items():
+        allowed |= Q(country=country, rating__in=ratings)
+    return allowed
+
+
+class MovieCertificate(models.Model):
+    """A movie's certificate in one country; a page shows the one of its cinema's country."""
+
+    movie = models.ForeignKey(Movie, on_delete=models.CASCADE, related_name="certificates")
+    country = models.CharField(max_length=100, choices=Country.choices)
+    rating = models.CharField(max_length=8, choices=[(rating, rating) for rating in RATING_CHOICES])
+
+    class Meta:
+        ordering = ["movie_id", "country"]
+        constraints = [
+            models.UniqueConstraint(fields=["movie", "country"], name="cinemas_moviecertificate_one_per_country"),
+            models.CheckConstraint(
+                condition=rating_belongs_to_country(),
+                name="cinemas_moviecertificate_rating_of_country",
+                violation_error_message="This rating is not one of that country's certificates.",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.rating} ({self.country})"
+
+
 class ShowQuerySet(models.QuerySet):
     def upcoming(self, at):
         """Shows that have not started at `at`: the ones a moviegoer can still buy."""
         return self.filter(starts_at__gt=at)
+
+
+class ShowFormat(models.TextChoices):
+    TWO_D = "2D", "2D"
+    THREE_D = "3D", "3D"
+    IMAX = "IMAX", "IMAX"
+    IMAX_3D = "IMAX 3D", "IMAX 3D"
+    FOUR_DX = "4DX", "4DX"
+    SCREENX = "ScreenX", "ScreenX"
+    DOLBY_CINEMA = "Dolby Cinema", "Dolby Cinema"
 
 
 class Show(models.Model):
@@ -147,6 +221,11 @@ class Show(models.Model):
     hall = models.ForeignKey(Hall, on_delete=models.PROTECT, related_name="shows")
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField()
+    format = models.CharField(max_length=16, choices=ShowFormat.choices, default=ShowFormat.TWO_D)
+    audio_language = models.CharField(
+        max_length=50, blank=True, help_text="The language it is played in; blank: the movie's own language."
+    )
+    subtitles = models.CharField(max_length=50, blank=True, help_text="The subtitles' language; blank: none.")
 
     objects = ShowQuerySet.as_manager()
 
@@ -154,6 +233,7 @@ class Show(models.Model):
         ordering = ["starts_at", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="cinemas_show_ends_after_start"),
+            models.CheckConstraint(condition=Q(format__in=ShowFormat.values), name="cinemas_show_format_known"),
             # Two shows can't overlap in one hall; back-to-back shows ([) ranges) are fine.
             PostgresExclusionConstraint(
                 name="cinemas_show_no_overlap_in_hall",
@@ -181,6 +261,11 @@ class Show(models.Model):
     @property
     def local_starts_at(self):
         return self.starts_at.astimezone(self.hall.cinema.zone)
+
+    @property
+    def spoken_language(self):
+        """The language the show is played in: its own, or else the movie's."""
+        return self.audio_language or self.movie.language
 
 
 class ShowPrice(models.Model):

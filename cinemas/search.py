@@ -97,7 +97,7 @@ def search_shows(search, *, at):
     Returns `(shows, total)`; each show has its movie, hall and cinema loaded and, when a location was
     given, a `distance_km`.
     """
-    shows = Show.objects.upcoming(at).select_related("movie", "hall__cinema")
+    shows = Show.objects.upcoming(at).select_related("movie", "hall__cinema__city")
     if search.keyword:
         shows = shows.filter(Q(movie__title__icontains=search.keyword) | Q(movie__genre__iexact=search.keyword))
     if search.city_ids:
@@ -119,8 +119,8 @@ def search_shows(search, *, at):
         # Nothing on this page: a misspelt keyword matches no show, and the page query would then walk the
         # whole starts_at index looking for rows that aren't there (~25 ms at the study's scale).
         return [], total
-    page = list(shows.order_by(*SORTING_ORDERS[search.sorting_order])[offset : offset + search.results_per_page])
-    return page, total
+    page = shows.order_by(*SORTING_ORDERS[search.sorting_order])[offset : offset + search.results_per_page]
+    return list(page.prefetch_related("movie__certificates")), total
 
 
 def spelling_suggestions(keyword):
@@ -244,7 +244,8 @@ def _on_day_in_city(shows, city, day):
 def movies_showing(city, *, day=None, at):
     """Movies with at least one upcoming show in the city (on `day`, in each cinema's local time)."""
     shows = _on_day_in_city(Show.objects.upcoming(at).filter(hall__cinema__city=city), city, day)
-    return Movie.objects.filter(pk__in=shows.values("movie_id")).order_by("title", "id")
+    movies = Movie.objects.filter(pk__in=shows.values("movie_id")).order_by("title", "id")
+    return movies.prefetch_related("certificates")
 
 
 def movie_showtimes(movie, city, *, day=None, at):
@@ -253,7 +254,7 @@ def movie_showtimes(movie, city, *, day=None, at):
     shows = (
         Show.objects.upcoming(at)
         .filter(movie=movie, hall__cinema__city=city)
-        .select_related("hall__cinema")
+        .select_related("movie", "hall__cinema")
         .order_by("hall__cinema__name", "hall__cinema_id", "starts_at", "id")
     )
     shows = list(_on_day_in_city(shows, city, day))

@@ -3,9 +3,12 @@
 import re
 from datetime import date
 
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cinemas.models import City
+from cinemas.posters import POSTER_SIZES, poster_urls
 from cinemas.search import DEFAULT_SORTING_ORDER, SORTING_ORDERS
 from ticketing.numbers import whole_number
 from ticketing.parameters import StrictParameters
@@ -111,7 +114,69 @@ class CityPageSerializer(serializers.Serializer):
     previous = serializers.URLField(allow_null=True)
 
 
-class MovieSerializer(serializers.Serializer):
+def absolute_url(path):
+    """A site-relative URL made absolute with the site's public address (TICKETING_SITE_URL), as partners' apps
+    need; not the request's host, since catalog answers are cached and shared between callers."""
+    return f"{settings.TICKETING_SITE_URL}{path}"
+
+
+class PostersSerializer(serializers.Serializer):
+    card = serializers.URLField(help_text=f"{POSTER_SIZES['card']} px wide (2:3), WebP.")
+    detail = serializers.URLField(help_text=f"{POSTER_SIZES['detail']} px wide (2:3), WebP.")
+
+
+class CertificateSerializer(serializers.Serializer):
+    country = serializers.CharField()
+    rating = serializers.CharField(help_text="As the country's board writes it: U, UA 13+, A; G, PG-13, R; 12A; ...")
+
+
+class CatalogContentFields(serializers.Serializer):
+    """A movie's poster, certificates, cast and trailer: the fields the catalog content adds to a movie's.
+
+    `certificate` is the movie's rating in the country of the place the answer is about (country_of), null where
+    it has none there or no place is known; `certificates` lists every country's. Subclasses say where their
+    source's movie (movie_of) and place are. The movie's certificates should be prefetched.
+    """
+
+    poster = serializers.SerializerMethodField(
+        help_text=f"The poster's URL ({POSTER_SIZES['detail']} px wide); a placeholder drawn from the title if none."
+    )
+    posters = serializers.SerializerMethodField()
+    cast = serializers.SerializerMethodField(help_text="The leading actors; empty if not given.")
+    trailer_url = serializers.SerializerMethodField(help_text="A link to the trailer, or null.")
+    certificate = serializers.SerializerMethodField(help_text="The rating where the cinema is, or null.")
+    certificates = serializers.SerializerMethodField()
+
+    def movie_of(self, source):
+        return source
+
+    def country_of(self, source):
+        return self.context.get("country")
+
+    def get_poster(self, source) -> str:
+        return absolute_url(poster_urls(self.movie_of(source))["detail"])
+
+    @extend_schema_field(PostersSerializer)
+    def get_posters(self, source):
+        return {size: absolute_url(url) for size, url in poster_urls(self.movie_of(source)).items()}
+
+    def get_cast(self, source) -> str:
+        return self.movie_of(source).cast
+
+    def get_trailer_url(self, source) -> str | None:
+        return self.movie_of(source).trailer_url or None
+
+    def get_certificate(self, source) -> str | None:
+        country = self.country_of(source)
+        certificates = self.movie_of(source).certificates.all()
+        return next((certificate.rating for certificate in certificates if certificate.country == country), None)
+
+    @extend_schema_field(CertificateSerializer(many=True))
+    def get_certificates(self, source):
+        return [{"country": c.country, "rating": c.rating} for c in self.movie_of(source).certificates.all()]
+
+
+class MovieSerializer(CatalogContentFields):
     id = serializers.IntegerField()
     title = serializers.CharField()
     description = serializers.CharField()
@@ -139,7 +204,39 @@ class SeatTypeStatusSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["Available", "Almost Full", "Full"])
 
 
-class ShowtimeSerializer(serializers.Serializer):
+class PriceRangeSerializer(serializers.Serializer):
+    min = serializers.DecimalField(max_digits=8, decimal_places=2)
+    max = serializers.DecimalField(max_digits=8, decimal_places=2)
+    currency = serializers.CharField(help_text="ISO 4217.")
+
+
+def price_range(seat_statuses):
+    """`{"min", "max", "currency"}` (decimal strings) over a show's seat types' prices (seat_type_statuses), or
+    None if it has none."""
+    prices = [entry["price"] for entry in seat_statuses]
+    if not prices:
+        return None
+    return PriceRangeSerializer({"min": min(prices), "max": max(prices), "currency": settings.TICKETING_CURRENCY}).data
+
+
+class ShowContentFields(serializers.Serializer):
+    """A showtime's format, languages and price range: the fields the catalog content adds to a show's. The show
+    needs its movie loaded (for the audio language) and its `seats` (seat_type_statuses)."""
+
+    format = serializers.CharField(help_text="2D, 3D, IMAX, IMAX 3D, 4DX, ScreenX or Dolby Cinema.")
+    audio_language = serializers.CharField(source="spoken_language", help_text="The show's, else the movie's.")
+    subtitles = serializers.SerializerMethodField(help_text="The subtitles' language, or null for none.")
+    price_range = serializers.SerializerMethodField()
+
+    def get_subtitles(self, show) -> str | None:
+        return show.subtitles or None
+
+    @extend_schema_field(PriceRangeSerializer(allow_null=True))
+    def get_price_range(self, show):
+        return price_range(show.seats)
+
+
+class ShowtimeSerializer(ShowContentFields):
     show_id = serializers.IntegerField(source="id")
     hall = serializers.CharField(source="hall.name")
     start_time = serializers.DateTimeField(source="starts_at")
@@ -152,7 +249,7 @@ class CinemaShowtimesSerializer(serializers.Serializer):
     shows = ShowtimeSerializer(many=True)
 
 
-class SearchResultSerializer(serializers.Serializer):
+class SearchResultSerializer(ShowContentFields, CatalogContentFields):
     movie_id = serializers.IntegerField(source="movie.id")
     show_id = serializers.IntegerField(source="id")
     title = serializers.CharField(source="movie.title")
@@ -167,6 +264,12 @@ class SearchResultSerializer(serializers.Serializer):
     cinema = CinemaSerializer(source="hall.cinema")
     distance_km = serializers.SerializerMethodField()
     seats = SeatTypeStatusSerializer(many=True)
+
+    def movie_of(self, show):
+        return show.movie
+
+    def country_of(self, show):
+        return show.hall.cinema.city.country
 
     def get_distance_km(self, show) -> float | None:
         distance = getattr(show, "distance_km", None)

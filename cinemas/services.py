@@ -1,4 +1,4 @@
-"""Every change to the catalog that has rules of its own: seat layouts and show scheduling.
+"""Every change to the catalog that has rules of its own: seat layouts, show scheduling and posters.
 
 Plain records (cities, cinemas, movies) are edited through the Django admin's own forms; these services
 own the writes that must keep several rows consistent. They raise django.core.exceptions.ValidationError,
@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
-from cinemas.models import Hall, Seat, SeatType, Show, ShowPrice
+from cinemas.models import Hall, Movie, Seat, SeatType, Show, ShowFormat, ShowPrice
+from cinemas.posters import POSTER_SIZES, read_upload, render_poster, store_rendition
 from ticketing.cached_reads import changed_after_commit
 
 PLAN_SEAT_TYPES = {
@@ -194,32 +197,88 @@ def _save_show(*, show, prices):
 
 
 @transaction.atomic
-def schedule_show(*, movie, hall, starts_at, ends_at=None, prices):
+def schedule_show(
+    *, movie, hall, starts_at, ends_at=None, prices, format=ShowFormat.TWO_D, audio_language="", subtitles=""
+):
     """Put a movie on in a hall with a price for every seat type the hall has.
 
-    `ends_at` defaults to the running time plus turnaround. Raises ValidationError when the show would
-    overlap another in the hall (checked first for a clear message; the database's exclusion constraint
-    decides any race) or a seat type has no price. On commit, the cached catalog is dropped.
+    `ends_at` defaults to the running time plus turnaround; `format` is one of ShowFormat (the database refuses
+    any other), `audio_language` blank means the movie's own and `subtitles` blank means none. Raises
+    ValidationError when the show would overlap another in the hall (checked first for a clear message; the
+    database's exclusion constraint decides any race) or a seat type has no price. On commit, the cached catalog
+    is dropped.
     """
     show = Show(
         movie=movie,
         hall=hall,
         starts_at=starts_at,
         ends_at=ends_at or default_show_end(movie=movie, starts_at=starts_at),
+        format=format,
+        audio_language=audio_language,
+        subtitles=subtitles,
     )
     _check_show(show=show, prices=prices)
     return _save_show(show=show, prices=prices)
 
 
 @transaction.atomic
-def reschedule_show(*, show, movie, hall, starts_at, ends_at=None, prices):
-    """Change a show's movie, hall, times or prices, with the same checks as schedule_show.
+def reschedule_show(
+    *, show, movie, hall, starts_at, ends_at=None, prices, format=ShowFormat.TWO_D, audio_language="", subtitles=""
+):
+    """Change a show's movie, hall, times, prices, format or languages, with the same checks as schedule_show.
 
     Locks the show row. On commit, the cached catalog (and the show's seat map, which shows its prices) is
     dropped.
     """
     show = Show.objects.select_for_update().get(pk=show.pk)
     show.movie, show.hall, show.starts_at = movie, hall, starts_at
+    show.format, show.audio_language, show.subtitles = format, audio_language, subtitles
     show.ends_at = ends_at or default_show_end(movie=movie, starts_at=starts_at)
     _check_show(show=show, prices=prices)
     return _save_show(show=show, prices=prices)
+
+
+# --- Posters ----------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def upload_poster(*, movie, image):
+    """Make `image` (an uploaded file) the movie's poster: checked and resized with Pillow (cinemas.posters) to
+    every size the pages use, each stored under its content's hash.
+
+    Raises ValidationError, before anything is written, for a file that is not a JPEG, PNG or WebP, too big in
+    bytes or pixels, too small or damaged. The files are written before the row names them, so a committed row
+    never names a missing file (a rollback leaves unnamed files, which are harmless). Locks the movie row, so two
+    uploads at once end with one poster whole. On commit: the cached catalog is dropped and the previous
+    poster's files are deleted unless another movie uses the same ones.
+    """
+    renditions = render_poster(read_upload(image))
+    names = {size: store_rendition(data, width=POSTER_SIZES[size]) for size, data in renditions.items()}
+    return _record_poster(movie=movie, detail=names["detail"], card=names["card"])
+
+
+@transaction.atomic
+def remove_poster(*, movie):
+    """The movie goes back to the placeholder drawn from its title. On commit, as upload_poster."""
+    return _record_poster(movie=movie, detail="", card="")
+
+
+def _record_poster(*, movie, detail, card):
+    movie = Movie.objects.select_for_update().get(pk=movie.pk)
+    previous = {movie.poster.name, movie.poster_card.name} - {"", detail, card}
+    movie.poster.name, movie.poster_card.name = detail, card
+    movie.save(update_fields=["poster", "poster_card"])
+    catalog_changed()
+    if previous:
+        transaction.on_commit(lambda: delete_unused_posters(previous))
+    return movie
+
+
+def delete_unused_posters(names):
+    """Delete those of these poster files that no movie names any more (two movies may share one image)."""
+    used = set(
+        Movie.objects.filter(Q(poster__in=names) | Q(poster_card__in=names)).values_list("poster", "poster_card")
+    )
+    used_names = {name for pair in used for name in pair}
+    for name in set(names) - used_names:
+        default_storage.delete(name)

@@ -9,12 +9,16 @@ it first next time.
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
+from django.core.files.storage import default_storage
 from django.db.models import Count
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.views.decorators.http import require_safe
 
 from cinemas.models import Cinema, City, Movie
+from cinemas.posters import PLACEHOLDER_NAME, POSTER_SIZES, SERVED_NAME, placeholder_key, placeholder_poster
 from cinemas.search import (
     ShowSearch,
     catalog_read,
@@ -24,6 +28,10 @@ from cinemas.search import (
     spelling_suggestions,
 )
 from ticketing.numbers import whole_number
+
+# A poster's file never changes under its name (the name is its content's hash, or a placeholder's title key):
+# browsers and proxies may keep it a year without asking again.
+POSTER_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 CITY_SESSION_KEY = "city_id"
 DAYS_AHEAD = 7
@@ -121,3 +129,25 @@ def _movies_found(found):
         by_movie.setdefault(show.movie, []).append(show)
     results = [{"movie": movie, "shows": movie_shows} for movie, movie_shows in by_movie.items()]
     return results, [] if results else spelling_suggestions(found.keyword)
+
+
+@require_safe
+def poster_file(request, name):
+    """A poster's file from MEDIA_ROOT, cached for a year: an uploaded rendition, or a placeholder, drawn the
+    first time it is asked for (cinemas.posters). Served by every web process, in DEBUG and in production alike;
+    any other name under /media/ is a 404."""
+    name = f"posters/{name}"
+    if not SERVED_NAME.fullmatch(name):
+        raise Http404("No such poster.")
+    if not default_storage.exists(name):
+        placeholder = PLACEHOLDER_NAME.fullmatch(name)
+        if placeholder is None:
+            raise Http404("No such poster.")
+        movie_id, key, width = int(placeholder[1]), placeholder[2], int(placeholder[3])
+        title = Movie.objects.filter(pk=movie_id).values_list("title", flat=True).first()
+        if title is None or key != placeholder_key(title) or width not in POSTER_SIZES.values():
+            raise Http404("No such poster.")
+        name = placeholder_poster(movie_id, title, width)
+    response = FileResponse(default_storage.open(name), content_type="image/webp")
+    response["Cache-Control"] = POSTER_CACHE_CONTROL
+    return response

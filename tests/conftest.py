@@ -21,6 +21,23 @@ from tests.factories import make_api_key
 from ticketing.cached_reads import CACHE as HOT_READS_CACHE
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _media_in_a_temporary_folder(tmp_path_factory):
+    """Posters the tests upload, draw or seed go to a folder of this run (the servers it starts too), never to the
+    checkout's media/."""
+    from django.test import override_settings
+
+    media_root = tmp_path_factory.mktemp("media")
+    previous = os.environ.get("TICKETING_MEDIA_ROOT")
+    os.environ["TICKETING_MEDIA_ROOT"] = str(media_root)
+    with override_settings(MEDIA_ROOT=media_root):
+        yield media_root
+    if previous is None:
+        del os.environ["TICKETING_MEDIA_ROOT"]
+    else:
+        os.environ["TICKETING_MEDIA_ROOT"] = previous
+
+
 @pytest.fixture(autouse=True)
 def _own_cache_namespace(settings):
     """Quota counters live in the shared cache (Redis): each test counts under its own key prefix.

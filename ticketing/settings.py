@@ -303,6 +303,13 @@ WHITENOISE_USE_FINDERS = True
 # ...and says so once per process when STATIC_ROOT has not been collected: expected outside production.
 warnings.filterwarnings("ignore", message="No directory at: ")
 
+# --- Media: movie posters uploaded by staff ---------------------------------------------------------------
+# Written under MEDIA_ROOT by cinemas.services.upload_poster, named by their content's hash, and served from every
+# web process (cinemas.views.poster_file, a year's cache) in DEBUG and in production alike. Several web machines
+# need MEDIA_ROOT on storage they share.
+MEDIA_ROOT = Path(env_str("TICKETING_MEDIA_ROOT", str(BASE_DIR / "media")))
+MEDIA_URL = "/media/"
+
 # --- The website's buyers and their mail ----------------------------------------------------------------
 # Tickets are mailed to the address given at checkout. The console backend prints them (development).
 EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
