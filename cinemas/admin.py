@@ -27,7 +27,8 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from cinemas.models import Cinema, City, Hall, Movie, Seat, SeatType, Show, ShowPrice
+from cinemas.models import CERTIFICATES, Cinema, City, Hall, Movie, MovieCertificate, Seat, SeatType, Show, ShowPrice
+from cinemas.posters import MAX_PIXELS, MAX_UPLOAD_BYTES, MIN_HEIGHT, MIN_WIDTH, POSTER_SIZES, poster_urls
 from cinemas.services import (
     PLAN_SEAT_TYPES,
     SHOW_TURNAROUND_MINUTES,
@@ -36,8 +37,10 @@ from cinemas.services import (
     default_show_end,
     parse_seat_plan,
     plan_from_seats,
+    remove_poster,
     reschedule_show,
     schedule_show,
+    upload_poster,
 )
 from ticketing.admin_base import ChosenOnlyFilter, ModelAdmin, ReadOnly
 
@@ -159,12 +162,95 @@ class CinemaAdmin(CatalogEdits, ModelAdmin):
         )
 
 
+class MovieForm(forms.ModelForm):
+    # A plain file field, not the model's ImageField: the file goes to upload_poster, which checks it with Pillow
+    # and stores it resized, and whose refusal comes back on this field (ServiceRefusalOnForm).
+    poster_upload = forms.FileField(
+        label="Upload a poster",
+        required=False,
+        help_text=(
+            f"A JPEG, PNG or WebP of at most {MAX_UPLOAD_BYTES // 1024 // 1024} MB and "
+            f"{MAX_PIXELS // 1_000_000} million pixels, at least {MIN_WIDTH} × {MIN_HEIGHT}; it is cropped to 2:3 "
+            f"around its middle and stored {POSTER_SIZES['card']} and {POSTER_SIZES['detail']} px wide. It replaces "
+            "the current poster."
+        ),
+        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png,image/webp"}),
+    )
+    remove_poster = forms.BooleanField(
+        label="Remove the poster", required=False, help_text="Pages then show a placeholder drawn from the title."
+    )
+
+    class Meta:
+        model = Movie
+        fields = ["title", "description", "duration", "genre", "language", "release_date", "country"]
+        fields += ["cast", "trailer_url"]
+
+    def clean(self):
+        cleaned_data = super().clean()
+        if cleaned_data.get("poster_upload") and cleaned_data.get("remove_poster"):
+            self.add_error("remove_poster", "Upload a new poster or remove the poster, not both.")
+        return cleaned_data
+
+
+class MovieCertificateInline(admin.TabularInline):
+    model = MovieCertificate
+    fields = ["country", "rating"]
+    extra = 0
+    verbose_name_plural = "Certificates (one per country; a page shows its cinema's country's)"
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "rating":
+            field.help_text = "; ".join(f"{country}: {', '.join(ratings)}" for country, ratings in CERTIFICATES.items())
+        return field
+
+
 @admin.register(Movie)
-class MovieAdmin(CatalogEdits, ModelAdmin):
-    list_display = ["title", "genre", "language", "country", "duration", "release_date", "links"]
-    list_filter = ["genre", "language", "country"]
-    search_fields = ["title"]
+class MovieAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
+    form = MovieForm
+    inlines = [MovieCertificateInline]
+    refusal_field = "poster_upload"
+    list_display = ["title", "genre", "language", "country", "duration", "release_date", "certificates_line", "links"]
+    list_filter = ["genre", "language", "country", "certificates__country"]
+    search_fields = ["title", "cast"]
     date_hierarchy = "release_date"
+    readonly_fields = ["poster_preview"]
+    fieldsets = [
+        (None, {"fields": ["title", "description", "duration", "genre", "language", "release_date", "country"]}),
+        (
+            "Poster, cast and trailer",
+            {"fields": ["poster_preview", "poster_upload", "remove_poster", "cast", "trailer_url"]},
+        ),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("certificates")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if form.cleaned_data.get("poster_upload"):
+            upload_poster(movie=obj, image=form.cleaned_data["poster_upload"])
+        elif form.cleaned_data.get("remove_poster"):
+            remove_poster(movie=obj)
+
+    @admin.display(description="Poster")
+    def poster_preview(self, movie):
+        if movie.pk is None:
+            return "Saved with the movie; until then, and without one, pages show a placeholder drawn from the title."
+        card = poster_urls(movie)["card"]
+        note = "" if movie.poster else "No poster yet: this placeholder, drawn from the title, stands in."
+        return format_html(
+            '<img src="{}" width="{}" height="{}" alt="Poster of {}"><p>{}</p>',
+            card,
+            POSTER_SIZES["card"],
+            POSTER_SIZES["card"] * 3 // 2,
+            movie.title,
+            note,
+        )
+
+    @admin.display(description="Certificates")
+    def certificates_line(self, movie):
+        return ", ".join(f"{c.rating} ({c.country})" for c in movie.certificates.all())
 
     @admin.display(description="See")
     def links(self, movie):
@@ -425,7 +511,7 @@ class ShowForm(forms.ModelForm):
 
     class Meta:
         model = Show
-        fields = ["movie", "hall"]
+        fields = ["movie", "hall", "format", "audio_language", "subtitles"]
         # starts_at and ends_at above are wall-clock times, not the model's instants. The admin adds every
         # form field to `fields`, so exclude the model's own: they must not be copied onto the instance or
         # checked by its constraints, which the services check with clearer messages.
@@ -576,8 +662,9 @@ class ShowPriceInline(ReadOnly, admin.TabularInline):
 class ShowAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
     form = ShowForm
     inlines = [ShowPriceInline]
-    list_display = ["movie", "hall", "local_start", "local_end"]
-    list_filter = [LocalDateFilter, ("hall__cinema", ChosenOnlyFilter), "movie"]
+    list_display = ["movie", "hall", "local_start", "local_end", "format", "languages"]
+    list_filter = [LocalDateFilter, ("hall__cinema", ChosenOnlyFilter), "movie", "format"]
+    list_filter += ["audio_language", "subtitles"]
     search_fields = ["movie__title", "hall__cinema__name", "hall__name"]
     autocomplete_fields = ["movie", "hall"]
     readonly_fields = ["stored_times"]
@@ -596,6 +683,7 @@ class ShowAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
             when.append("stored_times")
         return [
             (None, {"fields": when}),
+            ("Format and languages", {"fields": ["format", "audio_language", "subtitles"]}),
             (
                 "Prices",
                 {
@@ -612,6 +700,9 @@ class ShowAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
             "starts_at": form.cleaned_data["starts_at"],
             "ends_at": form.cleaned_data["ends_at"],
             "prices": form.prices(),
+            "format": form.cleaned_data["format"],
+            "audio_language": form.cleaned_data["audio_language"],
+            "subtitles": form.cleaned_data["subtitles"],
         }
         show = reschedule_show(show=obj, **fields) if change else schedule_show(**fields)
         # The admin goes on to log and redirect to obj, so it must be the show the service saved.
@@ -624,6 +715,10 @@ class ShowAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
     @admin.display(description="Ends")
     def local_end(self, show):
         return f"{show.ends_at.astimezone(show.hall.cinema.zone):%H:%M}"
+
+    @admin.display(description="Audio / subtitles")
+    def languages(self, show):
+        return f"{show.spoken_language} / {show.subtitles or 'none'}"
 
     @admin.display(description="Stored (UTC)")
     def stored_times(self, show):

@@ -10,15 +10,25 @@ import math
 from collections import Counter
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from io import BytesIO
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
 
-from cinemas.models import Cinema, City, Hall, Movie, SeatType, Show, ShowPrice
-from cinemas.services import build_seat_layout, catalog_changed, default_show_end, parse_seat_plan, schedule_show
+from cinemas.models import Cinema, City, Country, Hall, Movie, MovieCertificate, SeatType, Show, ShowFormat, ShowPrice
+from cinemas.posters import POSTER_SIZES, draw_poster
+from cinemas.services import (
+    build_seat_layout,
+    catalog_changed,
+    default_show_end,
+    parse_seat_plan,
+    schedule_show,
+    upload_poster,
+)
 from ticketing.models import ApiKey
 from ticketing.services import create_api_key
 
@@ -167,6 +177,49 @@ MOVIES = [
         "country": "France",
     },
 ]
+
+# Each demo movie's cast (made up), trailer link (a placeholder address: nothing is fetched) and certificates in the
+# demo's countries, by title. The ratings follow each country's table (cinemas.models.CERTIFICATES).
+US, UK, IN, CA, AU = (Country.UNITED_STATES, Country.UNITED_KINGDOM, Country.INDIA, Country.CANADA, Country.AUSTRALIA)
+CATALOG_CONTENT = {
+    "Cars 2": ("Owen Wilson, Larry the Cable Guy, Michael Caine", {US: "G", UK: "U", IN: "U", CA: "G", AU: "G"}),
+    "The Lighthouse at Skerry Point": (
+        "Morag Keir, Tomás Ferreira, Ailsa Grant",
+        {US: "PG-13", UK: "12A", IN: "UA 13+", CA: "PG", AU: "M"},
+    ),
+    "Orbital Drift": ("Dana Whitfield, Kenji Arakawa, Lucía Ortega", {US: "PG-13", UK: "12A", IN: "UA 13+", CA: "PG"}),
+    "Monsoon Express": ("Arjun Rathore, Meera Kulkarni, Farhan Sheikh", {IN: "UA 16+", UK: "15", US: "R", AU: "MA15+"}),
+    "Kaveri Nights": ("Kiran Gowda, Ananya Rao, Prakash Hegde", {IN: "U", UK: "PG", US: "PG", CA: "PG"}),
+    "The Paper Detective": ("Helen Mackay, Samuel Osei, Claire Dubois", {CA: "PG", US: "PG", UK: "12A", AU: "M"}),
+    "Saltwater Kings": ("Jack Brennan, Tahlia Moore, Wiremu Ngata", {AU: "PG", US: "PG", UK: "PG", IN: "U"}),
+    "Chai and Checkmate": ("Rahul Deshpande, Sana Mirza, Vikram Joshi", {IN: "U", UK: "PG", US: "PG", CA: "G"}),
+    "Hollow Creek": ("Ella Harper, Marcus Reid, June Calloway", {US: "R", UK: "15", CA: "14A", AU: "MA15+", IN: "A"}),
+    "Little Comet": ("Ava Lin, Rafael Mendes, Ruth Okafor", {US: "G", UK: "U", CA: "G", AU: "G", IN: "U"}),
+    "Parallel Lines": ("Camille Laurent, Yanis Benali, Odile Marchand", {UK: "15", US: "R", CA: "14A", IN: "UA 16+"}),
+}
+TRAILER_ADDRESS = "https://trailers.example.com/"
+
+# Each hall's format, by its place in the demo's list of halls: mostly 2D, with the premium formats spread around.
+DEMO_FORMATS = (
+    ShowFormat.IMAX,
+    ShowFormat.TWO_D,
+    ShowFormat.THREE_D,
+    ShowFormat.TWO_D,
+    ShowFormat.DOLBY_CINEMA,
+    ShowFormat.TWO_D,
+    ShowFormat.FOUR_DX,
+    ShowFormat.TWO_D,
+    ShowFormat.SCREENX,
+    ShowFormat.IMAX_3D,
+)
+# What most moviegoers speak where the cinema is: films in another language get subtitles in it.
+LOCAL_LANGUAGE = {"India": "Hindi"}
+DEFAULT_LOCAL_LANGUAGE = "English"
+
+
+def slug(title):
+    return "-".join("".join(char for char in word if char.isalnum()) for word in title.lower().split())
+
 
 # Real addresses, postal codes and coordinates; the cinemas' names are made up. Halls are (name, seats).
 CITIES = [
@@ -486,6 +539,41 @@ def load_movies(movies):
     return [Movie.objects.get_or_create(title=movie["title"], defaults=movie)[0] for movie in movies]
 
 
+def load_catalog_content(movies):
+    """Give each demo movie what it lacks of its cast, trailer link, certificates and poster (drawn with Pillow
+    and stored through upload_poster, as a staff upload would be). What staff set is left alone."""
+    for movie in movies:
+        cast, certificates = CATALOG_CONTENT.get(movie.title, ("", {}))
+        missing = {"cast": cast, "trailer_url": f"{TRAILER_ADDRESS}{slug(movie.title)}"}
+        changed = [field for field, value in missing.items() if value and not getattr(movie, field)]
+        for field in changed:
+            setattr(movie, field, missing[field])
+        if changed:
+            movie.save(update_fields=changed)
+        for country, rating in certificates.items():
+            MovieCertificate.objects.get_or_create(movie=movie, country=country, defaults={"rating": rating})
+        if not movie.poster:
+            upload_poster(movie=movie, image=demo_poster(movie))
+
+
+def demo_poster(movie):
+    """A poster for the demo drawn with Pillow (title and genre), as a PNG file, the size of the largest one."""
+    buffer = BytesIO()
+    draw_poster(movie.title, width=POSTER_SIZES["detail"], subtitle=movie.genre).save(buffer, format="PNG")
+    return ContentFile(buffer.getvalue(), name=f"{slug(movie.title)}.png")
+
+
+def show_languages(movie, country, slot):
+    """`(audio_language, subtitles)` of a demo show in `country`: the film's own language (blank), subtitled in the
+    local one when they differ; in India an English film's afternoon show is dubbed in Hindi instead."""
+    local = LOCAL_LANGUAGE.get(country, DEFAULT_LOCAL_LANGUAGE)
+    if movie.language == local:
+        return "", ""
+    if country == Country.INDIA and movie.language == "English" and slot == 1:
+        return local, ""
+    return "", local
+
+
 @transaction.atomic
 def load_demo(*, at=None):
     """Create what is missing of the demo catalog and its shows for the next DEMO_DAYS days.
@@ -497,6 +585,7 @@ def load_demo(*, at=None):
     at = at or timezone.now()
     catalog_changed()  # on commit: cities and movies are written here around the services
     movies = load_movies(MOVIES)
+    load_catalog_content(movies)
     cinemas, halls = [], []
     for city_data in CITIES:
         city, _ = City.objects.get_or_create(
@@ -527,8 +616,17 @@ def load_demo(*, at=None):
                     continue
                 # Keyed on the date, so a later run puts the same movie in the same slot.
                 movie = movies[(day.toordinal() + hall_index + slot) % len(movies)]
+                audio_language, subtitles = show_languages(movie, cinema.city.country, slot)
                 try:
-                    schedule_show(movie=movie, hall=hall, starts_at=starts_at, prices=prices)
+                    schedule_show(
+                        movie=movie,
+                        hall=hall,
+                        starts_at=starts_at,
+                        prices=prices,
+                        format=DEMO_FORMATS[hall_index % len(DEMO_FORMATS)],
+                        audio_language=audio_language,
+                        subtitles=subtitles,
+                    )
                 except ValidationError:
                     skipped += 1  # staff put another show there: theirs stays
                 else:

@@ -36,6 +36,9 @@ def show_form(movie, hall, day, time, ends=("", ""), **prices):
         "starts_at_1": time,
         "ends_at_0": ends[0],
         "ends_at_1": ends[1],
+        "format": "2D",
+        "audio_language": "",
+        "subtitles": "",
         **PRICES,
         **prices,
         # The read-only prices inline on the change page posts its management form; it saves nothing.

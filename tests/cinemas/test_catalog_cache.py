@@ -50,6 +50,9 @@ def show_form(show, *, starts_at=None, **prices):
         "starts_at_1": f"{local:%H:%M}",
         "ends_at_0": "",
         "ends_at_1": "",
+        "format": show.format,
+        "audio_language": show.audio_language,
+        "subtitles": show.subtitles,
         **current,
         **prices,
         "prices-TOTAL_FORMS": "0",
@@ -77,7 +80,10 @@ def rename_cinema(admin, show):
 
 
 def retitle_movie(admin, show):
-    posted(admin.post(admin_url("movie", "change", show.movie_id), admin_form(show.movie, title="Cars 3")))
+    # The certificates inline posts its management form.
+    certificates = {"certificates-TOTAL_FORMS": "0", "certificates-INITIAL_FORMS": "0"}
+    form = admin_form(show.movie, title="Cars 3", **certificates)
+    posted(admin.post(admin_url("movie", "change", show.movie_id), form))
 
 
 def rename_hall(admin, show):
