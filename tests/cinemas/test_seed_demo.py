@@ -8,13 +8,15 @@ from io import StringIO
 import pytest
 import time_machine
 from django.contrib.auth import get_user_model
+from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.db import transaction
+from PIL import Image
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
 from cinemas import demo
-from cinemas.models import Cinema, City, Hall, Movie, Seat, SeatType, Show, ShowPrice
+from cinemas.models import Cinema, City, Hall, Movie, MovieCertificate, Seat, SeatType, Show, ShowPrice
 from cinemas.services import parse_seat_plan
 from tests.factories import make_show
 from ticketing.api_keys import ApiKeyAuthentication
@@ -40,7 +42,7 @@ def seed(at=SEEDED_AT, **options):
 
 
 def catalog_counts():
-    models = [City, Cinema, Hall, Seat, Movie, Show, ShowPrice, ApiKey, get_user_model()]
+    models = [City, Cinema, Hall, Seat, Movie, MovieCertificate, Show, ShowPrice, ApiKey, get_user_model()]
     return {model.__name__: model.objects.count() for model in models}
 
 
@@ -103,6 +105,29 @@ class TestTheDemoCatalog:
             assert movie.description and movie.genre and movie.language and movie.country
             assert 80 <= movie.duration <= 180
 
+    def test_every_movie_has_a_drawn_poster_certificates_where_it_plays_a_cast_and_a_trailer_link(self):
+        demo_countries = set(City.objects.values_list("country", flat=True))
+        for movie in Movie.objects.prefetch_related("certificates"):
+            assert movie.poster.name.startswith("posters/480-") and movie.poster_card.name.startswith("posters/240-")
+            with default_storage.open(movie.poster.name) as poster, Image.open(poster) as image:
+                assert image.size == (480, 720)
+            certificates = {certificate.country for certificate in movie.certificates.all()}
+            assert len(certificates) >= 4 and certificates <= demo_countries, movie
+            assert movie.cast.count(",") >= 2 and movie.trailer_url.startswith("https://trailers.example.com/")
+        assert len({movie.poster.name for movie in Movie.objects.all()}) == Movie.objects.count()  # each its own
+
+    def test_shows_come_in_several_formats_and_films_in_another_language_get_subtitles(self):
+        assert set(Show.objects.values_list("format", flat=True)) >= {"2D", "3D", "IMAX", "4DX", "Dolby Cinema"}
+        in_india = Show.objects.filter(hall__cinema__city__country="India").select_related("movie")
+        assert {(show.movie.language, show.spoken_language, show.subtitles) for show in in_india} >= {
+            ("Hindi", "Hindi", ""),
+            ("English", "Hindi", ""),  # dubbed
+            ("English", "English", "Hindi"),
+            ("Kannada", "Kannada", "Hindi"),
+        }
+        abroad = Show.objects.filter(hall__cinema__city__country="United Kingdom", movie__language="French")
+        assert set(abroad.values_list("subtitles", flat=True)) == {"English"}
+
     def test_every_hall_has_showtimes_on_each_local_day_of_the_next_week(self):
         local_days = defaultdict(set)
         for show in Show.objects.select_related("hall__cinema"):
@@ -148,8 +173,10 @@ class TestTheDemoCatalog:
 
     def test_seeding_again_changes_no_counts(self):
         before = catalog_counts()
+        posters = dict(Movie.objects.values_list("pk", "poster"))
         output = seed()
         assert catalog_counts() == before
+        assert dict(Movie.objects.values_list("pk", "poster")) == posters
         assert "0 shows added" in output
 
     def test_seeding_a_day_later_adds_only_the_new_days_shows(self):
