@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
+from django.utils.translation import get_language, gettext, pgettext
 from rest_framework.renderers import JSONRenderer
 
 from bookings.availability import seat_map_states
@@ -31,6 +32,7 @@ from cinemas.models import Seat, Show
 from cinemas.services import CATALOG_GENERATION
 from ticketing.cached_reads import Built, cached, etag_of, mark_changed
 from ticketing.lean import cached_read
+from ticketing.templatetags.site_format import money_text, seat_type_name
 
 # The longest a cached map is served without being built again, whatever else says it is still true.
 SEAT_MAP_SECONDS = 10
@@ -193,11 +195,16 @@ def seat_markup(seat, escaped=escape):
 
     Written in Python rather than the template: a 2,000-seat hall is 2,000 copies of this markup, which took
     the template engine about 230 ms a page and this a few. Row labels and seat types come from staff and are
-    escaped; every other value is a number or one of the fixed status words.
+    escaped; every other value is a number or one of the fixed status words. What a screen reader says
+    ("Row C seat 7, Premium, $15.00, available") is in the active language (the cache keys carry it), the
+    words in data-* stay machine words.
     """
     price = seat.price or ""
-    row, seat_type = escaped(seat.row), escaped(seat.type)
-    spoken_status = "held by you" if seat.status == "yours" else seat.status
+    row = escaped(seat.row)
+    spoken = _spoken_words(get_language())
+    spoken_price = f", {_spoken_price(price, spoken['language'])}" if price else ""
+    spoken_type = escaped(seat_type_name(seat.type))
+    spoken_seat = spoken["seat"] % {"row": row, "number": seat.number}
     return (
         f'<label class="seat seat--{escaped(seat.type_class)} seat--{seat.status}" '
         f'style="grid-column: {seat.column}; grid-row: {seat.line}" data-seat-id="{seat.id}" '
@@ -205,9 +212,28 @@ def seat_markup(seat, escaped=escape):
         f'data-price="{price}"><input type="checkbox" name="seats" value="{seat.id}"'
         f"{' checked' if seat.chosen else ''}{'' if seat.choosable else ' disabled'}>"
         f'<span class="seat__number" aria-hidden="true">{seat.number}</span><span class="visually-hidden">'
-        f"Row {row} seat {seat.number}, {seat_type}{f', ${price}' if price else ''}, {spoken_status}"
+        f"{spoken_seat}, {spoken_type}{spoken_price}, {spoken[seat.status]}"
         "</span></label>\n"
     )
+
+
+@functools.cache
+def _spoken_words(language):
+    """The words of a seat's spoken label in `language` (the active one), read once per language."""
+    return {
+        "language": language,
+        # Translators: a seat's name as a screen reader says it on the seat map; %(row)s is a row letter.
+        "seat": gettext("Row %(row)s seat %(number)s"),
+        "available": pgettext("seat status", "available"),
+        "held": pgettext("seat status", "held"),
+        "booked": pgettext("seat status", "booked"),
+        "yours": pgettext("seat status", "held by you"),
+    }
+
+
+@functools.lru_cache(maxsize=256)
+def _spoken_price(price, language):
+    return money_text(price)
 
 
 @dataclass

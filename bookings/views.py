@@ -12,6 +12,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -70,7 +71,14 @@ def seconds_left(reservation, at):
 # How many seats the page offers to pick or wait for, until the buyer has said.
 DEFAULT_SEAT_COUNT = 2
 
-RESERVED_SEAT_WORDS = {"Wheelchair": "wheelchair spaces", "Companion": "companion seats"}
+# The seat types kept for wheelchair users and the people with them, in the order the page names them.
+RESERVED_SEAT_TYPES = ("Wheelchair", "Companion")
+# What the page calls the ones free among them (the keys: which are free).
+RESERVED_FREE_WORDS = {
+    ("Wheelchair",): gettext_lazy("wheelchair spaces"),
+    ("Companion",): gettext_lazy("companion seats"),
+    ("Wheelchair", "Companion"): gettext_lazy("wheelchair spaces and companion seats"),
+}
 # The refusals that mean too few open seats (those best available and the line give) can be had now.
 NOT_ENOUGH_OPEN_SEATS = {"retry", "waiting_line", "show_full"}
 
@@ -99,12 +107,13 @@ def _seat_map_page(request, picture, *, buyer, at, chosen=(), wanted=None, best=
         "asked_best": best,
         "wanted": wanted,
         "city_id": show.hall.cinema.city_id,
-        "reserved_types": [kind for kind in RESERVED_SEAT_WORDS if kind in grid.prices],
+        "reserved_types": [kind for kind in RESERVED_SEAT_TYPES if kind in grid.prices],
     }
     if refusal is not None and refusal.code in NOT_ENOUGH_OPEN_SEATS:
         # Best available and the line never give wheelchair or companion seats: say they are there.
         free = [seat.type for seat in grid.seats if seat.status == "available"]
-        context["reserved_free"] = " and ".join(words for kind, words in RESERVED_SEAT_WORDS.items() if kind in free)
+        free_reserved = tuple(kind for kind in RESERVED_SEAT_TYPES if kind in free)
+        context["reserved_free"] = str(RESERVED_FREE_WORDS[free_reserved]) if free_reserved else ""
         context["open_seats_free"] = any(kind in OPEN_SEAT_TYPES for kind in free)
     return render(request, "bookings/seat_map.html", context, status=status)
 
@@ -150,7 +159,7 @@ def hold(request, show_id):
     chosen = _chosen_seat_ids(request)
     current = current_hold(buyer, show, at)
     if request.POST.get("best") and current is not None:  # the page offers best available to new holds only
-        messages.info(request, "You already hold seats of this show: change them on the map, or pay for them.")
+        messages.info(request, gettext("You already hold seats of this show: change them on the map, or pay for them."))
         return redirect("show-seats", show_id=show.pk)
     best = bool(request.POST.get("best"))
     wanted = _count(request) if best else len(chosen)
@@ -203,28 +212,30 @@ class CardForm(forms.Form):
     """
 
     card_number = forms.CharField(
-        label="Card number",
+        label=gettext_lazy("Card number"),
         max_length=30,
         widget=UnechoedInput(attrs={"inputmode": "numeric", "autocomplete": "cc-number"}),
     )
     exp_month = forms.IntegerField(
-        label="Expiry month",
+        label=gettext_lazy("Expiry month"),
         min_value=1,
         max_value=12,
         widget=forms.NumberInput(attrs={"autocomplete": "cc-exp-month"}),
     )
     exp_year = forms.IntegerField(
-        label="Expiry year",
+        label=gettext_lazy("Expiry year"),
         min_value=2000,
         max_value=2100,
         widget=forms.NumberInput(attrs={"autocomplete": "cc-exp-year"}),
     )
     cvc = forms.CharField(
-        label="Security code (CVC)",
+        label=gettext_lazy("Security code (CVC)"),
         max_length=4,
         widget=forms.PasswordInput(render_value=False, attrs={"inputmode": "numeric", "autocomplete": "cc-csc"}),
     )
-    email = forms.EmailField(label="Email for your tickets", widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    email = forms.EmailField(
+        label=gettext_lazy("Email for your tickets"), widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
 
     def card(self):
         data = self.cleaned_data
@@ -338,7 +349,7 @@ def cancel(request, reservation_id):
     except BookingError as refusal:
         messages.error(request, refusal.message)
         return redirect("ticket", reservation_id=reservation.pk)
-    messages.info(request, "Your hold is cancelled and its seats are free for others.")
+    messages.info(request, gettext("Your hold is cancelled and its seats are free for others."))
     return redirect("show-seats", show_id=reservation.show_id)
 
 
@@ -372,7 +383,7 @@ def ticket(request, reservation_id):
 
 class CheckInForm(forms.Form):
     code = forms.CharField(
-        label="Scan the ticket, or type its booking code",
+        label=gettext_lazy("Scan the ticket, or type its booking code"),
         widget=forms.TextInput(
             # A USB or keyboard scanner types the QR payload and presses Enter into whatever has focus. The
             # verdict describes the field, so a screen reader reads it out when the new page focuses the field.
@@ -391,10 +402,10 @@ class DoorForm(forms.Form):
     """The cinema whose door this is: a ticket for another cinema is refused."""
 
     cinema = forms.ModelChoiceField(
-        label="This door is at",
+        label=gettext_lazy("This door is at"),
         queryset=Cinema.objects.select_related("city").order_by("city__name", "name", "pk"),
         empty_label=None,
-        error_messages={"invalid_choice": "There is no such cinema; choose one from the list."},
+        error_messages={"invalid_choice": gettext_lazy("There is no such cinema; choose one from the list.")},
     )
 
     def __init__(self, *args, **kwargs):

@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.template import loader
+from django.utils.translation import gettext, gettext_lazy
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
@@ -99,11 +100,13 @@ def is_api_request(request):
     return request.path.startswith("/api/")
 
 
-def refusal_page(request, message, *, status_code, title="We couldn't read that request"):
+def refusal_page(request, message, *, status_code, title=None):
     """The website's page for a request refused before any view (a person's version of the API's body).
 
-    Rendered without the request's context: the request itself may be what is wrong (a host not ours).
+    Rendered without the request's context: the request itself may be what is wrong (a host not ours). In the
+    active language (the reader's, once ticketing.middleware.SiteLocaleMiddleware has run; else English).
     """
+    title = title or gettext("We couldn't read that request")
     content = loader.get_template("400.html").render({"title": title, "message": message, "status": status_code})
     return HttpResponse(content, status=status_code)
 
@@ -111,18 +114,23 @@ def refusal_page(request, message, *, status_code, title="We couldn't read that 
 # Why Django refused a request before our views ran (handler400), as the API's machine word and sentence.
 EARLY_REFUSALS = (
     (RequestDataTooBig, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "request_too_large", None),
-    (DisallowedHost, status.HTTP_400_BAD_REQUEST, "bad_request", "This site is not served at this host name."),
-    (TooManyFieldsSent, status.HTTP_400_BAD_REQUEST, "bad_request", "The request has too many fields."),
+    (
+        DisallowedHost,
+        status.HTTP_400_BAD_REQUEST,
+        "bad_request",
+        gettext_lazy("This site is not served at this host name."),
+    ),
+    (TooManyFieldsSent, status.HTTP_400_BAD_REQUEST, "bad_request", gettext_lazy("The request has too many fields.")),
 )
 
 
 def bad_request(request, exception=None):
     """400 (413 for a body over the limit) for what Django refuses before any view: oversized or malformed
     bodies, a host not in ALLOWED_HOSTS, too many fields. API.md's error body under /api/, a page elsewhere."""
-    status_code, code, message = status.HTTP_400_BAD_REQUEST, "bad_request", "The request could not be read."
+    status_code, code, message = status.HTTP_400_BAD_REQUEST, "bad_request", gettext("The request could not be read.")
     for kind, kind_status, kind_code, kind_message in EARLY_REFUSALS:
         if isinstance(exception, kind):
-            status_code, code, message = kind_status, kind_code, kind_message or too_large_message()
+            status_code, code, message = kind_status, kind_code, str(kind_message or too_large_message())
             break
     if is_api_request(request):
         return JsonResponse(error_body(code, message), status=status_code)
@@ -175,7 +183,8 @@ def server_error(request):
 
 
 def unavailable_message():
-    return f"We can't answer this right now; please retry in {RETRY_AFTER_SECONDS} seconds."
+    message = gettext("We can't answer this right now; please retry in %(seconds)s seconds.")
+    return message % {"seconds": RETRY_AFTER_SECONDS}
 
 
 def _unavailable(request):
@@ -183,7 +192,7 @@ def _unavailable(request):
     if is_api_request(request):
         response = JsonResponse(error_body("service_unavailable", message), status=503)
     else:
-        response = refusal_page(request, message, status_code=503, title="Please retry in a moment")
+        response = refusal_page(request, message, status_code=503, title=gettext("Please retry in a moment"))
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     response["Cache-Control"] = "no-store"
     return response

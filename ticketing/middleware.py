@@ -1,12 +1,17 @@
-"""Request text that no page, form or API call may pass on: refused at the door, once for all of them."""
+"""Request text that no page, form or API call may pass on: refused at the door, once for all of them; and the
+language a request is answered in."""
 
+from django.conf import settings
 from django.http import JsonResponse
+from django.middleware.locale import LocaleMiddleware
+from django.utils import translation
+from django.utils.translation import gettext, gettext_noop
 from rest_framework import status
 
 from ticketing.errors import error_body, is_api_request, refusal_page
 
 NUL = "\x00"
-NUL_MESSAGE = "This contains a NUL character, which no field accepts."
+NUL_MESSAGE = gettext_noop("This contains a NUL character, which no field accepts.")
 
 
 def refuse_nul_characters(get_response):
@@ -30,7 +35,7 @@ def refuse_nul_characters(get_response):
                 names = {name.replace(NUL, "\\0"): [NUL_MESSAGE] for name in fields}
                 body = error_body("invalid_request", "Some parameters are not valid; see fields.", names)
                 return JsonResponse(body, status=status.HTTP_400_BAD_REQUEST)
-            return refusal_page(request, NUL_MESSAGE, status_code=status.HTTP_400_BAD_REQUEST)
+            return refusal_page(request, gettext(NUL_MESSAGE), status_code=status.HTTP_400_BAD_REQUEST)
         return get_response(request)
 
     return middleware
@@ -38,3 +43,26 @@ def refuse_nul_characters(get_response):
 
 def _has_nul(name, values):
     return NUL in name or any(NUL in value for value in values)
+
+
+class SiteLocaleMiddleware(LocaleMiddleware):
+    """Django's LocaleMiddleware for the website (the switcher's cookie, else Accept-Language); English for the API.
+
+    The API is a contract for partners' programs: its machine words and status words never change, and its
+    sentences (error messages, DRF's validation messages) stay English whatever Accept-Language says, so one
+    partner's logs read the same as another's and nothing in an answer varies by language. Its answers say
+    `Content-Language: en` and carry no `Vary: Accept-Language`, so caches keep one copy.
+    """
+
+    def process_request(self, request):
+        if is_api_request(request):
+            translation.activate(settings.LANGUAGE_CODE)
+            request.LANGUAGE_CODE = settings.LANGUAGE_CODE
+            return
+        super().process_request(request)
+
+    def process_response(self, request, response):
+        if is_api_request(request):
+            response.headers.setdefault("Content-Language", settings.LANGUAGE_CODE)
+            return response
+        return super().process_response(request, response)

@@ -8,12 +8,16 @@ a 500 before authentication, for anyone.
 import io
 
 from django.conf import settings
+from django.utils.formats import number_format
+from django.utils.translation import gettext
 from rest_framework import parsers, status
 from rest_framework.exceptions import APIException, ParseError
 
 
 def too_large_message():
-    return f"The request body is larger than the {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes this site accepts."
+    """In the active language: English on the API (ticketing.middleware.SiteLocaleMiddleware), else the reader's."""
+    size = number_format(settings.DATA_UPLOAD_MAX_MEMORY_SIZE, force_grouping=True)
+    return gettext("The request body is larger than the %(size)s bytes this site accepts.") % {"size": size}
 
 
 class RequestTooLarge(APIException):

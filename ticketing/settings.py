@@ -93,6 +93,7 @@ MIDDLEWARE = [
     "ticketing.middleware.refuse_nul_characters",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "ticketing.middleware.SiteLocaleMiddleware",  # after sessions, before common: the page's language (i18n below)
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -287,7 +288,15 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Internationalisation: UTC in the database, each cinema shows its own local time ------------------
-LANGUAGE_CODE = "en-us"
+# The website speaks the languages below: the one chosen with the header's switcher (Django's set_language,
+# remembered in the django_language cookie), else the browser's Accept-Language, else English. Dates, times and
+# numbers follow the language's formats (Django formats localized values by default). The API always answers
+# in English (ticketing.middleware.SiteLocaleMiddleware): it is a contract for programs. Catalogs: locale/.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("es", "Español")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -1,5 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.decorators.cache import cache_control
+from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ticketing.views import ready
@@ -19,6 +21,11 @@ api_v1 = [
 urlpatterns = [
     path("health/ready", ready, name="health-ready"),
     path("admin/", admin.site.urls),
+    # The language switcher's form posts here (Django's set_language: the cookie, then back to the page).
+    path("i18n/", include("django.conf.urls.i18n")),
+    # The JavaScript's sentences in the page's language (static/js/i18n.js). Pages ask for /jsi18n/?v=<language>,
+    # rendered in the same language as the catalog answers in, so a browser may keep each for an hour.
+    path("jsi18n/", cache_control(max_age=3600)(JavaScriptCatalog.as_view()), name="javascript-catalog"),
     path("api/v1/", include(api_v1)),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("staff/", include("bookings.urls")),

@@ -7,6 +7,7 @@ long poll below, which HoldLongPolls (waiting.longpoll) holds exactly as it hold
 from django.contrib import messages
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -39,7 +40,11 @@ def join(request, show_id):
         )
     except services.WaitingError as refusal:
         if refusal.code == "show_full":
-            messages.error(request, f"{show.movie.title} at {show.hall.cinema.name} is sold out: {refusal.message}")
+            messages.error(
+                request,
+                gettext("%(movie)s at %(cinema)s is sold out: %(reason)s")
+                % {"movie": show.movie.title, "cinema": show.hall.cinema.name, "reason": refusal.message},
+            )
             return redirect("movie-showtimes", city_id=show.hall.cinema.city_id, movie_id=show.movie_id)
         messages.info(request, refusal.message)
         return redirect("show-seats", show_id=show.pk)
@@ -70,5 +75,5 @@ def poll(request, waiter_id):
 def leave(request, waiter_id):
     waiter = _own_waiter(request, waiter_id)
     services.leave_waiting_line(buyer=session_buyer(request), waiter_id=waiter.pk)
-    messages.info(request, "You left the line.")
+    messages.info(request, gettext("You left the line."))
     return redirect("show-seats", show_id=waiter.show_id)

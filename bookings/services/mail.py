@@ -4,6 +4,9 @@ Every mail is an OutgoingMail row, written in the transaction that makes it owed
 task that retries a failed attempt with a doubling wait; after TICKETING_MAIL_MAX_ATTEMPTS it is marked
 failed, where staff see it in the admin and can send it again. Beat queues again the mail whose task was
 lost. Every header made from our data goes through header_text, and every link through site_link.
+
+Subjects and bodies are translatable (locale/); a mail is written in mail_language(mail), whatever language
+the worker or the request that happens to send it has active.
 """
 
 import logging
@@ -17,7 +20,8 @@ from django.db import transaction
 from django.db.models import F
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import dateformat, timezone, translation
+from django.utils.translation import gettext
 
 from bookings import ticket_codes
 from bookings.models import OutgoingMail, Payment, Reservation
@@ -193,8 +197,23 @@ def _attempt_failed(mail, error):
     raise MailNotSent(retry_in)
 
 
+def mail_language(mail):
+    """The language `mail` is written in: the site's default (settings.LANGUAGE_CODE).
+
+    A mail is sent by a worker, retried later, or sent again by staff, none of whom knows the language the
+    buyer read the site in; remembering it needs a column on OutgoingMail (a model change), until then every
+    mail is in the one language a mail's whole life agrees on.
+    """
+    return settings.LANGUAGE_CODE
+
+
 def compose_mail(mail):
     """The EmailMessage of an OutgoingMail as things stand now, or None if it no longer applies."""
+    with translation.override(mail_language(mail)):
+        return _compose_mail(mail)
+
+
+def _compose_mail(mail):
     reservation = mail.reservation
     show = reservation.show
     context = {
@@ -204,12 +223,14 @@ def compose_mail(mail):
         "starts_at": show.local_starts_at,
         "booking_url": site_link("ticket", reservation.pk),
     }
-    when = f"{show.movie.title}, {show.local_starts_at:%a %d %b %H:%M} ({reservation.booking_code})"
+    # Translators: the show's start in a mail's subject (Django's date format characters), e.g. "Mon 07 Dec 19:30".
+    starts = dateformat.format(show.local_starts_at, gettext("D d M H:i"))
+    when = f"{show.movie.title}, {starts} ({reservation.booking_code})"
     if mail.kind == OutgoingMail.Kind.TICKET:
         if reservation.status != Reservation.Status.BOOKED:
             return None
         message = _message(
-            subject=f"Your tickets: {when}",
+            subject=gettext("Your tickets: %(when)s") % {"when": when},
             template="bookings/ticket_email.txt",
             context={**context, "seats": reservation.seat_labels()},
             to=mail.address,
@@ -218,8 +239,9 @@ def compose_mail(mail):
         message.attach(header_text(f"ticket-{reservation.booking_code}.png"), png, "image/png")
         return message
     refund = reservation.payments.filter(kind=Payment.Kind.REFUND).order_by("-created_at").first()
+    subject = gettext("Booking cancelled and refunded: %(when)s") if refund else gettext("Booking cancelled: %(when)s")
     return _message(
-        subject=f"Booking cancelled{' and refunded' if refund else ''}: {when}",
+        subject=subject % {"when": when},
         template="bookings/cancelled_email.txt",
         context={
             **context,

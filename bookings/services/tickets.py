@@ -4,7 +4,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import dateformat, timezone
+from django.utils.translation import gettext, pgettext_lazy
 
 from bookings import ticket_codes
 from bookings.models import Reservation
@@ -37,7 +38,21 @@ def find_ticket(*, code):
 
 
 def _day_and_time(moment):
-    return f"{moment:%a} {moment.day} {moment:%b}, {moment:%H:%M}"
+    return dateformat.format(moment, gettext("D j M, H:i"))
+
+
+def _when(moment, with_seconds=False):
+    """A time and its day in the staff's language: "19:30 on 7 Dec" (Django's date format characters)."""
+    return dateformat.format(moment, gettext(r"H:i:s \o\n j M") if with_seconds else gettext(r"H:i \o\n j M"))
+
+
+# A booking's status as the check-in's verdict names it (the stored words are machine words).
+BOOKING_STATUS_WORDS = {
+    Reservation.Status.RESERVED: pgettext_lazy("booking status", "reserved"),
+    Reservation.Status.BOOKED: pgettext_lazy("booking status", "booked"),
+    Reservation.Status.EXPIRED: pgettext_lazy("booking status", "expired"),
+    Reservation.Status.CANCELLED: pgettext_lazy("booking status", "cancelled"),
+}
 
 
 def check_in_ticket(*, code, cinema_id, at=None):
@@ -59,15 +74,15 @@ def check_in_ticket(*, code, cinema_id, at=None):
         show = reservation.show
         cinema = show.hall.cinema
         if reservation.status != Reservation.Status.BOOKED:
-            raise BookingError("ticket_not_valid", status=reservation.status.lower())
+            raise BookingError("ticket_not_valid", status=BOOKING_STATUS_WORDS[reservation.status])
         if cinema.pk != cinema_id:
             raise BookingError("ticket_other_cinema", cinema=cinema.name)
         if show.ends_at <= at:
             ended = show.ends_at.astimezone(cinema.zone)
-            raise BookingError("ticket_show_ended", ended_at=f"{ended:%H:%M} on {ended.day} {ended:%b}")
+            raise BookingError("ticket_show_ended", ended_at=_when(ended))
         if reservation.checked_in_at is not None:
             local = reservation.checked_in_at.astimezone(cinema.zone)
-            raise BookingError("ticket_used", checked_in_at=f"{local:%H:%M:%S} on {local.day} {local:%b}")
+            raise BookingError("ticket_used", checked_in_at=_when(local, with_seconds=True))
         opens_at = show.starts_at - timedelta(minutes=settings.TICKETING_CHECK_IN_OPENS_MINUTES)
         if at < opens_at:
             starts, now_there = show.starts_at.astimezone(cinema.zone), at.astimezone(cinema.zone)
@@ -77,10 +92,12 @@ def check_in_ticket(*, code, cinema_id, at=None):
                 raise BookingError(
                     "ticket_other_day",
                     starts_at=_day_and_time(starts),
-                    today=f"{now_there:%a} {now_there.day} {now_there:%b}",
+                    today=dateformat.format(now_there, gettext("D j M")),
                 )
             raise BookingError(
-                "ticket_too_early", starts_at=f"{starts:%H:%M}", opens_at=f"{opens_at.astimezone(cinema.zone):%H:%M}"
+                "ticket_too_early",
+                starts_at=dateformat.format(starts, gettext("H:i")),
+                opens_at=dateformat.format(opens_at.astimezone(cinema.zone), gettext("H:i")),
             )
         reservation.checked_in_at = at
         reservation.save(update_fields=["checked_in_at"])

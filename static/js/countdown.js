@@ -9,6 +9,7 @@
 // Also brings in the pay form's one-submit guard (pay_form.js), so the page can load just this script.
 
 import './pay_form.js';
+import { gettext } from './i18n.js';
 
 const RELOAD_AFTER_MS = 2000;
 const WARN_AT_SECONDS = 60;
@@ -48,7 +49,7 @@ function start(clock, secondsLeft) {
     clock.classList.toggle('countdown--urgent', seconds <= WARN_AT_SECONDS);
     if (!warned && seconds <= WARN_AT_SECONDS) {
       warned = true;
-      announcer.textContent = 'One minute left to pay before your seats are released.';
+      announcer.textContent = gettext('One minute left to pay before your seats are released.');
     }
     // Wake just after the next whole second; timers drift and are throttled in background tabs, which is
     // harmless since each tick reads the clock again.
@@ -57,7 +58,7 @@ function start(clock, secondsLeft) {
 
   function expire() {
     clearTimeout(timer);
-    clock.textContent = "Time's up";
+    clock.textContent = gettext("Time's up");
     clock.classList.remove('countdown--urgent');
     clock.classList.add('countdown--expired');
 
@@ -67,7 +68,7 @@ function start(clock, secondsLeft) {
     const notice = document.getElementById('hold-expired-notice');
     if (notice) notice.hidden = false;
     const noticeSpeaks = notice && (notice.getAttribute('role') === 'alert' || notice.hasAttribute('aria-live'));
-    if (!noticeSpeaks) announcer.textContent = "Time's up. Your seats are no longer held.";
+    if (!noticeSpeaks) announcer.textContent = gettext("Time's up. Your seats are no longer held.");
 
     if (mayReload()) setTimeout(() => location.reload(), RELOAD_AFTER_MS);
   }

@@ -10,6 +10,8 @@
 // countdown.js imports this module, so the hold page needs only one of the two scripts; loading both is
 // harmless (the form is marked once guarded, and a module runs once per URL anyway).
 
+import { gettext } from './i18n.js';
+
 const form = document.getElementById('pay-form');
 
 if (form && form.dataset.submitGuard !== 'on') {
@@ -32,7 +34,7 @@ if (form && form.dataset.submitGuard !== 'on') {
     setTimeout(() => {
       button.disabled = true;
       button.dataset.paying = 'on';
-      button.textContent = 'Paying…';
+      button.textContent = gettext('Paying…');
     }, 0);
   });
 

@@ -8,10 +8,19 @@
 // - arrow keys move focus between seats by grid position (Tab and Space work anyway: seats are checkboxes).
 //
 // Nothing is exported and nothing is put on window. Every listener is delegated to the form, so replacing
-// the .seat-grid element after a resync needs no re-binding.
+// the .seat-grid element after a resync needs no re-binding. Its sentences come from i18n.js (the page's language).
+
+import { gettext, interpolate, listOf, money, ngettext, pgettext } from './i18n.js';
 
 const STATUSES = ['available', 'held', 'booked', 'yours'];
 const PUSHABLE = new Set(['available', 'held', 'booked']); // what the live channel may say about a seat
+// How a seat's status is read out (the machine words above stay in data-status).
+const SPOKEN_STATUS = {
+  available: () => pgettext('seat status', 'available'),
+  held: () => pgettext('seat status', 'held'),
+  booked: () => pgettext('seat status', 'booked'),
+  yours: () => pgettext('seat status', 'held by you'),
+};
 const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 5000;
 const RESYNC_RETRIES = 3;
@@ -34,7 +43,7 @@ function setUp(form) {
   const grid = () => form.querySelector('.seat-grid');
   const seats = () => Array.from(grid()?.querySelectorAll('.seat[data-seat-id]') ?? []);
   const inputOf = (seat) => seat.querySelector('input[type="checkbox"]');
-  const labelOf = (seat) => seat.dataset.label || `seat ${seat.dataset.seatId}`;
+  const labelOf = (seat) => seat.dataset.label || interpolate(gettext('seat %(id)s'), { id: seat.dataset.seatId });
   const seatById = (id) => grid()?.querySelector(`.seat[data-seat-id="${CSS.escape(String(id))}"]`) ?? null;
 
   // What is submitted as the user's choice: checked, enabled boxes of available seats (and of the session's
@@ -105,13 +114,10 @@ function setUp(form) {
     }, 100);
   }
 
-  const money = (cents) => `$${(cents / 100).toFixed(2)}`;
   const cents = (price) => {
     const value = Number.parseFloat(price);
     return Number.isFinite(value) ? Math.round(value * 100) : 0;
   };
-  const listOf = (words) =>
-    words.length <= 1 ? words.join('') : `${words.slice(0, -1).join(', ')} and ${words[words.length - 1]}`;
 
   // The free seats the chosen ones would leave alone: next to a chosen seat, with no free seat on their other
   // side (a taken seat, the row's end or an aisle gap, i.e. no seat at that grid position). Mirrors
@@ -140,16 +146,28 @@ function setUp(form) {
     const companion = ofKind('companion').map(labelOf);
     const notes = [];
     if (wheelchair.length) {
-      const what = wheelchair.length === 1 ? 'is a wheelchair space' : 'are wheelchair spaces';
-      notes.push(`${listOf(wheelchair)} ${what}, kept for wheelchair users.`);
+      const sentence = ngettext(
+        '%(seats)s is a wheelchair space, kept for wheelchair users.',
+        '%(seats)s are wheelchair spaces, kept for wheelchair users.',
+        wheelchair.length,
+      );
+      notes.push(interpolate(sentence, { seats: listOf(wheelchair) }));
     }
     if (companion.length) {
-      const what = companion.length === 1 ? 'is a companion seat' : 'are companion seats';
-      notes.push(`${listOf(companion)} ${what}, kept for the person with a wheelchair user.`);
+      const sentence = ngettext(
+        '%(seats)s is a companion seat, kept for the person with a wheelchair user.',
+        '%(seats)s are companion seats, kept for the person with a wheelchair user.',
+        companion.length,
+      );
+      notes.push(interpolate(sentence, { seats: listOf(companion) }));
     }
     if (!notes.length) return '';
-    const them = wheelchair.length + companion.length === 1 ? 'it' : 'them';
-    return `${notes.join(' ')} Please choose ${them} only if you need ${them}.`;
+    const please = ngettext(
+      'Please choose it only if you need it.',
+      'Please choose them only if you need them.',
+      wheelchair.length + companion.length,
+    );
+    return `${notes.join(' ')} ${please}`;
   }
 
   let lastSummaryKey = null;
@@ -161,15 +179,18 @@ function setUp(form) {
     }
     if (!summary) return;
 
-    let text = 'No seats chosen.';
+    let text = gettext('No seats chosen.');
     if (chosen.length) {
       const total = chosen.reduce((sum, seat) => sum + cents(seat.dataset.price), 0);
-      const noun = chosen.length === 1 ? 'seat' : 'seats';
-      text = `${chosen.length} ${noun}: ${chosen.map(labelOf).join(', ')} · ${money(total)}`;
+      const sentence = ngettext('%(count)s seat: %(seats)s · %(total)s', '%(count)s seats: %(seats)s · %(total)s', chosen.length);
+      text = interpolate(sentence, { count: chosen.length, seats: chosen.map(labelOf).join(', '), total: money(total) });
     }
     const stranded = strandedSeats(chosen).map(labelOf);
     const hint = stranded.length
-      ? `Choosing seats that leave one empty seat alone is not allowed: pick ${listOf(stranded)} too, or move over.`
+      ? interpolate(
+          gettext('Choosing seats that leave one empty seat alone is not allowed: pick %(seats)s too, or move over.'),
+          { seats: listOf(stranded) },
+        )
       : '';
     const reserved = reservedNote(chosen);
 
@@ -207,8 +228,10 @@ function setUp(form) {
 
   function tellTaken(labels) {
     if (!labels.length) return;
-    const message =
-      labels.length === 1 ? `Seat ${labels[0]} was just taken.` : `Seats ${listOf(labels)} were just taken.`;
+    const message = interpolate(
+      ngettext('Seat %(seats)s was just taken.', 'Seats %(seats)s were just taken.', labels.length),
+      { seats: listOf(labels) },
+    );
     note = message;
     announce(message);
   }
@@ -223,8 +246,10 @@ function setUp(form) {
     note = '';
     if (input.checked && seats().filter(isChosen).length > maxSeats) {
       input.checked = false;
-      note = `You can choose at most ${maxSeats} seats.`;
-      announce(`${note} ${labelOf(seat)} was not added.`);
+      note = interpolate(ngettext('You can choose at most %(count)s seat.', 'You can choose at most %(count)s seats.', maxSeats), {
+        count: maxSeats,
+      });
+      announce(`${note} ${interpolate(gettext('%(seat)s was not added.'), { seat: labelOf(seat) })}`);
     }
     updateSummary();
   });
@@ -239,7 +264,7 @@ function setUp(form) {
     const choosing = event.submitter?.value === 'choose';
     if (choosing && grid() && !seats().some(isChosen)) {
       event.preventDefault();
-      note = 'Choose at least one seat first, or use Best available.';
+      note = gettext('Choose at least one seat first, or use Best available.');
       announce(note);
       updateSummary();
       return;
@@ -328,10 +353,12 @@ function setUp(form) {
   function setStatusText(seat, status) {
     const hidden = seat.querySelector('.visually-hidden');
     if (!hidden) return;
-    // "Row A seat 1, Premium, $15.00, available": the status is the last comma-separated part.
+    // "Row A seat 1, Premium, $15.00, available": the status is the last comma-separated part, in the page's
+    // language (bookings.seat_maps.seat_markup writes the same words).
+    const spoken = SPOKEN_STATUS[status]?.() ?? status;
     const text = hidden.textContent.trim();
     const cut = text.lastIndexOf(',');
-    hidden.textContent = cut >= 0 ? `${text.slice(0, cut)}, ${status}` : `${text}, ${status}`;
+    hidden.textContent = cut >= 0 ? `${text.slice(0, cut)}, ${spoken}` : `${text}, ${spoken}`;
   }
 
   // Returns the seat's label when the change took a seat the user had chosen.

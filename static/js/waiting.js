@@ -6,18 +6,22 @@
 // only when its version is newer than the page's. "Seats Available" sends the user to data-served-url (the
 // seat map with the seats held for them); "Show Full", "Expired" and "Cancelled" are shown and end it all.
 
+import { gettext, pgettext } from './i18n.js';
+
 const POLL_WAIT_SECONDS = 30;
 const POLL_TIMEOUT_MS = (POLL_WAIT_SECONDS + 15) * 1000; // the server's wait plus room for a slow network
 const QUICK_ANSWER_MS = 1000;
 const FINAL = new Set(['Show Full', 'Expired', 'Cancelled']);
 const SERVED = 'Seats Available';
 
+// What the page says for each status word (the words themselves, the API's, stay in data-status), in the page's
+// language; templates/waiting/waiting.html says the same.
 const MESSAGES = {
-  Waiting: 'Waiting',
-  [SERVED]: 'Seats Available: taking you to your seats…',
-  'Show Full': 'Show Full: no seats came free for this show.',
-  Expired: 'Expired: your wait ran out before seats came free.',
-  Cancelled: 'Cancelled: you have left the line.',
+  Waiting: pgettext('waiting line', 'Waiting'),
+  [SERVED]: gettext('Seats Available: taking you to your seats…'),
+  'Show Full': gettext('Show Full: no seats came free for this show.'),
+  Expired: gettext('Expired: your wait ran out before seats came free.'),
+  Cancelled: gettext('Cancelled: you have left the line.'),
 };
 
 const section = document.getElementById('waiting');
@@ -140,7 +144,7 @@ function follow(section) {
         });
         if (response.status === 403 || response.status === 404 || response.status === 410) {
           // Not (or no longer) a place in line of this browser: nothing will ever change here.
-          show(status, 'This place in line is no longer available. Reload the page to see where things stand.');
+          show(status, gettext('This place in line is no longer available. Reload the page to see where things stand.'));
           stop();
           break;
         }
