@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.views.decorators.cache import cache_control
-from django.views.i18n import JavaScriptCatalog
+from django.views.decorators.csrf import csrf_exempt
+from django.views.i18n import JavaScriptCatalog, set_language
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ticketing.views import ready
@@ -21,8 +22,10 @@ api_v1 = [
 urlpatterns = [
     path("health/ready", ready, name="health-ready"),
     path("admin/", admin.site.urls),
-    # The language switcher's form posts here (Django's set_language: the cookie, then back to the page).
-    path("i18n/", include("django.conf.urls.i18n")),
+    # The language switcher's form posts here (Django's set_language: the cookie, then back to the page). Without
+    # a CSRF token: one in every page's header would make each answer unique (the catalog's pages are cached and
+    # shared) and set a cookie on every first visit; at worst another site switches a visitor's language.
+    path("i18n/setlang/", csrf_exempt(set_language), name="set_language"),
     # The JavaScript's sentences in the page's language (static/js/i18n.js). Pages ask for /jsi18n/?v=<language>,
     # rendered in the same language as the catalog answers in, so a browser may keep each for an hour.
     path("jsi18n/", cache_control(max_age=3600)(JavaScriptCatalog.as_view()), name="javascript-catalog"),
