@@ -307,6 +307,9 @@ class OutgoingMail(models.Model):
     reservation = models.ForeignKey(Reservation, on_delete=models.PROTECT, related_name="mails")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     address = models.EmailField()
+    # The language the buyer read the site in when the mail became owed (settings.LANGUAGES): its every
+    # attempt, retry and resend by staff is written in it.
+    language = models.CharField(max_length=8, default="en")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True)

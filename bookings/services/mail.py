@@ -74,11 +74,20 @@ def queue_mail(*, reservation, kind, at=None):
     """Owe the reservation's buyer a mail of this kind, at the address it gave. Returns the OutgoingMail.
 
     Writes the row in the caller's transaction (so the mail is owed exactly when the change that owes it
-    commits). On commit: queues its task; if that fails (the broker is down), beat's sweep queues it later.
+    commits), in the buyer's language: the one its earlier mail was written in, else the language of the request
+    that owes it (the buyer's page; the API answers in English). On commit: queues its task; if that fails (the
+    broker is down), beat's sweep queues it later.
     """
     at = at or timezone.now()
+    earlier = reservation.mails.order_by("created_at").values_list("language", flat=True).first()
+    language = earlier or translation.get_supported_language_variant(translation.get_language() or "en")
     mail = OutgoingMail.objects.create(
-        reservation=reservation, kind=kind, address=reservation.email, created_at=at, next_attempt_at=at
+        reservation=reservation,
+        kind=kind,
+        address=reservation.email,
+        language=language,
+        created_at=at,
+        next_attempt_at=at,
     )
     _send_after_commit(mail.pk)
     return mail
@@ -198,13 +207,9 @@ def _attempt_failed(mail, error):
 
 
 def mail_language(mail):
-    """The language `mail` is written in: the site's default (settings.LANGUAGE_CODE).
-
-    A mail is sent by a worker, retried later, or sent again by staff, none of whom knows the language the
-    buyer read the site in; remembering it needs a column on OutgoingMail (a model change), until then every
-    mail is in the one language a mail's whole life agrees on.
-    """
-    return settings.LANGUAGE_CODE
+    """The language `mail` is written in: the one it was owed in (queue_mail), whoever sends it and when — a
+    worker, a retry, staff sending it again — so a mail's whole life agrees on one language."""
+    return mail.language
 
 
 def compose_mail(mail):

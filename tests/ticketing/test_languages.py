@@ -21,7 +21,7 @@ from django.utils import translation
 from bookings.models import OutgoingMail
 from bookings.providers import parse_card
 from bookings.services import hold_seats, pay_for_reservation
-from bookings.services.mail import compose_mail
+from bookings.services.mail import compose_mail, email_ticket, queue_mail
 from tests.factories import make_hall, make_show
 from ticketing.buyers import Buyer
 
@@ -300,20 +300,36 @@ def test_the_api_s_error_pages_stay_english_too(client):
 
 
 @pytest.mark.django_db
-def test_mail_is_written_in_the_site_s_language_whoever_sends_it_and_its_words_are_translated(alice, monkeypatch):
+def test_a_mail_is_written_in_the_language_it_was_owed_in_whoever_sends_it_and_its_words_are_translated(alice):
     show = make_show(hall=make_hall())
     seats = list(show.hall.seats.order_by("y", "x").values_list("pk", flat=True)[:2])
     reservation = hold_seats(buyer=alice, show=show, seat_ids=seats)
     card = {"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
-    booked = pay_for_reservation(buyer=alice, reservation_id=reservation.pk, card=parse_card(card))
-    mail = OutgoingMail(reservation=booked, kind=OutgoingMail.Kind.TICKET, address="ann@example.com")
+    pay_for_reservation(buyer=alice, reservation_id=reservation.pk, card=parse_card(card))
 
-    with translation.override("es"):  # a Spanish request (or an eager task inside one) sends it
-        english = compose_mail(mail)
-    assert english.subject.startswith("Your tickets: ") and "Your tickets are booked." in english.body
-
-    monkeypatch.setattr("bookings.services.mail.mail_language", lambda mail: "es")
-    spanish = compose_mail(mail)
+    with translation.override("es"):  # the buyer asks for the ticket on a Spanish page
+        email_ticket(buyer=alice, reservation_id=reservation.pk, address="ann@example.com")
+    mail = OutgoingMail.objects.get(reservation=reservation)
+    with translation.override("en"):  # a worker, a retry or staff send it, in whatever language they run
+        spanish = compose_mail(mail)
+    assert mail.language == "es"
     assert spanish.subject.startswith("Tus entradas: ") and "Tus entradas están compradas." in spanish.body
     assert re.search(r"Localizador: \w+", spanish.body) and " de " in spanish.body.splitlines()[3]
     assert "Pagado: 30,00 USD" in spanish.body  # two premium seats
+    # Word of a cancellation, owed by staff reading the admin in English, follows the buyer's earlier mail.
+    with translation.override("en"):
+        later = queue_mail(reservation=mail.reservation, kind=OutgoingMail.Kind.CANCELLED)
+    assert later.language == "es"
+
+
+@pytest.mark.django_db
+def test_a_mail_owed_through_the_api_or_an_english_page_is_in_english(alice):
+    show = make_show(hall=make_hall())
+    seats = list(show.hall.seats.order_by("y", "x").values_list("pk", flat=True)[:2])
+    reservation = hold_seats(buyer=alice, show=show, seat_ids=seats)
+    card = {"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
+    pay_for_reservation(buyer=alice, reservation_id=reservation.pk, card=parse_card(card))
+    with translation.override("en"):
+        email_ticket(buyer=alice, reservation_id=reservation.pk, address="ann@example.com")
+    english = compose_mail(OutgoingMail.objects.get(reservation=reservation))
+    assert english.subject.startswith("Your tickets: ") and "Your tickets are booked." in english.body
