@@ -299,13 +299,18 @@ def test_the_api_s_error_pages_stay_english_too(client):
 # --- Mail -----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.django_db
-def test_a_mail_is_written_in_the_language_it_was_owed_in_whoever_sends_it_and_its_words_are_translated(alice):
+def booked_two_seats(buyer):
+    """A booking of two seats of a new show, paid by card."""
     show = make_show(hall=make_hall())
     seats = list(show.hall.seats.order_by("y", "x").values_list("pk", flat=True)[:2])
-    reservation = hold_seats(buyer=alice, show=show, seat_ids=seats)
+    reservation = hold_seats(buyer=buyer, show=show, seat_ids=seats)
     card = {"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
-    pay_for_reservation(buyer=alice, reservation_id=reservation.pk, card=parse_card(card))
+    return pay_for_reservation(buyer=buyer, reservation_id=reservation.pk, card=parse_card(card))
+
+
+@pytest.mark.django_db
+def test_a_mail_is_written_in_the_language_it_was_owed_in_whoever_sends_it_and_its_words_are_translated(alice):
+    reservation = booked_two_seats(alice)
 
     with translation.override("es"):  # the buyer asks for the ticket on a Spanish page
         email_ticket(buyer=alice, reservation_id=reservation.pk, address="ann@example.com")
@@ -324,11 +329,7 @@ def test_a_mail_is_written_in_the_language_it_was_owed_in_whoever_sends_it_and_i
 
 @pytest.mark.django_db
 def test_a_mail_owed_through_the_api_or_an_english_page_is_in_english(alice):
-    show = make_show(hall=make_hall())
-    seats = list(show.hall.seats.order_by("y", "x").values_list("pk", flat=True)[:2])
-    reservation = hold_seats(buyer=alice, show=show, seat_ids=seats)
-    card = {"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
-    pay_for_reservation(buyer=alice, reservation_id=reservation.pk, card=parse_card(card))
+    reservation = booked_two_seats(alice)
     with translation.override("en"):
         email_ticket(buyer=alice, reservation_id=reservation.pk, address="ann@example.com")
     english = compose_mail(OutgoingMail.objects.get(reservation=reservation))
