@@ -92,7 +92,7 @@ def movie_showtimes_page(request, city_id, movie_id):
 
     def build():
         city = get_object_or_404(City, pk=city_id)
-        movie = get_object_or_404(Movie, pk=movie_id)
+        movie = get_object_or_404(Movie.objects.prefetch_related("certificates"), pk=movie_id)
         days = _city_days(city)
         day = _chosen_day(asked, days)
         listing = movie_showtimes(movie, city, day=day, at=timezone.now())

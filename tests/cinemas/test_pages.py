@@ -4,8 +4,11 @@ import re
 
 import pytest
 
-from cinemas.models import OPEN_SEAT_TYPES
+from cinemas.models import OPEN_SEAT_TYPES, MovieCertificate
+from cinemas.posters import poster_urls
+from cinemas.services import upload_poster
 from tests.bookings.helpers import seat_ids, taken_by_others
+from tests.cinemas.test_posters import image_file
 
 pytestmark = pytest.mark.django_db
 
@@ -121,3 +124,70 @@ def test_a_misspelt_search_offers_did_you_mean(client, scene):
 def test_an_empty_search_shows_the_form_only(client, scene):
     page = client.get("/search/", {"q": ""})
     assert page.status_code == 200 and b"Search movies" in page.content
+
+
+def give_content(movie):
+    """Cars 2's certificates in two countries, its cast and its trailer."""
+    MovieCertificate.objects.create(movie=movie, country="United States", rating="G")
+    MovieCertificate.objects.create(movie=movie, country="United Kingdom", rating="U")
+    movie.cast = "Owen Wilson, Michael Caine"
+    movie.trailer_url = "https://trailers.example.com/cars-2"
+    movie.save()
+
+
+def movie_card(page, title):
+    """The movie's card on a city or search page."""
+    cards = page.split('<li class="movie-card">')[1:]
+    return next(card for card in cards if f">{title}</a></h2>" in card)
+
+
+def test_a_city_page_shows_each_movie_with_its_card_poster_and_its_certificate_in_the_city_country(client, scene):
+    cars = scene.movies["Cars 2"]
+    give_content(cars)
+    los_angeles, london = scene.cities["Los Angeles"], scene.cities["London"]
+    card = movie_card(client.get(f"/cities/{los_angeles.pk}/").content.decode(), "Cars 2")
+    assert f'src="{poster_urls(cars)["card"]}" width="240" height="360" alt="Cars 2" loading="lazy"' in card
+    assert re.search(r'class="certificate">.*?</span>\s*G</span>', card, re.S)
+    card = movie_card(client.get(f"/cities/{london.pk}/").content.decode(), "Cars 2")
+    assert (
+        re.search(r'class="certificate">.*?</span>\s*U</span>', card, re.S) and "Certificate in United Kingdom" in card
+    )
+
+
+def test_a_movie_without_a_certificate_in_the_country_shows_none(client, scene):
+    page = client.get(f"/cities/{scene.cities['Los Angeles'].pk}/").content.decode()
+    assert 'class="certificate"' not in page
+
+
+def test_search_results_show_the_card_poster_and_the_certificate_where_the_cinema_is(client, scene):
+    cars = scene.movies["Cars 2"]
+    give_content(cars)
+    page = client.get("/search/", {"q": "Cars", "city": scene.cities["London"].pk}).content.decode()
+    assert f'src="{poster_urls(cars)["card"]}" width="240" height="360" alt="Cars 2" loading="lazy"' in page
+    assert re.search(r'class="certificate">.*?</span>\s*U</span>', page, re.S)
+
+
+def test_the_movie_page_shows_the_large_poster_the_certificate_the_cast_and_a_trailer_link(client, scene):
+    cars = scene.movies["Cars 2"]
+    give_content(cars)
+    page = client.get(f"/cities/{scene.cities['New York'].pk}/movies/{cars.pk}/").content.decode()
+    img = re.search(r'<img class="poster poster--detail"[^>]*>', page)[0]
+    assert f'src="{poster_urls(cars)["detail"]}" width="480" height="720" alt="Cars 2"' in img
+    assert "loading=" not in img  # the page's main picture is fetched at once
+    assert re.search(r'class="certificate">.*?</span>\s*G</span>', page, re.S)
+    assert "Starring Owen Wilson, Michael Caine" in page
+    link = re.search(r'<a class="trailer"[^>]*>', page)[0]
+    assert 'href="https://trailers.example.com/cars-2"' in link and 'rel="noopener"' in link
+
+
+def test_an_uploaded_poster_is_the_one_shown(client, scene):
+    cars = scene.movies["Cars 2"]
+    upload_poster(movie=cars, image=image_file())
+    cars.refresh_from_db()
+    page = client.get(f"/cities/{scene.cities['Los Angeles'].pk}/").content.decode()
+    assert f'src="{cars.poster_card.url}" width="240"' in page and "placeholder" not in movie_card(page, "Cars 2")
+
+
+def test_a_movie_without_cast_or_trailer_says_nothing_of_them(client, scene):
+    page = client.get(f"/cities/{scene.cities['New York'].pk}/movies/{scene.movies['Cars 2'].pk}/").content.decode()
+    assert "Starring" not in page and 'class="trailer"' not in page
