@@ -250,7 +250,8 @@ def movies_showing(city, *, day=None, at):
 
 def movie_showtimes(movie, city, *, day=None, at):
     """`[{"cinema", "shows"}]`: the movie's upcoming shows in the city by cinema, each show with `seats` (its
-    seat types' price and status), `availability` (one word for the show) and `notes` (showtime_notes)."""
+    seat types' price and status), `availability` (one word for the show), `notes` (showtime_notes) and
+    `lowest_price` / `highest_price` (None for a show without prices)."""
     shows = (
         Show.objects.upcoming(at)
         .filter(movie=movie, hall__cinema__city=city)
@@ -264,5 +265,7 @@ def movie_showtimes(movie, city, *, day=None, at):
         show.seats = statuses[show.pk]
         show.availability = overall_status(show.seats)
         show.notes = showtime_notes(show.seats)
+        prices = [entry["price"] for entry in show.seats]
+        show.lowest_price, show.highest_price = (min(prices), max(prices)) if prices else (None, None)
         by_cinema.setdefault(show.hall.cinema, []).append(show)
     return [{"cinema": cinema, "shows": cinema_shows} for cinema, cinema_shows in by_cinema.items()]

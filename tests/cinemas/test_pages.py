@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from cinemas.models import OPEN_SEAT_TYPES, MovieCertificate
+from cinemas.models import OPEN_SEAT_TYPES, MovieCertificate, Show
 from cinemas.posters import poster_urls
 from cinemas.services import upload_poster
 from tests.bookings.helpers import seat_ids, taken_by_others
@@ -191,3 +191,38 @@ def test_an_uploaded_poster_is_the_one_shown(client, scene):
 def test_a_movie_without_cast_or_trailer_says_nothing_of_them(client, scene):
     page = client.get(f"/cities/{scene.cities['New York'].pk}/movies/{scene.movies['Cars 2'].pk}/").content.decode()
     assert "Starring" not in page and 'class="trailer"' not in page
+
+
+def test_each_showtime_shows_its_format_and_its_price_range_in_the_sites_currency(client, scene):
+    show, url = the_harbor_in_new_york(scene)  # Regular 10.00, Premium 15.00 (tests.factories.prices_for)
+    Show.objects.filter(pk=show.pk).update(format="IMAX")
+    chip = showtime(client.get(url).content.decode(), show)
+    assert '<span class="showtime__format" data-format="IMAX">IMAX</span>' in chip
+    assert "$10.00 to $15.00" in chip
+    assert "showtime__language" not in chip and "showtime__subtitles" not in chip  # the movie's own, no subtitles
+
+
+def test_a_showtime_in_another_language_says_so_and_names_its_subtitles(client, scene):
+    show, url = the_harbor_in_new_york(scene)
+    Show.objects.filter(pk=show.pk).update(audio_language="Spanish", subtitles="English")
+    chip = showtime(client.get(url).content.decode(), show)
+    assert "in Spanish" in chip and "English subtitles" in chip
+
+
+def test_a_showtime_played_in_the_movies_own_language_does_not_repeat_it(client, scene):
+    show, url = the_harbor_in_new_york(scene)
+    Show.objects.filter(pk=show.pk).update(audio_language="English")  # the movie's language, written out
+    assert "showtime__language" not in showtime(client.get(url).content.decode(), show)
+
+
+def test_a_sold_out_showtime_still_shows_its_format_and_prices(client, scene):
+    show, url = the_harbor_in_new_york(scene)
+    taken_by_others(show, seat_ids(show), pay=True)
+    chip = showtime(client.get(url).content.decode(), show)
+    assert "href=" not in chip and 'data-format="2D"' in chip and "$10.00 to $15.00" in chip
+
+
+def test_the_price_range_is_written_the_spanish_way_on_a_spanish_page(client, scene):
+    show, url = the_harbor_in_new_york(scene)
+    chip = showtime(client.get(url, headers={"accept-language": "es"}).content.decode(), show)
+    assert "10,00 US$ a 15,00 US$" in chip
