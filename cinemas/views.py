@@ -17,7 +17,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
-from cinemas.models import Cinema, City, Movie
+from cinemas.models import Cinema, City, Movie, ShowFormat
 from cinemas.posters import PLACEHOLDER_NAME, POSTER_SIZES, SERVED_NAME, placeholder_key, placeholder_poster
 from cinemas.search import (
     ShowSearch,
@@ -27,6 +27,7 @@ from cinemas.search import (
     search_shows,
     spelling_suggestions,
 )
+from cinemas.showtime_filters import TIMES_OF_DAY, read_filters
 from ticketing.numbers import whole_number
 
 # A poster's file never changes under its name (the name is its content's hash, or a placeholder's title key):
@@ -98,9 +99,25 @@ def movie_showtimes_page(request, city_id, movie_id):
         listing = movie_showtimes(movie, city, day=day, at=timezone.now())
         return {"city": city, "movie": movie, "days": days, "day": day, "listing": listing}
 
+    # The day's whole listing is cached; the filters narrow it for this request only (cinemas.showtime_filters).
     context = catalog_read("page-movie-showtimes", (city_id, movie_id, asked), build)
     _remember_city(request, context["city"])
-    return render(request, "cinemas/movie.html", context)
+    filters = read_filters(request.GET)
+    shown = {show.spoken_language for entry in context["listing"] for show in entry["shows"]}
+    language = next((name for name in shown if name.casefold() == filters.language.casefold()), filters.language)
+    if language:
+        shown.add(language)
+    page = {
+        **context,
+        "listing": filters.narrow(context["listing"]),
+        "filters": filters,
+        "chosen_language": language,
+        "filter_query": filters.query(),
+        "audio_languages": sorted(shown, key=str.casefold),
+        "formats": ShowFormat.values,
+        "times_of_day": [(word, label) for word, (_start, _end, label) in TIMES_OF_DAY.items()],
+    }
+    return render(request, "cinemas/movie.html", page)
 
 
 def search(request):

@@ -68,7 +68,11 @@ def site(db):
     pages = {
         "home": ("GET", "/", ()),
         "city": ("GET", f"/cities/{city}/", ()),
-        "showtimes": ("GET", f"/cities/{city}/movies/{show.movie_id}/", ("date",)),
+        "showtimes": (
+            "GET",
+            f"/cities/{city}/movies/{show.movie_id}/",
+            ("date", "language", "format", "time", "price"),
+        ),
         "search": ("GET", "/search/", ("q", "city")),
         "seat map": ("GET", f"/shows/{show.pk}/", ()),
         "seat grid": ("GET", f"/shows/{show.pk}/map", ()),
