@@ -28,7 +28,7 @@ MAX_PRICE = Decimal(100_000)
 MAX_LANGUAGE_LENGTH = 50
 
 LABELS = {
-    "language": pgettext_lazy("showtime filter", "Language"),
+    "language": pgettext_lazy("showtime filter", "Audio language"),
     "format": pgettext_lazy("showtime filter", "Format"),
     "time": pgettext_lazy("showtime filter", "Time of day"),
     "price": pgettext_lazy("showtime filter", "Price at most"),
