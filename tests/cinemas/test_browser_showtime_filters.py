@@ -9,6 +9,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from cinemas.models import Show
+from tests.browser_flows import save_screenshot
 from tests.factories import make_cinema, make_city, make_hall, make_movie, make_show
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,7 +31,8 @@ def test_on_a_phone_a_moviegoer_picks_imax_in_the_filter_form_and_sees_only_the_
     chips = page.locator("ul.showtimes > li")
     expect(chips).to_have_count(2)
     expect(page.get_by_role("img", name="The Long Night")).to_be_visible()
-    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], "the page fits a phone"
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    save_screenshot(page, "showtimes-filtered-phone"), "the page fits a phone"
 
     page.locator("#filter-format").select_option("IMAX")
     page.get_by_role("button", name="Show these showtimes").tap()
@@ -44,3 +46,4 @@ def test_on_a_phone_a_moviegoer_picks_imax_in_the_filter_form_and_sees_only_the_
     expect(page.locator("#filter-format")).to_have_value("IMAX")
     expect(page.locator('nav.days a[aria-current="date"]')).to_have_attribute("href", re.compile("format=IMAX"))
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    save_screenshot(page, "showtimes-filtered-phone")
