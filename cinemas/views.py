@@ -139,13 +139,27 @@ def search(request):
 
 
 def _movies_found(found):
-    """`(results by movie, spelling suggestions when nothing matched)` for the search page."""
+    """`(results by movie, spelling suggestions when nothing matched)` for the search page.
+
+    Each result has the movie's shows, and the same shows grouped by city (in order of their first show), for a
+    search made without a city: each group's times are read in its own cinemas' time zones.
+    """
     shows, _ = search_shows(found, at=timezone.now())
     by_movie = {}
     for show in shows:
         by_movie.setdefault(show.movie, []).append(show)
-    results = [{"movie": movie, "shows": movie_shows} for movie, movie_shows in by_movie.items()]
+    results = [
+        {"movie": movie, "shows": shows_of_movie, "cities": _by_city(shows_of_movie)}
+        for movie, shows_of_movie in by_movie.items()
+    ]
     return results, [] if results else spelling_suggestions(found.keyword)
+
+
+def _by_city(shows):
+    groups = {}
+    for show in shows:
+        groups.setdefault(show.hall.cinema.city, []).append(show)
+    return [{"city": city, "shows": city_shows} for city, city_shows in groups.items()]
 
 
 @require_safe

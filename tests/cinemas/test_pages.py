@@ -1,8 +1,10 @@
 """The moviegoer's catalog pages: city, the movies showing there, a movie's showtimes by day, search."""
 
 import re
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.utils import timezone
 
 from cinemas.models import OPEN_SEAT_TYPES, MovieCertificate, Show
 from cinemas.posters import poster_urls
@@ -114,6 +116,21 @@ def test_an_unknown_city_or_movie_is_a_404(client, scene):
 def test_search_finds_movies_with_their_next_showtimes_in_the_city(client, scene):
     page = client.get("/search/", {"q": "car", "city": scene.cities["New York"].pk}).content.decode()
     assert "Cars 2" in page and "Cargo Nights" in page and "The Quiet Harbor" not in page
+
+
+def test_a_search_without_a_city_groups_each_movie_s_showtimes_by_city_in_each_cinema_s_local_time(client, scene):
+    page = client.get("/search/", {"q": "Cars 2"}).content.decode()
+    card = re.search(r'<li class="movie-card">.*?</li>\s*</ul>\s*</li>', page, re.S)[0]
+    groups = re.findall(r'<h3 class="search-city"><a href="/cities/(\d+)/movies/(\d+)/">([^<]+)</a></h3>', card)
+    cars = scene.movies["Cars 2"].pk
+    # In order of each city's first show: New York (in 2 h), Los Angeles (3 h), London (50 h).
+    assert [(int(city), int(movie), name) for city, movie, name in groups] == [
+        (scene.cities[name].pk, cars, name) for name in ("New York", "Los Angeles", "London")
+    ]
+    london = card[card.index(">London<") :]
+    shown = [show for show in scene.shows if show.movie_id == cars and show.hall.cinema.name == "Leicester Square"]
+    local = timezone.localtime(shown[0].starts_at, ZoneInfo("Europe/London"))
+    assert local.strftime("%H:%M") in london and "Leicester Square" in london
 
 
 def test_a_misspelt_search_offers_did_you_mean(client, scene):
