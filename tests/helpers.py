@@ -88,14 +88,27 @@ def stack_environment(**overrides):
 
 
 @contextlib.contextmanager
-def make_serve_running(environment):
-    """`make serve` itself (scripts/run.sh: uvicorn workers, a Celery worker and beat) with `environment` (all of
-    it); yields (its Popen, the banner it printed) once it says it serves. Ctrl-C to scripts/run.sh stops it, as
-    in a terminal, when the block ends."""
+def make_serve_running(**overrides):
+    """`make serve` itself (scripts/run.sh: uvicorn workers, a Celery worker and beat) on a free port, the test
+    database and Redis, production settings, and `overrides`; yields (its Popen, the banner it printed, its URL)
+    once it says it serves. Ctrl-C to scripts/run.sh stops it, as in a terminal, when the block ends."""
     import time
 
-    from bench.harness.processes import ROOT, process_tree
+    from django.conf import settings
 
+    from bench.harness.processes import ROOT, free_port, process_tree
+    from tests.conftest import test_database_url
+
+    port = free_port()
+    environment = {
+        **os.environ,
+        "TICKETING_PORT": str(port),
+        "DATABASE_URL": test_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "DJANGO_DEBUG": "0",
+        **overrides,
+    }
     serve = subprocess.Popen(["make", "-s", "serve"], cwd=ROOT, env=environment, stdout=subprocess.PIPE, text=True)
     try:
         banner = []
@@ -105,7 +118,7 @@ def make_serve_running(environment):
             assert line or serve.poll() is None, "make serve exited:\n" + "".join(banner)
             banner.append(line)
             assert time.monotonic() < deadline, "make serve did not start:\n" + "".join(banner)
-        yield serve, banner
+        yield serve, banner, f"http://127.0.0.1:{port}"
     finally:
         for pid in process_tree(serve.pid):
             with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as cmdline:

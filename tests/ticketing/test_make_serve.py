@@ -5,10 +5,8 @@ import time
 
 import httpx
 import pytest
-from django.conf import settings
 
-from bench.harness.processes import free_port, process_tree
-from tests import conftest
+from bench.harness.processes import process_tree
 from tests.helpers import make_serve_running
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,19 +24,9 @@ def command_lines(pids):
 
 
 def test_make_serve_runs_uvicorn_workers_a_celery_worker_and_beat_and_ctrl_c_stops_them_all():
-    port = free_port()
-    environment = {
-        **os.environ,
-        "TICKETING_PORT": str(port),
-        "DATABASE_URL": conftest.test_database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
-        "DJANGO_DEBUG": "0",
-    }
-    with make_serve_running(environment) as (serve, banner):
+    with make_serve_running() as (serve, banner, url):
         assert any("uvicorn, 2 worker processes (DJANGO_DEBUG=0)" in line for line in banner)
 
-        url = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{url}/").status_code == 200
         assert httpx.get(f"{url}/static/css/site.css").status_code == 200  # WhiteNoise, with DEBUG off
         assert httpx.get(f"{url}/api/v1/cities").status_code == 401

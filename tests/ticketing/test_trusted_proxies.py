@@ -96,18 +96,8 @@ def uvicorn(environment):
 @contextlib.contextmanager
 def make_serve(environment):
     """`make serve` itself (scripts/run.sh: uvicorn with two workers, a Celery worker and beat); Ctrl-C stops it."""
-    port = free_port()
-    environment = {
-        **os.environ,
-        "TICKETING_PORT": str(port),
-        "DATABASE_URL": conftest.test_database_url(),
-        "REDIS_URL": django_settings.REDIS_URL,
-        "DJANGO_SECRET_KEY": django_settings.SECRET_KEY,
-        "DJANGO_DEBUG": "0",
-        **environment,
-    }
-    with make_serve_running(environment):
-        yield f"http://127.0.0.1:{port}"
+    with make_serve_running(**environment) as (_, _, url):
+        yield url
 
 
 @pytest.mark.parametrize(
