@@ -54,6 +54,11 @@ class ShowtimeFilters:
             pairs["price"] = f"{self.price:f}"
         return urlencode({name: value for name, value in pairs.items() if value})
 
+    @property
+    def labels(self):
+        """Each filter's label, for the form and for the notice of values left out."""
+        return LABELS
+
     def ignored_labels(self):
         return [LABELS[name] for name in self.ignored]
 
