@@ -31,6 +31,13 @@ class City(models.Model):
         return f"{self.name}, {self.state}" if self.state else self.name
 
 
+class RefundPolicy(models.TextChoices):
+    FULL = "full", "Full refund"
+    PARTIAL = "partial", "Partial refund (a percentage of the tickets)"
+    FEE_KEPT = "fee_kept", "Full refund but the convenience fee"
+    NONE = "none", "No cancellation"
+
+
 class Cinema(models.Model):
     city = models.ForeignKey(City, on_delete=models.PROTECT, related_name="cinemas")
     name = models.CharField(max_length=200)
@@ -43,11 +50,59 @@ class Cinema(models.Model):
         validators=[validate_time_zone],
         help_text="IANA name, e.g. America/New_York: showtimes and 'today' are in this zone.",
     )
+    # Money: the prices of its shows are in its currency; bookings' price breakdown adds the fee per ticket and
+    # the tax (included in the prices, as VAT and GST usually are, or added on top, as US sales tax is).
+    currency = models.CharField(
+        max_length=3, default="USD", help_text="ISO 4217 code of its prices, e.g. USD, INR, GBP, EUR."
+    )
+    tax_name = models.CharField(max_length=40, blank=True, help_text="As receipts name it, e.g. GST, VAT, Sales tax.")
+    tax_rate = models.DecimalField(
+        max_digits=6,
+        decimal_places=3,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+        help_text="Percent, e.g. 18 for GST 18 %; 0: no tax line.",
+    )
+    tax_included = models.BooleanField(
+        default=True, help_text="Prices and fees include the tax (VAT, GST); unticked: it is added on top."
+    )
+    convenience_fee = models.DecimalField(
+        max_digits=8,
+        decimal_places=2,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Charged per ticket, in its currency.",
+    )
+    # After the sale: until when, and how much of the money, a buyer gets back by cancelling their own booking.
+    cancellation_cutoff_minutes = models.PositiveIntegerField(
+        default=120, help_text="Buyers may cancel their booking until this many minutes before the show."
+    )
+    refund_policy = models.CharField(
+        max_length=16,
+        choices=RefundPolicy.choices,
+        default=RefundPolicy.FEE_KEPT,
+        help_text="What a buyer who cancels gets back.",
+    )
+    refund_percent = models.PositiveSmallIntegerField(
+        default=100,
+        validators=[MaxValueValidator(100)],
+        help_text="With a partial refund: the percentage of the tickets' price given back.",
+    )
+    # Accessibility: companion seats go only with a wheelchair space until this long before the show.
+    companion_release_minutes = models.PositiveIntegerField(
+        default=60, help_text="Companion seats still free this many minutes before the show are open to everyone."
+    )
 
     class Meta:
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["city", "name"], name="cinemas_cinema_unique_name_in_city"),
+            models.CheckConstraint(condition=Q(currency__regex=r"^[A-Z]{3}$"), name="cinemas_cinema_currency_iso"),
+            models.CheckConstraint(
+                condition=Q(tax_rate__gte=0, tax_rate__lte=100), name="cinemas_cinema_tax_rate_percent"
+            ),
+            models.CheckConstraint(condition=Q(convenience_fee__gte=0), name="cinemas_cinema_fee_not_negative"),
+            models.CheckConstraint(condition=Q(refund_percent__lte=100), name="cinemas_cinema_refund_percent"),
         ]
         indexes = [
             # SearchMovies' lat_long + radius: a bounding box on both coordinates narrows the cinemas
