@@ -4,7 +4,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Upper
 
-from cinemas.models import Seat, SeatType, Show
+from cinemas.models import MenuItem, Seat, SeatType, Show
 from ticketing.models import ApiKey
 
 
@@ -334,3 +334,28 @@ class OutgoingMail(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} to {self.address} ({self.status})"
+
+
+class ReservationAddOn(models.Model):
+    """Food or drink added to a hold at checkout: `quantity` of one item of its cinema's menu, at the price then.
+
+    Adding takes the quantity from the item's stock (its CHECK refuses to sell more than there is); a trigger on
+    Reservation (migration 0016) gives it back when the hold expires or is cancelled, or the booking is, so
+    whatever ends a reservation (the sweep, a claimer taking over a lapsed hold, the buyer, staff) keeps the
+    stock exact.
+    """
+
+    reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="add_ons")
+    menu_item = models.ForeignKey(MenuItem, on_delete=models.PROTECT, related_name="+")
+    quantity = models.PositiveSmallIntegerField()
+    unit_price = models.DecimalField(max_digits=8, decimal_places=2)
+
+    class Meta:
+        ordering = ["reservation_id", "menu_item_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["reservation", "menu_item"], name="bookings_addon_one_line_per_item"),
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="bookings_addon_quantity_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.quantity} × {self.menu_item.name}"

@@ -337,3 +337,35 @@ class ShowPrice(models.Model):
 
     def __str__(self):
         return f"{self.seat_type}: {self.price}"
+
+
+class MenuItem(models.Model):
+    """Food or drink a cinema sells with its tickets, added at checkout and picked up at its counter.
+
+    `stock` is how many are left to sell: a buyer's add-ons take from it while their hold lives and keep it once
+    paid; a hold that lapses or a booking cancelled gives it back (bookings' add-ons). The CHECK below is what
+    makes stock exact under concurrency: a take that would leave less than none fails, whoever raced it.
+    """
+
+    cinema = models.ForeignKey(Cinema, on_delete=models.PROTECT, related_name="menu")
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=200, blank=True)
+    price = models.DecimalField(
+        max_digits=8,
+        decimal_places=2,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="In its cinema's currency.",
+    )
+    stock = models.IntegerField(validators=[MinValueValidator(0)], help_text="How many are left to sell.")
+    on_sale = models.BooleanField(default=True, help_text="Unticked: no longer offered (its past orders stay).")
+
+    class Meta:
+        ordering = ["cinema_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["cinema", "name"], name="cinemas_menuitem_unique_name_in_cinema"),
+            models.CheckConstraint(condition=Q(stock__gte=0), name="cinemas_menuitem_stock_not_negative"),
+            models.CheckConstraint(condition=Q(price__gte=0), name="cinemas_menuitem_price_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.cinema})"

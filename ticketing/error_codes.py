@@ -86,6 +86,10 @@ ERROR_CODES = {
     "already_booked": ErrorCode(409, _("This reservation is already booked.")),
     "booked_not_cancellable": ErrorCode(409, _("A booked reservation can't be cancelled here.")),
     "not_booked": ErrorCode(409, _("Only a booked reservation can be cancelled by staff.")),
+    # Food and drink at checkout
+    "add_on_unknown": ErrorCode(400, _("That is not on this cinema's menu.")),
+    "too_many_add_ons": ErrorCode(400, _("Order between 0 and {per_item} of each item.")),
+    "add_on_sold_out": ErrorCode(409, _("{item} is sold out for now: {left} left.")),
     # Paying
     "payment_in_progress": ErrorCode(
         409, _("A payment for this reservation is in progress; wait for its answer."), retry_after=2

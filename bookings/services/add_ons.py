@@ -1,0 +1,90 @@
+"""Food and drink added to a hold at checkout, taken from its cinema's menu and stock.
+
+The stock is exact under concurrency because the database says so: `cinemas_menuitem_stock_not_negative` refuses
+a take that would leave less than none, whoever raced it, and a trigger (bookings migration 0016) gives the stock
+back when a reservation ends unpaid or a booking is cancelled.
+"""
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from bookings.models import Reservation, ReservationAddOn
+from bookings.services.errors import BookingError
+from bookings.services.holds import find_reservation
+from cinemas.models import MenuItem
+
+# How many of one item a hold may carry: a counter's order for a party of ten.
+MAX_PER_ITEM = 10
+STOCK_CHECK = "cinemas_menuitem_stock_not_negative"
+
+
+def refuse_unless_holding(reservation, at):
+    """BookingError unless `reservation` is a live hold: hold_expired, already_booked or hold_cancelled."""
+    status = reservation.status_at(at)
+    if status == Reservation.Status.EXPIRED:
+        raise BookingError("hold_expired")
+    if status == Reservation.Status.BOOKED:
+        raise BookingError("already_booked")
+    if status == Reservation.Status.CANCELLED:
+        raise BookingError("hold_cancelled")
+
+
+def choose_add_ons(*, buyer, reservation_id, quantities, at=None):
+    """Set the hold's food and drink to `quantities` ({menu item id: how many}; 0 takes an item off). Returns the
+    reservation with its add-ons.
+
+    Locks the buyer's reservation, then each item whose quantity changes, in id order (two buyers never wait on
+    each other in a cycle). Takes each difference from the item's stock, or gives it back; the stock's CHECK
+    decides every race, and a refusal rolls all of it back. Raises BookingError: not_found, hold_expired,
+    already_booked, hold_cancelled, add_on_unknown (not on the show's cinema's menu, or no longer on sale, for
+    an item being added), too_many_add_ons (more than MAX_PER_ITEM of one), add_on_sold_out (with the item's
+    name and how many are left). Nothing happens on commit: nobody else sees a hold's add-ons.
+    """
+    at = at or timezone.now()
+    if any(quantity < 0 or quantity > MAX_PER_ITEM for quantity in quantities.values()):
+        raise BookingError("too_many_add_ons", per_item=MAX_PER_ITEM)
+    with transaction.atomic(durable=True):
+        reservation = find_reservation(buyer=buyer, reservation_id=reservation_id, lock=True)
+        refuse_unless_holding(reservation, at)
+        lines = {line.menu_item_id: line for line in reservation.add_ons.select_related("menu_item")}
+        items = MenuItem.objects.in_bulk(quantities.keys())
+        for item_id in sorted(quantities):
+            line, quantity = lines.get(item_id), quantities[item_id]
+            change = quantity - (line.quantity if line else 0)
+            if change == 0:
+                continue
+            item = items.get(item_id)
+            selling = item is not None and item.on_sale and item.cinema_id == reservation.show.hall.cinema_id
+            if change > 0 and not selling:
+                raise BookingError("add_on_unknown")
+            _take_stock(item, change)
+            if quantity == 0:
+                line.delete()
+            elif line is None:
+                ReservationAddOn.objects.create(
+                    reservation=reservation, menu_item=item, quantity=quantity, unit_price=item.price
+                )
+            else:
+                ReservationAddOn.objects.filter(pk=line.pk).update(quantity=quantity)
+    return reservation
+
+
+def _take_stock(item, count):
+    """Take `count` of the item from its stock (a negative count gives it back), or add_on_sold_out."""
+    try:
+        with transaction.atomic():
+            MenuItem.objects.filter(pk=item.pk).update(stock=F("stock") - count)
+    except IntegrityError as error:
+        if STOCK_CHECK not in str(error):
+            raise
+        left = MenuItem.objects.values_list("stock", flat=True).get(pk=item.pk)
+        raise BookingError("add_on_sold_out", item=item.name, left=left) from None
+
+
+def pickup_lines(reservation):
+    """A booking's add-ons as its ticket lists them: (quantity, name, unit price) in the menu's order."""
+    return [
+        (line.quantity, line.menu_item.name, line.unit_price)
+        for line in reservation.add_ons.select_related("menu_item").order_by("menu_item__name")
+    ]

@@ -1,0 +1,199 @@
+"""Food and drink at checkout: taken from the cinema's stock while the hold lives, given back when it ends unpaid or
+the booking is cancelled, and never sold past the stock, however many buyers race for the last ones."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from bookings.models import ReservationAddOn
+from bookings.providers import parse_card
+from bookings.services import (
+    BookingError,
+    cancel_booking,
+    cancel_hold,
+    hold_seats,
+    pay_for_reservation,
+    release_lapsed_holds,
+)
+from bookings.services.add_ons import choose_add_ons, pickup_lines
+from cinemas.models import MenuItem
+from tests.bookings.helpers import GOOD_CARD, seat_ids
+from tests.factories import make_cinema, make_hall, make_show
+from tests.helpers import run_at_once
+from ticketing.buyers import Buyer
+
+STOCK_CHECK = "cinemas_menuitem_stock_not_negative"
+
+
+def popcorn(cinema, stock=10, **fields):
+    fields.setdefault("name", "Popcorn")
+    return MenuItem.objects.create(cinema=cinema, price=Decimal("6.50"), stock=stock, **fields)
+
+
+def stock_of(item):
+    return MenuItem.objects.values_list("stock", flat=True).get(pk=item.pk)
+
+
+def holding(show, buyer, seat):
+    return hold_seats(buyer=buyer, show=show, seat_ids=[seat])
+
+
+@pytest.fixture
+def alice():
+    return Buyer(None, "alice")
+
+
+@pytest.fixture
+def hall(db):
+    return make_hall(plan="R" * 30)
+
+
+@pytest.fixture
+def show(hall):
+    return make_show(hall=hall)
+
+
+@pytest.mark.django_db
+class TestChoosingAddOns:
+    def test_adding_takes_from_the_stock_at_the_price_of_the_day(self, show, alice):
+        item = popcorn(show.hall.cinema)
+        hold = holding(show, alice, seat_ids(show)[0])
+        choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 3})
+        assert stock_of(item) == 7
+        assert pickup_lines(hold) == [(3, "Popcorn", Decimal("6.50"))]
+
+    def test_changing_the_quantity_takes_or_gives_back_only_the_difference(self, show, alice):
+        item = popcorn(show.hall.cinema)
+        hold = holding(show, alice, seat_ids(show)[0])
+        choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 3})
+        choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 5})
+        assert stock_of(item) == 5
+        choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 0})
+        assert stock_of(item) == 10
+        assert not ReservationAddOn.objects.exists()
+
+    def test_an_order_past_the_stock_is_refused_whole_and_says_how_many_are_left(self, show, alice):
+        cinema = show.hall.cinema
+        drink, snack = popcorn(cinema, name="Cola", stock=10), popcorn(cinema, name="Nachos", stock=2)
+        hold = holding(show, alice, seat_ids(show)[0])
+        with pytest.raises(BookingError) as refusal:
+            choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={drink.pk: 2, snack.pk: 3})
+        assert refusal.value.code == "add_on_sold_out"
+        assert "Nachos" in refusal.value.message and "2 left" in refusal.value.message
+        assert (stock_of(drink), stock_of(snack)) == (10, 2)
+        assert not ReservationAddOn.objects.exists()
+
+    def test_another_cinemas_menu_and_items_off_sale_are_refused(self, show, alice):
+        elsewhere = popcorn(make_cinema())
+        withdrawn = popcorn(show.hall.cinema, on_sale=False)
+        hold = holding(show, alice, seat_ids(show)[0])
+        for item in (elsewhere, withdrawn):
+            with pytest.raises(BookingError) as refusal:
+                choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 1})
+            assert refusal.value.code == "add_on_unknown"
+            assert stock_of(item) == 10
+
+    def test_more_than_ten_of_one_item_or_a_negative_count_is_refused(self, show, alice):
+        item = popcorn(show.hall.cinema, stock=50)
+        hold = holding(show, alice, seat_ids(show)[0])
+        for quantity in (11, -1):
+            with pytest.raises(BookingError) as refusal:
+                choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: quantity})
+            assert refusal.value.code == "too_many_add_ons"
+        assert stock_of(item) == 50
+
+    def test_only_the_holder_may_add_and_only_to_a_live_hold(self, show, alice):
+        item = popcorn(show.hall.cinema)
+        hold = holding(show, alice, seat_ids(show)[0])
+        with pytest.raises(BookingError) as refusal:
+            choose_add_ons(buyer=Buyer(None, "mallory"), reservation_id=hold.pk, quantities={item.pk: 1})
+        assert refusal.value.code == "not_found"
+        later = timezone.now() + timedelta(minutes=10)
+        with pytest.raises(BookingError) as refusal:
+            choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 1}, at=later)
+        assert refusal.value.code == "hold_expired"
+        assert stock_of(item) == 10
+
+
+@pytest.mark.django_db
+class TestTheStockComesBack:
+    def test_when_the_hold_lapses_and_the_sweep_expires_it(self, show, alice):
+        item = popcorn(show.hall.cinema)
+        hold = holding(show, alice, seat_ids(show)[0])
+        choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 4})
+        release_lapsed_holds(at=timezone.now() + timedelta(minutes=10))
+        assert stock_of(item) == 10
+
+    def test_when_the_buyer_gives_the_hold_up(self, show, alice):
+        item = popcorn(show.hall.cinema)
+        hold = holding(show, alice, seat_ids(show)[0])
+        choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 4})
+        cancel_hold(buyer=alice, reservation_id=hold.pk)
+        assert stock_of(item) == 10
+
+    def test_when_another_buyer_takes_over_the_lapsed_holds_seat(self, show, alice):
+        item = popcorn(show.hall.cinema)
+        seat = seat_ids(show)[0]
+        hold = holding(show, alice, seat)
+        choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 4})
+        hold_seats(buyer=Buyer(None, "bob"), show=show, seat_ids=[seat], at=timezone.now() + timedelta(minutes=10))
+        assert stock_of(item) == 10
+
+    def test_not_when_it_is_paid_but_when_the_booking_is_cancelled(self, show, alice):
+        item = popcorn(show.hall.cinema)
+        hold = holding(show, alice, seat_ids(show)[0])
+        choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 4})
+        pay_for_reservation(buyer=alice, reservation_id=hold.pk, card=parse_card(GOOD_CARD))
+        release_lapsed_holds(at=timezone.now() + timedelta(minutes=10))
+        assert stock_of(item) == 6
+        cancel_booking(reservation_id=hold.pk)
+        assert stock_of(item) == 10
+
+
+LAST_ONES = 5
+BUYERS = 20
+
+
+def race_for_the_last_ones(show, item):
+    """BUYERS buyers, each with a hold of their own, order one of the item at the same moment; their outcomes."""
+    seats = seat_ids(show)
+    holds = [holding(show, Buyer(None, f"buyer-{n}"), seats[n]) for n in range(BUYERS)]
+
+    def order(n):
+        def attempt():
+            try:
+                choose_add_ons(buyer=Buyer(None, f"buyer-{n}"), reservation_id=holds[n].pk, quantities={item.pk: 1})
+            except BookingError as refusal:
+                return refusal.code
+            return "ordered"
+
+        return attempt
+
+    return sorted(run_at_once([order(n) for n in range(BUYERS)]))
+
+
+@pytest.mark.django_db(transaction=True)
+class TestTheLastOnesRace:
+    def test_negative_control_without_the_stock_check_racing_buyers_sell_more_than_there_is(self, show):
+        """Proves the race can see an oversale: without the CHECK, every buyer gets one and the stock goes below 0."""
+        item = popcorn(show.hall.cinema, stock=LAST_ONES)
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE cinemas_menuitem DROP CONSTRAINT {STOCK_CHECK}")
+        try:
+            outcomes = race_for_the_last_ones(show, item)
+            assert outcomes == ["ordered"] * BUYERS
+            assert stock_of(item) == LAST_ONES - BUYERS
+        finally:
+            MenuItem.objects.filter(pk=item.pk).update(stock=0)
+            with connection.cursor() as cursor:
+                cursor.execute(f"ALTER TABLE cinemas_menuitem ADD CONSTRAINT {STOCK_CHECK} CHECK (stock >= 0)")
+
+    def test_with_the_real_schema_exactly_the_stock_is_sold(self, show):
+        item = popcorn(show.hall.cinema, stock=LAST_ONES)
+        outcomes = race_for_the_last_ones(show, item)
+        assert outcomes == ["add_on_sold_out"] * (BUYERS - LAST_ONES) + ["ordered"] * LAST_ONES
+        assert stock_of(item) == 0
+        assert sum(ReservationAddOn.objects.values_list("quantity", flat=True)) == LAST_ONES
