@@ -33,6 +33,7 @@ from bookings.services import (
     pay_for_reservation,
     ticket_token,
 )
+from bookings.services.add_ons import MAX_PER_ITEM, choose_add_ons, order_form_lines
 from cinemas.models import OPEN_SEAT_TYPES, Cinema
 from ticketing.buyers import session_buyer
 from ticketing.cached_reads import answer_with_etag
@@ -285,6 +286,8 @@ def _hold_page(request, reservation, *, form=None, refusal=None, status=200):
         "refusal": refusal,
         "refund": _refund_of(reservation),
         "reserved_seat_types": _reserved_types_held(reservation),
+        "add_on_lines": order_form_lines(reservation),
+        "add_ons_max": MAX_PER_ITEM,
     }
     return render(request, "bookings/hold.html", context, status=status)
 
@@ -307,6 +310,31 @@ def hold_page(request, reservation_id):
     if reservation.booking_code:
         return redirect("ticket", reservation_id=reservation.pk)
     return _hold_page(request, reservation)
+
+
+@never_cache
+@require_POST
+def add_ons(request, reservation_id):
+    """Set the hold's food and drink from the checkout's form (`item-<id>`: how many), then back to checkout.
+
+    A count that is not a whole number from 0 to MAX_PER_ITEM changes nothing and says so (400)."""
+    reservation = _own_reservation(request, reservation_id)
+    quantities = {}
+    for name, value in request.POST.items():
+        if not name.startswith("item-"):
+            continue
+        item_id, quantity = whole_number(name.removeprefix("item-")), whole_number(value.strip() or "0")
+        if item_id is None or quantity is None:
+            return _hold_page(
+                request, reservation, refusal=BookingError("too_many_add_ons", per_item=MAX_PER_ITEM), status=400
+            )
+        quantities[item_id] = quantity
+    try:
+        choose_add_ons(buyer=session_buyer(request), reservation_id=reservation.pk, quantities=quantities)
+    except BookingError as refusal:
+        reservation.refresh_from_db()
+        return _hold_page(request, reservation, refusal=refusal, status=site_status(refusal.code))
+    return redirect("hold", reservation_id=reservation.pk)
 
 
 @never_cache

@@ -27,11 +27,25 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from cinemas.models import CERTIFICATES, Cinema, City, Hall, Movie, MovieCertificate, Seat, SeatType, Show, ShowPrice
+from cinemas.models import (
+    CERTIFICATES,
+    Cinema,
+    City,
+    Hall,
+    MenuItem,
+    Movie,
+    MovieCertificate,
+    Seat,
+    SeatType,
+    Show,
+    ShowPrice,
+)
 from cinemas.posters import MAX_PIXELS, MAX_UPLOAD_BYTES, MIN_HEIGHT, MIN_WIDTH, POSTER_SIZES, poster_urls
 from cinemas.services import (
     PLAN_SEAT_TYPES,
     SHOW_TURNAROUND_MINUTES,
+    OutOfStock,
+    add_to_stock,
     build_seat_layout,
     catalog_changed,
     default_show_end,
@@ -160,6 +174,50 @@ class CinemaAdmin(CatalogEdits, ModelAdmin):
             changelist_link("hall", "Halls", cinema__id__exact=cinema.pk),
             changelist_link("show", "Shows", hall__cinema__id__exact=cinema.pk),
         )
+
+
+class MenuItemForm(forms.ModelForm):
+    # Stock changes by what staff add or write off, never by writing back the number the form showed: buyers
+    # take some meanwhile (cinemas.services.add_to_stock).
+    restock = forms.IntegerField(
+        label="Add to stock",
+        required=False,
+        help_text="How many to add; a negative number writes some off (sold elsewhere, spoiled).",
+    )
+
+    class Meta:
+        model = MenuItem
+        fields = ["cinema", "name", "description", "price", "stock", "on_sale"]
+
+
+@admin.register(MenuItem)
+class MenuItemAdmin(ServiceRefusalOnForm, ModelAdmin):
+    form = MenuItemForm
+    refusal_field = "restock"
+    list_display = ["name", "cinema", "price", "stock", "on_sale"]
+    list_filter = ["on_sale", ("cinema", ChosenOnlyFilter)]
+    list_select_related = ["cinema"]
+    search_fields = ["name", "cinema__name"]
+    autocomplete_fields = ["cinema"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["cinema", "name", "description", "price", "stock", "on_sale"]
+        return ["cinema", "name", "description", "price", "stock", "restock", "on_sale"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["cinema", "stock"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.save()
+            return
+        obj.save(update_fields=["name", "description", "price", "on_sale"])
+        if form.cleaned_data.get("restock"):
+            try:
+                add_to_stock(item=obj, count=form.cleaned_data["restock"])
+            except OutOfStock as refusal:
+                raise ValidationError(f"Only {refusal.left} are left to write off.") from None
 
 
 class MovieForm(forms.ModelForm):

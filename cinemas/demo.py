@@ -12,14 +12,25 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from io import BytesIO
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
 
-from cinemas.models import Cinema, City, Country, Hall, Movie, MovieCertificate, SeatType, Show, ShowFormat, ShowPrice
+from cinemas.models import (
+    Cinema,
+    City,
+    Country,
+    Hall,
+    MenuItem,
+    Movie,
+    MovieCertificate,
+    SeatType,
+    Show,
+    ShowFormat,
+    ShowPrice,
+)
 from cinemas.posters import POSTER_SIZES, draw_poster
 from cinemas.services import (
     build_seat_layout,
@@ -41,8 +52,8 @@ ADMIN_PASSWORD = "admin"
 DEMO_DAYS = 7
 DEMO_SHOWTIMES = (time(11, 0), time(14, 15), time(17, 30), time(20, 45))
 
-# Regular and Premium prices in the site's one currency (settings.TICKETING_CURRENCY); wheelchair spaces and
-# companion seats cost the same as Regular ones. A currency not listed gets the USD figures.
+# Regular and Premium prices in each currency of the demo; wheelchair spaces and companion seats cost the same as
+# Regular ones.
 TICKET_PRICES = {
     "USD": ("15.00", "22.00"),
     "CAD": ("16.00", "23.00"),
@@ -51,6 +62,42 @@ TICKET_PRICES = {
     "AUD": ("22.00", "30.00"),
     "INR": ("250.00", "450.00"),
 }
+
+# What each demo country's cinemas charge on top of a ticket, as their receipts show it: VAT and GST are included in
+# the prices; US sales tax is added at checkout (its rate set per city below); a convenience fee per ticket.
+COUNTRY_MONEY = {
+    Country.UNITED_STATES: {"currency": "USD", "tax_name": "Sales tax", "tax_included": False, "fee": "1.50"},
+    Country.CANADA: {"currency": "CAD", "tax_name": "HST", "tax_rate": "13", "fee": "1.50"},
+    Country.UNITED_KINGDOM: {"currency": "GBP", "tax_name": "VAT", "tax_rate": "20", "fee": "0.95"},
+    Country.FRANCE: {"currency": "EUR", "tax_name": "TVA", "tax_rate": "5.5", "fee": "0.00"},
+    Country.INDIA: {"currency": "INR", "tax_name": "GST", "tax_rate": "18", "fee": "30.00"},
+    Country.AUSTRALIA: {"currency": "AUD", "tax_name": "GST", "tax_rate": "10", "fee": "1.95"},
+}
+
+# Each cinema's counter: (name, description, price in each currency). Stock: DEMO_MENU_STOCK of each.
+DEMO_MENU = (
+    (
+        "Popcorn (large)",
+        "Salted or sweet",
+        {"USD": "8.50", "CAD": "9.00", "GBP": "6.50", "EUR": "6.00", "AUD": "9.50", "INR": "320.00"},
+    ),
+    (
+        "Nachos",
+        "With cheese and salsa",
+        {"USD": "7.00", "CAD": "7.50", "GBP": "5.50", "EUR": "5.50", "AUD": "8.50", "INR": "260.00"},
+    ),
+    (
+        "Soft drink",
+        "50 cl",
+        {"USD": "5.00", "CAD": "5.50", "GBP": "4.00", "EUR": "4.00", "AUD": "6.00", "INR": "180.00"},
+    ),
+    (
+        "Combo for two",
+        "Large popcorn and two soft drinks",
+        {"USD": "16.00", "CAD": "17.00", "GBP": "12.50", "EUR": "12.00", "AUD": "18.50", "INR": "600.00"},
+    ),
+)
+DEMO_MENU_STOCK = 200
 
 # Every running time here plus turnaround fits the 3 h 15 min between DEMO_SHOWTIMES.
 MOVIES = [
@@ -213,7 +260,7 @@ DEMO_FORMATS = (
     ShowFormat.IMAX_3D,
 )
 # What most moviegoers speak where the cinema is: films in another language get subtitles in it.
-LOCAL_LANGUAGE = {"India": "Hindi"}
+LOCAL_LANGUAGE = {"India": "Hindi", "France": "French"}
 DEFAULT_LOCAL_LANGUAGE = "English"
 
 
@@ -228,6 +275,7 @@ CITIES = [
         "state": "NY",
         "country": "United States",
         "time_zone": "America/New_York",
+        "sales_tax": "8.875",
         "cinemas": [
             {
                 "name": "Times Square Cinemas",
@@ -260,6 +308,7 @@ CITIES = [
         "state": "CA",
         "country": "United States",
         "time_zone": "America/Los_Angeles",
+        "sales_tax": "9.5",
         "cinemas": [
             {
                 "name": "Hollywood Boulevard Theatre",
@@ -284,6 +333,7 @@ CITIES = [
         "state": "IL",
         "country": "United States",
         "time_zone": "America/Chicago",
+        "sales_tax": "10.25",
         "cinemas": [
             {
                 "name": "River North Cinemas",
@@ -447,6 +497,22 @@ CITIES = [
             },
         ],
     },
+    {
+        "name": "Paris",
+        "state": "",
+        "country": "France",
+        "time_zone": "Europe/Paris",
+        "cinemas": [
+            {
+                "name": "Cinéma des Grands Boulevards",
+                "address": "2 Boulevard Poissonnière, 75009 Paris",
+                "postal_code": "75009",
+                "latitude": 48.8712,
+                "longitude": 2.3475,
+                "halls": [("Salle 1", 300), ("Salle 2", 120)],
+            },
+        ],
+    },
 ]
 
 # Halls this big put their premium band in the middle, where the view is best, rather than at the back.
@@ -509,12 +575,37 @@ def _with_aisles(chars):
     return ".".join("".join(block) for block in blocks)
 
 
-def ticket_prices(seat_types):
-    """A price for each of these seat types, Premium above the rest, in the site's currency."""
-    regular, premium = (
-        Decimal(price) for price in TICKET_PRICES.get(settings.TICKETING_CURRENCY, TICKET_PRICES["USD"])
-    )
+def ticket_prices(seat_types, currency):
+    """A price for each of these seat types, Premium above the rest, in `currency` (the demo's, or else USD's
+    figures)."""
+    regular, premium = (Decimal(price) for price in TICKET_PRICES.get(currency, TICKET_PRICES["USD"]))
     return {seat_type: premium if seat_type == SeatType.PREMIUM else regular for seat_type in seat_types}
+
+
+def cinema_money(city_data):
+    """A new demo cinema's currency, tax and fee: its country's, with the city's own sales tax rate."""
+    money = COUNTRY_MONEY[city_data["country"]]
+    return {
+        "currency": money["currency"],
+        "tax_name": money["tax_name"],
+        "tax_rate": Decimal(city_data.get("sales_tax", money.get("tax_rate", "0"))),
+        "tax_included": money.get("tax_included", True),
+        "convenience_fee": Decimal(money["fee"]),
+    }
+
+
+def load_menu(cinema):
+    """The demo's counter menu in the cinema's currency, for items it lacks (staff's changes are left alone)."""
+    for name, description, prices in DEMO_MENU:
+        MenuItem.objects.get_or_create(
+            cinema=cinema,
+            name=name,
+            defaults={
+                "description": description,
+                "price": Decimal(prices.get(cinema.currency, prices["USD"])),
+                "stock": DEMO_MENU_STOCK,
+            },
+        )
 
 
 def local_start(day, showtime, zone):
@@ -595,8 +686,11 @@ def load_demo(*, at=None):
             name, hall_sizes = cinema_data["name"], cinema_data["halls"]
             details = {key: value for key, value in cinema_data.items() if key not in {"name", "halls"}}
             cinema, _ = Cinema.objects.get_or_create(
-                city=city, name=name, defaults={**details, "time_zone": city_data["time_zone"]}
+                city=city,
+                name=name,
+                defaults={**details, "time_zone": city_data["time_zone"], **cinema_money(city_data)},
             )
+            load_menu(cinema)
             cinemas.append(cinema)
             for hall_name, seats in hall_sizes:
                 hall, _ = Hall.objects.get_or_create(cinema=cinema, name=hall_name)
@@ -608,7 +702,7 @@ def load_demo(*, at=None):
     for hall_index, (cinema, hall) in enumerate(halls):
         today = at.astimezone(cinema.zone).date()
         taken = set(Show.objects.filter(hall=hall, starts_at__gt=at).values_list("starts_at", flat=True))
-        prices = ticket_prices(hall.capacity)
+        prices = ticket_prices(hall.capacity, cinema.currency)
         for day in (today + timedelta(days=offset) for offset in range(DEMO_DAYS)):
             for slot, showtime in enumerate(DEMO_SHOWTIMES):
                 starts_at = local_start(day, showtime, cinema.zone)
@@ -649,6 +743,8 @@ def load_demo(*, at=None):
 # --- The design study's scale, for the benchmark --------------------------------------------------------
 
 STUDY_CITY_PREFIX = "Study City "
+# The study's cities are American.
+STUDY_CURRENCY = "USD"
 # 4 h 30 min apart: longer than any study movie plus turnaround, so a hall's two shows never overlap.
 STUDY_SHOWTIMES = (time(15, 0), time(19, 30))
 # A grid of generated cities over the continental United States (south-west to north-east corner).
@@ -698,7 +794,7 @@ def load_study(*, cities=500, cinemas_per_city=10, seats_per_hall=2000, days=7, 
             (Hall(cinema=cinema, name="Hall 1", capacity=capacity) for cinema in cinema_rows), batch_size=2000
         )
         _copy_seats(hall_rows, planned)
-        prices_per_type = ticket_prices(capacity)
+        prices_per_type = ticket_prices(capacity, STUDY_CURRENCY)
         shows = prices = 0
         for batch in itertools.batched(_study_shows(hall_rows, movie_rows, days, at), 5000):
             show_rows = Show.objects.bulk_create(batch)
@@ -770,6 +866,7 @@ def _study_cinema(city, city_index, cinema_index, latitude, longitude):
         latitude=round(latitude + (cinema_index % 5 - 2) * 0.02, 4),
         longitude=round(longitude + (cinema_index // 5 % 2 - 0.5) * 0.03, 4),
         time_zone=time_zone,
+        currency=STUDY_CURRENCY,
     )
 
 

@@ -339,6 +339,10 @@ class ShowPrice(models.Model):
         return f"{self.seat_type}: {self.price}"
 
 
+# The constraint that refuses to sell more than a menu item's stock (cinemas.services.add_to_stock).
+STOCK_CHECK = "cinemas_menuitem_stock_not_negative"
+
+
 class MenuItem(models.Model):
     """Food or drink a cinema sells with its tickets, added at checkout and picked up at its counter.
 
@@ -363,7 +367,7 @@ class MenuItem(models.Model):
         ordering = ["cinema_id", "name"]
         constraints = [
             models.UniqueConstraint(fields=["cinema", "name"], name="cinemas_menuitem_unique_name_in_cinema"),
-            models.CheckConstraint(condition=Q(stock__gte=0), name="cinemas_menuitem_stock_not_negative"),
+            models.CheckConstraint(condition=Q(stock__gte=0), name=STOCK_CHECK),
             models.CheckConstraint(condition=Q(price__gte=0), name="cinemas_menuitem_price_not_negative"),
         ]
 

@@ -16,9 +16,9 @@ from datetime import timedelta
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 
-from cinemas.models import Hall, Movie, Seat, SeatType, Show, ShowFormat, ShowPrice
+from cinemas.models import STOCK_CHECK, Hall, MenuItem, Movie, Seat, SeatType, Show, ShowFormat, ShowPrice
 from cinemas.posters import POSTER_SIZES, read_upload, render_poster, store_rendition
 from ticketing.cached_reads import changed_after_commit
 
@@ -282,3 +282,29 @@ def delete_unused_posters(names):
     used_names = {name for pair in used for name in pair}
     for name in set(names) - used_names:
         default_storage.delete(name)
+
+
+class OutOfStock(Exception):
+    """A change of a menu item's stock would leave less than none; `left` is how many there are."""
+
+    def __init__(self, item, left):
+        self.item, self.left = item, left
+        super().__init__(f"Only {left} of {item.name} left.")
+
+
+def add_to_stock(*, item, count):
+    """Add `count` to a menu item's stock; a negative count takes some (a sale, or staff writing some off).
+    Returns the new stock.
+
+    One UPDATE that adds to whatever the stock is when it runs, in a savepoint: takes at the same moment lose
+    nothing, and the stock's CHECK decides every race. Locks the item's row until the caller's transaction ends.
+    Raises OutOfStock, with how many are left, when it would leave less than none.
+    """
+    try:
+        with transaction.atomic():
+            MenuItem.objects.filter(pk=item.pk).update(stock=F("stock") + count)
+    except IntegrityError as error:
+        if STOCK_CHECK not in str(error):
+            raise
+        raise OutOfStock(item, MenuItem.objects.values_list("stock", flat=True).get(pk=item.pk)) from None
+    return MenuItem.objects.values_list("stock", flat=True).get(pk=item.pk)

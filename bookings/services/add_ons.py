@@ -1,22 +1,21 @@
 """Food and drink added to a hold at checkout, taken from its cinema's menu and stock.
 
-The stock is exact under concurrency because the database says so: `cinemas_menuitem_stock_not_negative` refuses
-a take that would leave less than none, whoever raced it, and a trigger (bookings migration 0016) gives the stock
-back when a reservation ends unpaid or a booking is cancelled.
+The stock is exact under concurrency because the database says so: the stock's CHECK (cinemas.models.STOCK_CHECK)
+refuses a take that would leave less than none, whoever raced it, and a trigger (bookings migration 0016) gives
+the stock back when a reservation ends unpaid or a booking is cancelled.
 """
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import transaction
 from django.utils import timezone
 
 from bookings.models import Reservation, ReservationAddOn
 from bookings.services.errors import BookingError
 from bookings.services.holds import find_reservation
 from cinemas.models import MenuItem
+from cinemas.services import OutOfStock, add_to_stock
 
 # How many of one item a hold may carry: a counter's order for a party of ten.
 MAX_PER_ITEM = 10
-STOCK_CHECK = "cinemas_menuitem_stock_not_negative"
 
 
 def refuse_unless_holding(reservation, at):
@@ -73,13 +72,9 @@ def choose_add_ons(*, buyer, reservation_id, quantities, at=None):
 def _take_stock(item, count):
     """Take `count` of the item from its stock (a negative count gives it back), or add_on_sold_out."""
     try:
-        with transaction.atomic():
-            MenuItem.objects.filter(pk=item.pk).update(stock=F("stock") - count)
-    except IntegrityError as error:
-        if STOCK_CHECK not in str(error):
-            raise
-        left = MenuItem.objects.values_list("stock", flat=True).get(pk=item.pk)
-        raise BookingError("add_on_sold_out", item=item.name, left=left) from None
+        add_to_stock(item=item, count=-count)
+    except OutOfStock as refusal:
+        raise BookingError("add_on_sold_out", item=item.name, left=refusal.left) from None
 
 
 def pickup_lines(reservation):
@@ -88,3 +83,11 @@ def pickup_lines(reservation):
         (line.quantity, line.menu_item.name, line.unit_price)
         for line in reservation.add_ons.select_related("menu_item").order_by("menu_item__name")
     ]
+
+
+def order_form_lines(reservation):
+    """What the checkout's food and drink form lists: each item of the show's cinema on sale, and any the hold
+    already has, with how many it has (0 for the rest), in the menu's order."""
+    ordered = {line.menu_item_id: line.quantity for line in reservation.add_ons.all()}
+    items = MenuItem.objects.filter(cinema_id=reservation.show.hall.cinema_id).order_by("name")
+    return [(item, ordered.get(item.pk, 0)) for item in items if item.on_sale or item.pk in ordered]

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from bookings.models import ReservationAddOn
@@ -19,13 +20,11 @@ from bookings.services import (
     release_lapsed_holds,
 )
 from bookings.services.add_ons import choose_add_ons, pickup_lines
-from cinemas.models import MenuItem
+from cinemas.models import STOCK_CHECK, MenuItem
 from tests.bookings.helpers import GOOD_CARD, seat_ids
 from tests.factories import make_cinema, make_hall, make_show
 from tests.helpers import run_at_once
 from ticketing.buyers import Buyer
-
-STOCK_CHECK = "cinemas_menuitem_stock_not_negative"
 
 
 def popcorn(cinema, stock=10, **fields):
@@ -197,3 +196,49 @@ class TestTheLastOnesRace:
         assert outcomes == ["add_on_sold_out"] * (BUYERS - LAST_ONES) + ["ordered"] * LAST_ONES
         assert stock_of(item) == 0
         assert sum(ReservationAddOn.objects.values_list("quantity", flat=True)) == LAST_ONES
+
+
+def checkout_with_a_hold(client, show):
+    response = client.post(f"/shows/{show.pk}/hold", {"seats": seat_ids(show)[:2]})
+    assert response.status_code == 302
+    return response["Location"], response["Location"].split("/")[2]
+
+
+@pytest.mark.django_db
+class TestCheckoutsFoodAndDrink:
+    def test_checkout_lists_the_cinemas_menu_on_sale_and_sets_the_order_from_it(self, client, show):
+        cinema = show.hall.cinema
+        item = popcorn(cinema)
+        popcorn(cinema, name="Old stock", on_sale=False)
+        popcorn(make_cinema(), name="Elsewhere")
+        checkout, reservation_id = checkout_with_a_hold(client, show)
+        page = client.get(checkout).content.decode()
+        assert "Popcorn" in page and "Old stock" not in page and "Elsewhere" not in page
+        response = client.post(f"/holds/{reservation_id}/add-ons", {f"item-{item.pk}": "2"})
+        assert response.status_code == 302 and response["Location"] == checkout
+        assert stock_of(item) == 8
+        assert f'name="item-{item.pk}" value="2"' in client.get(checkout).content.decode()
+
+    def test_a_count_that_is_no_number_is_refused_and_changes_nothing(self, client, show):
+        item = popcorn(show.hall.cinema)
+        _, reservation_id = checkout_with_a_hold(client, show)
+        for bad in ("two", "-1", "1.5", "99999999999999999999999"):
+            response = client.post(f"/holds/{reservation_id}/add-ons", {f"item-{item.pk}": bad})
+            assert response.status_code == 400
+            assert "Order between 0 and 10 of each item." in response.content.decode()
+        assert stock_of(item) == 10
+
+    def test_ordering_more_than_is_left_says_how_many_are_left(self, client, show):
+        item = popcorn(show.hall.cinema, stock=1)
+        _, reservation_id = checkout_with_a_hold(client, show)
+        response = client.post(f"/holds/{reservation_id}/add-ons", {f"item-{item.pk}": "3"})
+        assert response.status_code == 409
+        assert "Popcorn is sold out for now: 1 left." in response.content.decode()
+        assert stock_of(item) == 1
+
+    def test_another_browser_cannot_order_on_someone_elses_hold(self, client, show):
+        item = popcorn(show.hall.cinema)
+        _, reservation_id = checkout_with_a_hold(client, show)
+        response = Client().post(f"/holds/{reservation_id}/add-ons", {f"item-{item.pk}": "1"})
+        assert response.status_code == 404
+        assert stock_of(item) == 10

@@ -7,8 +7,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from cinemas.admin import EstimatedCountPaginator, LocalDateFilter
-from cinemas.models import Hall, Seat, Show
-from cinemas.services import default_show_end
+from cinemas.models import Hall, MenuItem, Seat, Show
+from cinemas.services import add_to_stock, default_show_end
 from tests.factories import SMALL_PLAN, make_cinema, make_hall, make_movie, make_show
 
 pytestmark = pytest.mark.django_db
@@ -62,6 +62,7 @@ def search_and_filter(model, show):
         "cinema": {"q": cinema.name, "time_zone": "America/New_York", "city__id__exact": cinema.city.pk},
         "hall": {"q": hall.name, "cinema__id__exact": cinema.pk, "cinema__time_zone": "America/New_York"},
         "seat": {"q": "A", "hall__id__exact": hall.pk, "seat_type__exact": "Premium"},
+        "menuitem": {"q": "Popcorn", "cinema__id__exact": cinema.pk, "on_sale__exact": "1"},
         "movie": {"q": movie.title, "genre": "Drama", "language": "English", "country": "United States"},
         "show": {
             "q": movie.title,
@@ -73,11 +74,14 @@ def search_and_filter(model, show):
 
 
 @pytest.mark.parametrize(
-    ("model", "found"), [("city", 1), ("cinema", 1), ("hall", 1), ("seat", 4), ("movie", 1), ("show", 1)]
+    ("model", "found"),
+    [("city", 1), ("cinema", 1), ("hall", 1), ("seat", 4), ("movie", 1), ("show", 1), ("menuitem", 1)],
 )
 def test_every_changelist_loads_with_a_search_and_a_filter(admin_client, model, found):
     show = make_show()
-    make_show()  # another of everything, which the search and filters leave out
+    other = make_show()  # another of everything, which the search and filters leave out
+    for cinema in (show.hall.cinema, other.hall.cinema):
+        MenuItem.objects.create(cinema=cinema, name="Popcorn", price=Decimal("6.00"), stock=10)
 
     response = admin_client.get(url(model), search_and_filter(model, show))
 
@@ -448,3 +452,36 @@ def test_a_date_that_is_no_date_goes_back_to_the_whole_list(admin_client, evenin
     response = admin_client.get(url("show"), {"local_date": value})
 
     assert response.status_code == 302 and response["Location"].endswith("?e=1")
+
+
+# --- The counter's menu -----------------------------------------------------------------------------------------
+
+
+def menu_item_form(item, **changes):
+    return {"name": item.name, "description": item.description, "price": str(item.price), "on_sale": "on", **changes}
+
+
+def test_staff_add_a_menu_item_with_its_first_stock(admin_client):
+    cinema = make_cinema()
+    form = {"cinema": cinema.pk, "name": "Nachos", "description": "", "price": "7.00", "stock": "40", "on_sale": "on"}
+    response = admin_client.post(url("menuitem", "add"), form)
+    assert response.status_code == 302
+    assert MenuItem.objects.get(cinema=cinema, name="Nachos").stock == 40
+
+
+def test_restocking_adds_to_what_is_left_even_after_buyers_took_some_while_the_form_was_open(admin_client):
+    item = MenuItem.objects.create(cinema=make_cinema(), name="Popcorn", price=Decimal("6.00"), stock=10)
+    admin_client.get(url("menuitem", "change", item.pk))  # the form shows 10
+    add_to_stock(item=item, count=-3)  # buyers take 3 meanwhile
+    response = admin_client.post(url("menuitem", "change", item.pk), menu_item_form(item, restock="5"))
+    assert response.status_code == 302
+    assert MenuItem.objects.get(pk=item.pk).stock == 12
+
+
+def test_writing_off_more_than_is_left_is_refused_on_the_form_and_changes_nothing(admin_client):
+    item = MenuItem.objects.create(cinema=make_cinema(), name="Popcorn", price=Decimal("6.00"), stock=4)
+    response = admin_client.post(url("menuitem", "change", item.pk), menu_item_form(item, price="9.00", restock="-5"))
+    assert response.status_code == 200
+    assert form_errors(response) == {"restock": ["Only 4 are left to write off."]}
+    item.refresh_from_db()
+    assert (item.stock, item.price) == (4, Decimal("6.00"))

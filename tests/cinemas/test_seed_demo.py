@@ -3,6 +3,7 @@ import re
 import zoneinfo
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from io import StringIO
 
 import pytest
@@ -16,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
 from cinemas import demo
-from cinemas.models import Cinema, City, Hall, Movie, MovieCertificate, Seat, SeatType, Show, ShowPrice
+from cinemas.models import Cinema, City, Hall, MenuItem, Movie, MovieCertificate, Seat, SeatType, Show, ShowPrice
 from cinemas.services import parse_seat_plan
 from tests.factories import make_show
 from ticketing.api_keys import ApiKeyAuthentication
@@ -31,6 +32,7 @@ POSTAL_CODES = {
     "United Kingdom": r"[A-Z]{1,2}\d[A-Z\d]? \d[A-Z]{2}",
     "India": r"\d{6}",
     "Australia": r"\d{4}",
+    "France": r"\d{5}",
 }
 
 
@@ -71,6 +73,36 @@ class TestTheDemoCatalog:
         for cinema in Cinema.objects.select_related("city"):
             cinema.full_clean()  # coordinates in range and an IANA zone
             assert re.fullmatch(POSTAL_CODES[cinema.city.country], cinema.postal_code), cinema
+
+    def test_each_cinema_charges_in_its_countrys_currency_with_its_tax_and_fee(self):
+        money = {
+            cinema.name: (
+                cinema.currency,
+                cinema.tax_name,
+                cinema.tax_rate,
+                cinema.tax_included,
+                cinema.convenience_fee,
+            )
+            for cinema in Cinema.objects.all()
+        }
+        assert money["Colaba Picture Palace"] == ("INR", "GST", Decimal("18"), True, Decimal("30.00"))
+        assert money["Southbank Screens"] == ("GBP", "VAT", Decimal("20"), True, Decimal("0.95"))
+        assert money["Times Square Cinemas"] == ("USD", "Sales tax", Decimal("8.875"), False, Decimal("1.50"))
+        assert money["Cinéma des Grands Boulevards"][:3] == ("EUR", "TVA", Decimal("5.5"))
+        assert {currency for currency, *_ in money.values()} == {"USD", "CAD", "GBP", "EUR", "INR", "AUD"}
+
+    def test_each_show_is_priced_in_its_cinemas_currency(self):
+        mumbai = ShowPrice.objects.filter(show__hall__cinema__name="Colaba Picture Palace", seat_type="Regular")
+        assert set(mumbai.values_list("price", flat=True)) == {Decimal("250.00")}
+        london = ShowPrice.objects.filter(show__hall__cinema__name="Southbank Screens", seat_type="Premium")
+        assert set(london.values_list("price", flat=True)) == {Decimal("17.50")}
+
+    def test_each_cinema_has_a_menu_in_its_currency_with_stock(self):
+        for cinema in Cinema.objects.all():
+            menu = {item.name: item for item in MenuItem.objects.filter(cinema=cinema)}
+            assert len(menu) == 4 and all(item.stock > 0 and item.on_sale for item in menu.values()), cinema
+        colaba = MenuItem.objects.get(cinema__name="Colaba Picture Palace", name="Popcorn (large)")
+        assert colaba.price == Decimal("320.00")
 
     def test_each_cinema_is_in_its_citys_time_zone_and_near_the_other_cinemas_there(self):
         assert Cinema.objects.get(name="Times Square Cinemas").time_zone == "America/New_York"
