@@ -12,6 +12,7 @@ import re
 import uuid
 from contextlib import suppress
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -20,8 +21,9 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from bookings.models import OutgoingMail, Payment, Reservation, SeatClaim
+from bookings.models import GiftCard, GiftCardRedemption, OutgoingMail, Payment, Reservation, SeatClaim
 from bookings.services import BookingError, cancel_booking, resend_mail
+from bookings.services.gift_cards import issue_gift_card
 from bookings.ticket_codes import InvalidTicket, normalize_booking_code
 from ticketing.admin_base import ChosenOnlyFilter, ModelAdmin, ReadOnly
 from ticketing.error_codes import error_message
@@ -310,3 +312,62 @@ class OutgoingMailAdmin(ReadOnly, ModelAdmin):
     @admin.display(description="Booking")
     def booking(self, mail):
         return mail.reservation.booking_code
+
+
+class GiftCardForm(forms.ModelForm):
+    class Meta:
+        model = GiftCard
+        fields = ["currency", "initial_value", "expires_at"]
+        labels = {"initial_value": "Value"}
+
+    def clean_currency(self):
+        currency = self.cleaned_data["currency"].strip().upper()
+        if not re.fullmatch(r"[A-Z]{3}", currency):
+            raise forms.ValidationError("An ISO 4217 code such as USD, INR, GBP or EUR.")
+        return currency
+
+    def clean_initial_value(self):
+        value = self.cleaned_data["initial_value"]
+        if value <= 0:
+            raise forms.ValidationError("A gift card is worth more than nothing.")
+        return value
+
+
+class GiftCardRedemptionInline(ReadOnly, admin.TabularInline):
+    model = GiftCardRedemption
+    fields = ["reservation", "amount", "created_at", "returned_at"]
+    extra = 0
+
+
+@admin.register(GiftCard)
+class GiftCardAdmin(ModelAdmin):
+    """Staff issue gift cards (the code is drawn for them) and see what each paid; balances change only by
+    redemptions and what cancellations give back, never by editing."""
+
+    form = GiftCardForm
+    list_display = ["code", "currency", "initial_value", "balance", "expires_at", "created_at"]
+    list_filter = ["currency"]
+    search_fields = ["code__iexact"]
+
+    def get_inlines(self, request, obj):
+        return [] if obj is None else [GiftCardRedemptionInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["code", "currency", "initial_value", "balance", "expires_at", "created_at"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["currency", "initial_value", "expires_at"]
+        return ["code", "currency", "initial_value", "balance", "expires_at", "created_at"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        issued = issue_gift_card(
+            currency=form.cleaned_data["currency"],
+            value=form.cleaned_data["initial_value"],
+            expires_at=form.cleaned_data["expires_at"],
+        )
+        obj.pk, obj.code, obj.balance, obj.created_at = issued.pk, issued.code, issued.balance, issued.created_at
+        obj._state.adding = False

@@ -209,7 +209,7 @@ async def pay_reservation(request):
     body = request.data()
     data = validated(serializers.PayInput, body)
     try:
-        card = parse_card(data["payment"])
+        card = parse_card(data["payment"]) if "payment" in data else None
     except InvalidCard as exc:
         raise LeanError(400, "invalid_card", str(exc), fields={"payment": exc.fields}) from None
     buyer = key_buyer(api_key, data["session_id"])
@@ -234,6 +234,7 @@ async def pay_reservation(request):
             reservation_id=reservation_id,
             card=card,
             resuming=record.resumed,
+            gift_card=data.get("gift_card"),
         )
         answer = Answer(status.HTTP_200_OK, reservation_body(reservation))
     except services.BookingError as error:

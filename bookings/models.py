@@ -359,3 +359,60 @@ class ReservationAddOn(models.Model):
 
     def __str__(self):
         return f"{self.quantity} × {self.menu_item.name}"
+
+
+# The constraint that keeps a gift card's balance between none and its value (bookings_redeem_gift_card).
+GIFT_CARD_BALANCE_CHECK = "bookings_giftcard_balance_in_range"
+
+
+class GiftCard(models.Model):
+    """A prepaid balance in one currency that pays for bookings, in part or in full (the rest by card).
+
+    `balance` is what is left; its CHECK is what keeps it exact when holds race to spend it (migration 0017's
+    bookings_redeem_gift_card takes from it by a relative UPDATE and takes less when the CHECK refuses).
+    """
+
+    code = models.CharField(max_length=16, unique=True, help_text="16 letters and digits, given to the holder.")
+    currency = models.CharField(max_length=3, help_text="ISO 4217: it pays only for shows priced in it.")
+    initial_value = models.DecimalField(max_digits=10, decimal_places=2)
+    balance = models.DecimalField(max_digits=10, decimal_places=2)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Blank: never expires.")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(balance__gte=0, balance__lte=models.F("initial_value")), name=GIFT_CARD_BALANCE_CHECK
+            ),
+            models.CheckConstraint(condition=Q(currency__regex=r"^[A-Z]{3}$"), name="bookings_giftcard_currency_iso"),
+        ]
+
+    def __str__(self):
+        return f"Gift card …{self.code[-4:]} ({self.balance} {self.currency})"
+
+
+class GiftCardRedemption(models.Model):
+    """What one gift card paid towards one reservation. Given back to the card (`returned_at`) when the hold
+    ends unpaid (a trigger, migration 0017) or the booking is cancelled (the cancellation's refund)."""
+
+    gift_card = models.ForeignKey(GiftCard, on_delete=models.PROTECT, related_name="redemptions")
+    reservation = models.ForeignKey(Reservation, on_delete=models.PROTECT, related_name="gift_card_redemptions")
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    created_at = models.DateTimeField()
+    returned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="bookings_giftcardredemption_positive"),
+            # A card is redeemed once per hold; redeeming it again adds to that line.
+            models.UniqueConstraint(
+                fields=["gift_card", "reservation"],
+                condition=Q(returned_at__isnull=True),
+                name="bookings_giftcardredemption_one_live_per_hold",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.amount} from {self.gift_card} for {self.reservation_id}"

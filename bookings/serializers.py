@@ -46,9 +46,21 @@ class ChangeSeatsInput(StrictParameters):
 class PayInput(StrictParameters):
     session_id = session_id_field()
     payment = serializers.DictField(
+        required=False,
         help_text='The card: {"card_number", "exp_month", "exp_year", "cvc"}. Sandbox: 4242424242424242 succeeds, '
-        "4000000000000002 is declined, 4000000000009995 times out."
+        "4000000000000002 is declined, 4000000000009995 times out. May be left out only when gift cards pay it all.",
     )
+    gift_card = serializers.CharField(
+        required=False,
+        max_length=40,
+        help_text="A gift card's code: it pays what it can first, in the show's currency, and the card the rest.",
+    )
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if "payment" not in attrs and "gift_card" not in attrs:
+            raise serializers.ValidationError({"payment": ["This field is required."]})
+        return attrs
 
 
 # --- Output ------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ urlpatterns = [
     path("shows/<int:show_id>/hold", views.hold, name="hold-seats"),
     path("holds/<uuid:reservation_id>/", views.hold_page, name="hold"),
     path("holds/<uuid:reservation_id>/add-ons", views.add_ons, name="add-ons"),
+    path("holds/<uuid:reservation_id>/gift-card", views.gift_card, name="gift-card"),
     path("holds/<uuid:reservation_id>/pay", views.pay, name="pay"),
     path("holds/<uuid:reservation_id>/cancel", views.cancel, name="cancel-hold"),
     path("tickets/<uuid:reservation_id>/", views.ticket, name="ticket"),

@@ -34,6 +34,7 @@ from bookings.services import (
     ticket_token,
 )
 from bookings.services.add_ons import MAX_PER_ITEM, choose_add_ons, order_form_lines
+from bookings.services.gift_cards import gift_cards_paid, redeem_gift_card
 from cinemas.models import OPEN_SEAT_TYPES, Cinema
 from ticketing.buyers import session_buyer
 from ticketing.cached_reads import answer_with_etag
@@ -238,8 +239,17 @@ class CardForm(forms.Form):
         label=gettext_lazy("Email for your tickets"), widget=forms.EmailInput(attrs={"autocomplete": "email"})
     )
 
+    def __init__(self, *args, card_needed=True, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not card_needed:  # gift cards pay it all: only the address for the tickets
+            for name in ("card_number", "exp_month", "exp_year", "cvc"):
+                del self.fields[name]
+
     def card(self):
+        """The card entered, or None when the form asks for none."""
         data = self.cleaned_data
+        if "card_number" not in self.fields:
+            return None
         return parse_card(
             {
                 "card_number": data["card_number"],
@@ -271,9 +281,16 @@ def _refund_of(reservation):
     return reservation.payments.filter(kind=Payment.Kind.REFUND).order_by("created_at").first()
 
 
+def _amount_due(reservation):
+    """What the card pays: the hold's amount less what gift cards pay of it."""
+    return reservation.amount - gift_cards_paid(reservation)[1]
+
+
 def _hold_page(request, reservation, *, form=None, refusal=None, status=200):
     at = timezone.now()
     show = reservation.show
+    gift_lines, gift_total = gift_cards_paid(reservation)
+    amount_due = reservation.amount - gift_total
     context = {
         "reservation": reservation,
         "show": show,
@@ -281,7 +298,9 @@ def _hold_page(request, reservation, *, form=None, refusal=None, status=200):
         "state": reservation.status_at(at),
         "seats": reservation.seat_labels(),
         "seconds_left": seconds_left(reservation, at),
-        "form": form or CardForm(),
+        "form": form or CardForm(card_needed=amount_due > 0),
+        "gift_lines": gift_lines,
+        "amount_due": amount_due,
         "card_last4": form.entered_last4() if form is not None else None,
         "refusal": refusal,
         "refund": _refund_of(reservation),
@@ -339,6 +358,19 @@ def add_ons(request, reservation_id):
 
 @never_cache
 @require_POST
+def gift_card(request, reservation_id):
+    """Let a gift card pay what it can of the hold, then back to checkout, which asks the card for the rest."""
+    reservation = _own_reservation(request, reservation_id)
+    try:
+        redeem_gift_card(buyer=session_buyer(request), reservation_id=reservation.pk, code=request.POST.get("code", ""))
+    except BookingError as refusal:
+        reservation.refresh_from_db()
+        return _hold_page(request, reservation, refusal=refusal, status=site_status(refusal.code))
+    return redirect("hold", reservation_id=reservation.pk)
+
+
+@never_cache
+@require_POST
 def pay(request, reservation_id):
     """Pay for the hold. A second click while the first is paying gets `payment_in_progress`, never a charge.
 
@@ -346,7 +378,7 @@ def pay(request, reservation_id):
     """
     reservation = _own_reservation(request, reservation_id)
     buyer = session_buyer(request)
-    form = CardForm(request.POST)
+    form = CardForm(request.POST, card_needed=_amount_due(reservation) > 0)
     if not form.is_valid():
         return _hold_page(request, reservation, form=form, status=400)
     try:

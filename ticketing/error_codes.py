@@ -90,6 +90,11 @@ ERROR_CODES = {
     "add_on_unknown": ErrorCode(400, _("That is not on this cinema's menu.")),
     "too_many_add_ons": ErrorCode(400, _("Order between 0 and {per_item} of each item.")),
     "add_on_sold_out": ErrorCode(409, _("{item} is sold out for now: {left} left.")),
+    # Gift cards
+    "gift_card_invalid": ErrorCode(400, _("This gift card code is not valid: check its 16 letters and digits.")),
+    "gift_card_expired": ErrorCode(400, _("This gift card has expired.")),
+    "gift_card_other_currency": ErrorCode(400, _("This gift card pays only for shows priced in {currency}.")),
+    "gift_card_empty": ErrorCode(409, _("This gift card has nothing left on it.")),
     # Paying
     "payment_in_progress": ErrorCode(
         409, _("A payment for this reservation is in progress; wait for its answer."), retry_after=2

@@ -20,12 +20,14 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from bookings import ticket_codes
 from bookings.models import IdempotentRequest, OutgoingMail, Payment, Reservation
 from bookings.notices import announce_freed_seats, announce_seat_changes
 from bookings.providers import CardDeclined, InvalidCard, PaymentError, ProviderTimeout, get_provider
 from bookings.services.errors import BookingError
+from bookings.services.gift_cards import redeem_call
 from bookings.services.holds import HeldSeat, acall_function, call_function
 from bookings.services.mail import queue_mail
 from ticketing.faults import crash_if_asked
@@ -38,6 +40,8 @@ logger = logging.getLogger(__name__)
 PAYMENT_HOLD_EXTENSION = timedelta(seconds=30)
 # A booking code is drawn again when it collides (one in a trillion); five collisions in a row mean a bug.
 BOOKING_CODE_DRAWS = 5
+# The "provider's reference" of a charge of nothing, for a hold its gift cards paid in full: never sent.
+PAID_BY_GIFT_CARDS = "paid-by-gift-cards"
 
 
 # --- The two ways of making the steps ---------------------------------------------------------------------------
@@ -99,8 +103,12 @@ async def _arun(steps):
 # --- Payments ---------------------------------------------------------------------------------------------------
 
 
-def pay_for_reservation(*, buyer, reservation_id, card, resuming=False, at=None):
+def pay_for_reservation(*, buyer, reservation_id, card, resuming=False, gift_card=None, at=None):
     """Charge the hold's amount through the payment provider and book it. Returns the booked Reservation.
+
+    With `gift_card` (a code as typed), that card first pays what it can (bookings.services.gift_cards); so do
+    cards redeemed for the hold before. The provider is charged only the rest; when the cards paid it all it is
+    not called, and `card` may be None.
 
     Three steps, none holding a lock while the provider works: (1) bookings_start_charge locks the hold,
     checks it is live, records a pending Payment (whose id is the provider's idempotency key) and keeps the
@@ -115,19 +123,31 @@ def pay_for_reservation(*, buyer, reservation_id, card, resuming=False, at=None)
     `resuming`: this call repeats, with the same Idempotency-Key, one whose process died before answering;
     if the hold is booked by now (that call, or the reconciler after it, got that far), it is the answer.
     """
-    return _run(_paying(buyer, reservation_id, card, resuming, at or timezone.now()))
+    return _run(_paying(buyer, reservation_id, card, resuming, gift_card, at or timezone.now()))
 
 
-async def apay_for_reservation(*, buyer, reservation_id, card, resuming=False, at=None):
+async def apay_for_reservation(*, buyer, reservation_id, card, resuming=False, gift_card=None, at=None):
     """pay_for_reservation on the lean path: the same steps, on the async pool and the provider's async calls."""
-    return await _arun(_paying(buyer, reservation_id, card, resuming, at or timezone.now()))
+    return await _arun(_paying(buyer, reservation_id, card, resuming, gift_card, at or timezone.now()))
 
 
-def _paying(buyer, reservation_id, card, resuming, at):
+def _paying(buyer, reservation_id, card, resuming, gift_card, at):
+    if gift_card is not None:
+        try:
+            function, *arguments = redeem_call(buyer, reservation_id, gift_card, at)
+            yield _Sql(function, tuple(arguments))
+        except BookingError as refusal:
+            if not (resuming and refusal.code == "already_booked"):
+                raise  # a resumed call whose hold got booked: _starting answers with the booking
     payment, provider_reference = yield from _starting(buyer, reservation_id, card, at, resuming)
     if payment is None:
         return provider_reference  # the booked reservation a resumed call finds
-    if provider_reference is None:
+    if provider_reference is None and payment.amount == 0:
+        provider_reference = PAID_BY_GIFT_CARDS
+    elif provider_reference is None:
+        if card is None:  # the gift cards don't pay it all: nothing to charge the rest to
+            yield _settle_failed_call(payment.pk, Payment.Status.PENDING, Payment.Status.FAILED, "no_card")
+            raise BookingError("invalid_card", fields={"card_number": [gettext("Enter a card to pay the rest.")]})
         crash_if_asked("before_charge")
         provider_reference = yield from _charging(payment, card)
         crash_if_asked("after_charge")
@@ -160,7 +180,7 @@ def _starting(buyer, reservation_id, card, at, resuming):
                 settle_after,
                 PAYMENT_HOLD_EXTENSION,
                 get_provider().name,
-                card.last4,
+                card.last4 if card is not None else "",
                 at,
             ),
         )
@@ -324,6 +344,10 @@ def reconcile_payments(*, at=None):
         if payment.kind == Payment.Kind.REFUND:
             settled += settle_refund(payment_id=payment.pk).status == Payment.Status.SUCCEEDED
             continue
+        if payment.amount == 0:  # paid by gift cards: the provider never heard of it
+            fulfil_charge(payment_id=payment.pk, provider_reference=PAID_BY_GIFT_CARDS, at=at)
+            settled += 1
+            continue
         try:
             charge = provider.find_charge(idempotency_key=str(payment.pk))
         except PaymentError:
@@ -340,7 +364,8 @@ def reconcile_payments(*, at=None):
 
 
 def cancel_booking(*, reservation_id, at=None):
-    """Staff cancel a booking: its seats are freed and its charge refunded through the provider.
+    """Staff cancel a booking: its seats are freed, what gift cards paid goes back on them and its charge is
+    refunded through the provider.
 
     Locks the reservation. Raises BookingError("not_booked") unless it is Booked. Owes the buyer a mail
     saying so (an OutgoingMail, if they gave an address). On commit: pushes the freed seats, tells the
@@ -356,8 +381,9 @@ def cancel_booking(*, reservation_id, at=None):
             "bookings_release", [str(reservation.pk)], Reservation.Status.CANCELLED, at, own_transaction=False
         )
         announce_freed_seats(freed)
+        call_function("bookings_return_gift_cards", reservation.pk, None, at, own_transaction=False)
         charge = reservation.payments.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED).first()
-        if charge is not None:
+        if charge is not None and charge.amount > 0:
             (refund_id,) = call_function("bookings_record_refund", charge.pk, at, own_transaction=False)
             transaction.on_commit(lambda: settle_refund(payment_id=refund_id))
         if reservation.email:
