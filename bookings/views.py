@@ -33,7 +33,7 @@ from bookings.services import (
     pay_for_reservation,
     ticket_token,
 )
-from bookings.services.add_ons import MAX_PER_ITEM, choose_add_ons, order_form_lines
+from bookings.services.add_ons import MAX_PER_ITEM, choose_add_ons, order_form_lines, pickup
 from bookings.services.gift_cards import gift_cards_paid, redeem_gift_card
 from cinemas.models import OPEN_SEAT_TYPES, Cinema
 from ticketing.buyers import session_buyer
@@ -433,6 +433,7 @@ def ticket(request, reservation_id):
     }
     if reservation.status == Reservation.Status.BOOKED:
         context["qr_svg"] = ticket_codes.qr_svg(ticket_token(reservation))
+        context["pickup"] = pickup(reservation)
     else:
         context["refund"] = _refund_of(reservation)
     return render(request, "bookings/ticket.html", context)

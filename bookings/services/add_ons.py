@@ -7,7 +7,9 @@ the stock back when a reservation ends unpaid or a booking is cancelled.
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
+from bookings import ticket_codes
 from bookings.models import Reservation, ReservationAddOn
 from bookings.services.errors import BookingError
 from bookings.services.holds import find_reservation
@@ -75,6 +77,19 @@ def _take_stock(item, count):
         add_to_stock(item=item, count=-count)
     except OutOfStock as refusal:
         raise BookingError("add_on_sold_out", item=item.name, left=refusal.left) from None
+
+
+def pickup_code(reservation):
+    """The 6-character code the counter asks for, derived from the booking code with the site's secret: the
+    same on the ticket page and in the mail, and not to be worked out from the booking code alone."""
+    digest = salted_hmac("bookings.add_ons.pickup", reservation.booking_code).digest()
+    return "".join(ticket_codes.CODE_ALPHABET[byte % len(ticket_codes.CODE_ALPHABET)] for byte in digest[:6])
+
+
+def pickup(reservation):
+    """What a booking's ticket says of its food and drink: `(pickup code, pickup_lines)`, or None without any."""
+    lines = pickup_lines(reservation)
+    return (pickup_code(reservation), lines) if lines and reservation.booking_code else None
 
 
 def pickup_lines(reservation):

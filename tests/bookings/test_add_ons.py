@@ -1,6 +1,7 @@
 """Food and drink at checkout: taken from the cinema's stock while the hold lives, given back when it ends unpaid or
 the booking is cancelled, and never sold past the stock, however many buyers race for the last ones."""
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -9,7 +10,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from bookings.models import ReservationAddOn
+from bookings.models import Reservation, ReservationAddOn
 from bookings.providers import parse_card
 from bookings.services import (
     BookingError,
@@ -19,7 +20,7 @@ from bookings.services import (
     pay_for_reservation,
     release_lapsed_holds,
 )
-from bookings.services.add_ons import choose_add_ons, pickup_lines
+from bookings.services.add_ons import choose_add_ons, pickup, pickup_lines
 from cinemas.models import STOCK_CHECK, MenuItem
 from tests.bookings.helpers import GOOD_CARD, seat_ids
 from tests.factories import make_cinema, make_hall, make_show
@@ -242,3 +243,33 @@ class TestCheckoutsFoodAndDrink:
         response = Client().post(f"/holds/{reservation_id}/add-ons", {f"item-{item.pk}": "1"})
         assert response.status_code == 404
         assert stock_of(item) == 10
+
+
+@pytest.mark.django_db
+class TestTheTicketsPickup:
+    def test_the_ticket_page_and_mail_list_the_order_with_one_pickup_code(
+        self, client, show, mailoutbox, django_capture_on_commit_callbacks
+    ):
+        item = popcorn(show.hall.cinema)
+        checkout, reservation_id = checkout_with_a_hold(client, show)
+        client.post(f"/holds/{reservation_id}/add-ons", {f"item-{item.pk}": "2"})
+        card = {"card_number": "4242 4242 4242 4242", "exp_month": "12", "exp_year": "2035", "cvc": "123"}
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(f"/holds/{reservation_id}/pay", {**card, "email": "ann@example.com"})
+        page = client.get(response["Location"]).content.decode()
+        code = re.search(r'Pickup code at the counter: <strong class="booking-code">(\w{6})</strong>', page).group(1)
+        assert "2 × Popcorn" in page
+        (message,) = mailoutbox
+        assert f"pickup code at the counter: {code}" in message.body and "2 × Popcorn" in message.body
+
+    def test_the_pickup_code_is_not_the_booking_code_and_differs_between_bookings(self, show, alice):
+        item = popcorn(show.hall.cinema)
+        codes = set()
+        for seat in seat_ids(show)[:2]:
+            hold = holding(show, alice, seat)
+            choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 1})
+            booked = pay_for_reservation(buyer=alice, reservation_id=hold.pk, card=parse_card(GOOD_CARD))
+            code, _ = pickup(Reservation.objects.get(pk=booked.pk))
+            assert code != booked.booking_code[:6]
+            codes.add(code)
+        assert len(codes) == 2
