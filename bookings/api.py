@@ -23,6 +23,8 @@ from bookings.availability import seat_counts
 from bookings.models import Reservation
 from bookings.providers import InvalidCard, parse_card
 from bookings.seat_maps import seat_map_json_on_the_loop, seats_generation, show_with_catalog
+from bookings.services.add_ons import pickup
+from cinemas.models import Show
 from cinemas.search import catalog_read, seat_type_statuses
 from cinemas.serializers import CinemaSerializer, MovieSerializer, price_range
 from ticketing.buyers import key_buyer
@@ -189,6 +191,75 @@ class ReservationApi(LeanApiView, BookingApiView):
     def delete(self, request, reservation_id):
         """Cancel a hold: its seats are free at once. A booking can't be cancelled here (409)."""
         return self.lean(request, reservation_id=reservation_id)
+
+
+def reservation_with_add_ons(reservation):
+    """The reservation body with its food and drink (and, once booked, the counter's pickup code)."""
+    body = reservation_body(reservation)
+    body["add_ons"] = [
+        {
+            "id": line.menu_item_id,
+            "name": line.menu_item.name,
+            "quantity": line.quantity,
+            "unit_price": str(line.unit_price),
+        }
+        for line in reservation.add_ons.select_related("menu_item").order_by("menu_item__name")
+    ]
+    found = pickup(reservation)
+    if found is not None and reservation.status == Reservation.Status.BOOKED:
+        body["pickup_code"] = found[0]
+    return body
+
+
+@extend_schema(tags=["reservations"])
+class AddOnsApi(BookingApiView):
+    @extend_schema(
+        request=serializers.ChooseAddOnsInput,
+        responses={
+            **RESERVATION_RESPONSES,
+            200: serializers.ReservationWithAddOnsSerializer,
+            409: OpenApiResponse(description="Sold out (add_on_sold_out), or the hold is booked or cancelled."),
+            410: OpenApiResponse(description="The hold expired."),
+        },
+    )
+    def put(self, request, reservation_id):
+        """Set a hold's food and drink from its show's menu: each item named gets its quantity (0 takes it off),
+        taken from the cinema's stock while the hold lives and given back if it ends unpaid."""
+        data = checked(serializers.ChooseAddOnsInput, request.data)
+        reservation = services.choose_add_ons(
+            buyer=key_buyer(request.auth, data["session_id"]),
+            reservation_id=reservation_id,
+            quantities={item["id"]: item["quantity"] for item in data["items"]},
+        )
+        return Response(reservation_with_add_ons(reservation))
+
+
+@extend_schema(tags=["catalog"])
+class MenuApi(APIView):
+    @extend_schema(responses={200: serializers.MenuSerializer, 404: OpenApiResponse(description="No such show.")})
+    def get(self, request, show_id):
+        """The food and drink a show's cinema sells with its tickets, with how many are left."""
+        show = Show.objects.select_related("hall__cinema").filter(pk=show_id).first()
+        if show is None:
+            raise Http404
+        cinema = show.hall.cinema
+        items = cinema.menu.filter(on_sale=True).order_by("name")
+        return Response(
+            {
+                "show_id": show.pk,
+                "currency": cinema.currency,
+                "items": [
+                    {
+                        "id": item.pk,
+                        "name": item.name,
+                        "description": item.description,
+                        "price": str(item.price),
+                        "available": item.stock,
+                    }
+                    for item in items
+                ],
+            }
+        )
 
 
 def request_fingerprint(reservation_id, data):

@@ -87,6 +87,47 @@ class ReservationSerializer(serializers.Serializer):
     ticket = serializers.CharField(required=False, help_text="When Booked: the signed QR payload.")
 
 
+class AddOnInput(serializers.Serializer):
+    id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="A menu item's id (its show's menu).")
+    quantity = serializers.IntegerField(min_value=0, help_text="How many; 0 takes the item off the order.")
+
+
+class ChooseAddOnsInput(StrictParameters):
+    session_id = session_id_field()
+    items = serializers.ListField(child=AddOnInput(), max_length=50, help_text="Items not named stay as they are.")
+
+    def validate_items(self, items):
+        if len({item["id"] for item in items}) != len(items):
+            raise serializers.ValidationError("Name each item once.")
+        return items
+
+
+class AddOnSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The menu item's id.")
+    name = serializers.CharField()
+    quantity = serializers.IntegerField()
+    unit_price = serializers.DecimalField(max_digits=8, decimal_places=2)
+
+
+class ReservationWithAddOnsSerializer(ReservationSerializer):
+    add_ons = AddOnSerializer(many=True)
+    pickup_code = serializers.CharField(required=False, help_text="When Booked with add-ons: the counter's code.")
+
+
+class MenuItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    price = serializers.DecimalField(max_digits=8, decimal_places=2)
+    available = serializers.IntegerField(help_text="How many are left to sell now.")
+
+
+class MenuSerializer(serializers.Serializer):
+    show_id = serializers.IntegerField()
+    currency = serializers.CharField(help_text="ISO 4217, the cinema's.")
+    items = MenuItemSerializer(many=True)
+
+
 class ReservationFailureSerializer(serializers.Serializer):
     status = serializers.CharField()
     error = serializers.DictField()

@@ -10,10 +10,13 @@ The rules that keep a sale correct live here, each in one transaction:
   provider refunds are sent after commit, never from inside a transaction that may roll back; the provider is
   never called while a row is locked.
 
-The functions live in holds.py, payments.py, tickets.py and mail.py; they are all importable from here.
+The functions live in holds.py, payments.py, tickets.py, mail.py, add_ons.py (food and drink) and
+gift_cards.py; they are all importable from here.
 """
 
+from bookings.services.add_ons import choose_add_ons
 from bookings.services.errors import BookingError
+from bookings.services.gift_cards import issue_gift_card, redeem_gift_card
 from bookings.services.holds import (
     BestAvailable,
     acancel_hold,
@@ -69,6 +72,7 @@ __all__ = [
     "cancel_hold",
     "change_seats",
     "check_in_ticket",
+    "choose_add_ons",
     "email_ticket",
     "find_reservation",
     "find_ticket",
@@ -77,9 +81,11 @@ __all__ = [
     "header_text",
     "hold_seats",
     "hold_seats_for_waiter",
+    "issue_gift_card",
     "pay_for_reservation",
     "queue_mail",
     "reconcile_payments",
+    "redeem_gift_card",
     "release_lapsed_holds",
     "requeue_overdue_mail",
     "resend_mail",

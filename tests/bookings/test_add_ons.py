@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from bookings.models import Reservation, ReservationAddOn
 from bookings.providers import parse_card
@@ -22,9 +23,9 @@ from bookings.services import (
 )
 from bookings.services.add_ons import choose_add_ons, pickup, pickup_lines
 from cinemas.models import STOCK_CHECK, MenuItem
-from tests.bookings.helpers import GOOD_CARD, seat_ids
-from tests.factories import make_cinema, make_hall, make_show
-from tests.helpers import run_at_once
+from tests.bookings.helpers import GOOD_CARD, reserve, seat_ids
+from tests.factories import make_api_key, make_cinema, make_hall, make_show
+from tests.helpers import assert_api_error, get_ok, run_at_once
 from ticketing.buyers import Buyer
 
 
@@ -273,3 +274,64 @@ class TestTheTicketsPickup:
             assert code != booked.booking_code[:6]
             codes.add(code)
         assert len(codes) == 2
+
+
+@pytest.mark.django_db
+class TestTheApi:
+    @pytest.fixture
+    def partner(self):
+        api = APIClient()
+        api.credentials(HTTP_X_API_KEY=make_api_key())
+        return api
+
+    def test_a_shows_menu_lists_its_cinemas_items_on_sale_with_what_is_left(self, partner, show):
+        item = popcorn(show.hall.cinema, stock=7)
+        popcorn(show.hall.cinema, name="Gone", on_sale=False)
+        menu = get_ok(partner, f"/api/v1/shows/{show.pk}/menu")
+        assert menu == {
+            "show_id": show.pk,
+            "currency": "USD",
+            "items": [{"id": item.pk, "name": "Popcorn", "description": "", "price": "6.50", "available": 7}],
+        }
+        assert_api_error(partner.get("/api/v1/shows/999999/menu"), 404, "not_found")
+
+    def test_partners_set_a_holds_add_ons_and_see_them_in_the_answer(self, partner, show):
+        item = popcorn(show.hall.cinema)
+        hold = reserve(partner, show, seat_ids(show)[:1], session="s1").json()
+        response = partner.put(
+            f"/api/v1/reservations/{hold['reservation_id']}/add-ons",
+            {"session_id": "s1", "items": [{"id": item.pk, "quantity": 3}]},
+            format="json",
+        )
+        assert response.status_code == 200
+        assert response.json()["add_ons"] == [{"id": item.pk, "name": "Popcorn", "quantity": 3, "unit_price": "6.50"}]
+        assert stock_of(item) == 7
+
+    @pytest.mark.parametrize(
+        "items",
+        [
+            [{"id": 1, "quantity": -1}],
+            [{"id": 1, "quantity": 1}, {"id": 1, "quantity": 2}],
+            [{"id": "popcorn", "quantity": 1}],
+            "popcorn",
+        ],
+    )
+    def test_a_malformed_order_is_a_400_and_changes_nothing(self, partner, show, items):
+        item = popcorn(show.hall.cinema)
+        hold = reserve(partner, show, seat_ids(show)[:1], session="s1").json()
+        response = partner.put(
+            f"/api/v1/reservations/{hold['reservation_id']}/add-ons",
+            {"session_id": "s1", "items": items},
+            format="json",
+        )
+        assert_api_error(response, 400, "invalid_request", field="items")
+        assert stock_of(item) == 10
+
+    def test_a_sold_out_item_is_a_409_and_another_sessions_hold_a_404(self, partner, show):
+        item = popcorn(show.hall.cinema, stock=1)
+        hold = reserve(partner, show, seat_ids(show)[:1], session="s1").json()
+        url = f"/api/v1/reservations/{hold['reservation_id']}/add-ons"
+        order = {"items": [{"id": item.pk, "quantity": 2}]}
+        assert_api_error(partner.put(url, {"session_id": "s1", **order}, format="json"), 409, "add_on_sold_out")
+        assert_api_error(partner.put(url, {"session_id": "s2", **order}, format="json"), 404, "not_found")
+        assert stock_of(item) == 1

@@ -84,7 +84,7 @@ def test_the_lean_operations_as_uvicorn_serves_them_answer_no_5xx_and_every_erro
         answers()
 
 
-def test_the_fuzzing_covers_every_operation_api_md_lists():
+def test_the_fuzzing_covers_every_operation_api_md_lists_and_its_additions():
     labels = {result.ok().label for result in schema.get_all_operations()}
 
     assert labels == OPERATION_LABELS
@@ -102,6 +102,8 @@ OPERATION_LABELS = {
     "PUT /api/v1/reservations/{reservation_id}",
     "DELETE /api/v1/reservations/{reservation_id}",
     "POST /api/v1/reservations/{reservation_id}/pay",
+    "PUT /api/v1/reservations/{reservation_id}/add-ons",
+    "GET /api/v1/shows/{show_id}/menu",
     "POST /api/v1/shows/{show_id}/waitlist",
     "GET /api/v1/waitlist/{waiter_id}",
     "DELETE /api/v1/waitlist/{waiter_id}",
@@ -182,6 +184,8 @@ def real_rows(partner_key):
             "body": {**session, "payment": dict(DECLINED_CARD)},
             "headers": {"Idempotency-Key": "fuzz"},
         },
+        "PUT /api/v1/reservations/{reservation_id}/add-ons": {"body": {**session, "items": [{"id": 1, "quantity": 1}]}},
+        "GET /api/v1/shows/{show_id}/menu": {},
         "POST /api/v1/shows/{show_id}/waitlist": {"body": {**session, "seats_wanted": 1}},
         "GET /api/v1/waitlist/{waiter_id}": {"query": {**session, "version": 0, "wait": 0}},
         "DELETE /api/v1/waitlist/{waiter_id}": {"query": session},
@@ -243,6 +247,7 @@ BODY_OPERATIONS = [
     ("POST", "/api/v1/reservations"),
     ("PUT", "/api/v1/reservations/00000000-0000-0000-0000-000000000000"),
     ("POST", "/api/v1/reservations/00000000-0000-0000-0000-000000000000/pay"),
+    ("PUT", "/api/v1/reservations/00000000-0000-0000-0000-000000000000/add-ons"),
     ("POST", "/api/v1/shows/1/waitlist"),
 ]
 
