@@ -9,5 +9,6 @@ urlpatterns = [
     path("holds/<uuid:reservation_id>/", views.hold_page, name="hold"),
     path("holds/<uuid:reservation_id>/pay", views.pay, name="pay"),
     path("holds/<uuid:reservation_id>/cancel", views.cancel, name="cancel-hold"),
+    path("holds/<uuid:reservation_id>/extend", views.extend, name="extend-hold"),
     path("tickets/<uuid:reservation_id>/", views.ticket, name="ticket"),
 ]

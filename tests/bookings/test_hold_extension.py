@@ -329,3 +329,59 @@ class TestTheExtendCall:
         body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
         assert schema["components"]["schemas"][body]["required"] == ["session_id"]
 
+
+# --- The checkout page ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+class TestTheCheckoutPage:
+    """Without a script: the Extend form is a plain POST back to checkout, whose clock starts from the new time."""
+
+    def checkout(self, client, show, start):
+        from tests.bookings.test_website import held
+
+        with time_machine.travel(start, tick=False):
+            return held(client, show, "B1", "B2")
+
+    def test_checkout_offers_more_time_once_with_a_form_that_posts(self, client, show, start):
+        reservation = self.checkout(client, show, start)
+        with time_machine.travel(start + timedelta(minutes=1), tick=False):
+            page = client.get(f"/holds/{reservation.pk}/").content.decode()
+        assert f'action="/holds/{reservation.pk}/extend"' in page and "csrfmiddlewaretoken" in page
+        assert 'id="extend-button"' in page and "Add 2 minutes" in page
+        assert '<p id="hold-warning" class="hold-warning" role="alert"></p>' in page
+
+    def test_extending_returns_to_checkout_with_the_new_time_and_no_button(self, client, show, start):
+        reservation = self.checkout(client, show, start)
+        with time_machine.travel(start + timedelta(minutes=4), tick=False):
+            response = client.post(f"/holds/{reservation.pk}/extend")
+            assert response.status_code == 302 and response["Location"] == f"/holds/{reservation.pk}/"
+            page = client.get(response["Location"]).content.decode()
+        assert 'data-seconds-left="180"' in page  # 1:00 left, and two minutes more
+        assert 'id="extend-button"' not in page and "can't be extended again" in page
+        assert stored(reservation).extensions == 1
+
+    def test_a_second_extension_is_refused_with_a_409_page_that_says_why(self, client, show, start):
+        reservation = self.checkout(client, show, start)
+        with time_machine.travel(start + timedelta(minutes=4), tick=False):
+            client.post(f"/holds/{reservation.pk}/extend")
+            response = client.post(f"/holds/{reservation.pk}/extend")
+        page = response.content.decode()
+        assert response.status_code == 409 and 'data-code="hold_already_extended"' in page
+        assert "already extended once" in page and 'data-seconds-left="180"' in page
+
+    def test_extending_a_lapsed_hold_shows_it_expired(self, client, show, start):
+        reservation = self.checkout(client, show, start)
+        with time_machine.travel(start + timedelta(minutes=6), tick=False):
+            response = client.post(f"/holds/{reservation.pk}/extend", follow=True)
+        assert "This hold has expired" in response.content.decode()
+        assert stored(reservation).extensions == 0
+
+    def test_the_page_says_it_in_spanish(self, client, show, start):
+        reservation = self.checkout(client, show, start)
+        with time_machine.travel(start + timedelta(minutes=1), tick=False):
+            page = client.get(f"/holds/{reservation.pk}/", HTTP_ACCEPT_LANGUAGE="es").content.decode()
+            assert "Añadir 2 minutos" in page
+            client.post(f"/holds/{reservation.pk}/extend")
+            page = client.get(f"/holds/{reservation.pk}/", HTTP_ACCEPT_LANGUAGE="es").content.decode()
+        assert "no se puede volver a prolongar" in page
