@@ -1,6 +1,7 @@
 """More time for a hold, once, before it lapses (WCAG 2.2.1): the service on a moving clock (time_machine), its
 place beside paying and the sweep, and two clicks at once on PostgreSQL."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -385,3 +386,12 @@ class TestTheCheckoutPage:
             client.post(f"/holds/{reservation.pk}/extend")
             page = client.get(f"/holds/{reservation.pk}/", HTTP_ACCEPT_LANGUAGE="es").content.decode()
         assert "no se puede volver a prolongar" in page
+
+
+@pytest.mark.django_db
+def test_staff_see_whether_a_hold_was_extended(admin_client, alice, held, start):
+    from django.urls import reverse
+
+    extend_hold(buyer=alice, reservation_id=held.pk, at=start + timedelta(minutes=1))
+    page = admin_client.get(reverse("admin:bookings_reservation_change", args=[held.pk])).content.decode()
+    assert re.search(r"Extensions:</label>\s*<div class=\"readonly\">1</div>", page)
