@@ -7,9 +7,9 @@
 // which the server shows the expired hold.
 //
 // More time (WCAG 2.2.1, Timing Adjustable), on checkout: #hold-extend holds the Extend form (a plain POST,
-// which works without this script) and an empty role="alert" paragraph, #hold-warning. WARN_AT_SECONDS before
-// the end (at once, if the page opens later than that) the block turns into a warning and the alert says how
-// little time is left and whether the hold can still be extended, so the Extend button is right there. The
+// which works without this script) and an empty role="alert" paragraph, #hold-warning. Under WARN_AT_SECONDS
+// before the end (at once, if the page opens later than that) the block turns into a warning and the alert says
+// how little time is left and which button gives more, or that the hold can't be extended again. The
 // form is sent with fetch, so a card half typed stays; the checkout page the server answers with gives the
 // new time left, from which the countdown starts again, and the block as it is now (no button, "can't be
 // extended again"). A hold that ended meanwhile is shown as the server shows it now.
@@ -17,10 +17,11 @@
 // Also brings in the pay form's one-submit guard (pay_form.js), so the page can load just this script.
 
 import './pay_form.js';
-import { gettext } from './i18n.js';
+import { gettext, interpolate } from './i18n.js';
 
 const RELOAD_AFTER_MS = 2000;
-// At least 20 s (WCAG 2.2.1 gives the buyer 20 s to ask for more time): a minute, to read and press.
+// The warning comes once fewer seconds than this are left: at least 20 (WCAG 2.2.1 gives the buyer 20 s to ask
+// for more time); a minute, to read it and press.
 const WARN_AT_SECONDS = 60;
 // A hold that the server still renders with no time left (its expiry not processed yet) must not make the
 // page reload forever: a few reloads per page, counted in sessionStorage.
@@ -50,7 +51,7 @@ function start(clock, secondsLeft) {
     clearTimeout(timer);
     deadline = performance.now() + Math.max(0, seconds) * 1000;
     // No "1 minute left" when the seat map opens with less than that; checkout warns at once instead.
-    warned = !extendBlock && seconds <= WARN_AT_SECONDS;
+    warned = !extendBlock && seconds < WARN_AT_SECONDS;
     extendBlock?.classList.remove('hold-extend--warning');
     tick();
   }
@@ -65,8 +66,8 @@ function start(clock, secondsLeft) {
     const seconds = Math.ceil(remainingMs / 1000);
     const text = format(seconds);
     if (clock.textContent !== text) clock.textContent = text;
-    clock.classList.toggle('countdown--urgent', seconds <= WARN_AT_SECONDS);
-    if (!warned && seconds <= WARN_AT_SECONDS) {
+    clock.classList.toggle('countdown--urgent', seconds < WARN_AT_SECONDS);
+    if (!warned && seconds < WARN_AT_SECONDS) {
       warned = true;
       if (extendBlock) warn();
       else announcer.textContent = gettext('One minute left to pay before your seats are released.');
@@ -78,11 +79,11 @@ function start(clock, secondsLeft) {
 
   function warn() {
     extendBlock.classList.add('hold-extend--warning');
-    const mayExtend = Boolean(document.getElementById('extend-button'));
+    const button = document.getElementById('extend-button');
     say(
       `${gettext('Less than a minute left to pay before your seats are released.')} ${
-        mayExtend
-          ? gettext('Need more time? You can extend your hold once, with the button below.')
+        button
+          ? interpolate(gettext('Press “%(button)s” for more time.'), { button: button.textContent.trim() })
           : gettext("This hold can't be extended again.")
       }`,
     );
