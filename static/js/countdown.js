@@ -142,13 +142,10 @@ function start(clock, secondsLeft) {
     const alert = document.getElementById('hold-warning');
     for (const node of [...extendBlock.childNodes]) if (node !== alert) node.remove();
     for (const node of [...newBlock.childNodes]) if (node.id !== 'hold-warning') extendBlock.append(node);
-    if (answer.ok) {
-      restart(Number.parseFloat(newClock.dataset.secondsLeft));
-      say(gettext('Your hold is extended: the time left starts again.'));
-    } else {
-      // Refused (extended already, or a payment in flight keeps it): the page's own words, the time unchanged.
-      say(page.getElementById('refusal')?.textContent.trim() ?? '');
-    }
+    // The time left as the server says it now: extended, or (refused: another tab extended it first) as it is.
+    restart(Number.parseFloat(newClock.dataset.secondsLeft));
+    if (answer.ok) say(gettext('Your hold is extended: the time left starts again.'));
+    else say(page.getElementById('refusal')?.textContent.trim() ?? '');
     // The button is gone: keep the keyboard's place on what replaced it.
     const used = document.getElementById('extend-used');
     if (used) {

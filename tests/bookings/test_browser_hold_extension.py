@@ -81,3 +81,22 @@ def test_the_countdown_warns_with_the_extend_button_and_extending_starts_it_agai
     fill_card(page, GOOD_CARD)
     pay_button(page).click()
     expect_ticket(page, reservation_id)
+
+
+def test_a_second_tab_pressing_extend_is_told_the_hold_was_extended_and_shows_its_new_time(site_with, new_page):
+    site = site_with(TICKETING_HOLD_EXTENSION_SECONDS=EXTENSION_SECONDS)
+    first = new_page(base_url=site)
+    first.goto(f"/shows/{small_show().pk}/")
+    reservation_id = choose_and_hold(first, "B1", "B2")
+    second = first.context.new_page()  # the same browser (session), another tab
+    second.goto(f"/holds/{reservation_id}/")
+    first.get_by_role("button", name="Add 10 seconds").click()
+    expect(first.get_by_role("alert")).to_have_text("Your hold is extended: the time left starts again.")
+    left_in_first = seconds_shown(first)
+
+    second.get_by_role("button", name="Add 10 seconds").click()
+
+    expect(second.get_by_role("alert")).to_have_text("This hold was already extended once; it can't be extended again.")
+    expect(second.locator("#extend-button")).to_have_count(0)
+    assert abs(seconds_shown(second) - left_in_first) <= 2  # the new time, as the server has it
+    assert Reservation.objects.get(pk=reservation_id).extensions == 1
