@@ -130,6 +130,7 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
         "created_at",
         "expires_at",
         "held_until",
+        "extensions",
         "booked_at",
         "ended_at",
         "checked_in_at",

@@ -145,6 +145,19 @@ async def cancel_reservation(request):
     return Answer(200, reservation_body(reservation))
 
 
+async def extend_reservation(request):
+    """More time, once: a live hold's countdown (`expires_at`) made TICKETING_HOLD_EXTENSION_SECONDS longer."""
+    api_key = await api_key_of(request)
+    data = validated(SessionParameters, request.data())
+    reservation = await booking_served(
+        services.extend_hold,
+        services.aextend_hold,
+        buyer=key_buyer(api_key, data["session_id"]),
+        reservation_id=request.kwargs["reservation_id"],
+    )
+    return Answer(200, reservation_body(reservation))
+
+
 @extend_schema(tags=["reservations"])
 class ReserveSeatsApi(LeanApiView):
     lean_endpoints = {"post": reserve_seats}
@@ -260,6 +273,29 @@ class MenuApi(APIView):
                 ],
             }
         )
+
+
+@extend_schema(tags=["reservations"])
+class ExtendReservationApi(LeanApiView):
+    lean_endpoints = {"post": extend_reservation}
+
+    @extend_schema(
+        request=SessionParameters,
+        responses={
+            **RESERVATION_RESPONSES,
+            409: OpenApiResponse(
+                description="Already extended once (hold_already_extended), cancelled, booked, or kept only by a "
+                "payment in flight (error body)."
+            ),
+            410: OpenApiResponse(description="The hold expired before it was extended (error body)."),
+        },
+    )
+    def post(self, request, reservation_id):
+        """More time, once: a live hold's `expires_at` is made longer (TICKETING_HOLD_EXTENSION_SECONDS, 120 s by
+        default), for a buyer who needs it (WCAG 2.2.1). Only before the hold lapses; its seats and amount stay.
+        Answers the reservation with its new `expires_at`; a second extension is refused (409
+        hold_already_extended)."""
+        return self.lean(request, reservation_id=reservation_id)
 
 
 def request_fingerprint(reservation_id, data):

@@ -12,7 +12,8 @@ class Reservation(models.Model):
     """A buyer's hold of 1-10 seats of one show, and the booking it becomes once paid.
 
     The seats are its SeatClaim rows. A hold is live until `held_until`, which is `expires_at` (the
-    buyer's countdown) plus the grace period, pushed out briefly while a payment is in flight.
+    buyer's countdown) plus the grace period, pushed out briefly while a payment is in flight. The buyer may
+    push `expires_at` out once, by TICKETING_HOLD_EXTENSION_SECONDS, before the hold lapses (`extensions`).
     """
 
     class Status(models.TextChoices):
@@ -48,6 +49,9 @@ class Reservation(models.Model):
     # the hold gives them back to. Written by the hold functions (migrations 0009, 0012), never by Python.
     capped_seats = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
     cap_stripe = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+    # How often the buyer made its countdown longer (bookings_extend_hold, migration 0018): once at most, which
+    # the check below says to every writer.
+    extensions = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -59,6 +63,7 @@ class Reservation(models.Model):
             models.CheckConstraint(
                 condition=Q(held_until__gte=models.F("expires_at")), name="bookings_reservation_grace"
             ),
+            models.CheckConstraint(condition=Q(extensions__lte=1), name="bookings_reservation_extended_once"),
         ]
         indexes = [
             # The expiry sweep: live holds in the order they lapse.

@@ -7,6 +7,9 @@ urlpatterns = [
     path("reservations/<uuid:reservation_id>", api.ReservationApi.as_view(), name="api-reservation"),
     path("reservations/<uuid:reservation_id>/pay", api.PayReservationApi.as_view(), name="api-reservation-pay"),
     path("reservations/<uuid:reservation_id>/add-ons", api.AddOnsApi.as_view(), name="api-reservation-add-ons"),
+    path(
+        "reservations/<uuid:reservation_id>/extend", api.ExtendReservationApi.as_view(), name="api-reservation-extend"
+    ),
     path("shows/<int:show_id>", api.ShowDetailApi.as_view(), name="api-show"),
     path("shows/<int:show_id>/seats", api.SeatMapApi.as_view(), name="api-show-seats"),
     path("shows/<int:show_id>/menu", api.MenuApi.as_view(), name="api-show-menu"),

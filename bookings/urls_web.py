@@ -11,5 +11,6 @@ urlpatterns = [
     path("holds/<uuid:reservation_id>/gift-card", views.gift_card, name="gift-card"),
     path("holds/<uuid:reservation_id>/pay", views.pay, name="pay"),
     path("holds/<uuid:reservation_id>/cancel", views.cancel, name="cancel-hold"),
+    path("holds/<uuid:reservation_id>/extend", views.extend, name="extend-hold"),
     path("tickets/<uuid:reservation_id>/", views.ticket, name="ticket"),
 ]

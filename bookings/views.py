@@ -12,7 +12,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.utils.translation import gettext, gettext_lazy
+from django.utils.translation import gettext, gettext_lazy, ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -27,6 +27,7 @@ from bookings.services import (
     change_seats,
     check_in_ticket,
     email_ticket,
+    extend_hold,
     find_reservation,
     find_ticket,
     hold_seats,
@@ -65,6 +66,14 @@ def seat_grid(picture, *, hold, chosen=()):
 def seconds_left(reservation, at):
     """Whole seconds until the buyer's countdown ends (the grace period is the server's, not shown)."""
     return max(0, int((reservation.expires_at - at).total_seconds()))
+
+
+def duration_words(seconds):
+    """ "2 minutes", "90 seconds": how long a setting's seconds are, as the page says it."""
+    if seconds % 60 == 0:
+        minutes = seconds // 60
+        return ngettext("%(count)d minute", "%(count)d minutes", minutes) % {"count": minutes}
+    return ngettext("%(count)d second", "%(count)d seconds", seconds) % {"count": seconds}
 
 
 # --- The seat map and holding seats -------------------------------------------------------------------------
@@ -307,6 +316,8 @@ def _hold_page(request, reservation, *, form=None, refusal=None, status=200):
         "reserved_seat_types": _reserved_types_held(reservation),
         "add_on_lines": order_form_lines(reservation),
         "add_ons_max": MAX_PER_ITEM,
+        "may_extend": reservation.extensions == 0,
+        "extension_words": duration_words(settings.TICKETING_HOLD_EXTENSION_SECONDS),
     }
     return render(request, "bookings/hold.html", context, status=status)
 
@@ -411,6 +422,24 @@ def cancel(request, reservation_id):
         return redirect("ticket", reservation_id=reservation.pk)
     messages.info(request, gettext("Your hold is cancelled and its seats are free for others."))
     return redirect("show-seats", show_id=reservation.show_id)
+
+
+@never_cache
+@require_POST
+def extend(request, reservation_id):
+    """More time, once, before the hold lapses: back to checkout, whose countdown starts from the new time.
+
+    A hold that ended meanwhile (expired, cancelled, paid) is shown as it is now; any other refusal (extended
+    already, kept only by a payment in flight) is said on the checkout page with the status the table gives it.
+    """
+    reservation = _own_reservation(request, reservation_id)
+    try:
+        extend_hold(buyer=session_buyer(request), reservation_id=reservation.pk)
+    except BookingError as refusal:
+        if refusal.code not in ("hold_expired", "hold_cancelled", "already_booked"):
+            reservation.refresh_from_db()
+            return _hold_page(request, reservation, refusal=refusal, status=site_status(refusal.code))
+    return redirect("hold", reservation_id=reservation.pk)
 
 
 @never_cache

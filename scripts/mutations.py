@@ -44,6 +44,7 @@ LINE_FUNCTION = "waiting/migrations/0005_line_is_open_planned_once.py"  # 0003 f
 SEARCH = "cinemas/search.py"
 SEAT_MAPS = "bookings/seat_maps.py"
 TAKEN_SEATS = "bookings/migrations/0013_taken_seats_function.py"
+HOLD_EXTENSION = "bookings/migrations/0016_hold_extension.py"
 CACHED_READS = "ticketing/cached_reads.py"
 CATALOG = "cinemas/services.py"
 CATALOG_ADMIN = "cinemas/admin.py"
@@ -466,6 +467,43 @@ MUTATIONS = [
         "",
         _tests("ticketing/test_lean_path"),
         at="WHERE claim.show_id = p_show AND claim.released_at IS NULL",
+    ),
+    # --- more time for a hold, once ---------------------------------------------------------------------------
+    Mutation(
+        "a hold is extended a second time",
+        HOLD_EXTENSION,
+        "v_hold.extensions > 0",
+        "false",
+        _tests("bookings/test_hold_extension"),
+    ),
+    Mutation(
+        "two clicks at once both read the hold unlocked",
+        HOLD_EXTENSION,
+        "FOR UPDATE;",
+        ";",
+        _tests("bookings/test_hold_extension"),
+        at="hold.session_id = p_session FOR UPDATE;",
+    ),
+    Mutation(
+        "a lapsed hold is extended",
+        HOLD_EXTENSION,
+        "PERFORM bookings_refuse_unless_held(v_hold, p_at);",
+        "",
+        _tests("bookings/test_hold_extension"),
+    ),
+    Mutation(
+        "a hold only a payment keeps is extended",
+        HOLD_EXTENSION,
+        "v_hold.expires_at + p_grace <= p_at",
+        "false",
+        _tests("bookings/test_hold_extension"),
+    ),
+    Mutation(
+        "extending while paying shortens the payment's time",
+        HOLD_EXTENSION,
+        "greatest(hold.held_until, hold.expires_at + p_extension + p_grace)",
+        "hold.expires_at + p_extension + p_grace",
+        _tests("bookings/test_hold_extension"),
     ),
     # --- payments ------------------------------------------------------------------------------------------
     Mutation(

@@ -83,6 +83,7 @@ ERROR_CODES = {
     "not_found": ErrorCode(404, _("Nothing with this id belongs to this session.")),
     "hold_expired": ErrorCode(410, _("This hold has expired; its seats were released.")),
     "hold_cancelled": ErrorCode(409, _("This hold was cancelled.")),
+    "hold_already_extended": ErrorCode(409, _("This hold was already extended once; it can't be extended again.")),
     "already_booked": ErrorCode(409, _("This reservation is already booked.")),
     "booked_not_cancellable": ErrorCode(409, _("A booked reservation can't be cancelled here.")),
     "not_booked": ErrorCode(409, _("Only a booked reservation can be cancelled by staff.")),

@@ -229,6 +229,8 @@ CELERY_TIMEZONE = "UTC"
 # --- Product clocks and limits (API.md, "Operating settings") ------------------------------------------
 TICKETING_HOLD_SECONDS = env_int("TICKETING_HOLD_SECONDS", 300, minimum=1)
 TICKETING_HOLD_GRACE_SECONDS = env_int("TICKETING_HOLD_GRACE_SECONDS", 5, minimum=0)
+# How much longer a buyer's hold lasts when they ask for more time, once, before it lapses (WCAG 2.2.1).
+TICKETING_HOLD_EXTENSION_SECONDS = env_int("TICKETING_HOLD_EXTENSION_SECONDS", 120, minimum=1)
 TICKETING_MAX_WAIT_SECONDS = env_int("TICKETING_MAX_WAIT_SECONDS", 3600, minimum=1)
 TICKETING_MAX_SEATS = env_int("TICKETING_MAX_SEATS", 10, minimum=1)
 # Caps on one client's unpaid held seats of a show over all its sessions (a "hold everything" attack): the

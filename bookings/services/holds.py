@@ -1,10 +1,12 @@
-"""Holds: claiming seats all or nothing, swapping them, giving them up, and the sweep of lapsed holds.
+"""Holds: claiming seats all or nothing, swapping them, giving them up, more time once, and the sweep of
+lapsed holds.
 
-Every decision is one call of a SQL function kept in bookings migrations 0009-0014 (bookings_hold_seats,
-bookings_change_seats, bookings_cancel_hold, bookings_release_lapsed, bookings_release): the waiting-line
-check, the session and client caps, taking over lapsed claims, the claims themselves and the choice of refusal
-live there once, for the API, the website, the waiting line and staff. This module passes the settings in,
-turns a refusal into BookingError and announces what changed, for after commit (bookings.notices).
+Every decision is one call of a SQL function kept in bookings migrations 0009-0014 and 0018 (bookings_hold_seats,
+bookings_change_seats, bookings_cancel_hold, bookings_extend_hold, bookings_release_lapsed, bookings_release):
+the waiting-line check, the session and client caps, taking over lapsed claims, the claims themselves, the
+one extension and the choice of refusal live there once, for the API, the website, the waiting line and staff.
+This module passes the settings in, turns a refusal into BookingError and announces what changed, for after
+commit (bookings.notices).
 """
 
 import json
@@ -491,8 +493,15 @@ def _cancel_call(buyer, reservation_id, *, at):
 
 
 def _cancelled(buyer, reservation_id, row):
-    status, ended_at, freed, show_id, amount, currency, created_at, expires_at, seats = row
+    status, ended_at, freed, *described = row
     announce_freed_seats(freed)
+    return _described(buyer, reservation_id, described, status=status, ended_at=ended_at)
+
+
+def _described(buyer, reservation_id, described, *, status, ended_at=None):
+    """The reservation from what bookings_cancel_hold and bookings_extend_hold return of it: its show, amount,
+    currency, clock and seats."""
+    show_id, amount, currency, created_at, expires_at, seats = described
     return _reservation(
         buyer,
         show_id,
@@ -505,6 +514,46 @@ def _cancelled(buyer, reservation_id, row):
         seats=seats,
         ended_at=ended_at,
     )
+
+
+def extend_hold(*, buyer, reservation_id, at=None):
+    """The buyer asks for more time: a live hold's countdown (`expires_at`) is made
+    TICKETING_HOLD_EXTENSION_SECONDS longer, once, before the hold lapses. Returns the reservation with its new
+    `expires_at`.
+
+    One call of bookings_extend_hold (bookings migration 0018), which locks the reservation row: of two
+    requests at once the second finds the hold extended. `held_until` moves with `expires_at` and never back, so
+    a payment in flight keeps the longer of its own extension and the new time, and a declined card gives the
+    hold its extended clock back. Raises BookingError: not_found, hold_expired (410), hold_cancelled,
+    already_booked, hold_already_extended (409), show_started, or payment_in_progress when the hold's own time
+    is up and only a payment in flight keeps it. No seat changes: nothing is pushed.
+    """
+    at = at or timezone.now()
+    return _extended(buyer, reservation_id, call_function(*_extend_call(buyer, reservation_id, at=at)))
+
+
+async def aextend_hold(*, buyer, reservation_id, at=None):
+    """extend_hold on the lean path's async pool: the same function call, the same answer."""
+    at = at or timezone.now()
+    return _extended(buyer, reservation_id, await acall_function(*_extend_call(buyer, reservation_id, at=at)))
+
+
+def _extend_call(buyer, reservation_id, *, at):
+    return (
+        "bookings_extend_hold",
+        reservation_id,
+        buyer.api_key_id,
+        buyer.session_id,
+        timedelta(seconds=settings.TICKETING_HOLD_EXTENSION_SECONDS),
+        timedelta(seconds=settings.TICKETING_HOLD_GRACE_SECONDS),
+        at,
+    )
+
+
+def _extended(buyer, reservation_id, row):
+    reservation = _described(buyer, reservation_id, row, status=Reservation.Status.RESERVED)
+    reservation.extensions = 1
+    return reservation
 
 
 def release_lapsed_holds(*, at=None, batch_size=500):

@@ -209,9 +209,9 @@ def big_show(db):
 
 def plans_of_the_hold_path(show, *, history=None):
     """The plans of every statement of a hold, a refusal, best available's read of the taken seats, a change,
-    a cancel, a takeover and a sweep batch, as auto_explain reports them, by step, in a hall of 400 seats filled
-    after the statistics were taken: on an empty table, or with `history` (an earlier show) sold out and half
-    its holds cancelled."""
+    an extension, a cancel, a takeover and a sweep batch, as auto_explain reports them, by step, in a hall of 400
+    seats filled after the statistics were taken: on an empty table, or with `history` (an earlier show) sold out
+    and half its holds cancelled."""
     seats = seats_of(show)
     start = timezone.now()
     with database() as db:
@@ -248,6 +248,11 @@ def plans_of_the_hold_path(show, *, history=None):
             "SELECT * FROM bookings_change_seats(%s, NULL, 'late', NULL, %s, %s, 10, %s)",
             [late, seats[32:35], OPEN_TYPES, start],
         )
+        step = "extend"
+        db.execute(
+            "SELECT * FROM bookings_extend_hold(%s, NULL, 'late', interval '120 seconds', interval '5 seconds', %s)",
+            [late, start],
+        )
         step = "cancel"
         db.execute("SELECT * FROM bookings_cancel_hold(%s, NULL, 'late', %s)", [late, start])
         lapsed = start + timedelta(seconds=306)
@@ -275,7 +280,7 @@ def most_rows_read(plans):
 def test_every_statement_of_the_hold_path_finds_its_rows_through_an_index(big_show):
     plans = plans_of_the_hold_path(big_show)
 
-    assert set(plans) == {"hold", "refusal", "taken", "change", "cancel", "takeover", "sweep"}
+    assert set(plans) == {"hold", "refusal", "taken", "change", "extend", "cancel", "takeover", "sweep"}
     assert not [plan for step in plans.values() for plan in step if "Seq Scan" in plan]
 
 

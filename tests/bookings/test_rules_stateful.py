@@ -1,13 +1,13 @@
 """The booking rules as a state machine (TEST-PLAN.md C6): Hypothesis drives the real services through random
-sequences of holds, cancellations, payments, clock moves, sweeps and joins of the waiting line, on PostgreSQL,
-and checks them after every step against a model of the rules.
+sequences of holds, cancellations, payments, extensions, clock moves, sweeps and joins of the waiting line, on
+PostgreSQL, and checks them after every step against a model of the rules.
 
-The model keeps its own book of the direct holds (which seats, until when, paid or not) and predicts each
-hold's, cancellation's and payment's outcome; the holds the waiting line gives its waiters are made by the
-services on their own (after a sweep or a cancellation, in order), so the model reads them back and checks the
-line's rules instead: nobody is served while someone ahead still waits, nobody twice. After every step the
-seats the model says are free at this moment must be exactly the seats the database says are free, no seat
-may have two live claims, and every live reservation holds all its seats or none.
+The model keeps its own book of the direct holds (which seats, until when, paid, cancelled or extended) and
+predicts each hold's, cancellation's, payment's and extension's outcome; the holds the waiting line gives its
+waiters are made by the services on their own (after a sweep or a cancellation, in order), so the model reads
+them back and checks the line's rules instead: nobody is served while someone ahead still waits, nobody twice.
+After every step the seats the model says are free at this moment must be exactly the seats the database says
+are free, no seat may have two live claims, and every live reservation holds all its seats or none.
 """
 
 from datetime import timedelta
@@ -27,6 +27,7 @@ from bookings.providers import parse_card
 from bookings.services import (
     BookingError,
     cancel_hold,
+    extend_hold,
     hold_seats,
     pay_for_reservation,
     release_lapsed_holds,
@@ -38,6 +39,7 @@ from waiting.models import Waiter
 from waiting.services import WaitingError, join_waiting_line
 
 HOLD_LASTS = timedelta(seconds=305)  # TICKETING_HOLD_SECONDS + TICKETING_HOLD_GRACE_SECONDS
+EXTENSION = timedelta(seconds=120)  # TICKETING_HOLD_EXTENSION_SECONDS
 SESSIONS = ["ann", "ben", "cat"]
 PLAN = "RRRR\nRRRR"  # 8 seats: small enough that holds collide and the show fills
 UNAVAILABLE = {"seats_unavailable", "retry", "show_full"}
@@ -52,7 +54,8 @@ class BookingRules(RuleBasedStateMachine):
         self.seats = list(self.show.hall.seats.order_by("y", "x").values_list("id", flat=True))
         self.clock = time_machine.travel(self.show.starts_at - timedelta(days=1), tick=False)
         self.traveller = self.clock.start()
-        self.direct = {}  # reservation id -> {"session", "seats", "held_until", "booked"}
+        # reservation id -> {"session", "seats", "held_until", "booked", "cancelled", "extended"}
+        self.direct = {}
         self.served = {}  # the waiting line's holds, read back: reservation id -> (seats, held_until)
 
     def teardown(self):
@@ -116,6 +119,8 @@ class BookingRules(RuleBasedStateMachine):
             "seats": chosen,
             "held_until": reservation.held_until,
             "booked": False,
+            "cancelled": False,
+            "extended": False,
         }
         return reservation.pk
 
@@ -130,8 +135,32 @@ class BookingRules(RuleBasedStateMachine):
             assert hold["booked"] and refusal.code == "booked_not_cancellable"
         else:
             assert not hold["booked"]
+            hold["cancelled"] = hold["cancelled"] or hold["held_until"] > self.now()  # a lapsed one is Expired
             hold["held_until"] = min(hold["held_until"], self.now())
         self.read_back_the_lines_holds()
+
+    @rule(reservation_id=holds)
+    def extend(self, reservation_id):
+        if reservation_id is None:
+            return
+        hold = self.direct[reservation_id]
+        live = not hold["booked"] and hold["held_until"] > self.now()
+        try:
+            extended = extend_hold(buyer=Buyer(None, hold["session"]), reservation_id=reservation_id)
+        except BookingError as refusal:
+            if hold["booked"]:
+                assert refusal.code == "already_booked"
+            elif hold["cancelled"]:
+                assert refusal.code == "hold_cancelled"
+            elif not live:
+                assert refusal.code == "hold_expired"
+            else:
+                assert hold["extended"] and refusal.code == "hold_already_extended", refusal.code
+            return
+        assert live and not hold["extended"], "an extension the rules refuse was granted"
+        hold["extended"] = True
+        hold["held_until"] += EXTENSION
+        assert extended.held_until == hold["held_until"]
 
     @rule(reservation_id=holds, good_card=st.booleans())
     def pay(self, reservation_id, good_card):

@@ -361,10 +361,12 @@ class TestPrivacyAndForgery:
         refused = [
             browser.post(f"/holds/{reservation.pk}/pay", {**CARD, "email": "me@example.com"}),
             browser.post(f"/holds/{reservation.pk}/cancel"),
+            browser.post(f"/holds/{reservation.pk}/extend"),
             browser.post(f"/shows/{show.pk}/waitlist", {"seats_wanted": 1}),
         ]
 
-        assert [response.status_code for response in refused] == [403, 403, 403]
+        assert [response.status_code for response in refused] == [403, 403, 403, 403]
         reservation.refresh_from_db()
         assert reservation.status == "Reserved" and not reservation.payments.exists()
+        assert reservation.extensions == 0
         assert not Waiter.objects.exists()

@@ -62,7 +62,7 @@ def state_of(things):
         fresh = type(thing).objects.get(pk=thing.pk)
         if isinstance(fresh, Reservation):
             live_seats = fresh.claims.filter(released_at__isnull=True).values_list("seat_id", flat=True)
-            state[name] = (fresh.status, sorted(live_seats))
+            state[name] = (fresh.status, sorted(live_seats), fresh.expires_at)
         else:
             state[name] = fresh.status
     return state
@@ -83,6 +83,7 @@ def api_requests(things, session):
         ),
         "cancel the hold": ("delete", f"/api/v1/reservations/{hold.pk}?session_id={session}", None),
         "pay for the hold": ("post", f"/api/v1/reservations/{hold.pk}/pay", pay_body),
+        "extend the hold": ("post", f"/api/v1/reservations/{hold.pk}/extend", {"session_id": session}),
         "read the place in line": ("get", f"/api/v1/waitlist/{waiter.pk}?session_id={session}", None),
         "leave the line": ("delete", f"/api/v1/waitlist/{waiter.pk}?session_id={session}", None),
         "read a browser's hold by its buyer id": (
@@ -120,6 +121,7 @@ def test_every_page_and_form_of_another_browsers_things_is_a_404_and_changes_not
         ("get", f"/holds/{hold.pk}/"),
         ("post", f"/holds/{hold.pk}/pay"),
         ("post", f"/holds/{hold.pk}/cancel"),
+        ("post", f"/holds/{hold.pk}/extend"),
         ("get", f"/tickets/{booking.pk}/"),
         ("get", f"/waiting/{waiter.pk}/"),
         ("get", f"/waiting/{waiter.pk}/poll"),

@@ -7,7 +7,7 @@ bodies and headers, refusals included.
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import psycopg
@@ -102,7 +102,7 @@ class DjangoRequests:
         request_started.disconnect(self)
 
 
-def test_a_hold_its_change_and_its_cancel_are_answered_without_django(show, key):
+def test_a_hold_its_change_its_extension_and_its_cancel_are_answered_without_django(show, key, settings):
     seats = seats_of(show)
     headers = {"X-API-Key": key}
     with DjangoRequests() as django:
@@ -110,11 +110,16 @@ def test_a_hold_its_change_and_its_cancel_are_answered_without_django(show, key)
             ("POST", "/api/v1/reservations", {"json": hold_body(show, seats[:2]), "headers": headers})
         )
         reservation = held.json()["reservation_id"]
-        changed, cancelled = on_the_front(
+        changed, extended, cancelled = on_the_front(
             (
                 "PUT",
                 f"/api/v1/reservations/{reservation}",
                 {"json": {"session_id": "alice", "seats_to_reserve": seats[3:5]}, "headers": headers},
+            ),
+            (
+                "POST",
+                f"/api/v1/reservations/{reservation}/extend",
+                {"json": {"session_id": "alice"}, "headers": headers},
             ),
             ("DELETE", f"/api/v1/reservations/{reservation}", {"params": {"session_id": "alice"}, "headers": headers}),
         )
@@ -123,6 +128,9 @@ def test_a_hold_its_change_and_its_cancel_are_answered_without_django(show, key)
     assert held.status_code == 201 and held.json()["status"] == "Reservation Successful"
     assert [seat["id"] for seat in held.json()["seats"]] == seats[:2]
     assert changed.status_code == 200 and [seat["id"] for seat in changed.json()["seats"]] == seats[3:5]
+    assert extended.status_code == 200 and [seat["id"] for seat in extended.json()["seats"]] == seats[3:5]
+    longer = datetime.fromisoformat(extended.json()["expires_at"]) - datetime.fromisoformat(held.json()["expires_at"])
+    assert longer == timedelta(seconds=settings.TICKETING_HOLD_EXTENSION_SECONDS)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "Cancelled"
     assert [seat["id"] for seat in cancelled.json()["seats"]] == seats[3:5]
     assert held.headers["cache-control"].startswith("max-age=0, no-cache, no-store")
@@ -253,6 +261,16 @@ def refusals(show, key, revoked_key):
             "PUT",
             "/api/v1/reservations/00000000-0000-0000-0000-000000000000",
             {"json": {"session_id": "alice", "seats_to_reserve": seats[:1]}, "headers": good},
+        ),
+        "extend an unknown hold": (
+            "POST",
+            "/api/v1/reservations/00000000-0000-0000-0000-000000000000/extend",
+            {"json": {"session_id": "alice"}, "headers": good},
+        ),
+        "extend without session": (
+            "POST",
+            "/api/v1/reservations/00000000-0000-0000-0000-000000000000/extend",
+            {"json": {}, "headers": good},
         ),
         "cancel without session": (
             "DELETE",
