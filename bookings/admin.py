@@ -17,11 +17,12 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from bookings.models import OutgoingMail, Payment, Reservation, SeatClaim
-from bookings.services import BookingError, cancel_booking, resend_mail
+from bookings.services import BookingError, cancel_booking, price_breakdown, resend_mail
 from bookings.ticket_codes import InvalidTicket, normalize_booking_code
 from ticketing.admin_base import ChosenOnlyFilter, ModelAdmin, ReadOnly
 from ticketing.error_codes import error_message
@@ -115,7 +116,7 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
     )
     show_full_result_count = False
     actions = ["cancel_and_refund"]
-    readonly_fields = ["local_start", "amount_with_currency"]
+    readonly_fields = ["local_start", "amount_with_currency", "price_lines"]
     fields = [
         "id",
         "booking_code",
@@ -125,6 +126,7 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
         "api_key",
         "session_id",
         "amount_with_currency",
+        "price_lines",
         "created_at",
         "expires_at",
         "held_until",
@@ -226,6 +228,11 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
     @admin.display(description="Amount", ordering="amount")
     def amount_with_currency(self, reservation):
         return f"{reservation.amount} {reservation.currency}"
+
+    @admin.display(description="Price breakdown")
+    def price_lines(self, reservation):
+        """The lines the buyer saw at checkout and on the ticket (the same include, the same stored breakdown)."""
+        return render_to_string("bookings/_price_breakdown.html", {"breakdown": price_breakdown(reservation)})
 
 
 @admin.register(Payment)

@@ -8,7 +8,6 @@ for the DRF views and the lean endpoints alike.
 import hashlib
 import json
 
-from django.conf import settings
 from django.http import Http404
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -59,6 +58,7 @@ def reservation_body(reservation, *, status_word=None, at=None):
         seats = reservation.seat_claims().values_list(
             "seat_id", "seat__row_label", "seat__number", "seat_type", "price"
         )
+    breakdown = services.price_breakdown(reservation)
     body = {
         "reservation_id": str(reservation.pk),
         "status": status_word or shown_status,
@@ -67,11 +67,14 @@ def reservation_body(reservation, *, status_word=None, at=None):
             {"id": seat_id, "row": row, "number": number, "type": seat_type, "price": str(price)}
             for seat_id, row, number, seat_type, price in seats
         ],
-        "amount": str(reservation.amount),
+        # The breakdown's total, with the currency's decimals (the stored amount is the same number).
+        "amount": breakdown.stored["total"] if breakdown else str(reservation.amount),
         "currency": reservation.currency,
         "created_at": reservation.created_at,
         "expires_at": reservation.expires_at,
     }
+    if breakdown is not None:
+        body["price_breakdown"] = breakdown.as_api()
     if reservation.booking_code:
         body["booking_code"] = reservation.booking_code
     if shown_status == Reservation.Status.BOOKED:
@@ -307,7 +310,7 @@ class ShowDetailApi(APIView):
             "format": show.format,
             "audio_language": show.spoken_language,
             "subtitles": show.subtitles or None,
-            "price_range": price_range(seats),
+            "price_range": price_range(seats, show.hall.cinema.currency),
             "movie": MovieSerializer(show.movie, context={"country": country}).data,
             "cinema": CinemaSerializer(show.hall.cinema).data,
             "hall": {"id": show.hall.pk, "name": show.hall.name},
@@ -315,7 +318,7 @@ class ShowDetailApi(APIView):
                 {"type": seat_type, "price": str(price)}
                 for seat_type, price in show.prices.order_by("seat_type").values_list("seat_type", "price")
             ],
-            "currency": settings.TICKETING_CURRENCY,
+            "currency": show.hall.cinema.currency,
             "seats": serializers.SeatTypeStatusSerializer(seats, many=True).data,
             "counts": seat_counts(show, at),
         }

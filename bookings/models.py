@@ -31,8 +31,13 @@ class Reservation(models.Model):
     # The website visitor's network address, for the cap on what one address may hold (empty for the API).
     client_address = models.GenericIPAddressField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RESERVED)
+    # What paying charges: the total of its price breakdown, in its show's cinema's currency.
     amount = models.DecimalField(max_digits=10, decimal_places=2)
     currency = models.CharField(max_length=3)
+    # Its price breakdown (API.md's price_breakdown, and the terms it was priced on), written with `amount` by
+    # the hold functions from bookings_price_breakdown (migration 0016), never by Python: read it through
+    # bookings.services.price_breakdown. Empty only for rows written around the hold functions.
+    price_breakdown = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     held_until = models.DateTimeField()

@@ -31,6 +31,7 @@ from bookings.services import (
     find_ticket,
     hold_seats,
     pay_for_reservation,
+    price_breakdown,
     ticket_token,
 )
 from cinemas.models import OPEN_SEAT_TYPES, Cinema
@@ -275,6 +276,7 @@ def _hold_page(request, reservation, *, form=None, refusal=None, status=200):
     show = reservation.show
     context = {
         "reservation": reservation,
+        "breakdown": price_breakdown(reservation),
         "show": show,
         "cinema": show.hall.cinema,
         "state": reservation.status_at(at),
@@ -367,6 +369,7 @@ def ticket(request, reservation_id):
     show = reservation.show
     context = {
         "reservation": reservation,
+        "breakdown": price_breakdown(reservation),
         "show": show,
         "cinema": show.hall.cinema,
         "seats": reservation.seat_labels(),

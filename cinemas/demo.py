@@ -41,8 +41,8 @@ ADMIN_PASSWORD = "admin"
 DEMO_DAYS = 7
 DEMO_SHOWTIMES = (time(11, 0), time(14, 15), time(17, 30), time(20, 45))
 
-# Regular and Premium prices in the site's one currency (settings.TICKETING_CURRENCY); wheelchair spaces and
-# companion seats cost the same as Regular ones. A currency not listed gets the USD figures.
+# Regular and Premium prices in each cinema's currency; wheelchair spaces and companion seats cost the same as
+# Regular ones. A currency not listed gets the USD figures.
 TICKET_PRICES = {
     "USD": ("15.00", "22.00"),
     "CAD": ("16.00", "23.00"),
@@ -51,6 +51,60 @@ TICKET_PRICES = {
     "AUD": ("22.00", "30.00"),
     "INR": ("250.00", "450.00"),
 }
+
+# What the demo's cinemas charge, by country: their currency, the tax (included in the prices, as VAT and GST
+# are, or added on top, as New York's sales tax is) and a convenience fee per ticket. A country not listed:
+# settings.TICKETING_CURRENCY, no tax, no fee.
+MONEY_BY_COUNTRY = {
+    "United States": {
+        "currency": "USD",
+        "tax_name": "Sales tax",
+        "tax_rate": Decimal("8.875"),
+        "tax_included": False,
+        "convenience_fee": Decimal("1.50"),
+    },
+    "Canada": {
+        "currency": "CAD",
+        "tax_name": "HST",
+        "tax_rate": Decimal("13"),
+        "tax_included": False,
+        "convenience_fee": Decimal("1.50"),
+    },
+    "United Kingdom": {
+        "currency": "GBP",
+        "tax_name": "VAT",
+        "tax_rate": Decimal("20"),
+        "tax_included": True,
+        "convenience_fee": Decimal("0.95"),
+    },
+    "France": {
+        "currency": "EUR",
+        "tax_name": "TVA",
+        "tax_rate": Decimal("5.5"),
+        "tax_included": True,
+        "convenience_fee": Decimal("0"),
+    },
+    "Australia": {
+        "currency": "AUD",
+        "tax_name": "GST",
+        "tax_rate": Decimal("10"),
+        "tax_included": True,
+        "convenience_fee": Decimal("1.95"),
+    },
+    "India": {
+        "currency": "INR",
+        "tax_name": "GST",
+        "tax_rate": Decimal("18"),
+        "tax_included": True,
+        "convenience_fee": Decimal("30"),
+    },
+}
+
+
+def money_of(country):
+    """The demo cinemas' currency, tax and fee in `country` (MONEY_BY_COUNTRY)."""
+    return MONEY_BY_COUNTRY.get(country, {"currency": settings.TICKETING_CURRENCY})
+
 
 # Every running time here plus turnaround fits the 3 h 15 min between DEMO_SHOWTIMES.
 MOVIES = [
@@ -509,11 +563,9 @@ def _with_aisles(chars):
     return ".".join("".join(block) for block in blocks)
 
 
-def ticket_prices(seat_types):
-    """A price for each of these seat types, Premium above the rest, in the site's currency."""
-    regular, premium = (
-        Decimal(price) for price in TICKET_PRICES.get(settings.TICKETING_CURRENCY, TICKET_PRICES["USD"])
-    )
+def ticket_prices(seat_types, currency):
+    """A price for each of these seat types, Premium above the rest, in `currency` (the cinema's)."""
+    regular, premium = (Decimal(price) for price in TICKET_PRICES.get(currency, TICKET_PRICES["USD"]))
     return {seat_type: premium if seat_type == SeatType.PREMIUM else regular for seat_type in seat_types}
 
 
@@ -595,7 +647,9 @@ def load_demo(*, at=None):
             name, hall_sizes = cinema_data["name"], cinema_data["halls"]
             details = {key: value for key, value in cinema_data.items() if key not in {"name", "halls"}}
             cinema, _ = Cinema.objects.get_or_create(
-                city=city, name=name, defaults={**details, "time_zone": city_data["time_zone"]}
+                city=city,
+                name=name,
+                defaults={**details, **money_of(city.country), "time_zone": city_data["time_zone"]},
             )
             cinemas.append(cinema)
             for hall_name, seats in hall_sizes:
@@ -608,7 +662,7 @@ def load_demo(*, at=None):
     for hall_index, (cinema, hall) in enumerate(halls):
         today = at.astimezone(cinema.zone).date()
         taken = set(Show.objects.filter(hall=hall, starts_at__gt=at).values_list("starts_at", flat=True))
-        prices = ticket_prices(hall.capacity)
+        prices = ticket_prices(hall.capacity, cinema.currency)
         for day in (today + timedelta(days=offset) for offset in range(DEMO_DAYS)):
             for slot, showtime in enumerate(DEMO_SHOWTIMES):
                 starts_at = local_start(day, showtime, cinema.zone)
@@ -698,7 +752,7 @@ def load_study(*, cities=500, cinemas_per_city=10, seats_per_hall=2000, days=7, 
             (Hall(cinema=cinema, name="Hall 1", capacity=capacity) for cinema in cinema_rows), batch_size=2000
         )
         _copy_seats(hall_rows, planned)
-        prices_per_type = ticket_prices(capacity)
+        prices_per_type = ticket_prices(capacity, Cinema._meta.get_field("currency").default)
         shows = prices = 0
         for batch in itertools.batched(_study_shows(hall_rows, movie_rows, days, at), 5000):
             show_rows = Show.objects.bulk_create(batch)

@@ -10,7 +10,7 @@ The rules that keep a sale correct live here, each in one transaction:
   provider refunds are sent after commit, never from inside a transaction that may roll back; the provider is
   never called while a row is locked.
 
-The functions live in holds.py, payments.py, tickets.py and mail.py; they are all importable from here.
+The functions live in holds.py, payments.py, prices.py, tickets.py and mail.py; they are all importable from here.
 """
 
 from bookings.services.errors import BookingError
@@ -50,12 +50,14 @@ from bookings.services.payments import (
     reconcile_payments,
     settle_refund,
 )
+from bookings.services.prices import PriceBreakdown, price_breakdown
 from bookings.services.tickets import check_in_ticket, find_ticket, ticket_token
 
 __all__ = [
     "BestAvailable",
     "BookingError",
     "MailNotSent",
+    "PriceBreakdown",
     "aabandon_idempotent_request",
     "abandon_idempotent_request",
     "abegin_idempotent_request",
@@ -78,6 +80,7 @@ __all__ = [
     "hold_seats",
     "hold_seats_for_waiter",
     "pay_for_reservation",
+    "price_breakdown",
     "queue_mail",
     "reconcile_payments",
     "release_lapsed_holds",

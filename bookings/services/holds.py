@@ -154,7 +154,9 @@ def _held_seats(rows):
     ]
 
 
-def _reservation(buyer, show_id, *, pk, status, amount, currency, created_at, expires_at, seats, ended_at=None):
+def _reservation(
+    buyer, show_id, *, pk, status, amount, currency, created_at, expires_at, seats, breakdown, ended_at=None
+):
     """The Reservation a hold function described, as the answer shows it, without reading it back."""
     reservation = Reservation(
         pk=pk,
@@ -165,6 +167,7 @@ def _reservation(buyer, show_id, *, pk, status, amount, currency, created_at, ex
         status=status,
         amount=amount,
         currency=currency,
+        price_breakdown=breakdown,
         created_at=created_at,
         expires_at=expires_at,
         held_until=expires_at + timedelta(seconds=settings.TICKETING_HOLD_GRACE_SECONDS),
@@ -392,18 +395,18 @@ def _hold_call(buyer, show_id, seat_ids, *, at, count=None, best=None, check_lin
         settings.TICKETING_MAX_SEATS,
         timedelta(seconds=settings.TICKETING_HOLD_SECONDS),
         timedelta(seconds=settings.TICKETING_HOLD_GRACE_SECONDS),
-        settings.TICKETING_CURRENCY,
         at,
     )
 
 
 def _held(buyer, show_id, at, row):
     """The new hold from bookings_hold_seats' row: a change of seats (_changed) from none to all of them held,
-    in the settings' currency, its clock starting `at`."""
-    reservation_id, version, amount, seats, freed = row
+    in its price breakdown's currency (the show's cinema's), its clock starting `at`."""
+    reservation_id, version, amount, seats, freed, breakdown = row
     changes = [(seat_id, "held") for seat_id, *_ in seats]
     expires_at = at + timedelta(seconds=settings.TICKETING_HOLD_SECONDS)
-    change = (show_id, version, amount, seats, changes, freed, settings.TICKETING_CURRENCY, at, expires_at)
+    currency = breakdown["currency"]
+    change = (show_id, version, amount, seats, changes, freed, currency, at, expires_at, breakdown)
     return _changed(buyer, reservation_id, change)
 
 
@@ -452,7 +455,7 @@ def _change_call(buyer, reservation_id, seat_ids, *, at):
 def _changed(buyer, reservation_id, row):
     """The hold from bookings_change_seats' row; pushes its seats' changes (and any freed by takeovers) after
     commit."""
-    show_id, version, amount, seats, changes, freed, currency, created_at, expires_at = row
+    show_id, version, amount, seats, changes, freed, currency, created_at, expires_at, breakdown = row
     reservation = _reservation(
         buyer,
         show_id,
@@ -463,6 +466,7 @@ def _changed(buyer, reservation_id, row):
         created_at=created_at,
         expires_at=expires_at,
         seats=seats,
+        breakdown=breakdown,
     )
     announce_freed_seats(freed)
     announce_seat_changes(show_id, version, [tuple(change) for change in changes])
@@ -491,7 +495,7 @@ def _cancel_call(buyer, reservation_id, *, at):
 
 
 def _cancelled(buyer, reservation_id, row):
-    status, ended_at, freed, show_id, amount, currency, created_at, expires_at, seats = row
+    status, ended_at, freed, show_id, amount, currency, created_at, expires_at, seats, breakdown = row
     announce_freed_seats(freed)
     return _reservation(
         buyer,
@@ -503,6 +507,7 @@ def _cancelled(buyer, reservation_id, row):
         created_at=created_at,
         expires_at=expires_at,
         seats=seats,
+        breakdown=breakdown,
         ended_at=ended_at,
     )
 
