@@ -21,7 +21,7 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from bookings.models import OutgoingMail, Payment, Reservation, SeatClaim
+from bookings.models import OutgoingMail, Payment, PromoCode, PromoRedemption, Reservation, SeatClaim
 from bookings.services import BookingError, cancel_booking, price_breakdown, resend_mail
 from bookings.ticket_codes import InvalidTicket, normalize_booking_code
 from ticketing.admin_base import ChosenOnlyFilter, ModelAdmin, ReadOnly
@@ -317,3 +317,37 @@ class OutgoingMailAdmin(ReadOnly, ModelAdmin):
     @admin.display(description="Booking")
     def booking(self, mail):
         return mail.reservation.booking_code
+
+
+class PromoRedemptionInline(admin.TabularInline):
+    model = PromoRedemption
+    fields = ["reservation", "buyer", "created_at", "released_at"]
+    readonly_fields = fields
+    raw_id_fields = ["reservation"]
+    extra = 0
+    can_delete = False
+    max_num = 0
+    ordering = ["-created_at"]
+
+
+@admin.register(PromoCode)
+class PromoCodeAdmin(ModelAdmin):
+    """Staff make and change promo codes; their uses are counted by the database (bookings migration 0017)
+    and shown read-only. A code already used can't be deleted (its redemptions keep it): end its window."""
+
+    list_display = ["code", "kind", "value", "currency", "valid_from", "valid_until", "uses", "stackable"]
+    list_filter = ["kind", "stackable"]
+    search_fields = ["code"]
+    autocomplete_fields = ["movies", "cinemas", "shows"]
+    readonly_fields = ["used"]
+    fieldsets = [
+        (None, {"fields": ["code", "kind", "value", "currency", "stackable"]}),
+        ("When", {"fields": ["valid_from", "valid_until"]}),
+        ("Limits", {"fields": ["max_uses", "max_uses_per_buyer", "used"]}),
+        ("For (empty: everything)", {"fields": ["movies", "cinemas", "shows"]}),
+    ]
+    inlines = [PromoRedemptionInline]
+
+    @admin.display(description="Used")
+    def uses(self, code):
+        return f"{code.used} of {code.max_uses}" if code.max_uses is not None else str(code.used)

@@ -194,6 +194,50 @@ class ReservationApi(LeanApiView, BookingApiView):
         return self.lean(request, reservation_id=reservation_id)
 
 
+PROMO_CODE_RESPONSES = {
+    **RESERVATION_RESPONSES,
+    200: serializers.ReservationSerializer,
+    400: OpenApiResponse(
+        description="Invalid request, or promo_code_invalid, promo_code_expired, promo_code_not_applicable "
+        "(error body)."
+    ),
+    409: OpenApiResponse(
+        description="promo_code_used_up, promo_code_buyer_limit, promo_code_not_stackable, already_booked, "
+        "hold_cancelled or payment_in_progress (error body)."
+    ),
+    410: OpenApiResponse(description="The hold expired (error body)."),
+}
+
+
+@extend_schema(tags=["reservations"])
+@method_decorator(never_cache, name="dispatch")
+class PromoCodeApi(BookingApiView):
+    @extend_schema(request=serializers.PromoCodeInput, responses=PROMO_CODE_RESPONSES)
+    def post(self, request, reservation_id):
+        """Apply a promo code to a hold: its discount becomes a line of price_breakdown and the amount is the new
+        total. Applying a code the hold has changes nothing.
+
+        Limits are exact under concurrency: a code's total uses and its uses per buyer (this API key and
+        session_id) count while a hold holds it and once it is booked; a hold that lapses or is cancelled gives
+        its use back. A code combines with another only when both are stackable.
+        """
+        data = checked(serializers.PromoCodeInput, request.data)
+        reservation = services.apply_promo_code(
+            buyer=key_buyer(request.auth, data["session_id"]), reservation_id=reservation_id, code=data["code"]
+        )
+        return Response(reservation_body(reservation))
+
+    @extend_schema(parameters=[serializers.PromoCodeParameters], responses=PROMO_CODE_RESPONSES)
+    def delete(self, request, reservation_id):
+        """Take a promo code off a hold (`code` in the query), giving its use back; the amount is priced again.
+        A code the hold doesn't have changes nothing."""
+        data = checked(serializers.PromoCodeParameters, request.query_params)
+        reservation = services.remove_promo_code(
+            buyer=key_buyer(request.auth, data["session_id"]), reservation_id=reservation_id, code=data["code"]
+        )
+        return Response(reservation_body(reservation))
+
+
 def request_fingerprint(reservation_id, data):
     """What makes two calls "the same request" for an Idempotency-Key (the card only as part of a hash)."""
     canonical = json.dumps({"reservation": str(reservation_id), **data}, sort_keys=True, default=str)

@@ -51,6 +51,24 @@ class PayInput(StrictParameters):
     )
 
 
+def promo_code_field():
+    return serializers.RegexField(
+        r"^\s*[A-Za-z0-9_-]{1,32}\s*$",
+        max_length=40,
+        help_text="The promo code, in any case (1-32 letters, digits, - or _).",
+    )
+
+
+class PromoCodeInput(StrictParameters):
+    session_id = session_id_field()
+    code = promo_code_field()
+
+
+class PromoCodeParameters(StrictParameters):
+    session_id = session_id_field()
+    code = promo_code_field()
+
+
 # --- Output ------------------------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from bookings.seat_maps import SeatGrid, seat_picture, show_with_catalog
 from bookings.services import (
     BestAvailable,
     BookingError,
+    apply_promo_code,
     cancel_hold,
     change_seats,
     check_in_ticket,
@@ -32,6 +33,7 @@ from bookings.services import (
     hold_seats,
     pay_for_reservation,
     price_breakdown,
+    remove_promo_code,
     ticket_token,
 )
 from cinemas.models import OPEN_SEAT_TYPES, Cinema
@@ -271,7 +273,17 @@ def _refund_of(reservation):
     return reservation.payments.filter(kind=Payment.Kind.REFUND).order_by("created_at").first()
 
 
-def _hold_page(request, reservation, *, form=None, refusal=None, status=200):
+class PromoCodeForm(forms.Form):
+    code = forms.RegexField(
+        label=gettext_lazy("Promo code"),
+        regex=r"^\s*[A-Za-z0-9_-]{1,32}\s*$",
+        max_length=40,
+        error_messages={"invalid": gettext_lazy("A promo code is letters and digits, without spaces.")},
+        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"}),
+    )
+
+
+def _hold_page(request, reservation, *, form=None, refusal=None, promo_form=None, promo_refusal=None, status=200):
     at = timezone.now()
     show = reservation.show
     context = {
@@ -287,6 +299,8 @@ def _hold_page(request, reservation, *, form=None, refusal=None, status=200):
         "refusal": refusal,
         "refund": _refund_of(reservation),
         "reserved_seat_types": _reserved_types_held(reservation),
+        "promo_form": promo_form or PromoCodeForm(),
+        "promo_refusal": promo_refusal,
     }
     return render(request, "bookings/hold.html", context, status=status)
 
@@ -339,6 +353,47 @@ def pay(request, reservation_id):
         return _hold_page(request, reservation, form=form, refusal=refusal, status=status)
     email_ticket(buyer=buyer, reservation_id=reservation.pk, address=form.cleaned_data["email"])
     return redirect("ticket", reservation_id=reservation.pk)
+
+
+@never_cache
+@require_POST
+def apply_promo(request, reservation_id):
+    """Apply a promo code at checkout: the page shows its discount line and the new total, or why not."""
+    reservation = _own_reservation(request, reservation_id)
+    promo_form = PromoCodeForm(request.POST)
+    if not promo_form.is_valid():
+        return _hold_page(request, reservation, promo_form=promo_form, status=400)
+    try:
+        apply_promo_code(
+            buyer=session_buyer(request), reservation_id=reservation.pk, code=promo_form.cleaned_data["code"]
+        )
+    except BookingError as refusal:
+        return _promo_code_refused(request, reservation, refusal, promo_form=promo_form)
+    return redirect("hold", reservation_id=reservation.pk)
+
+
+@never_cache
+@require_POST
+def remove_promo(request, reservation_id):
+    """Take a promo code off at checkout; the page shows the total without it."""
+    reservation = _own_reservation(request, reservation_id)
+    try:
+        remove_promo_code(
+            buyer=session_buyer(request), reservation_id=reservation.pk, code=request.POST.get("code", "")[:40]
+        )
+    except BookingError as refusal:
+        return _promo_code_refused(request, reservation, refusal)
+    return redirect("hold", reservation_id=reservation.pk)
+
+
+def _promo_code_refused(request, reservation, refusal, *, promo_form=None):
+    """Checkout again, saying beside the promo code form why the code was refused (a booking: its ticket)."""
+    if refusal.code == "already_booked":
+        return redirect("ticket", reservation_id=reservation.pk)
+    reservation.refresh_from_db()
+    return _hold_page(
+        request, reservation, promo_form=promo_form, promo_refusal=refusal, status=site_status(refusal.code)
+    )
 
 
 @never_cache

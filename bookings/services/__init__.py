@@ -10,7 +10,8 @@ The rules that keep a sale correct live here, each in one transaction:
   provider refunds are sent after commit, never from inside a transaction that may roll back; the provider is
   never called while a row is locked.
 
-The functions live in holds.py, payments.py, prices.py, tickets.py and mail.py; they are all importable from here.
+The functions live in holds.py, payments.py, prices.py, promo_codes.py, tickets.py and mail.py; they are all
+importable from here.
 """
 
 from bookings.services.errors import BookingError
@@ -51,6 +52,7 @@ from bookings.services.payments import (
     settle_refund,
 )
 from bookings.services.prices import PriceBreakdown, price_breakdown
+from bookings.services.promo_codes import apply_promo_code, remove_promo_code
 from bookings.services.tickets import check_in_ticket, find_ticket, ticket_token
 
 __all__ = [
@@ -64,6 +66,7 @@ __all__ = [
     "acancel_hold",
     "achange_seats",
     "afinish_idempotent_request",
+    "apply_promo_code",
     "ahold_seats",
     "apay_for_reservation",
     "begin_idempotent_request",
@@ -84,6 +87,7 @@ __all__ = [
     "queue_mail",
     "reconcile_payments",
     "release_lapsed_holds",
+    "remove_promo_code",
     "requeue_overdue_mail",
     "resend_mail",
     "send_outgoing_mail",

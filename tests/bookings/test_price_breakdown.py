@@ -17,7 +17,7 @@ from bookings.providers import get_provider
 from bookings.services import change_seats, hold_seats, price_breakdown
 from bookings.services.mail import compose_mail
 from tests.bookings.helpers import labelled, pay, reserve
-from tests.factories import make_cinema, make_hall, make_show
+from tests.factories import NY_SALES_TAX, make_priced_show
 from ticketing.templatetags.site_format import money_text
 
 pytestmark = pytest.mark.django_db
@@ -30,13 +30,6 @@ GST_INR = {
     "tax_included": True,
     "convenience_fee": Decimal("30"),
 }
-NY_SALES_TAX = {
-    "currency": "USD",
-    "tax_name": "Sales tax",
-    "tax_rate": Decimal("8.875"),
-    "tax_included": False,
-    "convenience_fee": Decimal("1.50"),
-}
 YEN = {
     "currency": "JPY",
     "tax_name": "Consumption tax",
@@ -46,14 +39,8 @@ YEN = {
 }
 
 
-def show_at(money, regular, premium):
-    hall = make_hall(cinema=make_cinema(**money))
-    prices = {seat_type: Decimal(premium if seat_type == "Premium" else regular) for seat_type in hall.capacity}
-    return make_show(hall=hall, prices=prices)
-
-
 def test_gst_is_included_in_rupee_prices_and_the_fee(api):
-    show = show_at(GST_INR, "250.00", "450.00")
+    show = make_priced_show(GST_INR, "250.00", "450.00")
     seats = labelled(show, "A1", "A2")
 
     body = reserve(api, show, seats).json()
@@ -75,7 +62,7 @@ def test_gst_is_included_in_rupee_prices_and_the_fee(api):
 
 
 def test_us_sales_tax_is_added_on_top_of_tickets_and_fee_and_the_total_is_what_the_provider_charges(api):
-    show = show_at(NY_SALES_TAX, "15.00", "22.00")
+    show = make_priced_show(NY_SALES_TAX, "15.00", "22.00")
     held = reserve(api, show, labelled(show, "B1", "B2", "A1")).json()
 
     paid = pay(api, held["reservation_id"])
@@ -99,7 +86,7 @@ def test_us_sales_tax_is_added_on_top_of_tickets_and_fee_and_the_total_is_what_t
 
 
 def test_a_currency_without_decimals_is_priced_in_whole_yen(api):
-    show = show_at(YEN, "1800.00", "2400.50")
+    show = make_priced_show(YEN, "1800.00", "2400.50")
 
     body = reserve(api, show, labelled(show, "A1", "B1")).json()
 
@@ -111,7 +98,7 @@ def test_a_currency_without_decimals_is_priced_in_whole_yen(api):
 
 
 def test_a_cancelled_hold_answers_with_the_breakdown_it_had(api):
-    show = show_at(NY_SALES_TAX, "15.00", "22.00")
+    show = make_priced_show(NY_SALES_TAX, "15.00", "22.00")
     held = reserve(api, show, labelled(show, "B1")).json()
 
     cancelled = api.delete(f"/api/v1/reservations/{held['reservation_id']}?session_id=alice").json()
@@ -120,7 +107,7 @@ def test_a_cancelled_hold_answers_with_the_breakdown_it_had(api):
 
 
 def test_a_change_of_seats_is_priced_again_on_the_terms_the_hold_was_made_on(alice):
-    show = show_at(NY_SALES_TAX, "15.00", "22.00")
+    show = make_priced_show(NY_SALES_TAX, "15.00", "22.00")
     hold = hold_seats(buyer=alice, show=show, seat_ids=labelled(show, "B1"))
     show.hall.cinema.__class__.objects.filter(pk=show.hall.cinema_id).update(convenience_fee=Decimal("9.00"))
 
@@ -133,8 +120,8 @@ def test_a_change_of_seats_is_priced_again_on_the_terms_the_hold_was_made_on(ali
 
 
 def test_holds_are_in_their_cinemas_currency_and_so_are_the_shows_prices(api):
-    pounds = show_at({"currency": "GBP", "tax_name": "VAT", "tax_rate": Decimal("20")}, "12.50", "17.50")
-    dollars = show_at({}, "15.00", "22.00")
+    pounds = make_priced_show({"currency": "GBP", "tax_name": "VAT", "tax_rate": Decimal("20")}, "12.50", "17.50")
+    dollars = make_priced_show({}, "15.00", "22.00")
 
     in_pounds = reserve(api, pounds, labelled(pounds, "B1")).json()
     in_dollars = reserve(api, dollars, labelled(dollars, "B1"), session="bob").json()
@@ -172,7 +159,7 @@ def test_the_currencies_decimals_in_the_database_are_babels():
 
 
 def test_checkout_the_ticket_the_mail_and_the_admin_show_the_same_lines(admin_client):
-    show = show_at(GST_INR, "250.00", "450.00")
+    show = make_priced_show(GST_INR, "250.00", "450.00")
     client = Client()
     response = client.post(f"/shows/{show.pk}/hold", {"seats": labelled(show, "A1", "A2", "B1")})
     reservation_id = response["Location"].split("/")[2]
@@ -200,7 +187,7 @@ def test_checkout_the_ticket_the_mail_and_the_admin_show_the_same_lines(admin_cl
 
 
 def test_the_spanish_checkout_writes_the_lines_in_spanish():
-    show = show_at(
+    show = make_priced_show(
         {"currency": "EUR", "tax_name": "IVA", "tax_rate": Decimal("10"), "convenience_fee": "1"}, "12", "17"
     )
     client = Client(headers={"accept-language": "es"})
