@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from bookings.models import Payment, PromoCode
 from cinemas.models import Cinema
-from tests.browser_flows import choose_and_hold, expect_ticket, fill_card, pay_button, save_screenshot, small_show
+from tests.browser_flows import choose_and_hold, expect_ticket, fill_card, pay_button, save_screenshot, seat, small_show
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,3 +50,16 @@ def test_a_buyer_applies_a_promo_code_at_checkout_sees_the_discount_and_the_new_
     charge = Payment.objects.get(reservation_id=reservation_id, kind="charge")
     assert (charge.amount, charge.status) == (Decimal("25.04"), "succeeded")
     assert PromoCode.objects.get().used == 1
+
+
+def test_the_seat_maps_total_is_in_the_cinemas_currency(site, new_page):
+    show = small_show()  # Premium seats at 17.50
+    Cinema.objects.filter(pk=show.hall.cinema_id).update(currency="GBP")
+    page = new_page(base_url=site, viewport=PHONE)
+    page.goto(f"/shows/{show.pk}/")
+
+    seat(page, "A1").click()
+    seat(page, "A2").click()
+
+    expect(page.locator("#selection-summary")).to_have_text("2 seats: A1, A2 · £35.00")
+    expect(page.locator("ul.legend")).to_contain_text("£17.50")

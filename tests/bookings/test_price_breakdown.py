@@ -14,11 +14,13 @@ from django.utils.translation import gettext
 
 from bookings.models import OutgoingMail, Payment, Reservation
 from bookings.providers import get_provider
-from bookings.services import change_seats, hold_seats, price_breakdown
+from bookings.services import cancel_hold, change_seats, hold_seats, price_breakdown
 from bookings.services.mail import compose_mail
 from tests.bookings.helpers import labelled, pay, reserve
 from tests.factories import NY_SALES_TAX, make_priced_show
+from ticketing.buyers import Buyer
 from ticketing.templatetags.site_format import money_text
+from waiting.services import join_waiting_line, serve_waiting_line
 
 pytestmark = pytest.mark.django_db
 
@@ -198,3 +200,20 @@ def test_the_spanish_checkout_writes_the_lines_in_spanish():
 
     assert "2 × Normal 12,00\xa0€" in page and fee in page and "Incluye IVA 10 %" in page
     assert 'id="price-total">26,00\xa0€<' in page
+
+
+def test_a_hold_made_for_the_head_of_the_waiting_line_is_priced_like_any_other():
+    show = make_priced_show({**GST_INR, "tax_rate": Decimal("0")}, "250.00", "450.00")
+    open_seats = show.hall.seats.filter(seat_type__in=["Regular", "Premium"]).order_by("-seat_type", "y", "x")
+    others = [
+        hold_seats(buyer=Buyer(None, f"holder-{seat}"), show=show, seat_ids=[seat])
+        for seat in open_seats.values_list("id", flat=True)
+    ]
+    join_waiting_line(buyer=Buyer(None, "waiter"), show=show, seats_wanted=1)
+    cancel_hold(buyer=Buyer(None, others[0].session_id), reservation_id=others[0].pk)  # a Regular seat
+
+    serve_waiting_line(show_id=show.pk)
+
+    served = Reservation.objects.get(session_id="waiter")
+    assert (served.currency, served.amount) == ("INR", Decimal("280.00"))  # 250 and the 30 fee
+    assert price_breakdown(served).fees[0].amount == Decimal("30.00")

@@ -17,6 +17,7 @@ from bookings.services import (
     BookingError,
     apply_promo_code,
     cancel_hold,
+    change_seats,
     hold_seats,
     pay_for_reservation,
     price_breakdown,
@@ -241,3 +242,16 @@ def test_the_openapi_schema_documents_the_promo_code_calls_and_the_price_breakdo
     breakdown = document["components"]["schemas"]["PriceBreakdown"]["properties"]
     assert set(breakdown) == {"seats", "fees", "taxes", "discounts", "total", "currency"}
     assert "price_breakdown" in document["components"]["schemas"]["Reservation"]["properties"]
+
+
+def test_a_change_of_seats_keeps_the_code_and_its_percentage_follows_the_new_seats(alice, taxed_show):
+    code()
+    hold = hold_seats(buyer=alice, show=taxed_show, seat_ids=labelled(taxed_show, "B1", "B2"))
+    apply_promo_code(buyer=alice, reservation_id=hold.pk, code="SAVE20")
+
+    changed = change_seats(buyer=alice, reservation_id=hold.pk, seat_ids=labelled(taxed_show, "A1"))
+
+    # 22 - 20 % (4.40) = 17.60, + fee 1.50 = 19.10, + 8.875 % (1.70) = 20.80
+    breakdown = price_breakdown(Reservation.objects.get(pk=hold.pk))
+    assert [(line.code, line.amount) for line in breakdown.discounts] == [("SAVE20", Decimal("4.40"))]
+    assert breakdown.total == changed.amount == Decimal("20.80") and PromoCode.objects.get().used == 1
