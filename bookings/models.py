@@ -379,7 +379,11 @@ class PromoCode(models.Model):
     class Meta:
         ordering = ["code"]
         constraints = [
-            models.UniqueConstraint(Upper("code"), name="bookings_promocode_code_any_case"),
+            models.UniqueConstraint(
+                Upper("code"),
+                name="bookings_promocode_code_any_case",
+                violation_error_message="A promo code with this code already exists (in any case).",
+            ),
             models.CheckConstraint(condition=Q(code__regex=r"^[A-Za-z0-9_-]+$"), name="bookings_promocode_code_chars"),
             models.CheckConstraint(condition=Q(value__gt=0), name="bookings_promocode_value_positive"),
             models.CheckConstraint(

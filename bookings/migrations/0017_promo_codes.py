@@ -250,7 +250,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='promocode',
-            constraint=models.UniqueConstraint(django.db.models.functions.text.Upper('code'), name='bookings_promocode_code_any_case'),
+            constraint=models.UniqueConstraint(django.db.models.functions.text.Upper('code'), name='bookings_promocode_code_any_case', violation_error_message='A promo code with this code already exists (in any case).'),
         ),
         migrations.AddConstraint(
             model_name='promocode',

@@ -255,3 +255,40 @@ def test_a_change_of_seats_keeps_the_code_and_its_percentage_follows_the_new_sea
     breakdown = price_breakdown(Reservation.objects.get(pk=hold.pk))
     assert [(line.code, line.amount) for line in breakdown.discounts] == [("SAVE20", Decimal("4.40"))]
     assert breakdown.total == changed.amount == Decimal("20.80") and PromoCode.objects.get().used == 1
+
+
+def test_the_demo_promo_codes_are_made_once_and_printed(capsys):
+    call_command("seed_promo_codes")
+    call_command("seed_promo_codes")
+
+    assert sorted(PromoCode.objects.values_list("code", flat=True)) == ["FIVEOFF", "WELCOME10"]
+    assert "Promo code WELCOME10: 10 % off the tickets, any show" in capsys.readouterr().out
+
+
+def test_staff_make_a_code_scoped_to_a_movie_in_the_admin_and_a_second_in_another_case_is_refused(
+    admin_client, taxed_show
+):
+    form = {
+        "code": "Summer",
+        "kind": "fixed",
+        "value": "5",
+        "currency": "USD",
+        "valid_from_0": "",
+        "valid_from_1": "",
+        "valid_until_0": "",
+        "valid_until_1": "",
+        "max_uses": "100",
+        "max_uses_per_buyer": "1",
+        "movies": [taxed_show.movie_id],
+        "redemptions-TOTAL_FORMS": "0",
+        "redemptions-INITIAL_FORMS": "0",
+    }
+
+    made = admin_client.post("/admin/bookings/promocode/add/", form)
+    again = admin_client.post("/admin/bookings/promocode/add/", {**form, "code": "SUMMER"})
+
+    assert made.status_code == 302
+    summer = PromoCode.objects.get()
+    assert (summer.code, summer.max_uses, list(summer.movies.all())) == ("Summer", 100, [taxed_show.movie])
+    assert again.status_code == 200 and PromoCode.objects.count() == 1
+    assert "A promo code with this code already exists (in any case)." in str(again.context["adminform"].form.errors)
