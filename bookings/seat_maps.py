@@ -162,7 +162,15 @@ def _build_json(show_id):
     counts = {"total": len(listed), "available": 0, "held": 0, "booked": 0}
     for seat in listed:
         counts[seat["status"]] += 1
-    content = JSONRenderer().render({"show_id": show.pk, "version": version, "seats": listed, "counts": counts})
+    content = JSONRenderer().render(
+        {
+            "show_id": show.pk,
+            "version": version,
+            "seats": listed,
+            "counts": counts,
+            "currency": show.hall.cinema.currency,
+        }
+    )
     return Built(SeatMapJson(content, etag_of(content)), valid_until=lapses_at)
 
 

@@ -177,3 +177,4 @@ class SeatMapSerializer(serializers.Serializer):
     version = serializers.IntegerField()
     seats = SeatMapSeatSerializer(many=True)
     counts = SeatCountsSerializer()
+    currency = serializers.CharField(help_text="ISO 4217 code of the prices: the show's cinema's.")

@@ -131,6 +131,7 @@ def test_holds_are_in_their_cinemas_currency_and_so_are_the_shows_prices(api):
     assert (in_pounds["currency"], in_dollars["currency"]) == ("GBP", "USD")
     detail = api.get(f"/api/v1/shows/{pounds.pk}").json()
     assert detail["currency"] == "GBP" and detail["price_range"] == {"min": "12.50", "max": "17.50", "currency": "GBP"}
+    assert api.get(f"/api/v1/shows/{pounds.pk}/seats").json()["currency"] == "GBP"
     assert "£12.50" in Client().get(f"/shows/{pounds.pk}/").content.decode()
 
 
