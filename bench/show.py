@@ -48,7 +48,7 @@ def prepare_show(database_url, redis_url, *, key_cap=None, hall_seats=HALL_SEATS
             movie=movie,
             hall=hall,
             starts_at=datetime(tomorrow.year, tomorrow.month, tomorrow.day, 20, 0, tzinfo=UTC),
-            prices=ticket_prices(hall.capacity),
+            prices=ticket_prices(hall.capacity, hall.cinema.currency),
         )
         if not ApiKey.objects.filter(name=BENCH_KEY_NAME).exists():
             create_api_key(

@@ -41,7 +41,7 @@ BEGIN
     SELECT reservation_id INTO v_reservation
       FROM bookings_hold_seats(p_show, NULL, NULL, p_session, NULL, NULL, 2, ARRAY[p_seat, p_seat + 1], false, NULL,
                                true, ARRAY['Premium', 'Regular'], 10, interval '300 seconds', interval '5 seconds',
-                               'USD', now());
+                               now());
     RETURN v_reservation;
 EXCEPTION WHEN SQLSTATE 'TKR01' THEN
     RETURN NULL;

@@ -18,11 +18,21 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from bookings.models import GiftCard, GiftCardRedemption, OutgoingMail, Payment, Reservation, SeatClaim
-from bookings.services import BookingError, cancel_booking, resend_mail
+from bookings.models import (
+    GiftCard,
+    GiftCardRedemption,
+    OutgoingMail,
+    Payment,
+    PromoCode,
+    PromoRedemption,
+    Reservation,
+    SeatClaim,
+)
+from bookings.services import BookingError, cancel_booking, price_breakdown, resend_mail
 from bookings.services.gift_cards import issue_gift_card
 from bookings.ticket_codes import InvalidTicket, normalize_booking_code
 from ticketing.admin_base import ChosenOnlyFilter, ModelAdmin, ReadOnly
@@ -117,7 +127,7 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
     )
     show_full_result_count = False
     actions = ["cancel_and_refund"]
-    readonly_fields = ["local_start", "amount_with_currency"]
+    readonly_fields = ["local_start", "amount_with_currency", "price_lines"]
     fields = [
         "id",
         "booking_code",
@@ -127,6 +137,7 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
         "api_key",
         "session_id",
         "amount_with_currency",
+        "price_lines",
         "created_at",
         "expires_at",
         "held_until",
@@ -229,6 +240,11 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
     @admin.display(description="Amount", ordering="amount")
     def amount_with_currency(self, reservation):
         return f"{reservation.amount} {reservation.currency}"
+
+    @admin.display(description="Price breakdown")
+    def price_lines(self, reservation):
+        """The lines the buyer saw at checkout and on the ticket (the same include, the same stored breakdown)."""
+        return render_to_string("bookings/_price_breakdown.html", {"breakdown": price_breakdown(reservation)})
 
 
 @admin.register(Payment)
@@ -372,3 +388,37 @@ class GiftCardAdmin(ModelAdmin):
         )
         obj.pk, obj.code, obj.balance, obj.created_at = issued.pk, issued.code, issued.balance, issued.created_at
         obj._state.adding = False
+
+
+class PromoRedemptionInline(admin.TabularInline):
+    model = PromoRedemption
+    fields = ["reservation", "buyer", "created_at", "released_at"]
+    readonly_fields = fields
+    raw_id_fields = ["reservation"]
+    extra = 0
+    can_delete = False
+    max_num = 0
+    ordering = ["-created_at"]
+
+
+@admin.register(PromoCode)
+class PromoCodeAdmin(ModelAdmin):
+    """Staff make and change promo codes; their uses are counted by the database (bookings migration 0017)
+    and shown read-only. A code already used can't be deleted (its redemptions keep it): end its window."""
+
+    list_display = ["code", "kind", "value", "currency", "valid_from", "valid_until", "uses", "stackable"]
+    list_filter = ["kind", "stackable"]
+    search_fields = ["code"]
+    autocomplete_fields = ["movies", "cinemas", "shows"]
+    readonly_fields = ["used"]
+    fieldsets = [
+        (None, {"fields": ["code", "kind", "value", "currency", "stackable"]}),
+        ("When", {"fields": ["valid_from", "valid_until"]}),
+        ("Limits", {"fields": ["max_uses", "max_uses_per_buyer", "used"]}),
+        ("For (empty: everything)", {"fields": ["movies", "cinemas", "shows"]}),
+    ]
+    inlines = [PromoRedemptionInline]
+
+    @admin.display(description="Used")
+    def uses(self, code):
+        return f"{code.used} of {code.max_uses}" if code.max_uses is not None else str(code.used)

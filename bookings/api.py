@@ -8,7 +8,6 @@ for the DRF views and the lean endpoints alike.
 import hashlib
 import json
 
-from django.conf import settings
 from django.http import Http404
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -61,6 +60,7 @@ def reservation_body(reservation, *, status_word=None, at=None):
         seats = reservation.seat_claims().values_list(
             "seat_id", "seat__row_label", "seat__number", "seat_type", "price"
         )
+    breakdown = services.price_breakdown(reservation)
     body = {
         "reservation_id": str(reservation.pk),
         "status": status_word or shown_status,
@@ -69,11 +69,14 @@ def reservation_body(reservation, *, status_word=None, at=None):
             {"id": seat_id, "row": row, "number": number, "type": seat_type, "price": str(price)}
             for seat_id, row, number, seat_type, price in seats
         ],
-        "amount": str(reservation.amount),
+        # The breakdown's total, with the currency's decimals (the stored amount is the same number).
+        "amount": breakdown.stored["total"] if breakdown else str(reservation.amount),
         "currency": reservation.currency,
         "created_at": reservation.created_at,
         "expires_at": reservation.expires_at,
     }
+    if breakdown is not None:
+        body["price_breakdown"] = breakdown.as_api()
     if reservation.booking_code:
         body["booking_code"] = reservation.booking_code
     if shown_status == Reservation.Status.BOOKED:
@@ -298,6 +301,50 @@ class ExtendReservationApi(LeanApiView):
         return self.lean(request, reservation_id=reservation_id)
 
 
+PROMO_CODE_RESPONSES = {
+    **RESERVATION_RESPONSES,
+    200: serializers.ReservationSerializer,
+    400: OpenApiResponse(
+        description="Invalid request, or promo_code_invalid, promo_code_expired, promo_code_not_applicable "
+        "(error body)."
+    ),
+    409: OpenApiResponse(
+        description="promo_code_used_up, promo_code_buyer_limit, promo_code_not_stackable, already_booked, "
+        "hold_cancelled or payment_in_progress (error body)."
+    ),
+    410: OpenApiResponse(description="The hold expired (error body)."),
+}
+
+
+@extend_schema(tags=["reservations"])
+@method_decorator(never_cache, name="dispatch")
+class PromoCodeApi(BookingApiView):
+    @extend_schema(request=serializers.PromoCodeInput, responses=PROMO_CODE_RESPONSES)
+    def post(self, request, reservation_id):
+        """Apply a promo code to a hold: its discount becomes a line of price_breakdown and the amount is the new
+        total. Applying a code the hold has changes nothing.
+
+        Limits are exact under concurrency: a code's total uses and its uses per buyer (this API key and
+        session_id) count while a hold holds it and once it is booked; a hold that lapses or is cancelled gives
+        its use back. A code combines with another only when both are stackable.
+        """
+        data = checked(serializers.PromoCodeInput, request.data)
+        reservation = services.apply_promo_code(
+            buyer=key_buyer(request.auth, data["session_id"]), reservation_id=reservation_id, code=data["code"]
+        )
+        return Response(reservation_body(reservation))
+
+    @extend_schema(parameters=[serializers.PromoCodeParameters], responses=PROMO_CODE_RESPONSES)
+    def delete(self, request, reservation_id):
+        """Take a promo code off a hold (`code` in the query), giving its use back; the amount is priced again.
+        A code the hold doesn't have changes nothing."""
+        data = checked(serializers.PromoCodeParameters, request.query_params)
+        reservation = services.remove_promo_code(
+            buyer=key_buyer(request.auth, data["session_id"]), reservation_id=reservation_id, code=data["code"]
+        )
+        return Response(reservation_body(reservation))
+
+
 def request_fingerprint(reservation_id, data):
     """What makes two calls "the same request" for an Idempotency-Key (the card only as part of a hash)."""
     canonical = json.dumps({"reservation": str(reservation_id), **data}, sort_keys=True, default=str)
@@ -415,7 +462,7 @@ class ShowDetailApi(APIView):
             "format": show.format,
             "audio_language": show.spoken_language,
             "subtitles": show.subtitles or None,
-            "price_range": price_range(seats),
+            "price_range": price_range(seats, show.hall.cinema.currency),
             "movie": MovieSerializer(show.movie, context={"country": country}).data,
             "cinema": CinemaSerializer(show.hall.cinema).data,
             "hall": {"id": show.hall.pk, "name": show.hall.name},
@@ -423,7 +470,7 @@ class ShowDetailApi(APIView):
                 {"type": seat_type, "price": str(price)}
                 for seat_type, price in show.prices.order_by("seat_type").values_list("seat_type", "price")
             ],
-            "currency": settings.TICKETING_CURRENCY,
+            "currency": show.hall.cinema.currency,
             "seats": serializers.SeatTypeStatusSerializer(seats, many=True).data,
             "counts": seat_counts(show, at),
         }

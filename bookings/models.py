@@ -4,7 +4,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Upper
 
-from cinemas.models import MenuItem, Seat, SeatType, Show
+from cinemas.models import Cinema, MenuItem, Movie, Seat, SeatType, Show
 from ticketing.models import ApiKey
 
 
@@ -32,8 +32,13 @@ class Reservation(models.Model):
     # The website visitor's network address, for the cap on what one address may hold (empty for the API).
     client_address = models.GenericIPAddressField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RESERVED)
+    # What paying charges: the total of its price breakdown, in its show's cinema's currency.
     amount = models.DecimalField(max_digits=10, decimal_places=2)
     currency = models.CharField(max_length=3)
+    # Its price breakdown (API.md's price_breakdown, and the terms it was priced on), written with `amount` by
+    # the hold functions from bookings_price_breakdown (migration 0016), never by Python: read it through
+    # bookings.services.price_breakdown. Empty only for rows written around the hold functions.
+    price_breakdown = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     held_until = models.DateTimeField()
@@ -49,7 +54,7 @@ class Reservation(models.Model):
     # the hold gives them back to. Written by the hold functions (migrations 0009, 0012), never by Python.
     capped_seats = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
     cap_stripe = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
-    # How often the buyer made its countdown longer (bookings_extend_hold, migration 0018): once at most, which
+    # How often the buyer made its countdown longer (bookings_extend_hold, migration 0020): once at most, which
     # the check below says to every writer.
     extensions = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
 
@@ -345,7 +350,7 @@ class ReservationAddOn(models.Model):
     """Food or drink added to a hold at checkout: `quantity` of one item of its cinema's menu, at the price then.
 
     Adding takes the quantity from the item's stock (its CHECK refuses to sell more than there is); a trigger on
-    Reservation (migration 0016) gives it back when the hold expires or is cancelled, or the booking is, so
+    Reservation (migration 0018) gives it back when the hold expires or is cancelled, or the booking is, so
     whatever ends a reservation (the sweep, a claimer taking over a lapsed hold, the buyer, staff) keeps the
     stock exact.
     """
@@ -373,7 +378,7 @@ GIFT_CARD_BALANCE_CHECK = "bookings_giftcard_balance_in_range"
 class GiftCard(models.Model):
     """A prepaid balance in one currency that pays for bookings, in part or in full (the rest by card).
 
-    `balance` is what is left; its CHECK is what keeps it exact when holds race to spend it (migration 0017's
+    `balance` is what is left; its CHECK is what keeps it exact when holds race to spend it (migration 0019's
     bookings_redeem_gift_card takes from it by a relative UPDATE and takes less when the CHECK refuses).
     """
 
@@ -399,7 +404,7 @@ class GiftCard(models.Model):
 
 class GiftCardRedemption(models.Model):
     """What one gift card paid towards one reservation. Given back to the card (`returned_at`) when the hold
-    ends unpaid (a trigger, migration 0017) or the booking is cancelled (the cancellation's refund)."""
+    ends unpaid (a trigger, migration 0019) or the booking is cancelled (the cancellation's refund)."""
 
     gift_card = models.ForeignKey(GiftCard, on_delete=models.PROTECT, related_name="redemptions")
     reservation = models.ForeignKey(Reservation, on_delete=models.PROTECT, related_name="gift_card_redemptions")
@@ -421,3 +426,109 @@ class GiftCardRedemption(models.Model):
 
     def __str__(self):
         return f"{self.amount} from {self.gift_card} for {self.reservation_id}"
+
+
+class PromoCode(models.Model):
+    """A code that takes a percentage or a fixed amount off a hold's tickets (never the fee), set by staff.
+
+    Buyers type it in any case. It applies within its validity window, to shows of its movies, cinemas and
+    shows (each left empty: any), up to `max_uses` holds and bookings in all and `max_uses_per_buyer` per buyer
+    (an API key and session_id, or a website session: the identity a hold is the buyer's by). `used` counts
+    its live redemptions, kept by the database alone (bookings migration 0017): a redemption is counted when
+    it is applied to a live hold and given back when that hold lapses or is cancelled, or the buyer removes
+    the code; a booking keeps it. The conditional update that counts it and the CHECK constraints make the
+    limits exact however many buyers redeem at once, like the seat claims.
+    """
+
+    class Kind(models.TextChoices):
+        PERCENT = "percent", "Percentage of the tickets"
+        FIXED = "fixed", "Fixed amount off the tickets"
+
+    code = models.CharField(max_length=32, help_text="What buyers type (any case): letters, digits, - and _.")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PERCENT)
+    value = models.DecimalField(
+        max_digits=8, decimal_places=2, help_text="The percentage (e.g. 20 for 20 %), or the amount off."
+    )
+    currency = models.CharField(
+        max_length=3, blank=True, help_text="For a fixed amount: its ISO 4217 currency; it applies to holds in it."
+    )
+    valid_from = models.DateTimeField(null=True, blank=True)
+    valid_until = models.DateTimeField(null=True, blank=True)
+    max_uses = models.PositiveIntegerField(null=True, blank=True, help_text="In all; empty: no limit.")
+    max_uses_per_buyer = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no limit.")
+    stackable = models.BooleanField(default=False, help_text="May be used together with other stackable codes.")
+    movies = models.ManyToManyField(Movie, blank=True, related_name="+", help_text="Empty: every movie.")
+    cinemas = models.ManyToManyField(Cinema, blank=True, related_name="+", help_text="Empty: every cinema.")
+    shows = models.ManyToManyField(Show, blank=True, related_name="+", help_text="Empty: every show.")
+    # Live redemptions (holds and bookings holding it), written by the promo code functions, never by Python.
+    used = models.IntegerField(default=0, db_default=0, editable=False)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.UniqueConstraint(
+                Upper("code"),
+                name="bookings_promocode_code_any_case",
+                violation_error_message="A promo code with this code already exists (in any case).",
+            ),
+            models.CheckConstraint(condition=Q(code__regex=r"^[A-Za-z0-9_-]+$"), name="bookings_promocode_code_chars"),
+            models.CheckConstraint(condition=Q(value__gt=0), name="bookings_promocode_value_positive"),
+            models.CheckConstraint(
+                condition=Q(kind="fixed", currency__regex=r"^[A-Z]{3}$") | Q(kind="percent", value__lte=100),
+                name="bookings_promocode_kind_value",
+            ),
+            models.CheckConstraint(condition=Q(used__gte=0), name="bookings_promocode_used_not_negative"),
+            models.CheckConstraint(
+                condition=Q(max_uses__isnull=True) | Q(used__lte=models.F("max_uses")),
+                name="bookings_promocode_within_max_uses",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_uses_per_buyer__isnull=True) | Q(max_uses_per_buyer__gte=1),
+                name="bookings_promocode_buyer_limit_positive",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.amount} from {self.gift_card} for {self.reservation_id}"
+        return self.code
+
+
+class PromoBuyerUses(models.Model):
+    """How many live redemptions of a promo code one buyer has (`buyer`: "key:<id>:<session>" or
+    "site:<session>"), kept by the promo code functions for its per-buyer limit."""
+
+    promo_code = models.ForeignKey(PromoCode, on_delete=models.CASCADE, related_name="+", db_index=False)
+    buyer = models.CharField(max_length=160)
+    used = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["promo_code", "buyer"], name="bookings_promobuyeruses_one_per_buyer"),
+            models.CheckConstraint(condition=Q(used__gte=0), name="bookings_promobuyeruses_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.buyer}: {self.used} of {self.promo_code_id}"
+
+
+class PromoRedemption(models.Model):
+    """One use of a promo code by one hold; `released_at` once given back (the hold lapsed or was cancelled, or
+    the buyer removed the code). A hold holds a code at most once."""
+
+    promo_code = models.ForeignKey(PromoCode, on_delete=models.PROTECT, related_name="redemptions")
+    reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="promo_redemptions")
+    buyer = models.CharField(max_length=160)
+    created_at = models.DateTimeField()
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reservation", "promo_code"],
+                condition=Q(released_at__isnull=True),
+                name="bookings_promoredemption_once_per_hold",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.promo_code_id} on {self.reservation_id}"

@@ -162,7 +162,15 @@ def _build_json(show_id):
     counts = {"total": len(listed), "available": 0, "held": 0, "booked": 0}
     for seat in listed:
         counts[seat["status"]] += 1
-    content = JSONRenderer().render({"show_id": show.pk, "version": version, "seats": listed, "counts": counts})
+    content = JSONRenderer().render(
+        {
+            "show_id": show.pk,
+            "version": version,
+            "seats": listed,
+            "counts": counts,
+            "currency": show.hall.cinema.currency,
+        }
+    )
     return Built(SeatMapJson(content, etag_of(content)), valid_until=lapses_at)
 
 
@@ -190,19 +198,19 @@ class GridSeat(NamedTuple):
         return self.status in ("available", "yours")
 
 
-def seat_markup(seat, escaped=escape):
+def seat_markup(seat, escaped=escape, currency=None):
     """One seat's label and checkbox on the seat map.
 
     Written in Python rather than the template: a 2,000-seat hall is 2,000 copies of this markup, which took
     the template engine about 230 ms a page and this a few. Row labels and seat types come from staff and are
     escaped; every other value is a number or one of the fixed status words. What a screen reader says
-    ("Row C seat 7, Premium, $15.00, available") is in the active language (the cache keys carry it), the
-    words in data-* stay machine words.
+    ("Row C seat 7, Premium, $15.00, available") is in the active language (the cache keys carry it) and the
+    price in `currency` (the show's cinema's), the words in data-* stay machine words.
     """
     price = seat.price or ""
     row = escaped(seat.row)
     spoken = _spoken_words(get_language())
-    spoken_price = f", {_spoken_price(price, spoken['language'])}" if price else ""
+    spoken_price = f", {_spoken_price(price, currency, spoken['language'])}" if price else ""
     spoken_type = escaped(seat_type_name(seat.type))
     spoken_seat = spoken["seat"] % {"row": row, "number": seat.number}
     return (
@@ -232,8 +240,8 @@ def _spoken_words(language):
 
 
 @functools.lru_cache(maxsize=256)
-def _spoken_price(price, language):
-    return money_text(price)
+def _spoken_price(price, currency, language):
+    return money_text(price, currency)
 
 
 @dataclass
@@ -293,7 +301,7 @@ def _build_picture(show_id):
         show=show,
         version=version,
         seats=tuple(tuple(seat) for seat in grid),
-        markup=[seat_markup(seat, escaped) for seat in grid],
+        markup=[seat_markup(seat, escaped, show.hall.cinema.currency) for seat in grid],
         row_labels=sorted(row_labels.items(), key=lambda item: item[1]),
         columns=max(seat.column for seat in grid),
         lines=max(seat.line for seat in grid),
@@ -317,6 +325,7 @@ class SeatGrid:
         self.yours, self.chosen = set(yours), set(chosen)
         self.version, self.row_labels, self.prices = picture.version, picture.row_labels, picture.prices
         self.columns, self.lines = picture.columns, picture.lines
+        self.currency = picture.show.hall.cinema.currency  # of the prices: the show's cinema's
 
     def _own(self, fields):
         """The seat as this buyer sees it."""
@@ -338,7 +347,7 @@ class SeatGrid:
             markup = list(markup)
             for index, seat in enumerate(self.picture.seats):
                 if seat[0] in self.yours or seat[0] in self.chosen:
-                    markup[index] = seat_markup(self._own(seat))
+                    markup[index] = seat_markup(self._own(seat), currency=self.currency)
         return mark_safe("".join(markup))
 
     def render(self):

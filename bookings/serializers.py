@@ -63,6 +63,24 @@ class PayInput(StrictParameters):
         return attrs
 
 
+def promo_code_field():
+    return serializers.RegexField(
+        r"^\s*[A-Za-z0-9_-]{1,32}\s*$",
+        max_length=40,
+        help_text="The promo code, in any case (1-32 letters, digits, - or _).",
+    )
+
+
+class PromoCodeInput(StrictParameters):
+    session_id = session_id_field()
+    code = promo_code_field()
+
+
+class PromoCodeParameters(StrictParameters):
+    session_id = session_id_field()
+    code = promo_code_field()
+
+
 # --- Output ------------------------------------------------------------------------------------------
 
 
@@ -74,13 +92,55 @@ class ReservedSeatSerializer(serializers.Serializer):
     price = serializers.DecimalField(max_digits=8, decimal_places=2)
 
 
+def money_field(help_text):
+    """An amount in the schema: a decimal string with its currency's decimals (JPY none, USD two, KWD three)."""
+    return serializers.DecimalField(max_digits=12, decimal_places=3, help_text=help_text)
+
+
+class PriceSeatLineSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    type = serializers.CharField()
+    price = money_field("The seat's price as held.")
+
+
+class PriceFeeLineSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text='"Convenience fee": the cinema\'s fee per ticket times the tickets.')
+    amount = money_field("")
+
+
+class PriceTaxLineSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="As the cinema names it, e.g. GST, VAT, Sales tax.")
+    rate = serializers.DecimalField(max_digits=6, decimal_places=3, help_text="Percent.")
+    amount = money_field("")
+    included = serializers.BooleanField(help_text="Included in the prices (true) or added on top (false).")
+
+
+class PriceDiscountLineSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="The promo code.")
+    amount = money_field("Taken off the tickets.")
+
+
+class PriceBreakdownSerializer(serializers.Serializer):
+    seats = PriceSeatLineSerializer(many=True)
+    fees = PriceFeeLineSerializer(many=True)
+    taxes = PriceTaxLineSerializer(many=True)
+    discounts = PriceDiscountLineSerializer(many=True)
+    total = money_field("What paying charges; equals the reservation's amount.")
+    currency = serializers.CharField(help_text="ISO 4217, the cinema's.")
+
+
 class ReservationSerializer(serializers.Serializer):
     reservation_id = serializers.UUIDField()
     status = serializers.CharField(help_text="Reserved, Booked, Expired or Cancelled (Reservation Successful on 201).")
     show_id = serializers.IntegerField()
     seats = ReservedSeatSerializer(many=True)
-    amount = serializers.DecimalField(max_digits=10, decimal_places=2)
-    currency = serializers.CharField()
+    amount = money_field("The total of price_breakdown: what paying charges.")
+    currency = serializers.CharField(help_text="ISO 4217, the cinema's.")
+    price_breakdown = PriceBreakdownSerializer(
+        required=False,
+        help_text="Per-seat prices, the fee, the tax, the promo codes' discounts and the total (bookings migration "
+        "0016 computes them). Absent only for reservations made around the hold functions.",
+    )
     created_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField()
     booking_code = serializers.CharField(required=False, help_text="When Booked.")
@@ -170,3 +230,4 @@ class SeatMapSerializer(serializers.Serializer):
     version = serializers.IntegerField()
     seats = SeatMapSeatSerializer(many=True)
     counts = SeatCountsSerializer()
+    currency = serializers.CharField(help_text="ISO 4217 code of the prices: the show's cinema's.")

@@ -10,6 +10,9 @@ urlpatterns = [
     path(
         "reservations/<uuid:reservation_id>/extend", api.ExtendReservationApi.as_view(), name="api-reservation-extend"
     ),
+    path(
+        "reservations/<uuid:reservation_id>/promo-code", api.PromoCodeApi.as_view(), name="api-reservation-promo-code"
+    ),
     path("shows/<int:show_id>", api.ShowDetailApi.as_view(), name="api-show"),
     path("shows/<int:show_id>/seats", api.SeatMapApi.as_view(), name="api-show-seats"),
     path("shows/<int:show_id>/menu", api.MenuApi.as_view(), name="api-show-menu"),

@@ -12,5 +12,7 @@ urlpatterns = [
     path("holds/<uuid:reservation_id>/pay", views.pay, name="pay"),
     path("holds/<uuid:reservation_id>/cancel", views.cancel, name="cancel-hold"),
     path("holds/<uuid:reservation_id>/extend", views.extend, name="extend-hold"),
+    path("holds/<uuid:reservation_id>/promo-code", views.apply_promo, name="apply-promo-code"),
+    path("holds/<uuid:reservation_id>/promo-code/remove", views.remove_promo, name="remove-promo-code"),
     path("tickets/<uuid:reservation_id>/", views.ticket, name="ticket"),
 ]

@@ -23,6 +23,7 @@ from bookings.seat_maps import SeatGrid, seat_picture, show_with_catalog
 from bookings.services import (
     BestAvailable,
     BookingError,
+    apply_promo_code,
     cancel_hold,
     change_seats,
     check_in_ticket,
@@ -32,6 +33,8 @@ from bookings.services import (
     find_ticket,
     hold_seats,
     pay_for_reservation,
+    price_breakdown,
+    remove_promo_code,
     ticket_token,
 )
 from bookings.services.add_ons import MAX_PER_ITEM, choose_add_ons, order_form_lines, pickup
@@ -295,13 +298,24 @@ def _amount_due(reservation):
     return reservation.amount - gift_cards_paid(reservation)[1]
 
 
-def _hold_page(request, reservation, *, form=None, refusal=None, status=200):
+class PromoCodeForm(forms.Form):
+    code = forms.RegexField(
+        label=gettext_lazy("Promo code"),
+        regex=r"^\s*[A-Za-z0-9_-]{1,32}\s*$",
+        max_length=40,
+        error_messages={"invalid": gettext_lazy("A promo code is letters and digits, without spaces.")},
+        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"}),
+    )
+
+
+def _hold_page(request, reservation, *, form=None, refusal=None, promo_form=None, promo_refusal=None, status=200):
     at = timezone.now()
     show = reservation.show
     gift_lines, gift_total = gift_cards_paid(reservation)
     amount_due = reservation.amount - gift_total
     context = {
         "reservation": reservation,
+        "breakdown": price_breakdown(reservation),
         "show": show,
         "cinema": show.hall.cinema,
         "state": reservation.status_at(at),
@@ -318,6 +332,8 @@ def _hold_page(request, reservation, *, form=None, refusal=None, status=200):
         "add_ons_max": MAX_PER_ITEM,
         "may_extend": reservation.extensions == 0,
         "extension_words": duration_words(settings.TICKETING_HOLD_EXTENSION_SECONDS),
+        "promo_form": promo_form or PromoCodeForm(),
+        "promo_refusal": promo_refusal,
     }
     return render(request, "bookings/hold.html", context, status=status)
 
@@ -412,6 +428,47 @@ def pay(request, reservation_id):
 
 @never_cache
 @require_POST
+def apply_promo(request, reservation_id):
+    """Apply a promo code at checkout: the page shows its discount line and the new total, or why not."""
+    reservation = _own_reservation(request, reservation_id)
+    promo_form = PromoCodeForm(request.POST)
+    if not promo_form.is_valid():
+        return _hold_page(request, reservation, promo_form=promo_form, status=400)
+    try:
+        apply_promo_code(
+            buyer=session_buyer(request), reservation_id=reservation.pk, code=promo_form.cleaned_data["code"]
+        )
+    except BookingError as refusal:
+        return _promo_code_refused(request, reservation, refusal, promo_form=promo_form)
+    return redirect("hold", reservation_id=reservation.pk)
+
+
+@never_cache
+@require_POST
+def remove_promo(request, reservation_id):
+    """Take a promo code off at checkout; the page shows the total without it."""
+    reservation = _own_reservation(request, reservation_id)
+    try:
+        remove_promo_code(
+            buyer=session_buyer(request), reservation_id=reservation.pk, code=request.POST.get("code", "")[:40]
+        )
+    except BookingError as refusal:
+        return _promo_code_refused(request, reservation, refusal)
+    return redirect("hold", reservation_id=reservation.pk)
+
+
+def _promo_code_refused(request, reservation, refusal, *, promo_form=None):
+    """Checkout again, saying beside the promo code form why the code was refused (a booking: its ticket)."""
+    if refusal.code == "already_booked":
+        return redirect("ticket", reservation_id=reservation.pk)
+    reservation.refresh_from_db()
+    return _hold_page(
+        request, reservation, promo_form=promo_form, promo_refusal=refusal, status=site_status(refusal.code)
+    )
+
+
+@never_cache
+@require_POST
 def cancel(request, reservation_id):
     """Give the hold up: its seats are free at once, and the map says so."""
     reservation = _own_reservation(request, reservation_id)
@@ -456,6 +513,7 @@ def ticket(request, reservation_id):
     show = reservation.show
     context = {
         "reservation": reservation,
+        "breakdown": price_breakdown(reservation),
         "show": show,
         "cinema": show.hall.cinema,
         "seats": reservation.seat_labels(),

@@ -12,6 +12,7 @@ import re
 from datetime import MAXYEAR, MINYEAR, UTC, date, datetime, time, timedelta
 from urllib.parse import urlencode
 
+from babel.numbers import get_currency_precision, list_currencies
 from django import forms
 from django.contrib import admin
 from django.contrib.admin import widgets
@@ -159,13 +160,42 @@ class CityAdmin(CatalogEdits, ModelAdmin):
     search_fields = ["name", "state", "country"]
 
 
+class CinemaForm(forms.ModelForm):
+    def clean_currency(self):
+        """An ISO 4217 code Babel knows, whose amounts fit the two decimals reservations and payments store."""
+        code = self.cleaned_data["currency"].strip().upper()
+        if code not in list_currencies():
+            raise forms.ValidationError("Not an ISO 4217 currency code (e.g. USD, INR, GBP, EUR, JPY).")
+        if get_currency_precision(code) > 2:
+            raise forms.ValidationError(
+                f"{code} has {get_currency_precision(code)} decimals; amounts are stored with at most 2."
+            )
+        return code
+
+
 @admin.register(Cinema)
 class CinemaAdmin(CatalogEdits, ModelAdmin):
-    list_display = ["name", "city", "time_zone", "postal_code", "links"]
-    list_filter = ["time_zone", "city__country", "city"]
+    form = CinemaForm
+    list_display = ["name", "city", "time_zone", "currency", "postal_code", "links"]
+    list_filter = ["time_zone", "city__country", "city", "currency"]
     list_select_related = ["city"]
     search_fields = ["name", "postal_code", "city__name"]
     autocomplete_fields = ["city"]
+    fieldsets = [
+        (None, {"fields": ["city", "name", "address", "postal_code", "latitude", "longitude", "time_zone"]}),
+        (
+            "Money",
+            {
+                "fields": ["currency", "convenience_fee", "tax_name", "tax_rate", "tax_included"],
+                "description": "A hold is priced on these when it is made (bookings' price breakdown): the seats' "
+                "prices, the fee per ticket, and the tax, included in the prices or added on top.",
+            },
+        ),
+        (
+            "After the sale",
+            {"fields": ["cancellation_cutoff_minutes", "refund_policy", "refund_percent", "companion_release_minutes"]},
+        ),
+    ]
 
     @admin.display(description="See")
     def links(self, cinema):

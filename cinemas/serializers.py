@@ -210,13 +210,13 @@ class PriceRangeSerializer(serializers.Serializer):
     currency = serializers.CharField(help_text="ISO 4217.")
 
 
-def price_range(seat_statuses):
-    """`{"min", "max", "currency"}` (decimal strings) over a show's seat types' prices (seat_type_statuses), or
-    None if it has none."""
+def price_range(seat_statuses, currency):
+    """`{"min", "max", "currency"}` (decimal strings) over a show's seat types' prices (seat_type_statuses), in
+    `currency` (its cinema's), or None if it has none."""
     prices = [entry["price"] for entry in seat_statuses]
     if not prices:
         return None
-    return PriceRangeSerializer({"min": min(prices), "max": max(prices), "currency": settings.TICKETING_CURRENCY}).data
+    return PriceRangeSerializer({"min": min(prices), "max": max(prices), "currency": currency}).data
 
 
 class ShowContentFields(serializers.Serializer):
@@ -233,7 +233,7 @@ class ShowContentFields(serializers.Serializer):
 
     @extend_schema_field(PriceRangeSerializer(allow_null=True))
     def get_price_range(self, show):
-        return price_range(show.seats)
+        return price_range(show.seats, show.hall.cinema.currency)
 
 
 class ShowtimeSerializer(ShowContentFields):

@@ -140,6 +140,7 @@ migrate_and_seed() {
     if seed_demo_exists; then
         say "seeding the demo data"
         "$PYTHON" manage.py seed_demo
+        "$PYTHON" manage.py seed_promo_codes >/dev/null
     else
         warn "no seed_demo command yet: the site starts empty (no admin user, no demo API key)"
     fi
@@ -278,6 +279,10 @@ print_banner() {
         echo "  Demo API key: $api_key   (send it as the X-API-Key header)"
     else
         echo "  Demo API key: not available (cinemas/demo.py has no DEMO_API_KEY yet)"
+    fi
+    if [[ "$MODE" != serve || "${TICKETING_SEED_DEMO:-0}" == 1 ]]; then
+        "$PYTHON" -c 'import django; django.setup(); from bookings.demo import DEMO_PROMO_CODES
+for code, about, _ in DEMO_PROMO_CODES: print(f"  Promo code:   {code} ({about})")' 2>/dev/null || true
     fi
     echo "  Database:     ${DATABASE_URL}"
     echo "  Redis:        ${REDIS_URL:-none (in-process channel layer, cache and tasks)}"

@@ -74,3 +74,21 @@ def make_api_key(name=None, rate_per_minute=1000, held_seats_per_show=None):
         held_seats_per_show=held_seats_per_show,
     )
     return raw_key
+
+
+# A cinema's money as New York's: sales tax added on top, a fee per ticket (cinemas.Cinema's money fields).
+NY_SALES_TAX = {
+    "currency": "USD",
+    "tax_name": "Sales tax",
+    "tax_rate": Decimal("8.875"),
+    "tax_included": False,
+    "convenience_fee": Decimal("1.50"),
+}
+
+
+def make_priced_show(money, regular, premium):
+    """A show at a new cinema with these money fields (`money`), its Premium seats at `premium`, the others at
+    `regular`."""
+    hall = make_hall(cinema=make_cinema(**money))
+    prices = {seat_type: Decimal(premium if seat_type == "Premium" else regular) for seat_type in hall.capacity}
+    return make_show(hall=hall, prices=prices)

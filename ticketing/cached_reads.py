@@ -27,7 +27,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.core.cache import caches
 from django.db import connection, transaction
 from django.utils import timezone
@@ -87,12 +86,12 @@ def mark_changed(*names):
 
 
 def variant():
-    """What every cached answer also depends on besides its data: language, time zone and currency.
+    """What every cached answer also depends on besides its data: language and time zone.
 
-    Answers render times in the active time zone (DRF does) and words in the active language; none leaks
-    into a request made under another.
+    Answers render times in the active time zone (DRF does) and words and amounts in the active language; none
+    leaks into a request made under another. Currencies are data (each cinema's), not a variant.
     """
-    return f"{get_language()}|{timezone.get_current_timezone_name()}|{settings.TICKETING_CURRENCY}"
+    return f"{get_language()}|{timezone.get_current_timezone_name()}"
 
 
 def cache_key(kind, generations_seen, *parts):

@@ -111,6 +111,15 @@ ERROR_CODES = {
     "booking_code_taken": ErrorCode(400, _("The booking code drawn is taken; draw another.")),
     "idempotency_mismatch": ErrorCode(409, _("This Idempotency-Key was used for a different request.")),
     "idempotency_in_flight": ErrorCode(409, _("A request with this Idempotency-Key is still running."), retry_after=2),
+    # Promo codes (bookings migration 0017)
+    "promo_code_invalid": ErrorCode(400, _("There is no such promo code; check how it is spelt.")),
+    "promo_code_expired": ErrorCode(400, _("This promo code can't be used now: it has expired or not started yet.")),
+    "promo_code_not_applicable": ErrorCode(400, _("This promo code doesn't apply to this show or its prices.")),
+    "promo_code_not_stackable": ErrorCode(
+        409, _("This promo code can't be combined with the one already applied; remove that one first.")
+    ),
+    "promo_code_used_up": ErrorCode(409, _("This promo code has been used as many times as it allows.")),
+    "promo_code_buyer_limit": ErrorCode(409, _("You have used this promo code as many times as it allows.")),
     # Tickets at the door (the staff's check-in page shows the verdict, whatever it is)
     "ticket_invalid": ErrorCode(400, _("This is not a valid ticket.")),
     "ticket_used": ErrorCode(400, _("This ticket was already used at {checked_in_at}.")),

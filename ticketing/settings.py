@@ -238,6 +238,8 @@ TICKETING_MAX_SEATS = env_int("TICKETING_MAX_SEATS", 10, minimum=1)
 # Generous, as many people can share an address behind a carrier's NAT.
 TICKETING_MAX_HELD_SEATS_PER_ADDRESS = env_int("TICKETING_MAX_HELD_SEATS_PER_ADDRESS", 40, minimum=1)
 TICKETING_DEFAULT_KEY_HELD_SEATS = env_int("TICKETING_DEFAULT_KEY_HELD_SEATS", 200, minimum=1)
+# The currency of amounts that name none and of the demo's cinemas where it has no other: every cinema has its own
+# (cinemas.Cinema.currency), which its holds, bookings and payments are in.
 TICKETING_CURRENCY = env_str("TICKETING_CURRENCY", "USD")
 if not re.fullmatch(r"[A-Z]{3}", TICKETING_CURRENCY):
     raise ImproperlyConfigured(f"TICKETING_CURRENCY must be an ISO 4217 code such as USD, got {TICKETING_CURRENCY!r}")

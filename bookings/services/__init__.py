@@ -10,8 +10,8 @@ The rules that keep a sale correct live here, each in one transaction:
   provider refunds are sent after commit, never from inside a transaction that may roll back; the provider is
   never called while a row is locked.
 
-The functions live in holds.py, payments.py, tickets.py, mail.py, add_ons.py (food and drink) and
-gift_cards.py; they are all importable from here.
+The functions live in holds.py, payments.py, prices.py, promo_codes.py, add_ons.py (food and drink),
+gift_cards.py, tickets.py and mail.py; they are all importable from here.
 """
 
 from bookings.services.add_ons import choose_add_ons
@@ -55,12 +55,15 @@ from bookings.services.payments import (
     reconcile_payments,
     settle_refund,
 )
+from bookings.services.prices import PriceBreakdown, price_breakdown
+from bookings.services.promo_codes import apply_promo_code, remove_promo_code
 from bookings.services.tickets import check_in_ticket, find_ticket, ticket_token
 
 __all__ = [
     "BestAvailable",
     "BookingError",
     "MailNotSent",
+    "PriceBreakdown",
     "aabandon_idempotent_request",
     "abandon_idempotent_request",
     "abegin_idempotent_request",
@@ -68,6 +71,7 @@ __all__ = [
     "achange_seats",
     "aextend_hold",
     "afinish_idempotent_request",
+    "apply_promo_code",
     "ahold_seats",
     "apay_for_reservation",
     "begin_idempotent_request",
@@ -87,10 +91,12 @@ __all__ = [
     "hold_seats_for_waiter",
     "issue_gift_card",
     "pay_for_reservation",
+    "price_breakdown",
     "queue_mail",
     "reconcile_payments",
     "redeem_gift_card",
     "release_lapsed_holds",
+    "remove_promo_code",
     "requeue_overdue_mail",
     "resend_mail",
     "send_outgoing_mail",

@@ -1,7 +1,7 @@
 """Food and drink added to a hold at checkout, taken from its cinema's menu and stock.
 
 The stock is exact under concurrency because the database says so: the stock's CHECK (cinemas.models.STOCK_CHECK)
-refuses a take that would leave less than none, whoever raced it, and a trigger (bookings migration 0016) gives
+refuses a take that would leave less than none, whoever raced it, and a trigger (bookings migration 0018) gives
 the stock back when a reservation ends unpaid or a booking is cancelled.
 """
 

@@ -1,6 +1,6 @@
 """Gift cards: issuing them, and redeeming one for a hold, so that the card pays only the rest (or nothing).
 
-What a card may pay lives once, in bookings_redeem_gift_card (migration 0017): the hold live and its buyer's,
+What a card may pay lives once, in bookings_redeem_gift_card (migration 0019): the hold live and its buyer's,
 the card's currency and expiry, and a balance kept exact by its CHECK however many holds spend it at once. Paying
 (bookings.services.payments) charges the hold's amount less what its gift cards paid; a hold that ends unpaid
 gives them back (a trigger), and a cancelled booking through its refund.

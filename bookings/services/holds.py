@@ -1,7 +1,7 @@
 """Holds: claiming seats all or nothing, swapping them, giving them up, more time once, and the sweep of
 lapsed holds.
 
-Every decision is one call of a SQL function kept in bookings migrations 0009-0014 and 0018 (bookings_hold_seats,
+Every decision is one call of a SQL function kept in bookings migrations 0009-0014, 0016 and 0020 (bookings_hold_seats,
 bookings_change_seats, bookings_cancel_hold, bookings_extend_hold, bookings_release_lapsed, bookings_release):
 the waiting-line check, the session and client caps, taking over lapsed claims, the claims themselves, the
 one extension and the choice of refusal live there once, for the API, the website, the waiting line and staff.
@@ -156,7 +156,9 @@ def _held_seats(rows):
     ]
 
 
-def _reservation(buyer, show_id, *, pk, status, amount, currency, created_at, expires_at, seats, ended_at=None):
+def _reservation(
+    buyer, show_id, *, pk, status, amount, currency, created_at, expires_at, seats, breakdown, ended_at=None
+):
     """The Reservation a hold function described, as the answer shows it, without reading it back."""
     reservation = Reservation(
         pk=pk,
@@ -167,6 +169,7 @@ def _reservation(buyer, show_id, *, pk, status, amount, currency, created_at, ex
         status=status,
         amount=amount,
         currency=currency,
+        price_breakdown=breakdown,
         created_at=created_at,
         expires_at=expires_at,
         held_until=expires_at + timedelta(seconds=settings.TICKETING_HOLD_GRACE_SECONDS),
@@ -394,18 +397,18 @@ def _hold_call(buyer, show_id, seat_ids, *, at, count=None, best=None, check_lin
         settings.TICKETING_MAX_SEATS,
         timedelta(seconds=settings.TICKETING_HOLD_SECONDS),
         timedelta(seconds=settings.TICKETING_HOLD_GRACE_SECONDS),
-        settings.TICKETING_CURRENCY,
         at,
     )
 
 
 def _held(buyer, show_id, at, row):
     """The new hold from bookings_hold_seats' row: a change of seats (_changed) from none to all of them held,
-    in the settings' currency, its clock starting `at`."""
-    reservation_id, version, amount, seats, freed = row
+    in its price breakdown's currency (the show's cinema's), its clock starting `at`."""
+    reservation_id, version, amount, seats, freed, breakdown = row
     changes = [(seat_id, "held") for seat_id, *_ in seats]
     expires_at = at + timedelta(seconds=settings.TICKETING_HOLD_SECONDS)
-    change = (show_id, version, amount, seats, changes, freed, settings.TICKETING_CURRENCY, at, expires_at)
+    currency = breakdown["currency"]
+    change = (show_id, version, amount, seats, changes, freed, currency, at, expires_at, breakdown)
     return _changed(buyer, reservation_id, change)
 
 
@@ -454,7 +457,7 @@ def _change_call(buyer, reservation_id, seat_ids, *, at):
 def _changed(buyer, reservation_id, row):
     """The hold from bookings_change_seats' row; pushes its seats' changes (and any freed by takeovers) after
     commit."""
-    show_id, version, amount, seats, changes, freed, currency, created_at, expires_at = row
+    show_id, version, amount, seats, changes, freed, currency, created_at, expires_at, breakdown = row
     reservation = _reservation(
         buyer,
         show_id,
@@ -465,6 +468,7 @@ def _changed(buyer, reservation_id, row):
         created_at=created_at,
         expires_at=expires_at,
         seats=seats,
+        breakdown=breakdown,
     )
     announce_freed_seats(freed)
     announce_seat_changes(show_id, version, [tuple(change) for change in changes])
@@ -500,8 +504,8 @@ def _cancelled(buyer, reservation_id, row):
 
 def _described(buyer, reservation_id, described, *, status, ended_at=None):
     """The reservation from what bookings_cancel_hold and bookings_extend_hold return of it: its show, amount,
-    currency, clock and seats."""
-    show_id, amount, currency, created_at, expires_at, seats = described
+    currency, clock, seats and price breakdown."""
+    show_id, amount, currency, created_at, expires_at, seats, breakdown = described
     return _reservation(
         buyer,
         show_id,
@@ -512,6 +516,7 @@ def _described(buyer, reservation_id, described, *, status, ended_at=None):
         created_at=created_at,
         expires_at=expires_at,
         seats=seats,
+        breakdown=breakdown,
         ended_at=ended_at,
     )
 
@@ -521,7 +526,7 @@ def extend_hold(*, buyer, reservation_id, at=None):
     TICKETING_HOLD_EXTENSION_SECONDS longer, once, before the hold lapses. Returns the reservation with its new
     `expires_at`.
 
-    One call of bookings_extend_hold (bookings migration 0018), which locks the reservation row: of two
+    One call of bookings_extend_hold (bookings migration 0020), which locks the reservation row: of two
     requests at once the second finds the hold extended. `held_until` moves with `expires_at` and never back, so
     a payment in flight keeps the longer of its own extension and the new time, and a declined card gives the
     hold its extended clock back. Raises BookingError: not_found, hold_expired (410), hold_cancelled,

@@ -28,6 +28,7 @@ from bookings.models import OutgoingMail, Payment, Reservation
 from bookings.services.add_ons import pickup
 from bookings.services.errors import BookingError
 from bookings.services.holds import find_reservation
+from bookings.services.prices import price_breakdown
 from bookings.services.tickets import ticket_token
 
 logger = logging.getLogger(__name__)
@@ -238,7 +239,12 @@ def _compose_mail(mail):
         message = _message(
             subject=gettext("Your tickets: %(when)s") % {"when": when},
             template="bookings/ticket_email.txt",
-            context={**context, "seats": reservation.seat_labels(), "pickup": pickup(reservation)},
+            context={
+                **context,
+                "seats": reservation.seat_labels(),
+                "breakdown": price_breakdown(reservation),
+                "pickup": pickup(reservation),
+            },
             to=mail.address,
         )
         png = ticket_codes.qr_png(ticket_token(reservation))

@@ -283,6 +283,7 @@ def _reservation_of(described):
         status=described["status"],
         amount=Decimal(described["amount"]),
         currency=described["currency"],
+        price_breakdown=described.get("price_breakdown"),
         created_at=moment(described["created_at"]),
         expires_at=moment(described["expires_at"]),
         held_until=moment(described["held_until"]),

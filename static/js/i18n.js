@@ -20,9 +20,16 @@ export const interpolate = (format, values) => format.replace(/%\((\w+)\)s/g, (w
 const decimalSeparator = () =>
   (typeof catalog.get_format === 'function' && catalog.get_format('DECIMAL_SEPARATOR')) || '.';
 
-// A price in cents as the page's language writes it: "$30.00", "30,00 US$" (ticketing/templatetags/site_format.py).
-export const money = (cents) =>
-  interpolate(gettext('$%(amount)s'), { amount: (cents / 100).toFixed(2).replace('.', decimalSeparator()) });
+// A price in hundredths of `currency` (ISO 4217: the show's cinema's) as the page's language writes it, with the
+// currency's symbol and decimals from the browser's CLDR data as the server's come from Babel's: "$30.00",
+// "₹900.00", "30,00 US$" (ticketing/templatetags/site_format.py). Without a currency or Intl: dollars.
+export const money = (cents, currency) => {
+  if (currency && typeof Intl === 'object') {
+    const language = document.documentElement.lang || 'en';
+    return new Intl.NumberFormat(language, { style: 'currency', currency }).format(cents / 100);
+  }
+  return interpolate(gettext('$%(amount)s'), { amount: (cents / 100).toFixed(2).replace('.', decimalSeparator()) });
+};
 
 // "A1, A2 and A3" in the page's language.
 export const listOf = (words) =>

@@ -1,7 +1,8 @@
 // The live seat map of a show: the markup is templates/bookings/seat_map.html and _seat_grid.html.
 //
 // What it does:
-// - keeps the selection within data-max-seats and #selection-summary current ("2 seats: A1, A2 · $30.00");
+// - keeps the selection within data-max-seats and #selection-summary current ("2 seats: A1, A2 · $30.00", in
+//   the grid's data-currency);
 // - explains the no-single-empty-seat rule early (the server is the one that enforces it);
 // - follows the show's WebSocket and applies pushed seat changes, re-reading the grid (data-map-url) after a
 //   reconnect or when the server's version is ahead of the grid's, since pushes are at most once;
@@ -183,7 +184,7 @@ function setUp(form) {
     if (chosen.length) {
       const total = chosen.reduce((sum, seat) => sum + cents(seat.dataset.price), 0);
       const sentence = ngettext('%(count)s seat: %(seats)s · %(total)s', '%(count)s seats: %(seats)s · %(total)s', chosen.length);
-      text = interpolate(sentence, { count: chosen.length, seats: chosen.map(labelOf).join(', '), total: money(total) });
+      text = interpolate(sentence, { count: chosen.length, seats: chosen.map(labelOf).join(', '), total: money(total, grid()?.dataset.currency) });
     }
     const stranded = strandedSeats(chosen).map(labelOf);
     const hint = stranded.length

@@ -43,8 +43,9 @@ def database():
 def hold_in_sql(db, show, seats, *, session="alice", cap=None, api_key=None, at=None, best=False, count=None):
     """One call of bookings_hold_seats; returns its row, or raises psycopg's error (a refusal is SQLSTATE TKR01)."""
     return db.execute(
-        "SELECT * FROM bookings_hold_seats(%s, NULL, %s, %s, NULL, %s, %s, %s, %s, NULL, true, %s, 10,"
-        " interval '300 seconds', interval '5 seconds', 'USD', %s)",
+        "SELECT reservation_id, version, amount, seats, freed FROM bookings_hold_seats("
+        "%s, NULL, %s, %s, NULL, %s, %s, %s, %s, NULL, true, %s, 10,"
+        " interval '300 seconds', interval '5 seconds', %s)",
         [show.pk, api_key, session, cap, count or len(seats), seats, best, OPEN_TYPES, at or timezone.now()],
     ).fetchone()
 

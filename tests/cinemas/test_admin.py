@@ -485,3 +485,57 @@ def test_writing_off_more_than_is_left_is_refused_on_the_form_and_changes_nothin
     assert form_errors(response) == {"restock": ["Only 4 are left to write off."]}
     item.refresh_from_db()
     assert (item.stock, item.price) == (4, Decimal("6.00"))
+
+
+# --- A cinema's money ----------------------------------------------------------------------------------------
+
+
+def cinema_form(cinema, **changes):
+    fields = {
+        "city": cinema.city_id,
+        "name": cinema.name,
+        "address": cinema.address,
+        "postal_code": cinema.postal_code,
+        "latitude": cinema.latitude,
+        "longitude": cinema.longitude,
+        "time_zone": cinema.time_zone,
+        "currency": "INR",
+        "convenience_fee": "30",
+        "tax_name": "GST",
+        "tax_rate": "18",
+        "tax_included": "on",
+        "cancellation_cutoff_minutes": 120,
+        "refund_policy": "fee_kept",
+        "refund_percent": 100,
+        "companion_release_minutes": 60,
+    }
+    return {**fields, **changes}
+
+
+def test_staff_set_a_cinemas_currency_tax_and_fee_on_its_page(admin_client):
+    cinema = make_cinema()
+
+    response = admin_client.post(url("cinema", "change", cinema.pk), cinema_form(cinema, currency="inr"))
+
+    assert response.status_code == 302, form_errors(response)
+    cinema.refresh_from_db()
+    assert (cinema.currency, cinema.tax_name, cinema.tax_rate, cinema.tax_included, cinema.convenience_fee) == (
+        "INR",
+        "GST",
+        Decimal("18"),
+        True,
+        Decimal("30"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("currency", "problem"), [("XYZ", "Not an ISO 4217 currency code"), ("KWD", "KWD has 3 decimals")]
+)
+def test_a_currency_the_site_cannot_price_in_is_refused_on_the_form(admin_client, currency, problem):
+    cinema = make_cinema()
+
+    response = admin_client.post(url("cinema", "change", cinema.pk), cinema_form(cinema, currency=currency))
+
+    assert response.status_code == 200 and problem in form_errors(response)["currency"][0]
+    cinema.refresh_from_db()
+    assert cinema.currency == "USD"

@@ -242,4 +242,4 @@ def test_a_sold_out_showtime_still_shows_its_format_and_prices(client, scene):
 def test_the_price_range_is_written_the_spanish_way_on_a_spanish_page(client, scene):
     show, url = the_harbor_in_new_york(scene)
     chip = showtime(client.get(url, headers={"accept-language": "es"}).content.decode(), show)
-    assert "10,00 US$ a 15,00 US$" in chip
+    assert "10,00\xa0US$ a 15,00\xa0US$" in chip

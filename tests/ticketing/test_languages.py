@@ -211,11 +211,11 @@ def test_prices_and_the_seats_spoken_names_are_in_the_reader_s_language(client, 
     english = client.get(address).content.decode()
     spanish = client.get(address, HTTP_ACCEPT_LANGUAGE="es").content.decode()
     assert re.search(r"Regular \$10\.00</li>", english)
-    assert re.search(r"Normal 10,00 US\$</li>", spanish)
+    assert re.search(r"Normal 10,00\xa0US\$</li>", spanish)
     # tests.factories.SMALL_PLAN: row A is premium, row B regular.
     assert "Row A seat 1, Premium, $15.00, available</span>" in english
-    assert "Fila A butaca 1, Premium, 15,00 US$, libre</span>" in spanish
-    assert "Fila B butaca 2, Normal, 10,00 US$, libre</span>" in spanish
+    assert "Fila A butaca 1, Premium, 15,00\xa0US$, libre</span>" in spanish
+    assert "Fila B butaca 2, Normal, 10,00\xa0US$, libre</span>" in spanish
     # What the scripts read stays machine words and machine numbers.
     assert re.search(r'data-status="available" data-version="\d+" data-label="A1" data-price="15.00"', spanish)
     assert 'data-max-seats="10"' in spanish
@@ -229,7 +229,7 @@ def test_the_checkout_speaks_spanish_with_the_amount_in_spanish_digits(client, s
     held = client.post(f"/shows/{show.pk}/hold", {"seats": [seat.pk]})
     assert held.status_code == 302
     page = client.get(held["Location"]).content.decode()
-    assert "<h1>Pago</h1>" in page and "Pagar 15,00 US$" in page and "Tiempo para pagar:" in page
+    assert "<h1>Pago</h1>" in page and "Pagar 15,00\xa0US$" in page and "Tiempo para pagar:" in page
     assert re.search(r'data-seconds-left="\d+"', page)
     assert "Número de tarjeta" in page and "Anular la reserva" in page
 

@@ -106,6 +106,7 @@ def test_make_run_answers_the_readme_s_example_logs_each_line_once_mails_its_own
     assert "celery@" in log and " ready." in log, log  # the worker still says what it does...
     assert "Sending due task" not in log, log  # ...but beat's ticks
     assert "Task bookings.release_lapsed_holds[" not in log and "Task waiting.tend_waiting_lines[" not in log, log
+    assert "Promo code:   WELCOME10 (10 % off the tickets, any show)" in log, log  # the demo's codes, in the banner
     assert "[run] stopped" in log, log
     assert "make: ***" not in log, log  # no "Error 130"
     time.sleep(1)

@@ -1,18 +1,22 @@
 """Filters for words and numbers the pages show in the reader's language (`{% load site_format %}`).
 
-`{{ amount|money }}`: a price as the language writes it ("$15.00" in English, "15,00 US$" in Spanish). Prices
-are Decimal in TICKETING_CURRENCY (dollars in the demo); the digits follow the language's decimal separator
-(Django's number formats) and the sign's place is a sentence of the catalog (locale/).
+`{{ amount|money:currency }}`: an amount in its currency (ISO 4217: a cinema's, a reservation's) as the reader's
+language writes it, with the currency's symbol, through Babel (CLDR): "₹450.00", "£12.50", "$15.00" in
+English; "12,00 €", "15,00 US$" in Spanish. Rounded to the currency's own decimals (Babel's currency
+precision: JPY none, USD two, KWD three), half away from zero as the price breakdown rounds (bookings
+migration 0016), in Decimal only. Without a currency: settings.TICKETING_CURRENCY, the default for amounts
+that name none.
 
 `{{ seat.type|seat_type }}`: a seat type's name (the stored words, cinemas.models.SeatType, are machine words
 the API and the CSS classes use; only what people read is translated).
 """
 
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from babel.numbers import format_currency, get_currency_precision
 from django import template
-from django.utils import formats
-from django.utils.translation import gettext, pgettext_lazy
+from django.conf import settings
+from django.utils.translation import get_language, pgettext_lazy, to_locale
 
 register = template.Library()
 
@@ -25,16 +29,17 @@ SEAT_TYPE_NAMES = {
 }
 
 
-def money_text(amount):
-    """The price `amount` (a Decimal, or its text) in the active language; "" for none."""
+def money_text(amount, currency=None):
+    """The `amount` (a Decimal, or its text) in `currency` (ISO 4217) in the active language; "" for none."""
     if amount is None or amount == "":
         return ""
     try:
         value = Decimal(amount)
     except (InvalidOperation, TypeError, ValueError):
         return str(amount)
-    # Translators: a price; %(amount)s is the number with its two decimals, already in the language's digits.
-    return gettext("$%(amount)s") % {"amount": formats.number_format(value, 2, use_l10n=True)}
+    code = currency or settings.TICKETING_CURRENCY
+    value = value.quantize(Decimal(1).scaleb(-get_currency_precision(code)), rounding=ROUND_HALF_UP)
+    return format_currency(value, code, locale=to_locale(get_language() or settings.LANGUAGE_CODE))
 
 
 def seat_type_name(word):

@@ -218,7 +218,7 @@ def drop_functions(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('bookings', '0016_add_ons'),
+        ('bookings', '0018_add_ons'),
     ]
 
     operations = [

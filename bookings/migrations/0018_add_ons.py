@@ -42,7 +42,7 @@ def drop_trigger(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('bookings', '0015_outgoing_mail_language'),
+        ('bookings', '0017_promo_codes'),
         ('cinemas', '0007_menu'),
     ]
 

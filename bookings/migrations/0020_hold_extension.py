@@ -16,11 +16,12 @@ FUNCTION = r"""
 -- expires_at plus p_grace, the hold's lapse without a payment): past it, a hold kept only by a payment in
 -- flight is the payment's to end (payment_in_progress). Locks the reservation row. Refuses not_found,
 -- already_booked, hold_expired, hold_cancelled, payment_in_progress, show_started, hold_already_extended.
--- Returns what the answer shows of the hold: its show, amount, currency, clock and seats (map order).
+-- Returns what the answer shows of the hold: its show, amount, currency, clock, seats (map order) and price
+-- breakdown (bookings 0016).
 CREATE OR REPLACE FUNCTION bookings_extend_hold(
     p_reservation uuid, p_api_key bigint, p_session text, p_extension interval, p_grace interval, p_at timestamptz,
     OUT show_id bigint, OUT amount numeric, OUT currency text, OUT created_at timestamptz,
-    OUT expires_at timestamptz, OUT seats jsonb
+    OUT expires_at timestamptz, OUT seats jsonb, OUT breakdown jsonb
 ) LANGUAGE plpgsql SET enable_seqscan = off SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_hold bookings_reservation;
@@ -39,8 +40,8 @@ BEGIN
        SET extensions = hold.extensions + 1, expires_at = hold.expires_at + p_extension,
            held_until = greatest(hold.held_until, hold.expires_at + p_extension + p_grace)
      WHERE hold.id = p_reservation
-    RETURNING hold.show_id, hold.amount, hold.currency, hold.created_at, hold.expires_at
-         INTO show_id, amount, currency, created_at, expires_at;
+    RETURNING hold.show_id, hold.amount, hold.currency, hold.created_at, hold.expires_at, hold.price_breakdown
+         INTO show_id, amount, currency, created_at, expires_at, breakdown;
     seats := bookings_describe_reservation(p_reservation) -> 'seats';
 END $$;
 """
@@ -57,7 +58,7 @@ def drop_function(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("bookings", "0017_gift_cards")]
+    dependencies = [("bookings", "0019_gift_cards")]
 
     operations = [
         migrations.AddField(

@@ -1,0 +1,11 @@
+from django.core.management.base import BaseCommand
+
+from bookings.demo import ensure_demo_promo_codes
+
+
+class Command(BaseCommand):
+    help = "Make the demo's promo codes (bookings.demo) if they are missing, and print them."
+
+    def handle(self, *args, **options):
+        for code, about in ensure_demo_promo_codes():
+            self.stdout.write(f"Promo code {code}: {about}")
