@@ -489,7 +489,6 @@ class PromoCode(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.amount} from {self.gift_card} for {self.reservation_id}"
         return self.code
 
 

@@ -120,11 +120,19 @@ class PriceDiscountLineSerializer(serializers.Serializer):
     amount = money_field("Taken off the tickets.")
 
 
+class PriceAddOnLineSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The menu item's id.")
+    name = serializers.CharField()
+    quantity = serializers.IntegerField()
+    amount = money_field("Quantity times the item's price when it was added.")
+
+
 class PriceBreakdownSerializer(serializers.Serializer):
     seats = PriceSeatLineSerializer(many=True)
     fees = PriceFeeLineSerializer(many=True)
     taxes = PriceTaxLineSerializer(many=True)
     discounts = PriceDiscountLineSerializer(many=True)
+    add_ons = PriceAddOnLineSerializer(many=True, help_text="Food and drink (PUT /reservations/{id}/add-ons).")
     total = money_field("What paying charges; equals the reservation's amount.")
     currency = serializers.CharField(help_text="ISO 4217, the cinema's.")
 

@@ -10,9 +10,9 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from bookings import ticket_codes
-from bookings.models import Reservation, ReservationAddOn
+from bookings.models import ReservationAddOn
 from bookings.services.errors import BookingError
-from bookings.services.holds import find_reservation
+from bookings.services.holds import call_function, find_reservation
 from cinemas.models import MenuItem
 from cinemas.services import OutOfStock, add_to_stock
 
@@ -20,34 +20,33 @@ from cinemas.services import OutOfStock, add_to_stock
 MAX_PER_ITEM = 10
 
 
-def refuse_unless_holding(reservation, at):
-    """BookingError unless `reservation` is a live hold: hold_expired, already_booked or hold_cancelled."""
-    status = reservation.status_at(at)
-    if status == Reservation.Status.EXPIRED:
-        raise BookingError("hold_expired")
-    if status == Reservation.Status.BOOKED:
-        raise BookingError("already_booked")
-    if status == Reservation.Status.CANCELLED:
-        raise BookingError("hold_cancelled")
-
-
 def choose_add_ons(*, buyer, reservation_id, quantities, at=None):
     """Set the hold's food and drink to `quantities` ({menu item id: how many}; 0 takes an item off). Returns the
     reservation with its add-ons.
 
-    Locks the buyer's reservation, then each item whose quantity changes, in id order (two buyers never wait on
-    each other in a cycle). Takes each difference from the item's stock, or gives it back; the stock's CHECK
-    decides every race, and a refusal rolls all of it back. Raises BookingError: not_found, hold_expired,
-    already_booked, hold_cancelled, add_on_unknown (not on the show's cinema's menu, or no longer on sale, for
-    an item being added), too_many_add_ons (more than MAX_PER_ITEM of one), add_on_sold_out (with the item's
-    name and how many are left). Nothing happens on commit: nobody else sees a hold's add-ons.
+    Locks the buyer's reservation (bookings_lock_hold_for_pricing: a live hold, no charge in flight), then each
+    item whose quantity changes, in id order (two buyers never wait on each other in a cycle). Takes each
+    difference from the item's stock, or gives it back; the stock's CHECK decides every race, and a refusal
+    rolls all of it back. Then prices the hold again with the one breakdown rule (bookings_price_add_ons), whose
+    total becomes its amount; gift cards that paid more than that get the rest back. Raises BookingError:
+    not_found, hold_expired, already_booked, hold_cancelled, payment_in_progress, add_on_unknown (not on the
+    show's cinema's menu, or no longer on sale, for an item being added), too_many_add_ons (more than
+    MAX_PER_ITEM of one), add_on_sold_out (with the item's name and how many are left). Nothing happens on
+    commit: nobody else sees a hold's add-ons.
     """
     at = at or timezone.now()
     if any(quantity < 0 or quantity > MAX_PER_ITEM for quantity in quantities.values()):
         raise BookingError("too_many_add_ons", per_item=MAX_PER_ITEM)
     with transaction.atomic(durable=True):
-        reservation = find_reservation(buyer=buyer, reservation_id=reservation_id, lock=True)
-        refuse_unless_holding(reservation, at)
+        call_function(
+            "bookings_lock_hold_for_pricing",
+            reservation_id,
+            buyer.api_key_id,
+            buyer.session_id,
+            at,
+            own_transaction=False,
+        )
+        reservation = find_reservation(buyer=buyer, reservation_id=reservation_id)
         lines = {line.menu_item_id: line for line in reservation.add_ons.select_related("menu_item")}
         items = MenuItem.objects.in_bulk(quantities.keys())
         for item_id in sorted(quantities):
@@ -68,6 +67,8 @@ def choose_add_ons(*, buyer, reservation_id, quantities, at=None):
                 )
             else:
                 ReservationAddOn.objects.filter(pk=line.pk).update(quantity=quantity)
+        call_function("bookings_price_add_ons", reservation.pk, own_transaction=False)
+        reservation.refresh_from_db(fields=["amount", "price_breakdown"])
     return reservation
 
 

@@ -60,11 +60,22 @@ class DiscountLine:
 
 
 @dataclass(frozen=True)
+class AddOnLine:
+    """Food or drink: `quantity` of one menu item, for `amount` in all."""
+
+    id: int
+    name: str
+    quantity: int
+    amount: Decimal
+
+
+@dataclass(frozen=True)
 class PriceBreakdown:
     seats: tuple[SeatLine, ...]
     fees: tuple[FeeLine, ...]
     taxes: tuple[TaxLine, ...]
     discounts: tuple[DiscountLine, ...]
+    add_ons: tuple[AddOnLine, ...]
     total: Decimal
     currency: str
     # The API's words, exactly as the database wrote them (amounts with the currency's decimals).
@@ -77,8 +88,10 @@ class PriceBreakdown:
         return [CategoryLine(seat_type, count, price, price * count) for (seat_type, price), count in counts.items()]
 
     def as_api(self):
-        """API.md's price_breakdown: {"seats", "fees", "taxes", "discounts", "total", "currency"}."""
-        return {key: self.stored[key] for key in ("seats", "fees", "taxes", "discounts", "total", "currency")}
+        """API.md's price_breakdown: {"seats", "fees", "taxes", "discounts", "total", "currency"}, and the food and
+        drink ("add_ons": [{"id", "name", "quantity", "amount"}]) that bookings migration 0021 added."""
+        keys = ("seats", "fees", "taxes", "discounts", "total", "currency")
+        return {key: self.stored[key] for key in keys} | {"add_ons": self.stored.get("add_ons", [])}
 
 
 def breakdown_of(stored):
@@ -93,6 +106,10 @@ def breakdown_of(stored):
             for line in stored["taxes"]
         ),
         discounts=tuple(DiscountLine(line["code"], Decimal(line["amount"])) for line in stored["discounts"]),
+        add_ons=tuple(
+            AddOnLine(line["id"], line["name"], line["quantity"], Decimal(line["amount"]))
+            for line in stored.get("add_ons", [])
+        ),
         total=Decimal(stored["total"]),
         currency=stored["currency"],
         stored=stored,

@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from bookings.models import Reservation, ReservationAddOn
+from bookings.models import Payment, Reservation, ReservationAddOn
 from bookings.providers import parse_card
 from bookings.services import (
     BookingError,
@@ -22,6 +22,8 @@ from bookings.services import (
     release_lapsed_holds,
 )
 from bookings.services.add_ons import choose_add_ons, pickup, pickup_lines
+from bookings.services.gift_cards import issue_gift_card, redeem_gift_card
+from bookings.services.prices import price_breakdown
 from cinemas.models import STOCK_CHECK, MenuItem
 from tests.bookings.helpers import GOOD_CARD, reserve, seat_ids
 from tests.factories import make_api_key, make_cinema, make_hall, make_show
@@ -335,3 +337,62 @@ class TestTheApi:
         assert_api_error(partner.put(url, {"session_id": "s1", **order}, format="json"), 409, "add_on_sold_out")
         assert_api_error(partner.put(url, {"session_id": "s2", **order}, format="json"), 404, "not_found")
         assert stock_of(item) == 1
+
+
+@pytest.mark.django_db
+class TestFoodAndDrinkInThePrice:
+    """The one price breakdown (bookings_price_breakdown) has a line per item, taxes it with the tickets and the
+    fee, and its total is the hold's amount: what paying charges."""
+
+    def test_add_ons_are_lines_of_the_breakdown_and_in_the_amount_paying_charges(self, show, alice):
+        item = popcorn(show.hall.cinema)
+        hold = holding(show, alice, seat_ids(show)[0])
+        reservation = choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 2})
+        breakdown = price_breakdown(reservation)
+        assert [(line.name, line.quantity, line.amount) for line in breakdown.add_ons] == [
+            ("Popcorn", 2, Decimal("13.00"))
+        ]
+        assert reservation.amount == breakdown.total == Decimal("23.00")
+        assert breakdown.as_api()["add_ons"] == [{"id": item.pk, "name": "Popcorn", "quantity": 2, "amount": "13.00"}]
+        paid = pay_for_reservation(buyer=alice, reservation_id=hold.pk, card=parse_card(GOOD_CARD))
+        charge = Payment.objects.get(reservation_id=paid.pk, kind=Payment.Kind.CHARGE)
+        assert charge.amount == Decimal("23.00")
+
+    def test_tax_on_top_is_charged_on_food_and_drink_too(self, alice):
+        cinema = make_cinema(tax_name="Sales tax", tax_rate=Decimal("10"), tax_included=False)
+        show = make_show(hall=make_hall(cinema=cinema, plan="R" * 10))
+        item = popcorn(cinema)
+        hold = holding(show, alice, seat_ids(show)[0])
+        reservation = choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 2})
+        (tax,) = price_breakdown(reservation).taxes
+        assert (tax.amount, reservation.amount) == (Decimal("2.30"), Decimal("25.30"))  # 10 % of 10.00 + 13.00
+
+    def test_taking_them_off_prices_the_hold_as_before(self, show, alice):
+        item = popcorn(show.hall.cinema)
+        hold = holding(show, alice, seat_ids(show)[0])
+        choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 2})
+        reservation = choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 0})
+        assert reservation.amount == Decimal("10.00") and price_breakdown(reservation).add_ons == ()
+
+    def test_a_gift_card_that_paid_for_them_gets_back_what_the_hold_no_longer_costs(self, show, alice):
+        item = popcorn(show.hall.cinema)
+        hold = holding(show, alice, seat_ids(show)[0])
+        choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 2})
+        card = issue_gift_card(currency="USD", value=Decimal("50.00"))
+        assert redeem_gift_card(buyer=alice, reservation_id=hold.pk, code=card.code) == (Decimal("23.00"), 0)
+        choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 0})
+        card.refresh_from_db()
+        assert card.balance == Decimal("40.00")  # it pays the 10.00 ticket only
+        assert sum(r.amount for r in card.redemptions.filter(returned_at__isnull=True)) == Decimal("10.00")
+
+    def test_nothing_is_added_while_a_payment_is_in_flight(self, show, alice):
+        item = popcorn(show.hall.cinema)
+        hold = holding(show, alice, seat_ids(show)[0])
+        Payment.objects.create(
+            reservation_id=hold.pk, kind="charge", status="pending", amount=hold.amount, currency="USD",
+            provider="sandbox", created_at=timezone.now(), updated_at=timezone.now(),
+        )  # fmt: skip
+        with pytest.raises(BookingError) as refusal:
+            choose_add_ons(buyer=alice, reservation_id=hold.pk, quantities={item.pk: 1})
+        assert refusal.value.code == "payment_in_progress"
+        assert stock_of(item) == 10
