@@ -309,4 +309,4 @@ class OutgoingMailAdmin(ReadOnly, ModelAdmin):
 
     @admin.display(description="Booking")
     def booking(self, mail):
-        return mail.reservation.booking_code
+        return mail.reservation.booking_code if mail.reservation is not None else "-"  # a one-time link's mail

@@ -10,4 +10,12 @@ urlpatterns = [
     path("holds/<uuid:reservation_id>/pay", views.pay, name="pay"),
     path("holds/<uuid:reservation_id>/cancel", views.cancel, name="cancel-hold"),
     path("tickets/<uuid:reservation_id>/", views.ticket, name="ticket"),
+    path("tickets/<uuid:reservation_id>/open/<str:signature>/", views.ticket_link, name="ticket-link"),
+    path("tickets/<uuid:reservation_id>/calendar.ics", views.ticket_calendar, name="ticket-calendar"),
+    path("tickets/<uuid:reservation_id>/cancel", views.cancel_booking_page, name="cancel-booking"),
+    path("my-bookings/", views.my_bookings, name="my-bookings"),
+    path("my-bookings/find", views.find_booking, name="find-booking"),
+    path("my-bookings/link", views.ask_for_bookings_link, name="ask-for-bookings-link"),
+    path("my-bookings/open/<str:token>/", views.open_my_bookings, name="my-bookings-link"),
+    path("my-bookings/forget", views.forget_my_bookings, name="forget-my-bookings"),
 ]

@@ -10,9 +10,18 @@ The rules that keep a sale correct live here, each in one transaction:
   provider refunds are sent after commit, never from inside a transaction that may roll back; the provider is
   never called while a row is locked.
 
-The functions live in holds.py, payments.py, tickets.py and mail.py; they are all importable from here.
+The functions live in holds.py, payments.py, cancellations.py, tickets.py, mail.py and my_bookings.py; they are
+all importable from here.
 """
 
+from bookings.services.cancellations import (
+    CancellationTerms,
+    cancel_booking,
+    cancel_own_booking,
+    cancellation_refusal,
+    cancellation_terms,
+    refund_due,
+)
 from bookings.services.errors import BookingError
 from bookings.services.holds import (
     BestAvailable,
@@ -43,7 +52,6 @@ from bookings.services.payments import (
     afinish_idempotent_request,
     apay_for_reservation,
     begin_idempotent_request,
-    cancel_booking,
     finish_idempotent_request,
     fulfil_charge,
     pay_for_reservation,
@@ -55,6 +63,7 @@ from bookings.services.tickets import check_in_ticket, find_ticket, ticket_token
 __all__ = [
     "BestAvailable",
     "BookingError",
+    "CancellationTerms",
     "MailNotSent",
     "aabandon_idempotent_request",
     "abandon_idempotent_request",
@@ -67,6 +76,9 @@ __all__ = [
     "begin_idempotent_request",
     "cancel_booking",
     "cancel_hold",
+    "cancel_own_booking",
+    "cancellation_refusal",
+    "cancellation_terms",
     "change_seats",
     "check_in_ticket",
     "email_ticket",
@@ -80,6 +92,7 @@ __all__ = [
     "pay_for_reservation",
     "queue_mail",
     "reconcile_payments",
+    "refund_due",
     "release_lapsed_holds",
     "requeue_overdue_mail",
     "resend_mail",
