@@ -21,9 +21,9 @@ def booking_calendar(reservation, *, seats):
     cinema = show.hall.cinema
     event = Event()
     event.add("uid", f"booking-{reservation.pk}@{_host()}")
-    event.add("dtstamp", timezone.now().astimezone(UTC))
-    event.add("dtstart", show.starts_at.astimezone(UTC))
-    event.add("dtend", show.ends_at.astimezone(UTC))
+    event.add("dtstamp", _utc(timezone.now()))
+    event.add("dtstart", _utc(show.starts_at))
+    event.add("dtend", _utc(show.ends_at))
     event.add("summary", show.movie.title)
     event.add("location", f"{cinema.name}, {cinema.address}")
     event.add("geo", vGeo((float(cinema.latitude), float(cinema.longitude))))
@@ -43,6 +43,11 @@ def booking_calendar(reservation, *, seats):
     calendar.add("method", "PUBLISH")
     calendar.add_component(event)
     return calendar.to_ical()
+
+
+def _utc(moment):
+    """A moment in UTC to the second, as iCalendar writes it ("20261208T190000Z")."""
+    return moment.astimezone(UTC).replace(microsecond=0)
 
 
 def calendar_file_name(reservation):
