@@ -28,6 +28,7 @@ from bookings.seat_maps import SeatGrid, seat_picture, show_with_catalog
 from bookings.services import (
     BestAvailable,
     BookingError,
+    bookings_of,
     cancel_hold,
     cancel_own_booking,
     cancellation_refusal,
@@ -35,17 +36,14 @@ from bookings.services import (
     change_seats,
     check_in_ticket,
     email_ticket,
+    find_booking_by_code,
     find_reservation,
     find_ticket,
     hold_seats,
-    pay_for_reservation,
-    ticket_token,
-)
-from bookings.services.my_bookings import (
-    bookings_of,
-    find_booking_by_code,
     open_bookings_link,
+    pay_for_reservation,
     request_bookings_link,
+    ticket_token,
 )
 from cinemas.models import OPEN_SEAT_TYPES, Cinema
 from ticketing.buyers import session_buyer

@@ -45,6 +45,12 @@ from bookings.services.mail import (
     send_outgoing_mail,
     site_link,
 )
+from bookings.services.my_bookings import (
+    bookings_of,
+    find_booking_by_code,
+    open_bookings_link,
+    request_bookings_link,
+)
 from bookings.services.payments import (
     aabandon_idempotent_request,
     abandon_idempotent_request,
@@ -74,6 +80,7 @@ __all__ = [
     "ahold_seats",
     "apay_for_reservation",
     "begin_idempotent_request",
+    "bookings_of",
     "cancel_booking",
     "cancel_hold",
     "cancel_own_booking",
@@ -82,6 +89,7 @@ __all__ = [
     "change_seats",
     "check_in_ticket",
     "email_ticket",
+    "find_booking_by_code",
     "find_reservation",
     "find_ticket",
     "finish_idempotent_request",
@@ -89,11 +97,13 @@ __all__ = [
     "header_text",
     "hold_seats",
     "hold_seats_for_waiter",
+    "open_bookings_link",
     "pay_for_reservation",
     "queue_mail",
     "reconcile_payments",
     "refund_due",
     "release_lapsed_holds",
+    "request_bookings_link",
     "requeue_overdue_mail",
     "resend_mail",
     "send_outgoing_mail",
