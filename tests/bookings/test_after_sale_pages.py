@@ -383,6 +383,23 @@ class TestCancellingFromTheTicket:
         reservation.refresh_from_db()
         assert reservation.status == "Booked"
 
+    def test_a_cancellation_that_refunds_nothing_says_so_not_that_nothing_was_charged(
+        self, client, django_capture_on_commit_callbacks
+    ):
+        cinema = make_cinema(refund_policy=RefundPolicy.PARTIAL, refund_percent=0)
+        reservation = buy(
+            client, make_show(hall=make_hall(cinema=cinema)), "B1", capture=django_capture_on_commit_callbacks
+        )
+        assert (
+            'you get back <strong id="refund-amount">$0.00</strong>'
+            in client.get(f"/tickets/{reservation.pk}/cancel").content.decode()
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(f"/tickets/{reservation.pk}/cancel")
+        page = client.get(f"/tickets/{reservation.pk}/").content.decode()
+        assert "Under the cinema's refund policy nothing is refunded" in page.replace("&#x27;", "'")
+        assert "Nothing was charged" not in page
+
     def test_a_cinema_without_cancellations_offers_none(self, client, django_capture_on_commit_callbacks):
         show = make_show(hall=make_hall(cinema=make_cinema(refund_policy=RefundPolicy.NONE)))
         reservation = buy(client, show, "B1", capture=django_capture_on_commit_callbacks)
