@@ -75,6 +75,18 @@ class ReservationSerializer(serializers.Serializer):
     ticket = serializers.CharField(required=False, help_text="When Booked: the signed QR payload.")
 
 
+class RefundSerializer(serializers.Serializer):
+    amount = serializers.DecimalField(max_digits=10, decimal_places=2)
+    currency = serializers.CharField()
+    status = serializers.CharField(help_text="pending (sent to the provider) or succeeded.")
+
+
+class CancelledBookingSerializer(ReservationSerializer):
+    refund = RefundSerializer(
+        allow_null=True, help_text="What goes back to the card under the cinema's refund policy; null for nothing."
+    )
+
+
 class ReservationFailureSerializer(serializers.Serializer):
     status = serializers.CharField()
     error = serializers.DictField()

@@ -6,6 +6,7 @@ urlpatterns = [
     path("reservations", api.ReserveSeatsApi.as_view(), name="api-reservations"),
     path("reservations/<uuid:reservation_id>", api.ReservationApi.as_view(), name="api-reservation"),
     path("reservations/<uuid:reservation_id>/pay", api.PayReservationApi.as_view(), name="api-reservation-pay"),
+    path("reservations/<uuid:reservation_id>/cancel", api.CancelBookingApi.as_view(), name="api-reservation-cancel"),
     path("shows/<int:show_id>", api.ShowDetailApi.as_view(), name="api-show"),
     path("shows/<int:show_id>/seats", api.SeatMapApi.as_view(), name="api-show-seats"),
 ]

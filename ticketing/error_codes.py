@@ -88,6 +88,7 @@ ERROR_CODES = {
     "not_booked": ErrorCode(409, _("Only a booked reservation can be cancelled by staff.")),
     # After the sale: a buyer cancelling their booking, and finding it again
     "booking_cancelled": ErrorCode(409, _("This booking is already cancelled.")),
+    "not_a_booking": ErrorCode(409, _("This reservation is a hold, not a booking: cancel it, or let it lapse.")),
     "cancellation_not_allowed": ErrorCode(
         409, _("This cinema doesn't take cancellations: its tickets can't be cancelled or refunded.")
     ),

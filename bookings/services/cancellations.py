@@ -91,7 +91,7 @@ def cancellation_terms(*, reservation, at=None):
     if reservation.status == Reservation.Status.CANCELLED:
         refusal = "booking_cancelled"
     elif reservation.status != Reservation.Status.BOOKED:
-        refusal = "not_booked"
+        refusal = "not_a_booking"
     elif cinema.refund_policy == RefundPolicy.NONE:
         refusal = "cancellation_not_allowed"
     elif reservation.checked_in_at is not None:
@@ -127,7 +127,8 @@ def cancel_own_booking(*, reservation_id, at=None):
     gives (cancellation_terms) goes back to the card. Returns the cancelled reservation.
 
     The caller has checked the buyer's right to the booking (their session, the signed ticket link, their mailbox).
-    Locks the reservation. Raises BookingError: booking_cancelled (already), not_booked, cancellation_not_allowed
+    Locks the reservation. Raises BookingError: booking_cancelled (already), not_a_booking (a hold),
+    cancellation_not_allowed
     (the cinema's policy is none), ticket_used (checked in at the door), cancellation_closed (past the cutoff),
     refund_exceeds_charge (the database refused the refund). Owes the buyer a mail confirming it, with the refund.
     On commit: as cancel_booking.

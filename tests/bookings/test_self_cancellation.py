@@ -25,8 +25,9 @@ from bookings.services import (
 )
 from bookings.services.holds import call_function
 from cinemas.models import RefundPolicy
-from tests.bookings.helpers import GOOD_CARD, seat_ids
+from tests.bookings.helpers import GOOD_CARD, pay, reserve, seat_ids, statuses
 from tests.factories import make_cinema, make_hall, make_show
+from tests.helpers import assert_api_error
 from ticketing.buyers import Buyer
 from waiting.models import Waiter
 from waiting.services import join_waiting_line
@@ -234,3 +235,47 @@ def test_the_database_refuses_a_refund_past_the_charge_and_keeps_a_full_one_as_i
         "4242",
         "pending",
     )
+
+
+# --- Partners: POST /api/v1/reservations/{id}/cancel ------------------------------------------------------------
+
+
+def cancel_through_api(api, reservation_id, session="alice"):
+    return api.post(f"/api/v1/reservations/{reservation_id}/cancel", {"session_id": session}, format="json")
+
+
+def booked_through_api(api, show):
+    reservation_id = reserve(api, show, seat_ids(show)[:2]).json()["reservation_id"]
+    assert pay(api, reservation_id).status_code == 200
+    return reservation_id
+
+
+def test_a_partner_cancels_its_buyers_booking_and_is_told_the_refund(api, django_capture_on_commit_callbacks):
+    show = make_show(hall=make_hall(cinema=cinema_with(RefundPolicy.FEE_KEPT, convenience_fee=Decimal("1.50"))))
+    reservation_id = booked_through_api(api, show)
+
+    assert_api_error(cancel_through_api(api, reservation_id, session="mallory"), 404, "not_found")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = cancel_through_api(api, reservation_id)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["reservation_id"]) == ("Cancelled", reservation_id)
+    assert body["refund"] == {"amount": "27.00", "currency": "USD", "status": "pending"}  # sent after the answer
+    assert [seat["id"] for seat in body["seats"]] == seat_ids(show)[:2]
+    assert statuses(api, show)[seat_ids(show)[0]] == "available"
+    assert Payment.objects.get(reservation_id=reservation_id, kind="refund").status == "succeeded"
+    assert_api_error(cancel_through_api(api, reservation_id), 409, "booking_cancelled")
+
+
+def test_a_partner_is_refused_a_hold_and_a_booking_past_the_cutoff(api):
+    show = make_show(hall=make_hall(cinema=cinema_with(RefundPolicy.FULL)))
+    hold = reserve(api, show, seat_ids(show)[5:6]).json()["reservation_id"]
+    booking = booked_through_api(api, show)
+
+    assert_api_error(cancel_through_api(api, hold), 409, "not_a_booking")
+    with time_machine.travel(show.starts_at - timedelta(minutes=90)):
+        refused = cancel_through_api(api, booking)
+    assert_api_error(refused, 409, "cancellation_closed")
+    assert_api_error(api.post(f"/api/v1/reservations/{booking}/cancel", {}, format="json"), 400, "invalid_request")
+    assert Reservation.objects.get(pk=booking).status == "Booked"
