@@ -130,6 +130,7 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
         "held_until",
         "booked_at",
         "ended_at",
+        "cancelled_by",
         "checked_in_at",
     ]
 

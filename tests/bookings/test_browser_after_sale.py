@@ -8,11 +8,14 @@ test reads as the buyer's mailbox.
 """
 
 import re
+from datetime import UTC
 from decimal import Decimal
 from email import message_from_bytes
 from email import policy as email_policy
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import icalendar
 import pytest
 from playwright.sync_api import expect
 
@@ -87,11 +90,13 @@ def test_a_second_browser_opens_the_ticket_from_the_mail_and_from_my_bookings(ma
     phone = new_page(base_url=mailing_site, viewport=PHONE)
     phone.goto(link_in_mail(mailbox, rf"/tickets/{reservation.pk}/open/\S+/"))
     expect_the_ticket_of(phone, reservation)
-    expect(phone.get_by_role("link", name="Add to calendar")).to_have_attribute(
-        "href", f"/tickets/{reservation.pk}/calendar.ics"
-    )
-    expect(phone.locator("#directions")).to_have_attribute("href", re.compile(r"^https://www\.openstreetmap\.org/"))
     save_screenshot(phone, "ticket-opened-from-mail-phone")
+    with phone.expect_download() as download:
+        phone.get_by_role("link", name="Add to calendar").click()
+    assert download.value.suggested_filename == f"booking-{reservation.booking_code}.ics"
+    (event,) = icalendar.Calendar.from_ical(Path(download.value.path()).read_bytes()).walk("VEVENT")
+    assert event.decoded("dtstart") == reservation.show.starts_at.astimezone(UTC).replace(microsecond=0)
+    expect(phone.locator("#directions")).to_have_attribute("href", re.compile(r"^https://www\.openstreetmap\.org/"))
 
     # My bookings, from the header, by address and booking code.
     laptop = new_page(base_url=mailing_site)
