@@ -409,7 +409,15 @@ LINK_OPENS_NOTHING = gettext_lazy("This link doesn't open anything")
 
 def _open_in_this_browser(request, reservation):
     opened = [pk for pk in request.session.get(OPENED_SESSION_KEY, []) if pk != str(reservation.pk)]
+    if len(opened) == len(request.session.get(OPENED_SESSION_KEY, [])):
+        _more_rights(request)
     request.session[OPENED_SESSION_KEY] = [*opened, str(reservation.pk)][-OPENED_KEPT:]
+
+
+def _more_rights(request):
+    """The browser's session gains a right: it gets a new key, as at a login, so a key planted or seen before (session
+    fixation) is not worth more afterwards. Its contents (the buyer's id, its holds) stay."""
+    request.session.cycle_key()
 
 
 def _proven_mailbox(request):
@@ -613,6 +621,7 @@ def open_my_bookings(request, token):
         address = open_bookings_link(token=token)
     except BookingError as refusal:
         return _refusal_page(request, refusal, title=LINK_OPENS_NOTHING)
+    _more_rights(request)
     request.session[MAILBOX_SESSION_KEY] = {"address": address, "at": timezone.now().isoformat()}
     return redirect("my-bookings")
 

@@ -245,6 +245,17 @@ class TestMyBookings:
         assert "This link is not one of ours" in laptop.post(tampered).content.decode()
         assert BookingsLink.objects.get().used_at is None
 
+    def test_gaining_a_booking_gives_the_browser_a_new_session_key(
+        self, client, show, django_capture_on_commit_callbacks
+    ):
+        reservation = buy(client, show, "B1", capture=django_capture_on_commit_callbacks)
+        laptop = Client()
+        laptop.get(f"/shows/{show.pk}/")  # a seat map gives the browser its buyer's session
+        before = laptop.cookies["sessionid"].value
+        find(laptop, ADDRESS, reservation.booking_code)
+        assert laptop.cookies["sessionid"].value != before
+        assert laptop.get(f"/tickets/{reservation.pk}/").status_code == 200
+
     def test_forgetting_leaves_this_browser_with_nothing(self, client, show, django_capture_on_commit_callbacks):
         reservation = buy(client, show, "B1", capture=django_capture_on_commit_callbacks)
         laptop = Client()

@@ -22,6 +22,7 @@ from playwright.sync_api import expect
 from bookings.models import Reservation
 from cinemas.models import Cinema
 from tests.browser_flows import choose_and_hold, expect_ticket, fill_card, pay_button, save_screenshot, small_show
+from tests.conftest import redis_keys_of_its_own
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,7 +39,9 @@ def mailbox(tmp_path):
 
 @pytest.fixture
 def mailing_site(site_with, mailbox):
+    """The site, mailing to `mailbox`, its cache of its own: My bookings' caps count from zero in every run."""
     return site_with(
+        **redis_keys_of_its_own(),
         DJANGO_EMAIL_BACKEND="tests.bookings.mail_backends.FlakyFileBackend",
         TEST_MAIL_DIR=mailbox,
         TEST_MAIL_FAILURES=0,
