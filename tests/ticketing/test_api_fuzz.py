@@ -102,6 +102,7 @@ OPERATION_LABELS = {
     "PUT /api/v1/reservations/{reservation_id}",
     "DELETE /api/v1/reservations/{reservation_id}",
     "POST /api/v1/reservations/{reservation_id}/pay",
+    "POST /api/v1/reservations/{reservation_id}/cancel",
     "POST /api/v1/shows/{show_id}/waitlist",
     "GET /api/v1/waitlist/{waiter_id}",
     "DELETE /api/v1/waitlist/{waiter_id}",
@@ -182,6 +183,7 @@ def real_rows(partner_key):
             "body": {**session, "payment": dict(DECLINED_CARD)},
             "headers": {"Idempotency-Key": "fuzz"},
         },
+        "POST /api/v1/reservations/{reservation_id}/cancel": {"body": session},
         "POST /api/v1/shows/{show_id}/waitlist": {"body": {**session, "seats_wanted": 1}},
         "GET /api/v1/waitlist/{waiter_id}": {"query": {**session, "version": 0, "wait": 0}},
         "DELETE /api/v1/waitlist/{waiter_id}": {"query": session},
@@ -243,6 +245,7 @@ BODY_OPERATIONS = [
     ("POST", "/api/v1/reservations"),
     ("PUT", "/api/v1/reservations/00000000-0000-0000-0000-000000000000"),
     ("POST", "/api/v1/reservations/00000000-0000-0000-0000-000000000000/pay"),
+    ("POST", "/api/v1/reservations/00000000-0000-0000-0000-000000000000/cancel"),
     ("POST", "/api/v1/shows/1/waitlist"),
 ]
 
