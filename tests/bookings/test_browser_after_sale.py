@@ -102,10 +102,12 @@ def test_a_second_browser_opens_the_ticket_from_the_mail_and_from_my_bookings(ma
     expect(phone.locator("#directions")).to_have_attribute("href", re.compile(r"^https://www\.openstreetmap\.org/"))
 
     # My bookings, from the header, by address and booking code.
-    laptop = new_page(base_url=mailing_site)
+    laptop = new_page(base_url=mailing_site, viewport=PHONE)  # a second phone, to see the forms at 375 px
     laptop.goto("/")
     laptop.get_by_role("link", name="My bookings").click()
     expect(laptop.get_by_role("heading", name="My bookings", level=1)).to_be_visible()
+    assert laptop.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing wider than the phone
+    save_screenshot(laptop, "my-bookings-forms-phone")
     find_form = laptop.locator('form[action="/my-bookings/find"]')
     find_form.get_by_label("Email address").fill(ADDRESS.upper())
     find_form.get_by_label("Booking code").fill(reservation.booking_code.lower())
