@@ -48,7 +48,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='reservation',
-            index=models.Index(django.db.models.functions.text.Upper('email'), condition=models.Q(('booking_code__isnull', False)), name='bookings_reservation_buyer_email'),
+            index=models.Index(django.db.models.functions.text.Upper('email'), condition=models.Q(('booking_code__isnull', False)), name='bookings_reservation_email'),
         ),
         migrations.AddConstraint(
             model_name='bookingslink',

@@ -418,3 +418,16 @@ class TestCancellingFromTheTicket:
         assert "This cinema doesn't take cancellations." in ticket
         assert f"/tickets/{reservation.pk}/cancel" not in ticket
         assert client.post(f"/tickets/{reservation.pk}/cancel").status_code == 409
+
+
+def test_an_addresss_bookings_are_found_by_its_index_in_any_case(show):
+    """My bookings reads an address's bookings through bookings_reservation_email (UPPER(email), booked ones), not by
+    reading every reservation."""
+    from django.db import connection
+
+    from bookings.services import bookings_of
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = bookings_of(address="Ann@Example.com").explain()
+    assert "bookings_reservation_email" in plan
