@@ -356,6 +356,7 @@ class TestCancellingFromTheTicket:
         reservation = buy(client, show, "B1", "B2", capture=django_capture_on_commit_callbacks)  # 2 x 10.00
         ticket = client.get(f"/tickets/{reservation.pk}/").content.decode()
         assert f'href="/tickets/{reservation.pk}/cancel"' in ticket and "You may cancel until" in ticket
+        assert "and get back $17.00." in ticket
 
         confirm = client.get(f"/tickets/{reservation.pk}/cancel").content.decode()
         assert "The cinema refunds what you paid but the convenience fees." in confirm
@@ -431,3 +432,17 @@ def test_an_addresss_bookings_are_found_by_its_index_in_any_case(show):
         cursor.execute("SET LOCAL enable_seqscan = off")
         plan = bookings_of(address="Ann@Example.com").explain()
     assert "bookings_reservation_email" in plan
+
+
+def test_my_bookings_and_the_one_time_links_mail_speak_the_readers_language(show, django_capture_on_commit_callbacks):
+    reader = Client()
+    reader.post("/i18n/setlang/", {"language": "es", "next": "/"})
+    buy(reader, show, "B1", capture=django_capture_on_commit_callbacks)
+    page = reader.get("/my-bookings/").content.decode()
+    assert '<a href="/my-bookings/">Mis compras</a>' in page and "Abrir una compra" in page
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        asked = reader.post("/my-bookings/link", {"link-email": ADDRESS}).content.decode()
+    assert "Si esta dirección tiene compras con nosotros" in asked
+    (message,) = mail.outbox
+    assert message.subject == "Tus compras: un enlace para entrar" and "Abre tus compras: " in message.body
