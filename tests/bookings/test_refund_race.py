@@ -15,7 +15,8 @@ from bookings.models import Payment
 from bookings.services import BookingError, cancel_own_booking
 from bookings.services.holds import call_function
 from cinemas.models import RefundPolicy
-from tests.bookings.test_self_cancellation import booked, cinema_with
+from tests.bookings.helpers import paid_booking
+from tests.bookings.test_self_cancellation import cinema_with
 from tests.helpers import run_at_once, sql_function_replaced
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -92,7 +93,7 @@ def test_negative_control_with_a_shared_lock_on_the_charge_concurrent_refunds_pa
     """Proves the race below can see an over-refund: locked FOR SHARE instead of FOR UPDATE, the calls sum the
     refunds together (each pausing after its sum, as a busy server might), see none of the others', and more is
     refunded than was charged."""
-    charge = booked().payments.get(kind=Payment.Kind.CHARGE)
+    charge = paid_booking().payments.get(kind=Payment.Kind.CHARGE)
     definition = record_refund_definition()
     assert "FOR UPDATE" in definition
     with sql_function_replaced(
@@ -106,7 +107,7 @@ def test_negative_control_with_a_shared_lock_on_the_charge_concurrent_refunds_pa
 @pytest.mark.parametrize("paused", [False, True], ids=["as_migrated", "paused_after_the_sum"])
 def test_concurrent_refunds_of_one_charge_never_pass_it(paused):
     """The real function, and the same with the control's pause: the lock, not the timing, keeps the sum right."""
-    charge = booked().payments.get(kind=Payment.Kind.CHARGE)
+    charge = paid_booking().payments.get(kind=Payment.Kind.CHARGE)
     assert charge.amount == Decimal("30.00")
     definition = record_refund_definition()
     with sql_function_replaced("bookings_record_refund", paused_after_the_sum(definition) if paused else definition):
@@ -116,7 +117,7 @@ def test_concurrent_refunds_of_one_charge_never_pass_it(paused):
 
 
 def test_a_booking_cancelled_by_many_presses_at_once_is_cancelled_and_refunded_once():
-    reservation = booked(cinema_with(RefundPolicy.FULL))
+    reservation = paid_booking(cinema_with(RefundPolicy.FULL))
 
     def press():
         try:

@@ -12,7 +12,6 @@ from django.core.cache import cache
 from django.db import transaction
 
 from bookings.models import OutgoingMail, Payment, Reservation
-from bookings.providers import parse_card
 from bookings.services import (
     BookingError,
     cancel_booking,
@@ -20,12 +19,11 @@ from bookings.services import (
     cancellation_terms,
     check_in_ticket,
     hold_seats,
-    pay_for_reservation,
     refund_due,
 )
 from bookings.services.holds import call_function
 from cinemas.models import RefundPolicy
-from tests.bookings.helpers import GOOD_CARD, pay, reserve, seat_ids, statuses
+from tests.bookings.helpers import paid_booking, pay, reserve, seat_ids, statuses
 from tests.factories import make_cinema, make_hall, make_show
 from tests.helpers import assert_api_error
 from ticketing.buyers import Buyer
@@ -34,21 +32,9 @@ from waiting.services import join_waiting_line
 
 pytestmark = pytest.mark.django_db
 
-ALICE = Buyer(None, "alice")
-
 
 def cinema_with(policy, **fields):
     return make_cinema(refund_policy=policy, **fields)
-
-
-def booked(cinema=None, *, show=None, plan="PPPP\nRRRR\nR..R\nWC.R", seats=2, first_seat=0, email="ann@example.com"):
-    """`seats` seats of `show` (or of a new show tomorrow at `cinema`), from its `first_seat`-th on, paid for by
-    alice with address `email`; the first row is Premium at 15.00, so two seats cost 30.00."""
-    show = show or make_show(hall=make_hall(cinema=cinema or make_cinema(), plan=plan))
-    hold = hold_seats(buyer=ALICE, show=show, seat_ids=seat_ids(show)[first_seat : first_seat + seats])
-    reservation = pay_for_reservation(buyer=ALICE, reservation_id=hold.pk, card=parse_card(GOOD_CARD))
-    Reservation.objects.filter(pk=reservation.pk).update(email=email)
-    return Reservation.objects.select_related("show__hall__cinema").get(pk=reservation.pk)
 
 
 def provider_refunded(reservation):
@@ -99,7 +85,7 @@ def test_a_refund_is_never_negative_nor_more_than_was_paid():
 def test_each_policys_refund_reaches_the_payment_provider(
     policy, percent, expected, django_capture_on_commit_callbacks
 ):
-    reservation = booked(cinema_with(policy, refund_percent=percent, convenience_fee=Decimal("1.50")))
+    reservation = paid_booking(cinema_with(policy, refund_percent=percent, convenience_fee=Decimal("1.50")))
 
     cancelled = cancel(reservation, django_capture_on_commit_callbacks)
 
@@ -110,7 +96,7 @@ def test_each_policys_refund_reaches_the_payment_provider(
 
 
 def test_staff_cancelling_still_refunds_everything_whatever_the_policy(django_capture_on_commit_callbacks):
-    reservation = booked(cinema_with(RefundPolicy.PARTIAL, refund_percent=10, convenience_fee=Decimal("1.50")))
+    reservation = paid_booking(cinema_with(RefundPolicy.PARTIAL, refund_percent=10, convenience_fee=Decimal("1.50")))
     with django_capture_on_commit_callbacks(execute=True):
         cancelled = cancel_booking(reservation_id=reservation.pk)
     assert cancelled.cancelled_by == "cinema"
@@ -118,7 +104,7 @@ def test_staff_cancelling_still_refunds_everything_whatever_the_policy(django_ca
 
 
 def test_a_policy_that_leaves_nothing_to_refund_cancels_without_a_refund(django_capture_on_commit_callbacks):
-    reservation = booked(cinema_with(RefundPolicy.PARTIAL, refund_percent=0))
+    reservation = paid_booking(cinema_with(RefundPolicy.PARTIAL, refund_percent=0))
     cancelled = cancel(reservation, django_capture_on_commit_callbacks)
     assert cancelled.status == "Cancelled" and not cancelled.payments.filter(kind="refund").exists()
     (message,) = mail.outbox
@@ -130,8 +116,8 @@ def test_a_policy_that_leaves_nothing_to_refund_cancels_without_a_refund(django_
 
 def test_a_buyer_may_cancel_until_the_cutoff_and_not_a_minute_after(django_capture_on_commit_callbacks):
     cinema = cinema_with(RefundPolicy.FULL, cancellation_cutoff_minutes=120)
-    early = booked(cinema)
-    late = booked(show=early.show, first_seat=2)
+    early = paid_booking(cinema)
+    late = paid_booking(show=early.show, first_seat=2)
     closes_at = early.show.starts_at - timedelta(minutes=120)
 
     with time_machine.travel(closes_at - timedelta(minutes=1), tick=False):
@@ -151,7 +137,7 @@ def test_a_buyer_may_cancel_until_the_cutoff_and_not_a_minute_after(django_captu
 
 
 def test_a_cinema_that_takes_no_cancellations_refuses_them(django_capture_on_commit_callbacks):
-    reservation = booked(cinema_with(RefundPolicy.NONE))
+    reservation = paid_booking(cinema_with(RefundPolicy.NONE))
     with pytest.raises(BookingError) as refused:
         cancel(reservation, django_capture_on_commit_callbacks)
     assert refused.value.code == "cancellation_not_allowed"
@@ -161,7 +147,7 @@ def test_a_cinema_that_takes_no_cancellations_refuses_them(django_capture_on_com
 
 def test_a_booking_is_cancelled_once_and_a_ticket_used_at_the_door_not_at_all(django_capture_on_commit_callbacks):
     cinema = cinema_with(RefundPolicy.FULL, cancellation_cutoff_minutes=0)
-    once, used = booked(cinema), booked(cinema)
+    once, used = paid_booking(cinema), paid_booking(cinema)
     cancel(once, django_capture_on_commit_callbacks)
     with pytest.raises(BookingError) as again:
         cancel(once, django_capture_on_commit_callbacks)
@@ -177,7 +163,7 @@ def test_a_booking_is_cancelled_once_and_a_ticket_used_at_the_door_not_at_all(dj
 
 
 def test_the_seats_freed_go_to_the_buyer_waiting_in_line(django_capture_on_commit_callbacks):
-    reservation = booked(cinema_with(RefundPolicy.FULL), plan="RRR", seats=1)
+    reservation = paid_booking(cinema_with(RefundPolicy.FULL), plan="RRR", seats=1)
     show = reservation.show
     for number, seat in enumerate(seat_ids(show)[1:]):  # the rest held by others: the show looks full
         hold_seats(buyer=Buyer(None, f"holder-{number}"), show=show, seat_ids=[seat])
@@ -192,7 +178,7 @@ def test_the_seats_freed_go_to_the_buyer_waiting_in_line(django_capture_on_commi
 
 
 def test_the_buyer_gets_a_mail_confirming_the_cancellation_and_its_refund(django_capture_on_commit_callbacks):
-    reservation = booked(cinema_with(RefundPolicy.FEE_KEPT, convenience_fee=Decimal("1.50")))
+    reservation = paid_booking(cinema_with(RefundPolicy.FEE_KEPT, convenience_fee=Decimal("1.50")))
 
     cancel(reservation, django_capture_on_commit_callbacks)
 
@@ -217,7 +203,7 @@ def record_refund(charge, amount):
 
 
 def test_the_database_refuses_a_refund_past_the_charge_and_keeps_a_full_one_as_it_was():
-    charge = booked().payments.get(kind=Payment.Kind.CHARGE)
+    charge = paid_booking().payments.get(kind=Payment.Kind.CHARGE)
     assert record_refund(charge, Decimal("10.00")).amount == Decimal("10.00")
     for too_much in (Decimal("20.01"), Decimal("0"), Decimal("-1")):
         with pytest.raises(BookingError) as refused:
@@ -227,7 +213,7 @@ def test_the_database_refuses_a_refund_past_the_charge_and_keeps_a_full_one_as_i
     with pytest.raises(BookingError):
         record_refund(charge, None)  # the whole charge, on top of 30.00 refunded: refused
 
-    whole = booked().payments.get(kind=Payment.Kind.CHARGE)
+    whole = paid_booking().payments.get(kind=Payment.Kind.CHARGE)
     refund = record_refund(whole, None)  # no amount: the whole charge, as before
     assert (refund.amount, refund.currency, refund.card_last4, refund.status) == (
         whole.amount,
