@@ -79,9 +79,7 @@ class Reservation(models.Model):
             # The staff's list of reservations, newest first.
             models.Index(fields=["-created_at"], name="bookings_reservation_newest"),
             # My bookings: an address's bookings, in any case (email__iexact), once they have a booking code.
-            models.Index(
-                Upper("email"), condition=Q(booking_code__isnull=False), name="bookings_reservation_email"
-            ),
+            models.Index(Upper("email"), condition=Q(booking_code__isnull=False), name="bookings_reservation_email"),
             # One client's unpaid holds of a show (the caps per address and per API key). Partial, so only the
             # cap's own queries, which name the address or key, can use them.
             models.Index(
