@@ -144,6 +144,7 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
         "extensions",
         "booked_at",
         "ended_at",
+        "cancelled_by",
         "checked_in_at",
     ]
 
@@ -328,7 +329,7 @@ class OutgoingMailAdmin(ReadOnly, ModelAdmin):
 
     @admin.display(description="Booking")
     def booking(self, mail):
-        return mail.reservation.booking_code
+        return mail.reservation.booking_code if mail.reservation is not None else "-"  # a one-time link's mail
 
 
 class GiftCardForm(forms.ModelForm):

@@ -345,6 +345,42 @@ class PromoCodeApi(BookingApiView):
         return Response(reservation_body(reservation))
 
 
+@extend_schema(tags=["reservations"])
+@method_decorator(never_cache, name="dispatch")
+class CancelBookingApi(BookingApiView):
+    @extend_schema(
+        request=SessionParameters,
+        responses={
+            200: serializers.CancelledBookingSerializer,
+            400: OpenApiResponse(description="Invalid request (error body)."),
+            404: OpenApiResponse(description="No such reservation for this API key and session."),
+            409: OpenApiResponse(
+                description="Not cancellable: past the cinema's cutoff (cancellation_closed), a cinema that takes no "
+                "cancellations (cancellation_not_allowed), already cancelled (booking_cancelled), used at the door "
+                "(ticket_used), or a hold, not a booking (not_a_booking: DELETE cancels a hold)."
+            ),
+        },
+    )
+    def post(self, request, reservation_id):
+        """Cancel a Booked reservation for its buyer, before the cinema's cutoff, refunding what its policy gives.
+
+        The seats are free at once (the waiting line is served them); the refund goes to the card after the
+        answer, so it reads `pending` until the provider confirms it."""
+        data = checked(SessionParameters, request.data)
+        reservation = services.find_reservation(
+            buyer=key_buyer(request.auth, data["session_id"]), reservation_id=reservation_id
+        )
+        cancelled = services.cancel_own_booking(reservation_id=reservation.pk)
+        refund = cancelled.payments.filter(kind="refund").order_by("-created_at").first()
+        body = reservation_body(cancelled)
+        body["refund"] = (
+            None
+            if refund is None
+            else {"amount": str(refund.amount), "currency": refund.currency, "status": refund.status}
+        )
+        return Response(body)
+
+
 def request_fingerprint(reservation_id, data):
     """What makes two calls "the same request" for an Idempotency-Key (the card only as part of a hash)."""
     canonical = json.dumps({"reservation": str(reservation_id), **data}, sort_keys=True, default=str)

@@ -22,6 +22,10 @@ class Reservation(models.Model):
         EXPIRED = "Expired"
         CANCELLED = "Cancelled"
 
+    class CancelledBy(models.TextChoices):
+        CINEMA = "cinema", "The cinema (staff)"
+        BUYER = "buyer", "The buyer"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No index of its own: the buyer index (show, session_id) below serves lookups by show, and with a second
     # one a planner misled by a hot show's fast-growing table picks the wrong one.
@@ -46,6 +50,8 @@ class Reservation(models.Model):
     booked_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True, help_text="When it expired or was cancelled.")
     checked_in_at = models.DateTimeField(null=True, blank=True)
+    # Who cancelled a booking (bookings.services.cancellations): the ticket page and the mail say which.
+    cancelled_by = models.CharField(max_length=8, choices=CancelledBy.choices, blank=True, db_default="")
     # Where the website mails the ticket (given at checkout); API partners deliver their own tickets.
     # db_default: rows written around the ORM (the raw-SQL benchmarks and tests) need not name it.
     email = models.EmailField(blank=True, db_default="")
@@ -82,6 +88,8 @@ class Reservation(models.Model):
             models.Index(fields=["show", "session_id"], name="bookings_reservation_buyer"),
             # The staff's list of reservations, newest first.
             models.Index(fields=["-created_at"], name="bookings_reservation_newest"),
+            # My bookings: an address's bookings, in any case (email__iexact), once they have a booking code.
+            models.Index(Upper("email"), condition=Q(booking_code__isnull=False), name="bookings_reservation_email"),
             # One client's unpaid holds of a show (the caps per address and per API key). Partial, so only the
             # cap's own queries, which name the address or key, can use them.
             models.Index(
@@ -307,6 +315,8 @@ class OutgoingMail(models.Model):
     class Kind(models.TextChoices):
         TICKET = "ticket", "Ticket"
         CANCELLED = "cancelled", "Cancelled and refunded"
+        BUYER_CANCELLED = "buyer_cancelled", "Cancelled by the buyer (with the refund)"
+        BOOKINGS_LINK = "bookings_link", "My bookings: a one-time link"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued (being sent, or waiting for its next attempt)"
@@ -314,7 +324,9 @@ class OutgoingMail(models.Model):
         FAILED = "failed", "Failed (every attempt failed; staff can send it again)"
         SKIPPED = "skipped", "Not sent (the booking was cancelled before its ticket went out)"
 
-    reservation = models.ForeignKey(Reservation, on_delete=models.PROTECT, related_name="mails")
+    # Every mail is about a booking but the one-time link to an address's bookings, which is about its `link`.
+    reservation = models.ForeignKey(Reservation, on_delete=models.PROTECT, related_name="mails", null=True, blank=True)
+    link = models.ForeignKey("BookingsLink", on_delete=models.PROTECT, related_name="mails", null=True, blank=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     address = models.EmailField()
     # The language the buyer read the site in when the mail became owed (settings.LANGUAGES): its every
@@ -331,6 +343,13 @@ class OutgoingMail(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(reservation__isnull=False, link__isnull=True)
+                | Q(reservation__isnull=True, link__isnull=False, kind="bookings_link"),
+                name="bookings_outgoingmail_about_a_booking_or_a_link",
+            ),
+        ]
         indexes = [
             # Beat's sweep: queued mail whose attempt is overdue.
             models.Index(fields=["next_attempt_at"], condition=Q(status="queued"), name="bookings_outgoingmail_due"),
@@ -531,3 +550,32 @@ class PromoRedemption(models.Model):
 
     def __str__(self):
         return f"{self.promo_code_id} on {self.reservation_id}"
+
+
+class BookingsLink(models.Model):
+    """A one-time link to an address's bookings ("My bookings"), mailed to that address: proof of the mailbox.
+
+    Its id is signed into the link (bookings.links); it opens once, until `expires_at`: opening it is a conditional
+    UPDATE that sets `used_at` only while it is NULL, so two clicks (or two devices) can't both open it.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    address = models.EmailField()
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=models.F("created_at")), name="bookings_bookingslink_expires_later"
+            ),
+            models.CheckConstraint(
+                condition=Q(used_at__isnull=True) | Q(used_at__lt=models.F("expires_at")),
+                name="bookings_bookingslink_used_in_time",
+            ),
+        ]
+
+    def __str__(self):
+        return f"link to the bookings of {self.address} ({'used' if self.used_at else 'unused'})"

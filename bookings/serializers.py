@@ -196,6 +196,18 @@ class MenuSerializer(serializers.Serializer):
     items = MenuItemSerializer(many=True)
 
 
+class RefundSerializer(serializers.Serializer):
+    amount = serializers.DecimalField(max_digits=10, decimal_places=2)
+    currency = serializers.CharField()
+    status = serializers.CharField(help_text="pending (sent to the provider) or succeeded.")
+
+
+class CancelledBookingSerializer(ReservationSerializer):
+    refund = RefundSerializer(
+        allow_null=True, help_text="What goes back to the card under the cinema's refund policy; null for nothing."
+    )
+
+
 class ReservationFailureSerializer(serializers.Serializer):
     status = serializers.CharField()
     error = serializers.DictField()

@@ -13,6 +13,7 @@ urlpatterns = [
     path(
         "reservations/<uuid:reservation_id>/promo-code", api.PromoCodeApi.as_view(), name="api-reservation-promo-code"
     ),
+    path("reservations/<uuid:reservation_id>/cancel", api.CancelBookingApi.as_view(), name="api-reservation-cancel"),
     path("shows/<int:show_id>", api.ShowDetailApi.as_view(), name="api-show"),
     path("shows/<int:show_id>/seats", api.SeatMapApi.as_view(), name="api-show-seats"),
     path("shows/<int:show_id>/menu", api.MenuApi.as_view(), name="api-show-menu"),

@@ -1,9 +1,13 @@
-"""The website's booking pages (server-rendered): the seat map, holding, checkout, the ticket; and the staff's
-check-in at the door.
+"""The website's booking pages (server-rendered): the seat map, holding, checkout, the ticket, My bookings and
+cancelling a booking; and the staff's check-in at the door.
 
 Thin: every change is a bookings.services call, the same ones the API makes. A browser is a buyer through
-its session (no account); a reservation of another session is a 404, exactly as in the API.
+its session (no account); a reservation of another session is a 404, exactly as in the API. A booking (not a
+hold) opens in other browsers too, once they have shown a right to it: its signed ticket link, its address and
+booking code, or a one-time link proving the mailbox it was booked with (see `_viewable_booking`).
 """
+
+from datetime import datetime, timedelta
 
 from django import forms
 from django.conf import settings
@@ -16,7 +20,8 @@ from django.utils.translation import gettext, gettext_lazy, ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from bookings import ticket_codes
+from bookings import links, ticket_codes
+from bookings.calendar import booking_calendar, calendar_file_name
 from bookings.models import Payment, Reservation
 from bookings.providers import InvalidCard, parse_card
 from bookings.seat_maps import SeatGrid, seat_picture, show_with_catalog
@@ -24,17 +29,24 @@ from bookings.services import (
     BestAvailable,
     BookingError,
     apply_promo_code,
+    bookings_of,
     cancel_hold,
+    cancel_own_booking,
+    cancellation_refusal,
+    cancellation_terms,
     change_seats,
     check_in_ticket,
     email_ticket,
     extend_hold,
+    find_booking_by_code,
     find_reservation,
     find_ticket,
     hold_seats,
+    open_bookings_link,
     pay_for_reservation,
     price_breakdown,
     remove_promo_code,
+    request_bookings_link,
     ticket_token,
 )
 from bookings.services.add_ons import MAX_PER_ITEM, choose_add_ons, order_form_lines, pickup
@@ -44,6 +56,7 @@ from ticketing.buyers import session_buyer
 from ticketing.cached_reads import answer_with_etag
 from ticketing.error_codes import site_status
 from ticketing.numbers import whole_number
+from ticketing.proxies import client_address
 
 
 def current_hold(buyer, show, at):
@@ -502,28 +515,273 @@ def extend(request, reservation_id):
 @never_cache
 @require_GET
 def ticket(request, reservation_id):
-    """The ticket: booking code and the signed QR code that the door scans.
+    """The ticket: booking code and the signed QR code that the door scans, with Add to calendar, Directions and,
+    while the cinema's cutoff allows, Cancel.
 
-    A booking the cinema cancelled says so, with the seats it had and its refund, and has no QR code. A hold
+    A cancelled booking says who cancelled it, with the seats it had and its refund, and has no QR code. A hold
     that was never paid is shown as its checkout page.
     """
-    reservation = _own_reservation(request, reservation_id)
+    reservation = _viewable_booking(request, reservation_id)
     if not reservation.booking_code:
         return redirect("hold", reservation_id=reservation.pk)
     show = reservation.show
+    cinema = show.hall.cinema
     context = {
         "reservation": reservation,
         "breakdown": price_breakdown(reservation),
         "show": show,
-        "cinema": show.hall.cinema,
+        "cinema": cinema,
         "seats": reservation.seat_labels(),
+        "directions_url": links.directions_url(cinema),
     }
     if reservation.status == Reservation.Status.BOOKED:
         context["qr_svg"] = ticket_codes.qr_svg(ticket_token(reservation))
         context["pickup"] = pickup(reservation)
+        context["terms"] = cancellation_terms(reservation=reservation)
     else:
         context["refund"] = _refund_of(reservation)
     return render(request, "bookings/ticket.html", context)
+
+
+# --- After the sale: opening a booking elsewhere, My bookings, the calendar, cancelling -----------------------
+
+# What this browser has shown a right to, beyond its own session's holds and bookings: the bookings opened by their
+# signed ticket link or by address and booking code (their ids, the newest last), and the mail address proven by a
+# one-time link, with when (it lists that address's bookings for MAILBOX_PROOF_HOURS).
+OPENED_SESSION_KEY = "opened_bookings"
+MAILBOX_SESSION_KEY = "my_bookings_mailbox"
+MAILBOX_PROOF_HOURS = 24
+OPENED_KEPT = 50
+LINK_OPENS_NOTHING = gettext_lazy("This link doesn't open anything")
+
+
+def _open_in_this_browser(request, reservation):
+    opened = [pk for pk in request.session.get(OPENED_SESSION_KEY, []) if pk != str(reservation.pk)]
+    if len(opened) == len(request.session.get(OPENED_SESSION_KEY, [])):
+        _more_rights(request)
+    request.session[OPENED_SESSION_KEY] = [*opened, str(reservation.pk)][-OPENED_KEPT:]
+
+
+def _more_rights(request):
+    """The browser's session gains a right: it gets a new key, as at a login, so a key planted or seen before (session
+    fixation) is not worth more afterwards. Its contents (the buyer's id, its holds) stay."""
+    request.session.cycle_key()
+
+
+def _proven_mailbox(request):
+    """The mail address this browser proved with a one-time link in the last MAILBOX_PROOF_HOURS, or None."""
+    proof = request.session.get(MAILBOX_SESSION_KEY)
+    if not proof:
+        return None
+    proven_at = datetime.fromisoformat(proof["at"])
+    if timezone.now() - proven_at > timedelta(hours=MAILBOX_PROOF_HOURS):
+        return None
+    return proof["address"]
+
+
+def _viewable_booking(request, reservation_id):
+    """The reservation, if this browser may see it: its own session's (hold or booking), or a booking it opened by
+    a signed link or address and code, or one booked with the mailbox it proved. Otherwise a 404, as for a stranger.
+    """
+    try:
+        return find_reservation(buyer=session_buyer(request), reservation_id=reservation_id)
+    except BookingError:
+        pass
+    reservation = (
+        Reservation.objects.select_related("show__hall").filter(pk=reservation_id, booking_code__isnull=False).first()
+    )
+    if reservation is None:
+        raise Http404
+    mailbox = _proven_mailbox(request)
+    if str(reservation.pk) in request.session.get(OPENED_SESSION_KEY, []) or (
+        mailbox is not None and reservation.email.lower() == mailbox.lower()
+    ):
+        return reservation
+    raise Http404
+
+
+def _refusal_page(request, refusal, *, title, status=None):
+    page = render(request, "400.html", {"title": title, "message": refusal.message, "status": status})
+    page.status_code = status or site_status(refusal.code)
+    if refusal.retry_after:
+        page["Retry-After"] = str(refusal.retry_after)
+    return page
+
+
+@never_cache
+@require_GET
+def ticket_link(request, reservation_id, signature):
+    """The mailed ticket link: opens that booking in this browser (any device), then shows its ticket.
+
+    A signature that is not this booking's (tampered with, cut short, another booking's) opens nothing: a 404 page
+    that says so.
+    """
+    try:
+        links.check_ticket_link(reservation_id, signature)
+    except links.InvalidLink:
+        return _refusal_page(request, BookingError("link_invalid"), title=LINK_OPENS_NOTHING)
+    reservation = Reservation.objects.filter(pk=reservation_id, booking_code__isnull=False).first()
+    if reservation is None:
+        raise Http404
+    _open_in_this_browser(request, reservation)
+    return redirect("ticket", reservation_id=reservation.pk)
+
+
+@never_cache
+@require_GET
+def ticket_calendar(request, reservation_id):
+    """The booking as an .ics calendar event (bookings.calendar), for whoever may see its ticket; none once
+    cancelled."""
+    reservation = _viewable_booking(request, reservation_id)
+    if reservation.status != Reservation.Status.BOOKED:
+        raise Http404
+    reservation = Reservation.objects.select_related("show__movie", "show__hall__cinema").get(pk=reservation.pk)
+    response = HttpResponse(
+        booking_calendar(reservation, seats=reservation.seat_labels()), content_type="text/calendar; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{calendar_file_name(reservation)}"'
+    return response
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def cancel_booking_page(request, reservation_id):
+    """Cancel a booking: what would be refunded, then (POST) cancelling it, before the cinema's cutoff.
+
+    A refusal (past the cutoff, a cinema that takes no cancellations, already cancelled) comes back as this page,
+    saying why, with its status.
+    """
+    reservation = _viewable_booking(request, reservation_id)
+    if not reservation.booking_code:
+        raise Http404
+    refusal = None
+    if request.method == "POST":
+        try:
+            cancel_own_booking(reservation_id=reservation.pk)
+        except BookingError as error:
+            refusal = error
+        else:
+            messages.success(request, gettext("Your booking is cancelled and its seats are free for others."))
+            return redirect("ticket", reservation_id=reservation.pk)
+    reservation = Reservation.objects.select_related("show__movie", "show__hall__cinema").get(pk=reservation.pk)
+    terms = cancellation_terms(reservation=reservation)
+    context = {
+        "reservation": reservation,
+        "show": reservation.show,
+        "cinema": reservation.show.hall.cinema,
+        "seats": reservation.seat_labels(),
+        "terms": terms,
+        "refusal": refusal,
+    }
+    if refusal is None and not terms.allowed:
+        refusal = context["refusal"] = cancellation_refusal(terms, reservation=reservation)
+    status = site_status(refusal.code) if refusal is not None else 200
+    return render(request, "bookings/cancel_booking.html", context, status=status)
+
+
+class FindBookingForm(forms.Form):
+    email = forms.EmailField(
+        label=gettext_lazy("Email address"), widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
+    code = forms.CharField(
+        label=gettext_lazy("Booking code"),
+        max_length=20,
+        widget=forms.TextInput(attrs={"autocapitalize": "characters", "autocomplete": "off", "spellcheck": "false"}),
+    )
+
+
+class BookingsLinkForm(forms.Form):
+    email = forms.EmailField(
+        label=gettext_lazy("Email address"), widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
+
+
+def _my_bookings_page(request, *, find_form=None, link_form=None, refusal=None, link_sent=False, status=200):
+    """My bookings: the two ways in, and once the mailbox is proven, its bookings, upcoming and past."""
+    mailbox = _proven_mailbox(request)
+    context = {
+        "find_form": find_form or FindBookingForm(prefix="find"),
+        "link_form": link_form or BookingsLinkForm(prefix="link"),
+        "refusal": refusal,
+        "link_sent": link_sent,
+        "mailbox": mailbox,
+    }
+    if mailbox is not None:
+        now = timezone.now()
+        bookings = list(bookings_of(address=mailbox))
+        context["upcoming"] = [booking for booking in bookings if booking.show.ends_at > now]
+        context["past"] = [booking for booking in bookings if booking.show.ends_at <= now][::-1]
+    page = render(request, "bookings/my_bookings.html", context, status=status)
+    if refusal is not None and refusal.retry_after:
+        page["Retry-After"] = str(refusal.retry_after)
+    return page
+
+
+@never_cache
+@require_GET
+def my_bookings(request):
+    return _my_bookings_page(request)
+
+
+@never_cache
+@require_POST
+def find_booking(request):
+    """Open one booking in this browser by its address and booking code (both in the ticket mail)."""
+    form = FindBookingForm(request.POST, prefix="find")
+    if not form.is_valid():
+        return _my_bookings_page(request, find_form=form, status=400)
+    try:
+        reservation = find_booking_by_code(
+            address=form.cleaned_data["email"], code=form.cleaned_data["code"], client=client_address(request)
+        )
+    except BookingError as refusal:
+        return _my_bookings_page(request, find_form=form, refusal=refusal, status=site_status(refusal.code))
+    _open_in_this_browser(request, reservation)
+    return redirect("ticket", reservation_id=reservation.pk)
+
+
+@never_cache
+@require_POST
+def ask_for_bookings_link(request):
+    """Mail a one-time link to the address's bookings; the answer is the same whether it has any or not."""
+    form = BookingsLinkForm(request.POST, prefix="link")
+    if not form.is_valid():
+        return _my_bookings_page(request, link_form=form, status=400)
+    try:
+        request_bookings_link(address=form.cleaned_data["email"], client=client_address(request))
+    except BookingError as refusal:
+        return _my_bookings_page(request, link_form=form, refusal=refusal, status=site_status(refusal.code))
+    return _my_bookings_page(request, link_sent=True)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def open_my_bookings(request, token):
+    """The mailed one-time link. GET only asks to go on (a button): mail scanners that fetch links must not use it up;
+    POST uses it, once, and lists the address's bookings in this browser."""
+    if request.method == "GET":
+        try:
+            links.bookings_link_id(token)
+        except links.InvalidLink:
+            return _refusal_page(request, BookingError("link_invalid"), title=LINK_OPENS_NOTHING)
+        return render(request, "bookings/my_bookings_open.html", {"token": token})
+    try:
+        address = open_bookings_link(token=token)
+    except BookingError as refusal:
+        return _refusal_page(request, refusal, title=LINK_OPENS_NOTHING)
+    _more_rights(request)
+    request.session[MAILBOX_SESSION_KEY] = {"address": address, "at": timezone.now().isoformat()}
+    return redirect("my-bookings")
+
+
+@never_cache
+@require_POST
+def forget_my_bookings(request):
+    """This browser forgets the bookings and the mailbox it was shown (its own session's bookings stay its own)."""
+    request.session.pop(MAILBOX_SESSION_KEY, None)
+    request.session.pop(OPENED_SESSION_KEY, None)
+    messages.info(request, gettext("This browser no longer shows your bookings."))
+    return redirect("my-bookings")
 
 
 # --- Staff: check-in at the door ---------------------------------------------------------------------------

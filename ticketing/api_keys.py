@@ -105,15 +105,16 @@ def quota_window(api_key, now):
     return f"api-quota:{api_key.pk}:{window}", QUOTA_WINDOW_SECONDS - (now % QUOTA_WINDOW_SECONDS)
 
 
-def count_in_cache(counter):
+def count_in_cache(counter, ttl=QUOTA_KEY_TTL):
     """Count one call on the shared cache's counter; returns the calls counted so far in its window.
 
-    An atomic increment (Redis in production), so concurrent requests can't slip past the quota.
+    An atomic increment (Redis in production), so concurrent requests can't slip past the quota. `ttl`: how long
+    the counter is kept, longer than its window.
     """
     try:
         return cache.incr(counter)
     except ValueError:  # the window's first call (incr first: one round trip on every other call)
-        return 1 if cache.add(counter, 1, timeout=QUOTA_KEY_TTL) else cache.incr(counter)
+        return 1 if cache.add(counter, 1, timeout=ttl) else cache.incr(counter)
 
 
 def over_quota_message(retry_after):

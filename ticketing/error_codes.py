@@ -96,6 +96,27 @@ ERROR_CODES = {
     "gift_card_expired": ErrorCode(400, _("This gift card has expired.")),
     "gift_card_other_currency": ErrorCode(400, _("This gift card pays only for shows priced in {currency}.")),
     "gift_card_empty": ErrorCode(409, _("This gift card has nothing left on it.")),
+    # After the sale: a buyer cancelling their booking, and finding it again
+    "booking_cancelled": ErrorCode(409, _("This booking is already cancelled.")),
+    "not_a_booking": ErrorCode(409, _("This reservation is a hold, not a booking: cancel it, or let it lapse.")),
+    "cancellation_not_allowed": ErrorCode(
+        409, _("This cinema doesn't take cancellations: its tickets can't be cancelled or refunded.")
+    ),
+    "cancellation_closed": ErrorCode(
+        409, _("Cancellations for this show closed at {closed_at}; the booking stands and the tickets are good.")
+    ),
+    "refund_exceeds_charge": ErrorCode(409, _("This refund would give back more than was charged.")),
+    "booking_not_found": ErrorCode(
+        404, _("No booking matches this email address and booking code: check both, as they are in your mail.")
+    ),
+    "link_invalid": ErrorCode(
+        404, _("This link is not one of ours: check that it was copied whole, or open it from the mail again.")
+    ),
+    "link_expired": ErrorCode(
+        410,
+        _("This link was used already or has expired: each link works once, for {minutes} minutes. Ask for a new one."),
+    ),
+    "too_many_attempts": ErrorCode(429, _("Too many tries from here; try again in {minutes} minutes.")),
     # Paying
     "payment_in_progress": ErrorCode(
         409, _("A payment for this reservation is in progress; wait for its answer."), retry_after=2

@@ -10,11 +10,19 @@ The rules that keep a sale correct live here, each in one transaction:
   provider refunds are sent after commit, never from inside a transaction that may roll back; the provider is
   never called while a row is locked.
 
-The functions live in holds.py, payments.py, prices.py, promo_codes.py, add_ons.py (food and drink),
-gift_cards.py, tickets.py and mail.py; they are all importable from here.
+The functions live in holds.py, payments.py, cancellations.py, prices.py, promo_codes.py, add_ons.py (food and
+drink), gift_cards.py, tickets.py, mail.py and my_bookings.py; they are all importable from here.
 """
 
 from bookings.services.add_ons import choose_add_ons
+from bookings.services.cancellations import (
+    CancellationTerms,
+    cancel_booking,
+    cancel_own_booking,
+    cancellation_refusal,
+    cancellation_terms,
+    refund_due,
+)
 from bookings.services.errors import BookingError
 from bookings.services.gift_cards import issue_gift_card, redeem_gift_card
 from bookings.services.holds import (
@@ -41,6 +49,12 @@ from bookings.services.mail import (
     send_outgoing_mail,
     site_link,
 )
+from bookings.services.my_bookings import (
+    bookings_of,
+    find_booking_by_code,
+    open_bookings_link,
+    request_bookings_link,
+)
 from bookings.services.payments import (
     aabandon_idempotent_request,
     abandon_idempotent_request,
@@ -48,7 +62,6 @@ from bookings.services.payments import (
     afinish_idempotent_request,
     apay_for_reservation,
     begin_idempotent_request,
-    cancel_booking,
     finish_idempotent_request,
     fulfil_charge,
     pay_for_reservation,
@@ -62,6 +75,7 @@ from bookings.services.tickets import check_in_ticket, find_ticket, ticket_token
 __all__ = [
     "BestAvailable",
     "BookingError",
+    "CancellationTerms",
     "MailNotSent",
     "PriceBreakdown",
     "aabandon_idempotent_request",
@@ -71,17 +85,22 @@ __all__ = [
     "achange_seats",
     "aextend_hold",
     "afinish_idempotent_request",
-    "apply_promo_code",
     "ahold_seats",
     "apay_for_reservation",
+    "apply_promo_code",
     "begin_idempotent_request",
+    "bookings_of",
     "cancel_booking",
     "cancel_hold",
+    "cancel_own_booking",
+    "cancellation_refusal",
+    "cancellation_terms",
     "change_seats",
     "check_in_ticket",
     "choose_add_ons",
     "email_ticket",
     "extend_hold",
+    "find_booking_by_code",
     "find_reservation",
     "find_ticket",
     "finish_idempotent_request",
@@ -90,13 +109,16 @@ __all__ = [
     "hold_seats",
     "hold_seats_for_waiter",
     "issue_gift_card",
+    "open_bookings_link",
     "pay_for_reservation",
     "price_breakdown",
     "queue_mail",
     "reconcile_payments",
     "redeem_gift_card",
+    "refund_due",
     "release_lapsed_holds",
     "remove_promo_code",
+    "request_bookings_link",
     "requeue_overdue_mail",
     "resend_mail",
     "send_outgoing_mail",

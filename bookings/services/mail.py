@@ -1,4 +1,5 @@
-"""Mail to buyers: their tickets, and word that staff cancelled and refunded a booking.
+"""Mail to buyers: their tickets, word that a booking was cancelled (by the cinema, or by them) and refunded, and the
+one-time link to an address's bookings (My bookings).
 
 Every mail is an OutgoingMail row, written in the transaction that makes it owed, and sent after commit by a
 task that retries a failed attempt with a doubling wait; after TICKETING_MAIL_MAX_ATTEMPTS it is marked
@@ -23,7 +24,8 @@ from django.urls import reverse
 from django.utils import dateformat, timezone, translation
 from django.utils.translation import gettext
 
-from bookings import ticket_codes
+from bookings import links, ticket_codes
+from bookings.calendar import booking_calendar, calendar_file_name
 from bookings.models import OutgoingMail, Payment, Reservation
 from bookings.services.add_ons import pickup
 from bookings.services.errors import BookingError
@@ -38,6 +40,8 @@ logger = logging.getLogger(__name__)
 ATTEMPT_LEASE = timedelta(minutes=10)
 # Workers' clocks may disagree a little: a retry arriving this much before its time still runs.
 CLOCK_SLACK = timedelta(seconds=5)
+# How long a one-time link to an address's bookings opens (bookings.services.my_bookings makes them).
+BOOKINGS_LINK_MINUTES = 30
 # Control characters (CR and LF among them) and the Unicode line and paragraph separators.
 _NOT_FOR_A_HEADER = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _QUEUED = OutgoingMail.Status.QUEUED
@@ -72,8 +76,9 @@ def site_link(view_name, *args):
 # --- Owing a mail ----------------------------------------------------------------------------------------------
 
 
-def queue_mail(*, reservation, kind, at=None):
-    """Owe the reservation's buyer a mail of this kind, at the address it gave. Returns the OutgoingMail.
+def queue_mail(*, reservation=None, kind, link=None, at=None):
+    """Owe the reservation's buyer a mail of this kind, at the address it gave (or, for a one-time link to an
+    address's bookings, owe `link`'s address its mail). Returns the OutgoingMail.
 
     Writes the row in the caller's transaction (so the mail is owed exactly when the change that owes it
     commits), in the buyer's language: the one its earlier mail was written in, else the language of the request
@@ -81,12 +86,15 @@ def queue_mail(*, reservation, kind, at=None):
     broker is down), beat's sweep queues it later.
     """
     at = at or timezone.now()
-    earlier = reservation.mails.order_by("created_at").values_list("language", flat=True).first()
+    earlier = None
+    if reservation is not None:
+        earlier = reservation.mails.order_by("created_at").values_list("language", flat=True).first()
     language = earlier or translation.get_supported_language_variant(translation.get_language() or "en")
     mail = OutgoingMail.objects.create(
         reservation=reservation,
+        link=link,
         kind=kind,
-        address=reservation.email,
+        address=reservation.email if reservation else link.address,
         language=language,
         created_at=at,
         next_attempt_at=at,
@@ -220,15 +228,33 @@ def compose_mail(mail):
         return _compose_mail(mail)
 
 
+def ticket_link(reservation):
+    """The signed link that opens the booking's ticket page on any device (bookings.links), for mail."""
+    return site_link("ticket-link", reservation.pk, links.ticket_link_signature(reservation.pk))
+
+
 def _compose_mail(mail):
+    if mail.kind == OutgoingMail.Kind.BOOKINGS_LINK:
+        return _message(
+            subject=gettext("Your bookings: a link to sign in"),
+            template="bookings/bookings_link_email.txt",
+            context={
+                "url": site_link("my-bookings-link", links.bookings_link_token(mail.link_id)),
+                "minutes": BOOKINGS_LINK_MINUTES,
+            },
+            to=mail.address,
+        )
     reservation = mail.reservation
     show = reservation.show
+    cinema = show.hall.cinema
     context = {
         "reservation": reservation,
         "show": show,
-        "cinema": show.hall.cinema,
+        "cinema": cinema,
         "starts_at": show.local_starts_at,
-        "booking_url": site_link("ticket", reservation.pk),
+        "booking_url": ticket_link(reservation),
+        "directions_url": links.directions_url(cinema),
+        "seats": reservation.seat_labels(),
     }
     # Translators: the show's start in a mail's subject (Django's date format characters), e.g. "Mon 07 Dec 19:30".
     starts = dateformat.format(show.local_starts_at, gettext("D d M H:i"))
@@ -239,25 +265,26 @@ def _compose_mail(mail):
         message = _message(
             subject=gettext("Your tickets: %(when)s") % {"when": when},
             template="bookings/ticket_email.txt",
-            context={
-                **context,
-                "seats": reservation.seat_labels(),
-                "breakdown": price_breakdown(reservation),
-                "pickup": pickup(reservation),
-            },
+            context={**context, "breakdown": price_breakdown(reservation), "pickup": pickup(reservation)},
             to=mail.address,
         )
         png = ticket_codes.qr_png(ticket_token(reservation))
         message.attach(header_text(f"ticket-{reservation.booking_code}.png"), png, "image/png")
+        ics = booking_calendar(reservation, seats=context["seats"])
+        message.attach(header_text(calendar_file_name(reservation)), ics, "text/calendar")
         return message
     refund = reservation.payments.filter(kind=Payment.Kind.REFUND).order_by("-created_at").first()
-    subject = gettext("Booking cancelled and refunded: %(when)s") if refund else gettext("Booking cancelled: %(when)s")
+    if mail.kind == OutgoingMail.Kind.BUYER_CANCELLED:
+        subject, template = gettext("Cancellation confirmed: %(when)s"), "bookings/buyer_cancelled_email.txt"
+    elif refund:
+        subject, template = gettext("Booking cancelled and refunded: %(when)s"), "bookings/cancelled_email.txt"
+    else:
+        subject, template = gettext("Booking cancelled: %(when)s"), "bookings/cancelled_email.txt"
     return _message(
         subject=subject % {"when": when},
-        template="bookings/cancelled_email.txt",
+        template=template,
         context={
             **context,
-            "seats": reservation.seat_labels(),
             "refund": refund,
             "refunded": refund is not None and refund.status == Payment.Status.SUCCEEDED,
         },

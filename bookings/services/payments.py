@@ -1,4 +1,4 @@
-"""Paying for holds, refunds, the reconciler, staff cancellations and Idempotency-Keys.
+"""Paying for holds, refunds, the reconciler and Idempotency-Keys (cancelling a booking: cancellations.py).
 
 Each database step of paying is one call of a SQL function kept in migration bookings 0010 (whether a hold
 may be charged and for how long it is kept meanwhile, booking or refunding when the charge lands, a declined
@@ -23,13 +23,12 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from bookings import ticket_codes
-from bookings.models import IdempotentRequest, OutgoingMail, Payment, Reservation
-from bookings.notices import announce_freed_seats, announce_seat_changes
+from bookings.models import IdempotentRequest, Payment, Reservation
+from bookings.notices import announce_seat_changes
 from bookings.providers import CardDeclined, InvalidCard, PaymentError, ProviderTimeout, get_provider
 from bookings.services.errors import BookingError
 from bookings.services.gift_cards import redeem_call
 from bookings.services.holds import HeldSeat, acall_function, call_function
-from bookings.services.mail import queue_mail
 from ticketing.faults import crash_if_asked
 from ticketing.steps import arun_steps, run_steps
 
@@ -362,35 +361,6 @@ def reconcile_payments(*, at=None):
             ).run()
             settled += not_charged
     return settled
-
-
-def cancel_booking(*, reservation_id, at=None):
-    """Staff cancel a booking: its seats are freed, what gift cards paid goes back on them and its charge is
-    refunded through the provider.
-
-    Locks the reservation. Raises BookingError("not_booked") unless it is Booked. Owes the buyer a mail
-    saying so (an OutgoingMail, if they gave an address). On commit: pushes the freed seats, tells the
-    waiting line (bookings.notices), sends the refund (the reconciler retries a failed one), then queues the
-    mail, which tells how the refund stands when it is sent.
-    """
-    at = at or timezone.now()
-    with transaction.atomic(durable=True):
-        reservation = Reservation.objects.select_for_update().get(pk=reservation_id)
-        if reservation.status != Reservation.Status.BOOKED:
-            raise BookingError("not_booked")
-        (freed,) = call_function(
-            "bookings_release", [str(reservation.pk)], Reservation.Status.CANCELLED, at, own_transaction=False
-        )
-        announce_freed_seats(freed)
-        call_function("bookings_return_gift_cards", reservation.pk, None, at, own_transaction=False)
-        charge = reservation.payments.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED).first()
-        if charge is not None and charge.amount > 0:
-            (refund_id,) = call_function("bookings_record_refund", charge.pk, at, own_transaction=False)
-            transaction.on_commit(lambda: settle_refund(payment_id=refund_id))
-        if reservation.email:
-            queue_mail(reservation=reservation, kind=OutgoingMail.Kind.CANCELLED, at=at)
-        reservation.refresh_from_db()
-    return reservation
 
 
 # --- Idempotency keys ------------------------------------------------------------------------------------------

@@ -7,8 +7,10 @@ import threading
 import psycopg
 from django.db import connection, connections
 
+from bookings.models import Reservation
 from bookings.providers import parse_card
 from bookings.services import hold_seats, pay_for_reservation
+from tests.factories import SMALL_PLAN, make_cinema, make_hall, make_show
 from ticketing.buyers import Buyer
 
 GOOD_CARD = {"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"}
@@ -23,6 +25,17 @@ def taken_by_others(show, seats, *, pay=False):
         hold = hold_seats(buyer=buyer, show=show, seat_ids=seats[start : start + 10])
         if pay:
             pay_for_reservation(buyer=buyer, reservation_id=hold.pk, card=parse_card(GOOD_CARD))
+
+
+def paid_booking(cinema=None, *, show=None, plan=SMALL_PLAN, seats=2, first_seat=0, email="ann@example.com"):
+    """`seats` seats of `show` (or of a new show tomorrow at `cinema`), from its `first_seat`-th on, paid for by
+    alice with address `email`; the first row is Premium at 15.00, so two seats cost 30.00."""
+    show = show or make_show(hall=make_hall(cinema=cinema or make_cinema(), plan=plan))
+    alice = Buyer(None, "alice")
+    hold = hold_seats(buyer=alice, show=show, seat_ids=seat_ids(show)[first_seat : first_seat + seats])
+    reservation = pay_for_reservation(buyer=alice, reservation_id=hold.pk, card=parse_card(GOOD_CARD))
+    Reservation.objects.filter(pk=reservation.pk).update(email=email)
+    return Reservation.objects.select_related("show__hall__cinema").get(pk=reservation.pk)
 
 
 def seat_ids(show):

@@ -105,6 +105,7 @@ OPERATION_LABELS = {
     "PUT /api/v1/reservations/{reservation_id}/add-ons",
     "GET /api/v1/shows/{show_id}/menu",
     "POST /api/v1/reservations/{reservation_id}/extend",
+    "POST /api/v1/reservations/{reservation_id}/cancel",
     "POST /api/v1/shows/{show_id}/waitlist",
     "GET /api/v1/waitlist/{waiter_id}",
     "DELETE /api/v1/waitlist/{waiter_id}",
@@ -188,6 +189,7 @@ def real_rows(partner_key):
         "PUT /api/v1/reservations/{reservation_id}/add-ons": {"body": {**session, "items": [{"id": 1, "quantity": 1}]}},
         "GET /api/v1/shows/{show_id}/menu": {},
         "POST /api/v1/reservations/{reservation_id}/extend": {"body": session},
+        "POST /api/v1/reservations/{reservation_id}/cancel": {"body": session},
         "POST /api/v1/shows/{show_id}/waitlist": {"body": {**session, "seats_wanted": 1}},
         "GET /api/v1/waitlist/{waiter_id}": {"query": {**session, "version": 0, "wait": 0}},
         "DELETE /api/v1/waitlist/{waiter_id}": {"query": session},
@@ -251,6 +253,7 @@ BODY_OPERATIONS = [
     ("POST", "/api/v1/reservations/00000000-0000-0000-0000-000000000000/pay"),
     ("PUT", "/api/v1/reservations/00000000-0000-0000-0000-000000000000/add-ons"),
     ("POST", "/api/v1/reservations/00000000-0000-0000-0000-000000000000/extend"),
+    ("POST", "/api/v1/reservations/00000000-0000-0000-0000-000000000000/cancel"),
     ("POST", "/api/v1/shows/1/waitlist"),
 ]
 
