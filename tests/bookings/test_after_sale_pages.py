@@ -353,14 +353,14 @@ class TestCancellingFromTheTicket:
     def test_the_ticket_offers_to_cancel_and_says_what_comes_back_before_confirming(
         self, client, show, django_capture_on_commit_callbacks
     ):
-        reservation = buy(client, show, "B1", "B2", capture=django_capture_on_commit_callbacks)  # 2 x 10.00
+        reservation = buy(client, show, "B1", "B2", capture=django_capture_on_commit_callbacks)  # 2 x (10.00 + 1.50)
         ticket = client.get(f"/tickets/{reservation.pk}/").content.decode()
         assert f'href="/tickets/{reservation.pk}/cancel"' in ticket and "You may cancel until" in ticket
-        assert "and get back $17.00." in ticket
+        assert "and get back $20.00." in ticket
 
         confirm = client.get(f"/tickets/{reservation.pk}/cancel").content.decode()
         assert "The cinema refunds what you paid but the convenience fees." in confirm
-        assert '<strong id="refund-amount">$17.00</strong>' in confirm  # 20.00 less two fees of 1.50
+        assert '<strong id="refund-amount">$20.00</strong>' in confirm  # 23.00 less two fees of 1.50
         reservation.refresh_from_db()
         assert reservation.status == "Booked"  # nothing happens before the button
 
@@ -370,7 +370,7 @@ class TestCancellingFromTheTicket:
         assert cancelled["Location"] == f"/tickets/{reservation.pk}/"
         page = client.get(cancelled["Location"]).content.decode()
         assert "Your booking is cancelled" in page and "You cancelled this booking" in page
-        assert "We refunded <strong>$17.00 (USD)</strong> to the card ending 4242" in page
+        assert "We refunded <strong>$20.00 (USD)</strong> to the card ending 4242" in page
         assert mail.outbox[-1].subject.startswith("Cancellation confirmed: ")
 
     def test_another_browser_cancels_through_the_mailed_link(self, client, show, django_capture_on_commit_callbacks):

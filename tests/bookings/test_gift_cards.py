@@ -18,13 +18,14 @@ from bookings.providers import get_provider, parse_card
 from bookings.services import (
     BookingError,
     cancel_booking,
+    cancel_own_booking,
     hold_seats,
     pay_for_reservation,
     release_lapsed_holds,
 )
 from bookings.services.gift_cards import issue_gift_card, redeem_gift_card
 from tests.bookings.helpers import DECLINED_CARD, GOOD_CARD, reserve, seat_ids
-from tests.factories import make_api_key, make_hall, make_show
+from tests.factories import make_api_key, make_cinema, make_hall, make_show
 from tests.helpers import assert_api_error, run_at_once
 from ticketing.buyers import Buyer
 
@@ -334,3 +335,19 @@ class TestStaffIssueGiftCards:
         )
         assert response.status_code == 403
         assert balance_of(card) == Decimal("25.00")
+
+
+@pytest.mark.django_db
+class TestABuyerCancellingWhatAGiftCardPaid:
+    def test_the_refund_goes_back_the_way_it_was_paid_the_card_first_then_the_gift_card(self):
+        cinema = make_cinema(convenience_fee=Decimal("1.50"), refund_policy="fee_kept")
+        show = make_show(hall=make_hall(cinema=cinema, plan="R" * 10))
+        gift = issue_gift_card(currency="USD", value=Decimal("10.00"))
+        hold = hold_of(show)  # 3 × 10.00 + 3 × 1.50 = 34.50
+        pay_for_reservation(buyer=ALICE, reservation_id=hold.pk, card=parse_card(GOOD_CARD), gift_card=gift.code)
+        assert charges_of(hold) == [Decimal("24.50")]
+        cancel_own_booking(reservation_id=hold.pk)
+        # 30.00 back (the fees kept): the card's 24.50, and 5.50 on the gift card.
+        refund = Payment.objects.get(reservation=hold, kind=Payment.Kind.REFUND)
+        assert refund.amount == Decimal("24.50")
+        assert balance_of(gift) == Decimal("5.50")

@@ -56,6 +56,7 @@ def test_gst_is_included_in_rupee_prices_and_the_fee(api):
         "fees": [{"name": "Convenience fee", "amount": "60.00"}],
         "taxes": [{"name": "GST", "rate": "18", "amount": "146.44", "included": True}],
         "discounts": [],
+        "add_ons": [],
         "total": "960.00",
         "currency": "INR",
     }

@@ -240,7 +240,7 @@ def test_the_openapi_schema_documents_the_promo_code_calls_and_the_price_breakdo
     assert {"post", "delete"} <= set(promo)
     assert {parameter["name"] for parameter in promo["delete"]["parameters"]} >= {"session_id", "code"}
     breakdown = document["components"]["schemas"]["PriceBreakdown"]["properties"]
-    assert set(breakdown) == {"seats", "fees", "taxes", "discounts", "total", "currency"}
+    assert set(breakdown) == {"seats", "fees", "taxes", "discounts", "add_ons", "total", "currency"}
     assert "price_breakdown" in document["components"]["schemas"]["Reservation"]["properties"]
 
 

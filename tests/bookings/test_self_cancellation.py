@@ -77,9 +77,10 @@ def test_a_refund_is_never_negative_nor_more_than_was_paid():
 @pytest.mark.parametrize(
     ("policy", "percent", "expected"),
     [
-        (RefundPolicy.FULL, 100, Decimal("30.00")),
-        (RefundPolicy.PARTIAL, 50, Decimal("13.50")),
-        (RefundPolicy.FEE_KEPT, 100, Decimal("27.00")),
+        # Two 15.00 seats and two 1.50 fees: 33.00 paid.
+        (RefundPolicy.FULL, 100, Decimal("33.00")),
+        (RefundPolicy.PARTIAL, 50, Decimal("15.00")),
+        (RefundPolicy.FEE_KEPT, 100, Decimal("30.00")),
     ],
 )
 def test_each_policys_refund_reaches_the_payment_provider(
@@ -100,7 +101,7 @@ def test_staff_cancelling_still_refunds_everything_whatever_the_policy(django_ca
     with django_capture_on_commit_callbacks(execute=True):
         cancelled = cancel_booking(reservation_id=reservation.pk)
     assert cancelled.cancelled_by == "cinema"
-    assert provider_refunded(reservation) == cancelled.payments.get(kind="refund").amount == Decimal("30.00")
+    assert provider_refunded(reservation) == cancelled.payments.get(kind="refund").amount == Decimal("33.00")
 
 
 def test_a_policy_that_leaves_nothing_to_refund_cancels_without_a_refund(django_capture_on_commit_callbacks):
@@ -187,7 +188,7 @@ def test_the_buyer_gets_a_mail_confirming_the_cancellation_and_its_refund(django
     (message,) = mail.outbox
     assert message.to == ["ann@example.com"] and message.subject.startswith("Cancellation confirmed: ")
     assert f"You cancelled your booking {reservation.booking_code}." in message.body
-    assert "Refunded: 27.00 USD to the card ending in 4242" in message.body
+    assert "Refunded: 30.00 USD to the card ending in 4242" in message.body
     assert f"/tickets/{reservation.pk}/open/" in message.body
 
 
@@ -247,7 +248,7 @@ def test_a_partner_cancels_its_buyers_booking_and_is_told_the_refund(api, django
     assert response.status_code == 200
     body = response.json()
     assert (body["status"], body["reservation_id"]) == ("Cancelled", reservation_id)
-    assert body["refund"] == {"amount": "27.00", "currency": "USD", "status": "pending"}  # sent after the answer
+    assert body["refund"] == {"amount": "30.00", "currency": "USD", "status": "pending"}  # sent after the answer
     assert [seat["id"] for seat in body["seats"]] == seat_ids(show)[:2]
     assert statuses(api, show)[seat_ids(show)[0]] == "available"
     assert Payment.objects.get(reservation_id=reservation_id, kind="refund").status == "succeeded"

@@ -106,6 +106,8 @@ OPERATION_LABELS = {
     "GET /api/v1/shows/{show_id}/menu",
     "POST /api/v1/reservations/{reservation_id}/extend",
     "POST /api/v1/reservations/{reservation_id}/cancel",
+    "POST /api/v1/reservations/{reservation_id}/promo-code",
+    "DELETE /api/v1/reservations/{reservation_id}/promo-code",
     "POST /api/v1/shows/{show_id}/waitlist",
     "GET /api/v1/waitlist/{waiter_id}",
     "DELETE /api/v1/waitlist/{waiter_id}",
@@ -190,6 +192,8 @@ def real_rows(partner_key):
         "GET /api/v1/shows/{show_id}/menu": {},
         "POST /api/v1/reservations/{reservation_id}/extend": {"body": session},
         "POST /api/v1/reservations/{reservation_id}/cancel": {"body": session},
+        "POST /api/v1/reservations/{reservation_id}/promo-code": {"body": {**session, "code": "FUZZ10"}},
+        "DELETE /api/v1/reservations/{reservation_id}/promo-code": {"query": {**session, "code": "FUZZ10"}},
         "POST /api/v1/shows/{show_id}/waitlist": {"body": {**session, "seats_wanted": 1}},
         "GET /api/v1/waitlist/{waiter_id}": {"query": {**session, "version": 0, "wait": 0}},
         "DELETE /api/v1/waitlist/{waiter_id}": {"query": session},
@@ -254,6 +258,7 @@ BODY_OPERATIONS = [
     ("PUT", "/api/v1/reservations/00000000-0000-0000-0000-000000000000/add-ons"),
     ("POST", "/api/v1/reservations/00000000-0000-0000-0000-000000000000/extend"),
     ("POST", "/api/v1/reservations/00000000-0000-0000-0000-000000000000/cancel"),
+    ("POST", "/api/v1/reservations/00000000-0000-0000-0000-000000000000/promo-code"),
     ("POST", "/api/v1/shows/1/waitlist"),
 ]
 
