@@ -281,8 +281,9 @@ print_banner() {
         echo "  Demo API key: not available (cinemas/demo.py has no DEMO_API_KEY yet)"
     fi
     if [[ "$MODE" != serve || "${TICKETING_SEED_DEMO:-0}" == 1 ]]; then
-        "$PYTHON" -c 'import django; django.setup(); from bookings.demo import DEMO_PROMO_CODES
-for code, about, _ in DEMO_PROMO_CODES: print(f"  Promo code:   {code} ({about})")' 2>/dev/null || true
+        "$PYTHON" -c 'import django; django.setup(); from bookings.demo import DEMO_GIFT_CARD, DEMO_PROMO_CODES
+for code, about, _ in DEMO_PROMO_CODES: print(f"  Promo code:   {code} ({about})")
+print(f"  Gift card:    {DEMO_GIFT_CARD[3]}")' 2>/dev/null || true
     fi
     echo "  Database:     ${DATABASE_URL}"
     echo "  Redis:        ${REDIS_URL:-none (in-process channel layer, cache and tasks)}"

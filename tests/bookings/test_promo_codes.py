@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from bookings.models import PromoCode, Reservation
+from bookings.models import GiftCard, PromoCode, Reservation
 from bookings.providers import parse_card
 from bookings.services import (
     BookingError,
@@ -24,6 +24,7 @@ from bookings.services import (
     release_lapsed_holds,
     remove_promo_code,
 )
+from bookings.services.gift_cards import gift_card_code
 from tests.bookings.helpers import GOOD_CARD, labelled, pay, reserve
 from tests.factories import NY_SALES_TAX, make_cinema, make_priced_show
 from tests.helpers import assert_api_error
@@ -257,12 +258,17 @@ def test_a_change_of_seats_keeps_the_code_and_its_percentage_follows_the_new_sea
     assert breakdown.total == changed.amount == Decimal("20.80") and PromoCode.objects.get().used == 1
 
 
-def test_the_demo_promo_codes_are_made_once_and_printed(capsys):
+def test_the_demo_promo_codes_and_gift_card_are_made_once_and_printed(capsys):
     call_command("seed_promo_codes")
     call_command("seed_promo_codes")
 
     assert sorted(PromoCode.objects.values_list("code", flat=True)) == ["FIVEOFF", "WELCOME10"]
-    assert "Promo code WELCOME10: 10 % off the tickets, any show" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Promo code WELCOME10: 10 % off the tickets, any show" in printed
+    assert "Gift card DEMO-GIFT-CARD-0050: $50 for US cinemas" in printed
+    card = GiftCard.objects.get()
+    assert (card.balance, card.currency) == (Decimal("50.00"), "USD")
+    assert gift_card_code("demo-gift-card-0050") == card.code  # as a buyer types it
 
 
 def test_staff_make_a_code_scoped_to_a_movie_in_the_admin_and_a_second_in_another_case_is_refused(
