@@ -7,6 +7,9 @@ and the fee (never discounted by a promo code: codes take off tickets). The brea
 "name", "quantity", "amount"}]; its other lines are as they were. A change of seats or of promo codes prices
 again on the stored terms, add-ons included.
 
+Since the hold's terms list its food and drink, the trigger that gives their stock back (0018) fires only for a
+reservation that has some, as the promo codes' does (0017): the sweep and every cancelled hold pay nothing for it.
+
 A hold whose amount falls below what its gift cards paid (a promo code applied after a gift card, an item taken
 off) gives the excess back to the cards at once (a trigger), so a card never pays more than the hold costs.
 """
@@ -112,6 +115,14 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
+DROP TRIGGER bookings_reservation_gives_back_add_ons ON bookings_reservation;
+CREATE TRIGGER bookings_reservation_gives_back_add_ons
+    AFTER UPDATE OF status ON bookings_reservation
+    FOR EACH ROW
+    WHEN (OLD.status IN ('Reserved', 'Booked') AND NEW.status IN ('Expired', 'Cancelled')
+          AND jsonb_array_length(coalesce(NEW.price_breakdown #> '{terms,add_ons}', '[]')) > 0)
+    EXECUTE FUNCTION bookings_give_back_add_ons();
+
 CREATE TRIGGER bookings_reservation_keeps_gift_cards_within_amount
     AFTER UPDATE OF amount ON bookings_reservation
     FOR EACH ROW
@@ -123,6 +134,12 @@ DROP_FUNCTIONS = """
 DROP TRIGGER bookings_reservation_keeps_gift_cards_within_amount ON bookings_reservation;
 DROP FUNCTION bookings_keep_gift_cards_within_amount();
 DROP FUNCTION bookings_price_add_ons(uuid);
+DROP TRIGGER bookings_reservation_gives_back_add_ons ON bookings_reservation;
+CREATE TRIGGER bookings_reservation_gives_back_add_ons
+    AFTER UPDATE OF status ON bookings_reservation
+    FOR EACH ROW
+    WHEN (OLD.status IN ('Reserved', 'Booked') AND NEW.status IN ('Expired', 'Cancelled'))
+    EXECUTE FUNCTION bookings_give_back_add_ons();
 """
 
 
