@@ -50,6 +50,10 @@ class Reservation(models.Model):
     booked_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True, help_text="When it expired or was cancelled.")
     checked_in_at = models.DateTimeField(null=True, blank=True)
+    # What gift cards pay of it now (its live GiftCardRedemptions), kept by the gift card functions (migration
+    # 0019) alone: paying charges the card the amount less this, and the triggers that give gift cards back fire
+    # only where it is above 0.
+    gift_cards_paid = models.DecimalField(max_digits=10, decimal_places=2, default=0, db_default=0, editable=False)
     # Who cancelled a booking (bookings.services.cancellations): the ticket page and the mail say which.
     cancelled_by = models.CharField(max_length=8, choices=CancelledBy.choices, blank=True, db_default="")
     # Where the website mails the ticket (given at checkout); API partners deliver their own tickets.

@@ -50,7 +50,7 @@ from bookings.services import (
     ticket_token,
 )
 from bookings.services.add_ons import MAX_PER_ITEM, choose_add_ons, order_form_lines, pickup
-from bookings.services.gift_cards import gift_cards_paid, redeem_gift_card
+from bookings.services.gift_cards import gift_card_lines, redeem_gift_card
 from cinemas.models import OPEN_SEAT_TYPES, Cinema
 from ticketing.buyers import session_buyer
 from ticketing.cached_reads import answer_with_etag
@@ -308,7 +308,7 @@ def _refund_of(reservation):
 
 def _amount_due(reservation):
     """What the card pays: the hold's amount less what gift cards pay of it."""
-    return reservation.amount - gift_cards_paid(reservation)[1]
+    return reservation.amount - reservation.gift_cards_paid
 
 
 class PromoCodeForm(forms.Form):
@@ -324,8 +324,7 @@ class PromoCodeForm(forms.Form):
 def _hold_page(request, reservation, *, form=None, refusal=None, promo_form=None, promo_refusal=None, status=200):
     at = timezone.now()
     show = reservation.show
-    gift_lines, gift_total = gift_cards_paid(reservation)
-    amount_due = reservation.amount - gift_total
+    gift_lines, amount_due = gift_card_lines(reservation), _amount_due(reservation)
     context = {
         "reservation": reservation,
         "breakdown": price_breakdown(reservation),

@@ -46,8 +46,7 @@ BEGIN
     IF v_card.currency <> v_hold.currency THEN
         PERFORM bookings_refuse('gift_card_other_currency', jsonb_build_object('currency', v_card.currency));
     END IF;
-    due := v_hold.amount - coalesce((SELECT sum(used.amount) FROM bookings_giftcardredemption used
-                                      WHERE used.reservation_id = p_reservation AND used.returned_at IS NULL), 0);
+    due := v_hold.amount - v_hold.gift_cards_paid;
     LOOP
         taken := least(v_card.balance, due);
         -- Empty, unless it is this hold's own card being redeemed again (a retried payment).
@@ -73,6 +72,7 @@ BEGIN
             INSERT INTO bookings_giftcardredemption (gift_card_id, reservation_id, amount, created_at, returned_at)
             VALUES (v_card.id, p_reservation, taken, p_at, NULL);
         END IF;
+        UPDATE bookings_reservation hold SET gift_cards_paid = hold.gift_cards_paid + taken WHERE hold.id = p_reservation;
     END IF;
     due := due - taken;
 END $$;
@@ -104,6 +104,10 @@ BEGIN
         v_returned := v_returned + v_part;
         v_left := v_left - v_part;
     END LOOP;
+    IF v_returned > 0 THEN
+        UPDATE bookings_reservation hold SET gift_cards_paid = hold.gift_cards_paid - v_returned
+         WHERE hold.id = p_reservation;
+    END IF;
     RETURN v_returned;
 END $$;
 
@@ -115,7 +119,7 @@ END $$;
 CREATE TRIGGER bookings_reservation_gives_back_gift_cards
     AFTER UPDATE OF status ON bookings_reservation
     FOR EACH ROW
-    WHEN (OLD.status = 'Reserved' AND NEW.status IN ('Expired', 'Cancelled'))
+    WHEN (OLD.status = 'Reserved' AND NEW.status IN ('Expired', 'Cancelled') AND NEW.gift_cards_paid > 0)
     EXECUTE FUNCTION bookings_give_back_gift_cards();
 
 CREATE OR REPLACE FUNCTION bookings_start_charge(
@@ -150,8 +154,7 @@ BEGIN
      WHERE hold.id = p_reservation;
     payment := gen_random_uuid();
     -- What gift cards redeemed for this hold paid is not charged to the card (nothing, when they paid it all).
-    amount := v_hold.amount - coalesce((SELECT sum(used.amount) FROM bookings_giftcardredemption used
-                                         WHERE used.reservation_id = p_reservation AND used.returned_at IS NULL), 0);
+    amount := v_hold.amount - v_hold.gift_cards_paid;
     currency := v_hold.currency;
     INSERT INTO bookings_payment (id, reservation_id, kind, status, amount, currency, provider, provider_reference,
                                   card_last4, error_code, created_at, updated_at)
@@ -222,6 +225,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name="reservation",
+            name="gift_cards_paid",
+            field=models.DecimalField(db_default=0, decimal_places=2, default=0, editable=False, max_digits=10),
+        ),
         migrations.CreateModel(
             name='GiftCard',
             fields=[

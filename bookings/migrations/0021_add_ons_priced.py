@@ -106,13 +106,8 @@ END $$;
 
 -- A live hold that now costs less than its gift cards paid gives them back the difference.
 CREATE OR REPLACE FUNCTION bookings_keep_gift_cards_within_amount() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    v_paid numeric := (SELECT coalesce(sum(used.amount), 0) FROM bookings_giftcardredemption used
-                        WHERE used.reservation_id = NEW.id AND used.returned_at IS NULL);
 BEGIN
-    IF v_paid > NEW.amount THEN
-        PERFORM bookings_return_gift_cards(NEW.id, v_paid - NEW.amount, now());
-    END IF;
+    PERFORM bookings_return_gift_cards(NEW.id, NEW.gift_cards_paid - NEW.amount, now());
     RETURN NULL;
 END $$;
 DROP TRIGGER bookings_reservation_gives_back_add_ons ON bookings_reservation;
@@ -126,7 +121,7 @@ CREATE TRIGGER bookings_reservation_gives_back_add_ons
 CREATE TRIGGER bookings_reservation_keeps_gift_cards_within_amount
     AFTER UPDATE OF amount ON bookings_reservation
     FOR EACH ROW
-    WHEN (NEW.status = 'Reserved' AND NEW.amount < OLD.amount)
+    WHEN (NEW.status = 'Reserved' AND NEW.amount < NEW.gift_cards_paid)
     EXECUTE FUNCTION bookings_keep_gift_cards_within_amount();
 """
 

@@ -70,10 +70,10 @@ def redeem_gift_card(*, buyer, reservation_id, code, at=None):
     return Decimal(taken), Decimal(due)
 
 
-def gift_cards_paid(reservation):
-    """What gift cards pay of the reservation now: [(last four of the code, amount)], and their sum."""
-    lines = [
+def gift_card_lines(reservation):
+    """What each gift card pays of the reservation now: [(last four of its code, amount)] (their sum is the
+    reservation's gift_cards_paid)."""
+    return [
         (used.gift_card.code[-4:], used.amount)
         for used in reservation.gift_card_redemptions.filter(returned_at__isnull=True).select_related("gift_card")
     ]
-    return lines, sum((amount for _, amount in lines), Decimal(0))

@@ -133,9 +133,11 @@ class TestTheBalanceComesBack:
         gift = issue_gift_card(currency="USD", value=Decimal("50.00"))
         hold = hold_of(show)
         assert redeem_gift_card(buyer=ALICE, reservation_id=hold.pk, code=gift.code) == (30, 0)
+        assert Reservation.objects.get(pk=hold.pk).gift_cards_paid == 30
         release_lapsed_holds(at=timezone.now() + timedelta(minutes=10))
         assert balance_of(gift) == 50
         assert GiftCardRedemption.objects.get().returned_at is not None
+        assert Reservation.objects.get(pk=hold.pk).gift_cards_paid == 0
 
     def test_when_the_booking_is_cancelled_and_the_card_gets_back_only_its_own_share(self, show):
         gift = issue_gift_card(currency="USD", value=Decimal("12.00"))
