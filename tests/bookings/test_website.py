@@ -145,6 +145,47 @@ class TestHolding:
         assert "seat--yours" in seat_tag(page, labelled(show, "A3")[0]) and "Change to these seats" in page
 
 
+class TestWheelchairSpacesAndCategories:
+    """A wheelchair space needs the buyer's word on the hold form; best available asks for a category."""
+
+    def test_a_wheelchair_space_without_the_confirmation_is_refused_with_a_page_that_asks_for_it(self, client, show):
+        response = hold_on_page(client, show, "D1", "D2")
+        page = response.content.decode()
+        assert response.status_code == 400 and 'data-code="accessible_seat_needs_confirmation"' in page
+        assert 'name="accessible_seating_confirmed"' in page and "I need the wheelchair space" in page
+        assert "seat--available" in seat_tag(page, labelled(show, "D1")[0]) and "checked" in seat_tag(
+            page, labelled(show, "D1")[0]
+        )  # still chosen, to confirm and hold again
+        assert not Reservation.objects.exists()
+        assert held(client, show, "D1", "D2", confirmed=True).seat_labels() == ["D1", "D2"]
+
+    def test_a_companion_seat_alone_is_refused_with_a_page_that_says_why(self, client, show):
+        response = client.post(
+            f"/shows/{show.pk}/hold", {"seats": labelled(show, "D2"), "accessible_seating_confirmed": "1"}
+        )
+        page = response.content.decode()
+        assert response.status_code == 400 and 'data-code="companion_seat_needs_wheelchair"' in page
+        assert "A companion seat goes with a wheelchair space." in page
+
+    def test_best_available_offers_each_category_and_the_cheapest_that_fits_first(self, client, show):
+        page = client.get(f"/shows/{show.pk}/").content.decode()
+        select = re.search(r'<select name="category".*?</select>', page, re.S).group(0)
+        options = re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>', select)
+        assert options == [("", "Cheapest that fits"), ("Regular", "Regular · $10.00"), ("Premium", "Premium · $15.00")]
+
+        client.post(f"/shows/{show.pk}/hold", {"best": "1", "count": "2"})
+        cheapest = Reservation.objects.get()
+        assert {claim.seat_type for claim in cheapest.seat_claims()} == {"Regular"}
+        other = Client()
+        other.post(f"/shows/{show.pk}/hold", {"best": "1", "count": "2", "category": "Premium"})
+        premium = Reservation.objects.exclude(pk=cheapest.pk).get()
+        assert {claim.seat_type for claim in premium.seat_claims()} == {"Premium"}
+
+    def test_a_category_that_is_not_on_offer_is_the_cheapest_too(self, client, show):
+        client.post(f"/shows/{show.pk}/hold", {"best": "1", "count": "1", "category": "Wheelchair"})
+        assert {claim.seat_type for claim in Reservation.objects.get().seat_claims()} == {"Regular"}
+
+
 class TestRefusalsSayWhatCanBeHad:
     """Best available and the line give Premium and Regular seats only: a refusal is counted over those, and says
     when wheelchair spaces and companion seats are free for whoever needs them."""
