@@ -127,6 +127,7 @@ ERROR_CODES = {
     # The waiting line
     "seats_available": ErrorCode(409, _("Enough seats are free now: hold them instead of waiting.")),
     "bad_count": ErrorCode(400, _("Wait for between 1 and {max_seats} seats.")),
+    "bad_seat_type": ErrorCode(400, _("Wait for Premium or Regular seats, or for the cheapest that fit.")),
 }
 
 

@@ -291,8 +291,10 @@ async def ahold_seats(
     )
 
 
-def hold_seats_for_waiter(*, buyer, show, count, at, seats=None):
+def hold_seats_for_waiter(*, buyer, show, count, at, seat_type=None, seats=None):
     """Hold the best `count` seats for the head of the show's waiting line; returns the Reservation.
+
+    `seat_type`: the category the waiter asked for (an open seat type), or None for the cheapest that fits.
 
     For waiting.services only, inside its transaction (which holds the show's line lock). Works in a
     savepoint: when the seats can't be had it raises BookingError and leaves the caller's transaction as it
@@ -301,7 +303,14 @@ def hold_seats_for_waiter(*, buyer, show, count, at, seats=None):
     one the cache is not read, and building them for every waiter served was a 2,000-seat hall's rows each).
     """
     return _hold_best_available(
-        buyer, show.pk, BestAvailable(count), show=show, seats=seats, check_line=False, at=at, own_transaction=False
+        buyer,
+        show.pk,
+        BestAvailable(count, seat_type),
+        show=show,
+        seats=seats,
+        check_line=False,
+        at=at,
+        own_transaction=False,
     )
 
 
