@@ -269,9 +269,10 @@ def join_waiting_line(*, buyer, show, seats_wanted, seat_type="", at=None):
             joined_at=at,
             expires_at=at + timedelta(seconds=settings.TICKETING_MAX_WAIT_SECONDS),
         )
-        if first_in_line:
+        if first_in_line or free >= seats_wanted:
             # Seats freed while this transaction ran found no line to wake. Behind a head, a join changes
-            # nothing the head waits for (5,000 joins woke the line 5,000 times, each locking it in turn).
+            # nothing the head waits for (5,000 joins woke the line 5,000 times, each locking it in turn); but
+            # one that seats free now could seat may be seated past a head waiting for another category.
             _wake_line_after_commit(show.pk)
     return waiter, True
 
@@ -310,7 +311,10 @@ def serve_waiting_line(*, show_id, at=None):
     waits that can't go on: past the maximum wait (Expired), or wanting more seats than remain unbooked
     (Show Full). Then, for the head: holds the best seats for it (status Seats Available with the hold's
     reservation) and moves to the next; stops at the first head that can't be seated, so nobody behind it is
-    served first. Each batch's holds start when the batch runs (or all at `at`, when given). Idempotent and
+    served first. Waiters who asked for a category (Waiter.seat_type) keep their order among those who could
+    take the same seats: a head waiting for Premium lets a waiter behind it who asked for Regular, or for the
+    cheapest that fits, be seated in Regular (within the batch; the next wake-up reads the line again).
+    Each batch's holds start when the batch runs (or all at `at`, when given). Idempotent and
     safe from several workers and web processes at once. On each commit: notifies every waiter whose status
     or position changed.
     """
@@ -345,13 +349,23 @@ def _serve_batch(show_id, at, seats):
         batch = list(waiting.select_related("api_key")[:SERVE_BATCH])
         head_stopped = len(batch) < SERVE_BATCH  # else more may wait behind this batch
         # The batch's holds reach the seat maps as one push after commit, not one per waiter.
+        # The categories a waiter ahead could not be seated in: nobody behind it is seated in them first.
+        blocked = set()
         with seat_changes_pushed_together():
             for waiter in batch:
-                if waiter.seats_wanted > servable.free_for(waiter.seat_type):
+                usable = ({waiter.seat_type} if waiter.seat_type else set(OPEN_SEAT_TYPES)) - blocked
+                if not usable:
+                    continue
+                # The category to seat the waiter in: its own, else the cheapest that fits among those left.
+                seat_type = next(iter(usable)) if len(usable) == 1 else ""
+                if waiter.seats_wanted > servable.free_for(seat_type):
                     # Not even counted free (the usual case while holds last): no search of the hall. Seats that
                     # come free after this count wake the line again once this transaction lets go of its lock.
-                    head_stopped = True
-                    break
+                    blocked |= usable
+                    head_stopped = True  # those behind are read again at the next wake-up, not by another batch
+                    if blocked >= set(OPEN_SEAT_TYPES):
+                        break
+                    continue
                 # The client's caps hold for seats served from the line too: else many sessions in line would
                 # collect freed seats past the cap that refuses their direct holds.
                 buyer = Buyer(
@@ -365,14 +379,18 @@ def _serve_batch(show_id, at, seats):
                         buyer=buyer,
                         show=show,
                         count=waiter.seats_wanted,
-                        seat_type=waiter.seat_type or None,
+                        seat_type=seat_type or None,
                         at=at,
                         seats=seats,
                     )
                 except BookingError as refusal:
                     if refusal.code in ("seats_unavailable", "retry", "show_full"):
-                        head_stopped = True  # the head can't be seated yet: nobody behind it goes first
-                        break
+                        # The head can't be seated yet: nobody behind it goes first in its categories.
+                        blocked |= usable
+                        head_stopped = True
+                        if blocked >= set(OPEN_SEAT_TYPES):
+                            break
+                        continue
                     # The waiter's own session, or its client (key or address), already holds as many seats of the
                     # show as it may: it can't be served, and mustn't stop the line for everyone behind it.
                     logger.info("Waiter %s can't be served: %s", waiter.pk, refusal.code)

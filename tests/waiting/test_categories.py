@@ -144,3 +144,64 @@ def test_the_website_offers_the_categories_with_the_line_and_the_waiting_page_na
     waiter = Waiter.objects.get()
     assert waiter.seat_type == "Premium"
     assert '<span id="waiting-category">Premium</span>' in client.get(joined["Location"]).content.decode()
+
+
+def test_a_head_waiting_for_premium_does_not_keep_regular_seats_from_the_waiters_behind_it(
+    held_full, django_capture_on_commit_callbacks
+):
+    show, holds = held_full
+    premium = join(show, "alice", 2, seat_type="Premium")
+    regular = join(show, "bob", 2, seat_type="Regular")
+    cheapest = join(show, "carol", 2)
+
+    freed(holds["Regular"][0], django_capture_on_commit_callbacks)
+    assert served_types(regular) == {"Regular"}
+    freed(holds["Regular"][1], django_capture_on_commit_callbacks)
+    assert served_types(cheapest) == {"Regular"}  # Premium is alice's first: carol is seated in what is left
+    premium.refresh_from_db()
+    assert premium.status == Waiter.Status.WAITING
+
+    freed(holds["Premium"][0], django_capture_on_commit_callbacks)
+    assert served_types(premium) == {"Premium"}
+
+
+def test_a_waiter_taking_the_cheapest_never_jumps_a_head_waiting_for_the_same_seats(
+    held_full, django_capture_on_commit_callbacks
+):
+    show, holds = held_full
+    head = join(show, "alice", 4)
+    behind = join(show, "bob", 2, seat_type="Regular")
+
+    freed(holds["Regular"][0], django_capture_on_commit_callbacks)
+
+    head.refresh_from_db()
+    behind.refresh_from_db()
+    assert head.status == behind.status == Waiter.Status.WAITING  # alice could take these: nobody goes first
+
+
+def test_a_join_for_a_category_with_seats_free_behind_a_waiting_head_is_seated_at_once(
+    held_full, django_capture_on_commit_callbacks
+):
+    show, holds = held_full
+    join(show, "alice", 2, seat_type="Premium")
+    with django_capture_on_commit_callbacks(execute=True):
+        cancel_hold(buyer=Buyer(None, holds["Regular"][0].session_id), reservation_id=holds["Regular"][0].pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        bob, _ = join_waiting_line(buyer=Buyer(None, "bob"), show=show, seats_wanted=2, seat_type="Regular")
+
+    assert served_types(bob) == {"Regular"}
+
+
+def test_a_buyer_refused_for_the_line_while_its_head_waits_for_premium_joins_and_is_seated_in_regular(
+    client, held_full, django_capture_on_commit_callbacks
+):
+    show, holds = held_full
+    join(show, "alice", 2, seat_type="Premium")
+    freed(holds["Regular"][0], django_capture_on_commit_callbacks)
+
+    refused = client.post(f"/shows/{show.pk}/hold", {"best": "1", "count": "2"})
+    assert refused.status_code == 409 and 'data-code="waiting_line"' in refused.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"/shows/{show.pk}/waitlist", {"seats_wanted": "2", "seat_type": ""})
+
+    assert served_types(Waiter.objects.get(seat_type="")) == {"Regular"}
