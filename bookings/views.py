@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from bookings import ticket_codes
 from bookings.models import Payment, Reservation
 from bookings.providers import InvalidCard, parse_card
-from bookings.seat_maps import SeatGrid, seat_picture, show_with_catalog
+from bookings.seat_maps import SeatGrid, seat_picture, show_seat_spots, show_with_catalog
 from bookings.services import (
     BestAvailable,
     BookingError,
@@ -124,6 +124,8 @@ def _seat_map_page(
         "categories": best_available_categories(grid.prices),
         "category": category,
         "accessible_confirmed": accessible_confirmed,
+        # From then on a companion seat needs no word (bookings.services.holds.refuse_reserved_seats).
+        "companions_open": at >= show_seat_spots(show.pk, show=show).companions_open_at,
     }
     if refusal is not None and refusal.code in NOT_ENOUGH_OPEN_SEATS:
         # Best available and the line never give wheelchair or companion seats: say they are there.

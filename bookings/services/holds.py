@@ -26,7 +26,7 @@ from bookings.seat_maps import seat_spots, show_seat_spots, show_seat_spots_on_t
 from bookings.seat_picking import pick_best_seats, single_gaps_left
 from bookings.services.errors import BookingError
 from cinemas.models import OPEN_SEAT_TYPES, SeatType, Show
-from ticketing.lean import pooled_call
+from ticketing.lean import on_a_thread, pooled_call
 
 logger = logging.getLogger(__name__)
 
@@ -492,8 +492,9 @@ def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, acces
     seats never does), or the three unavailable statuses. On commit: pushes newly held and released seats.
     """
     at = at or timezone.now()
-    show_id = Reservation.objects.filter(pk=reservation_id).values_list("show_id", flat=True).first()
-    if show_id is not None:  # else the call refuses: not_found
+    own = Reservation.objects.filter(pk=reservation_id, api_key_id=buyer.api_key_id, session_id=buyer.session_id)
+    show_id = own.values_list("show_id", flat=True).first()
+    if show_id is not None:  # else the call refuses: not_found (another session's hold is never revealed)
         refuse_reserved_seats(show_seat_spots(show_id), seat_ids=seat_ids, confirmed=accessible_confirmed, at=at)
     call = _change_call(buyer, reservation_id, seat_ids, at=at)
     if not no_single_gaps:
@@ -512,7 +513,12 @@ async def achange_seats(*, buyer, reservation_id, seat_ids, accessible_confirmed
     described = await pooled_call("bookings_describe_reservation", [reservation_id])
     if described and described[0]:
         seats = await show_seat_spots_on_the_loop(described[0]["show"])
-        refuse_reserved_seats(seats, seat_ids=seat_ids, confirmed=accessible_confirmed, at=at)
+        try:
+            refuse_reserved_seats(seats, seat_ids=seat_ids, confirmed=accessible_confirmed, at=at)
+        except BookingError:
+            # Only to the hold's own session: another's gets not_found, as from the call (rare: on a thread).
+            await on_a_thread(find_reservation)(buyer=buyer, reservation_id=reservation_id)
+            raise
     return _changed(buyer, reservation_id, await acall_function(*_change_call(buyer, reservation_id, seat_ids, at=at)))
 
 

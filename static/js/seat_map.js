@@ -178,7 +178,10 @@ function setUp(form) {
   // The buyer's word that they need a wheelchair space or companion seat: asked while one is chosen.
   const confirmation = document.getElementById('accessible-confirmation');
   const confirmationBox = confirmation?.querySelector('input[type="checkbox"]') ?? null;
-  const isReserved = (seat) => seat.classList.contains('seat--wheelchair') || seat.classList.contains('seat--companion');
+  // Companion seats still free shortly before the show are anyone's (data-companions-open, from the server).
+  const companionsOpen = form.dataset.companionsOpen === '1';
+  const isReserved = (seat) =>
+    seat.classList.contains('seat--wheelchair') || (!companionsOpen && seat.classList.contains('seat--companion'));
   function askConfirmation(chosen) {
     if (!confirmation) return;
     confirmation.hidden = !chosen.some(isReserved);

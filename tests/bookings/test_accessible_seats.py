@@ -215,3 +215,35 @@ def test_the_lean_path_applies_the_same_rule_to_holds_and_changes(show):
     assert unconfirmed.json()["error"]["code"] == "accessible_seat_needs_confirmation"
     assert alone.status_code == 400 and alone.json()["error"]["code"] == "companion_seat_needs_wheelchair"
     assert confirmed.status_code == 200 and [seat["type"] for seat in confirmed.json()["seats"]] == ["Wheelchair"]
+
+
+def test_the_map_tells_its_script_when_companion_seats_are_open_to_everyone(client, show):
+    with time_machine.travel(show.starts_at - timedelta(minutes=61), tick=False):
+        assert "data-companions-open" not in client.get(f"/shows/{show.pk}/").content.decode()
+    with time_machine.travel(show.starts_at - timedelta(minutes=60), tick=False):
+        assert 'data-companions-open="1"' in client.get(f"/shows/{show.pk}/").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_another_sessions_hold_is_never_revealed_by_the_rule_on_either_path(show):
+    from tests.factories import make_api_key
+    from tests.ticketing.test_lean_path import hold_body, on_the_front
+    from ticketing.asgi import django_asgi_app
+
+    headers = {"X-API-Key": make_api_key()}
+    (held,) = on_the_front(
+        ("POST", "/api/v1/reservations", {"json": hold_body(show, labelled(show, "C2")), "headers": headers})
+    )
+    url = f"/api/v1/reservations/{held.json()['reservation_id']}"
+    change = (
+        "PUT",
+        url,
+        {"json": {"session_id": "mallory", "seats_to_reserve": labelled(show, "D1")}, "headers": headers},
+    )
+
+    (on_front,) = on_the_front(change)
+    (through_django,) = on_the_front(change, app=django_asgi_app)
+
+    for answer in (on_front, through_django):
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+    assert Reservation.objects.get().seat_labels() == ["C2"]

@@ -46,6 +46,7 @@ def test_a_twenty_seat_row_fits_a_phone_and_the_buttons_zoom_it(site, new_page):
 
     # The overview: every seat of the row within the map's box, nothing to scroll sideways.
     assert not overflows(page)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     map_box = page.locator(".seat-map").bounding_box()
     last = seat_box(page, "B20").bounding_box()
     assert last["x"] + last["width"] <= map_box["x"] + map_box["width"]
