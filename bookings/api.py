@@ -117,6 +117,7 @@ async def reserve_seats(request):
         movie_id=data["movie_id"],
         seat_ids=data.get("seats_to_reserve"),
         best_available=services.BestAvailable(count=best["count"], seat_type=best.get("type")) if best else None,
+        accessible_confirmed=data["accessible_seating_confirmed"],
     )
     return Answer(201, reservation_body(reservation, status_word="Reservation Successful"))
 
@@ -131,6 +132,7 @@ async def change_reservation(request):
         buyer=key_buyer(api_key, data["session_id"]),
         reservation_id=request.kwargs["reservation_id"],
         seat_ids=data["seats_to_reserve"],
+        accessible_confirmed=data["accessible_seating_confirmed"],
     )
     return Answer(200, reservation_body(reservation))
 

@@ -89,16 +89,6 @@ def taken_by_type(show_ids, at):
     return counts
 
 
-def seats_to_be_had(show, at, *, seat_types):
-    """`(free now, free once every hold lapses)`: the show's seats of these types that nobody holds or has
-    booked, and those nobody has booked."""
-    taken = taken_by_type([show.pk], at).get(show.pk, {})
-    capacity = sum(show.hall.capacity.get(seat_type, 0) for seat_type in seat_types)
-    taken_now = sum(taken.get(seat_type, (0, 0))[0] for seat_type in seat_types)
-    booked = sum(taken.get(seat_type, (0, 0))[1] for seat_type in seat_types)
-    return capacity - taken_now, capacity - booked
-
-
 def seat_counts(show, at):
     """`{"total", "available", "held", "booked"}` for one show."""
     total = show.hall.seat_count

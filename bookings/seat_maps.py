@@ -12,8 +12,8 @@ increment costs. DESIGN: the hold decides, the map is advisory; these bounds kee
 
 import contextlib
 import functools
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -28,7 +28,7 @@ from rest_framework.renderers import JSONRenderer
 
 from bookings.availability import seat_map_states
 from bookings.seat_picking import SeatSpot
-from cinemas.models import Seat, Show
+from cinemas.models import OPEN_SEAT_TYPES, Cinema, Seat, Show
 from cinemas.services import CATALOG_GENERATION
 from ticketing.cached_reads import Built, cached, etag_of, mark_changed
 from ticketing.lean import cached_read
@@ -78,10 +78,18 @@ SEAT_SPOTS_SECONDS = 300
 @dataclass(frozen=True)
 class ShowSeatSpots:
     """A show as best available picks from it: when it starts, and its seats (SeatSpot, with this show's price;
-    seats of a type the show has no price for are left out). Only staff change either (the catalog)."""
+    seats of a type the show has no price for are left out). Only staff change either (the catalog).
+    `companions_open_at`: from then on its companion seats go to anyone (the cinema's companion_release_minutes
+    before the start; bookings.services.holds.refuse_reserved_seats)."""
 
     starts_at: datetime
     spots: list[SeatSpot]
+    companions_open_at: datetime
+
+    @cached_property
+    def type_of(self):
+        """Seat id -> its type, for the seats of this show."""
+        return {spot.id: spot.seat_type for spot in self.spots}
 
 
 def show_seat_spots(show_id, *, show=None):
@@ -117,10 +125,11 @@ def _seat_spots_read(show_id, show=None):
             for seat_id, row_label, number, seat_type, x, y in _hall_seats(of)
             if seat_type in prices
         ]
-        return Built(ShowSeatSpots(of.starts_at, spots))
+        release = Cinema.objects.filter(halls=of.hall_id).values_list("companion_release_minutes", flat=True).get()
+        return Built(ShowSeatSpots(of.starts_at, spots, of.starts_at - timedelta(minutes=release)))
 
-    # Not "seat-spots": that kind's entries, of the code before, are bare lists of SeatSpot.
-    return "show-seat-spots", (CATALOG_GENERATION,), (show_id,), build
+    # Not "seat-spots" nor "show-seat-spots": those kinds' entries, of the code before, have other shapes.
+    return "show-seat-spots-2", (CATALOG_GENERATION,), (show_id,), build
 
 
 # --- The API's JSON ---------------------------------------------------------------------------------------
@@ -262,13 +271,36 @@ class SeatPicture:
     columns: int
     lines: int
     prices: dict  # seat type -> price, for the legend
+    headings: list = field(default_factory=list)  # (line, [(seat type, price)]): a category's heading above its rows
     html: str = ""
     etag: str = ""
 
 
 def seat_picture(show_id):
     """The show's cached SeatPicture (built if its version has none yet); Http404 for no such show."""
-    return _cached_map("seat-map-grid", show_id, lambda: _build_picture(show_id))
+    # Not "seat-map-grid": that kind's entries, of the code before, have no headings.
+    return _cached_map("seat-map-grid-2", show_id, lambda: _build_picture(show_id))
+
+
+def _category_lines(seats, prices):
+    """Where the grid's rows go once each category's heading has a line of its own: `({y: line}, headings)`.
+
+    A row's category is the open seat types in it (Premium, Regular; wheelchair spaces and companion seats
+    have their own marks); a heading, "Premium · $18.00", goes above the first row of each run of rows of
+    one category, naming its types and prices. Rows with none of them (and empty rows) keep the one before."""
+    types_of = {}
+    for _, _, _, seat_type, _, y in seats:
+        types_of.setdefault(y, set()).add(seat_type)
+    front = min(types_of)
+    line_of, headings, shown, added = {}, [], None, 0
+    for y in range(front, max(types_of) + 1):
+        category = tuple(kind for kind in OPEN_SEAT_TYPES if kind in types_of.get(y, ()))
+        if category and category != shown:
+            added += 1
+            headings.append((y - front + added, [(kind, prices.get(kind)) for kind in category]))
+            shown = category
+        line_of[y] = y - front + 1 + added
+    return line_of, headings
 
 
 def _build_picture(show_id):
@@ -278,10 +310,11 @@ def _build_picture(show_id):
     seats = _hall_seats(show)
     if not seats:
         return Built(_drawn(SeatPicture(show, version, (), [], [], 1, 1, prices)), valid_until=lapses_at)
-    left, front = min(seat[4] for seat in seats), min(seat[5] for seat in seats)
+    left = min(seat[4] for seat in seats)
+    line_of, headings = _category_lines(seats, prices)
     grid, row_labels = [], {}
     for seat_id, row_label, number, seat_type, x, y in seats:
-        line = y - front + 1
+        line = line_of[y]
         row_labels.setdefault(row_label, line)
         grid.append(
             GridSeat(
@@ -306,6 +339,7 @@ def _build_picture(show_id):
         columns=max(seat.column for seat in grid),
         lines=max(seat.line for seat in grid),
         prices=prices,
+        headings=headings,
     )
     return Built(_drawn(picture), valid_until=lapses_at)
 
@@ -324,6 +358,7 @@ class SeatGrid:
         self.picture = picture
         self.yours, self.chosen = set(yours), set(chosen)
         self.version, self.row_labels, self.prices = picture.version, picture.row_labels, picture.prices
+        self.headings = picture.headings
         self.columns, self.lines = picture.columns, picture.lines
         self.currency = picture.show.hall.cinema.currency  # of the prices: the show's cinema's
 

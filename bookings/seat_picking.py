@@ -6,9 +6,10 @@ the seats it returns (the hold itself decides any race). The rules:
 1. `taken` holds the ids of seats that are held or booked; every other seat is free. The answer is None when
    fewer than `count` free seats of the allowed types exist.
 2. Allowed types: `seat_type` when given. Otherwise Premium and Regular only: Wheelchair and Companion seats
-   go only to those who ask for them. The allowed types are tried best price first (highest price; Premium
-   before Regular on equal prices); when a type has no block of `count` seats together, the next type is
-   tried. A block never mixes types.
+   go only to those who ask for them. The allowed types are tried cheapest first (the lowest price; Premium
+   before Regular on equal prices: the better seat for the same money); when a type has no block of `count`
+   seats together, the next type is tried. A block never mixes types. So a buyer (or a waiter served from
+   the line) who names no category gets the cheapest that fits, never a dearer one unasked.
 3. Together means `count` free seats of one type in one row (same y) with consecutive x: an aisle (a missing
    x) breaks adjacency.
 4. Among the blocks of a type, the one whose centre is nearest the centre of that type's area wins (the
@@ -23,7 +24,7 @@ the seats it returns (the hold itself decides any race). The rules:
    whatever their type. `single_gaps_left` tells which seats a given choice would strand.
 6. When no allowed type can seat the group together: the `count` free seats nearest the centre, with
    `together=False` (and `leaves_single_gap=False`: the single-gap rule applies to blocks only). They come
-   from the best-priced type that alone has enough free seats, nearest its centre; when no type has
+   from the cheapest type that alone has enough free seats, nearest its centre; when no type has
    enough alone, from all allowed types, nearest the centre of their combined area.
 
 Seat ids in the answer are sorted by (y, x). The answer depends only on the seats and ids, never on the
@@ -136,11 +137,11 @@ def _position(seat):
 def _allowed_types(seats, seat_type):
     if seat_type is not None:
         return [seat_type]
-    best_price = {}
+    lowest_price = {}
     for seat in seats:
         if seat.seat_type in DEFAULT_SEAT_TYPES:
-            best_price[seat.seat_type] = max(seat.price, best_price.get(seat.seat_type, seat.price))
-    return sorted(best_price, key=lambda kind: (-best_price[kind], DEFAULT_SEAT_TYPES.index(kind)))
+            lowest_price[seat.seat_type] = min(seat.price, lowest_price.get(seat.seat_type, seat.price))
+    return sorted(lowest_price, key=lambda kind: (lowest_price[kind], DEFAULT_SEAT_TYPES.index(kind)))
 
 
 def _runs(free_seats):

@@ -8,9 +8,25 @@ from cinemas.serializers import CinemaSerializer, MovieSerializer, PriceRangeSer
 from ticketing.parameters import StrictParameters, session_id_field
 
 
+def accessible_seating_confirmed_field():
+    return serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="The buyer confirms they need the wheelchair spaces or companion seats asked for. Without it "
+        "a hold with a wheelchair space (or a companion seat, until the cinema opens them to everyone shortly "
+        "before the show) is refused with 400 accessible_seat_needs_confirmation; a companion seat also needs a "
+        "wheelchair space in the same hold until then (400 companion_seat_needs_wheelchair).",
+    )
+
+
 class BestAvailableInput(serializers.Serializer):
     count = serializers.IntegerField(min_value=1)
-    type = serializers.ChoiceField(choices=SeatType.choices, required=False)
+    type = serializers.ChoiceField(
+        choices=SeatType.choices,
+        required=False,
+        help_text="The seats' category. Without it: the cheapest of Regular and Premium that seats the group "
+        "together (Premium first on equal prices); Wheelchair and Companion only when asked for.",
+    )
 
     def validate_count(self, value):
         if value > settings.TICKETING_MAX_SEATS:
@@ -26,6 +42,7 @@ class ReserveSeatsInput(StrictParameters):
         child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), required=False, max_length=100
     )
     best_available = BestAvailableInput(required=False)
+    accessible_seating_confirmed = accessible_seating_confirmed_field()
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
@@ -41,6 +58,7 @@ class ChangeSeatsInput(StrictParameters):
     seats_to_reserve = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), max_length=100
     )
+    accessible_seating_confirmed = accessible_seating_confirmed_field()
 
 
 class PayInput(StrictParameters):

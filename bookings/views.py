@@ -24,7 +24,7 @@ from bookings import links, ticket_codes
 from bookings.calendar import booking_calendar, calendar_file_name
 from bookings.models import Payment, Reservation
 from bookings.providers import InvalidCard, parse_card
-from bookings.seat_maps import SeatGrid, seat_picture, show_with_catalog
+from bookings.seat_maps import SeatGrid, seat_picture, show_seat_spots, show_with_catalog
 from bookings.services import (
     BestAvailable,
     BookingError,
@@ -110,12 +110,25 @@ RESERVED_FREE_WORDS = {
 NOT_ENOUGH_OPEN_SEATS = {"retry", "waiting_line", "show_full"}
 
 
-def _seat_map_page(request, picture, *, buyer, at, chosen=(), wanted=None, best=False, refusal=None, status=200):
+def _seat_map_page(
+    request,
+    picture,
+    *,
+    buyer,
+    at,
+    chosen=(),
+    wanted=None,
+    best=False,
+    category=None,
+    accessible_confirmed=False,
+    refusal=None,
+    status=200,
+):
     """The seat map page of the show `picture` (bookings.seat_maps.SeatPicture) draws, after a refusal of
     `chosen` seats or of best available (`best`) if given.
 
     `wanted` is the number of seats the buyer asked for (best available's count, or the seats chosen), which
-    the page's "best available" and "wait in line" offers keep.
+    the page's "best available" and "wait in line" offers keep, as its category select keeps `category`.
     """
     show = picture.show
     hold = current_hold(buyer, show, at)
@@ -135,6 +148,11 @@ def _seat_map_page(request, picture, *, buyer, at, chosen=(), wanted=None, best=
         "wanted": wanted,
         "city_id": show.hall.cinema.city_id,
         "reserved_types": [kind for kind in RESERVED_SEAT_TYPES if kind in grid.prices],
+        "categories": best_available_categories(grid.prices),
+        "category": category,
+        "accessible_confirmed": accessible_confirmed,
+        # From then on a companion seat needs no word (bookings.services.holds.refuse_reserved_seats).
+        "companions_open": at >= show_seat_spots(show.pk, show=show).companions_open_at,
     }
     if refusal is not None and refusal.code in NOT_ENOUGH_OPEN_SEATS:
         # Best available and the line never give wheelchair or companion seats: say they are there.
@@ -173,6 +191,20 @@ def _count(request):
     return whole_number(request.POST.get("count", "")) or 0
 
 
+def _category(request, prices):
+    """Best available's category from the form: one of the show's open seat types, or None for the cheapest
+    that fits (anything else, e.g. an old page's missing field, is the cheapest too)."""
+    category = request.POST.get("category", "")
+    return category if category in OPEN_SEAT_TYPES and category in prices else None
+
+
+def best_available_categories(prices):
+    """The open seat types best available offers on the map, cheapest first (Premium first on equal prices,
+    as bookings.seat_picking tries them): `[(type, price)]`."""
+    offered = [kind for kind in OPEN_SEAT_TYPES if kind in prices]
+    return sorted(((kind, prices[kind]) for kind in offered), key=lambda item: item[1])
+
+
 @never_cache
 @require_POST
 def hold(request, show_id):
@@ -190,13 +222,23 @@ def hold(request, show_id):
         return redirect("show-seats", show_id=show.pk)
     best = bool(request.POST.get("best"))
     wanted = _count(request) if best else len(chosen)
+    confirmed = request.POST.get("accessible_seating_confirmed") == "1"
     try:
         if best:
-            reservation = hold_seats(buyer=buyer, show=show, best_available=BestAvailable(wanted))
+            category = _category(request, dict(show.prices.values_list("seat_type", "price")))
+            reservation = hold_seats(buyer=buyer, show=show, best_available=BestAvailable(wanted, category))
         elif current is not None:
-            reservation = change_seats(buyer=buyer, reservation_id=current.pk, seat_ids=chosen, no_single_gaps=True)
+            reservation = change_seats(
+                buyer=buyer,
+                reservation_id=current.pk,
+                seat_ids=chosen,
+                no_single_gaps=True,
+                accessible_confirmed=confirmed,
+            )
         else:
-            reservation = hold_seats(buyer=buyer, show=show, seat_ids=chosen, no_single_gaps=True)
+            reservation = hold_seats(
+                buyer=buyer, show=show, seat_ids=chosen, no_single_gaps=True, accessible_confirmed=confirmed
+            )
     except BookingError as refusal:
         status = site_status(refusal.code)
         picture = seat_picture(show.pk)
@@ -208,6 +250,8 @@ def hold(request, show_id):
             chosen=chosen,
             wanted=wanted,
             best=best,
+            category=request.POST.get("category") or None,
+            accessible_confirmed=confirmed,
             refusal=refusal,
             status=status,
         )

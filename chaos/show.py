@@ -54,7 +54,7 @@ def lapsing_holds(show_id, seat_ids, *, count, within):
         lapses_at = first_lapse + timedelta(seconds=within * number / count)
         at = lapses_at - timedelta(seconds=HOLD_SECONDS + GRACE_SECONDS)
         seats = seat_ids[SEATS_PER_HOLD * number : SEATS_PER_HOLD * (number + 1)]
-        hold_seats(buyer=Buyer(None, f"holder-{number}"), show=show, seat_ids=seats, at=at)
+        hold_seats(buyer=Buyer(None, f"holder-{number}"), show=show, seat_ids=seats, at=at, accessible_confirmed=True)
     for number in range(WAITERS):
         join_waiting_line(buyer=Buyer(None, f"waiter-{number:04d}"), show=show, seats_wanted=1)
     return time.monotonic() + (lapses_at - datetime.now(UTC)).total_seconds()

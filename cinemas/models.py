@@ -148,7 +148,7 @@ class SeatType(models.TextChoices):
 
 # The seat types anyone may be given: best available (without a type), the waiting line and a showtime's one
 # word deal in these. Wheelchair spaces and their companion seats go only to those who choose them on the map
-# or ask for their type. Premium first: best available's order on equal prices.
+# or ask for their type. Premium first: best available tries the cheapest first, Premium first on equal prices.
 OPEN_SEAT_TYPES = (SeatType.PREMIUM, SeatType.REGULAR)
 
 

@@ -72,6 +72,20 @@ ERROR_CODES = {
     "movie_mismatch": ErrorCode(400, _("This show is not of that movie.")),
     "no_such_show": ErrorCode(400, _("There is no such show.")),
     "session_seat_cap": ErrorCode(400, _("A session can hold at most {max_seats} seats of one show.")),
+    "accessible_seat_needs_confirmation": ErrorCode(
+        400,
+        _(
+            "Wheelchair spaces and companion seats are kept for wheelchair users and the person with them: "
+            "confirm that you need them, or choose other seats."
+        ),
+    ),
+    "companion_seat_needs_wheelchair": ErrorCode(
+        400,
+        _(
+            "A companion seat goes with a wheelchair space in the same hold (until shortly before the show, "
+            "when free companion seats open to everyone): add the wheelchair space, or choose other seats."
+        ),
+    ),
     "client_hold_cap": ErrorCode(
         429,
         _(
@@ -153,6 +167,7 @@ ERROR_CODES = {
     # The waiting line
     "seats_available": ErrorCode(409, _("Enough seats are free now: hold them instead of waiting.")),
     "bad_count": ErrorCode(400, _("Wait for between 1 and {max_seats} seats.")),
+    "bad_seat_type": ErrorCode(400, _("Wait for Premium or Regular seats, or for the cheapest that fit.")),
 }
 
 

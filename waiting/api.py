@@ -39,7 +39,10 @@ class JoinWaitingLineApi(WaitingApiView):
         show = get_object_or_404(Show.objects.select_related("hall"), pk=show_id)
         data = checked(serializers.JoinInput, request.data)
         waiter, created = services.join_waiting_line(
-            buyer=key_buyer(request.auth, data["session_id"]), show=show, seats_wanted=data["seats_wanted"]
+            buyer=key_buyer(request.auth, data["session_id"]),
+            show=show,
+            seats_wanted=data["seats_wanted"],
+            seat_type=data.get("seat_type", ""),
         )
         return Response(waiter_body(waiter), status=201 if created else 200)
 

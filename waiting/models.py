@@ -4,7 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from bookings.models import Reservation
-from cinemas.models import Show
+from cinemas.models import OPEN_SEAT_TYPES, Show
 from ticketing.models import ApiKey
 
 
@@ -32,6 +32,16 @@ class Waiter(models.Model):
     # The website's visitor's network address: served seats count toward its cap as the buyer's own holds do.
     client_address = models.GenericIPAddressField(null=True, blank=True)
     seats_wanted = models.PositiveSmallIntegerField()
+    # The category asked for (one of the open seat types); blank: the cheapest that fits, as best available
+    # gives when asked for none.
+    seat_type = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        db_default="",
+        choices=[(str(kind), str(kind)) for kind in OPEN_SEAT_TYPES],
+        help_text="The category asked for; blank: the cheapest that fits.",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
     place = models.BigIntegerField(help_text="Order in the show's line: lower joined earlier.")
     version = models.PositiveIntegerField(default=1)

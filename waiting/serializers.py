@@ -4,6 +4,7 @@ from datetime import UTC
 
 from rest_framework import serializers
 
+from cinemas.models import OPEN_SEAT_TYPES
 from ticketing.parameters import SessionParameters, StrictParameters, session_id_field
 from waiting.services import WaiterRow, read_waiter
 
@@ -37,6 +38,12 @@ def waiter_body(waiter):
 class JoinInput(StrictParameters):
     session_id = session_id_field()
     seats_wanted = serializers.IntegerField(min_value=1, max_value=100)
+    seat_type = serializers.ChoiceField(
+        choices=[str(kind) for kind in OPEN_SEAT_TYPES],
+        required=False,
+        help_text="The category to be served: Premium or Regular. Without it: the cheapest that fits when seats "
+        "come free (best available's choice without a type).",
+    )
 
 
 class WaiterParameters(SessionParameters):

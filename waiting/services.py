@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from bookings.availability import seats_to_be_had
+from bookings.availability import taken_by_type
 from bookings.notices import seat_changes_pushed_together
 from bookings.seat_maps import show_seat_spots
 from bookings.services import BookingError, hold_seats_for_waiter
@@ -129,10 +129,30 @@ def find_waiter(*, buyer, waiter_id):
     return waiter
 
 
-def _servable_seats(show, at):
-    """`(free now, not booked)` among the seat types a waiter can be given: served waiters get best-available
-    seats, which are of the open types only (never a wheelchair space or a companion seat)."""
-    return seats_to_be_had(show, at, seat_types=OPEN_SEAT_TYPES)
+class _ServableSeats:
+    """The seats the line may give, per category asked for ("": the cheapest that fits, any open type): free
+    now and not booked. Served waiters get best-available seats, which are of the open types only (never a
+    wheelchair space or a companion seat). Counted once (per join, per batch of serving) and kept current as
+    waiters are served."""
+
+    def __init__(self, show, at):
+        taken = taken_by_type([show.pk], at).get(show.pk, {})
+        capacity = show.hall.capacity
+        self.free = {kind: capacity.get(kind, 0) - taken.get(kind, (0, 0))[0] for kind in OPEN_SEAT_TYPES}
+        self.not_booked = {kind: capacity.get(kind, 0) - taken.get(kind, (0, 0))[1] for kind in OPEN_SEAT_TYPES}
+
+    def _of(self, counts, seat_type):
+        return counts[seat_type] if seat_type else sum(counts.values())
+
+    def free_for(self, seat_type):
+        return self._of(self.free, seat_type)
+
+    def not_booked_for(self, seat_type):
+        return self._of(self.not_booked, seat_type)
+
+    def served(self, reservation):
+        for seat in reservation.seats_held:
+            self.free[seat.seat_type] -= 1
 
 
 # --- The line lock and what changes under it ------------------------------------------------------------------
@@ -205,17 +225,22 @@ def _wake_line_after_commit(show_id):
 # --- Joining and leaving ----------------------------------------------------------------------------------------
 
 
-def join_waiting_line(*, buyer, show, seats_wanted, at=None):
+def join_waiting_line(*, buyer, show, seats_wanted, seat_type="", at=None):
     """Queue the buyer for `seats_wanted` seats of the show; returns `(waiter, created)`.
 
-    Only when the seats can't be had now but may come free. Locks the show's line. Raises WaitingError:
-    bad_count, show_started, seats_available (enough are free and nobody waits: hold them instead), show_full
-    (too few seats are unbooked). A buyer already waiting for the show gets its place back (created False). On commit,
+    `seat_type`: the category they want (an open seat type: Premium, Regular), or "" for the cheapest that
+    fits when they are served; the counts below are of that category. Only when the seats can't be had now but
+    may come free. Locks the show's line. Raises WaitingError: bad_count, bad_seat_type, show_started,
+    seats_available (enough are free and nobody waits: hold them instead), show_full (too few seats are
+    unbooked). A buyer already waiting for the show gets its place back (created False). On commit,
     when it is the line's first: the line is served, in case seats came free meanwhile.
     """
     at = at or timezone.now()
     if not 1 <= seats_wanted <= settings.TICKETING_MAX_SEATS:
         raise WaitingError("bad_count")
+    seat_type = seat_type or ""
+    if seat_type and seat_type not in OPEN_SEAT_TYPES:
+        raise WaitingError("bad_seat_type")
     if show.starts_at <= at:
         raise WaitingError("show_started")
     with transaction.atomic(durable=True):
@@ -225,7 +250,8 @@ def join_waiting_line(*, buyer, show, seats_wanted, at=None):
         ).first()
         if existing is not None:
             return existing, False
-        free, not_booked = _servable_seats(show, at)
+        servable = _ServableSeats(show, at)
+        free, not_booked = servable.free_for(seat_type), servable.not_booked_for(seat_type)
         if not_booked < seats_wanted:
             raise WaitingError("show_full")
         first_in_line = not line_is_open(show.pk)
@@ -238,13 +264,15 @@ def join_waiting_line(*, buyer, show, seats_wanted, at=None):
             session_id=buyer.session_id,
             client_address=buyer.client_address,
             seats_wanted=seats_wanted,
+            seat_type=seat_type,
             place=last_place + 1,
             joined_at=at,
             expires_at=at + timedelta(seconds=settings.TICKETING_MAX_WAIT_SECONDS),
         )
-        if first_in_line:
+        if first_in_line or free >= seats_wanted:
             # Seats freed while this transaction ran found no line to wake. Behind a head, a join changes
-            # nothing the head waits for (5,000 joins woke the line 5,000 times, each locking it in turn).
+            # nothing the head waits for (5,000 joins woke the line 5,000 times, each locking it in turn); but
+            # one that seats free now could seat may be seated past a head waiting for another category.
             _wake_line_after_commit(show.pk)
     return waiter, True
 
@@ -283,7 +311,10 @@ def serve_waiting_line(*, show_id, at=None):
     waits that can't go on: past the maximum wait (Expired), or wanting more seats than remain unbooked
     (Show Full). Then, for the head: holds the best seats for it (status Seats Available with the hold's
     reservation) and moves to the next; stops at the first head that can't be seated, so nobody behind it is
-    served first. Each batch's holds start when the batch runs (or all at `at`, when given). Idempotent and
+    served first. Waiters who asked for a category (Waiter.seat_type) keep their order among those who could
+    take the same seats: a head waiting for Premium lets a waiter behind it who asked for Regular, or for the
+    cheapest that fits, be seated in Regular (within the batch; the next wake-up reads the line again).
+    Each batch's holds start when the batch runs (or all at `at`, when given). Idempotent and
     safe from several workers and web processes at once. On each commit: notifies every waiter whose status
     or position changed.
     """
@@ -310,19 +341,31 @@ def _serve_batch(show_id, at, seats):
             _end(waiting, Waiter.Status.EXPIRED, at, notices)
             return 0, True
         _end(waiting.filter(expires_at__lte=at), Waiter.Status.EXPIRED, at, notices)
-        free, not_booked = _servable_seats(show, at)
-        _end(waiting.filter(seats_wanted__gt=not_booked), Waiter.Status.SHOW_FULL, at, notices)
+        servable = _ServableSeats(show, at)
+        for seat_type in ("", *OPEN_SEAT_TYPES):
+            cannot = waiting.filter(seat_type=seat_type, seats_wanted__gt=servable.not_booked_for(seat_type))
+            _end(cannot, Waiter.Status.SHOW_FULL, at, notices)
         seated = 0
         batch = list(waiting.select_related("api_key")[:SERVE_BATCH])
         head_stopped = len(batch) < SERVE_BATCH  # else more may wait behind this batch
         # The batch's holds reach the seat maps as one push after commit, not one per waiter.
+        # The categories a waiter ahead could not be seated in: nobody behind it is seated in them first.
+        blocked = set()
         with seat_changes_pushed_together():
             for waiter in batch:
-                if waiter.seats_wanted > free:
+                usable = ({waiter.seat_type} if waiter.seat_type else set(OPEN_SEAT_TYPES)) - blocked
+                if not usable:
+                    continue
+                # The category to seat the waiter in: its own, else the cheapest that fits among those left.
+                seat_type = next(iter(usable)) if len(usable) == 1 else ""
+                if waiter.seats_wanted > servable.free_for(seat_type):
                     # Not even counted free (the usual case while holds last): no search of the hall. Seats that
                     # come free after this count wake the line again once this transaction lets go of its lock.
-                    head_stopped = True
-                    break
+                    blocked |= usable
+                    head_stopped = True  # those behind are read again at the next wake-up, not by another batch
+                    if blocked >= set(OPEN_SEAT_TYPES):
+                        break
+                    continue
                 # The client's caps hold for seats served from the line too: else many sessions in line would
                 # collect freed seats past the cap that refuses their direct holds.
                 buyer = Buyer(
@@ -333,12 +376,21 @@ def _serve_batch(show_id, at, seats):
                 )
                 try:
                     reservation = hold_seats_for_waiter(
-                        buyer=buyer, show=show, count=waiter.seats_wanted, at=at, seats=seats
+                        buyer=buyer,
+                        show=show,
+                        count=waiter.seats_wanted,
+                        seat_type=seat_type or None,
+                        at=at,
+                        seats=seats,
                     )
                 except BookingError as refusal:
                     if refusal.code in ("seats_unavailable", "retry", "show_full"):
-                        head_stopped = True  # the head can't be seated yet: nobody behind it goes first
-                        break
+                        # The head can't be seated yet: nobody behind it goes first in its categories.
+                        blocked |= usable
+                        head_stopped = True
+                        if blocked >= set(OPEN_SEAT_TYPES):
+                            break
+                        continue
                     # The waiter's own session, or its client (key or address), already holds as many seats of the
                     # show as it may: it can't be served, and mustn't stop the line for everyone behind it.
                     logger.info("Waiter %s can't be served: %s", waiter.pk, refusal.code)
@@ -346,7 +398,7 @@ def _serve_batch(show_id, at, seats):
                     continue
                 _leave_line([waiter], Waiter.Status.SEATS_AVAILABLE, at, reservation=reservation)
                 _notify_waiter(waiter, notices)
-                free -= waiter.seats_wanted
+                servable.served(reservation)
                 seated += 1
         return seated, head_stopped
 

@@ -36,7 +36,10 @@ def join(request, show_id):
     show = get_object_or_404(Show.objects.select_related("hall__cinema"), pk=show_id)
     try:
         waiter, _ = services.join_waiting_line(
-            buyer=session_buyer(request), show=show, seats_wanted=_number(request.POST.get("seats_wanted"))
+            buyer=session_buyer(request),
+            show=show,
+            seats_wanted=_number(request.POST.get("seats_wanted")),
+            seat_type=request.POST.get("seat_type", ""),
         )
     except services.WaitingError as refusal:
         if refusal.code == "show_full":

@@ -27,8 +27,8 @@ from bookings.notices import announce_freed_seats, announce_seat_changes
 from bookings.seat_maps import seat_spots, show_seat_spots, show_seat_spots_on_the_loop
 from bookings.seat_picking import pick_best_seats, single_gaps_left
 from bookings.services.errors import BookingError
-from cinemas.models import OPEN_SEAT_TYPES, Show
-from ticketing.lean import pooled_call
+from cinemas.models import OPEN_SEAT_TYPES, SeatType, Show
+from ticketing.lean import on_a_thread, pooled_call
 
 logger = logging.getLogger(__name__)
 
@@ -193,11 +193,45 @@ def _refuse_single_gaps(show, *, chosen, others_of, at):
         raise BookingError("single_seat_gap", seats=", ".join(labels[seat_id] for seat_id in stranded))
 
 
+def refuse_reserved_seats(seats, *, confirmed, at, seat_ids=None, seat_type=None):
+    """The rule for wheelchair spaces and companion seats, for every hold and change of seats (the website's,
+    the API's, best available of their type): BookingError("accessible_seat_needs_confirmation") when the hold
+    would have a wheelchair space, or a companion seat before `seats.companions_open_at`, and the buyer did not
+    confirm they need it (`confirmed`); BookingError("companion_seat_needs_wheelchair") when such a companion
+    seat comes without a wheelchair space in the same hold. From `companions_open_at` (the cinema's
+    companion_release_minutes before the show) companion seats are anyone's. `seats`: the show's ShowSeatSpots
+    (None, for no such show: nothing to check, the call refuses); `seat_ids` the whole hold's seats, or
+    `seat_type` best available's. Seat ids not of the show are left to the call (seat_not_in_hall). Reads and
+    locks nothing."""
+    if seats is None:
+        return
+    types = [seats.type_of.get(seat_id) for seat_id in seat_ids] if seat_ids is not None else [seat_type]
+    companions_kept = at < seats.companions_open_at
+    reserved = {
+        kind for kind in types if kind == SeatType.WHEELCHAIR or (kind == SeatType.COMPANION and companions_kept)
+    }
+    if not reserved:
+        return
+    if not confirmed:
+        raise BookingError("accessible_seat_needs_confirmation")
+    if SeatType.COMPANION in reserved and SeatType.WHEELCHAIR not in types:
+        raise BookingError("companion_seat_needs_wheelchair")
+
+
 # --- Holds ---------------------------------------------------------------------------------------------------
 
 
 def hold_seats(
-    *, buyer, show=None, show_id=None, seat_ids=None, best_available=None, movie_id=None, no_single_gaps=False, at=None
+    *,
+    buyer,
+    show=None,
+    show_id=None,
+    seat_ids=None,
+    best_available=None,
+    movie_id=None,
+    no_single_gaps=False,
+    accessible_confirmed=False,
+    at=None,
 ):
     """Hold seats of a show (`show`, or its `show_id`) for the buyer, all or nothing; return the new Reservation.
 
@@ -205,7 +239,8 @@ def hold_seats(
     With `no_single_gaps` (the website's rule), chosen seats that would leave a free seat alone between them
     and a taken seat, an aisle or the wall are refused with `single_seat_gap` (best available never does).
     The returned reservation's `seats_held` lists its seats (with `price`) in seat-map order, so callers
-    needn't read them back.
+    needn't read them back. Wheelchair spaces and companion seats (chosen, or best available of their type)
+    need `accessible_confirmed`, the buyer's word that they need them (refuse_reserved_seats, before any call).
     One call of bookings_hold_seats, which locks this buyer's advisory lock for the show (the session cap),
     the rows of any lapsed hold it takes seats from, and one stripe of the client's count until commit (the
     client cap: a stripe no other call holds, so the client's holds don't wait on each other, or one commit
@@ -218,14 +253,20 @@ def hold_seats(
     and the seats asked for are of the types the line is served (freed seats are theirs first; wheelchair
     spaces and companion seats never are); `session_seat_cap`; `client_hold_cap` (429, with the seconds until
     the client's soonest hold lapses as `retry_after`) when the buyer's API key or address holds its cap of
-    the show unpaid; or `seats_unavailable`, `retry` or `show_full` when the seats can't be had. The statuses
-    are ticketing.error_codes'. Nothing is written then. On commit: pushes the seats as
+    the show unpaid; `accessible_seat_needs_confirmation` or `companion_seat_needs_wheelchair`
+    (refuse_reserved_seats); or `seats_unavailable`, `retry` or `show_full` when the seats can't be had. The
+    statuses are ticketing.error_codes'. Nothing is written then. On commit: pushes the seats as
     held (and those freed from lapsed holds as available).
     """
     at = at or timezone.now()
     show_id = show.pk if show is not None else show_id
     if best_available:
-        return _hold_best_available(buyer, show_id, best_available, show=show, movie_id=movie_id, at=at)
+        return _hold_best_available(
+            buyer, show_id, best_available, show=show, movie_id=movie_id, confirmed=accessible_confirmed, at=at
+        )
+    refuse_reserved_seats(
+        show_seat_spots(show_id, show=show), seat_ids=seat_ids or [], confirmed=accessible_confirmed, at=at
+    )
     call = _hold_call(buyer, show_id, seat_ids, movie_id=movie_id, at=at)
     if not no_single_gaps:
         return _held(buyer, show_id, at, call_function(*call))
@@ -235,21 +276,30 @@ def hold_seats(
     return reservation
 
 
-async def ahold_seats(*, buyer, show_id, seat_ids=None, best_available=None, movie_id=None, at=None):
+async def ahold_seats(
+    *, buyer, show_id, seat_ids=None, best_available=None, movie_id=None, accessible_confirmed=False, at=None
+):
     """hold_seats (without `no_single_gaps`) on the lean path's async pool: the same function call, the same
     answer; it locks, raises and pushes as hold_seats does. Best available reads the show's seats from this
     process's copy (on a thread only to build it, once per catalog generation) and the taken seats in one
     round trip: no thread once the copy is there."""
     at = at or timezone.now()
     if best_available:
-        return await _ahold_best_available(buyer, show_id, best_available, movie_id=movie_id, at=at)
+        return await _ahold_best_available(
+            buyer, show_id, best_available, movie_id=movie_id, confirmed=accessible_confirmed, at=at
+        )
+    refuse_reserved_seats(
+        await show_seat_spots_on_the_loop(show_id), seat_ids=seat_ids or [], confirmed=accessible_confirmed, at=at
+    )
     return _held(
         buyer, show_id, at, await acall_function(*_hold_call(buyer, show_id, seat_ids, movie_id=movie_id, at=at))
     )
 
 
-def hold_seats_for_waiter(*, buyer, show, count, at, seats=None):
+def hold_seats_for_waiter(*, buyer, show, count, at, seat_type=None, seats=None):
     """Hold the best `count` seats for the head of the show's waiting line; returns the Reservation.
+
+    `seat_type`: the category the waiter asked for (an open seat type), or None for the cheapest that fits.
 
     For waiting.services only, inside its transaction (which holds the show's line lock). Works in a
     savepoint: when the seats can't be had it raises BookingError and leaves the caller's transaction as it
@@ -258,16 +308,35 @@ def hold_seats_for_waiter(*, buyer, show, count, at, seats=None):
     one the cache is not read, and building them for every waiter served was a 2,000-seat hall's rows each).
     """
     return _hold_best_available(
-        buyer, show.pk, BestAvailable(count), show=show, seats=seats, check_line=False, at=at, own_transaction=False
+        buyer,
+        show.pk,
+        BestAvailable(count, seat_type),
+        show=show,
+        seats=seats,
+        check_line=False,
+        at=at,
+        own_transaction=False,
     )
 
 
 def _hold_best_available(
-    buyer, show_id, best_available, *, at, show=None, seats=None, check_line=True, movie_id=None, own_transaction=True
+    buyer,
+    show_id,
+    best_available,
+    *,
+    at,
+    show=None,
+    seats=None,
+    check_line=True,
+    movie_id=None,
+    own_transaction=True,
+    confirmed=False,
 ):
     """Best available on Django's connection: the looks of _BestAvailableLooks, each read and call in turn."""
     seats = seats or show_seat_spots(show_id, show=show)
-    looks = _BestAvailableLooks(buyer, show_id, seats, best_available, check_line=check_line, movie_id=movie_id, at=at)
+    looks = _BestAvailableLooks(
+        buyer, show_id, seats, best_available, check_line=check_line, movie_id=movie_id, confirmed=confirmed, at=at
+    )
     with looks:
         while True:
             taken = taken_seats(show_id, at) if looks.picking else None
@@ -278,11 +347,11 @@ def _hold_best_available(
                     raise
 
 
-async def _ahold_best_available(buyer, show_id, best_available, *, at, movie_id=None):
+async def _ahold_best_available(buyer, show_id, best_available, *, at, movie_id=None, confirmed=False):
     """_hold_best_available on the event loop: the seats from show_seat_spots_on_the_loop, the taken seats and
     the calls on the async pool."""
     seats = await show_seat_spots_on_the_loop(show_id)
-    looks = _BestAvailableLooks(buyer, show_id, seats, best_available, movie_id=movie_id, at=at)
+    looks = _BestAvailableLooks(buyer, show_id, seats, best_available, movie_id=movie_id, confirmed=confirmed, at=at)
     with looks:
         while True:
             taken = await ataken_seats(show_id, at) if looks.picking else None
@@ -331,11 +400,14 @@ class _BestAvailableLooks:
     and not yet claimed (PICKS_IN_FLIGHT), unless that leaves none to pick; used as a context manager, so that
     its own pick stops counting once it is answered. A show that started, or a count no hold can have, is not
     picked for: the call alone answers with the refusal, as it does when no pick is possible. `seats` None (no
-    such show) raises BookingError("no_such_show") before any call."""
+    such show) raises BookingError("no_such_show") before any call, and a type kept for wheelchair users
+    without `confirmed` the refusals of refuse_reserved_seats."""
 
-    def __init__(self, buyer, show_id, seats, best_available, *, at, check_line=True, movie_id=None):
+    def __init__(self, buyer, show_id, seats, best_available, *, at, check_line=True, movie_id=None, confirmed=False):
         if seats is None:
             raise BookingError("no_such_show")
+        if best_available.seat_type is not None:
+            refuse_reserved_seats(seats, seat_type=best_available.seat_type, confirmed=confirmed, at=at)
         self.buyer, self.show_id, self.seats, self.best = buyer, show_id, seats, best_available
         self.check_line, self.movie_id, self.at = check_line, movie_id, at
         self.picking = seats.starts_at > at and 1 <= best_available.count <= settings.TICKETING_MAX_SEATS
@@ -412,11 +484,12 @@ def _held(buyer, show_id, at, row):
     return _changed(buyer, reservation_id, change)
 
 
-def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, at=None):
+def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, accessible_confirmed=False, at=None):
     """Swap a hold's seats for others in one step, keeping its clock; the old seats stay held on failure.
 
-    `no_single_gaps` as for hold_seats (the hold's own current seats count as free). The returned
-    reservation's `seats_held` lists its seats, as hold_seats' does.
+    `no_single_gaps` as for hold_seats (the hold's own current seats count as free), and
+    `accessible_confirmed` (for the hold's new seats as a whole). The returned reservation's `seats_held`
+    lists its seats, as hold_seats' does.
     One call of bookings_change_seats, which locks the buyer's advisory lock for the show, then the
     reservation row (and the hold's stripe of its client's count until commit, as hold_seats does). Raises
     BookingError: not_found, hold_expired (410), already_booked/hold_cancelled, the 400 kinds,
@@ -424,6 +497,10 @@ def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, at=No
     seats never does), or the three unavailable statuses. On commit: pushes newly held and released seats.
     """
     at = at or timezone.now()
+    own = Reservation.objects.filter(pk=reservation_id, api_key_id=buyer.api_key_id, session_id=buyer.session_id)
+    show_id = own.values_list("show_id", flat=True).first()
+    if show_id is not None:  # else the call refuses: not_found (another session's hold is never revealed)
+        refuse_reserved_seats(show_seat_spots(show_id), seat_ids=seat_ids, confirmed=accessible_confirmed, at=at)
     call = _change_call(buyer, reservation_id, seat_ids, at=at)
     if not no_single_gaps:
         return _changed(buyer, reservation_id, call_function(*call))
@@ -434,9 +511,19 @@ def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, at=No
     return reservation
 
 
-async def achange_seats(*, buyer, reservation_id, seat_ids, at=None):
-    """change_seats on the lean path's async pool: the same function call, the same answer."""
+async def achange_seats(*, buyer, reservation_id, seat_ids, accessible_confirmed=False, at=None):
+    """change_seats on the lean path's async pool: the same function call, the same answer (the hold's show
+    read first, one round trip, for refuse_reserved_seats)."""
     at = at or timezone.now()
+    described = await pooled_call("bookings_describe_reservation", [reservation_id])
+    if described and described[0]:
+        seats = await show_seat_spots_on_the_loop(described[0]["show"])
+        try:
+            refuse_reserved_seats(seats, seat_ids=seat_ids, confirmed=accessible_confirmed, at=at)
+        except BookingError:
+            # Only to the hold's own session: another's gets not_found, as from the call (rare: on a thread).
+            await on_a_thread(find_reservation)(buyer=buyer, reservation_id=reservation_id)
+            raise
     return _changed(buyer, reservation_id, await acall_function(*_change_call(buyer, reservation_id, seat_ids, at=at)))
 
 

@@ -6,7 +6,12 @@
 // - explains the no-single-empty-seat rule early (the server is the one that enforces it);
 // - follows the show's WebSocket and applies pushed seat changes, re-reading the grid (data-map-url) after a
 //   reconnect or when the server's version is ahead of the grid's, since pushes are at most once;
-// - arrow keys move focus between seats by grid position (Tab and Space work anyway: seats are checkboxes).
+// - the grid is one Tab stop (roving tabindex: one seat has tabindex=0, the others -1) and the arrow keys, Home
+//   and End move between seats by grid position (Space chooses: seats are checkboxes);
+// - on a phone: the hall fits the width at first (the overview), the zoom buttons and two fingers zoom it;
+//   the seats the session holds are scrolled into view;
+// - asks for the wheelchair-space confirmation (#accessible-confirmation) while such a seat is chosen (the
+//   server refuses a hold without it).
 //
 // Nothing is exported and nothing is put on window. Every listener is delegated to the form, so replacing
 // the .seat-grid element after a resync needs no re-binding. Its sentences come from i18n.js (the page's language).
@@ -171,6 +176,18 @@ function setUp(form) {
     return `${notes.join(' ')} ${please}`;
   }
 
+  // The buyer's word that they need a wheelchair space or companion seat: asked while one is chosen.
+  const confirmation = document.getElementById('accessible-confirmation');
+  const confirmationBox = confirmation?.querySelector('input[type="checkbox"]') ?? null;
+  // Companion seats still free shortly before the show are anyone's (data-companions-open, from the server).
+  const companionsOpen = form.dataset.companionsOpen === '1';
+  const isReserved = (seat) =>
+    seat.classList.contains('seat--wheelchair') || (!companionsOpen && seat.classList.contains('seat--companion'));
+  function askConfirmation(chosen) {
+    if (!confirmation) return;
+    confirmation.hidden = !chosen.some(isReserved);
+  }
+
   let lastSummaryKey = null;
   function updateSummary() {
     const chosen = seats().filter(isChosen).sort(byPosition);
@@ -178,6 +195,8 @@ function setUp(form) {
       // A class as well as :has(input:checked) in the CSS, for browsers without :has().
       seat.classList.toggle('seat--selected', seat.dataset.status === 'available' && isChosen(seat));
     }
+    askConfirmation(chosen);
+    rove();
     if (!summary) return;
 
     let text = gettext('No seats chosen.');
@@ -270,6 +289,14 @@ function setUp(form) {
       updateSummary();
       return;
     }
+    if (choosing && confirmationBox && !confirmationBox.checked && seats().filter(isChosen).some(isReserved)) {
+      event.preventDefault();
+      note = gettext('Wheelchair spaces and companion seats are kept for those who need them: tick the box to confirm you do, or choose other seats.');
+      announce(note);
+      updateSummary();
+      confirmationBox.focus();
+      return;
+    }
     submitting = true;
   });
   // Coming back through the back/forward cache: the page is live again. With a live channel, reopening it
@@ -348,6 +375,130 @@ function setUp(form) {
       next.closest('.seat')?.scrollIntoView?.({ block: 'nearest', inline: 'nearest' });
     }
   });
+
+  // ---- One Tab stop for the grid (roving tabindex) -----------------------------------------------------
+
+  // The seat that Tab lands on: the one focused last, else the first chosen or held, else the first free one.
+  let rovingId = null;
+  function rove() {
+    const all = seats();
+    let current = rovingId !== null ? focusable(seatById(rovingId)) : null;
+    if (!current) {
+      const first = all.filter(isChosen).sort(byPosition)[0] ?? all.filter(focusable).sort(byPosition)[0];
+      current = first ? focusable(first) : null;
+    }
+    for (const seat of all) {
+      const input = inputOf(seat);
+      if (input) input.tabIndex = input === current ? 0 : -1;
+    }
+  }
+  form.addEventListener('focusin', (event) => {
+    const input = event.target;
+    const seat = input instanceof HTMLInputElement ? input.closest('.seat') : null;
+    if (!seat || !grid()?.contains(seat)) return;
+    rovingId = seat.dataset.seatId;
+    rove();
+  });
+
+  // ---- Zoom: the whole hall fits the width first; buttons and two fingers zoom --------------------------
+
+  const mapBox = form.querySelector('.seat-map');
+  const zoomBar = form.querySelector('.seat-map-zoom');
+  const MAX_ZOOM = 1.5;
+  const ZOOM_STEP = 1.5;
+  let zoom = 1;
+  let fitZoom = 1;
+
+  // The zoom at which the grid's columns fill the box's width (never above 1: seats keep their full size).
+  function measureFit() {
+    const current = grid();
+    if (!mapBox || !current) return 1;
+    const style = getComputedStyle(mapBox);
+    const room = mapBox.clientWidth - Number.parseFloat(style.paddingLeft) - Number.parseFloat(style.paddingRight);
+    const natural = current.scrollWidth / zoom;
+    return natural > 0 ? Math.min(1, room / natural) : 1;
+  }
+
+  function setZoom(value, { keepCentre = true } = {}) {
+    if (!mapBox) return;
+    const next = Math.min(MAX_ZOOM, Math.max(fitZoom, value));
+    const centre = mapBox.scrollWidth > 0 ? (mapBox.scrollLeft + mapBox.clientWidth / 2) / mapBox.scrollWidth : 0.5;
+    const middle = mapBox.scrollHeight > 0 ? (mapBox.scrollTop + mapBox.clientHeight / 2) / mapBox.scrollHeight : 0.5;
+    zoom = next;
+    mapBox.style.setProperty('--zoom', String(next));
+    mapBox.classList.toggle('seat-map--overview', next < 0.75);
+    mapBox.dataset.zoom = next.toFixed(3);
+    if (keepCentre) {
+      mapBox.scrollLeft = centre * mapBox.scrollWidth - mapBox.clientWidth / 2;
+      mapBox.scrollTop = middle * mapBox.scrollHeight - mapBox.clientHeight / 2;
+    }
+    if (zoomBar) {
+      zoomBar.querySelector('[data-zoom="out"]').disabled = next <= fitZoom + 0.001;
+      zoomBar.querySelector('[data-zoom="fit"]').disabled = next <= fitZoom + 0.001;
+      zoomBar.querySelector('[data-zoom="in"]').disabled = next >= MAX_ZOOM - 0.001;
+    }
+  }
+
+  function fitToWidth() {
+    fitZoom = measureFit();
+    if (zoomBar) zoomBar.hidden = fitZoom >= 1; // the whole hall fits at full size: nothing to zoom
+    setZoom(fitZoom, { keepCentre: false });
+  }
+
+  zoomBar?.addEventListener('click', (event) => {
+    const button = event.target instanceof Element ? event.target.closest('button[data-zoom]') : null;
+    if (!button) return;
+    const how = button.dataset.zoom;
+    if (how === 'in') setZoom(zoom * ZOOM_STEP);
+    else if (how === 'out') setZoom(zoom / ZOOM_STEP);
+    else setZoom(fitZoom);
+  });
+
+  // Two fingers on the map: the zoom follows their distance (one finger still scrolls).
+  let pinch = null;
+  const distance = (touches) => Math.hypot(touches[0].clientX - touches[1].clientX, touches[0].clientY - touches[1].clientY);
+  mapBox?.addEventListener(
+    'touchstart',
+    (event) => {
+      if (event.touches.length === 2) pinch = { from: distance(event.touches), zoom };
+    },
+    { passive: true },
+  );
+  mapBox?.addEventListener(
+    'touchmove',
+    (event) => {
+      if (!pinch || event.touches.length !== 2) return;
+      event.preventDefault();
+      const apart = distance(event.touches);
+      if (pinch.from > 0) setZoom(pinch.zoom * (apart / pinch.from));
+    },
+    { passive: false },
+  );
+  mapBox?.addEventListener('touchend', (event) => {
+    if (event.touches.length < 2) pinch = null;
+  });
+
+  let resizeTimer = 0;
+  window.addEventListener('resize', () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => {
+      const wasFit = zoom <= fitZoom + 0.001;
+      fitZoom = measureFit();
+      if (zoomBar) zoomBar.hidden = fitZoom >= 1;
+      setZoom(wasFit ? fitZoom : zoom);
+    }, 150);
+  });
+
+  // The seats this session holds, scrolled into view inside the map (the page itself stays where it is).
+  function showOwnSeats() {
+    const own = seats().filter((seat) => seat.dataset.status === 'yours').sort(byPosition);
+    if (!mapBox || !own.length) return;
+    const box = mapBox.getBoundingClientRect();
+    const first = own[0].getBoundingClientRect();
+    const last = own[own.length - 1].getBoundingClientRect();
+    const middle = (first.left + last.right) / 2;
+    mapBox.scrollLeft += middle - (box.left + box.width / 2);
+  }
 
   // ---- Applying pushed changes ------------------------------------------------------------------------
 
@@ -625,6 +776,8 @@ function setUp(form) {
   }
 
   updateSummary();
+  fitToWidth();
+  showOwnSeats();
   connectLive();
 }
 

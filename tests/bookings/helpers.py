@@ -19,10 +19,11 @@ TIMEOUT_CARD = {**GOOD_CARD, "card_number": "4000000000009995"}
 
 
 def taken_by_others(show, seats, *, pay=False):
-    """Hold `seats` (any number) in holds of others, ten at most each; and pay for them with `pay`."""
+    """Hold `seats` (any number) in holds of others, ten at most each; and pay for them with `pay`. They need the
+    wheelchair spaces among them (and may take companion seats without one)."""
     for number, start in enumerate(range(0, len(seats), 10)):
         buyer = Buyer(None, f"someone-{number}")
-        hold = hold_seats(buyer=buyer, show=show, seat_ids=seats[start : start + 10])
+        hold = hold_seats(buyer=buyer, show=show, seat_ids=seats[start : start + 10], accessible_confirmed=True)
         if pay:
             pay_for_reservation(buyer=buyer, reservation_id=hold.pk, card=parse_card(GOOD_CARD))
 

@@ -22,7 +22,12 @@ def held_by_others(show, *, seat_types):
     """Hold every seat of these types in holds of other moviegoers (ten seats at most each)."""
     seats = list(show.hall.seats.filter(seat_type__in=seat_types).order_by("y", "x").values_list("id", flat=True))
     for number, start in enumerate(range(0, len(seats), 10)):
-        hold_seats(buyer=Buyer(None, f"someone-{number}"), show=show, seat_ids=seats[start : start + 10])
+        hold_seats(
+            buyer=Buyer(None, f"someone-{number}"),
+            show=show,
+            seat_ids=seats[start : start + 10],
+            accessible_confirmed=True,
+        )
 
 
 def ask_best_available(page, count):
@@ -81,6 +86,7 @@ def test_choosing_a_wheelchair_space_says_whom_it_is_kept_for_and_checkout_remin
     seat(page, "D2").click()
     expect(summary).not_to_contain_text("companion seat")
     seat(page, "D2").click()
+    page.get_by_role("checkbox", name=re.compile(r"^I need the wheelchair space")).check()
     page.get_by_role("button", name="Hold these seats").click()
 
     expect(page.get_by_role("heading", name="Checkout", level=1)).to_be_visible()

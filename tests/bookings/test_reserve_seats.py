@@ -200,7 +200,7 @@ def taken_by_others(api, show, seats, *, pay_too=False):
     """Hold (and with pay_too, book) `seats` in sessions of others, ten at most each."""
     for number, start in enumerate(range(0, len(seats), 10)):
         session = f"someone-{number}"
-        held = reserve(api, show, seats[start : start + 10], session=session)
+        held = reserve(api, show, seats[start : start + 10], session=session, accessible_seating_confirmed=True)
         assert held.status_code == 201, held.json()
         if pay_too:
             assert pay(api, held.json()["reservation_id"], session=session).status_code == 200
@@ -216,7 +216,9 @@ def test_best_available_with_only_wheelchair_and_companion_seats_free_says_retry
 def test_best_available_with_the_open_seats_booked_is_show_full_while_wheelchair_spaces_stay_for_who_asks(api, show):
     taken_by_others(api, show, seats_of_type(show, "Premium", "Regular"), pay_too=True)
     assert_refused(reserve(api, show, best_available={"count": 2}, session="bob"), 409, "show_full", SHOW_FULL)
-    asked = reserve(api, show, best_available={"count": 1, "type": "Wheelchair"}, session="bob")
+    asked = reserve(
+        api, show, best_available={"count": 1, "type": "Wheelchair"}, session="bob", accessible_seating_confirmed=True
+    )
     assert asked.status_code == 201 and [seat["type"] for seat in asked.json()["seats"]] == ["Wheelchair"]
 
 
@@ -230,7 +232,7 @@ def test_a_wheelchair_space_just_taken_while_another_is_free_says_choose_again(a
     show = make_show(hall=make_hall(plan="WCCW\nRRRR"))
     wheelchair = seats_of_type(show, "Wheelchair")
     taken_by_others(api, show, seats_of_type(show, "Premium", "Regular") + wheelchair[:1])
-    response = reserve(api, show, wheelchair[:1], session="bob")
+    response = reserve(api, show, wheelchair[:1], session="bob", accessible_seating_confirmed=True)
     assert_refused(response, 409, "seats_unavailable", "Reservation Failed - Seats Unavailable")
 
 
@@ -240,7 +242,8 @@ def test_a_partners_answers_about_its_buyers_holds_bookings_and_places_in_line_a
     held = reserve(api, show, seats[:2])
     hold_id = held.json()["reservation_id"]
     paid = pay(api, hold_id)
-    everything_else = reserve(api, show, seats[2:12], session="bob")  # one seat left: a line for 2 can form
+    # One seat left: a line for 2 can form.
+    everything_else = reserve(api, show, seats[2:12], session="bob", accessible_seating_confirmed=True)
     answers = {
         "hold": held,
         "pay": paid,

@@ -116,24 +116,27 @@ def test_it_never_gives_wheelchair_or_companion_seats_unless_asked():
     assert picked_names(seats, 2, seat_type="Wheelchair") == ["A3", "A5"]
 
 
-def test_it_tries_the_best_priced_type_first():
+def test_it_tries_the_cheapest_type_first_never_a_dearer_one_unasked():
     seats = hall("""
-        RRRRRRRR
-        RRRRRRRR
-        RRRRRRRR
         PPPPPPPP
+        RRRRRRRR
+        RRRRRRRR
+        RRRRRRRR
     """)
 
-    assert picked_names(seats, 2) == ["D4", "D5"]
+    assert picked_names(seats, 2) == ["C4", "C5"]
     cheap_premium = {**PRICES, "Premium": Decimal("9.00")}
-    assert picked_names(hall("RRRRRR\nPPPPPP", cheap_premium), 2) == ["A3", "A4"]
+    assert picked_names(hall("RRRRRR\nPPPPPP", cheap_premium), 2) == ["B3", "B4"]
+    # On equal prices, the better seat for the same money.
+    same_price = {**PRICES, "Premium": PRICES["Regular"]}
+    assert picked_names(hall("RRRRRR\nPPPPPP", same_price), 2) == ["B3", "B4"]
 
 
-def test_it_tries_the_next_type_when_the_best_priced_cannot_seat_the_group_together():
+def test_it_tries_the_next_type_when_the_cheapest_cannot_seat_the_group_together():
     seats = hall("""
-        RRRRRRRR
-        RRRRRRRR
-        PPP..PPP
+        PPPPPPPP
+        PPPPPPPP
+        RRR..RRR
     """)
 
     assert picked_names(seats, 3) == ["C1", "C2", "C3"]
@@ -232,14 +235,14 @@ def test_it_falls_back_to_scattered_seats_nearest_the_centre():
     assert names(seats, result.seat_ids) == ["B4", "C3", "C4"]
 
 
-def test_scattered_seats_come_from_the_best_priced_type_that_has_enough():
+def test_scattered_seats_come_from_the_cheapest_type_that_has_enough():
     seats = hall("""
-        RR.RR.RR
-        PP.P.PP
+        PP.PP.PP
+        RR.R.RR
     """)
 
     assert picked_names(seats, 3) == ["B2", "B3", "B4"]
-    # Premium has only five seats: all six come from regular.
+    # Regular has only five seats: all six come from premium.
     assert picked_names(seats, 6) == ["A1", "A2", "A3", "A4", "A5", "A6"]
 
 

@@ -25,12 +25,15 @@ pytestmark = pytest.mark.django_db
 CARD = {"card_number": "4242 4242 4242 4242", "exp_month": "12", "exp_year": "2035", "cvc": "123"}
 
 
-def hold_on_page(client, show, *labels):
-    return client.post(f"/shows/{show.pk}/hold", {"seats": labelled(show, *labels)})
+def hold_on_page(client, show, *labels, confirmed=False):
+    form = {"seats": labelled(show, *labels)}
+    if confirmed:
+        form["accessible_seating_confirmed"] = "1"
+    return client.post(f"/shows/{show.pk}/hold", form)
 
 
-def held(client, show, *labels):
-    response = hold_on_page(client, show, *labels)
+def held(client, show, *labels, confirmed=False):
+    response = hold_on_page(client, show, *labels, confirmed=confirmed)
     assert response.status_code == 302, response.content.decode()[:2000]
     return Reservation.objects.get(pk=response["Location"].split("/")[2])
 
@@ -63,7 +66,15 @@ class TestTheSeatMap:
         page = client.get(f"/shows/{show.pk}/").content.decode()
         assert page.count('type="checkbox" name="seats"') == 13
         first = seat_tag(page, labelled(show, "A1")[0])
-        assert "Row A seat 1, Premium" in first and "available" in first and "grid-row: 1" in first
+        assert "Row A seat 1, Premium" in first and "available" in first and "grid-row: 2" in first
+
+    def test_each_category_has_its_heading_and_price_above_its_rows(self, client, show):
+        page = client.get(f"/shows/{show.pk}/").content.decode()
+        headings = re.findall(r'<p class="seat-category" style="grid-row: (\d+)"><span>([^<]*)</span>', page)
+        assert headings == [("1", "Premium $15.00"), ("3", "Regular $10.00")]
+        assert 'grid-row: 4" data-seat-id="{}"'.format(labelled(show, "B1")[0]) in page
+        # Wheelchair spaces and companion seats have their marks; their row stays under its open category.
+        assert 'grid-row: 6" data-seat-id="{}"'.format(labelled(show, "D1")[0]) in page
 
     def test_seats_held_by_others_are_shown_held_and_cannot_be_chosen(self, client, show):
         hold_seats(buyer=Buyer(None, "someone else"), show=show, seat_ids=labelled(show, "B1", "B2"))
@@ -103,7 +114,9 @@ class TestHolding:
 
     def test_when_every_seat_is_held_by_others_the_page_offers_to_wait(self, client, show):
         hold_seats(buyer=Buyer(None, "everyone"), show=show, seat_ids=seat_ids(show)[:10])
-        hold_seats(buyer=Buyer(None, "everyone else"), show=show, seat_ids=seat_ids(show)[10:])
+        hold_seats(
+            buyer=Buyer(None, "everyone else"), show=show, seat_ids=seat_ids(show)[10:], accessible_confirmed=True
+        )
         response = client.post(f"/shows/{show.pk}/hold", {"best": "1", "count": "2"})
         page = response.content.decode()
         assert response.status_code == 409 and 'data-code="retry"' in page
@@ -130,6 +143,47 @@ class TestHolding:
         assert first.seat_labels() == ["A3", "A4"] and Reservation.objects.count() == 1
         page = client.get(f"/shows/{show.pk}/").content.decode()
         assert "seat--yours" in seat_tag(page, labelled(show, "A3")[0]) and "Change to these seats" in page
+
+
+class TestWheelchairSpacesAndCategories:
+    """A wheelchair space needs the buyer's word on the hold form; best available asks for a category."""
+
+    def test_a_wheelchair_space_without_the_confirmation_is_refused_with_a_page_that_asks_for_it(self, client, show):
+        response = hold_on_page(client, show, "D1", "D2")
+        page = response.content.decode()
+        assert response.status_code == 400 and 'data-code="accessible_seat_needs_confirmation"' in page
+        assert 'name="accessible_seating_confirmed"' in page and "I need the wheelchair space" in page
+        assert "seat--available" in seat_tag(page, labelled(show, "D1")[0]) and "checked" in seat_tag(
+            page, labelled(show, "D1")[0]
+        )  # still chosen, to confirm and hold again
+        assert not Reservation.objects.exists()
+        assert held(client, show, "D1", "D2", confirmed=True).seat_labels() == ["D1", "D2"]
+
+    def test_a_companion_seat_alone_is_refused_with_a_page_that_says_why(self, client, show):
+        response = client.post(
+            f"/shows/{show.pk}/hold", {"seats": labelled(show, "D2"), "accessible_seating_confirmed": "1"}
+        )
+        page = response.content.decode()
+        assert response.status_code == 400 and 'data-code="companion_seat_needs_wheelchair"' in page
+        assert "A companion seat goes with a wheelchair space." in page
+
+    def test_best_available_offers_each_category_and_the_cheapest_that_fits_first(self, client, show):
+        page = client.get(f"/shows/{show.pk}/").content.decode()
+        select = re.search(r'<select name="category".*?</select>', page, re.S).group(0)
+        options = re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>', select)
+        assert options == [("", "Cheapest that fits"), ("Regular", "Regular · $10.00"), ("Premium", "Premium · $15.00")]
+
+        client.post(f"/shows/{show.pk}/hold", {"best": "1", "count": "2"})
+        cheapest = Reservation.objects.get()
+        assert {claim.seat_type for claim in cheapest.seat_claims()} == {"Regular"}
+        other = Client()
+        other.post(f"/shows/{show.pk}/hold", {"best": "1", "count": "2", "category": "Premium"})
+        premium = Reservation.objects.exclude(pk=cheapest.pk).get()
+        assert {claim.seat_type for claim in premium.seat_claims()} == {"Premium"}
+
+    def test_a_category_that_is_not_on_offer_is_the_cheapest_too(self, client, show):
+        client.post(f"/shows/{show.pk}/hold", {"best": "1", "count": "1", "category": "Wheelchair"})
+        assert {claim.seat_type for claim in Reservation.objects.get().seat_claims()} == {"Regular"}
 
 
 class TestRefusalsSayWhatCanBeHad:
@@ -184,7 +238,7 @@ class TestRefusalsSayWhatCanBeHad:
         assert "“Best available” never gives them" in page
 
     def test_checkout_reminds_whoever_holds_a_wheelchair_space_whom_it_is_for(self, client, show):
-        page = client.get(f"/holds/{held(client, show, 'D1', 'D2').pk}/").content.decode()
+        page = client.get(f"/holds/{held(client, show, 'D1', 'D2', confirmed=True).pk}/").content.decode()
         assert 'id="reserved-seat-note"' in page and "wheelchair space, kept for wheelchair users" in page
         other = Client()
         page = other.get(f"/holds/{held(other, show, 'B1', 'B2').pk}/").content.decode()
@@ -356,7 +410,12 @@ class TestPrivacyAndForgery:
         reservation = Reservation.objects.get()
         rest = [seat for seat in seat_ids(show) if seat not in labelled(show, "B1", "B2")]
         for number, start in enumerate(range(0, len(rest), 10)):  # the show held full: its line opens
-            hold_seats(buyer=Buyer(None, f"someone-{number}"), show=show, seat_ids=rest[start : start + 10])
+            hold_seats(
+                buyer=Buyer(None, f"someone-{number}"),
+                show=show,
+                seat_ids=rest[start : start + 10],
+                accessible_confirmed=True,
+            )
 
         refused = [
             browser.post(f"/holds/{reservation.pk}/pay", {**CARD, "email": "me@example.com"}),

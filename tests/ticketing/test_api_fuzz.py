@@ -139,7 +139,7 @@ def real_rows(partner_key):
     seats = list(show.hall.seats.order_by("y", "x").values_list("pk", flat=True))
     hold = reserve(client, show, seats[:2], session="fuzz").json()
     for number, start in enumerate(range(2, len(seats), 10)):  # the rest held by others: the line can be joined
-        reserve(client, show, seats[start : start + 10], session=f"other-{number}")
+        reserve(client, show, seats[start : start + 10], session=f"other-{number}", accessible_seating_confirmed=True)
     waiter = client.post(f"/api/v1/shows/{show.pk}/waitlist", {"session_id": "fuzz", "seats_wanted": 1}, format="json")
     ids = {
         "city_id": show.hall.cinema.city_id,

@@ -194,24 +194,34 @@ class TestWheelchairSpacesAreNotTheLines:
 
     def test_a_wheelchair_user_holds_a_wheelchair_space_and_companion_seat_while_people_wait(self, waited_for):
         chosen = seats_of(waited_for, "Wheelchair")[:1] + seats_of(waited_for, "Companion")
-        hold = hold_seats(buyer=Buyer(None, "wheelchair user"), show=waited_for, seat_ids=chosen)
+        hold = hold_seats(
+            buyer=Buyer(None, "wheelchair user"), show=waited_for, seat_ids=chosen, accessible_confirmed=True
+        )
         assert hold.seat_labels() == ["B1", "B2"]
         asked = hold_seats(
-            buyer=Buyer(None, "another"), show=waited_for, best_available=BestAvailable(1, seat_type="Wheelchair")
+            buyer=Buyer(None, "another"),
+            show=waited_for,
+            best_available=BestAvailable(1, seat_type="Wheelchair"),
+            accessible_confirmed=True,
         )
         assert asked.seat_labels() == ["B3"]
 
     def test_a_hold_grows_into_a_companion_seat_but_not_into_a_seat_the_line_is_owed(self, waited_for):
         buyer = Buyer(None, "wheelchair user")
         wheelchair, companion = seats_of(waited_for, "Wheelchair")[0], seats_of(waited_for, "Companion")[0]
-        hold = hold_seats(buyer=buyer, show=waited_for, seat_ids=[wheelchair])
+        hold = hold_seats(buyer=buyer, show=waited_for, seat_ids=[wheelchair], accessible_confirmed=True)
         with pytest.raises(BookingError) as refused:
-            change_seats(buyer=buyer, reservation_id=hold.pk, seat_ids=[wheelchair, seats_of(waited_for, "Regular")[3]])
+            change_seats(
+                buyer=buyer,
+                reservation_id=hold.pk,
+                seat_ids=[wheelchair, seats_of(waited_for, "Regular")[3]],
+                accessible_confirmed=True,
+            )
         assert refused.value.code == "waiting_line"
-        assert change_seats(buyer=buyer, reservation_id=hold.pk, seat_ids=[wheelchair, companion]).seat_labels() == [
-            "B1",
-            "B2",
-        ]
+        changed = change_seats(
+            buyer=buyer, reservation_id=hold.pk, seat_ids=[wheelchair, companion], accessible_confirmed=True
+        )
+        assert changed.seat_labels() == ["B1", "B2"]
 
     def test_anyone_asking_for_the_seats_the_line_is_served_is_still_sent_to_it(self, waited_for):
         for asked in [{"best_available": BestAvailable(1)}, {"seat_ids": seats_of(waited_for, "Regular")[3:]}]:
