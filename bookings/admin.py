@@ -21,6 +21,7 @@ from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import dateformat
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -248,12 +249,14 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
     @admin.display(description=_("Show"), ordering="show__starts_at")
     def show_summary(self, reservation):
         show = reservation.show
-        return f"{show.movie.title} · {show.hall.cinema.name} · {show.local_starts_at:%a %d %b %Y %H:%M}"
+        return (
+            f"{show.movie.title} · {show.hall.cinema.name} · {dateformat.format(show.local_starts_at, 'D d M Y H:i')}"
+        )
 
     @admin.display(description=_("Show starts (cinema's local time)"))
     def local_start(self, reservation):
         show = reservation.show
-        return f"{show.local_starts_at:%a %d %b %Y %H:%M} {show.hall.cinema.time_zone}"
+        return f"{dateformat.format(show.local_starts_at, 'D d M Y H:i')} {show.hall.cinema.time_zone}"
 
     @admin.display(description=_("Amount"), ordering="amount")
     def amount_with_currency(self, reservation):

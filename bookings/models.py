@@ -3,8 +3,8 @@ import uuid
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Upper
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
 
 from cinemas.models import Cinema, MenuItem, Movie, Seat, SeatType, Show
 from ticketing.models import ApiKey
@@ -366,7 +366,9 @@ class OutgoingMail(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.get_kind_display()} to {self.address} ({self.status})"
+        # Translators: a mail as staff read it in the admin, e.g. "Ticket to ann@example.com (sent)".
+        text = gettext("%(kind)s to %(address)s (%(status)s)")
+        return text % {"kind": self.get_kind_display(), "address": self.address, "status": self.status}
 
 
 class ReservationAddOn(models.Model):
@@ -422,7 +424,9 @@ class GiftCard(models.Model):
         ]
 
     def __str__(self):
-        return f"Gift card …{self.code[-4:]} ({self.balance} {self.currency})"
+        # Translators: a gift card as staff read it in the admin, e.g. "Gift card …X7K2 (25.00 USD)".
+        text = gettext("Gift card …%(last4)s (%(balance)s %(currency)s)")
+        return text % {"last4": self.code[-4:], "balance": self.balance, "currency": self.currency}
 
 
 class GiftCardRedemption(models.Model):

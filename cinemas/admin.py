@@ -597,7 +597,7 @@ def on_cinema_clock(wall_time, zone):
             # Translators: a local time skipped when the clocks go forward, e.g. "02:30 doesn't happen on
             # 09 Mar 2025 in America/New_York".
             gettext("%(time)s doesn't happen on %(day)s in %(zone)s: the clocks go forward past it.")
-            % {"time": f"{wall_time:%H:%M}", "day": f"{wall_time:%d %b %Y}", "zone": zone.key}
+            % {"time": f"{wall_time:%H:%M}", "day": dateformat.format(wall_time, "d M Y"), "zone": zone.key}
         )
     return instant
 
@@ -830,7 +830,7 @@ class ShowAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
 
     @admin.display(description=_("Starts (cinema's local time)"), ordering="starts_at")
     def local_start(self, show):
-        return f"{show.local_starts_at:%a %d %b %Y %H:%M} {show.hall.cinema.time_zone}"
+        return f"{dateformat.format(show.local_starts_at, 'D d M Y H:i')} {show.hall.cinema.time_zone}"
 
     @admin.display(description=_("Ends"))
     def local_end(self, show):

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import dateformat
 from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
@@ -318,7 +319,15 @@ class Show(models.Model):
     def __str__(self):
         # The cinema's own clock and zone: staff read this in the admin's messages and history.
         local, zone = self.local_starts_at, self.hall.cinema.time_zone
-        return f"{self.movie} on {local:%a} {local.day} {local:%b %Y %H:%M} ({zone}) in {self.hall}"
+        # Translators: a show as staff read it in the admin, e.g. "Dune on Mon 8 Dec 2025 19:00 (Europe/Madrid) in
+        # Cinema – Hall 1".
+        text = gettext("%(movie)s on %(when)s (%(zone)s) in %(hall)s")
+        return text % {
+            "movie": self.movie,
+            "when": dateformat.format(local, "D j M Y H:i"),
+            "zone": zone,
+            "hall": self.hall,
+        }
 
     @property
     def local_starts_at(self):

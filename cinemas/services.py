@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.utils import dateformat
 from django.utils.translation import gettext
 
 from cinemas.models import STOCK_CHECK, Hall, MenuItem, Movie, Seat, SeatType, Show, ShowFormat, ShowPrice
@@ -191,7 +192,7 @@ def _check_show(*, show, prices):
             % {
                 "hall": show.hall,
                 "movie": clash.movie,
-                "starts": f"{local:%a %d %b %H:%M}",
+                "starts": dateformat.format(local, "D d M H:i"),
                 "ends": f"{clash.ends_at.astimezone(show.hall.cinema.zone):%H:%M}",
             }
         )
