@@ -368,6 +368,10 @@ def test_staff_whose_browser_asks_for_spanish_read_the_admin_in_spanish_our_own_
     assert "Con estos datos se calcula el precio de una reserva" in change  # a fieldset's description
     assert "Reembolso completo salvo el cargo por servicio" in change  # a choice's label
 
+    _, hall = admin_page(admin_client, reverse("admin:cinemas_hall_change", args=[show.hall.pk]), **spanish)
+    assert re.search(r">\s*Distribución de butacas\s*<", hall) and ">PANTALLA</text>" in hall  # the seat map
+    assert re.search(r"</svg>Normal: \d+</li>", hall) and "Regular:" not in hall  # its legend's seat types
+
     booking = booked_two_seats(alice)
     url = reverse("admin:bookings_reservation_change", args=[booking.pk])
     _, reservation = admin_page(admin_client, url, **spanish)
