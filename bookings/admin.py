@@ -21,6 +21,9 @@ from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import dateformat
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from bookings.models import (
     GiftCard,
@@ -72,7 +75,7 @@ def exact_search(queryset, search_term, *, exact, ids, booking_code=None):
 
 class SeatClaimInline(ReadOnly, admin.TabularInline):
     model = SeatClaim
-    verbose_name_plural = "Seats (released ones stay as history)"
+    verbose_name_plural = _("Seats (released ones stay as history)")
     fields = ["seat_label", "seat_type", "price", "released_at"]
     readonly_fields = fields
     extra = 0
@@ -80,7 +83,7 @@ class SeatClaimInline(ReadOnly, admin.TabularInline):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("seat").order_by("seat__y", "seat__x", "pk")
 
-    @admin.display(description="Seat")
+    @admin.display(description=_("Seat"))
     def seat_label(self, claim):
         return str(claim.seat)
 
@@ -95,7 +98,7 @@ class PaymentInline(ReadOnly, admin.TabularInline):
 
 class OutgoingMailInline(ReadOnly, admin.TabularInline):
     model = OutgoingMail
-    verbose_name_plural = "Mail to the buyer"
+    verbose_name_plural = _("Mail to the buyer")
     fields = ["kind", "address", "status", "attempts", "last_error", "created_at", "sent_at"]
     readonly_fields = fields
     extra = 0
@@ -122,7 +125,7 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
     date_hierarchy = "created_at"
     # Searched by get_search_results below; listed so the admin shows its search box.
     search_fields = ["booking_code", "id", "session_id"]
-    search_help_text = (
+    search_help_text = _(
         "A booking code (any case, spaces allowed), a reservation id or its first 8 characters, or a session id."
     )
     show_full_result_count = False
@@ -170,7 +173,7 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
         )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
-    @admin.action(description="Cancel booking and refund", permissions=["cancel"])
+    @admin.action(description=_("Cancel booking and refund"), permissions=["cancel"])
     def cancel_and_refund(self, request, queryset):
         for reservation in queryset:
             self._cancel(request, reservation)
@@ -192,7 +195,7 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": "Cancel booking and refund",
+            "title": gettext("Cancel booking and refund"),
             "reservation": reservation,
             "seats": ", ".join(reservation.seat_labels()),
             "charge": reservation.payments.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED).first(),
@@ -206,43 +209,60 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
         try:
             cancelled = cancel_booking(reservation_id=reservation.pk)
         except BookingError as refusal:
-            self.message_user(request, f"{name} was not cancelled: {refusal.message}", messages.WARNING)
+            self.message_user(
+                request,
+                # Translators: %(name)s is a booking code (or a reservation's short id), %(reason)s why not.
+                gettext("%(name)s was not cancelled: %(reason)s") % {"name": name, "reason": refusal.message},
+                messages.WARNING,
+            )
             return
         # The refund was sent after the cancellation committed; its row says how the provider answered.
         refund = cancelled.payments.filter(kind=Payment.Kind.REFUND).order_by("-created_at").first()
+        amount = {"amount": refund.amount, "currency": refund.currency} if refund is not None else {}
         if refund is None:
-            outcome, level = "there was no charge to refund.", messages.SUCCESS
+            outcome, level = gettext("there was no charge to refund."), messages.SUCCESS
         elif refund.status == Payment.Status.SUCCEEDED:
-            outcome = f"{refund.amount} {refund.currency} refunded ({refund.provider_reference})."
+            # Translators: e.g. "12.50 USD refunded (re_123)."; the last is the payment provider's reference.
+            outcome = gettext("%(amount)s %(currency)s refunded (%(reference)s).") % {
+                **amount,
+                "reference": refund.provider_reference,
+            }
             level = messages.SUCCESS
         else:
             outcome = (
-                f"the refund of {refund.amount} {refund.currency} did not go through yet; "
-                "the payment reconciler keeps retrying it."
+                gettext(
+                    "the refund of %(amount)s %(currency)s did not go through yet; "
+                    "the payment reconciler keeps retrying it."
+                )
+                % amount
             )
             level = messages.WARNING
-        told = " The buyer is told by mail." if cancelled.email else ""
-        self.message_user(request, f"{name} cancelled and its seats freed; {outcome}{told}", level)
+        told = " " + gettext("The buyer is told by mail.") if cancelled.email else ""
+        # Translators: %(outcome)s is what happened to the money, one of the sentences just above (lower case).
+        done = gettext("%(name)s cancelled and its seats freed; %(outcome)s") % {"name": name, "outcome": outcome}
+        self.message_user(request, f"{done}{told}", level)
 
-    @admin.display(description="Id")
+    @admin.display(description=_("Id"))
     def short_id(self, reservation):
         return str(reservation.pk)[:8]
 
-    @admin.display(description="Show", ordering="show__starts_at")
+    @admin.display(description=_("Show"), ordering="show__starts_at")
     def show_summary(self, reservation):
         show = reservation.show
-        return f"{show.movie.title} · {show.hall.cinema.name} · {show.local_starts_at:%a %d %b %Y %H:%M}"
+        return (
+            f"{show.movie.title} · {show.hall.cinema.name} · {dateformat.format(show.local_starts_at, 'D d M Y H:i')}"
+        )
 
-    @admin.display(description="Show starts (cinema's local time)")
+    @admin.display(description=_("Show starts (cinema's local time)"))
     def local_start(self, reservation):
         show = reservation.show
-        return f"{show.local_starts_at:%a %d %b %Y %H:%M} {show.hall.cinema.time_zone}"
+        return f"{dateformat.format(show.local_starts_at, 'D d M Y H:i')} {show.hall.cinema.time_zone}"
 
-    @admin.display(description="Amount", ordering="amount")
+    @admin.display(description=_("Amount"), ordering="amount")
     def amount_with_currency(self, reservation):
         return f"{reservation.amount} {reservation.currency}"
 
-    @admin.display(description="Price breakdown")
+    @admin.display(description=_("Price breakdown"))
     def price_lines(self, reservation):
         """The lines the buyer saw at checkout and on the ticket (the same include, the same stored breakdown)."""
         return render_to_string("bookings/_price_breakdown.html", {"breakdown": price_breakdown(reservation)})
@@ -257,7 +277,7 @@ class PaymentAdmin(ReadOnly, ModelAdmin):
     list_select_related = ["reservation"]
     # Searched by get_search_results below; listed so the admin shows its search box.
     search_fields = ["provider_reference", "reservation__id"]
-    search_help_text = "A provider reference (ch_…, re_…), or a reservation id or its first 8 characters."
+    search_help_text = _("A provider reference (ch_…, re_…), or a reservation id or its first 8 characters.")
     show_full_result_count = False
     fields = [
         "id",
@@ -288,7 +308,7 @@ class OutgoingMailAdmin(ReadOnly, ModelAdmin):
     list_select_related = ["reservation"]
     # Searched by get_search_results below; listed so the admin shows its search box.
     search_fields = ["address", "reservation__booking_code", "reservation__id"]
-    search_help_text = "An address, a booking code, or a reservation id or its first 8 characters."
+    search_help_text = _("An address, a booking code, or a reservation id or its first 8 characters.")
     show_full_result_count = False
     actions = ["send_again"]
     fields = [
@@ -317,7 +337,7 @@ class OutgoingMailAdmin(ReadOnly, ModelAdmin):
         # Sending again is the one change staff make to a mail, so Django's change permission grants it.
         return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
 
-    @admin.action(description="Send again", permissions=["resend"])
+    @admin.action(description=_("Send again"), permissions=["resend"])
     def send_again(self, request, queryset):
         for mail in queryset:
             try:
@@ -325,9 +345,11 @@ class OutgoingMailAdmin(ReadOnly, ModelAdmin):
             except BookingError as refusal:
                 self.message_user(request, f"{mail}: {refusal.message}", messages.WARNING)
             else:
-                self.message_user(request, f"{mail.get_kind_display()} to {mail.address} queued again.")
+                # Translators: %(kind)s is a kind of mail (e.g. "Ticket"), %(address)s where it goes.
+                queued = gettext("%(kind)s to %(address)s queued again.")
+                self.message_user(request, queued % {"kind": mail.get_kind_display(), "address": mail.address})
 
-    @admin.display(description="Booking")
+    @admin.display(description=_("Booking"))
     def booking(self, mail):
         return mail.reservation.booking_code if mail.reservation is not None else "-"  # a one-time link's mail
 
@@ -336,18 +358,18 @@ class GiftCardForm(forms.ModelForm):
     class Meta:
         model = GiftCard
         fields = ["currency", "initial_value", "expires_at"]
-        labels = {"initial_value": "Value"}
+        labels = {"initial_value": _("Value")}
 
     def clean_currency(self):
         currency = self.cleaned_data["currency"].strip().upper()
         if not re.fullmatch(r"[A-Z]{3}", currency):
-            raise forms.ValidationError("An ISO 4217 code such as USD, INR, GBP or EUR.")
+            raise forms.ValidationError(gettext("An ISO 4217 code such as USD, INR, GBP or EUR."))
         return currency
 
     def clean_initial_value(self):
         value = self.cleaned_data["initial_value"]
         if value <= 0:
-            raise forms.ValidationError("A gift card is worth more than nothing.")
+            raise forms.ValidationError(gettext("A gift card is worth more than nothing."))
         return value
 
 
@@ -414,12 +436,15 @@ class PromoCodeAdmin(ModelAdmin):
     readonly_fields = ["used"]
     fieldsets = [
         (None, {"fields": ["code", "kind", "value", "currency", "stackable"]}),
-        ("When", {"fields": ["valid_from", "valid_until"]}),
-        ("Limits", {"fields": ["max_uses", "max_uses_per_buyer", "used"]}),
-        ("For (empty: everything)", {"fields": ["movies", "cinemas", "shows"]}),
+        (_("When"), {"fields": ["valid_from", "valid_until"]}),
+        (_("Limits"), {"fields": ["max_uses", "max_uses_per_buyer", "used"]}),
+        (_("For (empty: everything)"), {"fields": ["movies", "cinemas", "shows"]}),
     ]
     inlines = [PromoRedemptionInline]
 
-    @admin.display(description="Used")
+    @admin.display(description=_("Used"))
     def uses(self, code):
-        return f"{code.used} of {code.max_uses}" if code.max_uses is not None else str(code.used)
+        if code.max_uses is None:
+            return str(code.used)
+        # Translators: a promo code's uses so far out of the most it may have, e.g. "3 of 100".
+        return gettext("%(used)s of %(most)s") % {"used": code.used, "most": code.max_uses}

@@ -1,8 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class BookingsConfig(AppConfig):
     name = "bookings"
+    verbose_name = _("Bookings")
 
     def ready(self):
         # Celery only discovers tasks inside a worker; web processes send them by name, so they register here.

@@ -3,6 +3,8 @@ import uuid
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Upper
+from django.utils.translation import gettext, pgettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 from cinemas.models import Cinema, MenuItem, Movie, Seat, SeatType, Show
 from ticketing.models import ApiKey
@@ -17,14 +19,14 @@ class Reservation(models.Model):
     """
 
     class Status(models.TextChoices):
-        RESERVED = "Reserved"
-        BOOKED = "Booked"
-        EXPIRED = "Expired"
-        CANCELLED = "Cancelled"
+        RESERVED = "Reserved", pgettext_lazy("reservation status", "Reserved")
+        BOOKED = "Booked", pgettext_lazy("reservation status", "Booked")
+        EXPIRED = "Expired", pgettext_lazy("reservation status", "Expired")
+        CANCELLED = "Cancelled", pgettext_lazy("reservation status", "Cancelled")
 
     class CancelledBy(models.TextChoices):
-        CINEMA = "cinema", "The cinema (staff)"
-        BUYER = "buyer", "The buyer"
+        CINEMA = "cinema", _("The cinema (staff)")
+        BUYER = "buyer", _("The buyer")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No index of its own: the buyer index (show, session_id) below serves lookups by show, and with a second
@@ -48,7 +50,7 @@ class Reservation(models.Model):
     held_until = models.DateTimeField()
     booking_code = models.CharField(max_length=12, unique=True, null=True, blank=True)
     booked_at = models.DateTimeField(null=True, blank=True)
-    ended_at = models.DateTimeField(null=True, blank=True, help_text="When it expired or was cancelled.")
+    ended_at = models.DateTimeField(null=True, blank=True, help_text=_("When it expired or was cancelled."))
     checked_in_at = models.DateTimeField(null=True, blank=True)
     # What gift cards pay of it now (its live GiftCardRedemptions), kept by the gift card functions (migration
     # 0019) alone: paying charges the card the amount less this, and the triggers that give gift cards back fire
@@ -237,15 +239,15 @@ class Payment(models.Model):
     """One charge or refund at the payment provider. Its id is the provider's idempotency key."""
 
     class Kind(models.TextChoices):
-        CHARGE = "charge"
-        REFUND = "refund"
+        CHARGE = "charge", _("Charge")
+        REFUND = "refund", _("Refund")
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending (sent, or about to be sent, to the provider)"
-        SUCCEEDED = "succeeded"
-        DECLINED = "declined"
-        UNKNOWN = "unknown", "Unknown (the provider timed out; the reconciler settles it)"
-        FAILED = "failed"
+        PENDING = "pending", _("Pending (sent, or about to be sent, to the provider)")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        DECLINED = "declined", _("Declined")
+        UNKNOWN = "unknown", _("Unknown (the provider timed out; the reconciler settles it)")
+        FAILED = "failed", _("Failed")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     reservation = models.ForeignKey(Reservation, on_delete=models.PROTECT, related_name="payments")
@@ -254,7 +256,9 @@ class Payment(models.Model):
     amount = models.DecimalField(max_digits=10, decimal_places=2)
     currency = models.CharField(max_length=3)
     provider = models.CharField(max_length=30)
-    provider_reference = models.CharField(max_length=100, blank=True, help_text="The provider's charge or refund id.")
+    provider_reference = models.CharField(
+        max_length=100, blank=True, help_text=_("The provider's charge or refund id.")
+    )
     refund_of = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="refunds")
     card_last4 = models.CharField(max_length=4, blank=True)
     error_code = models.CharField(max_length=40, blank=True)
@@ -288,7 +292,7 @@ class IdempotentRequest(models.Model):
     api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     session_id = models.CharField(max_length=128)
     key = models.CharField(max_length=255)
-    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the call and its parameters.")
+    fingerprint = models.CharField(max_length=64, help_text=_("SHA-256 of the call and its parameters."))
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     # The answer's exact bytes (JSON text), so a replay is byte-identical to the first answer.
     response_body = models.TextField(null=True, blank=True)
@@ -317,16 +321,16 @@ class OutgoingMail(models.Model):
     """
 
     class Kind(models.TextChoices):
-        TICKET = "ticket", "Ticket"
-        CANCELLED = "cancelled", "Cancelled and refunded"
-        BUYER_CANCELLED = "buyer_cancelled", "Cancelled by the buyer (with the refund)"
-        BOOKINGS_LINK = "bookings_link", "My bookings: a one-time link"
+        TICKET = "ticket", _("Ticket")
+        CANCELLED = "cancelled", _("Cancelled and refunded")
+        BUYER_CANCELLED = "buyer_cancelled", _("Cancelled by the buyer (with the refund)")
+        BOOKINGS_LINK = "bookings_link", _("My bookings: a one-time link")
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued (being sent, or waiting for its next attempt)"
-        SENT = "sent"
-        FAILED = "failed", "Failed (every attempt failed; staff can send it again)"
-        SKIPPED = "skipped", "Not sent (the booking was cancelled before its ticket went out)"
+        QUEUED = "queued", _("Queued (being sent, or waiting for its next attempt)")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed (every attempt failed; staff can send it again)")
+        SKIPPED = "skipped", _("Not sent (the booking was cancelled before its ticket went out)")
 
     # Every mail is about a booking but the one-time link to an address's bookings, which is about its `link`.
     reservation = models.ForeignKey(Reservation, on_delete=models.PROTECT, related_name="mails", null=True, blank=True)
@@ -366,7 +370,9 @@ class OutgoingMail(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.get_kind_display()} to {self.address} ({self.status})"
+        # Translators: a mail as staff read it in the admin, e.g. "Ticket to ann@example.com (sent)".
+        text = gettext("%(kind)s to %(address)s (%(status)s)")
+        return text % {"kind": self.get_kind_display(), "address": self.address, "status": self.status}
 
 
 class ReservationAddOn(models.Model):
@@ -405,11 +411,11 @@ class GiftCard(models.Model):
     bookings_redeem_gift_card takes from it by a relative UPDATE and takes less when the CHECK refuses).
     """
 
-    code = models.CharField(max_length=16, unique=True, help_text="16 letters and digits, given to the holder.")
-    currency = models.CharField(max_length=3, help_text="ISO 4217: it pays only for shows priced in it.")
+    code = models.CharField(max_length=16, unique=True, help_text=_("16 letters and digits, given to the holder."))
+    currency = models.CharField(max_length=3, help_text=_("ISO 4217: it pays only for shows priced in it."))
     initial_value = models.DecimalField(max_digits=10, decimal_places=2)
     balance = models.DecimalField(max_digits=10, decimal_places=2)
-    expires_at = models.DateTimeField(null=True, blank=True, help_text="Blank: never expires.")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text=_("Blank: never expires."))
     created_at = models.DateTimeField()
 
     class Meta:
@@ -422,7 +428,9 @@ class GiftCard(models.Model):
         ]
 
     def __str__(self):
-        return f"Gift card …{self.code[-4:]} ({self.balance} {self.currency})"
+        # Translators: a gift card as staff read it in the admin, e.g. "Gift card …X7K2 (25.00 USD)".
+        text = gettext("Gift card …%(last4)s (%(balance)s %(currency)s)")
+        return text % {"last4": self.code[-4:], "balance": self.balance, "currency": self.currency}
 
 
 class GiftCardRedemption(models.Model):
@@ -467,22 +475,22 @@ class PromoCode(models.Model):
         PERCENT = "percent", "Percentage of the tickets"
         FIXED = "fixed", "Fixed amount off the tickets"
 
-    code = models.CharField(max_length=32, help_text="What buyers type (any case): letters, digits, - and _.")
+    code = models.CharField(max_length=32, help_text=_("What buyers type (any case): letters, digits, - and _."))
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PERCENT)
     value = models.DecimalField(
-        max_digits=8, decimal_places=2, help_text="The percentage (e.g. 20 for 20 %), or the amount off."
+        max_digits=8, decimal_places=2, help_text=_("The percentage (e.g. 20 for 20 %), or the amount off.")
     )
     currency = models.CharField(
-        max_length=3, blank=True, help_text="For a fixed amount: its ISO 4217 currency; it applies to holds in it."
+        max_length=3, blank=True, help_text=_("For a fixed amount: its ISO 4217 currency; it applies to holds in it.")
     )
     valid_from = models.DateTimeField(null=True, blank=True)
     valid_until = models.DateTimeField(null=True, blank=True)
-    max_uses = models.PositiveIntegerField(null=True, blank=True, help_text="In all; empty: no limit.")
-    max_uses_per_buyer = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no limit.")
-    stackable = models.BooleanField(default=False, help_text="May be used together with other stackable codes.")
-    movies = models.ManyToManyField(Movie, blank=True, related_name="+", help_text="Empty: every movie.")
-    cinemas = models.ManyToManyField(Cinema, blank=True, related_name="+", help_text="Empty: every cinema.")
-    shows = models.ManyToManyField(Show, blank=True, related_name="+", help_text="Empty: every show.")
+    max_uses = models.PositiveIntegerField(null=True, blank=True, help_text=_("In all; empty: no limit."))
+    max_uses_per_buyer = models.PositiveIntegerField(null=True, blank=True, help_text=_("Empty: no limit."))
+    stackable = models.BooleanField(default=False, help_text=_("May be used together with other stackable codes."))
+    movies = models.ManyToManyField(Movie, blank=True, related_name="+", help_text=_("Empty: every movie."))
+    cinemas = models.ManyToManyField(Cinema, blank=True, related_name="+", help_text=_("Empty: every cinema."))
+    shows = models.ManyToManyField(Show, blank=True, related_name="+", help_text=_("Empty: every show."))
     # Live redemptions (holds and bookings holding it), written by the promo code functions, never by Python.
     used = models.IntegerField(default=0, db_default=0, editable=False)
 

@@ -7,7 +7,6 @@ cinemas, 50,000 halls, 10 million seats, 70,000 shows): foreign keys are picked 
 page lists or counts a whole big table.
 """
 
-import calendar
 import re
 from datetime import MAXYEAR, MINYEAR, UTC, date, datetime, time, timedelta
 from urllib.parse import urlencode
@@ -23,10 +22,14 @@ from django.db import connections
 from django.db.models import DateField, F, Func, Value, prefetch_related_objects
 from django.db.models.functions import ExtractMonth, ExtractYear
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import dateformat, timezone
+from django.utils.dates import MONTHS
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.utils.text import format_lazy
+from django.utils.translation import gettext, pgettext
+from django.utils.translation import gettext_lazy as _
 
 from cinemas.models import (
     CERTIFICATES,
@@ -165,10 +168,12 @@ class CinemaForm(forms.ModelForm):
         """An ISO 4217 code Babel knows, whose amounts fit the two decimals reservations and payments store."""
         code = self.cleaned_data["currency"].strip().upper()
         if code not in list_currencies():
-            raise forms.ValidationError("Not an ISO 4217 currency code (e.g. USD, INR, GBP, EUR, JPY).")
+            raise forms.ValidationError(gettext("Not an ISO 4217 currency code (e.g. USD, INR, GBP, EUR, JPY)."))
         if get_currency_precision(code) > 2:
             raise forms.ValidationError(
-                f"{code} has {get_currency_precision(code)} decimals; amounts are stored with at most 2."
+                # Translators: %(code)s is a currency code such as KWD, %(decimals)s how many decimals it has.
+                gettext("%(code)s has %(decimals)s decimals; amounts are stored with at most 2.")
+                % {"code": code, "decimals": get_currency_precision(code)}
             )
         return code
 
@@ -184,25 +189,27 @@ class CinemaAdmin(CatalogEdits, ModelAdmin):
     fieldsets = [
         (None, {"fields": ["city", "name", "address", "postal_code", "latitude", "longitude", "time_zone"]}),
         (
-            "Money",
+            _("Money"),
             {
                 "fields": ["currency", "convenience_fee", "tax_name", "tax_rate", "tax_included"],
-                "description": "A hold is priced on these when it is made (bookings' price breakdown): the seats' "
-                "prices, the fee per ticket, and the tax, included in the prices or added on top.",
+                "description": _(
+                    "A hold is priced on these when it is made (bookings' price breakdown): the seats' "
+                    "prices, the fee per ticket, and the tax, included in the prices or added on top."
+                ),
             },
         ),
         (
-            "After the sale",
+            _("After the sale"),
             {"fields": ["cancellation_cutoff_minutes", "refund_policy", "refund_percent", "companion_release_minutes"]},
         ),
     ]
 
-    @admin.display(description="See")
+    @admin.display(description=_("See"))
     def links(self, cinema):
         return format_html(
             "{} · {}",
-            changelist_link("hall", "Halls", cinema__id__exact=cinema.pk),
-            changelist_link("show", "Shows", hall__cinema__id__exact=cinema.pk),
+            changelist_link("hall", gettext("Halls"), cinema__id__exact=cinema.pk),
+            changelist_link("show", gettext("Shows"), hall__cinema__id__exact=cinema.pk),
         )
 
 
@@ -210,9 +217,9 @@ class MenuItemForm(forms.ModelForm):
     # Stock changes by what staff add or write off, never by writing back the number the form showed: buyers
     # take some meanwhile (cinemas.services.add_to_stock).
     restock = forms.IntegerField(
-        label="Add to stock",
+        label=_("Add to stock"),
         required=False,
-        help_text="How many to add; a negative number writes some off (sold elsewhere, spoiled).",
+        help_text=_("How many to add; a negative number writes some off (sold elsewhere, spoiled)."),
     )
 
     class Meta:
@@ -247,25 +254,38 @@ class MenuItemAdmin(ServiceRefusalOnForm, ModelAdmin):
             try:
                 add_to_stock(item=obj, count=form.cleaned_data["restock"])
             except OutOfStock as refusal:
-                raise ValidationError(f"Only {refusal.left} are left to write off.") from None
+                raise ValidationError(
+                    gettext("Only %(left)s are left to write off.") % {"left": refusal.left}
+                ) from None
 
 
 class MovieForm(forms.ModelForm):
     # A plain file field, not the model's ImageField: the file goes to upload_poster, which checks it with Pillow
     # and stores it resized, and whose refusal comes back on this field (ServiceRefusalOnForm).
     poster_upload = forms.FileField(
-        label="Upload a poster",
+        label=_("Upload a poster"),
         required=False,
-        help_text=(
-            f"A JPEG, PNG or WebP of at most {MAX_UPLOAD_BYTES // 1024 // 1024} MB and "
-            f"{MAX_PIXELS // 1_000_000} million pixels, at least {MIN_WIDTH} × {MIN_HEIGHT}; it is cropped to 2:3 "
-            f"around its middle and stored {POSTER_SIZES['card']} and {POSTER_SIZES['detail']} px wide. It replaces "
-            "the current poster."
+        help_text=format_lazy(
+            _(
+                # Translators: the limits of a poster's file; {width} × {height} are its least size in pixels,
+                # {card} and {detail} the widths it is stored at.
+                "A JPEG, PNG or WebP of at most {megabytes} MB and {megapixels} million pixels, at least "
+                "{width} × {height}; it is cropped to 2:3 around its middle and stored {card} and {detail} px "
+                "wide. It replaces the current poster."
+            ),
+            megabytes=MAX_UPLOAD_BYTES // 1024 // 1024,
+            megapixels=MAX_PIXELS // 1_000_000,
+            width=MIN_WIDTH,
+            height=MIN_HEIGHT,
+            card=POSTER_SIZES["card"],
+            detail=POSTER_SIZES["detail"],
         ),
         widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png,image/webp"}),
     )
     remove_poster = forms.BooleanField(
-        label="Remove the poster", required=False, help_text="Pages then show a placeholder drawn from the title."
+        label=_("Remove the poster"),
+        required=False,
+        help_text=_("Pages then show a placeholder drawn from the title."),
     )
 
     class Meta:
@@ -276,7 +296,7 @@ class MovieForm(forms.ModelForm):
     def clean(self):
         cleaned_data = super().clean()
         if cleaned_data.get("poster_upload") and cleaned_data.get("remove_poster"):
-            self.add_error("remove_poster", "Upload a new poster or remove the poster, not both.")
+            self.add_error("remove_poster", gettext("Upload a new poster or remove the poster, not both."))
         return cleaned_data
 
 
@@ -284,7 +304,7 @@ class MovieCertificateInline(admin.TabularInline):
     model = MovieCertificate
     fields = ["country", "rating"]
     extra = 0
-    verbose_name_plural = "Certificates (one per country; a page shows its cinema's country's)"
+    verbose_name_plural = _("Certificates (one per country; a page shows its cinema's country's)")
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
@@ -306,7 +326,7 @@ class MovieAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
     fieldsets = [
         (None, {"fields": ["title", "description", "duration", "genre", "language", "release_date", "country"]}),
         (
-            "Poster, cast and trailer",
+            _("Poster, cast and trailer"),
             {"fields": ["poster_preview", "poster_upload", "remove_poster", "cast", "trailer_url"]},
         ),
     ]
@@ -321,28 +341,30 @@ class MovieAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
         elif form.cleaned_data.get("remove_poster"):
             remove_poster(movie=obj)
 
-    @admin.display(description="Poster")
+    @admin.display(description=_("Poster"))
     def poster_preview(self, movie):
         if movie.pk is None:
-            return "Saved with the movie; until then, and without one, pages show a placeholder drawn from the title."
+            return gettext(
+                "Saved with the movie; until then, and without one, pages show a placeholder drawn from the title."
+            )
         card = poster_urls(movie)["card"]
-        note = "" if movie.poster else "No poster yet: this placeholder, drawn from the title, stands in."
+        note = "" if movie.poster else gettext("No poster yet: this placeholder, drawn from the title, stands in.")
         return format_html(
-            '<img src="{}" width="{}" height="{}" alt="Poster of {}"><p>{}</p>',
+            '<img src="{}" width="{}" height="{}" alt="{}"><p>{}</p>',
             card,
             POSTER_SIZES["card"],
             POSTER_SIZES["card"] * 3 // 2,
-            movie.title,
+            gettext("Poster of %(title)s") % {"title": movie.title},
             note,
         )
 
-    @admin.display(description="Certificates")
+    @admin.display(description=_("Certificates"))
     def certificates_line(self, movie):
         return ", ".join(f"{c.rating} ({c.country})" for c in movie.certificates.all())
 
-    @admin.display(description="See")
+    @admin.display(description=_("See"))
     def links(self, movie):
-        return changelist_link("show", "Shows", movie__id__exact=movie.pk)
+        return changelist_link("show", gettext("Shows"), movie__id__exact=movie.pk)
 
 
 # --- Halls and their seats ------------------------------------------------------------------------------------
@@ -379,8 +401,9 @@ def capacity_by_type(hall):
 def draw_seat_map(hall):
     """The hall as seen from the back: an SVG of its seats under the screen, and a legend with counts."""
     seats = list(hall.seats.all())
+    type_names = {seat_type: seat_type.label for seat_type in SeatType}
     if not seats:
-        return "No seats yet: type a plan and save."
+        return gettext("No seats yet: type a plan and save.")
     columns_width = (max(seat.x for seat in seats) + 1) * SEAT_CELL
     width = MAP_LEFT + columns_width
     height = MAP_TOP + (max(seat.y for seat in seats) + 1) * SEAT_CELL + 2
@@ -402,7 +425,7 @@ def draw_seat_map(hall):
                 MAP_TOP + seat.y * SEAT_CELL,
                 seat.row_label,
                 seat.number,
-                seat.seat_type,
+                type_names[seat.seat_type],
             )
             for seat in seats
         ),
@@ -411,23 +434,26 @@ def draw_seat_map(hall):
         "",
         '<li><svg width="18" height="18" viewBox="0 0 18 18" aria-hidden="true"><use href="#seatmap-{}"/></svg>'
         "{}: {}</li>",
-        ((seat_type.lower(), seat_type, count) for seat_type, count in capacity_by_type(hall)),
+        ((seat_type.lower(), type_names[seat_type], count) for seat_type, count in capacity_by_type(hall)),
     )
     return format_html(
         '<div class="seat-map">'
         '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}"'
-        ' role="img" aria-label="Seat map of {hall}: {count} seats">'
+        ' role="img" aria-label="{label}">'
         "<defs>{symbols}</defs>"
         '<rect class="screen" x="{left}" y="2" width="{screen_width}" height="14" rx="3" fill="#6b6b6b"/>'
         '<text x="{screen_middle}" y="13" text-anchor="middle" font-size="10" font-family="sans-serif"'
-        ' letter-spacing="6" fill="#ffffff">SCREEN</text>'
+        ' letter-spacing="6" fill="#ffffff">{screen}</text>'
         "{row_labels}{seat_uses}</svg>"
-        '<ul class="seat-legend">{legend}<li>Total: {count}</li></ul>'
+        '<ul class="seat-legend">{legend}<li>{total}</li></ul>'
         "</div>",
         width=width,
         height=height,
-        hall=hall,
-        count=hall.seat_count,
+        # Translators: the seat map's description for screen readers, on a hall's admin page.
+        label=gettext("Seat map of %(hall)s: %(count)s seats") % {"hall": hall, "count": hall.seat_count},
+        # Translators: written on the screen drawn at the top of a hall's seat map (capitals, letter-spaced).
+        screen=pgettext("seat map", "SCREEN"),
+        total=gettext("Total: %(count)s") % {"count": hall.seat_count},
         symbols=SEAT_SYMBOLS,
         left=MAP_LEFT,
         screen_width=columns_width,
@@ -460,7 +486,8 @@ class SeatPlanField(forms.CharField):
 class HallForm(forms.ModelForm):
     plan = SeatPlanField(
         widget=forms.Textarea(attrs={"class": "seat-plan", "rows": 16, "cols": 80, "spellcheck": "false"}),
-        help_text=(
+        help_text=_(
+            # Translators: the letters P, R, W, C and '.' are what staff type in the plan: keep them as they are.
             "One line per row, the row nearest the screen first; one character per place: P premium, "
             "R regular, W wheelchair, C companion, '.' aisle or empty place. A line of only dots is a "
             "cross-aisle. Rows are lettered A, B, … and seats numbered from the left, skipping gaps. "
@@ -505,7 +532,7 @@ class HallAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             return [(None, {"fields": ["cinema", "name", "plan"]})]
-        return [(None, {"fields": ["cinema", "name"]}), ("Seat layout", {"fields": ["plan", "seat_map"]})]
+        return [(None, {"fields": ["cinema", "name"]}), (_("Seat layout"), {"fields": ["plan", "seat_map"]})]
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -516,20 +543,20 @@ class HallAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
         if "plan" in form.changed_data:
             build_seat_layout(hall=obj, plan=form.cleaned_data["plan"])
 
-    @admin.display(description="Seats")
+    @admin.display(description=_("Seats"))
     def seats(self, hall):
-        by_type = ", ".join(f"{count} {seat_type}" for seat_type, count in capacity_by_type(hall))
+        by_type = ", ".join(f"{count} {seat_type.label}" for seat_type, count in capacity_by_type(hall))
         return f"{hall.seat_count} ({by_type})" if by_type else "0"
 
-    @admin.display(description="See")
+    @admin.display(description=_("See"))
     def links(self, hall):
         return format_html(
             "{} · {}",
-            changelist_link("seat", "Seats", hall__id__exact=hall.pk),
-            changelist_link("show", "Shows", hall__id__exact=hall.pk),
+            changelist_link("seat", gettext("Seats"), hall__id__exact=hall.pk),
+            changelist_link("show", gettext("Shows"), hall__id__exact=hall.pk),
         )
 
-    @admin.display(description="Seat map")
+    @admin.display(description=_("Seat map"))
     def seat_map(self, hall):
         return draw_seat_map(hall)
 
@@ -567,7 +594,10 @@ def on_cinema_clock(wall_time, zone):
     instant = wall_time.replace(tzinfo=zone)
     if instant.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != wall_time:
         raise ValidationError(
-            f"{wall_time:%H:%M} doesn't happen on {wall_time:%d %b %Y} in {zone.key}: the clocks go forward past it."
+            # Translators: a local time skipped when the clocks go forward, e.g. "02:30 doesn't happen on
+            # 09 Mar 2025 in America/New_York".
+            gettext("%(time)s doesn't happen on %(day)s in %(zone)s: the clocks go forward past it.")
+            % {"time": f"{wall_time:%H:%M}", "day": dateformat.format(wall_time, "d M Y"), "zone": zone.key}
         )
     return instant
 
@@ -576,20 +606,22 @@ PRICE_FIELDS = {seat_type: f"price_{seat_type.lower()}" for seat_type in SeatTyp
 
 
 def price_field(seat_type):
-    return forms.DecimalField(label=f"{seat_type} price", required=False, min_value=0, max_digits=8, decimal_places=2)
+    # Translators: a show form's price field for one seat type, e.g. "Regular price".
+    label = format_lazy(_("{seat_type} price"), seat_type=seat_type.label)
+    return forms.DecimalField(label=label, required=False, min_value=0, max_digits=8, decimal_places=2)
 
 
 class ShowForm(forms.ModelForm):
     starts_at = WallClockField(
-        label="Starts at (cinema's local time)",
-        help_text="As the cinema's own clocks show it, in the cinema's time zone; it is stored in UTC.",
+        label=_("Starts at (cinema's local time)"),
+        help_text=_("As the cinema's own clocks show it, in the cinema's time zone; it is stored in UTC."),
     )
     ends_at = WallClockField(
-        label="Ends at (cinema's local time)",
+        label=_("Ends at (cinema's local time)"),
         required=False,
-        help_text=(
-            f"Blank: the film's running time plus {SHOW_TURNAROUND_MINUTES} minutes' turnaround, "
-            "rounded up to five minutes."
+        help_text=format_lazy(
+            _("Blank: the film's running time plus {minutes} minutes' turnaround, rounded up to five minutes."),
+            minutes=SHOW_TURNAROUND_MINUTES,
         ),
     )
     price_regular = price_field(SeatType.REGULAR)
@@ -707,7 +739,7 @@ class LocalDateFilter(admin.SimpleListFilter):
     no one zone is right for all of them: the database reads each show's date in its cinema's zone.
     """
 
-    title = "date (the cinema's own)"
+    title = _("date (the cinema's own)")
     parameter_name = "local_date"
 
     def lookups(self, request, model_admin):
@@ -717,14 +749,14 @@ class LocalDateFilter(admin.SimpleListFilter):
             years = shows.annotate(year=ExtractYear(LocalDate())).values_list("year", flat=True)
             return [(str(year), str(year)) for year in years.distinct().order_by("year")]
         year = period[0].year
-        choices = [(str(year), f"All of {year}")]
+        choices = [(str(year), gettext("All of %(year)s") % {"year": year})]
         in_year = shows_in_period(shows, *parse_period(str(year))).annotate(month=ExtractMonth("local_day"))
         for month in in_year.values_list("month", flat=True).distinct().order_by("month"):
-            choices.append((f"{year}-{month:02}", f"{calendar.month_name[month]} {year}"))
+            choices.append((f"{year}-{month:02}", f"{MONTHS[month]} {year}"))
             if self.value().startswith(f"{year}-{month:02}"):
                 in_month = shows_in_period(shows, *parse_period(f"{year}-{month:02}")).annotate(day=F("local_day"))
                 days = in_month.values_list("day", flat=True).distinct().order_by("day")
-                choices += [(f"{day:%Y-%m-%d}", f"· {day:%a} {day.day} {day:%b}") for day in days]
+                choices += [(f"{day:%Y-%m-%d}", f"· {dateformat.format(day, 'D j M')}") for day in days]
         return choices
 
     def queryset(self, request, queryset):
@@ -771,12 +803,12 @@ class ShowAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
             when.append("stored_times")
         return [
             (None, {"fields": when}),
-            ("Format and languages", {"fields": ["format", "audio_language", "subtitles"]}),
+            (_("Format and languages"), {"fields": ["format", "audio_language", "subtitles"]}),
             (
-                "Prices",
+                _("Prices"),
                 {
                     "fields": list(PRICE_FIELDS.values()),
-                    "description": "A price for every seat type the hall has; leave the others blank.",
+                    "description": _("A price for every seat type the hall has; leave the others blank."),
                 },
             ),
         ]
@@ -796,18 +828,18 @@ class ShowAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
         # The admin goes on to log and redirect to obj, so it must be the show the service saved.
         obj.pk, obj.starts_at, obj.ends_at = show.pk, show.starts_at, show.ends_at
 
-    @admin.display(description="Starts (cinema's local time)", ordering="starts_at")
+    @admin.display(description=_("Starts (cinema's local time)"), ordering="starts_at")
     def local_start(self, show):
-        return f"{show.local_starts_at:%a %d %b %Y %H:%M} {show.hall.cinema.time_zone}"
+        return f"{dateformat.format(show.local_starts_at, 'D d M Y H:i')} {show.hall.cinema.time_zone}"
 
-    @admin.display(description="Ends")
+    @admin.display(description=_("Ends"))
     def local_end(self, show):
         return f"{show.ends_at.astimezone(show.hall.cinema.zone):%H:%M}"
 
-    @admin.display(description="Audio / subtitles")
+    @admin.display(description=_("Audio / subtitles"))
     def languages(self, show):
-        return f"{show.spoken_language} / {show.subtitles or 'none'}"
+        return f"{show.spoken_language} / {show.subtitles or pgettext('subtitles', 'none')}"
 
-    @admin.display(description="Stored (UTC)")
+    @admin.display(description=_("Stored (UTC)"))
     def stored_times(self, show):
         return f"{show.starts_at:%Y-%m-%d %H:%M} – {show.ends_at:%Y-%m-%d %H:%M} UTC"

@@ -1,6 +1,7 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class CinemasConfig(AppConfig):
     name = "cinemas"
-    verbose_name = "Catalog"
+    verbose_name = _("Catalog")

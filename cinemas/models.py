@@ -6,13 +6,18 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import dateformat
+from django.utils.translation import gettext, pgettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 from ticketing.db import PostgresExclusionConstraint, TsTzRange
 
 
 def validate_time_zone(name):
     if name not in zoneinfo.available_timezones():
-        raise ValidationError(f"{name!r} is not an IANA time zone such as Europe/London.")
+        raise ValidationError(
+            gettext("%(name)s is not an IANA time zone such as Europe/London.") % {"name": repr(name)}
+        )
 
 
 class City(models.Model):
@@ -21,7 +26,7 @@ class City(models.Model):
     country = models.CharField(max_length=100)
 
     class Meta:
-        verbose_name_plural = "cities"
+        verbose_name_plural = _("cities")
         ordering = ["name", "state"]
         constraints = [
             models.UniqueConstraint(fields=["name", "state", "country"], name="cinemas_city_unique_name"),
@@ -32,10 +37,10 @@ class City(models.Model):
 
 
 class RefundPolicy(models.TextChoices):
-    FULL = "full", "Full refund"
-    PARTIAL = "partial", "Partial refund (a percentage of the tickets)"
-    FEE_KEPT = "fee_kept", "Full refund but the convenience fee"
-    NONE = "none", "No cancellation"
+    FULL = "full", _("Full refund")
+    PARTIAL = "partial", _("Partial refund (a percentage of the tickets)")
+    FEE_KEPT = "fee_kept", _("Full refund but the convenience fee")
+    NONE = "none", _("No cancellation")
 
 
 class Cinema(models.Model):
@@ -48,49 +53,51 @@ class Cinema(models.Model):
     time_zone = models.CharField(
         max_length=64,
         validators=[validate_time_zone],
-        help_text="IANA name, e.g. America/New_York: showtimes and 'today' are in this zone.",
+        help_text=_("IANA name, e.g. America/New_York: showtimes and 'today' are in this zone."),
     )
     # Money: the prices of its shows are in its currency; bookings' price breakdown adds the fee per ticket and
     # the tax (included in the prices, as VAT and GST usually are, or added on top, as US sales tax is).
     currency = models.CharField(
-        max_length=3, default="USD", help_text="ISO 4217 code of its prices, e.g. USD, INR, GBP, EUR."
+        max_length=3, default="USD", help_text=_("ISO 4217 code of its prices, e.g. USD, INR, GBP, EUR.")
     )
-    tax_name = models.CharField(max_length=40, blank=True, help_text="As receipts name it, e.g. GST, VAT, Sales tax.")
+    tax_name = models.CharField(
+        max_length=40, blank=True, help_text=_("As receipts name it, e.g. GST, VAT, Sales tax.")
+    )
     tax_rate = models.DecimalField(
         max_digits=6,
         decimal_places=3,
         default=Decimal("0"),
         validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
-        help_text="Percent, e.g. 18 for GST 18 %; 0: no tax line.",
+        help_text=_("Percent, e.g. 18 for GST 18 %; 0: no tax line."),
     )
     tax_included = models.BooleanField(
-        default=True, help_text="Prices and fees include the tax (VAT, GST); unticked: it is added on top."
+        default=True, help_text=_("Prices and fees include the tax (VAT, GST); unticked: it is added on top.")
     )
     convenience_fee = models.DecimalField(
         max_digits=8,
         decimal_places=2,
         default=Decimal("0"),
         validators=[MinValueValidator(Decimal("0"))],
-        help_text="Charged per ticket, in its currency.",
+        help_text=_("Charged per ticket, in its currency."),
     )
     # After the sale: until when, and how much of the money, a buyer gets back by cancelling their own booking.
     cancellation_cutoff_minutes = models.PositiveIntegerField(
-        default=120, help_text="Buyers may cancel their booking until this many minutes before the show."
+        default=120, help_text=_("Buyers may cancel their booking until this many minutes before the show.")
     )
     refund_policy = models.CharField(
         max_length=16,
         choices=RefundPolicy.choices,
         default=RefundPolicy.FEE_KEPT,
-        help_text="What a buyer who cancels gets back.",
+        help_text=_("What a buyer who cancels gets back."),
     )
     refund_percent = models.PositiveSmallIntegerField(
         default=100,
         validators=[MaxValueValidator(100)],
-        help_text="With a partial refund: the percentage of the tickets' price given back.",
+        help_text=_("With a partial refund: the percentage of the tickets' price given back."),
     )
     # Accessibility: companion seats go only with a wheelchair space until this long before the show.
     companion_release_minutes = models.PositiveIntegerField(
-        default=60, help_text="Companion seats still free this many minutes before the show are open to everyone."
+        default=60, help_text=_("Companion seats still free this many minutes before the show are open to everyone.")
     )
 
     class Meta:
@@ -140,10 +147,11 @@ class Hall(models.Model):
 
 
 class SeatType(models.TextChoices):
-    REGULAR = "Regular"
-    PREMIUM = "Premium"
-    WHEELCHAIR = "Wheelchair"
-    COMPANION = "Companion"
+    # The labels are the site's names of the seat types (ticketing.templatetags.site_format), in the reader's language.
+    REGULAR = "Regular", pgettext_lazy("seat type", "Regular")
+    PREMIUM = "Premium", pgettext_lazy("seat type", "Premium")
+    WHEELCHAIR = "Wheelchair", pgettext_lazy("seat type", "Wheelchair")
+    COMPANION = "Companion", pgettext_lazy("seat type", "Companion")
 
 
 # The seat types anyone may be given: best available (without a type), the waiting line and a showtime's one
@@ -176,7 +184,7 @@ class Seat(models.Model):
 class Movie(models.Model):
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    duration = models.PositiveSmallIntegerField(help_text="Running time in minutes.")
+    duration = models.PositiveSmallIntegerField(help_text=_("Running time in minutes."))
     genre = models.CharField(max_length=50)
     language = models.CharField(max_length=50)
     release_date = models.DateField()
@@ -184,10 +192,10 @@ class Movie(models.Model):
     # The poster at the sizes the pages use (cinemas.posters.POSTER_SIZES), written only by upload_poster: files
     # under MEDIA_ROOT named by their content's hash, so they are served with a year's cache and never change.
     # Blank: the pages show a placeholder drawn from the title.
-    poster = models.ImageField(upload_to="posters/", blank=True, editable=False, help_text="480 px wide.")
-    poster_card = models.ImageField(upload_to="posters/", blank=True, editable=False, help_text="240 px wide.")
-    cast = models.CharField(max_length=300, blank=True, help_text="The leading actors, e.g. 'Ana Diaz, Raj Mehta'.")
-    trailer_url = models.URLField(blank=True, max_length=500, help_text="A link to the trailer (https://...).")
+    poster = models.ImageField(upload_to="posters/", blank=True, editable=False, help_text=_("480 px wide."))
+    poster_card = models.ImageField(upload_to="posters/", blank=True, editable=False, help_text=_("240 px wide."))
+    cast = models.CharField(max_length=300, blank=True, help_text=_("The leading actors, e.g. 'Ana Diaz, Raj Mehta'."))
+    trailer_url = models.URLField(blank=True, max_length=500, help_text=_("A link to the trailer (https://...)."))
 
     class Meta:
         ordering = ["title"]
@@ -201,13 +209,13 @@ class Movie(models.Model):
 class Country(models.TextChoices):
     """The countries whose film certificates the catalog knows; a city's `country` names one of them."""
 
-    AUSTRALIA = "Australia"
-    CANADA = "Canada"
-    FRANCE = "France"
-    GERMANY = "Germany"
-    INDIA = "India"
-    UNITED_KINGDOM = "United Kingdom"
-    UNITED_STATES = "United States"
+    AUSTRALIA = "Australia", _("Australia")
+    CANADA = "Canada", _("Canada")
+    FRANCE = "France", _("France")
+    GERMANY = "Germany", _("Germany")
+    INDIA = "India", _("India")
+    UNITED_KINGDOM = "United Kingdom", _("United Kingdom")
+    UNITED_STATES = "United States", _("United States")
 
 
 # Each country's certificates, from open to all to adults only, as its board writes them: India's CBFC (UA with
@@ -247,7 +255,7 @@ class MovieCertificate(models.Model):
             models.CheckConstraint(
                 condition=rating_belongs_to_country(),
                 name="cinemas_moviecertificate_rating_of_country",
-                violation_error_message="This rating is not one of that country's certificates.",
+                violation_error_message=_("This rating is not one of that country's certificates."),
             ),
         ]
 
@@ -278,9 +286,9 @@ class Show(models.Model):
     ends_at = models.DateTimeField()
     format = models.CharField(max_length=16, choices=ShowFormat.choices, default=ShowFormat.TWO_D)
     audio_language = models.CharField(
-        max_length=50, blank=True, help_text="The language it is played in; blank: the movie's own language."
+        max_length=50, blank=True, help_text=_("The language it is played in; blank: the movie's own language.")
     )
-    subtitles = models.CharField(max_length=50, blank=True, help_text="The subtitles' language; blank: none.")
+    subtitles = models.CharField(max_length=50, blank=True, help_text=_("The subtitles' language; blank: none."))
 
     objects = ShowQuerySet.as_manager()
 
@@ -296,7 +304,7 @@ class Show(models.Model):
                     (F("hall"), RangeOperators.EQUAL),
                     (TsTzRange(F("starts_at"), F("ends_at")), RangeOperators.OVERLAPS),
                 ],
-                violation_error_message="This hall already has a show at that time.",
+                violation_error_message=_("This hall already has a show at that time."),
             ),
         ]
         indexes = [
@@ -311,7 +319,15 @@ class Show(models.Model):
     def __str__(self):
         # The cinema's own clock and zone: staff read this in the admin's messages and history.
         local, zone = self.local_starts_at, self.hall.cinema.time_zone
-        return f"{self.movie} on {local:%a} {local.day} {local:%b %Y %H:%M} ({zone}) in {self.hall}"
+        # Translators: a show as staff read it in the admin, e.g. "Dune on Mon 8 Dec 2025 19:00 (Europe/Madrid) in
+        # Cinema – Hall 1".
+        text = gettext("%(movie)s on %(when)s (%(zone)s) in %(hall)s")
+        return text % {
+            "movie": self.movie,
+            "when": dateformat.format(local, "D j M Y H:i"),
+            "zone": zone,
+            "hall": self.hall,
+        }
 
     @property
     def local_starts_at(self):
@@ -358,10 +374,10 @@ class MenuItem(models.Model):
         max_digits=8,
         decimal_places=2,
         validators=[MinValueValidator(Decimal("0"))],
-        help_text="In its cinema's currency.",
+        help_text=_("In its cinema's currency."),
     )
-    stock = models.IntegerField(validators=[MinValueValidator(0)], help_text="How many are left to sell.")
-    on_sale = models.BooleanField(default=True, help_text="Unticked: no longer offered (its past orders stay).")
+    stock = models.IntegerField(validators=[MinValueValidator(0)], help_text=_("How many are left to sell."))
+    on_sale = models.BooleanField(default=True, help_text=_("Unticked: no longer offered (its past orders stay)."))
 
     class Meta:
         ordering = ["cinema_id", "name"]

@@ -14,6 +14,7 @@ from io import BytesIO
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.utils.translation import gettext
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 # The widths the pages use: the card in listings and search results, and the movie's own page. Posters are 2:3.
@@ -54,9 +55,9 @@ def read_upload(upload):
     """
     if upload.size > MAX_UPLOAD_BYTES:
         raise ValidationError(
-            f"The file is {upload.size / 1024 / 1024:.1f} MB; a poster may be at most "
-            f"{MAX_UPLOAD_BYTES // 1024 // 1024} MB.",
+            gettext("The file is %(size)s MB; a poster may be at most %(most)s MB."),
             code="too_large",
+            params={"size": f"{upload.size / 1024 / 1024:.1f}", "most": MAX_UPLOAD_BYTES // 1024 // 1024},
         )
     upload.seek(0)
     data = upload.read()
@@ -65,25 +66,36 @@ def read_upload(upload):
         with Image.open(BytesIO(data)) as probe:
             image_format, (width, height) = probe.format, probe.size
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        raise ValidationError("This file is not an image Pillow can read: upload a JPEG, PNG or WebP.") from None
+        raise ValidationError(
+            gettext("This file is not an image Pillow can read: upload a JPEG, PNG or WebP.")
+        ) from None
     if image_format not in ACCEPTED_FORMATS:
-        raise ValidationError(f"This is a {image_format} image; upload a JPEG, PNG or WebP.", code="format")
+        raise ValidationError(
+            # Translators: %(format)s is an image format such as GIF or BMP.
+            gettext("This is a %(format)s image; upload a JPEG, PNG or WebP."),
+            code="format",
+            params={"format": image_format},
+        )
     if width * height > MAX_PIXELS:
         raise ValidationError(
-            f"The image is {width} × {height} pixels; a poster may have at most {MAX_PIXELS // 1_000_000} million.",
+            gettext("The image is %(width)s × %(height)s pixels; a poster may have at most %(most)s million."),
             code="too_many_pixels",
+            params={"width": width, "height": height, "most": MAX_PIXELS // 1_000_000},
         )
     if width < MIN_WIDTH or height < MIN_HEIGHT:
         raise ValidationError(
-            f"The image is {width} × {height} pixels; a poster needs at least {MIN_WIDTH} × {MIN_HEIGHT}.",
+            gettext(
+                "The image is %(width)s × %(height)s pixels; a poster needs at least %(min_width)s × %(min_height)s."
+            ),
             code="too_small",
+            params={"width": width, "height": height, "min_width": MIN_WIDTH, "min_height": MIN_HEIGHT},
         )
     try:
         with Image.open(BytesIO(data)) as image:
             image.load()
             return ImageOps.exif_transpose(image).convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        raise ValidationError("The image is damaged or cut short: upload the whole file again.") from None
+        raise ValidationError(gettext("The image is damaged or cut short: upload the whole file again.")) from None
 
 
 def render_poster(image):

@@ -17,6 +17,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.utils import dateformat
+from django.utils.translation import gettext
 
 from cinemas.models import STOCK_CHECK, Hall, MenuItem, Movie, Seat, SeatType, Show, ShowFormat, ShowPrice
 from cinemas.posters import POSTER_SIZES, read_upload, render_poster, store_rendition
@@ -76,13 +78,16 @@ def parse_seat_plan(plan):
     while lines and not lines[0].strip(" ._"):
         lines.pop(0)  # leading blank lines would only push every row away from the screen
     if not lines:
-        raise ValidationError("The plan is empty: write one line per row, e.g. 'RRRR..RRRR'.")
+        raise ValidationError(gettext("The plan is empty: write one line per row, e.g. 'RRRR..RRRR'."))
     errors = []
     seats = []
     rows = 0
     for y, line in enumerate(lines):
         if len(line) > PLAN_MAX_COLUMNS:
-            errors.append(f"Line {y + 1} is {len(line)} characters wide; the most is {PLAN_MAX_COLUMNS}.")
+            errors.append(
+                gettext("Line %(line)s is %(width)s characters wide; the most is %(most)s.")
+                % {"line": y + 1, "width": len(line), "most": PLAN_MAX_COLUMNS}
+            )
             continue
         if not line.strip(" ._"):
             continue
@@ -95,14 +100,20 @@ def parse_seat_plan(plan):
             seat_type = PLAN_SEAT_TYPES.get(char.upper())
             if seat_type is None:
                 errors.append(
-                    f"Line {y + 1}, column {x + 1}: {char!r} is not a seat or gap "
-                    "(use R, P, W, C for seats and '.' for gaps)."
+                    gettext(
+                        # Translators: R, P, W, C and '.' are the letters staff type in a seat plan: keep them.
+                        "Line %(line)s, column %(column)s: %(char)s is not a seat or gap "
+                        "(use R, P, W, C for seats and '.' for gaps)."
+                    )
+                    % {"line": y + 1, "column": x + 1, "char": repr(char)}
                 )
                 continue
             number += 1
             seats.append(PlannedSeat(label, number, seat_type, x, y))
     if rows > PLAN_MAX_ROWS:
-        errors.append(f"The plan has {rows} rows; the most is {PLAN_MAX_ROWS}.")
+        errors.append(
+            gettext("The plan has %(rows)s rows; the most is %(most)s.") % {"rows": rows, "most": PLAN_MAX_ROWS}
+        )
     if errors:
         raise ValidationError(errors[:20])
     return seats
@@ -135,7 +146,7 @@ def build_seat_layout(*, hall, plan):
     hall = Hall.objects.select_for_update().get(pk=hall.pk)
     if hall.shows.exists():
         raise ValidationError(
-            "This hall already has shows scheduled; its seats can't be redrawn. Add a new hall instead."
+            gettext("This hall already has shows scheduled; its seats can't be redrawn. Add a new hall instead.")
         )
     Seat.objects.filter(hall=hall).delete()
     Seat.objects.bulk_create(
@@ -159,12 +170,14 @@ def default_show_end(*, movie, starts_at):
 
 def _check_show(*, show, prices):
     if show.starts_at.tzinfo is None:
-        raise ValidationError({"starts_at": "Give a time with its time zone."})
+        raise ValidationError({"starts_at": gettext("Give a time with its time zone.")})
     if show.ends_at <= show.starts_at:
-        raise ValidationError({"ends_at": "A show must end after it starts."})
+        raise ValidationError({"ends_at": gettext("A show must end after it starts.")})
     missing = sorted(set(show.hall.capacity) - set(prices))
     if missing:
-        raise ValidationError({"prices": f"This hall has {', '.join(missing)} seats: give a price for each."})
+        # Translators: %(types)s lists seat types, e.g. "Premium, Regular".
+        message = gettext("This hall has %(types)s seats: give a price for each.")
+        raise ValidationError({"prices": message % {"types": ", ".join(missing)}})
     clash = (
         Show.objects.filter(hall=show.hall, starts_at__lt=show.ends_at, ends_at__gt=show.starts_at)
         .exclude(pk=show.pk)
@@ -174,8 +187,14 @@ def _check_show(*, show, prices):
     if clash:
         local = clash.starts_at.astimezone(show.hall.cinema.zone)
         raise ValidationError(
-            f"{show.hall} already has {clash.movie} at {local:%a %d %b %H:%M}–"
-            f"{clash.ends_at.astimezone(show.hall.cinema.zone):%H:%M}; shows in one hall can't overlap."
+            # Translators: e.g. "Downtown – Hall 1 already has Dune at Mon 08 Dec 19:00–21:45; ...".
+            gettext("%(hall)s already has %(movie)s at %(starts)s–%(ends)s; shows in one hall can't overlap.")
+            % {
+                "hall": show.hall,
+                "movie": clash.movie,
+                "starts": dateformat.format(local, "D d M H:i"),
+                "ends": f"{clash.ends_at.astimezone(show.hall.cinema.zone):%H:%M}",
+            }
         )
 
 
@@ -187,7 +206,7 @@ def _save_show(*, show, prices):
             show.save()
     except IntegrityError as exc:
         if "cinemas_show_no_overlap_in_hall" in str(exc):
-            raise ValidationError("Another show was just scheduled in this hall at that time.") from exc
+            raise ValidationError(gettext("Another show was just scheduled in this hall at that time.")) from exc
         raise
     for seat_type, price in prices.items():
         ShowPrice.objects.update_or_create(show=show, seat_type=seat_type, defaults={"price": price})

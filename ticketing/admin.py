@@ -1,7 +1,8 @@
 from django.conf import settings
 from django.contrib import admin, messages
 from django.utils.html import format_html
-from django.utils.translation import ngettext
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from ticketing.admin_base import ModelAdmin
 from ticketing.models import ApiKey
@@ -43,14 +44,17 @@ class ApiKeyAdmin(ModelAdmin):
         messages.success(
             request,
             format_html(
-                "The key for {} is <code>{}</code> — copy it now and hand it to the partner: it is shown only "
-                "this once, since only its hash is kept.",
-                api_key.name,
-                raw_key,
+                gettext(
+                    # Translators: {name} is the partner's key's name, {key} the key itself; keep the <code> tags.
+                    "The key for {name} is <code>{key}</code> — copy it now and hand it to the partner: it is "
+                    "shown only this once, since only its hash is kept."
+                ),
+                name=api_key.name,
+                key=raw_key,
             ),
         )
 
-    @admin.action(description="Revoke selected keys", permissions=["change"])
+    @admin.action(description=_("Revoke selected keys"), permissions=["change"])
     def revoke_selected(self, request, queryset):
         api_keys = list(queryset)
         for api_key in api_keys:

@@ -1,10 +1,11 @@
 from django.apps import AppConfig
 from django.core import checks
+from django.utils.translation import gettext_lazy as _
 
 
 class TicketingConfig(AppConfig):
     name = "ticketing"
-    verbose_name = "Partners and API keys"
+    verbose_name = _("Partners and API keys")
 
     def ready(self):
         from ticketing.faults import check_no_crash_points

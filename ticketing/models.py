@@ -2,6 +2,7 @@ import hashlib
 import secrets
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 def hash_api_key(raw_key):
@@ -13,21 +14,25 @@ class ApiKey(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     prefix = models.CharField(
-        max_length=12, editable=False, help_text="The key's first characters, to tell keys apart."
+        max_length=12, editable=False, help_text=_("The key's first characters, to tell keys apart.")
     )
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    rate_per_minute = models.PositiveIntegerField(help_text="Requests allowed per minute; past it the API answers 429.")
+    rate_per_minute = models.PositiveIntegerField(
+        help_text=_("Requests allowed per minute; past it the API answers 429.")
+    )
     held_seats_per_show = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="Most seats this key's sessions may hold (not yet paid) in one show at once; past it the API "
-        "answers 429. Empty: no cap.",
+        help_text=_(
+            "Most seats this key's sessions may hold (not yet paid) in one show at once; past it the API "
+            "answers 429. Empty: no cap."
+        ),
     )
     is_revoked = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        verbose_name = "API key"
+        verbose_name = _("API key")
         ordering = ["name"]
 
     def __str__(self):

@@ -1,6 +1,7 @@
 """Staff see each show's line; the line changes only through waiting.services, so nothing here edits it."""
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from ticketing.admin_base import ChosenOnlyFilter, ModelAdmin, ReadOnly
 from waiting.models import Waiter
@@ -16,6 +17,6 @@ class WaiterAdmin(ReadOnly, ModelAdmin):
     ordering = ["show", "place"]
     show_full_result_count = False
 
-    @admin.display(description="Position")
+    @admin.display(description=_("Position"))
     def position(self, waiter):
         return position_of(waiter) or "–"

@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class WaitingConfig(AppConfig):
     name = "waiting"
-    verbose_name = "Waiting line"
+    verbose_name = _("Waiting line")
 
     def ready(self):
         from bookings.notices import on_seats_freed_or_booked

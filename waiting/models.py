@@ -2,6 +2,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from bookings.models import Reservation
 from cinemas.models import OPEN_SEAT_TYPES, Show
@@ -43,10 +44,10 @@ class Waiter(models.Model):
         help_text="The category asked for; blank: the cheapest that fits.",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
-    place = models.BigIntegerField(help_text="Order in the show's line: lower joined earlier.")
+    place = models.BigIntegerField(help_text=_("Order in the show's line: lower joined earlier."))
     version = models.PositiveIntegerField(default=1)
     joined_at = models.DateTimeField()
-    expires_at = models.DateTimeField(help_text="When it stops waiting if not served (joined + the maximum wait).")
+    expires_at = models.DateTimeField(help_text=_("When it stops waiting if not served (joined + the maximum wait)."))
     ended_at = models.DateTimeField(null=True, blank=True)
     reservation = models.OneToOneField(
         Reservation, on_delete=models.PROTECT, null=True, blank=True, related_name="waiter"

@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.test import Client, override_settings
+from django.urls import reverse
 from django.utils import translation
 
 from bookings.models import OutgoingMail
@@ -334,3 +335,59 @@ def test_a_mail_owed_through_the_api_or_an_english_page_is_in_english(alice):
         email_ticket(buyer=alice, reservation_id=reservation.pk, address="ann@example.com")
     english = compose_mail(OutgoingMail.objects.get(reservation=reservation))
     assert english.subject.startswith("Your tickets: ") and "Your tickets are booked." in english.body
+
+
+# --- The staff's admin ----------------------------------------------------------------------------------------
+# The admin is not the API: SiteLocaleMiddleware chooses its language as the website's (the switcher's cookie,
+# else Accept-Language), so staff read Django's own words and ours in their language.
+
+
+def admin_page(client, url, **language):
+    response = client.get(url, **language)
+    assert response.status_code == 200
+    return response, response.content.decode()
+
+
+@pytest.mark.django_db
+def test_staff_whose_browser_asks_for_spanish_read_the_admin_in_spanish_our_own_words_too(admin_client, show, alice):
+    cinema = show.hall.cinema
+    spanish = {"HTTP_ACCEPT_LANGUAGE": "es-ES,es;q=0.9,en;q=0.5"}
+
+    response, cinemas = admin_page(admin_client, reverse("admin:cinemas_cinema_changelist"), **spanish)
+    assert response["Content-Language"] == "es" and '<html lang="es"' in cinemas
+    assert "Sitio de administración" in cinemas and "a modificar" in cinemas  # Django's own words
+    assert "Catálogo" in cinemas and "Catalog" not in cinemas  # the app's name
+    assert re.search(r">\s*Ver\s*<", cinemas)  # our column header
+    assert f'?cinema__id__exact={cinema.pk}">Salas</a>' in cinemas  # our links to a cinema's halls and shows
+    assert f'?hall__cinema__id__exact={cinema.pk}">Funciones</a>' in cinemas
+
+    _, change = admin_page(admin_client, reverse("admin:cinemas_cinema_change", args=[cinema.pk]), **spanish)
+    assert re.search(r">\s*Dinero\s*<", change)  # fieldset titles
+    assert "Después de la venta" in change and "After the sale" not in change
+    assert "Código ISO 4217 de sus precios, p. ej., USD, INR, GBP, EUR." in change  # a model's help text
+    assert "Con estos datos se calcula el precio de una reserva" in change  # a fieldset's description
+    assert "Reembolso completo salvo el cargo por servicio" in change  # a choice's label
+
+    _, hall = admin_page(admin_client, reverse("admin:cinemas_hall_change", args=[show.hall.pk]), **spanish)
+    assert re.search(r">\s*Distribución de butacas\s*<", hall) and ">PANTALLA</text>" in hall  # the seat map
+    assert re.search(r"</svg>Normal: \d+</li>", hall) and "Regular:" not in hall  # its legend's seat types
+
+    booking = booked_two_seats(alice)
+    url = reverse("admin:bookings_reservation_change", args=[booking.pk])
+    _, reservation = admin_page(admin_client, url, **spanish)
+    assert "Desglose del precio" in reservation and "Price breakdown" not in reservation
+    assert "Butacas (las liberadas quedan como historial)" in reservation  # an inline's title
+    assert "Pagada" in reservation  # the reservation's status
+    assert "Cancelar la compra y reembolsar" in reservation  # the template's button
+
+
+@pytest.mark.django_db
+def test_the_admin_follows_the_switcher_s_cookie_and_stays_english_otherwise(admin_client, show):
+    url = reverse("admin:cinemas_cinema_change", args=[show.hall.cinema.pk])
+
+    _, english = admin_page(admin_client, url)
+    assert '<html lang="en"' in english and "After the sale" in english and "Money" in english
+
+    admin_client.cookies[settings.LANGUAGE_COOKIE_NAME] = "es"
+    _, spanish = admin_page(admin_client, url, HTTP_ACCEPT_LANGUAGE="en")
+    assert '<html lang="es"' in spanish and "Después de la venta" in spanish and "After the sale" not in spanish
