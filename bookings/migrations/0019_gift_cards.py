@@ -31,15 +31,9 @@ DECLARE
     v_hold bookings_reservation;
     v_card bookings_giftcard;
 BEGIN
-    SELECT * INTO v_hold FROM bookings_reservation hold
-     WHERE hold.id = p_reservation AND hold.api_key_id IS NOT DISTINCT FROM p_api_key AND hold.session_id = p_session
-       FOR UPDATE;
-    IF NOT FOUND THEN PERFORM bookings_refuse('not_found'); END IF;
-    PERFORM bookings_refuse_unless_held(v_hold, p_at);
-    IF EXISTS (SELECT 1 FROM bookings_payment charge WHERE charge.reservation_id = p_reservation
-                  AND charge.kind = 'charge' AND charge.status = 'pending') THEN
-        PERFORM bookings_refuse('payment_in_progress');
-    END IF;
+    -- The rule promo codes change a hold's price by (0017): the buyer's live hold, with no charge pending or of
+    -- unknown outcome, whose amount (and so what the card is charged) must not change under it.
+    v_hold := bookings_lock_hold_for_pricing(p_reservation, p_api_key, p_session, p_at);
     SELECT * INTO v_card FROM bookings_giftcard card WHERE card.code = p_code;
     IF NOT FOUND THEN PERFORM bookings_refuse('gift_card_invalid'); END IF;
     IF v_card.expires_at IS NOT NULL AND v_card.expires_at <= p_at THEN PERFORM bookings_refuse('gift_card_expired'); END IF;

@@ -24,7 +24,7 @@ from bookings.services import (
     release_lapsed_holds,
 )
 from bookings.services.gift_cards import issue_gift_card, redeem_gift_card
-from tests.bookings.helpers import DECLINED_CARD, GOOD_CARD, reserve, seat_ids
+from tests.bookings.helpers import DECLINED_CARD, GOOD_CARD, TIMEOUT_CARD, reserve, seat_ids
 from tests.factories import make_api_key, make_cinema, make_hall, make_show
 from tests.helpers import assert_api_error, run_at_once
 from ticketing.buyers import Buyer
@@ -117,6 +117,17 @@ class TestPayingWithAGiftCard:
         assert "INR" in BookingError("gift_card_other_currency", currency="INR").message
         assert [balance_of(card) for card in (expired, rupees, spent)] == [5, 500, 0]
         assert not GiftCardRedemption.objects.exists()
+
+    def test_no_card_pays_while_a_charge_of_the_hold_is_of_unknown_outcome(self, show):
+        """The provider timed out: the card may have been charged the amount; a gift card must not pay it too."""
+        gift = issue_gift_card(currency="USD", value=Decimal("50.00"))
+        hold = hold_of(show)
+        with pytest.raises(BookingError):
+            pay_for_reservation(buyer=ALICE, reservation_id=hold.pk, card=parse_card(TIMEOUT_CARD))
+        with pytest.raises(BookingError) as refusal:
+            redeem_gift_card(buyer=ALICE, reservation_id=hold.pk, code=gift.code)
+        assert refusal.value.code == "payment_in_progress"
+        assert balance_of(gift) == 50
 
     def test_only_the_holder_may_redeem_for_a_hold(self, show):
         gift = issue_gift_card(currency="USD", value=Decimal("50.00"))
