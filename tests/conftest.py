@@ -6,7 +6,9 @@ import uuid
 
 import pytest
 import time_machine
+from django.conf import settings as django_settings
 from django.db import connection
+from django.utils import translation
 from rest_framework.test import APIClient
 
 from bench.harness.processes import free_port, process_running, wait_until_url_answers
@@ -71,6 +73,15 @@ def _api_keys_read_afresh():
     forget_api_key()
     yield
     forget_api_key()
+
+
+@pytest.fixture(autouse=True)
+def _site_language_afterwards():
+    """Each test starts in the site's language: a request in Spanish leaves Spanish active in its thread (Django's
+    LocaleMiddleware activates a request's language and never puts it back), which a later test's English
+    messages would be read in."""
+    yield
+    translation.activate(django_settings.LANGUAGE_CODE)
 
 
 @pytest.fixture(autouse=True)
