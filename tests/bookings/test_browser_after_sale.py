@@ -140,15 +140,15 @@ def test_a_buyer_cancels_from_the_ticket_page_and_sees_the_refund(mailing_site, 
     page.get_by_role("link", name="Cancel this booking").click()
     expect(page.get_by_role("heading", name="Cancel your booking", level=1)).to_be_visible()
     expect(page.locator("#refund-terms")).to_contain_text("what you paid but the convenience fees")
-    expect(page.locator("#refund-amount")).to_have_text("$22.00")  # 25.00 less two fees of 1.50
+    expect(page.locator("#refund-amount")).to_have_text("$25.00")  # 28.00 paid (25.00 and two fees of 1.50) less the fees
     save_screenshot(page, "cancel-booking-phone")
     page.get_by_role("button", name="Cancel the booking").click()
 
     expect(page.get_by_role("heading", name="Booking cancelled", level=1)).to_be_visible()
     expect(page.locator("#booking-cancelled")).to_contain_text("You cancelled this booking")
-    expect(page.locator("#refund")).to_contain_text("We refunded $22.00 (USD) to the card ending 4242")
+    expect(page.locator("#refund")).to_contain_text("We refunded $25.00 (USD) to the card ending 4242")
     reservation = Reservation.objects.get(pk=reservation.pk)
     assert (reservation.status, reservation.cancelled_by) == ("Cancelled", "buyer")
-    assert reservation.payments.get(kind="refund").amount == Decimal("22.00")
+    assert reservation.payments.get(kind="refund").amount == Decimal("25.00")
     subject, body = mails(mailbox)[-1]
-    assert subject.startswith("Cancellation confirmed: ") and "Refunded: 22.00 USD" in body
+    assert subject.startswith("Cancellation confirmed: ") and "Refunded: 25.00 USD" in body

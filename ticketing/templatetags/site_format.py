@@ -4,8 +4,9 @@
 language writes it, with the currency's symbol, through Babel (CLDR): "₹450.00", "£12.50", "$15.00" in
 English; "12,00 €", "15,00 US$" in Spanish. Rounded to the currency's own decimals (Babel's currency
 precision: JPY none, USD two, KWD three), half away from zero as the price breakdown rounds (bookings
-migration 0016), in Decimal only. Without a currency: settings.TICKETING_CURRENCY, the default for amounts
-that name none.
+migration 0016), in Decimal only. The currency is required (a page that wrote an Indian cinema's prices with
+the site's default "$" would be wrong, and Django refuses a template that leaves the argument out when it
+loads it); an empty one (a row written without it) falls back to settings.TICKETING_CURRENCY.
 
 `{{ seat.type|seat_type }}`: a seat type's name (the stored words, cinemas.models.SeatType, are machine words
 the API and the CSS classes use; only what people read is translated).
@@ -29,7 +30,7 @@ SEAT_TYPE_NAMES = {
 }
 
 
-def money_text(amount, currency=None):
+def money_text(amount, currency):
     """The `amount` (a Decimal, or its text) in `currency` (ISO 4217) in the active language; "" for none."""
     if amount is None or amount == "":
         return ""
