@@ -28,49 +28,63 @@ class Reservation(models.Model):
         CINEMA = "cinema", _("The cinema (staff)")
         BUYER = "buyer", _("The buyer")
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(verbose_name=_("ID"), primary_key=True, default=uuid.uuid4, editable=False)
     # No index of its own: the buyer index (show, session_id) below serves lookups by show, and with a second
     # one a planner misled by a hot show's fast-growing table picks the wrong one.
-    show = models.ForeignKey(Show, on_delete=models.PROTECT, related_name="reservations", db_index=False)
+    show = models.ForeignKey(
+        Show, verbose_name=_("show"), on_delete=models.PROTECT, related_name="reservations", db_index=False
+    )
     # The partner whose API key made the hold; empty for the website's own buyers.
-    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    session_id = models.CharField(max_length=128)
+    api_key = models.ForeignKey(
+        ApiKey, verbose_name=_("API key"), on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    session_id = models.CharField(verbose_name=_("session ID"), max_length=128)
     # The website visitor's network address, for the cap on what one address may hold (empty for the API).
-    client_address = models.GenericIPAddressField(null=True, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RESERVED)
+    client_address = models.GenericIPAddressField(verbose_name=_("client address"), null=True, blank=True)
+    status = models.CharField(verbose_name=_("status"), max_length=16, choices=Status.choices, default=Status.RESERVED)
     # What paying charges: the total of its price breakdown, in its show's cinema's currency.
-    amount = models.DecimalField(max_digits=10, decimal_places=2)
-    currency = models.CharField(max_length=3)
+    amount = models.DecimalField(verbose_name=_("amount"), max_digits=10, decimal_places=2)
+    currency = models.CharField(verbose_name=_("currency"), max_length=3)
     # Its price breakdown (API.md's price_breakdown, and the terms it was priced on), written with `amount` by
     # the hold functions from bookings_price_breakdown (migration 0016), never by Python: read it through
     # bookings.services.price_breakdown. Empty only for rows written around the hold functions.
-    price_breakdown = models.JSONField(null=True, blank=True, editable=False)
-    created_at = models.DateTimeField()
-    expires_at = models.DateTimeField()
-    held_until = models.DateTimeField()
-    booking_code = models.CharField(max_length=12, unique=True, null=True, blank=True)
-    booked_at = models.DateTimeField(null=True, blank=True)
-    ended_at = models.DateTimeField(null=True, blank=True, help_text=_("When it expired or was cancelled."))
-    checked_in_at = models.DateTimeField(null=True, blank=True)
+    price_breakdown = models.JSONField(verbose_name=_("price breakdown"), null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(verbose_name=_("created at"))
+    expires_at = models.DateTimeField(verbose_name=_("expires at"))
+    held_until = models.DateTimeField(verbose_name=_("held until"))
+    booking_code = models.CharField(verbose_name=_("booking code"), max_length=12, unique=True, null=True, blank=True)
+    booked_at = models.DateTimeField(verbose_name=_("booked at"), null=True, blank=True)
+    ended_at = models.DateTimeField(
+        verbose_name=_("ended at"), null=True, blank=True, help_text=_("When it expired or was cancelled.")
+    )
+    checked_in_at = models.DateTimeField(verbose_name=_("checked in at"), null=True, blank=True)
     # What gift cards pay of it now (its live GiftCardRedemptions), kept by the gift card functions (migration
     # 0019) alone: paying charges the card the amount less this, and the triggers that give gift cards back fire
     # only where it is above 0.
-    gift_cards_paid = models.DecimalField(max_digits=10, decimal_places=2, default=0, db_default=0, editable=False)
+    gift_cards_paid = models.DecimalField(
+        verbose_name=_("gift cards paid"), max_digits=10, decimal_places=2, default=0, db_default=0, editable=False
+    )
     # Who cancelled a booking (bookings.services.cancellations): the ticket page and the mail say which.
-    cancelled_by = models.CharField(max_length=8, choices=CancelledBy.choices, blank=True, db_default="")
+    cancelled_by = models.CharField(
+        verbose_name=_("cancelled by"), max_length=8, choices=CancelledBy.choices, blank=True, db_default=""
+    )
     # Where the website mails the ticket (given at checkout); API partners deliver their own tickets.
     # db_default: rows written around the ORM (the raw-SQL benchmarks and tests) need not name it.
-    email = models.EmailField(blank=True, db_default="")
+    email = models.EmailField(verbose_name=_("email"), blank=True, db_default="")
     # The seats this hold counts toward its client's cap while Reserved (ClientHeldSeats): its seats when a
     # cap applied to it, else 0; and the stripe of the client's count they were taken on, which every end of
     # the hold gives them back to. Written by the hold functions (migrations 0009, 0012), never by Python.
-    capped_seats = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
-    cap_stripe = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+    capped_seats = models.PositiveSmallIntegerField(
+        verbose_name=_("capped seats"), default=0, db_default=0, editable=False
+    )
+    cap_stripe = models.PositiveSmallIntegerField(verbose_name=_("cap stripe"), null=True, blank=True, editable=False)
     # How often the buyer made its countdown longer (bookings_extend_hold, migration 0020): once at most, which
     # the check below says to every writer.
-    extensions = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
+    extensions = models.PositiveSmallIntegerField(verbose_name=_("extensions"), default=0, db_default=0, editable=False)
 
     class Meta:
+        verbose_name = _("reservation")
+        verbose_name_plural = _("reservations")
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
@@ -143,20 +157,24 @@ class SeatClaim(models.Model):
     unreleased claim per seat of a show, which is what makes a double sale impossible.
     """
 
-    reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="claims")
-    show = models.ForeignKey(Show, on_delete=models.PROTECT, related_name="seat_claims")
+    reservation = models.ForeignKey(
+        Reservation, verbose_name=_("reservation"), on_delete=models.CASCADE, related_name="claims"
+    )
+    show = models.ForeignKey(Show, verbose_name=_("show"), on_delete=models.PROTECT, related_name="seat_claims")
     # The partial unique index below serves lookups by (show, seat); a separate seat index would only cost writes.
-    seat = models.ForeignKey(Seat, on_delete=models.PROTECT, related_name="+", db_index=False)
-    seat_type = models.CharField(max_length=16, choices=SeatType.choices)
-    price = models.DecimalField(max_digits=8, decimal_places=2)
+    seat = models.ForeignKey(Seat, verbose_name=_("seat"), on_delete=models.PROTECT, related_name="+", db_index=False)
+    seat_type = models.CharField(verbose_name=_("seat type"), max_length=16, choices=SeatType.choices)
+    price = models.DecimalField(verbose_name=_("price"), max_digits=8, decimal_places=2)
     # The seat map version of this claim's last change (taken from one sequence for all shows).
-    version = models.BigIntegerField()
-    released_at = models.DateTimeField(null=True, blank=True)
+    version = models.BigIntegerField(verbose_name=_("version"))
+    released_at = models.DateTimeField(verbose_name=_("released at"), null=True, blank=True)
     # Whether its reservation is booked: kept on the claim so that the show's counters of booked seats follow
     # it (ShowSeatCount).
-    booked = models.BooleanField(default=False, db_default=False)
+    booked = models.BooleanField(verbose_name=_("booked"), default=False, db_default=False)
 
     class Meta:
+        verbose_name = _("seat claim")
+        verbose_name_plural = _("seat claims")
         constraints = [
             models.UniqueConstraint(
                 fields=["show", "seat"],
@@ -186,14 +204,16 @@ class ClientHeldSeats(models.Model):
     keeps the count; the client's count is the sum of its stripes.
     """
 
-    show = models.ForeignKey(Show, on_delete=models.CASCADE, related_name="+", db_index=False)
-    client = models.CharField(max_length=64)
-    stripe = models.PositiveSmallIntegerField()
-    held = models.IntegerField()
-    allowance = models.IntegerField()
-    cap = models.IntegerField(null=True, blank=True)
+    show = models.ForeignKey(Show, verbose_name=_("show"), on_delete=models.CASCADE, related_name="+", db_index=False)
+    client = models.CharField(verbose_name=_("client"), max_length=64)
+    stripe = models.PositiveSmallIntegerField(verbose_name=_("stripe"))
+    held = models.IntegerField(verbose_name=_("held"))
+    allowance = models.IntegerField(verbose_name=_("allowance"))
+    cap = models.IntegerField(verbose_name=_("cap"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("client held seats")
+        verbose_name_plural = _("client held seats")
         constraints = [
             models.UniqueConstraint(
                 fields=["show", "client", "stripe"], name="bookings_clientheldseats_one_per_stripe"
@@ -218,13 +238,17 @@ class ShowSeatCount(models.Model):
     them after their deletion), and cost nothing.
     """
 
-    show = models.ForeignKey(Show, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+")
-    seat_type = models.CharField(max_length=16)
-    backend = models.IntegerField()
-    claimed = models.IntegerField()
-    booked = models.IntegerField()
+    show = models.ForeignKey(
+        Show, verbose_name=_("show"), on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    seat_type = models.CharField(verbose_name=_("seat type"), max_length=16)
+    backend = models.IntegerField(verbose_name=_("backend"))
+    claimed = models.IntegerField(verbose_name=_("claimed"))
+    booked = models.IntegerField(verbose_name=_("booked"))
 
     class Meta:
+        verbose_name = _("show seat count")
+        verbose_name_plural = _("show seat counts")
         constraints = [
             models.UniqueConstraint(
                 fields=["show", "seat_type", "backend"], name="bookings_showseatcount_one_per_session"
@@ -249,23 +273,32 @@ class Payment(models.Model):
         UNKNOWN = "unknown", _("Unknown (the provider timed out; the reconciler settles it)")
         FAILED = "failed", _("Failed")
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    reservation = models.ForeignKey(Reservation, on_delete=models.PROTECT, related_name="payments")
-    kind = models.CharField(max_length=8, choices=Kind.choices)
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
-    amount = models.DecimalField(max_digits=10, decimal_places=2)
-    currency = models.CharField(max_length=3)
-    provider = models.CharField(max_length=30)
-    provider_reference = models.CharField(
-        max_length=100, blank=True, help_text=_("The provider's charge or refund id.")
+    id = models.UUIDField(verbose_name=_("ID"), primary_key=True, default=uuid.uuid4, editable=False)
+    reservation = models.ForeignKey(
+        Reservation, verbose_name=_("reservation"), on_delete=models.PROTECT, related_name="payments"
     )
-    refund_of = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="refunds")
-    card_last4 = models.CharField(max_length=4, blank=True)
-    error_code = models.CharField(max_length=40, blank=True)
-    created_at = models.DateTimeField()
-    updated_at = models.DateTimeField()
+    kind = models.CharField(verbose_name=_("kind"), max_length=8, choices=Kind.choices)
+    status = models.CharField(verbose_name=_("status"), max_length=12, choices=Status.choices, default=Status.PENDING)
+    amount = models.DecimalField(verbose_name=_("amount"), max_digits=10, decimal_places=2)
+    currency = models.CharField(verbose_name=_("currency"), max_length=3)
+    provider = models.CharField(verbose_name=_("provider"), max_length=30)
+    provider_reference = models.CharField(
+        verbose_name=_("provider reference"),
+        max_length=100,
+        blank=True,
+        help_text=_("The provider's charge or refund id."),
+    )
+    refund_of = models.ForeignKey(
+        "self", verbose_name=_("refund of"), on_delete=models.PROTECT, null=True, blank=True, related_name="refunds"
+    )
+    card_last4 = models.CharField(verbose_name=_("card's last 4 digits"), max_length=4, blank=True)
+    error_code = models.CharField(verbose_name=_("error code"), max_length=40, blank=True)
+    created_at = models.DateTimeField(verbose_name=_("created at"))
+    updated_at = models.DateTimeField(verbose_name=_("updated at"))
 
     class Meta:
+        verbose_name = _("payment")
+        verbose_name_plural = _("payments")
         ordering = ["created_at"]
         constraints = [
             # At most one charge of a reservation can succeed: a second would be money without a ticket.
@@ -289,17 +322,23 @@ class Payment(models.Model):
 class IdempotentRequest(models.Model):
     """A client's Idempotency-Key for one call, and the answer it got, so that a replay gets the same answer."""
 
-    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
-    session_id = models.CharField(max_length=128)
-    key = models.CharField(max_length=255)
-    fingerprint = models.CharField(max_length=64, help_text=_("SHA-256 of the call and its parameters."))
-    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    api_key = models.ForeignKey(
+        ApiKey, verbose_name=_("API key"), on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    session_id = models.CharField(verbose_name=_("session ID"), max_length=128)
+    key = models.CharField(verbose_name=_("key"), max_length=255)
+    fingerprint = models.CharField(
+        verbose_name=_("fingerprint"), max_length=64, help_text=_("SHA-256 of the call and its parameters.")
+    )
+    response_status = models.PositiveSmallIntegerField(verbose_name=_("response status"), null=True, blank=True)
     # The answer's exact bytes (JSON text), so a replay is byte-identical to the first answer.
-    response_body = models.TextField(null=True, blank=True)
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField(null=True, blank=True)
+    response_body = models.TextField(verbose_name=_("response body"), null=True, blank=True)
+    started_at = models.DateTimeField(verbose_name=_("started at"))
+    finished_at = models.DateTimeField(verbose_name=_("finished at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("idempotent request")
+        verbose_name_plural = _("idempotent requests")
         constraints = [
             models.UniqueConstraint(
                 fields=["api_key", "session_id", "key"],
@@ -333,23 +372,34 @@ class OutgoingMail(models.Model):
         SKIPPED = "skipped", _("Not sent (the booking was cancelled before its ticket went out)")
 
     # Every mail is about a booking but the one-time link to an address's bookings, which is about its `link`.
-    reservation = models.ForeignKey(Reservation, on_delete=models.PROTECT, related_name="mails", null=True, blank=True)
-    link = models.ForeignKey("BookingsLink", on_delete=models.PROTECT, related_name="mails", null=True, blank=True)
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    address = models.EmailField()
+    reservation = models.ForeignKey(
+        Reservation,
+        verbose_name=_("reservation"),
+        on_delete=models.PROTECT,
+        related_name="mails",
+        null=True,
+        blank=True,
+    )
+    link = models.ForeignKey(
+        "BookingsLink", verbose_name=_("link"), on_delete=models.PROTECT, related_name="mails", null=True, blank=True
+    )
+    kind = models.CharField(verbose_name=_("kind"), max_length=16, choices=Kind.choices)
+    address = models.EmailField(verbose_name=_("address"))
     # The language the buyer read the site in when the mail became owed (settings.LANGUAGES): its every
     # attempt, retry and resend by staff is written in it.
-    language = models.CharField(max_length=8, default="en")
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    last_error = models.TextField(blank=True)
-    created_at = models.DateTimeField()
+    language = models.CharField(verbose_name=_("language"), max_length=8, default="en")
+    status = models.CharField(verbose_name=_("status"), max_length=8, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(verbose_name=_("attempts"), default=0)
+    last_error = models.TextField(verbose_name=_("last error"), blank=True)
+    created_at = models.DateTimeField(verbose_name=_("created at"))
     # When the next attempt is due; while an attempt runs, when it counts as lost (its worker died).
-    next_attempt_at = models.DateTimeField()
-    last_attempt_at = models.DateTimeField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(verbose_name=_("next attempt at"))
+    last_attempt_at = models.DateTimeField(verbose_name=_("last attempt at"), null=True, blank=True)
+    sent_at = models.DateTimeField(verbose_name=_("sent at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("outgoing mail")
+        verbose_name_plural = _("outgoing mail")
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
@@ -384,12 +434,16 @@ class ReservationAddOn(models.Model):
     stock exact.
     """
 
-    reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="add_ons")
-    menu_item = models.ForeignKey(MenuItem, on_delete=models.PROTECT, related_name="+")
-    quantity = models.PositiveSmallIntegerField()
-    unit_price = models.DecimalField(max_digits=8, decimal_places=2)
+    reservation = models.ForeignKey(
+        Reservation, verbose_name=_("reservation"), on_delete=models.CASCADE, related_name="add_ons"
+    )
+    menu_item = models.ForeignKey(MenuItem, verbose_name=_("menu item"), on_delete=models.PROTECT, related_name="+")
+    quantity = models.PositiveSmallIntegerField(verbose_name=_("quantity"))
+    unit_price = models.DecimalField(verbose_name=_("unit price"), max_digits=8, decimal_places=2)
 
     class Meta:
+        verbose_name = _("reservation add-on")
+        verbose_name_plural = _("reservation add-ons")
         ordering = ["reservation_id", "menu_item_id"]
         constraints = [
             models.UniqueConstraint(fields=["reservation", "menu_item"], name="bookings_addon_one_line_per_item"),
@@ -411,14 +465,22 @@ class GiftCard(models.Model):
     bookings_redeem_gift_card takes from it by a relative UPDATE and takes less when the CHECK refuses).
     """
 
-    code = models.CharField(max_length=16, unique=True, help_text=_("16 letters and digits, given to the holder."))
-    currency = models.CharField(max_length=3, help_text=_("ISO 4217: it pays only for shows priced in it."))
-    initial_value = models.DecimalField(max_digits=10, decimal_places=2)
-    balance = models.DecimalField(max_digits=10, decimal_places=2)
-    expires_at = models.DateTimeField(null=True, blank=True, help_text=_("Blank: never expires."))
-    created_at = models.DateTimeField()
+    code = models.CharField(
+        verbose_name=_("code"), max_length=16, unique=True, help_text=_("16 letters and digits, given to the holder.")
+    )
+    currency = models.CharField(
+        verbose_name=_("currency"), max_length=3, help_text=_("ISO 4217: it pays only for shows priced in it.")
+    )
+    initial_value = models.DecimalField(verbose_name=_("initial value"), max_digits=10, decimal_places=2)
+    balance = models.DecimalField(verbose_name=_("balance"), max_digits=10, decimal_places=2)
+    expires_at = models.DateTimeField(
+        verbose_name=_("expires at"), null=True, blank=True, help_text=_("Blank: never expires.")
+    )
+    created_at = models.DateTimeField(verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("gift card")
+        verbose_name_plural = _("gift cards")
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
@@ -437,13 +499,19 @@ class GiftCardRedemption(models.Model):
     """What one gift card paid towards one reservation. Given back to the card (`returned_at`) when the hold
     ends unpaid (a trigger, migration 0019) or the booking is cancelled (the cancellation's refund)."""
 
-    gift_card = models.ForeignKey(GiftCard, on_delete=models.PROTECT, related_name="redemptions")
-    reservation = models.ForeignKey(Reservation, on_delete=models.PROTECT, related_name="gift_card_redemptions")
-    amount = models.DecimalField(max_digits=10, decimal_places=2)
-    created_at = models.DateTimeField()
-    returned_at = models.DateTimeField(null=True, blank=True)
+    gift_card = models.ForeignKey(
+        GiftCard, verbose_name=_("gift card"), on_delete=models.PROTECT, related_name="redemptions"
+    )
+    reservation = models.ForeignKey(
+        Reservation, verbose_name=_("reservation"), on_delete=models.PROTECT, related_name="gift_card_redemptions"
+    )
+    amount = models.DecimalField(verbose_name=_("amount"), max_digits=10, decimal_places=2)
+    created_at = models.DateTimeField(verbose_name=_("created at"))
+    returned_at = models.DateTimeField(verbose_name=_("returned at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("gift card redemption")
+        verbose_name_plural = _("gift card redemptions")
         ordering = ["created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="bookings_giftcardredemption_positive"),
@@ -472,35 +540,57 @@ class PromoCode(models.Model):
     """
 
     class Kind(models.TextChoices):
-        PERCENT = "percent", "Percentage of the tickets"
-        FIXED = "fixed", "Fixed amount off the tickets"
+        PERCENT = "percent", _("Percentage of the tickets")
+        FIXED = "fixed", _("Fixed amount off the tickets")
 
-    code = models.CharField(max_length=32, help_text=_("What buyers type (any case): letters, digits, - and _."))
-    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PERCENT)
+    code = models.CharField(
+        verbose_name=_("code"), max_length=32, help_text=_("What buyers type (any case): letters, digits, - and _.")
+    )
+    kind = models.CharField(verbose_name=_("kind"), max_length=8, choices=Kind.choices, default=Kind.PERCENT)
     value = models.DecimalField(
-        max_digits=8, decimal_places=2, help_text=_("The percentage (e.g. 20 for 20 %), or the amount off.")
+        verbose_name=_("value"),
+        max_digits=8,
+        decimal_places=2,
+        help_text=_("The percentage (e.g. 20 for 20 %), or the amount off."),
     )
     currency = models.CharField(
-        max_length=3, blank=True, help_text=_("For a fixed amount: its ISO 4217 currency; it applies to holds in it.")
+        verbose_name=_("currency"),
+        max_length=3,
+        blank=True,
+        help_text=_("For a fixed amount: its ISO 4217 currency; it applies to holds in it."),
     )
-    valid_from = models.DateTimeField(null=True, blank=True)
-    valid_until = models.DateTimeField(null=True, blank=True)
-    max_uses = models.PositiveIntegerField(null=True, blank=True, help_text=_("In all; empty: no limit."))
-    max_uses_per_buyer = models.PositiveIntegerField(null=True, blank=True, help_text=_("Empty: no limit."))
-    stackable = models.BooleanField(default=False, help_text=_("May be used together with other stackable codes."))
-    movies = models.ManyToManyField(Movie, blank=True, related_name="+", help_text=_("Empty: every movie."))
-    cinemas = models.ManyToManyField(Cinema, blank=True, related_name="+", help_text=_("Empty: every cinema."))
-    shows = models.ManyToManyField(Show, blank=True, related_name="+", help_text=_("Empty: every show."))
+    valid_from = models.DateTimeField(verbose_name=_("valid from"), null=True, blank=True)
+    valid_until = models.DateTimeField(verbose_name=_("valid until"), null=True, blank=True)
+    max_uses = models.PositiveIntegerField(
+        verbose_name=_("max uses"), null=True, blank=True, help_text=_("In all; empty: no limit.")
+    )
+    max_uses_per_buyer = models.PositiveIntegerField(
+        verbose_name=_("max uses per buyer"), null=True, blank=True, help_text=_("Empty: no limit.")
+    )
+    stackable = models.BooleanField(
+        verbose_name=_("stackable"), default=False, help_text=_("May be used together with other stackable codes.")
+    )
+    movies = models.ManyToManyField(
+        Movie, verbose_name=_("movies"), blank=True, related_name="+", help_text=_("Empty: every movie.")
+    )
+    cinemas = models.ManyToManyField(
+        Cinema, verbose_name=_("cinemas"), blank=True, related_name="+", help_text=_("Empty: every cinema.")
+    )
+    shows = models.ManyToManyField(
+        Show, verbose_name=_("shows"), blank=True, related_name="+", help_text=_("Empty: every show.")
+    )
     # Live redemptions (holds and bookings holding it), written by the promo code functions, never by Python.
-    used = models.IntegerField(default=0, db_default=0, editable=False)
+    used = models.IntegerField(verbose_name=_("used"), default=0, db_default=0, editable=False)
 
     class Meta:
+        verbose_name = _("promo code")
+        verbose_name_plural = _("promo codes")
         ordering = ["code"]
         constraints = [
             models.UniqueConstraint(
                 Upper("code"),
                 name="bookings_promocode_code_any_case",
-                violation_error_message="A promo code with this code already exists (in any case).",
+                violation_error_message=_("A promo code with this code already exists (in any case)."),
             ),
             models.CheckConstraint(condition=Q(code__regex=r"^[A-Za-z0-9_-]+$"), name="bookings_promocode_code_chars"),
             models.CheckConstraint(condition=Q(value__gt=0), name="bookings_promocode_value_positive"),
@@ -527,11 +617,15 @@ class PromoBuyerUses(models.Model):
     """How many live redemptions of a promo code one buyer has (`buyer`: "key:<id>:<session>" or
     "site:<session>"), kept by the promo code functions for its per-buyer limit."""
 
-    promo_code = models.ForeignKey(PromoCode, on_delete=models.CASCADE, related_name="+", db_index=False)
-    buyer = models.CharField(max_length=160)
-    used = models.IntegerField()
+    promo_code = models.ForeignKey(
+        PromoCode, verbose_name=_("promo code"), on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    buyer = models.CharField(verbose_name=_("buyer"), max_length=160)
+    used = models.IntegerField(verbose_name=_("used"))
 
     class Meta:
+        verbose_name = _("promo buyer uses")
+        verbose_name_plural = _("promo buyer uses")
         constraints = [
             models.UniqueConstraint(fields=["promo_code", "buyer"], name="bookings_promobuyeruses_one_per_buyer"),
             models.CheckConstraint(condition=Q(used__gte=0), name="bookings_promobuyeruses_not_negative"),
@@ -545,13 +639,19 @@ class PromoRedemption(models.Model):
     """One use of a promo code by one hold; `released_at` once given back (the hold lapsed or was cancelled, or
     the buyer removed the code). A hold holds a code at most once."""
 
-    promo_code = models.ForeignKey(PromoCode, on_delete=models.PROTECT, related_name="redemptions")
-    reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="promo_redemptions")
-    buyer = models.CharField(max_length=160)
-    created_at = models.DateTimeField()
-    released_at = models.DateTimeField(null=True, blank=True)
+    promo_code = models.ForeignKey(
+        PromoCode, verbose_name=_("promo code"), on_delete=models.PROTECT, related_name="redemptions"
+    )
+    reservation = models.ForeignKey(
+        Reservation, verbose_name=_("reservation"), on_delete=models.CASCADE, related_name="promo_redemptions"
+    )
+    buyer = models.CharField(verbose_name=_("buyer"), max_length=160)
+    created_at = models.DateTimeField(verbose_name=_("created at"))
+    released_at = models.DateTimeField(verbose_name=_("released at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("promo redemption")
+        verbose_name_plural = _("promo redemptions")
         constraints = [
             models.UniqueConstraint(
                 fields=["reservation", "promo_code"],
@@ -571,13 +671,15 @@ class BookingsLink(models.Model):
     UPDATE that sets `used_at` only while it is NULL, so two clicks (or two devices) can't both open it.
     """
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    address = models.EmailField()
-    created_at = models.DateTimeField()
-    expires_at = models.DateTimeField()
-    used_at = models.DateTimeField(null=True, blank=True)
+    id = models.UUIDField(verbose_name=_("ID"), primary_key=True, default=uuid.uuid4, editable=False)
+    address = models.EmailField(verbose_name=_("address"))
+    created_at = models.DateTimeField(verbose_name=_("created at"))
+    expires_at = models.DateTimeField(verbose_name=_("expires at"))
+    used_at = models.DateTimeField(verbose_name=_("used at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("bookings link")
+        verbose_name_plural = _("bookings links")
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(

@@ -21,11 +21,12 @@ def validate_time_zone(name):
 
 
 class City(models.Model):
-    name = models.CharField(max_length=100)
-    state = models.CharField(max_length=100, blank=True)
-    country = models.CharField(max_length=100)
+    name = models.CharField(verbose_name=_("name"), max_length=100)
+    state = models.CharField(verbose_name=_("state"), max_length=100, blank=True)
+    country = models.CharField(verbose_name=_("country"), max_length=100)
 
     class Meta:
+        verbose_name = _("city")
         verbose_name_plural = _("cities")
         ordering = ["name", "state"]
         constraints = [
@@ -44,13 +45,16 @@ class RefundPolicy(models.TextChoices):
 
 
 class Cinema(models.Model):
-    city = models.ForeignKey(City, on_delete=models.PROTECT, related_name="cinemas")
-    name = models.CharField(max_length=200)
-    address = models.CharField(max_length=300)
-    postal_code = models.CharField(max_length=20, db_index=True)
-    latitude = models.FloatField(validators=[MinValueValidator(-90), MaxValueValidator(90)])
-    longitude = models.FloatField(validators=[MinValueValidator(-180), MaxValueValidator(180)])
+    city = models.ForeignKey(City, verbose_name=_("city"), on_delete=models.PROTECT, related_name="cinemas")
+    name = models.CharField(verbose_name=_("name"), max_length=200)
+    address = models.CharField(verbose_name=_("address"), max_length=300)
+    postal_code = models.CharField(verbose_name=_("postal code"), max_length=20, db_index=True)
+    latitude = models.FloatField(verbose_name=_("latitude"), validators=[MinValueValidator(-90), MaxValueValidator(90)])
+    longitude = models.FloatField(
+        verbose_name=_("longitude"), validators=[MinValueValidator(-180), MaxValueValidator(180)]
+    )
     time_zone = models.CharField(
+        verbose_name=_("time zone"),
         max_length=64,
         validators=[validate_time_zone],
         help_text=_("IANA name, e.g. America/New_York: showtimes and 'today' are in this zone."),
@@ -58,12 +62,19 @@ class Cinema(models.Model):
     # Money: the prices of its shows are in its currency; bookings' price breakdown adds the fee per ticket and
     # the tax (included in the prices, as VAT and GST usually are, or added on top, as US sales tax is).
     currency = models.CharField(
-        max_length=3, default="USD", help_text=_("ISO 4217 code of its prices, e.g. USD, INR, GBP, EUR.")
+        verbose_name=_("currency"),
+        max_length=3,
+        default="USD",
+        help_text=_("ISO 4217 code of its prices, e.g. USD, INR, GBP, EUR."),
     )
     tax_name = models.CharField(
-        max_length=40, blank=True, help_text=_("As receipts name it, e.g. GST, VAT, Sales tax.")
+        verbose_name=_("tax name"),
+        max_length=40,
+        blank=True,
+        help_text=_("As receipts name it, e.g. GST, VAT, Sales tax."),
     )
     tax_rate = models.DecimalField(
+        verbose_name=_("tax rate"),
         max_digits=6,
         decimal_places=3,
         default=Decimal("0"),
@@ -71,9 +82,12 @@ class Cinema(models.Model):
         help_text=_("Percent, e.g. 18 for GST 18 %; 0: no tax line."),
     )
     tax_included = models.BooleanField(
-        default=True, help_text=_("Prices and fees include the tax (VAT, GST); unticked: it is added on top.")
+        verbose_name=_("tax included"),
+        default=True,
+        help_text=_("Prices and fees include the tax (VAT, GST); unticked: it is added on top."),
     )
     convenience_fee = models.DecimalField(
+        verbose_name=_("convenience fee"),
         max_digits=8,
         decimal_places=2,
         default=Decimal("0"),
@@ -82,25 +96,33 @@ class Cinema(models.Model):
     )
     # After the sale: until when, and how much of the money, a buyer gets back by cancelling their own booking.
     cancellation_cutoff_minutes = models.PositiveIntegerField(
-        default=120, help_text=_("Buyers may cancel their booking until this many minutes before the show.")
+        verbose_name=_("cancellation cutoff minutes"),
+        default=120,
+        help_text=_("Buyers may cancel their booking until this many minutes before the show."),
     )
     refund_policy = models.CharField(
+        verbose_name=_("refund policy"),
         max_length=16,
         choices=RefundPolicy.choices,
         default=RefundPolicy.FEE_KEPT,
         help_text=_("What a buyer who cancels gets back."),
     )
     refund_percent = models.PositiveSmallIntegerField(
+        verbose_name=_("refund percent"),
         default=100,
         validators=[MaxValueValidator(100)],
         help_text=_("With a partial refund: the percentage of the tickets' price given back."),
     )
     # Accessibility: companion seats go only with a wheelchair space until this long before the show.
     companion_release_minutes = models.PositiveIntegerField(
-        default=60, help_text=_("Companion seats still free this many minutes before the show are open to everyone.")
+        verbose_name=_("companion release minutes"),
+        default=60,
+        help_text=_("Companion seats still free this many minutes before the show are open to everyone."),
     )
 
     class Meta:
+        verbose_name = _("cinema")
+        verbose_name_plural = _("cinemas")
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["city", "name"], name="cinemas_cinema_unique_name_in_city"),
@@ -126,13 +148,15 @@ class Cinema(models.Model):
 
 
 class Hall(models.Model):
-    cinema = models.ForeignKey(Cinema, on_delete=models.PROTECT, related_name="halls")
-    name = models.CharField(max_length=100)
+    cinema = models.ForeignKey(Cinema, verbose_name=_("cinema"), on_delete=models.PROTECT, related_name="halls")
+    name = models.CharField(verbose_name=_("name"), max_length=100)
     # Seats per seat type, e.g. {"Regular": 180, "Premium": 40}: written only by build_seat_layout (the one
     # way seats are made), so listings can show availability per type without counting thousands of rows.
-    capacity = models.JSONField(default=dict, editable=False)
+    capacity = models.JSONField(verbose_name=_("capacity"), default=dict, editable=False)
 
     class Meta:
+        verbose_name = _("hall")
+        verbose_name_plural = _("halls")
         ordering = ["cinema", "name"]
         constraints = [
             models.UniqueConstraint(fields=["cinema", "name"], name="cinemas_hall_unique_name_in_cinema"),
@@ -161,16 +185,20 @@ OPEN_SEAT_TYPES = (SeatType.PREMIUM, SeatType.REGULAR)
 
 
 class Seat(models.Model):
-    hall = models.ForeignKey(Hall, on_delete=models.CASCADE, related_name="seats")
-    row_label = models.CharField(max_length=4)
-    number = models.PositiveSmallIntegerField()
-    seat_type = models.CharField(max_length=16, choices=SeatType.choices, default=SeatType.REGULAR)
+    hall = models.ForeignKey(Hall, verbose_name=_("hall"), on_delete=models.CASCADE, related_name="seats")
+    row_label = models.CharField(verbose_name=_("row label"), max_length=4)
+    number = models.PositiveSmallIntegerField(verbose_name=_("number"))
+    seat_type = models.CharField(
+        verbose_name=_("seat type"), max_length=16, choices=SeatType.choices, default=SeatType.REGULAR
+    )
     # Grid position for drawing: x counts columns from the left (aisles included), y rows from the screen.
-    x = models.PositiveSmallIntegerField()
-    y = models.PositiveSmallIntegerField()
+    x = models.PositiveSmallIntegerField(verbose_name=_("x"))
+    y = models.PositiveSmallIntegerField(verbose_name=_("y"))
 
     class Meta:
         # By id, not "hall": ordering by a relation would join and sort by the hall's own ordering.
+        verbose_name = _("seat")
+        verbose_name_plural = _("seats")
         ordering = ["hall_id", "y", "x"]
         constraints = [
             models.UniqueConstraint(fields=["hall", "row_label", "number"], name="cinemas_seat_unique_in_hall"),
@@ -182,22 +210,35 @@ class Seat(models.Model):
 
 
 class Movie(models.Model):
-    title = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
-    duration = models.PositiveSmallIntegerField(help_text=_("Running time in minutes."))
-    genre = models.CharField(max_length=50)
-    language = models.CharField(max_length=50)
-    release_date = models.DateField()
-    country = models.CharField(max_length=100)
+    title = models.CharField(verbose_name=_("title"), max_length=200)
+    description = models.TextField(verbose_name=_("description"), blank=True)
+    duration = models.PositiveSmallIntegerField(verbose_name=_("duration"), help_text=_("Running time in minutes."))
+    genre = models.CharField(verbose_name=_("genre"), max_length=50)
+    language = models.CharField(verbose_name=_("language"), max_length=50)
+    release_date = models.DateField(verbose_name=_("release date"))
+    country = models.CharField(verbose_name=_("country"), max_length=100)
     # The poster at the sizes the pages use (cinemas.posters.POSTER_SIZES), written only by upload_poster: files
     # under MEDIA_ROOT named by their content's hash, so they are served with a year's cache and never change.
     # Blank: the pages show a placeholder drawn from the title.
-    poster = models.ImageField(upload_to="posters/", blank=True, editable=False, help_text=_("480 px wide."))
-    poster_card = models.ImageField(upload_to="posters/", blank=True, editable=False, help_text=_("240 px wide."))
-    cast = models.CharField(max_length=300, blank=True, help_text=_("The leading actors, e.g. 'Ana Diaz, Raj Mehta'."))
-    trailer_url = models.URLField(blank=True, max_length=500, help_text=_("A link to the trailer (https://...)."))
+    poster = models.ImageField(
+        verbose_name=_("poster"), upload_to="posters/", blank=True, editable=False, help_text=_("480 px wide.")
+    )
+    poster_card = models.ImageField(
+        verbose_name=_("poster card"), upload_to="posters/", blank=True, editable=False, help_text=_("240 px wide.")
+    )
+    cast = models.CharField(
+        verbose_name=_("cast"),
+        max_length=300,
+        blank=True,
+        help_text=_("The leading actors, e.g. 'Ana Diaz, Raj Mehta'."),
+    )
+    trailer_url = models.URLField(
+        verbose_name=_("trailer URL"), blank=True, max_length=500, help_text=_("A link to the trailer (https://...).")
+    )
 
     class Meta:
+        verbose_name = _("movie")
+        verbose_name_plural = _("movies")
         ordering = ["title"]
         # Migration 0002 adds a trigram GIN index on title for SearchMovies' keyword filter and spelling
         # suggestions, on PostgreSQL only (the single-process SQLite demo has no trigrams).
@@ -244,11 +285,15 @@ def rating_belongs_to_country():
 class MovieCertificate(models.Model):
     """A movie's certificate in one country; a page shows the one of its cinema's country."""
 
-    movie = models.ForeignKey(Movie, on_delete=models.CASCADE, related_name="certificates")
-    country = models.CharField(max_length=100, choices=Country.choices)
-    rating = models.CharField(max_length=8, choices=[(rating, rating) for rating in RATING_CHOICES])
+    movie = models.ForeignKey(Movie, verbose_name=_("movie"), on_delete=models.CASCADE, related_name="certificates")
+    country = models.CharField(verbose_name=_("country"), max_length=100, choices=Country.choices)
+    rating = models.CharField(
+        verbose_name=_("rating"), max_length=8, choices=[(rating, rating) for rating in RATING_CHOICES]
+    )
 
     class Meta:
+        verbose_name = _("movie certificate")
+        verbose_name_plural = _("movie certificates")
         ordering = ["movie_id", "country"]
         constraints = [
             models.UniqueConstraint(fields=["movie", "country"], name="cinemas_moviecertificate_one_per_country"),
@@ -280,19 +325,28 @@ class ShowFormat(models.TextChoices):
 
 
 class Show(models.Model):
-    movie = models.ForeignKey(Movie, on_delete=models.PROTECT, related_name="shows")
-    hall = models.ForeignKey(Hall, on_delete=models.PROTECT, related_name="shows")
-    starts_at = models.DateTimeField()
-    ends_at = models.DateTimeField()
-    format = models.CharField(max_length=16, choices=ShowFormat.choices, default=ShowFormat.TWO_D)
-    audio_language = models.CharField(
-        max_length=50, blank=True, help_text=_("The language it is played in; blank: the movie's own language.")
+    movie = models.ForeignKey(Movie, verbose_name=_("movie"), on_delete=models.PROTECT, related_name="shows")
+    hall = models.ForeignKey(Hall, verbose_name=_("hall"), on_delete=models.PROTECT, related_name="shows")
+    starts_at = models.DateTimeField(verbose_name=_("starts at"))
+    ends_at = models.DateTimeField(verbose_name=_("ends at"))
+    format = models.CharField(
+        verbose_name=_("format"), max_length=16, choices=ShowFormat.choices, default=ShowFormat.TWO_D
     )
-    subtitles = models.CharField(max_length=50, blank=True, help_text=_("The subtitles' language; blank: none."))
+    audio_language = models.CharField(
+        verbose_name=_("audio language"),
+        max_length=50,
+        blank=True,
+        help_text=_("The language it is played in; blank: the movie's own language."),
+    )
+    subtitles = models.CharField(
+        verbose_name=_("subtitles"), max_length=50, blank=True, help_text=_("The subtitles' language; blank: none.")
+    )
 
     objects = ShowQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("show")
+        verbose_name_plural = _("shows")
         ordering = ["starts_at", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="cinemas_show_ends_after_start"),
@@ -340,11 +394,15 @@ class Show(models.Model):
 
 
 class ShowPrice(models.Model):
-    show = models.ForeignKey(Show, on_delete=models.CASCADE, related_name="prices")
-    seat_type = models.CharField(max_length=16, choices=SeatType.choices)
-    price = models.DecimalField(max_digits=8, decimal_places=2, validators=[MinValueValidator(Decimal("0"))])
+    show = models.ForeignKey(Show, verbose_name=_("show"), on_delete=models.CASCADE, related_name="prices")
+    seat_type = models.CharField(verbose_name=_("seat type"), max_length=16, choices=SeatType.choices)
+    price = models.DecimalField(
+        verbose_name=_("price"), max_digits=8, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
+    )
 
     class Meta:
+        verbose_name = _("show price")
+        verbose_name_plural = _("show prices")
         ordering = ["show_id", "seat_type"]
         constraints = [
             models.UniqueConstraint(fields=["show", "seat_type"], name="cinemas_showprice_unique_type"),
@@ -367,19 +425,26 @@ class MenuItem(models.Model):
     makes stock exact under concurrency: a take that would leave less than none fails, whoever raced it.
     """
 
-    cinema = models.ForeignKey(Cinema, on_delete=models.PROTECT, related_name="menu")
-    name = models.CharField(max_length=100)
-    description = models.CharField(max_length=200, blank=True)
+    cinema = models.ForeignKey(Cinema, verbose_name=_("cinema"), on_delete=models.PROTECT, related_name="menu")
+    name = models.CharField(verbose_name=_("name"), max_length=100)
+    description = models.CharField(verbose_name=_("description"), max_length=200, blank=True)
     price = models.DecimalField(
+        verbose_name=_("price"),
         max_digits=8,
         decimal_places=2,
         validators=[MinValueValidator(Decimal("0"))],
         help_text=_("In its cinema's currency."),
     )
-    stock = models.IntegerField(validators=[MinValueValidator(0)], help_text=_("How many are left to sell."))
-    on_sale = models.BooleanField(default=True, help_text=_("Unticked: no longer offered (its past orders stay)."))
+    stock = models.IntegerField(
+        verbose_name=_("stock"), validators=[MinValueValidator(0)], help_text=_("How many are left to sell.")
+    )
+    on_sale = models.BooleanField(
+        verbose_name=_("on sale"), default=True, help_text=_("Unticked: no longer offered (its past orders stay).")
+    )
 
     class Meta:
+        verbose_name = _("menu item")
+        verbose_name_plural = _("menu items")
         ordering = ["cinema_id", "name"]
         constraints = [
             models.UniqueConstraint(fields=["cinema", "name"], name="cinemas_menuitem_unique_name_in_cinema"),

@@ -3,6 +3,7 @@ import uuid
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from bookings.models import Reservation
 from cinemas.models import OPEN_SEAT_TYPES, Show
@@ -20,40 +21,54 @@ class Waiter(models.Model):
     """
 
     class Status(models.TextChoices):
-        WAITING = "Waiting"
-        SEATS_AVAILABLE = "Seats Available"
-        SHOW_FULL = "Show Full"
-        EXPIRED = "Expired"
-        CANCELLED = "Cancelled"
+        WAITING = "Waiting", pgettext_lazy("waiting status", "Waiting")
+        SEATS_AVAILABLE = "Seats Available", pgettext_lazy("waiting status", "Seats Available")
+        SHOW_FULL = "Show Full", pgettext_lazy("waiting status", "Show Full")
+        EXPIRED = "Expired", pgettext_lazy("waiting status", "Expired")
+        CANCELLED = "Cancelled", pgettext_lazy("waiting status", "Cancelled")
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    show = models.ForeignKey(Show, on_delete=models.PROTECT, related_name="+", db_index=False)
-    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    session_id = models.CharField(max_length=128)
+    id = models.UUIDField(verbose_name=_("ID"), primary_key=True, default=uuid.uuid4, editable=False)
+    show = models.ForeignKey(Show, verbose_name=_("show"), on_delete=models.PROTECT, related_name="+", db_index=False)
+    api_key = models.ForeignKey(
+        ApiKey, verbose_name=_("API key"), on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    session_id = models.CharField(verbose_name=_("session ID"), max_length=128)
     # The website's visitor's network address: served seats count toward its cap as the buyer's own holds do.
-    client_address = models.GenericIPAddressField(null=True, blank=True)
-    seats_wanted = models.PositiveSmallIntegerField()
+    client_address = models.GenericIPAddressField(verbose_name=_("client address"), null=True, blank=True)
+    seats_wanted = models.PositiveSmallIntegerField(verbose_name=_("seats wanted"))
     # The category asked for (one of the open seat types); blank: the cheapest that fits, as best available
     # gives when asked for none.
     seat_type = models.CharField(
+        verbose_name=_("seat type"),
         max_length=16,
         blank=True,
         default="",
         db_default="",
         choices=[(str(kind), str(kind)) for kind in OPEN_SEAT_TYPES],
-        help_text="The category asked for; blank: the cheapest that fits.",
+        help_text=_("The category asked for; blank: the cheapest that fits."),
     )
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
-    place = models.BigIntegerField(help_text=_("Order in the show's line: lower joined earlier."))
-    version = models.PositiveIntegerField(default=1)
-    joined_at = models.DateTimeField()
-    expires_at = models.DateTimeField(help_text=_("When it stops waiting if not served (joined + the maximum wait)."))
-    ended_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(verbose_name=_("status"), max_length=16, choices=Status.choices, default=Status.WAITING)
+    place = models.BigIntegerField(
+        verbose_name=_("place"), help_text=_("Order in the show's line: lower joined earlier.")
+    )
+    version = models.PositiveIntegerField(verbose_name=_("version"), default=1)
+    joined_at = models.DateTimeField(verbose_name=_("joined at"))
+    expires_at = models.DateTimeField(
+        verbose_name=_("expires at"), help_text=_("When it stops waiting if not served (joined + the maximum wait).")
+    )
+    ended_at = models.DateTimeField(verbose_name=_("ended at"), null=True, blank=True)
     reservation = models.OneToOneField(
-        Reservation, on_delete=models.PROTECT, null=True, blank=True, related_name="waiter"
+        Reservation,
+        verbose_name=_("reservation"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="waiter",
     )
 
     class Meta:
+        verbose_name = _("waiter")
+        verbose_name_plural = _("waiters")
         ordering = ["show", "place"]
         constraints = [
             models.UniqueConstraint(fields=["show", "place"], name="waiting_waiter_unique_place"),

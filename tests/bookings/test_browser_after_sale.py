@@ -140,7 +140,7 @@ def test_a_buyer_cancels_from_the_ticket_page_and_sees_the_refund(mailing_site, 
     page.get_by_role("link", name="Cancel this booking").click()
     expect(page.get_by_role("heading", name="Cancel your booking", level=1)).to_be_visible()
     expect(page.locator("#refund-terms")).to_contain_text("what you paid but the convenience fees")
-    expect(page.locator("#refund-amount")).to_have_text("$25.00")  # 28.00 paid (25.00 and two fees of 1.50) less the fees
+    expect(page.locator("#refund-amount")).to_have_text("$25.00")  # 28.00 paid less two fees of 1.50
     save_screenshot(page, "cancel-booking-phone")
     page.get_by_role("button", name="Cancel the booking").click()
 

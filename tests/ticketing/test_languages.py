@@ -358,6 +358,8 @@ def test_staff_whose_browser_asks_for_spanish_read_the_admin_in_spanish_our_own_
     assert "Sitio de administración" in cinemas and "a modificar" in cinemas  # Django's own words
     assert "Catálogo" in cinemas and "Catalog" not in cinemas  # the app's name
     assert re.search(r">\s*Ver\s*<", cinemas)  # our column header
+    assert "Seleccione cine a modificar" in cinemas and "Seleccione cinema" not in cinemas  # the model's name
+    assert re.search(r">\s*Zona horaria\s*<", cinemas)  # a field's column header
     assert f'?cinema__id__exact={cinema.pk}">Salas</a>' in cinemas  # our links to a cinema's halls and shows
     assert f'?hall__cinema__id__exact={cinema.pk}">Funciones</a>' in cinemas
 
@@ -367,6 +369,8 @@ def test_staff_whose_browser_asks_for_spanish_read_the_admin_in_spanish_our_own_
     assert "Código ISO 4217 de sus precios, p. ej., USD, INR, GBP, EUR." in change  # a model's help text
     assert "Con estos datos se calcula el precio de una reserva" in change  # a fieldset's description
     assert "Reembolso completo salvo el cargo por servicio" in change  # a choice's label
+    assert re.search(r">\s*Zona horaria:?\s*<", change) and "Time zone" not in change  # a field's label
+    assert re.search(r">\s*Cargo por servicio:?\s*<", change) and "Convenience fee" not in change
 
     _, hall = admin_page(admin_client, reverse("admin:cinemas_hall_change", args=[show.hall.pk]), **spanish)
     assert re.search(r">\s*Distribución de butacas\s*<", hall) and ">PANTALLA</text>" in hall  # the seat map
