@@ -32,7 +32,7 @@ def prepare_show(database_url, redis_url, *, key_cap=None, hall_seats=HALL_SEATS
     from django.db import transaction
 
     from cinemas.demo import hall_plan, ticket_prices
-    from cinemas.models import Seat
+    from cinemas.models import OPEN_SEAT_TYPES, Seat
     from cinemas.services import build_seat_layout, schedule_show
     from ticketing.models import ApiKey
     from ticketing.services import create_api_key
@@ -56,7 +56,10 @@ def prepare_show(database_url, redis_url, *, key_cap=None, hall_seats=HALL_SEATS
             )
         ApiKey.objects.filter(name=BENCH_KEY_NAME).update(held_seats_per_show=key_cap)
     rows = {}
-    for seat_id, y in Seat.objects.filter(hall=hall).order_by("y", "x").values_list("id", "y"):
+    # The seats any buyer may take: wheelchair spaces and companion seats go only to buyers who say they need
+    # them (bookings.services.holds.refuse_reserved_seats), which the benchmarks' buyers don't.
+    open_seats = Seat.objects.filter(hall=hall, seat_type__in=OPEN_SEAT_TYPES).order_by("y", "x")
+    for seat_id, y in open_seats.values_list("id", "y"):
         rows.setdefault(y, []).append(seat_id)
     return show.pk, show.movie_id, SeatingPlan(rows=list(rows.values()))
 
