@@ -57,7 +57,7 @@ def prepare_show(database_url, redis_url, *, key_cap=None, hall_seats=HALL_SEATS
         ApiKey.objects.filter(name=BENCH_KEY_NAME).update(held_seats_per_show=key_cap)
     rows = {}
     # The seats any buyer may take: wheelchair spaces and companion seats go only to buyers who say they need
-    # them (bookings.services.holds.refuse_reserved_seats), which the benchmarks' buyers don't.
+    # them (bookings_refuse_reserved_seats, in the hold functions), which the benchmarks' buyers don't.
     open_seats = Seat.objects.filter(hall=hall, seat_type__in=OPEN_SEAT_TYPES).order_by("y", "x")
     for seat_id, y in open_seats.values_list("id", "y"):
         rows.setdefault(y, []).append(seat_id)

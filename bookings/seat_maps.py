@@ -80,7 +80,7 @@ class ShowSeatSpots:
     """A show as best available picks from it: when it starts, and its seats (SeatSpot, with this show's price;
     seats of a type the show has no price for are left out). Only staff change either (the catalog).
     `companions_open_at`: from then on its companion seats go to anyone (the cinema's companion_release_minutes
-    before the start; bookings.services.holds.refuse_reserved_seats)."""
+    before the start, as the hold functions' bookings_refuse_reserved_seats decides): the map's script says so."""
 
     starts_at: datetime
     spots: list[SeatSpot]

@@ -151,7 +151,7 @@ def _seat_map_page(
         "categories": best_available_categories(grid.prices),
         "category": category,
         "accessible_confirmed": accessible_confirmed,
-        # From then on a companion seat needs no word (bookings.services.holds.refuse_reserved_seats).
+        # From then on a companion seat needs no word (bookings_refuse_reserved_seats).
         "companions_open": at >= show_seat_spots(show.pk, show=show).companions_open_at,
     }
     if refusal is not None and refusal.code in NOT_ENOUGH_OPEN_SEATS:

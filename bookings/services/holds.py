@@ -27,8 +27,8 @@ from bookings.notices import announce_freed_seats, announce_seat_changes
 from bookings.seat_maps import seat_spots, show_seat_spots, show_seat_spots_on_the_loop
 from bookings.seat_picking import pick_best_seats, single_gaps_left
 from bookings.services.errors import BookingError
-from cinemas.models import OPEN_SEAT_TYPES, SeatType, Show
-from ticketing.lean import on_a_thread, pooled_call
+from cinemas.models import OPEN_SEAT_TYPES, Show
+from ticketing.lean import pooled_call
 
 logger = logging.getLogger(__name__)
 
@@ -193,31 +193,6 @@ def _refuse_single_gaps(show, *, chosen, others_of, at):
         raise BookingError("single_seat_gap", seats=", ".join(labels[seat_id] for seat_id in stranded))
 
 
-def refuse_reserved_seats(seats, *, confirmed, at, seat_ids=None, seat_type=None):
-    """The rule for wheelchair spaces and companion seats, for every hold and change of seats (the website's,
-    the API's, best available of their type): BookingError("accessible_seat_needs_confirmation") when the hold
-    would have a wheelchair space, or a companion seat before `seats.companions_open_at`, and the buyer did not
-    confirm they need it (`confirmed`); BookingError("companion_seat_needs_wheelchair") when such a companion
-    seat comes without a wheelchair space in the same hold. From `companions_open_at` (the cinema's
-    companion_release_minutes before the show) companion seats are anyone's. `seats`: the show's ShowSeatSpots
-    (None, for no such show: nothing to check, the call refuses); `seat_ids` the whole hold's seats, or
-    `seat_type` best available's. Seat ids not of the show are left to the call (seat_not_in_hall). Reads and
-    locks nothing."""
-    if seats is None:
-        return
-    types = [seats.type_of.get(seat_id) for seat_id in seat_ids] if seat_ids is not None else [seat_type]
-    companions_kept = at < seats.companions_open_at
-    reserved = {
-        kind for kind in types if kind == SeatType.WHEELCHAIR or (kind == SeatType.COMPANION and companions_kept)
-    }
-    if not reserved:
-        return
-    if not confirmed:
-        raise BookingError("accessible_seat_needs_confirmation")
-    if SeatType.COMPANION in reserved and SeatType.WHEELCHAIR not in types:
-        raise BookingError("companion_seat_needs_wheelchair")
-
-
 # --- Holds ---------------------------------------------------------------------------------------------------
 
 
@@ -240,7 +215,7 @@ def hold_seats(
     and a taken seat, an aisle or the wall are refused with `single_seat_gap` (best available never does).
     The returned reservation's `seats_held` lists its seats (with `price`) in seat-map order, so callers
     needn't read them back. Wheelchair spaces and companion seats (chosen, or best available of their type)
-    need `accessible_confirmed`, the buyer's word that they need them (refuse_reserved_seats, before any call).
+    need `accessible_confirmed`, the buyer's word that they need them (bookings_refuse_reserved_seats, in the call).
     One call of bookings_hold_seats, which locks this buyer's advisory lock for the show (the session cap),
     the rows of any lapsed hold it takes seats from, and one stripe of the client's count until commit (the
     client cap: a stripe no other call holds, so the client's holds don't wait on each other, or one commit
@@ -254,8 +229,8 @@ def hold_seats(
     spaces and companion seats never are); `session_seat_cap`; `client_hold_cap` (429, with the seconds until
     the client's soonest hold lapses as `retry_after`) when the buyer's API key or address holds its cap of
     the show unpaid; `accessible_seat_needs_confirmation` or `companion_seat_needs_wheelchair`
-    (refuse_reserved_seats); or `seats_unavailable`, `retry` or `show_full` when the seats can't be had. The
-    statuses are ticketing.error_codes'. Nothing is written then. On commit: pushes the seats as
+    (bookings_refuse_reserved_seats, migration 0025); or `seats_unavailable`, `retry` or `show_full` when the
+    seats can't be had. The statuses are ticketing.error_codes'. Nothing is written then. On commit: pushes the seats as
     held (and those freed from lapsed holds as available).
     """
     at = at or timezone.now()
@@ -264,10 +239,7 @@ def hold_seats(
         return _hold_best_available(
             buyer, show_id, best_available, show=show, movie_id=movie_id, confirmed=accessible_confirmed, at=at
         )
-    refuse_reserved_seats(
-        show_seat_spots(show_id, show=show), seat_ids=seat_ids or [], confirmed=accessible_confirmed, at=at
-    )
-    call = _hold_call(buyer, show_id, seat_ids, movie_id=movie_id, at=at)
+    call = _hold_call(buyer, show_id, seat_ids, movie_id=movie_id, confirmed=accessible_confirmed, at=at)
     if not no_single_gaps:
         return _held(buyer, show_id, at, call_function(*call))
     with transaction.atomic(durable=True):
@@ -288,12 +260,8 @@ async def ahold_seats(
         return await _ahold_best_available(
             buyer, show_id, best_available, movie_id=movie_id, confirmed=accessible_confirmed, at=at
         )
-    refuse_reserved_seats(
-        await show_seat_spots_on_the_loop(show_id), seat_ids=seat_ids or [], confirmed=accessible_confirmed, at=at
-    )
-    return _held(
-        buyer, show_id, at, await acall_function(*_hold_call(buyer, show_id, seat_ids, movie_id=movie_id, at=at))
-    )
+    call = _hold_call(buyer, show_id, seat_ids, movie_id=movie_id, confirmed=accessible_confirmed, at=at)
+    return _held(buyer, show_id, at, await acall_function(*call))
 
 
 def hold_seats_for_waiter(*, buyer, show, count, at, seat_type=None, seats=None):
@@ -400,16 +368,14 @@ class _BestAvailableLooks:
     and not yet claimed (PICKS_IN_FLIGHT), unless that leaves none to pick; used as a context manager, so that
     its own pick stops counting once it is answered. A show that started, or a count no hold can have, is not
     picked for: the call alone answers with the refusal, as it does when no pick is possible. `seats` None (no
-    such show) raises BookingError("no_such_show") before any call, and a type kept for wheelchair users
-    without `confirmed` the refusals of refuse_reserved_seats."""
+    such show) raises BookingError("no_such_show") before any call; a type kept for wheelchair users is the
+    call's to refuse without `confirmed` (bookings_refuse_reserved_seats)."""
 
     def __init__(self, buyer, show_id, seats, best_available, *, at, check_line=True, movie_id=None, confirmed=False):
         if seats is None:
             raise BookingError("no_such_show")
-        if best_available.seat_type is not None:
-            refuse_reserved_seats(seats, seat_type=best_available.seat_type, confirmed=confirmed, at=at)
         self.buyer, self.show_id, self.seats, self.best = buyer, show_id, seats, best_available
-        self.check_line, self.movie_id, self.at = check_line, movie_id, at
+        self.check_line, self.movie_id, self.at, self.confirmed = check_line, movie_id, at, confirmed
         self.picking = seats.starts_at > at and 1 <= best_available.count <= settings.TICKETING_MAX_SEATS
         self.pick, self.looks = None, 0
 
@@ -437,6 +403,7 @@ class _BestAvailableLooks:
             best=self.best,
             check_line=self.check_line,
             movie_id=self.movie_id,
+            confirmed=self.confirmed,
             at=self.at,
         )
 
@@ -450,7 +417,7 @@ class _BestAvailableLooks:
         return refusal.code == "seats_unavailable" and self.pick is not None and self.looks < PICK_ATTEMPTS
 
 
-def _hold_call(buyer, show_id, seat_ids, *, at, count=None, best=None, check_line=True, movie_id=None):
+def _hold_call(buyer, show_id, seat_ids, *, at, count=None, best=None, check_line=True, movie_id=None, confirmed=False):
     """The call of bookings_hold_seats that makes this hold: `(function, *arguments)`."""
     return (
         "bookings_hold_seats",
@@ -470,6 +437,7 @@ def _hold_call(buyer, show_id, seat_ids, *, at, count=None, best=None, check_lin
         timedelta(seconds=settings.TICKETING_HOLD_SECONDS),
         timedelta(seconds=settings.TICKETING_HOLD_GRACE_SECONDS),
         at,
+        confirmed,
     )
 
 
@@ -497,11 +465,7 @@ def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, acces
     seats never does), or the three unavailable statuses. On commit: pushes newly held and released seats.
     """
     at = at or timezone.now()
-    own = Reservation.objects.filter(pk=reservation_id, api_key_id=buyer.api_key_id, session_id=buyer.session_id)
-    show_id = own.values_list("show_id", flat=True).first()
-    if show_id is not None:  # else the call refuses: not_found (another session's hold is never revealed)
-        refuse_reserved_seats(show_seat_spots(show_id), seat_ids=seat_ids, confirmed=accessible_confirmed, at=at)
-    call = _change_call(buyer, reservation_id, seat_ids, at=at)
+    call = _change_call(buyer, reservation_id, seat_ids, confirmed=accessible_confirmed, at=at)
     if not no_single_gaps:
         return _changed(buyer, reservation_id, call_function(*call))
     with transaction.atomic(durable=True):
@@ -512,22 +476,13 @@ def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, acces
 
 
 async def achange_seats(*, buyer, reservation_id, seat_ids, accessible_confirmed=False, at=None):
-    """change_seats on the lean path's async pool: the same function call, the same answer (the hold's show
-    read first, one round trip, for refuse_reserved_seats)."""
+    """change_seats on the lean path's async pool: the same function call, the same answer."""
     at = at or timezone.now()
-    described = await pooled_call("bookings_describe_reservation", [reservation_id])
-    if described and described[0]:
-        seats = await show_seat_spots_on_the_loop(described[0]["show"])
-        try:
-            refuse_reserved_seats(seats, seat_ids=seat_ids, confirmed=accessible_confirmed, at=at)
-        except BookingError:
-            # Only to the hold's own session: another's gets not_found, as from the call (rare: on a thread).
-            await on_a_thread(find_reservation)(buyer=buyer, reservation_id=reservation_id)
-            raise
-    return _changed(buyer, reservation_id, await acall_function(*_change_call(buyer, reservation_id, seat_ids, at=at)))
+    call = _change_call(buyer, reservation_id, seat_ids, confirmed=accessible_confirmed, at=at)
+    return _changed(buyer, reservation_id, await acall_function(*call))
 
 
-def _change_call(buyer, reservation_id, seat_ids, *, at):
+def _change_call(buyer, reservation_id, seat_ids, *, at, confirmed=False):
     return (
         "bookings_change_seats",
         reservation_id,
@@ -538,6 +493,7 @@ def _change_call(buyer, reservation_id, seat_ids, *, at):
         list(OPEN_SEAT_TYPES),
         settings.TICKETING_MAX_SEATS,
         at,
+        confirmed,
     )
 
 

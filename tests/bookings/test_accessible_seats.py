@@ -1,9 +1,9 @@
 """Wheelchair spaces and companion seats go only to buyers who say they need them (issue 18, point 5).
 
-One rule (bookings.services.holds.refuse_reserved_seats) for every hold and change, the website's, the API's
-(through Django and on the lean path) and best available of those types: a wheelchair space needs the buyer's
-confirmation; a companion seat needs it and a wheelchair space in the same hold, until the cinema's
-companion_release_minutes before the show, when free companion seats open to everyone.
+One rule (bookings_refuse_reserved_seats, in the hold functions: bookings migration 0025) for every hold and
+change, the website's, the API's (through Django and on the lean path) and best available of those types: a
+wheelchair space needs the buyer's confirmation; a companion seat needs it and a wheelchair space in the same
+hold, until the cinema's companion_release_minutes before the show, when free companion seats open to everyone.
 """
 
 from datetime import timedelta
@@ -247,3 +247,26 @@ def test_another_sessions_hold_is_never_revealed_by_the_rule_on_either_path(show
     for answer in (on_front, through_django):
         assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
     assert Reservation.objects.get().seat_labels() == ["C2"]
+
+
+def test_the_rule_is_the_hold_functions_own_and_a_refused_hold_is_one_statement(show):
+    """The database decides (bookings_refuse_reserved_seats): a hold written around the services is refused too,
+    and the service's refusal is the hold's one statement."""
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    with pytest.raises(Exception) as refusal, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT * FROM bookings_hold_seats(%s, NULL, NULL, 'direct', NULL, NULL, 1, %s, false, NULL, true, "
+            "ARRAY['Premium', 'Regular'], 10, interval '5 minutes', interval '5 seconds', now())",
+            [show.pk, labelled(show, "D1")],
+        )
+    assert "accessible_seat_needs_confirmation" in str(refusal.value)
+    wheelchair = labelled(show, "D1")
+    with CaptureQueriesContext(connection) as queries:
+        refused(
+            "accessible_seat_needs_confirmation",
+            lambda: hold_seats(buyer=BUYER, show=show, seat_ids=wheelchair),
+        )
+    statements = [query["sql"].split("(")[0] for query in queries if "SAVEPOINT" not in query["sql"]]
+    assert statements == ["SELECT * FROM bookings_hold_seats"]  # (in a test's transaction, in a savepoint)
