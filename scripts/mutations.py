@@ -32,10 +32,16 @@ HOLD_FUNCTIONS_NOW = "bookings/migrations/0011_hold_functions_planned_once.py"
 # The hold and the change of seats as 0012 redefined them (the client cap's count in stripes), with the cap's
 # trigger and check: mutations of those bodies go here.
 HOLD_AND_CHANGE = "bookings/migrations/0012_client_caps_in_stripes.py"
+# The hold and the change of seats as 0016 redefined them (each hold priced in its own call), which 0025 derives
+# its versions from: mutations of those bodies go here now; 0012 keeps the client cap's trigger and take.
+HOLD_PRICED = "bookings/migrations/0016_price_breakdown.py"
 # The take of a client's seats on a stripe as 0014 redefined it (a hold waits for one stripe, not all eight).
 CAP_TAKE = "bookings/migrations/0014_client_cap_waits_for_one_stripe.py"
 PAYMENTS = "bookings/services/payments.py"
+CANCELLATIONS = "bookings/services/cancellations.py"
 PAY_FUNCTIONS = "bookings/migrations/0010_pay_functions.py"
+# The start of a charge and its fulfilment as 0019 redefined them (gift cards pay first): mutations of those go here.
+PAY_WITH_GIFT_CARDS = "bookings/migrations/0019_gift_cards.py"
 TICKETS = "bookings/services/tickets.py"
 MAIL = "bookings/services/mail.py"
 WAITING = "waiting/services.py"
@@ -44,7 +50,7 @@ LINE_FUNCTION = "waiting/migrations/0005_line_is_open_planned_once.py"  # 0003 f
 SEARCH = "cinemas/search.py"
 SEAT_MAPS = "bookings/seat_maps.py"
 TAKEN_SEATS = "bookings/migrations/0013_taken_seats_function.py"
-HOLD_EXTENSION = "bookings/migrations/0016_hold_extension.py"
+HOLD_EXTENSION = "bookings/migrations/0020_hold_extension.py"
 CACHED_READS = "ticketing/cached_reads.py"
 CATALOG = "cinemas/services.py"
 CATALOG_ADMIN = "cinemas/admin.py"
@@ -81,8 +87,8 @@ MUTATIONS = [
     Mutation(
         "the picker's seats are kept across staff's price changes",
         SEAT_MAPS,
-        '"show-seat-spots", (CATALOG_GENERATION,)',
-        '"show-seat-spots", ()',
+        '"show-seat-spots-2", (CATALOG_GENERATION,)',
+        '"show-seat-spots-2", ()',
         _tests("bookings/test_seat_map_cache"),
     ),
     Mutation(
@@ -166,7 +172,7 @@ MUTATIONS = [
     ),
     Mutation(
         "fresh buyers skip the waiting line",
-        HOLD_AND_CHANGE,
+        HOLD_PRICED,
         "bookings_line_is_open(p_show)",
         "false",
         _tests("waiting/test_line"),
@@ -174,14 +180,14 @@ MUTATIONS = [
     ),
     Mutation(
         "no grace seconds after the countdown",
-        HOLD_AND_CHANGE,
+        HOLD_PRICED,
         "p_at + p_hold + p_grace",
         "p_at + p_hold",
         _tests("bookings/test_hold_clock"),
     ),
     Mutation(
         "session seat cap off by one (hold)",
-        HOLD_AND_CHANGE,
+        HOLD_PRICED,
         ">",
         ">=",
         _tests("bookings/test_reserve_seats", "bookings/test_hold_caps"),
@@ -189,7 +195,7 @@ MUTATIONS = [
     ),
     Mutation(
         "session seat cap ignores the buyer's other holds",
-        HOLD_AND_CHANGE,
+        HOLD_PRICED,
         "bookings_seats_of_buyer(p_show, p_api_key, p_session, p_at) + p_count",
         "p_count",
         _tests("bookings/test_reserve_seats", "bookings/test_hold_caps"),
@@ -203,7 +209,7 @@ MUTATIONS = [
     ),
     Mutation(
         "session seat cap off by one (change)",
-        HOLD_AND_CHANGE,
+        HOLD_PRICED,
         ">",
         ">=",
         _tests("bookings/test_change_and_cancel", "bookings/test_hold_caps"),
@@ -211,7 +217,7 @@ MUTATIONS = [
     ),
     Mutation(
         "session seat cap counts the changed hold's own seats",
-        HOLD_AND_CHANGE,
+        HOLD_PRICED,
         ", p_reservation) + v_count",
         ") + v_count",
         _tests("bookings/test_change_and_cancel", "bookings/test_hold_caps"),
@@ -240,7 +246,7 @@ MUTATIONS = [
     ),
     Mutation(
         "client cap counts the changed hold's own seats",
-        HOLD_AND_CHANGE,
+        HOLD_PRICED,
         "v_count - v_hold.capped_seats",
         "v_count",
         _tests("bookings/test_hold_caps"),
@@ -308,21 +314,21 @@ MUTATIONS = [
     ),
     Mutation(
         "a change may grow a hold past the waiting line",
-        HOLD_AND_CHANGE,
+        HOLD_PRICED,
         "v_count > cardinality(v_current)",
         "false",
         _tests("bookings/test_change_and_cancel", "waiting/test_line"),
     ),
     Mutation(
         "a same-size swap is refused while people wait",
-        HOLD_AND_CHANGE,
+        HOLD_PRICED,
         "v_count > cardinality(v_current)",
         "v_count >= cardinality(v_current)",
         _tests("bookings/test_change_and_cancel", "waiting/test_line"),
     ),
     Mutation(
         "a hold may be changed after the show started",
-        HOLD_AND_CHANGE,
+        HOLD_PRICED,
         "IF v_show.starts_at <= p_at THEN PERFORM bookings_refuse('show_started'); END IF;",
         "",
         _tests("bookings/test_change_and_cancel"),
@@ -330,7 +336,7 @@ MUTATIONS = [
     ),
     Mutation(
         "a lapsed hold may be changed",
-        HOLD_AND_CHANGE,
+        HOLD_PRICED,
         "OR (v_hold.status = 'Reserved' AND v_hold.held_until <= p_at)",
         "OR false",
         _tests("bookings/test_change_and_cancel", "bookings/test_hold_clock"),
@@ -358,7 +364,7 @@ MUTATIONS = [
     ),
     Mutation(
         "a show is on sale at its very start",
-        HOLD_AND_CHANGE,
+        HOLD_PRICED,
         "<=",
         "<",
         _tests("bookings/test_reserve_seats"),
@@ -366,14 +372,14 @@ MUTATIONS = [
     ),
     Mutation(
         "cancelling a lapsed hold says Cancelled",
-        HOLD_FUNCTIONS,
+        HOLD_PRICED,
         "CASE WHEN v_hold.held_until <= p_at THEN 'Expired' ELSE 'Cancelled' END",
         "'Cancelled'",
         _tests("bookings/test_change_and_cancel"),
     ),
     Mutation(
         "a buyer may cancel a booking",
-        HOLD_FUNCTIONS,
+        HOLD_PRICED,
         "IF v_hold.status = 'Booked' THEN PERFORM bookings_refuse('booked_not_cancellable'); END IF;",
         "",
         _tests("bookings/test_payments", "bookings/test_change_and_cancel"),
@@ -440,7 +446,7 @@ MUTATIONS = [
     ),
     Mutation(
         "another session's hold can be cancelled",
-        HOLD_FUNCTIONS,
+        HOLD_PRICED,
         " AND hold.session_id = p_session",
         "",
         _tests("bookings/test_change_and_cancel"),
@@ -523,7 +529,7 @@ MUTATIONS = [
     ),
     Mutation(
         "a lost hold is booked anyway when its charge lands",
-        PAY_FUNCTIONS,
+        PAY_WITH_GIFT_CARDS,
         "v_hold.status = 'Reserved'",
         "true",
         _tests("bookings/test_payments"),
@@ -531,28 +537,28 @@ MUTATIONS = [
     ),
     Mutation(
         "a charge fulfilled twice is recorded twice",
-        PAY_FUNCTIONS,
+        PAY_WITH_GIFT_CARDS,
         "v_charge.status <> 'succeeded'",
         "true",
         _tests("bookings/test_payments"),
     ),
     Mutation(
         "a second payment may start while one is at the provider",
-        PAY_FUNCTIONS,
+        PAY_WITH_GIFT_CARDS,
         "PERFORM bookings_refuse('payment_in_progress');",
         "NULL;",
         _tests("bookings/test_payments"),
     ),
     Mutation(
         "paying skips the check that the hold is still live",
-        PAY_FUNCTIONS,
+        PAY_WITH_GIFT_CARDS,
         "PERFORM bookings_refuse_unless_held(v_hold, p_at);",
         "",
         _tests("bookings/test_hold_clock", "bookings/test_payments"),
     ),
     Mutation(
         "a pending charge is looked up at once, not after the settle time",
-        PAY_FUNCTIONS,
+        PAY_WITH_GIFT_CARDS,
         " - p_settle_after",
         "",
         _tests("bookings/test_payments"),
@@ -568,15 +574,15 @@ MUTATIONS = [
     ),
     Mutation(
         "staff cancelling a booking refund nothing",
-        PAYMENTS,
-        "charge is not None",
+        CANCELLATIONS,
+        "to_card > 0",
         "False",
         _tests("bookings/test_change_and_cancel"),
-        at='if charge is not None: (refund_id,) = call_function("bookings_record_refund"',
+        at='if to_card > 0: (refund_id,) = call_function("bookings_record_refund"',
     ),
     Mutation(
         "staff may cancel a hold as a booking",
-        PAYMENTS,
+        CANCELLATIONS,
         "reservation.status != Reservation.Status.BOOKED",
         "False",
         _tests("bookings/test_change_and_cancel", "bookings/test_staff_admin"),
@@ -606,12 +612,12 @@ MUTATIONS = [
     ),
     Mutation(
         "staff cancel a booking inside a caller's transaction (not durable)",
-        PAYMENTS,
+        CANCELLATIONS,
         "durable=True",
         "",
         _tests("bookings/test_transactions"),
-        at="with transaction.atomic(durable=True): reservation = Reservation.objects.select_for_update()"
-        ".get(pk=reservation_id) if reservation.status != Reservation.Status.BOOKED",
+        at="with transaction.atomic(durable=True): reservation = _locked(reservation_id)"
+        " if reservation.status != Reservation.Status.BOOKED",
     ),
     # --- tickets -------------------------------------------------------------------------------------------
     Mutation(
@@ -664,18 +670,18 @@ MUTATIONS = [
     Mutation(
         "a head whose seats can't be held is passed over",
         WAITING,
-        "break",
-        "continue",
-        _tests("waiting/test_fairness"),
-        at="head_stopped = True  # the head can't be seated yet: nobody behind it goes first break",
+        "blocked |= usable",
+        "pass",
+        _tests("waiting/test_fairness", "waiting/test_categories"),
+        at="# The head can't be seated yet: nobody behind it goes first in its categories. blocked |= usable",
     ),
     Mutation(
         "a head that wants more than is free is passed over",
         WAITING,
-        "break",
-        "continue",
-        _tests("waiting/test_fairness"),
-        at="wake the line again once this transaction lets go of its lock. head_stopped = True break",
+        "blocked |= usable",
+        "pass",
+        _tests("waiting/test_fairness", "waiting/test_categories"),
+        at="wake the line again once this transaction lets go of its lock. blocked |= usable",
     ),
     Mutation(
         "the line is served from its tail",
@@ -707,6 +713,7 @@ MUTATIONS = [
         "free >= seats_wanted",
         "free > seats_wanted",
         _tests("waiting/test_line"),
+        at="if free >= seats_wanted and first_in_line:",
     ),
     Mutation(
         "joining behind a line is refused while seats are free",
@@ -726,9 +733,9 @@ MUTATIONS = [
     Mutation(
         "a waiter wanting exactly the unbooked seats gets Show Full",
         WAITING,
-        "seats_wanted__gt=not_booked",
-        "seats_wanted__gte=not_booked",
-        _tests("waiting/test_line"),
+        "seats_wanted__gt=servable.not_booked_for(seat_type)",
+        "seats_wanted__gte=servable.not_booked_for(seat_type)",
+        _tests("waiting/test_line", "waiting/test_categories"),
     ),
     Mutation(
         "a wait outlives its maximum by an instant",
