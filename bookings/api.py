@@ -23,6 +23,7 @@ from bookings.models import Reservation
 from bookings.providers import InvalidCard, parse_card
 from bookings.seat_maps import seat_map_json_on_the_loop, seats_generation, show_with_catalog
 from bookings.services.add_ons import pickup
+from bookings.services.prices import api_price_breakdown
 from cinemas.models import Show
 from cinemas.search import catalog_read, seat_type_statuses
 from cinemas.serializers import CinemaSerializer, MovieSerializer, price_range
@@ -60,7 +61,7 @@ def reservation_body(reservation, *, status_word=None, at=None):
         seats = reservation.seat_claims().values_list(
             "seat_id", "seat__row_label", "seat__number", "seat_type", "price"
         )
-    breakdown = services.price_breakdown(reservation)
+    breakdown = reservation.price_breakdown  # as stored: no PriceBreakdown is built on the hot path
     body = {
         "reservation_id": str(reservation.pk),
         "status": status_word or shown_status,
@@ -70,13 +71,13 @@ def reservation_body(reservation, *, status_word=None, at=None):
             for seat_id, row, number, seat_type, price in seats
         ],
         # The breakdown's total, with the currency's decimals (the stored amount is the same number).
-        "amount": breakdown.stored["total"] if breakdown else str(reservation.amount),
+        "amount": breakdown["total"] if breakdown else str(reservation.amount),
         "currency": reservation.currency,
         "created_at": reservation.created_at,
         "expires_at": reservation.expires_at,
     }
-    if breakdown is not None:
-        body["price_breakdown"] = breakdown.as_api()
+    if breakdown:
+        body["price_breakdown"] = api_price_breakdown(breakdown)
     if reservation.booking_code:
         body["booking_code"] = reservation.booking_code
     if shown_status == Reservation.Status.BOOKED:

@@ -88,10 +88,17 @@ class PriceBreakdown:
         return [CategoryLine(seat_type, count, price, price * count) for (seat_type, price), count in counts.items()]
 
     def as_api(self):
-        """API.md's price_breakdown: {"seats", "fees", "taxes", "discounts", "total", "currency"}, and the food and
-        drink ("add_ons": [{"id", "name", "quantity", "amount"}]) that bookings migration 0021 added."""
-        keys = ("seats", "fees", "taxes", "discounts", "total", "currency")
-        return {key: self.stored[key] for key in keys} | {"add_ons": self.stored.get("add_ons", [])}
+        return api_price_breakdown(self.stored)
+
+
+API_KEYS = ("seats", "fees", "taxes", "discounts", "total", "currency")
+
+
+def api_price_breakdown(stored):
+    """API.md's price_breakdown of a stored breakdown: {"seats", "fees", "taxes", "discounts", "total", "currency"},
+    and the food and drink ("add_ons": [{"id", "name", "quantity", "amount"}]) that bookings migration 0021 added.
+    Straight from the stored words, with no PriceBreakdown built: the API answers every hold with it."""
+    return {key: stored[key] for key in API_KEYS} | {"add_ons": stored.get("add_ons", [])}
 
 
 def breakdown_of(stored):
