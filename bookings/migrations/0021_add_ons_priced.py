@@ -14,6 +14,7 @@ A hold whose amount falls below what its gift cards paid (a promo code applied a
 off) gives the excess back to the cards at once (a trigger), so a card never pays more than the hold costs.
 """
 
+import re
 from importlib import import_module
 
 from django.db import migrations
@@ -80,6 +81,23 @@ BEGIN
 END $$;
 
 
+-- A stored breakdown priced again on `p_terms` (its own, with something changed): its seats at the prices they
+-- were held for. What every change of a hold's price but a change of seats goes through: promo codes
+-- (bookings_price_again, 0017's, now in its terms) and food and drink (below).
+CREATE OR REPLACE FUNCTION bookings_price_on_terms(p_breakdown jsonb, p_terms jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT bookings_price_breakdown(
+        (SELECT coalesce(jsonb_agg(jsonb_build_array(listed.seat -> 'id', NULL, NULL, listed.seat ->> 'type',
+                                                     listed.seat ->> 'price') ORDER BY listed.place), '[]')
+           FROM jsonb_array_elements(p_breakdown -> 'seats') WITH ORDINALITY listed (seat, place)),
+        p_terms)
+$$;
+
+CREATE OR REPLACE FUNCTION bookings_price_again(p_breakdown jsonb, p_discounts jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT bookings_price_on_terms(p_breakdown, jsonb_set(p_breakdown -> 'terms', '{discounts}', p_discounts))
+$$;
+
 -- Price a buyer's hold again with its food and drink as they are now (its ReservationAddOn rows), on the terms it
 -- was priced on, and store the breakdown and its total as the amount. The caller holds the reservation's lock
 -- (bookings.services.add_ons.choose_add_ons). Returns the new breakdown.
@@ -94,11 +112,7 @@ DECLARE
           FROM bookings_reservationaddon line JOIN cinemas_menuitem item ON item.id = line.menu_item_id
          WHERE line.reservation_id = p_reservation);
 BEGIN
-    v_breakdown := bookings_price_breakdown(
-        (SELECT coalesce(jsonb_agg(jsonb_build_array(listed.seat -> 'id', NULL, NULL, listed.seat ->> 'type',
-                                                     listed.seat ->> 'price') ORDER BY listed.place), '[]')
-           FROM jsonb_array_elements(v_breakdown -> 'seats') WITH ORDINALITY listed (seat, place)),
-        jsonb_set(v_breakdown -> 'terms', '{add_ons}', v_add_ons));
+    v_breakdown := bookings_price_on_terms(v_breakdown, jsonb_set(v_breakdown -> 'terms', '{add_ons}', v_add_ons));
     UPDATE bookings_reservation hold SET price_breakdown = v_breakdown, amount = (v_breakdown ->> 'total')::numeric
      WHERE hold.id = p_reservation;
     RETURN v_breakdown;
@@ -146,8 +160,13 @@ def create_functions(apps, schema_editor):
 def drop_functions(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(DROP_FUNCTIONS)
-        # 0016's rule, without food and drink.
+        # 0016's rule, without food and drink, and 0017's bookings_price_again, on its own.
         schema_editor.execute(import_module("bookings.migrations.0016_price_breakdown").FUNCTIONS)
+        promo_codes = import_module("bookings.migrations.0017_promo_codes").FUNCTIONS
+        schema_editor.execute(
+            re.search(r"CREATE OR REPLACE FUNCTION bookings_price_again\(.*?\$\$;", promo_codes, re.S).group()
+        )
+        schema_editor.execute("DROP FUNCTION bookings_price_on_terms(jsonb, jsonb)")
 
 
 class Migration(migrations.Migration):
