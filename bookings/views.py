@@ -350,6 +350,12 @@ def _refund_of(reservation):
     return reservation.payments.filter(kind=Payment.Kind.REFUND).order_by("created_at").first()
 
 
+def _refused_at_checkout(request, reservation, refusal, **context):
+    """Checkout again, saying why: the hold as it is now, with the status the error table gives the refusal."""
+    reservation.refresh_from_db()
+    return _hold_page(request, reservation, refusal=refusal, status=site_status(refusal.code), **context)
+
+
 def _amount_due(reservation):
     """What the card pays: the hold's amount less what gift cards pay of it."""
     return reservation.amount - reservation.gift_cards_paid
@@ -434,8 +440,7 @@ def add_ons(request, reservation_id):
     try:
         choose_add_ons(buyer=session_buyer(request), reservation_id=reservation.pk, quantities=quantities)
     except BookingError as refusal:
-        reservation.refresh_from_db()
-        return _hold_page(request, reservation, refusal=refusal, status=site_status(refusal.code))
+        return _refused_at_checkout(request, reservation, refusal)
     return redirect("hold", reservation_id=reservation.pk)
 
 
@@ -447,8 +452,7 @@ def gift_card(request, reservation_id):
     try:
         redeem_gift_card(buyer=session_buyer(request), reservation_id=reservation.pk, code=request.POST.get("code", ""))
     except BookingError as refusal:
-        reservation.refresh_from_db()
-        return _hold_page(request, reservation, refusal=refusal, status=site_status(refusal.code))
+        return _refused_at_checkout(request, reservation, refusal)
     return redirect("hold", reservation_id=reservation.pk)
 
 
@@ -475,9 +479,7 @@ def pay(request, reservation_id):
     except BookingError as refusal:
         if refusal.code == "already_booked":
             return redirect("ticket", reservation_id=reservation.pk)
-        reservation.refresh_from_db()
-        status = site_status(refusal.code)
-        return _hold_page(request, reservation, form=form, refusal=refusal, status=status)
+        return _refused_at_checkout(request, reservation, refusal, form=form)
     email_ticket(buyer=buyer, reservation_id=reservation.pk, address=form.cleaned_data["email"])
     return redirect("ticket", reservation_id=reservation.pk)
 
@@ -550,8 +552,7 @@ def extend(request, reservation_id):
         extend_hold(buyer=session_buyer(request), reservation_id=reservation.pk)
     except BookingError as refusal:
         if refusal.code not in ("hold_expired", "hold_cancelled", "already_booked"):
-            reservation.refresh_from_db()
-            return _hold_page(request, reservation, refusal=refusal, status=site_status(refusal.code))
+            return _refused_at_checkout(request, reservation, refusal)
     return redirect("hold", reservation_id=reservation.pk)
 
 
