@@ -22,8 +22,8 @@ from bookings.availability import seat_counts
 from bookings.models import Reservation
 from bookings.providers import InvalidCard, parse_card
 from bookings.seat_maps import seat_map_json_on_the_loop, seats_generation, show_with_catalog
+from bookings.serializers import reservation_body
 from bookings.services.add_ons import pickup
-from bookings.services.prices import api_price_breakdown
 from cinemas.models import Show
 from cinemas.search import catalog_read, seat_type_statuses
 from cinemas.serializers import CinemaSerializer, MovieSerializer, price_range
@@ -49,40 +49,6 @@ class BookingApiView(APIView):
         if isinstance(exc, services.BookingError):
             exc = api_error(exc)
         return super().handle_exception(exc)
-
-
-def reservation_body(reservation, *, status_word=None, at=None):
-    at = at or timezone.now()
-    shown_status = reservation.status_at(at)
-    held = getattr(reservation, "seats_held", None)  # set by the services that just claimed them
-    if held is not None:
-        seats = [(seat.pk, seat.row_label, seat.number, seat.seat_type, seat.price) for seat in held]
-    else:
-        seats = reservation.seat_claims().values_list(
-            "seat_id", "seat__row_label", "seat__number", "seat_type", "price"
-        )
-    breakdown = reservation.price_breakdown  # as stored: no PriceBreakdown is built on the hot path
-    body = {
-        "reservation_id": str(reservation.pk),
-        "status": status_word or shown_status,
-        "show_id": reservation.show_id,
-        "seats": [
-            {"id": seat_id, "row": row, "number": number, "type": seat_type, "price": str(price)}
-            for seat_id, row, number, seat_type, price in seats
-        ],
-        # The breakdown's total, with the currency's decimals (the stored amount is the same number).
-        "amount": breakdown["total"] if breakdown else str(reservation.amount),
-        "currency": reservation.currency,
-        "created_at": reservation.created_at,
-        "expires_at": reservation.expires_at,
-    }
-    if breakdown:
-        body["price_breakdown"] = api_price_breakdown(breakdown)
-    if reservation.booking_code:
-        body["booking_code"] = reservation.booking_code
-    if shown_status == Reservation.Status.BOOKED:
-        body["ticket"] = services.ticket_token(reservation)
-    return json.loads(json.dumps(body, default=lambda value: value.isoformat().replace("+00:00", "Z")))
 
 
 RESERVATION_RESPONSES = {

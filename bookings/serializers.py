@@ -1,8 +1,15 @@
 """Shapes of the reservations API (API.md "Reservations"): input checked for shape only, JSON out."""
 
+import json
+
 from django.conf import settings
+from django.utils import timezone
 from rest_framework import serializers
 
+from bookings.models import Reservation
+from bookings.services.payments import reservation_of
+from bookings.services.prices import api_price_breakdown
+from bookings.services.tickets import ticket_token
 from cinemas.models import SeatType
 from cinemas.serializers import CinemaSerializer, MovieSerializer, PriceRangeSerializer, SeatTypeStatusSerializer
 from ticketing.parameters import StrictParameters, session_id_field
@@ -269,3 +276,54 @@ class SeatMapSerializer(serializers.Serializer):
     seats = SeatMapSeatSerializer(many=True)
     counts = SeatCountsSerializer()
     currency = serializers.CharField(help_text="ISO 4217 code of the prices: the show's cinema's.")
+
+
+# --- JSON out, built by hand on the hot path -------------------------------------------------------------------
+
+
+def reservation_body(reservation, *, status_word=None, at=None):
+    """A reservation as the API shows it (ReservationSerializer's fields): every answer about one, and the data of
+    the webhooks about a booking (reservation_event_data)."""
+    at = at or timezone.now()
+    shown_status = reservation.status_at(at)
+    held = getattr(reservation, "seats_held", None)  # set by the services that just claimed them
+    if held is not None:
+        seats = [(seat.pk, seat.row_label, seat.number, seat.seat_type, seat.price) for seat in held]
+    else:
+        seats = reservation.seat_claims().values_list(
+            "seat_id", "seat__row_label", "seat__number", "seat_type", "price"
+        )
+    breakdown = reservation.price_breakdown  # as stored: no PriceBreakdown is built on the hot path
+    body = {
+        "reservation_id": str(reservation.pk),
+        "status": status_word or shown_status,
+        "show_id": reservation.show_id,
+        "seats": [
+            {"id": seat_id, "row": row, "number": number, "type": seat_type, "price": str(price)}
+            for seat_id, row, number, seat_type, price in seats
+        ],
+        # The breakdown's total, with the currency's decimals (the stored amount is the same number).
+        "amount": breakdown["total"] if breakdown else str(reservation.amount),
+        "currency": reservation.currency,
+        "created_at": reservation.created_at,
+        "expires_at": reservation.expires_at,
+    }
+    if breakdown:
+        body["price_breakdown"] = api_price_breakdown(breakdown)
+    if reservation.booking_code:
+        body["booking_code"] = reservation.booking_code
+    if shown_status == Reservation.Status.BOOKED:
+        body["ticket"] = ticket_token(reservation)
+    return json.loads(json.dumps(body, default=lambda value: value.isoformat().replace("+00:00", "Z")))
+
+
+def reservation_event_data(source):
+    """The `data` of a webhook about a booking (bookings migration 0026): the reservation as the API shows it, as
+    it was when the event happened (`source["reservation"]`, bookings_describe_reservation's), and for
+    booking.refunded the refund (`source["refund"]`, RefundSerializer's fields)."""
+    described = source["reservation"]
+    data = reservation_body(reservation_of(described))
+    if "refund" in source:
+        refund = source["refund"]
+        data["refund"] = {"amount": refund["amount"], "currency": refund["currency"], "status": refund["status"]}
+    return data

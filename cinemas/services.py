@@ -23,6 +23,8 @@ from django.utils.translation import gettext
 from cinemas.models import STOCK_CHECK, Hall, MenuItem, Movie, Seat, SeatType, Show, ShowFormat, ShowPrice
 from cinemas.posters import POSTER_SIZES, read_upload, render_poster, store_rendition
 from ticketing.cached_reads import changed_after_commit
+from ticketing.models import WebhookEvent
+from ticketing.webhooks import record_webhook_event
 
 PLAN_SEAT_TYPES = {
     "R": SeatType.REGULAR,
@@ -246,15 +248,34 @@ def reschedule_show(
 ):
     """Change a show's movie, hall, times, prices, format or languages, with the same checks as schedule_show.
 
-    Locks the show row. On commit, the cached catalog (and the show's seat map, which shows its prices) is
-    dropped.
+    Locks the show row. When its movie, hall, times or format change, every partner's endpoint that asked for
+    show.changed is owed one, in this transaction (ticketing.webhooks). On commit, the cached catalog (and the
+    show's seat map, which shows its prices) is dropped.
     """
     show = Show.objects.select_for_update().get(pk=show.pk)
+    before = _partners_see(show)
     show.movie, show.hall, show.starts_at = movie, hall, starts_at
     show.format, show.audio_language, show.subtitles = format, audio_language, subtitles
     show.ends_at = ends_at or default_show_end(movie=movie, starts_at=starts_at)
     _check_show(show=show, prices=prices)
-    return _save_show(show=show, prices=prices)
+    _save_show(show=show, prices=prices)
+    if _partners_see(show) != before:
+        record_webhook_event(api_key_id=None, event_type=WebhookEvent.SHOW_CHANGED, data=_partners_see(show))
+    return show
+
+
+def _partners_see(show):
+    """What show.changed tells partners of a show (and what must change for them to hear of it)."""
+    return {
+        "show_id": show.pk,
+        "movie_id": show.movie_id,
+        "hall": show.hall.name,
+        "hall_id": show.hall_id,
+        "cinema_id": show.hall.cinema_id,
+        "start_time": show.starts_at.isoformat().replace("+00:00", "Z"),
+        "end_time": show.ends_at.isoformat().replace("+00:00", "Z"),
+        "format": show.format,
+    }
 
 
 # --- Posters ----------------------------------------------------------------------------------------------------

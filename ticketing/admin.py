@@ -1,12 +1,16 @@
+import uuid
+
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from ticketing.admin_base import ModelAdmin
-from ticketing.models import ApiKey
+from ticketing.admin_base import ModelAdmin, ReadOnly
+from ticketing.models import ApiKey, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from ticketing.services import create_api_key, revoke_api_key
+from ticketing.webhooks import WebhookError, register_webhook_endpoint, send_webhook_again
 
 
 @admin.register(ApiKey)
@@ -61,3 +65,110 @@ class ApiKeyAdmin(ModelAdmin):
             revoke_api_key(api_key=api_key)
         count = len(api_keys)
         self.message_user(request, ngettext("Revoked %d key.", "Revoked %d keys.", count) % count, messages.SUCCESS)
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    events = forms.MultipleChoiceField(
+        label=_("Events"), choices=WebhookEvent.choices, widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["api_key", "url", "events", "is_active"]
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(ModelAdmin):
+    """Partners' webhook endpoints: where their events go (docs/webhooks.md). Partners register their own through
+    the API; staff may add one for them, pause one or change what it hears."""
+
+    form = WebhookEndpointForm
+    list_display = ["url", "api_key", "events", "is_active", "created_at"]
+    list_filter = ["is_active"]
+    list_select_related = ["api_key"]
+    search_fields = ["url", "api_key__name"]
+    autocomplete_fields = ["api_key"]
+    readonly_fields = ["secret", "created_at"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["api_key", "url", "events", "is_active"]
+        return ["api_key", "url", "events", "is_active", "secret", "created_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The key an endpoint belongs to is who its events are about: it never moves to another.
+        return [*self.readonly_fields, "api_key"] if obj is not None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=["url", "events", "is_active"])
+            return
+        endpoint = register_webhook_endpoint(
+            api_key=obj.api_key, url=obj.url, events=obj.events, is_active=obj.is_active
+        )
+        # The admin goes on to log and redirect to obj, so it must be the endpoint the service saved.
+        obj.pk, obj.secret, obj.created_at = endpoint.pk, endpoint.secret, endpoint.created_at
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnly, ModelAdmin):
+    """Every event owed to a partner's endpoint and how its delivery went, with the endpoint's last answer; a
+    failed one waits here for staff to send it again (the same event id: the partner dedupes)."""
+
+    list_display = [
+        "created_at",
+        "event_type",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "delivered_at",
+    ]
+    list_filter = ["status", "event_type"]
+    list_select_related = ["endpoint"]
+    # Searched by get_search_results below; listed so the admin shows its search box.
+    search_fields = ["event_id", "endpoint__url"]
+    search_help_text = _("An event id (the Webhook-Id the partner saw), or part of an endpoint's URL.")
+    show_full_result_count = False
+    actions = ["send_again"]
+    fields = [
+        "event_id",
+        "event_type",
+        "endpoint",
+        "status",
+        "attempts",
+        "created_at",
+        "last_attempt_at",
+        "next_attempt_at",
+        "delivered_at",
+        "last_status_code",
+        "last_response",
+        "last_error",
+        "payload",
+    ]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            return queryset.filter(event_id=uuid.UUID(term)), False
+        except ValueError:  # not an id: part of a URL
+            return queryset.filter(endpoint__url__icontains=term), False
+
+    def has_resend_permission(self, request, obj=None):
+        # Sending again is the one change staff make to a delivery, so Django's change permission grants it.
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(description=_("Send again"), permissions=["resend"])
+    def send_again(self, request, queryset):
+        for delivery in queryset:
+            try:
+                send_webhook_again(delivery_id=delivery.pk)
+            except WebhookError as refusal:
+                self.message_user(request, f"{delivery}: {refusal.message}", messages.WARNING)
+            else:
+                # Translators: %(event)s is a webhook's event type (e.g. booking.created), %(url)s where it goes.
+                queued = gettext("%(event)s to %(url)s queued again.")
+                self.message_user(request, queued % {"event": delivery.event_type, "url": delivery.endpoint.url})

@@ -8,6 +8,8 @@ class TicketingConfig(AppConfig):
     verbose_name = _("Partners and API keys")
 
     def ready(self):
+        # Celery only discovers tasks inside a worker; web processes send them by name, so they register here.
+        from ticketing import tasks  # noqa: F401
         from ticketing.faults import check_no_crash_points
 
         checks.register(check_no_crash_points, checks.Tags.security, deploy=True)

@@ -164,6 +164,7 @@ ERROR_CODES = {
     "ticket_other_day": ErrorCode(400, _("This ticket is for another day: {starts_at}. Today is {today}.")),
     "ticket_too_early": ErrorCode(400, _("Too early: this show starts at {starts_at}; its doors open at {opens_at}.")),
     "mail_queued": ErrorCode(400, _("This mail is already queued; it goes out with its next attempt.")),
+    "webhook_queued": ErrorCode(400, _("This webhook is already queued; it goes out with its next attempt.")),
     # The waiting line
     "seats_available": ErrorCode(409, _("Enough seats are free now: hold them instead of waiting.")),
     "bad_count": ErrorCode(400, _("Wait for between 1 and {max_seats} seats.")),

@@ -275,6 +275,15 @@ TICKETING_DEFAULT_API_RATE = env_int("TICKETING_DEFAULT_API_RATE", 600, minimum=
 # a new quota in the admin takes effect at once in the process that did it and within this time elsewhere.
 TICKETING_API_KEY_CACHE_SECONDS = env_int("TICKETING_API_KEY_CACHE_SECONDS", 5, minimum=0)
 
+# Partners' webhooks (ticketing.webhooks, docs/webhooks.md): each attempt may take this long to connect and again
+# to answer; a failed one is retried after TICKETING_WEBHOOK_RETRY_SECONDS, doubling each time (plus up to a
+# quarter at random), up to TICKETING_WEBHOOK_MAX_ATTEMPTS in all (about 17 hours with the defaults); then it is
+# marked failed for staff to see and send again. Beat's sweep looks for due deliveries this often.
+TICKETING_WEBHOOK_TIMEOUT_SECONDS = env_int("TICKETING_WEBHOOK_TIMEOUT_SECONDS", 5, minimum=1)
+TICKETING_WEBHOOK_RETRY_SECONDS = env_int("TICKETING_WEBHOOK_RETRY_SECONDS", 30, minimum=1)
+TICKETING_WEBHOOK_MAX_ATTEMPTS = env_int("TICKETING_WEBHOOK_MAX_ATTEMPTS", 12, minimum=1)
+TICKETING_WEBHOOK_SWEEP_SECONDS = env_int("TICKETING_WEBHOOK_SWEEP_SECONDS", 2, minimum=1)
+
 # The clocks. A tick missed while beat or the workers are down is not replayed, and needn't be: each run
 # works from what the database says now. `expires` drops ticks that queued up behind a stopped worker.
 # The single-process demo has no worker or beat: its web process runs the same schedule in a thread.
@@ -289,6 +298,12 @@ CELERY_BEAT_SCHEDULE = {
     "tend-waiting-lines": {"task": "waiting.tend_waiting_lines", "schedule": 2.0, "options": {"expires": 10}},
     # Mail whose task never ran (a process died before queueing it, the broker lost it) is queued again.
     "requeue-overdue-mail": {"task": "bookings.requeue_overdue_mail", "schedule": 60.0, "options": {"expires": 60}},
+    # Partners' webhooks that are due: recorded by the database, waiting for a retry, or whose task was lost.
+    "dispatch-due-webhooks": {
+        "task": "ticketing.dispatch_due_webhooks",
+        "schedule": float(TICKETING_WEBHOOK_SWEEP_SECONDS),
+        "options": {"expires": 2 * TICKETING_WEBHOOK_SWEEP_SECONDS},
+    },
 }
 
 # --- Internationalisation: UTC in the database, each cinema shows its own local time ------------------
@@ -450,8 +465,14 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Movie ticketing API",
-    "DESCRIPTION": "The public API for partners: catalog, SearchMovies, reservations and the waiting line.",
+    "DESCRIPTION": "The public API for partners: catalog, SearchMovies, reservations, the waiting line and webhooks.",
     "VERSION": "1.0.0",
+    # 3.1 for its `webhooks`: the events a partner's endpoints receive and how they are signed (ticketing.openapi).
+    "OAS_VERSION": "3.1.0",
+    "WEBHOOKS": [
+        f"ticketing.openapi.{name}"
+        for name in ("BOOKING_CREATED", "BOOKING_CANCELLED", "BOOKING_REFUNDED", "SHOW_CHANGED", "WAITER_SERVED")
+    ],
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
@@ -478,5 +499,7 @@ LOGGING = {
         "celery.beat": {"level": "WARNING"},
         "celery.worker.strategy": {"filters": ["quiet_clock_tasks"]},
         "celery.app.trace": {"filters": ["quiet_clock_tasks"]},
+        # A line per webhook POST would bury the rest; each attempt's answer is on its row (ticketing.webhooks).
+        "httpx": {"level": "WARNING"},
     },
 }

@@ -17,6 +17,7 @@ api_v1 = [
     path("", include("cinemas.urls_api")),
     path("", include("bookings.urls_api")),
     path("", include("waiting.urls_api")),
+    path("", include("ticketing.urls_api")),
 ]
 
 urlpatterns = [

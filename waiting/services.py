@@ -26,6 +26,8 @@ from ticketing.buyers import Buyer
 from ticketing.db import lock_until_commit
 from ticketing.error_codes import error_message
 from ticketing.lean import pooled_rows
+from ticketing.models import WebhookEvent
+from ticketing.webhooks import record_webhook_event
 from waiting.models import Waiter
 from waiting.wake_ups import line_is_open, wake_waiting_line
 
@@ -315,8 +317,8 @@ def serve_waiting_line(*, show_id, at=None):
     take the same seats: a head waiting for Premium lets a waiter behind it who asked for Regular, or for the
     cheapest that fits, be seated in Regular (within the batch; the next wake-up reads the line again).
     Each batch's holds start when the batch runs (or all at `at`, when given). Idempotent and
-    safe from several workers and web processes at once. On each commit: notifies every waiter whose status
-    or position changed.
+    safe from several workers and web processes at once. A partner's waiter served is owed waiter.served in the
+    same transaction (ticketing.webhooks). On each commit: notifies every waiter whose status or position changed.
     """
     served = 0
     seats = show_seat_spots(show_id)  # outside the batches' transactions: from the process's cache
@@ -398,9 +400,28 @@ def _serve_batch(show_id, at, seats):
                     continue
                 _leave_line([waiter], Waiter.Status.SEATS_AVAILABLE, at, reservation=reservation)
                 _notify_waiter(waiter, notices)
+                if waiter.api_key_id is not None:  # a partner's waiter: its endpoints hear of it
+                    _owe_served_webhook(waiter, reservation, at)
                 servable.served(reservation)
                 seated += 1
         return seated, head_stopped
+
+
+def _owe_served_webhook(waiter, reservation, at):
+    """waiter.served, in the serving transaction (ticketing.webhooks): the waiter as its body shows it."""
+    record_webhook_event(
+        api_key_id=waiter.api_key_id,
+        event_type=WebhookEvent.WAITER_SERVED,
+        data={
+            "waiter_id": str(waiter.pk),
+            "show_id": waiter.show_id,
+            "session_id": waiter.session_id,
+            "status": str(Waiter.Status.SEATS_AVAILABLE),
+            "seats_wanted": waiter.seats_wanted,
+            "reservation_id": str(reservation.pk),
+        },
+        at=at,
+    )
 
 
 def tend_waiting_lines(*, at=None):

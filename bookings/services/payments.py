@@ -184,7 +184,7 @@ def _starting(buyer, reservation_id, card, at, resuming):
             ),
         )
         if booked is not None:
-            return None, _reservation_of(booked)
+            return None, reservation_of(booked)
         if unsettled is None:
             return _payment(payment_id, reservation_id, amount=amount, currency=currency), None
         # Asked with no lock taken: the provider is never called while a row is locked.
@@ -263,7 +263,7 @@ def _fulfilling(payment_id, provider_reference, at):
         except BookingError as refusal:
             if refusal.code != "booking_code_taken" or draw == BOOKING_CODE_DRAWS:
                 raise
-    reservation = _reservation_of(described)
+    reservation = reservation_of(described)
     if booked:
         announce_seat_changes(reservation.show_id, version, [(seat_id, "booked") for seat_id in booked])
     if refund is not None:
@@ -271,7 +271,7 @@ def _fulfilling(payment_id, provider_reference, at):
     return reservation
 
 
-def _reservation_of(described):
+def reservation_of(described):
     """The Reservation bookings_describe_reservation described, as an answer shows it, without reading it back."""
 
     def moment(text):
