@@ -38,7 +38,7 @@ from bookings.models import (
 from bookings.services import BookingError, cancel_booking, price_breakdown, resend_mail
 from bookings.services.gift_cards import issue_gift_card
 from bookings.ticket_codes import InvalidTicket, normalize_booking_code
-from ticketing.admin_base import ChosenOnlyFilter, ModelAdmin, ReadOnly
+from ticketing.admin_base import ChosenOnlyFilter, ModelAdmin, ReadOnly, SendAgain
 from ticketing.error_codes import error_message
 
 # 8 hex digits is the short id the reservation list shows; fewer would match too much to be a search.
@@ -300,7 +300,7 @@ class PaymentAdmin(ReadOnly, ModelAdmin):
 
 
 @admin.register(OutgoingMail)
-class OutgoingMailAdmin(ReadOnly, ModelAdmin):
+class OutgoingMailAdmin(SendAgain, ReadOnly, ModelAdmin):
     """Every mail to a buyer and how its sending went; a failed one waits here for staff to send it again."""
 
     list_display = ["created_at", "kind", "address", "booking", "status", "attempts", "last_error", "sent_at"]
@@ -310,7 +310,6 @@ class OutgoingMailAdmin(ReadOnly, ModelAdmin):
     search_fields = ["address", "reservation__booking_code", "reservation__id"]
     search_help_text = _("An address, a booking code, or a reservation id or its first 8 characters.")
     show_full_result_count = False
-    actions = ["send_again"]
     fields = [
         "reservation",
         "kind",
@@ -333,21 +332,15 @@ class OutgoingMailAdmin(ReadOnly, ModelAdmin):
             booking_code="reservation__booking_code",
         )
 
-    def has_resend_permission(self, request, obj=None):
-        # Sending again is the one change staff make to a mail, so Django's change permission grants it.
-        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+    refusals = (BookingError,)
 
-    @admin.action(description=_("Send again"), permissions=["resend"])
-    def send_again(self, request, queryset):
-        for mail in queryset:
-            try:
-                resend_mail(mail_id=mail.pk)
-            except BookingError as refusal:
-                self.message_user(request, f"{mail}: {refusal.message}", messages.WARNING)
-            else:
-                # Translators: %(kind)s is a kind of mail (e.g. "Ticket"), %(address)s where it goes.
-                queued = gettext("%(kind)s to %(address)s queued again.")
-                self.message_user(request, queued % {"kind": mail.get_kind_display(), "address": mail.address})
+    def send_again_one(self, mail):
+        resend_mail(mail_id=mail.pk)
+
+    def queued_again(self, mail):
+        # Translators: %(kind)s is a kind of mail (e.g. "Ticket"), %(address)s where it goes.
+        queued = gettext("%(kind)s to %(address)s queued again.")
+        return queued % {"kind": mail.get_kind_display(), "address": mail.address}
 
     @admin.display(description=_("Booking"))
     def booking(self, mail):

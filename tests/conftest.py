@@ -218,6 +218,17 @@ def celery_worker(settings, *, beat=True, environment=None):
 
 
 @pytest.fixture
+def through_the_broker(settings):
+    """This process queues tasks in Redis for a real worker (celery_worker), instead of running them itself."""
+    from ticketing.celery import app as celery_app
+
+    eager = celery_app.conf.task_always_eager  # read before the setting changes: Celery reads it lazily
+    celery_app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER = False
+    yield
+    celery_app.conf.task_always_eager = eager
+
+
+@pytest.fixture
 def asgi_server(transactional_db, settings):
     """The URL of the site served by a real uvicorn with two worker processes (see `serving`)."""
     with serving(settings) as (url, _):

@@ -7,7 +7,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from ticketing.admin_base import ModelAdmin, ReadOnly
+from ticketing.admin_base import ModelAdmin, ReadOnly, SendAgain
 from ticketing.models import ApiKey, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from ticketing.services import create_api_key, revoke_api_key
 from ticketing.webhooks import WebhookError, register_webhook_endpoint, send_webhook_again
@@ -111,7 +111,7 @@ class WebhookEndpointAdmin(ModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnly, ModelAdmin):
+class WebhookDeliveryAdmin(SendAgain, ReadOnly, ModelAdmin):
     """Every event owed to a partner's endpoint and how its delivery went, with the endpoint's last answer; a
     failed one waits here for staff to send it again (the same event id: the partner dedupes)."""
 
@@ -131,7 +131,6 @@ class WebhookDeliveryAdmin(ReadOnly, ModelAdmin):
     search_fields = ["event_id", "endpoint__url"]
     search_help_text = _("An event id (the Webhook-Id the partner saw), or part of an endpoint's URL.")
     show_full_result_count = False
-    actions = ["send_again"]
     fields = [
         "event_id",
         "event_type",
@@ -157,18 +156,12 @@ class WebhookDeliveryAdmin(ReadOnly, ModelAdmin):
         except ValueError:  # not an id: part of a URL
             return queryset.filter(endpoint__url__icontains=term), False
 
-    def has_resend_permission(self, request, obj=None):
-        # Sending again is the one change staff make to a delivery, so Django's change permission grants it.
-        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+    refusals = (WebhookError,)
 
-    @admin.action(description=_("Send again"), permissions=["resend"])
-    def send_again(self, request, queryset):
-        for delivery in queryset:
-            try:
-                send_webhook_again(delivery_id=delivery.pk)
-            except WebhookError as refusal:
-                self.message_user(request, f"{delivery}: {refusal.message}", messages.WARNING)
-            else:
-                # Translators: %(event)s is a webhook's event type (e.g. booking.created), %(url)s where it goes.
-                queued = gettext("%(event)s to %(url)s queued again.")
-                self.message_user(request, queued % {"event": delivery.event_type, "url": delivery.endpoint.url})
+    def send_again_one(self, delivery):
+        send_webhook_again(delivery_id=delivery.pk)
+
+    def queued_again(self, delivery):
+        # Translators: %(event)s is a webhook's event type (e.g. booking.created), %(url)s where it goes.
+        queued = gettext("%(event)s to %(url)s queued again.")
+        return queued % {"event": delivery.event_type, "url": delivery.endpoint.url}

@@ -1,9 +1,10 @@
 """What every admin of ours is built from: lists that refuse bad lookups cleanly, read-only records, and a filter
 for related tables too long to list."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
+from django.utils.translation import gettext_lazy as _
 
 from ticketing.numbers import whole_number
 
@@ -49,6 +50,31 @@ class ReadOnly:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class SendAgain:
+    """For an outbox's records (mail, webhook deliveries): staff send the selected ones again.
+
+    The admin names the service that queues one again (`send_again_one(record)`, raising one of `refusals`, whose
+    `message` staff read) and the sentence that says it did (`queued_again(record)`).
+    """
+
+    actions = ["send_again"]
+    refusals = ()
+
+    def has_resend_permission(self, request, obj=None):
+        # Sending again is the one change staff make to such a record, so Django's change permission grants it.
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(description=_("Send again"), permissions=["resend"])
+    def send_again(self, request, queryset):
+        for record in queryset:
+            try:
+                self.send_again_one(record)
+            except self.refusals as refusal:
+                self.message_user(request, f"{record}: {refusal.message}", messages.WARNING)
+            else:
+                self.message_user(request, self.queued_again(record))
 
 
 class ChosenOnlyFilter(admin.RelatedFieldListFilter):

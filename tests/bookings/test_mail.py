@@ -33,7 +33,6 @@ from bookings.services import (
 from tests.bookings.mail_backends import FlakyBackend
 from tests.conftest import celery_worker
 from tests.factories import make_hall, make_movie, make_show
-from ticketing.celery import app as celery_app
 
 CARD = {"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
 SITE = "https://tickets.example.org:8443"
@@ -376,15 +375,6 @@ def wait_for(mail_id, condition, seconds=60):
             return seen
         time.sleep(0.05)
     raise AssertionError(f"the worker never got there; last seen: {seen[-1].__dict__}")
-
-
-@pytest.fixture
-def through_the_broker(settings):
-    """This process queues tasks in Redis for a real worker, instead of running them itself."""
-    eager = celery_app.conf.task_always_eager  # read before the setting changes: Celery reads it lazily
-    celery_app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER = False
-    yield
-    celery_app.conf.task_always_eager = eager
 
 
 @pytest.mark.django_db(transaction=True)
