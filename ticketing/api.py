@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from ticketing import serializers, webhooks
 from ticketing.errors import refusal_api_error
 from ticketing.models import WebhookEndpoint
-from ticketing.parameters import checked
+from ticketing.parameters import StrictParameters, checked
 
 
 class WebhooksApiView(APIView):
@@ -26,6 +26,7 @@ class WebhookEndpointsApi(WebhooksApiView):
     @extend_schema(responses=serializers.WebhookEndpointSerializer(many=True))
     def get(self, request):
         """This key's webhook endpoints, oldest first."""
+        checked(StrictParameters, request.query_params)
         endpoints = WebhookEndpoint.objects.filter(api_key=request.auth).order_by("pk")
         return Response([serializers.endpoint_body(endpoint) for endpoint in endpoints])
 
@@ -54,6 +55,7 @@ class WebhookEndpointApi(WebhooksApiView):
     )
     def get(self, request, endpoint_id):
         """One of this key's endpoints."""
+        checked(StrictParameters, request.query_params)
         endpoint = webhooks.find_webhook_endpoint(api_key=request.auth, endpoint_id=endpoint_id)
         return Response(serializers.endpoint_body(endpoint))
 
@@ -62,5 +64,6 @@ class WebhookEndpointApi(WebhooksApiView):
     )
     def delete(self, request, endpoint_id):
         """Remove one of this key's endpoints: it is sent nothing more."""
+        checked(StrictParameters, request.query_params)
         webhooks.remove_webhook_endpoint(api_key=request.auth, endpoint_id=endpoint_id)
         return Response(status=204)

@@ -12,6 +12,7 @@ from django.db import transaction
 from bookings.models import Reservation
 from bookings.providers import parse_card
 from bookings.services import cancel_booking, hold_seats, pay_for_reservation, release_lapsed_holds
+from bookings.services.gift_cards import issue_gift_card
 from tests.bookings.helpers import GOOD_CARD, paid_booking, pay, reserve, seat_ids
 from tests.conftest import celery_worker
 from tests.factories import make_hall, make_show
@@ -71,6 +72,21 @@ def test_a_partners_booking_is_told_to_its_endpoint_as_the_api_shows_it(
     assert verify_signature(
         secret=delivery.endpoint.secret, header=request.headers["Webhook-Signature"], body=request.body
     )
+
+
+def test_a_booking_paid_by_a_gift_card_alone_is_told_too(partner, receiver, django_capture_on_commit_callbacks):
+    show = make_show(hall=make_hall())
+    gift = issue_gift_card(currency="USD", value=Decimal("100.00"))
+    reservation_id = reserve(partner, show, seat_ids(show)[:2]).json()["reservation_id"]
+    paid = partner.post(
+        f"/api/v1/reservations/{reservation_id}/pay",
+        {"session_id": "alice", "gift_card": gift.code},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k1",
+    )
+    assert paid.status_code == 200
+    (event,) = sent(receiver, django_capture_on_commit_callbacks)
+    assert (event["type"], event["data"]) == ("booking.created", paid.json())
 
 
 def test_a_sale_never_waits_for_a_dead_endpoint_nor_calls_it(partner, receiver, django_capture_on_commit_callbacks):

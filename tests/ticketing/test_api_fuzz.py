@@ -111,6 +111,10 @@ OPERATION_LABELS = {
     "POST /api/v1/shows/{show_id}/waitlist",
     "GET /api/v1/waitlist/{waiter_id}",
     "DELETE /api/v1/waitlist/{waiter_id}",
+    "GET /api/v1/webhooks",
+    "POST /api/v1/webhooks",
+    "GET /api/v1/webhooks/{endpoint_id}",
+    "DELETE /api/v1/webhooks/{endpoint_id}",
 }
 
 
@@ -141,7 +145,10 @@ def real_rows(partner_key):
     for number, start in enumerate(range(2, len(seats), 10)):  # the rest held by others: the line can be joined
         reserve(client, show, seats[start : start + 10], session=f"other-{number}", accessible_seating_confirmed=True)
     waiter = client.post(f"/api/v1/shows/{show.pk}/waitlist", {"session_id": "fuzz", "seats_wanted": 1}, format="json")
+    hooks = {"url": "https://partner.example/hooks", "events": ["booking.created"]}
+    endpoint = client.post("/api/v1/webhooks", hooks, format="json").json()
     ids = {
+        "endpoint_id": endpoint["id"],
         "city_id": show.hall.cinema.city_id,
         "movie_id": show.movie_id,
         "show_id": show.pk,
@@ -197,6 +204,10 @@ def real_rows(partner_key):
         "POST /api/v1/shows/{show_id}/waitlist": {"body": {**session, "seats_wanted": 1}},
         "GET /api/v1/waitlist/{waiter_id}": {"query": {**session, "version": 0, "wait": 0}},
         "DELETE /api/v1/waitlist/{waiter_id}": {"query": session},
+        "GET /api/v1/webhooks": {"query": {"api_dev_key": partner_key}},  # it has no parameter of its own
+        "POST /api/v1/webhooks": {"body": hooks},
+        "GET /api/v1/webhooks/{endpoint_id}": {},
+        "DELETE /api/v1/webhooks/{endpoint_id}": {},
     }
 
 
@@ -260,6 +271,7 @@ BODY_OPERATIONS = [
     ("POST", "/api/v1/reservations/00000000-0000-0000-0000-000000000000/cancel"),
     ("POST", "/api/v1/reservations/00000000-0000-0000-0000-000000000000/promo-code"),
     ("POST", "/api/v1/shows/1/waitlist"),
+    ("POST", "/api/v1/webhooks"),
 ]
 
 

@@ -342,6 +342,7 @@ def test_another_keys_endpoints_are_not_there_for_a_partner(api, db):
     assert_api_error(api.delete(f"/api/v1/webhooks/{theirs.pk}"), 404, "not_found")
     assert WebhookEndpoint.objects.filter(pk=theirs.pk).exists()
     assert_api_error(api.get(f"/api/v1/webhooks/{2**63}"), 404, "not_found")
+    assert_api_error(api.get("/api/v1/webhooks", {"pagee": 2}), 400, "invalid_request", "pagee")
 
 
 @pytest.mark.parametrize(
