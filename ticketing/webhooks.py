@@ -24,12 +24,12 @@ import httpx
 from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from ticketing.error_codes import error_message
 from ticketing.models import WebhookDelivery, WebhookEndpoint
 from ticketing.numbers import BIGINT_MAX
+from ticketing.outbox import CLOCK_SLACK, claim_attempt, queue_again
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +38,6 @@ SEND_WEBHOOK_TASK = "ticketing.send_webhook"
 # An attempt that never reports back (its worker died mid-send) counts as lost this long after it began: far past
 # the timeouts. Beat's sweep then queues the delivery again.
 ATTEMPT_LEASE = timedelta(minutes=2)
-# Workers' clocks may disagree a little: an attempt arriving this much before its time still runs.
-CLOCK_SLACK = timedelta(seconds=5)
 # How much of an endpoint's answer the delivery log keeps.
 RESPONSE_EXCERPT = 500
 _QUEUED = WebhookDelivery.Status.QUEUED
@@ -149,12 +147,7 @@ def send_webhook_again(*, delivery_id, at=None):
     """
     at = at or timezone.now()
     with transaction.atomic():
-        requeued = (
-            WebhookDelivery.objects.filter(pk=delivery_id)
-            .exclude(status=_QUEUED)
-            .update(status=_QUEUED, attempts=0, next_attempt_at=at, delivered_at=None)
-        )
-        if not requeued:
+        if not queue_again(WebhookDelivery, delivery_id, at=at):
             raise WebhookError("webhook_queued")
         _send_after_commit(delivery_id)
 
@@ -191,10 +184,7 @@ def send_webhook(*, delivery_id, at=None):
     TICKETING_WEBHOOK_MAX_ATTEMPTS it is marked failed.
     """
     at = at or timezone.now()
-    claimed = WebhookDelivery.objects.filter(
-        pk=delivery_id, status=_QUEUED, next_attempt_at__lte=at + CLOCK_SLACK
-    ).update(attempts=F("attempts") + 1, last_attempt_at=at, next_attempt_at=at + ATTEMPT_LEASE)
-    if not claimed:
+    if not claim_attempt(WebhookDelivery, delivery_id, at=at, lease=ATTEMPT_LEASE):
         return None
     delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
     if delivery.payload is None:

@@ -18,7 +18,6 @@ from celery import current_app
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
-from django.db.models import F
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import dateformat, timezone, translation
@@ -32,14 +31,13 @@ from bookings.services.errors import BookingError
 from bookings.services.holds import find_reservation
 from bookings.services.prices import price_breakdown
 from bookings.services.tickets import ticket_token
+from ticketing.outbox import claim_attempt, queue_again
 
 logger = logging.getLogger(__name__)
 
 # An attempt that never reports back (its worker died mid-send) counts as lost this long after it began: far
 # past EMAIL_TIMEOUT's SMTP steps. Beat's sweep then queues the mail again.
 ATTEMPT_LEASE = timedelta(minutes=10)
-# Workers' clocks may disagree a little: a retry arriving this much before its time still runs.
-CLOCK_SLACK = timedelta(seconds=5)
 # How long a one-time link to an address's bookings opens (bookings.services.my_bookings makes them).
 BOOKINGS_LINK_MINUTES = 30
 # Control characters (CR and LF among them) and the Unicode line and paragraph separators.
@@ -134,12 +132,7 @@ def resend_mail(*, mail_id, at=None):
     """
     at = at or timezone.now()
     with transaction.atomic():
-        requeued = (
-            OutgoingMail.objects.filter(pk=mail_id)
-            .exclude(status=_QUEUED)
-            .update(status=_QUEUED, attempts=0, next_attempt_at=at)
-        )
-        if not requeued:
+        if not queue_again(OutgoingMail, mail_id, at=at):
             raise BookingError("mail_queued")
         _send_after_commit(mail_id)
 
@@ -179,10 +172,7 @@ def send_outgoing_mail(*, mail_id, at=None):
     doubling from TICKETING_MAIL_RETRY_SECONDS, and marks the mail failed after TICKETING_MAIL_MAX_ATTEMPTS.
     """
     at = at or timezone.now()
-    claimed = OutgoingMail.objects.filter(pk=mail_id, status=_QUEUED, next_attempt_at__lte=at + CLOCK_SLACK).update(
-        attempts=F("attempts") + 1, last_attempt_at=at, next_attempt_at=at + ATTEMPT_LEASE
-    )
-    if not claimed:
+    if not claim_attempt(OutgoingMail, mail_id, at=at, lease=ATTEMPT_LEASE):
         return None
     mail = OutgoingMail.objects.select_related("reservation__show__movie", "reservation__show__hall__cinema").get(
         pk=mail_id
