@@ -54,6 +54,8 @@ HOLD_EXTENSION = "bookings/migrations/0020_hold_extension.py"
 CACHED_READS = "ticketing/cached_reads.py"
 CATALOG = "cinemas/services.py"
 CATALOG_ADMIN = "cinemas/admin.py"
+WEBHOOKS = "ticketing/webhooks.py"
+BOOKING_WEBHOOKS = "bookings/migrations/0026_webhook_events.py"
 
 
 @dataclass(frozen=True)
@@ -830,6 +832,35 @@ MUTATIONS = [
         ", distance_km__lte=search.radius_km",
         "",
         _tests("cinemas/test_search_movies"),
+    ),
+    # --- partners' webhooks -------------------------------------------------------------------------------------
+    Mutation(
+        "a webhook answered with an error counts as delivered",
+        WEBHOOKS,
+        "200 <= status_code < 300",
+        "status_code >= 200",
+        _tests("ticketing/test_webhooks"),
+    ),
+    Mutation(
+        "a webhook's signature leaves out its timestamp",
+        WEBHOOKS,
+        'f"{timestamp}.".encode() + body',
+        "body",
+        _tests("ticketing/test_webhooks"),
+    ),
+    Mutation(
+        "a failed webhook is retried at once",
+        WEBHOOKS,
+        "timezone.now() + retry_wait(delivery.attempts)",
+        "timezone.now()",
+        _tests("ticketing/test_webhooks"),
+    ),
+    Mutation(
+        "every change of a partner's reservation is told as a booking event",
+        BOOKING_WEBHOOKS,
+        "(OLD.status = 'Booked') IS DISTINCT FROM (NEW.status = 'Booked')",
+        "OLD.status IS DISTINCT FROM NEW.status",
+        _tests("bookings/test_booking_webhooks"),
     ),
 ]
 

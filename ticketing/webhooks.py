@@ -186,31 +186,14 @@ def send_webhook(*, delivery_id, at=None):
     at = at or timezone.now()
     if not claim_attempt(WebhookDelivery, delivery_id, at=at, lease=ATTEMPT_LEASE):
         return None
-    delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
-    if delivery.payload is None:
-        delivery.payload = _renderers[delivery.renderer](delivery.source)
-        # Rendered once: every later attempt and replay sends these very bytes.
-        WebhookDelivery.objects.filter(pk=delivery.pk, payload__isnull=True).update(payload=delivery.payload)
-    body = delivery_body(delivery)
-    timestamp = int(time.time())
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "ticketing-webhooks/1",
-        "Webhook-Id": str(delivery.event_id),
-        "Webhook-Timestamp": str(timestamp),
-        "Webhook-Signature": f"t={timestamp},v1={sign(delivery.endpoint.secret, timestamp, body)}",
-    }
+    delivery = WebhookDelivery.objects.select_related("endpoint").filter(pk=delivery_id).first()
+    if delivery is None:  # its endpoint was removed meanwhile, and its log with it
+        return None
     status_code, excerpt, error = None, "", ""
     try:
-        answer = httpx.post(
-            delivery.endpoint.url,
-            content=body,
-            headers=headers,
-            timeout=settings.TICKETING_WEBHOOK_TIMEOUT_SECONDS,
-            follow_redirects=False,
-        )
+        answer = _post(delivery)
         status_code, excerpt = answer.status_code, answer.text[:RESPONSE_EXCERPT]
-    except httpx.HTTPError as failure:  # a timeout, a refused connection, a broken answer: staff must see it
+    except Exception as failure:  # a timeout, a refused connection, a payload that can't be made: staff must see it
         error = f"{type(failure).__name__}: {failure}"[:2000]
     answered = {"last_status_code": status_code, "last_response": excerpt, "last_error": error}
     if status_code is not None and 200 <= status_code < 300:
@@ -228,6 +211,30 @@ def send_webhook(*, delivery_id, at=None):
         next_attempt_at=timezone.now() + retry_wait(delivery.attempts), **answered
     )
     return _QUEUED
+
+
+def _post(delivery):
+    """One signed POST of the delivery's body (rendered first, once, if the database recorded it); the answer."""
+    if delivery.payload is None:
+        delivery.payload = _renderers[delivery.renderer](delivery.source)
+        # Rendered once: every later attempt and replay sends these very bytes.
+        WebhookDelivery.objects.filter(pk=delivery.pk, payload__isnull=True).update(payload=delivery.payload)
+    body = delivery_body(delivery)
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "ticketing-webhooks/1",
+        "Webhook-Id": str(delivery.event_id),
+        "Webhook-Timestamp": str(timestamp),
+        "Webhook-Signature": f"t={timestamp},v1={sign(delivery.endpoint.secret, timestamp, body)}",
+    }
+    return httpx.post(
+        delivery.endpoint.url,
+        content=body,
+        headers=headers,
+        timeout=settings.TICKETING_WEBHOOK_TIMEOUT_SECONDS,
+        follow_redirects=False,
+    )
 
 
 def retry_wait(attempts):

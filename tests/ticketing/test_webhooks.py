@@ -176,6 +176,14 @@ def test_a_refused_connection_is_an_attempt_that_failed(db, settings):
     assert "ConnectError" in delivery.last_error
 
 
+def test_a_payload_that_cant_be_made_is_an_attempt_that_failed_for_staff_to_see(owed, receiver):
+    WebhookDelivery.objects.filter(pk=owed.pk).update(payload=None, renderer="no-such-renderer", source={})
+    assert send_webhook(delivery_id=owed.pk) == QUEUED
+    owed.refresh_from_db()
+    assert "KeyError" in owed.last_error and owed.attempts == 1
+    assert receiver.received == []
+
+
 # --- The outbox -------------------------------------------------------------------------------------------------
 
 
