@@ -8,11 +8,11 @@ booking code, or a one-time link proving the mailbox it was booked with (see `_v
 """
 
 from datetime import datetime, timedelta
+from functools import partial
 
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -52,6 +52,7 @@ from bookings.services import (
 from bookings.services.add_ons import MAX_PER_ITEM, choose_add_ons, order_form_lines, pickup
 from bookings.services.gift_cards import gift_card_lines, redeem_gift_card
 from cinemas.models import OPEN_SEAT_TYPES, Cinema
+from cinemas.roles import StaffAction, staff_page, within_reach
 from ticketing.buyers import session_buyer
 from ticketing.cached_reads import answer_with_etag
 from ticketing.error_codes import site_status
@@ -848,25 +849,29 @@ class CheckInForm(forms.Form):
     )
 
 
-class DoorForm(forms.Form):
-    """The cinema whose door this is: a ticket for another cinema is refused."""
+class StaffCinemaForm(forms.Form):
+    """The cinema a staff page acts at, among those where the user's role lets them do its action (cinemas.roles):
+    another cinema is not in the list, and naming it is refused."""
 
     cinema = forms.ModelChoiceField(
-        label=gettext_lazy("This door is at"),
-        queryset=Cinema.objects.select_related("city").order_by("city__name", "name", "pk"),
+        queryset=Cinema.objects.none(),
         empty_label=None,
-        error_messages={"invalid_choice": gettext_lazy("There is no such cinema; choose one from the list.")},
+        error_messages={"invalid_choice": gettext_lazy("Choose one of your cinemas from the list.")},
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user, action, label, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["cinema"].label_from_instance = lambda cinema: f"{cinema.city.name}: {cinema.name}"
+        field = self.fields["cinema"]
+        field.label = label
+        cinemas = Cinema.objects.select_related("city").order_by("city__name", "name", "pk")
+        field.queryset = within_reach(cinemas, user, action, "id")
+        field.label_from_instance = lambda cinema: f"{cinema.city.name}: {cinema.name}"
 
 
 DOOR_SESSION_KEY = "check_in_cinema"
 
 
-@staff_member_required
+@staff_page(StaffAction.CHECK_IN)
 @require_http_methods(["GET", "POST"])
 def check_in(request):
     """Admit a ticket once at this cinema's door: a big green or red answer saying what the ticket is for, then
@@ -875,14 +880,18 @@ def check_in(request):
     The door's cinema is in the address (`?cinema=<id>`, which a door's device can bookmark); the session
     remembers the last one, and without either the page asks for it first.
     """
+    page = {"staff_page": "check-in"}
+    door_form = partial(
+        StaffCinemaForm, user=request.user, action=StaffAction.CHECK_IN, label=gettext_lazy("This door is at")
+    )
     if "cinema" not in request.GET:
         remembered = request.session.get(DOOR_SESSION_KEY)
         if remembered is not None and "choose" not in request.GET and request.method == "GET":
             return redirect(f"{request.path}?cinema={remembered}")
-        return render(request, "bookings/check_in.html", {"door_form": DoorForm()})
-    door_form = DoorForm(request.GET)
+        return render(request, "bookings/check_in.html", {**page, "door_form": door_form()})
+    door_form = door_form(request.GET)
     if not door_form.is_valid():
-        return render(request, "bookings/check_in.html", {"door_form": door_form}, status=400)
+        return render(request, "bookings/check_in.html", {**page, "door_form": door_form}, status=400)
     door = door_form.cleaned_data["cinema"]
     request.session[DOOR_SESSION_KEY] = door.pk
     form = CheckInForm(request.POST if request.method == "POST" else None)
@@ -901,4 +910,4 @@ def check_in(request):
         else:
             result = {"admitted": True, "reservation": reservation, "seats": reservation.seat_labels()}
         form = CheckInForm()
-    return render(request, "bookings/check_in.html", {"form": form, "door": door, "result": result})
+    return render(request, "bookings/check_in.html", {**page, "form": form, "door": door, "result": result})
