@@ -161,6 +161,9 @@ class CounterSaleForm(forms.Form):
 
 
 class HouseNoteForm(forms.Form):
+    # Not required in the browser: the note shares its form with the sale's buttons, which need none.
+    use_required_attribute = False
+
     note = forms.CharField(
         label=gettext_lazy("House seats for (press, guest…)"),
         max_length=200,
