@@ -18,6 +18,7 @@ from bookings.services import (
     PaidBy,
     cancel_booking,
     cancel_hold,
+    cancel_own_booking,
     hold_at_box_office,
     hold_house_seats,
     hold_seats,
@@ -349,3 +350,76 @@ def test_the_counter_pages_are_in_spanish_too(counter, show):
     assert page.status_code == 200
     assert "Taquilla" in page.text
     assert not mail.outbox
+
+
+def test_a_card_sale_at_the_counter_page_goes_to_its_tickets(counter, show, clerk):
+    hold = hold_at_box_office(user=clerk, show=show, seat_ids=labelled(show, "B1"))
+    sale_page = reverse("bookings-staff:box-office-sale", args=[hold.pk])
+
+    sold = counter.post(sale_page, {"paid_by": "card", "email": "ann@example.com"}, follow=True)
+
+    assert sold.status_code == 200 and "Paid by card." in sold.text
+    assert sold.text.count('class="printed-ticket"') == 1
+    assert status_of(hold) == Reservation.Status.BOOKED
+    assert counter.get(sale_page)["Location"] == reverse("bookings-staff:box-office-ticket", args=[hold.pk])
+
+
+def test_cash_without_the_amount_tendered_is_the_sale_page_again_and_nothing_is_paid(counter, show, clerk):
+    hold = hold_at_box_office(user=clerk, show=show, seat_ids=labelled(show, "A1"))
+    sale_page = reverse("bookings-staff:box-office-sale", args=[hold.pk])
+
+    missing = counter.post(sale_page, {"paid_by": "cash"})
+    short = counter.post(sale_page, {"paid_by": "cash", "tendered": "14.99"})
+
+    assert missing.status_code == 400 and "Enter the cash the buyer gave." in missing.text
+    assert short.status_code == 400 and "doesn&#x27;t cover the 15.00 USD due" in short.text
+    assert status_of(hold) == Reservation.Status.RESERVED and not Payment.objects.exists()
+
+
+def test_a_sale_given_up_at_the_counter_frees_its_seats_at_once(counter, show, clerk):
+    hold = hold_at_box_office(user=clerk, show=show, seat_ids=labelled(show, "A1", "A2"))
+
+    response = counter.post(reverse("bookings-staff:box-office-give-up", args=[hold.pk]))
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("bookings-staff:box-office-show", args=[show.pk])
+    assert status_of(hold) == Reservation.Status.CANCELLED and not claims_of(show).exists()
+
+
+def test_another_cinemas_staff_cannot_open_pay_print_or_release_a_counters_sales(client, stranger, show, clerk):
+    hold = hold_at_box_office(user=clerk, show=show, seat_ids=labelled(show, "A1"))
+    sold = hold_at_box_office(user=clerk, show=show, seat_ids=labelled(show, "A2"))
+    sell_at_box_office(user=clerk, reservation_id=sold.pk, paid_by=PaidBy.CASH, tendered=Decimal(15))
+    house = hold_house_seats(user=clerk, show=show, seat_ids=labelled(show, "B1"), note="Press")
+    client.force_login(stranger)
+
+    for page, method in [
+        (reverse("bookings-staff:box-office-sale", args=[hold.pk]), "get"),
+        (reverse("bookings-staff:box-office-sale", args=[hold.pk]), "post"),
+        (reverse("bookings-staff:box-office-give-up", args=[hold.pk]), "post"),
+        (reverse("bookings-staff:box-office-ticket", args=[sold.pk]), "get"),
+        (reverse("bookings-staff:house-tickets", args=[house.pk]), "get"),
+        (reverse("bookings-staff:release-house-seats", args=[house.pk]), "post"),
+    ]:
+        response = getattr(client, method)(page, {"paid_by": "cash", "tendered": "100"} if method == "post" else {})
+        assert response.status_code == 404, page
+
+    assert status_of(hold) == Reservation.Status.RESERVED and status_of(house) == Reservation.Status.BOOKED
+    assert claims_of(show).count() == 3
+
+
+def test_a_moviegoer_or_a_visitor_is_sent_to_the_staff_login(client, show):
+    response = client.get(reverse("bookings-staff:box-office-show", args=[show.pk]))
+
+    assert response.status_code == 302 and response["Location"].startswith(reverse("admin:login"))
+
+
+def test_a_counter_booking_is_not_cancelled_online_by_its_buyer_but_at_the_box_office(show, clerk):
+    hold = hold_at_box_office(user=clerk, show=show, seat_ids=labelled(show, "A1"))
+    sell_at_box_office(user=clerk, reservation_id=hold.pk, paid_by=PaidBy.CASH, tendered=Decimal(15))
+
+    with pytest.raises(BookingError) as refused:
+        cancel_own_booking(reservation_id=hold.pk)
+
+    assert refused.value.code == "cancel_at_box_office"
+    assert status_of(hold) == Reservation.Status.BOOKED
