@@ -38,14 +38,22 @@ def log_in_at_the_box_office(page, clerk):
     expect(page.get_by_role("heading", name="Box office", level=1)).to_be_visible()
 
 
-def test_a_clerk_sells_seats_for_cash_prints_the_tickets_and_a_moviegoers_map_sees_them_go(site, new_page):
+def a_moviegoer_watching_and_a_clerk_logged_in(site, new_page):
+    """The demo show; a moviegoer's live seat map of it, listening; and a clerk of its cinema logged in at the box
+    office on a phone-wide page. Returns (show, clerk, moviegoer, counter)."""
     show = demo_show()
     clerk = counter_clerk(show.hall.cinema)
     moviegoer = new_page(base_url=site)
     open_live_seat_map(moviegoer, show)
     counter = new_page(base_url=site, viewport=PHONE)
-
     log_in_at_the_box_office(counter, clerk)
+    return show, clerk, moviegoer, counter
+
+
+def test_a_clerk_sells_seats_for_cash_prints_the_tickets_and_a_moviegoers_map_sees_them_go(site, new_page):
+    show, clerk, moviegoer, counter = a_moviegoer_watching_and_a_clerk_logged_in(site, new_page)
+
+    assert fits_the_width(counter)
     counter.get_by_role("button", name="Sell at this cinema").click()
     counter.get_by_role("link", name=re.compile("19:30 The Quiet Harbor")).click()
     expect(counter.get_by_role("group", name=re.compile("^Seats in"))).to_be_visible()
@@ -91,12 +99,7 @@ def test_a_clerk_sells_seats_for_cash_prints_the_tickets_and_a_moviegoers_map_se
 
 
 def test_house_seats_held_at_the_counter_show_taken_on_a_moviegoers_map_until_released(site, new_page):
-    show = demo_show()
-    clerk = counter_clerk(show.hall.cinema)
-    moviegoer = new_page(base_url=site)
-    open_live_seat_map(moviegoer, show)
-    counter = new_page(base_url=site, viewport=PHONE)
-    log_in_at_the_box_office(counter, clerk)
+    show, _, moviegoer, counter = a_moviegoer_watching_and_a_clerk_logged_in(site, new_page)
     counter.goto(f"/staff/box-office/shows/{show.pk}/")
 
     seat(counter, "C7").click()
