@@ -94,6 +94,8 @@ class Reservation(models.Model):
         blank=True,
         related_name="+",
     )
+    # Who the staff hold house seats for ("Press: Daily Planet"), as the box office's list of house seats shows it.
+    note = models.CharField(verbose_name=_("note"), max_length=200, blank=True, db_default="")
     # Why the staff cancelled it, as the buyer is told.
     cancellation_reason = models.CharField(
         verbose_name=_("cancellation reason"), max_length=300, blank=True, db_default=""

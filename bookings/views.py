@@ -129,6 +129,25 @@ def _seat_map_page(
     """
     show = picture.show
     hold = current_hold(buyer, show, at)
+    context = live_map_context(
+        picture, hold=hold, chosen=chosen, wanted=wanted, category=category, refusal=refusal, at=at
+    )
+    context |= {
+        "hold": hold,
+        "seconds_left": seconds_left(hold, at) if hold else None,
+        "asked_best": best,
+        "city_id": show.hall.cinema.city_id,
+        "accessible_confirmed": accessible_confirmed,
+    }
+    return render(request, "bookings/seat_map.html", context, status=status)
+
+
+def live_map_context(picture, *, at, hold=None, chosen=(), wanted=None, category=None, refusal=None):
+    """What templates/bookings/_live_seat_map.html and its page need of the show `picture` draws: the grid (with
+    `hold`'s seats as "yours" and the `chosen` ones checked), the seat counts and categories best available offers
+    (keeping `wanted` and `category`), the seat types kept for wheelchair users, and, after a `refusal` for too few
+    open seats, which kept seats are free. The moviegoer's map and the box office's counter both draw it."""
+    show = picture.show
     grid = seat_grid(picture, hold=hold, chosen=chosen)
     if wanted is None or not 1 <= wanted <= settings.TICKETING_MAX_SEATS:
         wanted = DEFAULT_SEAT_COUNT
@@ -136,18 +155,13 @@ def _seat_map_page(
         "show": show,
         "cinema": show.hall.cinema,
         "grid": grid,
-        "hold": hold,
-        "seconds_left": seconds_left(hold, at) if hold else None,
         "max_seats": settings.TICKETING_MAX_SEATS,
         "seat_counts": range(1, settings.TICKETING_MAX_SEATS + 1),
         "refusal": refusal,
-        "asked_best": best,
         "wanted": wanted,
-        "city_id": show.hall.cinema.city_id,
         "reserved_types": [kind for kind in RESERVED_SEAT_TYPES if kind in grid.prices],
         "categories": best_available_categories(grid.prices),
         "category": category,
-        "accessible_confirmed": accessible_confirmed,
         # From then on a companion seat needs no word (bookings_refuse_reserved_seats).
         "companions_open": at >= show_seat_spots(show.pk, show=show).companions_open_at,
     }
@@ -157,7 +171,7 @@ def _seat_map_page(
         free_reserved = tuple(kind for kind in RESERVED_SEAT_TYPES if kind in free)
         context["reserved_free"] = str(RESERVED_FREE_WORDS[free_reserved]) if free_reserved else ""
         context["open_seats_free"] = any(kind in OPEN_SEAT_TYPES for kind in free)
-    return render(request, "bookings/seat_map.html", context, status=status)
+    return context
 
 
 @never_cache
@@ -179,16 +193,16 @@ def show_seat_map(request, show_id):
     return answer_with_etag(request, HttpResponse(grid.html), grid.etag)
 
 
-def _chosen_seat_ids(request):
+def chosen_seat_ids(request):
     seat_ids = (whole_number(value) for value in request.POST.getlist("seats")[:100])
     return [seat_id for seat_id in seat_ids if seat_id is not None]
 
 
-def _count(request):
+def chosen_count(request):
     return whole_number(request.POST.get("count", "")) or 0
 
 
-def _category(request, prices):
+def best_available_category(request, prices):
     """Best available's category from the form: one of the show's open seat types, or None for the cheapest
     that fits (anything else, e.g. an old page's missing field, is the cheapest too)."""
     category = request.POST.get("category", "")
@@ -212,17 +226,17 @@ def hold(request, show_id):
     show = show_with_catalog(show_id)
     buyer = session_buyer(request)
     at = timezone.now()
-    chosen = _chosen_seat_ids(request)
+    chosen = chosen_seat_ids(request)
     current = current_hold(buyer, show, at)
     if request.POST.get("best") and current is not None:  # the page offers best available to new holds only
         messages.info(request, gettext("You already hold seats of this show: change them on the map, or pay for them."))
         return redirect("show-seats", show_id=show.pk)
     best = bool(request.POST.get("best"))
-    wanted = _count(request) if best else len(chosen)
+    wanted = chosen_count(request) if best else len(chosen)
     confirmed = request.POST.get("accessible_seating_confirmed") == "1"
     try:
         if best:
-            category = _category(request, dict(show.prices.values_list("seat_type", "price")))
+            category = best_available_category(request, dict(show.prices.values_list("seat_type", "price")))
             reservation = hold_seats(buyer=buyer, show=show, best_available=BestAvailable(wanted, category))
         elif current is not None:
             reservation = change_seats(

@@ -95,6 +95,9 @@ def cancellation_terms(*, reservation, at=None):
         refusal = "booking_cancelled"
     elif reservation.status != Reservation.Status.BOOKED:
         refusal = "not_a_booking"
+    elif reservation.channel != Reservation.Channel.ONLINE:
+        # Bought (or given) at the box office: its money went into a till, so it comes back over the counter.
+        refusal = "cancel_at_box_office"
     elif cinema.refund_policy == RefundPolicy.NONE:
         refusal = "cancellation_not_allowed"
     elif reservation.checked_in_at is not None:
@@ -131,7 +134,7 @@ def cancel_own_booking(*, reservation_id, at=None):
 
     The caller has checked the buyer's right to the booking (their session, the signed ticket link, their mailbox).
     Locks the reservation. Raises BookingError: booking_cancelled (already), not_a_booking (a hold),
-    cancellation_not_allowed
+    cancel_at_box_office (sold at the box office: cancelled and refunded there), cancellation_not_allowed
     (the cinema's policy is none), ticket_used (checked in at the door), cancellation_closed (past the cutoff),
     refund_exceeds_charge (the database refused the refund). Owes the buyer a mail confirming it, with the refund.
     On commit: as cancel_booking.

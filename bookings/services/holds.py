@@ -207,6 +207,7 @@ def hold_seats(
     no_single_gaps=False,
     accessible_confirmed=False,
     at=None,
+    and_then=None,
 ):
     """Hold seats of a show (`show`, or its `show_id`) for the buyer, all or nothing; return the new Reservation.
 
@@ -232,19 +233,38 @@ def hold_seats(
     (bookings_refuse_reserved_seats, migration 0025); or `seats_unavailable`, `retry` or `show_full` when the
     seats can't be had. The statuses are ticketing.error_codes'. Nothing is written then. On commit: pushes the seats as
     held (and those freed from lapsed holds as available).
+
+    `and_then(reservation)`, when given, runs in the hold's own transaction before it commits and returns the
+    reservation to answer with (the staff's sales mark their channel and seller there, and book house seats): what
+    it raises rolls the hold back with it.
     """
     at = at or timezone.now()
     show_id = show.pk if show is not None else show_id
-    if best_available:
-        return _hold_best_available(
-            buyer, show_id, best_available, show=show, movie_id=movie_id, confirmed=accessible_confirmed, at=at
-        )
-    call = _hold_call(buyer, show_id, seat_ids, movie_id=movie_id, confirmed=accessible_confirmed, at=at)
-    if not no_single_gaps:
-        return _held(buyer, show_id, at, call_function(*call))
+    check_gaps = no_single_gaps and not best_available
+
+    def hold(own_transaction):
+        if best_available:
+            return _hold_best_available(
+                buyer,
+                show_id,
+                best_available,
+                show=show,
+                movie_id=movie_id,
+                confirmed=accessible_confirmed,
+                at=at,
+                own_transaction=own_transaction,
+            )
+        call = _hold_call(buyer, show_id, seat_ids, movie_id=movie_id, confirmed=accessible_confirmed, at=at)
+        return _held(buyer, show_id, at, call_function(*call, own_transaction=own_transaction))
+
+    if not (check_gaps or and_then):
+        return hold(own_transaction=True)
     with transaction.atomic(durable=True):
-        reservation = _held(buyer, show_id, at, call_function(*call, own_transaction=False))
-        _refuse_single_gaps(show, chosen=set(seat_ids), others_of=reservation, at=at)
+        reservation = hold(own_transaction=False)
+        if check_gaps:
+            _refuse_single_gaps(show, chosen=set(seat_ids), others_of=reservation, at=at)
+        if and_then is not None:
+            reservation = and_then(reservation)
     return reservation
 
 
