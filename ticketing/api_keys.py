@@ -1,5 +1,6 @@
 """API keys on the public API: who is calling (authentication) and how often they may (quota)."""
 
+import math
 import time
 
 from django.conf import settings
@@ -105,6 +106,25 @@ def quota_window(api_key, now):
     return f"api-quota:{api_key.pk}:{window}", QUOTA_WINDOW_SECONDS - (now % QUOTA_WINDOW_SECONDS)
 
 
+def seconds_to_reset(seconds_left):
+    """Whole seconds until the window ends (at least 1): RateLimit-Reset, and Retry-After past the quota."""
+    return max(1, math.ceil(seconds_left))
+
+
+def rate_limit_headers(limit, used, seconds_left):
+    """The RateLimit-Limit, -Remaining and -Reset headers of an answer to a key allowed `limit` calls a window,
+    `used` of them counted (this call included) in the window that has `seconds_left`.
+
+    The one rule for both ways in (the DRF views, through ApiKeyQuota and ticketing.middleware, and the lean
+    path, ticketing.lean), from the count the quota already made: no extra round trip. Remaining is 0 on a 429.
+    """
+    return {
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(max(0, limit - used)),
+        "RateLimit-Reset": str(seconds_to_reset(seconds_left)),
+    }
+
+
 def count_in_cache(counter, ttl=QUOTA_KEY_TTL):
     """Count one call on the shared cache's counter; returns the calls counted so far in its window.
 
@@ -122,17 +142,23 @@ def over_quota_message(retry_after):
 
 
 class ApiKeyQuota(BaseThrottle):
-    """Each key's requests per minute, counted in fixed one-minute windows in the shared cache."""
+    """Each key's requests per minute, counted in fixed one-minute windows in the shared cache.
+
+    Leaves the answer's RateLimit-* headers on the request (`rate_limit`), for ticketing.middleware to add to
+    whatever the view answers, a refusal or this throttle's 429 included.
+    """
 
     def allow_request(self, request, view):
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
             return True
         counter, self.seconds_left = quota_window(api_key, timezone.now().timestamp())
-        return count_in_cache(counter) <= api_key.rate_per_minute
+        used = count_in_cache(counter)
+        request._request.rate_limit = rate_limit_headers(api_key.rate_per_minute, used, self.seconds_left)
+        return used <= api_key.rate_per_minute
 
     def wait(self):
-        return self.seconds_left
+        return seconds_to_reset(self.seconds_left)
 
 
 class ApiKeySchemeExtension(OpenApiAuthenticationExtension):

@@ -91,6 +91,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",  # SECURE_CSP below
     "ticketing.middleware.refuse_nul_characters",
+    "ticketing.middleware.add_rate_limit_headers",  # the API key's quota, on every answer the quota counted
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "ticketing.middleware.SiteLocaleMiddleware",  # after sessions, before common: the page's language (i18n below)
