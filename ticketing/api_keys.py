@@ -174,3 +174,36 @@ class ApiKeySchemeExtension(OpenApiAuthenticationExtension):
             "name": API_KEY_HEADER,
             "description": f"Your API key; also accepted as the {API_KEY_PARAMETER} query or JSON parameter.",
         }
+
+
+RATE_LIMIT_DESCRIPTIONS = {
+    "RateLimit-Limit": "Calls this API key may make in a one-minute window.",
+    "RateLimit-Remaining": "Calls left in the current window after this one (0 once over the quota).",
+    "RateLimit-Reset": "Whole seconds until the window ends and the count starts again (at least 1).",
+}
+
+
+def describe_rate_limit_headers(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the RateLimit-* headers on every answer of an operation that takes
+    an API key (not the 401 and 403 of a key that is missing, unknown or revoked), and its 429."""
+    headers = result.setdefault("components", {}).setdefault("headers", {})
+    for name, description in RATE_LIMIT_DESCRIPTIONS.items():
+        headers[name] = {"schema": {"type": "integer", "minimum": 0}, "description": description}
+    headers["Retry-After"] = {"schema": {"type": "integer", "minimum": 1}, "description": "Seconds to wait."}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or not any("ApiKey" in way for way in operation.get("security", [])):
+                continue
+            operation["responses"].setdefault(
+                "429",
+                {"description": "Over this API key's quota (error body, quota_exceeded): see Retry-After."},
+            )
+            for status_code, response in operation["responses"].items():
+                if status_code in ("401", "403"):
+                    continue
+                answer_headers = response.setdefault("headers", {})
+                for name in RATE_LIMIT_DESCRIPTIONS:
+                    answer_headers[name] = {"$ref": f"#/components/headers/{name}"}
+                if status_code == "429":
+                    answer_headers["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}
+    return result
