@@ -12,10 +12,13 @@ import uuid
 import pytest
 import time_machine
 
+from bookings.services import hold_seats
 from tests.factories import make_api_key, make_hall, make_show
 from tests.helpers import on_the_front
 from ticketing.api_keys import rate_limit_headers
 from ticketing.asgi import django_asgi_app
+from ticketing.buyers import Buyer
+from waiting.services import join_waiting_line
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,6 +88,25 @@ def test_holds_a_lean_endpoint_say_it_too_on_the_front_and_through_django(way_in
     assert held.status_code == 201 and seat_map.status_code == 200
     assert limits(held) == (5, 4, 45)
     assert limits(seat_map) == (5, 3, 45)
+
+
+@pytest.mark.parametrize("way_in", WAYS_IN)
+def test_a_poll_of_the_waiting_line_a_lean_endpoint_says_it_too(way_in):
+    key = make_api_key(rate_per_minute=5)
+    show = make_show(hall=make_hall(plan="R"))
+    hold_seats(buyer=Buyer(None, "holder"), show=show, seat_ids=seats_of(show))
+    waiter, _ = join_waiting_line(buyer=Buyer(None, "ann"), show=show, seats_wanted=1)
+    with time_machine.travel(AT_SECOND_15, tick=False):
+        (polled,) = on_the_front(
+            (
+                "GET",
+                f"/api/v1/waitlist/{waiter.pk}",
+                {"params": {"session_id": "other"}, "headers": {"X-API-Key": key}},
+            ),
+            app=WAYS_IN[way_in],
+        )
+    assert polled.status_code == 404  # another API key's waiter: never revealed, still counted
+    assert limits(polled) == (5, 4, 45)
 
 
 @pytest.mark.parametrize("way_in", WAYS_IN)
