@@ -1,9 +1,9 @@
 from django.urls import path
 
-from bookings import views
+from bookings import staff_views
 
 app_name = "bookings-staff"
 
 urlpatterns = [
-    path("check-in/", views.check_in, name="check-in"),
+    path("check-in/", staff_views.check_in, name="check-in"),
 ]

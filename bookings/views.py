@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -35,12 +34,10 @@ from bookings.services import (
     cancellation_refusal,
     cancellation_terms,
     change_seats,
-    check_in_ticket,
     email_ticket,
     extend_hold,
     find_booking_by_code,
     find_reservation,
-    find_ticket,
     hold_seats,
     open_bookings_link,
     pay_for_reservation,
@@ -51,7 +48,7 @@ from bookings.services import (
 )
 from bookings.services.add_ons import MAX_PER_ITEM, choose_add_ons, order_form_lines, pickup
 from bookings.services.gift_cards import gift_card_lines, redeem_gift_card
-from cinemas.models import OPEN_SEAT_TYPES, Cinema
+from cinemas.models import OPEN_SEAT_TYPES
 from ticketing.buyers import session_buyer
 from ticketing.cached_reads import answer_with_etag
 from ticketing.error_codes import site_status
@@ -826,79 +823,3 @@ def forget_my_bookings(request):
     request.session.pop(OPENED_SESSION_KEY, None)
     messages.info(request, gettext("This browser no longer shows your bookings."))
     return redirect("my-bookings")
-
-
-# --- Staff: check-in at the door ---------------------------------------------------------------------------
-
-
-class CheckInForm(forms.Form):
-    code = forms.CharField(
-        label=gettext_lazy("Scan the ticket, or type its booking code"),
-        widget=forms.TextInput(
-            # A USB or keyboard scanner types the QR payload and presses Enter into whatever has focus. The
-            # verdict describes the field, so a screen reader reads it out when the new page focuses the field.
-            attrs={
-                "autofocus": True,
-                "aria-describedby": "check-in-result",
-                "autocomplete": "off",
-                "autocapitalize": "characters",
-                "spellcheck": "false",
-            }
-        ),
-    )
-
-
-class DoorForm(forms.Form):
-    """The cinema whose door this is: a ticket for another cinema is refused."""
-
-    cinema = forms.ModelChoiceField(
-        label=gettext_lazy("This door is at"),
-        queryset=Cinema.objects.select_related("city").order_by("city__name", "name", "pk"),
-        empty_label=None,
-        error_messages={"invalid_choice": gettext_lazy("There is no such cinema; choose one from the list.")},
-    )
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["cinema"].label_from_instance = lambda cinema: f"{cinema.city.name}: {cinema.name}"
-
-
-DOOR_SESSION_KEY = "check_in_cinema"
-
-
-@staff_member_required
-@require_http_methods(["GET", "POST"])
-def check_in(request):
-    """Admit a ticket once at this cinema's door: a big green or red answer saying what the ticket is for, then
-    the empty form, focused, for the next scan.
-
-    The door's cinema is in the address (`?cinema=<id>`, which a door's device can bookmark); the session
-    remembers the last one, and without either the page asks for it first.
-    """
-    if "cinema" not in request.GET:
-        remembered = request.session.get(DOOR_SESSION_KEY)
-        if remembered is not None and "choose" not in request.GET and request.method == "GET":
-            return redirect(f"{request.path}?cinema={remembered}")
-        return render(request, "bookings/check_in.html", {"door_form": DoorForm()})
-    door_form = DoorForm(request.GET)
-    if not door_form.is_valid():
-        return render(request, "bookings/check_in.html", {"door_form": door_form}, status=400)
-    door = door_form.cleaned_data["cinema"]
-    request.session[DOOR_SESSION_KEY] = door.pk
-    form = CheckInForm(request.POST if request.method == "POST" else None)
-    result = None
-    if form.is_valid():
-        code = form.cleaned_data["code"]
-        try:
-            reservation = check_in_ticket(code=code, cinema_id=door.pk)
-        except BookingError as refusal:
-            # Whatever the verdict, the staff see what the ticket is for (unless it is no ticket at all).
-            result = {"admitted": False, "message": refusal.message}
-            if refusal.code != "ticket_invalid":
-                reservation = find_ticket(code=code)
-                seats = reservation.seat_labels()
-                result |= {"reservation": reservation, "seats": seats}
-        else:
-            result = {"admitted": True, "reservation": reservation, "seats": reservation.seat_labels()}
-        form = CheckInForm()
-    return render(request, "bookings/check_in.html", {"form": form, "door": door, "result": result})

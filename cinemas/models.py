@@ -1,6 +1,7 @@
 import zoneinfo
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.postgres.fields import RangeOperators
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -145,6 +146,34 @@ class Cinema(models.Model):
     @property
     def zone(self):
         return zoneinfo.ZoneInfo(self.time_zone)
+
+
+class StaffRole(models.TextChoices):
+    """What a member of a cinema's staff may do there (cinemas.roles says what each role allows)."""
+
+    STAFF = "staff", _("Staff")
+    MANAGER = "manager", _("Manager")
+
+
+class CinemaStaff(models.Model):
+    """A person's role at one cinema. The chain's admins (superusers) need none: they run every cinema."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="cinema_roles"
+    )
+    cinema = models.ForeignKey(Cinema, verbose_name=_("cinema"), on_delete=models.CASCADE, related_name="staff")
+    role = models.CharField(verbose_name=_("role"), max_length=8, choices=StaffRole.choices)
+
+    class Meta:
+        verbose_name = _("cinema staff member")
+        verbose_name_plural = _("cinema staff")
+        ordering = ["cinema", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "cinema"], name="cinemas_cinemastaff_one_role_per_cinema"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} – {self.cinema} ({self.get_role_display()})"
 
 
 class Hall(models.Model):
