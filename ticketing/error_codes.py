@@ -150,6 +150,10 @@ ERROR_CODES = {
     ),
     "payment_failed": ErrorCode(502, _("The payment provider could not take this payment.")),
     "booking_code_taken": ErrorCode(400, _("The booking code drawn is taken; draw another.")),
+    "idempotency_key_required": ErrorCode(400, _("Send an Idempotency-Key header of 1-255 characters.")),
+    "invalid_idempotency_key": ErrorCode(
+        400, _("An Idempotency-Key header has 1-255 characters (surrounding blanks aside).")
+    ),
     "idempotency_mismatch": ErrorCode(409, _("This Idempotency-Key was used for a different request.")),
     "idempotency_in_flight": ErrorCode(409, _("A request with this Idempotency-Key is still running."), retry_after=2),
     # Promo codes (bookings migration 0017)
