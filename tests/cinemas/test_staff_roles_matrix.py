@@ -348,3 +348,14 @@ def test_a_cinemas_staff_read_a_shows_times_and_prices_but_find_no_way_to_change
     assert f"{show.local_starts_at:%H:%M} America/New_York" in page.text  # on the cinema's clock
     assert "15.00" in page.text  # the Premium price, in the prices' inline
     assert 'name="_save"' not in page.text and 'name="starts_at_0"' not in page.text
+
+
+def test_a_managers_hall_picker_offers_the_halls_of_their_own_cinemas_only(sites):
+    client = logged_in(MANAGER, sites["own"].cinema)
+
+    found = client.get(
+        reverse("admin:autocomplete"), {"app_label": "cinemas", "model_name": "show", "field_name": "hall", "term": ""}
+    )
+
+    assert found.status_code == 200
+    assert [int(hall["id"]) for hall in found.json()["results"]] == [sites["own"].hall.pk]
