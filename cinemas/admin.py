@@ -1,5 +1,9 @@
 """The cinema staff's admin: the catalog, halls drawn from a typed seat plan, and shows in local time.
 
+Who sees and changes what is the staff's roles' business (cinemas.admin_roles.CinemaRoles over cinemas.roles): a
+cinema's staff see its shows and menu, its managers also schedule the shows and set the prices, and the chain's
+admins run the rest (cities, cinemas, halls, movies, who is on the staff).
+
 Writes with rules of their own (seat layouts, show scheduling) go through cinemas.services; cities, cinemas
 and movies are plain records that the admin's own forms edit. Every save and delete here drops the cached
 catalog once it commits (CatalogEdits). Lists are built for the study's scale (5,000
@@ -31,9 +35,11 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext, pgettext
 from django.utils.translation import gettext_lazy as _
 
+from cinemas.admin_roles import CinemaRoles
 from cinemas.models import (
     CERTIFICATES,
     Cinema,
+    CinemaStaff,
     City,
     Hall,
     MenuItem,
@@ -45,6 +51,7 @@ from cinemas.models import (
     ShowPrice,
 )
 from cinemas.posters import MAX_PIXELS, MAX_UPLOAD_BYTES, MIN_HEIGHT, MIN_WIDTH, POSTER_SIZES, poster_urls
+from cinemas.roles import StaffAction
 from cinemas.services import (
     PLAN_SEAT_TYPES,
     SHOW_TURNAROUND_MINUTES,
@@ -60,7 +67,7 @@ from cinemas.services import (
     schedule_show,
     upload_poster,
 )
-from ticketing.admin_base import ChosenOnlyFilter, ModelAdmin, ReadOnly
+from ticketing.admin_base import AsItsParent, ChosenOnlyFilter, ModelAdmin, ReadOnly
 
 # --- Pieces shared by several admins ----------------------------------------------------------------------
 
@@ -157,7 +164,7 @@ def changelist_link(model, text, **filters):
 
 
 @admin.register(City)
-class CityAdmin(CatalogEdits, ModelAdmin):
+class CityAdmin(CatalogEdits, CinemaRoles, ModelAdmin):
     list_display = ["name", "state", "country"]
     list_filter = ["country"]
     search_fields = ["name", "state", "country"]
@@ -179,8 +186,11 @@ class CinemaForm(forms.ModelForm):
 
 
 @admin.register(Cinema)
-class CinemaAdmin(CatalogEdits, ModelAdmin):
+class CinemaAdmin(CatalogEdits, CinemaRoles, ModelAdmin):
     form = CinemaForm
+    cinema_field = "id"
+    # Managers pick their own cinemas (a menu item's) from here; changing a cinema is the chain's.
+    view_actions = (StaffAction.SET_PRICES, StaffAction.SCHEDULE_SHOWS)
     list_display = ["name", "city", "time_zone", "currency", "postal_code", "links"]
     list_filter = ["time_zone", "city__country", "city", "currency"]
     list_select_related = ["city"]
@@ -228,8 +238,12 @@ class MenuItemForm(forms.ModelForm):
 
 
 @admin.register(MenuItem)
-class MenuItemAdmin(ServiceRefusalOnForm, ModelAdmin):
+class MenuItemAdmin(ServiceRefusalOnForm, CinemaRoles, ModelAdmin):
     form = MenuItemForm
+    cinema_field = "cinema"
+    view_actions = (StaffAction.SEE_SALES,)
+    change_action = delete_action = StaffAction.SET_PRICES
+    choices_reach = {"cinema": "id"}
     refusal_field = "restock"
     list_display = ["name", "cinema", "price", "stock", "on_sale"]
     list_filter = ["on_sale", ("cinema", ChosenOnlyFilter)]
@@ -238,7 +252,7 @@ class MenuItemAdmin(ServiceRefusalOnForm, ModelAdmin):
     autocomplete_fields = ["cinema"]
 
     def get_fields(self, request, obj=None):
-        if obj is None:
+        if obj is None or not self.has_change_permission(request, obj):
             return ["cinema", "name", "description", "price", "stock", "on_sale"]
         return ["cinema", "name", "description", "price", "stock", "restock", "on_sale"]
 
@@ -300,7 +314,7 @@ class MovieForm(forms.ModelForm):
         return cleaned_data
 
 
-class MovieCertificateInline(admin.TabularInline):
+class MovieCertificateInline(AsItsParent, admin.TabularInline):
     model = MovieCertificate
     fields = ["country", "rating"]
     extra = 0
@@ -314,8 +328,10 @@ class MovieCertificateInline(admin.TabularInline):
 
 
 @admin.register(Movie)
-class MovieAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
+class MovieAdmin(CatalogEdits, ServiceRefusalOnForm, CinemaRoles, ModelAdmin):
     form = MovieForm
+    # The catalog is the chain's; managers see it, to pick a show's movie.
+    view_actions = (StaffAction.SCHEDULE_SHOWS,)
     inlines = [MovieCertificateInline]
     refusal_field = "poster_upload"
     list_display = ["title", "genre", "language", "country", "duration", "release_date", "certificates_line", "links"]
@@ -365,6 +381,18 @@ class MovieAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
     @admin.display(description=_("See"))
     def links(self, movie):
         return changelist_link("show", gettext("Shows"), movie__id__exact=movie.pk)
+
+
+@admin.register(CinemaStaff)
+class CinemaStaffAdmin(CinemaRoles, ModelAdmin):
+    """Who is on a cinema's staff, and as what (cinemas.roles says what each role may do): the chain admins' to
+    decide. A member also needs "Staff status" on their user to log in; the chain's admins are its superusers."""
+
+    list_display = ["user", "cinema", "role"]
+    list_filter = ["role", ("cinema", ChosenOnlyFilter)]
+    list_select_related = ["user", "cinema"]
+    search_fields = ["user__username", "user__email", "cinema__name"]
+    autocomplete_fields = ["user", "cinema"]
 
 
 # --- Halls and their seats ------------------------------------------------------------------------------------
@@ -513,8 +541,11 @@ class HallForm(forms.ModelForm):
 
 
 @admin.register(Hall)
-class HallAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
+class HallAdmin(CatalogEdits, ServiceRefusalOnForm, CinemaRoles, ModelAdmin):
     form = HallForm
+    cinema_field = "cinema"
+    # Managers see their own halls, to pick a show's; halls and their seats are drawn by the chain.
+    view_actions = (StaffAction.SCHEDULE_SHOWS,)
     refusal_field = "plan"
     list_display = ["name", "cinema", "seats", "links"]
     list_filter = [("cinema", ChosenOnlyFilter), "cinema__time_zone"]
@@ -562,8 +593,10 @@ class HallAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
 
 
 @admin.register(Seat)
-class SeatAdmin(ReadOnly, ModelAdmin):
+class SeatAdmin(ReadOnly, CinemaRoles, ModelAdmin):
     """Read-only: a hall's seats are made only from its plan, on the hall's page."""
+
+    view_actions = (StaffAction.RUN_CHAIN,)
 
     list_display = ["__str__", "hall", "seat_type", "x", "y"]
     list_filter = ["seat_type", ("hall", ChosenOnlyFilter)]
@@ -768,7 +801,7 @@ class LocalDateFilter(admin.SimpleListFilter):
         return shows_in_period(queryset, *period)
 
 
-class ShowPriceInline(ReadOnly, admin.TabularInline):
+class ShowPriceInline(ReadOnly, AsItsParent, admin.TabularInline):
     """The prices as stored. They are edited through the price fields above, which go through the services."""
 
     model = ShowPrice
@@ -779,8 +812,12 @@ class ShowPriceInline(ReadOnly, admin.TabularInline):
 
 
 @admin.register(Show)
-class ShowAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
+class ShowAdmin(CatalogEdits, ServiceRefusalOnForm, CinemaRoles, ModelAdmin):
     form = ShowForm
+    cinema_field = "hall__cinema"
+    view_actions = (StaffAction.SEE_SALES,)
+    change_action = delete_action = StaffAction.SCHEDULE_SHOWS
+    choices_reach = {"hall": "cinema"}
     inlines = [ShowPriceInline]
     list_display = ["movie", "hall", "local_start", "local_end", "format", "languages"]
     list_filter = [LocalDateFilter, ("hall__cinema", ChosenOnlyFilter), "movie", "format"]
@@ -798,6 +835,12 @@ class ShowAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
         return self.inlines if obj is not None else []
 
     def get_fieldsets(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            # Seen only (a cinema's staff): the times on the cinema's clock, the prices in their inline.
+            return [
+                (None, {"fields": ["movie", "hall", "local_start", "local_end", "stored_times"]}),
+                (_("Format and languages"), {"fields": ["format", "audio_language", "subtitles"]}),
+            ]
         when = ["movie", "hall", "starts_at", "ends_at"]
         if obj is not None:
             when.append("stored_times")

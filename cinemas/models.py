@@ -147,6 +147,11 @@ class Cinema(models.Model):
     def zone(self):
         return zoneinfo.ZoneInfo(self.time_zone)
 
+    def clock_label(self, instant):
+        """`instant` as this cinema's clocks show it, with the zone: "Mon 7 Dec 2026, 17:30 (America/New_York)"."""
+        # Translators: a date and time as Django's date format characters, e.g. "Mon 7 Dec 2026, 17:30".
+        return f"{dateformat.format(instant.astimezone(self.zone), gettext('D j M Y, H:i'))} ({self.time_zone})"
+
 
 class StaffRole(models.TextChoices):
     """What a member of a cinema's staff may do there (cinemas.roles says what each role allows)."""

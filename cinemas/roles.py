@@ -19,6 +19,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from cinemas.models import CinemaStaff, StaffRole
+from ticketing.staff import is_chain_admin
 
 
 class StaffAction(models.TextChoices):
@@ -45,10 +46,6 @@ ROLE_ACTIONS = {
     StaffRole.STAFF: _STAFF_ACTIONS,
     StaffRole.MANAGER: _STAFF_ACTIONS | {StaffAction.SET_PRICES, StaffAction.SCHEDULE_SHOWS},
 }
-
-
-def is_chain_admin(user):
-    return user.is_active and user.is_superuser
 
 
 def _roles(user):

@@ -1,16 +1,34 @@
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from ticketing.admin_base import ModelAdmin
+from ticketing.admin_base import ChainOnly, ModelAdmin
 from ticketing.models import ApiKey
 from ticketing.services import create_api_key, revoke_api_key
 
+# Who may log in to the admin, and as whom, is the chain admins' business alone, whatever Django permissions a
+# member of the staff holds; cinemas.admin lists the staff's roles at each cinema.
+admin.site.unregister(get_user_model())
+admin.site.unregister(Group)
+
+
+@admin.register(get_user_model())
+class ChainUserAdmin(ChainOnly, UserAdmin):
+    pass
+
+
+@admin.register(Group)
+class ChainGroupAdmin(ChainOnly, GroupAdmin):
+    pass
+
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(ModelAdmin):
+class ApiKeyAdmin(ChainOnly, ModelAdmin):
     """Partners' API keys. Only a key's hash is stored, so the key itself is shown once, when it is made."""
 
     list_display = ["name", "prefix", "rate_per_minute", "held_seats_per_show", "is_revoked", "created_at"]

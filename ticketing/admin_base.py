@@ -1,11 +1,16 @@
-"""What every admin of ours is built from: lists that refuse bad lookups cleanly, read-only records, and a filter
-for related tables too long to list."""
+"""What every admin of ours is built from: lists that refuse bad lookups cleanly, read-only records, a filter
+for related tables too long to list, and who may use an admin.
+
+Django's per-model permissions play no part in our models' admins: the staff's roles decide (cinemas.roles, through
+cinemas.admin_roles.CinemaRoles), and what no cinema's role reaches is the chain admins' alone (ChainOnly).
+"""
 
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 
 from ticketing.numbers import whole_number
+from ticketing.staff import is_chain_admin
 
 
 class LookupCheckedChangeList(ChangeList):
@@ -49,6 +54,47 @@ class ReadOnly:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ChainOnly:
+    """For what only the chain's admins use (API keys, users): no one else sees it, whatever Django's permissions
+    they were given. Put ReadOnly before it for records nobody edits."""
+
+    def has_module_permission(self, request):
+        return is_chain_admin(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return is_chain_admin(request.user)
+
+    def has_add_permission(self, request, *args):
+        return is_chain_admin(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return is_chain_admin(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return is_chain_admin(request.user)
+
+
+class AsItsParent:
+    """An inline's rows belong to the row they are shown with: who may see that row sees them, who may change it
+    changes them (add and delete included). Put ReadOnly before it for rows nobody edits."""
+
+    def _parent_admin(self):
+        return self.admin_site.get_model_admin(self.parent_model)
+
+    def has_view_permission(self, request, obj=None):
+        return self._parent_admin().has_view_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        parent = self._parent_admin()
+        return parent.has_add_permission(request) if obj is None else parent.has_change_permission(request, obj)
+
+    def has_add_permission(self, request, obj):
+        return self.has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_change_permission(request, obj)
 
 
 class ChosenOnlyFilter(admin.RelatedFieldListFilter):

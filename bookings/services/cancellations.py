@@ -155,8 +155,10 @@ def cancel_own_booking(*, reservation_id, at=None):
     return reservation
 
 
-def cancel_booking(*, reservation_id, at=None):
-    """Staff cancel a booking: its seats are freed and its charge refunded in full through the provider.
+def cancel_booking(*, reservation_id, reason="", at=None):
+    """Staff cancel a booking: its seats are freed and its charge refunded in full through the provider. `reason`
+    (the staff's words, at most 300 characters) is kept with it and told to the buyer, in the mail and on the
+    ticket page. The caller has checked the staff member's role at the booking's cinema (cinemas.roles).
 
     Locks the reservation. Raises BookingError("not_booked") unless it is Booked. Owes the buyer a mail
     saying so (an OutgoingMail, if they gave an address). On commit: pushes the freed seats, tells the
@@ -174,6 +176,7 @@ def cancel_booking(*, reservation_id, at=None):
             refund=None,
             cancelled_by=Reservation.CancelledBy.CINEMA,
             mail_kind=OutgoingMail.Kind.CANCELLED,
+            reason=reason,
         )
     return reservation
 
@@ -184,16 +187,16 @@ def _locked(reservation_id):
     )
 
 
-def _cancel_booked(reservation, *, at, refund, cancelled_by, mail_kind):
+def _cancel_booked(reservation, *, at, refund, cancelled_by, mail_kind, reason=""):
     """Cancel the locked, Booked reservation in the caller's transaction: free its seats (the waiting line is told
     on commit), give back `refund` (everything paid when None; nothing when 0) the way it was paid, the card first
     (a refund recorded, sent to the provider on commit) and the rest to the gift cards that paid (at once), and owe
-    its buyer a mail of `mail_kind`. Reloads the reservation."""
+    its buyer a mail of `mail_kind`, which says `reason`. Reloads the reservation."""
     (freed,) = call_function(
         "bookings_release", [str(reservation.pk)], Reservation.Status.CANCELLED, at, own_transaction=False
     )
     announce_freed_seats(freed)
-    Reservation.objects.filter(pk=reservation.pk).update(cancelled_by=cancelled_by)
+    Reservation.objects.filter(pk=reservation.pk).update(cancelled_by=cancelled_by, cancellation_reason=reason)
     charge = _charge_of(reservation)
     charged = charge.amount if charge is not None else Decimal(0)
     to_card = charged if refund is None else min(refund, charged)
