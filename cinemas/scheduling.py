@@ -23,6 +23,7 @@ from django.utils.translation import gettext_lazy as _
 from cinemas.models import Hall, Movie, SeatType, Show, ShowFormat
 from cinemas.roles import StaffAction, cinema_ids_for, may, within_reach
 from cinemas.services import BULK_MAX_START_TIMES, bulk_prices, plan_shows, schedule_shows
+from ticketing.numbers import whole_number
 
 PRICE_FIELDS = {seat_type: f"price_{seat_type.lower()}" for seat_type in SeatType}
 
@@ -51,6 +52,14 @@ class StartTimesField(forms.CharField):
                     gettext("%(text)s is not a time such as 14:00 or 17:30.") % {"text": repr(text.strip())}
                 ) from None
         return times
+
+
+class HallSearch(widgets.AutocompleteSelect):
+    """The admin's search-as-you-type hall picker, which draws a posted value only if it could be an id: it looks
+    the chosen hall up to draw it, and a 5,000-digit "id" would raise there instead of coming back as a form error."""
+
+    def optgroups(self, name, value, attr=None):
+        return super().optgroups(name, [choice for choice in value if whole_number(choice) is not None], attr)
 
 
 TEMPLATE_PRICE = _("Blank: the hall's template price.")
@@ -113,7 +122,7 @@ class BulkScheduleForm(forms.Form):
         hall = self.fields["hall"]
         if cinema_ids_for(user, StaffAction.SCHEDULE_SHOWS) is None:
             # The chain's admins reach every hall (50,000 at the study's scale): picked by search, as on a show.
-            hall.widget = widgets.AutocompleteSelect(Show._meta.get_field("hall"), admin_site)
+            hall.widget = HallSearch(Show._meta.get_field("hall"), admin_site)
         # Only the halls of the cinemas where this user schedules shows; another's is refused as not a choice.
         # (Setting the queryset also hands the widget its choices.)
         hall.queryset = within_reach(Hall.objects.select_related("cinema"), user, StaffAction.SCHEDULE_SHOWS, "cinema")
@@ -176,6 +185,8 @@ def schedule_in_bulk(request, model_admin):
                     % {"count": len(shows), "movie": schedule["movie"], "hall": hall},
                     messages.SUCCESS,
                 )
+                if not model_admin.has_view_permission(request):
+                    return redirect(request.path)  # the page again, with the message, for the next batch
                 changelist = reverse("admin:cinemas_show_changelist")
                 return redirect(f"{changelist}?{urlencode({'hall__id__exact': hall.pk})}")
             prices = bulk_prices(hall=hall, prices=given)

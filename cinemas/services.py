@@ -11,7 +11,7 @@ maps (ticketing.cached_reads) are built afresh once it commits.
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import MAXYEAR, MINYEAR, UTC, datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
@@ -373,6 +373,15 @@ def plan_shows(*, movie, hall, first_day, last_day, weekdays=None, start_times):
                 % {"most": BULK_MAX_DAYS, "days": days}
             }
         )
+    # A local time on the calendar's first or last day may lie outside it in UTC.
+    for name, day in (("first_day", first_day), ("last_day", last_day)):
+        if not MINYEAR < day.year < MAXYEAR:
+            raise ValidationError(
+                {
+                    name: gettext("Choose a day from the year %(first)s to %(last)s.")
+                    % {"first": MINYEAR + 1, "last": MAXYEAR - 1}
+                }
+            )
     if not start_times:
         raise ValidationError({"start_times": gettext("Give at least one start time.")})
     if len(start_times) > BULK_MAX_START_TIMES:
