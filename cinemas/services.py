@@ -450,12 +450,13 @@ def schedule_shows(
     """Put a movie on in a hall on every chosen day of a range at each of the start times, all or nothing.
 
     The days, times and limits are plan_shows', the prices bulk_prices' (the hall's template, with `prices` taking
-    over for the seat types it names), format and languages as schedule_show's. Takes no
-    lock: the shows are checked first against the hall's shows and each other, and on any problem raises one
-    ValidationError listing them all (every time that doesn't happen, every clash) and writes nothing. A
-    bulk schedule racing another in the same hall is decided by the database's exclusion constraint: the loser's
-    insert waits for the winner's commit, fails, and is raised as a ValidationError, with nothing written.
-    Returns the shows created. On commit, the cached catalog is dropped.
+    over for the seat types it names), format and languages as schedule_show's.
+
+    Takes no lock: the shows are checked first against the hall's shows and each other, and on any problem it
+    raises one ValidationError listing them all (every time that doesn't happen, every clash) and writes nothing.
+    A bulk schedule racing another in the same hall is decided by the database's exclusion constraint: the
+    loser's insert waits for the winner's commit, fails, and is raised as a ValidationError, with nothing of it
+    written. Returns the shows created. On commit, the cached catalog is dropped.
     """
     prices = bulk_prices(hall=hall, prices=prices)
     plan = plan_shows(
@@ -488,8 +489,10 @@ def schedule_shows(
                 )
             ) from exc
         raise
-    show_prices = [ShowPrice(show=s, seat_type=kind, price=price) for s in shows for kind, price in prices.items()]
-    ShowPrice.objects.bulk_create(show_prices, batch_size=1000)
+    ShowPrice.objects.bulk_create(
+        [ShowPrice(show=show, seat_type=kind, price=price) for show in shows for kind, price in prices.items()],
+        batch_size=1000,
+    )
     catalog_changed()
     return shows
 
