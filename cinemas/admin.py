@@ -25,7 +25,7 @@ from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import DateField, F, Func, Value, prefetch_related_objects
 from django.db.models.functions import ExtractMonth, ExtractYear
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import dateformat, timezone
 from django.utils.dates import MONTHS
 from django.utils.functional import cached_property
@@ -42,6 +42,7 @@ from cinemas.models import (
     CinemaStaff,
     City,
     Hall,
+    HallPrice,
     MenuItem,
     Movie,
     MovieCertificate,
@@ -52,6 +53,7 @@ from cinemas.models import (
 )
 from cinemas.posters import MAX_PIXELS, MAX_UPLOAD_BYTES, MIN_HEIGHT, MIN_WIDTH, POSTER_SIZES, poster_urls
 from cinemas.roles import StaffAction
+from cinemas.scheduling import PRICE_FIELDS, price_field, schedule_in_bulk
 from cinemas.services import (
     PLAN_SEAT_TYPES,
     SHOW_TURNAROUND_MINUTES,
@@ -60,6 +62,7 @@ from cinemas.services import (
     build_seat_layout,
     catalog_changed,
     default_show_end,
+    on_cinema_clock,
     parse_seat_plan,
     plan_from_seats,
     remove_poster,
@@ -540,12 +543,37 @@ class HallForm(forms.ModelForm):
         return plan
 
 
+class HallPriceInline(AsItsParent, admin.TabularInline):
+    """The hall's template prices, on the hall's page for the chain's admins (managers, who see a hall but don't
+    change it, set them on the template prices' own list)."""
+
+    model = HallPrice
+    fields = ["seat_type", "price"]
+    extra = 0
+
+
+@admin.register(HallPrice)
+class HallPriceAdmin(CinemaRoles, ModelAdmin):
+    """The prices a show scheduled in bulk gets unless told otherwise: a manager's to set for their own halls."""
+
+    cinema_field = "hall__cinema"
+    view_actions = (StaffAction.SEE_SALES,)
+    change_action = delete_action = StaffAction.SET_PRICES
+    choices_reach = {"hall": "cinema"}
+    list_display = ["hall", "seat_type", "price"]
+    list_select_related = ["hall__cinema"]
+    list_filter = [("hall", ChosenOnlyFilter), "seat_type"]
+    search_fields = ["hall__name", "hall__cinema__name"]
+    autocomplete_fields = ["hall"]
+
+
 @admin.register(Hall)
 class HallAdmin(CatalogEdits, ServiceRefusalOnForm, CinemaRoles, ModelAdmin):
     form = HallForm
     cinema_field = "cinema"
     # Managers see their own halls, to pick a show's; halls and their seats are drawn by the chain.
     view_actions = (StaffAction.SCHEDULE_SHOWS,)
+    inlines = [HallPriceInline]
     refusal_field = "plan"
     list_display = ["name", "cinema", "seats", "links"]
     list_filter = [("cinema", ChosenOnlyFilter), "cinema__time_zone"]
@@ -620,28 +648,6 @@ class WallClockField(forms.SplitDateTimeField):
         value = super().compress(data_list)
         # super() reads it in the current zone (UTC); take that off again, ShowForm.clean applies the hall's.
         return timezone.make_naive(value) if value else value
-
-
-def on_cinema_clock(wall_time, zone):
-    """The instant the zone's clocks show `wall_time`; in the hour the clocks repeat, its first pass."""
-    instant = wall_time.replace(tzinfo=zone)
-    if instant.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != wall_time:
-        raise ValidationError(
-            # Translators: a local time skipped when the clocks go forward, e.g. "02:30 doesn't happen on
-            # 09 Mar 2025 in America/New_York".
-            gettext("%(time)s doesn't happen on %(day)s in %(zone)s: the clocks go forward past it.")
-            % {"time": f"{wall_time:%H:%M}", "day": dateformat.format(wall_time, "d M Y"), "zone": zone.key}
-        )
-    return instant
-
-
-PRICE_FIELDS = {seat_type: f"price_{seat_type.lower()}" for seat_type in SeatType}
-
-
-def price_field(seat_type):
-    # Translators: a show form's price field for one seat type, e.g. "Regular price".
-    label = format_lazy(_("{seat_type} price"), seat_type=seat_type.label)
-    return forms.DecimalField(label=label, required=False, min_value=0, max_digits=8, decimal_places=2)
 
 
 class ShowForm(forms.ModelForm):
@@ -826,6 +832,11 @@ class ShowAdmin(CatalogEdits, ServiceRefusalOnForm, CinemaRoles, ModelAdmin):
     autocomplete_fields = ["movie", "hall"]
     readonly_fields = ["stored_times"]
     show_full_result_count = False
+
+    def get_urls(self):
+        # "Schedule shows in bulk" (cinemas.scheduling), linked from the list; ahead of "<path:object_id>/".
+        view = self.admin_site.admin_view(lambda request: schedule_in_bulk(request, self))
+        return [path("schedule-in-bulk/", view, name="cinemas_show_schedule_in_bulk"), *super().get_urls()]
 
     def get_queryset(self, request):
         # Every show is displayed in its cinema's zone.

@@ -19,10 +19,11 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from bookings.models import Reservation
-from cinemas.models import Cinema, CinemaStaff, City, Hall, MenuItem, Movie, Show, StaffRole
+from cinemas.models import Cinema, CinemaStaff, City, Hall, HallPrice, MenuItem, Movie, Show, StaffRole
 from cinemas.services import plan_from_seats
 from tests.bookings.helpers import STAFF_REASON, paid_booking
-from tests.cinemas.test_admin import cinema_form, menu_item_form, show_form
+from tests.cinemas.test_admin import cinema_form, hall_form, menu_item_form, show_form
+from tests.cinemas.test_bulk_scheduling import page_form as bulk_form
 from tests.cinemas.test_posters import movie_form
 from tests.factories import make_cinema, make_hall, make_movie, make_show, make_staff_member
 from ticketing.models import ApiKey
@@ -149,8 +150,36 @@ def change_cinema(client, site):
 
 
 def rename_hall(client, site):
-    form = {"cinema": site.cinema.pk, "name": "Renamed", "plan": plan_of(site.hall)}
+    form = hall_form(site.cinema, "Renamed", plan_of(site.hall))
     return client.post(admin_url("cinemas", "hall", "change", site.hall.pk), form)
+
+
+def set_template_price(client, site):
+    form = {"hall": site.hall.pk, "seat_type": "Regular", "price": "12.50"}
+    return client.post(admin_url("cinemas", "hallprice", "add"), form)
+
+
+def schedule_in_bulk(client, site):
+    """One Saturday at two times, priced on the form (the hall has no template prices)."""
+    prices = {f"price_{kind}": "10" for kind in ("regular", "premium", "wheelchair", "companion")}
+    form = bulk_form(site.hall, make_movie(), first_day="2031-02-01", last_day="2031-02-01", weekdays=["5"], **prices)
+    return client.post(reverse("admin:cinemas_show_schedule_in_bulk"), {**form, "_create": "Create"})
+
+
+def sell_at_the_counter(client, site):
+    """A cash sale of the show's first free seat: hold it on the counter's map, then take the cash."""
+    seat = site.show.hall.seats.exclude(pk__in=site.booking.claims.values("seat")).order_by("y", "x").first()
+    held = client.post(reverse("bookings-staff:box-office-show", args=[site.show.pk]), {"seats": [seat.pk]})
+    if held.status_code != 302:
+        return held
+    sale = held["Location"]
+    return client.post(sale, {"paid_by": "cash", "tendered": "1000"})
+
+
+def sold_at_the_counter(site):
+    return Reservation.objects.filter(
+        show=site.show, channel=Reservation.Channel.BOX_OFFICE, status=Reservation.Status.BOOKED
+    ).exists()
 
 
 def plan_of(hall):
@@ -220,6 +249,22 @@ ACTIONS = {
         302,
         (OUT_OF_REACH, 403),
     ),
+    "set a hall's template prices": Action(
+        MANAGING,
+        set_template_price,
+        lambda site, page: HallPrice.objects.filter(hall=site.hall, price=Decimal("12.50")).exists(),
+        302,
+        # 200: the form refuses a hall of another cinema (not among its choices).
+        (200, 403),
+    ),
+    "schedule shows in bulk": Action(
+        MANAGING,
+        schedule_in_bulk,
+        lambda site, page: Show.objects.filter(hall=site.hall).count() == 3,
+        302,
+        # 400: the form refuses a hall of another cinema (not among its choices).
+        (400, 403),
+    ),
     "change a movie": Action(
         CHAIN_ONLY, change_movie, lambda site, page: Movie.objects.filter(title="Renamed").exists(), 302, (403,)
     ),
@@ -248,9 +293,15 @@ ACTIONS = {
         302,
         (403,),
     ),
-    # The staff pages other branches build, tried once their address exists. For the lead: a page that acts (a sale
-    # at the box office) may replace its row's GET with its POST and check what it made.
-    "sell at the box office": staff_page_row("bookings-staff:box-office"),
+    "open the box office": staff_page_row("bookings-staff:box-office"),
+    "sell at the box office": Action(
+        AT_THE_CINEMA,
+        sell_at_the_counter,
+        lambda site, page: sold_at_the_counter(site),
+        302,
+        # 404: a show of another cinema is not at their counter; 403: they sell nowhere.
+        (404, 403),
+    ),
     "see the sales": staff_page_row("bookings-staff:sales"),
 }
 
@@ -319,7 +370,7 @@ def test_the_admins_home_lists_what_a_cinemas_staff_may_use_and_links_their_staf
     home = client.get(reverse("admin:index"))
 
     listed = {model["object_name"] for app in home.context["app_list"] for model in app["models"]}
-    assert listed == {"Reservation", "Show", "MenuItem", "Waiter"}
+    assert listed == {"Reservation", "Show", "MenuItem", "HallPrice", "Waiter"}
     assert f'href="{reverse("bookings-staff:check-in")}"' in home.text  # the admin leads to the staff pages
 
 
