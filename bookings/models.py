@@ -367,6 +367,18 @@ class IdempotentRequest(models.Model):
     response_body = models.TextField(verbose_name=_("response body"), null=True, blank=True)
     started_at = models.DateTimeField(verbose_name=_("started at"))
     finished_at = models.DateTimeField(verbose_name=_("finished at"), null=True, blank=True)
+    # The hold this key's ReserveSeats made, written in the hold's own transaction (bookings_hold_seats_once): a
+    # retry that takes over a key whose first call died before storing its answer answers with that hold instead
+    # of holding again.
+    reservation = models.ForeignKey(
+        Reservation,
+        verbose_name=_("reservation"),
+        on_delete=models.PROTECT,
+        db_index=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
 
     class Meta:
         verbose_name = _("idempotent request")

@@ -208,6 +208,7 @@ def hold_seats(
     accessible_confirmed=False,
     at=None,
     and_then=None,
+    idempotent_request=None,
 ):
     """Hold seats of a show (`show`, or its `show_id`) for the buyer, all or nothing; return the new Reservation.
 
@@ -237,6 +238,9 @@ def hold_seats(
     `and_then(reservation)`, when given, runs in the hold's own transaction before it commits and returns the
     reservation to answer with (the staff's sales mark their channel and seller there, and book house seats): what
     it raises rolls the hold back with it.
+
+    `idempotent_request`: the id of the partner's Idempotency-Key row (begin_idempotent_request) this hold
+    answers; the hold's reservation is written on it in the hold's own call (bookings_hold_seats_once).
     """
     at = at or timezone.now()
     show_id = show.pk if show is not None else show_id
@@ -253,8 +257,17 @@ def hold_seats(
                 confirmed=accessible_confirmed,
                 at=at,
                 own_transaction=own_transaction,
+                idempotent_request=idempotent_request,
             )
-        call = _hold_call(buyer, show_id, seat_ids, movie_id=movie_id, confirmed=accessible_confirmed, at=at)
+        call = _hold_call(
+            buyer,
+            show_id,
+            seat_ids,
+            movie_id=movie_id,
+            confirmed=accessible_confirmed,
+            at=at,
+            idempotent_request=idempotent_request,
+        )
         return _held(buyer, show_id, at, call_function(*call, own_transaction=own_transaction))
 
     if not (check_gaps or and_then):
@@ -269,7 +282,15 @@ def hold_seats(
 
 
 async def ahold_seats(
-    *, buyer, show_id, seat_ids=None, best_available=None, movie_id=None, accessible_confirmed=False, at=None
+    *,
+    buyer,
+    show_id,
+    seat_ids=None,
+    best_available=None,
+    movie_id=None,
+    accessible_confirmed=False,
+    at=None,
+    idempotent_request=None,
 ):
     """hold_seats (without `no_single_gaps`) on the lean path's async pool: the same function call, the same
     answer; it locks, raises and pushes as hold_seats does. Best available reads the show's seats from this
@@ -278,9 +299,23 @@ async def ahold_seats(
     at = at or timezone.now()
     if best_available:
         return await _ahold_best_available(
-            buyer, show_id, best_available, movie_id=movie_id, confirmed=accessible_confirmed, at=at
+            buyer,
+            show_id,
+            best_available,
+            movie_id=movie_id,
+            confirmed=accessible_confirmed,
+            at=at,
+            idempotent_request=idempotent_request,
         )
-    call = _hold_call(buyer, show_id, seat_ids, movie_id=movie_id, confirmed=accessible_confirmed, at=at)
+    call = _hold_call(
+        buyer,
+        show_id,
+        seat_ids,
+        movie_id=movie_id,
+        confirmed=accessible_confirmed,
+        at=at,
+        idempotent_request=idempotent_request,
+    )
     return _held(buyer, show_id, at, await acall_function(*call))
 
 
@@ -319,11 +354,20 @@ def _hold_best_available(
     movie_id=None,
     own_transaction=True,
     confirmed=False,
+    idempotent_request=None,
 ):
     """Best available on Django's connection: the looks of _BestAvailableLooks, each read and call in turn."""
     seats = seats or show_seat_spots(show_id, show=show)
     looks = _BestAvailableLooks(
-        buyer, show_id, seats, best_available, check_line=check_line, movie_id=movie_id, confirmed=confirmed, at=at
+        buyer,
+        show_id,
+        seats,
+        best_available,
+        check_line=check_line,
+        movie_id=movie_id,
+        confirmed=confirmed,
+        at=at,
+        idempotent_request=idempotent_request,
     )
     with looks:
         while True:
@@ -335,11 +379,22 @@ def _hold_best_available(
                     raise
 
 
-async def _ahold_best_available(buyer, show_id, best_available, *, at, movie_id=None, confirmed=False):
+async def _ahold_best_available(
+    buyer, show_id, best_available, *, at, movie_id=None, confirmed=False, idempotent_request=None
+):
     """_hold_best_available on the event loop: the seats from show_seat_spots_on_the_loop, the taken seats and
     the calls on the async pool."""
     seats = await show_seat_spots_on_the_loop(show_id)
-    looks = _BestAvailableLooks(buyer, show_id, seats, best_available, movie_id=movie_id, confirmed=confirmed, at=at)
+    looks = _BestAvailableLooks(
+        buyer,
+        show_id,
+        seats,
+        best_available,
+        movie_id=movie_id,
+        confirmed=confirmed,
+        at=at,
+        idempotent_request=idempotent_request,
+    )
     with looks:
         while True:
             taken = await ataken_seats(show_id, at) if looks.picking else None
@@ -391,11 +446,24 @@ class _BestAvailableLooks:
     such show) raises BookingError("no_such_show") before any call; a type kept for wheelchair users is the
     call's to refuse without `confirmed` (bookings_refuse_reserved_seats)."""
 
-    def __init__(self, buyer, show_id, seats, best_available, *, at, check_line=True, movie_id=None, confirmed=False):
+    def __init__(
+        self,
+        buyer,
+        show_id,
+        seats,
+        best_available,
+        *,
+        at,
+        check_line=True,
+        movie_id=None,
+        confirmed=False,
+        idempotent_request=None,
+    ):
         if seats is None:
             raise BookingError("no_such_show")
         self.buyer, self.show_id, self.seats, self.best = buyer, show_id, seats, best_available
         self.check_line, self.movie_id, self.at, self.confirmed = check_line, movie_id, at, confirmed
+        self.idempotent_request = idempotent_request
         self.picking = seats.starts_at > at and 1 <= best_available.count <= settings.TICKETING_MAX_SEATS
         self.pick, self.looks = None, 0
 
@@ -425,6 +493,7 @@ class _BestAvailableLooks:
             movie_id=self.movie_id,
             confirmed=self.confirmed,
             at=self.at,
+            idempotent_request=self.idempotent_request,
         )
 
     def _best(self, taken):
@@ -437,10 +506,24 @@ class _BestAvailableLooks:
         return refusal.code == "seats_unavailable" and self.pick is not None and self.looks < PICK_ATTEMPTS
 
 
-def _hold_call(buyer, show_id, seat_ids, *, at, count=None, best=None, check_line=True, movie_id=None, confirmed=False):
-    """The call of bookings_hold_seats that makes this hold: `(function, *arguments)`."""
+def _hold_call(
+    buyer,
+    show_id,
+    seat_ids,
+    *,
+    at,
+    count=None,
+    best=None,
+    check_line=True,
+    movie_id=None,
+    confirmed=False,
+    idempotent_request=None,
+):
+    """The call of bookings_hold_seats that makes this hold: `(function, *arguments)`; for a partner's
+    Idempotency-Key, bookings_hold_seats_once, which also writes the hold on the key's row `idempotent_request`."""
+    once = () if idempotent_request is None else ("bookings_hold_seats_once", idempotent_request)
     return (
-        "bookings_hold_seats",
+        *(once or ("bookings_hold_seats",)),
         show_id,
         movie_id,
         buyer.api_key_id,

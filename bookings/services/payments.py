@@ -28,7 +28,7 @@ from bookings.notices import announce_seat_changes
 from bookings.providers import CardDeclined, InvalidCard, PaymentError, ProviderTimeout, get_provider
 from bookings.services.errors import BookingError
 from bookings.services.gift_cards import redeem_call
-from bookings.services.holds import HeldSeat, acall_function, call_function
+from bookings.services.holds import HeldSeat, acall_function, call_function, find_reservation
 from ticketing.faults import crash_if_asked
 from ticketing.steps import arun_steps, run_steps
 
@@ -451,6 +451,13 @@ def _begun(key, row):
     record._state.adding, record._state.db = False, connection.alias
     record.resumed = resumed
     return record, (None if response_status is None else (response_status, response_body))
+
+
+def hold_made_for(*, buyer, record):
+    """The hold an Idempotency-Key's first ReserveSeats made (bookings_hold_seats_once wrote it on the key's row in
+    the hold's own transaction), or None: for a retry that took the key over after that call died unanswered."""
+    reservation_id = IdempotentRequest.objects.filter(pk=record.pk).values_list("reservation_id", flat=True).first()
+    return None if reservation_id is None else find_reservation(buyer=buyer, reservation_id=reservation_id)
 
 
 def finish_idempotent_request(*, record, status, body, at=None):

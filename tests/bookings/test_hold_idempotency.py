@@ -7,14 +7,19 @@ ways, on the lean front and through Django, as real ASGI requests; the race is r
 PostgreSQL, with a negative control that drops the guard and sees the double hold.
 """
 
+import time
+
+import httpx
 import pytest
 
 from bookings.models import IdempotentRequest, Reservation
 from bookings.services import cancel_hold, hold_seats
+from tests.conftest import redis_keys_of_its_own, serving
 from tests.factories import make_api_key, make_hall, make_show
 from tests.helpers import on_the_front, run_at_once, sql_function_replaced
 from ticketing.asgi import django_asgi_app
 from ticketing.buyers import Buyer
+from ticketing.faults import CRASH_EXIT_CODE
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -190,3 +195,73 @@ def test_negative_control_without_the_keys_claim_the_racing_retries_hold_again_a
     assert held_seats(show) > 1
     with pytest.raises(AssertionError):
         assert_held_once(answers, show)
+
+
+# --- A process that dies between the hold and storing its answer -------------------------------------------
+
+TAKEOVER_SECONDS = 1
+
+
+def hold_then_die_then_retry(settings, show, key):
+    """A hold with a key whose web process dies (kill -9, ticketing/faults.py) once the hold has committed and
+    before its answer is stored; then, on a fresh process, the partner's retry with the same key once the key can
+    be taken over. Returns the retry's answer."""
+    body = hold_body(show, best=2)
+    environment = {**redis_keys_of_its_own(), "TICKETING_IDEMPOTENCY_TAKEOVER_SECONDS": str(TAKEOVER_SECONDS)}
+    headers = {"X-API-Key": key, "Idempotency-Key": "hold-once"}
+    with serving(settings, workers=1, environment={**environment, "TICKETING_CRASH_AT": "after_hold"}) as (url, web):
+        with httpx.Client(base_url=url, headers=headers, timeout=10) as client, pytest.raises(httpx.TransportError):
+            client.post("/api/v1/reservations", json=body)
+        assert web.wait(timeout=10) == CRASH_EXIT_CODE
+    assert held_seats(show) == 1  # the hold committed before the process died
+    with (
+        serving(settings, workers=1, environment=environment) as (url, _),
+        httpx.Client(base_url=url, headers=headers, timeout=10) as client,
+    ):
+        deadline = time.monotonic() + 10 * TAKEOVER_SECONDS
+        while (retry := client.post("/api/v1/reservations", json=body)).status_code == 409:
+            assert time.monotonic() < deadline, retry.text  # in flight until the key can be taken over
+            time.sleep(0.2)
+    return retry
+
+
+def test_a_retry_after_the_process_died_unanswered_answers_the_hold_it_made_and_holds_nothing_more(settings, show):
+    key = make_api_key()
+
+    retry = hold_then_die_then_retry(settings, show, key)
+
+    assert retry.status_code == 201, retry.text
+    (reservation,) = Reservation.objects.filter(show=show)
+    assert retry.json()["reservation_id"] == str(reservation.pk)
+    assert IdempotentRequest.objects.get(key="hold-once").reservation_id == reservation.pk
+
+
+# The hold without its mark on the key's row: a retry that takes the key over cannot know it held.
+HOLD_UNMARKED = """
+CREATE OR REPLACE FUNCTION bookings_hold_seats_once(
+    p_request bigint,
+    p_show bigint, p_movie bigint, p_api_key bigint, p_session text, p_address inet, p_cap int,
+    p_count int, p_seats bigint[], p_best boolean, p_seat_type text, p_check_line boolean,
+    p_open_types text[], p_max_seats int, p_hold interval, p_grace interval, p_at timestamptz,
+    p_accessible_confirmed boolean,
+    OUT reservation_id uuid, OUT version bigint, OUT amount numeric, OUT seats jsonb, OUT freed jsonb,
+    OUT breakdown jsonb
+) LANGUAGE sql AS $$
+    SELECT * FROM bookings_hold_seats(
+        p_show, p_movie, p_api_key, p_session, p_address, p_cap, p_count, p_seats, p_best, p_seat_type,
+        p_check_line, p_open_types, p_max_seats, p_hold, p_grace, p_at, p_accessible_confirmed
+    )
+$$;
+"""
+
+
+def test_negative_control_without_the_hold_marked_on_the_key_the_retry_after_the_crash_holds_again(settings, show):
+    key = make_api_key()
+
+    with sql_function_replaced("bookings_hold_seats_once", HOLD_UNMARKED):
+        retry = hold_then_die_then_retry(settings, show, key)
+
+    # The retry held two more seats: the partner's one hold is two.
+    assert retry.status_code == 201
+    assert Reservation.objects.filter(show=show).count() == 2
+    assert IdempotentRequest.objects.get(key="hold-once").reservation_id is None
