@@ -6,6 +6,9 @@ mail), so the admin shows them read-only; cancelling and sending again go throug
 other caller. Lists are
 built for the study's scale (10 million tickets a month): searches are exact matches that an index serves,
 and the cinema filter lists only the cinema already chosen.
+
+A cinema's staff see its reservations and its waiting lines, and cancel its bookings (cinemas.roles, through
+cinemas.admin_roles.CinemaRoles); payments, mail, gift cards and promo codes are the chain admins'.
 """
 
 import re
@@ -14,6 +17,7 @@ from contextlib import suppress
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
@@ -21,7 +25,6 @@ from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import dateformat
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -38,7 +41,9 @@ from bookings.models import (
 from bookings.services import BookingError, cancel_booking, price_breakdown, resend_mail
 from bookings.services.gift_cards import issue_gift_card
 from bookings.ticket_codes import InvalidTicket, normalize_booking_code
-from ticketing.admin_base import ChosenOnlyFilter, ModelAdmin, ReadOnly, SendAgain
+from cinemas.admin_roles import CinemaRoles
+from cinemas.roles import StaffAction
+from ticketing.admin_base import AsItsParent, ChosenOnlyFilter, ModelAdmin, ReadOnly, SendAgain
 from ticketing.error_codes import error_message
 
 # 8 hex digits is the short id the reservation list shows; fewer would match too much to be a search.
@@ -73,7 +78,7 @@ def exact_search(queryset, search_term, *, exact, ids, booking_code=None):
     return queryset.filter(match), False
 
 
-class SeatClaimInline(ReadOnly, admin.TabularInline):
+class SeatClaimInline(ReadOnly, AsItsParent, admin.TabularInline):
     model = SeatClaim
     verbose_name_plural = _("Seats (released ones stay as history)")
     fields = ["seat_label", "seat_type", "price", "released_at"]
@@ -88,7 +93,7 @@ class SeatClaimInline(ReadOnly, admin.TabularInline):
         return str(claim.seat)
 
 
-class PaymentInline(ReadOnly, admin.TabularInline):
+class PaymentInline(ReadOnly, AsItsParent, admin.TabularInline):
     model = Payment
     # The provider keeps the card; all we hold of it, and all staff need to tell cards apart, is its last four.
     fields = ["kind", "status", "amount", "provider_reference", "card_last4", "error_code", "created_at"]
@@ -96,7 +101,7 @@ class PaymentInline(ReadOnly, admin.TabularInline):
     extra = 0
 
 
-class OutgoingMailInline(ReadOnly, admin.TabularInline):
+class OutgoingMailInline(ReadOnly, AsItsParent, admin.TabularInline):
     model = OutgoingMail
     verbose_name_plural = _("Mail to the buyer")
     fields = ["kind", "address", "status", "attempts", "last_error", "created_at", "sent_at"]
@@ -104,52 +109,100 @@ class OutgoingMailInline(ReadOnly, admin.TabularInline):
     extra = 0
 
 
-@admin.register(Reservation)
-class ReservationAdmin(ReadOnly, ModelAdmin):
-    """Holds and bookings as the services left them. Staff can cancel a booking, which refunds it."""
+class CancellationForm(forms.Form):
+    """Why the staff cancel a booking: kept with it and told to the buyer (cancel_booking's `reason`)."""
 
+    reason = forms.CharField(
+        label=_("Reason, told to the buyer"),
+        max_length=Reservation._meta.get_field("cancellation_reason").max_length,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text=_("For example: the projector broke down; the show is cancelled."),
+    )
+
+
+def on_cinemas_clock(field, description):
+    """A list column or page field: a reservation's time `field` on its cinema's clock, with the zone."""
+
+    @admin.display(description=description, ordering=field)
+    def display(self, reservation):
+        instant = getattr(reservation, field)
+        return self.get_empty_value_display() if instant is None else reservation.show.hall.cinema.clock_label(instant)
+
+    return display
+
+
+@admin.register(Reservation)
+class ReservationAdmin(ReadOnly, CinemaRoles, ModelAdmin):
+    """Holds and bookings as the services left them. Staff can cancel a booking of their cinema, with a reason the
+    buyer is told, which refunds it. Every time is on the cinema's clock, labelled with its zone."""
+
+    cinema_field = "show__hall__cinema"
+    view_actions = (StaffAction.SEE_SALES, StaffAction.CANCEL_BOOKINGS)
     change_form_template = "bookings/admin/reservation_change_form.html"
     inlines = [SeatClaimInline, PaymentInline, OutgoingMailInline]
     list_display = [
         "short_id",
         "booking_code",
-        "show_summary",
-        "session_id",
         "status",
+        "email",
+        "show_summary",
         "amount_with_currency",
-        "created_at",
-        "checked_in_at",
+        "created",
+        "checked_in",
+        "channel",
     ]
-    list_filter = ["status", ("show__hall__cinema", ChosenOnlyFilter)]
+    list_filter = ["status", "channel", ("show__hall__cinema", ChosenOnlyFilter)]
     list_select_related = ["show__movie", "show__hall__cinema"]
     date_hierarchy = "created_at"
     # Searched by get_search_results below; listed so the admin shows its search box.
-    search_fields = ["booking_code", "id", "session_id"]
+    search_fields = ["booking_code", "email", "id", "session_id"]
     search_help_text = _(
-        "A booking code (any case, spaces allowed), a reservation id or its first 8 characters, or a session id."
+        "A booking code (any case, spaces allowed), the buyer's email (any case), a reservation id or its first "
+        "8 characters, or a session id."
     )
     show_full_result_count = False
     actions = ["cancel_and_refund"]
-    readonly_fields = ["local_start", "amount_with_currency", "price_lines"]
+    readonly_fields = [
+        "local_start",
+        "amount_with_currency",
+        "price_lines",
+        "created",
+        "expires",
+        "held",
+        "booked",
+        "ended",
+        "checked_in",
+    ]
     fields = [
         "id",
         "booking_code",
         "status",
+        "email",
         "show",
         "local_start",
+        "channel",
+        "sold_by",
         "api_key",
         "session_id",
         "amount_with_currency",
         "price_lines",
-        "created_at",
-        "expires_at",
-        "held_until",
+        "created",
+        "expires",
+        "held",
         "extensions",
-        "booked_at",
-        "ended_at",
+        "booked",
+        "ended",
         "cancelled_by",
-        "checked_in_at",
+        "cancellation_reason",
+        "checked_in",
     ]
+
+    created = on_cinemas_clock("created_at", _("Created (cinema's time)"))
+    expires = on_cinemas_clock("expires_at", _("Expires (cinema's time)"))
+    held = on_cinemas_clock("held_until", _("Held until (cinema's time)"))
+    booked = on_cinemas_clock("booked_at", _("Booked (cinema's time)"))
+    ended = on_cinemas_clock("ended_at", _("Ended (cinema's time)"))
+    checked_in = on_cinemas_clock("checked_in_at", _("Checked in (cinema's time)"))
 
     def get_urls(self):
         cancel = path(
@@ -161,11 +214,17 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
         return [cancel, *super().get_urls()]
 
     def get_search_results(self, request, queryset, search_term):
-        return exact_search(queryset, search_term, exact="session_id", ids="pk", booking_code="booking_code")
+        found, may_have_duplicates = exact_search(
+            queryset, search_term, exact="session_id", ids="pk", booking_code="booking_code"
+        )
+        if "@" in search_term:
+            # The buyer's address in any case, among bookings: what the index on UPPER(email) of rows with a
+            # booking code serves.
+            found |= queryset.filter(booking_code__isnull=False, email__iexact=search_term.strip())
+        return found, may_have_duplicates
 
     def has_cancel_permission(self, request, obj=None):
-        # Cancelling is the one change staff make to a reservation, so Django's change permission grants it.
-        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+        return self._may(request, StaffAction.CANCEL_BOOKINGS, obj)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["can_cancel"] = (
@@ -175,19 +234,36 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
 
     @admin.action(description=_("Cancel booking and refund"), permissions=["cancel"])
     def cancel_and_refund(self, request, queryset):
-        for reservation in queryset:
-            self._cancel(request, reservation)
+        """Django's confirmation pattern: the first POST asks the reason on a page of its own, which posts the
+        same selection back with it ("post"); then each booking is cancelled, or said why not."""
+        reservations = list(queryset.select_related("show__movie", "show__hall__cinema"))
+        form = CancellationForm(request.POST if request.POST.get("post") else None)
+        if form.is_valid():
+            for reservation in reservations:
+                self._cancel(request, reservation, form.cleaned_data["reason"])
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": gettext("Cancel bookings and refund"),
+            "reservations": reservations,
+            "form": form,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        status = 400 if form.errors else 200
+        return TemplateResponse(request, "bookings/admin/cancel_reservations.html", context, status=status)
 
     def cancel_view(self, request, object_id):
-        """The change page's "Cancel booking and refund": a confirmation page, then a POST to the service."""
+        """The change page's "Cancel booking and refund": a page that asks the reason, then a POST to the service."""
         reservation = self.get_object(request, unquote(object_id))
         if reservation is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         if not self.has_cancel_permission(request, reservation):
             raise PermissionDenied
         change_page = reverse("admin:bookings_reservation_change", args=[reservation.pk])
-        if request.method == "POST":
-            self._cancel(request, reservation)
+        form = CancellationForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            self._cancel(request, reservation, form.cleaned_data["reason"])
             return redirect(change_page)
         if reservation.status != Reservation.Status.BOOKED:
             self.message_user(request, error_message("not_booked"), messages.WARNING)
@@ -200,14 +276,21 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
             "seats": ", ".join(reservation.seat_labels()),
             "charge": reservation.payments.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED).first(),
             "change_page": change_page,
+            "form": form,
         }
-        return TemplateResponse(request, "bookings/admin/cancel_reservation.html", context)
+        status = 400 if form.errors else 200
+        return TemplateResponse(request, "bookings/admin/cancel_reservation.html", context, status=status)
 
-    def _cancel(self, request, reservation):
+    def _cancel(self, request, reservation, reason):
         """Cancel through the service and tell the staff member what happened to this one reservation."""
         name = reservation.booking_code or self.short_id(reservation)
+        if not self.has_cancel_permission(request, reservation):
+            # Translators: %(name)s is a booking code (or a reservation's short id).
+            refused = gettext("%(name)s was not cancelled: it is not at a cinema where you cancel bookings.")
+            self.message_user(request, refused % {"name": name}, messages.WARNING)
+            return
         try:
-            cancelled = cancel_booking(reservation_id=reservation.pk)
+            cancelled = cancel_booking(reservation_id=reservation.pk, reason=reason)
         except BookingError as refusal:
             self.message_user(
                 request,
@@ -249,14 +332,11 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
     @admin.display(description=_("Show"), ordering="show__starts_at")
     def show_summary(self, reservation):
         show = reservation.show
-        return (
-            f"{show.movie.title} · {show.hall.cinema.name} · {dateformat.format(show.local_starts_at, 'D d M Y H:i')}"
-        )
+        return f"{show.movie.title} · {show.hall.cinema.name} · {show.hall.cinema.clock_label(show.starts_at)}"
 
-    @admin.display(description=_("Show starts (cinema's local time)"))
+    @admin.display(description=_("Show starts (cinema's time)"))
     def local_start(self, reservation):
-        show = reservation.show
-        return f"{dateformat.format(show.local_starts_at, 'D d M Y H:i')} {show.hall.cinema.time_zone}"
+        return reservation.show.hall.cinema.clock_label(reservation.show.starts_at)
 
     @admin.display(description=_("Amount"), ordering="amount")
     def amount_with_currency(self, reservation):
@@ -269,8 +349,11 @@ class ReservationAdmin(ReadOnly, ModelAdmin):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnly, ModelAdmin):
-    """Charges and refunds as the provider answered them; the reconciler, not staff, settles open ones."""
+class PaymentAdmin(ReadOnly, CinemaRoles, ModelAdmin):
+    """Charges and refunds as the provider answered them; the reconciler, not staff, settles open ones. A cinema's
+    staff see a booking's payments on the booking's page."""
+
+    view_actions = (StaffAction.RUN_CHAIN,)
 
     list_display = ["kind", "status", "amount", "reservation", "provider_reference", "created_at"]
     list_filter = ["kind", "status"]
@@ -300,8 +383,11 @@ class PaymentAdmin(ReadOnly, ModelAdmin):
 
 
 @admin.register(OutgoingMail)
-class OutgoingMailAdmin(SendAgain, ReadOnly, ModelAdmin):
-    """Every mail to a buyer and how its sending went; a failed one waits here for staff to send it again."""
+class OutgoingMailAdmin(SendAgain, ReadOnly, CinemaRoles, ModelAdmin):
+    """Every mail to a buyer and how its sending went; a failed one waits here for the chain's admins to send it
+    again. A cinema's staff see a booking's mails on the booking's page."""
+
+    view_actions = (StaffAction.RUN_CHAIN,)
 
     list_display = ["created_at", "kind", "address", "booking", "status", "attempts", "last_error", "sent_at"]
     list_filter = ["status", "kind"]
@@ -333,6 +419,9 @@ class OutgoingMailAdmin(SendAgain, ReadOnly, ModelAdmin):
         )
 
     refusals = (BookingError,)
+
+    def has_resend_permission(self, request, obj=None):
+        return self._may(request, StaffAction.RUN_CHAIN)
 
     def send_again_one(self, mail):
         resend_mail(mail_id=mail.pk)
@@ -366,14 +455,14 @@ class GiftCardForm(forms.ModelForm):
         return value
 
 
-class GiftCardRedemptionInline(ReadOnly, admin.TabularInline):
+class GiftCardRedemptionInline(ReadOnly, AsItsParent, admin.TabularInline):
     model = GiftCardRedemption
     fields = ["reservation", "amount", "created_at", "returned_at"]
     extra = 0
 
 
 @admin.register(GiftCard)
-class GiftCardAdmin(ModelAdmin):
+class GiftCardAdmin(CinemaRoles, ModelAdmin):
     """Staff issue gift cards (the code is drawn for them) and see what each paid; balances change only by
     redemptions and what cancellations give back, never by editing."""
 
@@ -406,7 +495,7 @@ class GiftCardAdmin(ModelAdmin):
         obj._state.adding = False
 
 
-class PromoRedemptionInline(admin.TabularInline):
+class PromoRedemptionInline(AsItsParent, admin.TabularInline):
     model = PromoRedemption
     fields = ["reservation", "buyer", "created_at", "released_at"]
     readonly_fields = fields
@@ -418,9 +507,10 @@ class PromoRedemptionInline(admin.TabularInline):
 
 
 @admin.register(PromoCode)
-class PromoCodeAdmin(ModelAdmin):
-    """Staff make and change promo codes; their uses are counted by the database (bookings migration 0017)
-    and shown read-only. A code already used can't be deleted (its redemptions keep it): end its window."""
+class PromoCodeAdmin(CinemaRoles, ModelAdmin):
+    """The chain's admins make and change promo codes (a code may be for some cinemas, but it is the chain's
+    offer); their uses are counted by the database (bookings migration 0017) and shown read-only. A code already
+    used can't be deleted (its redemptions keep it): end its window."""
 
     list_display = ["code", "kind", "value", "currency", "valid_from", "valid_until", "uses", "stackable"]
     list_filter = ["kind", "stackable"]

@@ -28,10 +28,14 @@ from cinemas.models import Show
 from cinemas.search import catalog_read, seat_type_statuses
 from cinemas.serializers import CinemaSerializer, MovieSerializer, price_range
 from ticketing.buyers import key_buyer
-from ticketing.error_codes import ERROR_CODES
-from ticketing.errors import NO_SUCH_THING_MESSAGE, ApiError, error_body, refusal_api_error
-from ticketing.lean import Answer, LeanApiView, LeanError, api_key_of, not_modified, serve, validated
+from ticketing.error_codes import ERROR_CODES, error_message
+from ticketing.errors import NO_SUCH_THING_MESSAGE, ApiError, refusal_api_error
+from ticketing.faults import crash_if_asked
+from ticketing.lean import Answer, LeanApiView, LeanError, api_key_of, not_modified, on_a_thread, serve, validated
 from ticketing.parameters import SessionParameters, checked
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_LENGTH = 255  # IdempotentRequest.key
 
 
 def api_error(error):
@@ -70,22 +74,40 @@ async def booking_served(*services_, **arguments):
 
 
 async def reserve_seats(request):
-    """ReserveSeats: hold 1-10 seats of a show for five minutes, all or nothing."""
+    """ReserveSeats: hold 1-10 seats of a show for five minutes, all or nothing. With an Idempotency-Key, a
+    retry answers the first answer again and never holds twice (answered_once)."""
     api_key = await api_key_of(request)
-    data = validated(serializers.ReserveSeatsInput, request.data())
+    body = request.data()
+    data = validated(serializers.ReserveSeatsInput, body)
+    buyer = key_buyer(api_key, data["session_id"])
     best = data.get("best_available")
     # Chosen seats and best available alike on the event loop (ahold_seats): the picker reads the show's seats
     # from the process's copy and the taken seats in one round trip on the async pool.
-    reservation = await booking_served(
-        services.hold_seats,
-        services.ahold_seats,
-        buyer=key_buyer(api_key, data["session_id"]),
-        show_id=data["show_id"],
-        movie_id=data["movie_id"],
-        seat_ids=data.get("seats_to_reserve"),
-        best_available=services.BestAvailable(count=best["count"], seat_type=best.get("type")) if best else None,
-        accessible_confirmed=data["accessible_seating_confirmed"],
-    )
+    hold = {
+        "buyer": buyer,
+        "show_id": data["show_id"],
+        "movie_id": data["movie_id"],
+        "seat_ids": data.get("seats_to_reserve"),
+        "best_available": services.BestAvailable(count=best["count"], seat_type=best.get("type")) if best else None,
+        "accessible_confirmed": data["accessible_seating_confirmed"],
+    }
+    key = idempotency_key_of(request)
+    if key is None:  # the hot path: the hold alone
+        return held_answer(await booking_served(services.hold_seats, services.ahold_seats, **hold))
+
+    async def held(record):
+        if record.resumed:  # a call with this key died unanswered: it may have held (bookings_hold_seats_once)
+            made = await serve(services.hold_made_for, buyer=buyer, record=record)
+            if made is not None:
+                return await on_a_thread(held_answer)(made)
+        reservation = await serve(services.hold_seats, services.ahold_seats, idempotent_request=record.pk, **hold)
+        crash_if_asked("after_hold")  # held, not answered (tests/bookings/test_hold_idempotency.py)
+        return held_answer(reservation)
+
+    return await answered_once(buyer=buyer, key=key, fingerprint=request_fingerprint(None, body), work=held)
+
+
+def held_answer(reservation):
     return Answer(201, reservation_body(reservation, status_word="Reservation Successful"))
 
 
@@ -136,14 +158,29 @@ class ReserveSeatsApi(LeanApiView):
 
     @extend_schema(
         request=serializers.ReserveSeatsInput,
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_KEY_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Optional, 1-255 chars, per API key and session_id. A retry with the same key and body "
+                "answers the first answer again (same status and bytes, header Idempotent-Replayed: true) and never "
+                "holds twice; another body is 409 idempotency_mismatch; while the first call runs, 409 "
+                "idempotency_in_flight with Retry-After. Refusals that ask for a retry later (Retry-After) are not "
+                "kept: the same key then runs again.",
+            )
+        ],
         responses={
             201: serializers.ReservationSerializer,
-            400: OpenApiResponse(description="Invalid request (error body)."),
+            400: OpenApiResponse(description="Invalid request, or an empty or too long Idempotency-Key (error body)."),
             409: serializers.ReservationFailureSerializer,
         },
     )
     def post(self, request):
-        """ReserveSeats: hold 1-10 seats of a show for five minutes, all or nothing."""
+        """ReserveSeats: hold 1-10 seats of a show for five minutes, all or nothing.
+
+        With an Idempotency-Key, a partner's retried hold never holds twice (see the header)."""
         return self.lean(request)
 
 
@@ -350,35 +387,49 @@ class CancelBookingApi(BookingApiView):
         return Response(body)
 
 
+# --- Idempotency-Key: a call made once, answered as often as it is retried -----------------------------------
+
+
+def idempotency_key_of(request, *, required=False):
+    """The request's Idempotency-Key, or None without one (unless `required`: LeanError 400
+    idempotency_key_required). One sent must be 1-255 characters (surrounding blanks aside), else LeanError
+    400 invalid_idempotency_key."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        if required:
+            raise LeanError(400, "idempotency_key_required", error_message("idempotency_key_required"))
+        return None
+    key = key.strip()
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_LENGTH:
+        raise LeanError(400, "invalid_idempotency_key", error_message("invalid_idempotency_key"))
+    return key
+
+
 def request_fingerprint(reservation_id, data):
-    """What makes two calls "the same request" for an Idempotency-Key (the card only as part of a hash)."""
-    canonical = json.dumps({"reservation": str(reservation_id), **data}, sort_keys=True, default=str)
+    """What makes two calls "the same request" for an Idempotency-Key: the call (paying this reservation; with
+    None, ReserveSeats) and its body, as a hash (so a card number is never stored). A key used for one call,
+    then for another, is a mismatch."""
+    call = {"reservation": str(reservation_id)} if reservation_id is not None else {"call": "ReserveSeats"}
+    canonical = json.dumps({**call, **data}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def pay_reservation(request):
-    """Pay for a hold and book it. A replayed Idempotency-Key returns the first answer, never a second charge.
+async def answered_once(*, buyer, key, fingerprint, work, reservation_id=None):
+    """The answer of `await work(record)` for this Idempotency-Key, made once: a retry with the same key and
+    fingerprint gets the first answer's status and bytes again (Idempotent-Replayed: true).
 
-    Each step is served (ticketing.lean.serve) by the sync service through Django and by its async twin on the
-    front: the same SQL functions and the same provider, so both ways in answer alike."""
-    api_key = await api_key_of(request)
-    key = request.headers.get("idempotency-key", "").strip()
-    if not 1 <= len(key) <= 255:
-        raise LeanError(400, "idempotency_key_required", "Send an Idempotency-Key header of 1-255 characters.")
-    body = request.data()
-    data = validated(serializers.PayInput, body)
-    try:
-        card = parse_card(data["payment"]) if "payment" in data else None
-    except InvalidCard as exc:
-        raise LeanError(400, "invalid_card", str(exc), fields={"payment": exc.fields}) from None
-    buyer = key_buyer(api_key, data["session_id"])
-    reservation_id = request.kwargs["reservation_id"]
+    The rule itself is bookings_begin_idempotent_request's (begin_idempotent_request: the key is per API key and
+    session_id; another fingerprint is 409 idempotency_mismatch; while the first call runs, 409
+    idempotency_in_flight with Retry-After, so two calls racing with one key never both run `work`). `work`
+    raises BookingError for a refusal: a final one is stored as the key's answer like a success; one that is
+    not final (Retry-After) or an exception gives the key up, so a retry runs again.
+    """
     record, replay = await booking_served(
         services.begin_idempotent_request,
         services.abegin_idempotent_request,
         buyer=buyer,
         key=key,
-        fingerprint=request_fingerprint(reservation_id, body),
+        fingerprint=fingerprint,
         reservation_id=reservation_id,  # 404 before the key is spent
     )
     if replay is not None:
@@ -386,22 +437,13 @@ async def pay_reservation(request):
         return Answer(status_code, content.encode(), {"Idempotent-Replayed": "true"})
     abandon = (services.abandon_idempotent_request, services.aabandon_idempotent_request)
     try:
-        reservation = await serve(
-            services.pay_for_reservation,
-            services.apay_for_reservation,
-            buyer=buyer,
-            reservation_id=reservation_id,
-            card=card,
-            resuming=record.resumed,
-            gift_card=data.get("gift_card"),
-        )
-        answer = Answer(status.HTTP_200_OK, reservation_body(reservation))
+        answer = await work(record)
     except services.BookingError as error:
-        api = api_error(error)
+        refusal = LeanError.of(api_error(error))
         if ERROR_CODES[error.code].retry_after:  # not a final answer: a retry with this key must run again
             await serve(*abandon, record=record)
-            raise LeanError.of(api) from None
-        answer = Answer(api.status_code, error_body(api.code, api.message, api.fields))
+            raise refusal from None
+        answer = refusal.answer
     except BaseException:
         await serve(*abandon, record=record)
         raise
@@ -415,6 +457,43 @@ async def pay_reservation(request):
     return answer
 
 
+async def pay_reservation(request):
+    """Pay for a hold and book it. A replayed Idempotency-Key returns the first answer, never a second charge.
+
+    Each step is served (ticketing.lean.serve) by the sync service through Django and by its async twin on the
+    front: the same SQL functions and the same provider, so both ways in answer alike."""
+    api_key = await api_key_of(request)
+    key = idempotency_key_of(request, required=True)
+    body = request.data()
+    data = validated(serializers.PayInput, body)
+    try:
+        card = parse_card(data["payment"]) if "payment" in data else None
+    except InvalidCard as exc:
+        raise LeanError(400, "invalid_card", str(exc), fields={"payment": exc.fields}) from None
+    buyer = key_buyer(api_key, data["session_id"])
+    reservation_id = request.kwargs["reservation_id"]
+
+    async def paid(record):
+        reservation = await serve(
+            services.pay_for_reservation,
+            services.apay_for_reservation,
+            buyer=buyer,
+            reservation_id=reservation_id,
+            card=card,
+            resuming=record.resumed,
+            gift_card=data.get("gift_card"),
+        )
+        return Answer(status.HTTP_200_OK, reservation_body(reservation))
+
+    return await answered_once(
+        buyer=buyer,
+        key=key,
+        fingerprint=request_fingerprint(reservation_id, body),
+        work=paid,
+        reservation_id=reservation_id,
+    )
+
+
 @extend_schema(tags=["reservations"])
 class PayReservationApi(LeanApiView):
     lean_endpoints = {"post": pay_reservation}
@@ -422,7 +501,13 @@ class PayReservationApi(LeanApiView):
     @extend_schema(
         request=serializers.PayInput,
         parameters=[
-            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True, description="1-255 chars")
+            OpenApiParameter(
+                IDEMPOTENCY_KEY_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                description="1-255 chars. A replay answers the first answer again (Idempotent-Replayed: true).",
+            )
         ],
         responses={
             **RESERVATION_RESPONSES,

@@ -14,7 +14,7 @@ class BookingsConfig(AppConfig):
 
         register_taken_seats_counter(taken_by_type)
 
-        # The webhooks about a booking are owed by the database (migration 0026); their data is the API's body.
+        # The webhooks about a booking are owed by the database (migration 0029); their data is the API's body.
         from bookings.serializers import reservation_event_data
         from ticketing.webhooks import register_renderer
 

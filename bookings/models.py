@@ -1,5 +1,6 @@
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Upper
@@ -27,6 +28,14 @@ class Reservation(models.Model):
     class CancelledBy(models.TextChoices):
         CINEMA = "cinema", _("The cinema (staff)")
         BUYER = "buyer", _("The buyer")
+
+    class Channel(models.TextChoices):
+        """Where it was sold: online (the website or a partner's API key, which `api_key` tells apart), at a
+        cinema's box office, or held by the staff for the house (press, guests), unpaid."""
+
+        ONLINE = "online", _("Online")
+        BOX_OFFICE = "box_office", _("Box office")
+        HOUSE = "house", _("House seats")
 
     id = models.UUIDField(verbose_name=_("ID"), primary_key=True, default=uuid.uuid4, editable=False)
     # No index of its own: the buyer index (show, session_id) below serves lookups by show, and with a second
@@ -67,6 +76,29 @@ class Reservation(models.Model):
     # Who cancelled a booking (bookings.services.cancellations): the ticket page and the mail say which.
     cancelled_by = models.CharField(
         verbose_name=_("cancelled by"), max_length=8, choices=CancelledBy.choices, blank=True, db_default=""
+    )
+    # Online unless the staff sold it at the counter or held it for the house; then `sold_by` is who did.
+    # db_default: the hold functions (SQL) insert reservations without naming it.
+    channel = models.CharField(
+        verbose_name=_("sales channel"),
+        max_length=12,
+        choices=Channel.choices,
+        default=Channel.ONLINE,
+        db_default=Channel.ONLINE,
+    )
+    sold_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("sold by"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # Who the staff hold house seats for ("Press: Daily Planet"), as the box office's list of house seats shows it.
+    note = models.CharField(verbose_name=_("note"), max_length=200, blank=True, db_default="")
+    # Why the staff cancelled it, as the buyer is told.
+    cancellation_reason = models.CharField(
+        verbose_name=_("cancellation reason"), max_length=300, blank=True, db_default=""
     )
     # Where the website mails the ticket (given at checkout); API partners deliver their own tickets.
     # db_default: rows written around the ORM (the raw-SQL benchmarks and tests) need not name it.
@@ -335,6 +367,18 @@ class IdempotentRequest(models.Model):
     response_body = models.TextField(verbose_name=_("response body"), null=True, blank=True)
     started_at = models.DateTimeField(verbose_name=_("started at"))
     finished_at = models.DateTimeField(verbose_name=_("finished at"), null=True, blank=True)
+    # The hold this key's ReserveSeats made, written in the hold's own transaction (bookings_hold_seats_once): a
+    # retry that takes over a key whose first call died before storing its answer answers with that hold instead
+    # of holding again.
+    reservation = models.ForeignKey(
+        Reservation,
+        verbose_name=_("reservation"),
+        on_delete=models.PROTECT,
+        db_index=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
 
     class Meta:
         verbose_name = _("idempotent request")

@@ -318,7 +318,7 @@ def reservation_body(reservation, *, status_word=None, at=None):
 
 
 def reservation_event_data(source):
-    """The `data` of a webhook about a booking (bookings migration 0026): the reservation as the API shows it, as
+    """The `data` of a webhook about a booking (bookings migration 0029): the reservation as the API shows it, as
     it was when the event happened (`source["reservation"]`, bookings_describe_reservation's), and for
     booking.refunded the refund (`source["refund"]`, RefundSerializer's fields)."""
     described = source["reservation"]

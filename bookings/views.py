@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -35,12 +34,10 @@ from bookings.services import (
     cancellation_refusal,
     cancellation_terms,
     change_seats,
-    check_in_ticket,
     email_ticket,
     extend_hold,
     find_booking_by_code,
     find_reservation,
-    find_ticket,
     hold_seats,
     open_bookings_link,
     pay_for_reservation,
@@ -51,7 +48,7 @@ from bookings.services import (
 )
 from bookings.services.add_ons import MAX_PER_ITEM, choose_add_ons, order_form_lines, pickup
 from bookings.services.gift_cards import gift_card_lines, redeem_gift_card
-from cinemas.models import OPEN_SEAT_TYPES, Cinema
+from cinemas.models import OPEN_SEAT_TYPES
 from ticketing.buyers import session_buyer
 from ticketing.cached_reads import answer_with_etag
 from ticketing.error_codes import site_status
@@ -132,6 +129,25 @@ def _seat_map_page(
     """
     show = picture.show
     hold = current_hold(buyer, show, at)
+    context = live_map_context(
+        picture, hold=hold, chosen=chosen, wanted=wanted, category=category, refusal=refusal, at=at
+    )
+    context |= {
+        "hold": hold,
+        "seconds_left": seconds_left(hold, at) if hold else None,
+        "asked_best": best,
+        "city_id": show.hall.cinema.city_id,
+        "accessible_confirmed": accessible_confirmed,
+    }
+    return render(request, "bookings/seat_map.html", context, status=status)
+
+
+def live_map_context(picture, *, at, hold=None, chosen=(), wanted=None, category=None, refusal=None):
+    """What templates/bookings/_live_seat_map.html and its page need of the show `picture` draws: the grid (with
+    `hold`'s seats as "yours" and the `chosen` ones checked), the seat counts and categories best available offers
+    (keeping `wanted` and `category`), the seat types kept for wheelchair users, and, after a `refusal` for too few
+    open seats, which kept seats are free. The moviegoer's map and the box office's counter both draw it."""
+    show = picture.show
     grid = seat_grid(picture, hold=hold, chosen=chosen)
     if wanted is None or not 1 <= wanted <= settings.TICKETING_MAX_SEATS:
         wanted = DEFAULT_SEAT_COUNT
@@ -139,18 +155,13 @@ def _seat_map_page(
         "show": show,
         "cinema": show.hall.cinema,
         "grid": grid,
-        "hold": hold,
-        "seconds_left": seconds_left(hold, at) if hold else None,
         "max_seats": settings.TICKETING_MAX_SEATS,
         "seat_counts": range(1, settings.TICKETING_MAX_SEATS + 1),
         "refusal": refusal,
-        "asked_best": best,
         "wanted": wanted,
-        "city_id": show.hall.cinema.city_id,
         "reserved_types": [kind for kind in RESERVED_SEAT_TYPES if kind in grid.prices],
         "categories": best_available_categories(grid.prices),
         "category": category,
-        "accessible_confirmed": accessible_confirmed,
         # From then on a companion seat needs no word (bookings_refuse_reserved_seats).
         "companions_open": at >= show_seat_spots(show.pk, show=show).companions_open_at,
     }
@@ -160,7 +171,7 @@ def _seat_map_page(
         free_reserved = tuple(kind for kind in RESERVED_SEAT_TYPES if kind in free)
         context["reserved_free"] = str(RESERVED_FREE_WORDS[free_reserved]) if free_reserved else ""
         context["open_seats_free"] = any(kind in OPEN_SEAT_TYPES for kind in free)
-    return render(request, "bookings/seat_map.html", context, status=status)
+    return context
 
 
 @never_cache
@@ -182,16 +193,16 @@ def show_seat_map(request, show_id):
     return answer_with_etag(request, HttpResponse(grid.html), grid.etag)
 
 
-def _chosen_seat_ids(request):
+def chosen_seat_ids(request):
     seat_ids = (whole_number(value) for value in request.POST.getlist("seats")[:100])
     return [seat_id for seat_id in seat_ids if seat_id is not None]
 
 
-def _count(request):
+def chosen_count(request):
     return whole_number(request.POST.get("count", "")) or 0
 
 
-def _category(request, prices):
+def best_available_category(request, prices):
     """Best available's category from the form: one of the show's open seat types, or None for the cheapest
     that fits (anything else, e.g. an old page's missing field, is the cheapest too)."""
     category = request.POST.get("category", "")
@@ -215,17 +226,17 @@ def hold(request, show_id):
     show = show_with_catalog(show_id)
     buyer = session_buyer(request)
     at = timezone.now()
-    chosen = _chosen_seat_ids(request)
+    chosen = chosen_seat_ids(request)
     current = current_hold(buyer, show, at)
     if request.POST.get("best") and current is not None:  # the page offers best available to new holds only
         messages.info(request, gettext("You already hold seats of this show: change them on the map, or pay for them."))
         return redirect("show-seats", show_id=show.pk)
     best = bool(request.POST.get("best"))
-    wanted = _count(request) if best else len(chosen)
+    wanted = chosen_count(request) if best else len(chosen)
     confirmed = request.POST.get("accessible_seating_confirmed") == "1"
     try:
         if best:
-            category = _category(request, dict(show.prices.values_list("seat_type", "price")))
+            category = best_available_category(request, dict(show.prices.values_list("seat_type", "price")))
             reservation = hold_seats(buyer=buyer, show=show, best_available=BestAvailable(wanted, category))
         elif current is not None:
             reservation = change_seats(
@@ -826,79 +837,3 @@ def forget_my_bookings(request):
     request.session.pop(OPENED_SESSION_KEY, None)
     messages.info(request, gettext("This browser no longer shows your bookings."))
     return redirect("my-bookings")
-
-
-# --- Staff: check-in at the door ---------------------------------------------------------------------------
-
-
-class CheckInForm(forms.Form):
-    code = forms.CharField(
-        label=gettext_lazy("Scan the ticket, or type its booking code"),
-        widget=forms.TextInput(
-            # A USB or keyboard scanner types the QR payload and presses Enter into whatever has focus. The
-            # verdict describes the field, so a screen reader reads it out when the new page focuses the field.
-            attrs={
-                "autofocus": True,
-                "aria-describedby": "check-in-result",
-                "autocomplete": "off",
-                "autocapitalize": "characters",
-                "spellcheck": "false",
-            }
-        ),
-    )
-
-
-class DoorForm(forms.Form):
-    """The cinema whose door this is: a ticket for another cinema is refused."""
-
-    cinema = forms.ModelChoiceField(
-        label=gettext_lazy("This door is at"),
-        queryset=Cinema.objects.select_related("city").order_by("city__name", "name", "pk"),
-        empty_label=None,
-        error_messages={"invalid_choice": gettext_lazy("There is no such cinema; choose one from the list.")},
-    )
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["cinema"].label_from_instance = lambda cinema: f"{cinema.city.name}: {cinema.name}"
-
-
-DOOR_SESSION_KEY = "check_in_cinema"
-
-
-@staff_member_required
-@require_http_methods(["GET", "POST"])
-def check_in(request):
-    """Admit a ticket once at this cinema's door: a big green or red answer saying what the ticket is for, then
-    the empty form, focused, for the next scan.
-
-    The door's cinema is in the address (`?cinema=<id>`, which a door's device can bookmark); the session
-    remembers the last one, and without either the page asks for it first.
-    """
-    if "cinema" not in request.GET:
-        remembered = request.session.get(DOOR_SESSION_KEY)
-        if remembered is not None and "choose" not in request.GET and request.method == "GET":
-            return redirect(f"{request.path}?cinema={remembered}")
-        return render(request, "bookings/check_in.html", {"door_form": DoorForm()})
-    door_form = DoorForm(request.GET)
-    if not door_form.is_valid():
-        return render(request, "bookings/check_in.html", {"door_form": door_form}, status=400)
-    door = door_form.cleaned_data["cinema"]
-    request.session[DOOR_SESSION_KEY] = door.pk
-    form = CheckInForm(request.POST if request.method == "POST" else None)
-    result = None
-    if form.is_valid():
-        code = form.cleaned_data["code"]
-        try:
-            reservation = check_in_ticket(code=code, cinema_id=door.pk)
-        except BookingError as refusal:
-            # Whatever the verdict, the staff see what the ticket is for (unless it is no ticket at all).
-            result = {"admitted": False, "message": refusal.message}
-            if refusal.code != "ticket_invalid":
-                reservation = find_ticket(code=code)
-                seats = reservation.seat_labels()
-                result |= {"reservation": reservation, "seats": seats}
-        else:
-            result = {"admitted": True, "reservation": reservation, "seats": reservation.seat_labels()}
-        form = CheckInForm()
-    return render(request, "bookings/check_in.html", {"form": form, "door": door, "result": result})

@@ -1,5 +1,9 @@
 """The cinema staff's admin: the catalog, halls drawn from a typed seat plan, and shows in local time.
 
+Who sees and changes what is the staff's roles' business (cinemas.admin_roles.CinemaRoles over cinemas.roles): a
+cinema's staff see its shows and menu, its managers also schedule the shows and set the prices, and the chain's
+admins run the rest (cities, cinemas, halls, movies, who is on the staff).
+
 Writes with rules of their own (seat layouts, show scheduling) go through cinemas.services; cities, cinemas
 and movies are plain records that the admin's own forms edit. Every save and delete here drops the cached
 catalog once it commits (CatalogEdits). Lists are built for the study's scale (5,000
@@ -21,7 +25,7 @@ from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import DateField, F, Func, Value, prefetch_related_objects
 from django.db.models.functions import ExtractMonth, ExtractYear
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import dateformat, timezone
 from django.utils.dates import MONTHS
 from django.utils.functional import cached_property
@@ -31,11 +35,14 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext, pgettext
 from django.utils.translation import gettext_lazy as _
 
+from cinemas.admin_roles import CinemaRoles
 from cinemas.models import (
     CERTIFICATES,
     Cinema,
+    CinemaStaff,
     City,
     Hall,
+    HallPrice,
     MenuItem,
     Movie,
     MovieCertificate,
@@ -45,6 +52,8 @@ from cinemas.models import (
     ShowPrice,
 )
 from cinemas.posters import MAX_PIXELS, MAX_UPLOAD_BYTES, MIN_HEIGHT, MIN_WIDTH, POSTER_SIZES, poster_urls
+from cinemas.roles import StaffAction
+from cinemas.scheduling import PRICE_FIELDS, price_field, schedule_in_bulk
 from cinemas.services import (
     PLAN_SEAT_TYPES,
     SHOW_TURNAROUND_MINUTES,
@@ -53,6 +62,7 @@ from cinemas.services import (
     build_seat_layout,
     catalog_changed,
     default_show_end,
+    on_cinema_clock,
     parse_seat_plan,
     plan_from_seats,
     remove_poster,
@@ -60,7 +70,7 @@ from cinemas.services import (
     schedule_show,
     upload_poster,
 )
-from ticketing.admin_base import ChosenOnlyFilter, ModelAdmin, ReadOnly
+from ticketing.admin_base import AsItsParent, ChosenOnlyFilter, ModelAdmin, ReadOnly
 
 # --- Pieces shared by several admins ----------------------------------------------------------------------
 
@@ -157,7 +167,7 @@ def changelist_link(model, text, **filters):
 
 
 @admin.register(City)
-class CityAdmin(CatalogEdits, ModelAdmin):
+class CityAdmin(CatalogEdits, CinemaRoles, ModelAdmin):
     list_display = ["name", "state", "country"]
     list_filter = ["country"]
     search_fields = ["name", "state", "country"]
@@ -179,8 +189,11 @@ class CinemaForm(forms.ModelForm):
 
 
 @admin.register(Cinema)
-class CinemaAdmin(CatalogEdits, ModelAdmin):
+class CinemaAdmin(CatalogEdits, CinemaRoles, ModelAdmin):
     form = CinemaForm
+    cinema_field = "id"
+    # Managers pick their own cinemas (a menu item's) from here; changing a cinema is the chain's.
+    view_actions = (StaffAction.SET_PRICES, StaffAction.SCHEDULE_SHOWS)
     list_display = ["name", "city", "time_zone", "currency", "postal_code", "links"]
     list_filter = ["time_zone", "city__country", "city", "currency"]
     list_select_related = ["city"]
@@ -228,8 +241,12 @@ class MenuItemForm(forms.ModelForm):
 
 
 @admin.register(MenuItem)
-class MenuItemAdmin(ServiceRefusalOnForm, ModelAdmin):
+class MenuItemAdmin(ServiceRefusalOnForm, CinemaRoles, ModelAdmin):
     form = MenuItemForm
+    cinema_field = "cinema"
+    view_actions = (StaffAction.SEE_SALES,)
+    change_action = delete_action = StaffAction.SET_PRICES
+    choices_reach = {"cinema": "id"}
     refusal_field = "restock"
     list_display = ["name", "cinema", "price", "stock", "on_sale"]
     list_filter = ["on_sale", ("cinema", ChosenOnlyFilter)]
@@ -238,7 +255,7 @@ class MenuItemAdmin(ServiceRefusalOnForm, ModelAdmin):
     autocomplete_fields = ["cinema"]
 
     def get_fields(self, request, obj=None):
-        if obj is None:
+        if obj is None or not self.has_change_permission(request, obj):
             return ["cinema", "name", "description", "price", "stock", "on_sale"]
         return ["cinema", "name", "description", "price", "stock", "restock", "on_sale"]
 
@@ -300,7 +317,7 @@ class MovieForm(forms.ModelForm):
         return cleaned_data
 
 
-class MovieCertificateInline(admin.TabularInline):
+class MovieCertificateInline(AsItsParent, admin.TabularInline):
     model = MovieCertificate
     fields = ["country", "rating"]
     extra = 0
@@ -314,8 +331,10 @@ class MovieCertificateInline(admin.TabularInline):
 
 
 @admin.register(Movie)
-class MovieAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
+class MovieAdmin(CatalogEdits, ServiceRefusalOnForm, CinemaRoles, ModelAdmin):
     form = MovieForm
+    # The catalog is the chain's; managers see it, to pick a show's movie.
+    view_actions = (StaffAction.SCHEDULE_SHOWS,)
     inlines = [MovieCertificateInline]
     refusal_field = "poster_upload"
     list_display = ["title", "genre", "language", "country", "duration", "release_date", "certificates_line", "links"]
@@ -365,6 +384,18 @@ class MovieAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
     @admin.display(description=_("See"))
     def links(self, movie):
         return changelist_link("show", gettext("Shows"), movie__id__exact=movie.pk)
+
+
+@admin.register(CinemaStaff)
+class CinemaStaffAdmin(CinemaRoles, ModelAdmin):
+    """Who is on a cinema's staff, and as what (cinemas.roles says what each role may do): the chain admins' to
+    decide. A member also needs "Staff status" on their user to log in; the chain's admins are its superusers."""
+
+    list_display = ["user", "cinema", "role"]
+    list_filter = ["role", ("cinema", ChosenOnlyFilter)]
+    list_select_related = ["user", "cinema"]
+    search_fields = ["user__username", "user__email", "cinema__name"]
+    autocomplete_fields = ["user", "cinema"]
 
 
 # --- Halls and their seats ------------------------------------------------------------------------------------
@@ -512,9 +543,37 @@ class HallForm(forms.ModelForm):
         return plan
 
 
+class HallPriceInline(AsItsParent, admin.TabularInline):
+    """The hall's template prices, on the hall's page for the chain's admins (managers, who see a hall but don't
+    change it, set them on the template prices' own list)."""
+
+    model = HallPrice
+    fields = ["seat_type", "price"]
+    extra = 0
+
+
+@admin.register(HallPrice)
+class HallPriceAdmin(CinemaRoles, ModelAdmin):
+    """The prices a show scheduled in bulk gets unless told otherwise: a manager's to set for their own halls."""
+
+    cinema_field = "hall__cinema"
+    view_actions = (StaffAction.SEE_SALES,)
+    change_action = delete_action = StaffAction.SET_PRICES
+    choices_reach = {"hall": "cinema"}
+    list_display = ["hall", "seat_type", "price"]
+    list_select_related = ["hall__cinema"]
+    list_filter = [("hall", ChosenOnlyFilter), "seat_type"]
+    search_fields = ["hall__name", "hall__cinema__name"]
+    autocomplete_fields = ["hall"]
+
+
 @admin.register(Hall)
-class HallAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
+class HallAdmin(CatalogEdits, ServiceRefusalOnForm, CinemaRoles, ModelAdmin):
     form = HallForm
+    cinema_field = "cinema"
+    # Managers see their own halls, to pick a show's; halls and their seats are drawn by the chain.
+    view_actions = (StaffAction.SCHEDULE_SHOWS,)
+    inlines = [HallPriceInline]
     refusal_field = "plan"
     list_display = ["name", "cinema", "seats", "links"]
     list_filter = [("cinema", ChosenOnlyFilter), "cinema__time_zone"]
@@ -562,8 +621,10 @@ class HallAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
 
 
 @admin.register(Seat)
-class SeatAdmin(ReadOnly, ModelAdmin):
+class SeatAdmin(ReadOnly, CinemaRoles, ModelAdmin):
     """Read-only: a hall's seats are made only from its plan, on the hall's page."""
+
+    view_actions = (StaffAction.RUN_CHAIN,)
 
     list_display = ["__str__", "hall", "seat_type", "x", "y"]
     list_filter = ["seat_type", ("hall", ChosenOnlyFilter)]
@@ -587,28 +648,6 @@ class WallClockField(forms.SplitDateTimeField):
         value = super().compress(data_list)
         # super() reads it in the current zone (UTC); take that off again, ShowForm.clean applies the hall's.
         return timezone.make_naive(value) if value else value
-
-
-def on_cinema_clock(wall_time, zone):
-    """The instant the zone's clocks show `wall_time`; in the hour the clocks repeat, its first pass."""
-    instant = wall_time.replace(tzinfo=zone)
-    if instant.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != wall_time:
-        raise ValidationError(
-            # Translators: a local time skipped when the clocks go forward, e.g. "02:30 doesn't happen on
-            # 09 Mar 2025 in America/New_York".
-            gettext("%(time)s doesn't happen on %(day)s in %(zone)s: the clocks go forward past it.")
-            % {"time": f"{wall_time:%H:%M}", "day": dateformat.format(wall_time, "d M Y"), "zone": zone.key}
-        )
-    return instant
-
-
-PRICE_FIELDS = {seat_type: f"price_{seat_type.lower()}" for seat_type in SeatType}
-
-
-def price_field(seat_type):
-    # Translators: a show form's price field for one seat type, e.g. "Regular price".
-    label = format_lazy(_("{seat_type} price"), seat_type=seat_type.label)
-    return forms.DecimalField(label=label, required=False, min_value=0, max_digits=8, decimal_places=2)
 
 
 class ShowForm(forms.ModelForm):
@@ -768,7 +807,7 @@ class LocalDateFilter(admin.SimpleListFilter):
         return shows_in_period(queryset, *period)
 
 
-class ShowPriceInline(ReadOnly, admin.TabularInline):
+class ShowPriceInline(ReadOnly, AsItsParent, admin.TabularInline):
     """The prices as stored. They are edited through the price fields above, which go through the services."""
 
     model = ShowPrice
@@ -779,8 +818,12 @@ class ShowPriceInline(ReadOnly, admin.TabularInline):
 
 
 @admin.register(Show)
-class ShowAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
+class ShowAdmin(CatalogEdits, ServiceRefusalOnForm, CinemaRoles, ModelAdmin):
     form = ShowForm
+    cinema_field = "hall__cinema"
+    view_actions = (StaffAction.SEE_SALES,)
+    change_action = delete_action = StaffAction.SCHEDULE_SHOWS
+    choices_reach = {"hall": "cinema"}
     inlines = [ShowPriceInline]
     list_display = ["movie", "hall", "local_start", "local_end", "format", "languages"]
     list_filter = [LocalDateFilter, ("hall__cinema", ChosenOnlyFilter), "movie", "format"]
@@ -790,6 +833,11 @@ class ShowAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
     readonly_fields = ["stored_times"]
     show_full_result_count = False
 
+    def get_urls(self):
+        # "Schedule shows in bulk" (cinemas.scheduling), linked from the list; ahead of "<path:object_id>/".
+        view = self.admin_site.admin_view(lambda request: schedule_in_bulk(request, self))
+        return [path("schedule-in-bulk/", view, name="cinemas_show_schedule_in_bulk"), *super().get_urls()]
+
     def get_queryset(self, request):
         # Every show is displayed in its cinema's zone.
         return super().get_queryset(request).select_related("movie", "hall__cinema")
@@ -798,6 +846,12 @@ class ShowAdmin(CatalogEdits, ServiceRefusalOnForm, ModelAdmin):
         return self.inlines if obj is not None else []
 
     def get_fieldsets(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            # Seen only (a cinema's staff): the times on the cinema's clock, the prices in their inline.
+            return [
+                (None, {"fields": ["movie", "hall", "local_start", "local_end", "stored_times"]}),
+                (_("Format and languages"), {"fields": ["format", "audio_language", "subtitles"]}),
+            ]
         when = ["movie", "hall", "starts_at", "ends_at"]
         if obj is not None:
             when.append("stored_times")

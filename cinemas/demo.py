@@ -20,9 +20,11 @@ from django.utils import timezone
 
 from cinemas.models import (
     Cinema,
+    CinemaStaff,
     City,
     Country,
     Hall,
+    HallPrice,
     MenuItem,
     Movie,
     MovieCertificate,
@@ -30,6 +32,7 @@ from cinemas.models import (
     Show,
     ShowFormat,
     ShowPrice,
+    StaffRole,
 )
 from cinemas.posters import POSTER_SIZES, draw_poster
 from cinemas.services import (
@@ -48,6 +51,10 @@ DEMO_API_KEY = "tk_demo_public_key_for_local_use_only"
 DEMO_API_KEY_NAME = "demo"
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "admin"
+# The demo's cinema staff, at one cinema: a manager (prices and schedules too) and a box office clerk. Each one's
+# password is their name.
+DEMO_STAFF_CINEMA = "Union Square Picture House"
+DEMO_STAFF = {"manager": StaffRole.MANAGER, "boxoffice": StaffRole.STAFF}
 
 DEMO_DAYS = 7
 DEMO_SHOWTIMES = (time(11, 0), time(14, 15), time(17, 30), time(20, 45))
@@ -286,7 +293,7 @@ CITIES = [
                 "halls": [("Grand Hall", 2000), ("Screen 2", 240), ("Screen 3", 120)],
             },
             {
-                "name": "Union Square Picture House",
+                "name": DEMO_STAFF_CINEMA,
                 "address": "850 Broadway, New York, NY",
                 "postal_code": "10003",
                 "latitude": 40.7345,
@@ -620,6 +627,20 @@ def ensure_admin_user():
         user_model.objects.create_superuser(ADMIN_USERNAME, "admin@example.com", ADMIN_PASSWORD)
 
 
+def ensure_demo_staff():
+    """The demo's cinema staff (DEMO_STAFF) at DEMO_STAFF_CINEMA; existing users are left as they are."""
+    cinema = Cinema.objects.filter(name=DEMO_STAFF_CINEMA).first()
+    if cinema is None:  # the study's catalog has no such cinema
+        return
+    user_model = get_user_model()
+    for username, role in DEMO_STAFF.items():
+        user, made = user_model.objects.get_or_create(username=username, defaults={"is_staff": True})
+        if made:
+            user.set_password(username)
+            user.save(update_fields=["password"])
+        CinemaStaff.objects.get_or_create(user=user, cinema=cinema, defaults={"role": role})
+
+
 def ensure_demo_api_key():
     if not ApiKey.objects.filter(name=DEMO_API_KEY_NAME).exists():
         create_api_key(name=DEMO_API_KEY_NAME, rate_per_minute=600, raw_key=DEMO_API_KEY)
@@ -696,6 +717,8 @@ def load_demo(*, at=None):
                 hall, _ = Hall.objects.get_or_create(cinema=cinema, name=hall_name)
                 if not hall.seats.exists():
                     hall = build_seat_layout(hall=hall, plan=hall_plan(seats))
+                for seat_type, price in ticket_prices(hall.capacity, cinema.currency).items():
+                    HallPrice.objects.get_or_create(hall=hall, seat_type=seat_type, defaults={"price": price})
                 halls.append((cinema, hall))
 
     added = skipped = 0

@@ -1,6 +1,7 @@
 import zoneinfo
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.postgres.fields import RangeOperators
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -145,6 +146,39 @@ class Cinema(models.Model):
     @property
     def zone(self):
         return zoneinfo.ZoneInfo(self.time_zone)
+
+    def clock_label(self, instant):
+        """`instant` as this cinema's clocks show it, with the zone: "Mon 7 Dec 2026, 17:30 (America/New_York)"."""
+        # Translators: a date and time as Django's date format characters, e.g. "Mon 7 Dec 2026, 17:30".
+        return f"{dateformat.format(instant.astimezone(self.zone), gettext('D j M Y, H:i'))} ({self.time_zone})"
+
+
+class StaffRole(models.TextChoices):
+    """What a member of a cinema's staff may do there (cinemas.roles says what each role allows)."""
+
+    STAFF = "staff", _("Staff")
+    MANAGER = "manager", _("Manager")
+
+
+class CinemaStaff(models.Model):
+    """A person's role at one cinema. The chain's admins (superusers) need none: they run every cinema."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="cinema_roles"
+    )
+    cinema = models.ForeignKey(Cinema, verbose_name=_("cinema"), on_delete=models.CASCADE, related_name="staff")
+    role = models.CharField(verbose_name=_("role"), max_length=8, choices=StaffRole.choices)
+
+    class Meta:
+        verbose_name = _("cinema staff member")
+        verbose_name_plural = _("cinema staff")
+        ordering = ["cinema", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "cinema"], name="cinemas_cinemastaff_one_role_per_cinema"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} – {self.cinema} ({self.get_role_display()})"
 
 
 class Hall(models.Model):
@@ -308,10 +342,57 @@ class MovieCertificate(models.Model):
         return f"{self.rating} ({self.country})"
 
 
+class SeatTypePrice(models.Model):
+    """A price for one seat type: a show's (ShowPrice), or the one its hall's shows scheduled in bulk start with
+    (HallPrice)."""
+
+    seat_type = models.CharField(verbose_name=_("seat type"), max_length=16, choices=SeatType.choices)
+    price = models.DecimalField(
+        verbose_name=_("price"), max_digits=8, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
+    )
+
+    class Meta:
+        abstract = True
+
+    def __str__(self):
+        return f"{self.seat_type}: {self.price}"
+
+
+class HallPrice(SeatTypePrice):
+    """A hall's template price for one of its seat types: shows scheduled in bulk there start with these."""
+
+    hall = models.ForeignKey(Hall, verbose_name=_("hall"), on_delete=models.CASCADE, related_name="price_template")
+
+    class Meta:
+        verbose_name = _("template price")
+        verbose_name_plural = _("template prices (shows scheduled in bulk start with these)")
+        ordering = ["hall_id", "seat_type"]
+        constraints = [
+            models.UniqueConstraint(fields=["hall", "seat_type"], name="cinemas_hallprice_unique_type"),
+            models.CheckConstraint(condition=Q(price__gte=0), name="cinemas_hallprice_not_negative"),
+        ]
+
+
+# The overlap rule of shows in one hall, as the exclusion constraint on Show applies it: half-open ranges
+# [starts_at, ends_at), so back-to-back shows are fine. The turnaround (trailers, cleaning) is inside a show's
+# ends_at (cinemas.services.default_show_end), so no gap is added here. times_overlap is the rule in Python (for
+# shows not yet saved); ShowQuerySet.overlapping is the same rule as a query.
+def times_overlap(starts_at, ends_at, other_starts_at, other_ends_at):
+    return starts_at < other_ends_at and other_starts_at < ends_at
+
+
 class ShowQuerySet(models.QuerySet):
     def upcoming(self, at):
         """Shows that have not started at `at`: the ones a moviegoer can still buy."""
         return self.filter(starts_at__gt=at)
+
+    def overlapping(self, *, hall, starts_at, ends_at):
+        """The hall's shows whose time overlaps [starts_at, ends_at) (times_overlap, as a query)."""
+        return self.filter(hall=hall, starts_at__lt=ends_at, ends_at__gt=starts_at)
+
+
+# The exclusion constraint that keeps a hall's shows apart (the services name it when they lose a race to it).
+SHOW_OVERLAP_CONSTRAINT = "cinemas_show_no_overlap_in_hall"
 
 
 class ShowFormat(models.TextChoices):
@@ -353,7 +434,7 @@ class Show(models.Model):
             models.CheckConstraint(condition=Q(format__in=ShowFormat.values), name="cinemas_show_format_known"),
             # Two shows can't overlap in one hall; back-to-back shows ([) ranges) are fine.
             PostgresExclusionConstraint(
-                name="cinemas_show_no_overlap_in_hall",
+                name=SHOW_OVERLAP_CONSTRAINT,
                 expressions=[
                     (F("hall"), RangeOperators.EQUAL),
                     (TsTzRange(F("starts_at"), F("ends_at")), RangeOperators.OVERLAPS),
@@ -393,12 +474,8 @@ class Show(models.Model):
         return self.audio_language or self.movie.language
 
 
-class ShowPrice(models.Model):
+class ShowPrice(SeatTypePrice):
     show = models.ForeignKey(Show, verbose_name=_("show"), on_delete=models.CASCADE, related_name="prices")
-    seat_type = models.CharField(verbose_name=_("seat type"), max_length=16, choices=SeatType.choices)
-    price = models.DecimalField(
-        verbose_name=_("price"), max_digits=8, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
-    )
 
     class Meta:
         verbose_name = _("show price")
@@ -408,9 +485,6 @@ class ShowPrice(models.Model):
             models.UniqueConstraint(fields=["show", "seat_type"], name="cinemas_showprice_unique_type"),
             models.CheckConstraint(condition=Q(price__gte=0), name="cinemas_showprice_not_negative"),
         ]
-
-    def __str__(self):
-        return f"{self.seat_type}: {self.price}"
 
 
 # The constraint that refuses to sell more than a menu item's stock (cinemas.services.add_to_stock).

@@ -10,8 +10,8 @@ maps (ticketing.cached_reads) are built afresh once it commits.
 
 import math
 from collections import Counter
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import MAXYEAR, MINYEAR, UTC, datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
@@ -20,7 +20,20 @@ from django.db.models import F, Q
 from django.utils import dateformat
 from django.utils.translation import gettext
 
-from cinemas.models import STOCK_CHECK, Hall, MenuItem, Movie, Seat, SeatType, Show, ShowFormat, ShowPrice
+from cinemas.models import (
+    SHOW_OVERLAP_CONSTRAINT,
+    STOCK_CHECK,
+    Hall,
+    HallPrice,
+    MenuItem,
+    Movie,
+    Seat,
+    SeatType,
+    Show,
+    ShowFormat,
+    ShowPrice,
+    times_overlap,
+)
 from cinemas.posters import POSTER_SIZES, read_upload, render_poster, store_rendition
 from ticketing.cached_reads import changed_after_commit
 from ticketing.models import WebhookEvent
@@ -170,18 +183,37 @@ def default_show_end(*, movie, starts_at):
     return starts_at + timedelta(minutes=5 * math.ceil(minutes / 5))
 
 
+def _check_prices(*, hall, prices):
+    missing = sorted(set(hall.capacity) - set(prices))
+    if missing:
+        # Translators: %(types)s lists seat types, e.g. "Premium, Regular".
+        message = gettext("This hall has %(types)s seats: give a price for each.")
+        raise ValidationError({"prices": message % {"types": ", ".join(missing)}})
+
+
+def on_cinema_clock(wall_time, zone):
+    """The instant the zone's clocks show `wall_time` (naive); in the hour the clocks repeat, its first pass.
+
+    Raises ValidationError for a time the clocks skip when they go forward."""
+    instant = wall_time.replace(tzinfo=zone)
+    if instant.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != wall_time:
+        raise ValidationError(
+            # Translators: a local time skipped when the clocks go forward, e.g. "02:30 doesn't happen on
+            # 09 Mar 2025 in America/New_York".
+            gettext("%(time)s doesn't happen on %(day)s in %(zone)s: the clocks go forward past it.")
+            % {"time": f"{wall_time:%H:%M}", "day": dateformat.format(wall_time, "d M Y"), "zone": zone.key}
+        )
+    return instant
+
+
 def _check_show(*, show, prices):
     if show.starts_at.tzinfo is None:
         raise ValidationError({"starts_at": gettext("Give a time with its time zone.")})
     if show.ends_at <= show.starts_at:
         raise ValidationError({"ends_at": gettext("A show must end after it starts.")})
-    missing = sorted(set(show.hall.capacity) - set(prices))
-    if missing:
-        # Translators: %(types)s lists seat types, e.g. "Premium, Regular".
-        message = gettext("This hall has %(types)s seats: give a price for each.")
-        raise ValidationError({"prices": message % {"types": ", ".join(missing)}})
+    _check_prices(hall=show.hall, prices=prices)
     clash = (
-        Show.objects.filter(hall=show.hall, starts_at__lt=show.ends_at, ends_at__gt=show.starts_at)
+        Show.objects.overlapping(hall=show.hall, starts_at=show.starts_at, ends_at=show.ends_at)
         .exclude(pk=show.pk)
         .select_related("movie")
         .first()
@@ -207,7 +239,7 @@ def _save_show(*, show, prices):
         with transaction.atomic():
             show.save()
     except IntegrityError as exc:
-        if "cinemas_show_no_overlap_in_hall" in str(exc):
+        if SHOW_OVERLAP_CONSTRAINT in str(exc):
             raise ValidationError(gettext("Another show was just scheduled in this hall at that time.")) from exc
         raise
     for seat_type, price in prices.items():
@@ -276,6 +308,214 @@ def _partners_see(show):
         "end_time": show.ends_at.isoformat().replace("+00:00", "Z"),
         "format": show.format,
     }
+
+
+# --- Scheduling in bulk -------------------------------------------------------------------------------------
+
+# One batch is at most a year of days and this many start times a day: a few thousand shows, checked and written
+# in one transaction of a few seconds at most.
+BULK_MAX_DAYS = 366
+BULK_MAX_START_TIMES = 8
+
+
+@dataclass
+class PlannedShow:
+    """A show a bulk schedule would create, and the shows (saved ones, or others of the batch) it would overlap."""
+
+    starts_at: datetime  # in the cinema's zone
+    ends_at: datetime
+    clashes: list = field(default_factory=list)
+
+
+@dataclass
+class ShowPlan:
+    hall: Hall
+    shows: list  # of PlannedShow, in time order
+    skipped_times: list  # messages: local times that don't happen (the clocks go forward past them)
+
+    def problems(self):
+        """Every reason the plan can't be scheduled, as messages: each time that doesn't happen, each clash."""
+        zone = self.hall.cinema.zone
+        problems = list(self.skipped_times)
+        for planned in self.shows:
+            for other in planned.clashes:
+                if isinstance(other, PlannedShow) and other.starts_at > planned.starts_at:
+                    continue  # a pair of the batch is told once, at the later of the two
+                values = {
+                    "when": dateformat.format(planned.starts_at, "D d M Y H:i"),
+                    "zone": zone.key,
+                    "starts": dateformat.format(other.starts_at.astimezone(zone), "D d M H:i"),
+                    "ends": f"{other.ends_at.astimezone(zone):%H:%M}",
+                }
+                if isinstance(other, Show):
+                    # Translators: e.g. "Mon 09 Mar 2026 19:00 (Europe/Madrid) clashes with Dune, Mon 09 Mar
+                    # 18:30–20:50".
+                    message = gettext("%(when)s (%(zone)s) clashes with %(movie)s, %(starts)s–%(ends)s.")
+                    values["movie"] = other.movie
+                else:
+                    message = gettext(
+                        "%(when)s (%(zone)s) clashes with another show of this batch, %(starts)s–%(ends)s."
+                    )
+                problems.append(message % values)
+        return problems
+
+
+def template_prices(hall):
+    """The hall's template prices, {seat type: price}: what shows scheduled in bulk there cost unless told."""
+    return dict(HallPrice.objects.filter(hall=hall).values_list("seat_type", "price"))
+
+
+def bulk_prices(*, hall, prices=None):
+    """The prices of shows scheduled in bulk in `hall`: its template's, with `prices` ({seat type: price}) taking
+    over for the types it names. Raises ValidationError when a seat type the hall has is left without one."""
+    prices = {**template_prices(hall), **(prices or {})}
+    _check_prices(hall=hall, prices=prices)
+    return prices
+
+
+def plan_shows(*, movie, hall, first_day, last_day, weekdays=None, start_times):
+    """The shows a bulk schedule would create, each with the shows it would overlap; writes nothing.
+
+    Every day from `first_day` to `last_day` whose weekday (0 Monday .. 6 Sunday) is in `weekdays` (None: every
+    day), at each of `start_times`: wall-clock times on the cinema's clocks, turned into instants day by day, so
+    a show stays at 19:00 across a change of the clocks. A time the clocks skip that day is listed in
+    `skipped_times`; in the hour they repeat, the first pass is taken. Each show lasts the running time plus
+    turnaround (default_show_end). Raises ValidationError for a range or a number of times beyond the limits.
+    """
+    weekdays = set(range(7)) if weekdays is None else set(weekdays)
+    start_times = sorted(set(start_times))
+    days = (last_day - first_day).days + 1
+    if days < 1:
+        raise ValidationError({"last_day": gettext("The last day comes before the first.")})
+    if days > BULK_MAX_DAYS:
+        raise ValidationError(
+            {
+                "last_day": gettext("At most %(most)s days at a time; this range has %(days)s.")
+                % {"most": BULK_MAX_DAYS, "days": days}
+            }
+        )
+    # A local time on the calendar's first or last day may lie outside it in UTC.
+    for name, day in (("first_day", first_day), ("last_day", last_day)):
+        if not MINYEAR < day.year < MAXYEAR:
+            raise ValidationError(
+                {
+                    name: gettext("Choose a day from the year %(first)s to %(last)s.")
+                    % {"first": MINYEAR + 1, "last": MAXYEAR - 1}
+                }
+            )
+    if not start_times:
+        raise ValidationError({"start_times": gettext("Give at least one start time.")})
+    if len(start_times) > BULK_MAX_START_TIMES:
+        raise ValidationError(
+            {"start_times": gettext("At most %(most)s start times a day.") % {"most": BULK_MAX_START_TIMES}}
+        )
+    zone = hall.cinema.zone
+    planned, skipped = [], []
+    for offset in range(days):
+        day = first_day + timedelta(days=offset)
+        if day.weekday() not in weekdays:
+            continue
+        for start in start_times:
+            try:
+                starts_at = on_cinema_clock(datetime.combine(day, start), zone)
+            except ValidationError as error:
+                skipped.extend(error.messages)
+                continue
+            planned.append(PlannedShow(starts_at, default_show_end(movie=movie, starts_at=starts_at)))
+    if not planned and not skipped:
+        raise ValidationError({"weekdays": gettext("None of the days in this range is one of the chosen weekdays.")})
+    if planned:
+        _find_clashes(hall=hall, planned=planned)
+    return ShowPlan(hall=hall, shows=planned, skipped_times=skipped)
+
+
+def _find_clashes(*, hall, planned):
+    """Note on each planned show the saved shows and the other planned ones it overlaps (times_overlap, the rule
+    the exclusion constraint applies).
+
+    One sweep in time order over both: `active` holds the shows still running when the next one starts, the only
+    ones a later show can overlap (one that ends before a show starts ends before every later one starts)."""
+    saved = Show.objects.overlapping(
+        hall=hall, starts_at=planned[0].starts_at, ends_at=max(show.ends_at for show in planned)
+    ).select_related("movie")
+    everything = sorted([*saved, *planned], key=lambda show: show.starts_at)
+    active = []
+    for show in everything:
+        active = [
+            other for other in active if times_overlap(other.starts_at, other.ends_at, show.starts_at, show.ends_at)
+        ]
+        for other in active:
+            if isinstance(show, PlannedShow):
+                show.clashes.append(other)
+            if isinstance(other, PlannedShow):
+                other.clashes.append(show)
+        active.append(show)
+    for show in planned:
+        show.clashes.sort(key=lambda other: other.starts_at)
+
+
+@transaction.atomic
+def schedule_shows(
+    *,
+    movie,
+    hall,
+    first_day,
+    last_day,
+    weekdays=None,
+    start_times,
+    prices=None,
+    format=ShowFormat.TWO_D,
+    audio_language="",
+    subtitles="",
+):
+    """Put a movie on in a hall on every chosen day of a range at each of the start times, all or nothing.
+
+    The days, times and limits are plan_shows', the prices bulk_prices' (the hall's template, with `prices` taking
+    over for the seat types it names), format and languages as schedule_show's.
+
+    Takes no lock: the shows are checked first against the hall's shows and each other, and on any problem it
+    raises one ValidationError listing them all (every time that doesn't happen, every clash) and writes nothing.
+    A bulk schedule racing another in the same hall is decided by the database's exclusion constraint: the
+    loser's insert waits for the winner's commit, fails, and is raised as a ValidationError, with nothing of it
+    written. Returns the shows created. On commit, the cached catalog is dropped.
+    """
+    prices = bulk_prices(hall=hall, prices=prices)
+    plan = plan_shows(
+        movie=movie, hall=hall, first_day=first_day, last_day=last_day, weekdays=weekdays, start_times=start_times
+    )
+    problems = plan.problems()
+    if problems:
+        raise ValidationError(problems)
+    shows = [
+        Show(
+            movie=movie,
+            hall=hall,
+            starts_at=planned.starts_at,
+            ends_at=planned.ends_at,
+            format=format,
+            audio_language=audio_language,
+            subtitles=subtitles,
+        )
+        for planned in plan.shows
+    ]
+    try:
+        with transaction.atomic():
+            Show.objects.bulk_create(shows, batch_size=1000)
+    except IntegrityError as exc:
+        if SHOW_OVERLAP_CONSTRAINT in str(exc):
+            raise ValidationError(
+                gettext(
+                    "Another show was just scheduled in this hall at one of these times, so none was scheduled: "
+                    "look again and retry."
+                )
+            ) from exc
+        raise
+    ShowPrice.objects.bulk_create(
+        [ShowPrice(show=show, seat_type=kind, price=price) for show in shows for kind, price in prices.items()],
+        batch_size=1000,
+    )
+    catalog_changed()
+    return shows
 
 
 # --- Posters ----------------------------------------------------------------------------------------------------

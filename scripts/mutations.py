@@ -55,7 +55,7 @@ CACHED_READS = "ticketing/cached_reads.py"
 CATALOG = "cinemas/services.py"
 CATALOG_ADMIN = "cinemas/admin.py"
 WEBHOOKS = "ticketing/webhooks.py"
-BOOKING_WEBHOOKS = "bookings/migrations/0026_webhook_events.py"
+BOOKING_WEBHOOKS = "bookings/migrations/0029_webhook_events.py"
 
 
 @dataclass(frozen=True)

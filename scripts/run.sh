@@ -272,6 +272,7 @@ print_banner() {
         echo "  Admin:        ${URL}admin/  (staff users: manage.py createsuperuser)"
     elif seed_demo_exists; then
         echo "  Admin:        ${URL}admin/  (login admin / admin)"
+        echo "  Staff:        ${URL}staff/box-office/  (manager / manager, boxoffice / boxoffice)"
     else
         echo "  Admin:        ${URL}admin/  (no admin user: seed_demo is not there yet)"
     fi

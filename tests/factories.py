@@ -4,9 +4,10 @@ import itertools
 from datetime import date, timedelta
 from decimal import Decimal
 
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from cinemas.models import Cinema, City, Hall, Movie
+from cinemas.models import Cinema, CinemaStaff, City, Hall, Movie
 from cinemas.services import build_seat_layout, schedule_show
 from ticketing.services import create_api_key
 
@@ -92,3 +93,17 @@ def make_priced_show(money, regular, premium):
     hall = make_hall(cinema=make_cinema(**money))
     prices = {seat_type: Decimal(premium if seat_type == "Premium" else regular) for seat_type in hall.capacity}
     return make_show(hall=hall, prices=prices)
+
+
+STAFF_PASSWORD = "a staff password"
+
+
+def make_staff_member(*, roles=(), chain_admin=False, username=None):
+    """A user who can log in to the staff pages (password STAFF_PASSWORD): a chain admin (superuser), or a member
+    of the staff with `roles`, pairs of (cinema, "staff" or "manager")."""
+    user = get_user_model().objects.create_user(
+        username or f"staff{next(_serial)}", password=STAFF_PASSWORD, is_staff=True, is_superuser=chain_admin
+    )
+    for cinema, role in roles:
+        CinemaStaff.objects.create(user=user, cinema=cinema, role=role)
+    return user

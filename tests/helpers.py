@@ -50,6 +50,31 @@ def run_at_once(actions):
     return results
 
 
+def on_the_front(*calls, app=None, at_once=False):
+    """Send each (method, url, options) to the ASGI application as uvicorn serves it (`app`: another ASGI app,
+    e.g. ticketing.asgi.django_asgi_app, Django alone); returns the httpx responses, in order. In turn, or
+    `at_once`: all sent together on one event loop (the lean path's calls then really overlap)."""
+    import asyncio
+
+    import httpx
+
+    from ticketing.asgi import application
+    from ticketing.lean import close_connections
+
+    async def send_all():
+        transport = httpx.ASGITransport(app=app or application, client=("203.0.113.9", 4000))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                requests = [client.request(method, url, **options) for method, url, options in calls]
+                if at_once:
+                    return await asyncio.gather(*requests)
+                return [await request for request in requests]
+        finally:
+            await close_connections()
+
+    return asyncio.run(send_all())
+
+
 def make_environment(**overrides):
     """This process's environment for running `make`, without what an outer `make test` passes down.
 

@@ -3,18 +3,37 @@ import uuid
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from ticketing.admin_base import ModelAdmin, ReadOnly, SendAgain
+from ticketing.admin_base import ChainOnly, ModelAdmin, ReadOnly, SendAgain
 from ticketing.models import ApiKey, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from ticketing.services import create_api_key, revoke_api_key
+from ticketing.staff import is_chain_admin
 from ticketing.webhooks import WebhookError, register_webhook_endpoint, send_webhook_again
+
+# Who may log in to the admin, and as whom, is the chain admins' business alone, whatever Django permissions a
+# member of the staff holds; cinemas.admin lists the staff's roles at each cinema.
+admin.site.unregister(get_user_model())
+admin.site.unregister(Group)
+
+
+@admin.register(get_user_model())
+class ChainUserAdmin(ChainOnly, UserAdmin):
+    pass
+
+
+@admin.register(Group)
+class ChainGroupAdmin(ChainOnly, GroupAdmin):
+    pass
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(ModelAdmin):
+class ApiKeyAdmin(ChainOnly, ModelAdmin):
     """Partners' API keys. Only a key's hash is stored, so the key itself is shown once, when it is made."""
 
     list_display = ["name", "prefix", "rate_per_minute", "held_seats_per_show", "is_revoked", "created_at"]
@@ -78,7 +97,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(ModelAdmin):
+class WebhookEndpointAdmin(ChainOnly, ModelAdmin):
     """Partners' webhook endpoints: where their events go (docs/webhooks.md). Partners register their own through
     the API; staff may add one for them, pause one or change what it hears."""
 
@@ -111,7 +130,7 @@ class WebhookEndpointAdmin(ModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(SendAgain, ReadOnly, ModelAdmin):
+class WebhookDeliveryAdmin(SendAgain, ReadOnly, ChainOnly, ModelAdmin):
     """Every event owed to a partner's endpoint and how its delivery went, with the endpoint's last answer; a
     failed one waits here for staff to send it again (the same event id: the partner dedupes)."""
 
@@ -157,6 +176,9 @@ class WebhookDeliveryAdmin(SendAgain, ReadOnly, ModelAdmin):
             return queryset.filter(endpoint__url__icontains=term), False
 
     refusals = (WebhookError,)
+
+    def has_resend_permission(self, request, obj=None):
+        return is_chain_admin(request.user)
 
     def send_again_one(self, delivery):
         send_webhook_again(delivery_id=delivery.pk)

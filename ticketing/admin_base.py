@@ -1,5 +1,9 @@
-"""What every admin of ours is built from: lists that refuse bad lookups cleanly, read-only records, and a filter
-for related tables too long to list."""
+"""What every admin of ours is built from: lists that refuse bad lookups cleanly, read-only records, a filter
+for related tables too long to list, and who may use an admin.
+
+Django's per-model permissions play no part in our models' admins: the staff's roles decide (cinemas.roles, through
+cinemas.admin_roles.CinemaRoles), and what no cinema's role reaches is the chain admins' alone (ChainOnly).
+"""
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -7,6 +11,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.utils.translation import gettext_lazy as _
 
 from ticketing.numbers import whole_number
+from ticketing.staff import is_chain_admin
 
 
 class LookupCheckedChangeList(ChangeList):
@@ -52,19 +57,57 @@ class ReadOnly:
         return False
 
 
+class ChainOnly:
+    """For what only the chain's admins use (API keys, users): no one else sees it, whatever Django's permissions
+    they were given. Put ReadOnly before it for records nobody edits."""
+
+    def has_module_permission(self, request):
+        return is_chain_admin(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return is_chain_admin(request.user)
+
+    def has_add_permission(self, request, *args):
+        return is_chain_admin(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return is_chain_admin(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return is_chain_admin(request.user)
+
+
+class AsItsParent:
+    """An inline's rows belong to the row they are shown with: who may see that row sees them, who may change it
+    changes them (add and delete included). Put ReadOnly before it for rows nobody edits."""
+
+    def _parent_admin(self):
+        return self.admin_site.get_model_admin(self.parent_model)
+
+    def has_view_permission(self, request, obj=None):
+        return self._parent_admin().has_view_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        parent = self._parent_admin()
+        return parent.has_add_permission(request) if obj is None else parent.has_change_permission(request, obj)
+
+    def has_add_permission(self, request, obj):
+        return self.has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_change_permission(request, obj)
+
+
 class SendAgain:
     """For an outbox's records (mail, webhook deliveries): staff send the selected ones again.
 
     The admin names the service that queues one again (`send_again_one(record)`, raising one of `refusals`, whose
-    `message` staff read) and the sentence that says it did (`queued_again(record)`).
+    `message` staff read), the sentence that says it did (`queued_again(record)`) and who may
+    (`has_resend_permission`).
     """
 
     actions = ["send_again"]
     refusals = ()
-
-    def has_resend_permission(self, request, obj=None):
-        # Sending again is the one change staff make to such a record, so Django's change permission grants it.
-        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
 
     @admin.action(description=_("Send again"), permissions=["resend"])
     def send_again(self, request, queryset):

@@ -1,5 +1,6 @@
 """API keys on the public API: who is calling (authentication) and how often they may (quota)."""
 
+import math
 import time
 
 from django.conf import settings
@@ -105,6 +106,25 @@ def quota_window(api_key, now):
     return f"api-quota:{api_key.pk}:{window}", QUOTA_WINDOW_SECONDS - (now % QUOTA_WINDOW_SECONDS)
 
 
+def seconds_to_reset(seconds_left):
+    """Whole seconds until the window ends (at least 1): RateLimit-Reset, and Retry-After past the quota."""
+    return max(1, math.ceil(seconds_left))
+
+
+def rate_limit_headers(limit, used, seconds_left):
+    """The RateLimit-Limit, -Remaining and -Reset headers of an answer to a key allowed `limit` calls a window,
+    `used` of them counted (this call included) in the window that has `seconds_left`.
+
+    The one rule for both ways in (the DRF views, through ApiKeyQuota and ticketing.middleware, and the lean
+    path, ticketing.lean), from the count the quota already made: no extra round trip. Remaining is 0 on a 429.
+    """
+    return {
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(max(0, limit - used)),
+        "RateLimit-Reset": str(seconds_to_reset(seconds_left)),
+    }
+
+
 def count_in_cache(counter, ttl=QUOTA_KEY_TTL):
     """Count one call on the shared cache's counter; returns the calls counted so far in its window.
 
@@ -122,17 +142,23 @@ def over_quota_message(retry_after):
 
 
 class ApiKeyQuota(BaseThrottle):
-    """Each key's requests per minute, counted in fixed one-minute windows in the shared cache."""
+    """Each key's requests per minute, counted in fixed one-minute windows in the shared cache.
+
+    Leaves the answer's RateLimit-* headers on the request (`rate_limit`), for ticketing.middleware to add to
+    whatever the view answers, a refusal or this throttle's 429 included.
+    """
 
     def allow_request(self, request, view):
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
             return True
         counter, self.seconds_left = quota_window(api_key, timezone.now().timestamp())
-        return count_in_cache(counter) <= api_key.rate_per_minute
+        used = count_in_cache(counter)
+        request._request.rate_limit = rate_limit_headers(api_key.rate_per_minute, used, self.seconds_left)
+        return used <= api_key.rate_per_minute
 
     def wait(self):
-        return self.seconds_left
+        return seconds_to_reset(self.seconds_left)
 
 
 class ApiKeySchemeExtension(OpenApiAuthenticationExtension):
@@ -148,3 +174,36 @@ class ApiKeySchemeExtension(OpenApiAuthenticationExtension):
             "name": API_KEY_HEADER,
             "description": f"Your API key; also accepted as the {API_KEY_PARAMETER} query or JSON parameter.",
         }
+
+
+RATE_LIMIT_DESCRIPTIONS = {
+    "RateLimit-Limit": "Calls this API key may make in a one-minute window.",
+    "RateLimit-Remaining": "Calls left in the current window after this one (0 once over the quota).",
+    "RateLimit-Reset": "Whole seconds until the window ends and the count starts again (at least 1).",
+}
+
+
+def describe_rate_limit_headers(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the RateLimit-* headers on every answer of an operation that takes
+    an API key (not the 401 and 403 of a key that is missing, unknown or revoked), and its 429."""
+    headers = result.setdefault("components", {}).setdefault("headers", {})
+    for name, description in RATE_LIMIT_DESCRIPTIONS.items():
+        headers[name] = {"schema": {"type": "integer", "minimum": 0}, "description": description}
+    headers["Retry-After"] = {"schema": {"type": "integer", "minimum": 1}, "description": "Seconds to wait."}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or not any("ApiKey" in way for way in operation.get("security", [])):
+                continue
+            operation["responses"].setdefault(
+                "429",
+                {"description": "Over this API key's quota (error body, quota_exceeded): see Retry-After."},
+            )
+            for status_code, response in operation["responses"].items():
+                if status_code in ("401", "403"):
+                    continue
+                answer_headers = response.setdefault("headers", {})
+                for name in RATE_LIMIT_DESCRIPTIONS:
+                    answer_headers[name] = {"$ref": f"#/components/headers/{name}"}
+                if status_code == "429":
+                    answer_headers["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}
+    return result

@@ -101,6 +101,12 @@ ERROR_CODES = {
     "already_booked": ErrorCode(409, _("This reservation is already booked.")),
     "booked_not_cancellable": ErrorCode(409, _("A booked reservation can't be cancelled here.")),
     "not_booked": ErrorCode(409, _("Only a booked reservation can be cancelled by staff.")),
+    # The box office
+    "staff_not_allowed": ErrorCode(403, _("Your role doesn't let you do this at this show's cinema.")),
+    "cash_short": ErrorCode(400, _("The cash tendered doesn't cover the {due} due.")),
+    "cancel_at_box_office": ErrorCode(
+        409, _("This booking was made at the cinema's box office: it is cancelled and refunded there.")
+    ),
     # Food and drink at checkout
     "add_on_unknown": ErrorCode(400, _("That is not on this cinema's menu.")),
     "too_many_add_ons": ErrorCode(400, _("Order between 0 and {per_item} of each item.")),
@@ -144,6 +150,10 @@ ERROR_CODES = {
     ),
     "payment_failed": ErrorCode(502, _("The payment provider could not take this payment.")),
     "booking_code_taken": ErrorCode(400, _("The booking code drawn is taken; draw another.")),
+    "idempotency_key_required": ErrorCode(400, _("Send an Idempotency-Key header of 1-255 characters.")),
+    "invalid_idempotency_key": ErrorCode(
+        400, _("An Idempotency-Key header has 1-255 characters (surrounding blanks aside).")
+    ),
     "idempotency_mismatch": ErrorCode(409, _("This Idempotency-Key was used for a different request.")),
     "idempotency_in_flight": ErrorCode(409, _("A request with this Idempotency-Key is still running."), retry_after=2),
     # Promo codes (bookings migration 0017)

@@ -127,6 +127,9 @@ class LeanRequest:
     query: dict  # the first value of each parameter
     body: bytes
     client_address: str | None = None
+    # The RateLimit-* headers of the caller's key, once api_key_of has counted the call: `answered` adds them
+    # to whatever the endpoint answers, a refusal included.
+    rate_limit: dict | None = None
     _json: object = None
 
     def json(self):
@@ -211,7 +214,9 @@ def on_a_thread(function):
 
 
 async def api_key_of(request):
-    """The caller's ApiKey, counted against its quota; LeanError 401, 403 or 429 as the DRF views answer."""
+    """The caller's ApiKey, counted against its quota; LeanError 401, 403 or 429 as the DRF views answer.
+
+    From here on the request carries its key's RateLimit-* headers (`request.rate_limit`), 429 included."""
     raw_key = request.headers.get(api_keys.API_KEY_HEADER.lower()) or request.query.get(api_keys.API_KEY_PARAMETER)
     if not raw_key and request.headers.get("content-type", "").startswith("application/json"):
         try:
@@ -230,18 +235,19 @@ async def api_key_of(request):
         raise LeanError(401, "invalid_api_key", api_keys.UNKNOWN_KEY_MESSAGE, headers=challenge)
     if api_key.is_revoked:
         raise LeanError(403, "revoked_api_key", api_keys.REVOKED_KEY_MESSAGE)
-    await _count_call(api_key)
+    await _count_call(api_key, request)
     return api_key
 
 
-async def _count_call(api_key):
+async def _count_call(api_key, request):
     counter, seconds_left = api_keys.quota_window(api_key, time.time())
     if _redis_on_the_loop():
         used = await _this_loops_counts().ask(cache.make_and_validate_key(counter))
     else:
         used = await on_a_thread(api_keys.count_in_cache)(counter)
+    request.rate_limit = api_keys.rate_limit_headers(api_key.rate_per_minute, used, seconds_left)
     if used > api_key.rate_per_minute:
-        retry_after = max(1, round(seconds_left))
+        retry_after = api_keys.seconds_to_reset(seconds_left)
         raise LeanError(
             429, "quota_exceeded", api_keys.over_quota_message(retry_after), headers={"Retry-After": str(retry_after)}
         )
@@ -538,7 +544,15 @@ async def _read_body(receive):
 
 
 async def answered(endpoint, request):
-    """The endpoint's answer; its refusals as their answers, a database or Redis outage as 503, a fault as 500."""
+    """The endpoint's answer; its refusals as their answers, a database or Redis outage as 503, a fault as 500;
+    each with the key's RateLimit-* headers once the key is known (api_key_of)."""
+    answer = await _endpoint_answer(endpoint, request)
+    if request.rate_limit is not None:
+        answer.headers = {**answer.headers, **request.rate_limit}
+    return answer
+
+
+async def _endpoint_answer(endpoint, request):
     try:
         return await endpoint(request)
     except LeanError as refusal:

@@ -45,6 +45,20 @@ def _has_nul(name, values):
     return NUL in name or any(NUL in value for value in values)
 
 
+def add_rate_limit_headers(get_response):
+    """An API answer carries its key's RateLimit-* headers (ticketing.api_keys.rate_limit_headers), as counted
+    by the quota (ApiKeyQuota leaves them on the request), whatever the view answered: its body, a refusal, the
+    429. In one place for every DRF view; the lean endpoints set their own (ticketing.lean.answered)."""
+
+    def middleware(request):
+        response = get_response(request)
+        for name, value in getattr(request, "rate_limit", {}).items():
+            response.headers.setdefault(name, value)
+        return response
+
+    return middleware
+
+
 class SiteLocaleMiddleware(LocaleMiddleware):
     """Django's LocaleMiddleware for the website (the switcher's cookie, else Accept-Language); English for the API.
 

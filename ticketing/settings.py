@@ -91,6 +91,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",  # SECURE_CSP below
     "ticketing.middleware.refuse_nul_characters",
+    "ticketing.middleware.add_rate_limit_headers",  # the API key's quota, on every answer the quota counted
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "ticketing.middleware.SiteLocaleMiddleware",  # after sessions, before common: the page's language (i18n below)
@@ -477,6 +478,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # drf-spectacular's own hook, and the RateLimit-* headers every keyed answer carries.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "ticketing.api_keys.describe_rate_limit_headers",
+    ],
     # /api/docs/ loads Swagger UI from our own static files at the version requirements.txt pins, not from a
     # CDN: it works offline and shows the same page tomorrow.
     "SWAGGER_UI_DIST": "SIDECAR",

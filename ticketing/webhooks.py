@@ -1,7 +1,7 @@
 """Partners' webhooks: owing events to their endpoints, signing and sending them, staff sending them again.
 
 An event is owed in the transaction of the change it tells of: `record_webhook_event` (from Python) and the
-bookings tables' triggers (bookings migration 0026) both call the SQL function ticketing_record_webhook_event
+bookings tables' triggers (bookings migration 0029) both call the SQL function ticketing_record_webhook_event
 (ticketing migration 0004), which writes one WebhookDelivery row per endpoint that asked for it. Nothing is sent
 from a request: a Celery task makes each attempt (queued on commit by `record_webhook_event`; beat's sweep,
 `dispatch_due_webhooks`, queues every delivery that is due and has none, which covers the events the database

@@ -10,11 +10,23 @@ The rules that keep a sale correct live here, each in one transaction:
   provider refunds are sent after commit, never from inside a transaction that may roll back; the provider is
   never called while a row is locked.
 
-The functions live in holds.py, payments.py, cancellations.py, prices.py, promo_codes.py, add_ons.py (food and
-drink), gift_cards.py, tickets.py, mail.py and my_bookings.py; they are all importable from here.
+The functions live in holds.py, payments.py, box_office.py (the staff's counter and house seats), cancellations.py,
+prices.py, promo_codes.py, add_ons.py (food and drink), gift_cards.py, tickets.py, mail.py and my_bookings.py;
+they are all importable from here.
 """
 
 from bookings.services.add_ons import choose_add_ons
+from bookings.services.box_office import (
+    CounterSale,
+    PaidBy,
+    find_counter_sale,
+    give_up_counter_hold,
+    hold_at_box_office,
+    hold_house_seats,
+    house_holds_of,
+    release_house_seats,
+    sell_at_box_office,
+)
 from bookings.services.cancellations import (
     CancellationTerms,
     cancel_booking,
@@ -64,6 +76,7 @@ from bookings.services.payments import (
     begin_idempotent_request,
     finish_idempotent_request,
     fulfil_charge,
+    hold_made_for,
     pay_for_reservation,
     reconcile_payments,
     settle_refund,
@@ -73,10 +86,19 @@ from bookings.services.promo_codes import apply_promo_code, remove_promo_code
 from bookings.services.tickets import check_in_ticket, find_ticket, ticket_token
 
 __all__ = [
+    "sell_at_box_office",
+    "release_house_seats",
+    "house_holds_of",
+    "hold_house_seats",
+    "hold_at_box_office",
+    "give_up_counter_hold",
+    "find_counter_sale",
     "BestAvailable",
     "BookingError",
     "CancellationTerms",
+    "CounterSale",
     "MailNotSent",
+    "PaidBy",
     "PriceBreakdown",
     "aabandon_idempotent_request",
     "abandon_idempotent_request",
@@ -89,6 +111,7 @@ __all__ = [
     "apay_for_reservation",
     "apply_promo_code",
     "begin_idempotent_request",
+    "hold_made_for",
     "bookings_of",
     "cancel_booking",
     "cancel_hold",

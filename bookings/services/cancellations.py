@@ -95,6 +95,9 @@ def cancellation_terms(*, reservation, at=None):
         refusal = "booking_cancelled"
     elif reservation.status != Reservation.Status.BOOKED:
         refusal = "not_a_booking"
+    elif reservation.channel != Reservation.Channel.ONLINE:
+        # Bought (or given) at the box office: its money went into a till, so it comes back over the counter.
+        refusal = "cancel_at_box_office"
     elif cinema.refund_policy == RefundPolicy.NONE:
         refusal = "cancellation_not_allowed"
     elif reservation.checked_in_at is not None:
@@ -131,7 +134,7 @@ def cancel_own_booking(*, reservation_id, at=None):
 
     The caller has checked the buyer's right to the booking (their session, the signed ticket link, their mailbox).
     Locks the reservation. Raises BookingError: booking_cancelled (already), not_a_booking (a hold),
-    cancellation_not_allowed
+    cancel_at_box_office (sold at the box office: cancelled and refunded there), cancellation_not_allowed
     (the cinema's policy is none), ticket_used (checked in at the door), cancellation_closed (past the cutoff),
     refund_exceeds_charge (the database refused the refund). Owes the buyer a mail confirming it, with the refund.
     On commit: as cancel_booking.
@@ -152,8 +155,10 @@ def cancel_own_booking(*, reservation_id, at=None):
     return reservation
 
 
-def cancel_booking(*, reservation_id, at=None):
-    """Staff cancel a booking: its seats are freed and its charge refunded in full through the provider.
+def cancel_booking(*, reservation_id, reason="", at=None):
+    """Staff cancel a booking: its seats are freed and its charge refunded in full through the provider. `reason`
+    (the staff's words, at most 300 characters) is kept with it and told to the buyer, in the mail and on the
+    ticket page. The caller has checked the staff member's role at the booking's cinema (cinemas.roles).
 
     Locks the reservation. Raises BookingError("not_booked") unless it is Booked. Owes the buyer a mail
     saying so (an OutgoingMail, if they gave an address). On commit: pushes the freed seats, tells the
@@ -171,6 +176,7 @@ def cancel_booking(*, reservation_id, at=None):
             refund=None,
             cancelled_by=Reservation.CancelledBy.CINEMA,
             mail_kind=OutgoingMail.Kind.CANCELLED,
+            reason=reason,
         )
     return reservation
 
@@ -181,16 +187,16 @@ def _locked(reservation_id):
     )
 
 
-def _cancel_booked(reservation, *, at, refund, cancelled_by, mail_kind):
+def _cancel_booked(reservation, *, at, refund, cancelled_by, mail_kind, reason=""):
     """Cancel the locked, Booked reservation in the caller's transaction: free its seats (the waiting line is told
     on commit), give back `refund` (everything paid when None; nothing when 0) the way it was paid, the card first
     (a refund recorded, sent to the provider on commit) and the rest to the gift cards that paid (at once), and owe
-    its buyer a mail of `mail_kind`. Reloads the reservation."""
+    its buyer a mail of `mail_kind`, which says `reason`. Reloads the reservation."""
     (freed,) = call_function(
         "bookings_release", [str(reservation.pk)], Reservation.Status.CANCELLED, at, own_transaction=False
     )
     announce_freed_seats(freed)
-    Reservation.objects.filter(pk=reservation.pk).update(cancelled_by=cancelled_by)
+    Reservation.objects.filter(pk=reservation.pk).update(cancelled_by=cancelled_by, cancellation_reason=reason)
     charge = _charge_of(reservation)
     charged = charge.amount if charge is not None else Decimal(0)
     to_card = charged if refund is None else min(refund, charged)

@@ -207,6 +207,8 @@ def hold_seats(
     no_single_gaps=False,
     accessible_confirmed=False,
     at=None,
+    and_then=None,
+    idempotent_request=None,
 ):
     """Hold seats of a show (`show`, or its `show_id`) for the buyer, all or nothing; return the new Reservation.
 
@@ -232,24 +234,63 @@ def hold_seats(
     (bookings_refuse_reserved_seats, migration 0025); or `seats_unavailable`, `retry` or `show_full` when the
     seats can't be had. The statuses are ticketing.error_codes'. Nothing is written then. On commit: pushes the seats as
     held (and those freed from lapsed holds as available).
+
+    `and_then(reservation)`, when given, runs in the hold's own transaction before it commits and returns the
+    reservation to answer with (the staff's sales mark their channel and seller there, and book house seats): what
+    it raises rolls the hold back with it.
+
+    `idempotent_request`: the id of the partner's Idempotency-Key row (begin_idempotent_request) this hold
+    answers; the hold's reservation is written on it in the hold's own call (bookings_hold_seats_once).
     """
     at = at or timezone.now()
     show_id = show.pk if show is not None else show_id
-    if best_available:
-        return _hold_best_available(
-            buyer, show_id, best_available, show=show, movie_id=movie_id, confirmed=accessible_confirmed, at=at
+    check_gaps = no_single_gaps and not best_available
+
+    def hold(own_transaction):
+        if best_available:
+            return _hold_best_available(
+                buyer,
+                show_id,
+                best_available,
+                show=show,
+                movie_id=movie_id,
+                confirmed=accessible_confirmed,
+                at=at,
+                own_transaction=own_transaction,
+                idempotent_request=idempotent_request,
+            )
+        call = _hold_call(
+            buyer,
+            show_id,
+            seat_ids,
+            movie_id=movie_id,
+            confirmed=accessible_confirmed,
+            at=at,
+            idempotent_request=idempotent_request,
         )
-    call = _hold_call(buyer, show_id, seat_ids, movie_id=movie_id, confirmed=accessible_confirmed, at=at)
-    if not no_single_gaps:
-        return _held(buyer, show_id, at, call_function(*call))
+        return _held(buyer, show_id, at, call_function(*call, own_transaction=own_transaction))
+
+    if not (check_gaps or and_then):
+        return hold(own_transaction=True)
     with transaction.atomic(durable=True):
-        reservation = _held(buyer, show_id, at, call_function(*call, own_transaction=False))
-        _refuse_single_gaps(show, chosen=set(seat_ids), others_of=reservation, at=at)
+        reservation = hold(own_transaction=False)
+        if check_gaps:
+            _refuse_single_gaps(show, chosen=set(seat_ids), others_of=reservation, at=at)
+        if and_then is not None:
+            reservation = and_then(reservation)
     return reservation
 
 
 async def ahold_seats(
-    *, buyer, show_id, seat_ids=None, best_available=None, movie_id=None, accessible_confirmed=False, at=None
+    *,
+    buyer,
+    show_id,
+    seat_ids=None,
+    best_available=None,
+    movie_id=None,
+    accessible_confirmed=False,
+    at=None,
+    idempotent_request=None,
 ):
     """hold_seats (without `no_single_gaps`) on the lean path's async pool: the same function call, the same
     answer; it locks, raises and pushes as hold_seats does. Best available reads the show's seats from this
@@ -258,9 +299,23 @@ async def ahold_seats(
     at = at or timezone.now()
     if best_available:
         return await _ahold_best_available(
-            buyer, show_id, best_available, movie_id=movie_id, confirmed=accessible_confirmed, at=at
+            buyer,
+            show_id,
+            best_available,
+            movie_id=movie_id,
+            confirmed=accessible_confirmed,
+            at=at,
+            idempotent_request=idempotent_request,
         )
-    call = _hold_call(buyer, show_id, seat_ids, movie_id=movie_id, confirmed=accessible_confirmed, at=at)
+    call = _hold_call(
+        buyer,
+        show_id,
+        seat_ids,
+        movie_id=movie_id,
+        confirmed=accessible_confirmed,
+        at=at,
+        idempotent_request=idempotent_request,
+    )
     return _held(buyer, show_id, at, await acall_function(*call))
 
 
@@ -299,11 +354,20 @@ def _hold_best_available(
     movie_id=None,
     own_transaction=True,
     confirmed=False,
+    idempotent_request=None,
 ):
     """Best available on Django's connection: the looks of _BestAvailableLooks, each read and call in turn."""
     seats = seats or show_seat_spots(show_id, show=show)
     looks = _BestAvailableLooks(
-        buyer, show_id, seats, best_available, check_line=check_line, movie_id=movie_id, confirmed=confirmed, at=at
+        buyer,
+        show_id,
+        seats,
+        best_available,
+        check_line=check_line,
+        movie_id=movie_id,
+        confirmed=confirmed,
+        at=at,
+        idempotent_request=idempotent_request,
     )
     with looks:
         while True:
@@ -315,11 +379,22 @@ def _hold_best_available(
                     raise
 
 
-async def _ahold_best_available(buyer, show_id, best_available, *, at, movie_id=None, confirmed=False):
+async def _ahold_best_available(
+    buyer, show_id, best_available, *, at, movie_id=None, confirmed=False, idempotent_request=None
+):
     """_hold_best_available on the event loop: the seats from show_seat_spots_on_the_loop, the taken seats and
     the calls on the async pool."""
     seats = await show_seat_spots_on_the_loop(show_id)
-    looks = _BestAvailableLooks(buyer, show_id, seats, best_available, movie_id=movie_id, confirmed=confirmed, at=at)
+    looks = _BestAvailableLooks(
+        buyer,
+        show_id,
+        seats,
+        best_available,
+        movie_id=movie_id,
+        confirmed=confirmed,
+        at=at,
+        idempotent_request=idempotent_request,
+    )
     with looks:
         while True:
             taken = await ataken_seats(show_id, at) if looks.picking else None
@@ -371,11 +446,24 @@ class _BestAvailableLooks:
     such show) raises BookingError("no_such_show") before any call; a type kept for wheelchair users is the
     call's to refuse without `confirmed` (bookings_refuse_reserved_seats)."""
 
-    def __init__(self, buyer, show_id, seats, best_available, *, at, check_line=True, movie_id=None, confirmed=False):
+    def __init__(
+        self,
+        buyer,
+        show_id,
+        seats,
+        best_available,
+        *,
+        at,
+        check_line=True,
+        movie_id=None,
+        confirmed=False,
+        idempotent_request=None,
+    ):
         if seats is None:
             raise BookingError("no_such_show")
         self.buyer, self.show_id, self.seats, self.best = buyer, show_id, seats, best_available
         self.check_line, self.movie_id, self.at, self.confirmed = check_line, movie_id, at, confirmed
+        self.idempotent_request = idempotent_request
         self.picking = seats.starts_at > at and 1 <= best_available.count <= settings.TICKETING_MAX_SEATS
         self.pick, self.looks = None, 0
 
@@ -405,6 +493,7 @@ class _BestAvailableLooks:
             movie_id=self.movie_id,
             confirmed=self.confirmed,
             at=self.at,
+            idempotent_request=self.idempotent_request,
         )
 
     def _best(self, taken):
@@ -417,10 +506,24 @@ class _BestAvailableLooks:
         return refusal.code == "seats_unavailable" and self.pick is not None and self.looks < PICK_ATTEMPTS
 
 
-def _hold_call(buyer, show_id, seat_ids, *, at, count=None, best=None, check_line=True, movie_id=None, confirmed=False):
-    """The call of bookings_hold_seats that makes this hold: `(function, *arguments)`."""
+def _hold_call(
+    buyer,
+    show_id,
+    seat_ids,
+    *,
+    at,
+    count=None,
+    best=None,
+    check_line=True,
+    movie_id=None,
+    confirmed=False,
+    idempotent_request=None,
+):
+    """The call of bookings_hold_seats that makes this hold: `(function, *arguments)`; for a partner's
+    Idempotency-Key, bookings_hold_seats_once, which also writes the hold on the key's row `idempotent_request`."""
+    once = () if idempotent_request is None else ("bookings_hold_seats_once", idempotent_request)
     return (
-        "bookings_hold_seats",
+        *(once or ("bookings_hold_seats",)),
         show_id,
         movie_id,
         buyer.api_key_id,

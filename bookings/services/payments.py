@@ -28,7 +28,7 @@ from bookings.notices import announce_seat_changes
 from bookings.providers import CardDeclined, InvalidCard, PaymentError, ProviderTimeout, get_provider
 from bookings.services.errors import BookingError
 from bookings.services.gift_cards import redeem_call
-from bookings.services.holds import HeldSeat, acall_function, call_function
+from bookings.services.holds import HeldSeat, acall_function, call_function, find_reservation
 from ticketing.faults import crash_if_asked
 from ticketing.steps import arun_steps, run_steps
 
@@ -56,6 +56,10 @@ class _Sql:
     def run(self):
         return call_function(self.function, *self.arguments)
 
+    def run_here(self):
+        """In the caller's transaction (in a savepoint), for payments taken in person (pay_in_person)."""
+        return call_function(self.function, *self.arguments, own_transaction=False)
+
     async def arun(self):
         return await acall_function(self.function, *self.arguments)
 
@@ -69,6 +73,8 @@ class _Provider:
 
     def run(self):
         return getattr(get_provider(), self.method)(**self.arguments)
+
+    run_here = run
 
     async def arun(self):
         return await getattr(get_provider(), f"a{self.method}")(**self.arguments)
@@ -84,9 +90,18 @@ class _RefundAfterCommit:
         # Through Django the call may sit in a caller's (or a test's) transaction: send it when that commits.
         transaction.on_commit(lambda: settle_refund(payment_id=uuid.UUID(self.refund["id"])))
 
+    run_here = run
+
     async def arun(self):
         refund = self.refund
         await _arun(_refunding(uuid.UUID(refund["id"]), refund["charge"], Decimal(refund["amount"])))
+
+
+# Payments taken in person, not through the payment provider (Payment.provider): cash in a box office's till, and
+# house seats, which cost nothing. The provider never hears of them, nor of their refunds.
+CASH = "cash"
+HOUSE = "house"
+IN_PERSON = frozenset({CASH, HOUSE})
 
 
 def _run(steps):
@@ -157,6 +172,29 @@ def _paying(buyer, reservation_id, card, resuming, gift_card, at):
     return reservation
 
 
+def pay_in_person(*, buyer, reservation_id, means, at=None):
+    """Book a hold paid in person: `means` CASH (the till took the amount) or HOUSE (house seats: the hold's amount
+    is 0). Returns the booked Reservation. Runs in the caller's transaction (bookings.services.box_office's), which
+    it requires, so that the sale's other writes commit with the booking or not at all.
+
+    The same two database steps as paying by card, without the provider between them: bookings_start_charge locks
+    the hold, checks it is live and records the Payment (provider `means`), then bookings_fulfil_charge books it
+    and marks its claims booked. Raises BookingError as pay_for_reservation does before a charge (not_found,
+    hold_expired, already_booked, hold_cancelled, payment_in_progress; the last also when an earlier card attempt
+    of this hold turns out to have been charged: the reconciler books it by that card). On commit: pushes the
+    booked seats and tells the waiting line (bookings.notices).
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("pay_in_person runs in its caller's transaction")
+    at = at or timezone.now()
+    payment, charged = run_steps(
+        _starting(buyer, reservation_id, None, at, False, provider=means), lambda step: step.run_here()
+    )
+    if payment is None or charged is not None:
+        raise BookingError("already_booked" if payment is None else "payment_in_progress")
+    return run_steps(_fulfilling(payment.pk, f"{means}:{payment.pk}", at), lambda step: step.run_here())
+
+
 def _start_charge(buyer, reservation_id, card, at, resuming=False):
     """Step 1 of paying: returns `(payment, None)` to charge, `(payment, provider_reference)` when an earlier
     attempt that timed out or died turns out to have been charged after all, or `(None, reservation)` when
@@ -164,7 +202,7 @@ def _start_charge(buyer, reservation_id, card, at, resuming=False):
     return _run(_starting(buyer, reservation_id, card, at, resuming))
 
 
-def _starting(buyer, reservation_id, card, at, resuming):
+def _starting(buyer, reservation_id, card, at, resuming, provider=None):
     settle_after = timedelta(seconds=settings.TICKETING_PAYMENT_SETTLE_SECONDS)
     look_up = True
     while True:
@@ -178,7 +216,7 @@ def _starting(buyer, reservation_id, card, at, resuming):
                 look_up,
                 settle_after,
                 PAYMENT_HOLD_EXTENSION,
-                get_provider().name,
+                provider or get_provider().name,
                 card.last4 if card is not None else "",
                 at,
             ),
@@ -304,10 +342,16 @@ def reservation_of(described):
 def settle_refund(*, payment_id):
     """Send a pending refund to the provider and record the answer. Idempotent (the refund's id is the key).
 
-    Called after commit; if the provider fails, the refund stays pending and the reconciler retries it.
+    Called after commit; if the provider fails, the refund stays pending and the reconciler retries it. A refund of
+    a payment taken in person (IN_PERSON: cash) never goes to the provider: the cinema hands the cash back at its
+    box office, and the refund is recorded as made there.
     """
     refund = Payment.objects.select_related("refund_of").get(pk=payment_id)
     if refund.status != Payment.Status.PENDING:
+        return refund
+    if refund.provider in IN_PERSON:
+        call_function("bookings_settle_refund", refund.pk, f"{refund.provider}:{refund.pk}", timezone.now())
+        refund.refresh_from_db()
         return refund
     _run(_refunding(refund.pk, refund.refund_of.provider_reference, refund.amount))
     refund.refresh_from_db()
@@ -407,6 +451,13 @@ def _begun(key, row):
     record._state.adding, record._state.db = False, connection.alias
     record.resumed = resumed
     return record, (None if response_status is None else (response_status, response_body))
+
+
+def hold_made_for(*, buyer, record):
+    """The hold an Idempotency-Key's first ReserveSeats made (bookings_hold_seats_once wrote it on the key's row in
+    the hold's own transaction), or None: for a retry that took the key over after that call died unanswered."""
+    reservation_id = IdempotentRequest.objects.filter(pk=record.pk).values_list("reservation_id", flat=True).first()
+    return None if reservation_id is None else find_reservation(buyer=buyer, reservation_id=reservation_id)
 
 
 def finish_idempotent_request(*, record, status, body, at=None):

@@ -1,11 +1,14 @@
-"""Calls of the reservations API as a partner makes them, and another transaction's locks for races."""
+"""Calls of the reservations API as a partner makes them, the staff's cancelling in the admin, and another
+transaction's locks for races."""
 
 import contextlib
 import re
 import threading
 
 import psycopg
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db import connection, connections
+from django.urls import reverse
 
 from bookings.models import Reservation
 from bookings.providers import parse_card
@@ -119,3 +122,16 @@ def finished_in_thread(action, *, wait=30):
     thread.start()
     thread.join(timeout=wait)
     return outcome[0] if outcome else ("still running", None)
+
+
+STAFF_REASON = "The projector broke down."
+
+
+def cancel_through_action(client, *reservations, reason=STAFF_REASON):
+    """The admin's "Cancel booking and refund" on these reservations, confirmed on its page with `reason`."""
+    return client.post(
+        reverse("admin:bookings_reservation_changelist"),
+        {"action": "cancel_and_refund", ACTION_CHECKBOX_NAME: [str(r.pk) for r in reservations], "post": "yes"}
+        | ({"reason": reason} if reason is not None else {}),
+        follow=True,
+    )

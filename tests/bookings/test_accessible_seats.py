@@ -189,7 +189,8 @@ class TestTheApi:
 @pytest.mark.django_db(transaction=True)
 def test_the_lean_path_applies_the_same_rule_to_holds_and_changes(show):
     from tests.factories import make_api_key
-    from tests.ticketing.test_lean_path import hold_body, on_the_front
+    from tests.helpers import on_the_front
+    from tests.ticketing.test_lean_path import hold_body
 
     headers = {"X-API-Key": make_api_key()}
     wheelchair = labelled(show, "D1")
@@ -227,7 +228,8 @@ def test_the_map_tells_its_script_when_companion_seats_are_open_to_everyone(clie
 @pytest.mark.django_db(transaction=True)
 def test_another_sessions_hold_is_never_revealed_by_the_rule_on_either_path(show):
     from tests.factories import make_api_key
-    from tests.ticketing.test_lean_path import hold_body, on_the_front
+    from tests.helpers import on_the_front
+    from tests.ticketing.test_lean_path import hold_body
     from ticketing.asgi import django_asgi_app
 
     headers = {"X-API-Key": make_api_key()}

@@ -1,5 +1,5 @@
 """A partner hears of its own bookings: booking.created, booking.cancelled and booking.refunded, owed by the database
-in the transaction that makes each change (bookings migration 0026) and sent afterwards by Celery
+in the transaction that makes each change (bookings migration 0029) and sent afterwards by Celery
 (ticketing.webhooks), to a real receiver on loopback (tests/webhook_receiver.py)."""
 
 import json

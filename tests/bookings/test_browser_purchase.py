@@ -138,7 +138,7 @@ def test_back_after_paying_lands_on_the_ticket_not_on_a_checkout_with_the_card_f
     assert GOOD_CARD.replace(" ", "") not in page.content()
 
 
-def test_a_booking_the_cinema_cancels_says_so_with_its_seats_and_refund_on_the_ticket_page(site, new_page):
+def test_a_booking_the_cinema_cancels_says_so_with_its_reason_seats_and_refund_on_the_ticket_page(site, new_page):
     page = new_page(base_url=site)
     reservation_id = hold_two_seats_of_a_small_show(page)
     pay_with_a_good_card(page, reservation_id)
@@ -151,12 +151,14 @@ def test_a_booking_the_cinema_cancels_says_so_with_its_seats_and_refund_on_the_t
     staff.get_by_label("Username").fill("carol")
     staff.get_by_label("Password").fill("a long staff password")
     staff.get_by_role("button", name="Log in").click()
+    staff.get_by_label("Reason, told to the buyer").fill("The projector broke down.")
     staff.get_by_role("button", name="Yes, cancel and refund").click()
     expect(staff.locator(".messagelist")).to_contain_text("refund")
     page.reload()
 
     expect(page.get_by_role("heading", name="Booking cancelled", level=1)).to_be_visible()
     expect(page.locator("#booking-cancelled")).to_contain_text("The cinema cancelled this booking")
+    expect(page.locator("#cancellation-reason")).to_have_text("The cinema's reason: The projector broke down.")
     expect(page.locator("#ticket-seats")).to_have_text("B1, B2")
     expect(page.locator("#refund")).to_contain_text(
         re.compile(r"We refunded \$25\.00 \(USD\) to the card ending 4242 on \w+day \d+ \w+ \d{4}, \d\d:\d\d\.")

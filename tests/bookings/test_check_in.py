@@ -11,7 +11,8 @@ from django.utils.html import strip_tags
 
 from bookings.providers import parse_card
 from bookings.services import cancel_booking, hold_seats, pay_for_reservation, ticket_token
-from tests.factories import make_cinema, make_hall, make_show
+from cinemas.models import StaffRole
+from tests.factories import make_cinema, make_hall, make_show, make_staff_member
 
 pytestmark = pytest.mark.django_db
 
@@ -312,3 +313,27 @@ def test_checking_in_needs_the_csrf_token(admin_user, booking):
 
     assert response.status_code == 403
     assert checked_in_at(booking) is None
+
+
+def test_a_member_of_the_staff_checks_in_only_at_their_own_cinemas_doors(client, booking):
+    own = booking.show.hall.cinema
+    other = make_cinema(name="Other")
+    member = make_staff_member(roles=[(own, StaffRole.STAFF)])
+    client.force_login(member)
+    page = client.get(CHECK_IN)
+    assert own.name in page.text and other.name not in page.text
+    refused = client.post(f"{CHECK_IN}?cinema={other.pk}", {"code": booking.booking_code})
+    assert refused.status_code == 400
+    booking.refresh_from_db()
+    assert booking.checked_in_at is None
+
+
+def test_staff_without_a_role_anywhere_are_refused_the_door(client):
+    client.force_login(make_staff_member())
+    assert client.get(CHECK_IN).status_code == 403
+
+
+def test_the_check_in_page_has_the_staffs_header_not_the_moviegoers(client, booking):
+    client.force_login(make_staff_member(roles=[(booking.show.hall.cinema, StaffRole.STAFF)]))
+    page = client.get(door(booking)).text
+    assert "staff-header" in page and "site-search" not in page

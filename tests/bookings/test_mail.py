@@ -30,6 +30,7 @@ from bookings.services import (
     requeue_overdue_mail,
     send_outgoing_mail,
 )
+from tests.bookings.helpers import STAFF_REASON, cancel_through_action
 from tests.bookings.mail_backends import FlakyBackend
 from tests.conftest import celery_worker
 from tests.factories import make_hall, make_movie, make_show
@@ -278,14 +279,6 @@ def messages_of(response):
 # --- Staff cancel and refund: the buyer is told ---------------------------------------------------------------
 
 
-def cancel_through_action(client, *reservations):
-    return client.post(
-        reverse("admin:bookings_reservation_changelist"),
-        {"action": "cancel_and_refund", ACTION_CHECKBOX_NAME: [str(r.pk) for r in reservations], "index": "0"},
-        follow=True,
-    )
-
-
 @pytest.mark.django_db(transaction=True)
 def test_staff_cancelling_and_refunding_a_booking_mails_the_buyer_once(admin_client, alice, settings):
     settings.TICKETING_SITE_URL = SITE
@@ -318,7 +311,7 @@ def test_the_cancel_button_mails_the_buyer_too(admin_client, alice):
     booking = book(alice)
     Reservation.objects.filter(pk=booking.pk).update(email="ann@example.com")
 
-    admin_client.post(reverse("admin:bookings_reservation_cancel", args=[booking.pk]))
+    admin_client.post(reverse("admin:bookings_reservation_cancel", args=[booking.pk]), {"reason": STAFF_REASON})
 
     (message,) = mail.outbox
     assert message.subject.startswith("Booking cancelled and refunded: ")

@@ -9,8 +9,9 @@ import pytest
 from bookings import services
 from bookings.models import Payment, Reservation
 from tests.bookings.helpers import DECLINED_CARD, GOOD_CARD
+from tests.helpers import on_the_front
 from tests.ticketing import test_lean_path
-from tests.ticketing.test_lean_path import DjangoRequests, hold_body, on_the_front, seats_of
+from tests.ticketing.test_lean_path import DjangoRequests, hold_body, seats_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

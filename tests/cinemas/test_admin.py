@@ -25,7 +25,9 @@ def seat_queries(queries):
 
 
 def hall_form(cinema, name, plan):
-    return {"cinema": cinema.pk, "name": name, "plan": plan}
+    # The template prices inline posts its management form (none here).
+    management = {"price_template-TOTAL_FORMS": "0", "price_template-INITIAL_FORMS": "0"}
+    return {"cinema": cinema.pk, "name": name, "plan": plan, **management}
 
 
 def show_form(movie, hall, day, time, ends=("", ""), **prices):

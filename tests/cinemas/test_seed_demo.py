@@ -17,7 +17,20 @@ from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
 from cinemas import demo
-from cinemas.models import Cinema, City, Hall, MenuItem, Movie, MovieCertificate, Seat, SeatType, Show, ShowPrice
+from cinemas.models import (
+    Cinema,
+    CinemaStaff,
+    City,
+    Hall,
+    MenuItem,
+    Movie,
+    MovieCertificate,
+    Seat,
+    SeatType,
+    Show,
+    ShowPrice,
+    StaffRole,
+)
 from cinemas.services import parse_seat_plan
 from tests.factories import make_show
 from ticketing.api_keys import ApiKeyAuthentication
@@ -197,11 +210,29 @@ class TestTheDemoCatalog:
         assert admin.is_staff and admin.is_superuser
         assert admin.check_password("admin")
 
-    def test_the_output_warns_and_ends_with_the_demo_key_and_admin_login(self, seeded_demo):
+    def test_a_manager_and_a_box_office_clerk_work_at_one_cinema_with_their_names_as_passwords(self):
+        roles = {
+            member.user.username: (member.cinema.name, member.role, member.user.check_password(member.user.username))
+            for member in CinemaStaff.objects.select_related("user", "cinema")
+        }
+        assert roles == {
+            "manager": (demo.DEMO_STAFF_CINEMA, StaffRole.MANAGER, True),
+            "boxoffice": (demo.DEMO_STAFF_CINEMA, StaffRole.STAFF, True),
+        }
+
+    def test_every_hall_has_template_prices_for_its_seat_types(self):
+        for hall in Hall.objects.all():
+            assert set(hall.price_template.values_list("seat_type", flat=True)) == set(hall.capacity)
+
+    def test_the_output_warns_and_ends_with_the_demo_key_and_the_logins(self, seeded_demo):
         lines = seeded_demo.strip().splitlines()
-        assert "local demos only" in lines[-3]
-        assert lines[-2] == f"Demo API key: {demo.DEMO_API_KEY}"
-        assert lines[-1].startswith("Admin login: admin / admin")
+        assert "local demos only" in lines[-4]
+        assert lines[-3] == f"Demo API key: {demo.DEMO_API_KEY}"
+        assert lines[-2].startswith("Admin login: admin / admin")
+        assert (
+            lines[-1]
+            == f"Staff at {demo.DEMO_STAFF_CINEMA}: manager / manager, boxoffice / boxoffice at /staff/box-office/"
+        )
 
     def test_seeding_again_changes_no_counts(self):
         before = catalog_counts()

@@ -27,6 +27,7 @@ from cinemas.models import Show
 from cinemas.services import catalog_changed
 from tests.bookings.helpers import GOOD_CARD, labelled
 from tests.factories import make_api_key, make_hall, make_show
+from tests.helpers import on_the_front
 from ticketing.asgi import application, django_asgi_app
 from ticketing.buyers import Buyer
 from ticketing.errors import field_messages
@@ -56,20 +57,6 @@ def key():
 
 def seats_of(show):
     return list(show.hall.seats.order_by("y", "x").values_list("id", flat=True))
-
-
-def on_the_front(*calls, app=application):
-    """Send each (method, url, options) to the ASGI application in turn; returns the httpx responses."""
-
-    async def send_all():
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 4000))
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-                return [await client.request(method, url, **options) for method, url, options in calls]
-        finally:
-            await close_connections()
-
-    return asyncio.run(send_all())
 
 
 def hold_body(show, seats, session="alice"):

@@ -91,6 +91,11 @@ def site(db):
         "admin shows": ("GET", "/admin/cinemas/show/", ("q", "hall__id__exact", "starts_at__year", "o", "p")),
         "admin reservations": ("GET", "/admin/bookings/reservation/", ("q", "status__exact", "show__id__exact", "p")),
         "admin movies": ("GET", "/admin/cinemas/movie/", ("q", "o")),
+        "admin schedule in bulk": (
+            "POST",
+            "/admin/cinemas/show/schedule-in-bulk/",
+            ("movie", "hall", "first_day", "last_day", "weekdays", "start_times", "format", "price_regular", "_create"),
+        ),
     }
     return {"moviegoer": (moviegoer, pages), "staff": (staff, staff_pages)}
 
@@ -100,7 +105,9 @@ PAGES = [
         "home", "city", "showtimes", "search", "seat map", "seat grid", "hold", "checkout", "pay", "ticket",
         "join the line", "waiting", "waiting poll", "leave the line", "cancel",
     )),
-    *(("staff", page) for page in ("check-in", "admin shows", "admin reservations", "admin movies")),
+    *(("staff", page) for page in (
+        "check-in", "admin shows", "admin reservations", "admin movies", "admin schedule in bulk",
+    )),
 ]  # fmt: skip
 
 

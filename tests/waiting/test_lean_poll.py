@@ -19,8 +19,8 @@ from bookings.services import cancel_hold, hold_seats
 from tests.bookings.helpers import seat_ids
 from tests.conftest import serving
 from tests.factories import make_hall, make_show
-from tests.helpers import assert_api_error
-from tests.ticketing.test_lean_path import DjangoRequests, comparable, on_the_front
+from tests.helpers import assert_api_error, on_the_front
+from tests.ticketing.test_lean_path import DjangoRequests, comparable
 from ticketing.asgi import django_asgi_app
 from ticketing.buyers import Buyer
 from ticketing.lean import close_connections

@@ -4,6 +4,8 @@
 - `handler`: Django's ASGI handler running a request's middleware and view in one call, behind an admission
   queue (Django ticket #37177).
 - `liveness`: /health/live answered ahead of that queue.
+- `origins`: who may open a WebSocket (a page of the site, or a program that sends no Origin), on Channels'
+  public OriginValidator.
 - `redis_cache`: Django's Redis cache with one connection pool per process and a one-round-trip counter
   (Django ticket #35651).
 

@@ -6,7 +6,7 @@ import ticketing.models
 from django.db import migrations, models
 
 # Owing an event to partners' endpoints, in the caller's transaction, whoever the caller is: Python
-# (ticketing.webhooks.record_webhook_event) or the bookings tables' triggers (bookings 0026). One delivery row per
+# (ticketing.webhooks.record_webhook_event) or the bookings tables' triggers (bookings 0029). One delivery row per
 # active endpoint of the key (of every key when p_api_key is null) that asked for the type, all with one event
 # id, due at once. Returns that id, or null when no endpoint asked.
 FUNCTIONS = """

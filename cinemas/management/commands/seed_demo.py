@@ -9,7 +9,8 @@ from cinemas import demo
 class Command(BaseCommand):
     help = (
         "Load the demo catalog: cities, cinemas, halls with seat maps, movies and a week of shows, plus the "
-        "superuser admin/admin and a demo API key (local use only). Safe to run again; a later run adds the new "
+        "superuser admin/admin, a manager and a box office clerk (manager/manager, boxoffice/boxoffice) and a "
+        "demo API key (local use only). Safe to run again; a later run adds the new "
         "days' shows. --scale study loads the design study's size instead (5,000 cinemas, 10 million seats, "
         "70,000 shows: about 1.6 GB in a minute and a half; PostgreSQL only) for the benchmark. Point "
         "DATABASE_URL at a separate database for it, e.g. postgres://postgres@127.0.0.1:5432/ticketing_study."
@@ -32,6 +33,7 @@ class Command(BaseCommand):
         else:
             self.load_demo()
         demo.ensure_admin_user()
+        demo.ensure_demo_staff()
         demo.ensure_demo_api_key()
         self.stdout.write(
             self.style.WARNING(
@@ -41,6 +43,8 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"Demo API key: {demo.DEMO_API_KEY}")
         self.stdout.write(f"Admin login: {demo.ADMIN_USERNAME} / {demo.ADMIN_PASSWORD} at /admin/")
+        staff = ", ".join(f"{name} / {name}" for name in demo.DEMO_STAFF)
+        self.stdout.write(f"Staff at {demo.DEMO_STAFF_CINEMA}: {staff} at /staff/box-office/")
 
     def load_demo(self):
         counts = demo.load_demo()

@@ -76,6 +76,6 @@ def drop_functions(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("bookings", "0025_reserved_seats_in_the_hold"), ("ticketing", "0004_webhooks")]
+    dependencies = [("bookings", "0028_hold_once_per_idempotency_key"), ("ticketing", "0004_webhooks")]
 
     operations = [migrations.RunPython(create_functions, drop_functions, elidable=False)]

@@ -1,0 +1,401 @@
+"""The staff's own pages (templates/staff/base.html): check-in at the door, the box office. Each page is for one
+action of cinemas.roles, at the cinemas the user's role reaches."""
+
+from datetime import datetime, time, timedelta
+from functools import partial
+
+from django import forms
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from bookings import ticket_codes
+from bookings.models import Reservation
+from bookings.seat_maps import seat_picture
+from bookings.services import (
+    BestAvailable,
+    BookingError,
+    PaidBy,
+    check_in_ticket,
+    find_counter_sale,
+    find_ticket,
+    give_up_counter_hold,
+    hold_at_box_office,
+    hold_house_seats,
+    house_holds_of,
+    price_breakdown,
+    release_house_seats,
+    sell_at_box_office,
+    ticket_token,
+)
+from bookings.views import best_available_category, chosen_count, chosen_seat_ids, live_map_context, seconds_left
+from cinemas.models import Cinema, Show
+from cinemas.roles import StaffAction, may, staff_page, within_reach
+from ticketing.error_codes import site_status
+from ticketing.templatetags.site_format import money_text
+
+# --- Staff: check-in at the door ---------------------------------------------------------------------------
+
+
+class CheckInForm(forms.Form):
+    code = forms.CharField(
+        label=gettext_lazy("Scan the ticket, or type its booking code"),
+        widget=forms.TextInput(
+            # A USB or keyboard scanner types the QR payload and presses Enter into whatever has focus. The
+            # verdict describes the field, so a screen reader reads it out when the new page focuses the field.
+            attrs={
+                "autofocus": True,
+                "aria-describedby": "check-in-result",
+                "autocomplete": "off",
+                "autocapitalize": "characters",
+                "spellcheck": "false",
+            }
+        ),
+    )
+
+
+class StaffCinemaForm(forms.Form):
+    """The cinema a staff page acts at, among those where the user's role lets them do its action (cinemas.roles):
+    another cinema is not in the list, and naming it is refused."""
+
+    cinema = forms.ModelChoiceField(
+        queryset=Cinema.objects.none(),
+        empty_label=None,
+        error_messages={"invalid_choice": gettext_lazy("Choose one of your cinemas from the list.")},
+    )
+
+    def __init__(self, *args, user, action, label, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["cinema"]
+        field.label = label
+        cinemas = Cinema.objects.select_related("city").order_by("city__name", "name", "pk")
+        field.queryset = within_reach(cinemas, user, action, "id")
+        field.label_from_instance = lambda cinema: f"{cinema.city.name}: {cinema.name}"
+
+
+DOOR_SESSION_KEY = "check_in_cinema"
+
+
+@staff_page(StaffAction.CHECK_IN)
+@require_http_methods(["GET", "POST"])
+def check_in(request):
+    """Admit a ticket once at this cinema's door: a big green or red answer saying what the ticket is for, then
+    the empty form, focused, for the next scan.
+
+    The door's cinema is in the address (`?cinema=<id>`, which a door's device can bookmark); the session
+    remembers the last one, and without either the page asks for it first.
+    """
+    page = {"staff_page": "check-in"}
+    door_form = partial(
+        StaffCinemaForm, user=request.user, action=StaffAction.CHECK_IN, label=gettext_lazy("This door is at")
+    )
+    if "cinema" not in request.GET:
+        remembered = request.session.get(DOOR_SESSION_KEY)
+        if remembered is not None and "choose" not in request.GET and request.method == "GET":
+            return redirect(f"{request.path}?cinema={remembered}")
+        return render(request, "bookings/check_in.html", {**page, "door_form": door_form()})
+    door_form = door_form(request.GET)
+    if not door_form.is_valid():
+        return render(request, "bookings/check_in.html", {**page, "door_form": door_form}, status=400)
+    door = door_form.cleaned_data["cinema"]
+    request.session[DOOR_SESSION_KEY] = door.pk
+    form = CheckInForm(request.POST if request.method == "POST" else None)
+    result = None
+    if form.is_valid():
+        code = form.cleaned_data["code"]
+        try:
+            reservation = check_in_ticket(code=code, cinema_id=door.pk)
+        except BookingError as refusal:
+            # Whatever the verdict, the staff see what the ticket is for (unless it is no ticket at all).
+            result = {"admitted": False, "message": refusal.message}
+            if refusal.code != "ticket_invalid":
+                reservation = find_ticket(code=code)
+                seats = reservation.seat_labels()
+                result |= {"reservation": reservation, "seats": seats}
+        else:
+            result = {"admitted": True, "reservation": reservation, "seats": reservation.seat_labels()}
+        form = CheckInForm()
+    return render(request, "bookings/check_in.html", {**page, "form": form, "door": door, "result": result})
+
+
+# --- Staff: the box office ---------------------------------------------------------------------------------------
+
+# The counter's cinema, remembered as the door's is; and how many days of shows its list shows, from today.
+BOX_OFFICE_SESSION_KEY = "box_office_cinema"
+BOX_OFFICE_DAYS = 7
+
+
+class CounterSaleForm(forms.Form):
+    """How the buyer at the counter pays: cash (the amount tendered, for the change), or a card tapped on the
+    counter's terminal; and where to mail the e-ticket, if they want it."""
+
+    paid_by = forms.ChoiceField(
+        label=gettext_lazy("Paid by"),
+        choices=[(PaidBy.CASH, gettext_lazy("Cash")), (PaidBy.CARD, gettext_lazy("Card on the terminal"))],
+        initial=PaidBy.CASH,
+        widget=forms.RadioSelect,
+    )
+    tendered = forms.DecimalField(
+        label=gettext_lazy("Cash tendered"),
+        required=False,
+        min_value=0,
+        max_digits=10,
+        decimal_places=2,
+        widget=forms.NumberInput(attrs={"inputmode": "decimal", "step": "0.01", "autocomplete": "off"}),
+    )
+    email = forms.EmailField(
+        label=gettext_lazy("Email the e-ticket to (optional)"),
+        required=False,
+        widget=forms.EmailInput(attrs={"autocomplete": "off"}),
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("paid_by") == PaidBy.CASH and data.get("tendered") is None and "tendered" not in self.errors:
+            self.add_error("tendered", gettext("Enter the cash the buyer gave."))
+        return data
+
+
+class HouseNoteForm(forms.Form):
+    # Not required in the browser: the note shares its form with the sale's buttons, which need none.
+    use_required_attribute = False
+
+    note = forms.CharField(
+        label=gettext_lazy("House seats for (press, guest…)"),
+        max_length=200,
+        error_messages={"required": gettext_lazy("Say who the house seats are for.")},
+    )
+
+
+def _counter_show(request, show_id):
+    """The show, if it is at a cinema where the user may sell: else 404, as for no such show."""
+    shows = Show.objects.select_related("movie", "hall__cinema__city")
+    show = within_reach(shows, request.user, StaffAction.SELL_AT_BOX_OFFICE, "hall__cinema").filter(pk=show_id).first()
+    if show is None:
+        raise Http404
+    return show
+
+
+def _counter_sale(request, reservation_id, channel=Reservation.Channel.BOX_OFFICE):
+    try:
+        return find_counter_sale(user=request.user, reservation_id=reservation_id, channel=channel)
+    except BookingError:
+        raise Http404 from None
+
+
+@staff_page(StaffAction.SELL_AT_BOX_OFFICE)
+@require_GET
+def box_office(request):
+    """The box office: the counter's cinema (asked once, then remembered), and its shows of today and the next
+    days, in its own time, each opening its counter page."""
+    page = {"staff_page": "box-office"}
+    counter_form = partial(
+        StaffCinemaForm,
+        user=request.user,
+        action=StaffAction.SELL_AT_BOX_OFFICE,
+        label=gettext_lazy("This counter is at"),
+    )
+    if "cinema" not in request.GET:
+        remembered = request.session.get(BOX_OFFICE_SESSION_KEY)
+        if remembered is not None and "choose" not in request.GET:
+            return redirect(f"{request.path}?cinema={remembered}")
+        return render(request, "bookings/box_office.html", {**page, "cinema_form": counter_form()})
+    cinema_form = counter_form(request.GET)
+    if not cinema_form.is_valid():
+        return render(request, "bookings/box_office.html", {**page, "cinema_form": cinema_form}, status=400)
+    cinema = cinema_form.cleaned_data["cinema"]
+    request.session[BOX_OFFICE_SESSION_KEY] = cinema.pk
+    today = timezone.now().astimezone(cinema.zone).date()
+    since = datetime.combine(today, time.min, tzinfo=cinema.zone)
+    shows = (
+        Show.objects.filter(hall__cinema=cinema, ends_at__gt=timezone.now())
+        .filter(starts_at__gte=since, starts_at__lt=since + timedelta(days=BOX_OFFICE_DAYS))
+        .select_related("movie", "hall")
+        .order_by("starts_at", "pk")
+    )
+    days = {}
+    for show in shows:
+        days.setdefault(show.starts_at.astimezone(cinema.zone).date(), []).append(show)
+    return render(request, "bookings/box_office.html", {**page, "cinema": cinema, "days": days.items()})
+
+
+def _counter_page(request, show, *, chosen=(), wanted=None, category=None, refusal=None, note_form=None, status=200):
+    """The show's counter page: the live seat map (the moviegoer's), best available, house seats and their list."""
+    at = timezone.now()
+    context = live_map_context(
+        seat_picture(show.pk), chosen=chosen, wanted=wanted, category=category, refusal=refusal, at=at
+    )
+    context |= {
+        "staff_page": "box-office",
+        "note_form": note_form or HouseNoteForm(),
+        "may_hold_house_seats": may(request.user, StaffAction.HOLD_HOUSE_SEATS, show.hall.cinema_id),
+        "house_holds": [(hold, hold.seat_labels()) for hold in house_holds_of(show)],
+    }
+    return render(request, "bookings/box_office_show.html", context, status=status)
+
+
+@never_cache
+@staff_page(StaffAction.SELL_AT_BOX_OFFICE)
+@require_http_methods(["GET", "POST"])
+def box_office_show(request, show_id):
+    """A show at the counter: choose seats on the live map (or best available N of a category), then sell them
+    (the sale's page) or hold them for the house with a note. A refusal is the map again, saying why."""
+    show = _counter_show(request, show_id)
+    if request.method == "GET":
+        return _counter_page(request, show)
+    chosen = chosen_seat_ids(request)
+    best = bool(request.POST.get("best"))
+    category = best_available_category(request, dict(show.prices.values_list("seat_type", "price")))
+    wanted = chosen_count(request) if best else len(chosen)
+    confirmed = request.POST.get("accessible_seating_confirmed") == "1"
+    house = request.POST.get("action") == "house"
+    note_form = HouseNoteForm(request.POST) if house else None
+    try:
+        if house:
+            if not note_form.is_valid():
+                return _counter_page(request, show, chosen=chosen, note_form=note_form, status=400)
+            hold_house_seats(user=request.user, show=show, seat_ids=chosen, note=note_form.cleaned_data["note"])
+            messages.success(request, gettext("The seats are held for the house until you release them."))
+            return redirect("bookings-staff:box-office-show", show_id=show.pk)
+        reservation = hold_at_box_office(
+            user=request.user,
+            show=show,
+            seat_ids=None if best else chosen,
+            best_available=BestAvailable(wanted, category) if best else None,
+            accessible_confirmed=confirmed,
+        )
+    except BookingError as refusal:
+        return _counter_page(
+            request,
+            show,
+            chosen=chosen,
+            wanted=wanted,
+            category=category,
+            refusal=refusal,
+            note_form=note_form,
+            status=site_status(refusal.code),
+        )
+    return redirect("bookings-staff:box-office-sale", reservation_id=reservation.pk)
+
+
+def _sale_page(request, reservation, *, form=None, refusal=None, status=200):
+    at = timezone.now()
+    context = {
+        "staff_page": "box-office",
+        "reservation": reservation,
+        "show": reservation.show,
+        "cinema": reservation.show.hall.cinema,
+        "seats": reservation.seat_labels(),
+        "breakdown": price_breakdown(reservation),
+        "state": reservation.status_at(at),
+        "seconds_left": seconds_left(reservation, at),
+        "form": form or CounterSaleForm(),
+        "refusal": refusal,
+    }
+    return render(request, "bookings/box_office_sale.html", context, status=status)
+
+
+@never_cache
+@staff_page(StaffAction.SELL_AT_BOX_OFFICE)
+@require_http_methods(["GET", "POST"])
+def box_office_sale(request, reservation_id):
+    """The sale of a counter hold: its seats, total and clock, and how the buyer pays. Once paid: its tickets."""
+    reservation = _counter_sale(request, reservation_id)
+    if reservation.booking_code:
+        return redirect("bookings-staff:box-office-ticket", reservation_id=reservation.pk)
+    if request.method == "GET":
+        return _sale_page(request, reservation)
+    form = CounterSaleForm(request.POST)
+    if not form.is_valid():
+        return _sale_page(request, reservation, form=form, status=400)
+    data = form.cleaned_data
+    try:
+        sale = sell_at_box_office(
+            user=request.user,
+            reservation_id=reservation.pk,
+            paid_by=data["paid_by"],
+            tendered=data["tendered"],
+            email=data["email"],
+        )
+    except BookingError as refusal:
+        if refusal.code == "already_booked":
+            return redirect("bookings-staff:box-office-ticket", reservation_id=reservation.pk)
+        reservation.refresh_from_db()
+        return _sale_page(request, reservation, form=form, refusal=refusal, status=site_status(refusal.code))
+    if sale.change is not None:
+        change = money_text(sale.change, reservation.currency)
+        messages.success(request, gettext("Paid in cash. Change due: %(change)s") % {"change": change})
+    else:
+        messages.success(request, gettext("Paid by card."))
+    return redirect("bookings-staff:box-office-ticket", reservation_id=reservation.pk)
+
+
+@never_cache
+@staff_page(StaffAction.SELL_AT_BOX_OFFICE)
+@require_POST
+def give_up_sale(request, reservation_id):
+    """The buyer at the counter changed their mind: the hold is cancelled and its seats are free at once."""
+    reservation = _counter_sale(request, reservation_id)
+    try:
+        give_up_counter_hold(user=request.user, reservation_id=reservation.pk)
+    except BookingError as refusal:
+        messages.error(request, refusal.message)
+        return redirect("bookings-staff:box-office-sale", reservation_id=reservation.pk)
+    messages.info(request, gettext("The sale is cancelled and its seats are free again."))
+    return redirect("bookings-staff:box-office-show", show_id=reservation.show_id)
+
+
+@never_cache
+@staff_page(StaffAction.SELL_AT_BOX_OFFICE)
+@require_GET
+def box_office_ticket(request, reservation_id):
+    """The tickets of a counter sale (or of house seats) to print: one per seat, each with the booking's signed QR
+    code, which the door admits once for the whole booking."""
+    reservation = _counter_sale(request, reservation_id)
+    if reservation.status != Reservation.Status.BOOKED:
+        return redirect("bookings-staff:box-office-sale", reservation_id=reservation.pk)
+    return _tickets_page(request, reservation)
+
+
+@never_cache
+@staff_page(StaffAction.HOLD_HOUSE_SEATS)
+@require_GET
+def house_tickets(request, reservation_id):
+    """The tickets of house seats, to print and hand to whom they are for."""
+    reservation = _counter_sale(request, reservation_id, channel=Reservation.Channel.HOUSE)
+    if reservation.status != Reservation.Status.BOOKED:
+        raise Http404
+    return _tickets_page(request, reservation)
+
+
+def _tickets_page(request, reservation):
+    claims = reservation.seat_claims().select_related("seat")
+    context = {
+        "staff_page": "box-office",
+        "reservation": reservation,
+        "show": reservation.show,
+        "cinema": reservation.show.hall.cinema,
+        "claims": claims,
+        "house": reservation.channel == Reservation.Channel.HOUSE,
+        "qr_svg": ticket_codes.qr_svg(ticket_token(reservation)),
+    }
+    return render(request, "bookings/box_office_tickets.html", context)
+
+
+@never_cache
+@staff_page(StaffAction.HOLD_HOUSE_SEATS)
+@require_POST
+def release_house_seats_page(request, reservation_id):
+    """Release house seats: they go back on sale (the waiting line first), and the counter page says so."""
+    reservation = _counter_sale(request, reservation_id, channel=Reservation.Channel.HOUSE)
+    try:
+        release_house_seats(user=request.user, reservation_id=reservation.pk)
+    except BookingError as refusal:
+        messages.error(request, refusal.message)
+    else:
+        messages.success(request, gettext("The house seats are released and on sale again."))
+    return redirect("bookings-staff:box-office-show", show_id=reservation.show_id)
