@@ -26,7 +26,8 @@ from tests.cinemas.test_admin import cinema_form, hall_form, menu_item_form, sho
 from tests.cinemas.test_bulk_scheduling import page_form as bulk_form
 from tests.cinemas.test_posters import movie_form
 from tests.factories import make_cinema, make_hall, make_movie, make_show, make_staff_member
-from ticketing.models import ApiKey
+from ticketing.models import ApiKey, WebhookEndpoint
+from ticketing.services import create_api_key
 
 pytestmark = pytest.mark.django_db
 
@@ -191,6 +192,12 @@ def add_api_key(client, site):
     return client.post(admin_url("ticketing", "apikey", "add"), form)
 
 
+def add_webhook_endpoint(client, site):
+    api_key, _ = create_api_key(name=f"Hooked partner of {site.cinema.name}")
+    form = {"api_key": api_key.pk, "url": "https://partner.example/hooks", "events": ["booking.created"]}
+    return client.post(admin_url("ticketing", "webhookendpoint", "add"), form)
+
+
 def put_on_staff(client, site):
     newcomer = make_staff_member(username=f"newcomer-{site.cinema.pk}")
     form = {"user": newcomer.pk, "cinema": site.cinema.pk, "role": StaffRole.MANAGER}
@@ -286,6 +293,9 @@ ACTIONS = {
         (OUT_OF_REACH, 403),
     ),
     "manage API keys": Action(CHAIN_ONLY, add_api_key, lambda site, page: ApiKey.objects.exists(), 302, (403,)),
+    "manage partners' webhooks": Action(
+        CHAIN_ONLY, add_webhook_endpoint, lambda site, page: WebhookEndpoint.objects.exists(), 302, (403,)
+    ),
     "put someone on the staff": Action(
         CHAIN_ONLY,
         put_on_staff,
