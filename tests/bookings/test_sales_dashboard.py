@@ -319,5 +319,5 @@ def test_the_page_speaks_spanish_with_the_readers_money_format(scene):
     with time_machine.travel(REPORT_AT, tick=False):
         response = staff_client(staff).get(SALES, BOTH_DAYS, HTTP_ACCEPT_LANGUAGE="es")
     assert response.status_code == 200
-    assert "Ventas" in response.text and "Plazas vendidas" in response.text
+    assert "Ventas" in response.text and "Butacas vendidas" in response.text
     assert "79,48\xa0US$" in response.text
