@@ -321,3 +321,20 @@ def test_the_page_speaks_spanish_with_the_readers_money_format(scene):
     assert response.status_code == 200
     assert "Ventas" in response.text and "Butacas vendidas" in response.text
     assert "79,48\xa0US$" in response.text
+
+
+def test_every_line_of_a_breakdown_counts_also_two_stacked_promo_codes(django_capture_on_commit_callbacks):
+    with time_machine.travel(SOLD_AT, tick=False):
+        show = make_show(hall=make_hall(cinema=make_cinema(**NY_SALES_TAX), plan=PLAN), starts_at=LATE_SHOW)
+        for code, kind, value in (("TEN", "percent", "10"), ("TWO", "fixed", "2")):
+            PromoCode.objects.create(code=code, kind=kind, value=Decimal(value), currency="USD", stackable=True)
+        buyer = Buyer(None, "stacker")
+        seats = list(show.hall.seats.filter(row_label="A", number__in=[1, 2]).values_list("pk", flat=True))
+        hold = hold_seats(buyer=buyer, show=show, seat_ids=seats)
+        apply_promo_code(buyer=buyer, reservation_id=hold.pk, code="TEN")
+        apply_promo_code(buyer=buyer, reservation_id=hold.pk, code="TWO")
+        booking = pay_for_reservation(buyer=buyer, reservation_id=hold.pk, card=parse_card(GOOD_CARD))
+    lines = booking.price_breakdown["discounts"]
+    assert [line["amount"] for line in lines] == ["3.00", "2.00"]  # 10 % of $30, then $2 of what is left
+    (dollars,) = sales_report(SalesFilter(first=LATE_SHOW.date(), last=LATE_SHOW.date(), show_id=show.pk))
+    assert dollars.total.discounts == Decimal("5.00") and dollars.total.gross == booking.amount
