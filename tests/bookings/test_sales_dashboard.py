@@ -275,12 +275,20 @@ def test_staff_without_the_sales_role_anywhere_are_refused(scene):
         {"show": "999999"},
         {"start": "9999-12-31", "end": "9999-12-31"},
         {"start": "0001-01-01", "end": "0001-01-01"},
+        {"cinema": "99999999999999999999"},
+        {"movie": "99999999999999999999"},
+        {"show": "99999999999999999999"},
     ],
 )
 def test_bad_filters_get_the_form_back_with_a_400_never_a_500(scene, query):
     response = get(staff_client(make_staff_member(chain_admin=True)), **query)
     assert response.status_code == 400
     assert 'role="alert"' in response.text and "data-table" not in response.text
+
+
+def test_a_nul_in_a_filter_is_refused_before_the_page(scene):
+    response = get(staff_client(make_staff_member(chain_admin=True)), start="2026-12-01\x00", format="csv")
+    assert response.status_code == 400 and "data-table" not in response.text
 
 
 def test_the_csv_has_the_tables_rows_with_plain_amounts_and_their_currency(scene):
