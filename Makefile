@@ -24,7 +24,7 @@ STUDY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ticketing_study
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k holds -x"
 PYTEST_ARGS ?=
 
-.PHONY: help test run serve lint venv services debian-packages clean study-db bench-search bench-browse bench-holds bench-sweep bench-sell-out bench-waiting bench-surge bench-sql-ceiling bench-push chaos locust-venv
+.PHONY: help test run serve lint venv services debian-packages clean study-db bench-search bench-sales bench-browse bench-holds bench-sweep bench-sell-out bench-waiting bench-surge bench-sql-ceiling bench-push chaos locust-venv
 
 help:
 	@echo "make test   lint (ruff check) and the whole test suite on PostgreSQL and Redis; what CI runs"
@@ -34,6 +34,7 @@ help:
 	@echo "make lint   ruff check, ruff format --check and lint-imports (the apps' import contracts)"
 	@echo "make bench-search  SearchMovies latency at the study scale (loads it once into its own database)"
 	@echo "make bench-browse  searches, seat maps and pages at the study scale under load, through uvicorn"
+	@echo "make bench-sales   the staff's sales dashboard at the study scale (books its sales there once)"
 	@echo "make bench-holds   holds per second and latency on one hot show through uvicorn (its own database)"
 	@echo "make bench-sweep   the hot show at 10-200 clients, --workers 2 and behind HAProxy; draws the plot"
 	@echo "make bench-sell-out 1,000 buyers sell out a 2,000-seat show, paid"
@@ -77,6 +78,9 @@ study-db: venv services
 
 bench-search: study-db
 	DATABASE_URL='$(STUDY_DATABASE_URL)' $(VENV)/bin/python -m bench.search_movies --json bench/results/search_movies.json
+
+bench-sales: study-db
+	DATABASE_URL='$(STUDY_DATABASE_URL)' $(VENV)/bin/python -m bench.sales_dashboard --json bench/results/sales_dashboard.json
 
 # Locust, the benchmarks' HTTP load generator, in a virtualenv of its own (its gevent and Flask have no place in the
 # site's), made from the registry's pinned release when missing.

@@ -17,4 +17,5 @@ urlpatterns = [
         staff_views.release_house_seats_page,
         name="release-house-seats",
     ),
+    path("sales/", staff_views.sales, name="sales"),
 ]

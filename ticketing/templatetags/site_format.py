@@ -30,6 +30,13 @@ SEAT_TYPE_NAMES = {
 }
 
 
+def rounded_to_currency(value, currency):
+    """The Decimal `value` rounded to `currency`'s own decimals (as the price breakdown rounds): "0" in dollars is
+    0.00, in yen 0."""
+    code = currency or settings.TICKETING_CURRENCY
+    return value.quantize(Decimal(1).scaleb(-get_currency_precision(code)), rounding=ROUND_HALF_UP)
+
+
 def money_text(amount, currency):
     """The `amount` (a Decimal, or its text) in `currency` (ISO 4217) in the active language; "" for none."""
     if amount is None or amount == "":
@@ -39,8 +46,8 @@ def money_text(amount, currency):
     except (InvalidOperation, TypeError, ValueError):
         return str(amount)
     code = currency or settings.TICKETING_CURRENCY
-    value = value.quantize(Decimal(1).scaleb(-get_currency_precision(code)), rounding=ROUND_HALF_UP)
-    return format_currency(value, code, locale=to_locale(get_language() or settings.LANGUAGE_CODE))
+    locale = to_locale(get_language() or settings.LANGUAGE_CODE)
+    return format_currency(rounded_to_currency(value, code), code, locale=locale)
 
 
 def seat_type_name(word):

@@ -1,0 +1,263 @@
+"""The staff's sales report (the sales dashboard, bookings.staff_views.sales): reads only, changes nothing.
+
+What a show sold, by the day of the show in its cinema's own time zone, and summed by day, cinema, movie and show,
+always apart per currency (a chain's cinemas may charge in rupees and in dollars: never one sum of both).
+
+- Seats sold: the seats of the bookings that stand (Booked), by channel: the website, partners (online through an
+  API key) and the box office. Seats held now: live unpaid holds. House seats (held for press and guests, unpaid)
+  are counted on their own, never as sold and never as money.
+- Occupancy: seats sold over the capacity of the shows in the range, those without a sale too.
+- Money comes from what was charged, the stored price breakdown (bookings migrations 0016/0021: `total`, `fees`,
+  `taxes`, `discounts`), of every sale made (booked, also those cancelled since), and refunds from the refunds
+  that succeeded; net is gross less refunds. Gross is what buyers paid: tickets less discounts, plus fees, food
+  and drink and taxes added on top; fees and taxes are what of it they were.
+
+All the summing is one SQL statement with GROUPING SETS; Python only names the rows (a few more queries).
+"""
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from cinemas.models import Cinema, Movie, Show
+
+# The longest range one report covers: a quarter. Longer ones would scan a chain's whole history.
+MAX_DAYS = 92
+# The days a report may cover at all (far enough from date.min and date.max for the UTC bounds below).
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+# The figures of a row, in the order of the table's columns and of the CSV's.
+COUNTS = ("sold", "website", "partners", "box_office", "held", "house", "capacity")
+AMOUNTS = ("gross", "gross_online", "gross_box_office", "fees", "taxes", "discounts", "refunds", "net")
+
+# The sum of a breakdown's lines (fees, taxes or discounts: [{"amount": "1.50", ...}]). With one line or none (a
+# fee line and a tax line at most, by 0016's rule; discounts one a promo code) it is read in place by path, which
+# copies nothing; more lines go to bookings_breakdown_lines_total (migration 0027: parallel safe, where a subquery
+# here would keep the whole statement in one process). Paths instead of `->` halve the report's time a million
+# breakdowns (issue 19's measurements, docs/performance).
+_LINES = """CASE WHEN hold.price_breakdown #> '{{{lines},1}}' IS NULL
+                    THEN coalesce((hold.price_breakdown #>> '{{{lines},0,amount}}')::numeric, 0)
+               ELSE bookings_breakdown_lines_total(hold.price_breakdown -> '{lines}') END"""
+
+# The shows in the range, each with its cinema's currency, its local day and its hall's capacity. The bounds on
+# starts_at are the days' in UTC widened by a day each way (time zones run from UTC-12 to UTC+14), so the index on
+# starts_at (or on hall, starts_at for one cinema) finds them; the local day then picks them exactly.
+_SQL = """
+WITH picked AS NOT MATERIALIZED (
+    SELECT show.id AS show_id, show.movie_id, hall.cinema_id, cinema.currency,
+           (show.starts_at AT TIME ZONE cinema.time_zone)::date AS day,
+           (SELECT coalesce(sum(seats::int), 0) FROM jsonb_each_text(hall.capacity) AS kinds (kind, seats))
+               AS capacity
+      FROM cinemas_show show
+      JOIN cinemas_hall hall ON hall.id = show.hall_id
+      JOIN cinemas_cinema cinema ON cinema.id = hall.cinema_id
+     WHERE show.starts_at >= %(after)s AND show.starts_at < %(before)s
+       AND (show.starts_at AT TIME ZONE cinema.time_zone)::date BETWEEN %(first)s AND %(last)s
+       {filters}
+),
+-- Each sale and live hold's figures, numbers only: the breakdown is read once per row, before any sorting or
+-- hashing has to carry it.
+priced AS (
+    SELECT hold.show_id, hold.status, hold.channel, hold.api_key_id IS NOT NULL AS partner,
+           hold.status = 'Reserved' AND hold.held_until > %(at)s AS live,
+           hold.booked_at IS NOT NULL AND hold.channel <> 'house' AS sale,
+           coalesce(jsonb_array_length(hold.price_breakdown -> 'seats'), 0) AS seats,
+           hold.amount AS total,  -- the breakdown's total, as a column
+           {lines_fees} AS fees,
+           {lines_taxes} AS taxes,
+           {lines_discounts} AS discounts
+      FROM picked
+      JOIN bookings_reservation hold ON hold.show_id = picked.show_id
+     -- Expired holds never sold anything: skipped before their breakdowns are read.
+     WHERE hold.booked_at IS NOT NULL OR hold.status = 'Reserved'
+),
+sold AS (
+    SELECT show_id,
+           sum(seats) FILTER (WHERE status = 'Booked' AND channel <> 'house') AS sold,
+           sum(seats) FILTER (WHERE status = 'Booked' AND channel = 'online' AND NOT partner) AS website,
+           sum(seats) FILTER (WHERE status = 'Booked' AND channel = 'online' AND partner) AS partners,
+           sum(seats) FILTER (WHERE status = 'Booked' AND channel = 'box_office') AS box_office,
+           sum(seats) FILTER (WHERE live AND channel <> 'house') AS held,
+           sum(seats) FILTER (WHERE channel = 'house' AND (status = 'Booked' OR live)) AS house,
+           -- A sale: paid for once (what was charged stays in gross; a refund is its own figure).
+           sum(total) FILTER (WHERE sale) AS gross,
+           sum(total) FILTER (WHERE sale AND channel = 'online') AS gross_online,
+           sum(total) FILTER (WHERE sale AND channel = 'box_office') AS gross_box_office,
+           sum(fees) FILTER (WHERE sale) AS fees,
+           sum(taxes) FILTER (WHERE sale) AS taxes,
+           sum(discounts) FILTER (WHERE sale) AS discounts
+      FROM priced
+     GROUP BY show_id
+),
+refunded AS (
+    SELECT hold.show_id, sum(refund.amount) AS refunds
+      FROM picked
+      JOIN bookings_reservation hold ON hold.show_id = picked.show_id
+      JOIN bookings_payment refund ON refund.reservation_id = hold.id
+     WHERE refund.kind = 'refund' AND refund.status = 'succeeded' AND hold.channel <> 'house'
+     GROUP BY hold.show_id
+),
+shows AS (
+    SELECT picked.*, coalesce(sold.sold, 0) AS sold, coalesce(sold.website, 0) AS website,
+           coalesce(sold.partners, 0) AS partners, coalesce(sold.box_office, 0) AS box_office,
+           coalesce(sold.held, 0) AS held, coalesce(sold.house, 0) AS house,
+           coalesce(sold.gross, 0) AS gross, coalesce(sold.gross_online, 0) AS gross_online,
+           coalesce(sold.gross_box_office, 0) AS gross_box_office, coalesce(sold.fees, 0) AS fees,
+           coalesce(sold.taxes, 0) AS taxes, coalesce(sold.discounts, 0) AS discounts,
+           coalesce(refunded.refunds, 0) AS refunds
+      FROM picked
+      LEFT JOIN sold ON sold.show_id = picked.show_id
+      LEFT JOIN refunded ON refunded.show_id = picked.show_id
+)
+SELECT currency, day, cinema_id, movie_id, {show_column},
+       sum(sold), sum(website), sum(partners), sum(box_office), sum(held), sum(house), sum(capacity),
+       sum(gross), sum(gross_online), sum(gross_box_office), sum(fees), sum(taxes), sum(discounts), sum(refunds),
+       sum(gross) - sum(refunds)
+  FROM shows
+ GROUP BY GROUPING SETS ((currency), (currency, day), (currency, cinema_id), (currency, movie_id){show_set})
+"""
+
+
+@dataclass
+class SalesRow:
+    """One row of a table: its label's parts (day, cinema, movie, show: those of its table) and its figures."""
+
+    currency: str
+    day: date | None = None
+    cinema: Cinema | None = None
+    movie: Movie | None = None
+    show: Show | None = None
+    sold: int = 0
+    website: int = 0
+    partners: int = 0
+    box_office: int = 0
+    held: int = 0
+    house: int = 0
+    capacity: int = 0
+    gross: Decimal = Decimal(0)
+    gross_online: Decimal = Decimal(0)
+    gross_box_office: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
+    taxes: Decimal = Decimal(0)
+    discounts: Decimal = Decimal(0)
+    refunds: Decimal = Decimal(0)
+    net: Decimal = Decimal(0)
+
+    @property
+    def occupancy(self):
+        """Seats sold over capacity, a fraction (None without shows)."""
+        return self.sold / self.capacity if self.capacity else None
+
+    @property
+    def occupancy_percent(self):
+        return None if self.occupancy is None else 100 * self.occupancy
+
+    @property
+    def online(self):
+        return self.website + self.partners
+
+
+@dataclass
+class CurrencySales:
+    """A currency's part of a report: its total and its tables."""
+
+    currency: str
+    total: SalesRow
+    days: list = field(default_factory=list)
+    cinemas: list = field(default_factory=list)
+    movies: list = field(default_factory=list)
+    shows: list = field(default_factory=list)
+
+
+@dataclass
+class SalesFilter:
+    """What a report covers: the shows of `first`..`last` (their local days) at `cinema_ids` (None: every
+    cinema), of one movie or one show if given. `shows` asks for the table by show too."""
+
+    first: date
+    last: date
+    cinema_ids: frozenset | None = None
+    movie_id: int | None = None
+    show_id: int | None = None
+    shows: bool = False
+
+
+def default_range(zone, *, at=None, days=14):
+    """The last `days` days up to today in `zone`: (first, last)."""
+    today = timezone.localtime(at or timezone.now(), zone).date()
+    return today - timedelta(days=days - 1), today
+
+
+def sales_report(report, *, at=None):
+    """The sales of the shows `report` (a SalesFilter) covers, as a list of CurrencySales, one per currency that
+    the cinemas charge in, in currency order; empty when no show is in the range. `at` (now) decides which unpaid
+    holds are live."""
+    at = at or timezone.now()
+    filters, parameters = (
+        [],
+        {
+            "after": datetime.combine(report.first - timedelta(days=1), time(), tzinfo=UTC),
+            "before": datetime.combine(report.last + timedelta(days=2), time(), tzinfo=UTC),
+            "first": report.first,
+            "last": report.last,
+            "at": at,
+        },
+    )
+    if report.cinema_ids is not None:
+        filters.append("AND hall.cinema_id = ANY(%(cinemas)s)")
+        parameters["cinemas"] = sorted(report.cinema_ids)
+    if report.movie_id is not None:
+        filters.append("AND show.movie_id = %(movie)s")
+        parameters["movie"] = report.movie_id
+    if report.show_id is not None:
+        filters.append("AND show.id = %(show)s")
+        parameters["show"] = report.show_id
+    sql = _SQL.format(
+        filters="\n       ".join(filters),
+        show_set=", (currency, show_id)" if report.shows else "",
+        show_column="show_id" if report.shows else "NULL::bigint",
+        **{f"lines_{lines}": _LINES.format(lines=lines) for lines in ("fees", "taxes", "discounts")},
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        # JIT compiling the statement costs seconds, more than it saves: the sums are few and simple.
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute(sql, parameters)
+        grouped = cursor.fetchall()
+    return _named(grouped)
+
+
+def _named(grouped):
+    rows = []
+    for currency, day, cinema_id, movie_id, show_id, *figures in grouped:
+        row = SalesRow(currency=currency, day=day)
+        for name, value in zip(COUNTS + AMOUNTS, figures, strict=True):
+            setattr(row, name, int(value) if name in COUNTS else value)
+        rows.append((row, cinema_id, movie_id, show_id))
+    cinemas = Cinema.objects.select_related("city").in_bulk({cinema for _, cinema, _, _ in rows if cinema})
+    movies = Movie.objects.in_bulk({movie for _, _, movie, _ in rows if movie})
+    shows = Show.objects.select_related("movie", "hall__cinema").in_bulk({show for _, _, _, show in rows if show})
+    report = {}
+    for row, cinema_id, movie_id, show_id in rows:
+        part = report.setdefault(row.currency, CurrencySales(currency=row.currency, total=None))
+        if row.day is not None:
+            part.days.append(row)
+        elif cinema_id is not None:
+            row.cinema = cinemas[cinema_id]
+            part.cinemas.append(row)
+        elif movie_id is not None:
+            row.movie = movies[movie_id]
+            part.movies.append(row)
+        elif show_id is not None:
+            row.show = shows[show_id]
+            row.movie, row.cinema = row.show.movie, row.show.hall.cinema
+            part.shows.append(row)
+        else:
+            part.total = row
+    for part in report.values():
+        part.days.sort(key=lambda row: row.day)
+        part.cinemas.sort(key=lambda row: (row.cinema.city.name, row.cinema.name, row.cinema.pk))
+        part.movies.sort(key=lambda row: (-row.gross, row.movie.title, row.movie.pk))
+        part.shows.sort(key=lambda row: (row.show.starts_at, row.cinema.name, row.show.pk))
+    return [report[currency] for currency in sorted(report)]
