@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from cinemas.services import plan_from_seats, schedule_show
+from tests.cinemas.test_admin import hall_form
 from tests.factories import make_cinema, make_city, make_hall, make_movie, make_show, prices_for
 from tests.helpers import get_ok
 
@@ -88,7 +89,7 @@ def retitle_movie(admin, show):
 
 def rename_hall(admin, show):
     hall = show.hall
-    form = {"cinema": hall.cinema_id, "name": "Screen 9", "plan": plan_from_seats(hall.seats.all())}
+    form = hall_form(hall.cinema, "Screen 9", plan_from_seats(hall.seats.all()))
     posted(admin.post(admin_url("hall", "change", hall.pk), form))
 
 
