@@ -14,7 +14,13 @@ from ticketing.admin_base import ChainOnly, ModelAdmin, ReadOnly, SendAgain
 from ticketing.models import ApiKey, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from ticketing.services import create_api_key, revoke_api_key
 from ticketing.staff import is_chain_admin
-from ticketing.webhooks import WebhookError, register_webhook_endpoint, send_webhook_again
+from ticketing.webhooks import (
+    PrivateAddress,
+    WebhookError,
+    refuse_private_address,
+    register_webhook_endpoint,
+    send_webhook_again,
+)
 
 # Who may log in to the admin, and as whom, is the chain admins' business alone, whatever Django permissions a
 # member of the staff holds; cinemas.admin lists the staff's roles at each cinema.
@@ -94,6 +100,14 @@ class WebhookEndpointForm(forms.ModelForm):
     class Meta:
         model = WebhookEndpoint
         fields = ["api_key", "url", "events", "is_active"]
+
+    def clean_url(self):
+        url = self.cleaned_data["url"]
+        try:
+            refuse_private_address(url)
+        except PrivateAddress as refusal:
+            raise forms.ValidationError(str(refusal)) from None
+        return url
 
 
 @admin.register(WebhookEndpoint)

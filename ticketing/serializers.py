@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from ticketing.models import WebhookEvent
 from ticketing.parameters import StrictParameters
+from ticketing.webhooks import PrivateAddress, refuse_private_address
 
 
 class WebhookEndpointInput(StrictParameters):
@@ -21,6 +22,10 @@ class WebhookEndpointInput(StrictParameters):
         # URLField takes ftp:// too; a webhook is an HTTP POST.
         if not url.lower().startswith(("http://", "https://")):
             raise serializers.ValidationError("Give an http:// or https:// address.")
+        try:
+            refuse_private_address(url)
+        except PrivateAddress as refusal:
+            raise serializers.ValidationError(str(refusal)) from None
         return url
 
 

@@ -284,6 +284,9 @@ TICKETING_WEBHOOK_TIMEOUT_SECONDS = env_int("TICKETING_WEBHOOK_TIMEOUT_SECONDS",
 TICKETING_WEBHOOK_RETRY_SECONDS = env_int("TICKETING_WEBHOOK_RETRY_SECONDS", 30, minimum=1)
 TICKETING_WEBHOOK_MAX_ATTEMPTS = env_int("TICKETING_WEBHOOK_MAX_ATTEMPTS", 12, minimum=1)
 TICKETING_WEBHOOK_SWEEP_SECONDS = env_int("TICKETING_WEBHOOK_SWEEP_SECONDS", 2, minimum=1)
+# Whether webhooks may go to addresses off the public internet (loopback, private networks, link-local): off in
+# production, where a partner's endpoint must never reach inside our network; on with DEBUG (tests, the demo).
+TICKETING_WEBHOOK_LOCAL_ADDRESSES = env_bool("TICKETING_WEBHOOK_LOCAL_ADDRESSES", DEBUG)
 
 # The clocks. A tick missed while beat or the workers are down is not replayed, and needn't be: each run
 # works from what the database says now. `expires` drops ticks that queued up behind a stopped worker.

@@ -14,11 +14,14 @@ The signature (docs/webhooks.md): `Webhook-Signature: t=<timestamp>,v1=<hex HMAC
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import random
+import socket
 import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import httpx
 from celery import current_app
@@ -219,6 +222,7 @@ def _post(delivery):
         delivery.payload = _renderers[delivery.renderer](delivery.source)
         # Rendered once: every later attempt and replay sends these very bytes.
         WebhookDelivery.objects.filter(pk=delivery.pk, payload__isnull=True).update(payload=delivery.payload)
+    refuse_private_address(delivery.endpoint.url)
     body = delivery_body(delivery)
     timestamp = int(time.time())
     headers = {
@@ -235,6 +239,32 @@ def _post(delivery):
         timeout=settings.TICKETING_WEBHOOK_TIMEOUT_SECONDS,
         follow_redirects=False,
     )
+
+
+class PrivateAddress(Exception):
+    """A webhook's address is not on the public internet (see refuse_private_address)."""
+
+
+def refuse_private_address(url):
+    """Raise PrivateAddress unless every address `url`'s host resolves to is a public one.
+
+    A partner chooses where our workers POST: without this, an endpoint at 127.0.0.1:6379, 10.x or 169.254.169.254
+    (a cloud's metadata service) would have our servers call inside our own network. Checked when an endpoint is
+    registered (API and admin) and again before each attempt, as a name may be pointed elsewhere later. Loopback,
+    private, link-local, reserved and multicast addresses are refused unless TICKETING_WEBHOOK_LOCAL_ADDRESSES (on
+    with DEBUG: the tests' and the demo's receivers run on this machine).
+    """
+    if settings.TICKETING_WEBHOOK_LOCAL_ADDRESSES:
+        return
+    parts = urlsplit(url)
+    try:
+        found = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, ValueError):
+        raise PrivateAddress(f"{parts.hostname} can't be found.") from None
+    for *_, address in found:
+        ip = ipaddress.ip_address(address[0].split("%")[0])
+        if not ip.is_global or ip.is_multicast:
+            raise PrivateAddress(f"{parts.hostname} is at {ip}, not an address on the public internet.")
 
 
 def retry_wait(attempts):

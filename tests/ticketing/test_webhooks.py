@@ -19,6 +19,7 @@ from ticketing.services import create_api_key, revoke_api_key
 from ticketing.webhooks import (
     dispatch_due_webhooks,
     record_webhook_event,
+    refuse_private_address,
     send_webhook,
     send_webhook_again,
     verify_signature,
@@ -379,3 +380,46 @@ def test_the_webhooks_and_their_signature_are_in_the_openapi_schema(api):
         assert header in created["description"]
     envelope = created["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     assert set(schema["components"]["schemas"][envelope]["properties"]) == {"id", "type", "created_at", "data"}
+
+
+# --- Never inside our own network ---------------------------------------------------------------------------------
+
+INSIDE = [
+    "http://127.0.0.1:6379/",  # this machine's Redis
+    "http://localhost/hooks",
+    "http://10.1.2.3/hooks",
+    "http://192.168.0.10/hooks",
+    "http://169.254.169.254/latest/meta-data/",  # a cloud's metadata service
+    "http://[::1]/hooks",
+    "http://0.0.0.0/hooks",
+]
+
+
+@pytest.mark.parametrize("url", INSIDE)
+def test_in_production_an_endpoint_inside_our_network_is_refused_by_the_api_and_the_admin(
+    api, admin_client, settings, url
+):
+    settings.TICKETING_WEBHOOK_LOCAL_ADDRESSES = False
+    refused = api.post("/api/v1/webhooks", {"url": url, "events": ["booking.created"]}, format="json")
+    assert_api_error(refused, 400, "invalid_request", "url")
+    api_key, _ = create_api_key(name="cinema-app")
+    form = {"api_key": api_key.pk, "url": url, "events": ["booking.created"], "is_active": "on"}
+    page = admin_client.post(reverse("admin:ticketing_webhookendpoint_add"), form)
+    assert page.status_code == 200 and "not an address on the public internet" in page.text
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_a_name_that_leads_inside_by_the_time_of_sending_is_not_called_and_staff_see_why(owed, receiver, settings):
+    settings.TICKETING_WEBHOOK_LOCAL_ADDRESSES = False  # registered while allowed, sent when not
+
+    with time_machine.travel(NOW, tick=False):
+        assert send_webhook(delivery_id=owed.pk) == QUEUED
+
+    assert receiver.received == []
+    owed.refresh_from_db()
+    assert "127.0.0.1, not an address on the public internet" in owed.last_error
+
+
+def test_an_address_on_the_public_internet_is_accepted(settings):
+    settings.TICKETING_WEBHOOK_LOCAL_ADDRESSES = False
+    refuse_private_address("https://93.184.216.34/hooks")  # an address needs no lookup: no network here
