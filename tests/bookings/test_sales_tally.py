@@ -1,7 +1,8 @@
 """The sales tally the staff's report reads (ShowSales, bookings migration 0032): kept by the database as sales
-happen, it always equals a recount from the reservations and refunds themselves; a hold never touches it; and
-buyers of one show, each in their own session, are all counted without waiting on each other's tally row (real
-concurrent clients on PostgreSQL, with negative controls)."""
+happen, it always equals a recount from the reservations and refunds themselves; a hold never touches it; buyers
+of one show, each in their own session, are all counted without waiting on each other's tally row; and folding a
+show's rows into one (0033) keeps its sums and never waits for a sale (real concurrent clients on PostgreSQL, with
+negative controls)."""
 
 import threading
 from datetime import timedelta
@@ -21,6 +22,7 @@ from bookings.services import (
     cancel_booking,
     cancel_hold,
     cancel_own_booking,
+    fold_sales_tally,
     hold_at_box_office,
     hold_house_seats,
     hold_seats,
@@ -143,10 +145,32 @@ def test_rows_written_around_the_functions_are_tallied_and_untallied_too():
     assert tally(show)["website"] == 1 and tally(show)["refunds"] == 0
 
 
+def tally_function_calls():
+    """How often this transaction has run the tally's trigger functions (PostgreSQL's count, track_functions)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(pg_stat_get_xact_function_calls('bookings_tally_reservation'::regproc), 0)"
+            " + coalesce(pg_stat_get_xact_function_calls('bookings_tally_refund'::regproc), 0)"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.fixture
+def counting_function_calls():
+    with connection.cursor() as cursor:
+        cursor.execute("SET track_functions = 'pl'")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("RESET track_functions")
+
+
 @pytest.mark.django_db
-def test_a_hold_its_lapse_and_a_cancelled_hold_change_no_tally_row(django_capture_on_commit_callbacks):
+def test_a_hold_its_lapse_and_a_cancelled_hold_run_no_tally_function_and_change_no_row(
+    django_capture_on_commit_callbacks, counting_function_calls
+):
     show = make_show()
     book(show, "A1", session="alice")
+    assert tally_function_calls() == 1  # the booking: the count works
     before = list(ShowSales.objects.filter(show=show).values())
     with django_capture_on_commit_callbacks(execute=True):
         lapsing = hold_seats(buyer=Buyer(None, "bob"), show=show, seat_ids=seat_ids(show, "A2"))
@@ -155,6 +179,7 @@ def test_a_hold_its_lapse_and_a_cancelled_hold_change_no_tally_row(django_captur
     with time_machine.travel(lapsing.held_until + timedelta(seconds=1)):
         assert release_lapsed_holds() == 1
     assert Reservation.objects.get(pk=lapsing.pk).status == Reservation.Status.EXPIRED
+    assert tally_function_calls() == 1
     assert list(ShowSales.objects.filter(show=show).values()) == before
 
 
@@ -274,3 +299,83 @@ def test_negative_control_one_row_for_every_session_makes_the_second_sale_wait()
         outcome = book_at_the_counter_while_another_sale_is_open(show, seller)
 
     assert outcome == "OperationalError"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_folding_leaves_one_row_a_show_with_the_same_sums(holds_of_one_show):
+    show, holds = holds_of_one_show
+    pay_all_at_once(holds)
+    counted = recount(show)
+    assert ShowSales.objects.filter(show=show).count() > 1  # one row per session that sold it
+
+    assert fold_sales_tally() == 1
+
+    assert ShowSales.objects.filter(show=show).count() == 1 and tally(show) == counted
+    assert fold_sales_tally() == 0
+
+
+def fold_while_a_sale_is_open(show, seller):
+    """One session sells at the counter and commits, then sells again and keeps that transaction open while
+    another session folds the tally with a lock timeout of 2 s. Returns how many shows the fold folded, or its
+    error's name."""
+    sales = [
+        hold_at_box_office(user=seller, show=show, seat_ids=[seat])
+        for seat in show.hall.seats.order_by("id").values_list("id", flat=True)[:2]
+    ]
+    second_open, fold_done = threading.Event(), threading.Event()
+
+    def seller_session():
+        with transaction.atomic():
+            pay_in_person(buyer=counter_buyer(sales[0]), reservation_id=sales[0].pk, means=CASH)
+        with transaction.atomic():
+            pay_in_person(buyer=counter_buyer(sales[1]), reservation_id=sales[1].pk, means=CASH)
+            second_open.set()
+            fold_done.wait(timeout=10)
+
+    def fold():
+        second_open.wait(timeout=10)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '2s'")
+            return fold_sales_tally()
+        except DatabaseError as error:
+            return type(error).__name__
+        finally:
+            fold_done.set()
+
+    return run_at_once([seller_session, fold])[1]
+
+
+@pytest.fixture
+def show_sold_at_the_counter_before():
+    """A show, its cinema's seller, and a counter sale of it already tallied in another (ended) session."""
+    cinema = make_cinema()
+    show = make_show(hall=make_hall(cinema=cinema, plan="RRRR"))
+    seller = make_staff_member(roles=[(cinema, StaffRole.STAFF)])
+    earlier = hold_at_box_office(user=seller, show=show, seat_ids=[show.hall.seats.order_by("-id")[0].pk])
+    sell_at_box_office(user=seller, reservation_id=earlier.pk, paid_by=PaidBy.CASH, tendered=Decimal(100))
+    return show, seller
+
+
+@pytest.mark.django_db(transaction=True)
+def test_folding_skips_the_row_of_a_sale_in_progress_and_never_waits_for_it(show_sold_at_the_counter_before):
+    show, seller = show_sold_at_the_counter_before
+
+    assert fold_while_a_sale_is_open(show, seller) == 1
+
+    # The open sale's session kept its row (folded on a later run); the sums are all there.
+    assert ShowSales.objects.filter(show=show).count() == 2
+    assert tally(show) == recount(show) and tally(show)["box_office"] == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_negative_control_folding_without_skip_locked_waits_for_the_open_sale(show_sold_at_the_counter_before):
+    """Proves the test above would catch a fold that waits: locking without SKIP LOCKED, it gives up after its
+    lock timeout."""
+    show, seller = show_sold_at_the_counter_before
+    waiting = sql_function_with("bookings_fold_show_sales", "FOR UPDATE OF tally SKIP LOCKED", "FOR UPDATE OF tally")
+
+    with sql_function_replaced("bookings_fold_show_sales", waiting):
+        assert fold_while_a_sale_is_open(show, seller) == "OperationalError"
+
+    assert tally(show) == recount(show)
