@@ -11,6 +11,7 @@ a booking, 70 % on the website, 20 % through a partner's API key, 10 % at the bo
 charge. The rows are written straight in SQL, around the hold functions (which would take hours at this size):
 they carry price breakdowns made by the real price rule (bookings_price_breakdown) with New York's terms (a
 $1.50 fee a ticket, 8.875 % sales tax on top), but no seat claims, so the seat maps still show the seats free.
+The sales tally's triggers (bookings migration 0032) count them as they go in, as they count any booked row.
 
 Then it times bookings.sales.sales_report, and the page /staff/sales/ through the whole Django stack in-process
 (the session, the form, the template), for one cinema over the 14 days from today (as its manager, and as a chain

@@ -291,6 +291,46 @@ class ShowSeatCount(models.Model):
         return f"{self.claimed} {self.seat_type} claimed of show {self.show_id} (session {self.backend})"
 
 
+class ShowSales(models.Model):
+    """A share of a show's sales tally, what the staff's sales report (bookings.sales) reads instead of every
+    booking's price breakdown: the seats of its standing bookings by channel, its house seats, and the money of
+    every sale made (cancelled since too) and of the refunds that succeeded.
+
+    Kept by triggers on Reservation and Payment (migration 0032) in the transaction of each change, with the
+    figures of bookings_sales_of (one SQL function: the report's definitions), in one row per database session
+    (`backend`, its process id) as ShowSeatCount is: buyers of one show never wait on each other for it. The
+    show's tally is the sum of its rows. No foreign key, as ShowSeatCount's.
+    """
+
+    show = models.ForeignKey(
+        Show, verbose_name=_("show"), on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    backend = models.IntegerField(verbose_name=_("backend"))
+    # Seats of the bookings that stand, by channel: the website, partners (online through an API key), the box
+    # office; and house seats (never money).
+    website = models.IntegerField(verbose_name=_("website seats"), default=0)
+    partners = models.IntegerField(verbose_name=_("partners' seats"), default=0)
+    box_office = models.IntegerField(verbose_name=_("box office seats"), default=0)
+    house = models.IntegerField(verbose_name=_("house seats"), default=0)
+    # What the sales made charged (gross, online and at the box office), and of it fees, taxes and discounts.
+    gross_online = models.DecimalField(verbose_name=_("gross online"), max_digits=16, decimal_places=2, default=0)
+    gross_box_office = models.DecimalField(
+        verbose_name=_("gross at the box office"), max_digits=16, decimal_places=2, default=0
+    )
+    fees = models.DecimalField(verbose_name=_("fees"), max_digits=16, decimal_places=2, default=0)
+    taxes = models.DecimalField(verbose_name=_("taxes"), max_digits=16, decimal_places=2, default=0)
+    discounts = models.DecimalField(verbose_name=_("discounts"), max_digits=16, decimal_places=2, default=0)
+    refunds = models.DecimalField(verbose_name=_("refunds"), max_digits=16, decimal_places=2, default=0)
+
+    class Meta:
+        verbose_name = _("show sales tally")
+        verbose_name_plural = _("show sales tallies")
+        constraints = [models.UniqueConstraint(fields=["show", "backend"], name="bookings_showsales_one_per_session")]
+
+    def __str__(self):
+        return f"sales of show {self.show_id} (session {self.backend})"
+
+
 class Payment(models.Model):
     """One charge or refund at the payment provider. Its id is the provider's idempotency key."""
 

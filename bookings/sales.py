@@ -12,7 +12,10 @@ always apart per currency (a chain's cinemas may charge in rupees and in dollars
   that succeeded; net is gross less refunds. Gross is what buyers paid: tickets less discounts, plus fees, food
   and drink and taxes added on top; fees and taxes are what of it they were.
 
-All the summing is one SQL statement with GROUPING SETS; Python only names the rows (a few more queries).
+These definitions are one SQL function, bookings_sales_of (bookings migration 0032), whose figures triggers add up
+per show as sales happen (ShowSales): the report reads a few rows a show, not every booking's breakdown. Only the
+live holds are read from the reservations, at `at`. All the summing is one SQL statement with GROUPING SETS;
+Python only names the rows (a few more queries).
 """
 
 from dataclasses import dataclass, field
@@ -32,15 +35,6 @@ FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
 COUNTS = ("sold", "website", "partners", "box_office", "held", "house", "capacity")
 AMOUNTS = ("gross", "gross_online", "gross_box_office", "fees", "taxes", "discounts", "refunds", "net")
 
-# The sum of a breakdown's lines (fees, taxes or discounts: [{"amount": "1.50", ...}]). With one line or none (a
-# fee line and a tax line at most, by 0016's rule; discounts one a promo code) it is read in place by path, which
-# copies nothing; more lines go to bookings_breakdown_lines_total (migration 0027: parallel safe, where a subquery
-# here would keep the whole statement in one process). Paths instead of `->` halve the report's time a million
-# breakdowns (issue 19's measurements, docs/performance).
-_LINES = """CASE WHEN hold.price_breakdown #> '{{{lines},1}}' IS NULL
-                    THEN coalesce((hold.price_breakdown #>> '{{{lines},0,amount}}')::numeric, 0)
-               ELSE bookings_breakdown_lines_total(hold.price_breakdown -> '{lines}') END"""
-
 # The shows in the range, each with its cinema's currency, its local day and its hall's capacity. The bounds on
 # starts_at are the days' in UTC widened by a day each way (time zones run from UTC-12 to UTC+14), so the index on
 # starts_at (or on hall, starts_at for one cinema) finds them; the local day then picks them exactly.
@@ -57,59 +51,42 @@ WITH picked AS NOT MATERIALIZED (
        AND (show.starts_at AT TIME ZONE cinema.time_zone)::date BETWEEN %(first)s AND %(last)s
        {filters}
 ),
--- Each sale and live hold's figures, numbers only: the breakdown is read once per row, before any sorting or
--- hashing has to carry it.
-priced AS (
-    SELECT hold.show_id, hold.status, hold.channel, hold.api_key_id IS NOT NULL AS partner,
-           hold.status = 'Reserved' AND hold.held_until > %(at)s AS live,
-           hold.booked_at IS NOT NULL AND hold.channel <> 'house' AS sale,
-           coalesce(jsonb_array_length(hold.price_breakdown -> 'seats'), 0) AS seats,
-           hold.amount AS total,  -- the breakdown's total, as a column
-           {lines_fees} AS fees,
-           {lines_taxes} AS taxes,
-           {lines_discounts} AS discounts
+-- Each show's tally: the sum of its sessions' rows (bookings_showsales, kept by bookings 0032's triggers).
+tallied AS (
+    SELECT tally.show_id, sum(tally.website) AS website, sum(tally.partners) AS partners,
+           sum(tally.box_office) AS box_office, sum(tally.house) AS house,
+           sum(tally.gross_online) AS gross_online, sum(tally.gross_box_office) AS gross_box_office,
+           sum(tally.fees) AS fees, sum(tally.taxes) AS taxes, sum(tally.discounts) AS discounts,
+           sum(tally.refunds) AS refunds
+      FROM picked
+      JOIN bookings_showsales tally ON tally.show_id = picked.show_id
+     GROUP BY tally.show_id
+),
+-- The live holds, read now: few, found by the index of a show's holds by when they lapse.
+holding AS (
+    SELECT hold.show_id,
+           sum(bookings_reservation_seats(hold.id, hold.price_breakdown)) FILTER (WHERE hold.channel <> 'house')
+               AS held,
+           sum(bookings_reservation_seats(hold.id, hold.price_breakdown)) FILTER (WHERE hold.channel = 'house')
+               AS house
       FROM picked
       JOIN bookings_reservation hold ON hold.show_id = picked.show_id
-     -- Expired holds never sold anything: skipped before their breakdowns are read.
-     WHERE hold.booked_at IS NOT NULL OR hold.status = 'Reserved'
-),
-sold AS (
-    SELECT show_id,
-           sum(seats) FILTER (WHERE status = 'Booked' AND channel <> 'house') AS sold,
-           sum(seats) FILTER (WHERE status = 'Booked' AND channel = 'online' AND NOT partner) AS website,
-           sum(seats) FILTER (WHERE status = 'Booked' AND channel = 'online' AND partner) AS partners,
-           sum(seats) FILTER (WHERE status = 'Booked' AND channel = 'box_office') AS box_office,
-           sum(seats) FILTER (WHERE live AND channel <> 'house') AS held,
-           sum(seats) FILTER (WHERE channel = 'house' AND (status = 'Booked' OR live)) AS house,
-           -- A sale: paid for once (what was charged stays in gross; a refund is its own figure).
-           sum(total) FILTER (WHERE sale) AS gross,
-           sum(total) FILTER (WHERE sale AND channel = 'online') AS gross_online,
-           sum(total) FILTER (WHERE sale AND channel = 'box_office') AS gross_box_office,
-           sum(fees) FILTER (WHERE sale) AS fees,
-           sum(taxes) FILTER (WHERE sale) AS taxes,
-           sum(discounts) FILTER (WHERE sale) AS discounts
-      FROM priced
-     GROUP BY show_id
-),
-refunded AS (
-    SELECT hold.show_id, sum(refund.amount) AS refunds
-      FROM picked
-      JOIN bookings_reservation hold ON hold.show_id = picked.show_id
-      JOIN bookings_payment refund ON refund.reservation_id = hold.id
-     WHERE refund.kind = 'refund' AND refund.status = 'succeeded' AND hold.channel <> 'house'
+     WHERE hold.status = 'Reserved' AND hold.held_until > %(at)s
      GROUP BY hold.show_id
 ),
 shows AS (
-    SELECT picked.*, coalesce(sold.sold, 0) AS sold, coalesce(sold.website, 0) AS website,
-           coalesce(sold.partners, 0) AS partners, coalesce(sold.box_office, 0) AS box_office,
-           coalesce(sold.held, 0) AS held, coalesce(sold.house, 0) AS house,
-           coalesce(sold.gross, 0) AS gross, coalesce(sold.gross_online, 0) AS gross_online,
-           coalesce(sold.gross_box_office, 0) AS gross_box_office, coalesce(sold.fees, 0) AS fees,
-           coalesce(sold.taxes, 0) AS taxes, coalesce(sold.discounts, 0) AS discounts,
-           coalesce(refunded.refunds, 0) AS refunds
+    SELECT picked.*, coalesce(tallied.website + tallied.partners + tallied.box_office, 0) AS sold,
+           coalesce(tallied.website, 0) AS website, coalesce(tallied.partners, 0) AS partners,
+           coalesce(tallied.box_office, 0) AS box_office, coalesce(holding.held, 0) AS held,
+           coalesce(tallied.house, 0) + coalesce(holding.house, 0) AS house,
+           coalesce(tallied.gross_online + tallied.gross_box_office, 0) AS gross,
+           coalesce(tallied.gross_online, 0) AS gross_online,
+           coalesce(tallied.gross_box_office, 0) AS gross_box_office, coalesce(tallied.fees, 0) AS fees,
+           coalesce(tallied.taxes, 0) AS taxes, coalesce(tallied.discounts, 0) AS discounts,
+           coalesce(tallied.refunds, 0) AS refunds
       FROM picked
-      LEFT JOIN sold ON sold.show_id = picked.show_id
-      LEFT JOIN refunded ON refunded.show_id = picked.show_id
+      LEFT JOIN tallied ON tallied.show_id = picked.show_id
+      LEFT JOIN holding ON holding.show_id = picked.show_id
 )
 SELECT currency, day, cinema_id, movie_id, {show_column},
        sum(sold), sum(website), sum(partners), sum(box_office), sum(held), sum(house), sum(capacity),
@@ -218,7 +195,6 @@ def sales_report(report, *, at=None):
         filters="\n       ".join(filters),
         show_set=", (currency, show_id)" if report.shows else "",
         show_column="show_id" if report.shows else "NULL::bigint",
-        **{f"lines_{lines}": _LINES.format(lines=lines) for lines in ("fees", "taxes", "discounts")},
     )
     with transaction.atomic(), connection.cursor() as cursor:
         # JIT compiling the statement costs seconds, more than it saves: the sums are few and simple.

@@ -10,6 +10,7 @@ from django.db import close_old_connections
 
 from bookings.services import (
     MailNotSent,
+    fold_sales_tally,
     reconcile_payments,
     release_lapsed_holds,
     requeue_overdue_mail,
@@ -29,6 +30,11 @@ def release_lapsed_holds_task():
 @shared_task(name="bookings.reconcile_payments", ignore_result=True)
 def reconcile_payments_task():
     return reconcile_payments()
+
+
+@shared_task(name="bookings.fold_sales_tally", ignore_result=True)
+def fold_sales_tally_task():
+    return fold_sales_tally()
 
 
 @shared_task(name="bookings.settle_refund", ignore_result=True)

@@ -152,6 +152,16 @@ def make_serve_running(**overrides):
         serve.communicate(timeout=60)
 
 
+def sql_function_with(name, old, new):
+    """The SQL function `name`'s definition as it is now, with `old` replaced by `new` (`old` must be in it
+    once): a negative control's variant for sql_function_replaced."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_functiondef(%s::regproc)", [name])
+        (definition,) = cursor.fetchone()
+    assert definition.count(old) == 1
+    return definition.replace(old, new)
+
+
 @contextlib.contextmanager
 def sql_function_replaced(name, definition):
     """Run the block with the SQL function `name` replaced by `definition` (a CREATE OR REPLACE FUNCTION), for

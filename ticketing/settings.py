@@ -302,6 +302,8 @@ CELERY_BEAT_SCHEDULE = {
     "tend-waiting-lines": {"task": "waiting.tend_waiting_lines", "schedule": 2.0, "options": {"expires": 10}},
     # Mail whose task never ran (a process died before queueing it, the broker lost it) is queued again.
     "requeue-overdue-mail": {"task": "bookings.requeue_overdue_mail", "schedule": 60.0, "options": {"expires": 60}},
+    # The sales tally's rows of a show, one per database session that sold it, folded into one for the report.
+    "fold-sales-tally": {"task": "bookings.fold_sales_tally", "schedule": 300.0, "options": {"expires": 300}},
     # Partners' webhooks that are due: recorded by the database, waiting for a retry, or whose task was lost.
     "dispatch-due-webhooks": {
         "task": "ticketing.dispatch_due_webhooks",

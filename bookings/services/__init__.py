@@ -11,8 +11,8 @@ The rules that keep a sale correct live here, each in one transaction:
   never called while a row is locked.
 
 The functions live in holds.py, payments.py, box_office.py (the staff's counter and house seats), cancellations.py,
-prices.py, promo_codes.py, add_ons.py (food and drink), gift_cards.py, tickets.py, mail.py and my_bookings.py;
-they are all importable from here.
+prices.py, promo_codes.py, add_ons.py (food and drink), gift_cards.py, tickets.py, mail.py, my_bookings.py and
+sales_tally.py (the sales report's tally); they are all importable from here.
 """
 
 from bookings.services.add_ons import choose_add_ons
@@ -83,6 +83,7 @@ from bookings.services.payments import (
 )
 from bookings.services.prices import PriceBreakdown, price_breakdown
 from bookings.services.promo_codes import apply_promo_code, remove_promo_code
+from bookings.services.sales_tally import fold_sales_tally
 from bookings.services.tickets import check_in_ticket, find_ticket, ticket_token
 
 __all__ = [
@@ -148,4 +149,5 @@ __all__ = [
     "settle_refund",
     "site_link",
     "ticket_token",
+    "fold_sales_tally",
 ]

@@ -10,7 +10,7 @@ from django.db import connection
 from bookings.models import PromoCode, PromoRedemption, Reservation
 from bookings.services import BookingError, apply_promo_code, hold_seats
 from tests.factories import make_hall, make_show
-from tests.helpers import run_at_once, sql_function_replaced
+from tests.helpers import run_at_once, sql_function_replaced, sql_function_with
 from ticketing.buyers import Buyer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -82,11 +82,7 @@ def constraint_dropped(table, name):
 
 def apply_function_with(old, new):
     """bookings_apply_promo_code's definition with `old` replaced by `new` (which must be in it once)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_get_functiondef('bookings_apply_promo_code'::regproc)")
-        (definition,) = cursor.fetchone()
-    assert definition.count(old) == 1
-    return definition.replace(old, new)
+    return sql_function_with("bookings_apply_promo_code", old, new)
 
 
 def test_many_buyers_redeeming_a_code_at_once_get_exactly_its_total_uses(holds):

@@ -1,9 +1,9 @@
 """The staff's sales dashboard (issue 19, point 2): /staff/sales/, bookings.sales and its CSV.
 
-The scene is made with the real services: bookings on the website, through a partner's API key and at the counter,
-a promo code, a booking the staff cancelled (refunded in full), seats held for the house and a live hold. The box
-office's own service is another change of issue 19 not on this branch yet: the counter's booking and the house's
-seats are bookings paid like any other whose channel the test then sets, as that service will.
+The scene is made with the real services: bookings on the website, through a partner's API key and at the counter
+(the box office's service, paid in cash), a promo code, a booking the staff cancelled (refunded in full), seats held
+for the house and a live hold. The report reads the sales tally the database keeps as they happen
+(tests/bookings/test_sales_tally.py tests the tally itself).
 """
 
 import csv
@@ -19,10 +19,19 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.html import strip_tags
 
-from bookings.models import PromoCode, Reservation
+from bookings.models import PromoCode
 from bookings.providers import parse_card
 from bookings.sales import SalesFilter, sales_report
-from bookings.services import apply_promo_code, cancel_booking, hold_seats, pay_for_reservation
+from bookings.services import (
+    PaidBy,
+    apply_promo_code,
+    cancel_booking,
+    hold_at_box_office,
+    hold_house_seats,
+    hold_seats,
+    pay_for_reservation,
+    sell_at_box_office,
+)
 from cinemas.models import StaffRole
 from tests.bookings.helpers import GOOD_CARD
 from tests.factories import (
@@ -52,11 +61,16 @@ REPORT_AT = datetime(2026, 12, 8, 12, 0, tzinfo=NEW_YORK)
 BOTH_DAYS = {"start": "2026-12-07", "end": "2026-12-08"}
 
 
-def book(show, seats, *, session, api_key_id=None, code=None):
-    """A booking of these seats (labels like "B1": row A is Premium, B Regular) of `show`, paid by card."""
-    buyer = Buyer(api_key_id, session)
+def seat_ids(show, seats):
+    """The ids of these seats (labels like "B1": row A is Premium, B Regular) of `show`."""
     by_label = {f"{seat.row_label}{seat.number}": seat.pk for seat in show.hall.seats.all()}
-    hold = hold_seats(buyer=buyer, show=show, seat_ids=[by_label[label] for label in seats])
+    return [by_label[label] for label in seats]
+
+
+def book(show, seats, *, session, api_key_id=None, code=None):
+    """A booking of these seats of `show` on the website (or through a partner's key), paid by card."""
+    buyer = Buyer(api_key_id, session)
+    hold = hold_seats(buyer=buyer, show=show, seat_ids=seat_ids(show, seats))
     if code:
         apply_promo_code(buyer=buyer, reservation_id=hold.pk, code=code)
     return pay_for_reservation(buyer=buyer, reservation_id=hold.pk, card=parse_card(GOOD_CARD))
@@ -88,10 +102,11 @@ def scene(django_capture_on_commit_callbacks):
         # $12.52 on the website that the staff cancel and refund.
         book(late, ["A1", "A2"], session="alice", code="SAVE20")
         book(late, ["B1"], session="partner-buyer", api_key_id=partner.pk)
-        counter = book(late, ["B2", "B3"], session="counter")
-        Reservation.objects.filter(pk=counter.pk).update(channel=Reservation.Channel.BOX_OFFICE)
-        house = book(late, ["B4"], session="press")
-        Reservation.objects.filter(pk=house.pk).update(channel=Reservation.Channel.HOUSE)
+        seller = make_staff_member(roles=[(new_york, StaffRole.MANAGER)])
+        counter = hold_at_box_office(user=seller, show=late, seat_ids=seat_ids(late, ["B2", "B3"]))
+        with django_capture_on_commit_callbacks(execute=True):
+            sell_at_box_office(user=seller, reservation_id=counter.pk, paid_by=PaidBy.CASH, tendered=Decimal(30))
+            hold_house_seats(user=seller, show=late, seat_ids=seat_ids(late, ["B4"]), note="Press")
         refunded = book(late, ["B5"], session="dave")
         with django_capture_on_commit_callbacks(execute=True):
             cancel_booking(reservation_id=refunded.pk)
@@ -186,7 +201,7 @@ def test_house_seats_are_counted_apart_and_never_as_money(scene):
     )
     (show,) = dollars.shows
     assert show.house == 1 and show.sold == 5
-    # The house booking was paid in this scene ($12.52) and still is no part of gross.
+    # House seats are never money: gross is the sales' alone.
     assert show.gross == MONDAY["gross"]
 
 
