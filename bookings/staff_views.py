@@ -410,6 +410,8 @@ def release_house_seats_page(request, reservation_id):
     else:
         messages.success(request, gettext("The house seats are released and on sale again."))
     return redirect("bookings-staff:box-office-show", show_id=reservation.show_id)
+
+
 # --- Staff: the sales dashboard --------------------------------------------------------------------------------
 
 
