@@ -13,9 +13,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import MAXYEAR, MINYEAR, UTC, datetime, timedelta
 
+import psycopg
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import dateformat
 from django.utils.translation import gettext
@@ -476,8 +477,9 @@ def schedule_shows(
     Takes no lock: the shows are checked first against the hall's shows and each other, and on any problem it
     raises one ValidationError listing them all (every time that doesn't happen, every clash) and writes nothing.
     A bulk schedule racing another in the same hall is decided by the database's exclusion constraint: the
-    loser's insert waits for the winner's commit, fails, and is raised as a ValidationError, with nothing of it
-    written. Returns the shows created. On commit, the cached catalog is dropped.
+    loser's insert waits for the winner's commit, fails (or, when the two wait on each other, is the one
+    PostgreSQL fails to break the deadlock), and is raised as a ValidationError, with nothing of it written.
+    Returns the shows created. On commit, the cached catalog is dropped.
     """
     prices = bulk_prices(hall=hall, prices=prices)
     plan = plan_shows(
@@ -501,15 +503,18 @@ def schedule_shows(
     try:
         with transaction.atomic():
             Show.objects.bulk_create(shows, batch_size=1000)
-    except IntegrityError as exc:
-        if SHOW_OVERLAP_CONSTRAINT in str(exc):
-            raise ValidationError(
-                gettext(
-                    "Another show was just scheduled in this hall at one of these times, so none was scheduled: "
-                    "look again and retry."
-                )
-            ) from exc
-        raise
+    except (IntegrityError, OperationalError) as exc:
+        # Lost to another schedule of the hall: its shows overlap these, or, when each waits on a clash with the
+        # other's uncommitted shows, PostgreSQL broke the deadlock by failing this one. The same to the manager.
+        lost = SHOW_OVERLAP_CONSTRAINT in str(exc) or isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
+        if not lost:
+            raise
+        raise ValidationError(
+            gettext(
+                "Another show was just scheduled in this hall at one of these times, so none was scheduled: "
+                "look again and retry."
+            )
+        ) from exc
     ShowPrice.objects.bulk_create(
         [ShowPrice(show=show, seat_type=kind, price=price) for show in shows for kind, price in prices.items()],
         batch_size=1000,
