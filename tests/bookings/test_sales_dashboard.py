@@ -19,6 +19,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.html import strip_tags
 
+from bookings import staff_views
 from bookings.models import PromoCode
 from bookings.providers import parse_card
 from bookings.sales import SalesFilter, sales_report
@@ -361,3 +362,20 @@ def test_every_line_of_a_breakdown_counts_also_two_stacked_promo_codes(django_ca
     assert [line["amount"] for line in lines] == ["3.00", "2.00"]  # 10 % of $30, then $2 of what is left
     (dollars,) = sales_report(SalesFilter(first=LATE_SHOW.date(), last=LATE_SHOW.date(), show_id=show.pk))
     assert dollars.total.discounts == Decimal("5.00") and dollars.total.gross == booking.amount
+
+
+def test_past_the_page_limit_the_cinemas_table_shows_the_best_sellers_and_the_csv_every_cinema(scene, monkeypatch):
+    with time_machine.travel(SOLD_AT, tick=False):
+        brooklyn = make_cinema(name="Brooklyn Heights", **NY_SALES_TAX)
+        book(make_show(hall=make_hall(cinema=brooklyn, plan=PLAN), starts_at=LATE_SHOW), ["B1"], session="carol")
+    monkeypatch.setattr(staff_views, "CINEMAS_ON_PAGE", 1)
+    client = staff_client(make_staff_member(chain_admin=True))
+
+    page = get(client, **BOTH_DAYS)
+
+    dollar_cinemas = [row[0] for row in table_rows(page, "cinema") if "Union Square" in row[0] or "Brooklyn" in row[0]]
+    assert dollar_cinemas == [f"Union Square, {scene['new_york'].city.name}"]  # 6 seats sold against 1
+    assert "The 1 cinemas that sold the most seats; 1 more is in the CSV." in page.text
+    rows = list(csv.DictReader(io.StringIO(get(client, format="csv", **BOTH_DAYS).content.decode())))
+    in_csv = {row["cinema"] for row in rows if row["table"] == "cinema" and row["currency"] == "USD"}
+    assert in_csv == {"Union Square", "Brooklyn Heights"}
