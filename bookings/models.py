@@ -159,6 +159,11 @@ class Reservation(models.Model):
     def __str__(self):
         return f"{self.booking_code or str(self.id)[:8]} ({self.status})"
 
+    @property
+    def amount_due(self):
+        """What the buyer pays by card or in cash: the amount less what gift cards pay of it."""
+        return self.amount - self.gift_cards_paid
+
     def is_live(self, at):
         return self.status == self.Status.BOOKED or (self.status == self.Status.RESERVED and self.held_until > at)
 

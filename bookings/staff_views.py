@@ -88,6 +88,26 @@ class StaffCinemaForm(forms.Form):
         field.label_from_instance = lambda cinema: f"{cinema.city.name}: {cinema.name}"
 
 
+def _staff_cinema(request, *, action, label, session_key, template, page):
+    """`(cinema, None)`: the cinema a staff page works at, `?cinema=<id>` among those where the user may do `action`
+    (a door's or a counter's device can bookmark it), remembered in the session under `session_key` for the next
+    visit. Or `(None, answer)` while there is none: on a GET without it, a redirect to the remembered one, else the
+    choice (`cinema_form` in `template`); with one out of reach or unreadable, the choice again with its error
+    (400)."""
+    choice = partial(StaffCinemaForm, user=request.user, action=action, label=label)
+    if "cinema" not in request.GET:
+        remembered = request.session.get(session_key)
+        if remembered is not None and "choose" not in request.GET and request.method == "GET":
+            return None, redirect(f"{request.path}?cinema={remembered}")
+        return None, render(request, template, {**page, "cinema_form": choice()})
+    form = choice(request.GET)
+    if not form.is_valid():
+        return None, render(request, template, {**page, "cinema_form": form}, status=400)
+    cinema = form.cleaned_data["cinema"]
+    request.session[session_key] = cinema.pk
+    return cinema, None
+
+
 DOOR_SESSION_KEY = "check_in_cinema"
 
 
@@ -101,19 +121,16 @@ def check_in(request):
     remembers the last one, and without either the page asks for it first.
     """
     page = {"staff_page": "check-in"}
-    door_form = partial(
-        StaffCinemaForm, user=request.user, action=StaffAction.CHECK_IN, label=gettext_lazy("This door is at")
+    door, answer = _staff_cinema(
+        request,
+        action=StaffAction.CHECK_IN,
+        label=gettext_lazy("This door is at"),
+        session_key=DOOR_SESSION_KEY,
+        template="bookings/check_in.html",
+        page=page,
     )
-    if "cinema" not in request.GET:
-        remembered = request.session.get(DOOR_SESSION_KEY)
-        if remembered is not None and "choose" not in request.GET and request.method == "GET":
-            return redirect(f"{request.path}?cinema={remembered}")
-        return render(request, "bookings/check_in.html", {**page, "door_form": door_form()})
-    door_form = door_form(request.GET)
-    if not door_form.is_valid():
-        return render(request, "bookings/check_in.html", {**page, "door_form": door_form}, status=400)
-    door = door_form.cleaned_data["cinema"]
-    request.session[DOOR_SESSION_KEY] = door.pk
+    if door is None:
+        return answer
     form = CheckInForm(request.POST if request.method == "POST" else None)
     result = None
     if form.is_valid():
@@ -204,22 +221,16 @@ def box_office(request):
     """The box office: the counter's cinema (asked once, then remembered), and its shows of today and the next
     days, in its own time, each opening its counter page."""
     page = {"staff_page": "box-office"}
-    counter_form = partial(
-        StaffCinemaForm,
-        user=request.user,
+    cinema, answer = _staff_cinema(
+        request,
         action=StaffAction.SELL_AT_BOX_OFFICE,
         label=gettext_lazy("This counter is at"),
+        session_key=BOX_OFFICE_SESSION_KEY,
+        template="bookings/box_office.html",
+        page=page,
     )
-    if "cinema" not in request.GET:
-        remembered = request.session.get(BOX_OFFICE_SESSION_KEY)
-        if remembered is not None and "choose" not in request.GET:
-            return redirect(f"{request.path}?cinema={remembered}")
-        return render(request, "bookings/box_office.html", {**page, "cinema_form": counter_form()})
-    cinema_form = counter_form(request.GET)
-    if not cinema_form.is_valid():
-        return render(request, "bookings/box_office.html", {**page, "cinema_form": cinema_form}, status=400)
-    cinema = cinema_form.cleaned_data["cinema"]
-    request.session[BOX_OFFICE_SESSION_KEY] = cinema.pk
+    if cinema is None:
+        return answer
     today = timezone.now().astimezone(cinema.zone).date()
     since = datetime.combine(today, time.min, tzinfo=cinema.zone)
     shows = (

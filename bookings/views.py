@@ -367,11 +367,6 @@ def _refused_at_checkout(request, reservation, refusal, **context):
     return _hold_page(request, reservation, refusal=refusal, status=site_status(refusal.code), **context)
 
 
-def _amount_due(reservation):
-    """What the card pays: the hold's amount less what gift cards pay of it."""
-    return reservation.amount - reservation.gift_cards_paid
-
-
 class PromoCodeForm(forms.Form):
     code = forms.RegexField(
         label=gettext_lazy("Promo code"),
@@ -385,7 +380,7 @@ class PromoCodeForm(forms.Form):
 def _hold_page(request, reservation, *, form=None, refusal=None, promo_form=None, promo_refusal=None, status=200):
     at = timezone.now()
     show = reservation.show
-    gift_lines, amount_due = gift_card_lines(reservation), _amount_due(reservation)
+    gift_lines, amount_due = gift_card_lines(reservation), reservation.amount_due
     context = {
         "reservation": reservation,
         "breakdown": price_breakdown(reservation),
@@ -476,7 +471,7 @@ def pay(request, reservation_id):
     """
     reservation = _own_reservation(request, reservation_id)
     buyer = session_buyer(request)
-    form = CardForm(request.POST, card_needed=_amount_due(reservation) > 0)
+    form = CardForm(request.POST, card_needed=reservation.amount_due > 0)
     if not form.is_valid():
         return _hold_page(request, reservation, form=form, status=400)
     try:

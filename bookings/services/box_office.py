@@ -131,7 +131,7 @@ def sell_at_box_office(*, user, reservation_id, paid_by, tendered=None, email=""
     buyer = counter_buyer(reservation)
     change = None
     if paid_by == PaidBy.CASH:
-        due = reservation.amount - reservation.gift_cards_paid
+        due = reservation.amount_due
         if tendered is None or tendered < due:
             raise BookingError("cash_short", due=f"{due} {reservation.currency}")
         with transaction.atomic(durable=True):
