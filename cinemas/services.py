@@ -292,8 +292,9 @@ def reschedule_show(
     show.ends_at = ends_at or default_show_end(movie=movie, starts_at=starts_at)
     _check_show(show=show, prices=prices)
     _save_show(show=show, prices=prices)
-    if _partners_see(show) != before:
-        record_webhook_event(api_key_id=None, event_type=WebhookEvent.SHOW_CHANGED, data=_partners_see(show))
+    after = _partners_see(show)
+    if after != before:
+        record_webhook_event(api_key_id=None, event_type=WebhookEvent.SHOW_CHANGED, data=after)
     return show
 
 
