@@ -36,6 +36,7 @@ from ticketing.parameters import SessionParameters, checked
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_LENGTH = 255  # IdempotentRequest.key
+ADMISSION_PASS_HEADER = "Admission-Pass"
 
 
 def api_error(error):
@@ -90,6 +91,8 @@ async def reserve_seats(request):
         "seat_ids": data.get("seats_to_reserve"),
         "best_available": services.BestAvailable(count=best["count"], seat_type=best.get("type")) if best else None,
         "accessible_confirmed": data["accessible_seating_confirmed"],
+        # A show behind an on-sale's waiting room is held with the pass the room gave (waiting.rooms).
+        "admission_pass": request.headers.get(ADMISSION_PASS_HEADER.lower()),
     }
     key = idempotency_key_of(request)
     if key is None:  # the hot path: the hold alone
@@ -169,12 +172,22 @@ class ReserveSeatsApi(LeanApiView):
                 "holds twice; another body is 409 idempotency_mismatch; while the first call runs, 409 "
                 "idempotency_in_flight with Retry-After. Refusals that ask for a retry later (Retry-After) are not "
                 "kept: the same key then runs again.",
-            )
+            ),
+            OpenApiParameter(
+                ADMISSION_PASS_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="For a show behind an on-sale's waiting room: the `admission_pass` the room gave this "
+                "session once admitted. Without a valid one: 425 sale_not_open before the sale opens, 409 "
+                "admission_required after; both carry `room` (the room's `url` and `on_sale_id`).",
+            ),
         ],
         responses={
             201: serializers.ReservationSerializer,
             400: OpenApiResponse(description="Invalid request, or an empty or too long Idempotency-Key (error body)."),
             409: serializers.ReservationFailureSerializer,
+            425: OpenApiResponse(description="sale_not_open: the show's on-sale has not opened (error body, room)."),
         },
     )
     def post(self, request):

@@ -528,3 +528,127 @@ class MenuItem(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.cinema})"
+
+
+def default_admissions_per_minute():
+    return settings.TICKETING_ROOM_ADMISSIONS_PER_MINUTE
+
+
+class OnSale(models.Model):
+    """A hot sale's opening, with a waiting room in front of it (waiting.rooms): one show, or every show of a
+    movie in a city (the shows scheduled when it is marked; cinemas.on_sales.mark_on_sale lists them in
+    OnSaleShow).
+
+    From the moment it is marked until `closes_at`, its shows are held only with an admission pass from its room:
+    visitors who arrive from `queue_opens_at` until `opens_at` get a random place at the opening, later ones go
+    to the back in arrival order, and the room admits `admissions_per_minute` of them, each with a pass that
+    lasts `pass_seconds`.
+    """
+
+    movie = models.ForeignKey(Movie, verbose_name=_("movie"), on_delete=models.PROTECT, related_name="+")
+    city = models.ForeignKey(
+        City,
+        verbose_name=_("city"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=_("Every show of the movie in this city; or leave blank and choose one show."),
+    )
+    show = models.ForeignKey(
+        Show,
+        verbose_name=_("show"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=_("One show; or leave blank and choose a city."),
+    )
+    queue_opens_at = models.DateTimeField(
+        verbose_name=_("waiting room opens at"),
+        help_text=_("Everyone who arrives from now until the sale opens gets a random place at the opening."),
+    )
+    opens_at = models.DateTimeField(verbose_name=_("sale opens at"))
+    closes_at = models.DateTimeField(
+        verbose_name=_("waiting room closes at"),
+        help_text=_("From then on, its shows are sold without the waiting room."),
+    )
+    admissions_per_minute = models.PositiveIntegerField(
+        verbose_name=_("admissions per minute"),
+        default=default_admissions_per_minute,
+        validators=[MinValueValidator(1)],
+        help_text=_("How many people the waiting room lets through each minute."),
+    )
+    pass_seconds = models.PositiveIntegerField(
+        verbose_name=_("pass lasts (seconds)"),
+        default=180,
+        validators=[MinValueValidator(30), MaxValueValidator(3600)],
+        help_text=_("How long an admitted visitor has to hold seats before the pass expires."),
+    )
+    joins_per_address = models.PositiveIntegerField(
+        verbose_name=_("joins per network address"),
+        default=20,
+        validators=[MinValueValidator(1)],
+        help_text=_("How many places one network address may take (people share addresses behind carriers' NAT)."),
+    )
+    created_at = models.DateTimeField(verbose_name=_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("on-sale")
+        verbose_name_plural = _("on-sales")
+        ordering = ["-opens_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(queue_opens_at__lte=F("opens_at")) & Q(opens_at__lt=F("closes_at")),
+                name="cinemas_onsale_times_in_order",
+            ),
+            models.CheckConstraint(
+                condition=Q(show__isnull=True, city__isnull=False) | Q(show__isnull=False, city__isnull=True),
+                name="cinemas_onsale_one_show_or_a_city",
+            ),
+            models.CheckConstraint(condition=Q(admissions_per_minute__gte=1), name="cinemas_onsale_admits_someone"),
+            models.CheckConstraint(
+                condition=Q(pass_seconds__gte=30, pass_seconds__lte=3600), name="cinemas_onsale_pass_seconds_range"
+            ),
+            models.CheckConstraint(condition=Q(joins_per_address__gte=1), name="cinemas_onsale_joins_per_address"),
+        ]
+
+    def __str__(self):
+        where = self.show if self.show_id else self.city
+        return gettext("%(movie)s on sale at %(when)s (%(where)s)") % {
+            "movie": self.movie,
+            "when": self.opens_at.isoformat(timespec="minutes"),
+            "where": where,
+        }
+
+
+# The exclusion constraint that keeps a show in one waiting room at a time.
+ON_SALE_OVERLAP_CONSTRAINT = "cinemas_onsaleshow_one_room_at_a_time"
+
+
+class OnSaleShow(models.Model):
+    """A show an on-sale's waiting room stands in front of, for the on-sale's time (copied here, so that the
+    database keeps a show in one room at a time)."""
+
+    on_sale = models.ForeignKey(OnSale, verbose_name=_("on-sale"), on_delete=models.CASCADE, related_name="shows")
+    show = models.ForeignKey(Show, verbose_name=_("show"), on_delete=models.CASCADE, related_name="+")
+    queue_opens_at = models.DateTimeField(verbose_name=_("waiting room opens at"))
+    closes_at = models.DateTimeField(verbose_name=_("waiting room closes at"))
+
+    class Meta:
+        verbose_name = _("show on sale")
+        verbose_name_plural = _("shows on sale")
+        constraints = [
+            PostgresExclusionConstraint(
+                name=ON_SALE_OVERLAP_CONSTRAINT,
+                expressions=[
+                    (F("show"), RangeOperators.EQUAL),
+                    (TsTzRange(F("queue_opens_at"), F("closes_at")), RangeOperators.OVERLAPS),
+                ],
+                violation_error_message=_("This show is already in another on-sale's waiting room at that time."),
+            ),
+        ]
+        indexes = [models.Index(fields=["closes_at"], name="cinemas_onsaleshow_closes_at")]
+
+    def __str__(self):
+        return f"{self.show_id} in {self.on_sale_id}"

@@ -76,6 +76,16 @@ def _api_keys_read_afresh():
 
 
 @pytest.fixture(autouse=True)
+def _rooms_in_force_read_afresh():
+    """Each test's on-sales are its own rows: no process-wide copy of another test's rooms (cinemas.on_sales)."""
+    from cinemas.on_sales import forget_gates
+
+    forget_gates()
+    yield
+    forget_gates()
+
+
+@pytest.fixture(autouse=True)
 def _site_language_afterwards():
     """Each test starts in the site's language: a request in Spanish leaves Spanish active in its thread (Django's
     LocaleMiddleware activates a request's language and never puts it back), which a later test's English

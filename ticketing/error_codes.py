@@ -50,6 +50,26 @@ ERROR_CODES = {
         _("These seats are gone, but enough other seats are free: choose again."),
         status_words=SEATS_UNAVAILABLE_WORDS,
     ),
+    # A show behind an on-sale's waiting room (cinemas.on_sales, waiting.rooms)
+    "sale_not_open": ErrorCode(
+        425,
+        _("This show's sale has not opened yet: wait for it in its waiting room ({room})."),
+        retry_after=30,
+        why="425 Too Early: the same request will be answered once the sale opens, through the room's pass.",
+    ),
+    "admission_required": ErrorCode(
+        409,
+        _("This show is sold through a waiting room: join it ({room}) and hold seats with the pass it gives you."),
+    ),
+    "room_not_open": ErrorCode(425, _("This waiting room opens at {opens_at}."), retry_after=60),
+    "room_closed": ErrorCode(
+        410, _("This waiting room has closed: the sale's shows are sold without it now."), site_status=410
+    ),
+    "email_in_room": ErrorCode(409, _("Someone with this email already has a place in this waiting room.")),
+    "room_address_cap": ErrorCode(
+        429, _("Too many places in this waiting room were taken from your network address."), retry_after=600
+    ),
+    "retry_join": ErrorCode(409, _("The waiting room is busy: try again in a moment."), retry_after=1),
     # What was asked can't be
     "no_seats": ErrorCode(400, _("Choose at least one seat.")),
     "single_seat_gap": ErrorCode(

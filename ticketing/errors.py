@@ -21,6 +21,12 @@ def error_body(code, message, fields=None):
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
 
+def _extra_of(refusal, error_code):
+    """What the error body carries beside "error": the refusal's own (a room's link) and a hold's status words."""
+    words = {"status": error_code.status_words} if error_code.status_words else {}
+    return {**getattr(refusal, "extra", {}), **words}
+
+
 def refusal_api_error(refusal):
     """The API's answer to a service's refusal (a BookingError or a WaitingError: `code`, `message`, and
     `fields` and `retry_after` if it has them), as ticketing.error_codes has it: the status, the error body,
@@ -32,7 +38,7 @@ def refusal_api_error(refusal):
         code=refusal.code,
         message=refusal.message,
         fields=getattr(refusal, "fields", None),
-        extra={"status": error_code.status_words} if error_code.status_words else None,
+        extra=_extra_of(refusal, error_code) or None,
         headers={"Retry-After": str(retry_after)} if retry_after else None,
     )
 

@@ -234,6 +234,11 @@ TICKETING_HOLD_GRACE_SECONDS = env_int("TICKETING_HOLD_GRACE_SECONDS", 5, minimu
 TICKETING_HOLD_EXTENSION_SECONDS = env_int("TICKETING_HOLD_EXTENSION_SECONDS", 120, minimum=1)
 TICKETING_MAX_WAIT_SECONDS = env_int("TICKETING_MAX_WAIT_SECONDS", 3600, minimum=1)
 TICKETING_MAX_SEATS = env_int("TICKETING_MAX_SEATS", 10, minimum=1)
+# The on-sale waiting room (waiting.rooms): how many visitors a room admits per minute unless staff set it, a
+# third of the hold path's measured capacity (docs/performance: ~275 granted holds/s at 200 clients; an admitted
+# buyer makes a hold or two and reads the map a few times), and how long a visitor may be away and keep a place.
+TICKETING_ROOM_ADMISSIONS_PER_MINUTE = env_int("TICKETING_ROOM_ADMISSIONS_PER_MINUTE", 6000, minimum=1)
+TICKETING_ROOM_GRACE_SECONDS = env_int("TICKETING_ROOM_GRACE_SECONDS", 300, minimum=1)
 # Caps on one client's unpaid held seats of a show over all its sessions (a "hold everything" attack): the
 # website's visitors from one network address, and each new API key (staff change a key's cap in the admin).
 # Generous, as many people can share an address behind a carrier's NAT.
@@ -300,6 +305,8 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 2 * TICKETING_RECONCILE_SECONDS},
     },
     "tend-waiting-lines": {"task": "waiting.tend_waiting_lines", "schedule": 2.0, "options": {"expires": 10}},
+    # The on-sales' waiting rooms admit at their rates, a second's worth at a time.
+    "tend-rooms": {"task": "waiting.tend_rooms", "schedule": 1.0, "options": {"expires": 2}},
     # Mail whose task never ran (a process died before queueing it, the broker lost it) is queued again.
     "requeue-overdue-mail": {"task": "bookings.requeue_overdue_mail", "schedule": 60.0, "options": {"expires": 60}},
     # The sales tally's rows of a show, one per database session that sold it, folded into one for the report.

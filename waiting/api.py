@@ -7,12 +7,13 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cinemas.models import Show
+from cinemas.models import OnSale, Show
 from ticketing.buyers import key_buyer
 from ticketing.errors import refusal_api_error
 from ticketing.lean import LeanApiView, LeanError, api_key_of, serve, validated
 from ticketing.parameters import SessionParameters, checked
-from waiting import longpoll, serializers, services
+from waiting import longpoll, rooms, serializers, services
+from waiting.models import Room
 from waiting.serializers import waiter_body
 
 
@@ -88,3 +89,60 @@ class WaiterApi(LeanApiView, WaitingApiView):
         data = checked(SessionParameters, request.query_params)
         waiter = services.leave_waiting_line(buyer=key_buyer(request.auth, data["session_id"]), waiter_id=waiter_id)
         return Response(waiter_body(waiter))
+
+
+# --- The on-sale waiting room (waiting.rooms) -------------------------------------------------------------------
+
+
+class RoomApiView(APIView):
+    def handle_exception(self, exc):
+        if isinstance(exc, rooms.RoomError):
+            exc = refusal_api_error(exc)
+        return super().handle_exception(exc)
+
+
+@extend_schema(tags=["waiting room"])
+@method_decorator(never_cache, name="dispatch")
+class RoomApi(RoomApiView):
+    @extend_schema(responses=OpenApiResponse(description="The on-sale's room: its times, rate and draw."))
+    def get(self, request, on_sale_id):
+        """An on-sale's waiting room: when it opens, its rate, and once drawn the draw's secret (for audit)."""
+        on_sale = get_object_or_404(OnSale, pk=on_sale_id)
+        return Response(serializers.room_body(on_sale, Room.objects.filter(pk=on_sale.pk).first()))
+
+    @extend_schema(
+        request=serializers.JoinRoomInput,
+        responses={
+            201: serializers.StandingSerializer,
+            200: OpenApiResponse(serializers.StandingSerializer, description="Already in the room: the same place."),
+            425: OpenApiResponse(description="room_not_open: the room opens later."),
+        },
+    )
+    def post(self, request, on_sale_id):
+        """Join the room for a session: before the opening, a place drawn at random at the opening; after, the
+        next place at the back."""
+        on_sale = get_object_or_404(OnSale, pk=on_sale_id)
+        data = checked(serializers.JoinRoomInput, request.data)
+        buyer = key_buyer(request.auth, data["session_id"])
+        visitor, created = rooms.join_room(buyer=buyer, on_sale=on_sale, email=data.get("email", ""))
+        standing = rooms.read_standing(buyer=buyer, visitor_id=visitor.pk)
+        return Response(serializers.standing_body(standing), status=201 if created else 200)
+
+
+@extend_schema(tags=["waiting room"])
+@method_decorator(never_cache, name="dispatch")
+class RoomVisitorApi(RoomApiView):
+    @extend_schema(parameters=[SessionParameters], responses=serializers.StandingSerializer)
+    def get(self, request, visitor_id):
+        """The session's place, position and estimated wait; once admitted, its pass."""
+        data = checked(SessionParameters, request.query_params)
+        standing = rooms.read_standing(buyer=key_buyer(request.auth, data["session_id"]), visitor_id=visitor_id)
+        return Response(serializers.standing_body(standing))
+
+    @extend_schema(parameters=[SessionParameters], responses=serializers.StandingSerializer)
+    def delete(self, request, visitor_id):
+        """Leave the room (status Left)."""
+        data = checked(SessionParameters, request.query_params)
+        buyer = key_buyer(request.auth, data["session_id"])
+        rooms.leave_room(buyer=buyer, visitor_id=visitor_id)
+        return Response(serializers.standing_body(rooms.read_standing(buyer=buyer, visitor_id=visitor_id)))

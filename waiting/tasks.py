@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from waiting.rooms import tend_rooms
 from waiting.services import serve_waiting_line, tend_waiting_lines
 from waiting.wake_ups import WAKE_UP_TASK, take_wake_up
 
@@ -13,3 +14,8 @@ def serve_waiting_line_task(show_id):
 @shared_task(name="waiting.tend_waiting_lines", ignore_result=True)
 def tend_waiting_lines_task():
     return tend_waiting_lines()
+
+
+@shared_task(name="waiting.tend_rooms", ignore_result=True)
+def tend_rooms_task():
+    return tend_rooms()

@@ -38,6 +38,7 @@ from bookings.services.cancellations import (
 from bookings.services.errors import BookingError
 from bookings.services.gift_cards import issue_gift_card, redeem_gift_card
 from bookings.services.holds import (
+    AT_THE_COUNTER,
     BestAvailable,
     acancel_hold,
     achange_seats,
@@ -49,6 +50,7 @@ from bookings.services.holds import (
     find_reservation,
     hold_seats,
     hold_seats_for_waiter,
+    refuse_unadmitted,
     release_lapsed_holds,
 )
 from bookings.services.mail import (
@@ -94,6 +96,7 @@ __all__ = [
     "hold_at_box_office",
     "give_up_counter_hold",
     "find_counter_sale",
+    "AT_THE_COUNTER",
     "BestAvailable",
     "BookingError",
     "CancellationTerms",
@@ -140,6 +143,7 @@ __all__ = [
     "reconcile_payments",
     "redeem_gift_card",
     "refund_due",
+    "refuse_unadmitted",
     "release_lapsed_holds",
     "remove_promo_code",
     "request_bookings_link",

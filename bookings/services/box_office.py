@@ -26,7 +26,7 @@ from bookings.providers import Card
 from bookings.providers.sandbox import SANDBOX_SUCCEEDS
 from bookings.services.cancellations import cancel_booking
 from bookings.services.errors import BookingError
-from bookings.services.holds import cancel_hold, hold_seats
+from bookings.services.holds import AT_THE_COUNTER, cancel_hold, hold_seats
 from bookings.services.mail import email_ticket
 from bookings.services.payments import CASH, HOUSE, pay_for_reservation, pay_in_person
 from cinemas.roles import StaffAction, may
@@ -95,6 +95,7 @@ def hold_at_box_office(*, user, show, seat_ids=None, best_available=None, access
         accessible_confirmed=accessible_confirmed,
         at=at,
         and_then=_marked(Reservation.Channel.BOX_OFFICE, user),
+        admission_pass=AT_THE_COUNTER,
     )
 
 
@@ -178,6 +179,7 @@ def hold_house_seats(*, user, show, seat_ids, note, at=None):
         accessible_confirmed=True,  # the staff know who the house seats are for
         at=at,
         and_then=_marked(Reservation.Channel.HOUSE, user, then=book_free),
+        admission_pass=AT_THE_COUNTER,
     )
 
 

@@ -11,4 +11,6 @@ class BookingError(Exception):
         self.retry_after = details.get("retry_after")
         self.message = error_message(code, **details)
         self.fields = fields or {}
+        # Top-level keys of the API's error body beside "error" (the waiting room's link, for one).
+        self.extra = details.get("extra") or {}
         super().__init__(self.message)

@@ -19,6 +19,7 @@ from decimal import Decimal
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from bookings.availability import ataken_seats, live_claims, taken_seats
@@ -28,6 +29,7 @@ from bookings.seat_maps import seat_spots, show_seat_spots, show_seat_spots_on_t
 from bookings.seat_picking import pick_best_seats, single_gaps_left
 from bookings.services.errors import BookingError
 from cinemas.models import OPEN_SEAT_TYPES, Show
+from cinemas.on_sales import agate_for, gate_for, pass_admits
 from ticketing.lean import pooled_call
 
 logger = logging.getLogger(__name__)
@@ -193,6 +195,27 @@ def _refuse_single_gaps(show, *, chosen, others_of, at):
         raise BookingError("single_seat_gap", seats=", ".join(labels[seat_id] for seat_id in stranded))
 
 
+# --- The waiting room in front of an on-sale (cinemas.on_sales) -------------------------------------------------
+
+# What the staff's counter passes for `admission_pass`: people at the cinema's counter are served there, not online.
+AT_THE_COUNTER = object()
+
+
+def refuse_unadmitted(gate, *, buyer, admission_pass, at):
+    """Raise BookingError when the show is behind a room (`gate`, cinemas.on_sales.Gate, or None) and this hold
+    may not pass it: `sale_not_open` (425) before the sale opens, `admission_required` (409) after, unless
+    `admission_pass` is a pass of that room for this buyer that has not expired. Both carry the room's link (its
+    API path, and its id) for the client to go to. Reads nothing from the database."""
+    if gate is None or admission_pass is AT_THE_COUNTER:
+        return
+    opening = not gate.is_open(at)
+    if not opening and pass_admits(admission_pass, on_sale_id=gate.on_sale_id, buyer=buyer, at=at):
+        return
+    room = reverse("api-room", kwargs={"on_sale_id": gate.on_sale_id})
+    extra = {"room": {"on_sale_id": gate.on_sale_id, "url": room, "opens_at": gate.opens_at}}
+    raise BookingError("sale_not_open" if opening else "admission_required", room=room, extra=extra)
+
+
 # --- Holds ---------------------------------------------------------------------------------------------------
 
 
@@ -209,6 +232,7 @@ def hold_seats(
     at=None,
     and_then=None,
     idempotent_request=None,
+    admission_pass=None,
 ):
     """Hold seats of a show (`show`, or its `show_id`) for the buyer, all or nothing; return the new Reservation.
 
@@ -241,9 +265,13 @@ def hold_seats(
 
     `idempotent_request`: the id of the partner's Idempotency-Key row (begin_idempotent_request) this hold
     answers; the hold's reservation is written on it in the hold's own call (bookings_hold_seats_once).
+
+    `admission_pass`: the buyer's pass from the waiting room in front of the show, if it is behind one (refused
+    without one: refuse_unadmitted); AT_THE_COUNTER for the staff's sales at the cinema.
     """
     at = at or timezone.now()
     show_id = show.pk if show is not None else show_id
+    refuse_unadmitted(gate_for(show_id, at), buyer=buyer, admission_pass=admission_pass, at=at)
     check_gaps = no_single_gaps and not best_available
 
     def hold(own_transaction):
@@ -291,12 +319,14 @@ async def ahold_seats(
     accessible_confirmed=False,
     at=None,
     idempotent_request=None,
+    admission_pass=None,
 ):
     """hold_seats (without `no_single_gaps`) on the lean path's async pool: the same function call, the same
     answer; it locks, raises and pushes as hold_seats does. Best available reads the show's seats from this
     process's copy (on a thread only to build it, once per catalog generation) and the taken seats in one
     round trip: no thread once the copy is there."""
     at = at or timezone.now()
+    refuse_unadmitted(await agate_for(show_id, at), buyer=buyer, admission_pass=admission_pass, at=at)
     if best_available:
         return await _ahold_best_available(
             buyer,

@@ -1,0 +1,437 @@
+"""The waiting room in front of an on-sale (cinemas.OnSale): joining it, the draw at the opening, admitting at
+the on-sale's rate with signed passes, and leaving. The rules a moviegoer relies on (README, "On-sale day"):
+
+- who arrives from the room's opening until the sale opens gets a random place at the opening: the visitors are
+  ranked by HMAC-SHA256 of a secret drawn then (a uniform shuffle, reproducible from the secret: draw_order);
+- who arrives after the opening goes to the back, in the order their joins commit;
+- one place per browser (a partner's session) and per email where given; the same browser coming back (another
+  tab, a reload, a reconnect) gets the same place;
+- a place is kept while its visitor is away for up to TICKETING_ROOM_GRACE_SECONDS; one away longer when called
+  is passed over (Left) and may join again at the back;
+- the room admits `admissions_per_minute`, in place order, each with a pass good for `pass_seconds` (the hold
+  path refuses the on-sale's shows without one: bookings.services.refuse_unadmitted); a pass that runs out
+  unused gives its admission to the next in line.
+
+The room's row orders everything: joins before the opening lock it FOR SHARE (side by side, they need no place
+yet), the draw, later joins and admissions lock it FOR NO KEY UPDATE (one at a time). So a join before the
+opening commits before the draw and is in it, or finds the room drawn and joins at the back. PostgreSQL holds
+every place, admission and pass expiry; Redis only remembers when each visitor was last seen (a Redis that lost
+it passes nobody over: missing means present).
+"""
+
+import hashlib
+import hmac
+import logging
+import math
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from bookings.models import Reservation
+from cinemas.models import OnSale
+from cinemas.on_sales import admission_pass
+from ticketing.broadcast import send_to_groups
+from ticketing.buyers import Buyer
+from ticketing.cached_reads import CACHE_ERRORS
+from ticketing.error_codes import error_message
+from waiting.models import Room, RoomVisitor
+
+logger = logging.getLogger(__name__)
+
+Status = RoomVisitor.Status
+ACTIVE = (Status.WAITING, Status.ADMITTED)
+
+# The most admissions the rate saves up while a room's clock was not ticking (a worker restarting): after a pause,
+# the room admits this many seconds' worth at once, never the whole pause's.
+BURST_SECONDS = 5
+
+
+class RoomError(Exception):
+    """The room said no. `code` is the machine word, a key of ticketing.error_codes.ERROR_CODES."""
+
+    def __init__(self, code, **details):
+        self.code = code
+        self.message = error_message(code, **details)
+        self.extra = details.get("extra") or {}
+        super().__init__(self.message)
+
+
+# --- Reading ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A visitor as its page and the API show it. `position`: 1 when next to be admitted, None when not (yet)
+    in line; `wait_seconds`: at the room's rate. `version` rises whenever any of it may have changed (the room
+    moved, the visitor's status changed): what long polls wait on."""
+
+    visitor_id: uuid.UUID
+    on_sale_id: int
+    status: str
+    place: int | None
+    position: int | None
+    wait_seconds: int | None
+    opens_at: datetime
+    admission_pass: str | None
+    pass_expires_at: datetime | None
+    version: int
+
+
+_STATUS_RANK = {Status.WAITING: 0, Status.ADMITTED: 1, Status.PASS_EXPIRED: 2, Status.LEFT: 3}
+
+
+def room_version(room):
+    """Rises as the room moves: the draw, then every call of a place."""
+    return room.called_through + (1 if room.drawn_at else 0)
+
+
+def standing_of(visitor, room, on_sale, *, at=None):
+    """The visitor's Standing (its pass, when admitted: give it to the visitor's own buyer only)."""
+    at = at or timezone.now()
+    position = wait = None
+    if visitor.status == Status.WAITING and visitor.place is not None:
+        position = max(1, visitor.place - room.called_through)
+        wait = math.ceil(position * 60 / on_sale.admissions_per_minute)
+    admitted = visitor.status == Status.ADMITTED and visitor.pass_expires_at > at
+    token = None
+    if admitted:
+        buyer = Buyer(api_key_id=visitor.api_key_id, session_id=visitor.session_id)
+        token = admission_pass(
+            on_sale_id=on_sale.pk, visitor_id=visitor.pk, buyer=buyer, expires_at=visitor.pass_expires_at
+        )
+    return Standing(
+        visitor_id=visitor.pk,
+        on_sale_id=on_sale.pk,
+        status=visitor.status if visitor.status != Status.ADMITTED or admitted else Status.PASS_EXPIRED,
+        place=visitor.place,
+        position=position,
+        wait_seconds=wait,
+        opens_at=on_sale.opens_at,
+        admission_pass=token,
+        pass_expires_at=visitor.pass_expires_at if admitted else None,
+        version=4 * room_version(room) + _STATUS_RANK[visitor.status],
+    )
+
+
+def find_visitor(*, buyer, visitor_id):
+    """The buyer's own visitor with its room and on-sale, or RoomError("not_found"): another's is never revealed."""
+    visitor = (
+        RoomVisitor.objects.select_related("room__on_sale")
+        .filter(pk=visitor_id, api_key_id=buyer.api_key_id, session_id=buyer.session_id)
+        .first()
+    )
+    if visitor is None:
+        raise RoomError("not_found")
+    return visitor
+
+
+def read_standing(*, buyer, visitor_id, at=None):
+    """The buyer's own Standing in its room (one query), or RoomError("not_found"). Notes the visitor as seen."""
+    visitor = find_visitor(buyer=buyer, visitor_id=visitor_id)
+    note_seen(visitor)
+    return standing_of(visitor, visitor.room, visitor.room.on_sale, at=at)
+
+
+def active_visitor(*, buyer, on_sale_id):
+    """The buyer's place in the on-sale's room (Waiting or Admitted), or None."""
+    return (
+        RoomVisitor.objects.select_related("room__on_sale")
+        .filter(room_id=on_sale_id, api_key_id=buyer.api_key_id, session_id=buyer.session_id, status__in=ACTIVE)
+        .first()
+    )
+
+
+# --- Presence (Redis, advisory) ---------------------------------------------------------------------------------------
+
+
+def _seen_key(visitor_id):
+    return f"room-seen:{visitor_id}"
+
+
+def note_seen(visitor, *, at=None):
+    """Remember that the visitor is here (its page is open, its partner asks): a day, in the cache. Errors are
+    logged: a visitor not noted is only never passed over as gone."""
+    try:
+        cache.set(_seen_key(visitor.pk), (at or timezone.now()).timestamp(), timeout=24 * 3600)
+    except CACHE_ERRORS:  # presence is advisory: the cache out of reach must not refuse a visitor
+        logger.warning("Could not note room visitor %s as seen", visitor.pk, exc_info=True)
+
+
+def _gone(visitor_ids, at):
+    """The visitors last seen longer ago than the grace. Unknown to the cache (never noted, or the cache lost
+    it): present."""
+    if not visitor_ids:
+        return set()
+    try:
+        seen = cache.get_many([_seen_key(visitor_id) for visitor_id in visitor_ids])
+    except CACHE_ERRORS:
+        logger.warning("Room presence out of reach: passing nobody over", exc_info=True)
+        return set()
+    since = at.timestamp() - settings.TICKETING_ROOM_GRACE_SECONDS
+    return {visitor_id for visitor_id in visitor_ids if seen.get(_seen_key(visitor_id), math.inf) < since}
+
+
+# --- Joining ----------------------------------------------------------------------------------------------------------
+
+
+def _locked_room(room_id, *, share=False):
+    """The room with its on-sale, its row locked until commit: FOR SHARE (early joins, side by side) or FOR NO
+    KEY UPDATE (one at a time). The single-process SQLite demo has one writer at a time: nothing to take there."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            mode = "SHARE" if share else "NO KEY UPDATE"
+            cursor.execute(f"SELECT 1 FROM waiting_room WHERE on_sale_id = %s FOR {mode}", [room_id])
+    return Room.objects.select_related("on_sale").get(pk=room_id)
+
+
+def room_of(on_sale):
+    """The on-sale's Room, made on first use."""
+    room, _ = Room.objects.get_or_create(on_sale=on_sale)
+    return room
+
+
+def normalized_email(email):
+    return (email or "").strip().lower()
+
+
+def join_room(*, buyer, on_sale, email="", at=None):
+    """A place in the on-sale's waiting room for the buyer: `(visitor, created)`.
+
+    The buyer's place if it has one (Waiting or Admitted: another tab, a reload); else a new one, without a place
+    before the opening (the draw gives it) or at the back after. Locks the room's row (FOR SHARE before the
+    opening, else FOR NO KEY UPDATE; draws the room first if the opening has passed undrawn) and counts a
+    website visitor's network address (RoomAddress) in the same transaction. Raises RoomError: room_not_open,
+    room_closed, email_in_room (another browser has a place with that email), room_address_cap (429). On
+    commit: the visitor is noted as seen.
+    """
+    at = at or timezone.now()
+    if at < on_sale.queue_opens_at:
+        raise RoomError("room_not_open", opens_at=on_sale.queue_opens_at)
+    if at >= on_sale.closes_at:
+        raise RoomError("room_closed")
+    email = normalized_email(email)
+    room = room_of(on_sale)
+    early = at < on_sale.opens_at
+    for _attempt in range(3):
+        try:
+            visitor, created = _join(room.pk, buyer, email, early=early, at=at)
+        except _DrawnMeanwhile:
+            early = False  # the opening came while this join waited: it joins at the back
+            continue
+        except IntegrityError as error:
+            if "waiting_roomvisitor_one_place_per_email" in str(error):
+                raise RoomError("email_in_room") from None
+            if "waiting_roomvisitor_one_place_per_buyer" in str(error):
+                continue  # the buyer's other tab joined meanwhile: its place is this one's
+            raise
+        note_seen(visitor, at=at)
+        return visitor, created
+    raise RoomError("retry_join")
+
+
+class _DrawnMeanwhile(Exception):
+    pass
+
+
+def _join(room_id, buyer, email, *, early, at):
+    with transaction.atomic(durable=True):
+        room = _locked_room(room_id, share=early)
+        if early and room.drawn_at is not None:
+            raise _DrawnMeanwhile
+        existing = RoomVisitor.objects.filter(
+            room_id=room_id, api_key_id=buyer.api_key_id, session_id=buyer.session_id, status__in=ACTIVE
+        ).first()
+        if existing is not None:
+            return existing, False
+        if email and RoomVisitor.objects.filter(room_id=room_id, email=email, status__in=ACTIVE).exists():
+            raise RoomError("email_in_room")
+        if buyer.api_key_id is None and buyer.client_address:
+            _count_address(room, buyer.client_address)
+        place = None
+        if not early:
+            if room.drawn_at is None:
+                _draw(room, at)
+            room.last_place += 1
+            place = room.last_place
+            room.save(update_fields=["last_place"])
+        visitor = RoomVisitor.objects.create(
+            room_id=room_id,
+            api_key_id=buyer.api_key_id,
+            session_id=buyer.session_id,
+            email=email,
+            client_address=buyer.client_address,
+            early=early,
+            place=place,
+            joined_at=at,
+        )
+        return visitor, True
+
+
+# One statement: the count rises only while below the cap, so concurrent joins from one address can't pass it.
+COUNT_ADDRESS = """
+INSERT INTO waiting_roomaddress AS counted (room_id, address, joins) VALUES (%s, %s, 1)
+ON CONFLICT (room_id, address) DO UPDATE SET joins = counted.joins + 1 WHERE counted.joins < %s
+RETURNING joins
+"""
+
+
+def _count_address(room, address):
+    with connection.cursor() as cursor:
+        cursor.execute(COUNT_ADDRESS, [room.pk, address, room.on_sale.joins_per_address])
+        if cursor.fetchone() is None:
+            raise RoomError("room_address_cap")
+
+
+def leave_room(*, buyer, visitor_id, at=None):
+    """The visitor gives up its place (or its pass): status Left. Leaving a place already ended changes nothing.
+    Locks the visitor's row. Returns the visitor."""
+    at = at or timezone.now()
+    visitor = find_visitor(buyer=buyer, visitor_id=visitor_id)
+    RoomVisitor.objects.filter(pk=visitor.pk, status__in=ACTIVE).update(status=Status.LEFT, ended_at=at)
+    visitor.refresh_from_db()
+    return visitor
+
+
+# --- The draw ---------------------------------------------------------------------------------------------------------
+
+
+def draw_order(secret, visitor_ids):
+    """The drawn order of the visitors who arrived before the opening: ranked by HMAC-SHA256(secret, id), which
+    is a uniform random order for a secret nobody knew beforehand, and which anyone can recompute from the
+    published secret (manage.py audit_room_draw)."""
+    key = bytes.fromhex(secret)
+    return sorted(visitor_ids, key=lambda visitor_id: hmac.new(key, str(visitor_id).encode(), hashlib.sha256).digest())
+
+
+PLACE_DRAWN = """
+UPDATE waiting_roomvisitor visitor SET place = drawn.place
+  FROM unnest(%s::uuid[], %s::bigint[]) AS drawn(id, place)
+ WHERE visitor.id = drawn.id
+"""
+
+
+def _draw(room, at):
+    """Draw the early visitors' places (1..n) with a new secret. The caller holds the room's row FOR NO KEY UPDATE."""
+    early = list(
+        RoomVisitor.objects.filter(room=room, early=True, status=Status.WAITING, place__isnull=True).values_list(
+            "pk", flat=True
+        )
+    )
+    room.secret = secrets.token_hex(32)
+    order = draw_order(room.secret, early)
+    if order:
+        with connection.cursor() as cursor:
+            cursor.execute(PLACE_DRAWN, [[str(pk) for pk in order], list(range(1, len(order) + 1))])
+    room.drawn_at = at
+    room.drawn_count = len(order)
+    room.last_place = len(order)
+    room.due_at = room.on_sale.opens_at
+    room.save(update_fields=["secret", "drawn_at", "drawn_count", "last_place", "due_at"])
+
+
+# --- Admitting --------------------------------------------------------------------------------------------------------
+
+
+def room_group(on_sale_id):
+    """The channel-layer group told when the room moves (the draw, admissions, passes running out)."""
+    return f"waiting-room-{on_sale_id}"
+
+
+def admit_from_room(*, on_sale_id, at=None):
+    """Let the room's next visitors in, at its rate; returns how many were admitted.
+
+    Locks the room's row FOR NO KEY UPDATE for one short transaction: draws the room if the opening has come;
+    ends passes that ran out (Pass Expired; one unused, its buyer having held no seat of the on-sale's shows since
+    admitted, gives its admission back); adds the admissions the rate earned since the last time (at most
+    BURST_SECONDS' worth saved); admits that many from the head in place order with a pass each, passing over (Left)
+    visitors gone longer than the grace. Before the opening or after the room closes, does nothing. On commit:
+    tells the room's group who changed and how far the room has called.
+    """
+    with transaction.atomic(durable=True):
+        room = _locked_room(on_sale_id)
+        at = at or timezone.now()  # read once the room is ours, as the waiting line's serving does
+        on_sale = room.on_sale
+        if at < on_sale.opens_at or at >= on_sale.closes_at:
+            return 0
+        if room.drawn_at is None:
+            _draw(room, at)
+        changed = _end_passes(room, on_sale, at)
+        per_second = on_sale.admissions_per_minute / 60
+        earned = per_second * max(0.0, (at - (room.due_at or on_sale.opens_at)).total_seconds())
+        room.admissions_due = min(room.admissions_due + earned, max(1.0, per_second * BURST_SECONDS))
+        room.due_at = at
+        admitted = 0
+        wanted = math.floor(room.admissions_due + 1e-9)
+        line = RoomVisitor.objects.filter(room=room, status=Status.WAITING, place__isnull=False).order_by("place")
+        while admitted < wanted:
+            batch = list(line.filter(place__gt=room.called_through).values_list("pk", "place")[: wanted - admitted])
+            if not batch:
+                break
+            gone = _gone([pk for pk, _ in batch], at)
+            called = [pk for pk, _ in batch if pk not in gone]
+            RoomVisitor.objects.filter(pk__in=gone).update(status=Status.LEFT, ended_at=at)
+            RoomVisitor.objects.filter(pk__in=called).update(
+                status=Status.ADMITTED, admitted_at=at, pass_expires_at=at + timedelta(seconds=on_sale.pass_seconds)
+            )
+            room.called_through = batch[-1][1]
+            admitted += len(called)
+            changed += [*gone, *called]
+        room.admissions_due -= admitted
+        room.admitted += admitted
+        room.save(update_fields=["called_through", "admissions_due", "due_at", "admitted"])
+        notice = {
+            "type": "room.moved",
+            "on_sale_id": on_sale_id,
+            "version": room_version(room),
+            "called_through": room.called_through,
+            "changed": [str(pk) for pk in changed],
+        }
+        transaction.on_commit(lambda: send_to_groups([(room_group(on_sale_id), notice)]), robust=True)
+    return admitted
+
+
+def _end_passes(room, on_sale, at):
+    """Passes that ran out: Pass Expired. Returns their ids, and adds to the room's admissions those unused."""
+    ended = list(
+        RoomVisitor.objects.filter(room=room, status=Status.ADMITTED, pass_expires_at__lte=at).values_list(
+            "pk", "api_key_id", "session_id", "admitted_at"
+        )
+    )
+    if not ended:
+        return []
+    RoomVisitor.objects.filter(pk__in=[pk for pk, *_ in ended]).update(status=Status.PASS_EXPIRED, ended_at=at)
+    show_ids = list(on_sale.shows.values_list("show_id", flat=True))
+    held = set(
+        Reservation.objects.filter(
+            show_id__in=show_ids,
+            session_id__in={session for _, _, session, _ in ended},
+            created_at__gte=min(admitted for *_, admitted in ended),
+        ).values_list("api_key_id", "session_id", "created_at")
+    )
+    used = {
+        pk
+        for pk, key, session, admitted in ended
+        if any(k == key and s == session and made >= admitted for k, s, made in held)
+    }
+    room.admissions_due += len(ended) - len(used)
+    return [pk for pk, *_ in ended]
+
+
+def tend_rooms(*, at=None):
+    """Beat's clock (every second): admit from every room whose sale is open. Returns how many were admitted."""
+    at = at or timezone.now()
+    started = time.monotonic()
+    open_rooms = OnSale.objects.filter(opens_at__lte=at, closes_at__gt=at).values_list("pk", flat=True)
+    admitted = 0
+    for on_sale_id in list(open_rooms):
+        if Room.objects.filter(pk=on_sale_id).exists():
+            admitted += admit_from_room(on_sale_id=on_sale_id)
+    logger.debug("Tended rooms in %.3f s", time.monotonic() - started)
+    return admitted
