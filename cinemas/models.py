@@ -624,7 +624,7 @@ class OnSale(models.Model):
         where = self.show if self.show_id else self.city
         return gettext("%(movie)s on sale at %(when)s (%(where)s)") % {
             "movie": self.movie,
-            "when": self.opens_at.isoformat(timespec="minutes"),
+            "when": self.clock_label(self.opens_at),
             "where": where,
         }
 
