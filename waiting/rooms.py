@@ -381,6 +381,37 @@ def draw_order(secret, visitor_ids):
     return sorted(visitor_ids, key=lambda visitor_id: hmac.new(key, str(visitor_id).encode(), hashlib.sha256).digest())
 
 
+@dataclass(frozen=True, slots=True)
+class DrawAudit:
+    """What audit_draw found: `drawn` visitors in the room's draw (as it recorded), `checked` of them placed as
+    draw_order says; `mismatch` says the first place that isn't (None when all are)."""
+
+    drawn: int
+    checked: int
+    mismatch: str | None
+
+
+def audit_draw(on_sale_id):
+    """Recompute the room's draw from its published secret and its early visitors' ids (draw_order) and compare
+    with the places in the database. Locks nothing, changes nothing. Raises RoomError("not_found") for an
+    on-sale without a room; a room not drawn yet (its draw is at the opening) has nothing to audit: None."""
+    room = Room.objects.filter(pk=on_sale_id).first()
+    if room is None:
+        raise RoomError("not_found")
+    if room.drawn_at is None:
+        return None
+    placed = dict(RoomVisitor.objects.filter(room=room, early=True, place__isnull=False).values_list("place", "pk"))
+    expected = draw_order(room.secret, placed.values())
+    found = [placed[place] for place in sorted(placed)]
+    if len(placed) != room.drawn_count or sorted(placed) != list(range(1, len(placed) + 1)):
+        mismatch = f"{len(placed)} early visitors hold places {min(placed, default=0)}..{max(placed, default=0)}"
+        return DrawAudit(room.drawn_count, 0, f"{mismatch}; the room drew {room.drawn_count}")
+    for place, (drawn, held) in enumerate(zip(expected, found, strict=True), start=1):
+        if drawn != held:
+            return DrawAudit(room.drawn_count, place - 1, f"place {place}: the draw gives {drawn}, the database {held}")
+    return DrawAudit(room.drawn_count, len(found), None)
+
+
 PLACE_DRAWN = """
 UPDATE waiting_roomvisitor visitor SET place = drawn.place
   FROM unnest(%s::uuid[], %s::bigint[]) AS drawn(id, place)
