@@ -152,7 +152,10 @@ class RoomVisitor(models.Model):
         LEFT = "Left", pgettext_lazy("room status", "Left")
 
     id = models.UUIDField(verbose_name=_("ID"), primary_key=True, default=uuid.uuid4, editable=False)
-    room = models.ForeignKey(Room, verbose_name=_("waiting room"), on_delete=models.CASCADE, related_name="visitors")
+    # No index of its own: the unique (room, place) one leads with it.
+    room = models.ForeignKey(
+        Room, verbose_name=_("waiting room"), on_delete=models.CASCADE, related_name="visitors", db_index=False
+    )
     api_key = models.ForeignKey(
         ApiKey, verbose_name=_("API key"), on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -193,11 +196,13 @@ class RoomVisitor(models.Model):
                 name="waiting_roomvisitor_admitted_with_a_pass",
             ),
         ]
+        # Few indexes: the draw rewrites every early visitor's row at the opening, each index again for each. The
+        # head of a room's line is read on the unique (room, place) one.
         indexes = [
-            # The head of each room's line.
-            models.Index(fields=["room", "place"], condition=Q(status="Waiting"), name="waiting_roomvisitor_line"),
             # Passes running out.
-            models.Index(fields=["pass_expires_at"], condition=Q(status="Admitted"), name="waiting_roomvisitor_passes"),
+            models.Index(
+                fields=["room", "pass_expires_at"], condition=Q(status="Admitted"), name="waiting_roomvisitor_passes"
+            ),
         ]
 
     def __str__(self):
