@@ -19,7 +19,8 @@ from bench.show import BENCH_KEY
 # How often a driven visitor asks for its standing: after its estimated wait, halved, within these bounds.
 POLL_MIN_SECONDS = 1.0
 POLL_MAX_SECONDS = 30.0
-PAY_ATTEMPTS = 5  # a payment whose connection closed, or still running under its key, is sent again with its key
+PAY_ATTEMPTS = 5
+LATE_JOIN_ATTEMPTS = 30  # a payment whose connection closed, or still running under its key, is sent again with its key
 
 
 @dataclass
@@ -231,10 +232,16 @@ async def join_late(base_url, on_sale_id, sessions, *, http_client):
     joined = []
     async with bench_clients(base_url, 1, api_key=BENCH_KEY, keep_cookies=False, http_client=http_client) as clients:
         for session in sessions:
-            response, _ = await minding_busy(
-                lambda s=session: clients[0].post(f"/api/v1/on-sales/{on_sale_id}/room", json={"session_id": s}),
-                lambda response, ms: None,
-            )
+            for _attempt in range(LATE_JOIN_ATTEMPTS):
+                # HAProxy answers 503 without Retry-After while it has taken every web process out of rotation
+                # (their health checks too slow on the saturated machine): that too is sent again, a second later.
+                response, _ = await minding_busy(
+                    lambda s=session: clients[0].post(f"/api/v1/on-sales/{on_sale_id}/room", json={"session_id": s}),
+                    lambda response, ms: None,
+                )
+                if response.status_code != 503:
+                    break
+                await asyncio.sleep(1)
             if response.status_code != 201:
                 raise RuntimeError(f"late join {session} -> {response.status_code}: {response.text[:300]}")
             body = response.json()
