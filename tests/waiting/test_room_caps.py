@@ -62,7 +62,7 @@ COUNT = "INSERT INTO waiting_roomaddress AS counted"
 CHECK_FIRST = (
     "IF COALESCE((SELECT joins FROM waiting_roomaddress WHERE room_id = p_on_sale AND address = p_address), 0)"
     " >= v_sale.joins_per_address THEN PERFORM bookings_refuse('room_address_cap'); END IF;"
-    " PERFORM pg_sleep(0.05); "  # as long as a busy server may take between the read and the count
+    " PERFORM pg_sleep(0.3); "  # as long as a busy server may take between the read and the count
 )
 CONDITION = "WHERE counted.joins < v_sale.joins_per_address;"
 
