@@ -22,7 +22,7 @@ from django.contrib.admin import widgets
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import DateField, F, Func, Value, prefetch_related_objects
 from django.db.models.functions import ExtractMonth, ExtractYear
 from django.urls import path, reverse
@@ -46,11 +46,14 @@ from cinemas.models import (
     MenuItem,
     Movie,
     MovieCertificate,
+    OnSale,
+    OnSaleShow,
     Seat,
     SeatType,
     Show,
     ShowPrice,
 )
+from cinemas.on_sales import forget_gates, mark_on_sale
 from cinemas.posters import MAX_PIXELS, MAX_UPLOAD_BYTES, MIN_HEIGHT, MIN_WIDTH, POSTER_SIZES, poster_urls
 from cinemas.roles import StaffAction
 from cinemas.scheduling import PRICE_FIELDS, price_field, schedule_in_bulk
@@ -71,6 +74,7 @@ from cinemas.services import (
     upload_poster,
 )
 from ticketing.admin_base import AsItsParent, ChosenOnlyFilter, ModelAdmin, ReadOnly
+from ticketing.staff import is_chain_admin
 
 # --- Pieces shared by several admins ----------------------------------------------------------------------
 
@@ -897,3 +901,134 @@ class ShowAdmin(CatalogEdits, ServiceRefusalOnForm, CinemaRoles, ModelAdmin):
     @admin.display(description=_("Stored (UTC)"))
     def stored_times(self, show):
         return f"{show.starts_at:%Y-%m-%d %H:%M} – {show.ends_at:%Y-%m-%d %H:%M} UTC"
+
+
+# --- On-sales ---------------------------------------------------------------------------------------------------
+
+ON_SALE_TIMES = ["queue_opens_at", "opens_at", "closes_at"]
+
+
+class OnSaleForm(forms.ModelForm):
+    """An on-sale's times on the clocks of its cinema (a city's: its cinemas'), as ShowForm reads a show's."""
+
+    queue_opens_at = WallClockField(
+        label=_("Waiting room opens at (cinema's local time)"),
+        help_text=_("Everyone who arrives from now until the sale opens gets a random place at the opening."),
+    )
+    opens_at = WallClockField(label=_("Sale opens at (cinema's local time)"))
+    closes_at = WallClockField(
+        label=_("Waiting room closes at (cinema's local time)"),
+        required=False,
+        help_text=_("Blank: when the last of its shows starts. From then on, they are sold without the room."),
+    )
+
+    class Meta:
+        model = OnSale
+        fields = ["show", "movie", "city", "admissions_per_minute", "pass_seconds", "joins_per_address"]
+        # The wall-clock times above stand for the model's instants (see ShowForm).
+        exclude = ON_SALE_TIMES  # noqa: DJ006
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "movie" in self.fields:
+            self.fields["movie"].required = False  # one show's movie is the show's
+            self.fields["movie"].help_text = _("For every show of a movie in a city; one show's is its own.")
+        on_sale = self.instance
+        if on_sale.pk is not None:
+            for name in ON_SALE_TIMES:
+                self.initial[name] = timezone.make_naive(getattr(on_sale, name), on_sale.zone)
+
+    def clean(self):
+        cleaned_data = super().clean()
+        show, city, movie = cleaned_data.get("show"), cleaned_data.get("city"), cleaned_data.get("movie")
+        if (show is None) == (city is None) or (city is not None and movie is None):
+            raise ValidationError(gettext("Choose one show, or a movie and a city."))
+        if show is not None:
+            cleaned_data["movie"] = show.movie
+        zone = OnSale(show=show, city=city).zone
+        for name in ON_SALE_TIMES:
+            if cleaned_data.get(name) is not None:
+                try:
+                    cleaned_data[name] = on_cinema_clock(cleaned_data[name], zone)
+                except ValidationError as error:
+                    self.add_error(name, error)
+        return cleaned_data
+
+
+class OnSaleShowInline(ReadOnly, AsItsParent, admin.TabularInline):
+    """The shows its room stands in front of, as mark_on_sale listed them."""
+
+    model = OnSaleShow
+    fields = ["show", "local_start"]
+    readonly_fields = ["show", "local_start"]
+    extra = 0
+    can_delete = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("show__movie", "show__hall__cinema")
+
+    @admin.display(description=_("Starts (cinema's local time)"))
+    def local_start(self, row):
+        return row.show.hall.cinema.clock_label(row.show.starts_at)
+
+
+@admin.register(OnSale)
+class OnSaleAdmin(ServiceRefusalOnForm, CinemaRoles, ModelAdmin):
+    """Staff put a show, or every show of a movie in a city, behind a waiting room (cinemas.on_sales.mark_on_sale).
+
+    A manager marks one show of their own cinemas (as they schedule it); a city's on-sale may span several
+    cinemas, so it is the chain admins' alone, and only they see it.
+    """
+
+    form = OnSaleForm
+    cinema_field = "show__hall__cinema"
+    view_actions = (StaffAction.SEE_SALES,)
+    change_action = delete_action = StaffAction.SCHEDULE_SHOWS
+    choices_reach = {"show": "hall__cinema"}
+    inlines = [OnSaleShowInline]
+    list_display = ["movie", "where", "local_queue_opens", "local_opens", "local_closes", "admissions_per_minute"]
+    list_select_related = ["movie", "city", "show__movie", "show__hall__cinema"]
+    search_fields = ["movie__title", "city__name", "show__hall__cinema__name"]
+    autocomplete_fields = ["show", "movie", "city"]
+    readonly_fields = ["local_queue_opens", "local_opens", "local_closes"]
+    show_full_result_count = False
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
+
+    def get_fieldsets(self, request, obj=None):
+        rates = (_("The waiting room"), {"fields": ["admissions_per_minute", "pass_seconds", "joins_per_address"]})
+        if obj is not None and not self.has_change_permission(request, obj):
+            what = ["show"] if obj.show_id else ["movie", "city"]
+            return [(None, {"fields": [*what, "local_queue_opens", "local_opens", "local_closes"]}), rates]
+        what = ["show", "movie", "city"] if is_chain_admin(request.user) else ["show"]
+        return [(None, {"fields": [*what, *ON_SALE_TIMES]}), rates]
+
+    def save_model(self, request, obj, form, change):
+        for name in ON_SALE_TIMES:
+            setattr(obj, name, form.cleaned_data[name])
+        mark_on_sale(obj)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        transaction.on_commit(forget_gates)
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        transaction.on_commit(forget_gates)
+
+    @admin.display(description=_("Where"))
+    def where(self, on_sale):
+        return on_sale.show if on_sale.show_id else on_sale.city
+
+    @admin.display(description=_("Waiting room opens (local time)"), ordering="queue_opens_at")
+    def local_queue_opens(self, on_sale):
+        return on_sale.clock_label(on_sale.queue_opens_at)
+
+    @admin.display(description=_("Sale opens (local time)"), ordering="opens_at")
+    def local_opens(self, on_sale):
+        return on_sale.clock_label(on_sale.opens_at)
+
+    @admin.display(description=_("Waiting room closes (local time)"), ordering="closes_at")
+    def local_closes(self, on_sale):
+        return on_sale.clock_label(on_sale.closes_at)

@@ -35,7 +35,8 @@ class CinemaRoles:
     """A ModelAdmin whose permissions are the staff's roles.
 
     - `cinema_field`: the lookup from a row to its cinema ("hall__cinema"); None for rows of no cinema (movies),
-      which a user then sees, or changes, if their role allows it at some cinema.
+      which a user then sees, or changes, if their role allows it at some cinema. A row whose lookup ends
+      nowhere (a city's on-sale has no show) is the chain admins' alone.
     - `view_actions`: the actions that let a user see the rows (at the row's cinema); whoever may change a row
       may see it too.
     - `change_action`, `add_action` (None: as change) and `delete_action`: the action each needs, at the row's
@@ -57,7 +58,12 @@ class CinemaRoles:
             return False
         if obj is None or self.cinema_field is None:
             return may(request.user, action)
-        return may(request.user, action, cinema_id_of(obj, self.cinema_field))
+        cinema_id = cinema_id_of(obj, self.cinema_field)
+        if cinema_id is None:
+            # A row of no one cinema where its kind has one (a city's on-sale, which may span several): the
+            # chain's, as everything no cinema's role reaches.
+            return may(request.user, StaffAction.RUN_CHAIN)
+        return may(request.user, action, cinema_id)
 
     def _may_see(self, request, obj=None):
         return any(self._may(request, action, obj) for action in self.view_actions)

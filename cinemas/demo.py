@@ -28,12 +28,14 @@ from cinemas.models import (
     MenuItem,
     Movie,
     MovieCertificate,
+    OnSale,
     SeatType,
     Show,
     ShowFormat,
     ShowPrice,
     StaffRole,
 )
+from cinemas.on_sales import mark_on_sale
 from cinemas.posters import POSTER_SIZES, draw_poster
 from cinemas.services import (
     build_seat_layout,
@@ -761,6 +763,28 @@ def load_demo(*, at=None):
         "shows_skipped": skipped,
         "shows_upcoming": Show.objects.filter(hall__in=[hall for _, hall in halls], starts_at__gt=at).count(),
     }
+
+
+# The demo's on-sale: the last demo day's latest show at the staff's cinema, behind a waiting room that opens when the
+# demo is seeded, its sale this many minutes later (so the room, its draw and admissions can be watched locally).
+DEMO_ON_SALE_OPENS_IN_MINUTES = 10
+
+
+def ensure_demo_on_sale(*, at=None):
+    """Put one demo show behind a waiting room unless an on-sale is already to come; returns the OnSale or None."""
+    at = at or timezone.now()
+    upcoming = OnSale.objects.filter(closes_at__gt=at).order_by("opens_at").first()
+    if upcoming is not None:
+        return upcoming
+    show = (
+        Show.objects.filter(hall__cinema__name=DEMO_STAFF_CINEMA, starts_at__gt=at + timedelta(days=DEMO_DAYS - 2))
+        .order_by("-starts_at")
+        .first()
+    )
+    if show is None:
+        return None
+    opens_at = at + timedelta(minutes=DEMO_ON_SALE_OPENS_IN_MINUTES)
+    return mark_on_sale(OnSale(show=show, movie=show.movie, queue_opens_at=at, opens_at=opens_at), at=at)
 
 
 # --- The design study's scale, for the benchmark --------------------------------------------------------

@@ -149,8 +149,15 @@ class Cinema(models.Model):
 
     def clock_label(self, instant):
         """`instant` as this cinema's clocks show it, with the zone: "Mon 7 Dec 2026, 17:30 (America/New_York)"."""
-        # Translators: a date and time as Django's date format characters, e.g. "Mon 7 Dec 2026, 17:30".
-        return f"{dateformat.format(instant.astimezone(self.zone), gettext('D j M Y, H:i'))} ({self.time_zone})"
+        return clock_label(instant, self.zone)
+
+
+def clock_label(instant, zone):
+    """`instant` as the zone's clocks show it, with the zone (Cinema.clock_label); "–" for none."""
+    if instant is None:
+        return "–"
+    # Translators: a date and time as Django's date format characters, e.g. "Mon 7 Dec 2026, 17:30".
+    return f"{dateformat.format(instant.astimezone(zone), gettext('D j M Y, H:i'))} ({zone.key})"
 
 
 class StaffRole(models.TextChoices):
@@ -617,9 +624,22 @@ class OnSale(models.Model):
         where = self.show if self.show_id else self.city
         return gettext("%(movie)s on sale at %(when)s (%(where)s)") % {
             "movie": self.movie,
-            "when": self.opens_at.isoformat(timespec="minutes"),
+            "when": self.clock_label(self.opens_at),
             "where": where,
         }
+
+    @property
+    def zone(self):
+        """The clocks its times are read on: its show's cinema's; a city's on-sale, the city's cinemas' (UTC
+        while the city has none)."""
+        if self.show_id is not None:
+            return self.show.hall.cinema.zone
+        cinema = Cinema.objects.filter(city_id=self.city_id).order_by("pk").first()
+        return cinema.zone if cinema else zoneinfo.ZoneInfo("UTC")
+
+    def clock_label(self, instant):
+        """`instant` on its clocks (zone), with the zone; "–" for none."""
+        return clock_label(instant, self.zone)
 
 
 # The exclusion constraint that keeps a show in one waiting room at a time.

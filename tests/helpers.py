@@ -5,8 +5,19 @@ import os
 import signal
 import subprocess
 import threading
+import time
 
 from django.db import connection, connections
+
+
+def wait_until(condition, seconds):
+    """Ask `condition` every quarter second until it answers something true or `seconds` pass; its last answer."""
+    deadline = time.monotonic() + seconds
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            return found
+        time.sleep(0.25)
+    return found
 
 
 def get_ok(api, url, **parameters):

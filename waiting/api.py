@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from cinemas.models import OnSale, Show
 from ticketing.buyers import key_buyer
 from ticketing.errors import refusal_api_error
-from ticketing.lean import LeanApiView, LeanError, api_key_of, serve, validated
+from ticketing.lean import Answer, LeanApiView, LeanError, api_key_of, serve, validated
 from ticketing.parameters import SessionParameters, checked
 from waiting import longpoll, rooms, serializers, services
 from waiting.models import Room
@@ -102,9 +102,31 @@ class RoomApiView(APIView):
         return super().handle_exception(exc)
 
 
+async def join_room(request):
+    """Join an on-sale's waiting room for a partner's session (waiting.rooms.join_room): one call of
+    waiting_join_room on the async pool."""
+    api_key = await api_key_of(request)
+    data = validated(serializers.JoinRoomInput, request.data())
+    buyer = key_buyer(api_key, data["session_id"])
+    try:
+        visitor, created = await serve(
+            rooms.join_room,
+            rooms.ajoin_room,
+            buyer=buyer,
+            on_sale=OnSale(pk=request.kwargs["on_sale_id"]),
+            email=data.get("email", ""),
+        )
+    except rooms.RoomError as error:
+        raise LeanError.of(refusal_api_error(error)) from None
+    standing = rooms.standing_of(visitor, visitor.room, visitor.room.on_sale)
+    return Answer(201 if created else 200, serializers.standing_body(standing))
+
+
 @extend_schema(tags=["waiting room"])
 @method_decorator(never_cache, name="dispatch")
-class RoomApi(RoomApiView):
+class RoomApi(LeanApiView, RoomApiView):
+    lean_endpoints = {"post": join_room}
+
     @extend_schema(responses=OpenApiResponse(description="The on-sale's room: its times, rate and draw."))
     def get(self, request, on_sale_id):
         """An on-sale's waiting room: when it opens, its rate, and once drawn the draw's secret (for audit)."""
@@ -116,18 +138,16 @@ class RoomApi(RoomApiView):
         responses={
             201: serializers.StandingSerializer,
             200: OpenApiResponse(serializers.StandingSerializer, description="Already in the room: the same place."),
-            425: OpenApiResponse(description="room_not_open: the room opens later."),
+            404: OpenApiResponse(description="No such on-sale (error body)."),
+            409: OpenApiResponse(description="email_in_room (error body)."),
+            410: OpenApiResponse(description="room_closed (error body)."),
+            425: OpenApiResponse(description="room_not_open: the room opens later (error body)."),
         },
     )
     def post(self, request, on_sale_id):
         """Join the room for a session: before the opening, a place drawn at random at the opening; after, the
-        next place at the back."""
-        on_sale = get_object_or_404(OnSale, pk=on_sale_id)
-        data = checked(serializers.JoinRoomInput, request.data)
-        buyer = key_buyer(request.auth, data["session_id"])
-        visitor, created = rooms.join_room(buyer=buyer, on_sale=on_sale, email=data.get("email", ""))
-        standing = rooms.read_standing(buyer=buyer, visitor_id=visitor.pk)
-        return Response(serializers.standing_body(standing), status=201 if created else 200)
+        next place at the back. The same session again: its place (200)."""
+        return self.lean(request, on_sale_id=on_sale_id)
 
 
 async def poll_room_visitor(request):

@@ -21,6 +21,7 @@ it passes nobody over: missing means present).
 
 import hashlib
 import hmac
+import json
 import logging
 import math
 import secrets
@@ -29,18 +30,23 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import psycopg
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from bookings.models import Reservation
+from bookings.services.holds import REFUSAL_SQLSTATE
 from cinemas.models import OnSale
 from cinemas.on_sales import admission_pass
 from ticketing.broadcast import send_to_groups
 from ticketing.buyers import Buyer
 from ticketing.cached_reads import CACHE_ERRORS
 from ticketing.error_codes import error_message
+from ticketing.lean import pooled_rows, redis_client
 from waiting.models import Room, RoomVisitor
 
 logger = logging.getLogger(__name__)
@@ -169,16 +175,17 @@ def _seen_key(visitor_id):
 
 
 def note_seen(visitor, *, at=None):
-    """Remember that the visitor is here (its page is open, its partner asks): a day, in the cache. Errors are
-    logged: a visitor not noted is only never passed over as gone."""
+    """Remember that the visitor is here (its page is open, its partner asks): a day, in the cache, as whole
+    seconds (which the cache stores as they are, so the lean path writes the same with Redis alone: anote_seen).
+    Errors are logged: a visitor not noted is only never passed over as gone."""
     note_all_seen([visitor.pk], at=at)
 
 
 def note_all_seen(visitor_ids, *, at=None):
     """note_seen for each of `visitor_ids`, in one cache call (the open pages' sockets, gathered)."""
-    seen = (at or timezone.now()).timestamp()
+    seen = _seen_value(at)
     try:
-        cache.set_many({_seen_key(visitor_id): seen for visitor_id in visitor_ids}, timeout=24 * 3600)
+        cache.set_many({_seen_key(visitor_id): seen for visitor_id in visitor_ids}, timeout=SEEN_SECONDS)
     except CACHE_ERRORS:  # presence is advisory: the cache out of reach must not refuse a visitor
         logger.warning("Could not note room visitors %s as seen", list(visitor_ids)[:10], exc_info=True)
 
@@ -186,6 +193,24 @@ def note_all_seen(visitor_ids, *, at=None):
 def last_seen(visitor_id):
     """When the visitor was last noted as seen (a POSIX timestamp), or None if the cache does not know."""
     return cache.get(_seen_key(visitor_id))
+
+
+async def anote_seen(visitor_id, *, at=None):
+    """note_seen on the event loop: one SET with the loop's Redis client (without Redis, on a thread)."""
+    if not settings.REDIS_URL:
+        await sync_to_async(note_seen)(RoomVisitor(pk=visitor_id), at=at)
+        return
+    try:
+        await redis_client().set(cache.make_key(_seen_key(visitor_id)), _seen_value(at), ex=SEEN_SECONDS)
+    except CACHE_ERRORS:
+        logger.warning("Could not note room visitor %s as seen", visitor_id, exc_info=True)
+
+
+SEEN_SECONDS = 24 * 3600
+
+
+def _seen_value(at):
+    return int((at or timezone.now()).timestamp())
 
 
 def _gone(visitor_ids, at):
@@ -205,13 +230,12 @@ def _gone(visitor_ids, at):
 # --- Joining ----------------------------------------------------------------------------------------------------------
 
 
-def _locked_room(room_id, *, share=False):
-    """The room with its on-sale, its row locked until commit: FOR SHARE (early joins, side by side) or FOR NO
-    KEY UPDATE (one at a time). The single-process SQLite demo has one writer at a time: nothing to take there."""
+def _locked_room(room_id):
+    """The room with its on-sale, its row locked FOR NO KEY UPDATE until commit (the draw and admissions, one at
+    a time; early joins hold it FOR SHARE in waiting_join_room)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            mode = "SHARE" if share else "NO KEY UPDATE"
-            cursor.execute(f"SELECT 1 FROM waiting_room WHERE on_sale_id = %s FOR {mode}", [room_id])
+            cursor.execute("SELECT 1 FROM waiting_room WHERE on_sale_id = %s FOR NO KEY UPDATE", [room_id])
     return Room.objects.select_related("on_sale").get(pk=room_id)
 
 
@@ -225,92 +249,139 @@ def normalized_email(email):
     return (email or "").strip().lower()
 
 
+JOIN_FUNCTION = "waiting_join_room"
+# What waiting_join_room (waiting migration 0011) refuses with that the caller acts on rather than answers.
+_DRAW_FIRST, _DRAWN_MEANWHILE = "draw_first", "drawn_meanwhile"
+JOIN_ATTEMPTS = 3
+
+
 def join_room(*, buyer, on_sale, email="", at=None):
-    """A place in the on-sale's waiting room for the buyer: `(visitor, created)`.
+    """A place in the on-sale's waiting room for the buyer: `(visitor, created)`, the visitor as a RoomVisitor
+    with its `room` and the room's `on_sale` filled in as far as standing_of needs them (not saved objects).
 
     The buyer's place if it has one (Waiting or Admitted: another tab, a reload); else a new one, without a place
-    before the opening (the draw gives it) or at the back after. Locks the room's row (FOR SHARE before the
-    opening, else FOR NO KEY UPDATE; draws the room first if the opening has passed undrawn) and counts a
-    website visitor's network address (RoomAddress) in the same transaction. Raises RoomError: room_not_open,
-    room_closed, email_in_room (another browser has a place with that email), room_address_cap (429). On
-    commit: the visitor is noted as seen.
+    before the opening (the draw gives it) or at the back after. One call of waiting_join_room (waiting migration
+    0011), its own transaction: locks the room's row (FOR SHARE before the opening, else FOR NO KEY UPDATE) and
+    counts a website visitor's network address (RoomAddress) up to the on-sale's cap, then notes it seen. A join
+    after the opening that finds the room undrawn draws it (_draw, under the room's lock) and joins again.
+    Raises RoomError: no_such_room, room_not_open, room_closed, email_in_room (another browser has a place with
+    that email), room_address_cap (429), retry_join (the buyer's own other tab won every race).
     """
     at = at or timezone.now()
-    if at < on_sale.queue_opens_at:
-        raise RoomError("room_not_open", opens_at=on_sale.queue_opens_at)
-    if at >= on_sale.closes_at:
-        raise RoomError("room_closed")
-    email = normalized_email(email)
-    room = room_of(on_sale)
-    early = at < on_sale.opens_at
-    for _attempt in range(3):
+    arguments = _join_arguments(buyer, on_sale.pk, email, at)
+    for _attempt in range(JOIN_ATTEMPTS):
         try:
-            visitor, created = _join(room.pk, buyer, email, early=early, at=at)
-        except _DrawnMeanwhile:
-            early = False  # the opening came while this join waited: it joins at the back
+            visitor, created = _joined(buyer, on_sale.pk, _call_join(arguments))
+        except _JoinAgain as again:
+            if again.draw_first:
+                _draw_due(on_sale.pk, at)
+            arguments[-1] = arguments[-1] or again.late
             continue
-        except IntegrityError as error:
-            if "waiting_roomvisitor_one_place_per_email" in str(error):
-                raise RoomError("email_in_room") from None
-            if "waiting_roomvisitor_one_place_per_buyer" in str(error):
-                continue  # the buyer's other tab joined meanwhile: its place is this one's
-            raise
         note_seen(visitor, at=at)
         return visitor, created
     raise RoomError("retry_join")
 
 
-class _DrawnMeanwhile(Exception):
-    pass
+async def ajoin_room(*, buyer, on_sale, email="", at=None):
+    """join_room on the lean path's async pool (ticketing.lean): the same function call, one round trip; the draw,
+    when due, on a thread. `on_sale` needs only its pk."""
+    at = at or timezone.now()
+    on_sale_id = on_sale.pk
+    arguments = _join_arguments(buyer, on_sale_id, email, at)
+    for _attempt in range(JOIN_ATTEMPTS):
+        try:
+            rows = await pooled_rows(JOIN_FUNCTION, arguments)
+        except psycopg.Error as error:
+            again = _join_refusal(error)
+            if again is None:
+                raise
+            if isinstance(again, RoomError):
+                raise again from None
+            if again.draw_first:
+                await database_sync_to_async(_draw_due, thread_sensitive=False)(on_sale_id, at)
+            arguments[-1] = arguments[-1] or again.late
+            continue
+        visitor, created = _joined(buyer, on_sale_id, rows[0])
+        await anote_seen(visitor.pk, at=at)
+        return visitor, created
+    raise RoomError("retry_join")
 
 
-def _join(room_id, buyer, email, *, early, at):
-    with transaction.atomic(durable=True):
-        room = _locked_room(room_id, share=early)
-        if early and room.drawn_at is not None:
-            raise _DrawnMeanwhile
-        existing = RoomVisitor.objects.filter(
-            room_id=room_id, api_key_id=buyer.api_key_id, session_id=buyer.session_id, status__in=ACTIVE
-        ).first()
-        if existing is not None:
-            return existing, False
-        if email and RoomVisitor.objects.filter(room_id=room_id, email=email, status__in=ACTIVE).exists():
-            raise RoomError("email_in_room")
-        if buyer.api_key_id is None and buyer.client_address:
-            _count_address(room, buyer.client_address)
-        place = None
-        if not early:
-            if room.drawn_at is None:
-                _draw(room, at)
-            room.last_place += 1
-            place = room.last_place
-            room.save(update_fields=["last_place"])
-        visitor = RoomVisitor.objects.create(
-            room_id=room_id,
-            api_key_id=buyer.api_key_id,
-            session_id=buyer.session_id,
-            email=email,
-            client_address=buyer.client_address,
-            early=early,
-            place=place,
-            joined_at=at,
-        )
-        return visitor, True
+def _join_arguments(buyer, on_sale_id, email, at):
+    address = buyer.client_address if buyer.api_key_id is None else None
+    return [on_sale_id, buyer.api_key_id, buyer.session_id, normalized_email(email), address, at, False]
 
 
-# One statement: the count rises only while below the cap, so concurrent joins from one address can't pass it.
-COUNT_ADDRESS = """
-INSERT INTO waiting_roomaddress AS counted (room_id, address, joins) VALUES (%s, %s, 1)
-ON CONFLICT (room_id, address) DO UPDATE SET joins = counted.joins + 1 WHERE counted.joins < %s
-RETURNING joins
-"""
+def _call_join(arguments):
+    """The call on Django's connection: in autocommit the statement alone; inside a transaction (a test's) in a
+    savepoint, so that a refusal rolls back the call and nothing else."""
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            return _call_join_now(arguments)
+    return _call_join_now(arguments)
 
 
-def _count_address(room, address):
+def _call_join_now(arguments):
     with connection.cursor() as cursor:
-        cursor.execute(COUNT_ADDRESS, [room.pk, address, room.on_sale.joins_per_address])
-        if cursor.fetchone() is None:
-            raise RoomError("room_address_cap")
+        try:
+            cursor.execute(f"SELECT * FROM {JOIN_FUNCTION}(%s, %s, %s, %s, %s, %s, %s)", arguments)
+        except DatabaseError as error:
+            refusal = _join_refusal(error.__cause__)
+            if refusal is None:
+                raise
+            raise refusal from None
+        return cursor.fetchone()
+
+
+class _JoinAgain(Exception):
+    """Join again: `late` (the room was drawn meanwhile, or the buyer's other tab just joined), after drawing the
+    room when `draw_first`."""
+
+    def __init__(self, *, late, draw_first=False):
+        self.late, self.draw_first = late, draw_first
+
+
+def _join_refusal(error):
+    """What waiting_join_room's error means: a RoomError to answer, or _JoinAgain; None for any other error."""
+    if getattr(error, "sqlstate", None) == REFUSAL_SQLSTATE:
+        code = error.diag.message_primary
+        if code == _DRAW_FIRST:
+            return _JoinAgain(late=True, draw_first=True)
+        if code == _DRAWN_MEANWHILE:
+            return _JoinAgain(late=True)
+        return RoomError(code, **json.loads(error.diag.message_detail or "{}"))
+    constraint = getattr(getattr(error, "diag", None), "constraint_name", None)
+    if constraint == "waiting_roomvisitor_one_place_per_email":
+        return RoomError("email_in_room")
+    if constraint == "waiting_roomvisitor_one_place_per_buyer":
+        return _JoinAgain(late=False)  # the buyer's other tab joined meanwhile: its place is this one's
+    return None
+
+
+def _joined(buyer, on_sale_id, row):
+    visitor_id, created, status, place, early, pass_expires_at, called_through, drawn_at, opens_at, rate = row
+    on_sale = OnSale(pk=on_sale_id, opens_at=opens_at, admissions_per_minute=rate)
+    room = Room(on_sale=on_sale, called_through=called_through, drawn_at=drawn_at)
+    visitor = RoomVisitor(
+        pk=visitor_id,
+        room=room,
+        api_key_id=buyer.api_key_id,
+        session_id=buyer.session_id,
+        status=status,
+        place=place,
+        early=early,
+        pass_expires_at=pass_expires_at,
+    )
+    return visitor, created
+
+
+def _draw_due(on_sale_id, at):
+    """Draw the room if the opening has come and nobody has yet (a join after the opening found it undrawn)."""
+    Room.objects.get_or_create(on_sale_id=on_sale_id)  # the refused call's insert of it was rolled back
+    with transaction.atomic(durable=True):
+        room = _locked_room(on_sale_id)
+        if room.drawn_at is None and at >= room.on_sale.opens_at:
+            _draw(room, at)
 
 
 def leave_room(*, buyer, visitor_id, at=None):
@@ -332,6 +403,37 @@ def draw_order(secret, visitor_ids):
     published secret (manage.py audit_room_draw)."""
     key = bytes.fromhex(secret)
     return sorted(visitor_ids, key=lambda visitor_id: hmac.new(key, str(visitor_id).encode(), hashlib.sha256).digest())
+
+
+@dataclass(frozen=True, slots=True)
+class DrawAudit:
+    """What audit_draw found: `drawn` visitors in the room's draw (as it recorded), `checked` of them placed as
+    draw_order says; `mismatch` says the first place that isn't (None when all are)."""
+
+    drawn: int
+    checked: int
+    mismatch: str | None
+
+
+def audit_draw(on_sale_id):
+    """Recompute the room's draw from its published secret and its early visitors' ids (draw_order) and compare
+    with the places in the database. Locks nothing, changes nothing. Raises RoomError("not_found") for an
+    on-sale without a room; a room not drawn yet (its draw is at the opening) has nothing to audit: None."""
+    room = Room.objects.filter(pk=on_sale_id).first()
+    if room is None:
+        raise RoomError("not_found")
+    if room.drawn_at is None:
+        return None
+    placed = dict(RoomVisitor.objects.filter(room=room, early=True, place__isnull=False).values_list("place", "pk"))
+    expected = draw_order(room.secret, placed.values())
+    found = [placed[place] for place in sorted(placed)]
+    if len(placed) != room.drawn_count or sorted(placed) != list(range(1, len(placed) + 1)):
+        mismatch = f"{len(placed)} early visitors hold places {min(placed, default=0)}..{max(placed, default=0)}"
+        return DrawAudit(room.drawn_count, 0, f"{mismatch}; the room drew {room.drawn_count}")
+    for place, (drawn, held) in enumerate(zip(expected, found, strict=True), start=1):
+        if drawn != held:
+            return DrawAudit(room.drawn_count, place - 1, f"place {place}: the draw gives {drawn}, the database {held}")
+    return DrawAudit(room.drawn_count, len(found), None)
 
 
 PLACE_DRAWN = """

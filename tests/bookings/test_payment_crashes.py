@@ -17,6 +17,7 @@ from bookings.providers.sandbox_http import SandboxHttpProvider
 from tests.bookings.helpers import GOOD_CARD, seat_ids
 from tests.conftest import celery_worker, payment_sandbox, redis_keys_of_its_own, serving
 from tests.factories import make_api_key
+from tests.helpers import wait_until
 
 SETTLE_SECONDS = 2
 CLOCKS = {
@@ -25,15 +26,6 @@ CLOCKS = {
     "TICKETING_IDEMPOTENCY_TAKEOVER_SECONDS": "3",
     "CELERY_TASK_ALWAYS_EAGER": "0",
 }
-
-
-def wait_until(condition, seconds):
-    deadline = time.monotonic() + seconds
-    while not (found := condition()):
-        if time.monotonic() > deadline:
-            return found
-        time.sleep(0.25)
-    return found
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from cinemas.models import (
     MenuItem,
     Movie,
     MovieCertificate,
+    OnSale,
     Seat,
     SeatType,
     Show,
@@ -310,3 +311,16 @@ def test_a_hall_plan_has_exactly_the_seats_asked_for(seats):
 
 def test_every_zone_the_study_uses_exists():
     assert {zone for _, zone in demo.STUDY_ZONES} <= zoneinfo.available_timezones()
+
+
+@pytest.mark.django_db
+def test_the_demo_puts_one_show_behind_a_waiting_room_that_opens_now_and_sells_in_ten_minutes():
+    output = seed()
+    on_sale = OnSale.objects.get()
+    assert on_sale.queue_opens_at == SEEDED_AT
+    assert on_sale.opens_at == SEEDED_AT + timedelta(minutes=demo.DEMO_ON_SALE_OPENS_IN_MINUTES)
+    assert on_sale.show.hall.cinema.name == demo.DEMO_STAFF_CINEMA
+    assert list(on_sale.shows.values_list("show_id", flat=True)) == [on_sale.show_id]
+    assert f"/on-sale/{on_sale.pk}/" in output
+    seed(at=SEEDED_AT + timedelta(minutes=1))  # seeding again keeps the one to come
+    assert OnSale.objects.count() == 1

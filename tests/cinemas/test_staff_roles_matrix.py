@@ -19,7 +19,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from bookings.models import Reservation
-from cinemas.models import Cinema, CinemaStaff, City, Hall, HallPrice, MenuItem, Movie, Show, StaffRole
+from cinemas.models import Cinema, CinemaStaff, City, Hall, HallPrice, MenuItem, Movie, OnSale, Show, StaffRole
 from cinemas.services import plan_from_seats
 from tests.bookings.helpers import STAFF_REASON, paid_booking
 from tests.cinemas.test_admin import cinema_form, hall_form, menu_item_form, show_form
@@ -131,6 +131,33 @@ def reprice_menu(client, site):
     return client.post(
         admin_url("cinemas", "menuitem", "change", site.item.pk), menu_item_form(site.item, price="9.50")
     )
+
+
+def on_sale_form(site, **fields):
+    """An on-sale whose room opens in five minutes and whose sale opens in ten, on the cinema's clock."""
+    local = timezone.now().astimezone(site.cinema.zone)
+    queue, opens = local + timedelta(minutes=5), local + timedelta(minutes=10)
+    return {
+        "queue_opens_at_0": f"{queue:%Y-%m-%d}",
+        "queue_opens_at_1": f"{queue:%H:%M}",
+        "opens_at_0": f"{opens:%Y-%m-%d}",
+        "opens_at_1": f"{opens:%H:%M}",
+        "closes_at_0": "",
+        "closes_at_1": "",
+        "admissions_per_minute": "300",
+        "pass_seconds": "180",
+        "joins_per_address": "20",
+        **fields,
+    }
+
+
+def mark_show_on_sale(client, site):
+    return client.post(admin_url("cinemas", "onsale", "add"), on_sale_form(site, show=site.show.pk))
+
+
+def mark_city_on_sale(client, site):
+    form = on_sale_form(site, movie=site.show.movie_id, city=site.cinema.city_id)
+    return client.post(admin_url("cinemas", "onsale", "add"), form)
 
 
 def change_movie(client, site):
@@ -272,6 +299,22 @@ ACTIONS = {
         # 400: the form refuses a hall of another cinema (not among its choices).
         (400, 403),
     ),
+    "mark a show's on-sale": Action(
+        MANAGING,
+        mark_show_on_sale,
+        lambda site, page: OnSale.objects.filter(show=site.show, shows__show=site.show).exists(),
+        302,
+        # 200: the form refuses a show of another cinema (not among its choices).
+        (200, 403),
+    ),
+    "mark a movie's on-sale in a city": Action(
+        CHAIN_ONLY,
+        mark_city_on_sale,
+        lambda site, page: OnSale.objects.filter(city=site.cinema.city, shows__show=site.show).exists(),
+        302,
+        # 200: a manager's form has no city to choose (one show or nothing).
+        (200, 403),
+    ),
     "change a movie": Action(
         CHAIN_ONLY, change_movie, lambda site, page: Movie.objects.filter(title="Renamed").exists(), 302, (403,)
     ),
@@ -380,7 +423,7 @@ def test_the_admins_home_lists_what_a_cinemas_staff_may_use_and_links_their_staf
     home = client.get(reverse("admin:index"))
 
     listed = {model["object_name"] for app in home.context["app_list"] for model in app["models"]}
-    assert listed == {"Reservation", "Show", "MenuItem", "HallPrice", "Waiter"}
+    assert listed == {"Reservation", "Show", "MenuItem", "HallPrice", "Waiter", "OnSale", "Room", "RoomVisitor"}
     assert f'href="{reverse("bookings-staff:check-in")}"' in home.text  # the admin leads to the staff pages
 
 

@@ -13,17 +13,9 @@ from bookings.services import hold_seats
 from tests.bookings.helpers import seat_ids
 from tests.conftest import celery_worker, redis_keys_of_its_own, serving
 from tests.factories import make_api_key, make_hall, make_show
+from tests.helpers import wait_until
 from ticketing.buyers import Buyer
 from waiting.models import Waiter
-
-
-def wait_until(condition, seconds):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.25)
-    return True
 
 
 @pytest.mark.django_db(transaction=True)

@@ -55,6 +55,12 @@ class Command(BaseCommand):
         )
         if counts["shows_skipped"]:
             self.stdout.write(f"Showtimes skipped because another show is in the way: {counts['shows_skipped']}.")
+        on_sale = demo.ensure_demo_on_sale()
+        if on_sale is not None:
+            self.stdout.write(
+                f"On-sale with a waiting room: {on_sale.show or on_sale.movie}, sale opens at "
+                f"{on_sale.opens_at:%H:%M} UTC: /on-sale/{on_sale.pk}/"
+            )
 
     def load_study(self, options):
         if connection.vendor != "postgresql":
