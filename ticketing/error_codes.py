@@ -61,7 +61,6 @@ ERROR_CODES = {
         409,
         _("This show is sold through a waiting room: join it ({room}) and hold seats with the pass it gives you."),
     ),
-    "no_such_room": ErrorCode(404, _("There is no such on-sale.")),
     "room_not_open": ErrorCode(425, _("This waiting room opens at {opens_at}."), retry_after=60),
     "room_closed": ErrorCode(410, _("This waiting room has closed: the sale's shows are sold without it now.")),
     "email_in_room": ErrorCode(409, _("Someone with this email already has a place in this waiting room.")),

@@ -264,8 +264,8 @@ def join_room(*, buyer, on_sale, email="", at=None):
     0011), its own transaction: locks the room's row (FOR SHARE before the opening, else FOR NO KEY UPDATE) and
     counts a website visitor's network address (RoomAddress) up to the on-sale's cap, then notes it seen. A join
     after the opening that finds the room undrawn draws it (_draw, under the room's lock) and joins again.
-    Raises RoomError: no_such_room, room_not_open, room_closed, email_in_room (another browser has a place with
-    that email), room_address_cap (429), retry_join (the buyer's own other tab won every race).
+    Raises RoomError: not_found (no such on-sale), room_not_open, room_closed, email_in_room (another browser
+    has a place with that email), room_address_cap (429), retry_join (the buyer's own other tab won every race).
     """
     at = at or timezone.now()
     arguments = _join_arguments(buyer, on_sale.pk, email, at)

@@ -54,10 +54,13 @@ def join(key, on_sale, session="alice", **body):
 # --- The room ---------------------------------------------------------------------------------------------------
 
 
-def test_joining_is_201_then_200_with_the_same_place_and_the_room_tells_its_times(show, key):
+@pytest.mark.parametrize("way_in", WAYS_IN)
+def test_joining_is_201_then_200_with_the_same_place_and_the_room_tells_its_times(way_in, show, key):
     on_sale = on_sale_of(show)
 
-    first, again, room = on_the_front(join(key, on_sale), join(key, on_sale), call(key, "GET", room_url(on_sale)))
+    first, again, room = on_the_front(
+        join(key, on_sale), join(key, on_sale), call(key, "GET", room_url(on_sale)), app=WAYS_IN[way_in]
+    )
 
     assert first.status_code == 201 and again.status_code == 200
     assert again.json()["visitor_id"] == first.json()["visitor_id"]

@@ -1,5 +1,5 @@
 """A waiting room's caps under real concurrent joins on PostgreSQL: one network address takes at most the
-on-sale's joins_per_address places (one conditional upsert decides, waiting.rooms.COUNT_ADDRESS), one email one
+on-sale's joins_per_address places (one conditional upsert in waiting_join_room decides), one email one
 place (the unique constraint decides), and a partner's sessions, many behind one server, are not counted by
 address."""
 
@@ -8,11 +8,11 @@ from datetime import timedelta
 
 import pytest
 
-from tests.helpers import run_at_once
+from tests.helpers import run_at_once, sql_function_replaced, sql_function_with
 from tests.waiting.rooms import on_sale_of, visitor
 from ticketing.services import create_api_key
 from waiting.models import RoomAddress, RoomVisitor
-from waiting.rooms import RoomError, join_room
+from waiting.rooms import JOIN_FUNCTION, RoomError, join_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,20 +58,23 @@ def test_thirty_browsers_behind_one_address_joining_at_once_get_exactly_the_caps
     assert join_room(buyer=visitor("elsewhere", "203.0.113.1"), on_sale=on_sale, at=when(on_sale, moment))[1]
 
 
-UNCONDITIONAL_COUNT = """
-INSERT INTO waiting_roomaddress AS counted (room_id, address, joins) VALUES (%s, %s, 1)
-ON CONFLICT (room_id, address) DO UPDATE SET joins = counted.joins + 1 WHERE %s > 0
-RETURNING joins
-"""
+COUNT = "INSERT INTO waiting_roomaddress AS counted"
+CHECK_FIRST = (
+    "IF COALESCE((SELECT joins FROM waiting_roomaddress WHERE room_id = p_on_sale AND address = p_address), 0)"
+    " >= v_sale.joins_per_address THEN PERFORM bookings_refuse('room_address_cap'); END IF;"
+    " PERFORM pg_sleep(0.05); "  # as long as a busy server may take between the read and the count
+)
+CONDITION = "WHERE counted.joins < v_sale.joins_per_address;"
 
 
-def test_the_negative_control_an_unconditional_count_lets_more_than_the_cap_in(monkeypatch):
-    """The race above would catch a cap checked apart from its count: with the upsert's condition dropped, every
-    racer gets in."""
-    monkeypatch.setattr("waiting.rooms.COUNT_ADDRESS", UNCONDITIONAL_COUNT)
+def test_the_negative_control_a_cap_checked_apart_from_its_count_lets_more_than_the_cap_in():
+    """The race above would catch a cap checked apart from its count: read first and counted unconditionally
+    after, racers that read at once all pass the check."""
+    variant = sql_function_with(JOIN_FUNCTION, COUNT, CHECK_FIRST + COUNT).replace(CONDITION, ";")
     on_sale = on_sale_of(opens_in=600, joins_per_address=CAP)
 
-    outcomes = race(on_sale, [visitor(f"nat-{n}", ADDRESS) for n in range(RACERS)])
+    with sql_function_replaced(JOIN_FUNCTION, variant):
+        outcomes = race(on_sale, [visitor(f"nat-{n}", ADDRESS) for n in range(RACERS)])
 
     assert outcomes["joined"] > CAP
     assert RoomVisitor.objects.filter(room_id=on_sale.pk, client_address=ADDRESS).count() > CAP

@@ -3,7 +3,7 @@ place if it has one, the email's and the address's limits, the next place after 
 trip, so that the API's join can be a lean endpoint (issue 20: through the ORM a join cost ~20 ms of web CPU in
 about 7 round trips, and 100,000 joins took over half an hour of one process).
 
-Refusals are bookings_refuse's (SQLSTATE TKR01, the code as message): no_such_room, room_not_open, room_closed,
+Refusals are bookings_refuse's (SQLSTATE TKR01, the code as message): not_found, room_not_open, room_closed,
 email_in_room, room_address_cap; and draw_first when a join after the opening finds the room not yet drawn (the
 draw, a shuffle by HMAC whose one implementation is waiting.rooms.draw_order, is Python's: the caller draws and
 calls again). `p_late` makes a join that arrived before the opening by its clock join at the back: it found the
@@ -26,7 +26,7 @@ DECLARE
     v_visitor waiting_roomvisitor;
 BEGIN
     SELECT * INTO v_sale FROM cinemas_onsale o WHERE o.id = p_on_sale;
-    IF NOT FOUND THEN PERFORM bookings_refuse('no_such_room'); END IF;
+    IF NOT FOUND THEN PERFORM bookings_refuse('not_found'); END IF;
     IF p_at < v_sale.queue_opens_at THEN
         PERFORM bookings_refuse('room_not_open', jsonb_build_object('opens_at', v_sale.queue_opens_at));
     END IF;
