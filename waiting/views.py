@@ -14,8 +14,8 @@ from django.views.decorators.http import require_GET, require_POST
 from cinemas.models import Show
 from ticketing.buyers import session_buyer
 from ticketing.numbers import whole_number
-from waiting import longpoll, services
-from waiting.serializers import MAX_WAIT_SECONDS, waiter_body
+from waiting import longpoll, rooms, services
+from waiting.serializers import MAX_WAIT_SECONDS, standing_body, waiter_body
 
 
 def _own_waiter(request, waiter_id):
@@ -80,3 +80,21 @@ def leave(request, waiter_id):
     services.leave_waiting_line(buyer=session_buyer(request), waiter_id=waiter.pk)
     messages.info(request, gettext("You left the line."))
     return redirect("show-seats", show_id=waiter.show_id)
+
+
+# --- The on-sale waiting room (waiting.rooms) -------------------------------------------------------------------
+
+
+@never_cache
+@require_GET
+def room_poll(request, visitor_id):
+    """The room page's long poll (?version=&wait=): the visitor's standing, held while its version is still the
+    page's, until its status (or, at the draw, its place) changes. Notes the visitor as seen."""
+    try:
+        standing = rooms.read_standing(buyer=session_buyer(request), visitor_id=visitor_id)
+    except rooms.RoomError:
+        raise Http404 from None
+    wait = min(_number(request.GET.get("wait")), MAX_WAIT_SECONDS)
+    body = standing_body(standing)
+    longpoll.hold_answer(request, body=body, version=_number(request.GET.get("version"), None), wait=wait)
+    return JsonResponse(body)
