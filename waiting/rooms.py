@@ -385,12 +385,27 @@ def _draw_due(on_sale_id, at):
 
 def leave_room(*, buyer, visitor_id, at=None):
     """The visitor gives up its place (or its pass): status Left. Leaving a place already ended changes nothing.
-    Locks the visitor's row. Returns the visitor."""
+    Locks the visitor's row. On commit: the room's group hears of it (the visitor's other tabs, its polls)."""
     at = at or timezone.now()
     visitor = find_visitor(buyer=buyer, visitor_id=visitor_id)
-    RoomVisitor.objects.filter(pk=visitor.pk, status__in=ACTIVE).update(status=Status.LEFT, ended_at=at)
+    with transaction.atomic(durable=True):
+        left = RoomVisitor.objects.filter(pk=visitor.pk, status__in=ACTIVE).update(status=Status.LEFT, ended_at=at)
+        if left:
+            _tell_room(visitor.room, [visitor.pk])
     visitor.refresh_from_db()
     return visitor
+
+
+def _tell_room(room, changed):
+    """After commit, the room's group hears how far it has called and whose status changed (waiting.room_live)."""
+    notice = {
+        "type": "room.moved",
+        "on_sale_id": room.pk,
+        "version": room_version(room),
+        "called_through": room.called_through,
+        "changed": [str(pk) for pk in changed],
+    }
+    transaction.on_commit(lambda: send_to_groups([(room_group(room.pk), notice)]), robust=True)
 
 
 # --- The draw ---------------------------------------------------------------------------------------------------------
@@ -511,14 +526,7 @@ def admit_from_room(*, on_sale_id, at=None):
         room.admissions_due -= admitted
         room.admitted += admitted
         room.save(update_fields=["called_through", "admissions_due", "due_at", "admitted"])
-        notice = {
-            "type": "room.moved",
-            "on_sale_id": on_sale_id,
-            "version": room_version(room),
-            "called_through": room.called_through,
-            "changed": [str(pk) for pk in changed],
-        }
-        transaction.on_commit(lambda: send_to_groups([(room_group(on_sale_id), notice)]), robust=True)
+        _tell_room(room, changed)
     return admitted
 
 

@@ -108,6 +108,17 @@ async def pushed_after_admitting(socket, on_sale, second):
     return await socket.receive_json_from(timeout=PUSH_WAIT)
 
 
+def test_leaving_in_another_tab_is_pushed_to_the_socket():
+    _, (first,) = open_room("ann")
+
+    async def steps(socket, hello):
+        assert hello["status"] == "Waiting"
+        await database_sync_to_async(rooms.leave_room)(buyer=visitor("ann"), visitor_id=first.pk)
+        assert (await socket.receive_json_from(timeout=PUSH_WAIT))["status"] == "Left"
+
+    on_socket(first, steps)
+
+
 def test_on_connect_the_socket_sends_the_visitors_standing():
     _, (_, second) = open_room("ann", "ben")
 
