@@ -9,7 +9,7 @@
 // Once admitted, #room-pass-left[data-seconds-left] counts the pass's minutes down (a monotonic clock from the
 // server's figure); when it runs out, the page reloads and says so.
 
-import { interpolate, ngettext } from './i18n.js';
+import { gettext, interpolate, ngettext } from './i18n.js';
 import { followLive } from './live_follow.js';
 
 const section = document.getElementById('room');
@@ -57,7 +57,11 @@ function follow(section) {
     pollUrl: section.dataset.pollUrl,
     version: Number.parseInt(section.dataset.version, 10),
     onBody: apply,
-    onGone: () => location.reload(),
+    // Not (or no longer) this browser's place: say so, and leave the reload to the visitor (a reload loop helps nobody).
+    onGone: () => {
+      const status = document.getElementById('room-status');
+      if (status) status.textContent = gettext('This place is no longer yours. Refresh the page to see where things stand.');
+    },
   });
 }
 
