@@ -204,10 +204,10 @@ def show_seats(request, show_id):
     behind a waiting room sends a browser without its pass to the room (one holding seats keeps its map)."""
     buyer, at = session_buyer(request), timezone.now()
     picture = seat_picture(show_id)
-    if current_hold(buyer, picture.show, at) is None:
-        try:
-            admission_pass_for(request, show_id, buyer=buyer, at=at)
-        except NotAdmitted as refusal:
+    try:
+        admission_pass_for(request, show_id, buyer=buyer, at=at)
+    except NotAdmitted as refusal:
+        if current_hold(buyer, picture.show, at) is None:
             return redirect("room", on_sale_id=refusal.on_sale_id)
     return _seat_map_page(request, picture, buyer=buyer, at=at)
 

@@ -227,3 +227,16 @@ def test_the_room_speaks_spanish(client, on_sale):
     page = client.get(f"/on-sale/{on_sale.pk}/", HTTP_ACCEPT_LANGUAGE="es").content.decode()
     assert "Sala de espera" in page and 'language="es-es"' in page
     assert "How the waiting room works" not in page
+
+
+def test_the_showtimes_badge_a_show_behind_a_room_with_its_opening(client, on_sale):
+    show = on_sale.show
+    cinema = show.hall.cinema
+    day = timezone.localtime(show.starts_at, cinema.zone).date()
+    url = f"/cities/{cinema.city_id}/movies/{show.movie_id}/?date={day:%Y-%m-%d}"
+    page = client.get(url).content.decode()
+    opens = timezone.localtime(on_sale.opens_at, cinema.zone)
+    assert f"On sale at {opens:%H:%M}, waiting room" in page
+    with time_machine.travel(on_sale.opens_at + timedelta(seconds=1), tick=False):
+        page = client.get(url).content.decode()
+    assert "On sale at" not in page and "· waiting room" in page
