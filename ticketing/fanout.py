@@ -202,6 +202,22 @@ def run_in_background(coroutine):
     return task
 
 
+class _Everyone:
+    def __contains__(self, name):
+        return True
+
+
+def named(message):
+    """The ids a message names in `changed` (whose status changed: a waiting line's waiters, a room's visitors), as
+    a set made once for all the process's listeners of its group (they share the message object: a batch names
+    hundreds, and thousands may listen); a message without names names everyone."""
+    names = message.get("named")
+    if names is None:
+        changed = message.get("changed")
+        names = message["named"] = frozenset(changed) if isinstance(changed, list) else _Everyone()
+    return names
+
+
 class PerEventLoop:
     """One `make()` per running event loop: a web process serves from one, tests run each scenario in a loop
     of its own (whose channel-layer connections and tasks end with it). Closed loops' ones are forgotten."""

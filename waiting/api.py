@@ -53,18 +53,19 @@ class JoinWaitingLineApi(WaitingApiView):
 
 async def poll_waiter(request):
     """The waiter's status and place in line, at once or held as a long poll (waiting.longpoll.poll_answer)."""
+    return await _long_poll(request, waiter_body, services.read_own_waiter, longpoll.read_own_waiter)
+
+
+async def _long_poll(request, body_of, read, async_read=None):
+    """A buyer's own place (`read(buyer=..., <the URL's id>=...)`: a waiter, a room visitor's standing) as
+    `body_of` shows it, at once or held as a long poll (waiting.longpoll.poll_answer)."""
     api_key = await api_key_of(request)
     data = validated(serializers.WaiterParameters, request.query)
     try:
-        waiter = await serve(
-            services.read_own_waiter,
-            longpoll.read_own_waiter,
-            buyer=key_buyer(api_key, data["session_id"]),
-            waiter_id=request.kwargs["waiter_id"],
-        )
-    except services.WaitingError as error:
+        place = await serve(read, async_read, buyer=key_buyer(api_key, data["session_id"]), **request.kwargs)
+    except (services.WaitingError, rooms.RoomError) as error:
         raise LeanError.of(refusal_api_error(error)) from None
-    return longpoll.poll_answer(waiter_body(waiter), version=data.get("version"), wait=data["wait"])
+    return longpoll.poll_answer(body_of(place), version=data.get("version"), wait=data["wait"])
 
 
 @extend_schema(tags=["waiting line"])
@@ -132,15 +133,27 @@ class RoomApi(RoomApiView):
         return Response(serializers.standing_body(standing), status=201 if created else 200)
 
 
+async def poll_room_visitor(request):
+    """The visitor's standing, at once or held as a long poll (waiting.longpoll.poll_answer). Notes it as seen."""
+    return await _long_poll(request, serializers.standing_body, rooms.read_standing)
+
+
 @extend_schema(tags=["waiting room"])
 @method_decorator(never_cache, name="dispatch")
-class RoomVisitorApi(RoomApiView):
-    @extend_schema(parameters=[SessionParameters], responses=serializers.StandingSerializer)
+class RoomVisitorApi(LeanApiView, RoomApiView):
+    lean_endpoints = {"get": poll_room_visitor}
+
+    @extend_schema(parameters=[serializers.WaiterParameters], responses=serializers.StandingSerializer)
     def get(self, request, visitor_id):
-        """The session's place, position and estimated wait; once admitted, its pass."""
-        data = checked(SessionParameters, request.query_params)
-        standing = rooms.read_standing(buyer=key_buyer(request.auth, data["session_id"]), visitor_id=visitor_id)
-        return Response(serializers.standing_body(standing))
+        """The session's place, position and estimated wait; once admitted, its pass. Asking is being here: the
+        visitor is noted as seen (a place is kept while its visitor is away no longer than the room's grace).
+
+        A long poll with `version` and `wait`: with an older version (or none) the answer comes at once; with
+        the current one it is held up to `wait` seconds (0-60) and comes as soon as the status (or, at the draw,
+        the place) changes, else when the wait ends, with the position and estimated wait as they are then
+        (held by waiting.longpoll, without a thread or a database connection).
+        """
+        return self.lean(request, visitor_id=visitor_id)
 
     @extend_schema(parameters=[SessionParameters], responses=serializers.StandingSerializer)
     def delete(self, request, visitor_id):

@@ -1,5 +1,7 @@
 """Long polls that hold no thread: GET /api/v1/waitlist/{waiter_id}?session_id=&version=&wait= (API.md) and the
-waiting page's GET /waiting/{waiter_id}/poll.
+waiting page's GET /waiting/{waiter_id}/poll; the same for a place in an on-sale's waiting room,
+GET /api/v1/room/{visitor_id}?session_id=&version=&wait= and the room page's GET /room/{visitor_id}/poll (the
+room's part is at the end).
 
 An answer is made in two halves.
 - The request is checked and its waiter read. The API's poll is a lean endpoint (waiting.api.poll_waiter on
@@ -46,14 +48,16 @@ from rest_framework.renderers import JSONRenderer
 
 from ticketing import fanout
 from ticketing.lean import Answer, Batched, on_django_connection, unless_disconnected
-from waiting.serializers import waiter_body
+from waiting.room_live import RoomWatch
+from waiting.serializers import standing_body, waiter_body
 from waiting.services import aread_waiters, line_group, own_waiter
 
 logger = logging.getLogger(__name__)
 
-# The path HoldLongPolls looks at: the waiting page's GET /waiting/{waiter_id}/poll (the API's poll is a lean
-# endpoint, answered before Django: poll_answer). Anything else passes straight through.
-WAITER_PATH_PREFIXES = ("/waiting/",)
+# The paths HoldLongPolls looks at: the waiting page's GET /waiting/{waiter_id}/poll and the room page's
+# GET /room/{visitor_id}/poll (the API's polls are lean endpoints, answered before Django: poll_answer).
+# Anything else passes straight through.
+HELD_PATH_PREFIXES = ("/waiting/", "/room/")
 # The scope key through which the view asks for its answer to be held.
 HOLD = "waiting.hold_answer"
 # Waiters read in one query; a nudge that wakes more is read in several, at once on the async pool.
@@ -68,17 +72,18 @@ def _worth_holding(*, version, wait, current):
 
 
 def poll_answer(body, *, version, wait):
-    """The lean poll's Answer (waiting.api): `body` at once, or, when worth holding and served on the front
-    (ticketing.lean.LeanFront), the status line at once and the body when the waiter's status changes or
-    `wait` seconds pass. Through Django (its test client) nothing holds an answer: it goes at once."""
+    """The lean poll's Answer (waiting.api): `body` (a waiter's, or a room visitor's standing) at once, or, when
+    worth holding and served on the front (ticketing.lean.LeanFront), the status line at once and the body when
+    the place's status changes or `wait` seconds pass. Through Django (its test client) nothing holds an answer:
+    it goes at once."""
     if on_django_connection() or not _worth_holding(version=version, wait=wait, current=body["version"]):
         return Answer(200, body)
-    held = _body_when_changed(body["waiter_id"], body["show_id"], body["status"], wait)
-    return Answer(200, body, later=held)
+    return Answer(200, body, later=_change_of(body, wait))
 
 
 def hold_answer(request, *, body, version, wait):
-    """Ask HoldLongPolls to hold this 200 until the status of `body`'s waiter changes or `wait` seconds pass.
+    """Ask HoldLongPolls to hold this 200 until the status of `body`'s place (a waiter's, or a room visitor's
+    standing) changes or `wait` seconds pass.
 
     Only when the caller asked to wait and already has the current `version` (None: it has none). Returns
     False when the answer goes at once: nothing to wait for, or no HoldLongPolls serves the request.
@@ -86,8 +91,15 @@ def hold_answer(request, *, body, version, wait):
     held = getattr(request, "scope", {}).get(HOLD)
     if held is None or not _worth_holding(version=version, wait=wait, current=body["version"]):
         return False
-    held.update(waiter_id=body["waiter_id"], show_id=body["show_id"], status=body["status"], wait=wait)
+    held.update(body=body, wait=wait)
     return True
+
+
+def _change_of(body, wait):
+    """The wait for `body`'s place to change: a room visitor's or a waiter's."""
+    if "visitor_id" in body:
+        return _when_changed(_RoomPoll(body), wait)
+    return _when_changed(_Poll(body), wait)
 
 
 class HoldLongPolls:
@@ -97,7 +109,7 @@ class HoldLongPolls:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(WAITER_PATH_PREFIXES):
+        if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(HELD_PATH_PREFIXES):
             return await self.app(scope, receive, send)
         held = {}
         answer = []
@@ -117,7 +129,7 @@ class HoldLongPolls:
         # The body to come is not the one Django measured: without a length the server sends it chunked.
         headers = [(name, value) for name, value in start["headers"] if name.lower() != b"content-length"]
         await send({**start, "headers": headers})
-        body = await unless_disconnected(receive, _body_when_changed(**held))
+        body = await unless_disconnected(receive, _change_of(**held))
         if body is not None:
             await send({"type": "http.response.body", "body": JSONRenderer().render(body)})
 
@@ -172,35 +184,28 @@ async def read_own_waiter(*, buyer, waiter_id):
 class _Poll:
     """A parked poll as a listener of its show's line group: nudged when a message names its waiter."""
 
-    __slots__ = ("nudged", "waiter_id")
+    __slots__ = ("group", "nudged", "status", "waiter_id")
 
-    def __init__(self, waiter_id):
-        self.waiter_id = str(waiter_id)
+    def __init__(self, body):
+        self.waiter_id = body["waiter_id"]
+        self.group = line_group(body["show_id"])
+        self.status = body["status"]
         self.nudged = asyncio.Event()
 
     def heard(self, message):
         # Only the waiters whose status changed: the others' answers wait for their waits' ends.
-        if self.waiter_id in _named(message):
+        if self.waiter_id in fanout.named(message):
             self.nudged.set()
 
     def missed(self):
         self.nudged.set()  # the process may have missed a change: read again
 
+    async def changed(self):
+        """The waiter's body once its status has changed, else None."""
+        return await _this_loops_reads().body_unless(self.waiter_id, self.status)
 
-class _Everyone:
-    def __contains__(self, waiter_id):
-        return True
-
-
-def _named(message):
-    """The waiters a line message names, as a set made once for all the process's polls of the show (they
-    share the message object: a serving batch names hundreds, and thousands may be parked); a message
-    without names wakes everyone."""
-    named = message.get("named")
-    if named is None:
-        changed = message.get("changed")
-        named = message["named"] = frozenset(changed) if isinstance(changed, list) else _Everyone()
-    return named
+    async def current(self):
+        return await _this_loops_reads().body_unless(self.waiter_id, None)
 
 
 _this_loops_reads = fanout.PerEventLoop(_Reads).get
@@ -209,21 +214,20 @@ _this_loops_reads = fanout.PerEventLoop(_Reads).get
 # --- Waiting for the change ------------------------------------------------------------------------------------
 
 
-async def _body_when_changed(waiter_id, show_id, status, wait):
-    """The waiter's body as soon as its status is no longer `status`, or when `wait` seconds have passed."""
+async def _when_changed(poll, wait):
+    """The body of `poll`'s place as soon as it has changed (`await poll.changed()`, None while unchanged), or
+    when `wait` seconds have passed (`await poll.current()`). `poll` listens to its `group` meanwhile and is
+    `nudged` when it should check."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
-    reads = _this_loops_reads()
-    poll = _Poll(waiter_id)
-    group = line_group(show_id)
     try:
         try:
             # Bounded by the wait: a channel layer that stalls (Redis starved of CPU took 100 ms an INCR in the
             # surge) must not keep the poll past its wait's end, when it reads and answers without nudges.
-            await asyncio.wait_for(fanout.listen(group, poll), timeout=wait)
+            await asyncio.wait_for(fanout.listen(poll.group, poll), timeout=wait)
         except Exception:
             logger.warning("A long poll waits without nudges; it re-reads when its wait ends", exc_info=True)
-        body = await reads.body_unless(waiter_id, status)
+        body = await poll.changed()
         while body is None:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -233,8 +237,32 @@ async def _body_when_changed(waiter_id, show_id, status, wait):
             except TimeoutError:
                 break
             poll.nudged.clear()  # before reading: a nudge during the read wakes the next round
-            body = await reads.body_unless(waiter_id, status)
+            body = await poll.changed()
         # The wait's end reads afresh: the new position, and whatever a nudge lost on the way would have said.
-        return body or await reads.body_unless(waiter_id, None)
+        return body or await poll.current()
     finally:
-        fanout.stop_listening_later(group, poll)
+        fanout.stop_listening_later(poll.group, poll)
+
+
+# --- The waiting room: a visitor's poll (waiting.room_live) ------------------------------------------------------
+
+
+class _RoomPoll(RoomWatch):
+    """A parked poll of a room visitor: nudged when a message names it (or the draw may have placed it). It ends
+    early when the visitor's status or place changes; moving up comes with the answer at the wait's end, as a
+    waiter's does (a room that admits every second would otherwise have every poll re-sent every second)."""
+
+    def __init__(self, body):
+        super().__init__(body["visitor_id"], body["on_sale_id"], every_move=False)
+        self.answered = (body["status"], body["place"])
+
+    async def changed(self):
+        """The visitor's body once its status or place has changed, else None (reading only when nudged)."""
+        if not self.stale:
+            return None
+        body = standing_body(await self.standing())
+        return None if (body["status"], body["place"]) == self.answered else body
+
+    async def current(self):
+        self.stale = True
+        return standing_body(await self.standing())

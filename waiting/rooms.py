@@ -94,10 +94,17 @@ def room_version(room):
 
 def standing_of(visitor, room, on_sale, *, at=None):
     """The visitor's Standing (its pass, when admitted: give it to the visitor's own buyer only)."""
+    return standing_when(visitor, on_sale, called_through=room.called_through, version=room_version(room), at=at)
+
+
+def standing_when(visitor, on_sale, *, called_through, version, at=None):
+    """The visitor's Standing once its room has called through place `called_through` and is at `version`
+    (room_version), as a "room.moved" message says: a live page's socket makes it from the visitor it read
+    and the room's messages, without reading again (waiting.room_live)."""
     at = at or timezone.now()
     position = wait = None
     if visitor.status == Status.WAITING and visitor.place is not None:
-        position = max(1, visitor.place - room.called_through)
+        position = max(1, visitor.place - called_through)
         wait = math.ceil(position * 60 / on_sale.admissions_per_minute)
     admitted = visitor.status == Status.ADMITTED and visitor.pass_expires_at > at
     token = None
@@ -116,7 +123,7 @@ def standing_of(visitor, room, on_sale, *, at=None):
         opens_at=on_sale.opens_at,
         admission_pass=token,
         pass_expires_at=visitor.pass_expires_at if admitted else None,
-        version=4 * room_version(room) + _STATUS_RANK[visitor.status],
+        version=4 * version + _STATUS_RANK[visitor.status],
     )
 
 
@@ -139,6 +146,12 @@ def read_standing(*, buyer, visitor_id, at=None):
     return standing_of(visitor, visitor.room, visitor.room.on_sale, at=at)
 
 
+def read_visitors(visitor_ids):
+    """The visitors of `visitor_ids` that exist, each with its room and on-sale, by id (str): one query."""
+    visitors = RoomVisitor.objects.select_related("room__on_sale").filter(pk__in=visitor_ids)
+    return {str(visitor.pk): visitor for visitor in visitors}
+
+
 def active_visitor(*, buyer, on_sale_id):
     """The buyer's place in the on-sale's room (Waiting or Admitted), or None."""
     return (
@@ -158,10 +171,21 @@ def _seen_key(visitor_id):
 def note_seen(visitor, *, at=None):
     """Remember that the visitor is here (its page is open, its partner asks): a day, in the cache. Errors are
     logged: a visitor not noted is only never passed over as gone."""
+    note_all_seen([visitor.pk], at=at)
+
+
+def note_all_seen(visitor_ids, *, at=None):
+    """note_seen for each of `visitor_ids`, in one cache call (the open pages' sockets, gathered)."""
+    seen = (at or timezone.now()).timestamp()
     try:
-        cache.set(_seen_key(visitor.pk), (at or timezone.now()).timestamp(), timeout=24 * 3600)
+        cache.set_many({_seen_key(visitor_id): seen for visitor_id in visitor_ids}, timeout=24 * 3600)
     except CACHE_ERRORS:  # presence is advisory: the cache out of reach must not refuse a visitor
-        logger.warning("Could not note room visitor %s as seen", visitor.pk, exc_info=True)
+        logger.warning("Could not note room visitors %s as seen", list(visitor_ids)[:10], exc_info=True)
+
+
+def last_seen(visitor_id):
+    """When the visitor was last noted as seen (a POSIX timestamp), or None if the cache does not know."""
+    return cache.get(_seen_key(visitor_id))
 
 
 def _gone(visitor_ids, at):

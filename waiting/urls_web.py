@@ -11,4 +11,5 @@ urlpatterns = [
     path("on-sale/<int:on_sale_id>/join", views.join_room, name="join-room"),
     path("on-sale/<int:on_sale_id>/enter", views.enter_room, name="enter-room"),
     path("on-sale/<int:on_sale_id>/leave", views.leave_room, name="leave-room"),
+    path("room/<uuid:visitor_id>/poll", views.room_poll, name="room-poll"),
 ]

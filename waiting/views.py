@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import get_language, gettext, gettext_lazy
 from django.views.decorators.cache import never_cache
@@ -132,11 +133,6 @@ class JoinRoomForm(forms.Form):
         }
 
 
-def room_poll_url(visitor_id):
-    """The visitor's long poll (the room's page falls back to it when its WebSocket can't open)."""
-    return f"/room/{visitor_id}/poll"
-
-
 def _on_sale(on_sale_id):
     return get_object_or_404(OnSale.objects.select_related("movie", "show__hall__cinema", "city"), pk=on_sale_id)
 
@@ -184,7 +180,7 @@ def _room_page(request, on_sale, *, form=None, refusal=None, status=200):
         "pass_minutes_left": math.ceil(pass_left / 60) if pass_left else 0,
         "ahead": max(0, standing.position - 1) if standing and standing.position else 0,
         "wait_minutes": math.ceil(standing.wait_seconds / 60) if standing and standing.wait_seconds else 0,
-        "poll_url": room_poll_url(standing.visitor_id) if standing else None,
+        "poll_url": reverse("room-poll", args=[standing.visitor_id]) if standing else None,
         "grace_minutes": max(1, settings.TICKETING_ROOM_GRACE_SECONDS // 60),
     }
     return render(request, "waiting/room.html", context, status=status)
@@ -240,3 +236,18 @@ def leave_room(request, on_sale_id):
         rooms.leave_room(buyer=buyer, visitor_id=visitor.pk)
         messages.info(request, gettext("You left the waiting room."))
     return redirect("room", on_sale_id=on_sale.pk)
+
+
+@never_cache
+@require_GET
+def room_poll(request, visitor_id):
+    """The room page's long poll (?version=&wait=): the visitor's standing, held while its version is still the
+    page's, until its status (or, at the draw, its place) changes. Notes the visitor as seen."""
+    try:
+        standing = rooms.read_standing(buyer=session_buyer(request), visitor_id=visitor_id)
+    except rooms.RoomError:
+        raise Http404 from None
+    wait = min(_number(request.GET.get("wait")), MAX_WAIT_SECONDS)
+    body = standing_body(standing)
+    longpoll.hold_answer(request, body=body, version=_number(request.GET.get("version"), None), wait=wait)
+    return JsonResponse(body)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from bookings.models import Reservation
-from tests.browser_flows import choose_and_hold, save_screenshot, small_show
+from tests.browser_flows import LiveChannel, choose_and_hold, save_screenshot, small_show
 from tests.waiting.rooms import join, on_sale_of
 from waiting.models import RoomVisitor
 from waiting.rooms import admit_from_room
@@ -48,15 +48,24 @@ def sale_open(on_sale):
         time.sleep(left + 0.2)
 
 
-def test_a_visitor_who_joined_early_sees_the_draw_then_a_place_that_moves_live_until_admitted(site, new_page):
+@pytest.mark.parametrize("channel", ["websocket", "long poll"])
+def test_a_visitor_who_joined_early_sees_the_draw_then_a_place_that_moves_live_until_admitted(site, new_page, channel):
     on_sale = on_sale_of(small_show(), opens_in=120, admissions_per_minute=60)
     for number in range(8):
         join(on_sale, f"early-{number}")
     page = new_page(base_url=site, viewport=PHONE)
+    if channel == "long poll":  # a proxy that refuses WebSockets: every one is closed as soon as it opens
+        page.context.route_web_socket(re.compile(r"/ws/"), lambda socket: socket.close())
+        polls = []
+        page.on("request", lambda request: "/poll?" in request.url and polls.append(request.url))
+    else:
+        room = LiveChannel(page, "/ws/room/")
 
     visitor = join_the_room(page, on_sale)
     expect(page.locator("#room-drawing")).to_have_text(re.compile("Places are drawn at random when the sale opens"))
     save_screenshot(page, "room-before-the-draw")
+    if channel == "websocket":
+        room.wait_until_greeted()
 
     admit_from_room(on_sale_id=on_sale.pk, at=on_sale.opens_at)  # the draw; nobody admitted yet
     visitor.refresh_from_db()
@@ -69,10 +78,13 @@ def test_a_visitor_who_joined_early_sees_the_draw_then_a_place_that_moves_live_u
         visitor.refresh_from_db()
         if visitor.status != "Waiting":
             break
-        expect(page.locator("#room-ahead")).to_have_text(str(visitor.place - second - 1), timeout=10_000)
+        if channel == "websocket":  # the long poll wakes when the place's status changes, else every 30 s
+            expect(page.locator("#room-ahead")).to_have_text(str(visitor.place - second - 1), timeout=10_000)
     assert visitor.status == "Admitted"
     expect(page.get_by_text("It's your turn.")).to_be_visible(timeout=10_000)
     expect(page.get_by_role("button", name="Enter: choose your seats")).to_be_visible()
+    if channel == "long poll":
+        assert polls and all(f"/room/{visitor.pk}/poll?" in url and "wait=30" in url for url in polls)
     save_screenshot(page, "room-admitted")
 
 
@@ -86,8 +98,7 @@ def test_an_admitted_visitor_enters_and_holds_seats_with_the_pass(site, new_page
 
     visitor = join_the_room(page, on_sale)
     assert admit_from_room(on_sale_id=on_sale.pk) == 1
-    page.reload()
-    expect(page.get_by_text("It's your turn.")).to_be_visible()
+    expect(page.get_by_text("It's your turn.")).to_be_visible(timeout=10_000)  # the page learns it live
     expect(page.locator("#room-pass-left")).to_have_text(re.compile(r"^Your pass is valid for [23] more minutes\.$"))
     fits_the_phone(page)
     page.get_by_role("button", name="Enter: choose your seats").click()
@@ -103,9 +114,8 @@ def test_a_pass_that_runs_out_is_said_so_and_the_visitor_joins_again_at_the_back
     page = new_page(base_url=site, viewport=PHONE)
 
     join_the_room(page, on_sale)
-    # Admitted 27 s ago, as far as the room's clock goes: 3 s of the pass are left.
-    admit_from_room(on_sale_id=on_sale.pk, at=timezone.now() - timedelta(seconds=27))
-    page.reload()
+    # Admitted 25 s ago, as far as the room's clock goes: 5 s of the pass are left.
+    admit_from_room(on_sale_id=on_sale.pk, at=timezone.now() - timedelta(seconds=25))
     expect(page.get_by_text("It's your turn.")).to_be_visible()
 
     # The page counts the pass down and, when it runs out, asks the server again by itself.
