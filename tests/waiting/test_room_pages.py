@@ -18,7 +18,7 @@ from tests.bookings.helpers import seat_ids
 from tests.waiting.conftest import held_out_show
 from tests.waiting.rooms import on_sale_of
 from ticketing.buyers import ADMISSION_PASSES_SESSION_KEY
-from waiting.models import RoomVisitor
+from waiting.models import RoomVisitor, Waiter
 from waiting.rooms import admit_from_room
 
 pytestmark = pytest.mark.django_db
@@ -75,6 +75,8 @@ def test_joining_with_a_solved_challenge_takes_a_place_drawn_at_the_opening(clie
     assert "You're in. Places are drawn at random when the sale opens" in page
     assert f'data-ws-path="/ws/room/{visitor.pk}/?session_id={visitor.session_id}"' in page
     assert "Leave the waiting room" in page and "<altcha-widget" not in page
+    # Without JavaScript the page still moves: it refreshes itself, and says how.
+    assert '<noscript><meta http-equiv="refresh" content="15"></noscript>' in page and 'id="room-refresh"' in page
     assert join_page(client, on_sale).status_code == 302  # the same browser again: the same place
     assert RoomVisitor.objects.count() == 1
 
@@ -240,3 +242,16 @@ def test_the_showtimes_badge_a_show_behind_a_room_with_its_opening(client, on_sa
     with time_machine.travel(on_sale.opens_at + timedelta(seconds=1), tick=False):
         page = client.get(url).content.decode()
     assert "On sale at" not in page and "· waiting room" in page
+
+
+def test_a_partner_joins_the_line_of_a_show_behind_a_room_only_with_the_rooms_pass(api):
+    show, _ = held_out_show(seats=2)
+    on_sale = on_sale_of(show, opens_in=60)
+    url = f"/api/v1/shows/{show.pk}/waitlist"
+    early = api.post(url, {"session_id": "ann", "seats_wanted": 1}, format="json")
+    assert early.status_code == 425 and early.json()["error"]["code"] == "sale_not_open"
+    assert early.json()["room"]["on_sale_id"] == on_sale.pk
+    with time_machine.travel(on_sale.opens_at + timedelta(seconds=1), tick=False):
+        refused = api.post(url, {"session_id": "ann", "seats_wanted": 1}, format="json", HTTP_ADMISSION_PASS="nope")
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "admission_required"
+    assert not Waiter.objects.exists()
