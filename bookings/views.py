@@ -42,6 +42,7 @@ from bookings.services import (
     open_bookings_link,
     pay_for_reservation,
     price_breakdown,
+    refuse_unadmitted,
     remove_promo_code,
     request_bookings_link,
     ticket_token,
@@ -49,7 +50,8 @@ from bookings.services import (
 from bookings.services.add_ons import MAX_PER_ITEM, choose_add_ons, order_form_lines, pickup
 from bookings.services.gift_cards import gift_card_lines, redeem_gift_card
 from cinemas.models import OPEN_SEAT_TYPES
-from ticketing.buyers import session_buyer
+from cinemas.on_sales import gate_for
+from ticketing.buyers import session_buyer, session_pass
 from ticketing.cached_reads import answer_with_etag
 from ticketing.error_codes import site_status
 from ticketing.numbers import whole_number
@@ -174,11 +176,40 @@ def live_map_context(picture, *, at, hold=None, chosen=(), wanted=None, category
     return context
 
 
+class NotAdmitted(Exception):
+    """The show is behind an on-sale's waiting room and this browser has no pass of it that admits it now."""
+
+    def __init__(self, on_sale_id):
+        self.on_sale_id = on_sale_id
+
+
+def admission_pass_for(request, show_id, *, buyer, at):
+    """The pass this browser holds for the room in front of the show (None when there is no room), or
+    NotAdmitted: the rule is the hold path's own (refuse_unadmitted), asked before the map is drawn."""
+    gate = gate_for(show_id, at)
+    if gate is None:
+        return None
+    token = session_pass(request, gate.on_sale_id)
+    try:
+        refuse_unadmitted(gate, buyer=buyer, admission_pass=token, at=at)
+    except BookingError:
+        raise NotAdmitted(gate.on_sale_id) from None
+    return token
+
+
 @never_cache
 @require_GET
 def show_seats(request, show_id):
-    """The live seat map of a show; the buyer's own hold (if any) shows as its seats, with its clock."""
-    return _seat_map_page(request, seat_picture(show_id), buyer=session_buyer(request), at=timezone.now())
+    """The live seat map of a show; the buyer's own hold (if any) shows as its seats, with its clock. A show
+    behind a waiting room sends a browser without its pass to the room (one holding seats keeps its map)."""
+    buyer, at = session_buyer(request), timezone.now()
+    picture = seat_picture(show_id)
+    try:
+        admission_pass_for(request, show_id, buyer=buyer, at=at)
+    except NotAdmitted as refusal:
+        if current_hold(buyer, picture.show, at) is None:
+            return redirect("room", on_sale_id=refusal.on_sale_id)
+    return _seat_map_page(request, picture, buyer=buyer, at=at)
 
 
 @never_cache
@@ -228,6 +259,13 @@ def hold(request, show_id):
     at = timezone.now()
     chosen = chosen_seat_ids(request)
     current = current_hold(buyer, show, at)
+    try:
+        admission_pass = admission_pass_for(request, show.pk, buyer=buyer, at=at)
+    except NotAdmitted as refusal:
+        if current is None:  # swapping the seats of a hold needs no pass: it was admitted to make it
+            messages.info(request, gettext("This show is sold through a waiting room: take your place in it."))
+            return redirect("room", on_sale_id=refusal.on_sale_id)
+        admission_pass = None
     if request.POST.get("best") and current is not None:  # the page offers best available to new holds only
         messages.info(request, gettext("You already hold seats of this show: change them on the map, or pay for them."))
         return redirect("show-seats", show_id=show.pk)
@@ -237,7 +275,12 @@ def hold(request, show_id):
     try:
         if best:
             category = best_available_category(request, dict(show.prices.values_list("seat_type", "price")))
-            reservation = hold_seats(buyer=buyer, show=show, best_available=BestAvailable(wanted, category))
+            reservation = hold_seats(
+                buyer=buyer,
+                show=show,
+                best_available=BestAvailable(wanted, category),
+                admission_pass=admission_pass,
+            )
         elif current is not None:
             reservation = change_seats(
                 buyer=buyer,
@@ -248,7 +291,12 @@ def hold(request, show_id):
             )
         else:
             reservation = hold_seats(
-                buyer=buyer, show=show, seat_ids=chosen, no_single_gaps=True, accessible_confirmed=confirmed
+                buyer=buyer,
+                show=show,
+                seat_ids=chosen,
+                no_single_gaps=True,
+                accessible_confirmed=confirmed,
+                admission_pass=admission_pass,
             )
     except BookingError as refusal:
         status = site_status(refusal.code)

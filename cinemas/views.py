@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from cinemas.models import Cinema, City, Movie, ShowFormat
+from cinemas.on_sales import gate_for
 from cinemas.posters import PLACEHOLDER_NAME, POSTER_SIZES, SERVED_NAME, placeholder_key, placeholder_poster
 from cinemas.search import (
     ShowSearch,
@@ -107,9 +108,17 @@ def movie_showtimes_page(request, city_id, movie_id):
     language = next((name for name in shown if name.casefold() == filters.language.casefold()), filters.language)
     if language:
         shown.add(language)
+    listing = filters.narrow(context["listing"])
+    # Which shows stand behind an on-sale's waiting room now: read per request from the process's copy of the rooms
+    # in force (no query), as the cached listing would not learn of an on-sale marked after it was built.
+    at = timezone.now()
+    for entry in listing:
+        for show in entry["shows"]:
+            show.room_gate = gate_for(show.pk, at)
     page = {
         **context,
-        "listing": filters.narrow(context["listing"]),
+        "listing": listing,
+        "now": at,
         "filters": filters,
         "chosen_language": language,
         "filter_query": filters.query(),

@@ -53,3 +53,22 @@ def session_buyer(request):
         buyer_id = secrets.token_urlsafe(24)
         request.session[BUYER_SESSION_KEY] = buyer_id
     return Buyer(api_key_id=None, session_id=buyer_id, client_address=client_address(request))
+
+
+# The waiting rooms' admission passes this browser was given, by on-sale id (cinemas.on_sales): the room's page
+# keeps them, the seat map and the hold read them.
+ADMISSION_PASSES_SESSION_KEY = "admission_passes"
+
+
+def session_pass(request, on_sale_id):
+    """The admission pass this browser was given by the on-sale's room, or None."""
+    passes = request.session.get(ADMISSION_PASSES_SESSION_KEY)
+    return passes.get(str(on_sale_id)) if isinstance(passes, dict) else None
+
+
+def keep_pass(request, on_sale_id, token):
+    """Keep the on-sale room's pass in this browser's session (a new one replaces the old)."""
+    passes = request.session.get(ADMISSION_PASSES_SESSION_KEY)
+    passes = dict(passes) if isinstance(passes, dict) else {}
+    passes[str(on_sale_id)] = token
+    request.session[ADMISSION_PASSES_SESSION_KEY] = passes

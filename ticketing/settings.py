@@ -4,6 +4,7 @@ Defaults run on one machine: PostgreSQL and Redis on their local ports. Every va
 is checked here, so a bad environment stops the process at start instead of misbehaving later.
 """
 
+import hashlib
 import os
 import re
 import warnings
@@ -81,6 +82,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI's files, served as our own static files
     "channels",
     "axes",
+    "django_altcha_widget",  # the waiting room's proof of work before joining (its widget served from /static/)
     "ticketing",
     "cinemas",
     "bookings",
@@ -239,6 +241,16 @@ TICKETING_MAX_SEATS = env_int("TICKETING_MAX_SEATS", 10, minimum=1)
 # buyer makes a hold or two and reads the map a few times), and how long a visitor may be away and keep a place.
 TICKETING_ROOM_ADMISSIONS_PER_MINUTE = env_int("TICKETING_ROOM_ADMISSIONS_PER_MINUTE", 6000, minimum=1)
 TICKETING_ROOM_GRACE_SECONDS = env_int("TICKETING_ROOM_GRACE_SECONDS", 300, minimum=1)
+# The proof of work a browser does before joining a room (django-altcha-widget): PBKDF2 iterations per try, a
+# second or two of a phone's time at the default; tests and benchmarks lower it. Its key signs the challenges.
+ALTCHA_ALGORITHM = "PBKDF2/SHA-256"
+ALTCHA_COST = env_int("TICKETING_ROOM_CHALLENGE_COST", 5000, minimum=1)
+ALTCHA_HMAC_KEY = (
+    os.environ.get("TICKETING_ROOM_CHALLENGE_KEY")
+    or hashlib.sha256(f"room-challenge:{SECRET_KEY}".encode()).hexdigest()
+)
+# The widget's words in Spanish (English is built in); the page picks the language (waiting.views).
+ALTCHA_TRANSLATIONS = "es-es"
 # Caps on one client's unpaid held seats of a show over all its sessions (a "hold everything" attack): the
 # website's visitors from one network address, and each new API key (staff change a key's cap in the admin).
 # Generous, as many people can share an address behind a carrier's NAT.

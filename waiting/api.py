@@ -7,6 +7,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from bookings.services import BookingError
 from cinemas.models import OnSale, Show
 from ticketing.buyers import key_buyer
 from ticketing.errors import refusal_api_error
@@ -19,7 +20,7 @@ from waiting.serializers import waiter_body
 
 class WaitingApiView(APIView):
     def handle_exception(self, exc):
-        if isinstance(exc, services.WaitingError):
+        if isinstance(exc, services.WaitingError | BookingError):  # a line's show behind a room: BookingError
             exc = refusal_api_error(exc)
         return super().handle_exception(exc)
 
@@ -44,6 +45,8 @@ class JoinWaitingLineApi(WaitingApiView):
             show=show,
             seats_wanted=data["seats_wanted"],
             seat_type=data.get("seat_type", ""),
+            # A show behind an on-sale's waiting room: the pass the room gave, as ReserveSeats takes it.
+            admission_pass=request.headers.get("Admission-Pass"),
         )
         return Response(waiter_body(waiter), status=201 if created else 200)
 

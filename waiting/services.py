@@ -19,8 +19,9 @@ from django.utils import timezone
 from bookings.availability import taken_by_type
 from bookings.notices import seat_changes_pushed_together
 from bookings.seat_maps import show_seat_spots
-from bookings.services import BookingError, hold_seats_for_waiter
+from bookings.services import BookingError, hold_seats_for_waiter, refuse_unadmitted
 from cinemas.models import OPEN_SEAT_TYPES, Show
+from cinemas.on_sales import gate_for
 from ticketing.broadcast import send_to_groups
 from ticketing.buyers import Buyer
 from ticketing.db import lock_until_commit
@@ -227,8 +228,11 @@ def _wake_line_after_commit(show_id):
 # --- Joining and leaving ----------------------------------------------------------------------------------------
 
 
-def join_waiting_line(*, buyer, show, seats_wanted, seat_type="", at=None):
+def join_waiting_line(*, buyer, show, seats_wanted, seat_type="", at=None, admission_pass=None):
     """Queue the buyer for `seats_wanted` seats of the show; returns `(waiter, created)`.
+
+    A show behind an on-sale's waiting room is queued for with the room's `admission_pass`, as it is held with
+    one: BookingError sale_not_open or admission_required (bookings.services.refuse_unadmitted) without it.
 
     `seat_type`: the category they want (an open seat type: Premium, Regular), or "" for the cheapest that
     fits when they are served; the counts below are of that category. Only when the seats can't be had now but
@@ -245,6 +249,7 @@ def join_waiting_line(*, buyer, show, seats_wanted, seat_type="", at=None):
         raise WaitingError("bad_seat_type")
     if show.starts_at <= at:
         raise WaitingError("show_started")
+    refuse_unadmitted(gate_for(show.pk, at), buyer=buyer, admission_pass=admission_pass, at=at)
     with transaction.atomic(durable=True):
         _lock_line(show.pk)
         existing = Waiter.objects.filter(

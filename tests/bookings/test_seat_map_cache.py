@@ -21,6 +21,7 @@ from django.utils import timezone
 from bookings import seat_maps
 from bookings.models import Reservation, SeatClaim
 from bookings.services import hold_seats
+from cinemas.on_sales import gate_for
 from cinemas.services import reschedule_show
 from tests.bookings.helpers import labelled, pay, reserve, seat_tag
 from tests.factories import make_hall, make_show
@@ -206,6 +207,7 @@ class TestTheWebsitesSeatMap:
     def test_a_second_visitor_gets_the_2000_seat_map_without_building_it(self, django_assert_num_queries):
         show = make_show(hall=make_hall(plan=BIG_PLAN))
         Client().get(f"/shows/{show.pk}/")
+        gate_for(show.pk, timezone.now())  # the rooms in force: read once per GATE_SECONDS
         # The visitor's hold (none) and its new session (a key check, then BEGIN, INSERT, COMMIT): the show and
         # its seats come with the cached map.
         with django_assert_num_queries(5) as queries:
