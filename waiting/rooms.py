@@ -249,8 +249,9 @@ def normalized_email(email):
 
 
 JOIN_FUNCTION = "waiting_join_room"
-# What waiting_join_room (waiting migration 0011) refuses with that the caller acts on rather than answers.
-_DRAW_FIRST, _DRAWN_MEANWHILE = "draw_first", "drawn_meanwhile"
+# What waiting_join_room (waiting migration 0011) says when the caller must call again (draw_first: after drawing
+# the room; drawn_meanwhile: as a late arrival): no refusal, so not one of bookings_refuse's.
+JOIN_AGAIN_SQLSTATE = "TKR02"
 JOIN_ATTEMPTS = 3
 
 
@@ -342,13 +343,11 @@ class _JoinAgain(Exception):
 
 def _join_refusal(error):
     """What waiting_join_room's error means: a RoomError to answer, or _JoinAgain; None for any other error."""
-    if getattr(error, "sqlstate", None) == REFUSAL_SQLSTATE:
-        code = error.diag.message_primary
-        if code == _DRAW_FIRST:
-            return _JoinAgain(late=True, draw_first=True)
-        if code == _DRAWN_MEANWHILE:
-            return _JoinAgain(late=True)
-        return RoomError(code, **json.loads(error.diag.message_detail or "{}"))
+    sqlstate = getattr(error, "sqlstate", None)
+    if sqlstate == JOIN_AGAIN_SQLSTATE:
+        return _JoinAgain(late=True, draw_first=error.diag.message_primary == "draw_first")
+    if sqlstate == REFUSAL_SQLSTATE:
+        return RoomError(error.diag.message_primary, **json.loads(error.diag.message_detail or "{}"))
     constraint = getattr(getattr(error, "diag", None), "constraint_name", None)
     if constraint == "waiting_roomvisitor_one_place_per_email":
         return RoomError("email_in_room")

@@ -10,10 +10,12 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.utils import timezone
 
 from bookings.models import Reservation
 from bookings.services import BestAvailable, BookingError, change_seats, hold_seats
 from cinemas.models import Cinema
+from cinemas.on_sales import gate_for
 from cinemas.services import catalog_changed
 from tests.bookings.helpers import labelled, reserve
 from tests.helpers import assert_api_error
@@ -265,6 +267,7 @@ def test_the_rule_is_the_hold_functions_own_and_a_refused_hold_is_one_statement(
         )
     assert "accessible_seat_needs_confirmation" in str(refusal.value)
     wheelchair = labelled(show, "D1")
+    gate_for(show.pk, timezone.now())  # the rooms in force: read once per GATE_SECONDS, not per hold
     with CaptureQueriesContext(connection) as queries:
         refused(
             "accessible_seat_needs_confirmation",

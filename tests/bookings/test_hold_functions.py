@@ -22,6 +22,7 @@ from bookings.models import ClientHeldSeats, Reservation, SeatClaim, ShowSeatCou
 from bookings.seat_maps import seat_spots
 from bookings.services import BookingError, hold_seats, holds
 from bookings.services.holds import acall_function, call_function
+from cinemas.on_sales import gate_for
 from tests.factories import make_hall, make_show
 from tests.helpers import run_at_once, sql_function_replaced
 from ticketing.buyers import Buyer
@@ -199,6 +200,7 @@ def test_the_service_makes_a_hold_in_one_statement_and_a_refusal_too(show, djang
     buyer = Buyer(api_key_id=None, session_id="alice")
     at = timezone.now()
     seat_spots(show)  # the show's seats, read once per catalog generation (for the wheelchair-space rule)
+    gate_for(show.pk, at)  # the rooms in force: read once per GATE_SECONDS
     with django_assert_num_queries(1):
         hold_seats(buyer=buyer, show=show, seat_ids=seats[:2], at=at)
     with django_assert_num_queries(1), pytest.raises(BookingError, match="gone"):

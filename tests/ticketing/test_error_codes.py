@@ -14,7 +14,7 @@ from tests.helpers import assert_api_error
 from ticketing.error_codes import ERROR_CODES, error_message, site_status
 
 APPS = ("bookings", "waiting", "cinemas", "ticketing")
-RAISED_IN_PYTHON = re.compile(r"(?:BookingError|WaitingError)\(\s*\"([a-z_]+)\"")
+RAISED_IN_PYTHON = re.compile(r"(?:BookingError|WaitingError|RoomError)\(\s*\"([a-z_]+)\"")
 REFUSED_IN_SQL = re.compile(r"bookings_refuse\('([a-z_]+)'|RETURN '([a-z_]+)';")
 
 

@@ -4,9 +4,9 @@ trip, so that the API's join can be a lean endpoint (issue 20: through the ORM a
 about 7 round trips, and 100,000 joins took over half an hour of one process).
 
 Refusals are bookings_refuse's (SQLSTATE TKR01, the code as message): not_found, room_not_open, room_closed,
-email_in_room, room_address_cap; and draw_first when a join after the opening finds the room not yet drawn (the
-draw, a shuffle by HMAC whose one implementation is waiting.rooms.draw_order, is Python's: the caller draws and
-calls again). `p_late` makes a join that arrived before the opening by its clock join at the back: it found the
+email_in_room, room_address_cap. SQLSTATE TKR02 is no refusal but a word to the caller: draw_first when a join
+after the opening finds the room not yet drawn (the draw, a shuffle by HMAC whose one implementation is
+waiting.rooms.draw_order, is Python's: the caller draws and calls again), drawn_meanwhile (see p_late). `p_late` makes a join that arrived before the opening by its clock join at the back: it found the
 room drawn, and holding its row FOR SHARE it may not take the lock a place needs.
 """
 
@@ -38,10 +38,10 @@ BEGIN
     IF early THEN
         -- Early joins side by side; the draw waits for them (it locks the row FOR NO KEY UPDATE).
         SELECT * INTO v_room FROM waiting_room r WHERE r.on_sale_id = p_on_sale FOR SHARE;
-        IF v_room.drawn_at IS NOT NULL THEN PERFORM bookings_refuse('drawn_meanwhile'); END IF;
+        IF v_room.drawn_at IS NOT NULL THEN RAISE EXCEPTION USING ERRCODE = 'TKR02', MESSAGE = 'drawn_meanwhile'; END IF;
     ELSE
         SELECT * INTO v_room FROM waiting_room r WHERE r.on_sale_id = p_on_sale FOR NO KEY UPDATE;
-        IF v_room.drawn_at IS NULL THEN PERFORM bookings_refuse('draw_first'); END IF;
+        IF v_room.drawn_at IS NULL THEN RAISE EXCEPTION USING ERRCODE = 'TKR02', MESSAGE = 'draw_first'; END IF;
     END IF;
     opens_at := v_sale.opens_at;
     admissions_per_minute := v_sale.admissions_per_minute;
