@@ -23,7 +23,13 @@ from bench.harness.site import server_environment, server_running
 from bench.show import BENCH_KEY, prepare_show
 from bench.waiting_room import database as db
 from bench.waiting_room.checks import admission_order, outcome_checks, seat_checks
-from bench.waiting_room.report import HOLD_CAPACITY_PER_SECOND, join_figures, markdown, rate_figures
+from bench.waiting_room.report import (
+    HOLD_CAPACITY_PER_SECOND,
+    join_figures,
+    markdown,
+    rate_figures,
+    tend_rooms_ticks,
+)
 from bench.waiting_room.visitors import (
     CLIENT_TIMEOUT_SECONDS,
     POLL_MAX_SECONDS,
@@ -326,6 +332,7 @@ def sale_report(options, on_sale_id, show_id, sale, late, timeline, cpu, spread,
             },
             "granted_holds_per_s": rate_figures(sale.hold_granted),
             "polls_per_s": rate_figures(sale.poll_sent),
+            "tend_rooms_ticks": tend_rooms_ticks(server_log),
             "admitted_to_told_ms": summary_ms([1000 * t for t in told]),
             "latency_ms": {status: summary_ms(values) for status, values in sorted(sale.latencies.items())},
             "statuses": dict(sorted(sale.statuses.items())),
