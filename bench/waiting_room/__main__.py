@@ -67,6 +67,12 @@ def parse_options():
     parser.add_argument("--drive", type=int, default=1500, help="the first places the bench plays (poll, hold, pay)")
     parser.add_argument("--late", type=int, default=200, help="visitors joining after the opening, one at a time")
     parser.add_argument("--opening-in", type=float, default=5, help="seconds from the joins' end to the opening")
+    parser.add_argument(
+        "--client-timeout",
+        type=float,
+        default=CLIENT_TIMEOUT_SECONDS,
+        help="seconds the driven visitors' clients wait for an answer before sending it again (default 60)",
+    )
     parser.add_argument("--sale-connections", type=int, default=200, help="the driven visitors' connections")
     parser.add_argument("--pool-max", type=int, default=10, help="database connections per web process")
     parser.add_argument("--max-sale-seconds", type=float, default=300)
@@ -191,7 +197,7 @@ def setup_of(options, pool_max, show_id):
         "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "visitors": options.visitors,
         "visitors_joined_through_the_api": options.visitors if options.api_joins is None else options.api_joins,
-        "client_timeout_s": CLIENT_TIMEOUT_SECONDS,
+        "client_timeout_s": {"joins": CLIENT_TIMEOUT_SECONDS, "driven visitors": options.client_timeout},
         "haproxy_health_checks": "timeout check 10s, inter 2s fall 10 rise 2 (deploy/haproxy.cfg: 2s, 1s, 3, 2)",
         "late_visitors": options.late,
         "driven_visitors": options.drive,
@@ -258,7 +264,7 @@ async def run_sale(options, url, on_sale_id, show_id, movie_id, opens_at, tag):
         api_key=BENCH_KEY,
         keep_cookies=False,
         http_client=options.http_client,
-        timeout=CLIENT_TIMEOUT_SECONDS,
+        timeout=options.client_timeout,
     ) as clients:
         sale = Sale(client=clients, show_id=show_id, movie_id=movie_id, rng=random.Random(options.seed))
         early = [
