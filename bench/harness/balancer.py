@@ -187,12 +187,14 @@ def stack_running(
     uvicorn_options=("--timeout-keep-alive", "30"),
     log=None,
     start_seconds=START_SECONDS,
+    haproxy_template=None,
 ):
     """Start the stack (see the module's docstring), yield a Stack, stop everything when the block ends.
 
     environment: for every process (default os.environ). web_environment / celery_environment: added for the
     web processes / the Celery workers and beat (e.g. smaller database pools for the workers).
     health_host: the Host header of HAProxy's health check; a name in DJANGO_ALLOWED_HOSTS.
+    haproxy_template: another configuration template than deploy/haproxy.cfg (e.g. a benchmark's slacker checks).
     """
     if web_processes < 1:
         raise ValueError("a stack needs at least one web process")
@@ -218,7 +220,7 @@ def stack_running(
             what="every web process answering",
             seconds=start_seconds,
         )
-        stack = _start_balancer(haproxy, web=web, health_host=health_host, folder=folder)
+        stack = _start_balancer(haproxy, web=web, health_host=health_host, folder=folder, template=haproxy_template)
         started.insert(0, stack.balancer)  # stopped first: no new connections while the rest stop
         stack.celery, stack.beat = celery, beat_process
         _wait_until_serving(stack, health_host=health_host, seconds=start_seconds)
@@ -263,7 +265,7 @@ def _start_beat(*, environment, folder):
     return _start("beat", command, environment=environment, folder=folder)
 
 
-def _start_balancer(haproxy, *, web, health_host, folder):
+def _start_balancer(haproxy, *, web, health_host, folder, template=None):
     """HAProxy on a free port in front of `web`, configured from the template; returns the Stack it heads."""
     port = free_port()
     stats_socket = folder / "haproxy.sock"
@@ -271,7 +273,11 @@ def _start_balancer(haproxy, *, web, health_host, folder):
     servers = [(process.name, process.url.removeprefix("http://")) for process in web]
     config.write_text(
         render_haproxy_config(
-            bind=f"127.0.0.1:{port}", servers=servers, stats_socket=stats_socket, health_host=health_host
+            bind=f"127.0.0.1:{port}",
+            servers=servers,
+            stats_socket=stats_socket,
+            health_host=health_host,
+            **({"template": template} if template else {}),
         )
     )
     command = [haproxy, "-db", "-f", str(config)]

@@ -39,12 +39,12 @@ class AiohttpClient:
     httpx's: the load generator shares the server's cores, and the figures should measure the server. Its
     failures are raised as httpx.TransportError, which the scenarios already handle."""
 
-    def __init__(self, base_url, *, api_key, connections, keep_cookies):
+    def __init__(self, base_url, *, api_key, connections, keep_cookies, timeout=REQUEST_TIMEOUT_SECONDS):
         self.session = aiohttp.ClientSession(
             base_url=base_url,
             headers={"X-API-Key": api_key},
             connector=aiohttp.TCPConnector(limit=connections, keepalive_timeout=5),
-            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+            timeout=aiohttp.ClientTimeout(total=timeout),
             cookie_jar=aiohttp.CookieJar(unsafe=True) if keep_cookies else aiohttp.DummyCookieJar(),
         )
 
@@ -79,14 +79,16 @@ class AiohttpClient:
 
 
 @contextlib.asynccontextmanager
-async def bench_clients(base_url, connections, *, api_key, keep_cookies=True, http_client="httpx"):
+async def bench_clients(
+    base_url, connections, *, api_key, keep_cookies=True, http_client="httpx", timeout=REQUEST_TIMEOUT_SECONDS
+):
     """A list of clients for `connections` connections at once, CONNECTIONS_PER_CLIENT (or fewer) each: httpx's,
     or with http_client="aiohttp" AiohttpClient.
 
     Several clients rather than one: httpcore's pool looks at every one of its connections for each request,
     so one client of 200 connections would spend more CPU than the server on the shared cores. Request number
     n goes through clients[n % len(clients)]. keep_cookies=False: clients that accept no cookie, for callers
-    whose users share a client but must not share a session.
+    whose users share a client but must not share a session. `timeout`: seconds a request may take in all.
     """
     shares = -(-connections // CONNECTIONS_PER_CLIENT)
     per_client = -(-connections // shares)
@@ -96,12 +98,14 @@ async def bench_clients(base_url, connections, *, api_key, keep_cookies=True, ht
 
     def client():
         if http_client == "aiohttp":
-            return AiohttpClient(base_url, api_key=api_key, connections=per_client, keep_cookies=keep_cookies)
+            return AiohttpClient(
+                base_url, api_key=api_key, connections=per_client, keep_cookies=keep_cookies, timeout=timeout
+            )
         return httpx.AsyncClient(
             base_url=base_url,
             headers={"X-API-Key": api_key},
             limits=limits,
-            timeout=REQUEST_TIMEOUT_SECONDS,
+            timeout=timeout,
             cookies=None if keep_cookies else CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         )
 

@@ -4,7 +4,9 @@ then the sale opens and the room admits them at its rate into a 2,000-seat hall.
 Usage:
     python -m bench.waiting_room [--visitors 100000] [--rate 3000] [--drive 1500] [--late 200]
                                  [--join-concurrency 300] [--json FILE]
-    A smoke run: --visitors 2000 --drive 600 --late 50
+    A smoke run: --visitors 5000 --drive 600 --late 50
+    --api-joins K (NOT the issue's figure: a shortcut for short runs) joins K through the API on each server and
+    writes the rest into the room in one INSERT; by default every visitor joins through the API, on each server.
 
 What it does, all on this machine (2 cores shared by the servers, PostgreSQL, Redis and this load generator):
 1. Its own database (ticketing_bench_room) and Redis database (/10, prefix roombench:), emptied of earlier runs'
@@ -34,6 +36,13 @@ What it does, all on this machine (2 cores shared by the servers, PostgreSQL, Re
    hold path's measured capacity (docs/performance/README.md, 275 granted holds/s at 200 clients).
 
 Figures are printed as JSON (--json FILE also writes them, and FILE with .md a markdown summary).
+
+The load generator's own failures are not the room's findings, so its clients do what a page would
+(visitors.sent_again): a web process's 503 is sent again after its Retry-After, HAProxy's own 502/503/504 and a
+time-out (60 s) or cut connection after a back-off, for requests safe to repeat (polls, joins, holds and payments
+under an Idempotency-Key); HAProxy's health checks get more slack than deploy/haproxy.cfg's
+(__main__.HEALTH_CHECK_SLACK), so that a saturated machine does not take every web process out of rotation.
+Every retry is counted in the figures ("sent again: ...").
 
 Presence: the bench's visitors that are not driven stand for visitors whose pages are open (long polls), so the
 servers run with a grace of an hour (TICKETING_ROOM_GRACE_SECONDS): nobody is passed over as gone.

@@ -1,6 +1,7 @@
 """The run's figures: rates over windows (joins, admissions, holds), the join phases' figures, and the markdown
 summary written beside the JSON report."""
 
+import re
 import statistics
 from collections import Counter
 
@@ -60,6 +61,29 @@ def join_figures(joins, *, memory, rss_before_mb, rss_after_mb, redis_before, re
     }
 
 
+def web_cpu_ms_per_join(phase):
+    """The web processes' CPU seconds over the joins, per join (ms)."""
+    seconds = sum(phase["cpu"]["cpu_seconds"]["server_workers"])
+    return round(1000 * seconds / phase["joined"], 2) if phase["joined"] else None
+
+
+TICK = re.compile(r"tend_rooms\[[^\]]+\] succeeded in ([0-9.]+)s: (\d+)")
+
+
+def tend_rooms_ticks(worker_log):
+    """The worker's INFO lines of tend_rooms: how long each tick took (s), the longest's admissions (the draw's)."""
+    ticks = [(float(seconds), int(admitted)) for seconds, admitted in TICK.findall(worker_log)]
+    if not ticks:
+        return None
+    longest = max(ticks)
+    return {
+        "count": len(ticks),
+        "p50_s": round(statistics.median(seconds for seconds, _ in ticks), 3),
+        "max_s": round(longest[0], 3),
+        "admitted_in_the_longest": longest[1],
+    }
+
+
 def markdown(report):
     """The report's headline figures as a short markdown page."""
     setup, lines = report["setup"], []
@@ -68,16 +92,18 @@ def markdown(report):
     lines.append("## Joining before the opening\n")
     lines.append(
         "| server | joined | time | joins/s, median of 1-s windows (overall) | p50 / p99 ms "
-        "| PostgreSQL B/visitor | Redis B/visitor | web RSS B/visitor |"
+        "| web CPU ms/join | PostgreSQL B/visitor | Redis B/visitor (MEMORY USAGE of a key) | web RSS B/visitor |"
     )
-    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, phase in report["join"].items():
         rate, latency, memory = phase["joins_per_s"], phase["join_latency_ms"], phase["memory"]
         lines.append(
             f"| {name} | {phase['joined']:,} | {phase['elapsed_s']} s "
             f"| {rate['median_per_s']} ({rate['overall_per_s']}) "
-            f"| {latency.get('p50')} / {latency.get('p99')} | {memory['postgres']['bytes_per_visitor']} "
-            f"| {memory['redis_bytes_per_visitor']} | {memory['web_rss_bytes_per_visitor']} |"
+            f"| {latency.get('p50')} / {latency.get('p99')} | {web_cpu_ms_per_join(phase)} "
+            f"| {memory['postgres']['bytes_per_visitor']} "
+            f"| {memory['redis_bytes_per_visitor']} ({memory['memory_usage_bytes_per_key']}) "
+            f"| {memory['web_rss_bytes_per_visitor']} |"
         )
     sale = report["sale"]
     lines.append("\n## The opening\n")
@@ -92,7 +118,12 @@ def markdown(report):
     )
     lines.append(f"- holds sent: {sale['holds_per_s']} (capacity {HOLD_CAPACITY_PER_SECOND}/s)")
     lines.append(f"- polls of standing: {sale['polls_per_s']}")
+    lines.append(f"- beat's ticks (tend_rooms, from the worker's log): {sale.get('tend_rooms_ticks')}")
     lines.append(f"- driven visitors' outcomes: {sale['outcomes']}")
+    again = {status: n for status, n in sale["statuses"].items() if "sent again" in status}
+    for phase in report["join"].values():
+        again.update({status: n for status, n in phase["statuses"].items() if "sent again" in status})
+    lines.append(f"- requests the clients sent again (the load generator's, not the room's): {again or 'none'}")
     lines.append(f"- seats at the end: {report['seats_at_end']}")
     lines.append(f"- drain at {setup['drain_rate_per_minute']}/min: {report['drain']}")
     lines.append(f"- admission order: {report['order']}")

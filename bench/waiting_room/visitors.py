@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from bench.harness.clients import bench_clients, minding_busy
+from bench.harness.clients import bench_clients, timed
 from bench.moves import seat_ids
 from bench.sell_out_moves import CARD
 from bench.show import BENCH_KEY
@@ -19,8 +19,43 @@ from bench.show import BENCH_KEY
 # How often a driven visitor asks for its standing: after its estimated wait, halved, within these bounds.
 POLL_MIN_SECONDS = 1.0
 POLL_MAX_SECONDS = 30.0
-PAY_ATTEMPTS = 5
-LATE_JOIN_ATTEMPTS = 30  # a payment whose connection closed, or still running under its key, is sent again with its key
+PAY_ATTEMPTS = 5  # a payment still running under its key (409) or the provider's time-out (504): again, same key
+# A request safe to send again is sent again this many times at most (sent_again), backing off up to BACKOFF_MAX.
+SEND_ATTEMPTS = 10
+BACKOFF_MAX_SECONDS = 8.0
+# The clients' time-out for one request (the load generator's; a browser waits longer than that).
+CLIENT_TIMEOUT_SECONDS = 60
+
+
+async def sent_again(send, on_retry):
+    """(response, ms) of `send()`, sent again as a page would after the load generator's own failures, which are
+    not the room's findings: after the Retry-After of a web process's 503 (it sheds load); a second or more after
+    HAProxy's own 502/503/504 (no web process in rotation: an HTML page, no X-Served-By, no Retry-After); after a
+    time-out or a cut connection. Only for requests safe to repeat: polls, joins (the same session answers its
+    place), holds and payments under an Idempotency-Key. on_retry(reason) counts each; the last try's transport
+    error is raised. ms: the last try's."""
+    for attempt in range(SEND_ATTEMPTS):
+        backoff = min(BACKOFF_MAX_SECONDS, 2**attempt) * random.uniform(0.5, 1.0)
+        last = attempt == SEND_ATTEMPTS - 1
+        try:
+            response, ms = await timed(send())
+        except httpx.TransportError as error:
+            if last:
+                raise
+            on_retry("timed out" if "Timeout" in str(error) else "connection error")
+            await asyncio.sleep(backoff)
+            continue
+        if last or response.status_code not in (502, 503, 504):
+            return response, ms
+        if "Retry-After" in response.headers:
+            on_retry(f"{response.status_code} Retry-After")
+            await asyncio.sleep(float(response.headers["Retry-After"]))
+        elif "X-Served-By" not in response.headers and "json" not in response.headers.get("Content-Type", ""):
+            on_retry(f"{response.status_code} from HAProxy")
+            await asyncio.sleep(backoff)
+        else:
+            return response, ms
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -42,23 +77,32 @@ async def join_all(base_url, on_sale_id, sessions, *, concurrency, http_client):
     path = f"/api/v1/on-sales/{on_sale_id}/room"
     todo = iter(sessions)
     async with bench_clients(
-        base_url, concurrency, api_key=BENCH_KEY, keep_cookies=False, http_client=http_client
+        base_url,
+        concurrency,
+        api_key=BENCH_KEY,
+        keep_cookies=False,
+        http_client=http_client,
+        timeout=CLIENT_TIMEOUT_SECONDS,
     ) as clients:
         await warm_up(clients, path)
 
         async def joiner(number):
             client = clients[number % len(clients)]
             for session in todo:
+                retried = []
+
+                def again(reason, retried=retried):
+                    retried.append(reason)
+                    joins.statuses[f"POST room sent again: {reason}"] += 1
+
                 try:
-                    response, ms = await minding_busy(
-                        lambda s=session: client.post(path, json={"session_id": s}),
-                        lambda response, ms: joins.statuses.update(["POST room 503"]),
-                    )
+                    response, ms = await sent_again(lambda s=session: client.post(path, json={"session_id": s}), again)
                 except httpx.TransportError as error:
                     joins.failures.append(f"join {session}: {error}")
                     continue
                 joins.statuses[f"POST room {response.status_code}"] += 1
-                if response.status_code != 201:
+                # 200 after a retry: the first try joined, its answer was lost on the way
+                if response.status_code != 201 and not (response.status_code == 200 and retried):
                     joins.failures.append(f"join {session} -> {response.status_code}: {response.text[:200]}")
                     continue
                 joins.visitors[session] = response.json()["visitor_id"]
@@ -128,9 +172,9 @@ class Sale:
         """(response, ms), or None after a connection error (recorded as a failure)."""
         client = self.next_client()
         try:
-            response, ms = await minding_busy(
+            response, ms = await sent_again(
                 lambda: client.request(method, path, **options),
-                lambda response, ms: self.statuses.update([f"{call} 503"]),
+                lambda reason: self.statuses.update([f"{call} sent again: {reason}"]),
             )
         except httpx.TransportError as error:
             self.failures.append(f"{call} {path}: {error}")
@@ -181,10 +225,13 @@ async def hold_and_pay(sale, session_id, standing, wanted):
         "movie_id": sale.movie_id,
         "best_available": {"count": wanted},
     }
-    headers = {"Admission-Pass": standing["admission_pass"]}
     pass_ends = time.time() + 170  # pass_seconds less a margin; the answer's pass_expires_at is the truth
+    # A key a try: a try sent again after a time-out never holds twice; a final refusal (seats_unavailable) is
+    # kept under its key, so the next try takes another
+    key = key_of(sale)
     while time.time() < pass_ends and not sale.stop.is_set():
         sale.hold_sent.append(time.time())
+        headers = {"Admission-Pass": standing["admission_pass"], "Idempotency-Key": key}
         sent = await sale.send("POST hold", "POST", "/api/v1/reservations", json=body, headers=headers)
         if sent is None:
             return "failed"
@@ -196,18 +243,28 @@ async def hold_and_pay(sale, session_id, standing, wanted):
         if code == "show_full":
             return "show_full"
         if code == "seats_unavailable":  # best available lost the seats it picked to another hold: ask again
+            key = key_of(sale)
+            continue
+        if code == "idempotency_in_flight":  # the try that timed out still runs: its answer comes with its key
+            sale.hold_sent.pop()
+            await asyncio.sleep(float(response.headers.get("Retry-After", 1)))
             continue
         if code != "retry":
             sale.failures.append(f"POST hold {session_id} -> {response.status_code}: {response.text[:200]}")
             return f"hold {response.status_code} {code}"
+        key = key_of(sale)  # not kept under the key anyway (Retry-After), but a new try
         await asyncio.sleep(float(response.headers.get("Retry-After", 5)))
     return "pass ran out retrying"
+
+
+def key_of(sale):
+    return str(uuid.UUID(int=sale.rng.getrandbits(128), version=4))
 
 
 async def pay(sale, session_id, reservation):
     reservation_id = reservation["reservation_id"]
     path = f"/api/v1/reservations/{reservation_id}/pay"
-    headers = {"Idempotency-Key": str(uuid.UUID(int=sale.rng.getrandbits(128), version=4))}
+    headers = {"Idempotency-Key": key_of(sale)}
     body = {"session_id": session_id, "payment": CARD}
     last = "no answer"
     for _ in range(PAY_ATTEMPTS):
@@ -230,19 +287,16 @@ async def join_late(base_url, on_sale_id, sessions, *, http_client):
     """Visitors who come after the opening, one at a time (so that the order they joined in is known):
     [(session, visitor id, place)]."""
     joined = []
-    async with bench_clients(base_url, 1, api_key=BENCH_KEY, keep_cookies=False, http_client=http_client) as clients:
+    async with bench_clients(
+        base_url, 1, api_key=BENCH_KEY, keep_cookies=False, http_client=http_client, timeout=CLIENT_TIMEOUT_SECONDS
+    ) as clients:
         for session in sessions:
-            for _attempt in range(LATE_JOIN_ATTEMPTS):
-                # HAProxy answers 503 without Retry-After while it has taken every web process out of rotation
-                # (their health checks too slow on the saturated machine): that too is sent again, a second later.
-                response, _ = await minding_busy(
-                    lambda s=session: clients[0].post(f"/api/v1/on-sales/{on_sale_id}/room", json={"session_id": s}),
-                    lambda response, ms: None,
-                )
-                if response.status_code != 503:
-                    break
-                await asyncio.sleep(1)
-            if response.status_code != 201:
+            retried = []
+            response, _ = await sent_again(
+                lambda s=session: clients[0].post(f"/api/v1/on-sales/{on_sale_id}/room", json={"session_id": s}),
+                retried.append,
+            )
+            if response.status_code != 201 and not (response.status_code == 200 and retried):
                 raise RuntimeError(f"late join {session} -> {response.status_code}: {response.text[:300]}")
             body = response.json()
             joined.append((session, body["visitor_id"], body["place"]))
