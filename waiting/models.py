@@ -175,7 +175,11 @@ class RoomVisitor(models.Model):
         verbose_name_plural = _("waiting room visitors")
         ordering = ["room", "place"]
         constraints = [
-            models.UniqueConstraint(fields=["room", "place"], name="waiting_roomvisitor_unique_place"),
+            # Partial: early visitors have no place until the draw, and a plan for another lookup of the room's
+            # visitors (the buyer's place) mustn't find this index a cheaper way to read them all.
+            models.UniqueConstraint(
+                fields=["room", "place"], condition=Q(place__isnull=False), name="waiting_roomvisitor_unique_place"
+            ),
             models.UniqueConstraint(
                 fields=["room", "api_key", "session_id"],
                 condition=Q(status__in=["Waiting", "Admitted"]),

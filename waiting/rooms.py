@@ -231,12 +231,14 @@ def _gone(visitor_ids, at):
 # --- Joining ----------------------------------------------------------------------------------------------------------
 
 
-def _locked_room(room_id):
+def _locked_room(room_id, *, skip_locked=False):
     """The room with its on-sale, its row locked FOR NO KEY UPDATE until commit (the draw and admissions, one at
-    a time; early joins hold it FOR SHARE in waiting_join_room)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM waiting_room WHERE on_sale_id = %s FOR NO KEY UPDATE", [room_id])
+    a time; early joins hold it FOR SHARE in waiting_join_room). With `skip_locked`, None when another holds it."""
+    with connection.cursor() as cursor:
+        skip = " SKIP LOCKED" if skip_locked else ""
+        cursor.execute(f"SELECT 1 FROM waiting_room WHERE on_sale_id = %s FOR NO KEY UPDATE{skip}", [room_id])
+        if cursor.fetchone() is None and skip_locked:
+            return None
     return Room.objects.select_related("on_sale").get(pk=room_id)
 
 
@@ -490,7 +492,8 @@ def room_group(on_sale_id):
 def admit_from_room(*, on_sale_id, at=None):
     """Let the room's next visitors in, at its rate; returns how many were admitted.
 
-    Locks the room's row FOR NO KEY UPDATE for one short transaction: draws the room if the opening has come;
+    Locks the room's row FOR NO KEY UPDATE for one short transaction (none when another holds it: then it admits
+    nobody this time): draws the room if the opening has come;
     ends passes that ran out (Pass Expired; one unused, its buyer having held no seat of the on-sale's shows since
     admitted, gives its admission back); adds the admissions the rate earned since the last time (at most
     BURST_SECONDS' worth saved); admits that many from the head in place order with a pass each, passing over (Left)
@@ -498,7 +501,11 @@ def admit_from_room(*, on_sale_id, at=None):
     tells the room's group who changed and how far the room has called.
     """
     with transaction.atomic(durable=True):
-        room = _locked_room(on_sale_id)
+        # A room another holds is drawing (100,000 places take seconds) or admitting: this tick's turn is the
+        # next one's, rather than a wait past the database's lock timeout.
+        room = _locked_room(on_sale_id, skip_locked=True)
+        if room is None:
+            return 0
         at = at or timezone.now()  # read once the room is ours, as the waiting line's serving does
         on_sale = room.on_sale
         if at < on_sale.opens_at or at >= on_sale.closes_at:

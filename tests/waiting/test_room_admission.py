@@ -3,11 +3,14 @@ hold path of a show behind it takes nobody without a pass."""
 
 from datetime import timedelta
 
+import psycopg
 import pytest
 import time_machine
+from django.db import connection
 from django.utils import timezone
 
 from bookings.services import AT_THE_COUNTER, BestAvailable, BookingError, hold_seats
+from tests.bookings.helpers import finished_in_thread
 from tests.waiting.rooms import join, on_sale_of, visitor
 from waiting.models import Room, RoomVisitor
 from waiting.rooms import BURST_SECONDS, admit_from_room, join_room, note_seen, read_standing
@@ -145,3 +148,24 @@ def test_a_room_closes_and_its_shows_sell_without_it(clock):
     on_sale = on_sale_of(opens_in=60, closes_at=timezone.now() + timedelta(minutes=11))
     clock.move_to(on_sale.closes_at)
     assert hold_seats(buyer=visitor("anyone"), show=on_sale.show, best_available=BestAvailable(1)).pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tick_finding_the_room_held_by_another_admits_nobody_and_does_not_wait():
+    """A draw of 100,000 places holds the room's row for seconds: beat's next tick skips it rather than waiting
+    past the database's lock timeout; the tick after carries on."""
+    on_sale = on_sale_of(queue_opens_in=-120, opens_in=-60, admissions_per_minute=600)
+    first = join(on_sale, "first")
+    note_seen(first)
+    database = connection.settings_dict
+    other = psycopg.connect(
+        host=database["HOST"], port=database["PORT"], user=database["USER"], dbname=database["NAME"]
+    )
+    try:
+        other.execute("SELECT 1 FROM waiting_room WHERE on_sale_id = %s FOR NO KEY UPDATE", [on_sale.pk])
+        outcome = finished_in_thread(lambda: admit_from_room(on_sale_id=on_sale.pk), wait=10)
+        assert outcome == ("returned", 0)
+        other.rollback()
+    finally:
+        other.close()
+    assert admit_from_room(on_sale_id=on_sale.pk) == 1
