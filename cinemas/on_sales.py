@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from asgiref.sync import sync_to_async
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -23,6 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from cinemas.models import ON_SALE_OVERLAP_CONSTRAINT, OnSaleShow, Show
+from ticketing.lean import on_a_thread
 
 # How stale a process's copy of the rooms in force may be: a room marked (or ended) reaches every process's hold
 # path within this. Staff mark on-sales ahead of their opening.
@@ -146,9 +146,10 @@ def gate_for(show_id, at):
 
 
 async def agate_for(show_id, at):
-    """gate_for on the event loop: the copy is read on a thread, once per GATE_SECONDS."""
+    """gate_for on the event loop: the copy is read on a thread, once per GATE_SECONDS (through Django: the
+    request's thread and connection; on the front: a pool thread that gives its connection back, on_a_thread)."""
     if not _gates.fresh():
-        await sync_to_async(_gates.read, thread_sensitive=False)()
+        await on_a_thread(_gates.read)()
     return _gates.of(show_id, at)
 
 
