@@ -12,6 +12,7 @@ from cinemas.models import OnSale, Show
 from ticketing.buyers import key_buyer
 from ticketing.errors import refusal_api_error
 from ticketing.lean import Answer, LeanApiView, LeanError, api_key_of, serve, validated
+from ticketing.numbers import whole_number
 from ticketing.parameters import SessionParameters, checked
 from waiting import longpoll, rooms, serializers, services
 from waiting.models import Room
@@ -111,6 +112,8 @@ async def join_room(request):
     api_key = await api_key_of(request)
     data = validated(serializers.JoinRoomInput, request.data())
     buyer = key_buyer(api_key, data["session_id"])
+    if whole_number(str(request.kwargs["on_sale_id"])) is None:  # past bigint: no on-sale has that id
+        raise LeanError.of(refusal_api_error(rooms.RoomError("not_found")))
     try:
         visitor, created = await serve(
             rooms.join_room,

@@ -111,6 +111,10 @@ OPERATION_LABELS = {
     "POST /api/v1/shows/{show_id}/waitlist",
     "GET /api/v1/waitlist/{waiter_id}",
     "DELETE /api/v1/waitlist/{waiter_id}",
+    "GET /api/v1/on-sales/{on_sale_id}/room",
+    "POST /api/v1/on-sales/{on_sale_id}/room",
+    "GET /api/v1/room/{visitor_id}",
+    "DELETE /api/v1/room/{visitor_id}",
     "GET /api/v1/webhooks",
     "POST /api/v1/webhooks",
     "GET /api/v1/webhooks/{endpoint_id}",
@@ -136,6 +140,7 @@ def real_rows(partner_key):
     from rest_framework.test import APIClient
 
     from tests.bookings.helpers import DECLINED_CARD, reserve
+    from tests.waiting.rooms import on_sale_of
 
     show = Show.objects.get()
     client = APIClient()
@@ -147,7 +152,11 @@ def real_rows(partner_key):
     waiter = client.post(f"/api/v1/shows/{show.pk}/waitlist", {"session_id": "fuzz", "seats_wanted": 1}, format="json")
     hooks = {"url": "https://partner.example/hooks", "events": ["booking.created"]}
     endpoint = client.post("/api/v1/webhooks", hooks, format="json").json()
+    on_sale = on_sale_of()  # a show of its own behind a waiting room, and the session's place in it
+    visitor = client.post(f"/api/v1/on-sales/{on_sale.pk}/room", {"session_id": "fuzz"}, format="json").json()
     ids = {
+        "on_sale_id": on_sale.pk,
+        "visitor_id": visitor["visitor_id"],
         "endpoint_id": endpoint["id"],
         "city_id": show.hall.cinema.city_id,
         "movie_id": show.movie_id,
@@ -204,6 +213,10 @@ def real_rows(partner_key):
         "POST /api/v1/shows/{show_id}/waitlist": {"body": {**session, "seats_wanted": 1}},
         "GET /api/v1/waitlist/{waiter_id}": {"query": {**session, "version": 0, "wait": 0}},
         "DELETE /api/v1/waitlist/{waiter_id}": {"query": session},
+        "GET /api/v1/on-sales/{on_sale_id}/room": {},
+        "POST /api/v1/on-sales/{on_sale_id}/room": {"body": {**session, "email": "fuzz@example.com"}},
+        "GET /api/v1/room/{visitor_id}": {"query": {**session, "version": 0, "wait": 0}},
+        "DELETE /api/v1/room/{visitor_id}": {"query": session},
         "GET /api/v1/webhooks": {"query": {"api_dev_key": partner_key}},  # it has no parameter of its own
         "POST /api/v1/webhooks": {"body": hooks},
         "GET /api/v1/webhooks/{endpoint_id}": {},
