@@ -784,7 +784,7 @@ def ensure_demo_on_sale(*, at=None):
     if show is None:
         return None
     opens_at = at + timedelta(minutes=DEMO_ON_SALE_OPENS_IN_MINUTES)
-    return mark_on_sale(OnSale(show=show, movie=show.movie, queue_opens_at=at, opens_at=opens_at), at=at)
+    return mark_on_sale(OnSale(show=show, movie=show.movie, queue_opens_at=at, opens_at=opens_at))
 
 
 # --- The design study's scale, for the benchmark --------------------------------------------------------

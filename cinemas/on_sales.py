@@ -45,7 +45,7 @@ class Gate:
 # --- Marking --------------------------------------------------------------------------------------------------
 
 
-def mark_on_sale(on_sale, *, at=None):
+def mark_on_sale(on_sale):
     """Save `on_sale` (new or changed) and list the shows its room stands in front of: its show, or every show of
     its movie in its city that starts after the sale opens. `closes_at` left empty: when the last of them starts.
 
@@ -53,7 +53,6 @@ def mark_on_sale(on_sale, *, at=None):
     to sell, a show already behind another room at that time (the database's exclusion constraint decides a
     race). On commit: every process of this one reads the rooms afresh (others within GATE_SECONDS).
     """
-    at = at or timezone.now()
     if on_sale.show_id is not None:
         on_sale.movie_id = on_sale.show.movie_id
         on_sale.city = None

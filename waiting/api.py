@@ -12,7 +12,6 @@ from cinemas.models import OnSale, Show
 from ticketing.buyers import key_buyer
 from ticketing.errors import refusal_api_error
 from ticketing.lean import Answer, LeanApiView, LeanError, api_key_of, serve, validated
-from ticketing.numbers import whole_number
 from ticketing.parameters import SessionParameters, checked
 from waiting import longpoll, rooms, serializers, services
 from waiting.models import Room
@@ -21,7 +20,8 @@ from waiting.serializers import waiter_body
 
 class WaitingApiView(APIView):
     def handle_exception(self, exc):
-        if isinstance(exc, services.WaitingError | BookingError):  # a line's show behind a room: BookingError
+        # BookingError: a line's show behind a room without its pass.
+        if isinstance(exc, services.WaitingError | BookingError | rooms.RoomError):
             exc = refusal_api_error(exc)
         return super().handle_exception(exc)
 
@@ -99,21 +99,12 @@ class WaiterApi(LeanApiView, WaitingApiView):
 # --- The on-sale waiting room (waiting.rooms) -------------------------------------------------------------------
 
 
-class RoomApiView(APIView):
-    def handle_exception(self, exc):
-        if isinstance(exc, rooms.RoomError):
-            exc = refusal_api_error(exc)
-        return super().handle_exception(exc)
-
-
 async def join_room(request):
     """Join an on-sale's waiting room for a partner's session (waiting.rooms.join_room): one call of
     waiting_join_room on the async pool."""
     api_key = await api_key_of(request)
     data = validated(serializers.JoinRoomInput, request.data())
     buyer = key_buyer(api_key, data["session_id"])
-    if whole_number(str(request.kwargs["on_sale_id"])) is None:  # past bigint: no on-sale has that id
-        raise LeanError.of(refusal_api_error(rooms.RoomError("not_found")))
     try:
         visitor, created = await serve(
             rooms.join_room,
@@ -130,7 +121,7 @@ async def join_room(request):
 
 @extend_schema(tags=["waiting room"])
 @method_decorator(never_cache, name="dispatch")
-class RoomApi(LeanApiView, RoomApiView):
+class RoomApi(LeanApiView, WaitingApiView):
     lean_endpoints = {"post": join_room}
 
     @extend_schema(responses=OpenApiResponse(description="The on-sale's room: its times, rate and draw."))
@@ -163,7 +154,7 @@ async def poll_room_visitor(request):
 
 @extend_schema(tags=["waiting room"])
 @method_decorator(never_cache, name="dispatch")
-class RoomVisitorApi(LeanApiView, RoomApiView):
+class RoomVisitorApi(LeanApiView, WaitingApiView):
     lean_endpoints = {"get": poll_room_visitor}
 
     @extend_schema(parameters=[serializers.WaiterParameters], responses=serializers.StandingSerializer)

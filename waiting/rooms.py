@@ -30,24 +30,24 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import psycopg
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from bookings.services.holds import REFUSAL_SQLSTATE
+from bookings.services.holds import REFUSAL_SQLSTATE, acall_function, call_function
 from cinemas.models import OnSale
 from cinemas.on_sales import admission_pass
 from ticketing.broadcast import send_to_groups
 from ticketing.buyers import Buyer
 from ticketing.cached_reads import CACHE_ERRORS
 from ticketing.error_codes import error_message
-from ticketing.lean import pooled_rows, redis_client
+from ticketing.lean import redis_client
+from ticketing.numbers import whole_number
 from waiting.models import Room, RoomVisitor
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,12 @@ def find_visitor(*, buyer, visitor_id):
 
 def read_standing(*, buyer, visitor_id, at=None):
     """The buyer's own Standing in its room (one query), or RoomError("not_found"). Notes the visitor as seen."""
-    visitor = find_visitor(buyer=buyer, visitor_id=visitor_id)
+    return seen_standing(find_visitor(buyer=buyer, visitor_id=visitor_id), at=at)
+
+
+def seen_standing(visitor, *, at=None):
+    """The Standing of a visitor read with its room and on-sale (find_visitor, active_visitor), noting it as seen:
+    its buyer is asking."""
     note_seen(visitor)
     return standing_of(visitor, visitor.room, visitor.room.on_sale, at=at)
 
@@ -199,7 +204,7 @@ def last_seen(visitor_id):
 async def anote_seen(visitor_id, *, at=None):
     """note_seen on the event loop: one SET with the loop's Redis client (without Redis, on a thread)."""
     if not settings.REDIS_URL:
-        await sync_to_async(note_seen)(RoomVisitor(pk=visitor_id), at=at)
+        await sync_to_async(note_all_seen)([visitor_id], at=at)
         return
     try:
         await redis_client().set(cache.make_key(_seen_key(visitor_id)), _seen_value(at), ex=SEEN_SECONDS)
@@ -275,12 +280,13 @@ def join_room(*, buyer, on_sale, email="", at=None):
     arguments = _join_arguments(buyer, on_sale.pk, email, at)
     for _attempt in range(JOIN_ATTEMPTS):
         try:
-            visitor, created = _joined(buyer, on_sale.pk, _call_join(arguments))
+            row = call_function(JOIN_FUNCTION, *arguments, refusal_of=_join_refusal)
         except _JoinAgain as again:
             if again.draw_first:
                 _draw_due(on_sale.pk, at)
             arguments[-1] = arguments[-1] or again.late
             continue
+        visitor, created = _joined(buyer, on_sale.pk, row)
         note_seen(visitor, at=at)
         return visitor, created
     raise RoomError("retry_join")
@@ -294,47 +300,24 @@ async def ajoin_room(*, buyer, on_sale, email="", at=None):
     arguments = _join_arguments(buyer, on_sale_id, email, at)
     for _attempt in range(JOIN_ATTEMPTS):
         try:
-            rows = await pooled_rows(JOIN_FUNCTION, arguments)
-        except psycopg.Error as error:
-            again = _join_refusal(error)
-            if again is None:
-                raise
-            if isinstance(again, RoomError):
-                raise again from None
+            row = await acall_function(JOIN_FUNCTION, *arguments, refusal_of=_join_refusal)
+        except _JoinAgain as again:
             if again.draw_first:
                 await database_sync_to_async(_draw_due, thread_sensitive=False)(on_sale_id, at)
             arguments[-1] = arguments[-1] or again.late
             continue
-        visitor, created = _joined(buyer, on_sale_id, rows[0])
+        visitor, created = _joined(buyer, on_sale_id, row)
         await anote_seen(visitor.pk, at=at)
         return visitor, created
     raise RoomError("retry_join")
 
 
 def _join_arguments(buyer, on_sale_id, email, at):
+    """waiting_join_room's arguments; RoomError("not_found") for an id past its bigint (a URL's <int:> takes any)."""
+    if whole_number(str(on_sale_id)) is None:
+        raise RoomError("not_found")
     address = buyer.client_address if buyer.api_key_id is None else None
     return [on_sale_id, buyer.api_key_id, buyer.session_id, normalized_email(email), address, at, False]
-
-
-def _call_join(arguments):
-    """The call on Django's connection: in autocommit the statement alone; inside a transaction (a test's) in a
-    savepoint, so that a refusal rolls back the call and nothing else."""
-    if connection.in_atomic_block:
-        with transaction.atomic():
-            return _call_join_now(arguments)
-    return _call_join_now(arguments)
-
-
-def _call_join_now(arguments):
-    with connection.cursor() as cursor:
-        try:
-            cursor.execute(f"SELECT * FROM {JOIN_FUNCTION}(%s, %s, %s, %s, %s, %s, %s)", arguments)
-        except DatabaseError as error:
-            refusal = _join_refusal(error.__cause__)
-            if refusal is None:
-                raise
-            raise refusal from None
-        return cursor.fetchone()
 
 
 class _JoinAgain(Exception):
@@ -581,7 +564,6 @@ def tend_rooms(*, at=None):
     open_rooms = OnSale.objects.filter(opens_at__lte=at, closes_at__gt=at).values_list("pk", flat=True)
     admitted = 0
     for on_sale_id in list(open_rooms):
-        if Room.objects.filter(pk=on_sale_id).exists():
-            admitted += admit_from_room(on_sale_id=on_sale_id)
+        admitted += admit_from_room(on_sale_id=on_sale_id)  # a room nobody joined yet has no row: it admits nobody
     logger.debug("Tended rooms in %.3f s", time.monotonic() - started)
     return admitted

@@ -146,7 +146,8 @@ def _room_shows(on_sale):
 def _last_visitor(buyer, on_sale):
     """This browser's newest visitor of the room (a place, or one that ended), or None."""
     return (
-        RoomVisitor.objects.filter(room_id=on_sale.pk, api_key_id=buyer.api_key_id, session_id=buyer.session_id)
+        RoomVisitor.objects.select_related("room__on_sale")
+        .filter(room_id=on_sale.pk, api_key_id=buyer.api_key_id, session_id=buyer.session_id)
         .order_by("-joined_at")
         .first()
     )
@@ -157,7 +158,7 @@ def _room_page(request, on_sale, *, form=None, refusal=None, status=200):
     visitor = _last_visitor(buyer, on_sale)
     standing = None
     if visitor is not None:
-        standing = rooms.read_standing(buyer=buyer, visitor_id=visitor.pk, at=at)
+        standing = rooms.seen_standing(visitor, at=at)
     in_room = standing is not None and standing.status in (RoomVisitor.Status.WAITING, RoomVisitor.Status.ADMITTED)
     shows = _room_shows(on_sale)
     pass_left = int((standing.pass_expires_at - at).total_seconds()) if standing and standing.pass_expires_at else None
@@ -218,7 +219,7 @@ def enter_room(request, on_sale_id):
     on_sale = _on_sale(on_sale_id)
     buyer = session_buyer(request)
     visitor = rooms.active_visitor(buyer=buyer, on_sale_id=on_sale.pk)
-    standing = rooms.read_standing(buyer=buyer, visitor_id=visitor.pk) if visitor else None
+    standing = rooms.seen_standing(visitor) if visitor else None
     if standing is None or not standing.admission_pass:
         return redirect("room", on_sale_id=on_sale.pk)  # not (or no longer) admitted: the page says where it stands
     keep_pass(request, on_sale.pk, standing.admission_pass)

@@ -82,9 +82,10 @@ def find_reservation(*, buyer, reservation_id, lock=False):
 # --- Calling the hold functions ---------------------------------------------------------------------------
 
 
-def call_function(function, *arguments, own_transaction=True):
+def call_function(function, *arguments, own_transaction=True, refusal_of=None):
     """`SELECT * FROM function(arguments)` on Django's connection: its one row, or the BookingError it refused
-    with.
+    with (`refusal_of(error)`, when given, says what another function's errors mean: the exception to raise, or
+    None for an error that is none of its words).
 
     With `own_transaction` (every service but the waiting line's, which calls inside its own), the call is
     a transaction of its own: in autocommit (the API's hot path) the statement alone, one round trip; inside
@@ -97,21 +98,21 @@ def call_function(function, *arguments, own_transaction=True):
         try:
             if connection.in_atomic_block:
                 with transaction.atomic(durable=own_transaction):
-                    return _call_now(function, arguments)
-            return _call_now(function, arguments)
+                    return _call_now(function, arguments, refusal_of or _refusal_of)
+            return _call_now(function, arguments, refusal_of or _refusal_of)
         except DatabaseError as error:
             if not (own_transaction and attempt < CALL_ATTEMPTS and _lost_a_deadlock(error.__cause__)):
                 raise
             logger.info("%s lost a deadlock; calling it again", function)
 
 
-def _call_now(function, arguments):
+def _call_now(function, arguments, refusal_of):
     placeholders = ", ".join(["%s"] * len(arguments))
     with connection.cursor() as cursor:
         try:
             cursor.execute(f"SELECT * FROM {function}({placeholders})", arguments)
         except DatabaseError as error:
-            refusal = _refusal_of(error.__cause__)
+            refusal = refusal_of(error.__cause__)
             if refusal is None:
                 raise
             raise refusal from None
@@ -123,14 +124,14 @@ def _call_now(function, arguments):
         ]
 
 
-async def acall_function(function, *arguments):
+async def acall_function(function, *arguments, refusal_of=None):
     """What call_function does, on the lean path's async pool (ticketing.lean): the call is its own transaction,
     made again if it loses a deadlock."""
     for attempt in range(1, CALL_ATTEMPTS + 1):
         try:
             return await pooled_call(function, arguments)
         except psycopg.Error as error:
-            refusal = _refusal_of(error)
+            refusal = (refusal_of or _refusal_of)(error)
             if refusal is not None:
                 raise refusal from None
             if not (attempt < CALL_ATTEMPTS and _lost_a_deadlock(error)):
