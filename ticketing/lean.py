@@ -38,10 +38,9 @@ from urllib.parse import parse_qsl
 import psycopg
 import redis.asyncio
 from asgiref.sync import async_to_sync, sync_to_async
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.cache import cache, caches
-from django.db import connection
+from django.db import connection, connections
 from django.http import HttpResponse
 from django.urls import Resolver404, resolve
 from django.utils.http import parse_etags
@@ -207,7 +206,25 @@ def on_a_thread(function):
     signal closes it there, and a thread keeping one would starve the pool)."""
     if on_django_connection():
         return sync_to_async(function, thread_sensitive=True)
-    return database_sync_to_async(function, thread_sensitive=False)
+    return on_a_pool_thread(function)
+
+
+def on_a_pool_thread(function):
+    """`function` made awaitable on a pool thread, with its own Django connection, given back when it returns."""
+    return sync_to_async(_giving_connections_back(function), thread_sensitive=False)
+
+
+def _giving_connections_back(function):
+    # Not channels' database_sync_to_async: it closes through close_old_connections, which channels' test
+    # communicators replace with a no-op, and a pool thread's connection was then never given back.
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    return run
 
 
 # --- Who calls, and how often ----------------------------------------------------------------------------

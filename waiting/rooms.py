@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
@@ -46,7 +45,7 @@ from ticketing.broadcast import send_to_groups
 from ticketing.buyers import Buyer
 from ticketing.cached_reads import CACHE_ERRORS
 from ticketing.error_codes import error_message
-from ticketing.lean import redis_client
+from ticketing.lean import on_a_pool_thread, redis_client
 from ticketing.numbers import whole_number
 from waiting.models import Room, RoomVisitor
 
@@ -303,7 +302,7 @@ async def ajoin_room(*, buyer, on_sale, email="", at=None):
             row = await acall_function(JOIN_FUNCTION, *arguments, refusal_of=_join_refusal)
         except _JoinAgain as again:
             if again.draw_first:
-                await database_sync_to_async(_draw_due, thread_sensitive=False)(on_sale_id, at)
+                await on_a_pool_thread(_draw_due)(on_sale_id, at)
             arguments[-1] = arguments[-1] or again.late
             continue
         visitor, created = _joined(buyer, on_sale_id, row)

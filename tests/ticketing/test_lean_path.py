@@ -13,6 +13,7 @@ import httpx
 import psycopg
 import pytest
 from asgiref.sync import SyncToAsync
+from channels.db import database_sync_to_async
 from django.core.signals import request_started
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -28,6 +29,7 @@ from cinemas.services import catalog_changed
 from tests.bookings.helpers import GOOD_CARD, labelled
 from tests.factories import make_api_key, make_hall, make_show
 from tests.helpers import on_the_front
+from ticketing import lean
 from ticketing.asgi import application, django_asgi_app
 from ticketing.buyers import Buyer
 from ticketing.errors import field_messages
@@ -36,6 +38,7 @@ from ticketing.lean import (
     LeanError,
     LeanFront,
     close_connections,
+    on_a_thread,
     on_django_connection,
     redis_client,
     validated,
@@ -640,3 +643,57 @@ def test_the_shared_serializer_of_the_lean_path_answers_each_call_as_a_fresh_one
     """validated() keeps one serializer per class and thread: nothing of one call (its data, its errors, an
     unknown field) reaches the next."""
     assert [answer_of_validated(data) for data in calls] == [answer_of_a_fresh_serializer(data) for data in calls]
+
+
+def connections_kept_after_reads_on_pool_threads(rounds=3, reads=6):
+    """How many of the Django pool's connections are out after `rounds` event loops (as a test's calls start
+    and end them) each read the database on `reads` pool threads at once; channels' test communicators
+    replace close_old_connections with a no-op, as here."""
+    from django.db import connection
+
+    def count_shows():
+        return Show.objects.count()
+
+    async def read_at_once():
+        await asyncio.gather(*(on_a_thread(count_shows)() for _ in range(reads)))
+
+    for _ in range(rounds):
+        asyncio.run(read_at_once())
+    stats = connection.pool.get_stats()
+    return stats["pool_size"] - stats["pool_available"]
+
+
+@pytest.fixture
+def close_old_connections_silenced(monkeypatch):
+    monkeypatch.setattr("channels.db.close_old_connections", lambda **kwargs: None)
+
+
+def test_a_read_on_a_pool_thread_gives_its_connection_back_even_where_tests_silence_close_old_connections(
+    close_old_connections_silenced,
+):
+    assert connections_kept_after_reads_on_pool_threads() <= 1  # at most the test's own
+
+
+def test_negative_control_through_channels_database_sync_to_async_the_connections_stay_out(
+    close_old_connections_silenced, monkeypatch
+):
+    from django.db import connection
+
+    kept = []
+
+    def keeping(function):
+        def run():
+            try:
+                return function()
+            finally:
+                kept.append(connection.connection)
+
+        return database_sync_to_async(run, thread_sensitive=False)
+
+    monkeypatch.setattr(lean, "on_a_pool_thread", keeping)
+    try:
+        assert connections_kept_after_reads_on_pool_threads(rounds=1) > 1
+    finally:
+        for kept_connection in kept:
+            kept_connection.close()
+        connection.close_pool()  # a new pool for the next test: this one lost track of what it lent
