@@ -95,6 +95,18 @@ def run_loop(coroutine):
         return asyncio.run(coroutine)
 
 
+# The tables a sale grows: analyzed as autovacuum would while it runs (db.analyzed_as_it_grows).
+SALE_TABLES = (
+    "waiting_roomvisitor",
+    "bookings_reservation",
+    "bookings_seatclaim",
+    "bookings_payment",
+    "bookings_idempotentrequest",
+    "bookings_showseatcount",
+    "bookings_showsales",
+)
+
+
 def main():
     options = parse_options()
     phase_seconds, started = {}, time.monotonic()
@@ -144,7 +156,8 @@ def main():
         opens_at = db.open_sale_in(on_sale_id, options.opening_in)
         mark = time.monotonic()
         before = take_cpu_snapshot(stack, options.database_url)
-        sale, late, timeline = run_loop(run_sale(options, stack.url, on_sale_id, show_id, movie_id, opens_at, tag))
+        with db.analyzed_as_it_grows(options.database_url, SALE_TABLES):
+            sale, late, timeline = run_loop(run_sale(options, stack.url, on_sale_id, show_id, movie_id, opens_at, tag))
         after = take_cpu_snapshot(stack, options.database_url)
         cpu = cpu_report(before, after, stack.pid, time.monotonic() - mark)
         spread = stack.responses_by_process()
