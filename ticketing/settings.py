@@ -11,10 +11,10 @@ import warnings
 from datetime import timedelta
 from pathlib import Path
 
-import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from ticketing.database_urls import parse_database_url
 from ticketing.proxies import parse_trusted_proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -127,10 +127,7 @@ TEMPLATES = [
 
 # --- Database -----------------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ticketing")
-try:
-    _database = dj_database_url.parse(DATABASE_URL)
-except Exception as exc:  # dj-database-url raises several types for a malformed URL
-    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+_database = parse_database_url(DATABASE_URL)  # one host, or several (a primary and its standbys)
 if _database.get("ENGINE") not in {"django.db.backends.postgresql", "django.db.backends.sqlite3"}:
     # sqlite:// only for `makemigrations --check` (make test), which compares files and reads no rows: the site
     # needs PostgreSQL, whose SQL functions decide every hold (bookings migration 0009).
