@@ -58,6 +58,8 @@ async def _kill_the_primary(run, stack, show_id, seats):
     killed_at = time.monotonic() - load.started
     await asyncio.to_thread(cluster.kill_node, primary)
     failover_s = await asyncio.to_thread(cluster.wait_for_primary, other_than=primary, seconds=60)
+    # Payments the kill caught between their pending row and their outcome, as the new primary has them.
+    caught_at_failover = await asyncio.to_thread(run.unsettled_payments)
     await loading
     caught_mid_way = await asyncio.to_thread(run.unsettled_payments)
     held_at = [a[0] for a in load.answers if a[1] == "hold" and a[2] == 201]
@@ -71,6 +73,7 @@ async def _kill_the_primary(run, stack, show_id, seats):
         "failover_s": failover_s,
         "longest_pause_between_holds_s": _longest_pause(held_at, killed_at),
         "sold_after_failover": len(served_again),
+        "payments_unsettled_at_the_failover": caught_at_failover,
         "payments_unsettled_when_the_load_ended": caught_mid_way,
         "answers_in_the_window": _answers_between(load, killed_at, window_end),
         "acknowledged": await asyncio.to_thread(acknowledged_but_lost, run.database_url, load.acknowledged),
