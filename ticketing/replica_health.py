@@ -129,7 +129,11 @@ class _Health:
                 for name, value in connections["replica"].get_connection_params().items()
                 if name not in ("context", "cursor_factory", "prepare_threshold", "pool")
             }
-            params.update(connect_timeout=CONNECT_TIMEOUT_SECONDS, application_name="replica-health", autocommit=True)
+            params.update(
+                connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                application_name=f"replica-health {os.getpid()}",
+                autocommit=True,
+            )
             self.replica = psycopg.connect(**params)
         in_recovery, caught_up, behind = self.replica.execute(
             "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn() >= %s::pg_lsn,"

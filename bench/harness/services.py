@@ -125,6 +125,29 @@ class OwnStandby(OwnPostgres):
         return seconds
 
 
+@contextlib.contextmanager
+def standby_running(primary):
+    """An OwnStandby of `primary`, started and caught up, in a folder beside the primary's; stopped (immediate)
+    and removed when the block ends."""
+    folder = Path(tempfile.mkdtemp(prefix="standby-", dir=primary.folder.parent))
+    folder.chmod(0o755)
+    standby = None
+    try:
+        standby = OwnStandby(primary, folder)
+        standby.start()
+        deadline = time.monotonic() + 30
+        while not standby.caught_up():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the standby did not catch up with its primary")
+            time.sleep(0.05)
+        yield standby
+    finally:
+        if standby is not None:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                standby.stop("immediate")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class OwnRedis:
     """redis-server on a free port with nothing saved to disk; shutdown_nosave() and start() again."""
 
