@@ -77,7 +77,7 @@ class _Health:
                 f"lags {measurement.lag:.1f} s" if measurement.lag is not None else "lags too far to say"
             )
             if time.monotonic() - measurement.at > 2 * settings.TICKETING_REPLICA_CHECK_SECONDS:
-                why = "its health was not measured in time"
+                why = "was not measured in time"
             logger.warning("Catalog reads go to the primary: the replica %s", why)
 
     def report_failure(self, error):
@@ -96,11 +96,15 @@ class _Health:
         threading.Thread(target=self._measure_for_ever, name="replica-health", daemon=True).start()
 
     def _measure_for_ever(self):
-        while True:
-            started = time.monotonic()
-            self.measurement = self.measure()
-            self.usable()  # logs a change
-            time.sleep(max(0.0, settings.TICKETING_REPLICA_CHECK_SECONDS - (time.monotonic() - started)))
+        try:
+            while "replica" in settings.DATABASES:  # (settings a test changed may take it away)
+                started = time.monotonic()
+                self.measurement = self.measure()
+                self.usable()  # logs a change
+                time.sleep(max(0.0, settings.TICKETING_REPLICA_CHECK_SECONDS - (time.monotonic() - started)))
+        finally:
+            self._forget_replica()
+            self.thread_pid = None
 
     def measure(self):
         at = time.monotonic()
@@ -110,7 +114,7 @@ class _Health:
             return Measurement(at, None, f"could not be compared with the primary ({type(error).__name__})")
         try:
             return Measurement(at, self._replica_lag(primary_position))
-        except psycopg.Error as error:
+        except Exception as error:  # psycopg's errors, and whatever else keeps it from answering
             self._forget_replica()
             return Measurement(at, None, f"does not answer ({type(error).__name__}: {error})".strip())
 
