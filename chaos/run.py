@@ -17,9 +17,10 @@ show of 2,000 seats, makes its fault, and then checks, in SQL:
 and measures how long the site took to recover. The report (JSON) has a verdict per scenario;
 docs/reliability/README.md's table quotes it. Exit status 1 if any scenario failed.
 
-This module starts the run and gives the verdicts; the scenarios are chaos/sweep.py's (F1, F2) and
-chaos/under_load.py's (F3, F5, F6, F7), on chaos/show.py (the show, its lapsing holds and line), chaos/load.py (the
-buyers), chaos/watchers.py (the seat map's sockets) and chaos/invariants.py (the checks).
+This module starts the run and gives the verdicts; the scenarios are chaos/sweep.py's (F1, F2),
+chaos/under_load.py's (F3, F5, F6, F7) and chaos/replica.py's (R1: the catalog's replica lagging, then down), on
+chaos/show.py (the show, its lapsing holds and line), chaos/load.py (the buyers), chaos/watchers.py (the seat
+map's sockets) and chaos/invariants.py (the checks).
 """
 
 import argparse
@@ -44,7 +45,7 @@ from bench.harness.site import (
     payment_sandbox_command,
     server_environment,
 )
-from chaos import sweep, under_load
+from chaos import replica, sweep, under_load
 from chaos.invariants import invariants
 from chaos.show import GRACE_SECONDS, HOLD_SECONDS, fresh_show, wait_until
 
@@ -65,6 +66,10 @@ SCENARIOS = {
         under_load.database_connections_exhausted,
     ),
     "F7": ("a web process frozen (SIGSTOP) for 20 s under 40 buyers of a hot corner", under_load.web_process_frozen),
+    "R1": (
+        "the catalog's replica lagging (replay paused 20 s), then down (stopped 15 s), under catalog browsing",
+        replica.replica_lagging_then_down,
+    ),
 }
 
 
