@@ -63,25 +63,26 @@ class Browsers(Load):
 
     def __init__(self, url, show_id, *, city_id, movie_id, clients):
         super().__init__(url, show_id, [], clients=clients, think=0.05)
+        # (what the answer is counted as, the path): a search's words are new each time, so its answer is read
+        # from the database, not from the cache.
         paths = [
-            "/api/v1/cities?search=Bench",
-            f"/api/v1/cities/{city_id}/movies",
-            f"/api/v1/movies/{movie_id}/shows?city={city_id}",
-            f"/api/v1/shows/{show_id}",
-            f"/cities/{city_id}/",
-            f"/cities/{city_id}/movies/{movie_id}/",
-            f"/shows/{show_id}/",
+            ("cities", lambda: "/api/v1/cities?search=Bench"),
+            ("city movies", lambda: f"/api/v1/cities/{city_id}/movies"),
+            ("movie shows", lambda: f"/api/v1/movies/{movie_id}/shows?city={city_id}"),
+            ("show", lambda: f"/api/v1/shows/{show_id}"),
+            ("search", lambda: f"/api/v1/movies/search?keyword=Bench{next(self.searched)}"),
+            ("city page", lambda: f"/cities/{city_id}/"),
+            ("showtimes page", lambda: f"/cities/{city_id}/movies/{movie_id}/"),
+            ("seat map page", lambda: f"/shows/{show_id}/"),
+            ("search page", lambda: f"/search/?q=Premiere{next(self.searched)}"),
         ]
-        # Searches for words no answer was cached for yet: reads of the database, not of the cache.
-        words = (f"/api/v1/movies/search?keyword=Bench{number}" for number in itertools.count())
-        pages = (f"/search/?q=Premiere{number}" for number in itertools.count())
-        self.paths = itertools.cycle([*paths, words, pages])
+        self.searched = itertools.count()
+        self.paths = itertools.cycle(paths)
 
     async def buyer(self, client, number):
         while not self.stop.is_set():
-            path = next(self.paths)
-            path = path if isinstance(path, str) else next(path)
-            await self.call(client, path.split("?")[0].rstrip("/").rsplit("/", 1)[-1] or "page", "GET", path)
+            call, path = next(self.paths)
+            await self.call(client, call, "GET", path())
             await asyncio.sleep(self.think * self.rng.random() * 2)
 
 
@@ -133,7 +134,7 @@ async def _lag_then_down(run, stack, show_id, seats, standby):
         },
         "stale_probes_past_the_limit_or_down": [probe for probe in must_be_fresh if not probe["found"]],
         "replica_left_out_logged": logs.count("Catalog reads go to the primary"),
-        "replica_back_logged": logs.count("The replica serves catalog reads again"),
+        "replica_used_logged": logs.count("The replica serves catalog reads"),
         "browsing": browsers.summary(),
         "load": _merged(buyers.summary(), browsers.summary()),
     }

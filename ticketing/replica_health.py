@@ -69,9 +69,10 @@ class _Health:
         with self.lock:
             if usable == self.was_usable:
                 return
-            self.was_usable = usable
+            before, self.was_usable = self.was_usable, usable
         if usable:
-            logger.warning("The replica serves catalog reads again (lag %.1f s)", measurement.lag)
+            again = " again" if before is False else ""
+            logger.warning("The replica serves catalog reads%s (lag %.1f s)", again, measurement.lag)
         else:
             why = measurement.problem or (
                 f"lags {measurement.lag:.1f} s" if measurement.lag is not None else "lags too far to say"
