@@ -8,7 +8,7 @@ VENV := .venv
 # Debian packages the tests, `make chaos` and `make bench-sweep` need beyond what the machine image ships
 # (Chromium for the browser tests, HAProxy for the scale-out test and the benchmarks), installed with apt-get
 # (after an apt-get update) only when missing; `make run` needs none of them. Add names here, space-separated.
-DEBIAN_PACKAGES := chromium haproxy
+DEBIAN_PACKAGES := chromium haproxy pg-auto-failover-cli postgresql-15-auto-failover
 
 # Where `make test` runs the suite. PostgreSQL always (the concurrency tests need it; pytest-django makes
 # and drops its own test_<name> database), named after this checkout (scripts/checkout.sh) so that two

@@ -99,3 +99,31 @@ def ledger_checks(connection, show_id, ledger_charges):
         "charges_without_a_booking": len(theirs - (ours - refunded)),
         "bookings_without_a_charge_at_the_provider": len((ours - refunded) - theirs),
     }
+
+
+def acknowledged_but_lost(database_url, acknowledged):
+    """What clients were told and the database no longer has: holds answered 201 with no reservation row, and
+    payments answered 200 whose reservation is not Booked with exactly one succeeded charge."""
+    held, booked = sorted(acknowledged["held"]), sorted(acknowledged["booked"])
+    with psycopg.connect(database_url) as connection:
+        found = {
+            str(row[0])
+            for row in connection.execute(
+                "SELECT id FROM bookings_reservation WHERE id::text = ANY(%s)", (held,)
+            ).fetchall()
+        }
+        still_booked = {
+            str(row[0])
+            for row in connection.execute(
+                "SELECT r.id FROM bookings_reservation r WHERE r.id::text = ANY(%s) AND r.status = 'Booked' AND "
+                "(SELECT count(*) FROM bookings_payment p WHERE p.reservation_id = r.id AND p.kind = 'charge' "
+                " AND p.status = 'succeeded') = 1",
+                (booked,),
+            ).fetchall()
+        }
+    return {
+        "acknowledged_holds": len(held),
+        "acknowledged_bookings": len(booked),
+        "holds_lost": len(set(held) - found),
+        "bookings_lost": len(set(booked) - still_booked),
+    }

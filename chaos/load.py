@@ -25,6 +25,8 @@ class Load:
         self.rng = random.Random(seed)
         self.answers = []  # (seconds since start, call, status, retry-after present)
         self.durations = []  # each answer's milliseconds, in the same order
+        # What the site told the clients it had done: reservation ids held (201) and booked (a 200 to pay).
+        self.acknowledged = {"held": set(), "booked": set()}
         self.started = time.monotonic()
         self.stop = asyncio.Event()
 
@@ -66,6 +68,7 @@ class Load:
                 await asyncio.sleep(0.2 if held is None or held.status_code != 503 else 1)
                 continue
             reservation = held.json()["reservation_id"]
+            self.acknowledged["held"].add(reservation)
             if self.rng.random() < 0.3:
                 key = f"pay-{session}"
                 for _ in range(5):  # the same key each time: a retry can't charge twice
@@ -77,6 +80,8 @@ class Load:
                         json={"session_id": session, "payment": CARD},
                         headers={"Idempotency-Key": key},
                     )
+                    if paid is not None and paid.status_code == 200:
+                        self.acknowledged["booked"].add(reservation)
                     if paid is not None and paid.status_code in (200, 402, 410):
                         break
                     await asyncio.sleep(1)

@@ -17,10 +17,14 @@ show of 2,000 seats, makes its fault, and then checks, in SQL:
 and measures how long the site took to recover. The report (JSON) has a verdict per scenario;
 docs/reliability/README.md's table quotes it. Exit status 1 if any scenario failed.
 
+F8 runs on a cluster of its own instead of the one PostgreSQL: a primary, its synchronous standby and
+pg_auto_failover's monitor (bench/harness/failover.py), DATABASE_URL naming both nodes; it kills the primary
+and checks, besides the above, that no hold or payment a client was told of is lost.
+
 This module starts the run and gives the verdicts; the scenarios are chaos/sweep.py's (F1, F2),
-chaos/under_load.py's (F3, F5, F6, F7) and chaos/replica.py's (R1: the catalog's replica lagging, then down), on
-chaos/show.py (the show, its lapsing holds and line), chaos/load.py (the buyers), chaos/watchers.py (the seat
-map's sockets) and chaos/invariants.py (the checks).
+chaos/under_load.py's (F3, F5, F6, F7), chaos/failover.py's (F8) and chaos/replica.py's (R1: the catalog's replica
+lagging, then down), on chaos/show.py (the show, its lapsing holds and line), chaos/load.py (the buyers),
+chaos/watchers.py (the seat map's sockets) and chaos/invariants.py (the checks).
 """
 
 import argparse
@@ -35,9 +39,10 @@ import httpx
 import psycopg
 
 from bench.harness.balancer import Process, stack_running
-from bench.harness.figures import code_version
+from bench.harness.failover import own_failover_cluster
+from bench.harness.figures import code_version, publish_report
 from bench.harness.processes import ROOT, free_port, kill_now, start_process, stop_processes
-from bench.harness.services import own_services
+from bench.harness.services import own_redis, own_services
 from bench.harness.site import (
     celery_beat_command,
     celery_environment,
@@ -45,7 +50,7 @@ from bench.harness.site import (
     payment_sandbox_command,
     server_environment,
 )
-from chaos import replica, sweep, under_load
+from chaos import failover, replica, sweep, under_load
 from chaos.invariants import invariants
 from chaos.show import GRACE_SECONDS, HOLD_SECONDS, fresh_show, wait_until
 
@@ -66,11 +71,18 @@ SCENARIOS = {
         under_load.database_connections_exhausted,
     ),
     "F7": ("a web process frozen (SIGSTOP) for 20 s under 40 buyers of a hot corner", under_load.web_process_frozen),
+    "F8": (
+        "kill -9 of the database primary (pg_auto_failover node) under 200 buyers holding and paying",
+        failover.primary_killed_during_an_on_sale,
+    ),
     "R1": (
         "the catalog's replica lagging (replay paused 20 s), then down (stopped 15 s), under catalog browsing",
         replica.replica_lagging_then_down,
     ),
 }
+# Scenarios on a primary with a synchronous standby and pg_auto_failover's monitor (bench/harness/failover.py)
+# instead of one PostgreSQL.
+ON_A_FAILOVER_CLUSTER = {"F8"}
 
 
 class Processes:
@@ -130,16 +142,16 @@ class Run:
     def stack_log(self):
         return open(self.folder / "stack.log", "a")
 
+    def unsettled_payments(self):
+        """How many payments are pending or unknown (a fault caught them mid-way) now."""
+        with psycopg.connect(self.database_url) as connection:
+            return connection.execute(
+                "SELECT count(*) FROM bookings_payment WHERE status IN ('pending', 'unknown')"
+            ).fetchone()[0]
+
     def payments_settled(self):
         """Seconds until no payment is pending or unknown (the reconciler settles what the fault left), or None."""
-
-        def settled():
-            with psycopg.connect(self.database_url) as connection:
-                return not connection.execute(
-                    "SELECT count(*) FROM bookings_payment WHERE status IN ('pending', 'unknown')"
-                ).fetchone()[0]
-
-        return wait_until(settled, seconds=90)
+        return wait_until(lambda: not self.unsettled_payments(), seconds=90)
 
     def ledger(self):
         return httpx.get(f"http://127.0.0.1:{self.sandbox_port}/v1/charges", timeout=30).json()["charges"]
@@ -171,6 +183,26 @@ class Run:
         return {"invariants": checks, **measured, "ok": passed and not failed}
 
 
+def run_scenarios(run, names, report):
+    """Each scenario in turn on `run`, its outcome in report["scenarios"]; a scenario that breaks has failed."""
+    try:
+        for name in names:
+            title, scenario = SCENARIOS[name]
+            print(f"{name}: {title} ...", file=sys.stderr, flush=True)
+            started = time.monotonic()
+            try:
+                outcome = scenario(run)
+            except Exception as error:  # a scenario that breaks is a failed scenario, and the run goes on
+                outcome = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+                run.processes.stop_all()
+            outcome = {"fault": title, **outcome, "seconds": round(time.monotonic() - started, 1)}
+            report["scenarios"][name] = outcome
+            print(f"{name}: {'ok' if outcome['ok'] else 'FAILED'} {json.dumps(outcome)}", file=sys.stderr, flush=True)
+    finally:
+        run.processes.stop_all()
+        run.sandbox.stop_all()
+
+
 def main():
     parser = argparse.ArgumentParser(
         prog="python -m chaos.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -184,34 +216,17 @@ def main():
     folder = ROOT / "bench" / "results" / "chaos-logs"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    with own_services() as (postgres, redis_server):
-        postgres.create_database("ticketing_chaos")
-        run = Run(postgres, redis_server, folder, args)
-        try:
-            for name in wanted:
-                title, scenario = SCENARIOS[name]
-                print(f"{name}: {title} ...", file=sys.stderr, flush=True)
-                started = time.monotonic()
-                try:
-                    outcome = scenario(run)
-                except Exception as error:  # a scenario that breaks is a failed scenario, and the run goes on
-                    outcome = {"ok": False, "error": f"{type(error).__name__}: {error}"}
-                    run.processes.stop_all()
-                outcome = {"fault": title, **outcome, "seconds": round(time.monotonic() - started, 1)}
-                report["scenarios"][name] = outcome
-                print(
-                    f"{name}: {'ok' if outcome['ok'] else 'FAILED'} {json.dumps(outcome)}", file=sys.stderr, flush=True
-                )
-        finally:
-            run.processes.stop_all()
-            run.sandbox.stop_all()
+    on_one_postgres = [name for name in wanted if name not in ON_A_FAILOVER_CLUSTER]
+    on_a_cluster = [name for name in wanted if name in ON_A_FAILOVER_CLUSTER]
+    if on_one_postgres:
+        with own_services() as (postgres, redis_server):
+            postgres.create_database("ticketing_chaos")
+            run_scenarios(Run(postgres, redis_server, folder, args), on_one_postgres, report)
+    if on_a_cluster:
+        with own_failover_cluster("ticketing_chaos") as cluster, own_redis() as redis_server:
+            run_scenarios(Run(cluster, redis_server, folder, args), on_a_cluster, report)
     report["ok"] = all(outcome["ok"] for outcome in report["scenarios"].values())
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    sys.exit(0 if report["ok"] else 1)
+    publish_report(report, args)
 
 
 if __name__ == "__main__":

@@ -211,3 +211,23 @@ def own_services(*, max_connections=100):
             with contextlib.suppress(subprocess.CalledProcessError):
                 postgres.stop("immediate")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def started_in_a_temporary_folder(prefix, make):
+    """`make(folder)`'s service (with start() and stop()) in a new temporary folder, started; stopped and the
+    folder removed when the block ends."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o755)  # the postgres user must reach the data folders inside
+    service = make(folder)
+    try:
+        service.start()
+        yield service
+    finally:
+        service.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def own_redis():
+    """An OwnRedis alone, started; stopped and its folder removed when the block ends."""
+    return started_in_a_temporary_folder("chaos-redis-", OwnRedis)
