@@ -28,6 +28,7 @@ from cinemas.models import Show
 from cinemas.search import catalog_read, seat_type_statuses
 from cinemas.serializers import CinemaSerializer, MovieSerializer, price_range
 from ticketing.buyers import key_buyer
+from ticketing.db_routers import catalog_reads
 from ticketing.error_codes import ERROR_CODES, error_message
 from ticketing.errors import NO_SUCH_THING_MESSAGE, ApiError, refusal_api_error
 from ticketing.faults import crash_if_asked
@@ -541,6 +542,7 @@ class PayReservationApi(LeanApiView):
 @extend_schema(tags=["catalog"])
 class ShowDetailApi(APIView):
     @extend_schema(responses=serializers.ShowDetailSerializer)
+    @catalog_reads
     def get(self, request, show_id):
         """A show with its movie, cinema, hall, prices and seat counts.
 

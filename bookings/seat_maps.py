@@ -31,6 +31,7 @@ from bookings.seat_picking import SeatSpot
 from cinemas.models import OPEN_SEAT_TYPES, Cinema, Seat, Show
 from cinemas.services import CATALOG_GENERATION
 from ticketing.cached_reads import Built, cached, etag_of, mark_changed
+from ticketing.db_routers import catalog_reads, reading_the_primary
 from ticketing.lean import cached_read
 from ticketing.templatetags.site_format import money_text, seat_type_name
 
@@ -118,14 +119,16 @@ def _seat_spots_read(show_id, show=None):
     """What the two ways of reading a show's ShowSeatSpots share: the cache entry and its build."""
 
     def build():
-        of = show or Show.objects.only("starts_at", "hall_id").get(pk=show_id)
-        prices = dict(of.prices.values_list("seat_type", "price"))
-        spots = [
-            SeatSpot(seat_id, row_label, number, seat_type, x, y, prices[seat_type])
-            for seat_id, row_label, number, seat_type, x, y in _hall_seats(of)
-            if seat_type in prices
-        ]
-        release = Cinema.objects.filter(halls=of.hall_id).values_list("companion_release_minutes", flat=True).get()
+        # On the primary always, even when a catalog read asks: best available picks the hold's seats from these.
+        with reading_the_primary():
+            of = show or Show.objects.only("starts_at", "hall_id").get(pk=show_id)
+            prices = dict(of.prices.values_list("seat_type", "price"))
+            spots = [
+                SeatSpot(seat_id, row_label, number, seat_type, x, y, prices[seat_type])
+                for seat_id, row_label, number, seat_type, x, y in _hall_seats(of)
+                if seat_type in prices
+            ]
+            release = Cinema.objects.filter(halls=of.hall_id).values_list("companion_release_minutes", flat=True).get()
         return Built(ShowSeatSpots(of.starts_at, spots, of.starts_at - timedelta(minutes=release)))
 
     # Not "seat-spots" nor "show-seat-spots": those kinds' entries, of the code before, have other shapes.
@@ -150,6 +153,7 @@ async def seat_map_json_on_the_loop(show_id):
     )
 
 
+@catalog_reads  # the hall's seats and prices may come from a replica; who holds which seat never does
 def _build_json(show_id):
     show = show_with_catalog(show_id)
     status_of, version_of, version, lapses_at = seat_map_states(show, timezone.now())
@@ -303,6 +307,7 @@ def _category_lines(seats, prices):
     return line_of, headings
 
 
+@catalog_reads  # the hall's seats and prices may come from a replica; who holds which seat never does
 def _build_picture(show_id):
     show = show_with_catalog(show_id)
     status_of, version_of, version, lapses_at = seat_map_states(show, timezone.now())

@@ -165,7 +165,8 @@ def live_map_context(picture, *, at, hold=None, chosen=(), wanted=None, category
         "categories": best_available_categories(grid.prices),
         "category": category,
         # From then on a companion seat needs no word (bookings_refuse_reserved_seats).
-        "companions_open": at >= show_seat_spots(show.pk, show=show).companions_open_at,
+        # Read by its id: `show` may come from a replica (a catalog read), the hold path's seats never do.
+        "companions_open": at >= show_seat_spots(show.pk).companions_open_at,
     }
     if refusal is not None and refusal.code in NOT_ENOUGH_OPEN_SEATS:
         # Best available and the line never give wheelchair or companion seats: say they are there.

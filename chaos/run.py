@@ -22,9 +22,9 @@ pg_auto_failover's monitor (bench/harness/failover.py), DATABASE_URL naming both
 and checks, besides the above, that no hold or payment a client was told of is lost.
 
 This module starts the run and gives the verdicts; the scenarios are chaos/sweep.py's (F1, F2),
-chaos/under_load.py's (F3, F5, F6, F7) and chaos/failover.py's (F8), on chaos/show.py (the show, its lapsing
-holds and line), chaos/load.py (the buyers), chaos/watchers.py (the seat map's sockets) and
-chaos/invariants.py (the checks).
+chaos/under_load.py's (F3, F5, F6, F7), chaos/failover.py's (F8) and chaos/replica.py's (R1: the catalog's replica
+lagging, then down), on chaos/show.py (the show, its lapsing holds and line), chaos/load.py (the buyers),
+chaos/watchers.py (the seat map's sockets) and chaos/invariants.py (the checks).
 """
 
 import argparse
@@ -50,7 +50,7 @@ from bench.harness.site import (
     payment_sandbox_command,
     server_environment,
 )
-from chaos import failover, sweep, under_load
+from chaos import failover, replica, sweep, under_load
 from chaos.invariants import invariants
 from chaos.show import GRACE_SECONDS, HOLD_SECONDS, fresh_show, wait_until
 
@@ -74,6 +74,10 @@ SCENARIOS = {
     "F8": (
         "kill -9 of the database primary (pg_auto_failover node) under 200 buyers holding and paying",
         failover.primary_killed_during_an_on_sale,
+    ),
+    "R1": (
+        "the catalog's replica lagging (replay paused 20 s), then down (stopped 15 s), under catalog browsing",
+        replica.replica_lagging_then_down,
     ),
 }
 # Scenarios on a primary with a synchronous standby and pg_auto_failover's monitor (bench/harness/failover.py)

@@ -2,7 +2,7 @@
 
 Answers are built once per catalog generation and served from the shared cache for a few seconds
 (cinemas.search.catalog_read): staff edits drop them at once, and the seat-type words in them may be a few
-seconds behind the holds.
+seconds behind the holds. Catalog reads (ticketing.db_routers): with a replica, their catalog rows may come from it.
 """
 
 from django.db.models import Count
@@ -24,6 +24,7 @@ from cinemas.search import (
     seat_type_statuses,
     spelling_suggestions,
 )
+from ticketing.db_routers import catalog_reads
 from ticketing.parameters import checked
 
 CITIES_PER_PAGE = 50
@@ -39,6 +40,7 @@ def page_link(request, page, *, exists):
 @extend_schema(tags=["catalog"])
 class CityListApi(APIView):
     @extend_schema(parameters=[serializers.CityListParameters], responses=serializers.CityPageSerializer)
+    @catalog_reads
     def get(self, request):
         """Cities, by name, with how many cinemas each has; `search` matches part of the name."""
         parameters = checked(serializers.CityListParameters, request.query_params)
@@ -66,6 +68,7 @@ class CityListApi(APIView):
 @extend_schema(tags=["catalog"])
 class CityMoviesApi(APIView):
     @extend_schema(parameters=[serializers.LocalDateParameters], responses=serializers.MovieSerializer(many=True))
+    @catalog_reads
     def get(self, request, city_id):
         """Movies with at least one upcoming show in the city (on `date`, in each cinema's local time)."""
         parameters = checked(serializers.LocalDateParameters, request.query_params)
@@ -83,6 +86,7 @@ class MovieShowsApi(APIView):
     @extend_schema(
         parameters=[serializers.MovieShowsParameters], responses=serializers.CinemaShowtimesSerializer(many=True)
     )
+    @catalog_reads
     def get(self, request, movie_id):
         """A movie's cinemas in a city, each with its upcoming showtimes and seat-type status."""
         parameters = checked(serializers.MovieShowsParameters, request.query_params)
@@ -100,6 +104,7 @@ class MovieShowsApi(APIView):
 @extend_schema(tags=["catalog"])
 class SearchMoviesApi(APIView):
     @extend_schema(parameters=[serializers.SearchMoviesParameters], responses=serializers.SearchPageSerializer)
+    @catalog_reads
     def get(self, request):
         """SearchMovies: upcoming shows by keyword, place and time, one result per show."""
         parameters = checked(serializers.SearchMoviesParameters, request.query_params)

@@ -5,3 +5,14 @@ from django.utils.translation import gettext_lazy as _
 class CinemasConfig(AppConfig):
     name = "cinemas"
     verbose_name = _("Catalog")
+
+    def ready(self):
+        # What a replica may serve in a catalog read (ticketing.db_routers): the rows staff edit, whose changes
+        # bump the catalog's generation. Not staff roles, on-sales or the menu.
+        from cinemas.models import Cinema, City, Hall, HallPrice, Movie, MovieCertificate, Seat, Show, ShowPrice
+        from cinemas.services import CATALOG_GENERATION
+        from ticketing.db_routers import read_from_replica
+
+        read_from_replica(
+            City, Cinema, Hall, HallPrice, Seat, Movie, MovieCertificate, Show, ShowPrice, generation=CATALOG_GENERATION
+        )

@@ -2,7 +2,8 @@
 
 Only reads: the same ones the public API makes (cinemas.search), built once per catalog generation and served
 from the shared cache for a few seconds (cinemas.search.catalog_read); each page is still rendered for its
-request, in its language. The city a moviegoer picks is remembered in their session, so the home page offers
+request, in its language. Catalog reads (ticketing.db_routers): with a replica, their catalog rows may come from
+it. The city a moviegoer picks is remembered in their session, so the home page offers
 it first next time.
 """
 
@@ -29,6 +30,7 @@ from cinemas.search import (
     spelling_suggestions,
 )
 from cinemas.showtime_filters import TIMES_OF_DAY, read_filters
+from ticketing.db_routers import catalog_reads
 from ticketing.numbers import whole_number
 
 # A poster's file never changes under its name (the name is its content's hash, or a placeholder's title key):
@@ -50,6 +52,7 @@ def _remember_city(request, city):
         request.session[CITY_SESSION_KEY] = city.pk
 
 
+@catalog_reads
 def home(request):
     def build():
         # Rendered once, not only read once: 500 cities' links are most of the page's work.
@@ -78,6 +81,7 @@ def _chosen_day(asked, days):
     return asked if asked in days else days[0]
 
 
+@catalog_reads
 def city_movies(request, city_id):
     def build():
         city = get_object_or_404(City, pk=city_id)
@@ -88,6 +92,7 @@ def city_movies(request, city_id):
     return render(request, "cinemas/city.html", context)
 
 
+@catalog_reads
 def movie_showtimes_page(request, city_id, movie_id):
     """A movie's cinemas and showtimes in the city, one local day at a time, with each show's availability."""
     asked = _asked_day(request.GET.get("date", ""))
@@ -129,6 +134,7 @@ def movie_showtimes_page(request, city_id, movie_id):
     return render(request, "cinemas/movie.html", page)
 
 
+@catalog_reads
 def search(request):
     """SearchMovies for people: movies matching the words, in the remembered (or chosen) city."""
     query = request.GET.get("q", "").strip()[:100]

@@ -15,6 +15,14 @@ Two bounds stop a cached answer from going stale where no increment comes:
 Used only outside transactions: a read inside one may see its own uncommitted writes, which must never reach
 other readers. (Tests that run inside a transaction therefore always read afresh; the tests of the cache
 itself commit.) A cache that can't be reached is a miss, never an error: the page is built from the database.
+
+With a replica serving catalog reads (ticketing.db_routers), a fill made from it right after a change could
+keep the replica's older rows under the new generation. So a change of a generation the replica serves also
+leaves a mark in the cache, `recent:<name>`, for ticketing.db_routers.staleness_window_seconds() (set before
+the increment, read in the same round trip as the generations): while it is there, and whenever the cache
+can't say, fills read the primary. Past it, any replica a read may use has the change. A request pinned to
+the primary (staff who just wrote) neither reads the cache nor shares another request's build: it builds from
+the primary, and stores what it built.
 """
 
 import hashlib
@@ -34,6 +42,8 @@ from django.utils.cache import get_conditional_response
 from django.utils.translation import get_language
 from redis.exceptions import RedisError
 
+from ticketing import db_routers
+
 logger = logging.getLogger(__name__)
 
 # The cache these reads live in (settings.CACHES).
@@ -47,6 +57,11 @@ CACHE_ERRORS = (RedisError, OSError)
 def generation_key(name):
     """The cache key of a name's generation counter."""
     return f"generation:{name}"
+
+
+def recent_change_key(name):
+    """The cache key that says a name changed less than the replica's staleness window ago."""
+    return f"recent:{name}"
 
 
 def generations(*names):
@@ -72,6 +87,16 @@ def changed_after_commit(*names):
 def mark_changed(*names):
     """A new generation for each name, now: every answer cached under the old one is built afresh."""
     cache = caches[CACHE]
+    replicated = db_routers.replicated_generations(names)
+    if replicated:
+        # Before the increments: whoever reads a new generation also reads the mark.
+        try:
+            cache.set_many(
+                {recent_change_key(name): 1 for name in replicated},
+                timeout=db_routers.staleness_window_whole_seconds(),
+            )
+        except CACHE_ERRORS:
+            logger.warning("Could not mark %s as changed in the cache", replicated, exc_info=True)
     for name in names:
         key = generation_key(name)
         try:
@@ -121,9 +146,14 @@ def cached(kind, names, parts, build, *, seconds, local=False):
     """
     if connection.in_atomic_block:
         return build().value
-    seen = generations(*names)
+    if db_routers.reads_pinned():
+        return _build_pinned(kind, names, parts, build, seconds=seconds)
+    seen, recent = _generations_and_recent_changes(names)
     if seen is None:
-        return build().value
+        with db_routers.reading_the_primary():
+            return build().value
+    if recent:
+        build = _on_the_primary(build)
     key = cache_key(kind, seen, *parts)
     entry = _local.get(key) if local else None
     if entry is None:
@@ -135,6 +165,38 @@ def cached(kind, names, parts, build, *, seconds, local=False):
     built = _build_once(key, build, seconds=seconds)
     if local:
         _local.put(key, built)
+    return built.value
+
+
+def _generations_and_recent_changes(names):
+    """`(generations(*names), whether any of them the replica serves changed within its staleness window)`,
+    in one round trip; (None, True) when the cache is out of reach."""
+    replicated = db_routers.replicated_generations(names)
+    if not replicated:
+        return generations(*names), False
+    keys = [generation_key(name) for name in names]
+    marks = [recent_change_key(name) for name in replicated]
+    try:
+        found = caches[CACHE].get_many(keys + marks)
+    except CACHE_ERRORS:
+        logger.warning("The cache is out of reach: reading from the database", exc_info=True)
+        return None, True
+    return tuple(found.get(key, 0) for key in keys), any(mark in found for mark in marks)
+
+
+def _on_the_primary(build):
+    def building():
+        with db_routers.reading_the_primary():
+            return build()
+
+    return building
+
+
+def _build_pinned(kind, names, parts, build, *, seconds):
+    seen = generations(*names)  # before the build, as every reader: what it builds has at least these changes
+    built = _on_the_primary(build)()
+    if seen is not None:
+        _store(cache_key(kind, seen, *parts), built, seconds=seconds)
     return built.value
 
 

@@ -16,16 +16,17 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 
-def parse_database_url(url):
-    """The DATABASES entry for `url`; ImproperlyConfigured when it is not a database URL."""
+def parse_database_url(url, variable="DATABASE_URL"):
+    """The DATABASES entry for `url`; ImproperlyConfigured, naming the environment's `variable`, when it is not a
+    database URL."""
     hosts = _hosts_of(url)
     single = url if len(hosts) < 2 else _with_netloc(url, _credentials_of(url) + hosts[0])
     try:
         database = dj_database_url.parse(single)
     except Exception as exc:  # dj-database-url raises several types for a malformed URL
-        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+        raise ImproperlyConfigured(f"{variable} is not a database URL: {exc}") from None
     if len(hosts) > 1:
-        names, ports = zip(*(_host_and_port(host) for host in hosts), strict=True)
+        names, ports = zip(*(_host_and_port(host, variable) for host in hosts), strict=True)
         database["HOST"], database["PORT"] = ",".join(names), ",".join(ports)
     return database
 
@@ -45,10 +46,10 @@ def _with_netloc(url, netloc):
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _host_and_port(host):
+def _host_and_port(host, variable):
     name, colon, port = host.rpartition(":")
     if not colon or name.endswith(":") or host.endswith("]"):  # no port given (an IPv6 address has colons)
         return host.strip("[]"), "5432"
     if not port.isdigit():
-        raise ImproperlyConfigured(f"DATABASE_URL names a host with a port that is not a number: {host!r}")
+        raise ImproperlyConfigured(f"{variable} names a host with a port that is not a number: {host!r}")
     return name.strip("[]"), port

@@ -2,12 +2,14 @@
 language a request is answered in."""
 
 from django.conf import settings
+from django.core.exceptions import MiddlewareNotUsed
 from django.http import JsonResponse
 from django.middleware.locale import LocaleMiddleware
 from django.utils import translation
 from django.utils.translation import gettext, gettext_noop
 from rest_framework import status
 
+from ticketing import db_routers
 from ticketing.errors import error_body, is_api_request, refusal_page
 
 NUL = "\x00"
@@ -80,3 +82,38 @@ class SiteLocaleMiddleware(LocaleMiddleware):
             response.headers.setdefault("Content-Language", settings.LANGUAGE_CODE)
             return response
         return super().process_response(request, response)
+
+
+# Read-your-writes for staff with a replica (ticketing.db_routers): a signed cookie naming nobody, only that this
+# browser wrote as staff within the replica's staleness window.
+PINNED_COOKIE = "read_primary"
+PINNED_SALT = "ticketing.middleware.read_your_writes"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
+
+
+def read_your_writes(get_response):
+    """With a replica serving catalog reads: a browser whose staff member made a successful change (any
+    non-GET answered below 400, the admin's saves included) reads everything from the primary for the
+    replica's staleness window after it, so the change shows at once on the catalog's pages and API, however
+    far the replica lags. Without a replica it is left out of the chain."""
+    if not db_routers.replica_configured():
+        raise MiddlewareNotUsed
+
+    def middleware(request):
+        window = db_routers.staleness_window_whole_seconds()
+        pinned = request.get_signed_cookie(PINNED_COOKIE, default=None, salt=PINNED_SALT, max_age=window)
+        with db_routers.pinned_to_the_primary(pinned is not None):
+            response = get_response(request)
+        if request.method not in SAFE_METHODS and response.status_code < 400 and request.user.is_staff:
+            response.set_signed_cookie(
+                PINNED_COOKIE,
+                "1",
+                salt=PINNED_SALT,
+                max_age=window,
+                httponly=True,
+                samesite="Lax",
+                secure=settings.SESSION_COOKIE_SECURE,
+            )
+        return response
+
+    return middleware

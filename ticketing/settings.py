@@ -100,6 +100,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "ticketing.middleware.read_your_writes",  # after auth: staff who wrote read the primary (no replica: not used)
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as axes wants: it turns a lockout into its answer (AXES_* below)
@@ -126,31 +127,50 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------------------------------
+
+
+def database_from(url, variable):
+    """The DATABASES entry for `url` (the environment's `variable`), with the site's connection policy: a pool
+    per process, no persistent connections, the lock timeout. One policy for the primary and its replica."""
+    database = parse_database_url(url, variable)  # one host, or several (a primary and its standbys)
+    if database.get("ENGINE") not in {"django.db.backends.postgresql", "django.db.backends.sqlite3"}:
+        # sqlite:// only for `makemigrations --check` (make test), which compares files and reads no rows: the
+        # site needs PostgreSQL, whose SQL functions decide every hold (bookings migration 0009).
+        raise ImproperlyConfigured(f"{variable} must be a postgres:// URL (sqlite:// only to check migrations)")
+    # Under ASGI, persistent connections leak one per thread; PostgreSQL gets a real pool instead.
+    database["CONN_MAX_AGE"] = 0
+    database["CONN_HEALTH_CHECKS"] = True
+    if database["ENGINE"] == "django.db.backends.postgresql":
+        pool_min = env_int("DATABASE_POOL_MIN", 2, minimum=0)
+        pool_max = env_int("DATABASE_POOL_MAX", max(10, pool_min), minimum=1)
+        if pool_min > pool_max:
+            raise ImproperlyConfigured(f"DATABASE_POOL_MIN ({pool_min}) is above DATABASE_POOL_MAX ({pool_max})")
+        pool_timeout = env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1)
+        pool = {"min_size": pool_min, "max_size": pool_max, "timeout": pool_timeout}
+        database.setdefault("OPTIONS", {})["pool"] = pool
+        # A statement waiting this long for a lock gives up (503 with Retry-After, ticketing.errors) instead of
+        # queueing behind a process that froze holding it: the wait of the requests behind it stays bounded.
+        lock_timeout_ms = env_int("DATABASE_LOCK_TIMEOUT_MS", 3000, minimum=0)
+        database["OPTIONS"]["options"] = f"-c lock_timeout={lock_timeout_ms}"
+    return database
+
+
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ticketing")
-_database = parse_database_url(DATABASE_URL)  # one host, or several (a primary and its standbys)
-if _database.get("ENGINE") not in {"django.db.backends.postgresql", "django.db.backends.sqlite3"}:
-    # sqlite:// only for `makemigrations --check` (make test), which compares files and reads no rows: the site
-    # needs PostgreSQL, whose SQL functions decide every hold (bookings migration 0009).
-    raise ImproperlyConfigured("DATABASE_URL must be a postgres:// URL (sqlite:// only to check migrations)")
-# Under ASGI, persistent connections leak one per thread; PostgreSQL gets a real pool instead.
-_database["CONN_MAX_AGE"] = 0
-_database["CONN_HEALTH_CHECKS"] = True
-if _database["ENGINE"] == "django.db.backends.postgresql":
-    _pool_min = env_int("DATABASE_POOL_MIN", 2, minimum=0)
-    _pool_max = env_int("DATABASE_POOL_MAX", max(10, _pool_min), minimum=1)
-    if _pool_min > _pool_max:
-        raise ImproperlyConfigured(f"DATABASE_POOL_MIN ({_pool_min}) is above DATABASE_POOL_MAX ({_pool_max})")
-    _pool_timeout = env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1)
-    _database.setdefault("OPTIONS", {})["pool"] = {
-        "min_size": _pool_min,
-        "max_size": _pool_max,
-        "timeout": _pool_timeout,
-    }
-    # A statement waiting this long for a lock gives up (503 with Retry-After, ticketing.errors) instead of
-    # queueing behind a process that froze holding it: the wait of the requests behind it stays bounded.
-    _lock_timeout_ms = env_int("DATABASE_LOCK_TIMEOUT_MS", 3000, minimum=0)
-    _database["OPTIONS"]["options"] = f"-c lock_timeout={_lock_timeout_ms}"
+_database = database_from(DATABASE_URL, "DATABASE_URL")
 DATABASES = {"default": _database}
+# Catalog reads from a streaming replica (docs/scaling.md, "Catalog reads on a replica"): optional. Without it
+# there is no "replica" alias and every read goes to the primary. Only the catalog's pages and API read from it,
+# through ticketing.db_routers, and only while it answers within TICKETING_REPLICA_MAX_LAG_SECONDS of the
+# primary (checked once a TICKETING_REPLICA_CHECK_SECONDS per process); migrations run on the primary alone.
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL", "")
+TICKETING_REPLICA_MAX_LAG_SECONDS = env_int("TICKETING_REPLICA_MAX_LAG_SECONDS", 5, minimum=0)
+TICKETING_REPLICA_CHECK_SECONDS = env_int("TICKETING_REPLICA_CHECK_SECONDS", 1, minimum=1)
+if DATABASE_REPLICA_URL:
+    # In tests the alias is the test database itself (pytest-django makes no second one).
+    DATABASES["replica"] = database_from(DATABASE_REPLICA_URL, "DATABASE_REPLICA_URL")
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    DATABASE_ROUTERS = ["ticketing.db_routers.CatalogReplicaRouter"]
+
 # Requests inside Django at once per web process; the rest wait their turn, in order, as coroutines on the
 # event loop (ticketing.asgi.handler). Past the pool's size, a request's thread would only queue for a
 # connection, and a burst of a thousand buyers would time out there with 500s.

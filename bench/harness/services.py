@@ -77,6 +77,77 @@ class OwnPostgres:
             return False
 
 
+class OwnStandby(OwnPostgres):
+    """A hot standby of an OwnPostgres (streaming replication, asynchronous), in a folder of its own on its own
+    port: `pg_basebackup -R` copies the primary and writes its primary_conninfo and standby.signal; hot_standby is
+    PostgreSQL's default. start(), stop(mode), pause_replay() / resume_replay() (its WAL keeps arriving, unapplied:
+    a lag made at will), caught_up(), lag_seconds()."""
+
+    def __init__(self, primary, folder):  # not OwnPostgres.__init__, which would initdb a cluster of its own
+        self.folder = Path(folder)
+        self.data = self.folder / "data"
+        self.log = self.folder / "postgres.log"
+        self.port = free_port()
+        self.max_connections = primary.max_connections
+        self.primary = primary
+        user = pwd.getpwnam("postgres")
+        os.chown(self.folder, user.pw_uid, user.pw_gid)
+        _as_postgres(
+            [POSTGRES_BIN / "pg_basebackup", "-D", self.data, "-h", "127.0.0.1", "-p", primary.port, "-U", "postgres"]
+            + ["-R", "-X", "stream", "-c", "fast", "--no-sync"]
+        )
+
+    def _ask(self, sql, *parameters):
+        with psycopg.connect(self.url(), autocommit=True) as connection:
+            return connection.execute(sql, parameters).fetchone()
+
+    def pause_replay(self):
+        """Replay stops (WAL still arrives): from the next commit on the primary, the standby lags it."""
+        self._ask("SELECT pg_wal_replay_pause()")
+        deadline = time.monotonic() + 10
+        while self._ask("SELECT pg_get_wal_replay_pause_state()")[0] != "paused":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the standby's replay did not pause")
+            time.sleep(0.05)
+
+    def resume_replay(self):
+        self._ask("SELECT pg_wal_replay_resume()")
+
+    def caught_up(self):
+        """Whether the standby has replayed all the primary has written up to now."""
+        with psycopg.connect(self.primary.url(), autocommit=True) as connection:
+            (position,) = connection.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        return self._ask("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", position)[0]
+
+    def lag_seconds(self):
+        """now() - pg_last_xact_replay_timestamp() on the standby (how old its newest replayed commit is)."""
+        (seconds,) = self._ask("SELECT EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8")
+        return seconds
+
+
+@contextlib.contextmanager
+def standby_running(primary):
+    """An OwnStandby of `primary`, started and caught up, in a folder beside the primary's; stopped (immediate)
+    and removed when the block ends."""
+    folder = Path(tempfile.mkdtemp(prefix="standby-", dir=primary.folder.parent))
+    folder.chmod(0o755)
+    standby = None
+    try:
+        standby = OwnStandby(primary, folder)
+        standby.start()
+        deadline = time.monotonic() + 30
+        while not standby.caught_up():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the standby did not catch up with its primary")
+            time.sleep(0.05)
+        yield standby
+    finally:
+        if standby is not None:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                standby.stop("immediate")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class OwnRedis:
     """redis-server on a free port with nothing saved to disk; shutdown_nosave() and start() again."""
 

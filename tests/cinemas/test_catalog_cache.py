@@ -8,15 +8,17 @@ it after they commit. Real PostgreSQL and Redis.
 from datetime import timedelta
 
 import pytest
+from django.core.cache import caches
 from django.forms.models import model_to_dict
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from cinemas.services import plan_from_seats, schedule_show
+from cinemas.services import CATALOG_GENERATION, plan_from_seats, schedule_show
 from tests.cinemas.test_admin import hall_form
 from tests.factories import make_cinema, make_city, make_hall, make_movie, make_show, prices_for
 from tests.helpers import get_ok
+from ticketing.cached_reads import CACHE, mark_changed, recent_change_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -220,3 +222,11 @@ def test_without_the_invalidation_a_staff_change_would_stay_unseen(api, admin_cl
     assert titles_found(api, listed) == ["Cars 2"]
     retitle_movie(admin_client, listed)
     assert titles_found(api, listed) == ["Cars 2"]
+
+
+@pytest.mark.django_db
+def test_without_a_replica_a_catalog_change_leaves_no_mark_for_one():
+    """The mark that keeps cache fills on the primary after a change (ticketing.cached_reads) is a replica's."""
+    caches[CACHE].delete(recent_change_key(CATALOG_GENERATION))  # another module's, with a replica, may be there
+    mark_changed(CATALOG_GENERATION)
+    assert caches[CACHE].get(recent_change_key(CATALOG_GENERATION)) is None

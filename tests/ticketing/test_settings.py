@@ -202,3 +202,36 @@ def test_the_deploy_checks_refuse_the_reliability_tests_crash_points():
     )
     assert result.returncode != 0
     assert "ticketing.E001" in result.stderr + result.stdout
+
+
+def test_without_a_replica_url_there_is_no_replica_and_no_router():
+    assert print_setting("(sorted(settings.DATABASES), settings.DATABASE_ROUTERS)", GOOD) == ("(['default'], [])")
+
+
+def test_a_replica_url_is_a_second_database_with_the_primarys_connection_policy_and_the_router():
+    env = {
+        **GOOD,
+        "DATABASE_URL": "postgres://postgres@10.0.0.1:5432/ticketing",
+        "DATABASE_REPLICA_URL": "postgres://postgres@10.0.0.2:5433,10.0.0.3:5434/ticketing",
+        "DATABASE_POOL_MAX": "7",
+        "DATABASE_LOCK_TIMEOUT_MS": "1500",
+    }
+    # The two differ in where they are, and in that tests mirror the replica on the test database: nothing else.
+    apart = "('HOST', 'PORT', 'TEST')"
+    same = print_setting(
+        f"{{k: v for k, v in settings.DATABASES['replica'].items() if k not in {apart}}}"
+        f" == {{k: v for k, v in settings.DATABASES['default'].items() if k not in {apart}}}",
+        env,
+    )
+    assert same == "True"
+    options = print_setting("settings.DATABASES['replica']['OPTIONS']", env)
+    assert "'max_size': 7" in options and "lock_timeout=1500" in options, options
+    assert print_setting("(settings.DATABASES['replica']['HOST'], settings.DATABASE_ROUTERS)", env) == (
+        "('10.0.0.2,10.0.0.3', ['ticketing.db_routers.CatalogReplicaRouter'])"
+    )
+    assert print_setting("settings.DATABASES['replica']['TEST']['MIRROR']", env) == "'default'"
+
+
+def test_a_malformed_replica_url_stops_django_naming_it():
+    result = start_django({**GOOD, "DATABASE_REPLICA_URL": "postgres://h:1,h:x/db"}, SETUP)
+    assert result.returncode != 0 and "DATABASE_REPLICA_URL" in result.stderr
