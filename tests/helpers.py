@@ -123,6 +123,15 @@ def stack_environment(**overrides):
     )
 
 
+def ctrl_c_as_in_a_terminal():
+    """preexec_fn of a command a test stops with Ctrl-C (SIGINT): SIGINT and SIGQUIT handled by default, as a
+    shell in a terminal starts its commands. A test run started in the background (`make test &`, nohup) has
+    them ignored, its children inherit that, and a shell that starts with a signal ignored can't trap it: the
+    script would never hear the Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def make_serve_running(**overrides):
     """`make serve` itself (scripts/run.sh: uvicorn workers, a Celery worker and beat) on a free port, the test
@@ -145,7 +154,14 @@ def make_serve_running(**overrides):
         "DJANGO_DEBUG": "0",
         **overrides,
     }
-    serve = subprocess.Popen(["make", "-s", "serve"], cwd=ROOT, env=environment, stdout=subprocess.PIPE, text=True)
+    serve = subprocess.Popen(
+        ["make", "-s", "serve"],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
+    )
     try:
         banner = []
         deadline = time.monotonic() + 120

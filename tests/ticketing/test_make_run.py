@@ -14,7 +14,7 @@ from django.conf import settings
 
 from bench.harness.processes import free_port, process_tree
 from tests import conftest
-from tests.helpers import make_environment
+from tests.helpers import ctrl_c_as_in_a_terminal, make_environment
 
 
 def readme_curl_example():
@@ -70,6 +70,7 @@ def test_make_run_answers_the_readme_s_example_logs_each_line_once_mails_its_own
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     output = []
     reader = threading.Thread(target=lambda: output.extend(run.stdout), daemon=True)
