@@ -12,7 +12,6 @@ from bench.show import prepare_show
 HOLD_SECONDS = 300
 GRACE_SECONDS = 5
 SEATS_PER_HOLD = 2
-LAPSING_HOLDS = 1000
 WAITERS = 200
 SETUP_SECONDS = 20
 MOVIE_ID = 1  # bench.show.prepare_show's one movie, in the run's fresh database
