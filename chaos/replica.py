@@ -19,11 +19,12 @@ import psycopg
 
 from bench.harness.services import standby_running
 from chaos.load import Load
+from ticketing.db_routers import staleness_window
 
 MAX_LAG_SECONDS = 2
 CHECK_SECONDS = 1
-# ticketing.db_routers.staleness_window_seconds() for these settings: past it, no read misses a commit.
-WINDOW_SECONDS = MAX_LAG_SECONDS + 2 * CHECK_SECONDS + 1
+# Past it, no read misses a commit.
+WINDOW_SECONDS = staleness_window(MAX_LAG_SECONDS, CHECK_SECONDS)
 DATABASE = "ticketing_chaos"
 # (phase, seconds from the start it begins at); the run ends at END.
 PHASES = (("replica", 0), ("lagging", 15), ("resumed", 35), ("down", 40), ("back", 55))

@@ -65,14 +65,8 @@ def recent_change_key(name):
 
 
 def generations(*names):
-    """The current generation of each name, in one round trip (0 for one never changed, or out of reach)."""
-    keys = [generation_key(name) for name in names]
-    try:
-        found = caches[CACHE].get_many(keys)
-    except CACHE_ERRORS:
-        logger.warning("The cache is out of reach: reading from the database", exc_info=True)
-        return None
-    return tuple(found.get(key, 0) for key in keys)
+    """The current generation of each name, in one round trip (0 for one never changed; None out of reach)."""
+    return _generations_and_recent_changes(names)[0]
 
 
 def changed_after_commit(*names):
@@ -171,11 +165,8 @@ def cached(kind, names, parts, build, *, seconds, local=False):
 def _generations_and_recent_changes(names):
     """`(generations(*names), whether any of them the replica serves changed within its staleness window)`,
     in one round trip; (None, True) when the cache is out of reach."""
-    replicated = db_routers.replicated_generations(names)
-    if not replicated:
-        return generations(*names), False
     keys = [generation_key(name) for name in names]
-    marks = [recent_change_key(name) for name in replicated]
+    marks = [recent_change_key(name) for name in db_routers.replicated_generations(names)]
     try:
         found = caches[CACHE].get_many(keys + marks)
     except CACHE_ERRORS:

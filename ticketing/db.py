@@ -49,3 +49,12 @@ def lock_until_commit(key):
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+
+
+def libpq_parameters(alias="default"):
+    """The connection parameters of Django's database `alias`, for psycopg.connect or a psycopg pool of our own:
+    Django's own (the URL's hosts, options, lock timeout) less the ones only Django's backend understands."""
+    parameters = connections[alias].get_connection_params()
+    for django_only in ("context", "cursor_factory", "prepare_threshold", "pool"):
+        parameters.pop(django_only, None)
+    return parameters

@@ -54,7 +54,12 @@ def staleness_window_seconds():
     """How long after a commit on the primary the replica may still lack it while reads go to it: its largest
     lag allowed, plus the age a health measurement may have when used, plus a second of margin. Past this
     window, any replica this process reads from has the commit (see ticketing.replica_health)."""
-    return settings.TICKETING_REPLICA_MAX_LAG_SECONDS + 2 * settings.TICKETING_REPLICA_CHECK_SECONDS + 1
+    return staleness_window(settings.TICKETING_REPLICA_MAX_LAG_SECONDS, settings.TICKETING_REPLICA_CHECK_SECONDS)
+
+
+def staleness_window(max_lag_seconds, check_seconds):
+    """staleness_window_seconds() for these settings."""
+    return max_lag_seconds + 2 * check_seconds + 1
 
 
 def staleness_window_whole_seconds():

@@ -40,7 +40,7 @@ import redis.asyncio
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.cache import cache, caches
-from django.db import connection, connections
+from django.db import connections
 from django.http import HttpResponse
 from django.urls import Resolver404, resolve
 from django.utils.http import parse_etags
@@ -49,6 +49,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.views import APIView
 
 from ticketing import api_keys, cached_reads
+from ticketing.db import libpq_parameters
 from ticketing.errors import (
     INVALID_REQUEST_MESSAGE,
     RETRY_AFTER_SECONDS,
@@ -423,11 +424,8 @@ async def _pool():
     pool = _pools.get(loop)
     if pool is None:
         options = settings.DATABASES["default"].get("OPTIONS", {}).get("pool", {})
-        parameters = connection.get_connection_params()
-        for django_only in ("cursor_factory", "context", "prepare_threshold"):
-            parameters.pop(django_only, None)
         pool = _pools[loop] = AsyncConnectionPool(
-            kwargs={**parameters, "autocommit": True},
+            kwargs={**libpq_parameters(), "autocommit": True},
             min_size=0,
             max_size=options.get("max_size", 10),
             timeout=options.get("timeout", 10),

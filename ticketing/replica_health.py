@@ -30,6 +30,8 @@ import psycopg
 from django.conf import settings
 from django.db import connections
 
+from ticketing.db import libpq_parameters
+
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 2
@@ -129,17 +131,14 @@ class _Health:
 
     def _replica_lag(self, primary_position):
         if self.replica is None or self.replica.closed:
-            params = {
-                name: value
-                for name, value in connections["replica"].get_connection_params().items()
-                if name not in ("context", "cursor_factory", "prepare_threshold", "pool")
-            }
-            params.update(
-                connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                application_name=f"replica-health {os.getpid()}",
-                autocommit=True,
+            self.replica = psycopg.connect(
+                **{
+                    **libpq_parameters("replica"),
+                    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                    "application_name": f"replica-health {os.getpid()}",
+                    "autocommit": True,
+                }
             )
-            self.replica = psycopg.connect(**params)
         in_recovery, caught_up, behind = self.replica.execute(
             "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn() >= %s::pg_lsn,"
             " EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",

@@ -31,7 +31,7 @@ from pathlib import Path
 import psycopg
 
 from bench.harness.processes import free_port, start_process
-from bench.harness.services import POSTGRES_BIN, started_in_a_temporary_folder
+from bench.harness.services import POSTGRES_BIN, as_postgres_user, started_in_a_temporary_folder
 
 # The monitor's health checks, shortened (milliseconds; pg_auto_failover's defaults in the comments).
 MONITOR_SETTINGS = {
@@ -45,15 +45,6 @@ MONITOR_SETTINGS = {
 # A keeper cut off from the monitor and its standby demotes its PostgreSQL after this many seconds (20); it must
 # be below the monitor's primary_demote_timeout, or two primaries could accept writes at once.
 NETWORK_PARTITION_SECONDS = 3
-
-
-def _postgres_user():
-    return pwd.getpwnam("postgres")
-
-
-def _as_postgres(command):
-    command = [str(part) for part in command]
-    return command if os.getuid() == _postgres_user().pw_uid else ["runuser", "-u", "postgres", "--", *command]
 
 
 class OwnFailoverCluster:
@@ -71,7 +62,7 @@ class OwnFailoverCluster:
         self.monitor_port = free_port()
         self.ports = {f"node{number}": free_port() for number in range(1, nodes + 1)}
         self.running = {}  # name -> Popen of its `pg_autoctl run` (the leader of its process group)
-        user = _postgres_user()
+        user = pwd.getpwnam("postgres")
         os.chown(self.folder, user.pw_uid, user.pw_gid)
 
     # --- Starting ---------------------------------------------------------------------------------------
@@ -205,7 +196,7 @@ class OwnFailoverCluster:
         if arguments[0] == "create":
             command += ["--hostname", "127.0.0.1", "--auth", "trust", "--no-ssl", "--pgctl", POSTGRES_BIN / "pg_ctl"]
         subprocess.run(
-            _as_postgres(command),
+            as_postgres_user(command),
             check=True,
             capture_output=True,
             env=self.environment,
@@ -216,7 +207,7 @@ class OwnFailoverCluster:
         command = ["pg_autoctl", "run", "--pgdata", str(self.folder / name)]
         with open(self.folder / f"{name}.log", "ab") as log:
             self.running[name] = start_process(
-                _as_postgres(command), environment=self.environment, log=log, cwd=self.folder
+                as_postgres_user(command), environment=self.environment, log=log, cwd=self.folder
             )
 
     def _monitor_url(self, database, user="postgres"):

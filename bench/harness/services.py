@@ -23,10 +23,14 @@ from bench.harness.processes import free_port, start_process
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
+def as_postgres_user(command):
+    """`command` as the `postgres` user runs it (PostgreSQL's programs refuse to run as root)."""
+    command = [str(part) for part in command]
+    return command if os.getuid() == pwd.getpwnam("postgres").pw_uid else ["runuser", "-u", "postgres", "--", *command]
+
+
 def _as_postgres(command, **kwargs):
-    user = pwd.getpwnam("postgres")
-    as_user = [] if os.getuid() == user.pw_uid else ["runuser", "-u", "postgres", "--"]
-    return subprocess.run(as_user + [str(part) for part in command], check=True, capture_output=True, **kwargs)
+    return subprocess.run(as_postgres_user(command), check=True, capture_output=True, **kwargs)
 
 
 class OwnPostgres:

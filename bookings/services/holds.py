@@ -94,12 +94,13 @@ def call_function(function, *arguments, own_transaction=True, refusal_of=None):
     that is its own transaction and loses a deadlock is made again (CALL_ATTEMPTS): PostgreSQL rolled all of
     it back. Inside a caller's transaction the error goes up: the caller's locks are still held.
     """
+    refusal_of = refusal_of or _refusal_of
     for attempt in range(1, CALL_ATTEMPTS + 1):
         try:
             if connection.in_atomic_block:
                 with transaction.atomic(durable=own_transaction):
-                    return _call_now(function, arguments, refusal_of or _refusal_of)
-            return _call_now(function, arguments, refusal_of or _refusal_of)
+                    return _call_now(function, arguments, refusal_of)
+            return _call_now(function, arguments, refusal_of)
         except DatabaseError as error:
             if not (own_transaction and attempt < CALL_ATTEMPTS and _lost_a_deadlock(error.__cause__)):
                 raise
@@ -127,11 +128,12 @@ def _call_now(function, arguments, refusal_of):
 async def acall_function(function, *arguments, refusal_of=None):
     """What call_function does, on the lean path's async pool (ticketing.lean): the call is its own transaction,
     made again if it loses a deadlock."""
+    refusal_of = refusal_of or _refusal_of
     for attempt in range(1, CALL_ATTEMPTS + 1):
         try:
             return await pooled_call(function, arguments)
         except psycopg.Error as error:
-            refusal = (refusal_of or _refusal_of)(error)
+            refusal = refusal_of(error)
             if refusal is not None:
                 raise refusal from None
             if not (attempt < CALL_ATTEMPTS and _lost_a_deadlock(error)):
