@@ -43,7 +43,7 @@ from bookings.services.gift_cards import issue_gift_card
 from bookings.ticket_codes import InvalidTicket, normalize_booking_code
 from cinemas.admin_roles import CinemaRoles
 from cinemas.roles import StaffAction
-from ticketing.admin_base import AsItsParent, ChosenOnlyFilter, ModelAdmin, ReadOnly, SendAgain
+from ticketing.admin_base import AsItsParent, ChosenOnlyFilter, ModelAdmin, OnTheShards, ReadOnly, SendAgain
 from ticketing.error_codes import error_message
 
 # 8 hex digits is the short id the reservation list shows; fewer would match too much to be a search.
@@ -132,7 +132,7 @@ def on_cinemas_clock(field, description):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(ReadOnly, CinemaRoles, ModelAdmin):
+class ReservationAdmin(OnTheShards, ReadOnly, CinemaRoles, ModelAdmin):
     """Holds and bookings as the services left them. Staff can cancel a booking of their cinema, with a reason the
     buyer is told, which refunds it. Every time is on the cinema's clock, labelled with its zone."""
 
@@ -349,7 +349,7 @@ class ReservationAdmin(ReadOnly, CinemaRoles, ModelAdmin):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnly, CinemaRoles, ModelAdmin):
+class PaymentAdmin(OnTheShards, ReadOnly, CinemaRoles, ModelAdmin):
     """Charges and refunds as the provider answered them; the reconciler, not staff, settles open ones. A cinema's
     staff see a booking's payments on the booking's page."""
 
@@ -383,7 +383,7 @@ class PaymentAdmin(ReadOnly, CinemaRoles, ModelAdmin):
 
 
 @admin.register(OutgoingMail)
-class OutgoingMailAdmin(SendAgain, ReadOnly, CinemaRoles, ModelAdmin):
+class OutgoingMailAdmin(OnTheShards, SendAgain, ReadOnly, CinemaRoles, ModelAdmin):
     """Every mail to a buyer and how its sending went; a failed one waits here for the chain's admins to send it
     again. A cinema's staff see a booking's mails on the booking's page."""
 

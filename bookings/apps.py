@@ -20,6 +20,36 @@ class BookingsConfig(AppConfig):
 
         register_renderer("reservation", reservation_event_data)
 
+        # The rows of a show's sale live on its shard (ticketing.shards), with the outbox of the mail they owe.
+        from bookings.models import (
+            ClientHeldSeats,
+            GiftCardRedemption,
+            IdempotentRequest,
+            OutgoingMail,
+            Payment,
+            PromoRedemption,
+            Reservation,
+            ReservationAddOn,
+            SeatClaim,
+            ShowSales,
+            ShowSeatCount,
+        )
+        from ticketing.shards import live_on_their_shows_shard
+
+        live_on_their_shows_shard(
+            Reservation,
+            SeatClaim,
+            ClientHeldSeats,
+            ShowSeatCount,
+            ShowSales,
+            Payment,
+            IdempotentRequest,
+            OutgoingMail,
+            ReservationAddOn,
+            GiftCardRedemption,
+            PromoRedemption,
+        )
+
         from django.conf import settings
 
         if settings.TICKETING_IN_PROCESS_CLOCKS:

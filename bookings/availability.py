@@ -6,11 +6,11 @@ passed. A hold past its time frees its seats for every read at once, whether or 
 
 from collections import defaultdict
 
-from django.db import connection
 from django.db.models import Count, Max, Q
 
 from bookings.models import Reservation, SeatClaim
 from ticketing.lean import pooled_rows
+from ticketing.shards import connection
 
 
 def live_reservations(at, prefix=""):

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from bookings.availability import seat_states
 from cinemas.models import Show
-from ticketing import fanout
+from ticketing import fanout, shards
 from ticketing.broadcast import merge_newest, send_coalesced
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,8 @@ class ShowSeatsConsumer(AsyncJsonWebsocketConsumer):
         show = Show.objects.filter(pk=self.show_id).first()
         if show is None:
             return None
-        return seat_states(show, timezone.now())[2]
+        with shards.in_show_database(self.show_id):
+            return seat_states(show, timezone.now())[2]
 
 
 class SeatMapWatchers:

@@ -19,10 +19,11 @@ import logging
 import threading
 from contextlib import contextmanager
 
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections
 
 from bookings.consumers import push_seat_changes
 from bookings.seat_maps import seat_maps_changed
+from ticketing import shards
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def _push_after_commit(changes_by_show, freed_or_booked):
         asyncio.get_running_loop()
     except RuntimeError:
         # robust: the change has committed; a failing push is logged, never made the buyer's 500.
-        transaction.on_commit(push, robust=True)
+        shards.on_commit(push, robust=True)
         return
     # The lean path: the call was its own transaction and has committed. The seat maps' generation moves now,
     # one Redis round trip on the event loop, so that the buyer's next read of the map has the hold. The pushes

@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from cinemas.models import Cinema, Movie, Show
+from ticketing import shards
+from ticketing.shards import connection
 
 # The longest range one report covers: a quarter. Longer ones would scan a chain's whole history.
 MAX_DAYS = 92
@@ -38,8 +40,7 @@ AMOUNTS = ("gross", "gross_online", "gross_box_office", "fees", "taxes", "discou
 # The shows in the range, each with its cinema's currency, its local day and its hall's capacity. The bounds on
 # starts_at are the days' in UTC widened by a day each way (time zones run from UTC-12 to UTC+14), so the index on
 # starts_at (or on hall, starts_at for one cinema) finds them; the local day then picks them exactly.
-_SQL = """
-WITH picked AS NOT MATERIALIZED (
+_PICKED = """
     SELECT show.id AS show_id, show.movie_id, hall.cinema_id, cinema.currency,
            (show.starts_at AT TIME ZONE cinema.time_zone)::date AS day,
            (SELECT coalesce(sum(seats::int), 0) FROM jsonb_each_text(hall.capacity) AS kinds (kind, seats))
@@ -50,7 +51,12 @@ WITH picked AS NOT MATERIALIZED (
      WHERE show.starts_at >= %(after)s AND show.starts_at < %(before)s
        AND (show.starts_at AT TIME ZONE cinema.time_zone)::date BETWEEN %(first)s AND %(last)s
        {filters}
-),
+"""
+
+_SQL = (
+    "WITH picked AS NOT MATERIALIZED (\n"
+    + _PICKED
+    + """),
 -- Each show's tally: the sum of its sessions' rows (bookings_showsales, kept by bookings 0032's triggers).
 tallied AS (
     SELECT tally.show_id, sum(tally.website) AS website, sum(tally.partners) AS partners,
@@ -95,6 +101,7 @@ SELECT currency, day, cinema_id, movie_id, {show_column},
   FROM shows
  GROUP BY GROUPING SETS ((currency), (currency, day), (currency, cinema_id), (currency, movie_id){show_set})
 """
+)
 
 
 @dataclass
@@ -191,17 +198,44 @@ def sales_report(report, *, at=None):
     if report.show_id is not None:
         filters.append("AND show.id = %(show)s")
         parameters["show"] = report.show_id
+    if not shards.sharded():
+        return _named(_grouped(report, filters, parameters))
+    # Split by show id: each shard sums the shows it sells (their ids picked at home, where the catalog is),
+    # and the shards' rows of each group add up (every figure is a sum; a show is summed on one shard only).
+    filters.append("AND show.id = ANY(%(owned)s)")
+    owned = {}
+    for show_id in _picked_show_ids(filters[:-1], parameters):
+        owned.setdefault(shards.database_of_show(show_id), []).append(show_id)
+    summed = {}
+    for alias, show_ids in owned.items():
+        with shards.in_database(alias):
+            for key, *figures in _grouped(report, filters, {**parameters, "owned": show_ids}, keyed=True):
+                summed[key] = [a + b for a, b in zip(summed[key], figures, strict=True)] if key in summed else figures
+    return _named([(*key, *figures) for key, figures in summed.items()])
+
+
+def _grouped(report, filters, parameters, keyed=False):
+    """The report's statement's rows on this scope's database (with `keyed`, each row's five labels as one
+    tuple first)."""
     sql = _SQL.format(
         filters="\n       ".join(filters),
         show_set=", (currency, show_id)" if report.shows else "",
         show_column="show_id" if report.shows else "NULL::bigint",
     )
-    with transaction.atomic(), connection.cursor() as cursor:
+    with shards.atomic(), connection.cursor() as cursor:
         # JIT compiling the statement costs seconds, more than it saves: the sums are few and simple.
         cursor.execute("SET LOCAL jit = off")
         cursor.execute(sql, parameters)
         grouped = cursor.fetchall()
-    return _named(grouped)
+    return [(tuple(row[:5]), *row[5:]) for row in grouped] if keyed else grouped
+
+
+def _picked_show_ids(filters, parameters):
+    """The ids of the shows a report covers, read at home (the catalog's database)."""
+    sql = "SELECT show_id FROM (" + _PICKED.format(filters="\n       ".join(filters)) + ") picked"
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(sql, parameters)
+        return [show_id for (show_id,) in cursor.fetchall()]
 
 
 def _named(grouped):

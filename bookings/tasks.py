@@ -6,7 +6,7 @@ import time
 
 from celery import current_app, shared_task
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DEFAULT_DB_ALIAS, close_old_connections
 
 from bookings.services import (
     MailNotSent,
@@ -18,28 +18,30 @@ from bookings.services import (
     settle_refund,
 )
 from bookings.services.mail import SEND_MAIL_TASK
+from ticketing import shards
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(name="bookings.release_lapsed_holds", ignore_result=True)
 def release_lapsed_holds_task():
-    return release_lapsed_holds()
+    return sum(release_lapsed_holds() for _ in shards.each_shard())
 
 
 @shared_task(name="bookings.reconcile_payments", ignore_result=True)
 def reconcile_payments_task():
-    return reconcile_payments()
+    return sum(reconcile_payments() for _ in shards.each_shard())
 
 
 @shared_task(name="bookings.fold_sales_tally", ignore_result=True)
 def fold_sales_tally_task():
-    return fold_sales_tally()
+    return sum(fold_sales_tally() for _ in shards.each_shard())
 
 
 @shared_task(name="bookings.settle_refund", ignore_result=True)
-def settle_refund_task(payment_id):
-    settle_refund(payment_id=payment_id)
+def settle_refund_task(payment_id, database=DEFAULT_DB_ALIAS):
+    with shards.in_database(database):
+        settle_refund(payment_id=payment_id)
 
 
 def run_beat_in_process(stop=None):
@@ -72,14 +74,16 @@ def start_beat_in_process():
 # The row counts the attempts and gives up (bookings.services.mail), so Celery's own limit is off: a mail queued
 # again by the sweep or by staff starts a new chain of retries with the row's count.
 @shared_task(bind=True, name=SEND_MAIL_TASK, ignore_result=True, max_retries=None)
-def send_mail_task(self, mail_id):
-    """One attempt at a mail; a failed one is retried after the wait the service gives (doubling each time)."""
+def send_mail_task(self, mail_id, database=DEFAULT_DB_ALIAS):
+    """One attempt at a mail (in `database`, the shard whose transaction owed it); a failed one is retried after
+    the wait the service gives (doubling each time)."""
     try:
-        send_outgoing_mail(mail_id=mail_id)
+        with shards.in_database(database):
+            send_outgoing_mail(mail_id=mail_id)
     except MailNotSent as failure:
         raise self.retry(countdown=failure.retry_in) from None
 
 
 @shared_task(name="bookings.requeue_overdue_mail", ignore_result=True)
 def requeue_overdue_mail_task():
-    return requeue_overdue_mail()
+    return sum(requeue_overdue_mail() for _ in shards.each_shard())

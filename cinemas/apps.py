@@ -16,3 +16,9 @@ class CinemasConfig(AppConfig):
         read_from_replica(
             City, Cinema, Hall, HallPrice, Seat, Movie, MovieCertificate, Show, ShowPrice, generation=CATALOG_GENERATION
         )
+
+        # With the sales split by show id, the catalog is written here at home and copied to every shard, where
+        # a show's sale reads its show, seats and prices (ticketing.shards).
+        from ticketing.shards import replicated_to_every_shard
+
+        replicated_to_every_shard(*self.get_models())

@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from ticketing.admin_base import ChainOnly, ModelAdmin, ReadOnly, SendAgain
+from ticketing.admin_base import ChainOnly, ModelAdmin, OnTheShards, ReadOnly, SendAgain
 from ticketing.models import ApiKey, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from ticketing.services import create_api_key, revoke_api_key
 from ticketing.staff import is_chain_admin
@@ -144,7 +144,7 @@ class WebhookEndpointAdmin(ChainOnly, ModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(SendAgain, ReadOnly, ChainOnly, ModelAdmin):
+class WebhookDeliveryAdmin(OnTheShards, SendAgain, ReadOnly, ChainOnly, ModelAdmin):
     """Every event owed to a partner's endpoint and how its delivery went, with the endpoint's last answer; a
     failed one waits here for staff to send it again (the same event id: the partner dedupes)."""
 

@@ -13,3 +13,13 @@ class TicketingConfig(AppConfig):
         from ticketing.faults import check_no_crash_points
 
         checks.register(check_no_crash_points, checks.Tags.security, deploy=True)
+
+        # A booking's webhooks are owed by the database that wrote it (bookings migration 0029): on its shard.
+        from django.contrib.auth import get_user_model
+
+        from ticketing.models import ApiKey, WebhookDelivery, WebhookEndpoint
+        from ticketing.shards import live_on_their_shows_shard, replicated_to_every_shard
+
+        live_on_their_shows_shard(WebhookDelivery)
+        # What a show's sale refers to besides the catalog: the partner's key and endpoints, the clerk who sold.
+        replicated_to_every_shard(ApiKey, WebhookEndpoint, get_user_model())

@@ -2,8 +2,10 @@
 
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateTimeRangeField
-from django.db import connection, connections
+from django.db import connections
 from django.db.models import Func
+
+from ticketing.shards import connection
 
 
 class PostgresExclusionConstraint(ExclusionConstraint):

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
+from ticketing import shards
+
 logger = logging.getLogger(__name__)
 
 PRIMARY, REPLICA = "default", "replica"
@@ -163,3 +165,36 @@ class CatalogReplicaRouter:
     def allow_migrate(self, db, app_label, model_name=None, **hints):
         # The replica replays the primary's WAL: its tables are the primary's, never migrated on their own.
         return db == PRIMARY
+
+
+class ShowShardRouter:
+    """First of settings.DATABASE_ROUTERS when the sales are split by show id (settings.DATABASE_SHARD_URLS):
+    the rows of a show's sale (ticketing.shards.live_on_their_shows_shard) are read and written on the shard
+    of the scope (ticketing.shards.current()), or on the one an object of them came from; everything else is
+    written on "default" and read there or on its replica (the next router's say). Every shard has every table
+    (migrations run on each); the home's own rows reach the others by logical replication (`manage.py
+    replicate_catalog`)."""
+
+    def _shard(self, hints):
+        instance = hints.get("instance")
+        if instance is not None and instance._state.db in shards.names():
+            return instance._state.db
+        return shards.current()
+
+    def db_for_read(self, model, **hints):
+        if shards.lives_on_a_shard(model):
+            return self._shard(hints)
+        # The home's rows are read at home (or on its replica, the next router's), never from a shard's copy of
+        # them, where Django would otherwise read a relation of an object that came from a shard.
+        return None if replica_configured() else PRIMARY
+
+    def db_for_write(self, model, **hints):
+        return self._shard(hints) if shards.lives_on_a_shard(model) else PRIMARY
+
+    def allow_relation(self, obj1, obj2, **hints):
+        # A reservation on a shard and its show (from "default", or the catalog's replica) go together: the
+        # shard has the show's row too.
+        return True
+
+    def allow_migrate(self, db, app_label, model_name=None, **hints):
+        return True if db in shards.names() else None

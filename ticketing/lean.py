@@ -48,7 +48,7 @@ from psycopg_pool import AsyncConnectionPool
 from rest_framework.exceptions import ValidationError
 from rest_framework.views import APIView
 
-from ticketing import api_keys, cached_reads
+from ticketing import api_keys, cached_reads, shards
 from ticketing.db import libpq_parameters
 from ticketing.errors import (
     INVALID_REQUEST_MESSAGE,
@@ -408,10 +408,20 @@ async def pooled_call(function, arguments):
 
 async def pooled_rows(function, arguments):
     """`SELECT * FROM function(arguments)` on the async pool, as pooled_call: all its rows."""
+    return await _rows(_function_call(function, arguments), arguments)
+
+
+async def _rows(sql, parameters):
     pool = await _pool()
     async with pool.connection() as conn:
-        cursor = await conn.execute(_function_call(function, arguments), arguments, prepare=True)
+        cursor = await conn.execute(sql, parameters, prepare=True)
         return await cursor.fetchall()
+
+
+async def _rows_on(alias, sql, parameters):
+    """`sql`'s rows on the pool of shard `alias` (ticketing.shards)."""
+    with shards.in_database(alias):
+        return await _rows(sql, parameters)
 
 
 def _function_call(function, arguments):
@@ -420,12 +430,13 @@ def _function_call(function, arguments):
 
 
 async def _pool():
-    loop = asyncio.get_running_loop()
-    pool = _pools.get(loop)
+    """This event loop's pool to the database of the scope (ticketing.shards: the show's shard), made at first use."""
+    loop, alias = asyncio.get_running_loop(), shards.current()
+    pool = _pools.get((loop, alias))
     if pool is None:
-        options = settings.DATABASES["default"].get("OPTIONS", {}).get("pool", {})
-        pool = _pools[loop] = AsyncConnectionPool(
-            kwargs={**libpq_parameters(), "autocommit": True},
+        options = settings.DATABASES[alias].get("OPTIONS", {}).get("pool", {})
+        pool = _pools[loop, alias] = AsyncConnectionPool(
+            kwargs={**libpq_parameters(alias), "autocommit": True},
             min_size=0,
             max_size=options.get("max_size", 10),
             timeout=options.get("timeout", 10),
@@ -439,8 +450,9 @@ async def close_connections():
     """Close this event loop's pool and Redis client (a server's loop lives as long as its process; a test's
     loop does not, and its connections would outlive it)."""
     loop = asyncio.get_running_loop()
-    pool, client = _pools.pop(loop, None), _redis_clients.pop(loop, None)
-    if pool is not None:
+    pools = [_pools.pop(key) for key in list(_pools) if key[0] is loop]
+    client = _redis_clients.pop(loop, None)
+    for pool in pools:
         await pool.close()
     if client is not None:
         await client.aclose()
@@ -569,7 +581,10 @@ async def answered(endpoint, request):
 
 async def _endpoint_answer(endpoint, request):
     try:
-        return await endpoint(request)
+        if on_django_connection():  # ticketing.middleware.in_the_shows_database has set the scope
+            return await endpoint(request)
+        with shards.in_database(await shards.adatabase_of_url(request.kwargs, _rows_on)):
+            return await endpoint(request)
     except LeanError as refusal:
         return refusal.answer
     except (*UNAVAILABLE, psycopg.OperationalError, redis.exceptions.ConnectionError) as error:

@@ -5,11 +5,12 @@ from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
 from django.http import JsonResponse
 from django.middleware.locale import LocaleMiddleware
+from django.urls import Resolver404, resolve
 from django.utils import translation
 from django.utils.translation import gettext, gettext_noop
 from rest_framework import status
 
-from ticketing import db_routers
+from ticketing import db_routers, shards
 from ticketing.errors import error_body, is_api_request, refusal_page
 
 NUL = "\x00"
@@ -115,5 +116,23 @@ def read_your_writes(get_response):
                 secure=settings.SESSION_COOKIE_SECURE,
             )
         return response
+
+    return middleware
+
+
+def in_the_shows_database(get_response):
+    """With the sales split by show id (ticketing.shards): a request whose URL names a show, a reservation or a
+    waiter runs in the scope of that show's shard, its templates included. Unsharded it is left out of the
+    chain. (A service that takes a show id from a form or a body scopes itself as well.)"""
+    if not shards.sharded():
+        raise MiddlewareNotUsed
+
+    def middleware(request):
+        try:
+            kwargs = resolve(request.path_info).kwargs
+        except Resolver404:
+            return get_response(request)
+        with shards.in_url_database(kwargs):
+            return get_response(request)
 
     return middleware

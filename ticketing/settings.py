@@ -101,6 +101,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "ticketing.middleware.read_your_writes",  # after auth: staff who wrote read the primary (no replica: not used)
+    "ticketing.middleware.in_the_shows_database",  # the show's shard, from the URL (unsharded: not used)
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as axes wants: it turns a lockout into its answer (AXES_* below)
@@ -158,6 +159,7 @@ def database_from(url, variable):
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ticketing")
 _database = database_from(DATABASE_URL, "DATABASE_URL")
 DATABASES = {"default": _database}
+DATABASE_ROUTERS = []
 # Catalog reads from a streaming replica (docs/scaling.md, "Catalog reads on a replica"): optional. Without it
 # there is no "replica" alias and every read goes to the primary. Only the catalog's pages and API read from it,
 # through ticketing.db_routers, and only while it answers within TICKETING_REPLICA_MAX_LAG_SECONDS of the
@@ -169,7 +171,20 @@ if DATABASE_REPLICA_URL:
     # In tests the alias is the test database itself (pytest-django makes no second one).
     DATABASES["replica"] = database_from(DATABASE_REPLICA_URL, "DATABASE_REPLICA_URL")
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
-    DATABASE_ROUTERS = ["ticketing.db_routers.CatalogReplicaRouter"]
+    DATABASE_ROUTERS.append("ticketing.db_routers.CatalogReplicaRouter")
+# The split by show id (docs/scaling.md, "The split by show id"; ticketing.shards): more PostgreSQL primaries,
+# each the home of the sales of the shows the ring maps to it, as "name=url" words ("shard2=postgres://..."),
+# a name a Python identifier. "default" (DATABASE_URL) is a shard too, and the only one without this.
+DATABASE_SHARD_URLS = env_str("DATABASE_SHARD_URLS", "")
+TICKETING_SHARDS = []
+for _word in DATABASE_SHARD_URLS.split():
+    _name, _, _url = _word.partition("=")
+    if not (_name.isidentifier() and _url) or _name in DATABASES:
+        raise ImproperlyConfigured(f"DATABASE_SHARD_URLS: {_word!r} is not name=url with a new name")
+    DATABASES[_name] = database_from(_url, "DATABASE_SHARD_URLS")
+    TICKETING_SHARDS.append(_name)
+if TICKETING_SHARDS:
+    DATABASE_ROUTERS.insert(0, "ticketing.db_routers.ShowShardRouter")
 
 # Requests inside Django at once per web process; the rest wait their turn, in order, as coroutines on the
 # event loop (ticketing.asgi.handler). Past the pool's size, a request's thread would only queue for a

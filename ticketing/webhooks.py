@@ -26,13 +26,14 @@ from urllib.parse import urlsplit
 import httpx
 from celery import current_app
 from django.conf import settings
-from django.db import connection, transaction
 from django.utils import timezone
 
+from ticketing import shards
 from ticketing.error_codes import error_message
 from ticketing.models import WebhookDelivery, WebhookEndpoint
 from ticketing.numbers import BIGINT_MAX
 from ticketing.outbox import CLOCK_SLACK, claim_attempt, queue_again
+from ticketing.shards import connection
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,10 @@ def record_webhook_event(*, api_key_id, event_type, data, at=None):
 
 def _send_after_commit(delivery_id):
     # robust: a broker that is down must not fail a request that has committed; the row is still queued.
-    transaction.on_commit(lambda: current_app.signature(SEND_WEBHOOK_TASK, args=(delivery_id,)).delay(), robust=True)
+    database = shards.current()  # the task sends it from the shard whose transaction owed it
+    shards.on_commit(
+        lambda: current_app.signature(SEND_WEBHOOK_TASK, args=(delivery_id, database)).delay(), robust=True
+    )
 
 
 def dispatch_due_webhooks(*, at=None, batch=500):
@@ -129,7 +133,7 @@ def dispatch_due_webhooks(*, at=None, batch=500):
     lag behind by more). On commit: queues their tasks.
     """
     at = at or timezone.now()
-    with transaction.atomic():
+    with shards.atomic():
         ids = list(
             WebhookDelivery.objects.filter(status=_QUEUED, next_attempt_at__lte=at)
             .order_by("next_attempt_at")
@@ -149,7 +153,7 @@ def send_webhook_again(*, delivery_id, at=None):
     already queued (it goes out with its next attempt). On commit: queues its task.
     """
     at = at or timezone.now()
-    with transaction.atomic():
+    with shards.atomic():
         if not queue_again(WebhookDelivery, delivery_id, at=at):
             raise WebhookError("webhook_queued")
         _send_after_commit(delivery_id)

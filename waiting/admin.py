@@ -10,13 +10,13 @@ from django.utils.translation import gettext_lazy as _
 
 from cinemas.admin_roles import CinemaRoles
 from cinemas.roles import StaffAction
-from ticketing.admin_base import ChosenOnlyFilter, ModelAdmin, ReadOnly
+from ticketing.admin_base import ChosenOnlyFilter, ModelAdmin, OnTheShards, ReadOnly
 from waiting.models import Room, RoomVisitor, Waiter
 from waiting.services import position_of
 
 
 @admin.register(Waiter)
-class WaiterAdmin(ReadOnly, CinemaRoles, ModelAdmin):
+class WaiterAdmin(OnTheShards, ReadOnly, CinemaRoles, ModelAdmin):
     cinema_field = "show__hall__cinema"
     view_actions = (StaffAction.SEE_SALES,)
     list_display = ["show", "place", "position", "session_id", "seats_wanted", "status", "joined_at", "reservation"]

@@ -14,3 +14,8 @@ class WaitingConfig(AppConfig):
         # Seats that come free or are booked may move a show's line. Bookings can't call the line (it must not
         # import waiting), so the line hands bookings its wake-up here.
         on_seats_freed_or_booked(wake_waiting_lines)
+
+        from ticketing.shards import live_on_their_shows_shard
+        from waiting.models import Waiter
+
+        live_on_their_shows_shard(Waiter)  # a show's line lives with its seats (the rooms, on-sale wide, at home)

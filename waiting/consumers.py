@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from ticketing import fanout
+from ticketing import fanout, shards
 from ticketing.buyers import Buyer
 from ticketing.lean import on_a_thread
 from ticketing.parameters import SESSION_ID_PATTERN
@@ -110,12 +110,16 @@ class WaiterConsumer(FollowingConsumer):
 
     @database_sync_to_async
     def _show_of(self, session_id):
-        waiter_id = self.scope["url_route"]["kwargs"]["waiter_id"]
-        return Waiter.objects.filter(pk=waiter_id, session_id=session_id).values_list("show_id", flat=True).first()
+        kwargs = self.scope["url_route"]["kwargs"]
+        with shards.in_url_database(kwargs):
+            waiters = Waiter.objects.filter(pk=kwargs["waiter_id"], session_id=session_id)
+            return waiters.values_list("show_id", flat=True).first()
 
     @database_sync_to_async
     def _body(self):
-        return waiter_body(read_waiter(self.scope["url_route"]["kwargs"]["waiter_id"]))
+        kwargs = self.scope["url_route"]["kwargs"]
+        with shards.in_url_database(kwargs):
+            return waiter_body(read_waiter(kwargs["waiter_id"]))
 
 
 class RoomConsumer(FollowingConsumer):

@@ -33,14 +33,15 @@ from datetime import datetime, timedelta
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from bookings.services.holds import REFUSAL_SQLSTATE, acall_function, call_function
-from cinemas.models import OnSale
+from cinemas.models import OnSale, OnSaleShow
 from cinemas.on_sales import admission_pass
+from ticketing import shards
 from ticketing.broadcast import send_to_groups
 from ticketing.buyers import Buyer
 from ticketing.cached_reads import CACHE_ERRORS
@@ -525,24 +526,27 @@ def admit_from_room(*, on_sale_id, at=None):
 # Passes ended per tick: a drain's wave of them ends over a few ticks rather than making one tick late.
 PASSES_ENDED_PER_TICK = 5000
 
-# The passes that ran out, ended, each with whether its buyer held a seat of the on-sale's shows since admitted (the
-# Reservation index on (show, session_id) finds it).
+# The passes that ran out, ended (at home, with the rooms). Then, on each shard that sells the on-sale's shows
+# (ticketing.shards; unsharded, the one database), those of them whose buyer held a seat of those shows since
+# admitted (the Reservation index on (show, session_id) finds it).
 END_PASSES = """
-WITH ended AS (
-    UPDATE waiting_roomvisitor visitor SET status = 'Pass Expired', ended_at = %(at)s
-     WHERE visitor.id IN (
-        SELECT id FROM waiting_roomvisitor
-         WHERE room_id = %(room)s AND status = 'Admitted' AND pass_expires_at <= %(at)s
-         ORDER BY pass_expires_at LIMIT %(limit)s
-     )
-    RETURNING visitor.id, visitor.api_key_id, visitor.session_id, visitor.admitted_at
-)
-SELECT ended.id, EXISTS (
+UPDATE waiting_roomvisitor visitor SET status = 'Pass Expired', ended_at = %(at)s
+ WHERE visitor.id IN (
+    SELECT id FROM waiting_roomvisitor
+     WHERE room_id = %(room)s AND status = 'Admitted' AND pass_expires_at <= %(at)s
+     ORDER BY pass_expires_at LIMIT %(limit)s
+ )
+RETURNING visitor.id, visitor.api_key_id, visitor.session_id, visitor.admitted_at
+"""
+PASSES_USED = """
+SELECT ended.id FROM unnest(%(ids)s::uuid[], %(keys)s::bigint[], %(sessions)s::text[], %(admitted)s::timestamptz[])
+       AS ended (id, api_key_id, session_id, admitted_at)
+ WHERE EXISTS (
     SELECT 1 FROM bookings_reservation held
-     WHERE held.show_id IN (SELECT show_id FROM cinemas_onsaleshow WHERE on_sale_id = %(room)s)
+     WHERE held.show_id = ANY(%(shows)s)
        AND held.session_id = ended.session_id AND held.api_key_id IS NOT DISTINCT FROM ended.api_key_id
        AND held.created_at >= ended.admitted_at
-) FROM ended
+ )
 """
 
 
@@ -552,8 +556,22 @@ def _end_passes(room, on_sale, at):
     with connection.cursor() as cursor:
         cursor.execute(END_PASSES, {"at": at, "room": room.pk, "limit": PASSES_ENDED_PER_TICK})
         ended = cursor.fetchall()
-    room.admissions_due += sum(1 for _, used in ended if not used)
-    return [pk for pk, _ in ended]
+    if not ended:
+        return []
+    ids, keys, sessions, admitted = (list(column) for column in zip(*ended, strict=True))
+    shows_by_shard = {}
+    for show_id in OnSaleShow.objects.filter(on_sale_id=room.pk).values_list("show_id", flat=True):
+        shows_by_shard.setdefault(shards.database_of_show(show_id), []).append(show_id)
+    used = set()
+    for alias, show_ids in shows_by_shard.items():
+        with connections[alias].cursor() as cursor:
+            cursor.execute(
+                PASSES_USED,
+                {"ids": ids, "keys": keys, "sessions": sessions, "admitted": admitted, "shows": show_ids},
+            )
+            used.update(visitor_id for (visitor_id,) in cursor.fetchall())
+    room.admissions_due += sum(1 for visitor_id in ids if visitor_id not in used)
+    return ids
 
 
 def tend_rooms(*, at=None):

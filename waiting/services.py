@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -22,12 +21,14 @@ from bookings.seat_maps import show_seat_spots
 from bookings.services import BookingError, hold_seats_for_waiter, refuse_unadmitted
 from cinemas.models import OPEN_SEAT_TYPES, Show
 from cinemas.on_sales import gate_for
+from ticketing import shards
 from ticketing.broadcast import send_to_groups
 from ticketing.buyers import Buyer
 from ticketing.db import lock_until_commit
 from ticketing.error_codes import error_message
 from ticketing.lean import pooled_rows
 from ticketing.models import WebhookEvent
+from ticketing.shards import connection
 from ticketing.webhooks import record_webhook_event
 from waiting.models import Waiter
 from waiting.wake_ups import line_is_open, wake_waiting_line
@@ -176,7 +177,7 @@ def _notices_after_commit():
     One per group (they only say "re-read"), all in one go: a line of 1,000 ending at once is one message.
     """
     notices = {}
-    transaction.on_commit(lambda: send_to_groups(list(notices.items())), robust=True)
+    shards.on_commit(lambda: send_to_groups(list(notices.items())), robust=True)
     return notices
 
 
@@ -222,12 +223,13 @@ def _line_notice(show_id, notices):
 
 
 def _wake_line_after_commit(show_id):
-    transaction.on_commit(lambda: wake_waiting_line(show_id), robust=True)
+    shards.on_commit(lambda: wake_waiting_line(show_id), robust=True)
 
 
 # --- Joining and leaving ----------------------------------------------------------------------------------------
 
 
+@shards.in_its_shows_database
 def join_waiting_line(*, buyer, show, seats_wanted, seat_type="", at=None, admission_pass=None):
     """Queue the buyer for `seats_wanted` seats of the show; returns `(waiter, created)`.
 
@@ -250,7 +252,7 @@ def join_waiting_line(*, buyer, show, seats_wanted, seat_type="", at=None, admis
     if show.starts_at <= at:
         raise WaitingError("show_started")
     refuse_unadmitted(gate_for(show.pk, at), buyer=buyer, admission_pass=admission_pass, at=at)
-    with transaction.atomic(durable=True):
+    with shards.atomic(durable=True):
         _lock_line(show.pk)
         existing = Waiter.objects.filter(
             show=show, api_key_id=buyer.api_key_id, session_id=buyer.session_id, status=Waiter.Status.WAITING
@@ -292,7 +294,7 @@ def leave_waiting_line(*, buyer, waiter_id, at=None):
     """
     at = at or timezone.now()
     waiter = find_waiter(buyer=buyer, waiter_id=waiter_id)
-    with transaction.atomic(durable=True):
+    with shards.atomic(durable=True):
         _lock_line(waiter.show_id)
         waiter.refresh_from_db()
         if waiter.status == Waiter.Status.WAITING:
@@ -311,6 +313,7 @@ def leave_waiting_line(*, buyer, waiter_id, at=None):
 SERVE_BATCH = 25
 
 
+@shards.in_its_shows_database
 def serve_waiting_line(*, show_id, at=None):
     """Serve the show's line from its head, strictly in order, while the head's count fits. Returns how many.
 
@@ -336,7 +339,7 @@ def serve_waiting_line(*, show_id, at=None):
 
 def _serve_batch(show_id, at, seats):
     """One transaction of serve_waiting_line: `(waiters seated, True when the line can't move further now)`."""
-    with transaction.atomic(durable=True):
+    with shards.atomic(durable=True):
         _lock_line(show_id)
         # The clock is read once the line is ours: read before, while another worker held the lock, it could
         # date a hold before the lapse (swept meanwhile) that freed its seats.

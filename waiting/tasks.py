@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from ticketing import shards
 from waiting.rooms import tend_rooms
 from waiting.services import serve_waiting_line, tend_waiting_lines
 from waiting.wake_ups import WAKE_UP_TASK, take_wake_up
@@ -13,7 +14,7 @@ def serve_waiting_line_task(show_id):
 
 @shared_task(name="waiting.tend_waiting_lines", ignore_result=True)
 def tend_waiting_lines_task():
-    return tend_waiting_lines()
+    return sum(tend_waiting_lines() or 0 for _ in shards.each_shard())
 
 
 @shared_task(name="waiting.tend_rooms", ignore_result=True)

@@ -16,7 +16,9 @@ import logging
 from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+
+from ticketing import shards
+from ticketing.shards import connection
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +47,9 @@ def wake_waiting_line(show_id):
     Called after commit. What the broker or the cache raise is logged, never raised: the change that asked for
     the wake-up has committed.
     """
-    if not line_is_open(show_id):
-        return
+    with shards.in_show_database(show_id):
+        if not line_is_open(show_id):
+            return
     try:
         if not settings.CELERY_TASK_ALWAYS_EAGER and not cache.add(
             WAKE_UP_QUEUED.format(show_id=show_id), 1, timeout=WAKE_UP_QUEUED_SECONDS

@@ -36,12 +36,13 @@ def _as_postgres(command, **kwargs):
 class OwnPostgres:
     """initdb'd into a temporary folder; start(), restart(mode), url(database)."""
 
-    def __init__(self, folder, *, max_connections=100):
+    def __init__(self, folder, *, max_connections=100, settings=None):
         self.folder = Path(folder)
         self.data = self.folder / "data"
         self.log = self.folder / "postgres.log"
         self.port = free_port()
         self.max_connections = max_connections
+        self.settings = settings or {}  # more of postgres's -c options, e.g. {"wal_level": "logical"}
         user = pwd.getpwnam("postgres")
         os.chown(self.folder, user.pw_uid, user.pw_gid)
         _as_postgres([POSTGRES_BIN / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync"])
@@ -50,7 +51,7 @@ class OwnPostgres:
         return (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} -c max_connections={self.max_connections}"
             " -c fsync=on -c shared_buffers=128MB"
-        )
+        ) + "".join(f" -c {name}={value}" for name, value in self.settings.items())
 
     def start(self):
         _as_postgres([POSTGRES_BIN / "pg_ctl", "-D", self.data, "-l", self.log, "-o", self._options(), "-w", "start"])
@@ -93,6 +94,7 @@ class OwnStandby(OwnPostgres):
         self.log = self.folder / "postgres.log"
         self.port = free_port()
         self.max_connections = primary.max_connections
+        self.settings = primary.settings
         self.primary = primary
         user = pwd.getpwnam("postgres")
         os.chown(self.folder, user.pw_uid, user.pw_gid)

@@ -5,7 +5,6 @@ refuses a take that would leave less than none, whoever raced it, and a trigger 
 the stock back when a reservation ends unpaid or a booking is cancelled.
 """
 
-from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -15,11 +14,13 @@ from bookings.services.errors import BookingError
 from bookings.services.holds import call_function, find_reservation
 from cinemas.models import MenuItem
 from cinemas.services import OutOfStock, add_to_stock
+from ticketing import shards
 
 # How many of one item a hold may carry: a counter's order for a party of ten.
 MAX_PER_ITEM = 10
 
 
+@shards.in_its_reservations_database
 def choose_add_ons(*, buyer, reservation_id, quantities, at=None):
     """Set the hold's food and drink to `quantities` ({menu item id: how many}; 0 takes an item off). Returns the
     reservation with its add-ons.
@@ -37,7 +38,7 @@ def choose_add_ons(*, buyer, reservation_id, quantities, at=None):
     at = at or timezone.now()
     if any(quantity < 0 or quantity > MAX_PER_ITEM for quantity in quantities.values()):
         raise BookingError("too_many_add_ons", per_item=MAX_PER_ITEM)
-    with transaction.atomic(durable=True):
+    with shards.atomic(durable=True):
         call_function(
             "bookings_lock_hold_for_pricing",
             reservation_id,

@@ -18,7 +18,6 @@ import secrets
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import transaction
 from django.utils import timezone
 
 from bookings.models import Reservation
@@ -30,6 +29,7 @@ from bookings.services.holds import AT_THE_COUNTER, cancel_hold, hold_seats
 from bookings.services.mail import email_ticket
 from bookings.services.payments import CASH, HOUSE, pay_for_reservation, pay_in_person
 from cinemas.roles import StaffAction, may
+from ticketing import shards
 from ticketing.buyers import Buyer
 
 # A counter sale's session id: no website buyer's has a colon (ticketing.buyers draws URL-safe letters).
@@ -99,6 +99,7 @@ def hold_at_box_office(*, user, show, seat_ids=None, best_available=None, access
     )
 
 
+@shards.in_its_reservations_database
 def find_counter_sale(*, user, reservation_id, channel=Reservation.Channel.BOX_OFFICE):
     """The box office reservation (or house hold, with `channel`) with its show, hall and cinema, if `user` may act
     on it; else BookingError("not_found"), as for no such reservation."""
@@ -115,6 +116,7 @@ def find_counter_sale(*, user, reservation_id, channel=Reservation.Channel.BOX_O
     return reservation
 
 
+@shards.in_its_reservations_database
 def sell_at_box_office(*, user, reservation_id, paid_by, tendered=None, email="", at=None):
     """Take the payment for a counter hold and book it. Returns a CounterSale.
 
@@ -135,7 +137,7 @@ def sell_at_box_office(*, user, reservation_id, paid_by, tendered=None, email=""
         due = reservation.amount_due
         if tendered is None or tendered < due:
             raise BookingError("cash_short", due=f"{due} {reservation.currency}")
-        with transaction.atomic(durable=True):
+        with shards.atomic(durable=True):
             booked = pay_in_person(buyer=buyer, reservation_id=reservation.pk, means=CASH, at=at)
             Reservation.objects.filter(pk=reservation.pk).update(sold_by=user)
         change = tendered - due
@@ -146,6 +148,7 @@ def sell_at_box_office(*, user, reservation_id, paid_by, tendered=None, email=""
     return CounterSale(reservation=booked, tendered=tendered if change is not None else None, change=change)
 
 
+@shards.in_its_reservations_database
 def give_up_counter_hold(*, user, reservation_id, at=None):
     """The buyer at the counter changed their mind: the sale's hold is cancelled and its seats are free at once.
     As cancel_hold (which locks the reservation); raises BookingError not_found, booked_not_cancellable."""
@@ -183,6 +186,7 @@ def hold_house_seats(*, user, show, seat_ids, note, at=None):
     )
 
 
+@shards.in_its_reservations_database
 def release_house_seats(*, user, reservation_id, at=None):
     """Put house seats back on sale. Returns the reservation, Cancelled by the cinema.
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import transaction
 from django.utils import dateformat, timezone
 from django.utils.translation import gettext
 
@@ -23,6 +22,7 @@ from bookings.services.mail import queue_mail
 from bookings.services.payments import settle_refund
 from bookings.services.prices import price_breakdown
 from cinemas.models import RefundPolicy
+from ticketing import shards
 
 # A partial refund is rounded half up to the currency's own decimals (its price breakdown's terms), 2 unless said.
 CENT_EXPONENT = 2
@@ -128,6 +128,7 @@ def cancellation_refusal(terms, *, reservation):
     return BookingError(terms.refusal)
 
 
+@shards.in_its_reservations_database
 def cancel_own_booking(*, reservation_id, at=None):
     """The buyer cancels their booking, before the cinema's cutoff: the seats are freed and the refund its policy
     gives (cancellation_terms) goes back to the card. Returns the cancelled reservation.
@@ -140,7 +141,7 @@ def cancel_own_booking(*, reservation_id, at=None):
     On commit: as cancel_booking.
     """
     at = at or timezone.now()
-    with transaction.atomic(durable=True):
+    with shards.atomic(durable=True):
         reservation = _locked(reservation_id)
         terms = cancellation_terms(reservation=reservation, at=at)
         if not terms.allowed:
@@ -155,6 +156,7 @@ def cancel_own_booking(*, reservation_id, at=None):
     return reservation
 
 
+@shards.in_its_reservations_database
 def cancel_booking(*, reservation_id, reason="", at=None):
     """Staff cancel a booking: its seats are freed and its charge refunded in full through the provider. `reason`
     (the staff's words, at most 300 characters) is kept with it and told to the buyer, in the mail and on the
@@ -166,7 +168,7 @@ def cancel_booking(*, reservation_id, reason="", at=None):
     mail, which tells how the refund stands when it is sent.
     """
     at = at or timezone.now()
-    with transaction.atomic(durable=True):
+    with shards.atomic(durable=True):
         reservation = _locked(reservation_id)
         if reservation.status != Reservation.Status.BOOKED:
             raise BookingError("not_booked")
@@ -205,7 +207,7 @@ def _cancel_booked(reservation, *, at, refund, cancelled_by, mail_kind, reason="
         call_function("bookings_return_gift_cards", reservation.pk, to_gift_cards, at, own_transaction=False)
     if to_card > 0:
         (refund_id,) = call_function("bookings_record_refund", charge.pk, at, to_card, own_transaction=False)
-        transaction.on_commit(lambda: settle_refund(payment_id=refund_id))
+        shards.on_commit(lambda: settle_refund(payment_id=refund_id))
     if reservation.email:
         queue_mail(reservation=reservation, kind=mail_kind, at=at)
     reservation.refresh_from_db()

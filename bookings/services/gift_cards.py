@@ -15,6 +15,7 @@ from bookings import ticket_codes
 from bookings.models import GiftCard
 from bookings.services.errors import BookingError
 from bookings.services.holds import call_function
+from ticketing import shards
 
 GIFT_CARD_CODE_LENGTH = 16
 CODE_DRAWS = 5
@@ -58,6 +59,7 @@ def redeem_call(buyer, reservation_id, code, at):
     return ("bookings_redeem_gift_card", reservation_id, buyer.api_key_id, buyer.session_id, gift_card_code(code), at)
 
 
+@shards.in_its_reservations_database
 def redeem_gift_card(*, buyer, reservation_id, code, at=None):
     """Let gift card `code` pay what it can of the buyer's hold. Returns `(taken, due)`: what the card paid now,
     and what the hold still owes (to pay by card; 0 when the cards paid it all).

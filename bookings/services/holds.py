@@ -18,7 +18,7 @@ from decimal import Decimal
 
 import psycopg
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError
 from django.urls import reverse
 from django.utils import timezone
 
@@ -30,7 +30,9 @@ from bookings.seat_picking import pick_best_seats, single_gaps_left
 from bookings.services.errors import BookingError
 from cinemas.models import OPEN_SEAT_TYPES, Show
 from cinemas.on_sales import agate_for, gate_for, pass_admits
+from ticketing import shards
 from ticketing.lean import pooled_call
+from ticketing.shards import connection
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class HeldSeat:
 # --- Reading helpers ---------------------------------------------------------------------------------
 
 
+@shards.in_its_reservations_database
 def find_reservation(*, buyer, reservation_id, lock=False):
     """The buyer's reservation, or BookingError("not_found"): another session's is never revealed."""
     reservations = Reservation.objects.select_related("show__hall")
@@ -98,7 +101,7 @@ def call_function(function, *arguments, own_transaction=True, refusal_of=None):
     for attempt in range(1, CALL_ATTEMPTS + 1):
         try:
             if connection.in_atomic_block:
-                with transaction.atomic(durable=own_transaction):
+                with shards.atomic(durable=own_transaction):
                     return _call_now(function, arguments, refusal_of)
             return _call_now(function, arguments, refusal_of)
         except DatabaseError as error:
@@ -222,6 +225,7 @@ def refuse_unadmitted(gate, *, buyer, admission_pass, at):
 # --- Holds ---------------------------------------------------------------------------------------------------
 
 
+@shards.in_its_shows_database
 def hold_seats(
     *,
     buyer,
@@ -303,7 +307,7 @@ def hold_seats(
 
     if not (check_gaps or and_then):
         return hold(own_transaction=True)
-    with transaction.atomic(durable=True):
+    with shards.atomic(durable=True):
         reservation = hold(own_transaction=False)
         if check_gaps:
             _refuse_single_gaps(show, chosen=set(seat_ids), others_of=reservation, at=at)
@@ -312,6 +316,7 @@ def hold_seats(
     return reservation
 
 
+@shards.in_its_shows_database
 async def ahold_seats(
     *,
     buyer,
@@ -352,6 +357,7 @@ async def ahold_seats(
     return _held(buyer, show_id, at, await acall_function(*call))
 
 
+@shards.in_its_shows_database
 def hold_seats_for_waiter(*, buyer, show, count, at, seat_type=None, seats=None):
     """Hold the best `count` seats for the head of the show's waiting line; returns the Reservation.
 
@@ -588,6 +594,7 @@ def _held(buyer, show_id, at, row):
     return _changed(buyer, reservation_id, change)
 
 
+@shards.in_its_reservations_database
 def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, accessible_confirmed=False, at=None):
     """Swap a hold's seats for others in one step, keeping its clock; the old seats stay held on failure.
 
@@ -604,7 +611,7 @@ def change_seats(*, buyer, reservation_id, seat_ids, no_single_gaps=False, acces
     call = _change_call(buyer, reservation_id, seat_ids, confirmed=accessible_confirmed, at=at)
     if not no_single_gaps:
         return _changed(buyer, reservation_id, call_function(*call))
-    with transaction.atomic(durable=True):
+    with shards.atomic(durable=True):
         reservation = _changed(buyer, reservation_id, call_function(*call, own_transaction=False))
         show = Show.objects.get(pk=reservation.show_id)
         _refuse_single_gaps(show, chosen=set(seat_ids), others_of=reservation, at=at)
@@ -654,6 +661,7 @@ def _changed(buyer, reservation_id, row):
     return reservation
 
 
+@shards.in_its_reservations_database
 def cancel_hold(*, buyer, reservation_id, at=None):
     """The buyer gives a hold up: its seats are free at once. Returns the reservation.
 
@@ -700,6 +708,7 @@ def _described(buyer, reservation_id, described, *, status, ended_at=None):
     )
 
 
+@shards.in_its_reservations_database
 def extend_hold(*, buyer, reservation_id, at=None):
     """The buyer asks for more time: a live hold's countdown (`expires_at`) is made
     TICKETING_HOLD_EXTENSION_SECONDS longer, once, before the hold lapses. Returns the reservation with its new

@@ -17,7 +17,6 @@ from datetime import timedelta
 from celery import current_app
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import dateformat, timezone, translation
@@ -31,6 +30,7 @@ from bookings.services.errors import BookingError
 from bookings.services.holds import find_reservation
 from bookings.services.prices import price_breakdown
 from bookings.services.tickets import ticket_token
+from ticketing import shards
 from ticketing.outbox import claim_attempt, queue_again
 
 logger = logging.getLogger(__name__)
@@ -103,9 +103,11 @@ def queue_mail(*, reservation=None, kind, link=None, at=None):
 
 def _send_after_commit(mail_id):
     # robust: a broker that is down must not fail a request that has committed; the row is still queued.
-    transaction.on_commit(lambda: current_app.signature(SEND_MAIL_TASK, args=(mail_id,)).delay(), robust=True)
+    database = shards.current()  # the task sends it from the shard whose transaction owed it
+    shards.on_commit(lambda: current_app.signature(SEND_MAIL_TASK, args=(mail_id, database)).delay(), robust=True)
 
 
+@shards.in_its_reservations_database
 def email_ticket(*, buyer, reservation_id, address):
     """Keep the address the buyer gave and mail it the ticket. Returns the reservation.
 
@@ -114,7 +116,7 @@ def email_ticket(*, buyer, reservation_id, address):
     OutgoingMail in the same transaction; on commit, its task sends it (a slow mail server never holds up
     the buyer's page).
     """
-    with transaction.atomic(durable=True):
+    with shards.atomic(durable=True):
         reservation = find_reservation(buyer=buyer, reservation_id=reservation_id, lock=True)
         if reservation.status != Reservation.Status.BOOKED:
             return reservation
@@ -131,7 +133,7 @@ def resend_mail(*, mail_id, at=None):
     with its next attempt). On commit: queues its task.
     """
     at = at or timezone.now()
-    with transaction.atomic():
+    with shards.atomic():
         if not queue_again(OutgoingMail, mail_id, at=at):
             raise BookingError("mail_queued")
         _send_after_commit(mail_id)
@@ -146,7 +148,7 @@ def requeue_overdue_mail(*, at=None, batch=500):
     """
     at = at or timezone.now()
     overdue = timedelta(seconds=settings.TICKETING_MAIL_REQUEUE_SECONDS)
-    with transaction.atomic():
+    with shards.atomic():
         ids = list(
             OutgoingMail.objects.filter(status=_QUEUED, next_attempt_at__lte=at - overdue)
             .order_by("next_attempt_at")

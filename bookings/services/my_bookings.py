@@ -12,13 +12,13 @@ mail address, in the shared cache.
 import hashlib
 from datetime import timedelta
 
-from django.db import transaction
 from django.utils import timezone
 
 from bookings import links, ticket_codes
 from bookings.models import BookingsLink, OutgoingMail, Reservation
 from bookings.services.errors import BookingError
 from bookings.services.mail import BOOKINGS_LINK_MINUTES, queue_mail
+from ticketing import shards
 from ticketing.api_keys import count_in_cache
 
 # Tries of an address and booking code: per client and per mail address in a quarter of an hour (a code is 40 random
@@ -45,14 +45,19 @@ def _buyer_address(address):
     return address.strip()
 
 
-def bookings_of(*, address):
-    """The bookings made with this mail address (in any case), booked or cancelled, their show, hall and cinema
-    read with them, soonest show first."""
-    return (
-        Reservation.objects.filter(email__iexact=_buyer_address(address), booking_code__isnull=False)
-        .select_related("show__movie", "show__hall__cinema")
-        .order_by("show__starts_at", "pk")
-    )
+def bookings_query(*, address, booking_code=None):
+    """The query of bookings_of, for one database: the bookings made with this mail address (in any case), booked
+    or cancelled, their show, hall and cinema read with them. With `booking_code`, only the booking of that code."""
+    bookings = Reservation.objects.filter(email__iexact=_buyer_address(address), booking_code__isnull=False)
+    if booking_code is not None:
+        bookings = bookings.filter(booking_code=booking_code)
+    return bookings.select_related("show__movie", "show__hall__cinema")
+
+
+def bookings_of(*, address, booking_code=None):
+    """bookings_query's bookings from every shard (ticketing.shards), as one list, soonest show first."""
+    found = shards.from_every_shard(bookings_query(address=address, booking_code=booking_code))
+    return sorted(found, key=lambda booking: (booking.show.starts_at, booking.pk))
 
 
 def find_booking_by_code(*, address, code, client, at=None):
@@ -69,10 +74,10 @@ def find_booking_by_code(*, address, code, client, at=None):
         booking_code = ticket_codes.normalize_booking_code(code)
     except ticket_codes.InvalidTicket:
         raise BookingError("booking_not_found") from None
-    reservation = bookings_of(address=address).filter(booking_code=booking_code).first()
-    if reservation is None:
+    found = bookings_of(address=address, booking_code=booking_code)
+    if not found:
         raise BookingError("booking_not_found")
-    return reservation
+    return found[0]
 
 
 def request_bookings_link(*, address, client, at=None):
@@ -86,9 +91,9 @@ def request_bookings_link(*, address, client, at=None):
     address = _buyer_address(address)
     _count_try("link-client", client or "", LINKS_PER_CLIENT, LINK_WINDOW, at)
     _count_try("link-address", address.lower(), LINKS_PER_ADDRESS, LINK_WINDOW, at)
-    if not bookings_of(address=address).exists():
+    if not bookings_of(address=address):
         return
-    with transaction.atomic(durable=True):
+    with shards.atomic(durable=True):
         link = BookingsLink.objects.create(
             address=address, created_at=at, expires_at=at + timedelta(minutes=BOOKINGS_LINK_MINUTES)
         )

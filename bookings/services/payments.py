@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -29,7 +28,9 @@ from bookings.providers import CardDeclined, InvalidCard, PaymentError, Provider
 from bookings.services.errors import BookingError
 from bookings.services.gift_cards import redeem_call
 from bookings.services.holds import HeldSeat, acall_function, call_function, find_reservation
+from ticketing import shards
 from ticketing.faults import crash_if_asked
+from ticketing.shards import connection
 from ticketing.steps import arun_steps, run_steps
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class _RefundAfterCommit:
 
     def run(self):
         # Through Django the call may sit in a caller's (or a test's) transaction: send it when that commits.
-        transaction.on_commit(lambda: settle_refund(payment_id=uuid.UUID(self.refund["id"])))
+        shards.on_commit(lambda: settle_refund(payment_id=uuid.UUID(self.refund["id"])))
 
     run_here = run
 
@@ -117,6 +118,7 @@ async def _arun(steps):
 # --- Payments ---------------------------------------------------------------------------------------------------
 
 
+@shards.in_its_reservations_database
 def pay_for_reservation(*, buyer, reservation_id, card, resuming=False, gift_card=None, at=None):
     """Charge the hold's amount through the payment provider and book it. Returns the booked Reservation.
 
@@ -172,6 +174,7 @@ def _paying(buyer, reservation_id, card, resuming, gift_card, at):
     return reservation
 
 
+@shards.in_its_reservations_database
 def pay_in_person(*, buyer, reservation_id, means, at=None):
     """Book a hold paid in person: `means` CASH (the till took the amount) or HOUSE (house seats: the hold's amount
     is 0). Returns the booked Reservation. Runs in the caller's transaction (bookings.services.box_office's), which

@@ -11,8 +11,10 @@ booked; a hold that lapses or is cancelled gives it back (a trigger on its statu
 from django.utils import timezone
 
 from bookings.services.holds import call_function, find_reservation
+from ticketing import shards
 
 
+@shards.in_its_reservations_database
 def apply_promo_code(*, buyer, reservation_id, code, at=None):
     """Apply promo code `code` (any case) to the buyer's live hold; return the hold, priced again.
 
@@ -28,6 +30,7 @@ def apply_promo_code(*, buyer, reservation_id, code, at=None):
     return find_reservation(buyer=buyer, reservation_id=reservation_id)
 
 
+@shards.in_its_reservations_database
 def remove_promo_code(*, buyer, reservation_id, code, at=None):
     """Take promo code `code` off the buyer's live hold, giving its use back; return the hold, priced again.
 

@@ -3,13 +3,13 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import dateformat, timezone
 from django.utils.translation import gettext, pgettext_lazy
 
 from bookings import ticket_codes
 from bookings.models import Reservation
 from bookings.services.errors import BookingError
+from ticketing import shards
 
 # --- Tickets ---------------------------------------------------------------------------------------------------
 
@@ -34,7 +34,7 @@ def find_ticket(*, code):
     A read for showing the staff what a ticket is for, whatever the verdict. Raises BookingError("ticket_invalid")
     for text that is no ticket (forged, malformed).
     """
-    return _tickets().filter(booking_code=_booking_code(code)).first()
+    return shards.first_on_any_shard(_tickets().filter(booking_code=_booking_code(code)))
 
 
 def _day_and_time(moment):
@@ -67,10 +67,11 @@ def check_in_ticket(*, code, cinema_id, at=None):
     """
     at = at or timezone.now()
     booking_code = _booking_code(code)
-    with transaction.atomic(durable=True):
-        reservation = _tickets().select_for_update(of=("self",)).filter(booking_code=booking_code).first()
-        if reservation is None:
-            raise BookingError("ticket_invalid")
+    found = shards.first_on_any_shard(Reservation.objects.filter(booking_code=booking_code).only("pk"))
+    if found is None:
+        raise BookingError("ticket_invalid")
+    with shards.in_database(found._state.db), shards.atomic(durable=True):
+        reservation = _tickets().select_for_update(of=("self",)).filter(pk=found.pk).first()
         show = reservation.show
         cinema = show.hall.cinema
         if reservation.status != Reservation.Status.BOOKED:

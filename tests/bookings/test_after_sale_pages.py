@@ -426,11 +426,11 @@ def test_an_addresss_bookings_are_found_by_its_index_in_any_case(show):
     reading every reservation."""
     from django.db import connection
 
-    from bookings.services import bookings_of
+    from bookings.services.my_bookings import bookings_query
 
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
-        plan = bookings_of(address="Ann@Example.com").explain()
+        plan = bookings_query(address="Ann@Example.com").explain()
     assert "bookings_reservation_email" in plan
 
 

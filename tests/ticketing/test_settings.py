@@ -235,3 +235,31 @@ def test_a_replica_url_is_a_second_database_with_the_primarys_connection_policy_
 def test_a_malformed_replica_url_stops_django_naming_it():
     result = start_django({**GOOD, "DATABASE_REPLICA_URL": "postgres://h:1,h:x/db"}, SETUP)
     assert result.returncode != 0 and "DATABASE_REPLICA_URL" in result.stderr
+
+
+def test_each_shard_url_is_a_database_with_the_primarys_policy_and_the_shard_router_comes_first():
+    env = {
+        **GOOD,
+        "DATABASE_SHARD_URLS": "shard2=postgres://postgres@10.0.0.4:5432/ticketing shard3=postgres://postgres@h:5433/t",
+        "DATABASE_REPLICA_URL": "postgres://postgres@10.0.0.2:5433/ticketing",
+        "DATABASE_POOL_MAX": "7",
+    }
+    assert print_setting("(settings.TICKETING_SHARDS, settings.DATABASE_ROUTERS)", env) == (
+        "(['shard2', 'shard3'], ['ticketing.db_routers.ShowShardRouter', 'ticketing.db_routers.CatalogReplicaRouter'])"
+    )
+    assert print_setting("(settings.DATABASES['shard3']['HOST'], settings.DATABASES['shard3']['NAME'])", env) == (
+        "('h', 't')"
+    )
+    assert "'max_size': 7" in print_setting("settings.DATABASES['shard2']['OPTIONS']", env)
+
+
+@pytest.mark.parametrize(
+    "words",
+    ["postgres://h/db", "shard2=", "2shard=postgres://h/db", "default=postgres://h/db", "replica=postgres://h/db"],
+)
+def test_a_shard_url_without_a_new_name_stops_django_naming_it(words):
+    result = start_django(
+        {**GOOD, "DATABASE_REPLICA_URL": "postgres://h/db", "DATABASE_SHARD_URLS": f"shard9=postgres://h/db {words}"},
+        SETUP,
+    )
+    assert result.returncode != 0 and "DATABASE_SHARD_URLS" in result.stderr

@@ -1,0 +1,63 @@
+"""The sales split by show id on this machine: a PostgreSQL primary of its own for each shard (the home,
+"default", and more), with wal_level=logical so that the home's catalog reaches the others (ticketing.shards).
+
+    with own_shards(["default", "shard2"]) as shards:
+        environment = shard_environment(shards)      # DATABASE_URL and DATABASE_SHARD_URLS
+        prepare_shards(environment)                   # migrate each, then replicate_catalog
+"""
+
+import contextlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.harness.services import OwnPostgres
+
+DATABASE = "ticketing"
+LOGICAL_REPLICATION = {"wal_level": "logical", "max_replication_slots": 10, "max_wal_senders": 10}
+
+
+@contextlib.contextmanager
+def own_shards(names, *, max_connections=100):
+    """{name: OwnPostgres} for each shard's name ("default" among them), started, each with the database
+    DATABASE; all stopped (immediate) and removed when the block ends."""
+    folder = Path(tempfile.mkdtemp(prefix="shards-"))
+    folder.chmod(0o755)  # the postgres user must reach the data folders inside
+    clusters = {}
+    try:
+        for name in names:
+            (folder / name).mkdir()
+            clusters[name] = OwnPostgres(folder / name, max_connections=max_connections, settings=LOGICAL_REPLICATION)
+            clusters[name].start()
+            clusters[name].create_database(DATABASE)
+        yield clusters
+    finally:
+        for cluster in clusters.values():
+            with contextlib.suppress(subprocess.CalledProcessError):
+                cluster.stop("immediate")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def shard_environment(clusters):
+    """DATABASE_URL (the home, "default") and DATABASE_SHARD_URLS (the others) for these clusters."""
+    others = [f"{name}={cluster.url(DATABASE)}" for name, cluster in clusters.items() if name != "default"]
+    return {"DATABASE_URL": clusters["default"].url(DATABASE), "DATABASE_SHARD_URLS": " ".join(others)}
+
+
+def prepare_shards(environment, names):
+    """`manage.py migrate` on every shard, then `replicate_catalog` (the home's tables copied to the others)."""
+    for name in names:
+        _manage(environment, "migrate", "--database", name, "--verbosity", "0")
+    _manage(environment, "replicate_catalog")
+
+
+def _manage(environment, *arguments):
+    subprocess.run(
+        [sys.executable, "manage.py", *arguments],
+        env=environment,
+        check=True,
+        capture_output=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )

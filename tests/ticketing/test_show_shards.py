@@ -1,0 +1,323 @@
+"""The sales split by show id (ticketing.shards), end to end on two PostgreSQL primaries of this module's own
+(bench.harness.shards: the home, "default", and "shard2", both with wal_level=logical): each migrated, the home's
+catalog replicated to shard2 (`manage.py replicate_catalog`), the site seeded at home, and served by a real
+uvicorn, a Celery worker with beat inside it and the payment sandbox, with DATABASE_SHARD_URLS set.
+
+Where a row lives is read from the two databases themselves: a hold, a payment or a waiter of a show is on the
+shard the ring maps the show to, and on no other. The paths go through the site's processes (the API, beat's
+sweeps, the line's wake-ups); the reads across shows (a buyer's bookings, the staff's sales report, a ticket at
+the door) run their services in a process of the split site.
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from bench.harness.processes import ROOT, free_port, process_running, wait_until_url_answers
+from bench.harness.services import own_redis
+from bench.harness.shards import DATABASE, own_shards, prepare_shards, shard_environment
+from bench.harness.site import (
+    celery_environment,
+    celery_worker_command,
+    payment_sandbox_command,
+    server_environment,
+    server_running,
+)
+from bench.show import BENCH_KEY
+from tests.bookings.helpers import GOOD_CARD
+from tests.helpers import wait_until
+from ticketing.shards import ShardRing
+
+SHARDS = ["default", "shard2"]
+HOLD_SECONDS = 8
+HALL_SEATS = 12
+STAFF, STAFF_PASSWORD = "staff", "a-staff-password-for-the-shard-tests"
+SHOWS = 10  # scheduled in one small hall at home; the ring puts some on each shard
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def split():
+    """The split site, served: {"url", "clusters", "environment", "shows": {shard: [show ids]}, "seats": [the
+    hall's open seats], "movie"}."""
+    with own_shards(SHARDS) as clusters, own_redis() as redis_server:
+        environment = server_environment(
+            DJANGO_SUPERUSER_PASSWORD=STAFF_PASSWORD,
+            database_url=clusters["default"].url(DATABASE),
+            redis_url=redis_server.url,
+            pool_max=6,
+            TICKETING_REDIS_PREFIX=f"shards-{uuid.uuid4().hex}:",
+            TICKETING_HOLD_SECONDS=str(HOLD_SECONDS),
+            TICKETING_HOLD_GRACE_SECONDS="1",
+            **shard_environment(clusters),
+        )
+        prepare_shards(environment, SHARDS)
+        seeded = _python(environment, SEED, environment["DATABASE_URL"], environment["REDIS_URL"])
+        seeded = json.loads(seeded.splitlines()[-1])
+        _manage(environment, "createsuperuser", "--noinput", "--username", STAFF, "--email", "staff@example.com")
+        _manage(environment, "replicate_catalog")  # again: waits until shard2 has the shows and the staff member
+        ring = ShardRing(SHARDS)
+        shows = {name: [show for show in seeded["shows"] if ring.shard_of(show) == name] for name in SHARDS}
+        assert all(len(shows[name]) >= 3 for name in SHARDS), shows
+        port, sandbox_port = free_port(), free_port()
+        environment["TICKETING_PAYMENT_SANDBOX_URL"] = f"http://127.0.0.1:{sandbox_port}"
+        url = f"http://127.0.0.1:{port}"
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            process_running(payment_sandbox_command(port=sandbox_port), environment=environment) as sandbox,
+            server_running(workers=1, port=port, environment=environment, options=["--log-level", "warning"]) as web,
+            process_running(
+                celery_worker_command(beat_schedule=Path(folder) / "beat"), environment=celery_environment(environment)
+            ),
+        ):
+            wait_until_url_answers(f"http://127.0.0.1:{sandbox_port}/v1/health", sandbox, "the payment sandbox")
+            wait_until_url_answers(f"{url}/api/v1/cities", web, "uvicorn")
+            yield {
+                "url": url,
+                "clusters": clusters,
+                "environment": environment,
+                "shows": shows,
+                "seats": seeded["seats"],
+                "movie": seeded["movie"],
+            }
+
+
+# The site's seeding, in a process of the split site: bench.show's 12-seat hall, SHOWS shows in it.
+SEED = f"""
+import json, sys
+from datetime import UTC, datetime, timedelta
+from bench.show import prepare_show
+show, movie, plan = prepare_show(sys.argv[1], sys.argv[2], hall_seats={HALL_SEATS})
+from cinemas.demo import ticket_prices
+from cinemas.models import Show
+from cinemas.services import schedule_show
+first = Show.objects.select_related("hall__cinema").get(pk=show)
+shows = [show]
+for number in range(1, {SHOWS}):
+    shows.append(schedule_show(
+        movie=first.movie, hall=first.hall, starts_at=first.starts_at + timedelta(hours=3 * number),
+        prices=ticket_prices(first.hall.capacity, first.hall.cinema.currency),
+    ).pk)
+print(json.dumps({{"shows": shows, "movie": movie, "seats": [seat for row in plan.rows for seat in row]}}))
+"""
+
+
+def _python(environment, code, *arguments):
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()\n" + code, *arguments],
+        env={**environment, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def _manage(environment, *arguments):
+    done = subprocess.run(
+        [sys.executable, "manage.py", *arguments], env=environment, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _rows(split, shard, sql, *parameters):
+    with psycopg.connect(split["clusters"][shard].url(DATABASE)) as connection:
+        return connection.execute(sql, parameters).fetchall()
+
+
+def _where(split, table, row_id):
+    """The shards whose `table` has the row `row_id`."""
+    return [shard for shard in SHARDS if _rows(split, shard, f"SELECT 1 FROM {table} WHERE id = %s", row_id)]
+
+
+def _api(split):
+    return httpx.Client(base_url=split["url"], headers={"X-API-Key": BENCH_KEY}, timeout=20)
+
+
+def _hold(api, split, show, seats, session):
+    body = {"session_id": session, "show_id": show, "movie_id": split["movie"], "seats_to_reserve": seats}
+    answer = api.post("/api/v1/reservations", json=body)
+    assert answer.status_code == 201, answer.text
+    return answer.json()["reservation_id"]
+
+
+def test_each_hold_is_written_on_its_shows_shard_and_nowhere_else(split):
+    with _api(split) as api:
+        held = {
+            shard: _hold(api, split, split["shows"][shard][0], split["seats"][:2], f"a-{shard}") for shard in SHARDS
+        }
+    for shard, reservation in held.items():
+        assert _where(split, "bookings_reservation", reservation) == [shard]
+        claims = _rows(split, shard, "SELECT seat_id FROM bookings_seatclaim WHERE reservation_id = %s", reservation)
+        assert sorted(seat for (seat,) in claims) == sorted(split["seats"][:2])
+
+
+def test_a_hold_on_the_second_shard_is_read_changed_paid_and_seen_booked_there(split):
+    show = split["shows"]["shard2"][1]
+    seats = split["seats"]
+    with _api(split) as api:
+        reservation = _hold(api, split, show, seats[:2], "b")
+        read = api.get(f"/api/v1/reservations/{reservation}", params={"session_id": "b"})
+        changed = api.put(
+            f"/api/v1/reservations/{reservation}", json={"session_id": "b", "seats_to_reserve": seats[2:4]}
+        )
+        paid = api.post(
+            f"/api/v1/reservations/{reservation}/pay",
+            json={"session_id": "b", "payment": GOOD_CARD},
+            headers={"Idempotency-Key": f"shards-{uuid.uuid4()}"},
+        )
+        seat_map = api.get(f"/api/v1/shows/{show}/seats").json()
+    assert read.status_code == 200 and read.json()["status"] == "Reserved"
+    assert changed.status_code == 200, changed.text
+    assert paid.status_code == 200 and paid.json()["status"] == "Booked", paid.text
+    status_of = {seat["id"]: seat["status"] for seat in seat_map["seats"]}
+    assert [status_of[seat] for seat in seats[:4]] == ["available", "available", "booked", "booked"]
+    charges = _rows(split, "shard2", "SELECT status FROM bookings_payment WHERE reservation_id = %s", reservation)
+    assert charges == [("succeeded",)]
+    assert not _rows(split, "default", "SELECT 1 FROM bookings_payment WHERE reservation_id = %s", reservation)
+
+
+def test_beats_sweep_frees_the_lapsed_holds_of_every_shard(split):
+    with _api(split) as api:
+        held = {
+            shard: _hold(api, split, split["shows"][shard][0], split["seats"][4:6], f"c-{shard}") for shard in SHARDS
+        }
+
+    def both_expired():
+        return all(
+            _rows(split, shard, "SELECT status FROM bookings_reservation WHERE id = %s", reservation) == [("Expired",)]
+            for shard, reservation in held.items()
+        )
+
+    assert wait_until(both_expired, HOLD_SECONDS + 20)
+
+
+def test_the_line_of_a_show_on_the_second_shard_is_served_there(split):
+    show = split["shows"]["shard2"][-1]
+    seats = split["seats"]
+    with _api(split) as api:
+        holds = [_hold(api, split, show, seats[i : i + 3], f"d-{i}") for i in range(0, len(seats), 3)]
+        joined = api.post(f"/api/v1/shows/{show}/waitlist", json={"session_id": "d-waiter", "seats_wanted": 1})
+        assert joined.status_code == 201, joined.text
+        waiter = joined.json()["waiter_id"]
+        assert _where(split, "waiting_waiter", waiter) == ["shard2"]
+        cancelled = api.delete(f"/api/v1/reservations/{holds[0]}", params={"session_id": "d-0"})
+        assert cancelled.status_code == 200, cancelled.text
+
+        def served():
+            answer = api.get(f"/api/v1/waitlist/{waiter}", params={"session_id": "d-waiter"}).json()
+            return answer if answer["status"] != "Waiting" else None
+
+        answer = wait_until(served, 30)
+    assert answer and answer["status"] == "Seats Available" and answer["reservation_id"], answer
+    assert _where(split, "bookings_reservation", answer["reservation_id"]) == ["shard2"]
+
+
+# A buyer's bookings, a ticket at the door and the sales report read across shards, in a process of the site.
+ACROSS = """
+import json, sys
+from bookings.models import Reservation
+from bookings.sales import SalesFilter, sales_report
+from bookings.services.my_bookings import bookings_of
+from bookings.services.tickets import find_ticket
+from cinemas.models import Show
+from django.db import connections
+address, codes = sys.argv[1], json.loads(sys.argv[2])
+for alias, code in codes.items():
+    with connections[alias].cursor() as cursor:
+        cursor.execute("UPDATE bookings_reservation SET email = %s WHERE booking_code = %s", [address, code])
+found = bookings_of(address=address)
+tickets = {alias: find_ticket(code=code)._state.db for alias, code in codes.items()}
+days = sorted({show.starts_at.date() for show in Show.objects.all()})
+report = sales_report(SalesFilter(first=days[0], last=days[-1], shows=True))
+print(json.dumps({
+    "bookings": [[str(booking.pk), booking._state.db] for booking in found],
+    "tickets": tickets,
+    "sold": report[0].total.sold,
+    "sold_by_show": {row.show.pk: row.sold for row in report[0].shows},
+}))
+"""
+
+
+def test_reads_across_shows_gather_every_shards_rows(split):
+    """A buyer's bookings (my bookings), a ticket typed at the door and the sales report come from both shards."""
+    booked = {}
+    with _api(split) as api:
+        for shard in SHARDS:
+            show = split["shows"][shard][1]
+            reservation = _hold(api, split, show, split["seats"][6:8], f"e-{shard}")
+            paid = api.post(
+                f"/api/v1/reservations/{reservation}/pay",
+                json={"session_id": f"e-{shard}", "payment": GOOD_CARD},
+                headers={"Idempotency-Key": f"shards-{uuid.uuid4()}"},
+            )
+            assert paid.status_code == 200, paid.text
+            booked[shard] = (reservation, paid.json()["booking_code"])
+    codes = {shard: code for shard, (_, code) in booked.items()}
+    across = json.loads(_python(split["environment"], ACROSS, "buyer@example.com", json.dumps(codes)).splitlines()[-1])
+    assert sorted(across["bookings"]) == sorted([reservation, shard] for shard, (reservation, _) in booked.items())
+    assert across["tickets"] == {shard: shard for shard in SHARDS}
+    sold_in_the_databases = sum(
+        count
+        for shard in SHARDS
+        for (count,) in _rows(
+            split,
+            shard,
+            "SELECT count(*) FROM bookings_seatclaim claim JOIN bookings_reservation r"
+            " ON r.id = claim.reservation_id WHERE r.status = 'Booked' AND claim.released_at IS NULL",
+        )
+    )
+    assert across["sold"] == sold_in_the_databases >= 4
+    assert sum(across["sold_by_show"].values()) == across["sold"]
+
+
+def test_the_admin_lists_each_shards_rows_and_opens_a_booking_on_its_shard(split):
+    """Staff see a shard's reservations by choosing it in the list, and a reservation's page (its seats and
+    payments inline) wherever it lives."""
+    with _api(split) as api:
+        reservation = _hold(api, split, split["shows"]["shard2"][2], split["seats"][:1], "f")
+        paid = api.post(
+            f"/api/v1/reservations/{reservation}/pay",
+            json={"session_id": "f", "payment": GOOD_CARD},
+            headers={"Idempotency-Key": f"shards-{uuid.uuid4()}"},
+        )
+    code = paid.json()["booking_code"]
+    with httpx.Client(base_url=split["url"], timeout=20) as browser:
+        assert browser.get("/admin/login/").status_code == 200
+        form = {"username": STAFF, "password": STAFF_PASSWORD, "csrfmiddlewaretoken": browser.cookies["csrftoken"]}
+        assert browser.post("/admin/login/", data={**form, "next": "/admin/"}).status_code == 302
+        home_list = browser.get("/admin/bookings/reservation/")
+        shard2_list = browser.get("/admin/bookings/reservation/", params={"shard": "shard2"})
+        page = browser.get(f"/admin/bookings/reservation/{reservation}/change/")
+    assert home_list.status_code == shard2_list.status_code == page.status_code == 200
+    assert code not in home_list.text and code in shard2_list.text
+    assert code in page.text and "4242" in page.text  # the payment inline: the card's last four
+
+
+# The control's hold: through the hold service, as the API's is, in a process of the site as configured.
+HOLD = """
+import sys
+from bookings.services import hold_seats
+from ticketing.buyers import Buyer
+print(hold_seats(buyer=Buyer(None, "control"), show_id=int(sys.argv[1]), seat_ids=[int(sys.argv[2])]).pk)
+"""
+
+
+def test_the_control_a_site_not_told_of_shard2_writes_shard2s_shows_at_home(split):
+    """Negative control: the same hold service without DATABASE_SHARD_URLS writes a hold of shard2's show in the
+    home database, where the checks above would have found it; with it, on shard2."""
+    show, seat = split["shows"]["shard2"][0], split["seats"][-1]
+    split_hold = _python(split["environment"], HOLD, str(show), str(seat)).strip().splitlines()[-1]
+    unsharded = {key: value for key, value in split["environment"].items() if key != "DATABASE_SHARD_URLS"}
+    unsharded_hold = _python(unsharded, HOLD, str(show), str(split["seats"][-2])).strip().splitlines()[-1]
+    assert _where(split, "bookings_reservation", split_hold) == ["shard2"]
+    assert _where(split, "bookings_reservation", unsharded_hold) == ["default"]
