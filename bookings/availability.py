@@ -9,6 +9,7 @@ from collections import defaultdict
 from django.db.models import Count, Max, Q
 
 from bookings.models import Reservation, SeatClaim
+from ticketing import shards
 from ticketing.lean import pooled_rows
 from ticketing.shards import connection
 
@@ -73,15 +74,18 @@ def seat_map_states(show, at):
 
 
 def taken_by_type(show_ids, at):
-    """`{show_id: {seat_type: (taken, booked)}}` for listings, in one grouped query."""
+    """`{show_id: {seat_type: (taken, booked)}}` for listings, in one grouped query (one a shard the shows are on)."""
     counts = defaultdict(dict)
-    rows = (
-        live_claims(at)
-        .filter(show_id__in=show_ids)
+    rows = [
+        row
+        for alias, ids in shards.by_shard(show_ids).items()
+        for row in live_claims(at)
+        .using(alias)
+        .filter(show_id__in=ids)
         .values_list("show_id", "seat_type", "reservation__status")
         .annotate(number=Count("pk"))  # counted by the database: a full hall is a handful of rows, not 2,000
         .order_by()
-    )
+    ]
     for show_id, seat_type, status, number in rows:
         taken, booked = counts[show_id].get(seat_type, (0, 0))
         booked += number if status == Reservation.Status.BOOKED else 0

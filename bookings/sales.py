@@ -203,9 +203,7 @@ def sales_report(report, *, at=None):
     # Split by show id: each shard sums the shows it sells (their ids picked at home, where the catalog is),
     # and the shards' rows of each group add up (every figure is a sum; a show is summed on one shard only).
     filters.append("AND show.id = ANY(%(owned)s)")
-    owned = {}
-    for show_id in _picked_show_ids(filters[:-1], parameters):
-        owned.setdefault(shards.database_of_show(show_id), []).append(show_id)
+    owned = shards.by_shard(_picked_show_ids(filters[:-1], parameters))
     summed = {}
     for alias, show_ids in owned.items():
         with shards.in_database(alias):

@@ -65,13 +65,13 @@ async def _kill_the_primary(run, stack, show_id, seats):
     held_at = [a[0] for a in load.answers if a[1] == "hold" and a[2] == 201]
     served_again = [at for at in held_at if at > killed_at]
     window_end = killed_at + (failover_s or LOAD_SECONDS) + SETTLE_SECONDS
-    rejoined_s = await asyncio.to_thread(_rejoin, cluster, primary)
+    rejoined_s = await asyncio.to_thread(rejoin, cluster, primary)
     return {
         "killed": primary,
         "killed_at_s": round(killed_at, 1),
         "synchronous_standby_names_when_killed": synchronous_standbys,
         "failover_s": failover_s,
-        "longest_pause_between_holds_s": _longest_pause(held_at, killed_at),
+        "longest_pause_between_holds_s": longest_pause(held_at, killed_at),
         "sold_after_failover": len(served_again),
         "payments_unsettled_at_the_failover": caught_at_failover,
         "payments_unsettled_when_the_load_ended": caught_mid_way,
@@ -82,7 +82,7 @@ async def _kill_the_primary(run, stack, show_id, seats):
     }
 
 
-def _longest_pause(times, around):
+def longest_pause(times, around):
     """The longest gap between two answers (seconds) that ends after `around`: how long sales stopped."""
     gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False) if later > around]
     return round(max(gaps), 1) if gaps else None
@@ -97,7 +97,7 @@ def _answers_between(load, start, end):
     return counted
 
 
-def _rejoin(cluster, name):
+def rejoin(cluster, name):
     started = time.monotonic()
     cluster.restart_node(name)
     try:

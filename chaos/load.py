@@ -19,9 +19,9 @@ CARD = {"card_number": "4242424242424242", "exp_month": 12, "exp_year": datetime
 class Load:
     """Buyers holding, paying and cancelling through the balancer while a fault happens; every answer kept."""
 
-    def __init__(self, url, show_id, seat_ids, *, clients, think=0.0, seed=7):
+    def __init__(self, url, show_id, seat_ids, *, clients, think=0.0, seed=7, pay_share=0.3):
         self.url, self.show_id, self.seat_ids = url, show_id, seat_ids
-        self.clients, self.think = clients, think
+        self.clients, self.think, self.pay_share = clients, think, pay_share
         self.rng = random.Random(seed)
         self.answers = []  # (seconds since start, call, status, retry-after present)
         self.durations = []  # each answer's milliseconds, in the same order
@@ -69,7 +69,7 @@ class Load:
                 continue
             reservation = held.json()["reservation_id"]
             self.acknowledged["held"].add(reservation)
-            if self.rng.random() < 0.3:
+            if self.rng.random() < self.pay_share:
                 key = f"pay-{session}"
                 for _ in range(5):  # the same key each time: a retry can't charge twice
                     paid = await self.call(

@@ -30,6 +30,7 @@ chaos/watchers.py (the seat map's sockets) and chaos/invariants.py (the checks).
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,7 @@ from bench.harness.failover import own_failover_cluster
 from bench.harness.figures import code_version, publish_report
 from bench.harness.processes import ROOT, free_port, kill_now, start_process, stop_processes
 from bench.harness.services import own_redis, own_services
+from bench.harness.shards import own_home_and_a_failover_shard, prepare_shards
 from bench.harness.site import (
     celery_beat_command,
     celery_environment,
@@ -52,7 +54,7 @@ from bench.harness.site import (
     payment_sandbox_command,
     server_environment,
 )
-from chaos import failover, replica, sweep, under_load
+from chaos import failover, replica, shards, sweep, under_load
 from chaos.invariants import invariants
 from chaos.show import GRACE_SECONDS, HOLD_SECONDS, fresh_show, wait_until
 
@@ -77,14 +79,20 @@ SCENARIOS = {
         "kill -9 of the database primary (pg_auto_failover node) under 200 buyers holding and paying",
         failover.primary_killed_during_an_on_sale,
     ),
+    "S1": (
+        "kill -9 of shard2's primary (pg_auto_failover node) under 200 buyers of two shows, one on each shard",
+        shards.shard_primary_killed_during_an_on_sale,
+    ),
     "R1": (
         "the catalog's replica lagging (replay paused 20 s), then down (stopped 15 s), under catalog browsing",
         replica.replica_lagging_then_down,
     ),
 }
 # Scenarios on a primary with a synchronous standby and pg_auto_failover's monitor (bench/harness/failover.py)
-# instead of one PostgreSQL.
+# instead of one PostgreSQL; and on the sales split by show id over two shards, the home one PostgreSQL and shard2
+# such a cluster (bench/harness/shards.py).
 ON_A_FAILOVER_CLUSTER = {"F8"}
+ON_SHARDS = {"S1"}
 
 
 class Processes:
@@ -121,7 +129,7 @@ class Run:
     """The run's database, the site's environment, its Celery processes and the payment sandbox; what every
     scenario (chaos/sweep.py, chaos/under_load.py) is given to make its fault and get its verdict."""
 
-    def __init__(self, postgres, redis_server, folder, args):
+    def __init__(self, postgres, redis_server, folder, args, more_environment=None):
         self.postgres, self.redis, self.folder, self.args = postgres, redis_server, Path(folder), args
         self.database_url = postgres.url("ticketing_chaos")
         self.sandbox_port = free_port()
@@ -133,6 +141,7 @@ class Run:
             TICKETING_HOLD_GRACE_SECONDS=str(GRACE_SECONDS),
             TICKETING_PAYMENT_PROVIDER="bookings.providers.sandbox_http.SandboxHttpProvider",
             TICKETING_PAYMENT_SANDBOX_URL=f"http://127.0.0.1:{self.sandbox_port}",
+            **(more_environment or {}),
         )
         self.environment = celery_environment(environment)
         self.processes = Processes(self.folder, {**self.environment})
@@ -144,9 +153,10 @@ class Run:
     def stack_log(self):
         return open(self.folder / "stack.log", "a")
 
-    def unsettled_payments(self):
-        """How many payments are pending or unknown (a fault caught them mid-way) now."""
-        with psycopg.connect(self.database_url) as connection:
+    def unsettled_payments(self, database_url=None):
+        """How many payments are pending or unknown (a fault caught them mid-way) now (in `database_url`, a shard's;
+        the run's database by default)."""
+        with psycopg.connect(database_url or self.database_url) as connection:
             return connection.execute(
                 "SELECT count(*) FROM bookings_payment WHERE status IN ('pending', 'unknown')"
             ).fetchone()[0]
@@ -220,21 +230,41 @@ def main():
     if not args.keep_logs:
         shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
-    on_one_postgres = [name for name in wanted if name not in ON_A_FAILOVER_CLUSTER]
-    on_a_cluster = [name for name in wanted if name in ON_A_FAILOVER_CLUSTER]
-    if on_one_postgres:
-        with own_services() as (postgres, redis_server):
-            postgres.create_database("ticketing_chaos")
-            run_scenarios(Run(postgres, redis_server, folder, args), on_one_postgres, report)
-    if on_a_cluster and on_one_postgres:
-        # Django is set up once a process, on the first run's database: the cluster's scenarios get a process of
-        # their own, whose Django knows the cluster.
-        report["scenarios"].update(_in_a_process_of_its_own(on_a_cluster))
-    elif on_a_cluster:
-        with own_failover_cluster("ticketing_chaos") as cluster, own_redis() as redis_server:
-            run_scenarios(Run(cluster, redis_server, folder, args), on_a_cluster, report)
+    groups = {}
+    for name in wanted:
+        groups.setdefault(_setup_of(name), []).append(name)
+    for number, (setup, names) in enumerate(groups.items()):
+        if number == 0:
+            _run_on_its_setup(setup, names, folder, args, report)
+        else:
+            # Django is set up once a process, on the first setup's database: each other setup gets a process of
+            # its own, whose Django knows its databases.
+            report["scenarios"].update(_in_a_process_of_its_own(names))
     report["ok"] = all(outcome["ok"] for outcome in report["scenarios"].values())
     publish_report(report, args)
+
+
+def _setup_of(name):
+    return "failover" if name in ON_A_FAILOVER_CLUSTER else "shards" if name in ON_SHARDS else "one postgres"
+
+
+def _run_on_its_setup(setup, names, folder, args, report):
+    """Run scenarios `names` on the databases of `setup` ("one postgres", "failover", "shards"), made here."""
+    if setup == "one postgres":
+        with own_services() as (postgres, redis_server):
+            postgres.create_database("ticketing_chaos")
+            run_scenarios(Run(postgres, redis_server, folder, args), names, report)
+    elif setup == "failover":
+        with own_failover_cluster("ticketing_chaos") as cluster, own_redis() as redis_server:
+            run_scenarios(Run(cluster, redis_server, folder, args), names, report)
+    else:
+        with own_home_and_a_failover_shard("ticketing_chaos") as (home, shard2), own_redis() as redis_server:
+            sharded = {"DATABASE_SHARD_URLS": f"shard2={shard2.url()}"}
+            os.environ.update(sharded)  # for this process's Django too (the shows are scheduled here)
+            run = Run(home, redis_server, folder, args, more_environment=sharded)
+            run.shard2 = shard2
+            prepare_shards(run.environment, ["default", "shard2"])
+            run_scenarios(run, names, report)
 
 
 def _in_a_process_of_its_own(names):

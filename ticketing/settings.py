@@ -172,9 +172,10 @@ if DATABASE_REPLICA_URL:
     DATABASES["replica"] = database_from(DATABASE_REPLICA_URL, "DATABASE_REPLICA_URL")
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
     DATABASE_ROUTERS.append("ticketing.db_routers.CatalogReplicaRouter")
-# The split by show id (docs/scaling.md, "The split by show id"; ticketing.shards): more PostgreSQL primaries,
-# each the home of the sales of the shows the ring maps to it, as "name=url" words ("shard2=postgres://..."),
-# a name a Python identifier. "default" (DATABASE_URL) is a shard too, and the only one without this.
+# The split by show id (docs/scaling.md, "What runs: the split by show id"; ticketing.shards): more PostgreSQL
+# primaries, each the home of the sales of the shows the ring maps to it, as "name=url" words
+# ("shard2=postgres://..."), a name a Python identifier. "default" (DATABASE_URL) is a shard too, and the only one
+# without this.
 DATABASE_SHARD_URLS = env_str("DATABASE_SHARD_URLS", "")
 TICKETING_SHARDS = []
 for _word in DATABASE_SHARD_URLS.split():

@@ -1,11 +1,12 @@
 """Which database a show's sale lives on, and the scope that sends a request's or a task's SQL there.
 
 A show's claims, holds, bookings, payments, waiters and their outboxes are written together and never read
-across shows in a sale (docs/scaling.md, "The split by show id"), so each show belongs whole to one shard: a
-PostgreSQL primary of its own, named in settings.DATABASE_SHARD_URLS, or "default", the home database, which
-also keeps everything that is not a show's (the catalog, API keys, users, gift cards, promo codes, waiting
-rooms) and replicates it to the other shards by PostgreSQL's logical replication (`manage.py
-replicate_catalog`). Without DATABASE_SHARD_URLS, "default" is the only shard and nothing here costs a query.
+across shows in a sale (docs/scaling.md, "What runs: the split by show id"), so each show belongs whole to one
+shard: a PostgreSQL primary of its own, named in settings.DATABASE_SHARD_URLS, or "default", the home database,
+which also keeps everything that is not a show's (the catalog, API keys, users, gift cards, promo codes, waiting
+rooms) and replicates what a sale refers to (home_tables) to the other shards by PostgreSQL's logical replication
+(`manage.py replicate_catalog`). Without DATABASE_SHARD_URLS, "default" is the only shard and nothing here costs
+a query.
 
 The ring is uhashring's (MD5 points, 160 per shard and unit of weight): adding a shard moves only the shows
 whose points it takes, about its weight's share of them, each from an old shard to the new one; nothing moves
@@ -14,12 +15,14 @@ weight, so a new shard there also moves shows between weighted old ones.) The ma
 the shards' names and weights, the same in every process and every release (tests/ticketing/test_shards.py
 pins a sample of it, since changing it would move data).
 
-The scope: `in_show_database(show_id)` (and its kin for a reservation or a waiter) sets, for the code inside
-it, the database that the show's models are read and written on (ticketing.db_routers.ShowShardRouter), that
-`connection`, `atomic()` and `on_commit()` here mean, and that the lean path's pool connects to. Outside any
+The scope: `in_show_database(show_id)` (and its kin for a reservation, or what a URL names) sets, for the code
+inside it, the database that the show's models are read and written on (ticketing.db_routers.ShowShardRouter),
+that `connection`, `atomic()` and `on_commit()` here mean, and that the lean path's pool connects to. Outside any
 scope it is "default". Requests are scoped by the show, reservation or waiter their URL names
-(ticketing.middleware.in_the_shows_database, the lean front), services that take a show id scope themselves,
-and what spans shows (the sweeps, a buyer's bookings, the sales) runs once per shard (`each_shard`).
+(ticketing.middleware.in_the_shows_database, the lean front, the sockets), services that take a show or a
+reservation scope themselves (in_its_shows_database, in_its_reservations_database), and what spans shows (the
+sweeps, a buyer's bookings, the sales) runs once per shard (`each_shard`) or reads every shard
+(`from_every_shard`, `first_on_any_shard`).
 """
 
 import contextlib
@@ -103,6 +106,14 @@ def database_of_show(show_id):
 
 
 _FIND_ROW = "SELECT 1 FROM {table} WHERE id = %s"
+
+
+def by_shard(show_ids):
+    """{shard: [the ids of `show_ids` it sells]}, for a read of several shows' rows (one query a shard)."""
+    grouped = {}
+    for show_id in show_ids:
+        grouped.setdefault(database_of_show(show_id), []).append(show_id)
+    return grouped
 
 
 def database_of(table, row_id):

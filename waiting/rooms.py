@@ -559,11 +559,9 @@ def _end_passes(room, on_sale, at):
     if not ended:
         return []
     ids, keys, sessions, admitted = (list(column) for column in zip(*ended, strict=True))
-    shows_by_shard = {}
-    for show_id in OnSaleShow.objects.filter(on_sale_id=room.pk).values_list("show_id", flat=True):
-        shows_by_shard.setdefault(shards.database_of_show(show_id), []).append(show_id)
+    shows = OnSaleShow.objects.filter(on_sale_id=room.pk).values_list("show_id", flat=True)
     used = set()
-    for alias, show_ids in shows_by_shard.items():
+    for alias, show_ids in shards.by_shard(shows).items():
         with connections[alias].cursor() as cursor:
             cursor.execute(
                 PASSES_USED,

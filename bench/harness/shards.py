@@ -11,8 +11,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+from bench.harness.failover import own_failover_cluster
 from bench.harness.services import OwnPostgres
 
 DATABASE = "ticketing"
@@ -61,3 +63,45 @@ def _manage(environment, *arguments):
         capture_output=True,
         cwd=Path(__file__).resolve().parents[2],
     )
+
+
+@contextlib.contextmanager
+def own_home_and_a_failover_shard(database):
+    """(home, shard2): the home as an OwnPostgres with logical replication and the database `database`, and the
+    second shard as a primary with a synchronous standby and pg_auto_failover's monitor (OwnFailoverCluster,
+    its database `database` too); all stopped and removed when the block ends. For chaos/shards.py."""
+    with own_shards(["default"]) as clusters, own_failover_cluster(database) as shard2:
+        clusters["default"].create_database(database)
+        yield clusters["default"], shard2
+
+
+def shows_until(show_id, *, key, count):
+    """{key(show id): show id} for the show `show_id` and more of its movie in its hall, three hours apart, until
+    `count` keys are had (key=ticketing.shards.database_of_show: a show on each of `count` shards). In this
+    process's Django (bench.show.prepare_show sets it up); with shards, then waits until every shard has the
+    home's catalog, these shows included."""
+    from datetime import timedelta
+
+    from cinemas.demo import ticket_prices
+    from cinemas.models import Show
+    from cinemas.services import schedule_show
+    from ticketing import shards
+
+    first = Show.objects.select_related("hall__cinema").get(pk=show_id)
+    chosen = {key(show_id): show_id}
+    later = 0
+    while len(chosen) < count:
+        later += 1
+        show = schedule_show(
+            movie=first.movie,
+            hall=first.hall,
+            starts_at=first.starts_at + timedelta(hours=3 * later),
+            prices=ticket_prices(first.hall.capacity, first.hall.cinema.currency),
+        )
+        chosen.setdefault(key(show.pk), show.pk)
+    deadline = time.monotonic() + 60
+    while not all(shards.home_replicated(alias) for alias in shards.names()[1:]):
+        if time.monotonic() > deadline:
+            raise RuntimeError("a shard did not catch up with the home's catalog")
+        time.sleep(0.2)
+    return chosen

@@ -93,19 +93,10 @@ def split():
 # The site's seeding, in a process of the split site: bench.show's 12-seat hall, SHOWS shows in it.
 SEED = f"""
 import json, sys
-from datetime import UTC, datetime, timedelta
+from bench.harness.shards import shows_until
 from bench.show import prepare_show
 show, movie, plan = prepare_show(sys.argv[1], sys.argv[2], hall_seats={HALL_SEATS})
-from cinemas.demo import ticket_prices
-from cinemas.models import Show
-from cinemas.services import schedule_show
-first = Show.objects.select_related("hall__cinema").get(pk=show)
-shows = [show]
-for number in range(1, {SHOWS}):
-    shows.append(schedule_show(
-        movie=first.movie, hall=first.hall, starts_at=first.starts_at + timedelta(hours=3 * number),
-        prices=ticket_prices(first.hall.capacity, first.hall.cinema.currency),
-    ).pk)
+shows = list(shows_until(show, key=lambda show: show, count={SHOWS}).values())
 print(json.dumps({{"shows": shows, "movie": movie, "seats": [seat for row in plan.rows for seat in row]}}))
 """
 
@@ -210,6 +201,20 @@ def test_the_line_of_a_show_on_the_second_shard_is_served_there(split):
         assert joined.status_code == 201, joined.text
         waiter = joined.json()["waiter_id"]
         assert _where(split, "waiting_waiter", waiter) == ["shard2"]
+        # The catalog's listing of the movie's shows (at home) counts the holds on shard2.
+        ((city, day),) = _rows(
+            split,
+            "default",
+            "SELECT cinema.city_id, show.starts_at::date FROM cinemas_show show JOIN cinemas_hall hall"
+            " ON hall.id = show.hall_id JOIN cinemas_cinema cinema ON cinema.id = hall.cinema_id WHERE show.id = %s",
+            show,
+        )
+        listing = api.get(f"/api/v1/movies/{split['movie']}/shows", params={"city": city, "date": str(day)})
+        listed = {entry["show_id"]: entry for cinema in listing.json() for entry in cinema["shows"]}
+        # Every seat any buyer may take is held: those types read Full (at home, with nothing read from shard2,
+        # they would read Available); the show's own counts say how many.
+        assert "Full" in {seat_type["status"] for seat_type in listed[show]["seats"]}, listed[show]
+        assert api.get(f"/api/v1/shows/{show}").json()["counts"]["held"] == len(seats)
         cancelled = api.delete(f"/api/v1/reservations/{holds[0]}", params={"session_id": "d-0"})
         assert cancelled.status_code == 200, cancelled.text
 
