@@ -24,7 +24,7 @@ STUDY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ticketing_study
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k holds -x"
 PYTEST_ARGS ?=
 
-.PHONY: help test run serve lint venv services debian-packages clean study-db bench-search bench-sales bench-browse bench-holds bench-sweep bench-sell-out bench-waiting bench-surge bench-sql-ceiling bench-push chaos locust-venv
+.PHONY: help test run serve lint venv services debian-packages clean study-db bench-search bench-sales bench-browse bench-holds bench-sweep bench-sell-out bench-waiting bench-surge bench-sql-ceiling bench-push bench-shards bench-browse-replica chaos locust-venv
 
 help:
 	@echo "make test   lint (ruff check) and the whole test suite on PostgreSQL and Redis; what CI runs"
@@ -42,6 +42,8 @@ help:
 	@echo "make bench-sql-ceiling  the same holds in pgbench, no Python: the ceiling (after bench-holds)"
 	@echo "make bench-push    how soon a seat change reaches 1,000 WebSocket watchers of a show"
 	@echo "make bench-waiting how soon a waiting line's head is served once seats come free (its own database)"
+	@echo "make bench-shards  two hot shows on two shards (two PostgreSQL primaries) against both on one"
+	@echo "make bench-browse-replica  the browse benchmark with and without a replica serving catalog reads"
 	@echo "make clean  remove caches and collected static files (keeps .venv)"
 
 venv:
@@ -112,6 +114,12 @@ bench-sql-ceiling: venv services
 
 bench-push: venv services
 	$(VENV)/bin/python -m bench.seat_push --json bench/results/seat_push.json
+
+bench-shards: debian-packages venv services
+	$(VENV)/bin/python -m bench.two_shards --json bench/results/two_shards.json
+
+bench-browse-replica: debian-packages venv services locust-venv
+	$(VENV)/bin/python -m bench.browse_replica --json bench/results/browse_replica.json
 
 # Faults during a sale (TEST-PLAN.md F-items) on a PostgreSQL and Redis of the run's own: about 10 minutes.
 chaos: debian-packages venv services

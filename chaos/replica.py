@@ -17,7 +17,7 @@ import time
 
 import psycopg
 
-from bench.harness.services import standby_running
+from bench.harness.services import catalog_scans, standby_running
 from chaos.load import Load
 from ticketing.db_routers import staleness_window
 
@@ -110,9 +110,9 @@ async def _lag_then_down(run, stack, show_id, seats, standby):
             await asyncio.to_thread(standby.start)
         # Counted from a second in (the change settles) to the phase's end.
         await asyncio.sleep(max(0.0, at + 1 - (time.monotonic() - started)))
-        before = await asyncio.to_thread(_catalog_scans, run.postgres, standby)
+        before = await asyncio.to_thread(catalog_scans, run.postgres, standby, DATABASE)
         await asyncio.sleep(max(0.0, until - (time.monotonic() - started)))
-        after = await asyncio.to_thread(_catalog_scans, run.postgres, standby)
+        after = await asyncio.to_thread(catalog_scans, run.postgres, standby, DATABASE)
         scans[phase] = {node: after[node] - before[node] for node in after if None not in (after[node], before[node])}
     await asyncio.gather(*loads)
     probed = await probes
@@ -193,21 +193,3 @@ def _ids(database_url, show_id):
             " WHERE show.id = %s",
             [show_id],
         ).fetchone()
-
-
-CATALOG_SCANS = (
-    "SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0)::bigint FROM pg_stat_user_tables"
-    " WHERE relname LIKE 'cinemas\\_%%'"
-)
-
-
-def _catalog_scans(primary, standby):
-    """Scans of the catalog's tables so far, on each node (None for a node that does not answer)."""
-    counts = {}
-    for node, server in (("primary", primary), ("standby", standby)):
-        try:
-            with psycopg.connect(server.url(DATABASE), connect_timeout=2) as connection:
-                counts[node] = connection.execute(CATALOG_SCANS).fetchone()[0]
-        except psycopg.OperationalError:
-            counts[node] = None
-    return counts

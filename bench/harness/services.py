@@ -131,6 +131,27 @@ class OwnStandby(OwnPostgres):
         return seconds
 
 
+# Scans of the catalog's tables a node has made since it started (a hot standby counts its own): which node served
+# the catalog's reads.
+CATALOG_SCANS = (
+    "SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0)::bigint FROM pg_stat_user_tables"
+    " WHERE relname LIKE 'cinemas\\_%%'"
+)
+
+
+def catalog_scans(primary, standby, database):
+    """{"primary": scans, "standby": scans} of the catalog's tables in `database` so far, on each node (None for
+    a node that does not answer)."""
+    counts = {}
+    for node, server in (("primary", primary), ("standby", standby)):
+        try:
+            with psycopg.connect(server.url(database), connect_timeout=2) as connection:
+                counts[node] = connection.execute(CATALOG_SCANS).fetchone()[0]
+        except psycopg.OperationalError:
+            counts[node] = None
+    return counts
+
+
 @contextlib.contextmanager
 def standby_running(primary):
     """An OwnStandby of `primary`, started and caught up, in a folder beside the primary's; stopped (immediate)

@@ -76,6 +76,7 @@ def _marked(channel, user, *, then=None):
     return mark
 
 
+@shards.in_its_shows_database
 def hold_at_box_office(*, user, show, seat_ids=None, best_available=None, accessible_confirmed=False, at=None):
     """Hold seats of `show` (a Show with its hall) for a counter sale: the chosen `seat_ids`, or `best_available`
     (bookings.services.BestAvailable). Returns the Reservation, Reserved on channel box_office, sold by `user`.
@@ -156,6 +157,7 @@ def give_up_counter_hold(*, user, reservation_id, at=None):
     return cancel_hold(buyer=counter_buyer(reservation), reservation_id=reservation.pk, at=at)
 
 
+@shards.in_its_shows_database
 def hold_house_seats(*, user, show, seat_ids, note, at=None):
     """Hold seats of `show` for the house (press, guests), for whom `note` says. Returns the Reservation: Booked at
     0, channel house, sold by `user`, out of sale until released, never lapsing.
