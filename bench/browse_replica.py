@@ -20,7 +20,6 @@ same cores moves reads, it adds no CPU; the figure to read is the share of catal
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.harness.figures import code_version, publish_report
+from bench.harness.figures import alternated_sitting, medians_of, publish_report
 from bench.harness.processes import ROOT, unwind_on_sigterm
 from bench.harness.services import catalog_scans, own_services, standby_running
 from bench.harness.site import SECRET_KEY
@@ -50,28 +49,17 @@ def main():
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--json", type=Path)
     options = parser.parse_args()
-    runs = {setup: [] for setup in SETUPS}
     with own_services(max_connections=200) as (primary, redis_server):
         primary.create_database(DATABASE)
         loaded = _load_the_study_catalog(primary.url(DATABASE), redis_server.url, options.cities)
         with standby_running(primary) as standby:
-            for number in range(options.rounds):
-                for setup in SETUPS if number % 2 == 0 else tuple(reversed(SETUPS)):
-                    replica = standby.url(DATABASE) if setup == "with a replica" else None
-                    figures = _browse(primary, standby, redis_server.url, replica, options)
-                    runs[setup].append(figures)
-                    print(f"round {number + 1}, {setup}: {json.dumps(figures)}", file=sys.stderr, flush=True)
-    medians = {setup: _medians(figures) for setup, figures in runs.items()}
-    report = {
-        "code": code_version(),
-        "command": " ".join(["python -m bench.browse_replica", *sys.argv[1:]]),
-        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "catalog": loaded,
-        "runs": runs,
-        "medians": medians,
-        "ok": all(run["ok"] for figures in runs.values() for run in figures),
-    }
-    publish_report(report, options)
+
+            def run_one(setup):
+                replica = standby.url(DATABASE) if setup == "with a replica" else None
+                return _browse(primary, standby, redis_server.url, replica, options)
+
+            report = alternated_sitting("bench.browse_replica", SETUPS, options.rounds, run_one, _medians)
+    publish_report({**report, "catalog": loaded}, options)
 
 
 def _load_the_study_catalog(database_url, redis_url, cities):
@@ -121,9 +109,8 @@ def _browse(primary, standby, redis_url, replica_url, options):
 
 
 def _medians(runs):
-    good = [run for run in runs if run.get("ok")]
     names = ("requests_per_s", "search_movies_p95_ms", "seat_map_p50_ms", "share_of_catalog_scans_on_the_replica")
-    return {name: statistics.median(run[name] for run in good) if good else None for name in names}
+    return medians_of(runs, names)
 
 
 if __name__ == "__main__":

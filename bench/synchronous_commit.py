@@ -14,17 +14,15 @@ every hold the clients were told of is there) run in every run.
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import psycopg
 
 from bench.harness.failover import own_failover_cluster
-from bench.harness.figures import code_version, publish_report
+from bench.harness.figures import alternated_sitting, medians_of, publish_report, ratios
 from bench.harness.processes import ROOT
 
 DATABASE = "ticketing_bench_holds"
@@ -42,30 +40,16 @@ def main():
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--json", type=Path)
     options = parser.parse_args()
-    runs = {setting: [] for setting in SETTINGS}
     with own_failover_cluster(DATABASE) as cluster:
-        for number in range(options.rounds):
-            order = SETTINGS if number % 2 == 0 else tuple(reversed(SETTINGS))
-            for setting in order:
-                with psycopg.connect(cluster.url("postgres"), autocommit=True) as connection:
-                    connection.execute(f"ALTER DATABASE {DATABASE} SET synchronous_commit = '{setting}'")
-                    standbys = connection.execute("SHOW synchronous_standby_names").fetchone()[0]
-                figures = hold_path(cluster.url(), options)
-                figures["synchronous_standby_names"] = standbys
-                runs[setting].append(figures)
-                print(f"round {number + 1}, synchronous_commit={setting}: {json.dumps(figures)}", file=sys.stderr)
-    report = {
-        "code": code_version(),
-        "command": " ".join(["python -m bench.synchronous_commit", *sys.argv[1:]]),
-        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "runs": runs,
-        "medians": {setting: medians(figures) for setting, figures in runs.items()},
-    }
-    on, local = report["medians"]["on"], report["medians"]["local"]
-    report["ratio_on_to_local"] = {
-        name: round(on[name] / local[name], 3) for name in on if local.get(name) and on.get(name) is not None
-    }
-    report["ok"] = all(run["ok"] for figures in runs.values() for run in figures)
+
+        def run_one(setting):
+            with psycopg.connect(cluster.url("postgres"), autocommit=True) as connection:
+                connection.execute(f"ALTER DATABASE {DATABASE} SET synchronous_commit = '{setting}'")
+                standbys = connection.execute("SHOW synchronous_standby_names").fetchone()[0]
+            return {**hold_path(cluster.url(), options), "synchronous_standby_names": standbys}
+
+        report = alternated_sitting("bench.synchronous_commit", SETTINGS, options.rounds, run_one, medians)
+    report["ratio_on_to_local"] = ratios(report["medians"]["on"], report["medians"]["local"])
     publish_report(report, options)
 
 
@@ -92,10 +76,8 @@ def hold_path(database_url, options):
     }
 
 
-def medians(figures):
-    names = ("holds_per_s", "attempts_per_s", "hold_p50_ms", "hold_p99_ms")
-    done = [figure for figure in figures if figure.get("ok")]
-    return {name: round(statistics.median(figure[name] for figure in done), 1) if done else None for name in names}
+def medians(runs):
+    return medians_of(runs, ("holds_per_s", "attempts_per_s", "hold_p50_ms", "hold_p99_ms"))
 
 
 if __name__ == "__main__":

@@ -21,16 +21,14 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
 
 from bench.harness.balancer import stack_running
-from bench.harness.figures import code_version, publish_report, summary_ms
+from bench.harness.figures import alternated_sitting, medians_of, publish_report, ratios, summary_ms
 from bench.harness.processes import ROOT, unwind_on_sigterm
 from bench.harness.services import own_redis
 from bench.harness.shards import DATABASE, own_shards, prepare_shards, shard_environment, shows_until
@@ -55,26 +53,14 @@ def main():
     if options.one_run:
         print(json.dumps(one_run(options.one_run, options)))
         return
-    runs = {setup: [] for setup in SETUPS}
-    for number in range(options.rounds):
-        for setup in SETUPS if number % 2 == 0 else tuple(reversed(SETUPS)):
-            figures = _in_a_child(setup, options)
-            runs[setup].append(figures)
-            print(f"round {number + 1}, {setup}: {json.dumps(figures)}", file=sys.stderr, flush=True)
-    medians = {setup: _medians(figures) for setup, figures in runs.items()}
-    report = {
-        "code": code_version(),
-        "command": " ".join(["python -m bench.two_shards", *sys.argv[1:]]),
-        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "runs": runs,
-        "medians": medians,
-        "ratio_two_to_one": {
-            name: round(medians["two"][name] / medians["one"][name], 3)
-            for name in medians["one"]
-            if medians["one"][name] and medians["two"].get(name) is not None
-        },
-        "ok": all(run.get("ok") for figures in runs.values() for run in figures),
-    }
+    report = alternated_sitting(
+        "bench.two_shards",
+        SETUPS,
+        options.rounds,
+        lambda setup: _in_a_child(setup, options),
+        lambda runs: medians_of(runs, ("holds_per_s", "pays_per_s", "hold_p50_ms", "hold_p99_ms")),
+    )
+    report["ratio_two_to_one"] = ratios(report["medians"]["two"], report["medians"]["one"])
     publish_report(report, options)
 
 
@@ -175,12 +161,6 @@ def _figures(setup, shows, loads, urls, options):
         "problems": problems,
         "ok": not any(problems.values()),
     }
-
-
-def _medians(runs):
-    names = ("holds_per_s", "pays_per_s", "hold_p50_ms", "hold_p99_ms")
-    good = [run for run in runs if run.get("ok")]
-    return {name: statistics.median(run[name] for run in good) if good else None for name in names}
 
 
 if __name__ == "__main__":

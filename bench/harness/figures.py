@@ -164,3 +164,39 @@ def code_version():
     except OSError:
         return None
     return commit.stdout.strip() + ("+changes" if changed.returncode else "")
+
+
+def alternated_sitting(program, setups, rounds, run_one, figures_of):
+    """A sitting that compares `setups` (two or more names) on this machine: `rounds` rounds, each running
+    `run_one(setup)` for every setup, in an order reversed every other round so that neither always goes first;
+    each run's figures printed as they come. Returns the report: the commit, the command (`program` and this
+    process's arguments), when, every run, the medians of each setup's runs (`figures_of(runs)`: those that
+    passed), and ok when every run passed."""
+    runs = {setup: [] for setup in setups}
+    for number in range(rounds):
+        for setup in setups if number % 2 == 0 else tuple(reversed(setups)):
+            figures = run_one(setup)
+            runs[setup].append(figures)
+            print(f"round {number + 1}, {setup}: {json.dumps(figures)}", file=sys.stderr, flush=True)
+    return {
+        "code": code_version(),
+        "command": " ".join([f"python -m {program}", *sys.argv[1:]]),
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "runs": runs,
+        "medians": {setup: figures_of([run for run in runs[setup] if run.get("ok")]) for setup in setups},
+        "ok": all(run.get("ok") for figures in runs.values() for run in figures),
+    }
+
+
+def ratios(numerator, denominator):
+    """{name: numerator's / denominator's} of two medians' figures, where both are there."""
+    return {
+        name: round(numerator[name] / denominator[name], 3)
+        for name in denominator
+        if denominator.get(name) and numerator.get(name) is not None
+    }
+
+
+def medians_of(runs, names):
+    """{name: the median of the runs' figure `name`, rounded to 0.001} (None without runs)."""
+    return {name: round(statistics.median(run[name] for run in runs), 3) if runs else None for name in names}
