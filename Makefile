@@ -121,7 +121,7 @@ bench-shards: debian-packages venv services
 bench-browse-replica: debian-packages venv services locust-venv
 	$(VENV)/bin/python -m bench.browse_replica --json bench/results/browse_replica.json
 
-# Faults during a sale (TEST-PLAN.md F-items) on a PostgreSQL and Redis of the run's own: about 10 minutes.
+# Faults during a sale (TEST-PLAN.md F-items) on a PostgreSQL and Redis of the run's own: about 12 minutes.
 chaos: debian-packages venv services
 	$(VENV)/bin/python -m chaos.run --json bench/results/chaos.json
 

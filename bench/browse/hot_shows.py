@@ -43,7 +43,7 @@ class HotShow:
 def choose_hot_shows(cities, at, count, rng):
     """`count` upcoming shows in HOT_CITIES of `cities`, each a HotShow with the holds planned for it: the first
     to be Almost Full, the second to have every Regular seat held, the others busy."""
-    from cinemas.models import Seat, Show
+    from cinemas.models import OPEN_SEAT_TYPES, Seat, Show
 
     # Shows far enough ahead that none starts during the run (a started show leaves the listings).
     hot_cities = rng.sample(cities, HOT_CITIES)
@@ -68,7 +68,8 @@ def choose_hot_shows(cities, at, count, rng):
     for number, show in enumerate(chosen):
         rows, of_type = {}, defaultdict(list)
         for seat_id, seat_type, y in seats[show.hall_id]:
-            rows.setdefault(y, []).append(seat_id)
+            if seat_type in OPEN_SEAT_TYPES:  # the busy shows' holds are picked from these
+                rows.setdefault(y, []).append(seat_id)
             of_type[seat_type].append(seat_id)
         hot_show = HotShow(
             show_id=show.pk,
@@ -85,7 +86,11 @@ def choose_hot_shows(cities, at, count, rng):
 
 
 def plan_holds(hot_show, rng):
-    """The holds (seat lists, at most 10 seats: one session's cap) the setup makes on a hot show."""
+    """The holds (seat lists, at most 10 seats: one session's cap) the setup makes on a hot show. Of the seats any
+    buyer may take: wheelchair spaces and companion seats go only to buyers who say they need them
+    (bookings_refuse_reserved_seats), which the setup's buyers don't, so those stay free."""
+    from cinemas.models import OPEN_SEAT_TYPES
+
     if hot_show.kind == "busy":
         taken = set()
         for _ in range(rng.randint(10, 40)):
@@ -95,6 +100,8 @@ def plan_holds(hot_show, rng):
                 hot_show.holds.append(seats)
     else:
         for seat_type, seat_ids in sorted(hot_show.seats_of_type.items()):
+            if seat_type not in OPEN_SEAT_TYPES:
+                continue
             if hot_show.kind == "almost_full":
                 wanted = seat_ids[: math.ceil(0.85 * len(seat_ids))]  # at most 20 % left: Almost Full
             elif seat_type == "Regular":
