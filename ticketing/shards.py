@@ -108,6 +108,12 @@ def database_of_show(show_id):
 _FIND_ROW = "SELECT 1 FROM {table} WHERE id = %s"
 
 
+def at_home():
+    """Whether this scope's database is the home's, which keeps what is not a show's (gift cards' balances, promo
+    codes' counts): a hold of a show on another shard can't spend them there (docs/scaling.md, "Not done yet")."""
+    return current() == DEFAULT_DB_ALIAS
+
+
 def by_shard(show_ids):
     """{shard: [the ids of `show_ids` it sells]}, for a read of several shows' rows (one query a shard)."""
     grouped = {}

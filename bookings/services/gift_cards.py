@@ -55,7 +55,10 @@ def gift_card_code(text):
 
 
 def redeem_call(buyer, reservation_id, code, at):
-    """The step that redeems gift card `code` (as typed) for the hold: the call of bookings_redeem_gift_card."""
+    """The step that redeems gift card `code` (as typed) for the hold: the call of bookings_redeem_gift_card. In a
+    hold's scope off the home shard, BookingError gift_card_not_for_this_show (the cards' balances are at home)."""
+    if not shards.at_home():
+        raise BookingError("gift_card_not_for_this_show")
     return ("bookings_redeem_gift_card", reservation_id, buyer.api_key_id, buyer.session_id, gift_card_code(code), at)
 
 
@@ -66,6 +69,7 @@ def redeem_gift_card(*, buyer, reservation_id, code, at=None):
 
     One call of bookings_redeem_gift_card, its own transaction, which locks the reservation, then the card.
     Raises BookingError: gift_card_invalid, gift_card_expired, gift_card_other_currency, gift_card_empty,
+    gift_card_not_for_this_show (a show sold on a shard other than the home, which keeps the cards' balances),
     not_found, already_booked, hold_expired, hold_cancelled, payment_in_progress. Nothing on commit.
     """
     taken, due = call_function(*redeem_call(buyer, reservation_id, code, at or timezone.now()))

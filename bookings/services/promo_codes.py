@@ -10,6 +10,7 @@ booked; a hold that lapses or is cancelled gives it back (a trigger on its statu
 
 from django.utils import timezone
 
+from bookings.services.errors import BookingError
 from bookings.services.holds import call_function, find_reservation
 from ticketing import shards
 
@@ -22,10 +23,13 @@ def apply_promo_code(*, buyer, reservation_id, code, at=None):
     it until commit. A code the hold already has changes nothing. Raises BookingError: not_found,
     already_booked, hold_expired, hold_cancelled, payment_in_progress (a charge is out: its amount must not
     change), promo_code_invalid, promo_code_expired, promo_code_not_applicable (another movie, cinema, show
-    or currency), promo_code_not_stackable, promo_code_used_up, promo_code_buyer_limit. Nothing is written
-    then. Sends nothing on commit (the seats don't change).
+    or currency; or a show sold on a shard other than the home, which keeps the codes' counts),
+    promo_code_not_stackable, promo_code_used_up, promo_code_buyer_limit. Nothing is written then. Sends nothing
+    on commit (the seats don't change).
     """
     at = at or timezone.now()
+    if not shards.at_home():  # the codes' counts are kept at home (docs/scaling.md)
+        raise BookingError("promo_code_not_applicable")
     call_function("bookings_apply_promo_code", reservation_id, buyer.api_key_id, buyer.session_id, code, at)
     return find_reservation(buyer=buyer, reservation_id=reservation_id)
 
