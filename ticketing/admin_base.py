@@ -170,12 +170,14 @@ class OnTheShards:
         )
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        alias = shards.database_of(self.model._meta.db_table, object_id) if object_id else None
+        alias = self._shard_of(object_id) if object_id else None
         return _rendered_in(alias, super().changeform_view, request, object_id, form_url, extra_context)
 
     def history_view(self, request, object_id, extra_context=None):
-        alias = shards.database_of(self.model._meta.db_table, object_id)
-        return _rendered_in(alias, super().history_view, request, object_id, extra_context)
+        return _rendered_in(self._shard_of(object_id), super().history_view, request, object_id, extra_context)
+
+    def _shard_of(self, object_id):
+        return shards.database_of(self.model._meta.db_table, object_id)
 
 
 def _rendered_in(alias, view, *args):

@@ -29,6 +29,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import time
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -105,7 +106,7 @@ def database_of_show(show_id):
     return ring().shard_of(show_id)
 
 
-_FIND_ROW = "SELECT 1 FROM {table} WHERE id = %s"
+_FIND_ROW = "SELECT 1 FROM {table} WHERE {column} = %s"
 
 
 def at_home():
@@ -122,14 +123,15 @@ def by_shard(show_ids):
     return grouped
 
 
-def database_of(table, row_id):
-    """The alias of the shard whose `table` has the row `row_id` (a uuid: a reservation's, a waiter's), asked of
-    each shard in turn; "default" when none has it (where a lookup then finds nothing, as it would unsharded)."""
+def database_of(table, row_id, column="id"):
+    """The alias of the shard whose `table` has the row whose `column` is `row_id` (by default its id, a uuid: a
+    reservation's, a waiter's; or a booking code), asked of each shard in turn; "default" when none has it (where
+    a lookup then finds nothing, as it would unsharded)."""
     if not sharded():
         return DEFAULT_DB_ALIAS
     for alias in names():
         with connections[alias].cursor() as cursor:
-            cursor.execute(_FIND_ROW.format(table=table), [str(row_id)])
+            cursor.execute(_FIND_ROW.format(table=table, column=column), [str(row_id)])
             if cursor.fetchone():
                 return alias
     return DEFAULT_DB_ALIAS
@@ -166,7 +168,7 @@ async def adatabase_of_url(kwargs, ask):
         return alias
     table, row_id = row
     for alias in names():
-        if await ask(alias, _FIND_ROW.format(table=table), [str(row_id)]):
+        if await ask(alias, _FIND_ROW.format(table=table, column="id"), [str(row_id)]):
             return alias
     return DEFAULT_DB_ALIAS
 
@@ -217,6 +219,11 @@ def from_every_shard(queryset):
     if not sharded():
         return list(queryset)
     return [row for alias in names() for row in queryset.using(alias)]
+
+
+def exists_on_any_shard(queryset):
+    """Whether some shard's copy of `queryset` has a row (an EXISTS a shard, "default" first, until one has)."""
+    return any(queryset.using(alias).exists() for alias in names())
 
 
 def first_on_any_shard(queryset):
@@ -379,3 +386,16 @@ def home_replicated(alias):
         )
         row = home.fetchone()
     return bool(row and row[0])
+
+
+def shards_behind_the_home(seconds):
+    """Wait up to `seconds` for every other shard to apply what the home has committed (home_replicated, asked
+    every 0.2 s); returns those still behind then (none: every shard has it)."""
+    deadline = time.monotonic() + seconds
+    behind = list(settings.TICKETING_SHARDS)
+    while behind:
+        behind = [alias for alias in behind if not home_replicated(alias)]
+        if not behind or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return behind

@@ -14,7 +14,7 @@ def serve_waiting_line_task(show_id):
 
 @shared_task(name="waiting.tend_waiting_lines", ignore_result=True)
 def tend_waiting_lines_task():
-    return sum(tend_waiting_lines() or 0 for _ in shards.each_shard())
+    return sum(tend_waiting_lines() for _ in shards.each_shard())
 
 
 @shared_task(name="waiting.tend_rooms", ignore_result=True)

@@ -3,7 +3,7 @@
 
     with own_shards(["default", "shard2"]) as shards:
         environment = shard_environment(shards)      # DATABASE_URL and DATABASE_SHARD_URLS
-        prepare_shards(environment)                   # migrate each, then replicate_catalog
+        prepare_shards(environment, ["default", "shard2"])  # migrate each, then replicate_catalog
 """
 
 import contextlib
@@ -11,10 +11,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench.harness.failover import own_failover_cluster
+from bench.harness.processes import ROOT
 from bench.harness.services import OwnPostgres
 
 DATABASE = "ticketing"
@@ -61,7 +61,7 @@ def _manage(environment, *arguments):
         env=environment,
         check=True,
         capture_output=True,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=ROOT,
     )
 
 
@@ -99,9 +99,6 @@ def shows_until(show_id, *, key, count):
             prices=ticket_prices(first.hall.capacity, first.hall.cinema.currency),
         )
         chosen.setdefault(key(show.pk), show.pk)
-    deadline = time.monotonic() + 60
-    while not all(shards.home_replicated(alias) for alias in shards.names()[1:]):
-        if time.monotonic() > deadline:
-            raise RuntimeError("a shard did not catch up with the home's catalog")
-        time.sleep(0.2)
+    if shards.shards_behind_the_home(60):
+        raise RuntimeError("a shard did not catch up with the home's catalog")
     return chosen

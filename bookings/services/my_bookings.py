@@ -91,7 +91,7 @@ def request_bookings_link(*, address, client, at=None):
     address = _buyer_address(address)
     _count_try("link-client", client or "", LINKS_PER_CLIENT, LINK_WINDOW, at)
     _count_try("link-address", address.lower(), LINKS_PER_ADDRESS, LINK_WINDOW, at)
-    if not bookings_of(address=address):
+    if not shards.exists_on_any_shard(bookings_query(address=address)):
         return
     with shards.atomic(durable=True):
         link = BookingsLink.objects.create(

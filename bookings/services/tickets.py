@@ -67,11 +67,11 @@ def check_in_ticket(*, code, cinema_id, at=None):
     """
     at = at or timezone.now()
     booking_code = _booking_code(code)
-    found = shards.first_on_any_shard(Reservation.objects.filter(booking_code=booking_code).only("pk"))
-    if found is None:
-        raise BookingError("ticket_invalid")
-    with shards.in_database(found._state.db), shards.atomic(durable=True):
-        reservation = _tickets().select_for_update(of=("self",)).filter(pk=found.pk).first()
+    alias = shards.database_of(Reservation._meta.db_table, booking_code, column="booking_code")
+    with shards.in_database(alias), shards.atomic(durable=True):
+        reservation = _tickets().select_for_update(of=("self",)).filter(booking_code=booking_code).first()
+        if reservation is None:
+            raise BookingError("ticket_invalid")
         show = reservation.show
         cinema = show.hall.cinema
         if reservation.status != Reservation.Status.BOOKED:

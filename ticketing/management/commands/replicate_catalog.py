@@ -1,11 +1,9 @@
-import time
-
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from psycopg.conninfo import make_conninfo
 
 from ticketing.db import libpq_parameters
-from ticketing.shards import home_replicated, replicate_home_to_shards
+from ticketing.shards import replicate_home_to_shards, shards_behind_the_home
 
 
 class Command(BaseCommand):
@@ -25,11 +23,7 @@ class Command(BaseCommand):
         home = {name: value for name, value in libpq_parameters().items() if name != "options"}
         for name in replicate_home_to_shards(make_conninfo(**home)):
             self.stdout.write(f"subscribed {name}")
-        deadline = time.monotonic() + wait
-        waiting = list(settings.TICKETING_SHARDS)
-        while waiting:
-            waiting = [alias for alias in waiting if not home_replicated(alias)]
-            if waiting and time.monotonic() > deadline:
-                raise CommandError(f"not caught up after {wait} s: {', '.join(waiting)}")
-            time.sleep(0.2 if waiting else 0)
+        behind = shards_behind_the_home(wait)
+        if behind:
+            raise CommandError(f"not caught up after {wait} s: {', '.join(behind)}")
         self.stdout.write("every shard has the home's tables")
