@@ -7,6 +7,7 @@ charge, refunding a charge whose hold was lost, a declined hold's clock, and an 
 
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.utils import timezone
 
@@ -14,7 +15,7 @@ from bookings.models import IdempotentRequest, Payment, Reservation, SeatClaim
 from bookings.services import hold_seats
 from tests.bookings.test_hold_functions import database, refusal
 from tests.factories import make_hall, make_show
-from tests.helpers import run_at_once
+from tests.helpers import run_at_once, sql_function_replaced, sql_function_with
 from ticketing.buyers import Buyer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -103,6 +104,41 @@ def test_two_connections_paying_one_hold_at_once_book_it_once_with_one_charge(he
     assert reservation.status == "Booked" and reservation.booking_code == "AAAAAAAA"
     assert list(Payment.objects.values_list("kind", "status")) == [("charge", "succeeded")]
     assert set(SeatClaim.objects.filter(reservation=held).values_list("booked", flat=True)) == {True}
+
+
+def test_a_booking_code_another_booking_has_is_refused_as_taken_and_books_nothing(show, held):
+    seats = list(show.hall.seats.order_by("id").values_list("id", flat=True))[2:3]
+    other = hold_seats(buyer=Buyer(api_key_id=None, session_id="bob"), show=show, seat_ids=seats)
+    with database() as db:
+        fulfil(db, start_charge(db, other, session="bob")[0], code="K7M2Q9XD")
+        payment = start_charge(db, held)[0]
+
+        assert refusal(lambda: fulfil(db, payment, code="K7M2Q9XD")) == "booking_code_taken"
+        assert fulfil(db, payment, code="K7M2Q9XE")[0]["status"] == "Booked"
+
+
+def test_a_unique_violation_of_another_table_while_booking_goes_up_as_itself_not_as_a_code_taken(held):
+    """The reservation's update fires the sales tally's trigger in the same statement: a uniqueness it breaks
+    is a fault of its own, not a booking code drawn twice (0019 took it for one and the caller drew again)."""
+    breaking_the_tally = sql_function_with(
+        "bookings_tally_reservation",
+        "BEGIN\n",
+        """BEGIN
+    INSERT INTO bookings_showsales (show_id, backend, website, partners, box_office, house, gross_online,
+                                    gross_box_office, fees, taxes, discounts, refunds)
+    SELECT NEW.show_id, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 FROM generate_series(1, 2);
+""",
+    )
+    with database() as db:
+        payment = start_charge(db, held)[0]
+        with (
+            sql_function_replaced("bookings_tally_reservation", breaking_the_tally),
+            pytest.raises(psycopg.errors.UniqueViolation) as raised,
+        ):
+            fulfil(db, payment)
+
+    assert raised.value.diag.constraint_name == "bookings_showsales_one_per_session"
+    assert Reservation.objects.get(pk=held.pk).status == "Reserved"
 
 
 def test_a_charge_that_lands_after_its_hold_was_lost_records_a_refund_and_books_nothing(held):
