@@ -574,6 +574,8 @@ class GiftCard(models.Model):
         verbose_name=_("expires at"), null=True, blank=True, help_text=_("Blank: never expires.")
     )
     created_at = models.DateTimeField(verbose_name=_("created at"))
+    # When money last came to this card or left it for another database (GiftCardTransfer).
+    moved_at = models.DateTimeField(verbose_name=_("moved at"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("gift card")
@@ -590,6 +592,39 @@ class GiftCard(models.Model):
         # Translators: a gift card as staff read it in the admin, e.g. "Gift card …X7K2 (25.00 USD)".
         text = gettext("Gift card …%(last4)s (%(balance)s %(currency)s)")
         return text % {"last4": self.code[-4:], "balance": self.balance, "currency": self.currency}
+
+
+class GiftCardTransfer(models.Model):
+    """Money of one gift card moving between two databases of the split by show id (ticketing.shards).
+
+    A card's balance is kept at home; a hold of a show sold on another shard is paid from that shard's copy of
+    the card (same code and terms), to which the money the hold wants is moved first, and from which what is left
+    unspent goes back home (bookings.services.gift_cards). A move is two transactions, one on each side: the
+    sender takes the amount from its card and writes this row (landed_at empty); the receiver adds it to its card
+    and writes the row of the same id (landed_at set), once however often the move is delivered (its primary
+    key). The sender then sets its row's landed_at; beat delivers again the rows whose sender died before that.
+    """
+
+    id = models.UUIDField(primary_key=True)
+    code = models.CharField(verbose_name=_("code"), max_length=16)
+    amount = models.DecimalField(verbose_name=_("amount"), max_digits=10, decimal_places=2)
+    source = models.CharField(verbose_name=_("from"), max_length=64)
+    destination = models.CharField(verbose_name=_("to"), max_length=64)
+    created_at = models.DateTimeField(verbose_name=_("created at"))
+    landed_at = models.DateTimeField(verbose_name=_("landed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("gift card transfer")
+        verbose_name_plural = _("gift card transfers")
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="bookings_giftcardtransfer_positive")]
+        indexes = [
+            models.Index(
+                fields=["created_at"], condition=Q(landed_at__isnull=True), name="bookings_gctransfer_unlanded"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.amount} of …{self.code[-4:]} from {self.source} to {self.destination}"
 
 
 class GiftCardRedemption(models.Model):

@@ -11,6 +11,7 @@ from django.db import DEFAULT_DB_ALIAS, close_old_connections
 from bookings.services import (
     MailNotSent,
     fold_sales_tally,
+    move_gift_card_money,
     reconcile_payments,
     release_lapsed_holds,
     requeue_overdue_mail,
@@ -36,6 +37,11 @@ def reconcile_payments_task():
 @shared_task(name="bookings.fold_sales_tally", ignore_result=True)
 def fold_sales_tally_task():
     return sum(fold_sales_tally() for _ in shards.each_shard())
+
+
+@shared_task(name="bookings.move_gift_card_money", ignore_result=True)
+def move_gift_card_money_task():
+    return sum(move_gift_card_money() for _ in shards.each_shard())
 
 
 @shared_task(name="bookings.settle_refund", ignore_result=True)

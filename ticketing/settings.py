@@ -334,6 +334,9 @@ TICKETING_WEBHOOK_TIMEOUT_SECONDS = env_int("TICKETING_WEBHOOK_TIMEOUT_SECONDS",
 TICKETING_WEBHOOK_RETRY_SECONDS = env_int("TICKETING_WEBHOOK_RETRY_SECONDS", 30, minimum=1)
 TICKETING_WEBHOOK_MAX_ATTEMPTS = env_int("TICKETING_WEBHOOK_MAX_ATTEMPTS", 12, minimum=1)
 TICKETING_WEBHOOK_SWEEP_SECONDS = env_int("TICKETING_WEBHOOK_SWEEP_SECONDS", 2, minimum=1)
+# Gift cards' money across shards (bookings.services.gift_cards): beat tends it this often; a move not landed
+# for this long is delivered again, and a shard's copy of a card unmoved for twice this long sends its money home.
+TICKETING_GIFT_CARD_SWEEP_SECONDS = env_int("TICKETING_GIFT_CARD_SWEEP_SECONDS", 30, minimum=1)
 # Whether webhooks may go to addresses off the public internet (loopback, private networks, link-local): off in
 # production, where a partner's endpoint must never reach inside our network; on with DEBUG (tests, the demo).
 TICKETING_WEBHOOK_LOCAL_ADDRESSES = env_bool("TICKETING_WEBHOOK_LOCAL_ADDRESSES", DEBUG)
@@ -356,6 +359,12 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-overdue-mail": {"task": "bookings.requeue_overdue_mail", "schedule": 60.0, "options": {"expires": 60}},
     # The sales tally's rows of a show, one per database session that sold it, folded into one for the report.
     "fold-sales-tally": {"task": "bookings.fold_sales_tally", "schedule": 300.0, "options": {"expires": 300}},
+    # Gift cards' money across shards: moves whose sender died delivered, copies' unspent money sent home.
+    "move-gift-card-money": {
+        "task": "bookings.move_gift_card_money",
+        "schedule": float(TICKETING_GIFT_CARD_SWEEP_SECONDS),
+        "options": {"expires": TICKETING_GIFT_CARD_SWEEP_SECONDS},
+    },
     # Partners' webhooks that are due: recorded by the database, waiting for a retry, or whose task was lost.
     "dispatch-due-webhooks": {
         "task": "ticketing.dispatch_due_webhooks",

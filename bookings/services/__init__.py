@@ -36,7 +36,7 @@ from bookings.services.cancellations import (
     refund_due,
 )
 from bookings.services.errors import BookingError
-from bookings.services.gift_cards import issue_gift_card, redeem_gift_card
+from bookings.services.gift_cards import issue_gift_card, move_gift_card_money, redeem_gift_card
 from bookings.services.holds import (
     AT_THE_COUNTER,
     BestAvailable,
@@ -142,6 +142,7 @@ __all__ = [
     "queue_mail",
     "reconcile_payments",
     "redeem_gift_card",
+    "move_gift_card_money",
     "refund_due",
     "refuse_unadmitted",
     "release_lapsed_holds",

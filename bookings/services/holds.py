@@ -144,6 +144,29 @@ async def acall_function(function, *arguments, refusal_of=None):
             logger.info("%s lost a deadlock; calling it again", function)
 
 
+@dataclass(frozen=True)
+class FunctionCall:
+    """One call of a SQL function as a step (ticketing.steps), its answer the function's row: made through
+    Django's connection (`run`; `run_here` in the caller's transaction) or on the async pool (`arun`), on the
+    scope's database or on `database` when named (gift cards' money moving between shards)."""
+
+    function: str
+    arguments: tuple
+    database: str | None = None
+
+    def run(self):
+        with shards.in_database(self.database or shards.current()):
+            return call_function(self.function, *self.arguments)
+
+    def run_here(self):
+        """In the caller's transaction (in a savepoint), for payments taken in person (pay_in_person)."""
+        return call_function(self.function, *self.arguments, own_transaction=False)
+
+    async def arun(self):
+        with shards.in_database(self.database or shards.current()):
+            return await acall_function(self.function, *self.arguments)
+
+
 def _lost_a_deadlock(error):
     return isinstance(error, psycopg.errors.DeadlockDetected)
 

@@ -26,8 +26,8 @@ from bookings.models import IdempotentRequest, Payment, Reservation
 from bookings.notices import announce_seat_changes
 from bookings.providers import CardDeclined, InvalidCard, PaymentError, ProviderTimeout, get_provider
 from bookings.services.errors import BookingError
-from bookings.services.gift_cards import redeem_call
-from bookings.services.holds import HeldSeat, acall_function, call_function, find_reservation
+from bookings.services.gift_cards import redeeming
+from bookings.services.holds import FunctionCall, HeldSeat, acall_function, call_function, find_reservation
 from ticketing import shards
 from ticketing.faults import crash_if_asked
 from ticketing.shards import connection
@@ -45,24 +45,6 @@ PAID_BY_GIFT_CARDS = "paid-by-gift-cards"
 
 
 # --- The two ways of making the steps ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Sql:
-    """A call of one of the SQL functions; its answer is the function's row."""
-
-    function: str
-    arguments: tuple
-
-    def run(self):
-        return call_function(self.function, *self.arguments)
-
-    def run_here(self):
-        """In the caller's transaction (in a savepoint), for payments taken in person (pay_in_person)."""
-        return call_function(self.function, *self.arguments, own_transaction=False)
-
-    async def arun(self):
-        return await acall_function(self.function, *self.arguments)
 
 
 @dataclass(frozen=True)
@@ -150,8 +132,7 @@ async def apay_for_reservation(*, buyer, reservation_id, card, resuming=False, g
 def _paying(buyer, reservation_id, card, resuming, gift_card, at):
     if gift_card is not None:
         try:
-            function, *arguments = redeem_call(buyer, reservation_id, gift_card, at)
-            yield _Sql(function, tuple(arguments))
+            yield from redeeming(buyer, reservation_id, gift_card, at)
         except BookingError as refusal:
             if not (resuming and refusal.code == "already_booked"):
                 raise  # a resumed call whose hold got booked: _starting answers with the booking
@@ -209,7 +190,7 @@ def _starting(buyer, reservation_id, card, at, resuming, provider=None):
     settle_after = timedelta(seconds=settings.TICKETING_PAYMENT_SETTLE_SECONDS)
     look_up = True
     while True:
-        payment_id, amount, currency, unsettled, booked = yield _Sql(
+        payment_id, amount, currency, unsettled, booked = yield FunctionCall(
             "bookings_start_charge",
             (
                 reservation_id,
@@ -270,7 +251,7 @@ def _charging(payment, card):
 
 def _settle_failed_call(payment_id, was, status, error_code, at=None):
     """Record that a charge did not (or may not have) gone through; a declined hold gets its own clock back."""
-    return _Sql(
+    return FunctionCall(
         "bookings_settle_failed_charge",
         (
             payment_id,
@@ -297,7 +278,7 @@ def fulfil_charge(*, payment_id, provider_reference, at=None):
 def _fulfilling(payment_id, provider_reference, at):
     for draw in range(1, BOOKING_CODE_DRAWS + 1):
         try:
-            described, version, booked, refund = yield _Sql(
+            described, version, booked, refund = yield FunctionCall(
                 "bookings_fulfil_charge", (payment_id, provider_reference, ticket_codes.generate_booking_code(), at)
             )
             break
@@ -369,7 +350,7 @@ def _refunding(refund_id, charge_id, amount):
     except PaymentError:
         logger.warning("Refund %s failed at the provider; the reconciler will retry it", refund_id)
         return
-    yield _Sql("bookings_settle_refund", (refund_id, result.refund_id, timezone.now()))
+    yield FunctionCall("bookings_settle_refund", (refund_id, result.refund_id, timezone.now()))
 
 
 def reconcile_payments(*, at=None):
