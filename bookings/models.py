@@ -594,7 +594,21 @@ class GiftCard(models.Model):
         return text % {"last4": self.code[-4:], "balance": self.balance, "currency": self.currency}
 
 
-class GiftCardTransfer(models.Model):
+class ShardTransfer(models.Model):
+    """What two moves between databases of the split by show id share: the sender's row (landed_at empty until
+    the receiver has its own) and the receiver's, of one id, which makes receiving it happen once."""
+
+    id = models.UUIDField(primary_key=True)
+    source = models.CharField(verbose_name=_("from"), max_length=64)
+    destination = models.CharField(verbose_name=_("to"), max_length=64)
+    created_at = models.DateTimeField(verbose_name=_("created at"))
+    landed_at = models.DateTimeField(verbose_name=_("landed at"), null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class GiftCardTransfer(ShardTransfer):
     """Money of one gift card moving between two databases of the split by show id (ticketing.shards).
 
     A card's balance is kept at home; a hold of a show sold on another shard is paid from that shard's copy of
@@ -605,13 +619,8 @@ class GiftCardTransfer(models.Model):
     key). The sender then sets its row's landed_at; beat delivers again the rows whose sender died before that.
     """
 
-    id = models.UUIDField(primary_key=True)
     code = models.CharField(verbose_name=_("code"), max_length=16)
     amount = models.DecimalField(verbose_name=_("amount"), max_digits=10, decimal_places=2)
-    source = models.CharField(verbose_name=_("from"), max_length=64)
-    destination = models.CharField(verbose_name=_("to"), max_length=64)
-    created_at = models.DateTimeField(verbose_name=_("created at"))
-    landed_at = models.DateTimeField(verbose_name=_("landed at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("gift card transfer")
@@ -754,6 +763,9 @@ class PromoBuyerUses(models.Model):
     )
     buyer = models.CharField(verbose_name=_("buyer"), max_length=160)
     used = models.IntegerField(verbose_name=_("used"))
+    # On a shard's copy of a home's code: the uses moved here for this buyer (PromoUseTransfer) and not sent back;
+    # those more than `used` go home. Always 0 at home.
+    granted = models.IntegerField(verbose_name=_("granted"), default=0, db_default=0)
 
     class Meta:
         verbose_name = _("promo buyer uses")
@@ -765,6 +777,34 @@ class PromoBuyerUses(models.Model):
 
     def __str__(self):
         return f"{self.buyer}: {self.used} of {self.promo_code_id}"
+
+
+class PromoUseTransfer(ShardTransfer):
+    """Uses of one promo code by one buyer moving between two databases of the split by show id (ticketing.shards).
+
+    A code's counts (`used`, its buyers') are the home's, where its limits are kept. A hold of a show on another
+    shard takes the code from that shard's copy (its terms, without limits): a use is counted at home and moved
+    to the copy, in the transaction that applies it there (bookings.services.promo_codes); a use the copy no
+    longer needs (its hold lapsed, was cancelled or took the code off) goes back, and home counts it no more.
+    Sent and received as a GiftCardTransfer is: once by its id, delivered again by beat if its sender died.
+    """
+
+    code = models.CharField(verbose_name=_("code"), max_length=32)
+    buyer = models.CharField(verbose_name=_("buyer"), max_length=160)
+    uses = models.IntegerField(verbose_name=_("uses"))
+
+    class Meta:
+        verbose_name = _("promo code use transfer")
+        verbose_name_plural = _("promo code use transfers")
+        constraints = [models.CheckConstraint(condition=Q(uses__gt=0), name="bookings_promousetransfer_positive")]
+        indexes = [
+            models.Index(
+                fields=["created_at"], condition=Q(landed_at__isnull=True), name="bookings_putransfer_unlanded"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.uses} use(s) of {self.code} by {self.buyer} from {self.source} to {self.destination}"
 
 
 class PromoRedemption(models.Model):

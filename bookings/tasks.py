@@ -12,6 +12,7 @@ from bookings.services import (
     MailNotSent,
     fold_sales_tally,
     move_gift_card_money,
+    move_promo_code_uses,
     reconcile_payments,
     release_lapsed_holds,
     requeue_overdue_mail,
@@ -42,6 +43,11 @@ def fold_sales_tally_task():
 @shared_task(name="bookings.move_gift_card_money", ignore_result=True)
 def move_gift_card_money_task():
     return sum(move_gift_card_money() for _ in shards.each_shard())
+
+
+@shared_task(name="bookings.move_promo_code_uses", ignore_result=True)
+def move_promo_code_uses_task():
+    return sum(move_promo_code_uses() for _ in shards.each_shard())
 
 
 @shared_task(name="bookings.settle_refund", ignore_result=True)

@@ -334,9 +334,10 @@ TICKETING_WEBHOOK_TIMEOUT_SECONDS = env_int("TICKETING_WEBHOOK_TIMEOUT_SECONDS",
 TICKETING_WEBHOOK_RETRY_SECONDS = env_int("TICKETING_WEBHOOK_RETRY_SECONDS", 30, minimum=1)
 TICKETING_WEBHOOK_MAX_ATTEMPTS = env_int("TICKETING_WEBHOOK_MAX_ATTEMPTS", 12, minimum=1)
 TICKETING_WEBHOOK_SWEEP_SECONDS = env_int("TICKETING_WEBHOOK_SWEEP_SECONDS", 2, minimum=1)
-# Gift cards' money across shards (bookings.services.gift_cards): beat tends it this often; a move not landed
-# for this long is delivered again, and a shard's copy of a card unmoved for twice this long sends its money home.
-TICKETING_GIFT_CARD_SWEEP_SECONDS = env_int("TICKETING_GIFT_CARD_SWEEP_SECONDS", 30, minimum=1)
+# What moves between shards (gift cards' money, promo codes' uses: bookings.services.gift_cards, promo_codes):
+# beat tends it this often; a move not landed for this long is delivered again, and a shard's copy of a gift
+# card unmoved for twice this long sends its money home.
+TICKETING_SHARD_MOVES_SECONDS = env_int("TICKETING_SHARD_MOVES_SECONDS", 30, minimum=1)
 # Whether webhooks may go to addresses off the public internet (loopback, private networks, link-local): off in
 # production, where a partner's endpoint must never reach inside our network; on with DEBUG (tests, the demo).
 TICKETING_WEBHOOK_LOCAL_ADDRESSES = env_bool("TICKETING_WEBHOOK_LOCAL_ADDRESSES", DEBUG)
@@ -359,11 +360,16 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-overdue-mail": {"task": "bookings.requeue_overdue_mail", "schedule": 60.0, "options": {"expires": 60}},
     # The sales tally's rows of a show, one per database session that sold it, folded into one for the report.
     "fold-sales-tally": {"task": "bookings.fold_sales_tally", "schedule": 300.0, "options": {"expires": 300}},
-    # Gift cards' money across shards: moves whose sender died delivered, copies' unspent money sent home.
+    # Across shards: gift cards' money and promo codes' uses whose sender died delivered, what copies keep sent home.
     "move-gift-card-money": {
         "task": "bookings.move_gift_card_money",
-        "schedule": float(TICKETING_GIFT_CARD_SWEEP_SECONDS),
-        "options": {"expires": TICKETING_GIFT_CARD_SWEEP_SECONDS},
+        "schedule": float(TICKETING_SHARD_MOVES_SECONDS),
+        "options": {"expires": TICKETING_SHARD_MOVES_SECONDS},
+    },
+    "move-promo-code-uses": {
+        "task": "bookings.move_promo_code_uses",
+        "schedule": float(TICKETING_SHARD_MOVES_SECONDS),
+        "options": {"expires": TICKETING_SHARD_MOVES_SECONDS},
     },
     # Partners' webhooks that are due: recorded by the database, waiting for a retry, or whose task was lost.
     "dispatch-due-webhooks": {

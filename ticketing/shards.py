@@ -3,10 +3,11 @@
 A show's claims, holds, bookings, payments, waiters and their outboxes are written together and never read
 across shows in a sale (docs/scaling.md, "What runs: the split by show id"), so each show belongs whole to one
 shard: a PostgreSQL primary of its own, named in settings.DATABASE_SHARD_URLS, or "default", the home database,
-which also keeps everything that is not a show's (the catalog, API keys, users, gift cards, promo codes, waiting
-rooms) and replicates what a sale refers to (home_tables) to the other shards by PostgreSQL's logical replication
-(`manage.py replicate_catalog`). Without DATABASE_SHARD_URLS, "default" is the only shard and nothing here costs
-a query.
+which also keeps everything that is not a show's (the catalog, API keys, users, gift cards' balances, promo codes'
+counts, waiting rooms) and replicates what a sale refers to (home_tables) to the other shards by PostgreSQL's
+logical replication (`manage.py replicate_catalog`); a card's money and a code's uses move to a shard's copy of
+them for a sale there (bookings.services.gift_cards, promo_codes). Without DATABASE_SHARD_URLS, "default" is the
+only shard and nothing here costs a query.
 
 The ring is uhashring's (MD5 points, 160 per shard and unit of weight): adding a shard moves only the shows
 whose points it takes, about its weight's share of them, each from an old shard to the new one; nothing moves
@@ -107,12 +108,6 @@ def database_of_show(show_id):
 
 
 _FIND_ROW = "SELECT 1 FROM {table} WHERE {column} = %s"
-
-
-def at_home():
-    """Whether this scope's database is the home's, which keeps what is not a show's (gift cards' balances, promo
-    codes' counts): a hold of a show on another shard can't spend them there (docs/scaling.md, "Not done yet")."""
-    return current() == DEFAULT_DB_ALIAS
 
 
 def by_shard(show_ids):

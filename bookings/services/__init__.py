@@ -84,7 +84,7 @@ from bookings.services.payments import (
     settle_refund,
 )
 from bookings.services.prices import PriceBreakdown, price_breakdown
-from bookings.services.promo_codes import apply_promo_code, remove_promo_code
+from bookings.services.promo_codes import apply_promo_code, move_promo_code_uses, remove_promo_code
 from bookings.services.sales_tally import fold_sales_tally
 from bookings.services.tickets import check_in_ticket, find_ticket, ticket_token
 
@@ -143,6 +143,7 @@ __all__ = [
     "reconcile_payments",
     "redeem_gift_card",
     "move_gift_card_money",
+    "move_promo_code_uses",
     "refund_due",
     "refuse_unadmitted",
     "release_lapsed_holds",

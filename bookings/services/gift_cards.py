@@ -94,13 +94,13 @@ def redeeming(buyer, reservation_id, code, at):
 
 def move_gift_card_money(*, at=None):
     """Beat's tending of gift cards' money across shards, in this scope's database. First delivers again each move
-    it sent that has not landed TICKETING_GIFT_CARD_SWEEP_SECONDS later (its sender died between the two
+    it sent that has not landed TICKETING_SHARD_MOVES_SECONDS later (its sender died between the two
     transactions; receiving is once by id). Then, off the home, sends home the balance of each card's copy here
     unmoved for twice that.
     Returns the sum moved. Each move locks the card's row on one side, then on the other, never both at once.
     Nothing on commit."""
     at = at or timezone.now()
-    grace = timedelta(seconds=settings.TICKETING_GIFT_CARD_SWEEP_SECONDS)
+    grace = timedelta(seconds=settings.TICKETING_SHARD_MOVES_SECONDS)
     here = shards.current()
     moved = Decimal(0)
     unlanded = GiftCardTransfer.objects.using(here).filter(landed_at__isnull=True, created_at__lte=at - grace)

@@ -80,9 +80,10 @@ def constraint_dropped(table, name):
             cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition} NOT VALID")
 
 
-def apply_function_with(old, new):
-    """bookings_apply_promo_code's definition with `old` replaced by `new` (which must be in it once)."""
-    return sql_function_with("bookings_apply_promo_code", old, new)
+def count_function_with(old, new):
+    """bookings_count_promo_use's definition (the count applying a code makes) with `old` replaced by `new`
+    (which must be in it once)."""
+    return sql_function_with("bookings_count_promo_use", old, new)
 
 
 def test_many_buyers_redeeming_a_code_at_once_get_exactly_its_total_uses(holds):
@@ -99,11 +100,11 @@ def test_negative_control_without_the_conditional_count_and_its_check_every_buye
     """Proves the race above would catch an over-redemption: counted unconditionally, with the CHECK dropped,
     the code is redeemed by every buyer."""
     PromoCode.objects.create(code="HOT", kind="percent", value=Decimal("50"), max_uses=LIMIT)
-    unconditional = apply_function_with("(code.max_uses IS NULL OR code.used < code.max_uses)", "true")
+    unconditional = count_function_with("(code.max_uses IS NULL OR code.used < code.max_uses)", "true")
 
     with (
         constraint_dropped("bookings_promocode", "bookings_promocode_within_max_uses"),
-        sql_function_replaced("bookings_apply_promo_code", unconditional),
+        sql_function_replaced("bookings_count_promo_use", unconditional),
     ):
         granted, _ = redeem_at_once(holds, "HOT")
         PromoCode.objects.update(used=0)  # so that the CHECK can come back
@@ -123,11 +124,11 @@ def test_one_buyer_redeeming_a_code_on_many_holds_at_once_gets_exactly_its_uses_
 def test_negative_control_without_the_per_buyer_condition_one_buyer_gets_it_on_every_hold(one_buyers_holds):
     """Proves the race above would catch it: without the upsert's condition, every hold gets the code."""
     PromoCode.objects.create(code="TWICE", kind="fixed", value=Decimal("1"), currency="USD", max_uses_per_buyer=2)
-    unconditional = apply_function_with(
-        "v_promo.max_uses_per_buyer IS NULL OR uses.used < v_promo.max_uses_per_buyer", "true"
+    unconditional = count_function_with(
+        "p_promo.max_uses_per_buyer IS NULL OR uses.used < p_promo.max_uses_per_buyer", "true"
     )
 
-    with sql_function_replaced("bookings_apply_promo_code", unconditional):
+    with sql_function_replaced("bookings_count_promo_use", unconditional):
         granted, _ = redeem_at_once(one_buyers_holds, "TWICE")
 
     assert granted == HOLDS_OF_ONE_BUYER > PER_BUYER

@@ -40,7 +40,7 @@ SHARDS = ["default", "shard2"]
 HOLD_SECONDS = 8
 HALL_SEATS = 12
 STAFF, STAFF_PASSWORD = "staff", "a-staff-password-for-the-shard-tests"
-SHOWS = 10  # scheduled in one small hall at home; the ring puts some on each shard
+SHOWS = 14  # scheduled in one small hall at home; the ring puts some on each shard
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -58,7 +58,7 @@ def split():
             TICKETING_REDIS_PREFIX=f"shards-{uuid.uuid4().hex}:",
             TICKETING_HOLD_SECONDS=str(HOLD_SECONDS),
             TICKETING_HOLD_GRACE_SECONDS="1",
-            TICKETING_GIFT_CARD_SWEEP_SECONDS="1",
+            TICKETING_SHARD_MOVES_SECONDS="1",
             **shard_environment(clusters),
         )
         prepare_shards(environment, SHARDS)
@@ -68,7 +68,7 @@ def split():
         _manage(environment, "replicate_catalog")  # again: waits until shard2 has the shows and the staff member
         ring = ShardRing(SHARDS)
         shows = {name: [show for show in seeded["shows"] if ring.shard_of(show) == name] for name in SHARDS}
-        assert all(len(shows[name]) >= 5 for name in SHARDS), shows  # each test its own show or seats
+        assert all(len(shows[name]) >= 6 for name in SHARDS), shows  # each test its own show or seats
         port, sandbox_port = free_port(), free_port()
         environment["TICKETING_PAYMENT_SANDBOX_URL"] = f"http://127.0.0.1:{sandbox_port}"
         url = f"http://127.0.0.1:{port}"
@@ -351,9 +351,11 @@ from cinemas.models import Cinema
 print(issue_gift_card(currency=Cinema.objects.get().currency, value=Decimal(sys.argv[1])).code)
 """
 PROMO_CODE = """
+import sys
 from decimal import Decimal
 from bookings.models import PromoCode
-PromoCode.objects.create(code="SHARDS20", kind="percent", value=Decimal("20"))
+PromoCode.objects.create(code=sys.argv[1], kind="percent", value=Decimal("20"), max_uses=int(sys.argv[2]),
+                         max_uses_per_buyer=1)
 """
 
 
@@ -498,21 +500,115 @@ def test_a_move_whose_sender_died_before_the_receiver_heard_of_it_is_delivered_o
     assert _card_money(split, code) == {"home": 40, "copy": 0, "redeemed": 0, "in flight": 0}
 
 
-def test_promo_codes_apply_at_home_and_are_refused_plainly_on_another_shard(split):
-    """Their counts are the home's (docs/scaling.md, "Not done yet"): on shard2 a code is refused as not for this
-    show, not as unknown, and nothing is counted."""
-    _python(split["environment"], PROMO_CODE)
-    answers = {}
+def _promo_code(split, code, max_uses):
+    """A promo code of 20 % issued at home: `max_uses` in all, one per buyer."""
+    _python(split["environment"], PROMO_CODE, code, str(max_uses))
+
+
+def _uses(split, code):
+    """Promo code `code`'s uses: {"home": the home's count, "live": live redemptions of it on both shards,
+    "granted": what shard2's copy was given and keeps}. Read when nothing moves them: home and live agree."""
+    live = (
+        "SELECT count(*) FROM bookings_promoredemption used JOIN bookings_promocode code"
+        " ON code.id = used.promo_code_id WHERE code.code = %s AND used.released_at IS NULL"
+    )
+    granted = (
+        "SELECT coalesce(sum(uses.granted), 0) FROM bookings_promobuyeruses uses JOIN bookings_promocode code"
+        " ON code.id = uses.promo_code_id WHERE code.code = %s"
+    )
+    return {
+        "home": _rows(split, "default", "SELECT used FROM bookings_promocode WHERE code = %s", code)[0][0],
+        "live": sum(_rows(split, shard, live, code)[0][0] for shard in SHARDS),
+        "granted": _rows(split, "shard2", granted, code)[0][0],
+    }
+
+
+def _apply(api, reservation, session, code):
+    answer = api.post(f"/api/v1/reservations/{reservation}/promo-code", json={"session_id": session, "code": code})
+    return answer.json()["error"]["code"] if answer.status_code != 200 else "applied"
+
+
+def test_buyers_on_both_shards_racing_for_a_promo_codes_last_uses_take_no_more_than_its_limit(split):
+    """The code's count is the home's: six buyers, two at home and four on shard2, apply a code of three uses at
+    once; three have it, three are refused as used up, and a use taken off on shard2 is free again at once."""
+    _promo_code(split, "RACE3", 3)
+    seats = split["seats"]
     with _api(split) as api:
-        for shard in SHARDS:
-            reservation = _hold(api, split, split["shows"][shard][4], split["seats"][10:12], f"p-{shard}")
-            answers[shard] = api.post(
-                f"/api/v1/reservations/{reservation}/promo-code", json={"session_id": f"p-{shard}", "code": "SHARDS20"}
-            )
-    assert answers["default"].status_code == 200, answers["default"].text
-    assert answers["shard2"].status_code == 400
-    assert answers["shard2"].json()["error"]["code"] == "promo_code_not_applicable"
-    assert _rows(split, "default", "SELECT used FROM bookings_promocode WHERE code = 'SHARDS20'") == [(1,)]
+        holds = [
+            (_hold(api, split, split["shows"]["default"][4], seats[2 * n : 2 * n + 2], f"pr-h{n}"), f"pr-h{n}")
+            for n in (1, 2)
+        ]
+        holds += [
+            (_hold(api, split, split["shows"]["shard2"][4], seats[2 * n : 2 * n + 2], f"pr-s{n}"), f"pr-s{n}")
+            for n in (1, 2, 3, 4)
+        ]
+
+    def applying(reservation, session):
+        def apply():
+            with _api(split) as api:
+                return _apply(api, reservation, session, "RACE3")
+
+        return apply
+
+    outcomes = run_at_once([applying(reservation, session) for reservation, session in holds])
+
+    assert sorted(outcomes) == ["applied"] * 3 + ["promo_code_used_up"] * 3, outcomes
+    assert _uses(split, "RACE3") == {"home": 3, "live": 3, "granted": outcomes[2:].count("applied")}
+    applied = [hold for hold, outcome in zip(holds, outcomes, strict=True) if outcome == "applied"]
+    holder = applied[-1]  # one on shard2 if any: its use goes home at once
+    refused = next(hold for hold, outcome in zip(holds[2:], outcomes[2:], strict=True) if outcome != "applied")
+    with _api(split) as api:
+        removed = api.delete(
+            f"/api/v1/reservations/{holder[0]}/promo-code", params={"session_id": holder[1], "code": "RACE3"}
+        )
+        assert removed.status_code == 200, removed.text
+        assert _uses(split, "RACE3")["home"] == 2
+        assert _apply(api, refused[0], refused[1], "RACE3") == "applied"
+    assert _uses(split, "RACE3")["home"] == _uses(split, "RACE3")["live"] == 3
+
+
+def test_a_buyer_at_a_promo_codes_limit_at_home_is_refused_it_on_shard2_and_a_lapsed_hold_gives_its_use_home(split):
+    """One use per buyer, across shards: the same buyer (the bench's key, one session) has it at home, so shard2
+    refuses it and nothing is counted; another's hold on shard2 that lapses gives its use back to the copy there,
+    and beat takes it off the home's count."""
+    _promo_code(split, "ONEEACH", 10)
+    with _api(split) as api:
+        at_home = _hold(api, split, split["shows"]["default"][5], split["seats"][:2], "pr-same")
+        on_shard2 = _hold(api, split, split["shows"]["shard2"][3], split["seats"][10:12], "pr-same")
+        assert _apply(api, at_home, "pr-same", "ONEEACH") == "applied"
+        assert _apply(api, on_shard2, "pr-same", "ONEEACH") == "promo_code_buyer_limit"
+        assert _uses(split, "ONEEACH") == {"home": 1, "live": 1, "granted": 0}
+        lapsing = _hold(api, split, split["shows"]["shard2"][4], split["seats"][10:12], "pr-lapse")
+        assert _apply(api, lapsing, "pr-lapse", "ONEEACH") == "applied"
+    assert _uses(split, "ONEEACH") == {"home": 2, "live": 2, "granted": 1}
+
+    def given_home():  # both holds lapse: the home's use at home, shard2's by beat's move
+        uses = _uses(split, "ONEEACH")
+        return uses if uses["home"] == 0 else None
+
+    assert wait_until(given_home, HOLD_SECONDS + 20) == {"home": 0, "live": 0, "granted": 0}
+    assert _rows(split, "shard2", "SELECT status FROM bookings_reservation WHERE id = %s", lapsing) == [("Expired",)]
+
+
+def test_a_promo_code_use_whose_sender_died_before_shard2_heard_of_it_is_delivered_and_given_back_by_beat(split):
+    """As if the process applying the code on shard2 died after home counted the use: beat delivers it to shard2,
+    whose copy does not use it, and sends it back; the home's count is as before."""
+    _promo_code(split, "DIED", 5)
+    ((transfer,),) = _rows(
+        split,
+        "default",
+        "SELECT transfer FROM bookings_send_promo_use('DIED', NULL, 'pr-died', 'default', 'shard2', now())",
+    )
+    assert _uses(split, "DIED")["home"] == 1
+
+    def back_home():
+        uses = _uses(split, "DIED")
+        return uses if uses["home"] == 0 else None
+
+    assert wait_until(back_home, 20) == {"home": 0, "live": 0, "granted": 0}
+    assert _rows(split, "shard2", "SELECT uses FROM bookings_promousetransfer WHERE id = %s", transfer) == [(1,)]
+    unlanded = "SELECT count(*) FROM bookings_promousetransfer WHERE landed_at IS NULL"
+    assert wait_until(lambda: all(_rows(split, shard, unlanded) == [(0,)] for shard in SHARDS), 10)
 
 
 # The control's hold: through the hold service, as the API's is, in a process of the site as configured.
