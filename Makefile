@@ -23,6 +23,9 @@ TEST_REDIS_PREFIX ?= $(shell bash scripts/checkout.sh database):
 STUDY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ticketing_study
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k holds -x"
 PYTEST_ARGS ?=
+# The suite runs on this many pytest-xdist workers, each with test databases and Redis keys of its own; then the
+# tests marked `serial` (timings under load, one collection of generated operations) run alone. 0: all in one.
+PYTEST_WORKERS ?= 3
 
 .PHONY: help test run serve lint venv services debian-packages clean study-db bench-search bench-sales bench-browse bench-holds bench-sweep bench-sell-out bench-waiting bench-surge bench-sql-ceiling bench-push bench-shards bench-browse-replica chaos locust-venv
 
@@ -60,12 +63,20 @@ test: debian-packages venv services
 	@# Comparing the models with the migration files needs no database; an in-memory SQLite one keeps Django from trying
 	@# (and failing, with a page of pool errors) to open one that does not exist yet.
 	DATABASE_URL='sqlite://:memory:' DJANGO_DEBUG=1 $(VENV)/bin/python manage.py makemigrations --check --dry-run
-	@# pytest exits 5 when it collected no tests; that is a failure too, and said so.
-	@status=0; \
+	@# pytest exits 5 when it collected no tests: a failure when no part collected any, and said so.
+	@parallel=0; alone=5; \
+	if [ "$(PYTEST_WORKERS)" = 0 ]; then \
 	DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' TICKETING_REDIS_PREFIX='$(TEST_REDIS_PREFIX)' \
-		$(VENV)/bin/pytest $(PYTEST_ARGS) || status=$$?; \
-	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests, which counts as a failure" >&2; fi; \
-	exit $$status
+		$(VENV)/bin/pytest $(PYTEST_ARGS) || parallel=$$?; \
+	else \
+	DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' TICKETING_REDIS_PREFIX='$(TEST_REDIS_PREFIX)' \
+		$(VENV)/bin/pytest -n $(PYTEST_WORKERS) -m "not serial" $(PYTEST_ARGS) || parallel=$$?; \
+	alone=0; \
+	DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' TICKETING_REDIS_PREFIX='$(TEST_REDIS_PREFIX)' \
+		$(VENV)/bin/pytest -m serial $(PYTEST_ARGS) || alone=$$?; \
+	fi; \
+	if [ $$parallel -eq 5 ] && [ $$alone -eq 5 ]; then echo "make test: pytest collected no tests, which counts as a failure" >&2; exit 5; fi; \
+	for status in $$parallel $$alone; do if [ $$status -ne 0 ] && [ $$status -ne 5 ]; then exit $$status; fi; done
 
 run:
 	@bash scripts/run.sh

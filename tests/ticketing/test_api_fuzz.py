@@ -32,6 +32,7 @@ def partner_key(transactional_db):
     return make_api_key(rate_per_minute=1_000_000)
 
 
+@pytest.mark.serial  # schemathesis's operations are one test id, which pytest-xdist would run once
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES_PER_OPERATION,
