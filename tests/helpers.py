@@ -38,6 +38,17 @@ def assert_api_error(response, status, code, field=None):
     return response.json()
 
 
+def clear_of_a_quota_windows_end(seconds=10):
+    """Wait, if need be, until at least `seconds` are left of the current quota window (ticketing.api_keys counts
+    a key's calls in fixed one-minute windows): for calls to a real server that must fall in one window, whose
+    clock no test can move. In-process tests freeze the clock instead (time_machine)."""
+    from ticketing.api_keys import QUOTA_WINDOW_SECONDS
+
+    left = QUOTA_WINDOW_SECONDS - time.time() % QUOTA_WINDOW_SECONDS
+    if left < seconds:
+        time.sleep(left + 0.05)
+
+
 def run_at_once(actions):
     """Run each callable in its own thread, all released at the same moment; return their results in order.
 

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import httpx
 import psycopg
 import pytest
+import time_machine
 from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
 from django.core.signals import request_started
@@ -293,19 +294,25 @@ def test_every_refusal_reads_the_same_on_the_front_as_through_django(show, key):
         assert comparable(on_front) == comparable(in_django), name
 
 
+# The quota counts a key's calls in fixed one-minute windows: calls that must share one are made with the clock held
+# inside a window, never where it might turn.
+IN_ONE_QUOTA_WINDOW = "2026-11-24 12:00:15+00:00"
+
+
 def test_a_key_over_its_quota_is_refused_429_with_retry_after_on_the_front(show):
     key = make_api_key(rate_per_minute=2)
     seats = seats_of(show)
-    answers = on_the_front(
-        *[
-            (
-                "POST",
-                "/api/v1/reservations",
-                {"json": hold_body(show, [seat], f"s{seat}"), "headers": {"X-API-Key": key}},
-            )
-            for seat in seats[:3]
-        ]
-    )
+    with time_machine.travel(IN_ONE_QUOTA_WINDOW, tick=False):
+        answers = on_the_front(
+            *[
+                (
+                    "POST",
+                    "/api/v1/reservations",
+                    {"json": hold_body(show, [seat], f"s{seat}"), "headers": {"X-API-Key": key}},
+                )
+                for seat in seats[:3]
+            ]
+        )
     assert [answer.status_code for answer in answers] == [201, 201, 429]
     assert answers[2].json()["error"]["code"] == "quota_exceeded" and int(answers[2].headers["retry-after"]) >= 1
 
@@ -337,7 +344,8 @@ def test_calls_of_one_key_arriving_together_are_each_counted_so_exactly_its_quot
         finally:
             await close_connections()
 
-    answers = asyncio.run(send_all_at_once())
+    with time_machine.travel(IN_ONE_QUOTA_WINDOW, tick=False):
+        answers = asyncio.run(send_all_at_once())
 
     assert sorted(answer.status_code for answer in answers) == [200] * 5 + [429] * 7
     assert sum(redis_calls) == 12 and len(redis_calls) < 12
