@@ -594,6 +594,13 @@ class GiftCard(models.Model):
         return text % {"last4": self.code[-4:], "balance": self.balance, "currency": self.currency}
 
 
+class ShardTransferQuerySet(models.QuerySet):
+    def overdue(self, sent_before):
+        """The moves sent before `sent_before` whose receiver has not been heard of (landed_at empty), oldest
+        first: beat delivers them again."""
+        return self.filter(landed_at__isnull=True, created_at__lte=sent_before).order_by("created_at")
+
+
 class ShardTransfer(models.Model):
     """What two moves between databases of the split by show id share: the sender's row (landed_at empty until
     the receiver has its own) and the receiver's, of one id, which makes receiving it happen once."""
@@ -603,6 +610,8 @@ class ShardTransfer(models.Model):
     destination = models.CharField(verbose_name=_("to"), max_length=64)
     created_at = models.DateTimeField(verbose_name=_("created at"))
     landed_at = models.DateTimeField(verbose_name=_("landed at"), null=True, blank=True)
+
+    objects = ShardTransferQuerySet.as_manager()
 
     class Meta:
         abstract = True

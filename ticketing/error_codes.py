@@ -134,7 +134,6 @@ ERROR_CODES = {
     "gift_card_expired": ErrorCode(400, _("This gift card has expired.")),
     "gift_card_other_currency": ErrorCode(400, _("This gift card pays only for shows priced in {currency}.")),
     "gift_card_empty": ErrorCode(409, _("This gift card has nothing left on it.")),
-    # With the sales split by show id, cards and codes are kept at the home database (docs/scaling.md)
     # After the sale: a buyer cancelling their booking, and finding it again
     "booking_cancelled": ErrorCode(409, _("This booking is already cancelled.")),
     "not_a_booking": ErrorCode(409, _("This reservation is a hold, not a booking: cancel it, or let it lapse.")),

@@ -6,9 +6,11 @@ so the order and the rules live once; the caller chooses how each step is made. 
 """
 
 
-def run_steps(steps, make):
-    """Drive a generator of steps: each step it yields is made by `make(step)` and its answer sent back (or the
-    exception it raised thrown in, for the steps to handle). Returns the generator's result."""
+def run_steps(steps, make=None):
+    """Drive a generator of steps: each step it yields is made by `make(step)` (by default `step.run()`) and its
+    answer sent back (or the exception it raised thrown in, for the steps to handle). Returns the generator's
+    result."""
+    make = make or _run_step
 
     async def made(step):
         return make(step)
@@ -21,6 +23,10 @@ def run_steps(steps, make):
         return done.value
     driving.close()
     raise RuntimeError("a synchronous step suspended the steps")
+
+
+def _run_step(step):
+    return step.run()
 
 
 async def arun_steps(steps, make):

@@ -74,7 +74,7 @@ def redeem_gift_card(*, buyer, reservation_id, code, at=None):
     card. Raises BookingError: gift_card_invalid, gift_card_expired, gift_card_other_currency, gift_card_empty,
     not_found, already_booked, hold_expired, hold_cancelled, payment_in_progress. Nothing on commit.
     """
-    return run_steps(redeeming(buyer, reservation_id, code, at or timezone.now()), _made)
+    return run_steps(redeeming(buyer, reservation_id, code, at or timezone.now()))
 
 
 def redeeming(buyer, reservation_id, code, at):
@@ -103,17 +103,16 @@ def move_gift_card_money(*, at=None):
     grace = timedelta(seconds=settings.TICKETING_SHARD_MOVES_SECONDS)
     here = shards.current()
     moved = Decimal(0)
-    unlanded = GiftCardTransfer.objects.using(here).filter(landed_at__isnull=True, created_at__lte=at - grace)
-    for transfer in unlanded.order_by("created_at"):
+    for transfer in GiftCardTransfer.objects.using(here).overdue(at - grace):
         card = GiftCard.objects.using(here).get(code=transfer.code)
         terms = (card.currency, card.initial_value, card.expires_at, card.created_at)
-        run_steps(_landing(transfer.pk, transfer.code, transfer.amount, terms, here, transfer.destination, at), _made)
+        run_steps(_landing(transfer.pk, transfer.code, transfer.amount, terms, here, transfer.destination, at))
         moved += transfer.amount
     if here != DEFAULT_DB_ALIAS:
         unmoved_since = at - 2 * grace  # longer than a payment takes from moving money to redeeming it
         idle = GiftCard.objects.using(here).filter(balance__gt=0, moved_at__lte=unmoved_since)
         for code, balance in idle.values_list("code", "balance"):
-            moved += run_steps(_moving(code, balance, here, DEFAULT_DB_ALIAS, at, unmoved_since), _made)
+            moved += run_steps(_moving(code, balance, here, DEFAULT_DB_ALIAS, at, unmoved_since))
     return moved
 
 
@@ -135,10 +134,6 @@ def _landing(transfer, code, amount, terms, source, destination, at):
     yield FunctionCall("bookings_receive_gift_card", arguments, database=destination)
     if transfer is not None:
         yield FunctionCall("bookings_land_gift_card_transfer", (transfer, at), database=source)
-
-
-def _made(step):
-    return step.run()
 
 
 def gift_card_lines(reservation):

@@ -9,6 +9,7 @@ This module passes the settings in, turns a refusal into BookingError and announ
 commit (bookings.notices).
 """
 
+import contextlib
 import json
 import logging
 import threading
@@ -155,7 +156,7 @@ class FunctionCall:
     database: str | None = None
 
     def run(self):
-        with shards.in_database(self.database or shards.current()):
+        with self._scope():
             return call_function(self.function, *self.arguments)
 
     def run_here(self):
@@ -163,8 +164,11 @@ class FunctionCall:
         return call_function(self.function, *self.arguments, own_transaction=False)
 
     async def arun(self):
-        with shards.in_database(self.database or shards.current()):
+        with self._scope():
             return await acall_function(self.function, *self.arguments)
+
+    def _scope(self):
+        return shards.in_database(self.database) if self.database else contextlib.nullcontext()
 
 
 def _lost_a_deadlock(error):

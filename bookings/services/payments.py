@@ -89,7 +89,7 @@ IN_PERSON = frozenset({CASH, HOUSE})
 
 def _run(steps):
     """The generator's result, making each step it yields with Django's connection and the sync provider."""
-    return run_steps(steps, lambda step: step.run())
+    return run_steps(steps)
 
 
 async def _arun(steps):

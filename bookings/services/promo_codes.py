@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 
 from bookings.models import PromoCode, PromoUseTransfer
 from bookings.services.errors import BookingError
-from bookings.services.holds import call_function, find_reservation
+from bookings.services.holds import FunctionCall, call_function, find_reservation
 from ticketing import shards
 
 
@@ -52,10 +52,11 @@ def apply_promo_code(*, buyer, reservation_id, code, at=None):
 
 
 def _apply_moved_use(buyer, reservation_id, code, here, at):
-    with shards.in_database(DEFAULT_DB_ALIAS):
-        transfer, counted_buyer, terms = call_function(
-            "bookings_send_promo_use", code, buyer.api_key_id, buyer.session_id, DEFAULT_DB_ALIAS, here, at
-        )
+    transfer, counted_buyer, terms = FunctionCall(
+        "bookings_send_promo_use",
+        (code, buyer.api_key_id, buyer.session_id, DEFAULT_DB_ALIAS, here, at),
+        database=DEFAULT_DB_ALIAS,
+    ).run()
     try:
         call_function(
             "bookings_apply_moved_promo_code",
@@ -102,8 +103,7 @@ def move_promo_code_uses(*, at=None):
     here = shards.current()
     grace = timedelta(seconds=settings.TICKETING_SHARD_MOVES_SECONDS)
     moved = 0
-    unlanded = PromoUseTransfer.objects.using(here).filter(landed_at__isnull=True, created_at__lte=at - grace)
-    for transfer in unlanded.order_by("created_at"):
+    for transfer in PromoUseTransfer.objects.using(here).overdue(at - grace):
         _deliver(transfer, here, at)
         moved += transfer.uses
     if here != DEFAULT_DB_ALIAS:
@@ -114,13 +114,13 @@ def move_promo_code_uses(*, at=None):
 def _deliver(transfer, here, at):
     """Deliver `transfer`, sent from `here`, to its destination (again: receiving it is once), then land it."""
     if transfer.destination == DEFAULT_DB_ALIAS:
-        arguments = ("bookings_receive_promo_uses", transfer.pk, transfer.code, transfer.buyer, transfer.uses)
+        function, what = "bookings_receive_promo_uses", (transfer.code, transfer.buyer, transfer.uses)
     else:  # a use counted at home for a hold on the destination, whose process died before it arrived
         promo = PromoCode.objects.using(here).get(code__iexact=transfer.code)
         (terms,) = call_function("bookings_promo_code_terms", promo.pk)
-        arguments = ("bookings_receive_promo_use", transfer.pk, Jsonb(terms), transfer.buyer)
-    with shards.in_database(transfer.destination):
-        call_function(*arguments, here, transfer.destination, at)
+        function, what = "bookings_receive_promo_use", (Jsonb(terms), transfer.buyer)
+    arguments = (transfer.pk, *what, here, transfer.destination, at)
+    FunctionCall(function, arguments, database=transfer.destination).run()
     _land(transfer.pk, here, at)
 
 
@@ -129,21 +129,11 @@ def _send_uses_home(code, here, at):
     use; returns how many."""
     (transfers,) = call_function("bookings_send_promo_uses_back", code, here, DEFAULT_DB_ALIAS, at)
     for sent in transfers:
-        with shards.in_database(DEFAULT_DB_ALIAS):
-            call_function(
-                "bookings_receive_promo_uses",
-                sent["transfer"],
-                sent["code"],
-                sent["buyer"],
-                sent["uses"],
-                here,
-                DEFAULT_DB_ALIAS,
-                at,
-            )
+        receiving = (sent["transfer"], sent["code"], sent["buyer"], sent["uses"], here, DEFAULT_DB_ALIAS, at)
+        FunctionCall("bookings_receive_promo_uses", receiving, database=DEFAULT_DB_ALIAS).run()
         _land(sent["transfer"], here, at)
     return sum(sent["uses"] for sent in transfers)
 
 
 def _land(transfer, sender, at):
-    with shards.in_database(sender):
-        call_function("bookings_land_promo_use_transfer", transfer, at)
+    FunctionCall("bookings_land_promo_use_transfer", (transfer, at), database=sender).run()
